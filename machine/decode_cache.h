@@ -1,0 +1,40 @@
+/* Decoded instructions, one array per guest RAM page that holds code.
+ *
+ * A decoded page has one slot per 2-byte parcel. A slot starts as
+ * HART_OP_DECODE and is filled the first time it runs. A page with decoded
+ * code is marked in guest_ram.has_decoded_code, so harts never map it in
+ * their write TLB: every store to it takes the slow path, which drops the
+ * page's decoded instructions (self-modifying code, loaders, DMA). */
+#ifndef COLO_MACHINE_DECODE_CACHE_H
+#define COLO_MACHINE_DECODE_CACHE_H
+
+#include <stdint.h>
+
+#include "error.h"
+#include "guest_ram.h"
+
+struct decoded_instruction {
+    uint16_t operation;           /* enum hart_operation (hart_decode.h) */
+    uint8_t rd, rs1, rs2, rs3;
+    uint8_t length;               /* 2 or 4 */
+    uint8_t unused;
+    int32_t immediate;
+    uint32_t raw;                 /* 32-bit form (RVC expanded) */
+};
+
+#define DECODED_SLOTS_PER_PAGE (GUEST_PAGE_SIZE / 2)
+
+struct decoded_page {
+    struct decoded_instruction slots[DECODED_SLOTS_PER_PAGE];
+};
+
+struct decode_cache {
+    struct decoded_page **pages;  /* by RAM page index, allocated lazily */
+    uint64_t page_count;
+    uint64_t invalidations;       /* statistics */
+};
+
+int decode_cache_init(struct decode_cache *cache, uint64_t page_count, struct error *err);
+void decode_cache_destroy(struct decode_cache *cache);
+
+#endif

@@ -1,0 +1,136 @@
+/* A whole machine: harts, guest RAM with its dirty log, and the devices of
+ * the QEMU `virt` memory map. The machine runs on one thread (machine_run);
+ * other threads pause, resume and inspect it through the functions below,
+ * which wait for an instruction boundary. */
+#ifndef COLO_MACHINE_MACHINE_H
+#define COLO_MACHINE_MACHINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clint.h"
+#include "decode_cache.h"
+#include "error.h"
+#include "guest_ram.h"
+#include "hart.h"
+#include "sifive_test.h"
+#include "state_buffer.h"
+#include "uart_ns16550a.h"
+
+/* The QEMU virt memory map. */
+#define MACHINE_RAM_BASE          0x80000000ull
+#define MACHINE_CLINT_BASE        0x02000000ull
+#define MACHINE_CLINT_SIZE        0x00010000ull
+#define MACHINE_SIFIVE_TEST_BASE  0x00100000ull
+#define MACHINE_SIFIVE_TEST_SIZE  0x00001000ull
+#define MACHINE_UART_BASE         0x10000000ull
+#define MACHINE_UART_SIZE         0x00000100ull
+#define MACHINE_TIMEBASE_HZ       10000000ull
+#define MACHINE_MAX_HARTS         1
+
+struct machine_config {
+    uint64_t ram_size;                  /* bytes */
+    unsigned hart_count;
+    /* Deterministic time: mtime advances by one tick every
+     * instructions_per_tick retired instructions (WFI skips ahead), so a
+     * run depends on nothing but its input. Otherwise mtime follows the
+     * host's monotonic clock at MACHINE_TIMEBASE_HZ. */
+    bool deterministic_time;
+    uint64_t instructions_per_tick;
+    int console_output_fd;              /* UART output; -1 discards */
+};
+
+void machine_config_defaults(struct machine_config *config);
+
+enum machine_exit_reason {
+    MACHINE_RUNNING = 0,
+    MACHINE_EXIT_POWEROFF,              /* sifive_test 0x5555 */
+    MACHINE_EXIT_RESET,                 /* sifive_test 0x7777 */
+    MACHINE_EXIT_CODE,                  /* sifive_test code<<16|0x3333, or tohost */
+    MACHINE_EXIT_INSTRUCTION_LIMIT,
+    MACHINE_EXIT_STOPPED,               /* machine_request_stop() */
+};
+
+struct machine {
+    struct machine_config config;
+    struct guest_ram ram;
+    struct decode_cache decode_cache;
+    struct hart harts[MACHINE_MAX_HARTS];
+    struct clint clint;
+    struct uart_ns16550a uart;
+    struct sifive_test sifive_test;
+
+    /* Guest time. Deterministic mode: guest_clock counts retired
+     * instructions plus those skipped by WFI. Real-time mode: mtime is host
+     * time minus time_offset_ns (kept continuous across save/load). */
+    uint64_t guest_clock;
+    int64_t time_offset_ns;
+
+    uint64_t tohost_address;            /* 0 when the ELF had no tohost */
+
+    enum machine_exit_reason exit_reason;
+    uint32_t exit_code;
+
+    /* Cross-thread control (see machine_pause). */
+    pthread_mutex_t control_lock;
+    pthread_cond_t control_changed;
+    bool pause_requested;               /* written under control_lock */
+    volatile bool stop_requested;
+    bool paused;
+    bool running;                       /* machine_run is active */
+    volatile bool attention;            /* any request pending: read each slice */
+};
+
+int machine_create(struct machine *machine, const struct machine_config *config, struct error *err);
+void machine_destroy(struct machine *machine);
+
+/* Loads a bare-metal ELF at its physical link addresses, points every hart
+ * at its entry, and arms HTIF if it has a `tohost` symbol. */
+int machine_load_elf(struct machine *machine, const char *path, struct error *err);
+
+/* Runs until the guest exits, the limit is reached (0 = no limit) or
+ * machine_request_stop(). Pauses in between when asked. */
+enum machine_exit_reason machine_run(struct machine *machine, uint64_t instruction_limit);
+
+/* From another thread: stop at the next instruction boundary and wait,
+ * with a bounded wait (one slice). Returns once paused. */
+void machine_pause(struct machine *machine);
+void machine_resume(struct machine *machine);
+void machine_request_stop(struct machine *machine);
+
+/* Dirty log. read_and_clear is atomic with respect to the harts: it pauses
+ * them (if running) around the exchange. */
+void machine_dirty_log_enable(struct machine *machine, bool enable);
+uint64_t machine_dirty_log_read_and_clear(struct machine *machine, uint64_t *bitmap);
+
+/* Guest time in timebase ticks (CLINT mtime). */
+uint64_t machine_mtime(struct machine *machine);
+/* Recomputes MTIP/MSIP of every hart from the CLINT. */
+void machine_update_timer_interrupts(struct machine *machine);
+
+/* Physical accesses that are not RAM (MMIO). Return false for no device:
+ * the hart turns that into an access fault. */
+bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size, uint64_t *value);
+bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size, uint64_t value);
+
+/* A device (DMA) or loader write into guest RAM: marks the dirty log and
+ * drops decoded instructions of the pages it touches. */
+int machine_ram_write(struct machine *machine, uint64_t address, const void *data, uint64_t length);
+/* Called for every store that reaches a RAM page through the slow path. */
+void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size, uint64_t value);
+
+/* Called by guest devices to end the run (power off, exit code). */
+void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason, uint32_t code);
+
+/* Whole machine state: harts and devices (not RAM). */
+void machine_save_state(struct machine *machine, struct state_writer *writer);
+int machine_load_state(struct machine *machine, const void *data, size_t length, struct error *err);
+/* State plus all of RAM into/from a file (the machine must not be running). */
+int machine_save_file(struct machine *machine, const char *path, struct error *err);
+int machine_load_file(struct machine *machine, const char *path, struct error *err);
+
+/* FNV-1a 64-bit hash of all of guest RAM, for tests. */
+uint64_t machine_ram_hash(const struct machine *machine);
+
+#endif
