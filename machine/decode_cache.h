@@ -24,8 +24,12 @@ struct decoded_instruction {
 
 #define DECODED_SLOTS_PER_PAGE (GUEST_PAGE_SIZE / 2)
 
+/* Two extra slots past the end hold HART_OP_PAGE_END, so running off the
+ * end of a page needs no check on the fast path: the sentinel re-fetches. */
+#define DECODED_SENTINEL_SLOTS 2
+
 struct decoded_page {
-    struct decoded_instruction slots[DECODED_SLOTS_PER_PAGE];
+    struct decoded_instruction slots[DECODED_SLOTS_PER_PAGE + DECODED_SENTINEL_SLOTS];
 };
 
 struct decode_cache {

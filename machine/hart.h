@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "decode_cache.h"
 #include "state_buffer.h"
 
 struct machine;
@@ -143,12 +144,16 @@ struct hart {
      * powers off, tohost, a store into the page being executed. */
     bool leave_run_loop;
     bool interrupt_check_needed;
+    /* An instruction that straddles two pages runs from here, followed by
+     * two HART_OP_PAGE_END sentinels. */
+    struct decoded_instruction cross_page_scratch[3];
 };
 
 void hart_init(struct hart *hart, struct machine *machine, uint64_t hart_id);
 void hart_reset(struct hart *hart, uint64_t start_pc);
 
-/* Runs up to budget instructions; returns how many retired. Returns early
+/* Runs up to budget instructions; returns how many it used (retired
+ * instructions plus traps taken; state.instret counts only the former). Returns early
  * on WFI, on anything that may unmask an interrupt, and when a slow path
  * sets leave_run_loop. Takes a pending enabled interrupt first. */
 uint64_t hart_run(struct hart *hart, uint64_t budget);
@@ -166,6 +171,10 @@ void hart_take_trap(struct hart *hart, uint64_t cause, bool interrupt, uint64_t 
  * interrupt is pending (even if disabled), as WFI requires. */
 bool hart_check_interrupts(struct hart *hart);
 
+/* MRET and SRET: privilege, status stack and pc (checks are the caller's). */
+void hart_return_from_machine(struct hart *hart);
+void hart_return_from_supervisor(struct hart *hart);
+
 /* CSRs (hart_csr.c). Return a fault (illegal instruction) when the CSR does
  * not exist or the privilege is too low. */
 struct hart_fault hart_csr_read(struct hart *hart, uint32_t csr, uint64_t *value);
@@ -179,6 +188,12 @@ struct hart_fault hart_fpu_execute(struct hart *hart, uint32_t instruction);
 void hart_tlb_flush_all(struct hart *hart);
 void hart_tlb_flush_writes_to_host_page(struct hart *hart, const uint8_t *host_page);
 void hart_update_data_tlb(struct hart *hart);
+/* Translates a store target for an AMO or SC: must be RAM; marks the dirty
+ * log and drops decoded code like any store, and returns the host bytes. */
+struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address, unsigned size,
+                                            uint8_t **host);
+/* Fetches 16 bits at a virtual address (for instructions crossing pages). */
+struct hart_fault hart_fetch_parcel(struct hart *hart, uint64_t address, uint16_t *parcel);
 /* Translates for a fetch and returns the decoded page (allocating it). */
 struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address,
                                        struct hart_fetch_tlb_entry **entry);

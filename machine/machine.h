@@ -6,6 +6,7 @@
 #define COLO_MACHINE_MACHINE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -72,14 +73,16 @@ struct machine {
     enum machine_exit_reason exit_reason;
     uint32_t exit_code;
 
-    /* Cross-thread control (see machine_pause). */
+    /* Cross-thread control (see machine_pause). pause_depth, paused and
+     * running change under control_lock; attention is read every slice
+     * without the lock and says "look at the requests". */
     pthread_mutex_t control_lock;
     pthread_cond_t control_changed;
-    bool pause_requested;               /* written under control_lock */
-    volatile bool stop_requested;
+    unsigned pause_depth;
     bool paused;
-    bool running;                       /* machine_run is active */
-    volatile bool attention;            /* any request pending: read each slice */
+    bool running;
+    atomic_bool stop_requested;
+    atomic_bool attention;
 };
 
 int machine_create(struct machine *machine, const struct machine_config *config, struct error *err);
@@ -117,7 +120,15 @@ bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size
 /* A device (DMA) or loader write into guest RAM: marks the dirty log and
  * drops decoded instructions of the pages it touches. */
 int machine_ram_write(struct machine *machine, uint64_t address, const void *data, uint64_t length);
-/* Called for every store that reaches a RAM page through the slow path. */
+/* After the host wrote guest RAM directly (PTE A/D updates): dirty log and
+ * decoded-code bookkeeping for [address, address + length). */
+void machine_ram_write_done(struct machine *machine, uint64_t address, uint64_t length);
+/* The decoded page for a RAM page, allocated on first use; marks the page
+ * as holding code so no hart maps it for writing. NULL if out of memory. */
+struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page_index);
+/* Forgets a page's decoded instructions (a store hit it). */
+void machine_drop_decoded_page(struct machine *machine, uint64_t page_index);
+/* Called for every store to the watched (tohost) page. */
 void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size, uint64_t value);
 
 /* Called by guest devices to end the run (power off, exit code). */

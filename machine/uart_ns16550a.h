@@ -31,5 +31,9 @@ bool uart_ns16550a_read(struct uart_ns16550a *uart, uint64_t offset, unsigned si
 bool uart_ns16550a_write(struct uart_ns16550a *uart, uint64_t offset, unsigned size, uint64_t value);
 void uart_ns16550a_save(const struct uart_ns16550a *uart, struct state_writer *writer);
 void uart_ns16550a_load(struct uart_ns16550a *uart, struct state_reader *reader);
+/* Host side: queues a received byte in the receive FIFO. Returns false,
+ * dropping nothing, when the FIFO is full: the caller keeps the byte and
+ * retries after the guest has read some. */
+bool uart_ns16550a_receive(struct uart_ns16550a *uart, uint8_t byte);
 
 #endif

@@ -1,0 +1,606 @@
+/* The interpreter: runs decoded instructions with threaded dispatch.
+ *
+ * Instructions are decoded once per RAM page into decode_cache slots (see
+ * decode_cache.h) and dispatched with computed goto. The fast paths keep pc
+ * and the position in the decoded page in locals; anything that can trap,
+ * touch a device or change translation goes through a slow path that syncs
+ * the architectural state first. */
+#include "hart.h"
+
+#include <string.h>
+
+#include "hart_decode.h"
+#include "machine.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+void hart_reset(struct hart *hart, uint64_t start_pc)
+{
+    uint64_t hart_id = hart->state.mhartid;
+    memset(&hart->state, 0, sizeof hart->state);
+    struct hart_state *s = &hart->state;
+    s->mhartid = hart_id;
+    s->pc = start_pc;
+    s->privilege = PRIVILEGE_MACHINE;
+    /* RV64 (MXL=2) with A C D F I M S U */
+    s->misa = (2ull << 62) | (1u << 0) | (1u << 2) | (1u << 3) | (1u << 5) | (1u << 8) |
+              (1u << 12) | (1u << 18) | (1u << 20);
+    s->mstatus = (2ull << 32) | (2ull << 34);      /* UXL = SXL = 64 bits */
+    hart_tlb_flush_all(hart);
+    hart_update_data_tlb(hart);
+    hart->leave_run_loop = false;
+    hart->interrupt_check_needed = true;
+}
+
+void hart_init(struct hart *hart, struct machine *machine, uint64_t hart_id)
+{
+    memset(hart, 0, sizeof *hart);
+    hart->machine = machine;
+    hart->state.mhartid = hart_id;
+    for (unsigned i = 0; i < 3; i++)
+        hart->cross_page_scratch[i].operation = HART_OP_PAGE_END;
+    hart_reset(hart, MACHINE_RAM_BASE);
+}
+
+static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_instruction *insn)
+{
+    struct hart_state *s = &hart->state;
+    uint32_t funct5 = insn->raw >> 27;
+    unsigned size = ((insn->raw >> 12) & 7) == 2 ? 4 : 8;
+    uint64_t address = s->x[insn->rs1];
+    uint64_t result;
+
+    if (funct5 == 0x02) {                                   /* LR */
+        if (insn->rs2 != 0)
+            return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        if (address & (size - 1))
+            return hart_fault_make(EXCEPTION_LOAD_MISALIGNED, address);
+        uint64_t value;
+        struct hart_fault fault = hart_load(hart, address, size, &value);
+        if (fault.cause != HART_NO_FAULT)
+            return fault;
+        s->reservation_valid = 1;
+        s->reservation_address = address;
+        s->x[insn->rd] = size == 4 ? (uint64_t)(int64_t)(int32_t)value : value;
+        return hart_no_fault();
+    }
+    if (address & (size - 1))
+        return hart_fault_make(EXCEPTION_STORE_MISALIGNED, address);
+    if (funct5 == 0x03) {                                   /* SC */
+        bool reserved = s->reservation_valid && s->reservation_address == address;
+        s->reservation_valid = 0;
+        if (!reserved) {
+            s->x[insn->rd] = 1;
+            return hart_no_fault();
+        }
+        uint8_t *host;
+        struct hart_fault fault = hart_translate_for_atomic(hart, address, size, &host);
+        if (fault.cause != HART_NO_FAULT)
+            return fault;
+        memcpy(host, &s->x[insn->rs2], size);
+        s->x[insn->rd] = 0;
+        return hart_no_fault();
+    }
+
+    uint8_t *host;
+    struct hart_fault fault = hart_translate_for_atomic(hart, address, size, &host);
+    if (fault.cause != HART_NO_FAULT)
+        return fault;
+    uint64_t old = 0, operand = s->x[insn->rs2];
+    memcpy(&old, host, size);
+    if (size == 4) {
+        old = (uint64_t)(int64_t)(int32_t)old;
+        operand = (uint64_t)(int64_t)(int32_t)operand;
+    }
+    switch (funct5) {
+    case 0x01: result = operand; break;                                    /* SWAP */
+    case 0x00: result = old + operand; break;                              /* ADD */
+    case 0x04: result = old ^ operand; break;                              /* XOR */
+    case 0x0c: result = old & operand; break;                              /* AND */
+    case 0x08: result = old | operand; break;                              /* OR */
+    case 0x10: result = (int64_t)old < (int64_t)operand ? old : operand; break;   /* MIN */
+    case 0x14: result = (int64_t)old > (int64_t)operand ? old : operand; break;   /* MAX */
+    case 0x18: case 0x1c: {                                                /* MINU, MAXU */
+        uint64_t a = size == 4 ? (uint32_t)old : old;
+        uint64_t b = size == 4 ? (uint32_t)operand : operand;
+        bool take_old = funct5 == 0x18 ? a < b : a > b;
+        result = take_old ? old : operand;
+        break;
+    }
+    default:
+        return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+    }
+    memcpy(host, &result, size);
+    s->x[insn->rd] = old;
+    return hart_no_fault();
+}
+
+static uint64_t multiply_high_signed(int64_t a, int64_t b)
+{
+    return (uint64_t)(((__int128)a * (__int128)b) >> 64);
+}
+
+static uint64_t multiply_high_signed_unsigned(int64_t a, uint64_t b)
+{
+    return (uint64_t)(((__int128)a * (__int128)b) >> 64);
+}
+
+static uint64_t multiply_high_unsigned(uint64_t a, uint64_t b)
+{
+    return (uint64_t)(((unsigned __int128)a * (unsigned __int128)b) >> 64);
+}
+
+static uint64_t sign_extend_word(uint64_t value)
+{
+    return (uint64_t)(int64_t)(int32_t)(uint32_t)value;
+}
+
+uint64_t hart_run(struct hart *hart, uint64_t budget)
+{
+#define LABEL_ADDRESS(name) &&op_##name,
+    static const void *const dispatch[HART_OPERATION_COUNT] = { HART_OPERATIONS(LABEL_ADDRESS) };
+#undef LABEL_ADDRESS
+    struct hart_state *s = &hart->state;
+    uint64_t *const x = s->x;
+    uint64_t remaining = budget;
+    uint64_t trapped = 0;
+    uint64_t instret_base = s->instret;
+    struct decoded_instruction *insn;
+    struct decoded_instruction *slots = NULL;
+    const uint8_t *page_host = NULL;
+    uint64_t page_base = 1;       /* virtual address of the decoded page; 1 = none */
+    struct hart_fault fault;
+    uint64_t pc;
+
+    hart->leave_run_loop = false;
+    if (hart->interrupt_check_needed || (s->mip & s->mie))
+        hart_check_interrupts(hart);
+    if (s->waiting_for_interrupt || budget == 0)
+        return 0;
+    pc = s->pc;
+
+#define CONSUMED (budget - remaining)
+#define SYNC() do { s->pc = pc; s->instret = instret_base + CONSUMED - trapped; } while (0)
+#define DISPATCH() goto *dispatch[insn->operation]
+#define NEXT() do {                                          \
+        unsigned length_ = insn->length;                     \
+        pc += length_;                                       \
+        insn += length_ >> 1;                                \
+        if (unlikely(--remaining == 0))                      \
+            goto leave;                                      \
+        DISPATCH();                                          \
+    } while (0)
+    /* After a slow path the decoded page may be gone (a store hit it), so
+     * the length was saved before and leave_run_loop is checked first. */
+#define NEXT_AFTER_SLOW_PATH(length) do {                    \
+        pc += (length);                                      \
+        if (unlikely(--remaining == 0) || unlikely(hart->leave_run_loop)) \
+            goto leave;                                      \
+        insn += (length) >> 1;                               \
+        DISPATCH();                                          \
+    } while (0)
+#define RETIRE_AND_LEAVE(length) do { pc += (length); remaining--; goto leave; } while (0)
+#define JUMP(target) do {                                    \
+        uint64_t target_ = (target);                         \
+        pc = target_;                                        \
+        if (unlikely(--remaining == 0))                      \
+            goto leave;                                      \
+        if (likely((target_ & ~(uint64_t)(GUEST_PAGE_SIZE - 1)) == page_base)) { \
+            insn = slots + ((target_ & (GUEST_PAGE_SIZE - 1)) >> 1); \
+            DISPATCH();                                      \
+        }                                                    \
+        goto refetch;                                        \
+    } while (0)
+#define BRANCH(condition) do {                               \
+        if (condition)                                       \
+            JUMP(pc + (int64_t)insn->immediate);             \
+        NEXT();                                              \
+    } while (0)
+#define RAISE(cause, value) do { fault = hart_fault_make((cause), (value)); goto take_fault; } while (0)
+#define LOAD(type) do {                                                         \
+        uint64_t address_ = x[insn->rs1] + (int64_t)insn->immediate;            \
+        const struct hart_tlb_entry *entry_ =                                   \
+            &hart->data_tlb->read[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
+        if (likely(entry_->page == address_ >> GUEST_PAGE_SHIFT &&              \
+                   (address_ & (GUEST_PAGE_SIZE - 1)) <= GUEST_PAGE_SIZE - sizeof(type))) { \
+            type value_;                                                        \
+            memcpy(&value_, (const void *)(uintptr_t)(address_ + entry_->addend), sizeof(type)); \
+            x[insn->rd] = (uint64_t)(int64_t)value_;                            \
+            NEXT();                                                             \
+        }                                                                       \
+        unsigned length_ = insn->length;                                        \
+        uint64_t value_ = 0;                                                    \
+        SYNC();                                                                 \
+        fault = hart_load(hart, address_, sizeof(type), &value_);               \
+        if (fault.cause != HART_NO_FAULT)                                       \
+            goto take_fault;                                                    \
+        x[insn->rd] = (uint64_t)(int64_t)(type)value_;                          \
+        NEXT_AFTER_SLOW_PATH(length_);                                          \
+    } while (0)
+#define STORE(type) do {                                                        \
+        uint64_t address_ = x[insn->rs1] + (int64_t)insn->immediate;            \
+        const struct hart_tlb_entry *entry_ =                                   \
+            &hart->data_tlb->write[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
+        if (likely(entry_->page == address_ >> GUEST_PAGE_SHIFT &&              \
+                   (address_ & (GUEST_PAGE_SIZE - 1)) <= GUEST_PAGE_SIZE - sizeof(type))) { \
+            type value_ = (type)x[insn->rs2];                                   \
+            memcpy((void *)(uintptr_t)(address_ + entry_->addend), &value_, sizeof(type)); \
+            NEXT();                                                             \
+        }                                                                       \
+        unsigned length_ = insn->length;                                        \
+        SYNC();                                                                 \
+        fault = hart_store(hart, address_, sizeof(type), x[insn->rs2]);         \
+        if (fault.cause != HART_NO_FAULT)                                       \
+            goto take_fault;                                                    \
+        NEXT_AFTER_SLOW_PATH(length_);                                          \
+    } while (0)
+
+refetch: {
+        uint64_t virtual_page = pc >> GUEST_PAGE_SHIFT;
+        struct hart_fetch_tlb_entry *entry =
+            &hart->tlb[s->privilege].fetch[virtual_page & (HART_TLB_ENTRIES - 1)];
+        if (unlikely(entry->page != virtual_page)) {
+            SYNC();
+            fault = hart_fetch_translate(hart, pc, &entry);
+            if (fault.cause != HART_NO_FAULT)
+                goto take_fault;
+        }
+        slots = entry->decoded->slots;
+        page_host = hart->machine->ram.host + (entry->physical_page_index << GUEST_PAGE_SHIFT);
+        page_base = pc & ~(uint64_t)(GUEST_PAGE_SIZE - 1);
+        insn = &slots[(pc & (GUEST_PAGE_SIZE - 1)) >> 1];
+        DISPATCH();
+    }
+
+take_fault:
+    SYNC();
+    hart_take_trap(hart, (uint64_t)fault.cause, false, fault.value);
+    pc = s->pc;
+    trapped++;
+    if (--remaining == 0)
+        goto leave;
+    goto refetch;
+
+leave:
+    SYNC();
+    return CONSUMED;
+
+op_DECODE: {
+        uint64_t offset = pc & (GUEST_PAGE_SIZE - 1);
+        uint16_t low;
+        memcpy(&low, page_host + offset, 2);
+        if ((low & 3) != 3) {
+            hart_decode(hart_expand_compressed(low), 2, low, insn);
+        } else if (offset == GUEST_PAGE_SIZE - 2) {
+            /* The upper half lives on the next page, whose mapping may
+             * change independently: fetch and decode it every time. */
+            memset(insn, 0, sizeof *insn);
+            insn->operation = HART_OP_CROSS_PAGE;
+            insn->length = 4;
+        } else {
+            uint32_t word;
+            memcpy(&word, page_host + offset, 4);
+            hart_decode(word, 4, word, insn);
+        }
+        DISPATCH();
+    }
+op_PAGE_END:
+    goto refetch;
+op_CROSS_PAGE: {
+        uint16_t low, high;
+        memcpy(&low, page_host + (pc & (GUEST_PAGE_SIZE - 1)), 2);
+        SYNC();
+        fault = hart_fetch_parcel(hart, pc + 2, &high);
+        if (fault.cause != HART_NO_FAULT)
+            goto take_fault;
+        uint32_t word = (uint32_t)low | (uint32_t)high << 16;
+        insn = &hart->cross_page_scratch[0];
+        hart_decode(word, 4, word, insn);
+        page_base = 1;            /* jumps from here always re-fetch */
+        DISPATCH();
+    }
+op_ILLEGAL:
+    RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+
+op_LUI: x[insn->rd] = (uint64_t)(int64_t)insn->immediate; NEXT();
+op_AUIPC: x[insn->rd] = pc + (int64_t)insn->immediate; NEXT();
+op_JAL: {
+        uint64_t link = pc + insn->length;
+        uint64_t target = pc + (int64_t)insn->immediate;
+        x[insn->rd] = link;
+        JUMP(target);
+    }
+op_JALR: {
+        uint64_t target = (x[insn->rs1] + (int64_t)insn->immediate) & ~1ull;
+        x[insn->rd] = pc + insn->length;
+        JUMP(target);
+    }
+op_BEQ: BRANCH(x[insn->rs1] == x[insn->rs2]);
+op_BNE: BRANCH(x[insn->rs1] != x[insn->rs2]);
+op_BLT: BRANCH((int64_t)x[insn->rs1] < (int64_t)x[insn->rs2]);
+op_BGE: BRANCH((int64_t)x[insn->rs1] >= (int64_t)x[insn->rs2]);
+op_BLTU: BRANCH(x[insn->rs1] < x[insn->rs2]);
+op_BGEU: BRANCH(x[insn->rs1] >= x[insn->rs2]);
+
+op_LB: LOAD(int8_t);
+op_LH: LOAD(int16_t);
+op_LW: LOAD(int32_t);
+op_LD: LOAD(uint64_t);
+op_LBU: LOAD(uint8_t);
+op_LHU: LOAD(uint16_t);
+op_LWU: LOAD(uint32_t);
+op_SB: STORE(uint8_t);
+op_SH: STORE(uint16_t);
+op_SW: STORE(uint32_t);
+op_SD: STORE(uint64_t);
+
+op_ADDI: x[insn->rd] = x[insn->rs1] + (int64_t)insn->immediate; NEXT();
+op_SLTI: x[insn->rd] = (int64_t)x[insn->rs1] < (int64_t)insn->immediate; NEXT();
+op_SLTIU: x[insn->rd] = x[insn->rs1] < (uint64_t)(int64_t)insn->immediate; NEXT();
+op_XORI: x[insn->rd] = x[insn->rs1] ^ (uint64_t)(int64_t)insn->immediate; NEXT();
+op_ORI: x[insn->rd] = x[insn->rs1] | (uint64_t)(int64_t)insn->immediate; NEXT();
+op_ANDI: x[insn->rd] = x[insn->rs1] & (uint64_t)(int64_t)insn->immediate; NEXT();
+op_SLLI: x[insn->rd] = x[insn->rs1] << insn->immediate; NEXT();
+op_SRLI: x[insn->rd] = x[insn->rs1] >> insn->immediate; NEXT();
+op_SRAI: x[insn->rd] = (uint64_t)((int64_t)x[insn->rs1] >> insn->immediate); NEXT();
+op_ADDIW: x[insn->rd] = sign_extend_word(x[insn->rs1] + (int64_t)insn->immediate); NEXT();
+op_SLLIW: x[insn->rd] = sign_extend_word((uint32_t)x[insn->rs1] << insn->immediate); NEXT();
+op_SRLIW: x[insn->rd] = sign_extend_word((uint32_t)x[insn->rs1] >> insn->immediate); NEXT();
+op_SRAIW: x[insn->rd] = (uint64_t)(int64_t)((int32_t)x[insn->rs1] >> insn->immediate); NEXT();
+
+op_ADD: x[insn->rd] = x[insn->rs1] + x[insn->rs2]; NEXT();
+op_SUB: x[insn->rd] = x[insn->rs1] - x[insn->rs2]; NEXT();
+op_SLL: x[insn->rd] = x[insn->rs1] << (x[insn->rs2] & 63); NEXT();
+op_SLT: x[insn->rd] = (int64_t)x[insn->rs1] < (int64_t)x[insn->rs2]; NEXT();
+op_SLTU: x[insn->rd] = x[insn->rs1] < x[insn->rs2]; NEXT();
+op_XOR: x[insn->rd] = x[insn->rs1] ^ x[insn->rs2]; NEXT();
+op_SRL: x[insn->rd] = x[insn->rs1] >> (x[insn->rs2] & 63); NEXT();
+op_SRA: x[insn->rd] = (uint64_t)((int64_t)x[insn->rs1] >> (x[insn->rs2] & 63)); NEXT();
+op_OR: x[insn->rd] = x[insn->rs1] | x[insn->rs2]; NEXT();
+op_AND: x[insn->rd] = x[insn->rs1] & x[insn->rs2]; NEXT();
+op_ADDW: x[insn->rd] = sign_extend_word(x[insn->rs1] + x[insn->rs2]); NEXT();
+op_SUBW: x[insn->rd] = sign_extend_word(x[insn->rs1] - x[insn->rs2]); NEXT();
+op_SLLW: x[insn->rd] = sign_extend_word((uint32_t)x[insn->rs1] << (x[insn->rs2] & 31)); NEXT();
+op_SRLW: x[insn->rd] = sign_extend_word((uint32_t)x[insn->rs1] >> (x[insn->rs2] & 31)); NEXT();
+op_SRAW: x[insn->rd] = (uint64_t)(int64_t)((int32_t)x[insn->rs1] >> (x[insn->rs2] & 31)); NEXT();
+
+op_MUL: x[insn->rd] = x[insn->rs1] * x[insn->rs2]; NEXT();
+op_MULH: x[insn->rd] = multiply_high_signed((int64_t)x[insn->rs1], (int64_t)x[insn->rs2]); NEXT();
+op_MULHSU: x[insn->rd] = multiply_high_signed_unsigned((int64_t)x[insn->rs1], x[insn->rs2]); NEXT();
+op_MULHU: x[insn->rd] = multiply_high_unsigned(x[insn->rs1], x[insn->rs2]); NEXT();
+op_DIV: {
+        int64_t a = (int64_t)x[insn->rs1], b = (int64_t)x[insn->rs2];
+        if (b == 0)
+            x[insn->rd] = UINT64_MAX;
+        else if (a == INT64_MIN && b == -1)
+            x[insn->rd] = (uint64_t)a;
+        else
+            x[insn->rd] = (uint64_t)(a / b);
+        NEXT();
+    }
+op_DIVU: {
+        uint64_t a = x[insn->rs1], b = x[insn->rs2];
+        x[insn->rd] = b == 0 ? UINT64_MAX : a / b;
+        NEXT();
+    }
+op_REM: {
+        int64_t a = (int64_t)x[insn->rs1], b = (int64_t)x[insn->rs2];
+        if (b == 0)
+            x[insn->rd] = (uint64_t)a;
+        else if (a == INT64_MIN && b == -1)
+            x[insn->rd] = 0;
+        else
+            x[insn->rd] = (uint64_t)(a % b);
+        NEXT();
+    }
+op_REMU: {
+        uint64_t a = x[insn->rs1], b = x[insn->rs2];
+        x[insn->rd] = b == 0 ? a : a % b;
+        NEXT();
+    }
+op_MULW: x[insn->rd] = sign_extend_word(x[insn->rs1] * x[insn->rs2]); NEXT();
+op_DIVW: {
+        int32_t a = (int32_t)x[insn->rs1], b = (int32_t)x[insn->rs2];
+        int32_t result;
+        if (b == 0)
+            result = -1;
+        else if (a == INT32_MIN && b == -1)
+            result = a;
+        else
+            result = a / b;
+        x[insn->rd] = (uint64_t)(int64_t)result;
+        NEXT();
+    }
+op_DIVUW: {
+        uint32_t a = (uint32_t)x[insn->rs1], b = (uint32_t)x[insn->rs2];
+        x[insn->rd] = sign_extend_word(b == 0 ? UINT32_MAX : a / b);
+        NEXT();
+    }
+op_REMW: {
+        int32_t a = (int32_t)x[insn->rs1], b = (int32_t)x[insn->rs2];
+        int32_t result;
+        if (b == 0)
+            result = a;
+        else if (a == INT32_MIN && b == -1)
+            result = 0;
+        else
+            result = a % b;
+        x[insn->rd] = (uint64_t)(int64_t)result;
+        NEXT();
+    }
+op_REMUW: {
+        uint32_t a = (uint32_t)x[insn->rs1], b = (uint32_t)x[insn->rs2];
+        x[insn->rd] = sign_extend_word(b == 0 ? a : a % b);
+        NEXT();
+    }
+
+op_FENCE:
+op_FENCE_I:           /* stores already dropped any stale decoded code */
+    NEXT();
+
+op_ECALL:
+    RAISE(s->privilege == PRIVILEGE_USER ? EXCEPTION_ECALL_FROM_USER
+          : s->privilege == PRIVILEGE_SUPERVISOR ? EXCEPTION_ECALL_FROM_SUPERVISOR
+          : EXCEPTION_ECALL_FROM_MACHINE, 0);
+op_EBREAK:
+    RAISE(EXCEPTION_BREAKPOINT, pc);
+op_MRET:
+    if (s->privilege != PRIVILEGE_MACHINE)
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+    SYNC();
+    hart_return_from_machine(hart);
+    pc = s->pc;
+    remaining--;
+    goto leave;               /* interrupts may now be enabled */
+op_SRET:
+    if (s->privilege < PRIVILEGE_SUPERVISOR ||
+        (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TSR)))
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+    SYNC();
+    hart_return_from_supervisor(hart);
+    pc = s->pc;
+    remaining--;
+    goto leave;
+op_WFI:
+    if (s->privilege == PRIVILEGE_USER ||
+        (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TW)))
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+    if (!(s->mip & s->mie))
+        s->waiting_for_interrupt = 1;
+    RETIRE_AND_LEAVE(insn->length);
+op_SFENCE_VMA:
+    if (s->privilege == PRIVILEGE_USER ||
+        (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TVM)))
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+    hart_tlb_flush_all(hart);
+    RETIRE_AND_LEAVE(insn->length);
+
+op_CSRRW:
+op_CSRRS:
+op_CSRRC:
+op_CSRRWI:
+op_CSRRSI:
+op_CSRRCI: {
+        enum hart_operation operation = insn->operation;
+        bool immediate_form = operation >= HART_OP_CSRRWI;
+        bool swap = operation == HART_OP_CSRRW || operation == HART_OP_CSRRWI;
+        uint32_t csr = (uint32_t)insn->immediate;
+        uint64_t source = immediate_form ? insn->rs1 : x[insn->rs1];
+        /* CSRRW with rd=x0 must not read (no read side effects); CSRRS/C
+         * with rs1=x0 must not write. */
+        bool do_read = !(swap && insn->rd == 32);
+        bool do_write = swap || insn->rs1 != 0;
+        unsigned length = insn->length;
+        uint64_t old = 0;
+        SYNC();
+        if (do_read) {
+            fault = hart_csr_read(hart, csr, &old);
+            if (fault.cause != HART_NO_FAULT)
+                RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        }
+        if (do_write) {
+            uint64_t updated = swap ? source
+                : (operation == HART_OP_CSRRS || operation == HART_OP_CSRRSI) ? old | source
+                : old & ~source;
+            fault = hart_csr_write(hart, csr, updated);
+            if (fault.cause != HART_NO_FAULT)
+                RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        }
+        x[insn->rd] = old;
+        if (do_write) {
+            /* The write may have changed translation, interrupt enables or
+             * the counters: pick everything up again from the top. */
+            instret_base = s->instret - (CONSUMED - trapped);
+            RETIRE_AND_LEAVE(length);
+        }
+        NEXT_AFTER_SLOW_PATH(length);
+    }
+
+op_ATOMIC: {
+        unsigned length = insn->length;
+        SYNC();
+        fault = execute_atomic(hart, insn);
+        if (fault.cause != HART_NO_FAULT)
+            goto take_fault;
+        NEXT_AFTER_SLOW_PATH(length);
+    }
+op_FLOATING_POINT: {
+        unsigned length = insn->length;
+        SYNC();
+        fault = hart_fpu_execute(hart, insn->raw);
+        if (fault.cause != HART_NO_FAULT)
+            goto take_fault;
+        NEXT_AFTER_SLOW_PATH(length);
+    }
+}
+
+void hart_save(const struct hart *hart, struct state_writer *writer)
+{
+    const struct hart_state *s = &hart->state;
+    state_section_begin(writer, 0x48415254 /* "HART" */, 1);
+    for (unsigned i = 0; i < 32; i++)
+        state_put_u64(writer, s->x[i]);
+    for (unsigned i = 0; i < 32; i++)
+        state_put_u64(writer, s->f[i]);
+    state_put_u64(writer, s->pc);
+    state_put_u32(writer, s->fcsr);
+    state_put_u8(writer, s->privilege);
+    state_put_u8(writer, s->waiting_for_interrupt);
+    state_put_u8(writer, s->reservation_valid);
+    state_put_u64(writer, s->reservation_address);
+    state_put_u64(writer, s->instret);
+    state_put_u64(writer, s->mhartid);
+    const uint64_t csrs[] = {
+        s->mstatus, s->misa, s->medeleg, s->mideleg, s->mie, s->mip, s->mtvec, s->mscratch,
+        s->mepc, s->mcause, s->mtval, s->mcounteren, s->menvcfg, s->mcountinhibit,
+        s->stvec, s->sscratch, s->sepc, s->scause, s->stval, s->satp, s->scounteren, s->senvcfg,
+        s->pmpcfg[0], s->pmpcfg[1] };
+    for (unsigned i = 0; i < sizeof csrs / sizeof csrs[0]; i++)
+        state_put_u64(writer, csrs[i]);
+    for (unsigned i = 0; i < 16; i++)
+        state_put_u64(writer, s->pmpaddr[i]);
+    state_section_end(writer);
+}
+
+void hart_load_state(struct hart *hart, struct state_reader *reader)
+{
+    struct hart_state loaded;
+    memset(&loaded, 0, sizeof loaded);
+    struct hart_state *s = &loaded;
+    state_section_open(reader, 0x48415254, 1, "hart");
+    for (unsigned i = 0; i < 32; i++)
+        s->x[i] = state_get_u64(reader);
+    for (unsigned i = 0; i < 32; i++)
+        s->f[i] = state_get_u64(reader);
+    s->pc = state_get_u64(reader);
+    s->fcsr = state_get_u32(reader);
+    s->privilege = state_get_u8(reader);
+    s->waiting_for_interrupt = state_get_u8(reader);
+    s->reservation_valid = state_get_u8(reader);
+    s->reservation_address = state_get_u64(reader);
+    s->instret = state_get_u64(reader);
+    s->mhartid = state_get_u64(reader);
+    uint64_t *const csrs[] = {
+        &s->mstatus, &s->misa, &s->medeleg, &s->mideleg, &s->mie, &s->mip, &s->mtvec, &s->mscratch,
+        &s->mepc, &s->mcause, &s->mtval, &s->mcounteren, &s->menvcfg, &s->mcountinhibit,
+        &s->stvec, &s->sscratch, &s->sepc, &s->scause, &s->stval, &s->satp, &s->scounteren, &s->senvcfg,
+        &s->pmpcfg[0], &s->pmpcfg[1] };
+    for (unsigned i = 0; i < sizeof csrs / sizeof csrs[0]; i++)
+        *csrs[i] = state_get_u64(reader);
+    for (unsigned i = 0; i < 16; i++)
+        s->pmpaddr[i] = state_get_u64(reader);
+    state_section_close(reader, "hart");
+    if (reader->failed)
+        return;
+    if (s->x[0] != 0 || (s->privilege != PRIVILEGE_USER && s->privilege != PRIVILEGE_SUPERVISOR &&
+                         s->privilege != PRIVILEGE_MACHINE) || (s->pc & 1) ||
+        s->fcsr > 0xff || s->waiting_for_interrupt > 1 || s->reservation_valid > 1) {
+        state_reader_fail(reader, "hart state is inconsistent (x0, privilege, pc or fcsr)");
+        return;
+    }
+    hart->state = loaded;
+    hart_tlb_flush_all(hart);
+    hart_update_data_tlb(hart);
+    hart->interrupt_check_needed = true;
+}

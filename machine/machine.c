@@ -1,0 +1,398 @@
+/* The machine: composition of harts, RAM and devices; the run loop; and
+ * the cross-thread controls (pause, resume, dirty log). */
+#include "machine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "elf_loader.h"
+#include "hart_decode.h"
+
+/* Instructions per slice: the longest a pause request waits (about 0.2 ms
+ * at 300 MIPS) and the granularity of real-time timer interrupts. */
+#define MACHINE_SLICE_INSTRUCTIONS 65536
+#define NANOSECONDS_PER_TICK (1000000000ull / MACHINE_TIMEBASE_HZ)
+
+static int64_t monotonic_nanoseconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+void machine_config_defaults(struct machine_config *config)
+{
+    memset(config, 0, sizeof *config);
+    config->ram_size = 128ull << 20;
+    config->hart_count = 1;
+    config->deterministic_time = false;
+    config->instructions_per_tick = 10;
+    config->console_output_fd = 1;
+}
+
+int machine_create(struct machine *machine, const struct machine_config *config, struct error *err)
+{
+    memset(machine, 0, sizeof *machine);
+    if (config->hart_count < 1 || config->hart_count > MACHINE_MAX_HARTS)
+        return error_set(err, "hart count %u is not supported (1..%u)", config->hart_count, MACHINE_MAX_HARTS);
+    if (config->instructions_per_tick == 0)
+        return error_set(err, "instructions per timer tick must be at least 1");
+    machine->config = *config;
+    if (guest_ram_init(&machine->ram, MACHINE_RAM_BASE, config->ram_size, err) < 0)
+        return -1;
+    if (decode_cache_init(&machine->decode_cache, machine->ram.page_count, err) < 0) {
+        guest_ram_destroy(&machine->ram);
+        return -1;
+    }
+    for (unsigned i = 0; i < config->hart_count; i++)
+        hart_init(&machine->harts[i], machine, i);
+    clint_init(&machine->clint, machine, config->hart_count);
+    uart_ns16550a_init(&machine->uart, config->console_output_fd);
+    sifive_test_init(&machine->sifive_test, machine);
+    machine->time_offset_ns = monotonic_nanoseconds();
+    pthread_mutex_init(&machine->control_lock, NULL);
+    pthread_cond_init(&machine->control_changed, NULL);
+    return 0;
+}
+
+void machine_destroy(struct machine *machine)
+{
+    decode_cache_destroy(&machine->decode_cache);
+    guest_ram_destroy(&machine->ram);
+    pthread_mutex_destroy(&machine->control_lock);
+    pthread_cond_destroy(&machine->control_changed);
+}
+
+int machine_load_elf(struct machine *machine, const char *path, struct error *err)
+{
+    struct elf_load_result result;
+    if (elf_load(machine, path, &result, err) < 0)
+        return -1;
+    for (unsigned i = 0; i < machine->config.hart_count; i++)
+        hart_reset(&machine->harts[i], result.entry);
+    machine->tohost_address = result.tohost_address;
+    machine->ram.watched_page = UINT64_MAX;
+    if (result.tohost_address && guest_ram_contains(&machine->ram, result.tohost_address, 8)) {
+        machine->ram.watched_page = (result.tohost_address - machine->ram.base) >> GUEST_PAGE_SHIFT;
+        for (unsigned i = 0; i < machine->config.hart_count; i++)
+            hart_tlb_flush_all(&machine->harts[i]);
+    }
+    return 0;
+}
+
+/* ---- time ---- */
+
+uint64_t machine_mtime(struct machine *machine)
+{
+    if (machine->config.deterministic_time)
+        return machine->guest_clock / machine->config.instructions_per_tick;
+    return (uint64_t)(monotonic_nanoseconds() - machine->time_offset_ns) / NANOSECONDS_PER_TICK;
+}
+
+void machine_update_timer_interrupts(struct machine *machine)
+{
+    uint64_t now = machine_mtime(machine);
+    for (unsigned i = 0; i < machine->config.hart_count; i++) {
+        struct hart *hart = &machine->harts[i];
+        uint64_t mip = hart->state.mip & ~(MIP_MTIP | MIP_MSIP);
+        if (now >= machine->clint.state.mtimecmp[i])
+            mip |= MIP_MTIP;
+        if (machine->clint.state.msip[i] & 1)
+            mip |= MIP_MSIP;
+        if (mip != hart->state.mip) {
+            hart->state.mip = mip;
+            /* Leave the run loop now, so an interrupt is taken at the same
+             * instruction however the run is sliced (deterministic mode). */
+            hart->interrupt_check_needed = true;
+            hart->leave_run_loop = true;
+        }
+    }
+}
+
+/* ---- memory ---- */
+
+bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size, uint64_t *value)
+{
+    if (address - MACHINE_CLINT_BASE < MACHINE_CLINT_SIZE)
+        return clint_read(&machine->clint, address - MACHINE_CLINT_BASE, size, value);
+    if (address - MACHINE_UART_BASE < MACHINE_UART_SIZE)
+        return uart_ns16550a_read(&machine->uart, address - MACHINE_UART_BASE, size, value);
+    if (address - MACHINE_SIFIVE_TEST_BASE < MACHINE_SIFIVE_TEST_SIZE)
+        return sifive_test_read(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
+    return false;
+}
+
+bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size, uint64_t value)
+{
+    if (address - MACHINE_CLINT_BASE < MACHINE_CLINT_SIZE)
+        return clint_write(&machine->clint, address - MACHINE_CLINT_BASE, size, value);
+    if (address - MACHINE_UART_BASE < MACHINE_UART_SIZE)
+        return uart_ns16550a_write(&machine->uart, address - MACHINE_UART_BASE, size, value);
+    if (address - MACHINE_SIFIVE_TEST_BASE < MACHINE_SIFIVE_TEST_SIZE)
+        return sifive_test_write(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
+    return false;
+}
+
+struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page_index)
+{
+    struct decoded_page *page = machine->decode_cache.pages[page_index];
+    if (!page) {
+        page = calloc(1, sizeof *page);
+        if (!page)
+            return NULL;
+        for (unsigned i = 0; i < DECODED_SENTINEL_SLOTS; i++)
+            page->slots[DECODED_SLOTS_PER_PAGE + i].operation = HART_OP_PAGE_END;
+        machine->decode_cache.pages[page_index] = page;
+    }
+    if (!machine->ram.has_decoded_code[page_index]) {
+        machine->ram.has_decoded_code[page_index] = 1;
+        const uint8_t *host_page = machine->ram.host + (page_index << GUEST_PAGE_SHIFT);
+        for (unsigned i = 0; i < machine->config.hart_count; i++)
+            hart_tlb_flush_writes_to_host_page(&machine->harts[i], host_page);
+    }
+    return page;
+}
+
+void machine_drop_decoded_page(struct machine *machine, uint64_t page_index)
+{
+    struct decoded_page *page = machine->decode_cache.pages[page_index];
+    if (page)
+        memset(page->slots, 0, sizeof(page->slots[0]) * DECODED_SLOTS_PER_PAGE);
+    machine->ram.has_decoded_code[page_index] = 0;
+    machine->decode_cache.invalidations++;
+    /* Fetch entries must go too: a fetch through them would decode into
+     * the page without marking it as code again. */
+    for (unsigned h = 0; h < machine->config.hart_count; h++) {
+        struct hart *hart = &machine->harts[h];
+        for (unsigned p = 0; p < 4; p++)
+            for (unsigned i = 0; i < HART_TLB_ENTRIES; i++)
+                if (hart->tlb[p].fetch[i].decoded == page)
+                    hart->tlb[p].fetch[i].page = UINT64_MAX;
+        hart->leave_run_loop = true;
+    }
+}
+
+void machine_ram_write_done(struct machine *machine, uint64_t address, uint64_t length)
+{
+    struct guest_ram *ram = &machine->ram;
+    if (length == 0)
+        return;
+    uint64_t first = (address - ram->base) >> GUEST_PAGE_SHIFT;
+    uint64_t last = (address + length - 1 - ram->base) >> GUEST_PAGE_SHIFT;
+    for (uint64_t page = first; page <= last; page++) {
+        if (ram->has_decoded_code[page])
+            machine_drop_decoded_page(machine, page);
+        if (ram->dirty_log_enabled)
+            ram->dirty[page] = 1;
+    }
+}
+
+int machine_ram_write(struct machine *machine, uint64_t address, const void *data, uint64_t length)
+{
+    if (!guest_ram_contains(&machine->ram, address, length))
+        return -1;
+    memcpy(machine->ram.host + (address - machine->ram.base), data, length);
+    machine_ram_write_done(machine, address, length);
+    return 0;
+}
+
+void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address,
+                            unsigned size, uint64_t value)
+{
+    (void)size;
+    (void)value;
+    uint64_t tohost = machine->tohost_address;
+    if (!tohost || address < tohost || address >= tohost + 8)
+        return;
+    uint64_t word;
+    memcpy(&word, machine->ram.host + (tohost - machine->ram.base), 8);
+    /* HTIF: an odd value ends the run with status value >> 1. Even values
+     * are syscall requests of the riscv-tests proxy, which we do not serve. */
+    if (word & 1) {
+        machine_guest_exit(machine, MACHINE_EXIT_CODE, (uint32_t)(word >> 1));
+        hart->leave_run_loop = true;
+    }
+}
+
+void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason, uint32_t code)
+{
+    if (machine->exit_reason != MACHINE_RUNNING)
+        return;
+    machine->exit_reason = reason;
+    machine->exit_code = code;
+    for (unsigned i = 0; i < machine->config.hart_count; i++)
+        machine->harts[i].leave_run_loop = true;
+}
+
+uint64_t machine_ram_hash(const struct machine *machine)
+{
+    uint64_t hash = 0xcbf29ce484222325ull;
+    const uint64_t *words = (const uint64_t *)machine->ram.host;
+    for (uint64_t i = 0; i < machine->ram.size / 8; i++) {
+        hash ^= words[i];
+        hash *= 0x100000001b3ull;
+    }
+    return hash;
+}
+
+/* ---- cross-thread control ---- */
+
+static void refresh_attention(struct machine *machine)
+{
+    atomic_store(&machine->attention, machine->pause_depth > 0 || atomic_load(&machine->stop_requested));
+}
+
+void machine_pause(struct machine *machine)
+{
+    pthread_mutex_lock(&machine->control_lock);
+    machine->pause_depth++;
+    refresh_attention(machine);
+    while (machine->running && !machine->paused)
+        pthread_cond_wait(&machine->control_changed, &machine->control_lock);
+    pthread_mutex_unlock(&machine->control_lock);
+}
+
+void machine_resume(struct machine *machine)
+{
+    pthread_mutex_lock(&machine->control_lock);
+    if (machine->pause_depth > 0)
+        machine->pause_depth--;
+    refresh_attention(machine);
+    pthread_cond_broadcast(&machine->control_changed);
+    pthread_mutex_unlock(&machine->control_lock);
+}
+
+void machine_request_stop(struct machine *machine)
+{
+    pthread_mutex_lock(&machine->control_lock);
+    atomic_store(&machine->stop_requested, true);
+    refresh_attention(machine);
+    pthread_cond_broadcast(&machine->control_changed);
+    pthread_mutex_unlock(&machine->control_lock);
+}
+
+/* Called by the run loop when attention is set: parks while paused.
+ * Returns true when the machine should stop. */
+static bool serve_requests(struct machine *machine)
+{
+    pthread_mutex_lock(&machine->control_lock);
+    while (machine->pause_depth > 0 && !atomic_load(&machine->stop_requested)) {
+        machine->paused = true;
+        pthread_cond_broadcast(&machine->control_changed);
+        pthread_cond_wait(&machine->control_changed, &machine->control_lock);
+    }
+    machine->paused = false;
+    bool stop = atomic_load(&machine->stop_requested);
+    pthread_mutex_unlock(&machine->control_lock);
+    return stop;
+}
+
+static void flush_all_write_tlbs(struct machine *machine)
+{
+    for (unsigned h = 0; h < machine->config.hart_count; h++)
+        for (unsigned p = 0; p < 4; p++)
+            for (unsigned i = 0; i < HART_TLB_ENTRIES; i++)
+                machine->harts[h].tlb[p].write[i].page = UINT64_MAX;
+}
+
+void machine_dirty_log_enable(struct machine *machine, bool enable)
+{
+    machine_pause(machine);
+    memset(machine->ram.dirty, 0, machine->ram.page_count);
+    machine->ram.dirty_log_enabled = enable;
+    flush_all_write_tlbs(machine);
+    machine_resume(machine);
+}
+
+uint64_t machine_dirty_log_read_and_clear(struct machine *machine, uint64_t *bitmap)
+{
+    machine_pause(machine);
+    uint64_t count = guest_ram_dirty_log_read_and_clear(&machine->ram, bitmap);
+    /* Cleared pages must take the slow path again on their next store. */
+    flush_all_write_tlbs(machine);
+    machine_resume(machine);
+    return count;
+}
+
+/* ---- the run loop ---- */
+
+/* How many instructions may run before the next timer event, in
+ * deterministic mode; UINT64_MAX if no timer is armed. */
+static uint64_t instructions_until_timer(struct machine *machine)
+{
+    uint64_t deadline = clint_next_deadline(&machine->clint);
+    uint64_t per_tick = machine->config.instructions_per_tick;
+    if (deadline == UINT64_MAX || deadline > UINT64_MAX / per_tick)
+        return UINT64_MAX;
+    uint64_t target = deadline * per_tick;
+    return target > machine->guest_clock ? target - machine->guest_clock : 0;
+}
+
+static void idle_until_timer(struct machine *machine)
+{
+    if (machine->config.deterministic_time) {
+        uint64_t wait = instructions_until_timer(machine);
+        if (wait != UINT64_MAX) {
+            machine->guest_clock += wait;
+            return;
+        }
+        /* Nothing can wake the hart: give other threads a chance to stop us. */
+        struct timespec pause = { 0, 1000000 };
+        nanosleep(&pause, NULL);
+        return;
+    }
+    uint64_t deadline = clint_next_deadline(&machine->clint);
+    uint64_t now = machine_mtime(machine);
+    uint64_t wait_ns = 1000000;          /* bounded, so requests are seen */
+    if (deadline > now && (deadline - now) < wait_ns / NANOSECONDS_PER_TICK)
+        wait_ns = (deadline - now) * NANOSECONDS_PER_TICK;
+    if (deadline <= now)
+        return;
+    struct timespec pause = { 0, (long)wait_ns };
+    nanosleep(&pause, NULL);
+}
+
+enum machine_exit_reason machine_run(struct machine *machine, uint64_t instruction_limit)
+{
+    pthread_mutex_lock(&machine->control_lock);
+    machine->running = true;
+    pthread_mutex_unlock(&machine->control_lock);
+    uint64_t executed = 0;
+    struct hart *hart = &machine->harts[0];
+
+    while (machine->exit_reason == MACHINE_RUNNING) {
+        if (atomic_load(&machine->attention) && serve_requests(machine)) {
+            atomic_store(&machine->stop_requested, false);
+            machine->exit_reason = MACHINE_EXIT_STOPPED;
+            break;
+        }
+        if (instruction_limit && executed >= instruction_limit) {
+            machine->exit_reason = MACHINE_EXIT_INSTRUCTION_LIMIT;
+            break;
+        }
+        machine_update_timer_interrupts(machine);
+        uint64_t slice = MACHINE_SLICE_INSTRUCTIONS;
+        if (instruction_limit && instruction_limit - executed < slice)
+            slice = instruction_limit - executed;
+        if (machine->config.deterministic_time) {
+            uint64_t until_timer = instructions_until_timer(machine);
+            if (until_timer > 0 && until_timer < slice)
+                slice = until_timer;
+        }
+        uint64_t used = hart_run(hart, slice);
+        if (used == 0 && hart->state.waiting_for_interrupt) {
+            idle_until_timer(machine);
+            continue;
+        }
+        executed += used;
+        machine->guest_clock += used;
+    }
+
+    pthread_mutex_lock(&machine->control_lock);
+    machine->running = false;
+    machine->paused = false;
+    pthread_cond_broadcast(&machine->control_changed);
+    pthread_mutex_unlock(&machine->control_lock);
+    return machine->exit_reason;
+}

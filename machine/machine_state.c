@@ -1,0 +1,242 @@
+/* Whole-machine state: the machine section, every hart, every device, in
+ * one versioned format (docs/machine-state.md). Loading checks everything
+ * into scratch copies first and changes the machine only when all of it
+ * was valid. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine.h"
+
+#define MACHINE_SECTION_ID 0x4d414348u        /* "MACH" */
+#define MACHINE_SECTION_VERSION 1
+#define SAVE_FILE_MAGIC "COLOSAVE"
+#define SAVE_FILE_VERSION 1u
+
+void machine_save_state(struct machine *machine, struct state_writer *writer)
+{
+    state_section_begin(writer, MACHINE_SECTION_ID, MACHINE_SECTION_VERSION);
+    state_put_u64(writer, machine->config.ram_size);
+    state_put_u32(writer, machine->config.hart_count);
+    state_put_u8(writer, machine->config.deterministic_time);
+    state_put_u64(writer, machine->config.instructions_per_tick);
+    state_put_u64(writer, machine->guest_clock);
+    state_put_u64(writer, machine_mtime(machine));
+    state_put_u64(writer, machine->tohost_address);
+    state_section_end(writer);
+    for (unsigned i = 0; i < machine->config.hart_count; i++)
+        hart_save(&machine->harts[i], writer);
+    clint_save(&machine->clint, writer);
+    uart_ns16550a_save(&machine->uart, writer);
+}
+
+/* Everything that changes the architectural picture of RAM: decoded code
+ * and TLB entries made from the old contents. */
+static void forget_derived_state(struct machine *machine)
+{
+    for (uint64_t page = 0; page < machine->ram.page_count; page++)
+        if (machine->ram.has_decoded_code[page] || machine->decode_cache.pages[page])
+            machine_drop_decoded_page(machine, page);
+    for (unsigned i = 0; i < machine->config.hart_count; i++)
+        hart_tlb_flush_all(&machine->harts[i]);
+}
+
+int machine_load_state(struct machine *machine, const void *data, size_t length, struct error *err)
+{
+    struct state_reader reader;
+    state_reader_init(&reader, data, length);
+    state_section_open(&reader, MACHINE_SECTION_ID, MACHINE_SECTION_VERSION, "machine");
+    uint64_t ram_size = state_get_u64(&reader);
+    uint32_t hart_count = state_get_u32(&reader);
+    uint8_t deterministic = state_get_u8(&reader);
+    uint64_t per_tick = state_get_u64(&reader);
+    uint64_t guest_clock = state_get_u64(&reader);
+    uint64_t mtime = state_get_u64(&reader);
+    uint64_t tohost = state_get_u64(&reader);
+    state_section_close(&reader, "machine");
+    if (!reader.failed) {
+        if (ram_size != machine->config.ram_size)
+            state_reader_fail(&reader, "saved machine has %llu MiB of RAM, this one %llu MiB",
+                              (unsigned long long)(ram_size >> 20),
+                              (unsigned long long)(machine->config.ram_size >> 20));
+        else if (hart_count != machine->config.hart_count)
+            state_reader_fail(&reader, "saved machine has %u harts, this one %u",
+                              hart_count, machine->config.hart_count);
+        else if (deterministic > 1 || per_tick == 0)
+            state_reader_fail(&reader, "machine section has an invalid time mode");
+        else if (tohost && !guest_ram_contains(&machine->ram, tohost, 8))
+            state_reader_fail(&reader, "tohost address 0x%llx is outside RAM", (unsigned long long)tohost);
+    }
+
+    /* Scratch copies: the machine is untouched unless everything loads. */
+    struct hart *harts = calloc(hart_count ? hart_count : 1, sizeof *harts);
+    struct clint clint = machine->clint;
+    struct uart_ns16550a uart = machine->uart;
+    if (!harts)
+        return error_set(err, "out of memory loading machine state");
+    for (unsigned i = 0; i < hart_count && !reader.failed; i++) {
+        harts[i] = machine->harts[i];
+        hart_load_state(&harts[i], &reader);
+    }
+    clint_load(&clint, &reader);
+    uart_ns16550a_load(&uart, &reader);
+    if (!reader.failed && reader.position != reader.length)
+        state_reader_fail(&reader, "%zu bytes of unknown data after the last section",
+                          reader.length - reader.position);
+    if (reader.failed) {
+        free(harts);
+        return error_set(err, "machine state: %s", reader.error);
+    }
+
+    for (unsigned i = 0; i < hart_count; i++)
+        machine->harts[i] = harts[i];
+    free(harts);
+    machine->clint = clint;
+    machine->uart = uart;
+    machine->config.deterministic_time = deterministic;
+    machine->config.instructions_per_tick = per_tick;
+    machine->guest_clock = guest_clock;
+    /* Real-time mode: time continues from the saved mtime. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    machine->time_offset_ns = ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec) -
+                              (int64_t)(mtime * (1000000000ull / MACHINE_TIMEBASE_HZ));
+    machine->tohost_address = tohost;
+    machine->ram.watched_page = tohost ? (tohost - machine->ram.base) >> GUEST_PAGE_SHIFT : UINT64_MAX;
+    forget_derived_state(machine);
+    machine_update_timer_interrupts(machine);
+    return 0;
+}
+
+/* ---- save files: header, state, RAM, checksum ---- */
+
+static uint64_t fnv1a(uint64_t hash, const uint8_t *bytes, size_t length)
+{
+    for (size_t i = 0; i < length; i++) {
+        hash ^= bytes[i];
+        hash *= 0x100000001b3ull;
+    }
+    return hash;
+}
+
+static void put_u64_le(uint8_t *out, uint64_t value)
+{
+    for (unsigned i = 0; i < 8; i++)
+        out[i] = (uint8_t)(value >> (8 * i));
+}
+
+static uint64_t get_u64_le(const uint8_t *in)
+{
+    uint64_t value = 0;
+    for (unsigned i = 0; i < 8; i++)
+        value |= (uint64_t)in[i] << (8 * i);
+    return value;
+}
+
+int machine_save_file(struct machine *machine, const char *path, struct error *err)
+{
+    struct state_writer writer;
+    state_writer_init(&writer);
+    machine_save_state(machine, &writer);
+    if (writer.out_of_memory) {
+        state_writer_free(&writer);
+        return error_set(err, "out of memory saving machine state");
+    }
+    uint8_t header[32];
+    memcpy(header, SAVE_FILE_MAGIC, 8);
+    put_u64_le(header + 8, SAVE_FILE_VERSION);
+    put_u64_le(header + 16, writer.length);
+    put_u64_le(header + 24, machine->ram.size);
+    uint64_t checksum = fnv1a(0xcbf29ce484222325ull, header, sizeof header);
+    checksum = fnv1a(checksum, writer.data, writer.length);
+    checksum = fnv1a(checksum, machine->ram.host, machine->ram.size);
+    uint8_t trailer[8];
+    put_u64_le(trailer, checksum);
+
+    FILE *file = fopen(path, "wb");
+    if (!file) {
+        state_writer_free(&writer);
+        return error_set_errno(err, "cannot create save file %s", path);
+    }
+    bool ok = fwrite(header, sizeof header, 1, file) == 1 &&
+              fwrite(writer.data, 1, writer.length, file) == writer.length &&
+              fwrite(machine->ram.host, 1, machine->ram.size, file) == machine->ram.size &&
+              fwrite(trailer, sizeof trailer, 1, file) == 1;
+    int saved_errno = errno;
+    ok = (fclose(file) == 0) && ok;
+    state_writer_free(&writer);
+    if (!ok) {
+        errno = saved_errno;
+        return error_set_errno(err, "cannot write save file %s", path);
+    }
+    return 0;
+}
+
+int machine_load_file(struct machine *machine, const char *path, struct error *err)
+{
+    FILE *file = fopen(path, "rb");
+    if (!file)
+        return error_set_errno(err, "cannot open save file %s", path);
+    uint8_t header[32];
+    int result = -1;
+    uint8_t *state = NULL, *ram = NULL;
+    if (fread(header, sizeof header, 1, file) != 1) {
+        error_set(err, "%s: too short for a colo save file", path);
+        goto done;
+    }
+    if (memcmp(header, SAVE_FILE_MAGIC, 8) != 0) {
+        error_set(err, "%s: not a colo save file (bad magic)", path);
+        goto done;
+    }
+    uint64_t version = get_u64_le(header + 8);
+    uint64_t state_length = get_u64_le(header + 16);
+    uint64_t ram_size = get_u64_le(header + 24);
+    if (version != SAVE_FILE_VERSION) {
+        error_set(err, "%s: save file version %llu, this build reads %u", path,
+                  (unsigned long long)version, SAVE_FILE_VERSION);
+        goto done;
+    }
+    if (ram_size != machine->ram.size) {
+        error_set(err, "%s: saved RAM is %llu MiB, the machine has %llu MiB", path,
+                  (unsigned long long)(ram_size >> 20), (unsigned long long)(machine->ram.size >> 20));
+        goto done;
+    }
+    if (state_length > (64u << 20)) {
+        error_set(err, "%s: state section length %llu is implausible", path, (unsigned long long)state_length);
+        goto done;
+    }
+    state = malloc(state_length ? state_length : 1);
+    ram = malloc(ram_size);
+    if (!state || !ram) {
+        error_set(err, "out of memory reading %s", path);
+        goto done;
+    }
+    uint8_t trailer[8];
+    if (fread(state, 1, state_length, file) != state_length ||
+        fread(ram, 1, ram_size, file) != ram_size ||
+        fread(trailer, sizeof trailer, 1, file) != 1) {
+        error_set(err, "%s: truncated", path);
+        goto done;
+    }
+    uint64_t checksum = fnv1a(0xcbf29ce484222325ull, header, sizeof header);
+    checksum = fnv1a(checksum, state, state_length);
+    checksum = fnv1a(checksum, ram, ram_size);
+    if (checksum != get_u64_le(trailer)) {
+        error_set(err, "%s: checksum mismatch (the file is corrupt)", path);
+        goto done;
+    }
+    struct error state_error;
+    if (machine_load_state(machine, state, state_length, &state_error) < 0) {
+        error_set(err, "%s: %s", path, state_error.message);
+        goto done;
+    }
+    memcpy(machine->ram.host, ram, ram_size);
+    machine_ram_write_done(machine, machine->ram.base, ram_size);
+    result = 0;
+done:
+    free(state);
+    free(ram);
+    fclose(file);
+    return result;
+}

@@ -1,0 +1,240 @@
+/* colo: the user's one command. For now: `colo run`, which runs a
+ * bare-metal RISC-V program (or a saved machine) on the machine layer. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "machine.h"
+
+#define EXIT_USAGE 2
+#define EXIT_RUNTIME_ERROR 1
+#define EXIT_INTERRUPTED 130
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: colo run PROGRAM.elf [options]\n"
+        "       colo run --load FILE [options]\n"
+        "\n"
+        "Runs a bare-metal RISC-V program on colo's RV64GC machine (QEMU virt\n"
+        "memory map) with the UART on standard output, and exits with the\n"
+        "program's exit status (sifive_test or HTIF tohost).\n"
+        "\n"
+        "options:\n"
+        "  --memory MIB              guest RAM in MiB (default 128)\n"
+        "  --deterministic           guest time follows retired instructions\n"
+        "  --instructions-per-tick N with --deterministic: instructions per 100 ns tick (default 10)\n"
+        "  --max-instructions N      stop after N instructions (exit status 0)\n"
+        "  --load FILE               start from a saved machine instead of an ELF\n"
+        "  --save-on-exit FILE       save the whole machine when the run stops\n"
+        "  --print-state             print pc, instret and state hashes on exit (stderr)\n"
+        "  --help                    this text\n");
+}
+
+static int usage_error(const char *format, const char *argument)
+{
+    fprintf(stderr, "colo run: ");
+    fprintf(stderr, format, argument);
+    fprintf(stderr, "\n(see `colo run --help`)\n");
+    return EXIT_USAGE;
+}
+
+static bool parse_unsigned(const char *text, uint64_t *value)
+{
+    if (!text || !*text || *text == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long parsed = strtoull(text, &end, 10);
+    if (errno || *end)
+        return false;
+    *value = parsed;
+    return true;
+}
+
+struct run_options {
+    const char *program;
+    const char *load_path;
+    const char *save_path;
+    uint64_t memory_mib;
+    bool deterministic;
+    uint64_t instructions_per_tick;
+    uint64_t max_instructions;
+    bool print_state;
+};
+
+static struct machine the_machine;
+
+/* SIGINT/SIGTERM are blocked in every thread; this one waits for them and
+ * asks the machine to stop at the next instruction boundary. */
+static void *signal_thread(void *argument)
+{
+    sigset_t *signals = argument;
+    int signal_number;
+    if (sigwait(signals, &signal_number) == 0)
+        machine_request_stop(&the_machine);
+    return NULL;
+}
+
+static uint64_t hash_hart_state(const struct hart_state *s)
+{
+    struct state_writer writer;
+    state_writer_init(&writer);
+    /* Hash the saved form: exactly the guest-visible state. */
+    struct hart copy;
+    memset(&copy, 0, sizeof copy);
+    copy.state = *s;
+    hart_save(&copy, &writer);
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < writer.length; i++) {
+        hash ^= writer.data[i];
+        hash *= 0x100000001b3ull;
+    }
+    state_writer_free(&writer);
+    return hash;
+}
+
+static int command_run(int argc, char **argv)
+{
+    struct run_options options = { .memory_mib = 128, .instructions_per_tick = 10 };
+    for (int i = 0; i < argc; i++) {
+        const char *argument = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argument, "--help") == 0 || strcmp(argument, "-h") == 0) {
+            print_usage(stdout);
+            return 0;
+        } else if (strcmp(argument, "--memory") == 0) {
+            if (!parse_unsigned(next, &options.memory_mib))
+                return usage_error("--memory needs a size in MiB, got '%s'", next ? next : "nothing");
+            i++;
+        } else if (strcmp(argument, "--deterministic") == 0) {
+            options.deterministic = true;
+        } else if (strcmp(argument, "--instructions-per-tick") == 0) {
+            if (!parse_unsigned(next, &options.instructions_per_tick) || options.instructions_per_tick == 0)
+                return usage_error("--instructions-per-tick needs a positive number, got '%s'",
+                                   next ? next : "nothing");
+            i++;
+        } else if (strcmp(argument, "--max-instructions") == 0) {
+            if (!parse_unsigned(next, &options.max_instructions) || options.max_instructions == 0)
+                return usage_error("--max-instructions needs a positive number, got '%s'",
+                                   next ? next : "nothing");
+            i++;
+        } else if (strcmp(argument, "--load") == 0) {
+            if (!next)
+                return usage_error("%s needs a file", argument);
+            options.load_path = next;
+            i++;
+        } else if (strcmp(argument, "--save-on-exit") == 0) {
+            if (!next)
+                return usage_error("%s needs a file", argument);
+            options.save_path = next;
+            i++;
+        } else if (strcmp(argument, "--print-state") == 0) {
+            options.print_state = true;
+        } else if (argument[0] == '-') {
+            return usage_error("unknown option '%s'", argument);
+        } else if (!options.program) {
+            options.program = argument;
+        } else {
+            return usage_error("unexpected argument '%s' (only one program)", argument);
+        }
+    }
+    if (!options.program && !options.load_path)
+        return usage_error("%s", "needs a PROGRAM.elf or --load FILE");
+    if (options.program && options.load_path)
+        return usage_error("%s", "give either a PROGRAM.elf or --load FILE, not both");
+
+    long host_pages = sysconf(_SC_PHYS_PAGES);
+    long page_size = sysconf(_SC_PAGESIZE);
+    uint64_t host_mib = host_pages > 0 && page_size > 0
+                            ? (uint64_t)host_pages * (uint64_t)page_size >> 20 : UINT64_MAX;
+    /* RAM sits at 0x80000000 and must end below 2^39 (Sv39 physical reach
+     * we support) and fit the host. */
+    if (options.memory_mib < 1 || options.memory_mib > host_mib || options.memory_mib > (UINT64_C(256) << 10)) {
+        fprintf(stderr, "colo run: --memory %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64
+                " MiB (this host has %" PRIu64 " MiB)\n", options.memory_mib,
+                host_mib < (UINT64_C(256) << 10) ? host_mib : (UINT64_C(256) << 10), host_mib);
+        return EXIT_USAGE;
+    }
+
+    struct machine_config config;
+    machine_config_defaults(&config);
+    config.ram_size = options.memory_mib << 20;
+    config.deterministic_time = options.deterministic;
+    config.instructions_per_tick = options.instructions_per_tick;
+    config.console_output_fd = STDOUT_FILENO;
+
+    struct error err;
+    if (machine_create(&the_machine, &config, &err) < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        return EXIT_RUNTIME_ERROR;
+    }
+    int load_result = options.program ? machine_load_elf(&the_machine, options.program, &err)
+                                      : machine_load_file(&the_machine, options.load_path, &err);
+    if (load_result < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        machine_destroy(&the_machine);
+        return EXIT_RUNTIME_ERROR;
+    }
+
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    pthread_t signal_waiter;
+    pthread_create(&signal_waiter, NULL, signal_thread, &signals);
+    pthread_detach(signal_waiter);
+
+    enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
+
+    int status = 0;
+    switch (reason) {
+    case MACHINE_EXIT_POWEROFF: status = 0; break;
+    case MACHINE_EXIT_RESET:
+        fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
+        status = 0;
+        break;
+    case MACHINE_EXIT_CODE: status = (int)(the_machine.exit_code & 0xff); break;
+    case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
+    case MACHINE_EXIT_STOPPED:
+        fprintf(stderr, "colo run: stopped\n");
+        status = EXIT_INTERRUPTED;
+        break;
+    case MACHINE_RUNNING: abort();      /* machine_run never returns this */
+    }
+    if (options.print_state) {
+        const struct hart_state *s = &the_machine.harts[0].state;
+        fprintf(stderr, "state: pc=0x%016" PRIx64 " instret=%" PRIu64 " hart=%016" PRIx64
+                " ram=%016" PRIx64 "\n", s->pc, s->instret, hash_hart_state(s),
+                machine_ram_hash(&the_machine));
+    }
+    if (options.save_path && machine_save_file(&the_machine, options.save_path, &err) < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        status = EXIT_RUNTIME_ERROR;
+    }
+    machine_destroy(&the_machine);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "run") == 0)
+        return command_run(argc - 2, argv + 2);
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "colo: unknown command '%s' (known: run, help)\n", command);
+    return EXIT_USAGE;
+}
