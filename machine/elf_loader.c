@@ -72,8 +72,8 @@ static int read_file(struct elf_file *elf, struct error *err)
     }
     if ((uint64_t)status.st_size > ELF_MAX_FILE_SIZE) {
         close(fd);
-        return error_set(err, "%s: file is %llu MiB; ELF images larger than %llu MiB are refused",
-                         path, (unsigned long long)status.st_size >> 20,
+        return error_set(err, "%s: file is %llu bytes, larger than the %llu MiB limit "
+                         "for ELF images", path, (unsigned long long)status.st_size,
                          ELF_MAX_FILE_SIZE >> 20);
     }
 
@@ -289,7 +289,7 @@ static uint64_t virtual_to_physical(const struct elf_file *elf, uint64_t address
     return address;
 }
 
-/* index must be below the count that count_sections validated. */
+/* The caller has checked that entry index lies inside the file. */
 static void read_section_header(const struct elf_file *elf, uint64_t index, Elf64_Shdr *section)
 {
     memcpy(section, elf->data + elf->header.e_shoff + index * sizeof *section, sizeof *section);

@@ -313,7 +313,72 @@ static bool fpu_decode_rounding_mode(const struct hart *hart, unsigned rm_field,
 
 /* ---- The host FPU ---- */
 
-/* The host mode used for a guest mode; RMM runs as RNE and is fixed up. */
+#if defined(__x86_64__)
+/* On x86-64, float and double arithmetic runs on SSE, whose rounding mode
+ * and exception flags live in MXCSR alone. Setting and reading MXCSR
+ * directly costs a few cycles, where feclearexcept and fesetround also
+ * save and reload the whole x87 environment: this path is several times
+ * faster per instruction. The x87 unit is only used by fpu_wide_evaluate,
+ * which manages its flags through <fenv.h>.
+ *
+ * MXCSR: flags in bits 0-5 (invalid, denormal operand, divide by zero,
+ * overflow, underflow, precision), exception masks in bits 7-12, rounding
+ * control in bits 13-14, flush-to-zero in bit 15, denormals-are-zero in
+ * bit 6. The value below is the standard one (all exceptions masked, no
+ * flush-to-zero, no denormals-are-zero, no flags), which IEEE semantics
+ * need and which the host is put back into after each operation. */
+#include <xmmintrin.h>
+
+#define FPU_MXCSR_STANDARD 0x1f80u
+#define FPU_MXCSR_ROUNDING_SHIFT 13
+
+static unsigned fpu_mxcsr_rounding(enum fpu_rounding_mode mode)
+{
+    switch (mode) {
+    case FPU_ROUND_DOWN:
+        return 1;
+    case FPU_ROUND_UP:
+        return 2;
+    case FPU_ROUND_TOWARD_ZERO:
+        return 3;
+    case FPU_ROUND_NEAREST_EVEN:
+    case FPU_ROUND_NEAREST_MAX_MAGNITUDE:   /* RMM runs as RNE and is fixed up */
+        break;
+    }
+    return 0;
+}
+
+/* Prepares the host for one guest operation: no pending flags, the guest's
+ * rounding mode installed. */
+static void fpu_host_begin(enum fpu_rounding_mode mode)
+{
+    _mm_setcsr(FPU_MXCSR_STANDARD | fpu_mxcsr_rounding(mode) << FPU_MXCSR_ROUNDING_SHIFT);
+}
+
+/* Collects the flags the operation raised, as fflags bits, and puts the
+ * host back into round to nearest. */
+static uint32_t fpu_host_end(enum fpu_rounding_mode mode)
+{
+    unsigned status = _mm_getcsr();
+    if (fpu_mxcsr_rounding(mode) != 0)
+        _mm_setcsr(FPU_MXCSR_STANDARD);
+    uint32_t flags = 0;
+    if (status & 0x01)
+        flags |= FPU_FLAG_INVALID;
+    if (status & 0x04)
+        flags |= FPU_FLAG_DIVIDE_BY_ZERO;
+    if (status & 0x08)
+        flags |= FPU_FLAG_OVERFLOW;
+    if (status & 0x10)
+        flags |= FPU_FLAG_UNDERFLOW;
+    if (status & 0x20)
+        flags |= FPU_FLAG_INEXACT;
+    return flags;
+}
+
+#else
+
+/* Any other host: the same through <fenv.h>. */
 static int fpu_host_rounding(enum fpu_rounding_mode mode)
 {
     switch (mode) {
@@ -324,7 +389,7 @@ static int fpu_host_rounding(enum fpu_rounding_mode mode)
     case FPU_ROUND_UP:
         return FE_UPWARD;
     case FPU_ROUND_NEAREST_EVEN:
-    case FPU_ROUND_NEAREST_MAX_MAGNITUDE:
+    case FPU_ROUND_NEAREST_MAX_MAGNITUDE:   /* RMM runs as RNE and is fixed up */
         break;
     }
     return FE_TONEAREST;
@@ -360,6 +425,8 @@ static uint32_t fpu_host_end(enum fpu_rounding_mode mode)
         flags |= FPU_FLAG_INEXACT;
     return flags;
 }
+
+#endif
 
 /* A result computed in long double, and whether that computation was exact
  * (then value is the exact result of the operation). */
@@ -465,8 +532,9 @@ static struct fpu_wide_result fpu_wide_evaluate(enum fpu_operation operation, bo
         }
         break;
     }
+    /* The flags raised here are left behind: every guest operation starts
+     * by clearing the host's flags. */
     bool is_exact = fetestexcept(FE_INEXACT) == 0;
-    feclearexcept(FE_ALL_EXCEPT);
     return (struct fpu_wide_result){ result, is_exact };
 }
 

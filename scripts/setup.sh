@@ -1,0 +1,34 @@
+#!/bin/bash
+# Installs everything colo needs to build, test and benchmark, from
+# Debian 12's packages. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+    build-essential meson ninja-build pkg-config python3
+    clang                                    # fuzz targets (libFuzzer)
+    gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf
+    qemu-system-misc                         # reference machine for differential tests and benchmarks
+    libfdt-dev device-tree-compiler opensbi  # device tree and firmware for Linux guests
+    iproute2                                 # network namespaces in tests
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+        missing+=("$package")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all ${#packages[@]} packages already installed"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}" >&2
+    echo "setup: run this script as root to install them" >&2
+    exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,35 @@
+#!/bin/bash
+# Runs the whole test suite: installs what is missing, builds colo with
+# AddressSanitizer and UBSan in build-test/, and runs every test.
+# Extra arguments go to `meson test` (e.g. --suite isa, or a test name).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+if [ ! -d build-test ]; then
+    meson setup build-test -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+        -Db_lundef=false
+fi
+ninja -C build-test
+
+export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+status=0
+meson test -C build-test --print-errorlogs --num-processes 2 "$@" || status=$?
+
+# One closing line in the plain form CI reads: "N passed, N failed".
+python3 - build-test/meson-logs/testlog.json <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1]):
+    result = json.loads(line).get("result")
+    if result in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+    elif result == "SKIP":
+        skipped += 1
+    else:
+        failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status
