@@ -563,7 +563,7 @@ void hart_save(const struct hart *hart, struct state_writer *writer)
     state_section_end(writer);
 }
 
-void hart_load_state(struct hart *hart, struct state_reader *reader)
+void hart_state_load(struct hart_state *state, struct state_reader *reader)
 {
     struct hart_state loaded;
     memset(&loaded, 0, sizeof loaded);
@@ -599,7 +599,12 @@ void hart_load_state(struct hart *hart, struct state_reader *reader)
         state_reader_fail(reader, "hart state is inconsistent (x0, privilege, pc or fcsr)");
         return;
     }
-    hart->state = loaded;
+    *state = loaded;
+}
+
+void hart_set_state(struct hart *hart, const struct hart_state *state)
+{
+    hart->state = *state;
     hart_tlb_flush_all(hart);
     hart_update_data_tlb(hart);
     hart->interrupt_check_needed = true;

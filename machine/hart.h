@@ -199,6 +199,9 @@ struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address,
                                        struct hart_fetch_tlb_entry **entry);
 
 void hart_save(const struct hart *hart, struct state_writer *writer);
-void hart_load_state(struct hart *hart, struct state_reader *reader);
+/* Reads and checks one hart's saved state; *state is written only when the
+ * section was valid. hart_set_state installs it (TLBs start empty). */
+void hart_state_load(struct hart_state *state, struct state_reader *reader);
+void hart_set_state(struct hart *hart, const struct hart_state *state);
 
 #endif

@@ -1,10 +1,11 @@
 /* The F and D extensions: single- and double-precision IEEE 754 arithmetic.
  *
  * The arithmetic runs on the host FPU. For each instruction the guest's
- * rounding mode is installed with fesetround, the host exception flags are
- * cleared before the operation and read after it, and they are mapped into
- * the guest's accrued flags (fcsr.fflags). x86 SSE detects tininess after
- * rounding, as RISC-V requires, so the host's underflow flag is right.
+ * rounding mode is installed on the host (through MXCSR on x86-64, through
+ * <fenv.h> elsewhere), the host's exception flags are cleared before the
+ * operation and read after it, and they are mapped into the guest's accrued
+ * flags (fcsr.fflags). x86 SSE detects tininess after rounding, as RISC-V
+ * requires, so the host's underflow flag is right.
  *
  * What the host cannot do for us is handled here:
  *  - Round to nearest, ties to max magnitude (RMM) has no host mode. It
@@ -26,14 +27,17 @@
  *
  * The file is compiled with -frounding-math and -fsignaling-nans. In
  * addition, operands and results of host operations go through volatile
- * variables so the compiler cannot move the arithmetic across the calls that
- * set the rounding mode and read the flags. */
+ * variables so the compiler cannot move the arithmetic across the code that
+ * sets the rounding mode and reads the flags. */
 #include <fenv.h>
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include "hart.h"
 
@@ -325,10 +329,8 @@ static bool fpu_decode_rounding_mode(const struct hart *hart, unsigned rm_field,
  * overflow, underflow, precision), exception masks in bits 7-12, rounding
  * control in bits 13-14, flush-to-zero in bit 15, denormals-are-zero in
  * bit 6. The value below is the standard one (all exceptions masked, no
- * flush-to-zero, no denormals-are-zero, no flags), which IEEE semantics
- * need and which the host is put back into after each operation. */
-#include <xmmintrin.h>
-
+ * flush-to-zero, no denormals-are-zero, no flags): IEEE semantics need it,
+ * and each operation leaves the host in it, apart from the flags. */
 #define FPU_MXCSR_STANDARD 0x1f80u
 #define FPU_MXCSR_ROUNDING_SHIFT 13
 
@@ -544,12 +546,13 @@ static struct fpu_wide_result fpu_wide_evaluate(enum fpu_operation operation, bo
  * The two differ only when the exact value is a tie and RNE chose the
  * neighbour nearer to zero; then RMM takes the other neighbour, one unit in
  * the last place further from zero. The flags stay those of RNE: both modes
- * overflow to infinity, both are inexact, and tininess after rounding agrees
- * because the candidate nearer zero of any tie below the smallest normal is
- * odd, so RNE also rounds such a tie up to the smallest normal. A tie can
- * never push RMM past the largest finite number while RNE stays finite,
- * because the tie above the largest finite number rounds to infinity (the
- * even choice) in RNE as well. */
+ * overflow to infinity, both are inexact, and tininess (judged after
+ * rounding with an unbounded exponent) agrees, because the only tie whose
+ * candidates lie on both sides of the smallest normal number has that
+ * number as its even candidate, which RNE picks too. A tie can never push
+ * RMM past the largest finite number while RNE stays finite, because the tie
+ * above the largest finite number rounds to infinity (the even choice) in
+ * RNE as well. */
 static float fpu_single_round_ties_away(float nearest_even, long double exact)
 {
     if (fabsl((long double)nearest_even) >= fabsl(exact))
@@ -669,9 +672,9 @@ static uint64_t fpu_single_to_double(uint32_t bits, uint32_t *flags)
     return fpu_double_to_bits((double)fpu_single_from_bits(bits));
 }
 
-/* Rounds to an integral value in the given mode. Exact, raises no flag:
- * the rounding of conversions to integers is done here, not by the host,
- * so that the flags can be computed by the ISA's rules. */
+/* Rounds to an integral value in the given mode. The result is exact and
+ * the host's flags are not looked at: the flags of conversions to integers
+ * are computed by the ISA's rules in fpu_convert_to_integer. */
 static double fpu_round_to_integral(double value, enum fpu_rounding_mode mode)
 {
     switch (mode) {

@@ -70,15 +70,13 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     }
 
     /* Scratch copies: the machine is untouched unless everything loads. */
-    struct hart *harts = calloc(hart_count ? hart_count : 1, sizeof *harts);
+    struct hart_state *harts = calloc(hart_count ? hart_count : 1, sizeof *harts);
     struct clint clint = machine->clint;
     struct uart_ns16550a uart = machine->uart;
     if (!harts)
         return error_set(err, "out of memory loading machine state");
-    for (unsigned i = 0; i < hart_count && !reader.failed; i++) {
-        harts[i] = machine->harts[i];
-        hart_load_state(&harts[i], &reader);
-    }
+    for (unsigned i = 0; i < hart_count && !reader.failed; i++)
+        hart_state_load(&harts[i], &reader);
     clint_load(&clint, &reader);
     uart_ns16550a_load(&uart, &reader);
     if (!reader.failed && reader.position != reader.length)
@@ -90,7 +88,7 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     }
 
     for (unsigned i = 0; i < hart_count; i++)
-        machine->harts[i] = harts[i];
+        hart_set_state(&machine->harts[i], &harts[i]);
     free(harts);
     machine->clint = clint;
     machine->uart = uart;
