@@ -1,7 +1,8 @@
 /* Decoded instructions, one array per guest RAM page that holds code.
  *
  * A decoded page has one slot per 2-byte parcel. A slot starts as
- * HART_OP_DECODE and is filled the first time it runs. A page with decoded
+ * HART_OP_DECODE and is filled the first time it runs (hart_decoded_page_reset
+ * in hart.c sets a page up). A page with decoded
  * code is marked in guest_ram.has_decoded_code, so harts never map it in
  * their write TLB: every store to it takes the slow path, which drops the
  * page's decoded instructions (self-modifying code, loaders, DMA). */
@@ -13,13 +14,16 @@
 #include "error.h"
 #include "guest_ram.h"
 
+/* 16 bytes. The handler is the address hart_run jumps to, so dispatch is
+ * one load and an indirect jump. */
 struct decoded_instruction {
-    uint16_t operation;           /* enum hart_operation (hart_decode.h) */
-    uint8_t rd, rs1, rs2, rs3;
-    uint8_t length;               /* 2 or 4 */
-    uint8_t unused;
+    const void *handler;
+    /* The immediate, or for system, CSR, atomic, floating-point and illegal
+     * instructions the raw 32-bit instruction (RVC expanded; for an illegal
+     * one, the original bits), which their slow paths decode further. */
     int32_t immediate;
-    uint32_t raw;                 /* 32-bit form (RVC expanded) */
+    uint8_t rd, rs1, rs2;         /* rd 32 is the sink for writes to x0 */
+    uint8_t length;               /* 2 or 4 */
 };
 
 #define DECODED_SLOTS_PER_PAGE (GUEST_PAGE_SIZE / 2)

@@ -33,27 +33,61 @@ void hart_reset(struct hart *hart, uint64_t start_pc)
     hart->interrupt_check_needed = true;
 }
 
+/* The label addresses of hart_run's dispatch table, published by a call
+ * hart_run(NULL, 0): decoded pages are set up outside hart_run. */
+static const void *const *dispatch_table;
+
+static const void *const *get_dispatch_table(void)
+{
+    if (!dispatch_table)
+        hart_run(NULL, 0);
+    return dispatch_table;
+}
+
+void hart_decoded_page_reset(struct decoded_page *page)
+{
+    const void *const *table = get_dispatch_table();
+    for (unsigned i = 0; i < DECODED_SLOTS_PER_PAGE; i++)
+        page->slots[i] = (struct decoded_instruction){ .handler = table[HART_OP_DECODE] };
+    for (unsigned i = 0; i < DECODED_SENTINEL_SLOTS; i++)
+        page->slots[DECODED_SLOTS_PER_PAGE + i] =
+            (struct decoded_instruction){ .handler = table[HART_OP_PAGE_END] };
+}
+
 void hart_init(struct hart *hart, struct machine *machine, uint64_t hart_id)
 {
     memset(hart, 0, sizeof *hart);
     hart->machine = machine;
     hart->state.mhartid = hart_id;
+    const void *const *table = get_dispatch_table();
     for (unsigned i = 0; i < 3; i++)
-        hart->cross_page_scratch[i].operation = HART_OP_PAGE_END;
+        hart->cross_page_scratch[i].handler = table[HART_OP_PAGE_END];
     hart_reset(hart, MACHINE_RAM_BASE);
+}
+
+static void install_decoded(struct decoded_instruction *insn, const struct hart_decoded_fields *fields,
+                            const void *const *table)
+{
+    insn->handler = table[fields->operation];
+    insn->immediate = fields->immediate;
+    insn->rd = fields->rd;
+    insn->rs1 = fields->rs1;
+    insn->rs2 = fields->rs2;
+    insn->length = fields->length;
 }
 
 static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_instruction *insn)
 {
     struct hart_state *s = &hart->state;
-    uint32_t funct5 = insn->raw >> 27;
-    unsigned size = ((insn->raw >> 12) & 7) == 2 ? 4 : 8;
+    uint32_t raw = (uint32_t)insn->immediate;
+    uint32_t funct5 = raw >> 27;
+    unsigned size = ((raw >> 12) & 7) == 2 ? 4 : 8;
     uint64_t address = s->x[insn->rs1];
     uint64_t result;
 
     if (funct5 == 0x02) {                                   /* LR */
         if (insn->rs2 != 0)
-            return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+            return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, raw);
         if (address & (size - 1))
             return hart_fault_make(EXCEPTION_LOAD_MISALIGNED, address);
         uint64_t value;
@@ -109,7 +143,7 @@ static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_
         break;
     }
     default:
-        return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, raw);
     }
     memcpy(host, &result, size);
     s->x[insn->rd] = old;
@@ -141,6 +175,10 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
 #define LABEL_ADDRESS(name) &&op_##name,
     static const void *const dispatch[HART_OPERATION_COUNT] = { HART_OPERATIONS(LABEL_ADDRESS) };
 #undef LABEL_ADDRESS
+    if (!hart) {
+        dispatch_table = dispatch;
+        return 0;
+    }
     struct hart_state *s = &hart->state;
     uint64_t *const x = s->x;
     uint64_t remaining = budget;
@@ -152,6 +190,9 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
     uint64_t page_base = 1;       /* virtual address of the decoded page; 1 = none */
     struct hart_fault fault;
     uint64_t pc;
+    /* Only traps, xRET and CSR writes change the data TLB set, and each of
+     * them goes through refetch or leaves, where this is reloaded. */
+    const struct hart_tlb_set *data_tlb = hart->data_tlb;
 
     hart->leave_run_loop = false;
     if (hart->interrupt_check_needed || (s->mip & s->mie))
@@ -162,7 +203,7 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
 
 #define CONSUMED (budget - remaining)
 #define SYNC() do { s->pc = pc; s->instret = instret_base + CONSUMED - trapped; } while (0)
-#define DISPATCH() goto *dispatch[insn->operation]
+#define DISPATCH() goto *insn->handler
 #define NEXT() do {                                          \
         unsigned length_ = insn->length;                     \
         pc += length_;                                       \
@@ -201,7 +242,7 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
 #define LOAD(type) do {                                                         \
         uint64_t address_ = x[insn->rs1] + (int64_t)insn->immediate;            \
         const struct hart_tlb_entry *entry_ =                                   \
-            &hart->data_tlb->read[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
+            &data_tlb->read[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
         if (likely(entry_->page == address_ >> GUEST_PAGE_SHIFT &&              \
                    (address_ & (GUEST_PAGE_SIZE - 1)) <= GUEST_PAGE_SIZE - sizeof(type))) { \
             type value_;                                                        \
@@ -221,7 +262,7 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
 #define STORE(type) do {                                                        \
         uint64_t address_ = x[insn->rs1] + (int64_t)insn->immediate;            \
         const struct hart_tlb_entry *entry_ =                                   \
-            &hart->data_tlb->write[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
+            &data_tlb->write[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
         if (likely(entry_->page == address_ >> GUEST_PAGE_SHIFT &&              \
                    (address_ & (GUEST_PAGE_SIZE - 1)) <= GUEST_PAGE_SIZE - sizeof(type))) { \
             type value_ = (type)x[insn->rs2];                                   \
@@ -237,6 +278,7 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
     } while (0)
 
 refetch: {
+        data_tlb = hart->data_tlb;
         uint64_t virtual_page = pc >> GUEST_PAGE_SHIFT;
         struct hart_fetch_tlb_entry *entry =
             &hart->tlb[s->privilege].fetch[virtual_page & (HART_TLB_ENTRIES - 1)];
@@ -270,19 +312,19 @@ op_DECODE: {
         uint64_t offset = pc & (GUEST_PAGE_SIZE - 1);
         uint16_t low;
         memcpy(&low, page_host + offset, 2);
+        struct hart_decoded_fields fields;
         if ((low & 3) != 3) {
-            hart_decode(hart_expand_compressed(low), 2, low, insn);
+            hart_decode(hart_expand_compressed(low), 2, low, &fields);
         } else if (offset == GUEST_PAGE_SIZE - 2) {
             /* The upper half lives on the next page, whose mapping may
              * change independently: fetch and decode it every time. */
-            memset(insn, 0, sizeof *insn);
-            insn->operation = HART_OP_CROSS_PAGE;
-            insn->length = 4;
+            fields = (struct hart_decoded_fields){ .operation = HART_OP_CROSS_PAGE, .length = 4 };
         } else {
             uint32_t word;
             memcpy(&word, page_host + offset, 4);
-            hart_decode(word, 4, word, insn);
+            hart_decode(word, 4, word, &fields);
         }
+        install_decoded(insn, &fields, dispatch);
         DISPATCH();
     }
 op_PAGE_END:
@@ -295,13 +337,15 @@ op_CROSS_PAGE: {
         if (fault.cause != HART_NO_FAULT)
             goto take_fault;
         uint32_t word = (uint32_t)low | (uint32_t)high << 16;
+        struct hart_decoded_fields fields;
+        hart_decode(word, 4, word, &fields);
         insn = &hart->cross_page_scratch[0];
-        hart_decode(word, 4, word, insn);
+        install_decoded(insn, &fields, dispatch);
         page_base = 1;            /* jumps from here always re-fetch */
         DISPATCH();
     }
 op_ILLEGAL:
-    RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+    RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
 
 op_LUI: x[insn->rd] = (uint64_t)(int64_t)insn->immediate; NEXT();
 op_AUIPC: x[insn->rd] = pc + (int64_t)insn->immediate; NEXT();
@@ -447,7 +491,7 @@ op_EBREAK:
     RAISE(EXCEPTION_BREAKPOINT, pc);
 op_MRET:
     if (s->privilege != PRIVILEGE_MACHINE)
-        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
     SYNC();
     hart_return_from_machine(hart);
     pc = s->pc;
@@ -456,7 +500,7 @@ op_MRET:
 op_SRET:
     if (s->privilege < PRIVILEGE_SUPERVISOR ||
         (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TSR)))
-        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
     SYNC();
     hart_return_from_supervisor(hart);
     pc = s->pc;
@@ -465,27 +509,29 @@ op_SRET:
 op_WFI:
     if (s->privilege == PRIVILEGE_USER ||
         (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TW)))
-        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
     if (!(s->mip & s->mie))
         s->waiting_for_interrupt = 1;
     RETIRE_AND_LEAVE(insn->length);
 op_SFENCE_VMA:
     if (s->privilege == PRIVILEGE_USER ||
         (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TVM)))
-        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+        RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
     hart_tlb_flush_all(hart);
     RETIRE_AND_LEAVE(insn->length);
 
-op_CSRRW:
-op_CSRRS:
-op_CSRRC:
-op_CSRRWI:
-op_CSRRSI:
-op_CSRRCI: {
-        enum hart_operation operation = insn->operation;
+    {
+        enum hart_operation operation;
+op_CSRRW: operation = HART_OP_CSRRW; goto csr_access;
+op_CSRRS: operation = HART_OP_CSRRS; goto csr_access;
+op_CSRRC: operation = HART_OP_CSRRC; goto csr_access;
+op_CSRRWI: operation = HART_OP_CSRRWI; goto csr_access;
+op_CSRRSI: operation = HART_OP_CSRRSI; goto csr_access;
+op_CSRRCI: operation = HART_OP_CSRRCI; goto csr_access;
+csr_access:;
         bool immediate_form = operation >= HART_OP_CSRRWI;
         bool swap = operation == HART_OP_CSRRW || operation == HART_OP_CSRRWI;
-        uint32_t csr = (uint32_t)insn->immediate;
+        uint32_t csr = (uint32_t)insn->immediate >> 20;
         uint64_t source = immediate_form ? insn->rs1 : x[insn->rs1];
         /* CSRRW with rd=x0 must not read (no read side effects); CSRRS/C
          * with rs1=x0 must not write. */
@@ -497,7 +543,7 @@ op_CSRRCI: {
         if (do_read) {
             fault = hart_csr_read(hart, csr, &old);
             if (fault.cause != HART_NO_FAULT)
-                RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+                RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
         }
         if (do_write) {
             uint64_t updated = swap ? source
@@ -505,7 +551,7 @@ op_CSRRCI: {
                 : old & ~source;
             fault = hart_csr_write(hart, csr, updated);
             if (fault.cause != HART_NO_FAULT)
-                RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, insn->raw);
+                RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
         }
         x[insn->rd] = old;
         if (do_write) {
@@ -528,9 +574,17 @@ op_ATOMIC: {
 op_FLOATING_POINT: {
         unsigned length = insn->length;
         SYNC();
-        fault = hart_fpu_execute(hart, insn->raw);
-        if (fault.cause != HART_NO_FAULT)
+        fault = hart_fpu_execute(hart, (uint32_t)insn->immediate);
+        if (fault.cause != HART_NO_FAULT) {
+            /* tval of an illegal compressed instruction is its own 16 bits,
+             * not the expansion the FPU saw. */
+            if (fault.cause == EXCEPTION_ILLEGAL_INSTRUCTION && length == 2) {
+                uint16_t parcel;
+                memcpy(&parcel, page_host + (pc & (GUEST_PAGE_SIZE - 1)), 2);
+                fault.value = parcel;
+            }
             goto take_fault;
+        }
         NEXT_AFTER_SLOW_PATH(length);
     }
 }

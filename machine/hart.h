@@ -150,6 +150,8 @@ struct hart {
 };
 
 void hart_init(struct hart *hart, struct machine *machine, uint64_t hart_id);
+/* Sets every slot of a decoded page to "decode me", sentinels included. */
+void hart_decoded_page_reset(struct decoded_page *page);
 void hart_reset(struct hart *hart, uint64_t start_pc);
 
 /* Runs up to budget instructions; returns how many it used (retired

@@ -191,7 +191,7 @@ uint32_t hart_expand_compressed(uint16_t parcel)
 
 /* ---- The 32-bit decoder ---- */
 
-static void set(struct decoded_instruction *d, enum hart_operation operation, uint32_t rd,
+static void set(struct hart_decoded_fields *d, enum hart_operation operation, uint32_t rd,
                 uint32_t rs1, uint32_t rs2, int32_t immediate)
 {
     d->operation = (uint16_t)operation;
@@ -202,11 +202,11 @@ static void set(struct decoded_instruction *d, enum hart_operation operation, ui
 }
 
 void hart_decode(uint32_t instruction, unsigned length, uint32_t original_bits,
-                 struct decoded_instruction *d)
+                 struct hart_decoded_fields *d)
 {
     memset(d, 0, sizeof *d);
     d->length = (uint8_t)length;
-    d->raw = instruction;
+    int32_t raw = (int32_t)instruction;
     uint32_t opcode = instruction & 0x7f;
     uint32_t rd = bits(instruction, 11, 7);
     uint32_t funct3 = bits(instruction, 14, 12);
@@ -357,7 +357,7 @@ void hart_decode(uint32_t instruction, unsigned length, uint32_t original_bits,
             else if (instruction == 0x10500073) op = HART_OP_WFI;
             else if (funct7 == 0x09 && rd == 0) op = HART_OP_SFENCE_VMA;
             else goto illegal;
-            set(d, op, 0, rs1, rs2, 0);
+            set(d, op, 0, rs1, rs2, raw);
             return;
         } else {
             static const enum hart_operation csr[8] = {
@@ -366,22 +366,23 @@ void hart_decode(uint32_t instruction, unsigned length, uint32_t original_bits,
             op = csr[funct3];
             if (op == HART_OP_ILLEGAL)
                 goto illegal;
-            /* rs1 is the register or the 5-bit immediate; immediate is the CSR number */
-            set(d, op, rd, rs1, 0, (int32_t)bits(instruction, 31, 20));
+            /* rs1 is the register or the 5-bit immediate; the CSR number
+             * is the top 12 bits of the raw instruction */
+            set(d, op, rd, rs1, 0, raw);
             return;
         }
     case 0x2f:
         if (funct3 != 2 && funct3 != 3)
             goto illegal;
-        set(d, HART_OP_ATOMIC, rd, rs1, rs2, 0);
+        set(d, HART_OP_ATOMIC, rd, rs1, rs2, raw);
         return;
     case 0x07: case 0x27: case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53:
-        set(d, HART_OP_FLOATING_POINT, 0, 0, 0, 0);
+        set(d, HART_OP_FLOATING_POINT, 0, 0, 0, raw);
         return;
     default:
         break;
     }
 illegal:
     d->operation = HART_OP_ILLEGAL;
-    d->raw = original_bits;
+    d->immediate = (int32_t)original_bits;
 }

@@ -138,11 +138,10 @@ struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page
 {
     struct decoded_page *page = machine->decode_cache.pages[page_index];
     if (!page) {
-        page = calloc(1, sizeof *page);
+        page = malloc(sizeof *page);
         if (!page)
             return NULL;
-        for (unsigned i = 0; i < DECODED_SENTINEL_SLOTS; i++)
-            page->slots[DECODED_SLOTS_PER_PAGE + i].operation = HART_OP_PAGE_END;
+        hart_decoded_page_reset(page);
         machine->decode_cache.pages[page_index] = page;
     }
     if (!machine->ram.has_decoded_code[page_index]) {
@@ -158,7 +157,7 @@ void machine_drop_decoded_page(struct machine *machine, uint64_t page_index)
 {
     struct decoded_page *page = machine->decode_cache.pages[page_index];
     if (page)
-        memset(page->slots, 0, sizeof(page->slots[0]) * DECODED_SLOTS_PER_PAGE);
+        hart_decoded_page_reset(page);
     machine->ram.has_decoded_code[page_index] = 0;
     machine->decode_cache.invalidations++;
     /* Fetch entries must go too: a fetch through them would decode into
