@@ -306,7 +306,9 @@ bool hart_check_interrupts(struct hart *hart)
                               (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_SIE));
     uint64_t to_machine = machine_enabled ? pending & ~s->mideleg : 0;
     uint64_t to_supervisor = supervisor_enabled ? pending & s->mideleg : 0;
-    uint64_t takeable = to_machine | to_supervisor;
+    /* An interrupt that traps into M beats any that traps into S; the
+     * priority order only ranks interrupts with the same destination. */
+    uint64_t takeable = to_machine ? to_machine : to_supervisor;
     if (!takeable)
         return false;
     for (unsigned i = 0; i < sizeof interrupt_priority; i++) {

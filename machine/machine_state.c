@@ -70,12 +70,14 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     }
 
     /* Scratch copies: the machine is untouched unless everything loads. */
-    struct hart_state *harts = calloc(hart_count ? hart_count : 1, sizeof *harts);
+    /* Sized by this machine, never by the input: hart_count is only
+     * trusted once it matched. */
+    struct hart_state *harts = calloc(machine->config.hart_count, sizeof *harts);
     struct clint clint = machine->clint;
     struct uart_ns16550a uart = machine->uart;
     if (!harts)
         return error_set(err, "out of memory loading machine state");
-    for (unsigned i = 0; i < hart_count && !reader.failed; i++)
+    for (unsigned i = 0; i < machine->config.hart_count && !reader.failed; i++)
         hart_state_load(&harts[i], &reader);
     clint_load(&clint, &reader);
     uart_ns16550a_load(&uart, &reader);
@@ -87,7 +89,7 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
         return error_set(err, "machine state: %s", reader.error);
     }
 
-    for (unsigned i = 0; i < hart_count; i++)
+    for (unsigned i = 0; i < machine->config.hart_count; i++)
         hart_set_state(&machine->harts[i], &harts[i]);
     free(harts);
     machine->clint = clint;

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs the whole test suite: installs what is missing, builds colo with
-# AddressSanitizer and UBSan in build-test/, and runs every test.
+# AddressSanitizer and UBSan in build-test/, runs every test, then the fuzz
+# targets briefly (scripts/fuzz.sh).
 # Extra arguments go to `meson test` (e.g. --suite isa, or a test name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +19,22 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 meson test -C build-test --print-errorlogs --num-processes 2 "$@" || status=$?
 
+# The parsers' fuzz targets, a short run each (skipped when a subset of
+# tests was asked for).
+fuzz_passed=0 fuzz_failed=0
+if [ $# -eq 0 ]; then
+    if bash scripts/fuzz.sh "${COLO_FUZZ_SECONDS:-10}"; then
+        fuzz_passed=2
+    else
+        fuzz_failed=1
+        status=1
+    fi
+fi
+
 # One closing line in the plain form CI reads: "N passed, N failed".
-python3 - build-test/meson-logs/testlog.json <<'PY'
+python3 - build-test/meson-logs/testlog.json "$fuzz_passed" "$fuzz_failed" <<'PY'
 import json, sys
-passed = failed = skipped = 0
+passed, failed, skipped = int(sys.argv[2]), int(sys.argv[3]), 0
 for line in open(sys.argv[1]):
     result = json.loads(line).get("result")
     if result in ("OK", "EXPECTEDFAIL"):
