@@ -20,7 +20,8 @@ corpus=build-fuzz/fuzz-corpus
 mkdir -p "$corpus/elf" "$corpus/state"
 cp build-fuzz/tests/machine/dirty_pages.elf build-fuzz/guests/demo/hello.elf "$corpus/elf/"
 # libFuzzer reports the seed writer's exit() as an error; the file is what counts.
-COLO_FUZZ_WRITE_SEED="$corpus/state/seed" build-fuzz/tests/fuzz/fuzz_machine_state >/dev/null 2>&1 || true
+COLO_FUZZ_WRITE_SEED="$corpus/state/seed" build-fuzz/tests/fuzz/fuzz_machine_state \
+    -artifact_prefix=build-fuzz/seed- >/dev/null 2>&1 || true
 [ -s "$corpus/state/seed" ] || { echo "fuzz: could not write the state seed"; exit 1; }
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
