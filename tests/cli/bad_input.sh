@@ -57,7 +57,7 @@ printf '\xff' | dd of="$work/corrupt.colo" bs=1 seek=5000 conv=notrunc 2>/dev/nu
 
 expect_error "no arguments"        'usage'                          -- "$colo"
 expect_error "unknown command"     "unknown command 'fly'"          -- "$colo" fly
-expect_error "no program"          'needs a PROGRAM.elf'            -- "$colo" run
+expect_error "no program"          'needs a VM.cfg, a PROGRAM.elf'            -- "$colo" run
 expect_error "missing file"        'missing\.elf.*No such file'     -- "$colo" run "$work/missing.elf"
 expect_error "empty file"          'empty\.elf.*(empty|truncated|too short)' -- "$colo" run "$work/empty.elf"
 expect_error "truncated ELF"       'truncated\.elf.*(truncated|too short)' -- "$colo" run "$work/truncated.elf"
