@@ -2,9 +2,14 @@
  * the cross-thread controls (pause, resume, dirty log). */
 #include "machine.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "elf_loader.h"
 #include "hart_decode.h"
@@ -29,6 +34,83 @@ void machine_config_defaults(struct machine_config *config)
     config->deterministic_time = false;
     config->instructions_per_tick = 10;
     config->console_output_fd = 1;
+    config->console_input_fd = -1;
+}
+
+static void console_feed_uart(struct machine *machine);
+
+static void on_console_readable(void *opaque)
+{
+    struct machine *machine = opaque;
+    size_t room = sizeof machine->console_input - machine->console_input_length;
+    if (room > 0) {
+        ssize_t got = read(machine->config.console_input_fd,
+                           machine->console_input + machine->console_input_length, room);
+        if (got > 0) {
+            machine->console_input_length += (size_t)got;
+        } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+            /* End of input (or a broken terminal): stop watching it. */
+            machine_unwatch_fd(machine, machine->console_watch);
+            machine->console_watch = -1;
+        }
+    }
+    console_feed_uart(machine);
+}
+
+/* Moves console input into the UART as its FIFO has room; stops reading
+ * the host side while our buffer is full, so no byte is ever lost. */
+static void console_feed_uart(struct machine *machine)
+{
+    size_t moved = 0;
+    while (moved < machine->console_input_length && uart_ns16550a_receive_space(&machine->uart) > 0) {
+        uart_ns16550a_receive(&machine->uart, machine->console_input[moved]);
+        moved++;
+    }
+    if (moved) {
+        memmove(machine->console_input, machine->console_input + moved,
+                machine->console_input_length - moved);
+        machine->console_input_length -= moved;
+    }
+    if (machine->console_watch >= 0)
+        machine_watch_enable(machine, machine->console_watch,
+                             machine->console_input_length < sizeof machine->console_input);
+}
+
+static int create_devices(struct machine *machine, struct error *err)
+{
+    const struct machine_config *config = &machine->config;
+    unsigned slot = 0;
+    if (config->disk_count + config->nic_count > VIRTIO_MMIO_SLOTS)
+        return error_set(err, "%u disks and %u NICs need more than the %d virtio-mmio slots",
+                         config->disk_count, config->nic_count, VIRTIO_MMIO_SLOTS);
+    for (unsigned i = 0; i < config->disk_count; i++, slot++) {
+        struct virtio_blk *disk = calloc(1, sizeof *disk);
+        if (!disk)
+            return error_set(err, "out of memory for disk %u", i);
+        disk->fd = -1;
+        if (virtio_blk_init(disk, machine, slot, config->disks[i].path, config->disks[i].read_only, err) < 0) {
+            free(disk);
+            return -1;
+        }
+        machine->disks[i] = disk;
+        machine->virtio_slots[slot] = &disk->transport;
+    }
+    for (unsigned i = 0; i < config->nic_count; i++, slot++) {
+        struct virtio_net *nic = calloc(1, sizeof *nic);
+        if (!nic)
+            return error_set(err, "out of memory for NIC %u", i);
+        nic->tap_fd = -1;
+        nic->watch = -1;
+        if (virtio_net_init(nic, machine, slot, config->nics[i].mac, err) < 0) {
+            free(nic);
+            return -1;
+        }
+        machine->nics[i] = nic;
+        machine->virtio_slots[slot] = &nic->transport;
+        if (config->nics[i].tap[0] && virtio_net_attach_tap(nic, config->nics[i].tap, err) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 int machine_create(struct machine *machine, const struct machine_config *config, struct error *err)
@@ -48,16 +130,50 @@ int machine_create(struct machine *machine, const struct machine_config *config,
     for (unsigned i = 0; i < config->hart_count; i++)
         hart_init(&machine->harts[i], machine, i);
     clint_init(&machine->clint, machine, config->hart_count);
+    plic_init(&machine->plic, machine);
     uart_ns16550a_init(&machine->uart, config->console_output_fd);
+    uart_ns16550a_connect_interrupt(&machine->uart, &machine->plic, MACHINE_UART_IRQ);
     sifive_test_init(&machine->sifive_test, machine);
     machine->time_offset_ns = monotonic_nanoseconds();
     pthread_mutex_init(&machine->control_lock, NULL);
     pthread_cond_init(&machine->control_changed, NULL);
+    machine->console_watch = -1;
+    machine->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (machine->wakeup_fd < 0) {
+        error_set_errno(err, "cannot create the machine's wakeup eventfd");
+        machine_destroy(machine);
+        return -1;
+    }
+    if (create_devices(machine, err) < 0) {
+        machine_destroy(machine);
+        return -1;
+    }
+    if (config->console_input_fd >= 0) {
+        machine->console_watch = machine_watch_fd(machine, config->console_input_fd,
+                                                  on_console_readable, machine);
+    }
     return 0;
 }
 
 void machine_destroy(struct machine *machine)
 {
+    for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) {
+        if (machine->disks[i]) {
+            virtio_blk_destroy(machine->disks[i]);
+            free(machine->disks[i]);
+            machine->disks[i] = NULL;
+        }
+    }
+    for (unsigned i = 0; i < MACHINE_MAX_NICS; i++) {
+        if (machine->nics[i]) {
+            virtio_net_destroy(machine->nics[i]);
+            free(machine->nics[i]);
+            machine->nics[i] = NULL;
+        }
+    }
+    if (machine->wakeup_fd > 0)
+        close(machine->wakeup_fd);
+    machine->wakeup_fd = -1;
     decode_cache_destroy(&machine->decode_cache);
     guest_ram_destroy(&machine->ram);
     pthread_mutex_destroy(&machine->control_lock);
@@ -110,6 +226,92 @@ void machine_update_timer_interrupts(struct machine *machine)
     }
 }
 
+void machine_set_external_interrupt(struct machine *machine, unsigned context, bool level)
+{
+    /* Context 2h is hart h's M-mode, 2h + 1 its S-mode. */
+    unsigned hart_index = context / 2;
+    if (hart_index >= machine->config.hart_count)
+        return;
+    struct hart *hart = &machine->harts[hart_index];
+    uint64_t bit = (context & 1) ? MIP_SEIP : MIP_MEIP;
+    uint64_t mip = level ? hart->state.mip | bit : hart->state.mip & ~bit;
+    if (mip != hart->state.mip) {
+        hart->state.mip = mip;
+        hart->interrupt_check_needed = true;
+        hart->leave_run_loop = true;
+    }
+}
+
+/* ---- host file descriptors ---- */
+
+int machine_watch_fd(struct machine *machine, int fd, machine_fd_handler on_readable, void *opaque)
+{
+    for (int i = 0; i < MACHINE_MAX_FD_WATCHES; i++) {
+        struct machine_fd_watch *watch = &machine->fd_watches[i];
+        if (!watch->in_use) {
+            *watch = (struct machine_fd_watch){ fd, on_readable, opaque, true, true };
+            return i;
+        }
+    }
+    return -1;
+}
+
+void machine_watch_enable(struct machine *machine, int watch, bool enabled)
+{
+    if (watch >= 0 && watch < MACHINE_MAX_FD_WATCHES)
+        machine->fd_watches[watch].enabled = enabled;
+}
+
+void machine_unwatch_fd(struct machine *machine, int watch)
+{
+    if (watch >= 0 && watch < MACHINE_MAX_FD_WATCHES)
+        machine->fd_watches[watch].in_use = false;
+}
+
+/* Polls the watched descriptors (and the wakeup eventfd) for up to
+ * timeout_ns (0: just look) and runs the handlers of the readable ones. */
+static void poll_host_descriptors(struct machine *machine, int64_t timeout_ns)
+{
+    struct pollfd fds[MACHINE_MAX_FD_WATCHES + 1];
+    int owners[MACHINE_MAX_FD_WATCHES + 1];
+    nfds_t count = 0;
+    for (int i = 0; i < MACHINE_MAX_FD_WATCHES; i++) {
+        const struct machine_fd_watch *watch = &machine->fd_watches[i];
+        if (watch->in_use && watch->enabled) {
+            fds[count] = (struct pollfd){ .fd = watch->fd, .events = POLLIN };
+            owners[count++] = i;
+        }
+    }
+    if (count == 0 && timeout_ns == 0)
+        return;
+    fds[count] = (struct pollfd){ .fd = machine->wakeup_fd, .events = POLLIN };
+    owners[count++] = -1;
+    struct timespec timeout = { timeout_ns / 1000000000, timeout_ns % 1000000000 };
+    int ready = ppoll(fds, count, &timeout, NULL);
+    if (ready <= 0)
+        return;
+    for (nfds_t i = 0; i < count; i++) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        if (owners[i] < 0) {
+            uint64_t drained;
+            if (read(machine->wakeup_fd, &drained, sizeof drained) < 0) { /* nothing to drain */ }
+            continue;
+        }
+        struct machine_fd_watch *watch = &machine->fd_watches[owners[i]];
+        if (watch->in_use && watch->enabled)
+            watch->on_readable(watch->opaque);
+    }
+}
+
+static void wake_run_loop(struct machine *machine)
+{
+    uint64_t one = 1;
+    if (machine->wakeup_fd >= 0 && write(machine->wakeup_fd, &one, sizeof one) < 0) {
+        /* the counter is saturated: the loop is being woken anyway */
+    }
+}
+
 /* ---- memory ---- */
 
 bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size, uint64_t *value)
@@ -120,6 +322,16 @@ bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size,
         return uart_ns16550a_read(&machine->uart, address - MACHINE_UART_BASE, size, value);
     if (address - MACHINE_SIFIVE_TEST_BASE < MACHINE_SIFIVE_TEST_SIZE)
         return sifive_test_read(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
+    if (address - MACHINE_PLIC_BASE < PLIC_SIZE)
+        return plic_read(&machine->plic, address - MACHINE_PLIC_BASE, size, value);
+    if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
+        struct virtio_mmio *slot = machine->virtio_slots[(address - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_STRIDE];
+        if (!slot) {
+            *value = 0;      /* an empty slot reads as zeros: no magic, no device */
+            return true;
+        }
+        return virtio_mmio_read(slot, (address - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE, size, value);
+    }
     return false;
 }
 
@@ -131,6 +343,14 @@ bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size
         return uart_ns16550a_write(&machine->uart, address - MACHINE_UART_BASE, size, value);
     if (address - MACHINE_SIFIVE_TEST_BASE < MACHINE_SIFIVE_TEST_SIZE)
         return sifive_test_write(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
+    if (address - MACHINE_PLIC_BASE < PLIC_SIZE)
+        return plic_write(&machine->plic, address - MACHINE_PLIC_BASE, size, value);
+    if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
+        struct virtio_mmio *slot = machine->virtio_slots[(address - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_STRIDE];
+        if (!slot)
+            return true;     /* writes to an empty slot are ignored */
+        return virtio_mmio_write(slot, (address - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE, size, value);
+    }
     return false;
 }
 
@@ -247,6 +467,7 @@ void machine_pause(struct machine *machine)
     pthread_mutex_lock(&machine->control_lock);
     machine->pause_depth++;
     refresh_attention(machine);
+    wake_run_loop(machine);
     while (machine->running && !machine->paused)
         pthread_cond_wait(&machine->control_changed, &machine->control_lock);
     pthread_mutex_unlock(&machine->control_lock);
@@ -267,6 +488,7 @@ void machine_request_stop(struct machine *machine)
     pthread_mutex_lock(&machine->control_lock);
     atomic_store(&machine->stop_requested, true);
     refresh_attention(machine);
+    wake_run_loop(machine);
     pthread_cond_broadcast(&machine->control_changed);
     pthread_mutex_unlock(&machine->control_lock);
 }
@@ -328,28 +550,29 @@ static uint64_t instructions_until_timer(struct machine *machine)
     return target > machine->guest_clock ? target - machine->guest_clock : 0;
 }
 
-static void idle_until_timer(struct machine *machine)
+/* The harts wait for an interrupt: sleep until the next timer deadline or
+ * until a host descriptor (network, console, a pause request) is ready. */
+static void idle_until_event(struct machine *machine)
 {
     if (machine->config.deterministic_time) {
+        poll_host_descriptors(machine, 0);
         uint64_t wait = instructions_until_timer(machine);
         if (wait != UINT64_MAX) {
             machine->guest_clock += wait;
             return;
         }
-        /* Nothing can wake the hart: give other threads a chance to stop us. */
-        struct timespec pause = { 0, 1000000 };
-        nanosleep(&pause, NULL);
+        /* Nothing but a host event can wake the hart. */
+        poll_host_descriptors(machine, 1000000);
         return;
     }
     uint64_t deadline = clint_next_deadline(&machine->clint);
     uint64_t now = machine_mtime(machine);
-    uint64_t wait_ns = 1000000;          /* bounded, so requests are seen */
-    if (deadline > now && (deadline - now) < wait_ns / NANOSECONDS_PER_TICK)
-        wait_ns = (deadline - now) * NANOSECONDS_PER_TICK;
     if (deadline <= now)
         return;
-    struct timespec pause = { 0, (long)wait_ns };
-    nanosleep(&pause, NULL);
+    int64_t wait_ns = 100000000;         /* bounded anyway */
+    if ((deadline - now) < (uint64_t)wait_ns / NANOSECONDS_PER_TICK)
+        wait_ns = (int64_t)((deadline - now) * NANOSECONDS_PER_TICK);
+    poll_host_descriptors(machine, wait_ns);
 }
 
 enum machine_exit_reason machine_run(struct machine *machine, uint64_t instruction_limit)
@@ -379,9 +602,12 @@ enum machine_exit_reason machine_run(struct machine *machine, uint64_t instructi
             if (until_timer > 0 && until_timer < slice)
                 slice = until_timer;
         }
+        poll_host_descriptors(machine, 0);
+        if (machine->console_input_length)
+            console_feed_uart(machine);
         uint64_t used = hart_run(hart, slice);
         if (used == 0 && hart->state.waiting_for_interrupt) {
-            idle_until_timer(machine);
+            idle_until_event(machine);
             continue;
         }
         executed += used;

@@ -15,9 +15,13 @@
 #include "error.h"
 #include "guest_ram.h"
 #include "hart.h"
+#include "plic.h"
 #include "sifive_test.h"
 #include "state_buffer.h"
 #include "uart_ns16550a.h"
+#include "virtio_blk.h"
+#include "virtio_mmio.h"
+#include "virtio_net.h"
 
 /* The QEMU virt memory map. */
 #define MACHINE_RAM_BASE          0x80000000ull
@@ -27,8 +31,25 @@
 #define MACHINE_SIFIVE_TEST_SIZE  0x00001000ull
 #define MACHINE_UART_BASE         0x10000000ull
 #define MACHINE_UART_SIZE         0x00000100ull
+#define MACHINE_PLIC_BASE         0x0c000000ull
+#define MACHINE_UART_IRQ          10
 #define MACHINE_TIMEBASE_HZ       10000000ull
 #define MACHINE_MAX_HARTS         1
+#define MACHINE_MAX_DISKS         4
+#define MACHINE_MAX_NICS          4
+#define MACHINE_MAX_FD_WATCHES    16
+
+typedef void (*machine_fd_handler)(void *opaque);
+
+struct machine_disk_config {
+    char path[4096];
+    bool read_only;
+};
+
+struct machine_nic_config {
+    char tap[16];                       /* empty: no backend (frames dropped) */
+    uint8_t mac[6];
+};
 
 struct machine_config {
     uint64_t ram_size;                  /* bytes */
@@ -40,6 +61,11 @@ struct machine_config {
     bool deterministic_time;
     uint64_t instructions_per_tick;
     int console_output_fd;              /* UART output; -1 discards */
+    int console_input_fd;               /* UART input; -1 for none */
+    unsigned disk_count;
+    struct machine_disk_config disks[MACHINE_MAX_DISKS];
+    unsigned nic_count;
+    struct machine_nic_config nics[MACHINE_MAX_NICS];
 };
 
 void machine_config_defaults(struct machine_config *config);
@@ -59,8 +85,27 @@ struct machine {
     struct decode_cache decode_cache;
     struct hart harts[MACHINE_MAX_HARTS];
     struct clint clint;
+    struct plic plic;
     struct uart_ns16550a uart;
     struct sifive_test sifive_test;
+    /* virtio devices; slots[s] is the transport in virtio-mmio slot s */
+    struct virtio_mmio *virtio_slots[VIRTIO_MMIO_SLOTS];
+    struct virtio_blk *disks[MACHINE_MAX_DISKS];
+    struct virtio_net *nics[MACHINE_MAX_NICS];
+
+    /* Host file descriptors polled by the run loop (see machine_watch_fd),
+     * and an eventfd that other threads write to wake it. */
+    struct machine_fd_watch {
+        int fd;
+        machine_fd_handler on_readable;
+        void *opaque;
+        bool in_use, enabled;
+    } fd_watches[MACHINE_MAX_FD_WATCHES];
+    int wakeup_fd;
+    /* Console input waiting for room in the UART's receive FIFO. */
+    uint8_t console_input[4096];
+    size_t console_input_length;
+    int console_watch;
 
     /* Guest time. Deterministic mode: guest_clock counts retired
      * instructions plus those skipped by WFI. Real-time mode: mtime is host
@@ -130,6 +175,17 @@ struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page
 void machine_drop_decoded_page(struct machine *machine, uint64_t page_index);
 /* Called for every store to the watched (tohost) page. */
 void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size, uint64_t value);
+
+/* External interrupt outputs of the PLIC: context 0 drives hart 0's
+ * mip.MEIP, context 1 its mip.SEIP. */
+void machine_set_external_interrupt(struct machine *machine, unsigned context, bool level);
+
+/* Host file descriptors the run loop polls between slices and while the
+ * harts wait for interrupts. on_readable runs on the machine's thread.
+ * Returns a watch id (>= 0) or -1 when the table is full. */
+int machine_watch_fd(struct machine *machine, int fd, machine_fd_handler on_readable, void *opaque);
+void machine_watch_enable(struct machine *machine, int watch, bool enabled);
+void machine_unwatch_fd(struct machine *machine, int watch);
 
 /* Called by guest devices to end the run (power off, exit code). */
 void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason, uint32_t code);

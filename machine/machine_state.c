@@ -28,7 +28,12 @@ void machine_save_state(struct machine *machine, struct state_writer *writer)
     for (unsigned i = 0; i < machine->config.hart_count; i++)
         hart_save(&machine->harts[i], writer);
     clint_save(&machine->clint, writer);
+    plic_save(&machine->plic, writer);
     uart_ns16550a_save(&machine->uart, writer);
+    for (unsigned i = 0; i < machine->config.disk_count; i++)
+        virtio_blk_save(machine->disks[i], writer);
+    for (unsigned i = 0; i < machine->config.nic_count; i++)
+        virtio_net_save(machine->nics[i], writer);
 }
 
 /* Everything that changes the architectural picture of RAM: decoded code
@@ -74,18 +79,38 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
      * trusted once it matched. */
     struct hart_state *harts = calloc(machine->config.hart_count, sizeof *harts);
     struct clint clint = machine->clint;
+    struct plic plic = machine->plic;
     struct uart_ns16550a uart = machine->uart;
-    if (!harts)
+    /* Device scratch copies: their host resources (fds, buffers) are
+     * shared with the originals and untouched by loading. */
+    struct virtio_blk *disks = calloc(MACHINE_MAX_DISKS, sizeof *disks);
+    struct virtio_net *nics = calloc(MACHINE_MAX_NICS, sizeof *nics);
+    if (!harts || !disks || !nics) {
+        free(harts);
+        free(disks);
+        free(nics);
         return error_set(err, "out of memory loading machine state");
+    }
     for (unsigned i = 0; i < machine->config.hart_count && !reader.failed; i++)
         hart_state_load(&harts[i], &reader);
     clint_load(&clint, &reader);
+    plic_load(&plic, &reader);
     uart_ns16550a_load(&uart, &reader);
+    for (unsigned i = 0; i < machine->config.disk_count; i++) {
+        disks[i] = *machine->disks[i];
+        virtio_blk_load(&disks[i], &reader);
+    }
+    for (unsigned i = 0; i < machine->config.nic_count; i++) {
+        nics[i] = *machine->nics[i];
+        virtio_net_load(&nics[i], &reader);
+    }
     if (!reader.failed && reader.position != reader.length)
         state_reader_fail(&reader, "%zu bytes of unknown data after the last section",
                           reader.length - reader.position);
     if (reader.failed) {
         free(harts);
+        free(disks);
+        free(nics);
         return error_set(err, "machine state: %s", reader.error);
     }
 
@@ -93,7 +118,19 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
         hart_set_state(&machine->harts[i], &harts[i]);
     free(harts);
     machine->clint = clint;
+    machine->plic = plic;
     machine->uart = uart;
+    for (unsigned i = 0; i < machine->config.disk_count; i++)
+        machine->disks[i]->transport.state = disks[i].transport.state;
+    for (unsigned i = 0; i < machine->config.nic_count; i++) {
+        machine->nics[i]->transport.state = nics[i].transport.state;
+        machine->nics[i]->state = nics[i].state;
+        virtio_net_after_load(machine->nics[i]);
+    }
+    free(disks);
+    free(nics);
+    for (unsigned context = 0; context < PLIC_CONTEXT_COUNT; context++)
+        machine_set_external_interrupt(machine, context, plic_context_interrupting(&machine->plic, context));
     machine->config.deterministic_time = deterministic;
     machine->config.instructions_per_tick = per_tick;
     machine->guest_clock = guest_clock;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "machine.h"
+#include "machine_boot.h"
+#include "vm_config.h"
 
 #define EXIT_USAGE 2
 #define EXIT_RUNTIME_ERROR 1
@@ -18,15 +20,19 @@
 static void print_usage(FILE *out)
 {
     fprintf(out,
-        "usage: colo run PROGRAM.elf [options]\n"
-        "       colo run --load FILE [options]\n"
+        "usage: colo run VM.cfg [options]\n"
+        "       colo run PROGRAM.elf [options]\n"
+        "       colo run [VM.cfg] --load FILE [options]\n"
         "\n"
-        "Runs a bare-metal RISC-V program on colo's RV64GC machine (QEMU virt\n"
-        "memory map) with the UART on standard output, and exits with the\n"
-        "program's exit status (sifive_test or HTIF tohost).\n"
+        "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
+        "name ending in .cfg) describes a Linux VM: kernel, initrd, disks, NICs\n"
+        "on TAP devices (see docs/vm-config.md); its console is the terminal,\n"
+        "and Ctrl-C stops it. PROGRAM.elf is a bare-metal program: its UART is\n"
+        "standard output and colo exits with its exit status (sifive_test or\n"
+        "HTIF tohost).\n"
         "\n"
         "options:\n"
-        "  --memory MIB              guest RAM in MiB (default 128)\n"
+        "  --memory MIB              guest RAM in MiB (default 128; VM.cfg sets its own)\n"
         "  --deterministic           guest time follows retired instructions\n"
         "  --instructions-per-tick N with --deterministic: instructions per 100 ns tick (default 10)\n"
         "  --max-instructions N      stop after N instructions (exit status 0)\n"
@@ -59,6 +65,7 @@ static bool parse_unsigned(const char *text, uint64_t *value)
 
 struct run_options {
     const char *program;
+    bool program_is_config;
     const char *load_path;
     const char *save_path;
     uint64_t memory_mib;
@@ -144,10 +151,38 @@ static int command_run(int argc, char **argv)
             return usage_error("unexpected argument '%s' (only one program)", argument);
         }
     }
+    size_t program_length = options.program ? strlen(options.program) : 0;
+    options.program_is_config = program_length > 4 && strcmp(options.program + program_length - 4, ".cfg") == 0;
     if (!options.program && !options.load_path)
-        return usage_error("%s", "needs a PROGRAM.elf or --load FILE");
-    if (options.program && options.load_path)
+        return usage_error("%s", "needs a VM.cfg, a PROGRAM.elf or --load FILE");
+    if (options.program && !options.program_is_config && options.load_path)
         return usage_error("%s", "give either a PROGRAM.elf or --load FILE, not both");
+
+    struct machine_config config;
+    machine_config_defaults(&config);
+    config.deterministic_time = options.deterministic;
+    config.instructions_per_tick = options.instructions_per_tick;
+    config.console_output_fd = STDOUT_FILENO;
+    struct vm_config *vm = NULL;
+    struct error err;
+    if (options.program_is_config) {
+        vm = malloc(sizeof *vm);
+        if (!vm || vm_config_parse_file(options.program, vm, &err) < 0) {
+            fprintf(stderr, "colo run: %s\n", vm ? err.message : "out of memory");
+            free(vm);
+            return EXIT_USAGE;
+        }
+        options.memory_mib = vm->memory_mib;
+        config.disk_count = vm->disk_count;
+        memcpy(config.disks, vm->disks, sizeof config.disks);
+        config.nic_count = vm->nic_count;
+        memcpy(config.nics, vm->nics, sizeof config.nics);
+        if (vm->console == VM_CONSOLE_STDIO) {
+            config.console_input_fd = STDIN_FILENO;
+        } else {
+            config.console_output_fd = -1;
+        }
+    }
 
     long host_pages = sysconf(_SC_PHYS_PAGES);
     long page_size = sysconf(_SC_PAGESIZE);
@@ -156,31 +191,13 @@ static int command_run(int argc, char **argv)
     /* RAM sits at 0x80000000 and must end below 2^39 (Sv39 physical reach
      * we support) and fit the host. */
     if (options.memory_mib < 1 || options.memory_mib > host_mib || options.memory_mib > (UINT64_C(256) << 10)) {
-        fprintf(stderr, "colo run: --memory %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64
-                " MiB (this host has %" PRIu64 " MiB)\n", options.memory_mib,
+        fprintf(stderr, "colo run: %s %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64
+                " MiB (this host has %" PRIu64 " MiB)\n", vm ? "memory" : "--memory", options.memory_mib,
                 host_mib < (UINT64_C(256) << 10) ? host_mib : (UINT64_C(256) << 10), host_mib);
+        free(vm);
         return EXIT_USAGE;
     }
-
-    struct machine_config config;
-    machine_config_defaults(&config);
     config.ram_size = options.memory_mib << 20;
-    config.deterministic_time = options.deterministic;
-    config.instructions_per_tick = options.instructions_per_tick;
-    config.console_output_fd = STDOUT_FILENO;
-
-    struct error err;
-    if (machine_create(&the_machine, &config, &err) < 0) {
-        fprintf(stderr, "colo run: %s\n", err.message);
-        return EXIT_RUNTIME_ERROR;
-    }
-    int load_result = options.program ? machine_load_elf(&the_machine, options.program, &err)
-                                      : machine_load_file(&the_machine, options.load_path, &err);
-    if (load_result < 0) {
-        fprintf(stderr, "colo run: %s\n", err.message);
-        machine_destroy(&the_machine);
-        return EXIT_RUNTIME_ERROR;
-    }
 
     sigset_t signals;
     sigemptyset(&signals);
@@ -191,22 +208,56 @@ static int command_run(int argc, char **argv)
     pthread_create(&signal_waiter, NULL, signal_thread, &signals);
     pthread_detach(signal_waiter);
 
-    enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
-
     int status = 0;
-    switch (reason) {
-    case MACHINE_EXIT_POWEROFF: status = 0; break;
-    case MACHINE_EXIT_RESET:
-        fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
-        status = 0;
+    bool restore = options.load_path != NULL;
+    for (;;) {
+        if (machine_create(&the_machine, &config, &err) < 0) {
+            fprintf(stderr, "colo run: %s\n", err.message);
+            free(vm);
+            return EXIT_RUNTIME_ERROR;
+        }
+        int load_result;
+        if (restore) {
+            load_result = machine_load_file(&the_machine, options.load_path, &err);
+        } else if (vm) {
+            struct machine_boot_config boot = {
+                .firmware = vm->firmware, .kernel = vm->kernel,
+                .initrd = vm->initrd[0] ? vm->initrd : NULL, .cmdline = vm->cmdline,
+            };
+            load_result = machine_boot_linux(&the_machine, &boot, &err);
+        } else {
+            load_result = machine_load_elf(&the_machine, options.program, &err);
+        }
+        if (load_result < 0) {
+            fprintf(stderr, "colo run: %s\n", err.message);
+            machine_destroy(&the_machine);
+            free(vm);
+            return EXIT_RUNTIME_ERROR;
+        }
+
+        enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
+        if (reason == MACHINE_EXIT_RESET && vm) {
+            /* A guest reboot: a fresh machine with the same devices. */
+            fprintf(stderr, "colo run: %s rebooted\n", vm->name);
+            machine_destroy(&the_machine);
+            restore = false;
+            continue;
+        }
+        switch (reason) {
+        case MACHINE_EXIT_POWEROFF: status = 0; break;
+        case MACHINE_EXIT_RESET:
+            fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
+            status = 0;
+            break;
+        case MACHINE_EXIT_CODE: status = (int)(the_machine.exit_code & 0xff); break;
+        case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
+        case MACHINE_EXIT_STOPPED:
+            fprintf(stderr, "colo run: stopped\n");
+            status = EXIT_INTERRUPTED;
+            break;
+        case MACHINE_RUNNING: abort();      /* machine_run never returns this */
+        }
         break;
-    case MACHINE_EXIT_CODE: status = (int)(the_machine.exit_code & 0xff); break;
-    case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
-    case MACHINE_EXIT_STOPPED:
-        fprintf(stderr, "colo run: stopped\n");
-        status = EXIT_INTERRUPTED;
-        break;
-    case MACHINE_RUNNING: abort();      /* machine_run never returns this */
     }
     if (options.print_state) {
         const struct hart_state *s = &the_machine.harts[0].state;
@@ -219,6 +270,7 @@ static int command_run(int argc, char **argv)
         status = EXIT_RUNTIME_ERROR;
     }
     machine_destroy(&the_machine);
+    free(vm);
     return status;
 }
 

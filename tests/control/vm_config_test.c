@@ -85,7 +85,8 @@ int main(void)
     expect_error("name = \"a\"\nnics = \"tap=t0\"\n", "vm.cfg:2: nics: expected a list");
     expect_error("name = \"a\"\ndisks = [ \"readonly\" ]\n", "vm.cfg:2: disks: item 1 has no path=FILE");
     expect_error("name = \"a\"\ndisks = [ \"path=x\" \"path=y\" ]\n", "vm.cfg:2: disks: expected ',' or ']'");
-    expect_error("name = \"a\"\ndisks = [ \"path=x\"\n", "vm.cfg:3: disks: expected a quoted string or ']'");
+    expect_error("name = \"a\"\ndisks = [ \"path=x\"\n", "vm.cfg:3: disks: expected ',' or ']' after a list item");
+    expect_error("name = \"a\"\ndisks = [ 5 ]\n", "vm.cfg:2: disks: expected a quoted string or ']'");
     expect_error("name = \"a\"\nconsole = \"serial\"\n", "vm.cfg:2: console: expected \"stdio\" or \"none\"");
     expect_error("name = \"a\"\nvcpus = 2\n", "vm.cfg:2: vcpus: expected 1");
     expect_error("name = \"a\" extra\n", "vm.cfg:1: name: unexpected 'e' after the value");
