@@ -1,5 +1,6 @@
-/* Unit tests for the small devices: CLINT, ns16550a UART, sifive_test and
- * the decode cache's page table, including save/load round trips.
+/* Unit tests for the small devices: CLINT, ns16550a UART (registers and
+ * interrupts through the PLIC), sifive_test and the decode cache's page
+ * table, including save/load round trips.
  * Prints "FAIL: ..." for each failed check and exits 1 if any failed. */
 #include <errno.h>
 #include <fcntl.h>
@@ -400,12 +401,15 @@ static void test_uart_save_load(void)
     for (unsigned i = 0; i < 9; i++)
         CHECK(uart_get(&restored, RBR) == 0x40 + i, "restored FIFO byte %u", i);
 
-    /* Section body: 7 register bytes, 16 FIFO bytes, rx_head, rx_count;
-     * it starts after the 12-byte section header. */
+    /* Section body (version 2): 7 register bytes, 16 FIFO bytes, rx_head,
+     * rx_count, the THR-empty latch; it starts after the 12-byte section
+     * header {id, version, length}. */
     size_t head_at = 12 + 7 + UART_RX_FIFO_SIZE;
     size_t count_at = head_at + 1;
-    CHECK(writer.length == count_at + 1, "uart section is %zu bytes, expected %zu",
-          writer.length, count_at + 1);
+    size_t latch_at = count_at + 1;
+    CHECK(writer.length == latch_at + 1, "uart section is %zu bytes, expected %zu",
+          writer.length, latch_at + 1);
+    CHECK(writer.data[4] == 2, "uart section version is %u, expected 2", writer.data[4]);
 
     struct uart_ns16550a untouched;
     uart_ns16550a_init(&untouched, -1);
@@ -432,7 +436,194 @@ static void test_uart_save_load(void)
     uart_ns16550a_load(&untouched, &reader);
     CHECK(reader.failed, "uart load accepted a truncated state");
 
+    /* The THR-empty latch round-trips and holds only 0 or 1. (IER 0x05
+     * has ETBEI clear, so the latch is whatever the last THR write left.) */
+    CHECK(writer.data[latch_at] == original.state.thr_empty_interrupt, "latch byte not saved");
+    uint8_t saved_latch = writer.data[latch_at];
+    writer.data[latch_at] = 2;
+    state_reader_init(&reader, writer.data, writer.length);
+    uart_ns16550a_load(&untouched, &reader);
+    CHECK(reader.failed, "uart load accepted a THR-empty latch of 2");
+    writer.data[latch_at] = 1;
+    state_reader_init(&reader, writer.data, writer.length);
+    uart_ns16550a_load(&untouched, &reader);
+    CHECK(!reader.failed && untouched.state.thr_empty_interrupt == 1, "latch=1 did not load: %s",
+          reader.error);
+    writer.data[latch_at] = saved_latch;
+
+    /* A version 1 section (no latch byte) still loads, with the latch
+     * clear. */
+    writer.data[4] = 1;
+    writer.data[8]--;                 /* body length, little-endian, < 256 */
+    state_reader_init(&reader, writer.data, writer.length - 1);
+    uart_ns16550a_load(&untouched, &reader);
+    CHECK(!reader.failed, "uart load refused a version 1 section: %s", reader.error);
+    CHECK(untouched.state.thr_empty_interrupt == 0, "version 1 load left the latch set");
+    CHECK(untouched.state.scratch == 0x5a && untouched.state.rx_count == UART_RX_FIFO_SIZE,
+          "version 1 load lost fields");
+    writer.data[4] = 3;
+    writer.data[8]++;
+    state_reader_init(&reader, writer.data, writer.length);
+    uart_ns16550a_load(&untouched, &reader);
+    CHECK(reader.failed, "uart load accepted a version 3 section");
+
     state_writer_free(&writer);
+}
+
+/* UART interrupts through a PLIC source, as Linux's 8250 driver uses
+ * them. The UART under test drives source UART_TEST_IRQ of the machine's
+ * PLIC, enabled for the S-mode context (hart 0's SEIP). */
+#define UART_TEST_IRQ 11
+#define PLIC_PRIORITY(source) (4u * (source))
+#define PLIC_ENABLE(context) (0x2000u + 0x80u * (context))
+#define PLIC_THRESHOLD(context) (0x200000u + 0x1000u * (context))
+#define PLIC_CLAIM(context) (0x200004u + 0x1000u * (context))
+#define PLIC_S_CONTEXT 1
+
+static bool uart_line_high(void)
+{
+    return (machine.plic.state.line_level[UART_TEST_IRQ / 32] >> (UART_TEST_IRQ % 32)) & 1;
+}
+
+static uint32_t plic_get(uint64_t offset)
+{
+    uint64_t value = 0xdeadbeef;
+    CHECK(plic_read(&machine.plic, offset, 4, &value), "plic read at 0x%llx refused",
+          (unsigned long long)offset);
+    return (uint32_t)value;
+}
+
+static void plic_put(uint64_t offset, uint32_t value)
+{
+    CHECK(plic_write(&machine.plic, offset, 4, value), "plic write at 0x%llx refused",
+          (unsigned long long)offset);
+}
+
+static void test_uart_interrupts(void)
+{
+    CHECK(machine.uart.plic == &machine.plic && machine.uart.irq == MACHINE_UART_IRQ,
+          "the machine's UART is not wired to PLIC source %d", MACHINE_UART_IRQ);
+
+    uint64_t *mip = &machine.harts[0].state.mip;
+    plic_put(PLIC_PRIORITY(UART_TEST_IRQ), 1);
+    plic_put(PLIC_ENABLE(PLIC_S_CONTEXT), 1u << UART_TEST_IRQ);
+    plic_put(PLIC_THRESHOLD(PLIC_S_CONTEXT), 0);
+
+    struct uart_ns16550a uart;
+    uart_ns16550a_init(&uart, -1);
+    uart_ns16550a_connect_interrupt(&uart, &machine.plic, UART_TEST_IRQ);
+    CHECK(!uart_line_high(), "line high before anything happened");
+
+    /* Output with interrupts off: the latch is set but nothing is
+     * reported or signalled. */
+    uart_put(&uart, THR, 'a');
+    CHECK(uart_get(&uart, IIR) == 0x01 && !uart_line_high(), "interrupt with IER=0");
+
+    /* Enabling ETBEI while THR is empty interrupts at once; reading IIR
+     * reports and acknowledges it. */
+    uart_put(&uart, IER, 0x02);
+    CHECK(uart_line_high(), "enabling ETBEI did not raise the line");
+    CHECK(*mip & MIP_SEIP, "line high, but hart 0 has no SEIP");
+    CHECK(uart_get(&uart, IIR) == 0x02, "IIR after enabling ETBEI is not 0x02");
+    CHECK(!uart_line_high(), "reading IIR did not clear the THRE interrupt");
+    CHECK(!(*mip & MIP_SEIP), "SEIP still set with the line low");
+    CHECK(uart_get(&uart, IIR) == 0x01, "THRE reported twice");
+
+    /* Re-writing IER with ETBEI still set is not "newly enabled". */
+    uart_put(&uart, IER, 0x02);
+    CHECK(!uart_line_high(), "rewriting IER with ETBEI raised THRE again");
+    /* Off and on again re-raises it (Linux's startup test for UARTs that
+     * do not reassert THRE). */
+    uart_put(&uart, IER, 0x00);
+    uart_put(&uart, IER, 0x02);
+    CHECK(uart_get(&uart, IIR) == 0x02, "ETBEI off/on did not reassert THRE");
+
+    /* Every THR write empties THR again at once. */
+    uart_put(&uart, THR, 'b');
+    CHECK(uart_line_high(), "THR write did not raise THRE");
+    uart_put(&uart, THR, 'c');
+    CHECK(uart_line_high(), "second THR write lowered the line");
+    CHECK(uart_get(&uart, IIR) == 0x02 && !uart_line_high(), "THRE after writes");
+
+    /* With ETBEI off, a latched THRE stays hidden; enabling shows it. */
+    uart_put(&uart, IER, 0x00);
+    uart_put(&uart, THR, 'd');
+    CHECK(!uart_line_high() && uart_get(&uart, IIR) == 0x01, "THRE shown with ETBEI off");
+
+    /* Received data: reported while the FIFO is non-empty, above THRE. */
+    uart_put(&uart, FCR, 0x01);
+    CHECK(uart_get(&uart, IIR) == 0xc1, "IIR with FIFOs and nothing pending");
+    uart_put(&uart, IER, 0x01);
+    CHECK(!uart_line_high(), "ERBFI alone with an empty FIFO raised the line");
+    CHECK(uart_ns16550a_receive_space(&uart) == UART_RX_FIFO_SIZE, "receive space of an empty FIFO");
+    CHECK(uart_ns16550a_receive(&uart, 'x') && uart_ns16550a_receive(&uart, 'y'), "receive refused");
+    CHECK(uart_ns16550a_receive_space(&uart) == UART_RX_FIFO_SIZE - 2, "receive space after two bytes");
+    CHECK(uart_line_high(), "received data did not raise the line");
+    uart_put(&uart, IER, 0x03);       /* ETBEI newly enabled: THRE latched too */
+    CHECK(uart_get(&uart, IIR) == 0xc4, "RX data does not win over THRE");
+    CHECK(uart_get(&uart, IIR) == 0xc4, "reading IIR cleared RX data");
+    CHECK(uart_get(&uart, RBR) == 'x', "first received byte");
+    CHECK(uart_line_high() && uart_get(&uart, IIR) == 0xc4, "one byte left, RX still reported");
+    CHECK(uart_get(&uart, RBR) == 'y', "second received byte");
+    /* The THRE interrupt was never reported, so it is still there. */
+    CHECK(uart_line_high(), "THRE lost while RX data was reported");
+    CHECK(uart_get(&uart, IIR) == 0xc2, "THRE not reported after the FIFO drained");
+    CHECK(!uart_line_high() && uart_get(&uart, IIR) == 0xc1, "nothing should be left");
+
+    /* Data with ERBFI off: DR in LSR but no interrupt. */
+    uart_put(&uart, IER, 0x00);
+    uart_ns16550a_receive(&uart, 'z');
+    CHECK(!uart_line_high() && (uart_get(&uart, LSR) & 0x01), "data with ERBFI off");
+    uart_put(&uart, IER, 0x01);
+    CHECK(uart_line_high(), "enabling ERBFI with data waiting did not raise the line");
+    /* Clearing the receive FIFO withdraws the interrupt. */
+    uart_put(&uart, FCR, 0x03);
+    CHECK(!uart_line_high() && uart_get(&uart, IIR) == 0xc1, "FCR clear left the RX interrupt");
+
+    /* Through the PLIC: claim, the line drops while in service, complete. */
+    uart_ns16550a_receive(&uart, 'p');
+    CHECK(plic_get(PLIC_CLAIM(PLIC_S_CONTEXT)) == UART_TEST_IRQ, "claim did not return the UART");
+    CHECK(!(*mip & MIP_SEIP), "SEIP still set while the UART is in service");
+    CHECK(plic_get(PLIC_CLAIM(PLIC_S_CONTEXT)) == 0, "second claim returned something");
+    CHECK(uart_get(&uart, RBR) == 'p' && !uart_line_high(), "reading RBR did not lower the line");
+    plic_put(PLIC_CLAIM(PLIC_S_CONTEXT), UART_TEST_IRQ);
+    CHECK(!(*mip & MIP_SEIP), "completion re-pended a low line");
+    /* ...and completing while the line is still high re-pends it. */
+    uart_ns16550a_receive(&uart, 'q');
+    CHECK(plic_get(PLIC_CLAIM(PLIC_S_CONTEXT)) == UART_TEST_IRQ, "second claim");
+    plic_put(PLIC_CLAIM(PLIC_S_CONTEXT), UART_TEST_IRQ);
+    CHECK(*mip & MIP_SEIP, "completion with the line high did not re-pend");
+    uart_get(&uart, RBR);
+    CHECK(!(*mip & MIP_SEIP), "a withdrawn request still interrupts");
+
+    /* Loopback: host input waits, the transmitter feeds the receiver. */
+    uart_put(&uart, MCR, 0x10);
+    CHECK(uart_ns16550a_receive_space(&uart) == 0, "receive space in loopback");
+    CHECK(!uart_ns16550a_receive(&uart, 'h'), "host input accepted in loopback");
+    uart_put(&uart, THR, 'L');
+    CHECK(uart_line_high() && uart_get(&uart, IIR) == 0xc4, "looped-back byte did not interrupt");
+    CHECK(uart_get(&uart, RBR) == 'L' && !uart_line_high(), "looped-back byte");
+    uart_put(&uart, MCR, 0x00);
+    CHECK(uart_ns16550a_receive_space(&uart) == UART_RX_FIFO_SIZE, "receive space after loopback");
+
+    /* update_interrupt re-drives the line from the state (after a load). */
+    uart_ns16550a_receive(&uart, 'r');
+    plic_set_line(&machine.plic, UART_TEST_IRQ, false);
+    uart_ns16550a_update_interrupt(&uart);
+    CHECK(uart_line_high(), "update_interrupt did not re-drive the line");
+    uart_put(&uart, FCR, 0x03);
+    uart_put(&uart, IER, 0x00);
+
+    /* An unconnected UART works without a PLIC. */
+    struct uart_ns16550a alone;
+    uart_ns16550a_init(&alone, -1);
+    uart_put(&alone, IER, 0x03);
+    uart_ns16550a_receive(&alone, 'u');
+    CHECK(uart_get(&alone, IIR) == 0x04, "IIR of an unconnected UART");
+
+    plic_put(PLIC_ENABLE(PLIC_S_CONTEXT), 0);
+    plic_put(PLIC_PRIORITY(UART_TEST_IRQ), 0);
+    CHECK(!(*mip & MIP_SEIP), "SEIP left set");
 }
 
 /* ---- sifive_test ------------------------------------------------------ */
@@ -444,9 +635,13 @@ static void test_sifive_test(void)
     CHECK(sifive_test_read(device, 0, 4, &value) && value == 0, "read at 0");
     CHECK(!sifive_test_read(device, 4, 4, &value), "read at 4 accepted");
     CHECK(!sifive_test_read(device, 0, 8, &value), "8-byte read accepted");
-    CHECK(!sifive_test_write(device, 0, 2, 0x5555), "2-byte write accepted");
+    CHECK(!sifive_test_write(device, 0, 1, 0x55), "1-byte write accepted");
     CHECK(!sifive_test_write(device, 8, 4, 0x5555), "write at 8 accepted");
     CHECK(machine.exit_reason == MACHINE_RUNNING, "a refused write ended the run");
+    /* OpenSBI powers off with a 16-bit store. */
+    CHECK(sifive_test_write(device, 0, 2, 0x5555), "2-byte poweroff refused");
+    CHECK(machine.exit_reason == MACHINE_EXIT_POWEROFF, "2-byte 0x5555 is not poweroff (%d)", machine.exit_reason);
+    machine.exit_reason = MACHINE_RUNNING;
 
     CHECK(sifive_test_write(device, 0, 4, 0x1234), "unknown command refused");
     CHECK(machine.exit_reason == MACHINE_RUNNING, "unknown command ended the run");
@@ -513,6 +708,7 @@ int main(void)
     test_clint_save_load();
     test_uart_registers();
     test_uart_save_load();
+    test_uart_interrupts();
     test_sifive_test();
     test_decode_cache();
 
