@@ -56,7 +56,9 @@ int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned sl
 int virtio_net_attach_tap(struct virtio_net *net, const char *name, struct error *err);
 void virtio_net_destroy(struct virtio_net *net);
 /* Delivers one Ethernet frame to the guest. Returns false when it could
- * not (no receive buffers: the frame is dropped and counted). */
+ * not: no receive buffers (dropped_no_buffers) or a receive chain too small
+ * for it (dropped_too_large; the chain goes back empty). Machine thread
+ * only, like everything that touches the queues. */
 bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t length);
 /* The default transmit hook: writes the frame to the TAP. */
 void virtio_net_transmit_to_tap(void *opaque, struct virtio_net *net,
