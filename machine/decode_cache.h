@@ -23,8 +23,13 @@ struct decoded_instruction {
      * one, the original bits), which their slow paths decode further. */
     int32_t immediate;
     uint8_t rd, rs1, rs2;         /* rd 32 is the sink for writes to x0 */
-    uint8_t length;               /* 2 or 4 */
+    /* Bytes from this slot to the next instruction's: 16 for a 2-byte
+     * instruction, 32 for a 4-byte one (slots are 16 bytes, one per
+     * 2-byte parcel), so stepping on is one add. */
+    uint8_t advance;
 };
+_Static_assert(sizeof(struct decoded_instruction) == 16,
+               "hart.c derives pc from a slot's address: slots must be 16 bytes");
 
 #define DECODED_SLOTS_PER_PAGE (GUEST_PAGE_SIZE / 2)
 

@@ -73,7 +73,7 @@ static void install_decoded(struct decoded_instruction *insn, const struct hart_
     insn->rd = fields->rd;
     insn->rs1 = fields->rs1;
     insn->rs2 = fields->rs2;
-    insn->length = fields->length;
+    insn->advance = (uint8_t)(fields->length * 8);
 }
 
 static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_instruction *insn)
@@ -189,6 +189,11 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
     const uint8_t *page_host = NULL;
     uint64_t page_base = 1;       /* virtual address of the decoded page; 1 = none */
     struct hart_fault fault;
+    /* The pc is not kept per instruction: it follows from the slot's
+     * address, pc = (address of insn >> 3) + pc_bias, since each 16-byte
+     * slot stands for 2 bytes of code. `pc` holds an explicit pc only on
+     * the way to refetch or out of the loop. */
+    uint64_t pc_bias = 0;
     uint64_t pc;
     /* Only traps, xRET and CSR writes change the data TLB set, and each of
      * them goes through refetch or leaves, where this is reloaded. */
@@ -202,40 +207,43 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
     pc = s->pc;
 
 #define CONSUMED (budget - remaining)
-#define SYNC() do { s->pc = pc; s->instret = instret_base + CONSUMED - trapped; } while (0)
+#define PC() ((uint64_t)((uintptr_t)insn >> 3) + pc_bias)
+#define LENGTH() (insn->advance >> 3)
+#define SYNC() do { s->pc = PC(); s->instret = instret_base + CONSUMED - trapped; } while (0)
 #define DISPATCH() goto *insn->handler
+#define ADVANCE(bytes) (insn = (struct decoded_instruction *)((char *)insn + (bytes)))
 #define NEXT() do {                                          \
-        unsigned length_ = insn->length;                     \
-        pc += length_;                                       \
-        insn += length_ >> 1;                                \
+        ADVANCE(insn->advance);                              \
         if (unlikely(--remaining == 0))                      \
             goto leave;                                      \
         DISPATCH();                                          \
     } while (0)
-    /* After a slow path the decoded page may be gone (a store hit it), so
-     * the length was saved before and leave_run_loop is checked first. */
-#define NEXT_AFTER_SLOW_PATH(length) do {                    \
-        pc += (length);                                      \
+    /* After a slow path the decoded page may have been reset (a store hit
+     * it), so the advance was saved before and leave_run_loop is checked
+     * before dispatching again. */
+#define NEXT_AFTER_SLOW_PATH(advance) do {                   \
+        ADVANCE(advance);                                    \
         if (unlikely(--remaining == 0) || unlikely(hart->leave_run_loop)) \
             goto leave;                                      \
-        insn += (length) >> 1;                               \
         DISPATCH();                                          \
     } while (0)
-#define RETIRE_AND_LEAVE(length) do { pc += (length); remaining--; goto leave; } while (0)
+#define RETIRE_AND_LEAVE(advance) do { ADVANCE(advance); remaining--; goto leave; } while (0)
 #define JUMP(target) do {                                    \
         uint64_t target_ = (target);                         \
-        pc = target_;                                        \
-        if (unlikely(--remaining == 0))                      \
-            goto leave;                                      \
         if (likely((target_ & ~(uint64_t)(GUEST_PAGE_SIZE - 1)) == page_base)) { \
             insn = slots + ((target_ & (GUEST_PAGE_SIZE - 1)) >> 1); \
+            if (unlikely(--remaining == 0))                  \
+                goto leave;                                  \
             DISPATCH();                                      \
         }                                                    \
+        pc = target_;                                        \
+        if (unlikely(--remaining == 0))                      \
+            goto leave_at_pc;                                \
         goto refetch;                                        \
     } while (0)
 #define BRANCH(condition) do {                               \
         if (condition)                                       \
-            JUMP(pc + (int64_t)insn->immediate);             \
+            JUMP(PC() + (int64_t)insn->immediate);           \
         NEXT();                                              \
     } while (0)
 #define RAISE(cause, value) do { fault = hart_fault_make((cause), (value)); goto take_fault; } while (0)
@@ -243,38 +251,40 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
         uint64_t address_ = x[insn->rs1] + (int64_t)insn->immediate;            \
         const struct hart_tlb_entry *entry_ =                                   \
             &data_tlb->read[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
-        if (likely(entry_->page == address_ >> GUEST_PAGE_SHIFT &&              \
-                   (address_ & (GUEST_PAGE_SIZE - 1)) <= GUEST_PAGE_SIZE - sizeof(type))) { \
+        /* One compare checks the page and the alignment: a misaligned     \
+         * address keeps low bits the tag never has, and takes the slow path. */ \
+        if (likely(entry_->page_address ==                                      \
+                   (address_ & (~(uint64_t)(GUEST_PAGE_SIZE - 1) | (sizeof(type) - 1))))) { \
             type value_;                                                        \
             memcpy(&value_, (const void *)(uintptr_t)(address_ + entry_->addend), sizeof(type)); \
             x[insn->rd] = (uint64_t)(int64_t)value_;                            \
             NEXT();                                                             \
         }                                                                       \
-        unsigned length_ = insn->length;                                        \
+        unsigned advance_ = insn->advance;                                      \
         uint64_t value_ = 0;                                                    \
         SYNC();                                                                 \
         fault = hart_load(hart, address_, sizeof(type), &value_);               \
         if (fault.cause != HART_NO_FAULT)                                       \
             goto take_fault;                                                    \
         x[insn->rd] = (uint64_t)(int64_t)(type)value_;                          \
-        NEXT_AFTER_SLOW_PATH(length_);                                          \
+        NEXT_AFTER_SLOW_PATH(advance_);                                         \
     } while (0)
 #define STORE(type) do {                                                        \
         uint64_t address_ = x[insn->rs1] + (int64_t)insn->immediate;            \
         const struct hart_tlb_entry *entry_ =                                   \
             &data_tlb->write[(address_ >> GUEST_PAGE_SHIFT) & (HART_TLB_ENTRIES - 1)]; \
-        if (likely(entry_->page == address_ >> GUEST_PAGE_SHIFT &&              \
-                   (address_ & (GUEST_PAGE_SIZE - 1)) <= GUEST_PAGE_SIZE - sizeof(type))) { \
+        if (likely(entry_->page_address ==                                      \
+                   (address_ & (~(uint64_t)(GUEST_PAGE_SIZE - 1) | (sizeof(type) - 1))))) { \
             type value_ = (type)x[insn->rs2];                                   \
             memcpy((void *)(uintptr_t)(address_ + entry_->addend), &value_, sizeof(type)); \
             NEXT();                                                             \
         }                                                                       \
-        unsigned length_ = insn->length;                                        \
+        unsigned advance_ = insn->advance;                                      \
         SYNC();                                                                 \
         fault = hart_store(hart, address_, sizeof(type), x[insn->rs2]);         \
         if (fault.cause != HART_NO_FAULT)                                       \
             goto take_fault;                                                    \
-        NEXT_AFTER_SLOW_PATH(length_);                                          \
+        NEXT_AFTER_SLOW_PATH(advance_);                                         \
     } while (0)
 
 refetch: {
@@ -283,33 +293,40 @@ refetch: {
         struct hart_fetch_tlb_entry *entry =
             &hart->tlb[s->privilege].fetch[virtual_page & (HART_TLB_ENTRIES - 1)];
         if (unlikely(entry->page != virtual_page)) {
-            SYNC();
+            s->pc = pc;
+            s->instret = instret_base + CONSUMED - trapped;
             fault = hart_fetch_translate(hart, pc, &entry);
             if (fault.cause != HART_NO_FAULT)
-                goto take_fault;
+                goto take_synced_fault;
         }
         slots = entry->decoded->slots;
         page_host = hart->machine->ram.host + (entry->physical_page_index << GUEST_PAGE_SHIFT);
         page_base = pc & ~(uint64_t)(GUEST_PAGE_SIZE - 1);
         insn = &slots[(pc & (GUEST_PAGE_SIZE - 1)) >> 1];
+        pc_bias = page_base - ((uintptr_t)slots >> 3);
         DISPATCH();
     }
 
 take_fault:
     SYNC();
+take_synced_fault:
     hart_take_trap(hart, (uint64_t)fault.cause, false, fault.value);
     pc = s->pc;
     trapped++;
     if (--remaining == 0)
-        goto leave;
+        goto leave_at_pc;
     goto refetch;
 
 leave:
     SYNC();
     return CONSUMED;
+leave_at_pc:
+    s->pc = pc;
+    s->instret = instret_base + CONSUMED - trapped;
+    return CONSUMED;
 
 op_DECODE: {
-        uint64_t offset = pc & (GUEST_PAGE_SIZE - 1);
+        uint64_t offset = PC() & (GUEST_PAGE_SIZE - 1);
         uint16_t low;
         memcpy(&low, page_host + offset, 2);
         struct hart_decoded_fields fields;
@@ -328,12 +345,14 @@ op_DECODE: {
         DISPATCH();
     }
 op_PAGE_END:
+    pc = PC();
     goto refetch;
 op_CROSS_PAGE: {
         uint16_t low, high;
-        memcpy(&low, page_host + (pc & (GUEST_PAGE_SIZE - 1)), 2);
+        uint64_t here = PC();
+        memcpy(&low, page_host + (here & (GUEST_PAGE_SIZE - 1)), 2);
         SYNC();
-        fault = hart_fetch_parcel(hart, pc + 2, &high);
+        fault = hart_fetch_parcel(hart, here + 2, &high);
         if (fault.cause != HART_NO_FAULT)
             goto take_fault;
         uint32_t word = (uint32_t)low | (uint32_t)high << 16;
@@ -341,6 +360,7 @@ op_CROSS_PAGE: {
         hart_decode(word, 4, word, &fields);
         insn = &hart->cross_page_scratch[0];
         install_decoded(insn, &fields, dispatch);
+        pc_bias = here - ((uintptr_t)insn >> 3);
         page_base = 1;            /* jumps from here always re-fetch */
         DISPATCH();
     }
@@ -348,16 +368,16 @@ op_ILLEGAL:
     RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
 
 op_LUI: x[insn->rd] = (uint64_t)(int64_t)insn->immediate; NEXT();
-op_AUIPC: x[insn->rd] = pc + (int64_t)insn->immediate; NEXT();
+op_AUIPC: x[insn->rd] = PC() + (int64_t)insn->immediate; NEXT();
 op_JAL: {
-        uint64_t link = pc + insn->length;
-        uint64_t target = pc + (int64_t)insn->immediate;
+        uint64_t link = PC() + LENGTH();
+        uint64_t target = PC() + (int64_t)insn->immediate;
         x[insn->rd] = link;
         JUMP(target);
     }
 op_JALR: {
         uint64_t target = (x[insn->rs1] + (int64_t)insn->immediate) & ~1ull;
-        x[insn->rd] = pc + insn->length;
+        x[insn->rd] = PC() + LENGTH();
         JUMP(target);
     }
 op_BEQ: BRANCH(x[insn->rs1] == x[insn->rs2]);
@@ -488,7 +508,7 @@ op_ECALL:
           : s->privilege == PRIVILEGE_SUPERVISOR ? EXCEPTION_ECALL_FROM_SUPERVISOR
           : EXCEPTION_ECALL_FROM_MACHINE, 0);
 op_EBREAK:
-    RAISE(EXCEPTION_BREAKPOINT, pc);
+    RAISE(EXCEPTION_BREAKPOINT, PC());
 op_MRET:
     if (s->privilege != PRIVILEGE_MACHINE)
         RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
@@ -496,7 +516,7 @@ op_MRET:
     hart_return_from_machine(hart);
     pc = s->pc;
     remaining--;
-    goto leave;               /* interrupts may now be enabled */
+    goto leave_at_pc;               /* interrupts may now be enabled */
 op_SRET:
     if (s->privilege < PRIVILEGE_SUPERVISOR ||
         (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TSR)))
@@ -505,20 +525,20 @@ op_SRET:
     hart_return_from_supervisor(hart);
     pc = s->pc;
     remaining--;
-    goto leave;
+    goto leave_at_pc;
 op_WFI:
     if (s->privilege == PRIVILEGE_USER ||
         (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TW)))
         RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
     if (!(s->mip & s->mie))
         s->waiting_for_interrupt = 1;
-    RETIRE_AND_LEAVE(insn->length);
+    RETIRE_AND_LEAVE(insn->advance);
 op_SFENCE_VMA:
     if (s->privilege == PRIVILEGE_USER ||
         (s->privilege == PRIVILEGE_SUPERVISOR && (s->mstatus & MSTATUS_TVM)))
         RAISE(EXCEPTION_ILLEGAL_INSTRUCTION, (uint32_t)insn->immediate);
     hart_tlb_flush_all(hart);
-    RETIRE_AND_LEAVE(insn->length);
+    RETIRE_AND_LEAVE(insn->advance);
 
     {
         enum hart_operation operation;
@@ -537,7 +557,7 @@ csr_access:;
          * with rs1=x0 must not write. */
         bool do_read = !(swap && insn->rd == 32);
         bool do_write = swap || insn->rs1 != 0;
-        unsigned length = insn->length;
+        unsigned advance = insn->advance;
         uint64_t old = 0;
         SYNC();
         if (do_read) {
@@ -558,34 +578,34 @@ csr_access:;
             /* The write may have changed translation, interrupt enables or
              * the counters: pick everything up again from the top. */
             instret_base = s->instret - (CONSUMED - trapped);
-            RETIRE_AND_LEAVE(length);
+            RETIRE_AND_LEAVE(advance);
         }
-        NEXT_AFTER_SLOW_PATH(length);
+        NEXT_AFTER_SLOW_PATH(advance);
     }
 
 op_ATOMIC: {
-        unsigned length = insn->length;
+        unsigned advance = insn->advance;
         SYNC();
         fault = execute_atomic(hart, insn);
         if (fault.cause != HART_NO_FAULT)
             goto take_fault;
-        NEXT_AFTER_SLOW_PATH(length);
+        NEXT_AFTER_SLOW_PATH(advance);
     }
 op_FLOATING_POINT: {
-        unsigned length = insn->length;
+        unsigned advance = insn->advance;
         SYNC();
         fault = hart_fpu_execute(hart, (uint32_t)insn->immediate);
         if (fault.cause != HART_NO_FAULT) {
             /* tval of an illegal compressed instruction is its own 16 bits,
              * not the expansion the FPU saw. */
-            if (fault.cause == EXCEPTION_ILLEGAL_INSTRUCTION && length == 2) {
+            if (fault.cause == EXCEPTION_ILLEGAL_INSTRUCTION && advance == 16) {
                 uint16_t parcel;
-                memcpy(&parcel, page_host + (pc & (GUEST_PAGE_SIZE - 1)), 2);
+                memcpy(&parcel, page_host + (PC() & (GUEST_PAGE_SIZE - 1)), 2);
                 fault.value = parcel;
             }
             goto take_fault;
         }
-        NEXT_AFTER_SLOW_PATH(length);
+        NEXT_AFTER_SLOW_PATH(advance);
     }
 }
 

@@ -118,7 +118,7 @@ struct hart_state {
 #define HART_TLB_ENTRIES 256
 
 struct hart_tlb_entry {
-    uint64_t page;            /* virtual page number; UINT64_MAX when empty */
+    uint64_t page_address;    /* virtual address of the page; UINT64_MAX when empty */
     uintptr_t addend;         /* host address = guest virtual address + addend */
 };
 

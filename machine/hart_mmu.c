@@ -32,8 +32,8 @@ static const int32_t access_fault_cause[3] = {
 static void tlb_set_clear(struct hart_tlb_set *set)
 {
     for (unsigned i = 0; i < HART_TLB_ENTRIES; i++) {
-        set->read[i].page = UINT64_MAX;
-        set->write[i].page = UINT64_MAX;
+        set->read[i].page_address = UINT64_MAX;
+        set->write[i].page_address = UINT64_MAX;
         set->fetch[i].page = UINT64_MAX;
     }
 }
@@ -49,9 +49,9 @@ void hart_tlb_flush_writes_to_host_page(struct hart *hart, const uint8_t *host_p
     for (unsigned p = 0; p < 4; p++) {
         struct hart_tlb_entry *entries = hart->tlb[p].write;
         for (unsigned i = 0; i < HART_TLB_ENTRIES; i++) {
-            if (entries[i].page != UINT64_MAX &&
-                (uintptr_t)(entries[i].page << GUEST_PAGE_SHIFT) + entries[i].addend == (uintptr_t)host_page)
-                entries[i].page = UINT64_MAX;
+            if (entries[i].page_address != UINT64_MAX &&
+                (uintptr_t)entries[i].page_address + entries[i].addend == (uintptr_t)host_page)
+                entries[i].page_address = UINT64_MAX;
         }
     }
 }
@@ -181,14 +181,14 @@ static struct hart_fault access_one(struct hart *hart, uint64_t address, unsigne
         if (page_index == ram->watched_page)
             machine_note_ram_store(machine, hart, physical, size, *value);
         if (ram_page_write_cacheable(ram, page_index)) {
-            set->write[slot].page = virtual_page;
+            set->write[slot].page_address = virtual_page << GUEST_PAGE_SHIFT;
             set->write[slot].addend = addend;
         }
     } else {
         *value = 0;
         memcpy(value, host, size);
         if (kind == ACCESS_READ) {
-            set->read[slot].page = virtual_page;
+            set->read[slot].page_address = virtual_page << GUEST_PAGE_SHIFT;
             set->read[slot].addend = addend;
         }
     }

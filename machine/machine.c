@@ -514,7 +514,7 @@ static void flush_all_write_tlbs(struct machine *machine)
     for (unsigned h = 0; h < machine->config.hart_count; h++)
         for (unsigned p = 0; p < 4; p++)
             for (unsigned i = 0; i < HART_TLB_ENTRIES; i++)
-                machine->harts[h].tlb[p].write[i].page = UINT64_MAX;
+                machine->harts[h].tlb[p].write[i].page_address = UINT64_MAX;
 }
 
 void machine_dirty_log_enable(struct machine *machine, bool enable)
