@@ -347,7 +347,7 @@ static void wait_until_ready(int ready_read_fd) {
     }
     close(ready_read_fd);
     if (ready >= SERVICE_COUNT)
-        say("services ready (%.3f s since boot)", seconds_since_boot());
+        say("services ready (%.6f s since boot)", seconds_since_boot());
     else
         say("only %u of %u services became ready", ready, (unsigned)SERVICE_COUNT);
 }
@@ -394,7 +394,7 @@ static _Noreturn void supervise(struct supervisor *supervisor) {
 int main(void) {
     mount_file_systems();
     ensure_console();
-    say("init started (%.3f s since boot)", seconds_since_boot());
+    say("init started (%.6f s since boot)", seconds_since_boot());
 
     struct guest_config config;
     read_config(&config);

@@ -48,19 +48,38 @@ static uint32_t get_u32(const unsigned char *at) {
            (uint32_t)at[3] << 24;
 }
 
-static bool read_exactly(int fd, void *buffer, size_t length, uint64_t offset) {
-    unsigned char *next = buffer;
-    while (length > 0) {
-        ssize_t got = pread(fd, next, length, (off_t)offset);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return false;
-        next += got;
-        length -= (size_t)got;
-        offset += (uint64_t)got;
+// Replay reads the log through a window of REPLAY_WINDOW bytes rather than
+// with two small reads per record: thousands of system calls are what makes
+// a restart slow on an emulated machine.
+#define REPLAY_WINDOW (128u * 1024u)  // more than the largest record
+
+struct replay_reader {
+    int fd;
+    unsigned char *window;
+    uint64_t window_start;  // device offset of window[0]
+    size_t window_length;   // valid bytes in window
+};
+
+// Returns the bytes [offset, offset + length) of the device, or NULL if they
+// cannot be read. The pointer is valid until the next call.
+static const unsigned char *replay_bytes(struct replay_reader *reader, uint64_t offset,
+                                         size_t length) {
+    if (offset < reader->window_start ||
+        offset + length > reader->window_start + reader->window_length) {
+        reader->window_start = offset;
+        reader->window_length = 0;
+        while (reader->window_length < length) {
+            ssize_t got = pread(reader->fd, reader->window + reader->window_length,
+                                REPLAY_WINDOW - reader->window_length,
+                                (off_t)(offset + reader->window_length));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return NULL;
+            reader->window_length += (size_t)got;
+        }
     }
-    return true;
+    return reader->window + (offset - reader->window_start);
 }
 
 bool kv_log_open(struct kv_log *log, const char *path, kv_log_apply_fn *apply, void *context) {
@@ -78,13 +97,20 @@ bool kv_log_open(struct kv_log *log, const char *path, kv_log_apply_fn *apply, v
     off_t size = lseek(log->fd, 0, SEEK_END);
     log->device_size = size > 0 ? (uint64_t)size : 0;
 
-    unsigned char *payload = malloc(KV_MAX_KEY_LENGTH + KV_MAX_VALUE_LENGTH);
+    struct replay_reader reader = {.fd = log->fd, .window = malloc(REPLAY_WINDOW)};
+    if (reader.window == NULL) {
+        guest_log("kvstore", "out of memory for the replay");
+        close(log->fd);
+        log->fd = -1;
+        return false;
+    }
     uint64_t records = 0;
     const char *stop_reason = NULL;  // NULL: clean end of the log
     for (;;) {
-        unsigned char header[KV_LOG_HEADER_SIZE];
-        if (log->end + KV_LOG_HEADER_SIZE > log->device_size ||
-            !read_exactly(log->fd, header, sizeof header, log->end))
+        if (log->end + KV_LOG_HEADER_SIZE > log->device_size)
+            break;
+        const unsigned char *header = replay_bytes(&reader, log->end, KV_LOG_HEADER_SIZE);
+        if (header == NULL)
             break;
         if (get_u32(header) != KV_LOG_MAGIC)
             break;
@@ -103,10 +129,13 @@ bool kv_log_open(struct kv_log *log, const char *path, kv_log_apply_fn *apply, v
             break;
         }
         size_t payload_length = key_length + value_length;
-        if (!read_exactly(log->fd, payload, payload_length, log->end + KV_LOG_HEADER_SIZE)) {
+        // Read header and payload together: a refill would move the header.
+        header = replay_bytes(&reader, log->end, KV_LOG_HEADER_SIZE + payload_length);
+        if (header == NULL) {
             stop_reason = "unreadable record";
             break;
         }
+        const unsigned char *payload = header + KV_LOG_HEADER_SIZE;
         uint32_t crc = crc32_update(0, header, 16);
         crc = crc32_update(crc, payload, payload_length);
         if (crc != stored_crc) {
@@ -119,7 +148,7 @@ bool kv_log_open(struct kv_log *log, const char *path, kv_log_apply_fn *apply, v
         log->next_sequence++;
         log->end += KV_LOG_HEADER_SIZE + payload_length;
     }
-    free(payload);
+    free(reader.window);
 
     guest_log("kvstore", "%s: replayed %llu records, log is %llu of %llu bytes", path,
               (unsigned long long)records, (unsigned long long)log->end,

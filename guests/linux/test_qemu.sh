@@ -125,7 +125,7 @@ boot() {
     ended=$(date +%s.%N)
     local guest_seconds
     guest_seconds=$(sed -n 's/.*services ready (\([0-9.]*\) s since boot).*/\1/p' "$console" | tr -d '\r')
-    pass "$label boot: services ready $(printf '%.2f' "$(echo "$ended - $started" | bc)") s after QEMU started (guest clock: $guest_seconds s since kernel start)"
+    pass "$label boot: services ready $(printf '%.2f' "$(echo "$ended - $started" | bc)") s after QEMU started (guest CLOCK_BOOTTIME $guest_seconds s)"
 }
 
 # Asks the guest to power off and waits for QEMU to exit.
