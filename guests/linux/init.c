@@ -30,6 +30,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -111,6 +112,35 @@ static void ensure_console(void) {
     dup2(console, STDERR_FILENO);
     if (console > STDERR_FILENO)
         close(console);
+}
+
+// Console input: every line typed on the console comes back as
+// "colo-guest: console: LINE", so the whole path (host terminal, UART
+// receive interrupt, tty) is visible and testable.
+static void start_console_echo(void) {
+    pid_t pid = fork();
+    if (pid != 0)
+        return;
+    prctl(PR_SET_NAME, "colo-console");
+    char line[256];
+    size_t used = 0;
+    for (;;) {
+        char byte;
+        ssize_t got = read(STDIN_FILENO, &byte, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            sleep_ms(1000);  // no console input (yet): try again later
+            continue;
+        }
+        if (byte == '\r' || byte == '\n') {
+            if (used > 0)
+                say("console: %.*s", (int)used, line);
+            used = 0;
+        } else if (used < sizeof line) {
+            line[used++] = byte;
+        }
+    }
 }
 
 // --- Kernel command line ---
@@ -411,6 +441,7 @@ int main(void) {
     }
     atomic_store(&churn->pages_per_second, config.churn_rate);
 
+    start_console_echo();
     struct supervisor supervisor = {.config = &config, .churn = churn};
     start_services(&supervisor);
     supervise(&supervisor);

@@ -260,6 +260,10 @@ def main():
             connection = Connection(host)
             reply = connection.request("POWEROFF")
             report(reply == "OK", "POWEROFF acknowledged", reply)
+        elif action == "reboot":
+            connection = Connection(host)
+            reply = connection.request("REBOOT")
+            report(reply == "OK", "REBOOT acknowledged", reply)
         elif action == "check":
             connection = Connection(host)
             print(connection.request("CHECK"))

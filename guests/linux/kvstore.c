@@ -5,6 +5,7 @@
 //   CHECK           -> CHECK count hash
 //   CHURN n         -> OK             (memory churner: n pages per second)
 //   POWEROFF        -> OK, then the VM powers off
+//   REBOOT          -> OK, then the VM reboots
 //   anything wrong  -> ERR reason
 // CHECK's hash is FNV-1a 64 over "key=value\n" for every pair in ascending
 // byte order of the keys, printed as 16 hex digits; count is the number of
@@ -183,6 +184,7 @@ struct kv_service {
     struct kv_client *clients[KV_MAX_CLIENTS];
     size_t client_count;
     bool poweroff_requested;
+    int shutdown_command;       // RB_POWER_OFF or RB_AUTOBOOT, once requested
 };
 
 static void append_output(struct kv_client *client, const char *data, size_t length) {
@@ -309,8 +311,13 @@ static void handle_line(struct kv_service *service, struct kv_client *client,
     else if (IS_COMMAND("POWEROFF") && length == command_length) {
         append_text(client, "OK\n");
         service->poweroff_requested = true;
+        service->shutdown_command = RB_POWER_OFF;
+    } else if (IS_COMMAND("REBOOT") && length == command_length) {
+        append_text(client, "OK\n");
+        service->poweroff_requested = true;
+        service->shutdown_command = RB_AUTOBOOT;
     } else
-        reply_error(client, "unknown command (SET, GET, CHECK, CHURN, POWEROFF)");
+        reply_error(client, "unknown command (SET, GET, CHECK, CHURN, POWEROFF, REBOOT)");
 #undef IS_COMMAND
 }
 
@@ -399,7 +406,9 @@ static void remove_client(struct kv_service *service, size_t index) {
 // Sends the pending replies (the POWEROFF's OK among them) as far as the
 // network lets within about a second, then powers the machine off.
 static void power_off(struct kv_service *service) {
-    guest_log("kvstore", "POWEROFF requested; powering off");
+    bool reboot_requested = service->shutdown_command == RB_AUTOBOOT;
+    guest_log("kvstore", "%s requested; %s", reboot_requested ? "REBOOT" : "POWEROFF",
+              reboot_requested ? "rebooting" : "powering off");
     for (size_t i = 0; i < service->client_count; i++) {
         struct kv_client *client = service->clients[i];
         fcntl(client->fd, F_SETFL, fcntl(client->fd, F_GETFL) & ~O_NONBLOCK);
@@ -410,8 +419,8 @@ static void power_off(struct kv_service *service) {
     }
     usleep(100 * 1000);  // let the last segments leave the NIC
     sync();
-    reboot(RB_POWER_OFF);
-    guest_log("kvstore", "power off failed: %s", strerror(errno));
+    reboot(service->shutdown_command);
+    guest_log("kvstore", "%s failed: %s", reboot_requested ? "reboot" : "power off", strerror(errno));
     service->poweroff_requested = false;
 }
 

@@ -11,13 +11,15 @@
 # 2. Stop the VM with SIGTERM and save it (--save-on-exit); start a new colo
 #    process from the saved file; the KV service and the console carry on.
 # 3. Power the guest off (status 0), boot it again from the same disk: every
-#    acknowledged value is read back.
+#    acknowledged value is read back; a line written to colo's standard
+#    input reaches the guest's console (UART receive path); the guest
+#    reboots (colo restarts it) and the data is still there.
 # Namespaces are removed on exit, whatever happens.
 #
 # Usage: tests/linux/linux_vm_test.sh COLO GUEST_DIR
 set -uo pipefail
 shopt -s lastpipe
-colo=$1 guest_dir=$2
+colo=$1 guest_dir=$(realpath "$2")
 client_script=$(cd "$(dirname "$0")/../../guests/linux" && pwd)/kvclient.py
 boot_timeout=${COLO_TEST_BOOT_TIMEOUT:-120}
 guest_address=10.98.0.2 client_address=10.98.0.1
@@ -71,10 +73,14 @@ nics = [ "tap=tap0,mac=52:54:00:12:34:56" ]
 console = "stdio"
 CFG
 
-# Starts colo in the host namespace; extra arguments go to `colo run`.
+# Starts colo in the host namespace; extra arguments go to `colo run`. Its
+# standard input is a FIFO the test can write console input to.
+mkfifo "$work/console-input"
+exec 3<>"$work/console-input"
 start_vm() {
     local log=$1; shift
-    ip netns exec "$host_ns" "$colo" run "$work/vm.cfg" --save-on-exit "$work/saved.colo" "$@" >"$log" 2>&1 </dev/null &
+    ip netns exec "$host_ns" "$colo" run "$work/vm.cfg" --save-on-exit "$work/saved.colo" "$@" \
+        >"$log" 2>&1 <"$work/console-input" &
     vm_pid=$!
 }
 
@@ -87,6 +93,15 @@ wait_for_console() {  # LOG TEXT WHAT
         if ((SECONDS - started > boot_timeout)); then
             fail "$3: no '$2' within $boot_timeout s"; tail -25 "$1"; return 1
         fi
+        sleep 0.05
+    done
+}
+
+wait_for_count() {  # LOG TEXT COUNT WHAT
+    local started=$SECONDS
+    while [ "$(grep -c "$2" "$1")" -lt "$3" ]; do
+        kill -0 "$vm_pid" 2>/dev/null || { fail "$4: colo exited"; tail -25 "$1"; return 1; }
+        ((SECONDS - started > boot_timeout)) && { fail "$4: not seen $3 times"; tail -25 "$1"; return 1; }
         sleep 0.05
     done
 }
@@ -148,6 +163,15 @@ if [ -s "$work/stored.json" ]; then
     if wait_for_console "$work/console-3.log" "colo-guest: services ready" "second boot"; then
         grep "colo-guest: kvstore" "$work/console-3.log" | tr -d '\r' | sed 's/^/  console: /'
         client again "$work/stored.json"
+        echo "hello-from-the-host-terminal" >&3
+        wait_for_console "$work/console-3.log" "colo-guest: console: hello-from-the-host-terminal" \
+            "console input" && pass "a line typed on colo's standard input reached the guest"
+        client reboot
+        if wait_for_console "$work/console-3.log" "colo run: linux-test rebooted" "guest reboot" &&
+           wait_for_count "$work/console-3.log" "colo-guest: services ready" 2 "services after the reboot"; then
+            pass "the guest rebooted and its services came back"
+            client again "$work/stored.json"
+        fi
         client poweroff
         wait_vm_exit "power off after the disk check" 0
     fi
