@@ -444,6 +444,36 @@ void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason
         machine->harts[i].leave_run_loop = true;
 }
 
+static uint64_t fnv1a_mix(uint64_t hash, uint64_t value)
+{
+    for (unsigned i = 0; i < 8; i++) {
+        hash ^= (value >> (8 * i)) & 0xff;
+        hash *= 0x100000001b3ull;
+    }
+    return hash;
+}
+
+uint64_t machine_configuration_hash(const struct machine *machine)
+{
+    uint64_t hash = 0xcbf29ce484222325ull;
+    hash = fnv1a_mix(hash, machine->ram.base);
+    hash = fnv1a_mix(hash, machine->ram.size);
+    hash = fnv1a_mix(hash, machine->config.hart_count);
+    hash = fnv1a_mix(hash, machine->config.disk_count);
+    for (unsigned i = 0; i < machine->config.disk_count; i++) {
+        hash = fnv1a_mix(hash, machine->disks[i]->capacity_sectors);
+        hash = fnv1a_mix(hash, machine->disks[i]->read_only);
+    }
+    hash = fnv1a_mix(hash, machine->config.nic_count);
+    for (unsigned i = 0; i < machine->config.nic_count; i++) {
+        uint64_t mac = 0;
+        for (unsigned b = 0; b < 6; b++)
+            mac = mac << 8 | machine->config.nics[i].mac[b];
+        hash = fnv1a_mix(hash, mac);
+    }
+    return hash;
+}
+
 uint64_t machine_ram_hash(const struct machine *machine)
 {
     uint64_t hash = 0xcbf29ce484222325ull;

@@ -197,6 +197,10 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
 int machine_save_file(struct machine *machine, const char *path, struct error *err);
 int machine_load_file(struct machine *machine, const char *path, struct error *err);
 
+/* A hash of what a machine's state must agree with to be loaded into it:
+ * RAM size, harts, and the devices (kinds, order, NIC MACs, disk sizes). */
+uint64_t machine_configuration_hash(const struct machine *machine);
+
 /* FNV-1a 64-bit hash of all of guest RAM, for tests. */
 uint64_t machine_ram_hash(const struct machine *machine);
 

@@ -1,0 +1,120 @@
+/* The stream: the record format that carries a VM's state between hosts
+ * (save files, live migration, COLO checkpoints). docs/stream.md specifies
+ * it byte for byte.
+ *
+ *   header:  "COLOSTRM" (8 bytes), u32 version, u32 header_length (32),
+ *            u64 ram_size, u64 configuration_hash
+ *   records: u32 type, u32 length, u32 crc32c(type, length, body), u32 zero,
+ *            body[length], zero padding to a multiple of 8
+ *
+ * Record types and bodies:
+ *   PAGE_DATA         u32 count, u32 zero, u64 page_index[count], then
+ *                     count pages of 4096 bytes
+ *   HART_STATE        one "HART" section of the machine state
+ *                     (docs/machine-state.md)
+ *   DEVICE_STATE      u32 device id, u32 version, then that device's
+ *                     section body (the machine section is device "MACH")
+ *   CHECKPOINT_STATE  u32 id (replication protocol messages, issue 5)
+ *   CHECKPOINT_END    empty: a checkpoint (or one migration round) is whole
+ *   END               empty: the stream is complete
+ *
+ * The reader checks every record (length bounds, known type, CRC, page
+ * indices inside RAM, state versions) and never applies part of a stream:
+ * stream_receive stages everything until CHECKPOINT_END or END has arrived
+ * whole, then applies it to the machine in one step. */
+#ifndef COLO_STREAM_STREAM_H
+#define COLO_STREAM_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct machine;
+
+#define STREAM_MAGIC "COLOSTRM"
+#define STREAM_VERSION 1u
+#define STREAM_HEADER_LENGTH 32u
+#define STREAM_RECORD_HEADER_LENGTH 16u
+/* Longest record body: a PAGE_DATA of 1024 pages (4 MiB + index). */
+#define STREAM_MAX_PAGES_PER_RECORD 1024u
+#define STREAM_MAX_RECORD_LENGTH (8u + STREAM_MAX_PAGES_PER_RECORD * (8u + 4096u))
+
+enum stream_record_type {
+    STREAM_RECORD_PAGE_DATA = 1,
+    STREAM_RECORD_HART_STATE = 2,
+    STREAM_RECORD_DEVICE_STATE = 3,
+    STREAM_RECORD_CHECKPOINT_STATE = 4,
+    STREAM_RECORD_CHECKPOINT_END = 5,
+    STREAM_RECORD_END = 6,
+};
+
+struct stream_header {
+    uint32_t version;
+    uint64_t ram_size;
+    uint64_t configuration_hash;   /* machine_configuration_hash() */
+};
+
+/* ---- writing ---- */
+
+struct stream_writer {
+    int fd;
+    uint8_t *buffer;                   /* batches records; stream_flush sends */
+    size_t used, capacity;
+    uint64_t bytes_written;            /* total, for progress and statistics */
+    uint64_t pages_written;
+};
+
+int stream_writer_init(struct stream_writer *writer, int fd, struct error *err);
+void stream_writer_destroy(struct stream_writer *writer);
+int stream_write_header(struct stream_writer *writer, const struct stream_header *header, struct error *err);
+/* Writes pages of guest RAM (page indices relative to RAM base), split into
+ * records of at most STREAM_MAX_PAGES_PER_RECORD. */
+int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
+                       const uint64_t *page_indices, size_t count, struct error *err);
+/* The machine state (harts and devices) as HART_STATE and DEVICE_STATE
+ * records. The caller makes sure the machine is paused. */
+int stream_write_machine_state(struct stream_writer *writer, struct machine *machine, struct error *err);
+int stream_write_checkpoint_state(struct stream_writer *writer, uint32_t id, struct error *err);
+int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
+int stream_write_end(struct stream_writer *writer, struct error *err);
+/* Sends everything buffered (writes are only batched, never reordered). */
+int stream_flush(struct stream_writer *writer, struct error *err);
+
+/* ---- reading ---- */
+
+struct stream_record {
+    uint32_t type;
+    uint32_t length;
+    const uint8_t *body;               /* valid until the next read */
+};
+
+struct stream_reader {
+    int fd;
+    uint8_t *buffer;                   /* one record body */
+    uint64_t ram_size;                 /* from the header, to check page indices */
+    uint64_t records_read, bytes_read, pages_read;
+    uint64_t rejected_records;         /* counted before returning an error */
+};
+
+int stream_reader_init(struct stream_reader *reader, int fd, struct error *err);
+void stream_reader_destroy(struct stream_reader *reader);
+/* Reads and checks the header against the expected machine (ram size and
+ * configuration hash); the error says what differs. */
+int stream_read_header(struct stream_reader *reader, const struct stream_header *expected,
+                       struct error *err);
+/* Reads one record and checks it. 1: a record; 0: clean end of file
+ * before any byte of a record; -1: error (names the record number, its
+ * type and what was wrong). */
+int stream_read_record(struct stream_reader *reader, struct stream_record *record, struct error *err);
+
+/* Reads records until CHECKPOINT_END or END, staging pages and state, then
+ * applies all of it to the machine (which must not be running). Nothing is
+ * applied if any record is bad or the stream ends early. *terminator is the
+ * record type that ended it.
+ */
+int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
+                   struct error *err);
+
+#endif
