@@ -10,6 +10,7 @@ packages=(
     qemu-system-misc                         # reference machine for differential tests and benchmarks
     libfdt-dev device-tree-compiler opensbi  # device tree and firmware for Linux guests
     iproute2                                 # network namespaces in tests
+    libjansson-dev                           # JSON for the control socket
     gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu libc6-dev-riscv64-cross  # Linux guest userland
     linux-source-6.1 bc flex bison libssl-dev libelf-dev cpio                 # Linux guest kernel
 )
