@@ -97,10 +97,13 @@ static inline uint64_t test_device_features(struct virtio_mmio *transport)
 }
 
 /* Lays out queue `index` at `base` (descriptors, then the available ring
- * at +4 KiB, the used ring at +8 KiB) and makes it ready. */
+ * at +4 KiB, the used ring at +8 KiB) and makes it ready. The rings start
+ * zeroed, as a driver allocates them, so that a queue can be set up again
+ * where an earlier one was (after a reset) without stale indices. */
 static inline bool test_queue_setup(struct virtio_mmio *transport, struct test_queue *queue,
                                     unsigned index, uint16_t size, uint64_t base)
 {
+    memset(test_guest_pointer(transport->machine, base), 0, 0x3000);
     memset(queue, 0, sizeof *queue);
     queue->index = index;
     queue->size = size;
