@@ -751,3 +751,24 @@ void virtio_net_load(struct virtio_net *net, struct state_reader *reader)
     }
     net->transport = transport;
 }
+
+void virtio_net_announce(struct virtio_net *net)
+{
+    /* Ethernet broadcast, EtherType RARP (0x8035); the RARP body is a
+     * "reverse request" (3) naming the VM's MAC as sender and target. The
+     * frame is padded to the 60-byte Ethernet minimum. */
+    uint8_t frame[60];
+    memset(frame, 0, sizeof frame);
+    memset(frame, 0xff, 6);
+    memcpy(frame + 6, net->state.mac, 6);
+    frame[12] = 0x80;
+    frame[13] = 0x35;
+    static const uint8_t rarp_fixed[8] = { 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03 };
+    memcpy(frame + 14, rarp_fixed, sizeof rarp_fixed);
+    memcpy(frame + 22, net->state.mac, 6);      /* sender hardware address */
+    memcpy(frame + 32, net->state.mac, 6);      /* target hardware address */
+    struct virtio_net_header header;
+    memset(&header, 0, sizeof header);
+    if (net->transmit_hook)
+        net->transmit_hook(net->transmit_hook_opaque, net, &header, frame, sizeof frame);
+}

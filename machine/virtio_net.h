@@ -143,6 +143,11 @@ void virtio_net_transmit_to_tap(void *opaque, struct virtio_net *net,
  * machine's fd watch calls this when the TAP is readable; tests call it
  * directly. */
 void virtio_net_poll_tap(struct virtio_net *net);
+/* Tells the network where the VM's MAC now lives (after a migration or a
+ * failover): a broadcast RARP announcement from the VM's MAC, as QEMU's
+ * self-announce sends, so bridges and switches learn its new port at once.
+ * Goes out through the transmit hook like any VM frame. */
+void virtio_net_announce(struct virtio_net *net);
 /* Host side after a state load: re-arm polling, forget parked frames, set
  * the TAP's offloads to what the loaded driver negotiated. */
 void virtio_net_after_load(struct virtio_net *net);

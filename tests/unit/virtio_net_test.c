@@ -467,6 +467,19 @@ static void test_transmit(struct guest_nic *guest)
               "transmit chain %u: used id %u length %u", i, id, written);
     }
     CHECK(test_mmio_read(&net->transport, VIRTIO_MMIO_INTERRUPT_STATUS) & 1, "no transmit interrupt");
+
+    /* The announcement after a migration: a broadcast RARP from our MAC,
+     * through the same hook as the guest's frames. */
+    captured.count = 0;
+    virtio_net_announce(net);
+    CHECK(captured.count == 1 && captured.lengths[0] == 60, "announce sent %u frames of %zu bytes",
+          captured.count, captured.lengths[0]);
+    static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    CHECK(memcmp(captured.frames[0], broadcast, 6) == 0, "announce is not broadcast");
+    CHECK(memcmp(captured.frames[0] + 6, net->state.mac, 6) == 0, "announce source is not the VM's MAC");
+    CHECK(captured.frames[0][12] == 0x80 && captured.frames[0][13] == 0x35, "announce is not RARP");
+    CHECK(captured.frames[0][21] == 3 && memcmp(captured.frames[0] + 22, net->state.mac, 6) == 0,
+          "RARP body is not a reverse request for the VM's MAC");
     net->transmit_hook = virtio_net_transmit_to_tap;
     net->transmit_hook_opaque = NULL;
 }
