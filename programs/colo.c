@@ -1,5 +1,8 @@
-/* colo: the user's one command. For now: `colo run`, which runs a
- * bare-metal RISC-V program (or a saved machine) on the machine layer. */
+/* colo: the user's one command. `colo run` runs a VM (a Linux VM from a
+ * configuration file, a bare-metal RISC-V program, or a saved machine) on
+ * the machine layer, with a control socket (colo_vm_control.c); `colo
+ * status`, `pause` and the other client commands talk to that socket
+ * (colo_client.c). */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -9,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "colo_client.h"
+#include "colo_migration.h"
+#include "colo_vm_control.h"
 #include "machine.h"
 #include "machine_boot.h"
 #include "vm_config.h"
@@ -23,6 +29,8 @@ static void print_usage(FILE *out)
         "usage: colo run VM.cfg [options]\n"
         "       colo run PROGRAM.elf [options]\n"
         "       colo run [VM.cfg] --load FILE [options]\n"
+        "       colo receive --listen ADDR:PORT VM.cfg [options]\n"
+        "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
         "\n"
         "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
         "name ending in .cfg) describes a Linux VM: kernel, initrd, disks, NICs\n"
@@ -39,6 +47,18 @@ static void print_usage(FILE *out)
         "  --load FILE               start from a saved machine instead of an ELF\n"
         "  --save-on-exit FILE       save the whole machine when the run stops\n"
         "  --print-state             print pc, instret and state hashes on exit (stderr)\n"
+        "  --name NAME               the VM's name (default: VM.cfg's name, else the file's\n"
+        "                            base name: PROGRAM.elf -> PROGRAM)\n"
+        "  --control-socket PATH     listen here instead of $COLO_RUN_DIR/NAME.sock\n"
+        "                            (COLO_RUN_DIR defaults to /run/colo)\n"
+        "  --paused                  start paused: `colo resume NAME` starts the VM\n"
+        "\n"
+        "colo receive waits on ADDR:PORT for `colo migrate` from another host and\n"
+        "then runs the VM like `colo run VM.cfg`; VM.cfg must describe the same\n"
+        "machine (memory, disks, NIC MACs; its TAP may differ). colo migrate\n"
+        "moves a running VM there live: the full copy and rounds of dirty pages\n"
+        "while it runs, then a stop-and-copy within --max-downtime (default 5 ms)\n"
+        "if the guest's dirty rate allows.\n"
         "  --help                    this text\n");
 }
 
@@ -73,6 +93,10 @@ struct run_options {
     uint64_t instructions_per_tick;
     uint64_t max_instructions;
     bool print_state;
+    const char *name;                   /* --name */
+    const char *control_socket;         /* --control-socket */
+    bool start_paused;                  /* --paused */
+    const char *incoming;               /* colo receive --listen ADDR:PORT */
 };
 
 static struct machine the_machine;
@@ -106,7 +130,7 @@ static uint64_t hash_hart_state(const struct hart_state *s)
     return hash;
 }
 
-static int command_run(int argc, char **argv)
+static int command_run(int argc, char **argv, bool incoming_allowed)
 {
     struct run_options options = { .memory_mib = 128, .instructions_per_tick = 10 };
     for (int i = 0; i < argc; i++) {
@@ -141,8 +165,26 @@ static int command_run(int argc, char **argv)
                 return usage_error("%s needs a file", argument);
             options.save_path = next;
             i++;
+        } else if (strcmp(argument, "--listen") == 0 && incoming_allowed) {
+            if (!next)
+                return usage_error("%s needs ADDR:PORT", argument);
+            options.incoming = next;
+            i++;
         } else if (strcmp(argument, "--print-state") == 0) {
             options.print_state = true;
+        } else if (strcmp(argument, "--name") == 0) {
+            if (!next || !vm_name_is_valid(next))
+                return usage_error("--name needs a name of 1..63 letters, digits, '-', '_' and '.', got '%s'",
+                                   next ? next : "nothing");
+            options.name = next;
+            i++;
+        } else if (strcmp(argument, "--control-socket") == 0) {
+            if (!next || !*next)
+                return usage_error("%s needs a path", argument);
+            options.control_socket = next;
+            i++;
+        } else if (strcmp(argument, "--paused") == 0) {
+            options.start_paused = true;
         } else if (argument[0] == '-') {
             return usage_error("unknown option '%s'", argument);
         } else if (!options.program) {
@@ -199,6 +241,25 @@ static int command_run(int argc, char **argv)
     }
     config.ram_size = options.memory_mib << 20;
 
+    /* ---- the control socket: from here on every return destroys it ---- */
+    char vm_name[64];
+    if (options.name || vm) {
+        snprintf(vm_name, sizeof vm_name, "%s", options.name ? options.name : vm->name);
+    } else if (vm_name_from_path(options.program ? options.program : options.load_path, vm_name,
+                                 sizeof vm_name, &err) < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        return EXIT_USAGE;
+    }
+    struct vm_control_options control_options = {
+        .name = vm_name, .socket_path = options.control_socket, .start_paused = options.start_paused,
+    };
+    struct vm_control *control;
+    if (vm_control_create(&control, &control_options, &err) < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        free(vm);
+        return EXIT_RUNTIME_ERROR;
+    }
+
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
@@ -209,15 +270,31 @@ static int command_run(int argc, char **argv)
     pthread_detach(signal_waiter);
 
     int status = 0;
+    if (incoming_allowed && (!options.incoming || !options.program_is_config || options.load_path)) {
+        fprintf(stderr, "usage: colo receive --listen ADDR:PORT VM.cfg [options]\n");
+        vm_control_destroy(control);
+        free(vm);
+        return EXIT_USAGE;
+    }
+    if (colo_migration_register(control, &err) < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        vm_control_destroy(control);
+        free(vm);
+        return EXIT_RUNTIME_ERROR;
+    }
     bool restore = options.load_path != NULL;
+    bool receive = options.incoming != NULL;
     for (;;) {
         if (machine_create(&the_machine, &config, &err) < 0) {
             fprintf(stderr, "colo run: %s\n", err.message);
+            vm_control_destroy(control);
             free(vm);
             return EXIT_RUNTIME_ERROR;
         }
         int load_result;
-        if (restore) {
+        if (receive) {
+            load_result = colo_migration_receive(&the_machine, options.incoming, vm_name, &err);
+        } else if (restore) {
             load_result = machine_load_file(&the_machine, options.load_path, &err);
         } else if (vm) {
             struct machine_boot_config boot = {
@@ -231,16 +308,20 @@ static int command_run(int argc, char **argv)
         if (load_result < 0) {
             fprintf(stderr, "colo run: %s\n", err.message);
             machine_destroy(&the_machine);
+            vm_control_destroy(control);
             free(vm);
             return EXIT_RUNTIME_ERROR;
         }
 
+        vm_control_machine_starting(control, &the_machine);
         enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
+        vm_control_machine_stopped(control, reason == MACHINE_EXIT_RESET && vm);
         if (reason == MACHINE_EXIT_RESET && vm) {
             /* A guest reboot: a fresh machine with the same devices. */
             fprintf(stderr, "colo run: %s rebooted\n", vm->name);
             machine_destroy(&the_machine);
             restore = false;
+            receive = false;
             continue;
         }
         switch (reason) {
@@ -252,8 +333,15 @@ static int command_run(int argc, char **argv)
         case MACHINE_EXIT_CODE: status = (int)(the_machine.exit_code & 0xff); break;
         case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
         case MACHINE_EXIT_STOPPED:
-            fprintf(stderr, "colo run: stopped\n");
-            status = EXIT_INTERRUPTED;
+            /* quit (or save) from the control socket ends the VM cleanly;
+             * Ctrl-C or SIGTERM interrupts it. */
+            if (vm_control_quit_requested(control)) {
+                fprintf(stderr, "colo run: %s stopped by its control socket\n", vm_name);
+                status = 0;
+            } else {
+                fprintf(stderr, "colo run: stopped\n");
+                status = EXIT_INTERRUPTED;
+            }
             break;
         case MACHINE_RUNNING: abort();      /* machine_run never returns this */
         }
@@ -270,6 +358,7 @@ static int command_run(int argc, char **argv)
         status = EXIT_RUNTIME_ERROR;
     }
     machine_destroy(&the_machine);
+    vm_control_destroy(control);
     free(vm);
     return status;
 }
@@ -278,15 +367,24 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         print_usage(stderr);
+        colo_client_print_usage(stderr);
         return EXIT_USAGE;
     }
     const char *command = argv[1];
     if (strcmp(command, "run") == 0)
-        return command_run(argc - 2, argv + 2);
+        return command_run(argc - 2, argv + 2, false);
+    if (strcmp(command, "receive") == 0)
+        return command_run(argc - 2, argv + 2, true);
+    if (strcmp(command, "migrate") == 0)
+        return colo_migrate_main(argc - 2, argv + 2);
+    if (colo_client_is_command(command))
+        return colo_client_main(command, argc - 2, argv + 2);
     if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
         print_usage(stdout);
+        colo_client_print_usage(stdout);
         return 0;
     }
-    fprintf(stderr, "colo: unknown command '%s' (known: run, help)\n", command);
+    fprintf(stderr, "colo: unknown command '%s' (known: run, receive, migrate, status, pause, resume, save, quit, events, help)\n",
+            command);
     return EXIT_USAGE;
 }

@@ -24,7 +24,7 @@ meson test -C build-test --print-errorlogs --num-processes 2 "$@" || status=$?
 fuzz_passed=0 fuzz_failed=0
 if [ $# -eq 0 ]; then
     if bash scripts/fuzz.sh "${COLO_FUZZ_SECONDS:-10}"; then
-        fuzz_passed=3
+        fuzz_passed=4
     else
         fuzz_failed=1
         status=1

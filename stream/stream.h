@@ -90,12 +90,19 @@ struct stream_record {
     const uint8_t *body;               /* valid until the next read */
 };
 
+#define STREAM_RECENT_CHECKPOINT_STATES 4u
+
 struct stream_reader {
     int fd;
     uint8_t *buffer;                   /* one record body */
     uint64_t ram_size;                 /* from the header, to check page indices */
     uint64_t records_read, bytes_read, pages_read;
     uint64_t rejected_records;         /* counted before returning an error */
+    /* CHECKPOINT_STATE ids that arrived inside the last stream_receive run
+     * (which stages them and goes on): how many, and the last few of
+     * them, oldest first. */
+    uint64_t checkpoint_states_received;
+    uint32_t recent_checkpoint_states[STREAM_RECENT_CHECKPOINT_STATES];
 };
 
 int stream_reader_init(struct stream_reader *reader, int fd, struct error *err);

@@ -6,6 +6,7 @@ set -u
 colo=$1 good_elf=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+export COLO_RUN_DIR=$work/run    # control sockets of the VMs started here
 failures=0 passed=0
 
 expect_error() {  # NAME PATTERN -- COMMAND...

@@ -6,6 +6,9 @@ set -eu
 colo=$1 elf=$2 n=${3:-3000000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Control sockets of this run's VMs (all named "ticker") go here, so that
+# copies of this test running at the same time do not collide.
+export COLO_RUN_DIR=$work/run
 
 "$colo" run "$elf" --deterministic --max-instructions $((2 * n)) --print-state \
     >"$work/straight.out" 2>"$work/straight.err"

@@ -1,0 +1,327 @@
+#include "live_migration.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "machine.h"
+#include "stream.h"
+
+/* The destination's one-byte acknowledgements: a pre-copy round is applied
+ * (so the source's rate and its choice of the last round reflect what the
+ * destination really keeps up with, and the stop-and-copy never waits for a
+ * backlog), and the final state is loaded (the VM can run there). */
+#define MIGRATION_ROUND_APPLIED 'C'
+#define MIGRATION_ACKNOWLEDGED 'R'
+/* Pages per write batch: progress granularity and flush size. */
+#define MIGRATION_CHUNK_PAGES 256
+
+void migration_options_defaults(struct migration_options *options)
+{
+    memset(options, 0, sizeof *options);
+    options->max_downtime_microseconds = 5000;
+    options->max_rounds = 30;
+}
+
+static double now_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Collects the set bits of a dirty bitmap into page indices. */
+static size_t bitmap_to_pages(const uint64_t *bitmap, size_t words, uint64_t *pages)
+{
+    size_t count = 0;
+    for (size_t word = 0; word < words; word++) {
+        uint64_t bits = bitmap[word];
+        while (bits) {
+            unsigned bit = (unsigned)__builtin_ctzll(bits);
+            pages[count++] = word * 64 + bit;
+            bits &= bits - 1;
+        }
+    }
+    return count;
+}
+
+struct sender {
+    struct machine *machine;
+    struct stream_writer writer;
+    const struct migration_options *options;
+    struct migration_progress progress;
+};
+
+static void report(struct sender *sender)
+{
+    if (sender->options->progress)
+        sender->options->progress(sender->options->progress_opaque, &sender->progress);
+}
+
+/* Sends pages in chunks, flushing each so progress and the transfer rate
+ * are real. */
+static int wait_for_acknowledgement(int fd, char expected, struct error *err)
+{
+    char acknowledgement = 0;
+    ssize_t got;
+    do {
+        got = read(fd, &acknowledgement, 1);
+    } while (got < 0 && errno == EINTR);
+    if (got == 1 && acknowledgement == expected)
+        return 0;
+    if (got < 0)
+        return error_set_errno(err, "no acknowledgement from the destination");
+    return error_set(err, "the destination closed the connection instead of acknowledging "
+                     "(it could not load the VM; see its log)");
+}
+
+static int send_pages(struct sender *sender, const uint64_t *pages, size_t count, struct error *err)
+{
+    sender->progress.pages_remaining = count;
+    report(sender);
+    for (size_t done = 0; done < count;) {
+        size_t chunk = count - done < MIGRATION_CHUNK_PAGES ? count - done : MIGRATION_CHUNK_PAGES;
+        if (stream_write_pages(&sender->writer, sender->machine, pages + done, chunk, err) < 0 ||
+            stream_flush(&sender->writer, err) < 0)
+            return -1;
+        done += chunk;
+        sender->progress.pages_sent += chunk;
+        sender->progress.pages_remaining = count - done;
+        sender->progress.bytes_sent = sender->writer.bytes_written;
+        report(sender);
+    }
+    return 0;
+}
+
+int migration_send(struct machine *machine, int fd, const struct migration_options *options,
+                   struct migration_result *result, struct error *err)
+{
+    memset(result, 0, sizeof *result);
+    struct sender sender = { .machine = machine, .options = options };
+    uint64_t page_count = machine->ram.page_count;
+    size_t words = guest_ram_bitmap_words(&machine->ram);
+    uint64_t *bitmap = calloc(words, sizeof *bitmap);
+    uint64_t *last_bitmap = calloc(words, sizeof *last_bitmap);
+    uint64_t *pages = calloc(page_count, sizeof *pages);
+    bool paused = false, logging = false;
+    int status = -1;
+    double started = now_seconds(), paused_at = 0;
+    if (!bitmap || !last_bitmap || !pages) {
+        error_set(err, "out of memory for the migration's page lists");
+        goto done;
+    }
+    if (stream_writer_init(&sender.writer, fd, err) < 0)
+        goto done;
+    sender.progress.pages_total = page_count;
+
+    struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
+    if (stream_write_header(&sender.writer, &header, err) < 0)
+        goto done;
+
+    /* Logging starts before the full copy, so every page written during it
+     * is sent again in the next round. */
+    machine_dirty_log_enable(machine, true);
+    logging = true;
+    for (uint64_t i = 0; i < page_count; i++)
+        pages[i] = i;
+    double round_started = now_seconds();
+    uint64_t bytes_before = sender.writer.bytes_written;
+    if (send_pages(&sender, pages, page_count, err) < 0 ||
+        stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
+        wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
+        goto done;
+    double rate = (double)(sender.writer.bytes_written - bytes_before) / (now_seconds() - round_started + 1e-9);
+    sender.progress.megabytes_per_second = rate / 1e6;
+    result->rounds = 1;
+
+    /* Pre-copy rounds while the set shrinks and is too big to send within
+     * the downtime limit. */
+    uint64_t previous_dirty = page_count;
+    unsigned not_converging = 0;
+    for (unsigned round = 1;; round++) {
+        uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
+        double estimated = (double)dirty * (4096.0 + 8.0) / rate;
+        bool small_enough = estimated * 1e6 <= (double)options->max_downtime_microseconds;
+        not_converging = dirty >= previous_dirty ? not_converging + 1 : 0;
+        if (small_enough || round > options->max_rounds || not_converging >= 3) {
+            /* This round's pages go in the stop-and-copy, together with
+             * those dirtied until the pause: OR the two logs. */
+            machine_pause(machine);
+            paused = true;
+            paused_at = now_seconds();
+            sender.progress.stop_and_copy = true;
+            sender.progress.round = round;
+            machine_dirty_log_read_and_clear(machine, last_bitmap);
+            for (size_t word = 0; word < words; word++)
+                bitmap[word] |= last_bitmap[word];
+            size_t unique = bitmap_to_pages(bitmap, words, pages);
+            result->final_pages = unique;
+            if (send_pages(&sender, pages, unique, err) < 0 ||
+                stream_write_machine_state(&sender.writer, machine, err) < 0 ||
+                stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
+                goto done;
+            break;
+        }
+        size_t count = bitmap_to_pages(bitmap, words, pages);
+        sender.progress.round = round;
+        round_started = now_seconds();
+        bytes_before = sender.writer.bytes_written;
+        if (send_pages(&sender, pages, count, err) < 0 ||
+            stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
+            wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
+            goto done;
+        double elapsed = now_seconds() - round_started;
+        if (count > 64 && elapsed > 0)
+            rate = (double)(sender.writer.bytes_written - bytes_before) / elapsed;
+        sender.progress.megabytes_per_second = rate / 1e6;
+        previous_dirty = dirty;
+        result->rounds++;
+    }
+
+    /* The destination acknowledges once it has loaded everything. */
+    if (wait_for_acknowledgement(fd, MIGRATION_ACKNOWLEDGED, err) < 0)
+        goto done;
+    double ended = now_seconds();
+    result->downtime_seconds = ended - paused_at;
+    result->total_seconds = ended - started;
+    result->pages_sent = sender.progress.pages_sent;
+    result->bytes_sent = sender.writer.bytes_written;
+    status = 0;
+done:
+    if (status < 0) {
+        /* The VM goes on here, unprotected by the move that failed. */
+        if (logging)
+            machine_dirty_log_enable(machine, false);
+        if (paused)
+            machine_resume(machine);
+    } else {
+        machine_dirty_log_enable(machine, false);
+    }
+    stream_writer_destroy(&sender.writer);
+    free(bitmap);
+    free(last_bitmap);
+    free(pages);
+    return status;
+}
+
+int migration_receive(struct machine *machine, int fd, struct error *err)
+{
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, err) < 0)
+        return -1;
+    struct stream_header expected = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
+    int status = -1;
+    if (stream_read_header(&reader, &expected, err) < 0)
+        goto done;
+    for (;;) {
+        uint32_t terminator = 0;
+        if (stream_receive(&reader, machine, &terminator, err) < 0)
+            goto done;
+        if (terminator == STREAM_RECORD_END)
+            break;
+        char applied = MIGRATION_ROUND_APPLIED;
+        if (write(fd, &applied, 1) != 1) {
+            error_set_errno(err, "cannot acknowledge a migration round to the source");
+            goto done;
+        }
+    }
+    char acknowledgement = MIGRATION_ACKNOWLEDGED;
+    if (write(fd, &acknowledgement, 1) != 1) {
+        error_set_errno(err, "cannot acknowledge the migration to the source");
+        goto done;
+    }
+    status = 0;
+done:
+    stream_reader_destroy(&reader);
+    return status;
+}
+
+static int split_host_and_port(const char *text, char *host, size_t host_size, char *port, size_t port_size,
+                               struct error *err)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || !colon[1] || (size_t)(colon - text) >= host_size ||
+        strlen(colon + 1) >= port_size)
+        return error_set(err, "'%s' is not HOST:PORT", text);
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static void set_socket_options(int fd)
+{
+    int one = 1;
+    /* Small control messages must not wait for Nagle or delayed ACKs. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int migration_connect(const char *host_and_port, struct error *err)
+{
+    char host[256], port[32];
+    if (split_host_and_port(host_and_port, host, sizeof host, port, sizeof port, err) < 0)
+        return -1;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *addresses;
+    int found = getaddrinfo(host, port, &hints, &addresses);
+    if (found != 0)
+        return error_set(err, "cannot resolve %s: %s", host_and_port, gai_strerror(found));
+    int fd = -1;
+    for (struct addrinfo *a = addresses; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        error_set_errno(err, "cannot connect to %s", host_and_port);
+    freeaddrinfo(addresses);
+    if (fd >= 0)
+        set_socket_options(fd);
+    return fd;
+}
+
+int migration_accept(int listener, struct error *err)
+{
+    int fd;
+    do {
+        fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return error_set_errno(err, "cannot accept the migration connection");
+    set_socket_options(fd);
+    return fd;
+}
+
+int migration_listen(const char *host_and_port, struct error *err)
+{
+    char host[256], port[32];
+    if (split_host_and_port(host_and_port, host, sizeof host, port, sizeof port, err) < 0)
+        return -1;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+    struct addrinfo *addresses;
+    int found = getaddrinfo(host, port, &hints, &addresses);
+    if (found != 0)
+        return error_set(err, "cannot resolve %s: %s", host_and_port, gai_strerror(found));
+    int fd = socket(addresses->ai_family, addresses->ai_socktype | SOCK_CLOEXEC, addresses->ai_protocol);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, addresses->ai_addr, addresses->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+        error_set_errno(err, "cannot listen on %s", host_and_port);
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(addresses);
+    return fd;
+}

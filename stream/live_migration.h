@@ -1,0 +1,65 @@
+/* Live migration over the stream: the source sends all of RAM while the VM
+ * runs, then rounds of the pages dirtied meanwhile (dirty log), and once
+ * the remaining set is small enough to send within the downtime limit (or
+ * the rounds stop converging) it pauses the VM for a short stop-and-copy of
+ * the last pages and the machine state. The destination applies each round
+ * whole (stream_receive), and acknowledges once the final state is loaded,
+ * so the source knows the VM runs there before it goes away.
+ *
+ * A failure on either side leaves the source VM running: the source turns
+ * its dirty log off and resumes the VM if it had paused it. */
+#ifndef COLO_STREAM_LIVE_MIGRATION_H
+#define COLO_STREAM_LIVE_MIGRATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct machine;
+
+struct migration_progress {
+    unsigned round;                    /* 0: the full copy */
+    uint64_t pages_total;              /* pages of guest RAM */
+    uint64_t pages_sent;               /* so far, all rounds */
+    uint64_t pages_remaining;          /* in this round */
+    uint64_t bytes_sent;
+    double megabytes_per_second;       /* over the last round */
+    bool stop_and_copy;                /* the VM is paused for the last round */
+};
+
+struct migration_options {
+    uint64_t max_downtime_microseconds;    /* stop-and-copy target; default 5000 */
+    unsigned max_rounds;                   /* pre-copy rounds after the full copy; default 30 */
+    /* Called from the migrating thread after every chunk of pages. */
+    void (*progress)(void *opaque, const struct migration_progress *progress);
+    void *progress_opaque;
+};
+
+struct migration_result {
+    unsigned rounds;                   /* pre-copy rounds, the full copy included */
+    uint64_t pages_sent, bytes_sent;
+    uint64_t final_pages;              /* sent while paused */
+    double total_seconds;
+    double downtime_seconds;           /* pause until the destination's acknowledgement */
+};
+
+void migration_options_defaults(struct migration_options *options);
+
+/* Source side. fd is a connected stream socket. The machine runs on
+ * another thread (machine_run); on success it is left paused: the caller
+ * stops it, the VM now runs at the destination. */
+int migration_send(struct machine *machine, int fd, const struct migration_options *options,
+                   struct migration_result *result, struct error *err);
+
+/* Destination side: receives into a machine that is not running, and
+ * acknowledges once the whole final state is applied. The caller then runs
+ * the machine. */
+int migration_receive(struct machine *machine, int fd, struct error *err);
+
+/* TCP helpers: HOST:PORT parsing, connect/listen with TCP_NODELAY. */
+int migration_connect(const char *host_and_port, struct error *err);
+int migration_listen(const char *host_and_port, struct error *err);
+int migration_accept(int listener, struct error *err);
+
+#endif

@@ -1,0 +1,262 @@
+/* The stream writer: builds records in a buffer and sends the buffer to the
+ * file descriptor when the next record would not fit, or on stream_flush.
+ *
+ * A record is built in place: header, body, padding, then the CRC over the
+ * finished bytes. Pages are copied out of guest RAM into the buffer before
+ * the CRC is computed, so a guest that keeps running during a pre-copy
+ * round can at worst make us send a torn page (which the dirty log sends
+ * again in the next round), never a record whose CRC does not match. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "machine.h"
+#include "stream.h"
+#include "stream_internal.h"
+
+/* Enough for every record except big PAGE_DATA ones; the buffer grows to
+ * the largest record it has to hold (about 4 MiB). */
+#define STREAM_WRITER_INITIAL_CAPACITY (256u * 1024u)
+
+int stream_writer_init(struct stream_writer *writer, int fd, struct error *err)
+{
+    memset(writer, 0, sizeof *writer);
+    writer->fd = fd;
+    writer->buffer = malloc(STREAM_WRITER_INITIAL_CAPACITY);
+    if (!writer->buffer)
+        return error_set(err, "out of memory for the stream writer's buffer");
+    writer->capacity = STREAM_WRITER_INITIAL_CAPACITY;
+    return 0;
+}
+
+/* Does not flush: a writer destroyed after an error must not send more. */
+void stream_writer_destroy(struct stream_writer *writer)
+{
+    free(writer->buffer);
+    writer->buffer = NULL;
+    writer->used = writer->capacity = 0;
+}
+
+/* Blocks until fd can take more bytes (it is non-blocking and full). */
+static void wait_until_writable(int fd)
+{
+    struct pollfd poll_fd = { .fd = fd, .events = POLLOUT };
+    while (poll(&poll_fd, 1, -1) < 0 && errno == EINTR) {
+    }
+}
+
+int stream_flush(struct stream_writer *writer, struct error *err)
+{
+    size_t sent = 0;
+    /* send() with MSG_NOSIGNAL, so a peer that went away is an EPIPE error
+     * here rather than a SIGPIPE that kills the process; write() for
+     * pipes and files, which send() refuses with ENOTSOCK. */
+    bool is_socket = true;
+    int result = 0;
+    while (sent < writer->used) {
+        size_t left = writer->used - sent;
+        ssize_t written = is_socket ? send(writer->fd, writer->buffer + sent, left, MSG_NOSIGNAL)
+                                    : write(writer->fd, writer->buffer + sent, left);
+        if (written < 0) {
+            if (errno == ENOTSOCK && is_socket) {
+                is_socket = false;
+            } else if (errno == EINTR) {
+                /* interrupted before anything was written: try again */
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                wait_until_writable(writer->fd);
+            } else {
+                result = error_set_errno(err, "cannot write the stream (%zu bytes not sent)", left);
+                break;
+            }
+            continue;
+        }
+        if (written == 0) {
+            result = error_set(err, "cannot write the stream: the file descriptor takes no more bytes");
+            break;
+        }
+        sent += (size_t)written;
+        writer->bytes_written += (uint64_t)written;
+    }
+    /* Keep what was not sent, in order, and never send a byte twice. */
+    memmove(writer->buffer, writer->buffer + sent, writer->used - sent);
+    writer->used -= sent;
+    return result;
+}
+
+/* Room for `length` more bytes at the end of the buffer: sends what is
+ * buffered first when they do not fit, and grows the buffer when even an
+ * empty one is too small. */
+static uint8_t *reserve(struct stream_writer *writer, size_t length, struct error *err)
+{
+    if (writer->capacity - writer->used < length) {
+        if (writer->used > 0 && stream_flush(writer, err) < 0)
+            return NULL;
+        if (writer->capacity - writer->used < length) {
+            size_t capacity = writer->used + length;
+            uint8_t *buffer = realloc(writer->buffer, capacity);
+            if (!buffer) {
+                error_set(err, "out of memory growing the stream writer's buffer to %zu bytes", capacity);
+                return NULL;
+            }
+            writer->buffer = buffer;
+            writer->capacity = capacity;
+        }
+    }
+    return writer->buffer + writer->used;
+}
+
+/* Starts a record with a body of body_length bytes; the caller fills the
+ * body at the returned record + STREAM_RECORD_HEADER_LENGTH, then calls
+ * finish_record. */
+static uint8_t *begin_record(struct stream_writer *writer, size_t body_length, struct error *err)
+{
+    if (body_length > STREAM_MAX_RECORD_LENGTH) {
+        error_set(err, "a record body of %zu bytes is longer than the maximum %u", body_length,
+                  STREAM_MAX_RECORD_LENGTH);
+        return NULL;
+    }
+    return reserve(writer, STREAM_RECORD_HEADER_LENGTH + stream_padded_length(body_length), err);
+}
+
+static void finish_record(struct stream_writer *writer, uint8_t *record, uint32_t type, size_t body_length)
+{
+    size_t padded = stream_padded_length(body_length);
+    stream_put_u32(record, type);
+    stream_put_u32(record + 4, (uint32_t)body_length);
+    stream_put_u32(record + 12, 0);
+    memset(record + STREAM_RECORD_HEADER_LENGTH + body_length, 0, padded - body_length);
+    /* The CRC covers type and length (the first 8 bytes) and the body. */
+    uint32_t crc = crc32c(record, 8);
+    crc = crc32c_extend(crc, record + STREAM_RECORD_HEADER_LENGTH, body_length);
+    stream_put_u32(record + 8, crc);
+    writer->used += STREAM_RECORD_HEADER_LENGTH + padded;
+}
+
+/* A record whose body is prefix followed by data (either may be empty). */
+static int write_record(struct stream_writer *writer, uint32_t type, const void *prefix, size_t prefix_length,
+                        const void *data, size_t data_length, struct error *err)
+{
+    size_t body_length = prefix_length + data_length;
+    uint8_t *record = begin_record(writer, body_length, err);
+    if (!record)
+        return -1;
+    uint8_t *body = record + STREAM_RECORD_HEADER_LENGTH;
+    if (prefix_length)
+        memcpy(body, prefix, prefix_length);
+    if (data_length)
+        memcpy(body + prefix_length, data, data_length);
+    finish_record(writer, record, type, body_length);
+    return 0;
+}
+
+int stream_write_header(struct stream_writer *writer, const struct stream_header *header, struct error *err)
+{
+    uint8_t *bytes = reserve(writer, STREAM_HEADER_LENGTH, err);
+    if (!bytes)
+        return -1;
+    memcpy(bytes, STREAM_MAGIC, 8);
+    /* Version 0 means "this implementation's version"; another value is
+     * written as given (tests use it to make streams of other versions). */
+    stream_put_u32(bytes + 8, header->version ? header->version : STREAM_VERSION);
+    stream_put_u32(bytes + 12, STREAM_HEADER_LENGTH);
+    stream_put_u64(bytes + 16, header->ram_size);
+    stream_put_u64(bytes + 24, header->configuration_hash);
+    writer->used += STREAM_HEADER_LENGTH;
+    return 0;
+}
+
+int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
+                       const uint64_t *page_indices, size_t count, struct error *err)
+{
+    const struct guest_ram *ram = &machine->ram;
+    /* Check every index before buffering anything, so a bad list leaves
+     * no half-written run of records behind. */
+    for (size_t i = 0; i < count; i++)
+        if (page_indices[i] >= ram->page_count)
+            return error_set(err, "page index %llu is outside RAM (%llu pages)",
+                             (unsigned long long)page_indices[i], (unsigned long long)ram->page_count);
+    for (size_t done = 0; done < count;) {
+        size_t in_record = count - done;
+        if (in_record > STREAM_MAX_PAGES_PER_RECORD)
+            in_record = STREAM_MAX_PAGES_PER_RECORD;
+        size_t body_length = STREAM_PAGE_DATA_PREFIX + in_record * STREAM_BYTES_PER_PAGE;
+        uint8_t *record = begin_record(writer, body_length, err);
+        if (!record)
+            return -1;
+        uint8_t *body = record + STREAM_RECORD_HEADER_LENGTH;
+        stream_put_u32(body, (uint32_t)in_record);
+        stream_put_u32(body + 4, 0);
+        uint8_t *indices = body + STREAM_PAGE_DATA_PREFIX;
+        uint8_t *pages = indices + 8 * in_record;
+        for (size_t i = 0; i < in_record; i++) {
+            uint64_t page = page_indices[done + i];
+            stream_put_u64(indices + 8 * i, page);
+            memcpy(pages + i * STREAM_PAGE_SIZE, ram->host + page * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+        }
+        finish_record(writer, record, STREAM_RECORD_PAGE_DATA, body_length);
+        writer->pages_written += in_record;
+        done += in_record;
+    }
+    return 0;
+}
+
+int stream_write_machine_state(struct stream_writer *writer, struct machine *machine, struct error *err)
+{
+    struct state_writer state;
+    state_writer_init(&state);
+    machine_save_state(machine, &state);
+    int result = 0;
+    if (state.out_of_memory) {
+        result = error_set(err, "out of memory saving the machine state");
+        goto done;
+    }
+    /* One record per section, in the order the machine wrote them. */
+    for (size_t position = 0; position < state.length;) {
+        const uint8_t *section = state.data + position;
+        size_t left = state.length - position;
+        if (left < STREAM_SECTION_HEADER_LENGTH ||
+            stream_get_u32(section + 8) > left - STREAM_SECTION_HEADER_LENGTH) {
+            result = error_set(err, "the machine state is malformed at byte %zu", position);
+            goto done;
+        }
+        uint32_t id = stream_get_u32(section);
+        size_t body_length = stream_get_u32(section + 8);
+        if (id == STREAM_HART_SECTION_ID) {
+            /* The whole section, header included. */
+            result = write_record(writer, STREAM_RECORD_HART_STATE, NULL, 0, section,
+                                  STREAM_SECTION_HEADER_LENGTH + body_length, err);
+        } else {
+            /* id and version, then the section body without its length
+             * (the record length implies it). */
+            result = write_record(writer, STREAM_RECORD_DEVICE_STATE, section, 8,
+                                  section + STREAM_SECTION_HEADER_LENGTH, body_length, err);
+        }
+        if (result < 0)
+            goto done;
+        position += STREAM_SECTION_HEADER_LENGTH + body_length;
+    }
+done:
+    state_writer_free(&state);
+    return result;
+}
+
+int stream_write_checkpoint_state(struct stream_writer *writer, uint32_t id, struct error *err)
+{
+    uint8_t body[4];
+    stream_put_u32(body, id);
+    return write_record(writer, STREAM_RECORD_CHECKPOINT_STATE, NULL, 0, body, sizeof body, err);
+}
+
+int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err)
+{
+    return write_record(writer, STREAM_RECORD_CHECKPOINT_END, NULL, 0, NULL, 0, err);
+}
+
+int stream_write_end(struct stream_writer *writer, struct error *err)
+{
+    return write_record(writer, STREAM_RECORD_END, NULL, 0, NULL, 0, err);
+}
