@@ -439,3 +439,83 @@ int vm_config_parse_file(const char *path, struct vm_config *config, struct erro
     free(text);
     return result;
 }
+
+/* Quotes a string for the config syntax (\" and \\ escaped). */
+static void append_quoted(char *text, size_t capacity, size_t *used, const char *value)
+{
+    if (*used < capacity)
+        text[(*used)++] = '"';
+    for (const char *c = value; *c && *used + 2 < capacity; c++) {
+        if (*c == '"' || *c == '\\')
+            text[(*used)++] = '\\';
+        text[(*used)++] = *c;
+    }
+    if (*used < capacity)
+        text[(*used)++] = '"';
+}
+
+static void append_text(char *text, size_t capacity, size_t *used, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void append_text(char *text, size_t capacity, size_t *used, const char *format, ...)
+{
+    if (*used >= capacity)
+        return;
+    va_list args;
+    va_start(args, format);
+    int written = vsnprintf(text + *used, capacity - *used, format, args);
+    va_end(args);
+    if (written > 0)
+        *used += (size_t)written < capacity - *used ? (size_t)written : capacity - *used;
+}
+
+static void absolute_path(const char *path, char *out, size_t size)
+{
+    char *resolved = realpath(path, NULL);
+    snprintf(out, size, "%s", resolved ? resolved : path);
+    free(resolved);
+}
+
+int vm_config_format(const struct vm_config *config, char *text, size_t capacity, struct error *err)
+{
+    size_t used = 0;
+    char path[VM_CONFIG_PATH_MAX];
+    append_text(text, capacity, &used, "name = ");
+    append_quoted(text, capacity, &used, config->name);
+    append_text(text, capacity, &used, "\nmemory = %llu\nfirmware = ", (unsigned long long)config->memory_mib);
+    absolute_path(config->firmware, path, sizeof path);
+    append_quoted(text, capacity, &used, path);
+    append_text(text, capacity, &used, "\nkernel = ");
+    absolute_path(config->kernel, path, sizeof path);
+    append_quoted(text, capacity, &used, path);
+    if (config->initrd[0]) {
+        append_text(text, capacity, &used, "\ninitrd = ");
+        absolute_path(config->initrd, path, sizeof path);
+        append_quoted(text, capacity, &used, path);
+    }
+    append_text(text, capacity, &used, "\ncmdline = ");
+    append_quoted(text, capacity, &used, config->cmdline);
+    append_text(text, capacity, &used, "\ndisks = [");
+    for (unsigned i = 0; i < config->disk_count; i++) {
+        char item[VM_CONFIG_PATH_MAX + 32];
+        absolute_path(config->disks[i].path, path, sizeof path);
+        snprintf(item, sizeof item, "path=%s%s", path, config->disks[i].read_only ? ",readonly" : "");
+        append_text(text, capacity, &used, "%s ", i ? "," : "");
+        append_quoted(text, capacity, &used, item);
+    }
+    append_text(text, capacity, &used, " ]\nnics = [");
+    for (unsigned i = 0; i < config->nic_count; i++) {
+        const uint8_t *mac = config->nics[i].mac;
+        char item[64];
+        snprintf(item, sizeof item, "tap=%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", config->nics[i].tap,
+                 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+        append_text(text, capacity, &used, "%s ", i ? "," : "");
+        append_quoted(text, capacity, &used, item);
+    }
+    append_text(text, capacity, &used, " ]\nconsole = \"%s\"\n",
+                config->console == VM_CONSOLE_STDIO ? "stdio" : "none");
+    if (used >= capacity - 1)
+        return error_set(err, "the configuration of %s is too long to save", config->name);
+    text[used] = '\0';
+    return 0;
+}

@@ -51,4 +51,8 @@ int vm_config_parse_file(const char *path, struct vm_config *config, struct erro
 int vm_config_parse_text(const char *text, size_t length, const char *file_name,
                          const char *base_directory, struct vm_config *config, struct error *err);
 
+/* Writes the configuration back as VM.cfg text, with absolute paths, so
+ * that parsing it gives the same configuration (used in save files). */
+int vm_config_format(const struct vm_config *config, char *text, size_t capacity, struct error *err);
+
 #endif

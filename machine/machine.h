@@ -193,9 +193,6 @@ void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason
 /* Whole machine state: harts and devices (not RAM). */
 void machine_save_state(struct machine *machine, struct state_writer *writer);
 int machine_load_state(struct machine *machine, const void *data, size_t length, struct error *err);
-/* State plus all of RAM into/from a file (the machine must not be running). */
-int machine_save_file(struct machine *machine, const char *path, struct error *err);
-int machine_load_file(struct machine *machine, const char *path, struct error *err);
 
 /* A hash of what a machine's state must agree with to be loaded into it:
  * RAM size, harts, and the devices (kinds, order, NIC MACs, disk sizes). */

@@ -18,6 +18,7 @@
 #include "machine.h"
 #include "machine_boot.h"
 #include "vm_config.h"
+#include "vm_save_file.h"
 
 #define EXIT_USAGE 2
 #define EXIT_RUNTIME_ERROR 1
@@ -29,6 +30,7 @@ static void print_usage(FILE *out)
         "usage: colo run VM.cfg [options]\n"
         "       colo run PROGRAM.elf [options]\n"
         "       colo run [VM.cfg] --load FILE [options]\n"
+        "       colo restore FILE [options]   (same as colo run --load FILE)\n"
         "       colo receive --listen ADDR:PORT VM.cfg [options]\n"
         "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
         "\n"
@@ -200,18 +202,37 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
     if (options.program && !options.program_is_config && options.load_path)
         return usage_error("%s", "give either a PROGRAM.elf or --load FILE, not both");
 
+    /* A save file carries its VM's configuration: without a VM.cfg on the
+     * command line, the VM is rebuilt from it (TAPs, disks, MACs). */
+    struct vm_save_file save_file = { .fd = -1 };
+    struct error err;
+    if (options.load_path) {
+        if (vm_save_file_open(&save_file, options.load_path, &err) < 0) {
+            fprintf(stderr, "colo run: %s\n", err.message);
+            return EXIT_RUNTIME_ERROR;
+        }
+        options.memory_mib = save_file.ram_size >> 20;
+    }
+
     struct machine_config config;
     machine_config_defaults(&config);
     config.deterministic_time = options.deterministic;
     config.instructions_per_tick = options.instructions_per_tick;
     config.console_output_fd = STDOUT_FILENO;
     struct vm_config *vm = NULL;
-    struct error err;
-    if (options.program_is_config) {
+    bool config_from_save_file = !options.program && save_file.config_text && save_file.config_text[0];
+    if (options.program_is_config || config_from_save_file) {
         vm = malloc(sizeof *vm);
-        if (!vm || vm_config_parse_file(options.program, vm, &err) < 0) {
+        char source[4200];
+        snprintf(source, sizeof source, "%s (the configuration saved in it)", options.load_path ? options.load_path : "");
+        int parsed = !vm ? -1
+            : config_from_save_file
+                ? vm_config_parse_text(save_file.config_text, strlen(save_file.config_text), source, "", vm, &err)
+                : vm_config_parse_file(options.program, vm, &err);
+        if (parsed < 0) {
             fprintf(stderr, "colo run: %s\n", vm ? err.message : "out of memory");
             free(vm);
+            vm_save_file_close(&save_file);
             return EXIT_USAGE;
         }
         options.memory_mib = vm->memory_mib;
@@ -252,6 +273,7 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
     }
     struct vm_control_options control_options = {
         .name = vm_name, .socket_path = options.control_socket, .start_paused = options.start_paused,
+        .config = vm,
     };
     struct vm_control *control;
     if (vm_control_create(&control, &control_options, &err) < 0) {
@@ -295,7 +317,8 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
         if (receive) {
             load_result = colo_migration_receive(&the_machine, options.incoming, vm_name, &err);
         } else if (restore) {
-            load_result = machine_load_file(&the_machine, options.load_path, &err);
+            load_result = vm_save_file_load(&save_file, &the_machine, options.load_path, &err);
+            vm_save_file_close(&save_file);
         } else if (vm) {
             struct machine_boot_config boot = {
                 .firmware = vm->firmware, .kernel = vm->kernel,
@@ -353,7 +376,7 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
                 " ram=%016" PRIx64 "\n", s->pc, s->instret, hash_hart_state(s),
                 machine_ram_hash(&the_machine));
     }
-    if (options.save_path && machine_save_file(&the_machine, options.save_path, &err) < 0) {
+    if (options.save_path && vm_save_file_write(options.save_path, &the_machine, vm, &err) < 0) {
         fprintf(stderr, "colo run: %s\n", err.message);
         status = EXIT_RUNTIME_ERROR;
     }
@@ -373,6 +396,22 @@ int main(int argc, char **argv)
     const char *command = argv[1];
     if (strcmp(command, "run") == 0)
         return command_run(argc - 2, argv + 2, false);
+    if (strcmp(command, "restore") == 0) {
+        /* colo restore FILE [options] is colo run --load FILE [options] */
+        if (argc < 3 || argv[2][0] == '-') {
+            fprintf(stderr, "usage: colo restore FILE [options]\n");
+            return EXIT_USAGE;
+        }
+        char **arguments = calloc((size_t)argc + 1, sizeof *arguments);
+        if (!arguments)
+            return EXIT_RUNTIME_ERROR;
+        arguments[0] = "--load";
+        for (int i = 2; i < argc; i++)
+            arguments[i - 1] = argv[i];
+        int result = command_run(argc - 1, arguments, false);
+        free(arguments);
+        return result;
+    }
     if (strcmp(command, "receive") == 0)
         return command_run(argc - 2, argv + 2, true);
     if (strcmp(command, "migrate") == 0)
@@ -384,7 +423,7 @@ int main(int argc, char **argv)
         colo_client_print_usage(stdout);
         return 0;
     }
-    fprintf(stderr, "colo: unknown command '%s' (known: run, receive, migrate, status, pause, resume, save, quit, events, help)\n",
+    fprintf(stderr, "colo: unknown command '%s' (known: run, restore, receive, migrate, status, pause, resume, save, quit, events, help)\n",
             command);
     return EXIT_USAGE;
 }

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "control_client.h"
+#include "vm_save_file.h"
 
 /* Quits waiting for the VM to stop; more are answered at once. */
 #define MAX_PENDING_QUITS 16
@@ -21,6 +22,7 @@
 struct vm_control {
     char name[64];
     struct control_server *server;
+    const struct vm_config *config;     /* written into save files */
     struct timespec created;            /* CLOCK_MONOTONIC, for the uptime */
 
     /* Everything below is guarded by lock. */
@@ -376,9 +378,10 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
 /* ---- save ---- */
 
 /* The one place that writes a VM's whole state to a file. */
-static int write_state_file(struct machine *machine, const char *path, struct error *err)
+static int write_state_file(struct vm_control *control, struct machine *machine, const char *path,
+                            struct error *err)
 {
-    return machine_save_file(machine, path, err);
+    return vm_save_file_write(path, machine, control->config, err) < 0 ? -1 : 0;
 }
 
 struct save_request {
@@ -392,7 +395,7 @@ static int run_save(void *opaque, struct machine *machine, json_t *reply, bool *
     struct save_request *save = opaque;
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
-    if (write_state_file(machine, save->path, err) < 0)
+    if (write_state_file(save->control, machine, save->path, err) < 0)
         return -1;
     double seconds = seconds_since(&started);
     struct stat file_status;
@@ -529,6 +532,7 @@ int vm_control_create(struct vm_control **result, const struct vm_control_option
     pthread_mutex_init(&control->lock, NULL);
     pthread_cond_init(&control->operation_ended, NULL);
     control->user_paused = options->start_paused;
+    control->config = options->config;
     control->published_state = VM_STATE_STARTING;
 
     char log_prefix[96];

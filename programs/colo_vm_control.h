@@ -22,6 +22,7 @@
 #include "control_server.h"
 #include "error.h"
 #include "machine.h"
+#include "vm_config.h"
 
 enum vm_state {
     VM_STATE_STARTING,                  /* loading or booting, or rebooting */
@@ -48,6 +49,7 @@ struct vm_control_options {
     const char *name;
     const char *socket_path;            /* NULL: $COLO_RUN_DIR/NAME.sock (the directory is created) */
     bool start_paused;                  /* the VM waits for a resume before its first instruction */
+    const struct vm_config *config;     /* saved with the VM (NULL: a bare-metal program); kept, not copied */
 };
 
 /* Opens the control socket, registers the built-in commands and starts

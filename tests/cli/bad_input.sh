@@ -72,8 +72,8 @@ expect_error "program too large for RAM" 'outside guest RAM|does not fit|outside
 expect_error "unknown option"      "unknown option '--bogus'"       -- "$colo" run "$good_elf" --bogus
 expect_error "two programs"        "unexpected argument"            -- "$colo" run "$good_elf" "$good_elf"
 expect_error "missing save file"   'nothing\.colo.*No such file'    -- "$colo" run --load "$work/nothing.colo"
-expect_error "truncated save file" 'truncated\.colo.*(truncated|too short)' -- "$colo" run --load "$work/truncated.colo"
-expect_error "corrupt save file"   'corrupt\.colo.*checksum'        -- "$colo" run --load "$work/corrupt.colo"
+expect_error "truncated save file" 'truncated\.colo.*(truncated|too short|ends inside)' -- "$colo" run --load "$work/truncated.colo"
+expect_error "corrupt save file"   'corrupt\.colo.*CRC mismatch'        -- "$colo" run --load "$work/corrupt.colo"
 expect_error "save file as ELF"    'not an ELF'                     -- "$colo" run "$work/good.colo"
 expect_error "ELF as save file"    'not a colo save file'           -- "$colo" run --load "$good_elf"
 

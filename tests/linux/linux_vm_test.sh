@@ -8,8 +8,9 @@
 # 1. Boot with a fresh disk; the client (guests/linux/kvclient.py) checks the
 #    KV store (round trips, 10,000 requests on one connection, concurrent
 #    clients, CHECK), echo, stream and the churner.
-# 2. Stop the VM with SIGTERM and save it (--save-on-exit); start a new colo
-#    process from the saved file; the KV service and the console carry on.
+# 2. Stop the VM with SIGTERM and save it (--save-on-exit); `colo restore`
+#    starts it in a new process from the file alone (the file carries the
+#    configuration: disk, TAP, MAC); the KV service and the console carry on.
 # 3. Power the guest off (status 0), boot it again from the same disk: every
 #    acknowledged value is read back; a line written to colo's standard
 #    input reaches the guest's console (UART receive path); the guest
@@ -141,7 +142,10 @@ if wait_for_console "$work/console-1.log" "colo-guest: services ready" "first bo
     kill -TERM "$vm_pid"
     wait_vm_exit "stop with SIGTERM and save" 130
     [ -s "$work/saved.colo" ] && pass "saved the running VM ($(stat -c %s "$work/saved.colo") bytes)" || fail "no saved state"
-    start_vm "$work/console-2.log" --load "$work/saved.colo"
+    # colo restore: the save file carries the VM's configuration (disk, TAP, MAC).
+    ip netns exec "$host_ns" "$colo" restore "$work/saved.colo" >"$work/console-2.log" 2>&1 \
+        <"$work/console-input" &
+    vm_pid=$!
     sleep 0.5
     if kill -0 "$vm_pid" 2>/dev/null; then
         pass "restored VM is running in a new process"
