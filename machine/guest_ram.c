@@ -33,6 +33,8 @@ void guest_ram_destroy(struct guest_ram *ram)
 {
     if (ram->host)
         munmap(ram->host, ram->size);
+    free(ram->preimages.page_indices);
+    free(ram->preimages.data);
     free(ram->dirty);
     free(ram->has_decoded_code);
     memset(ram, 0, sizeof *ram);
@@ -51,4 +53,64 @@ uint64_t guest_ram_dirty_log_read_and_clear(struct guest_ram *ram, uint64_t *bit
     }
     memset(ram->dirty, 0, ram->page_count);
     return count;
+}
+
+static void capture_preimage(struct guest_ram *ram, uint64_t page)
+{
+    struct guest_ram_preimages *set = &ram->preimages;
+    if (set->count == set->capacity) {
+        size_t capacity = set->capacity ? set->capacity * 2 : 256;
+        uint64_t *indices = realloc(set->page_indices, capacity * sizeof *indices);
+        if (indices)
+            set->page_indices = indices;
+        uint8_t *data = indices ? realloc(set->data, capacity * GUEST_PAGE_SIZE) : NULL;
+        if (!indices || !data) {
+            ram->preimages_failed = true;
+            return;
+        }
+        set->data = data;
+        set->capacity = capacity;
+    }
+    set->page_indices[set->count] = page;
+    memcpy(set->data + set->count * GUEST_PAGE_SIZE, ram->host + (page << GUEST_PAGE_SHIFT), GUEST_PAGE_SIZE);
+    set->count++;
+}
+
+void guest_ram_before_write(struct guest_ram *ram, uint64_t address, uint64_t length)
+{
+    if (!ram->dirty_log_enabled || length == 0)
+        return;
+    uint64_t first = (address - ram->base) >> GUEST_PAGE_SHIFT;
+    uint64_t last = (address + length - 1 - ram->base) >> GUEST_PAGE_SHIFT;
+    for (uint64_t page = first; page <= last; page++) {
+        if (ram->dirty[page])
+            continue;
+        if (ram->preimages_enabled)
+            capture_preimage(ram, page);
+        ram->dirty[page] = 1;
+    }
+}
+
+void guest_ram_preimages_enable(struct guest_ram *ram, bool enable)
+{
+    ram->preimages_enabled = enable && ram->dirty_log_enabled;
+    guest_ram_preimages_reset(ram);
+}
+
+int64_t guest_ram_preimages_rollback(struct guest_ram *ram)
+{
+    if (ram->preimages_failed)
+        return -1;
+    const struct guest_ram_preimages *set = &ram->preimages;
+    for (size_t i = 0; i < set->count; i++)
+        memcpy(ram->host + (set->page_indices[i] << GUEST_PAGE_SHIFT), set->data + i * GUEST_PAGE_SIZE,
+               GUEST_PAGE_SIZE);
+    return (int64_t)set->count;
+}
+
+void guest_ram_preimages_reset(struct guest_ram *ram)
+{
+    ram->preimages.count = 0;
+    ram->preimages_failed = false;
+    memset(ram->dirty, 0, ram->page_count);
 }

@@ -21,6 +21,15 @@
 #define GUEST_PAGE_SHIFT 12
 #define GUEST_PAGE_SIZE (1u << GUEST_PAGE_SHIFT)
 
+/* Copies of pages as they were before their first write since the last
+ * reset (see guest_ram_before_write): what a COLO secondary needs to undo
+ * its own VM's writes at a checkpoint without keeping a second copy of RAM. */
+struct guest_ram_preimages {
+    uint64_t *page_indices;
+    uint8_t *data;                /* count pages of 4 KiB, in capture order */
+    size_t count, capacity;
+};
+
 struct guest_ram {
     uint64_t base;            /* guest-physical address of the first byte */
     uint64_t size;            /* bytes, a multiple of GUEST_PAGE_SIZE */
@@ -33,6 +42,12 @@ struct guest_ram {
     uint8_t *has_decoded_code;
     /* A page to watch for stores on the slow path (the HTIF tohost word). */
     uint64_t watched_page;    /* page index, or UINT64_MAX */
+    /* With pre-images on (which needs the dirty log on), the first write to
+     * a page since the last reset copies the page first: the dirty byte
+     * doubles as "already captured". */
+    bool preimages_enabled;
+    bool preimages_failed;    /* out of memory: a rollback is impossible */
+    struct guest_ram_preimages preimages;
 };
 
 int guest_ram_init(struct guest_ram *ram, uint64_t base, uint64_t size, struct error *err);
@@ -44,11 +59,21 @@ static inline bool guest_ram_contains(const struct guest_ram *ram, uint64_t addr
            length <= ram->size - (address - ram->base);
 }
 
-static inline void guest_ram_mark_dirty(struct guest_ram *ram, uint64_t address)
-{
-    if (ram->dirty_log_enabled)
-        ram->dirty[(address - ram->base) >> GUEST_PAGE_SHIFT] = 1;
-}
+/* Every write into guest RAM calls this first, for the pages of
+ * [address, address + length): they go into the dirty log, and with
+ * pre-images on, a page written for the first time since the last reset is
+ * copied before it changes. Not on the harts' fast path: a write TLB entry
+ * only exists for a page whose dirty byte is already set. */
+void guest_ram_before_write(struct guest_ram *ram, uint64_t address, uint64_t length);
+
+/* Pre-images (the caller makes sure no hart runs). Enabling needs the dirty
+ * log on and starts an empty set; rollback writes every pre-image back
+ * (the RAM is as it was at the last reset) and returns how many pages it
+ * restored, or -1 if capturing had failed; reset forgets them and clears
+ * the dirty log, starting the next interval. */
+void guest_ram_preimages_enable(struct guest_ram *ram, bool enable);
+int64_t guest_ram_preimages_rollback(struct guest_ram *ram);
+void guest_ram_preimages_reset(struct guest_ram *ram);
 
 /* Number of 64-bit words in a dirty bitmap for this RAM. */
 static inline size_t guest_ram_bitmap_words(const struct guest_ram *ram)

@@ -130,6 +130,7 @@ static struct hart_fault translate(struct hart *hart, uint64_t address, enum acc
          * guest RAM like any other: it goes into the dirty log. */
         uint64_t updated = pte | PTE_A | (kind == ACCESS_WRITE ? PTE_D : 0);
         if (updated != pte) {
+            guest_ram_before_write(&hart->machine->ram, entry_address, 8);
             *entry_pointer = updated;
             machine_ram_write_done(hart->machine, entry_address, 8);
         }
@@ -176,8 +177,8 @@ static struct hart_fault access_one(struct hart *hart, uint64_t address, unsigne
     if (kind == ACCESS_WRITE) {
         if (ram->has_decoded_code[page_index])
             machine_drop_decoded_page(machine, page_index);
+        guest_ram_before_write(ram, physical, size);
         memcpy(host, value, size);   /* little-endian host */
-        guest_ram_mark_dirty(ram, physical);
         if (page_index == ram->watched_page)
             machine_note_ram_store(machine, hart, physical, size, *value);
         if (ram_page_write_cacheable(ram, page_index)) {
@@ -245,7 +246,7 @@ struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address,
     uint64_t page_index = (physical - ram->base) >> GUEST_PAGE_SHIFT;
     if (ram->has_decoded_code[page_index])
         machine_drop_decoded_page(machine, page_index);
-    guest_ram_mark_dirty(ram, physical);
+    guest_ram_before_write(ram, physical, size);
     *host = ram->host + (physical - ram->base);
     return hart_no_fault();
 }

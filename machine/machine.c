@@ -38,6 +38,7 @@ void machine_config_defaults(struct machine_config *config)
 }
 
 static void console_feed_uart(struct machine *machine);
+static void flush_all_write_tlbs(struct machine *machine);
 
 static void on_console_readable(void *opaque)
 {
@@ -402,8 +403,6 @@ void machine_ram_write_done(struct machine *machine, uint64_t address, uint64_t 
     for (uint64_t page = first; page <= last; page++) {
         if (ram->has_decoded_code[page])
             machine_drop_decoded_page(machine, page);
-        if (ram->dirty_log_enabled)
-            ram->dirty[page] = 1;
     }
 }
 
@@ -411,9 +410,43 @@ int machine_ram_write(struct machine *machine, uint64_t address, const void *dat
 {
     if (!guest_ram_contains(&machine->ram, address, length))
         return -1;
+    guest_ram_before_write(&machine->ram, address, length);
     memcpy(machine->ram.host + (address - machine->ram.base), data, length);
     machine_ram_write_done(machine, address, length);
     return 0;
+}
+
+void machine_preimages_enable(struct machine *machine, bool enable)
+{
+    machine_pause(machine);
+    guest_ram_preimages_enable(&machine->ram, enable);
+    flush_all_write_tlbs(machine);
+    machine_resume(machine);
+}
+
+int64_t machine_preimages_rollback(struct machine *machine)
+{
+    machine_pause(machine);
+    int64_t restored = guest_ram_preimages_rollback(&machine->ram);
+    if (restored > 0) {
+        /* The restored pages may hold code the harts had decoded from the
+         * writes being undone. */
+        for (size_t i = 0; i < machine->ram.preimages.count; i++) {
+            uint64_t page = machine->ram.preimages.page_indices[i];
+            if (machine->ram.has_decoded_code[page])
+                machine_drop_decoded_page(machine, page);
+        }
+    }
+    machine_resume(machine);
+    return restored;
+}
+
+void machine_preimages_reset(struct machine *machine)
+{
+    machine_pause(machine);
+    guest_ram_preimages_reset(&machine->ram);
+    flush_all_write_tlbs(machine);
+    machine_resume(machine);
 }
 
 void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address,
@@ -552,6 +585,8 @@ void machine_dirty_log_enable(struct machine *machine, bool enable)
     machine_pause(machine);
     memset(machine->ram.dirty, 0, machine->ram.page_count);
     machine->ram.dirty_log_enabled = enable;
+    if (!enable)
+        machine->ram.preimages_enabled = false;     /* they ride on the dirty log */
     flush_all_write_tlbs(machine);
     machine_resume(machine);
 }

@@ -152,6 +152,16 @@ void machine_request_stop(struct machine *machine);
 void machine_dirty_log_enable(struct machine *machine, bool enable);
 uint64_t machine_dirty_log_read_and_clear(struct machine *machine, uint64_t *bitmap);
 
+/* Pre-images (for a COLO secondary): with the dirty log on, the first
+ * write to each page since the last reset copies the page first, so
+ * rollback can undo everything the VM (or a device) wrote since then with
+ * one copy of RAM plus the pages written. Each pauses the harts around its
+ * work. rollback returns the pages restored, or -1 if memory ran out while
+ * capturing (the interval cannot be undone). */
+void machine_preimages_enable(struct machine *machine, bool enable);
+int64_t machine_preimages_rollback(struct machine *machine);
+void machine_preimages_reset(struct machine *machine);
+
 /* Guest time in timebase ticks (CLINT mtime). */
 uint64_t machine_mtime(struct machine *machine);
 /* Recomputes MTIP/MSIP of every hart from the CLINT. */
