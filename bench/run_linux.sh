@@ -11,6 +11,7 @@
 # Usage: bench/run_linux.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/netns.sh
 colo=${1:-build/programs/colo}
 guest_dir=${2:-build/guests/linux}
 requests=${BENCH_REQUESTS:-1000}
@@ -22,26 +23,13 @@ host_ns=colo-bl$$-host client_ns=colo-bl$$-client
 vm_pid=""
 cleanup() {
     [ -n "$vm_pid" ] && kill -9 "$vm_pid" 2>/dev/null && wait "$vm_pid" 2>/dev/null
-    ip netns del "$host_ns" 2>/dev/null
-    ip netns del "$client_ns" 2>/dev/null
+    netns_destroy_topology "$host_ns" "$client_ns"
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-set -e
-ip netns add "$host_ns"
-ip netns add "$client_ns"
-ip -n "$host_ns" link set lo up
-ip -n "$host_ns" link add br0 type bridge
-ip -n "$host_ns" link set br0 up
-ip -n "$host_ns" tuntap add dev tap0 mode tap
-ip -n "$host_ns" link set tap0 master br0 up
-ip -n "$client_ns" link add veth0 type veth peer name veth1 netns "$host_ns"
-ip -n "$host_ns" link set veth1 master br0 up
-ip -n "$client_ns" link set lo up
-ip -n "$client_ns" addr add 10.97.0.1/24 dev veth0
-ip -n "$client_ns" link set veth0 up
-set +e
+netns_create_topology "$host_ns" "$client_ns" 10.97.0.1/24 tap0 ||
+    { echo "run_linux: cannot build the network namespaces" >&2; exit 1; }
 
 cmdline="console=ttyS0 colo.ip=10.97.0.2/24"
 cat >"$work/vm.cfg" <<CFG

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source scripts/lib/netns.sh
 bash scripts/setup.sh
 [ -d build ] || meson setup build --buildtype=release
 ninja -C build
@@ -22,24 +23,12 @@ host_ns=colo-demo-host client_ns=colo-demo-client
 vm_pid=""
 cleanup() {
     [ -n "$vm_pid" ] && kill "$vm_pid" 2>/dev/null && wait "$vm_pid" 2>/dev/null
-    ip netns del "$host_ns" 2>/dev/null || true
-    ip netns del "$client_ns" 2>/dev/null || true
+    netns_destroy_topology "$host_ns" "$client_ns"
     rm -rf "$work"
 }
 trap cleanup EXIT
-ip netns del "$host_ns" 2>/dev/null || true
-ip netns del "$client_ns" 2>/dev/null || true
-ip netns add "$host_ns"
-ip netns add "$client_ns"
-ip -n "$host_ns" link add br0 type bridge
-ip -n "$host_ns" link set br0 up
-ip -n "$host_ns" tuntap add dev tap0 mode tap
-ip -n "$host_ns" link set tap0 master br0 up
-ip -n "$client_ns" link add veth0 type veth peer name veth1 netns "$host_ns"
-ip -n "$host_ns" link set veth1 master br0 up
-ip -n "$client_ns" addr add 10.90.0.1/24 dev veth0
-ip -n "$client_ns" link set veth0 up
-ip -n "$client_ns" link set lo up
+netns_destroy_topology "$host_ns" "$client_ns"
+netns_create_topology "$host_ns" "$client_ns" 10.90.0.1/24 tap0
 
 truncate -s 16M "$work/disk.img"
 sed -e "s|@GUEST@|$PWD/build/guests/linux|g" -e "s|@DISK@|$work/disk.img|g" \

@@ -22,6 +22,7 @@ set -uo pipefail
 shopt -s lastpipe
 
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/lib/netns.sh"
 boot_timeout=${COLO_TEST_BOOT_TIMEOUT:-180}
 poweroff_timeout=60
 guest_address=10.99.0.2
@@ -84,20 +85,8 @@ disk=$work/disk.img
 truncate -s 16M "$disk"
 
 # --- The network, in namespaces of our own ---
-set -e
-ip netns add "$host_ns"
-ip netns add "$client_ns"
-ip -n "$host_ns" link set lo up
-ip -n "$host_ns" link add br0 type bridge
-ip -n "$host_ns" link set br0 up
-ip -n "$host_ns" tuntap add dev tap0 mode tap
-ip -n "$host_ns" link set tap0 master br0 up
-ip -n "$client_ns" link add veth0 type veth peer name veth1 netns "$host_ns"
-ip -n "$host_ns" link set veth1 master br0 up
-ip -n "$client_ns" link set lo up
-ip -n "$client_ns" addr add "$client_address/$prefix" dev veth0
-ip -n "$client_ns" link set veth0 up
-set +e
+netns_create_topology "$host_ns" "$client_ns" "$client_address/$prefix" tap0 ||
+    { fail "cannot build the network namespaces"; exit 1; }
 say "namespaces $host_ns (bridge, tap0) and $client_ns ($client_address)"
 
 # Boots the VM in the background; returns once the console says

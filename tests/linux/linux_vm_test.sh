@@ -22,6 +22,7 @@ set -uo pipefail
 shopt -s lastpipe
 colo=$1 guest_dir=$(realpath "$2")
 client_script=$(cd "$(dirname "$0")/../../guests/linux" && pwd)/kvclient.py
+source "$(dirname "$0")/../../scripts/lib/netns.sh"
 boot_timeout=${COLO_TEST_BOOT_TIMEOUT:-120}
 guest_address=10.98.0.2 client_address=10.98.0.1
 
@@ -37,8 +38,7 @@ cleanup() {
         kill -9 "$vm_pid" 2>/dev/null
         wait "$vm_pid" 2>/dev/null
     fi
-    ip netns del "$host_ns" 2>/dev/null
-    ip netns del "$client_ns" 2>/dev/null
+    netns_destroy_topology "$host_ns" "$client_ns"
     if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
 }
 trap cleanup EXIT
@@ -47,20 +47,8 @@ trap 'fail "interrupted"; exit 130' INT TERM
 [ -f "$guest_dir/Image" ] && [ -f "$guest_dir/initramfs.cpio" ] ||
     { fail "no Image and initramfs.cpio in $guest_dir"; exit 1; }
 
-set -e
-ip netns add "$host_ns"
-ip netns add "$client_ns"
-ip -n "$host_ns" link set lo up
-ip -n "$host_ns" link add br0 type bridge
-ip -n "$host_ns" link set br0 up
-ip -n "$host_ns" tuntap add dev tap0 mode tap
-ip -n "$host_ns" link set tap0 master br0 up
-ip -n "$client_ns" link add veth0 type veth peer name veth1 netns "$host_ns"
-ip -n "$host_ns" link set veth1 master br0 up
-ip -n "$client_ns" link set lo up
-ip -n "$client_ns" addr add "$client_address/24" dev veth0
-ip -n "$client_ns" link set veth0 up
-set +e
+netns_create_topology "$host_ns" "$client_ns" "$client_address/24" tap0 ||
+    { fail "cannot build the network namespaces"; exit 1; }
 
 truncate -s 16M "$work/disk.img"
 cat >"$work/vm.cfg" <<CFG

@@ -22,6 +22,7 @@ set -uo pipefail
 shopt -s lastpipe
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/lib/netns.sh"
 boot_timeout=120
 guest=10.96.0.2
 
@@ -35,29 +36,14 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
     wait 2>/dev/null
-    ip netns del "$hosts_ns" 2>/dev/null
-    ip netns del "$client_ns" 2>/dev/null
+    netns_destroy_topology "$hosts_ns" "$client_ns"
     if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
 }
 trap cleanup EXIT
 trap 'fail "interrupted"; exit 130' INT TERM
 
-set -e
-ip netns add "$hosts_ns"
-ip netns add "$client_ns"
-ip -n "$hosts_ns" link set lo up
-ip -n "$hosts_ns" link add br0 type bridge
-ip -n "$hosts_ns" link set br0 up
-for tap in tapA tapB; do
-    ip -n "$hosts_ns" tuntap add dev "$tap" mode tap
-    ip -n "$hosts_ns" link set "$tap" master br0 up
-done
-ip -n "$client_ns" link add veth0 type veth peer name veth1 netns "$hosts_ns"
-ip -n "$hosts_ns" link set veth1 master br0 up
-ip -n "$client_ns" link set lo up
-ip -n "$client_ns" addr add 10.96.0.1/24 dev veth0
-ip -n "$client_ns" link set veth0 up
-set +e
+netns_create_topology "$hosts_ns" "$client_ns" 10.96.0.1/24 tapA tapB ||
+    { fail "cannot build the network namespaces"; exit 1; }
 
 truncate -s 16M "$work/disk.img"
 make_config() {  # TAP
