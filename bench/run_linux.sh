@@ -19,6 +19,7 @@ requests=${BENCH_REQUESTS:-1000}
 [ -f "$guest_dir/Image" ] || { echo "run_linux: no $guest_dir/Image: build first (ninja -C build)" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/colo-bench-linux.XXXXXX)
+export COLO_RUN_DIR=$work/run       # no collision with other VMs named "bench"
 host_ns=colo-bl$$-host client_ns=colo-bl$$-client
 vm_pid=""
 cleanup() {

@@ -31,6 +31,9 @@ pass() { echo "PASS: $*"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 
 work=$(mktemp -d /tmp/colo-linux-test.XXXXXX)
+# Our own control-socket directory: another VM of the same name elsewhere
+# on this host (another test run) must not collide with ours.
+export COLO_RUN_DIR=$work/run
 host_ns=colo-lt$$-host client_ns=colo-lt$$-client
 vm_pid=""
 cleanup() {
