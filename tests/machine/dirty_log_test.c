@@ -9,15 +9,7 @@
 
 #include "machine.h"
 
-static int failures;
-#define CHECK(condition, ...) do {                                   \
-        if (!(condition)) {                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);     \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fprintf(stderr, "\n");                                   \
-            failures++;                                              \
-        }                                                            \
-    } while (0)
+#include "test_check.h"
 
 static uint64_t count_bits(const uint64_t *bitmap, size_t words)
 {
@@ -168,10 +160,5 @@ int main(int argc, char **argv)
     }
     test_exact_pages(argv[1]);
     test_concurrent(argv[2]);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("dirty log: all checks passed\n");
-    return 0;
+    return test_check_finish("dirty log");
 }

@@ -8,15 +8,7 @@
 
 #include "machine.h"
 
-static int failures;
-#define CHECK(condition, ...) do {                                   \
-        if (!(condition)) {                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);     \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fprintf(stderr, "\n");                                   \
-            failures++;                                              \
-        }                                                            \
-    } while (0)
+#include "test_check.h"
 
 static void run_guest(struct machine *machine, uint64_t pages, uint64_t first_page, uint64_t entry)
 {
@@ -92,10 +84,5 @@ int main(int argc, char **argv)
     CHECK(!machine.ram.preimages_enabled, "pre-images still on without the dirty log");
 
     machine_destroy(&machine);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("pre-images: all checks passed\n");
-    return 0;
+    return test_check_finish("pre-images");
 }

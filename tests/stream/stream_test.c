@@ -15,15 +15,7 @@
 #include "machine.h"
 #include "stream.h"
 
-static int failures;
-#define CHECK(condition, ...) do {                                   \
-        if (!(condition)) {                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);     \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fprintf(stderr, "\n");                                   \
-            failures++;                                              \
-        }                                                            \
-    } while (0)
+#include "test_check.h"
 
 #define RAM_SIZE (2u << 20)
 #define RAM_PAGES (RAM_SIZE / 4096u)
@@ -912,8 +904,8 @@ int main(void)
     test_corruption();
     test_round_trip();
     test_peer_gone();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
+    if (test_check_failures) {
+        fprintf(stderr, "%d failure(s)\n", test_check_failures);
         return 1;
     }
     printf("stream: all tests passed (CRC-32C: %s)\n", crc32c_implementation());
