@@ -201,7 +201,7 @@ done:
             machine_dirty_log_enable(machine, false);
         if (paused)
             machine_resume(machine);
-    } else {
+    } else if (!options->keep_dirty_log) {
         machine_dirty_log_enable(machine, false);
     }
     stream_writer_destroy(&sender.writer);
@@ -216,31 +216,32 @@ int migration_receive(struct machine *machine, int fd, struct error *err)
     struct stream_reader reader;
     if (stream_reader_init(&reader, fd, err) < 0)
         return -1;
+    int status = migration_receive_with_reader(machine, &reader, err);
+    stream_reader_destroy(&reader);
+    return status;
+}
+
+int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader,
+                                  struct error *err)
+{
+    int fd = reader->fd;
     struct stream_header expected = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
-    int status = -1;
-    if (stream_read_header(&reader, &expected, err) < 0)
-        goto done;
+    if (stream_read_header(reader, &expected, err) < 0)
+        return -1;
     for (;;) {
         uint32_t terminator = 0;
-        if (stream_receive(&reader, machine, &terminator, err) < 0)
-            goto done;
+        if (stream_receive(reader, machine, &terminator, err) < 0)
+            return -1;
         if (terminator == STREAM_RECORD_END)
             break;
         char applied = MIGRATION_ROUND_APPLIED;
-        if (write(fd, &applied, 1) != 1) {
-            error_set_errno(err, "cannot acknowledge a migration round to the source");
-            goto done;
-        }
+        if (write(fd, &applied, 1) != 1)
+            return error_set_errno(err, "cannot acknowledge a migration round to the source");
     }
     char acknowledgement = MIGRATION_ACKNOWLEDGED;
-    if (write(fd, &acknowledgement, 1) != 1) {
-        error_set_errno(err, "cannot acknowledge the migration to the source");
-        goto done;
-    }
-    status = 0;
-done:
-    stream_reader_destroy(&reader);
-    return status;
+    if (write(fd, &acknowledgement, 1) != 1)
+        return error_set_errno(err, "cannot acknowledge the migration to the source");
+    return 0;
 }
 
 static int split_host_and_port(const char *text, char *host, size_t host_size, char *port, size_t port_size,

@@ -34,6 +34,11 @@ struct migration_options {
     /* Called from the migrating thread after every chunk of pages. */
     void (*progress)(void *opaque, const struct migration_progress *progress);
     void *progress_opaque;
+    /* For a COLO primary (replication/colo_primary.c): on success, leave the
+     * dirty log on (cleared at the pause, so it holds exactly what the VM
+     * writes after the state that was sent) instead of turning it off. The
+     * VM is left paused either way; the caller resumes it. Off by default. */
+    bool keep_dirty_log;
 };
 
 struct migration_result {
@@ -56,6 +61,14 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
  * acknowledges once the whole final state is applied. The caller then runs
  * the machine. */
 int migration_receive(struct machine *machine, int fd, struct error *err);
+
+/* The same, on a reader the caller owns (its fd is the connection), so the
+ * caller can go on reading what follows the migration on that connection
+ * with the same reader: a COLO secondary reads checkpoints after it. The
+ * reader's header state (RAM size) stays set on success. */
+struct stream_reader;
+int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader,
+                                  struct error *err);
 
 /* TCP helpers: HOST:PORT parsing, connect/listen with TCP_NODELAY. */
 int migration_connect(const char *host_and_port, struct error *err);

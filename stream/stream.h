@@ -124,4 +124,13 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
 int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
                    struct error *err);
 
+/* The same, calling before_apply (if not NULL) once the run has arrived
+ * whole and just before anything is applied: a COLO secondary rolls its
+ * VM back there (replication/colo_secondary.c), so a checkpoint that never
+ * arrives whole leaves the VM untouched. If before_apply fails (returns -1
+ * and sets err), nothing is applied. */
+typedef int (*stream_before_apply)(void *opaque, struct machine *machine, struct error *err);
+int stream_receive_with_hook(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
+                             stream_before_apply before_apply, void *opaque, struct error *err);
+
 #endif

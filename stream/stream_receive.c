@@ -164,6 +164,12 @@ static int apply(struct machine *machine, const struct state_writer *state,
 int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
                    struct error *err)
 {
+    return stream_receive_with_hook(reader, machine, terminator, NULL, NULL, err);
+}
+
+int stream_receive_with_hook(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
+                             stream_before_apply before_apply, void *opaque, struct error *err)
+{
     reader->checkpoint_states_received = 0;
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
@@ -197,6 +203,8 @@ int stream_receive(struct stream_reader *reader, struct machine *machine, uint32
             note_checkpoint_state(reader, stream_get_u32(record.body));
         } else {
             /* CHECKPOINT_END or END: the run is whole. */
+            if (before_apply && before_apply(opaque, machine, err) < 0)
+                break;
             if (apply(machine, &state, &staging, err) == 0) {
                 *terminator = record.type;
                 result = 0;

@@ -1,0 +1,369 @@
+#include "colo_primary.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "colo_protocol.h"
+#include "machine.h"
+
+const char *colo_primary_state_name(enum colo_primary_state state)
+{
+    switch (state) {
+    case COLO_PRIMARY_MIGRATING: return "MIGRATING";
+    case COLO_PRIMARY_RUNNING: return "RUNNING";
+    case COLO_PRIMARY_CHECKPOINTING: return "CHECKPOINTING";
+    }
+    return "?";
+}
+
+void colo_primary_options_defaults(struct colo_primary_options *options)
+{
+    memset(options, 0, sizeof *options);
+    migration_options_defaults(&options->migration);
+    options->max_interval_ms = 1000;
+    options->message_timeout_ms = 5000;
+}
+
+static uint64_t now_microseconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
+
+int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
+                      const struct colo_primary_options *options, struct error *err)
+{
+    memset(primary, 0, sizeof *primary);
+    primary->pvm = pvm;
+    primary->fd = fd;
+    if (options)
+        primary->options = *options;
+    else
+        colo_primary_options_defaults(&primary->options);
+    primary->options.migration.keep_dirty_log = true;
+    atomic_init(&primary->state, COLO_PRIMARY_MIGRATING);
+    size_t words = guest_ram_bitmap_words(&pvm->ram);
+    primary->bitmap = calloc(words, sizeof *primary->bitmap);
+    primary->pages = calloc(pvm->ram.page_count, sizeof *primary->pages);
+    if (!primary->bitmap || !primary->pages) {
+        free(primary->bitmap);
+        free(primary->pages);
+        return error_set(err, "out of memory for the primary's dirty page lists");
+    }
+    if (stream_writer_init(&primary->writer, fd, err) < 0)
+        goto fail_lists;
+    if (stream_reader_init(&primary->reader, fd, err) < 0)
+        goto fail_writer;
+    pthread_mutex_init(&primary->lock, NULL);
+    /* Interval deadlines are on the monotonic clock. */
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&primary->triggered, &attributes);
+    pthread_condattr_destroy(&attributes);
+    return 0;
+fail_writer:
+    stream_writer_destroy(&primary->writer);
+fail_lists:
+    free(primary->bitmap);
+    free(primary->pages);
+    return -1;
+}
+
+void colo_primary_destroy(struct colo_primary *primary)
+{
+    if (primary->thread_started)
+        colo_primary_join(primary, NULL);
+    colo_checkpoint_devices_teardown(&primary->devices);
+    stream_writer_destroy(&primary->writer);
+    stream_reader_destroy(&primary->reader);
+    pthread_cond_destroy(&primary->triggered);
+    pthread_mutex_destroy(&primary->lock);
+    free(primary->bitmap);
+    free(primary->pages);
+}
+
+int colo_primary_add_device(struct colo_primary *primary, const char *name,
+                            const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err)
+{
+    return colo_checkpoint_devices_add(&primary->devices, name, ops, opaque, err);
+}
+
+enum colo_primary_state colo_primary_state(struct colo_primary *primary)
+{
+    return (enum colo_primary_state)atomic_load(&primary->state);
+}
+
+static void set_state(struct colo_primary *primary, enum colo_primary_state state)
+{
+    atomic_store(&primary->state, state);
+}
+
+void colo_primary_request_checkpoint(struct colo_primary *primary)
+{
+    pthread_mutex_lock(&primary->lock);
+    primary->checkpoint_requested = true;
+    pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
+void colo_primary_stop(struct colo_primary *primary)
+{
+    pthread_mutex_lock(&primary->lock);
+    primary->stop_requested = true;
+    pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
+void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_stats *stats)
+{
+    pthread_mutex_lock(&primary->lock);
+    *stats = primary->stats;
+    pthread_mutex_unlock(&primary->lock);
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double percent)
+{
+    static_assert(COLO_DOWNTIME_HISTORY > 0, "a history");
+    uint64_t sorted[COLO_DOWNTIME_HISTORY];
+    pthread_mutex_lock(&primary->lock);
+    size_t count = primary->stats.checkpoints < COLO_DOWNTIME_HISTORY ? (size_t)primary->stats.checkpoints
+                                                                      : COLO_DOWNTIME_HISTORY;
+    memcpy(sorted, primary->downtimes_us, count * sizeof sorted[0]);
+    pthread_mutex_unlock(&primary->lock);
+    if (count == 0)
+        return 0;
+    qsort(sorted, count, sizeof sorted[0], compare_u64);
+    /* Nearest rank: the smallest value with at least percent% at or below. */
+    double rank = percent / 100.0 * (double)count;
+    size_t index = rank <= 1.0 ? 0 : (size_t)(rank + 0.999999) - 1;
+    if (index >= count)
+        index = count - 1;
+    return sorted[index];
+}
+
+/* "primary (CHECKPOINTING), checkpoint 4, sending the checkpoint: ...". */
+static int fail(struct colo_primary *primary, struct error *err, const char *step, const struct error *cause)
+{
+    return error_set(err, "primary (%s), checkpoint %llu, %s: %s",
+                     colo_primary_state_name(colo_primary_state(primary)),
+                     (unsigned long long)primary->checkpoint_number, step, cause->message);
+}
+
+static int send_message(struct colo_primary *primary, enum colo_message message, struct error *err)
+{
+    struct error cause;
+    if (colo_send_message(&primary->writer, message, &cause) < 0)
+        return fail(primary, err, "sending to the secondary", &cause);
+    return 0;
+}
+
+static int wait_message(struct colo_primary *primary, enum colo_message expected, struct error *err)
+{
+    char context[96];
+    snprintf(context, sizeof context, "primary (%s), checkpoint %llu",
+             colo_primary_state_name(colo_primary_state(primary)),
+             (unsigned long long)primary->checkpoint_number);
+    return colo_wait_message(&primary->reader, expected, primary->options.message_timeout_ms, context, err);
+}
+
+static int call_devices(struct colo_primary *primary, enum colo_device_phase phase, struct error *err)
+{
+    struct error cause;
+    if (colo_checkpoint_devices_call(&primary->devices, phase, &cause) < 0)
+        return fail(primary, err, "checkpoint devices", &cause);
+    return 0;
+}
+
+static void resume_pvm(struct colo_primary *primary)
+{
+    machine_resume(primary->pvm);
+    primary->pvm_paused = false;
+}
+
+enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_STOP };
+
+/* Waits until the interval since `since_us` has passed, a checkpoint is
+ * requested, or a stop. */
+static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t since_us)
+{
+    uint64_t deadline_us = since_us + (uint64_t)primary->options.max_interval_ms * 1000u;
+    struct timespec deadline = { (time_t)(deadline_us / 1000000u), (long)(deadline_us % 1000000u) * 1000 };
+    enum trigger trigger = TRIGGER_INTERVAL;
+    pthread_mutex_lock(&primary->lock);
+    for (;;) {
+        if (primary->stop_requested) {
+            trigger = TRIGGER_STOP;
+            break;
+        }
+        if (primary->checkpoint_requested) {
+            trigger = TRIGGER_REQUEST;
+            break;
+        }
+        int waited = pthread_cond_timedwait(&primary->triggered, &primary->lock, &deadline);
+        if (waited == ETIMEDOUT) {
+            trigger = TRIGGER_INTERVAL;
+            break;
+        }
+    }
+    /* A request made during the wait is served by this checkpoint;
+     * requests during the checkpoint ask for the next one. */
+    primary->checkpoint_requested = false;
+    pthread_mutex_unlock(&primary->lock);
+    return trigger;
+}
+
+/* Sends what the PVM wrote since the last checkpoint and its state. The
+ * PVM is paused. */
+static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, struct error *err)
+{
+    struct machine *pvm = primary->pvm;
+    machine_dirty_log_read_and_clear(pvm, primary->bitmap);
+    size_t words = guest_ram_bitmap_words(&pvm->ram);
+    size_t count = 0;
+    for (size_t word = 0; word < words; word++) {
+        for (uint64_t bits = primary->bitmap[word]; bits; bits &= bits - 1)
+            primary->pages[count++] = word * 64 + (uint64_t)__builtin_ctzll(bits);
+    }
+    *dirty_pages = count;
+    struct error cause;
+    if ((count > 0 && stream_write_pages(&primary->writer, pvm, primary->pages, count, &cause) < 0) ||
+        stream_write_machine_state(&primary->writer, pvm, &cause) < 0 ||
+        stream_write_checkpoint_end(&primary->writer, &cause) < 0 || stream_flush(&primary->writer, &cause) < 0)
+        return fail(primary, err, "sending the checkpoint", &cause);
+    return 0;
+}
+
+static void record_checkpoint(struct colo_primary *primary, enum trigger trigger, uint64_t downtime_us,
+                              uint64_t dirty_pages, uint64_t bytes)
+{
+    pthread_mutex_lock(&primary->lock);
+    struct colo_primary_stats *stats = &primary->stats;
+    primary->downtimes_us[stats->checkpoints % COLO_DOWNTIME_HISTORY] = downtime_us;
+    stats->checkpoints++;
+    if (trigger == TRIGGER_REQUEST)
+        stats->requested_checkpoints++;
+    stats->last_downtime_us = downtime_us;
+    stats->last_dirty_pages = dirty_pages;
+    stats->last_bytes = bytes;
+    stats->total_dirty_pages += dirty_pages;
+    stats->total_bytes += bytes;
+    if (downtime_us > stats->max_downtime_us)
+        stats->max_downtime_us = downtime_us;
+    pthread_mutex_unlock(&primary->lock);
+}
+
+static int primary_loop(struct colo_primary *primary, struct error *err)
+{
+    struct machine *pvm = primary->pvm;
+    struct error cause;
+    set_state(primary, COLO_PRIMARY_MIGRATING);
+    primary->checkpoint_number = 1;
+
+    /* The initial copy. On success the PVM is paused and its dirty log,
+     * cleared at the pause, holds what it writes after the copied state. */
+    struct migration_result migration;
+    if (migration_send(pvm, primary->fd, &primary->options.migration, &migration, &cause) < 0)
+        return fail(primary, err, "the initial copy", &cause);
+    primary->pvm_paused = true;
+    pthread_mutex_lock(&primary->lock);
+    primary->stats.migration = migration;
+    pthread_mutex_unlock(&primary->lock);
+    if (call_devices(primary, COLO_DEVICE_SETUP, err) < 0 ||
+        wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
+        return -1;
+    resume_pvm(primary);
+    if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
+        return -1;
+    set_state(primary, COLO_PRIMARY_RUNNING);
+    uint64_t interval_started_us = now_microseconds();
+
+    for (;;) {
+        primary->checkpoint_number = primary->stats.checkpoints + 1;
+        if (call_devices(primary, COLO_DEVICE_COMMIT, err) < 0)
+            return -1;
+        enum trigger trigger = wait_for_trigger(primary, interval_started_us);
+        if (trigger == TRIGGER_STOP)
+            return 0;
+
+        set_state(primary, COLO_PRIMARY_CHECKPOINTING);
+        if (send_message(primary, COLO_CHECKPOINT_NEW, err) < 0)
+            return -1;
+        uint64_t paused_at_us = now_microseconds();
+        machine_pause(pvm);
+        primary->pvm_paused = true;
+        uint64_t bytes_before = primary->writer.bytes_written;
+        uint64_t dirty_pages = 0;
+        if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0 ||
+            wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
+            send_checkpoint(primary, &dirty_pages, err) < 0 ||
+            wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
+            return -1;
+
+        /* The SVM holds this checkpoint: everything the PVM did up to it
+         * is safe to show the world. */
+        if (primary->options.release_output)
+            primary->options.release_output(primary->options.release_output_opaque);
+        if (primary->options.after_svm_ready)
+            primary->options.after_svm_ready(primary->options.hook_opaque, pvm);
+        if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
+            return -1;
+        resume_pvm(primary);
+        uint64_t resumed_at_us = now_microseconds();
+        record_checkpoint(primary, trigger, resumed_at_us - paused_at_us, dirty_pages,
+                          primary->writer.bytes_written - bytes_before);
+        interval_started_us = resumed_at_us;
+        if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
+            return -1;
+        set_state(primary, COLO_PRIMARY_RUNNING);
+    }
+}
+
+int colo_primary_run(struct colo_primary *primary, struct error *err)
+{
+    int result = primary_loop(primary, err);
+    /* Stopped or lost the secondary: the PVM runs on, unprotected (the
+     * held output is for the proxy to release, once it exists). */
+    if (primary->pvm_paused)
+        resume_pvm(primary);
+    machine_dirty_log_enable(primary->pvm, false);
+    return result;
+}
+
+static void *primary_thread(void *opaque)
+{
+    struct colo_primary *primary = opaque;
+    primary->result = colo_primary_run(primary, &primary->error);
+    return NULL;
+}
+
+int colo_primary_start(struct colo_primary *primary, struct error *err)
+{
+    int failed = pthread_create(&primary->thread, NULL, primary_thread, primary);
+    if (failed)
+        return error_set(err, "cannot start the primary's thread: %s", strerror(failed));
+    primary->thread_started = true;
+    return 0;
+}
+
+int colo_primary_join(struct colo_primary *primary, struct error *err)
+{
+    if (!primary->thread_started)
+        return error_set(err, "the primary's thread was not started");
+    pthread_join(primary->thread, NULL);
+    primary->thread_started = false;
+    if (primary->result < 0 && err)
+        *err = primary->error;
+    return primary->result;
+}

@@ -1,0 +1,123 @@
+/* The COLO primary: copies the running PVM to the secondary (a live
+ * migration that leaves the dirty log on), then checkpoints it into the
+ * SVM at every trigger for as long as the connection lasts
+ * (docs/replication.md has the message sequence).
+ *
+ * The loop runs on its own thread and is plain sequential code with an
+ * explicit state:
+ *
+ *   MIGRATING      the initial copy, until the SVM first runs
+ *   RUNNING        the PVM runs, protected; waiting for a trigger
+ *   CHECKPOINTING  from CHECKPOINT_NEW until the SVM runs again
+ *
+ * The PVM runs on a run thread the caller owns (machine_run); the loop
+ * pauses and resumes it around the migration's stop-and-copy and each
+ * checkpoint. */
+#ifndef COLO_REPLICATION_COLO_PRIMARY_H
+#define COLO_REPLICATION_COLO_PRIMARY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint_device.h"
+#include "error.h"
+#include "live_migration.h"
+#include "stream.h"
+
+struct machine;
+
+enum colo_primary_state {
+    COLO_PRIMARY_MIGRATING,
+    COLO_PRIMARY_RUNNING,
+    COLO_PRIMARY_CHECKPOINTING,
+};
+
+const char *colo_primary_state_name(enum colo_primary_state state);
+
+struct colo_primary_options {
+    struct migration_options migration;    /* keep_dirty_log is forced on */
+    /* The longest interval between checkpoints (from one resume of the
+     * PVM to the next CHECKPOINT_NEW). */
+    unsigned max_interval_ms;              /* default 1000 */
+    /* Waits for each of the secondary's replies. */
+    int message_timeout_ms;                /* default 5000 */
+    /* Called once the SVM has applied a checkpoint (SVM_READY), with the
+     * PVM still paused: what the PVM sent up to this checkpoint may leave
+     * now (DESIGN.md, output commit). NULL until the proxy exists. */
+    void (*release_output)(void *opaque);
+    void *release_output_opaque;
+    /* Test hook, at the same point, after release_output. */
+    void (*after_svm_ready)(void *opaque, struct machine *pvm);
+    void *hook_opaque;
+};
+
+void colo_primary_options_defaults(struct colo_primary_options *options);
+
+#define COLO_DOWNTIME_HISTORY 1024
+
+struct colo_primary_stats {
+    uint64_t checkpoints;                  /* completed */
+    uint64_t requested_checkpoints;        /* of those, triggered by a request (not the interval) */
+    uint64_t last_downtime_us;             /* PVM paused for the checkpoint */
+    uint64_t last_dirty_pages;
+    uint64_t last_bytes;                   /* sent for the checkpoint */
+    uint64_t total_dirty_pages, total_bytes;
+    uint64_t max_downtime_us;
+    struct migration_result migration;     /* the initial copy */
+};
+
+struct colo_primary {
+    struct machine *pvm;
+    int fd;
+    struct colo_primary_options options;
+    struct colo_checkpoint_devices devices;
+    struct stream_writer writer;
+    struct stream_reader reader;           /* the secondary's messages */
+    atomic_int state;                      /* enum colo_primary_state */
+    bool pvm_paused;                       /* by us */
+    uint64_t checkpoint_number;            /* the one in progress or awaited, for errors */
+    uint64_t *bitmap, *pages;              /* the dirty log, as bits and as page indices */
+
+    /* Triggers and statistics, shared with other threads. */
+    pthread_mutex_t lock;
+    pthread_cond_t triggered;
+    bool checkpoint_requested, stop_requested;
+    struct colo_primary_stats stats;
+    uint64_t downtimes_us[COLO_DOWNTIME_HISTORY];   /* ring of the last downtimes */
+
+    pthread_t thread;
+    bool thread_started;
+    int result;
+    struct error error;
+};
+
+int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
+                      const struct colo_primary_options *options, struct error *err);
+void colo_primary_destroy(struct colo_primary *primary);
+int colo_primary_add_device(struct colo_primary *primary, const char *name,
+                            const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err);
+
+/* Runs the loop on the calling thread until colo_primary_stop (0, state
+ * RUNNING) or a failure (-1, with an error naming the step and the state,
+ * which stays as it was). Either way the PVM is left running, with its
+ * dirty log off: it runs on unprotected. */
+int colo_primary_run(struct colo_primary *primary, struct error *err);
+int colo_primary_start(struct colo_primary *primary, struct error *err);
+int colo_primary_join(struct colo_primary *primary, struct error *err);
+
+/* From any thread: take a checkpoint now (as soon as the current one, if
+ * any, is over). This is the one trigger besides the interval; the proxy's
+ * "outputs differ" and "a packet waited too long" will call it. */
+void colo_primary_request_checkpoint(struct colo_primary *primary);
+/* From any thread: end the loop at its next wait for a trigger. */
+void colo_primary_stop(struct colo_primary *primary);
+
+enum colo_primary_state colo_primary_state(struct colo_primary *primary);
+void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_stats *stats);
+/* The downtime below which `percent` of the last (up to 1024) checkpoints
+ * were, in microseconds; 0 before the first checkpoint. */
+uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double percent);
+
+#endif

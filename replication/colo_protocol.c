@@ -1,0 +1,93 @@
+#include "colo_protocol.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+#include "stream.h"
+#include "stream_internal.h"
+
+const char *colo_message_name(uint32_t id)
+{
+    switch (id) {
+    case COLO_CHECKPOINT_NEW: return "CHECKPOINT_NEW";
+    case COLO_CHECKPOINT_SVM_SUSPENDED: return "CHECKPOINT_SVM_SUSPENDED";
+    case COLO_CHECKPOINT_SVM_READY: return "CHECKPOINT_SVM_READY";
+    case COLO_CHECKPOINT_SVM_RESUMED: return "CHECKPOINT_SVM_RESUMED";
+    case COLO_CHECKPOINT_HEARTBEAT: return "CHECKPOINT_HEARTBEAT";
+    default: return NULL;
+    }
+}
+
+int colo_send_message(struct stream_writer *writer, enum colo_message message, struct error *err)
+{
+    struct error cause;
+    if (stream_write_checkpoint_state(writer, (uint32_t)message, &cause) < 0 ||
+        stream_flush(writer, &cause) < 0)
+        return error_set(err, "cannot send %s: %s", colo_message_name(message), cause.message);
+    return 0;
+}
+
+static long long milliseconds_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int colo_wait_readable(int fd, int timeout_ms)
+{
+    /* poll may be interrupted by signals: keep the deadline. */
+    long long deadline = timeout_ms < 0 ? 0 : milliseconds_now() + timeout_ms;
+    for (;;) {
+        int wait = -1;
+        if (timeout_ms >= 0) {
+            long long left = deadline - milliseconds_now();
+            wait = left > 0 ? (int)left : 0;
+        }
+        struct pollfd poll_fd = { .fd = fd, .events = POLLIN };
+        int ready = poll(&poll_fd, 1, wait);
+        if (ready > 0)
+            return 1;   /* POLLIN, POLLHUP or POLLERR: the read will tell */
+        if (ready == 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
+                      const char *context, struct error *err)
+{
+    const char *expected_name = colo_message_name(expected);
+    /* The timeout covers the wait for the record's first byte. The rest of
+     * a 16-byte message follows at once; a peer that stalls inside one is
+     * for the heartbeat (not built yet) to detect. */
+    int readable = colo_wait_readable(reader->fd, timeout_ms);
+    if (readable < 0)
+        return error_set_errno(err, "%s: waiting for %s", context, expected_name);
+    if (readable == 0)
+        return error_set(err, "%s: timed out after %d ms waiting for %s", context, timeout_ms,
+                         expected_name);
+
+    struct stream_record record;
+    struct error cause;
+    int got = stream_read_record(reader, &record, &cause);
+    if (got < 0)
+        return error_set(err, "%s: waiting for %s: %s", context, expected_name, cause.message);
+    if (got == 0)
+        return error_set(err, "%s: the peer closed the connection while we waited for %s", context,
+                         expected_name);
+    if (record.type != STREAM_RECORD_CHECKPOINT_STATE)
+        return error_set(err, "%s: waiting for %s, got a %s record", context, expected_name,
+                         stream_record_type_name(record.type));
+    uint32_t id = stream_get_u32(record.body);
+    if (id != (uint32_t)expected) {
+        const char *name = colo_message_name(id);
+        if (name)
+            return error_set(err, "%s: waiting for %s, got %s", context, expected_name, name);
+        return error_set(err, "%s: waiting for %s, got unknown message id %u", context, expected_name, id);
+    }
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* The COLO checkpoint protocol's messages (../../shared/DESIGN.md, "The
+ * replication protocol"; docs/replication.md). Each message is one stream
+ * CHECKPOINT_STATE record carrying a u32 id; the ids and their order are
+ * the seed's (Xen's libxl COLO). Both directions of the one replication
+ * connection carry records: primary -> secondary the live migration, the
+ * messages and the checkpoints; secondary -> primary the messages only. */
+#ifndef COLO_REPLICATION_COLO_PROTOCOL_H
+#define COLO_REPLICATION_COLO_PROTOCOL_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+struct stream_reader;
+struct stream_writer;
+
+enum colo_message {
+    COLO_CHECKPOINT_NEW = 0,           /* primary: a checkpoint starts */
+    COLO_CHECKPOINT_SVM_SUSPENDED = 1, /* secondary: SVM paused, ready for the checkpoint */
+    COLO_CHECKPOINT_SVM_READY = 2,     /* secondary: SVM built (first) or checkpoint applied */
+    COLO_CHECKPOINT_SVM_RESUMED = 3,   /* secondary: SVM runs again */
+    COLO_CHECKPOINT_HEARTBEAT = 4,     /* reserved for the cluster layer; not sent yet */
+};
+
+/* "CHECKPOINT_NEW" etc., or NULL for an unknown id. */
+const char *colo_message_name(uint32_t id);
+
+/* Sends one message and flushes it (messages are small and someone waits
+ * for each one: never leave them in the batch). */
+int colo_send_message(struct stream_writer *writer, enum colo_message message, struct error *err);
+
+/* Waits up to timeout_ms (negative: forever) for the next record, which
+ * must be the CHECKPOINT_STATE `expected`. Anything else is an error that
+ * names the expected message and `context` (the caller's state, e.g.
+ * "secondary, RESUMED"): a timeout, end of stream, a corrupt record, a
+ * record of another type, another message id. */
+int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
+                      const char *context, struct error *err);
+
+/* Waits up to timeout_ms (negative: forever) for fd to become readable (a
+ * byte or end of file). 1: readable, 0: timed out, -1: poll failed. */
+int colo_wait_readable(int fd, int timeout_ms);
+
+#endif

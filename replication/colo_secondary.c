@@ -1,0 +1,310 @@
+#include "colo_secondary.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "colo_protocol.h"
+#include "live_migration.h"
+#include "machine.h"
+
+const char *colo_secondary_state_name(enum colo_secondary_state state)
+{
+    switch (state) {
+    case COLO_SECONDARY_SETUPED: return "SETUPED";
+    case COLO_SECONDARY_RESUMED: return "RESUMED";
+    case COLO_SECONDARY_SUSPENDED: return "SUSPENDED";
+    }
+    return "?";
+}
+
+void colo_secondary_options_defaults(struct colo_secondary_options *options)
+{
+    memset(options, 0, sizeof *options);
+    options->message_timeout_ms = 5000;
+    options->new_checkpoint_timeout_ms = -1;
+}
+
+int colo_secondary_init(struct colo_secondary *secondary, struct machine *svm, int fd,
+                        const struct colo_secondary_options *options, struct error *err)
+{
+    memset(secondary, 0, sizeof *secondary);
+    secondary->svm = svm;
+    secondary->fd = fd;
+    if (options)
+        secondary->options = *options;
+    else
+        colo_secondary_options_defaults(&secondary->options);
+    atomic_init(&secondary->state, COLO_SECONDARY_SETUPED);
+    secondary->svm_paused = true;      /* the caller's pause */
+    secondary->svm_consistent = true;
+    if (stream_reader_init(&secondary->reader, fd, err) < 0)
+        return -1;
+    if (stream_writer_init(&secondary->writer, fd, err) < 0) {
+        stream_reader_destroy(&secondary->reader);
+        return -1;
+    }
+    pthread_mutex_init(&secondary->stats_lock, NULL);
+    return 0;
+}
+
+void colo_secondary_destroy(struct colo_secondary *secondary)
+{
+    if (secondary->thread_started)
+        colo_secondary_join(secondary, NULL);
+    colo_checkpoint_devices_teardown(&secondary->devices);
+    stream_reader_destroy(&secondary->reader);
+    stream_writer_destroy(&secondary->writer);
+    pthread_mutex_destroy(&secondary->stats_lock);
+}
+
+int colo_secondary_add_device(struct colo_secondary *secondary, const char *name,
+                              const struct colo_checkpoint_device_ops *ops, void *opaque,
+                              struct error *err)
+{
+    return colo_checkpoint_devices_add(&secondary->devices, name, ops, opaque, err);
+}
+
+enum colo_secondary_state colo_secondary_state(struct colo_secondary *secondary)
+{
+    return (enum colo_secondary_state)atomic_load(&secondary->state);
+}
+
+void colo_secondary_get_stats(struct colo_secondary *secondary, struct colo_secondary_stats *stats)
+{
+    pthread_mutex_lock(&secondary->stats_lock);
+    *stats = secondary->stats;
+    pthread_mutex_unlock(&secondary->stats_lock);
+}
+
+static void set_state(struct colo_secondary *secondary, enum colo_secondary_state state)
+{
+    atomic_store(&secondary->state, state);
+}
+
+/* Every error of the loop starts with who and in which state it was, then
+ * the step: "secondary (SUSPENDED), checkpoint 3, receiving the checkpoint:
+ * ...". */
+static int fail(struct colo_secondary *secondary, struct error *err, const char *step,
+                const struct error *cause)
+{
+    return error_set(err, "secondary (%s), checkpoint %llu, %s: %s",
+                     colo_secondary_state_name(colo_secondary_state(secondary)),
+                     (unsigned long long)secondary->checkpoint_number, step, cause->message);
+}
+
+static void resume_svm(struct colo_secondary *secondary)
+{
+    secondary->instret_at_resume = secondary->svm->harts[0].state.instret;
+    machine_resume(secondary->svm);
+    secondary->svm_paused = false;
+}
+
+static void suspend_svm(struct colo_secondary *secondary)
+{
+    machine_pause(secondary->svm);
+    secondary->svm_paused = true;
+    uint64_t ran = secondary->svm->harts[0].state.instret - secondary->instret_at_resume;
+    pthread_mutex_lock(&secondary->stats_lock);
+    secondary->stats.last_interval_instructions = ran;
+    secondary->stats.interval_instructions_total += ran;
+    pthread_mutex_unlock(&secondary->stats_lock);
+}
+
+static int send_message(struct colo_secondary *secondary, enum colo_message message, struct error *err)
+{
+    struct error cause;
+    if (colo_send_message(&secondary->writer, message, &cause) < 0)
+        return fail(secondary, err, "sending to the primary", &cause);
+    return 0;
+}
+
+static int wait_message(struct colo_secondary *secondary, enum colo_message expected, int timeout_ms,
+                        struct error *err)
+{
+    char context[96];
+    snprintf(context, sizeof context, "secondary (%s), checkpoint %llu",
+             colo_secondary_state_name(colo_secondary_state(secondary)),
+             (unsigned long long)secondary->checkpoint_number);
+    return colo_wait_message(&secondary->reader, expected, timeout_ms, context, err);
+}
+
+/* Called by stream_receive once the checkpoint has arrived whole, just
+ * before it applies it: undo what the SVM wrote since the last checkpoint,
+ * so the PVM's dirty pages land on the RAM they were dirtied from. */
+static int roll_back_svm(void *opaque, struct machine *svm, struct error *err)
+{
+    struct colo_secondary *secondary = opaque;
+    int64_t restored = machine_preimages_rollback(svm);
+    if (restored < 0)
+        return error_set(err, "the SVM's pre-images are incomplete (memory ran out while capturing "
+                         "them): it cannot be rolled back, nothing applied");
+    /* From here until the apply finishes, the SVM's RAM is the last
+     * checkpoint's but its harts are its own: a failure now leaves it
+     * unusable (only a bad state record in a CRC-checked stream can do that). */
+    secondary->svm_consistent = false;
+    pthread_mutex_lock(&secondary->stats_lock);
+    secondary->stats.last_preimages_restored = restored;
+    secondary->stats.preimages_restored_total += (uint64_t)restored;
+    if (restored > 0)
+        secondary->stats.checkpoints_with_rollback++;
+    pthread_mutex_unlock(&secondary->stats_lock);
+    return 0;
+}
+
+/* Receives one checkpoint (PVM pages, state, CHECKPOINT_END) and applies it. */
+static int receive_checkpoint(struct colo_secondary *secondary, struct error *err)
+{
+    struct error cause;
+    int readable = colo_wait_readable(secondary->fd, secondary->options.message_timeout_ms);
+    if (readable <= 0) {
+        if (readable == 0)
+            error_set(&cause, "timed out after %d ms", secondary->options.message_timeout_ms);
+        else
+            error_set_errno(&cause, "poll");
+        return fail(secondary, err, "waiting for the checkpoint", &cause);
+    }
+    uint64_t pages_before = secondary->reader.pages_read;
+    uint32_t terminator = 0;
+    bool consistent_before = secondary->svm_consistent;
+    if (stream_receive_with_hook(&secondary->reader, secondary->svm, &terminator, roll_back_svm, secondary,
+                                 &cause) < 0)
+        return fail(secondary, err,
+                    secondary->svm_consistent ? "receiving the checkpoint (nothing of it applied)"
+                                              : "applying the checkpoint after the rollback (the SVM is "
+                                                "now inconsistent)",
+                    &cause);
+    if (terminator != STREAM_RECORD_CHECKPOINT_END) {
+        /* END: the primary ended replication. It was applied whole, so the
+         * SVM is consistent; report it as the end of the stream. */
+        secondary->svm_consistent = consistent_before;
+        error_set(&cause, "the primary ended the stream (END) instead of a checkpoint");
+        machine_preimages_reset(secondary->svm);
+        return fail(secondary, err, "receiving the checkpoint", &cause);
+    }
+    secondary->svm_consistent = true;
+    /* The applied pages went through the dirty log (capturing pre-images of
+     * the rolled-back pages, which are worthless now): start the interval
+     * clean, so the next rollback returns to exactly this checkpoint. */
+    machine_preimages_reset(secondary->svm);
+    pthread_mutex_lock(&secondary->stats_lock);
+    secondary->stats.checkpoints++;
+    secondary->stats.last_pages_received = secondary->reader.pages_read - pages_before;
+    pthread_mutex_unlock(&secondary->stats_lock);
+    return 0;
+}
+
+static int call_devices(struct colo_secondary *secondary, enum colo_device_phase phase, struct error *err)
+{
+    struct error cause;
+    if (colo_checkpoint_devices_call(&secondary->devices, phase, &cause) < 0)
+        return fail(secondary, err, "checkpoint devices", &cause);
+    return 0;
+}
+
+int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
+{
+    struct machine *svm = secondary->svm;
+    struct error cause;
+    set_state(secondary, COLO_SECONDARY_SETUPED);
+    secondary->checkpoint_number = 1;
+
+    /* The initial copy: a live migration of the PVM into the SVM, on the
+     * same reader we keep for the checkpoints (the reader takes no byte
+     * beyond the migration's END). */
+    if (migration_receive_with_reader(svm, &secondary->reader, &cause) < 0)
+        return fail(secondary, err, "receiving the initial copy", &cause);
+
+    /* Log from here: the SVM is now the PVM as of the migration's end,
+     * which is the first checkpoint to roll back to. */
+    machine_dirty_log_enable(svm, true);
+    machine_preimages_enable(svm, true);
+    secondary->replicating = true;
+    if (call_devices(secondary, COLO_DEVICE_SETUP, err) < 0 ||
+        send_message(secondary, COLO_CHECKPOINT_SVM_READY, err) < 0)
+        return -1;
+    resume_svm(secondary);
+    set_state(secondary, COLO_SECONDARY_RESUMED);
+    if (send_message(secondary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
+        return -1;
+
+    for (;;) {
+        secondary->checkpoint_number = secondary->stats.checkpoints + 1;
+        /* The state the SVM runs from is now the committed one. */
+        if (call_devices(secondary, COLO_DEVICE_COMMIT, err) < 0 ||
+            wait_message(secondary, COLO_CHECKPOINT_NEW, secondary->options.new_checkpoint_timeout_ms, err) < 0)
+            return -1;
+
+        suspend_svm(secondary);
+        if (call_devices(secondary, COLO_DEVICE_POSTSUSPEND, err) < 0)
+            return -1;
+        set_state(secondary, COLO_SECONDARY_SUSPENDED);
+        if (secondary->options.on_suspended)
+            secondary->options.on_suspended(secondary->options.hook_opaque, svm);
+        if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
+            receive_checkpoint(secondary, err) < 0)
+            return -1;
+        if (secondary->options.on_checkpoint_applied)
+            secondary->options.on_checkpoint_applied(secondary->options.hook_opaque, svm);
+
+        /* The SVM is the PVM at this checkpoint: the primary may release
+         * the output it held back for it. */
+        if (send_message(secondary, COLO_CHECKPOINT_SVM_READY, err) < 0 ||
+            call_devices(secondary, COLO_DEVICE_PRERESUME, err) < 0)
+            return -1;
+        resume_svm(secondary);
+        set_state(secondary, COLO_SECONDARY_RESUMED);
+        if (send_message(secondary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
+            return -1;
+    }
+}
+
+static void *secondary_thread(void *opaque)
+{
+    struct colo_secondary *secondary = opaque;
+    secondary->result = colo_secondary_run(secondary, &secondary->error);
+    return NULL;
+}
+
+int colo_secondary_start(struct colo_secondary *secondary, struct error *err)
+{
+    int failed = pthread_create(&secondary->thread, NULL, secondary_thread, secondary);
+    if (failed)
+        return error_set(err, "cannot start the secondary's thread: %s", strerror(failed));
+    secondary->thread_started = true;
+    return 0;
+}
+
+int colo_secondary_join(struct colo_secondary *secondary, struct error *err)
+{
+    if (!secondary->thread_started)
+        return error_set(err, "the secondary's thread was not started");
+    pthread_join(secondary->thread, NULL);
+    secondary->thread_started = false;
+    if (secondary->result < 0 && err)
+        *err = secondary->error;
+    return secondary->result;
+}
+
+int colo_secondary_failover(struct colo_secondary *secondary, struct error *err)
+{
+    enum colo_secondary_state state = colo_secondary_state(secondary);
+    if (state == COLO_SECONDARY_SETUPED)
+        return error_set(err, "secondary (SETUPED): cannot take over: the initial copy of the primary "
+                         "never completed, so the SVM is not a VM");
+    if (!secondary->svm_consistent)
+        return error_set(err, "secondary (%s): cannot take over: a checkpoint failed after the SVM was "
+                         "rolled back and before it was applied", colo_secondary_state_name(state));
+    /* SUSPENDED: whatever part of a checkpoint had arrived was only staged,
+     * and is gone with stream_receive's failure; the SVM's RAM, harts and
+     * devices are its own, consistent state. A rollback here would undo
+     * its writes but not its harts: wrong. RESUMED: it runs on. */
+    if (secondary->replicating) {
+        machine_preimages_enable(secondary->svm, false);
+        machine_dirty_log_enable(secondary->svm, false);
+        secondary->replicating = false;
+    }
+    if (secondary->svm_paused)
+        resume_svm(secondary);
+    set_state(secondary, COLO_SECONDARY_RESUMED);
+    return 0;
+}

@@ -1,0 +1,298 @@
+/* COLO end to end in one process: a PVM running a guest that keeps
+ * writing pages, checkpointed into an SVM over a socketpair by the real
+ * primary and secondary loops on their own threads, both machines on run
+ * threads. At every checkpoint, while both VMs are paused in it, the SVM
+ * must be byte-identical to the PVM (RAM hash and saved machine state); the
+ * SVM must really run between checkpoints, and rollback must be used. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "colo_primary.h"
+#include "colo_secondary.h"
+#include "machine.h"
+
+#include "test_check.h"
+
+#define GUEST_PAGES 300
+#define WANTED_CHECKPOINTS 30
+
+static void create(struct machine *machine, const char *elf)
+{
+    struct machine_config config;
+    machine_config_defaults(&config);
+    config.ram_size = 16u << 20;
+    config.console_output_fd = -1;
+    config.deterministic_time = true;
+    struct error err;
+    if (machine_create(machine, &config, &err) < 0 || machine_load_elf(machine, elf, &err) < 0) {
+        fprintf(stderr, "FAIL: cannot set up machine: %s\n", err.message);
+        exit(1);
+    }
+    /* store_forever: stores to GUEST_PAGES pages from 1 MiB into RAM. */
+    machine->harts[0].state.x[10] = GUEST_PAGES;
+    machine->harts[0].state.x[11] = MACHINE_RAM_BASE + (256ull << GUEST_PAGE_SHIFT);
+}
+
+static void *run_thread(void *machine)
+{
+    machine_run(machine, 0);
+    return NULL;
+}
+
+/* What the secondary saw right after applying a checkpoint, for the
+ * primary's hook to compare with the PVM. */
+struct snapshot_exchange {
+    pthread_mutex_t lock;
+    uint64_t applied;                  /* checkpoints applied so far */
+    uint64_t ram_hash;
+    struct state_writer state;
+    /* results */
+    unsigned compared, ram_mismatches, state_mismatches, svm_ran_intervals, requests_made;
+    struct colo_secondary *secondary;
+    struct colo_primary *primary;
+};
+
+static void on_svm_checkpoint_applied(void *opaque, struct machine *svm)
+{
+    struct snapshot_exchange *exchange = opaque;
+    pthread_mutex_lock(&exchange->lock);
+    exchange->applied++;
+    exchange->ram_hash = machine_ram_hash(svm);
+    state_writer_free(&exchange->state);
+    state_writer_init(&exchange->state);
+    machine_save_state(svm, &exchange->state);
+    pthread_mutex_unlock(&exchange->lock);
+}
+
+static void on_svm_suspended(void *opaque, struct machine *svm)
+{
+    (void)svm;
+    struct snapshot_exchange *exchange = opaque;
+    struct colo_secondary_stats stats;
+    colo_secondary_get_stats(exchange->secondary, &stats);
+    pthread_mutex_lock(&exchange->lock);
+    if (stats.last_interval_instructions > 0)
+        exchange->svm_ran_intervals++;
+    pthread_mutex_unlock(&exchange->lock);
+}
+
+/* After SVM_READY, with the PVM still paused and the SVM's snapshot taken
+ * before it sent SVM_READY. */
+static void after_svm_ready(void *opaque, struct machine *pvm)
+{
+    struct snapshot_exchange *exchange = opaque;
+    struct state_writer pvm_state;
+    state_writer_init(&pvm_state);
+    machine_save_state(pvm, &pvm_state);
+    uint64_t pvm_hash = machine_ram_hash(pvm);
+    pthread_mutex_lock(&exchange->lock);
+    exchange->compared++;
+    if (pvm_hash != exchange->ram_hash) {
+        exchange->ram_mismatches++;
+        fprintf(stderr, "checkpoint %u: RAM hash PVM %016llx SVM %016llx\n", exchange->compared,
+                (unsigned long long)pvm_hash, (unsigned long long)exchange->ram_hash);
+    }
+    if (pvm_state.length != exchange->state.length ||
+        memcmp(pvm_state.data, exchange->state.data, pvm_state.length) != 0) {
+        exchange->state_mismatches++;
+        fprintf(stderr, "checkpoint %u: machine state differs (%zu vs %zu bytes)\n", exchange->compared,
+                pvm_state.length, exchange->state.length);
+    }
+    pthread_mutex_unlock(&exchange->lock);
+    state_writer_free(&pvm_state);
+}
+
+/* A checkpoint device that only records the order of its calls, one
+ * letter each: Setup, Commit, Postsuspend, pRe-resume, Teardown. */
+struct recording_device {
+    char calls[8192];
+    size_t count;
+};
+
+static void record_call(struct recording_device *device, char call)
+{
+    if (device->count + 1 < sizeof device->calls)
+        device->calls[device->count++] = call;
+}
+
+static int device_setup(void *opaque) { record_call(opaque, 'S'); return 0; }
+static int device_commit(void *opaque) { record_call(opaque, 'C'); return 0; }
+static int device_postsuspend(void *opaque) { record_call(opaque, 'P'); return 0; }
+static int device_preresume(void *opaque) { record_call(opaque, 'R'); return 0; }
+static void device_teardown(void *opaque) { record_call(opaque, 'T'); }
+
+static const struct colo_checkpoint_device_ops recording_ops = {
+    .setup = device_setup, .postsuspend = device_postsuspend, .preresume = device_preresume,
+    .commit = device_commit, .teardown = device_teardown,
+};
+
+/* Setup, the first commit, then postsuspend-preresume-commit for each of
+ * `checkpoints`, then teardown. */
+static bool calls_are_in_order(const struct recording_device *device, uint64_t checkpoints)
+{
+    char expected[sizeof device->calls];
+    size_t length = 0;
+    expected[length++] = 'S';
+    expected[length++] = 'C';
+    for (uint64_t i = 0; i < checkpoints && length + 4 < sizeof expected; i++) {
+        expected[length++] = 'P';
+        expected[length++] = 'R';
+        expected[length++] = 'C';
+    }
+    expected[length++] = 'T';
+    return device->count == length && memcmp(device->calls, expected, length) == 0;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec pause = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    nanosleep(&pause, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s store_forever.elf\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+        perror("socketpair");
+        return 1;
+    }
+    static struct machine pvm, svm;
+    create(&pvm, argv[1]);
+    create(&svm, argv[1]);
+    /* The SVM is handed to the secondary paused. */
+    machine_pause(&svm);
+    pthread_t pvm_thread, svm_thread;
+    pthread_create(&pvm_thread, NULL, run_thread, &pvm);
+    pthread_create(&svm_thread, NULL, run_thread, &svm);
+
+    static struct colo_primary primary;
+    static struct colo_secondary secondary;
+    struct snapshot_exchange exchange = { .secondary = &secondary, .primary = &primary };
+    pthread_mutex_init(&exchange.lock, NULL);
+    state_writer_init(&exchange.state);
+
+    struct colo_secondary_options secondary_options;
+    colo_secondary_options_defaults(&secondary_options);
+    secondary_options.on_checkpoint_applied = on_svm_checkpoint_applied;
+    secondary_options.on_suspended = on_svm_suspended;
+    secondary_options.hook_opaque = &exchange;
+    struct colo_primary_options primary_options;
+    colo_primary_options_defaults(&primary_options);
+    primary_options.max_interval_ms = 20;
+    primary_options.after_svm_ready = after_svm_ready;
+    primary_options.hook_opaque = &exchange;
+
+    struct error err;
+    static struct recording_device primary_device, secondary_device;
+    if (colo_secondary_init(&secondary, &svm, fds[1], &secondary_options, &err) < 0 ||
+        colo_primary_init(&primary, &pvm, fds[0], &primary_options, &err) < 0 ||
+        colo_secondary_add_device(&secondary, "recorder", &recording_ops, &secondary_device, &err) < 0 ||
+        colo_primary_add_device(&primary, "recorder", &recording_ops, &primary_device, &err) < 0 ||
+        colo_secondary_start(&secondary, &err) < 0 || colo_primary_start(&primary, &err) < 0) {
+        fprintf(stderr, "FAIL: cannot start: %s\n", err.message);
+        return 1;
+    }
+
+    /* Let the interval trigger most checkpoints; request some by hand. */
+    struct colo_primary_stats stats = { 0 };
+    for (unsigned waited_ms = 0; waited_ms < 60000; waited_ms += 5) {
+        colo_primary_get_stats(&primary, &stats);
+        if (stats.checkpoints >= WANTED_CHECKPOINTS)
+            break;
+        if (colo_primary_state(&primary) == COLO_PRIMARY_RUNNING && waited_ms % 50 == 0) {
+            colo_primary_request_checkpoint(&primary);
+            exchange.requests_made++;
+        }
+        sleep_ms(5);
+    }
+    colo_primary_stop(&primary);
+    int primary_result = colo_primary_join(&primary, &err);
+    CHECK(primary_result == 0, "the primary ended with an error: %s", err.message);
+    CHECK(colo_primary_state(&primary) == COLO_PRIMARY_RUNNING, "primary stopped in state %s",
+          colo_primary_state_name(colo_primary_state(&primary)));
+    colo_primary_get_stats(&primary, &stats);
+
+    /* The primary is gone: the secondary sees the end of the stream while
+     * the SVM runs, and may take over. */
+    shutdown(fds[0], SHUT_RDWR);
+    int secondary_result = colo_secondary_join(&secondary, &err);
+    CHECK(secondary_result < 0, "the secondary did not notice the primary went away");
+    CHECK(colo_secondary_state(&secondary) == COLO_SECONDARY_RESUMED, "secondary ended in state %s (%s)",
+          colo_secondary_state_name(colo_secondary_state(&secondary)), err.message);
+    printf("secondary ended: %s\n", err.message);
+    CHECK(colo_secondary_failover(&secondary, &err) == 0, "failover refused: %s", err.message);
+    CHECK(!svm.ram.dirty_log_enabled && !svm.ram.preimages_enabled, "failover left the dirty log on");
+    machine_pause(&svm);
+    uint64_t instret_before = svm.harts[0].state.instret;
+    machine_resume(&svm);
+    sleep_ms(20);
+    machine_pause(&svm);
+    CHECK(svm.harts[0].state.instret > instret_before, "the SVM does not run after failover");
+    machine_resume(&svm);
+
+    struct colo_secondary_stats secondary_stats;
+    colo_secondary_get_stats(&secondary, &secondary_stats);
+    printf("checkpoints %llu (%llu requested, %u requests made), compared %u; downtime p50 %llu us, "
+           "p99 %llu us, max %llu us; last %llu dirty pages, %llu bytes; initial copy %u rounds\n",
+           (unsigned long long)stats.checkpoints, (unsigned long long)stats.requested_checkpoints,
+           exchange.requests_made, exchange.compared,
+           (unsigned long long)colo_primary_downtime_percentile(&primary, 50),
+           (unsigned long long)colo_primary_downtime_percentile(&primary, 99),
+           (unsigned long long)stats.max_downtime_us, (unsigned long long)stats.last_dirty_pages,
+           (unsigned long long)stats.last_bytes, stats.migration.rounds);
+    printf("secondary: %llu applied, %llu with rollback, %llu pages restored, %u intervals where "
+           "the SVM ran, %llu instructions in all\n",
+           (unsigned long long)secondary_stats.checkpoints,
+           (unsigned long long)secondary_stats.checkpoints_with_rollback,
+           (unsigned long long)secondary_stats.preimages_restored_total, exchange.svm_ran_intervals,
+           (unsigned long long)secondary_stats.interval_instructions_total);
+
+    CHECK(stats.checkpoints >= WANTED_CHECKPOINTS, "only %llu checkpoints", (unsigned long long)stats.checkpoints);
+    CHECK(exchange.compared >= 20 && exchange.compared == stats.checkpoints,
+          "compared %u of %llu checkpoints", exchange.compared, (unsigned long long)stats.checkpoints);
+    CHECK(exchange.ram_mismatches == 0, "%u checkpoints with different RAM", exchange.ram_mismatches);
+    CHECK(exchange.state_mismatches == 0, "%u checkpoints with different machine state",
+          exchange.state_mismatches);
+    CHECK(secondary_stats.checkpoints == stats.checkpoints, "secondary applied %llu checkpoints",
+          (unsigned long long)secondary_stats.checkpoints);
+    CHECK(exchange.svm_ran_intervals >= 20, "the SVM ran in only %u intervals", exchange.svm_ran_intervals);
+    CHECK(secondary_stats.checkpoints_with_rollback > 0 && secondary_stats.preimages_restored_total > 0,
+          "rollback was never used");
+    CHECK(stats.requested_checkpoints > 0, "no requested checkpoint happened");
+    CHECK(stats.last_dirty_pages > 0 && stats.total_dirty_pages > 0, "no dirty pages were sent");
+    CHECK(colo_primary_downtime_percentile(&primary, 50) > 0, "no downtime recorded");
+
+    machine_request_stop(&pvm);
+    machine_request_stop(&svm);
+    pthread_join(pvm_thread, NULL);
+    pthread_join(svm_thread, NULL);
+    colo_primary_destroy(&primary);
+    colo_secondary_destroy(&secondary);
+    CHECK(calls_are_in_order(&primary_device, stats.checkpoints),
+          "the primary's device calls are out of order: %.*s", (int)primary_device.count, primary_device.calls);
+    CHECK(calls_are_in_order(&secondary_device, stats.checkpoints),
+          "the secondary's device calls are out of order: %.*s", (int)secondary_device.count,
+          secondary_device.calls);
+    close(fds[0]);
+    close(fds[1]);
+    state_writer_free(&exchange.state);
+    machine_destroy(&pvm);
+    machine_destroy(&svm);
+    if (test_check_failures) {
+        fprintf(stderr, "%d test_check_failures\n", test_check_failures);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
