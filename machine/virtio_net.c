@@ -355,7 +355,20 @@ bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t len
 static void set_polling(struct virtio_net *net, bool enabled)
 {
     if (net->watch >= 0)
-        machine_watch_enable(net->transport.machine, net->watch, enabled);
+        machine_watch_enable(net->transport.machine, net->watch, enabled && net->tap_receive_enabled);
+}
+
+void virtio_net_set_tap_receive(struct virtio_net *net, bool enabled)
+{
+    net->tap_receive_enabled = enabled;
+    /* A parked frame keeps polling off until the guest has room. */
+    set_polling(net, enabled && net->parked_length == 0);
+}
+
+void virtio_net_set_tap_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque)
+{
+    net->tap_frame_observer = observer;
+    net->tap_frame_observer_opaque = opaque;
 }
 
 static void drop_parked_frame(struct virtio_net *net)
@@ -433,6 +446,12 @@ void virtio_net_poll_tap(struct virtio_net *net)
             break;
         if (length == 0)
             continue;
+        if (net->tap_frame_observer) {
+            struct virtio_net_header header;
+            virtio_net_header_decode(net->parked_frame, &header);
+            net->tap_frame_observer(net->tap_frame_observer_opaque, net, &header,
+                                    net->parked_frame + VIRTIO_NET_HEADER_SIZE, (size_t)length);
+        }
         enum receive_result result = deliver_packet(net, net->parked_frame, (size_t)length);
         if (result == RECEIVE_NO_BUFFERS) {
             net->parked_length = (size_t)length;
@@ -594,6 +613,7 @@ int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned sl
     memset(net, 0, sizeof *net);
     net->tap_fd = -1;
     net->watch = -1;
+    net->tap_receive_enabled = true;
     memcpy(net->state.mac, mac, sizeof net->state.mac);
     net->transmit_hook = virtio_net_transmit_to_tap;
     net->transmit_hook_opaque = NULL;

@@ -90,6 +90,13 @@ struct virtio_net {
     bool tap_vnet_header;             /* the TAP carries a header with each frame */
     unsigned tap_offloads;            /* TUN_F_* last set with TUNSETOFFLOAD */
     int watch;                        /* machine fd watch id, or -1 */
+    /* False: the TAP is not read at all (a COLO secondary's NIC, whose
+     * input comes from the primary until failover). */
+    bool tap_receive_enabled;
+    /* Sees every frame read from the TAP, before the guest gets it (the
+     * COLO primary mirrors them to the secondary); NULL: none. */
+    virtio_net_frame_hook tap_frame_observer;
+    void *tap_frame_observer_opaque;
     virtio_net_frame_hook transmit_hook;
     void *transmit_hook_opaque;
     bool transmit_hook_takes_offloads;  /* see virtio_net_set_transmit_hook */
@@ -123,6 +130,13 @@ void virtio_net_destroy(struct virtio_net *net);
  * offer as it is. */
 void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook hook,
                                   void *opaque, bool takes_offloads);
+/* Stops or starts reading the TAP (machine thread, or with the machine
+ * paused). While stopped, frames queue in the kernel up to the TAP's
+ * queue length and are then dropped there. */
+void virtio_net_set_tap_receive(struct virtio_net *net, bool enabled);
+/* Installs the observer of frames read from the TAP (the header is the
+ * TAP's, buffer_count 0). Same threads as above. */
+void virtio_net_set_tap_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque);
 /* Delivers one Ethernet frame with its header to the guest; header NULL
  * means a plain frame (all zero). The device sets buffer_count, and drops
  * DATA_VALID if the guest did not negotiate GUEST_CSUM. Returns false when

@@ -14,6 +14,7 @@
 
 #include "colo_client.h"
 #include "colo_migration.h"
+#include "colo_replication.h"
 #include "colo_vm_control.h"
 #include "machine.h"
 #include "machine_boot.h"
@@ -33,6 +34,9 @@ static void print_usage(FILE *out)
         "       colo restore FILE [options]   (same as colo run --load FILE)\n"
         "       colo receive --listen ADDR:PORT VM.cfg [options]\n"
         "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
+        "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
+        "       colo protect NAME HOST:PORT [--interval MS]\n"
+        "       colo failover NAME\n"
         "\n"
         "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
         "name ending in .cfg) describes a Linux VM: kernel, initrd, disks, NICs\n"
@@ -61,6 +65,15 @@ static void print_usage(FILE *out)
         "moves a running VM there live: the full copy and rounds of dirty pages\n"
         "while it runs, then a stop-and-copy within --max-downtime (default 5 ms)\n"
         "if the guest's dirty rate allows.\n"
+        "\n"
+        "colo secondary builds a COLO secondary (SVM) from VM.cfg and waits on\n"
+        "ADDR:PORT for `colo protect` of the primary VM: an initial live copy,\n"
+        "then a checkpoint at least every --interval ms (default 100). The\n"
+        "primary's network output is held until the SVM has each checkpoint;\n"
+        "when the primary goes away (or `colo failover NAME`), the SVM takes\n"
+        "over on its own TAP. --heartbeat-timeout MS (default 200, 0: none) is\n"
+        "how long the secondary waits without a heartbeat from the primary (one\n"
+        "every 20 ms) before it takes it for dead. docs/replication.md has the details.\n"
         "  --help                    this text\n");
 }
 
@@ -99,6 +112,7 @@ struct run_options {
     const char *control_socket;         /* --control-socket */
     bool start_paused;                  /* --paused */
     const char *incoming;               /* colo receive --listen ADDR:PORT */
+    uint64_t heartbeat_timeout_ms;      /* colo secondary --heartbeat-timeout MS */
 };
 
 static struct machine the_machine;
@@ -132,9 +146,15 @@ static uint64_t hash_hart_state(const struct hart_state *s)
     return hash;
 }
 
-static int command_run(int argc, char **argv, bool incoming_allowed)
+/* What `colo run` does with the machine it creates: boot or load it, or
+ * wait for it from another host (receive: one migration; secondary: a COLO
+ * primary's initial copy and checkpoints). */
+enum run_mode { RUN_LOCAL, RUN_RECEIVE, RUN_SECONDARY };
+
+static int command_run(int argc, char **argv, enum run_mode mode)
 {
-    struct run_options options = { .memory_mib = 128, .instructions_per_tick = 10 };
+    bool incoming_allowed = mode != RUN_LOCAL;
+    struct run_options options = { .memory_mib = 128, .instructions_per_tick = 10, .heartbeat_timeout_ms = 200 };
     for (int i = 0; i < argc; i++) {
         const char *argument = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -171,6 +191,10 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
             if (!next)
                 return usage_error("%s needs ADDR:PORT", argument);
             options.incoming = next;
+            i++;
+        } else if (strcmp(argument, "--heartbeat-timeout") == 0 && mode == RUN_SECONDARY) {
+            if (!parse_unsigned(next, &options.heartbeat_timeout_ms) || options.heartbeat_timeout_ms > 3600000)
+                return usage_error("--heartbeat-timeout needs milliseconds (0: none), got '%s'", next ? next : "nothing");
             i++;
         } else if (strcmp(argument, "--print-state") == 0) {
             options.print_state = true;
@@ -293,12 +317,13 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
 
     int status = 0;
     if (incoming_allowed && (!options.incoming || !options.program_is_config || options.load_path)) {
-        fprintf(stderr, "usage: colo receive --listen ADDR:PORT VM.cfg [options]\n");
+        fprintf(stderr, "usage: colo %s --listen ADDR:PORT VM.cfg [options]\n",
+                mode == RUN_SECONDARY ? "secondary" : "receive");
         vm_control_destroy(control);
         free(vm);
         return EXIT_USAGE;
     }
-    if (colo_migration_register(control, &err) < 0) {
+    if (colo_migration_register(control, &err) < 0 || colo_replication_register(control, vm_name, &err) < 0) {
         fprintf(stderr, "colo run: %s\n", err.message);
         vm_control_destroy(control);
         free(vm);
@@ -314,7 +339,11 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
             return EXIT_RUNTIME_ERROR;
         }
         int load_result;
-        if (receive) {
+        if (receive && mode == RUN_SECONDARY) {
+            /* The SVM: built here, filled and run by the secondary loop. */
+            load_result = colo_replication_start_secondary(control, &the_machine, options.incoming, vm_name,
+                                                           (int)options.heartbeat_timeout_ms, &err);
+        } else if (receive) {
             load_result = colo_migration_receive(&the_machine, options.incoming, vm_name, &err);
         } else if (restore) {
             load_result = vm_save_file_load(&save_file, &the_machine, options.load_path, &err);
@@ -338,6 +367,7 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
 
         vm_control_machine_starting(control, &the_machine);
         enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
+        colo_replication_machine_stopped();
         vm_control_machine_stopped(control, reason == MACHINE_EXIT_RESET && vm);
         if (reason == MACHINE_EXIT_RESET && vm) {
             /* A guest reboot: a fresh machine with the same devices. */
@@ -358,7 +388,11 @@ static int command_run(int argc, char **argv, bool incoming_allowed)
         case MACHINE_EXIT_STOPPED:
             /* quit (or save) from the control socket ends the VM cleanly;
              * Ctrl-C or SIGTERM interrupts it. */
-            if (vm_control_quit_requested(control)) {
+            if (mode == RUN_SECONDARY && colo_replication_failover_refused()) {
+                fprintf(stderr, "colo secondary: %s: stopped: the primary went away before the initial copy "
+                        "was complete, so there is no VM to fail over to\n", vm_name);
+                status = EXIT_RUNTIME_ERROR;
+            } else if (vm_control_quit_requested(control)) {
                 fprintf(stderr, "colo run: %s stopped by its control socket\n", vm_name);
                 status = 0;
             } else {
@@ -395,7 +429,7 @@ int main(int argc, char **argv)
     }
     const char *command = argv[1];
     if (strcmp(command, "run") == 0)
-        return command_run(argc - 2, argv + 2, false);
+        return command_run(argc - 2, argv + 2, RUN_LOCAL);
     if (strcmp(command, "restore") == 0) {
         /* colo restore FILE [options] is colo run --load FILE [options] */
         if (argc < 3 || argv[2][0] == '-') {
@@ -408,12 +442,18 @@ int main(int argc, char **argv)
         arguments[0] = "--load";
         for (int i = 2; i < argc; i++)
             arguments[i - 1] = argv[i];
-        int result = command_run(argc - 1, arguments, false);
+        int result = command_run(argc - 1, arguments, RUN_LOCAL);
         free(arguments);
         return result;
     }
     if (strcmp(command, "receive") == 0)
-        return command_run(argc - 2, argv + 2, true);
+        return command_run(argc - 2, argv + 2, RUN_RECEIVE);
+    if (strcmp(command, "secondary") == 0)
+        return command_run(argc - 2, argv + 2, RUN_SECONDARY);
+    if (strcmp(command, "protect") == 0)
+        return colo_protect_main(argc - 2, argv + 2);
+    if (strcmp(command, "failover") == 0)
+        return colo_failover_main(argc - 2, argv + 2);
     if (strcmp(command, "migrate") == 0)
         return colo_migrate_main(argc - 2, argv + 2);
     if (colo_client_is_command(command))
@@ -423,7 +463,7 @@ int main(int argc, char **argv)
         colo_client_print_usage(stdout);
         return 0;
     }
-    fprintf(stderr, "colo: unknown command '%s' (known: run, restore, receive, migrate, status, pause, resume, save, quit, events, help)\n",
+    fprintf(stderr, "colo: unknown command '%s' (known: run, restore, receive, migrate, secondary, protect, failover, status, pause, resume, save, quit, events, help)\n",
             command);
     return EXIT_USAGE;
 }

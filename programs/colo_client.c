@@ -274,6 +274,19 @@ static void print_status(const json_t *reply)
                integer_field(nic, "dropped_no_buffers"), integer_field(nic, "dropped_too_large"),
                integer_field(nic, "transmit_errors"));
     }
+    /* COLO: "replication  primary, RUNNING: 123 checkpoints, downtime p50 4.1 ms, p99 9.8 ms" */
+    const json_t *replication = json_object_get(reply, "replication");
+    if (replication) {
+        printf("  replication   %s, %s: %" JSON_INTEGER_FORMAT " checkpoints", string_field(replication, "role"),
+               string_field(replication, "state"), integer_field(replication, "checkpoints"));
+        if (json_object_get(replication, "downtime_p50_ms"))
+            printf(", downtime p50 %.1f ms, p99 %.1f ms",
+                   json_number_value(json_object_get(replication, "downtime_p50_ms")),
+                   json_number_value(json_object_get(replication, "downtime_p99_ms")));
+        if (json_object_get(replication, "ended"))
+            printf(" (ended: %s)", string_field(replication, "ended"));
+        printf("\n");
+    }
     fflush(stdout);
 }
 

@@ -43,6 +43,9 @@ struct vm_control {
      * joins it, or destroy does. */
     pthread_t operation_thread;
     bool operation_thread_joinable;
+
+    void (*status_hook)(void *opaque, json_t *reply);
+    void *status_hook_opaque;
 };
 
 const char *vm_state_name(enum vm_state state)
@@ -53,6 +56,7 @@ const char *vm_state_name(enum vm_state state)
     case VM_STATE_PAUSED: return "paused";
     case VM_STATE_SAVING: return "saving";
     case VM_STATE_MIGRATING: return "migrating";
+    case VM_STATE_PROTECTED: return "protected";
     case VM_STATE_STOPPING: return "stopping";
     case VM_STATE_STOPPED: return "stopped";
     }
@@ -189,6 +193,8 @@ static int handle_status(void *opaque, const json_t *request, json_t *reply, str
                         json_pack("{s:s, s:I}", "path", control_server_socket_path(control->server),
                                   "rejected_requests",
                                   (json_int_t)control_server_rejected_requests(control->server)));
+    if (control->status_hook)
+        control->status_hook(control->status_hook_opaque, reply);
     pthread_mutex_unlock(&control->lock);
     return 0;
 }
@@ -587,4 +593,13 @@ void vm_control_destroy(struct vm_control *control)
     pthread_cond_destroy(&control->operation_ended);
     pthread_mutex_destroy(&control->lock);
     free(control);
+}
+
+void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply),
+                                void *opaque)
+{
+    pthread_mutex_lock(&control->lock);
+    control->status_hook = hook;
+    control->status_hook_opaque = opaque;
+    pthread_mutex_unlock(&control->lock);
 }

@@ -30,6 +30,7 @@ enum vm_state {
     VM_STATE_PAUSED,
     VM_STATE_SAVING,
     VM_STATE_MIGRATING,
+    VM_STATE_PROTECTED,                 /* colo protect: replicated to a secondary (runs on) */
     VM_STATE_STOPPING,                  /* quit (or a save that ends the VM): the run is ending */
     VM_STATE_STOPPED,
 };
@@ -99,6 +100,12 @@ struct vm_operation {
  * handler then returns 0), or -1 with err set when the VM is not running or
  * is busy (nothing was started and `done` is not called). */
 int vm_control_start_operation(struct vm_control *control, const struct vm_operation *operation, struct error *err);
+
+/* Adds fields to every status reply (e.g. "replication"); called on the
+ * control server's thread with the control's lock held, so it must not
+ * call back into vm_control. One hook; NULL removes it. */
+void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply),
+                                void *opaque);
 
 /* Posts an event to the subscribed clients, e.g. migration progress. */
 void vm_control_post_event(struct vm_control *control, json_t *event);

@@ -1,0 +1,279 @@
+#!/bin/bash
+# COLO end to end with a Linux VM and a live client connection (needs root:
+# namespaces, TAP).
+#
+#   client ns: veth0 10.97.0.1 ---- veth1 -- br0 -- tapA -- colo run + protect   (primary, "host A")
+#                                           \--- tapB -- colo secondary          (secondary, "host B")
+#
+# Both "hosts" share one namespace (as in tests/migration/migration_test.sh),
+# each with its own COLO_RUN_DIR; replication runs over 127.0.0.1 there.
+# 1. The VM boots on A; B waits as a secondary; `colo protect` starts the
+#    initial copy and checkpoints. A client keeps one TCP connection
+#    writing and verifying keys (the guest's memory churner on) through a
+#    few dozen checkpoints; then the primary is killed (-9). The secondary
+#    must fail over within a bounded time, the client's connection must go
+#    on without a reset, and every acknowledged key must read back.
+# 2. The failed-over VM on B is protected in turn by a new secondary on A;
+#    the secondary is killed (-9): the primary runs on unprotected and the
+#    client sees no error.
+# 3. B is protected once more; its colo process is frozen (SIGSTOP, so its
+#    connections stay open): the secondary notices by the heartbeat alone
+#    and fails over; the client carries on.
+# Usage: tests/replication/colo_failover_test.sh COLO GUEST_DIR
+set -uo pipefail
+colo=$(realpath "$1") guest_dir=$(realpath "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+client_py=$here/../migration/continuous_client.py
+source "$here/../../scripts/lib/netns.sh"
+boot_timeout=120
+failover_limit=10            # seconds from kill -9 of the primary to "failed over"
+checkpoints_wanted=30
+guest=10.97.0.2
+
+passed=0 failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+work=$(mktemp -d /tmp/colo-failover-test.XXXXXX)
+hosts_ns=colo-ft$$-hosts client_ns=colo-ft$$-client
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    netns_destroy_topology "$hosts_ns" "$client_ns"
+    if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
+}
+trap cleanup EXIT
+trap 'fail "interrupted"; exit 130' INT TERM
+
+netns_create_topology "$hosts_ns" "$client_ns" 10.97.0.1/24 tapA tapB ||
+    { fail "cannot build the network namespaces"; exit 1; }
+
+# No disk replication yet: each side gets its own (unused) disk.
+truncate -s 16M "$work/diskA.img" "$work/diskB.img"
+make_config() {  # TAP DISK
+    cat <<CFG
+name = "guarded"
+memory = 128
+kernel = "$guest_dir/Image"
+initrd = "$guest_dir/initramfs.cpio"
+cmdline = "console=ttyS0 colo.ip=$guest/24 colo.churn=2000"
+disks = [ "path=$2" ]
+nics = [ "tap=$1,mac=52:54:00:aa:bb:02" ]
+console = "stdio"
+CFG
+}
+make_config tapA "$work/diskA.img" >"$work/a.cfg"
+make_config tapB "$work/diskB.img" >"$work/b.cfg"
+mkdir -p "$work/A" "$work/B" "$work/A2"
+
+on_host() {  # RUN_DIR COMMAND...
+    local run_dir=$1; shift
+    COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"
+}
+# Background colo processes are started as simple commands (not through
+# on_host), so that $! is colo itself (ip netns exec execs it): kill -9
+# must hit the colo process, not a subshell.
+
+wait_for() {  # LOG TEXT WHAT PID [TIMEOUT]
+    local started=$SECONDS limit=${5:-$boot_timeout}
+    while ! grep -q "$2" "$1" 2>/dev/null; do
+        kill -0 "$4" 2>/dev/null || { fail "$3: process exited"; tail -20 "$1"; return 1; }
+        ((SECONDS - started > limit)) && { fail "$3: no '$2' within $limit s"; tail -20 "$1"; return 1; }
+        sleep 0.05
+    done
+}
+
+replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty if none)
+    on_host "$1" "$colo" status guarded --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('$2',''))" 2>/dev/null
+}
+
+wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N
+    local started=$SECONDS count
+    while :; do
+        count=$(replication_field "$1" checkpoints)
+        [ -n "$count" ] && [ "$count" -ge "$2" ] && return 0
+        ((SECONDS - started > 120)) && { echo "only '${count}' checkpoints within 120 s"; return 1; }
+        sleep 0.2
+    done
+}
+
+start_client() {  # TAG
+    rm -f "$work/stop-$1"
+    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$work/stop-$1" 200 >"$work/client-$1.log" 2>&1 &
+    client_pid=$!; pids+=("$client_pid")
+}
+
+finish_client() {  # TAG WHAT
+    touch "$work/stop-$1"
+    local waited=0
+    while kill -0 "$client_pid" 2>/dev/null && ((waited < 600)); do sleep 0.1; waited=$((waited + 1)); done
+    wait "$client_pid"; local status=$?
+    sed 's/^/  client: /' "$work/client-$1.log"
+    local passes
+    passes=$(grep -c "^PASS" "$work/client-$1.log")
+    if [ "$status" -eq 0 ] && [ "$passes" -eq 2 ]; then
+        pass "$2: the client's one connection carried on and every acknowledged key reads back"
+    else
+        fail "$2: the client saw errors (status $status)"
+    fi
+}
+
+# ---- 1. protect, then kill the primary: the secondary takes over ----
+COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
+primary_pid=$!; pids+=("$primary_pid")
+wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
+pass "the VM booted on A (churning 2000 pages/s)"
+
+COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47100 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
+secondary_pid=$!; pids+=("$secondary_pid")
+wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
+
+start_client one
+sleep 1
+if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1; then
+    pass "$(cat "$work/protect.log")"
+else
+    fail "colo protect failed: $(cat "$work/protect.log")"; exit 1
+fi
+if message=$(wait_for_checkpoints "$work/A" "$checkpoints_wanted"); then
+    pass "the primary took $checkpoints_wanted checkpoints (p50 downtime $(replication_field "$work/A" downtime_p50_ms) ms, p99 $(replication_field "$work/A" downtime_p99_ms) ms, $(replication_field "$work/A" released_total) frames released after holding)"
+else
+    fail "checkpoints: $message"; tail -5 "$work/primary.log"; tail -5 "$work/secondary.log"
+fi
+line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "replication")
+echo "$line" | grep -q "primary, .* checkpoints, downtime p50" && pass "colo status on A:$line" ||
+    fail "colo status on A has no replication line: '$line'"
+role=$(replication_field "$work/B" role) state=$(replication_field "$work/B" state)
+[ "$role" = secondary ] && { [ "$state" = RESUMED ] || [ "$state" = SUSPENDED ]; } && pass "colo status on B: secondary, $state, $(replication_field "$work/B" checkpoints) checkpoints applied, $(replication_field "$work/B" dropped_transmits) SVM frames dropped, $(replication_field "$work/B" mirrored_frames_received) mirrored frames received" ||
+    fail "colo status on B: role '$role', state '$state'"
+sleep 2
+
+kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+killed_at=$SECONDS
+if wait_for "$work/secondary.log" "failed over" "failover" "$secondary_pid" "$failover_limit"; then
+    pass "the secondary failed over within $((SECONDS - killed_at + 1)) s of kill -9 of the primary"
+fi
+[ "$(replication_field "$work/B" state)" = "failed over" ] && pass "colo status on B: failed over" ||
+    fail "colo status on B: '$(replication_field "$work/B" state)'"
+sleep 5
+finish_client one "failover"
+
+# ---- 2. protect the survivor; kill its secondary: the primary runs on ----
+COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
+secondary2_pid=$!; pids+=("$secondary2_pid")
+wait_for "$work/secondary2.log" "waiting for the primary" "second secondary listening" "$secondary2_pid" || exit 1
+start_client two
+sleep 1
+if on_host "$work/B" "$colo" protect guarded 127.0.0.1:47101 --interval 100 >"$work/protect2.log" 2>&1; then
+    pass "$(cat "$work/protect2.log")"
+else
+    fail "second colo protect failed: $(cat "$work/protect2.log")"
+fi
+if message=$(wait_for_checkpoints "$work/B" 20); then
+    pass "the new primary took 20 checkpoints"
+else
+    fail "checkpoints of the new primary: $message"
+fi
+kill -9 "$secondary2_pid"; wait "$secondary2_pid" 2>/dev/null
+started=$SECONDS
+while [ "$(replication_field "$work/B" state)" != unprotected ] && ((SECONDS - started < 30)); do sleep 0.2; done
+state=$(replication_field "$work/B" state)
+[ "$state" = unprotected ] && pass "the primary noticed in $((SECONDS - started)) s and runs on unprotected: $(replication_field "$work/B" ended)" ||
+    fail "primary state after losing its secondary: '$state'"
+sleep 3
+finish_client two "secondary lost"
+kill -0 "$secondary_pid" 2>/dev/null && pass "the VM still runs on B" || fail "the VM on B is gone"
+
+# ---- 3. a primary that hangs (SIGSTOP: its connections stay open) is
+# noticed by the heartbeat alone, and the secondary takes over ----
+mkdir -p "$work/A3"
+COLO_RUN_DIR=$work/A3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 "$work/a.cfg" \
+    --heartbeat-timeout 300 >"$work/secondary3.log" 2>&1 </dev/null &
+secondary3_pid=$!; pids+=("$secondary3_pid")
+wait_for "$work/secondary3.log" "waiting for the primary" "third secondary listening" "$secondary3_pid" || exit 1
+start_client three
+sleep 1
+on_host "$work/B" "$colo" protect guarded 127.0.0.1:47102 --interval 100 >"$work/protect3.log" 2>&1 ||
+    fail "third colo protect failed: $(cat "$work/protect3.log")"
+wait_for_checkpoints "$work/B" 20 >/dev/null || fail "the third protection took no 20 checkpoints"
+kill -STOP "$secondary_pid"
+stopped_at=$SECONDS
+if wait_for "$work/secondary3.log" "failed over" "failover on silence" "$secondary3_pid" "$failover_limit"; then
+    grep -q "no heartbeat from the primary" "$work/secondary3.log" &&
+        pass "a hung primary was noticed by the heartbeat: $(grep -o 'no heartbeat.*' "$work/secondary3.log" | head -1); failed over within $((SECONDS - stopped_at + 1)) s" ||
+        fail "failed over, but not because of the heartbeat: $(grep 'colo secondary' "$work/secondary3.log" | tail -3)"
+fi
+kill -9 "$secondary_pid"; wait "$secondary_pid" 2>/dev/null
+sleep 3
+finish_client three "hung primary"
+
+# ---- 4. failover by hand; and a secondary without a whole copy refuses ----
+# (heartbeat off: only `colo failover` may end it; the primary is frozen
+# first, as an operator would make sure the primary is gone.)
+mkdir -p "$work/B4" "$work/B5"   # B5 uses tapA, free once A3 is gone
+COLO_RUN_DIR=$work/B4 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47103 "$work/b.cfg" \
+    --heartbeat-timeout 0 >"$work/secondary4.log" 2>&1 </dev/null &
+secondary4_pid=$!; pids+=("$secondary4_pid")
+wait_for "$work/secondary4.log" "waiting for the primary" "fourth secondary listening" "$secondary4_pid" || exit 1
+start_client four
+sleep 1
+on_host "$work/A3" "$colo" protect guarded 127.0.0.1:47103 --interval 100 >"$work/protect4.log" 2>&1 ||
+    fail "fourth colo protect failed: $(cat "$work/protect4.log")"
+wait_for_checkpoints "$work/A3" 20 >/dev/null || fail "the fourth protection took no 20 checkpoints"
+on_host "$work/A3" "$colo" failover guarded >"$work/failover-primary.log" 2>&1 &&
+    fail "colo failover on a primary succeeded" ||
+    pass "colo failover on the primary is refused: $(cat "$work/failover-primary.log")"
+kill -STOP "$secondary3_pid"
+sleep 1
+grep -q "failed over" "$work/secondary4.log" && fail "the secondary failed over by itself with the heartbeat off"
+if on_host "$work/B4" "$colo" failover guarded >"$work/failover.log" 2>&1; then
+    pass "colo failover by hand: $(cat "$work/failover.log")"
+else
+    fail "colo failover by hand: $(cat "$work/failover.log")"
+fi
+[ "$(replication_field "$work/B4" state)" = "failed over" ] && pass "colo status on B: failed over" ||
+    fail "colo status on B after colo failover: '$(replication_field "$work/B4" state)'"
+kill -9 "$secondary3_pid"; wait "$secondary3_pid" 2>/dev/null
+sleep 3
+finish_client four "failover by hand"
+
+COLO_RUN_DIR=$work/B5 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47104 "$work/a.cfg" \
+    --name early >"$work/secondary5.log" 2>&1 </dev/null &
+secondary5_pid=$!; pids+=("$secondary5_pid")
+wait_for "$work/secondary5.log" "waiting for the primary" "fifth secondary listening" "$secondary5_pid" || exit 1
+ip netns exec "$hosts_ns" python3 -c '
+import socket
+a = socket.create_connection(("127.0.0.1", 47104)); b = socket.create_connection(("127.0.0.1", 47104))
+a.sendall(b"COLOSTRM"); a.close(); b.close()'
+started=$SECONDS
+while kill -0 "$secondary5_pid" 2>/dev/null && ((SECONDS - started < 20)); do sleep 0.1; done
+wait "$secondary5_pid"; status=$?
+if [ "$status" -ne 0 ] && grep -q "failover refused" "$work/secondary5.log"; then
+    pass "a primary lost during the initial copy: the secondary refuses to fail over and exits $status: $(grep 'refused' "$work/secondary5.log" | head -1)"
+else
+    fail "secondary without a whole copy: status $status"; tail -5 "$work/secondary5.log"
+fi
+
+# ---- 5. quit of a protected VM ends its colo cleanly (no hang) ----
+mkdir -p "$work/A6"
+COLO_RUN_DIR=$work/A6 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47105 "$work/a.cfg" \
+    >"$work/secondary6.log" 2>&1 </dev/null &
+secondary6_pid=$!; pids+=("$secondary6_pid")
+wait_for "$work/secondary6.log" "waiting for the primary" "sixth secondary listening" "$secondary6_pid" || exit 1
+on_host "$work/B4" "$colo" protect guarded 127.0.0.1:47105 --interval 100 >"$work/protect6.log" 2>&1 ||
+    fail "sixth colo protect failed: $(cat "$work/protect6.log")"
+wait_for_checkpoints "$work/B4" 10 >/dev/null || fail "the sixth protection took no 10 checkpoints"
+on_host "$work/B4" "$colo" quit guarded >/dev/null 2>&1
+started=$SECONDS
+while kill -0 "$secondary4_pid" 2>/dev/null && ((SECONDS - started < 20)); do sleep 0.1; done
+wait "$secondary4_pid"; status=$?
+[ "$status" -eq 0 ] && pass "colo quit of a protected VM: its colo exited 0 in $((SECONDS - started)) s" ||
+    fail "colo quit of a protected VM: status $status after $((SECONDS - started)) s"
+on_host "$work/A6" "$colo" quit guarded >/dev/null 2>&1
+started=$SECONDS
+while kill -0 "$secondary6_pid" 2>/dev/null && ((SECONDS - started < 20)); do sleep 0.1; done
+kill -0 "$secondary6_pid" 2>/dev/null && fail "the sixth secondary did not quit" || pass "its secondary quit too"
+echo "colo_failover_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
