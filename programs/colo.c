@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "colo_client.h"
+#include "colo_primary.h"
 #include "colo_migration.h"
 #include "colo_replication.h"
 #include "colo_vm_control.h"
@@ -425,6 +426,14 @@ int main(int argc, char **argv)
     if (argc < 2) {
         print_usage(stderr);
         colo_client_print_usage(stderr);
+        return EXIT_USAGE;
+    }
+    /* The failover tests' kill hook (colo_primary.h): read once, before
+     * any primary can start; a misspelt step stops us here rather than
+     * letting a test run without its kill. */
+    struct error kill_hook_error;
+    if (colo_primary_test_kill_from_env(&kill_hook_error) < 0) {
+        fprintf(stderr, "colo: %s\n", kill_hook_error.message);
         return EXIT_USAGE;
     }
     const char *command = argv[1];

@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,68 @@ static void resume_pvm(struct colo_primary *primary)
     primary->pvm_paused = false;
 }
 
+/* ---- the test-only kill hook (colo_primary.h) ----
+ * Process-wide, not per primary: it stands for the host dying, and is set
+ * once at start-up, before any primary thread exists. */
+enum kill_step { KILL_NONE, KILL_BEFORE_NEW, KILL_SVM_SUSPENDED, KILL_MID_PAGES, KILL_AFTER_END, KILL_AFTER_READY };
+static const char *const kill_step_names[] = {
+    [KILL_BEFORE_NEW] = "before-new",       /* just before sending CHECKPOINT_NEW */
+    [KILL_SVM_SUSPENDED] = "svm-suspended", /* SVM_SUSPENDED read, no page sent */
+    [KILL_MID_PAGES] = "mid-pages",         /* about half the dirty pages sent and flushed */
+    [KILL_AFTER_END] = "after-end",         /* CHECKPOINT_END flushed, SVM_READY not read */
+    [KILL_AFTER_READY] = "after-ready",     /* SVM_READY read, held output not released */
+};
+static enum kill_step kill_step = KILL_NONE;
+static uint64_t kill_after_checkpoints = 5;
+
+int colo_primary_test_kill_from_env(struct error *err)
+{
+    kill_step = KILL_NONE;
+    const char *at = getenv("COLO_TEST_KILL_AT");
+    if (!at || !*at)
+        return 0;
+    enum kill_step step = KILL_NONE;
+    for (size_t i = 1; i < sizeof kill_step_names / sizeof kill_step_names[0]; i++) {
+        if (strcmp(at, kill_step_names[i]) == 0)
+            step = (enum kill_step)i;
+    }
+    if (step == KILL_NONE)
+        return error_set(err, "COLO_TEST_KILL_AT=%s: unknown step (before-new, svm-suspended, mid-pages, "
+                              "after-end, after-ready)", at);
+    uint64_t after = 5;
+    const char *after_text = getenv("COLO_TEST_KILL_AFTER");
+    if (after_text && *after_text) {
+        char *end;
+        errno = 0;
+        unsigned long long value = strtoull(after_text, &end, 10);
+        if (errno || *end || after_text[0] == '-')
+            return error_set(err, "COLO_TEST_KILL_AFTER=%s: not a whole number of checkpoints", after_text);
+        after = value;
+    }
+    kill_after_checkpoints = after;
+    kill_step = step;
+    return 0;
+}
+
+static bool kill_due(const struct colo_primary *primary, enum kill_step step)
+{
+    /* stats.checkpoints is only written by this (the loop's) thread. */
+    return kill_step == step && primary->stats.checkpoints >= kill_after_checkpoints;
+}
+
+/* Dies here if the hook names this step. The line goes out first (stderr
+ * is unbuffered, but flush anyway) so the test can tell which step killed
+ * the process; SIGKILL then skips every cleanup, as a dying host would. */
+static void kill_point(const struct colo_primary *primary, enum kill_step step)
+{
+    if (!kill_due(primary, step))
+        return;
+    fprintf(stderr, "colo: test hook: killing the primary at %s (checkpoint %llu)\n", kill_step_names[step],
+            (unsigned long long)primary->checkpoint_number);
+    fflush(stderr);
+    raise(SIGKILL);
+}
+
 enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_STOP };
 
 /* Waits until the interval since `since_us` has passed, a checkpoint is
@@ -238,7 +301,18 @@ static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, 
     }
     *dirty_pages = count;
     struct error cause;
-    if ((count > 0 && stream_write_pages(&primary->writer, pvm, primary->pages, count, &cause) < 0) ||
+    size_t sent = 0;
+    /* Test hook: half the pages out on the wire, then die; the secondary
+     * holds a partial checkpoint. With fewer than two dirty pages there is
+     * no middle: the hook waits for a later checkpoint. */
+    if (count >= 2 && kill_due(primary, KILL_MID_PAGES)) {
+        sent = count / 2;
+        if (stream_write_pages(&primary->writer, pvm, primary->pages, sent, &cause) < 0 ||
+            stream_flush(&primary->writer, &cause) < 0)
+            return fail(primary, err, "sending the checkpoint", &cause);
+        kill_point(primary, KILL_MID_PAGES);
+    }
+    if ((count > sent && stream_write_pages(&primary->writer, pvm, primary->pages + sent, count - sent, &cause) < 0) ||
         stream_write_machine_state(&primary->writer, pvm, &cause) < 0 ||
         stream_write_checkpoint_end(&primary->writer, &cause) < 0 || stream_flush(&primary->writer, &cause) < 0)
         return fail(primary, err, "sending the checkpoint", &cause);
@@ -298,6 +372,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return 0;
 
         set_state(primary, COLO_PRIMARY_CHECKPOINTING);
+        kill_point(primary, KILL_BEFORE_NEW);
         if (send_message(primary, COLO_CHECKPOINT_NEW, err) < 0)
             return -1;
         uint64_t paused_at_us = now_microseconds();
@@ -306,10 +381,15 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         uint64_t bytes_before = primary->writer.bytes_written;
         uint64_t dirty_pages = 0;
         if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0 ||
-            wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
-            send_checkpoint(primary, &dirty_pages, err) < 0 ||
-            wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
+            wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
+        kill_point(primary, KILL_SVM_SUSPENDED);
+        if (send_checkpoint(primary, &dirty_pages, err) < 0)   /* KILL_MID_PAGES inside */
+            return -1;
+        kill_point(primary, KILL_AFTER_END);
+        if (wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
+            return -1;
+        kill_point(primary, KILL_AFTER_READY);
 
         /* The SVM holds this checkpoint: everything the PVM did up to it
          * is safe to show the world. */

@@ -120,4 +120,21 @@ void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_st
  * were, in microseconds; 0 before the first checkpoint. */
 uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double percent);
 
+/* Test only: makes the primary die like a host dying at one step of a
+ * checkpoint, so the failover tests can hit each step on purpose instead
+ * of by luck. Reads the environment once:
+ *
+ *   COLO_TEST_KILL_AT     before-new | svm-suspended | mid-pages |
+ *                         after-end | after-ready   (unset or empty: off)
+ *   COLO_TEST_KILL_AFTER  N, default 5: the hook fires in the first
+ *                         checkpoint that starts once N have completed
+ *
+ * When it fires, the loop prints "colo: test hook: killing the primary at
+ * STEP (checkpoint K)" on stderr and raises SIGKILL: no cleanup, no
+ * release of held output, nothing flushed but what the step says. Returns
+ * -1 (and the hook stays off) for an unknown step or a bad N, so a typo
+ * cannot make a test pass without the kill. Without this call (the library
+ * tests) the hook is off. */
+int colo_primary_test_kill_from_env(struct error *err);
+
 #endif

@@ -1,0 +1,206 @@
+#!/bin/bash
+# COLO failover with the primary dying at each step of a checkpoint (needs
+# root: namespaces, TAP). Same topology as colo_failover_test.sh:
+#
+#   client ns: veth0 10.97.0.1 ---- veth1 -- br0 -- tapA -- colo run + protect   (primary, "host A")
+#                                           \--- tapB -- colo secondary          (secondary, "host B")
+#
+# A kill -9 at a random moment mostly lands while the primary waits for a
+# trigger, so the steps inside a checkpoint are rarely hit. Here the primary
+# kills itself (SIGKILL) at a chosen step through the test hook
+# COLO_TEST_KILL_AT / COLO_TEST_KILL_AFTER (replication/colo_primary.h):
+#
+#   before-new, svm-suspended, mid-pages, after-end, after-ready
+#
+# plus one trial killed from outside after a random 1-4 s. One namespace
+# topology serves all trials; each trial boots a fresh pair: the VM boots on
+# A (memory churner on), B waits as a secondary, a client keeps ONE TCP
+# connection writing and verifying keys, `colo protect`, and after
+# $kill_after checkpoints the primary dies. Each trial checks:
+#   - the primary died by SIGKILL (status 137), at that step (its log has
+#     the hook's line "colo: test hook: killing the primary at STEP");
+#   - the secondary failed over within $failover_limit s;
+#   - the client's one connection carried on without a reset, and every
+#     acknowledged key reads back.
+# Usage: tests/replication/colo_killstep_test.sh COLO GUEST_DIR [STEP...]
+#   (STEPs default to all five and "random")
+set -uo pipefail
+colo=$(realpath "$1") guest_dir=$(realpath "$2")
+shift 2
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(before-new svm-suspended mid-pages after-end after-ready random)
+here=$(cd "$(dirname "$0")" && pwd)
+client_py=$here/../migration/continuous_client.py
+source "$here/../../scripts/lib/netns.sh"
+boot_timeout=120
+death_timeout=120            # seconds from protect to the primary's death (initial copy + checkpoints)
+failover_limit=10            # seconds from the primary's death to "failed over"
+kill_after=20                # checkpoints before the hook fires (2 s of client traffic at 100 ms)
+guest=10.97.0.2
+
+passed=0 failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+work=$(mktemp -d /tmp/colo-killstep-test.XXXXXX)
+hosts_ns=colo-ks$$-hosts client_ns=colo-ks$$-client
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    netns_destroy_topology "$hosts_ns" "$client_ns"
+    if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
+}
+trap cleanup EXIT
+trap 'fail "interrupted"; exit 130' INT TERM
+
+netns_create_topology "$hosts_ns" "$client_ns" 10.97.0.1/24 tapA tapB ||
+    { fail "cannot build the network namespaces"; exit 1; }
+
+# No disk replication yet: each side gets its own (unused) disk.
+truncate -s 16M "$work/diskA.img" "$work/diskB.img"
+make_config() {  # TAP DISK
+    cat <<CFG
+name = "guarded"
+memory = 128
+kernel = "$guest_dir/Image"
+initrd = "$guest_dir/initramfs.cpio"
+cmdline = "console=ttyS0 colo.ip=$guest/24 colo.churn=2000"
+disks = [ "path=$2" ]
+nics = [ "tap=$1,mac=52:54:00:aa:bb:02" ]
+console = "stdio"
+CFG
+}
+make_config tapA "$work/diskA.img" >"$work/a.cfg"
+make_config tapB "$work/diskB.img" >"$work/b.cfg"
+
+on_host() {  # RUN_DIR COMMAND...
+    local run_dir=$1; shift
+    COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"
+}
+
+wait_for() {  # LOG TEXT WHAT PID [TIMEOUT]
+    local started=$SECONDS limit=${5:-$boot_timeout}
+    while ! grep -q "$2" "$1" 2>/dev/null; do
+        kill -0 "$4" 2>/dev/null || { fail "$3: process exited"; tail -20 "$1"; return 1; }
+        ((SECONDS - started > limit)) && { fail "$3: no '$2' within $limit s"; tail -20 "$1"; return 1; }
+        sleep 0.05
+    done
+}
+
+replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty if none)
+    on_host "$1" "$colo" status guarded --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('$2',''))" 2>/dev/null
+}
+
+# Waits (bounded) for PID to exit; sets $exit_status (empty if it did not).
+wait_exit() {  # PID TIMEOUT
+    local started=$SECONDS
+    exit_status=
+    while kill -0 "$1" 2>/dev/null; do
+        ((SECONDS - started > $2)) && return 1
+        sleep 0.02
+    done
+    wait "$1" 2>/dev/null; exit_status=$?
+}
+
+# Kills (-9) and reaps whatever of this trial still runs, so the TAPs are
+# free for the next one.
+end_trial() {
+    local pid
+    for pid in "$@"; do kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+}
+
+trial() {  # STEP NUMBER
+    local step=$1 number=$2 t0=$SECONDS
+    local dir=$work/$number-$step port=$((47200 + number))
+    mkdir -p "$dir/A" "$dir/B"
+    echo "---- trial $number: $step ----"
+
+    # The hook is armed in the primary's process only; "random" leaves it
+    # off and kills from outside. Started as a simple command so that $!
+    # is colo itself (ip netns exec execs it).
+    if [ "$step" = random ]; then
+        COLO_RUN_DIR=$dir/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$dir/primary.log" 2>&1 </dev/null &
+    else
+        COLO_TEST_KILL_AT=$step COLO_TEST_KILL_AFTER=$kill_after COLO_RUN_DIR=$dir/A \
+            ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$dir/primary.log" 2>&1 </dev/null &
+    fi
+    local primary_pid=$!; pids+=("$primary_pid")
+    COLO_RUN_DIR=$dir/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:$port "$work/b.cfg" \
+        >"$dir/secondary.log" 2>&1 </dev/null &
+    local secondary_pid=$!; pids+=("$secondary_pid")
+    wait_for "$dir/primary.log" "colo-guest: services ready" "$step: primary boot" "$primary_pid" ||
+        { end_trial "$primary_pid" "$secondary_pid"; return; }
+    wait_for "$dir/secondary.log" "waiting for the primary" "$step: secondary listening" "$secondary_pid" ||
+        { end_trial "$primary_pid" "$secondary_pid"; return; }
+
+    rm -f "$dir/stop"
+    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$dir/stop" 200 >"$dir/client.log" 2>&1 &
+    local client_pid=$!; pids+=("$client_pid")
+    sleep 1
+    if ! on_host "$dir/A" "$colo" protect guarded 127.0.0.1:$port --interval 100 >"$dir/protect.log" 2>&1; then
+        fail "$step: colo protect failed: $(cat "$dir/protect.log")"
+        touch "$dir/stop"; end_trial "$primary_pid" "$secondary_pid" "$client_pid"; return
+    fi
+
+    if [ "$step" = random ]; then
+        # From the first checkpoint on (the pair is protected), at a random
+        # moment 1-4 s later.
+        local started=$SECONDS count=
+        while { [ -z "$count" ] || [ "$count" -lt 1 ]; } && ((SECONDS - started < death_timeout)); do
+            count=$(replication_field "$dir/A" checkpoints); sleep 0.1
+        done
+        local delay_ms=$((1000 + RANDOM % 3001))
+        sleep "$((delay_ms / 1000)).$(printf %03d $((delay_ms % 1000)))"
+        echo "  killing the primary from outside after $delay_ms ms (state $(replication_field "$dir/A" state), checkpoint $(replication_field "$dir/A" checkpoints))"
+        kill -9 "$primary_pid"
+    fi
+    if ! wait_exit "$primary_pid" "$death_timeout"; then
+        fail "$step: the primary still runs $death_timeout s after protect (hook never fired)"
+        tail -5 "$dir/primary.log"
+        touch "$dir/stop"; end_trial "$primary_pid" "$secondary_pid" "$client_pid"; return
+    fi
+    local died_ms=$(date +%s%3N)
+    if [ "$exit_status" -eq 137 ]; then
+        if [ "$step" = random ]; then
+            pass "$step: the primary died by SIGKILL (status 137)"
+        elif line=$(grep -m1 "colo: test hook: killing the primary at $step " "$dir/primary.log"); then
+            pass "$step: the primary died by SIGKILL (status 137) at the step: ${line#colo: test hook: }"
+        else
+            fail "$step: the primary died by SIGKILL but its log has no hook line for $step"
+        fi
+    else
+        fail "$step: the primary exited with status $exit_status, not by SIGKILL"; tail -5 "$dir/primary.log"
+    fi
+
+    if wait_for "$dir/secondary.log" "failed over" "$step: failover" "$secondary_pid" "$failover_limit"; then
+        pass "$step: the secondary failed over $(($(date +%s%3N) - died_ms)) ms after the primary died: $(grep -m1 -i 'failed over' "$dir/secondary.log")"
+    fi
+    # Let the client run a while on the failed-over VM before stopping it.
+    sleep 3
+    touch "$dir/stop"
+    if wait_exit "$client_pid" 60; then
+        sed 's/^/  client: /' "$dir/client.log"
+        if [ "$exit_status" -eq 0 ] && [ "$(grep -c '^PASS' "$dir/client.log")" -eq 2 ]; then
+            pass "$step: the client's one connection carried on and every acknowledged key reads back"
+        else
+            fail "$step: the client saw errors (status $exit_status)"
+        fi
+    else
+        fail "$step: the client did not finish within 60 s"; cat "$dir/client.log"
+    fi
+    end_trial "$primary_pid" "$secondary_pid" "$client_pid"
+    echo "  trial $number ($step) took $((SECONDS - t0)) s"
+    trial_times+=("$step: $((SECONDS - t0)) s")
+}
+
+trial_times=()
+number=0
+for step in "${steps[@]}"; do
+    number=$((number + 1))
+    trial "$step" "$number"
+done
+echo "trial times: $(IFS=,; echo "${trial_times[*]}")"
+echo "colo_killstep_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
