@@ -16,24 +16,7 @@
 #include "elf_loader.h"
 #include "machine.h"
 
-static int failures;
-
-static void check_at(int line, int condition, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void check_at(int line, int condition, const char *format, ...)
-{
-    if (condition)
-        return;
-    failures++;
-    printf("FAIL: elf_loader_test.c:%d: ", line);
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-}
-#define CHECK(condition, ...) check_at(__LINE__, (condition), __VA_ARGS__)
+#include "test_check.h"
 
 #define RAM_SIZE (1u << 20)
 
@@ -205,13 +188,13 @@ static void expect_error_at(int line, const char *path, const char *phrase, cons
     strcpy(err.message, "(no message)");
     struct elf_load_result result = { 0, 0 };
     int status = elf_load(&machine, path, &result, &err);
-    check_at(line, status == -1, "%s: loaded, expected an error containing \"%s\"", path, phrase);
+    CHECK_AT(line, status == -1, "%s: loaded, expected an error containing \"%s\"", path, phrase);
     if (status != -1)
         return;
-    check_at(line, strstr(err.message, path) != NULL, "error does not name the file: %s", err.message);
-    check_at(line, strstr(err.message, phrase) != NULL, "error lacks \"%s\": %s", phrase, err.message);
+    CHECK_AT(line, strstr(err.message, path) != NULL, "error does not name the file: %s", err.message);
+    CHECK_AT(line, strstr(err.message, phrase) != NULL, "error lacks \"%s\": %s", phrase, err.message);
     if (phrase2)
-        check_at(line, strstr(err.message, phrase2) != NULL, "error lacks \"%s\": %s",
+        CHECK_AT(line, strstr(err.message, phrase2) != NULL, "error lacks \"%s\": %s",
                  phrase2, err.message);
 }
 #define EXPECT_ERROR(path, phrase) expect_error_at(__LINE__, (path), (phrase), NULL)
@@ -615,8 +598,8 @@ int main(void)
 
     machine_destroy(&machine);
     remove_directory();
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
+    if (test_check_failures) {
+        printf("%d check(s) failed\n", test_check_failures);
         return 1;
     }
     printf("elf_loader_test: all checks passed\n");

@@ -15,24 +15,7 @@
 #include "virtio_blk.h"
 #include "virtio_test_driver.h"
 
-static int failures;
-
-static void check_at(int line, int condition, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void check_at(int line, int condition, const char *format, ...)
-{
-    if (condition)
-        return;
-    failures++;
-    printf("FAIL: virtio_blk_test.c:%d: ", line);
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-}
-#define CHECK(condition, ...) check_at(__LINE__, !!(condition), __VA_ARGS__)
+#include "test_check.h"
 
 #define SECTOR 512u
 #define IMAGE_SECTORS 64u
@@ -525,8 +508,8 @@ int main(void)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unlink(path_in_directory(names[i]));
     rmdir(directory);
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
+    if (test_check_failures) {
+        printf("%d check(s) failed\n", test_check_failures);
         return 1;
     }
     printf("virtio_blk_test: all checks passed\n");

@@ -12,24 +12,7 @@
 
 #include "machine.h"
 
-static int failures;
-
-static void check_at(int line, int condition, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void check_at(int line, int condition, const char *format, ...)
-{
-    if (condition)
-        return;
-    failures++;
-    printf("FAIL: virtio_mmio_test.c:%d: ", line);
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-}
-#define CHECK(condition, ...) check_at(__LINE__, (condition), __VA_ARGS__)
+#include "test_check.h"
 
 static struct machine machine;
 
@@ -826,8 +809,8 @@ int main(void)
     test_save_load();
 
     machine_destroy(&machine);
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
+    if (test_check_failures) {
+        printf("%d check(s) failed\n", test_check_failures);
         return 1;
     }
     printf("virtio_mmio_test: all checks passed\n");

@@ -32,24 +32,7 @@
 #include "virtio_net.h"
 #include "virtio_test_driver.h"
 
-static int failures;
-
-static void check_at(int line, int condition, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void check_at(int line, int condition, const char *format, ...)
-{
-    if (condition)
-        return;
-    failures++;
-    printf("FAIL: virtio_net_test.c:%d: ", line);
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-}
-#define CHECK(condition, ...) check_at(__LINE__, !!(condition), __VA_ARGS__)
+#include "test_check.h"
 
 #define VIRTIO_NET_F_CSUM (1ull << 0)
 #define VIRTIO_NET_F_GUEST_CSUM (1ull << 1)
@@ -1158,8 +1141,8 @@ int main(void)
     virtio_net_destroy(&net);
     test_tap();
     machine_destroy(&machine);
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
+    if (test_check_failures) {
+        printf("%d check(s) failed\n", test_check_failures);
         return 1;
     }
     printf("virtio_net_test: all checks passed\n");
