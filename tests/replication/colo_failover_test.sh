@@ -24,70 +24,18 @@ set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 client_py=$here/../migration/continuous_client.py
-source "$here/../../scripts/lib/netns.sh"
 boot_timeout=120
 failover_limit=10            # seconds from kill -9 of the primary to "failed over"
 checkpoints_wanted=30
 guest=10.97.0.2
 
-passed=0 failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-
-work=$(mktemp -d /tmp/colo-failover-test.XXXXXX)
-hosts_ns=colo-ft$$-hosts client_ns=colo-ft$$-client
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    netns_destroy_topology "$hosts_ns" "$client_ns"
-    if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
-}
-trap cleanup EXIT
-trap 'fail "interrupted"; exit 130' INT TERM
-
-netns_create_topology "$hosts_ns" "$client_ns" 10.97.0.1/24 tapA tapB ||
-    { fail "cannot build the network namespaces"; exit 1; }
-
-# No disk replication yet: each side gets its own (unused) disk.
-truncate -s 16M "$work/diskA.img" "$work/diskB.img"
-make_config() {  # TAP DISK
-    cat <<CFG
-name = "guarded"
-memory = 128
-kernel = "$guest_dir/Image"
-initrd = "$guest_dir/initramfs.cpio"
-cmdline = "console=ttyS0 colo.ip=$guest/24 colo.churn=2000"
-disks = [ "path=$2" ]
-nics = [ "tap=$1,mac=52:54:00:aa:bb:02" ]
-console = "stdio"
-CFG
-}
-make_config tapA "$work/diskA.img" >"$work/a.cfg"
-make_config tapB "$work/diskB.img" >"$work/b.cfg"
+source "$here/colo_test_lib.sh"
+colo_test_begin failover ft
 mkdir -p "$work/A" "$work/B" "$work/A2"
 
-on_host() {  # RUN_DIR COMMAND...
-    local run_dir=$1; shift
-    COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"
-}
 # Background colo processes are started as simple commands (not through
 # on_host), so that $! is colo itself (ip netns exec execs it): kill -9
 # must hit the colo process, not a subshell.
-
-wait_for() {  # LOG TEXT WHAT PID [TIMEOUT]
-    local started=$SECONDS limit=${5:-$boot_timeout}
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || { fail "$3: process exited"; tail -20 "$1"; return 1; }
-        ((SECONDS - started > limit)) && { fail "$3: no '$2' within $limit s"; tail -20 "$1"; return 1; }
-        sleep 0.05
-    done
-}
-
-replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty if none)
-    on_host "$1" "$colo" status guarded --json 2>/dev/null |
-        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('$2',''))" 2>/dev/null
-}
 
 wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N
     local started=$SECONDS count
