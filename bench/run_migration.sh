@@ -244,10 +244,10 @@ migrate_colo() {  # RATE RUN
     local load_now; load_now=$(load)
     timeout 300 env COLO_RUN_DIR="$work/A" ip netns exec "$hosts_ns" "$colo" migrate migbench "127.0.0.1:$port" \
         >"$work/$tag-migrate.out" 2>"$work/$tag-migrate.err"
-    local status=$? result total downtime rounds pages final kv_after state gap
+    local status=$? result total downtime sent rounds pages final mib kv_after state gap
     if [ $status -eq 0 ]; then
-        read -r total downtime rounds pages final < <(sed -E -n \
-            's/.* in ([0-9.]+) s: downtime ([0-9.]+) ms, ([0-9]+) rounds, ([0-9]+) pages \(([0-9]+) while paused\).*/\1 \2 \3 \4 \5/p' \
+        read -r total downtime sent rounds pages final mib < <(sed -E -n \
+            's/.* in ([0-9.]+) s: downtime ([0-9.]+) ms \(([0-9.]+) ms to the last byte sent\), ([0-9]+) rounds, ([0-9]+) pages \(([0-9]+) while paused\), ([0-9.]+) MiB.*/\1 \2 \3 \4 \5 \6 \7/p' \
             "$work/$tag-migrate.out")
         result=migrated
         kv_after=$(client python3 "$helper" kv "$guest" wait "$key" "value-$key" 30 2>"$work/$tag-kv.err") ||
@@ -268,8 +268,8 @@ migrate_colo() {  # RATE RUN
     stop_ping
     echo "  colo  $rate pages/s: $(cat "$work/$tag-migrate.out" 2>/dev/null)  [ping gap ${gap:-?} ms (${base_gap:-?} ms without migration), KV after ${kv_after:-?} s, load $load_now]"
     record "$(json kind=migration machine=colo rate="$rate" run="$run" result="$result" total_s="${total:-}" \
-        downtime_ms="${downtime:-}" rounds="${rounds:-}" pages="${pages:-}" final_pages="${final:-}" \
-        mib_sent="$( [ -n "${pages:-}" ] && echo "scale=1; $pages * 4104 / 1048576" | bc)" \
+        downtime_ms="${downtime:-}" sent_ms="${sent:-}" rounds="${rounds:-}" pages="${pages:-}" final_pages="${final:-}" \
+        mib_sent="${mib:-}" \
         ping_gap_ms="${gap:-}" base_gap_ms="${base_gap:-}" kv_after_s="${kv_after:-}" load="$load_now")"
     on_hosts "$work/B" timeout 10 "$colo" quit migbench >/dev/null 2>&1
     wait_exit "$target_pid" 10

@@ -45,13 +45,29 @@ uint64_t guest_ram_dirty_log_read_and_clear(struct guest_ram *ram, uint64_t *bit
     uint64_t count = 0;
     size_t words = guest_ram_bitmap_words(ram);
     memset(bitmap, 0, words * sizeof *bitmap);
-    for (uint64_t page = 0; page < ram->page_count; page++) {
+    /* Eight log bytes at a time: a checkpoint's log is mostly clean, and
+     * this runs while the VM is paused. */
+    uint64_t page = 0;
+    for (; page + 8 <= ram->page_count; page += 8) {
+        uint64_t eight;
+        memcpy(&eight, ram->dirty + page, sizeof eight);
+        if (!eight)
+            continue;
+        for (unsigned i = 0; i < 8; i++) {
+            if (ram->dirty[page + i]) {
+                bitmap[(page + i) / 64] |= 1ull << ((page + i) % 64);
+                count++;
+            }
+        }
+        memset(ram->dirty + page, 0, 8);
+    }
+    for (; page < ram->page_count; page++) {
         if (ram->dirty[page]) {
             bitmap[page / 64] |= 1ull << (page % 64);
             count++;
+            ram->dirty[page] = 0;
         }
     }
-    memset(ram->dirty, 0, ram->page_count);
     return count;
 }
 

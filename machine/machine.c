@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -364,6 +365,7 @@ struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page
             return NULL;
         hart_decoded_page_reset(page);
         machine->decode_cache.pages[page_index] = page;
+        machine->decode_cache.allocated_pages++;
     }
     if (!machine->ram.has_decoded_code[page_index]) {
         machine->ram.has_decoded_code[page_index] = 1;
@@ -413,6 +415,45 @@ int machine_ram_write(struct machine *machine, uint64_t address, const void *dat
     guest_ram_before_write(&machine->ram, address, length);
     memcpy(machine->ram.host + (address - machine->ram.base), data, length);
     machine_ram_write_done(machine, address, length);
+    return 0;
+}
+
+/* Runs of zero pages at least this long are dropped with MADV_DONTNEED
+ * (one system call) rather than compared and cleared page by page. */
+#define MACHINE_CLEAR_BY_KERNEL_PAGES 16
+
+static bool page_is_zero(const uint8_t *page)
+{
+    static const uint8_t zero_page[GUEST_PAGE_SIZE];
+    return memcmp(page, zero_page, GUEST_PAGE_SIZE) == 0;
+}
+
+int machine_ram_clear_pages(struct machine *machine, uint64_t first, uint64_t count)
+{
+    struct guest_ram *ram = &machine->ram;
+    if (first > ram->page_count || count > ram->page_count - first)
+        return -1;
+    if (count == 0)
+        return 0;
+    uint64_t address = ram->base + (first << GUEST_PAGE_SHIFT);
+    uint64_t length = count << GUEST_PAGE_SHIFT;
+    uint8_t *host = ram->host + (first << GUEST_PAGE_SHIFT);
+    if (count >= MACHINE_CLEAR_BY_KERNEL_PAGES) {
+        guest_ram_before_write(ram, address, length);
+        /* Private anonymous memory reads as zero after MADV_DONTNEED. */
+        if (madvise(host, length, MADV_DONTNEED) < 0)
+            memset(host, 0, length);
+        machine_ram_write_done(machine, address, length);
+        return 0;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        uint8_t *page = host + (i << GUEST_PAGE_SHIFT);
+        if (page_is_zero(page))
+            continue;
+        guest_ram_before_write(ram, address + (i << GUEST_PAGE_SHIFT), GUEST_PAGE_SIZE);
+        memset(page, 0, GUEST_PAGE_SIZE);
+        machine_ram_write_done(machine, address + (i << GUEST_PAGE_SHIFT), GUEST_PAGE_SIZE);
+    }
     return 0;
 }
 

@@ -175,6 +175,12 @@ bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size
 /* A device (DMA) or loader write into guest RAM: marks the dirty log and
  * drops decoded instructions of the pages it touches. */
 int machine_ram_write(struct machine *machine, uint64_t address, const void *data, uint64_t length);
+/* Makes `count` RAM pages from page index `first` all zero, with the same
+ * bookkeeping as machine_ram_write (dirty log, pre-images, decoded code).
+ * Long runs go back to the kernel (they read as zero and hold no memory,
+ * and a fresh machine's untouched RAM is never faulted in); short ones are
+ * cleared by hand unless they are zero already. -1 if outside RAM. */
+int machine_ram_clear_pages(struct machine *machine, uint64_t first, uint64_t count);
 /* After the host wrote guest RAM directly (PTE A/D updates): dirty log and
  * decoded-code bookkeeping for [address, address + length). */
 void machine_ram_write_done(struct machine *machine, uint64_t address, uint64_t length);

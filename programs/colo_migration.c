@@ -75,9 +75,11 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
     json_object_set_new(reply, "final_pages", json_integer((json_int_t)result.final_pages));
     json_object_set_new(reply, "total_seconds", json_real(result.total_seconds));
     json_object_set_new(reply, "downtime_ms", json_real(result.downtime_seconds * 1000));
-    fprintf(stderr, "colo run: migrated to %s in %.2f s, downtime %.2f ms (%u rounds, %" PRIu64
-            " pages, %" PRIu64 " in the last)\n", job->destination, result.total_seconds,
-            result.downtime_seconds * 1000, result.rounds, result.pages_sent, result.final_pages);
+    json_object_set_new(reply, "downtime_sent_ms", json_real(result.downtime_sent_seconds * 1000));
+    fprintf(stderr, "colo run: migrated to %s in %.2f s, downtime %.2f ms (%.2f ms to the last byte sent; %u rounds, %"
+            PRIu64 " pages, %" PRIu64 " in the last)\n", job->destination, result.total_seconds,
+            result.downtime_seconds * 1000, result.downtime_sent_seconds * 1000, result.rounds, result.pages_sent,
+            result.final_pages);
     *stop_vm = true;                /* the VM runs at the destination now */
     return 0;
 }
@@ -222,13 +224,16 @@ int colo_migrate_main(int argc, char **argv)
         if (status == CONTROL_CLIENT_OK) {
             fputc('\n', stderr);
             if (json_is_true(json_object_get(message, "ok"))) {
-                printf("migrated %s to %s in %.2f s: downtime %.2f ms, %" JSON_INTEGER_FORMAT " rounds, %"
-                       JSON_INTEGER_FORMAT " pages (%" JSON_INTEGER_FORMAT " while paused)\n", name, destination,
+                printf("migrated %s to %s in %.2f s: downtime %.2f ms (%.2f ms to the last byte sent), %"
+                       JSON_INTEGER_FORMAT " rounds, %" JSON_INTEGER_FORMAT " pages (%" JSON_INTEGER_FORMAT
+                       " while paused), %.1f MiB\n", name, destination,
                        json_number_value(json_object_get(message, "total_seconds")),
                        json_number_value(json_object_get(message, "downtime_ms")),
+                       json_number_value(json_object_get(message, "downtime_sent_ms")),
                        json_integer_value(json_object_get(message, "rounds")),
                        json_integer_value(json_object_get(message, "pages_sent")),
-                       json_integer_value(json_object_get(message, "final_pages")));
+                       json_integer_value(json_object_get(message, "final_pages")),
+                       (double)json_integer_value(json_object_get(message, "bytes_sent")) / 1048576.0);
                 exit_status = 0;
             } else {
                 fprintf(stderr, "colo migrate: %s\n", json_string_value(json_object_get(message, "error")));

@@ -173,10 +173,18 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
                 bitmap[word] |= last_bitmap[word];
             size_t unique = bitmap_to_pages(bitmap, words, pages);
             result->final_pages = unique;
-            if (send_pages(&sender, pages, unique, err) < 0 ||
+            /* While paused, no chunked flushes and no progress events
+             * (each is a JSON message to the subscribers): the pages, the
+             * state and END go out in as few sends as the buffer allows. */
+            if (stream_write_pages(&sender.writer, machine, pages, unique, err) < 0 ||
                 stream_write_machine_state(&sender.writer, machine, err) < 0 ||
                 stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
                 goto done;
+            result->downtime_sent_seconds = now_seconds() - paused_at;
+            sender.progress.pages_sent += unique;
+            sender.progress.pages_remaining = 0;
+            sender.progress.bytes_sent = sender.writer.bytes_written;
+            report(&sender);
             break;
         }
         size_t count = bitmap_to_pages(bitmap, words, pages);

@@ -47,6 +47,9 @@ struct migration_result {
     uint64_t final_pages;              /* sent while paused */
     double total_seconds;
     double downtime_seconds;           /* pause until the destination's acknowledgement */
+    /* pause until the last byte was handed to the socket: what QEMU calls
+     * its downtime (the destination's load is not in it) */
+    double downtime_sent_seconds;
 };
 
 void migration_options_defaults(struct migration_options *options);

@@ -10,6 +10,8 @@
  * Record types and bodies:
  *   PAGE_DATA         u32 count, u32 zero, u64 page_index[count], then
  *                     count pages of 4096 bytes
+ *   PAGE_ZERO         u32 count, u32 zero, u64 page_index[count]: pages
+ *                     whose 4096 bytes are all zero
  *   HART_STATE        one "HART" section of the machine state
  *                     (docs/machine-state.md)
  *   DEVICE_STATE      u32 device id, u32 version, then that device's
@@ -34,10 +36,11 @@
 struct machine;
 
 #define STREAM_MAGIC "COLOSTRM"
-#define STREAM_VERSION 1u
+#define STREAM_VERSION 2u
 #define STREAM_HEADER_LENGTH 32u
 #define STREAM_RECORD_HEADER_LENGTH 16u
-/* Longest record body: a PAGE_DATA of 1024 pages (4 MiB + index). */
+/* Longest record body: a PAGE_DATA of 1024 pages (4 MiB + index). A
+ * PAGE_ZERO record carries at most as many indices. */
 #define STREAM_MAX_PAGES_PER_RECORD 1024u
 #define STREAM_MAX_RECORD_LENGTH (8u + STREAM_MAX_PAGES_PER_RECORD * (8u + 4096u))
 
@@ -48,6 +51,7 @@ enum stream_record_type {
     STREAM_RECORD_CHECKPOINT_STATE = 4,
     STREAM_RECORD_CHECKPOINT_END = 5,
     STREAM_RECORD_END = 6,
+    STREAM_RECORD_PAGE_ZERO = 7,
 };
 
 struct stream_header {
@@ -63,14 +67,17 @@ struct stream_writer {
     uint8_t *buffer;                   /* batches records; stream_flush sends */
     size_t used, capacity;
     uint64_t bytes_written;            /* total, for progress and statistics */
-    uint64_t pages_written;
+    uint64_t pages_written;            /* PAGE_DATA and PAGE_ZERO pages */
+    uint64_t zero_pages_written;       /* of those, sent as PAGE_ZERO */
 };
 
 int stream_writer_init(struct stream_writer *writer, int fd, struct error *err);
 void stream_writer_destroy(struct stream_writer *writer);
 int stream_write_header(struct stream_writer *writer, const struct stream_header *header, struct error *err);
 /* Writes pages of guest RAM (page indices relative to RAM base), split into
- * records of at most STREAM_MAX_PAGES_PER_RECORD. */
+ * records of at most STREAM_MAX_PAGES_PER_RECORD; pages that are all zero
+ * go as indices only (PAGE_ZERO). A page index must not appear twice in
+ * one call (the order of zero and data pages within a call is not kept). */
 int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
                        const uint64_t *page_indices, size_t count, struct error *err);
 /* The machine state (harts and devices) as HART_STATE and DEVICE_STATE
@@ -103,6 +110,9 @@ struct stream_reader {
      * them, oldest first. */
     uint64_t checkpoint_states_received;
     uint32_t recent_checkpoint_states[STREAM_RECENT_CHECKPOINT_STATES];
+    /* stream_receive's page staging, kept from run to run so that a small
+     * checkpoint does not pay for setting it up (stream_receive.c). */
+    struct stream_page_staging *staging;
 };
 
 int stream_reader_init(struct stream_reader *reader, int fd, struct error *err);

@@ -45,6 +45,9 @@ static inline size_t stream_padded_length(size_t length)
     return (length + 7) & ~(size_t)7;
 }
 
+/* Frees a reader's page staging (stream_receive.c); NULL is fine. */
+void stream_page_staging_free(struct stream_page_staging *staging);
+
 /* "PAGE_DATA", ..., or NULL for a type this version does not know. */
 const char *stream_record_type_name(uint32_t type);
 

@@ -22,6 +22,7 @@ const char *stream_record_type_name(uint32_t type)
 {
     switch (type) {
     case STREAM_RECORD_PAGE_DATA: return "PAGE_DATA";
+    case STREAM_RECORD_PAGE_ZERO: return "PAGE_ZERO";
     case STREAM_RECORD_HART_STATE: return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE: return "DEVICE_STATE";
     case STREAM_RECORD_CHECKPOINT_STATE: return "CHECKPOINT_STATE";
@@ -47,6 +48,8 @@ void stream_reader_destroy(struct stream_reader *reader)
 {
     free(reader->buffer);
     reader->buffer = NULL;
+    stream_page_staging_free(reader->staging);
+    reader->staging = NULL;
 }
 
 /* Reads up to length bytes, stopping early only at end of file. *got says
@@ -145,6 +148,11 @@ static const char *length_problem(uint32_t type, uint32_t length)
             (length - STREAM_PAGE_DATA_PREFIX) % STREAM_BYTES_PER_PAGE != 0)
             return "is not 8 + count * 4104 for a count of 1 to 1024 pages";
         return NULL;
+    case STREAM_RECORD_PAGE_ZERO:
+        if (length < STREAM_PAGE_DATA_PREFIX + 8 || (length - STREAM_PAGE_DATA_PREFIX) % 8 != 0 ||
+            length > STREAM_PAGE_DATA_PREFIX + 8 * STREAM_MAX_PAGES_PER_RECORD)
+            return "is not 8 + count * 8 for a count of 1 to 1024 pages";
+        return NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -211,9 +219,10 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
 
     /* The body: right shape for its type. */
     uint32_t page_count = 0;
-    if (type == STREAM_RECORD_PAGE_DATA) {
+    if (type == STREAM_RECORD_PAGE_DATA || type == STREAM_RECORD_PAGE_ZERO) {
         page_count = stream_get_u32(body);
-        uint32_t pages_in_length = (length - STREAM_PAGE_DATA_PREFIX) / STREAM_BYTES_PER_PAGE;
+        uint32_t bytes_per_page = type == STREAM_RECORD_PAGE_DATA ? STREAM_BYTES_PER_PAGE : 8;
+        uint32_t pages_in_length = (length - STREAM_PAGE_DATA_PREFIX) / bytes_per_page;
         if (page_count != pages_in_length)
             return reject(reader, number, name, err, "page count %u does not match the length %u (%u pages)",
                           page_count, length, pages_in_length);

@@ -1,12 +1,12 @@
 /* stream_receive: stage a run of records up to CHECKPOINT_END or END, then
  * apply it to the machine in one step, or not at all.
  *
- * Pages go into a staging store; the hart and device records are put back
- * together into the machine-state byte format (docs/machine-state.md).
- * Only when the terminator has arrived is anything applied: the state
- * first, because machine_load_state checks all of it and changes nothing
- * when it is bad, then the pages, which can no longer fail (their indices
- * were checked against RAM as they arrived). */
+ * Pages go into a staging store (zero pages as a mark only); the hart and
+ * device records are put back together into the machine-state byte format
+ * (docs/machine-state.md). Only when the terminator has arrived is
+ * anything applied: the state first, because machine_load_state checks all
+ * of it and changes nothing when it is bad, then the pages, which can no
+ * longer fail (their indices were checked against RAM as they arrived). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -18,8 +18,14 @@
 /* The machine state of a checkpoint is a few KiB; a run that stages more
  * than this is not a machine state but a stream trying to exhaust memory. */
 #define STAGING_MAX_STATE_BYTES (16u << 20)
-/* Staging past this offset may use transparent huge pages (see below). */
+/* Staging past this offset may use transparent huge pages (see below), and
+ * is given back to the kernel after each run that used it. */
 #define STAGING_SMALL_PAGES_BYTES (2u << 20)
+
+/* zero_flags of a page: its last copy in the run was a PAGE_ZERO; it is in
+ * zero_pages (once, however often it was sent). */
+#define STAGING_ZERO_LAST 1u
+#define STAGING_ZERO_LISTED 2u
 
 /* The pages of one run. A page sent twice keeps its slot and takes the
  * later contents, so a run never stages more pages than RAM has, and every
@@ -34,34 +40,67 @@
  * fault per 4 KiB costs more than the copy; beyond its first 2 MiB the
  * data area asks for transparent huge pages (one fault per 2 MiB). The
  * first 2 MiB stay small pages so that a small checkpoint does not pay for
- * clearing a whole huge page. */
-struct page_staging {
+ * clearing a whole huge page.
+ *
+ * The staging belongs to the reader and lives from run to run: setting up
+ * and tearing down these arrays and the reservation cost a few hundred
+ * microseconds, which a COLO checkpoint or a migration's last round would
+ * otherwise pay while the VM is paused. Between runs only the entries the
+ * run used are cleared, and memory past the first 2 MiB of data goes back
+ * to the kernel. */
+struct stream_page_staging {
+    uint64_t ram_pages;
     uint32_t *slot_of_page;     /* RAM page -> 1 + slot; 0: not staged */
     uint64_t *page_of_slot;     /* slot -> RAM page, in order of arrival */
+    uint8_t *zero_flags;        /* RAM page -> STAGING_ZERO_* bits */
+    uint64_t *zero_pages;       /* pages sent as PAGE_ZERO, each once */
+    size_t zero_count;
     uint8_t *data;              /* slot s at data + s * 4096 */
     size_t data_length;
     size_t slot_count;
 };
 
-static int staging_init(struct page_staging *staging, uint64_t ram_pages, struct error *err)
+void stream_page_staging_free(struct stream_page_staging *staging)
 {
-    memset(staging, 0, sizeof *staging);
-    if (ram_pages == 0 || ram_pages > UINT32_MAX)
-        return error_set(err, "RAM of %llu pages cannot be staged", (unsigned long long)ram_pages);
+    if (!staging)
+        return;
+    if (staging->data)
+        munmap(staging->data, staging->data_length);
+    free(staging->slot_of_page);
+    free(staging->page_of_slot);
+    free(staging->zero_flags);
+    free(staging->zero_pages);
+    free(staging);
+}
+
+static struct stream_page_staging *staging_create(uint64_t ram_pages, struct error *err)
+{
+    if (ram_pages == 0 || ram_pages > UINT32_MAX) {
+        error_set(err, "RAM of %llu pages cannot be staged", (unsigned long long)ram_pages);
+        return NULL;
+    }
+    struct stream_page_staging *staging = calloc(1, sizeof *staging);
+    if (!staging) {
+        error_set(err, "out of memory for the page staging");
+        return NULL;
+    }
+    staging->ram_pages = ram_pages;
     staging->slot_of_page = calloc(ram_pages, sizeof *staging->slot_of_page);
     staging->page_of_slot = malloc(ram_pages * sizeof *staging->page_of_slot);
-    if (!staging->slot_of_page || !staging->page_of_slot) {
-        free(staging->slot_of_page);
-        free(staging->page_of_slot);
-        return error_set(err, "out of memory for the page staging index");
+    staging->zero_flags = calloc(ram_pages, sizeof *staging->zero_flags);
+    staging->zero_pages = malloc(ram_pages * sizeof *staging->zero_pages);
+    if (!staging->slot_of_page || !staging->page_of_slot || !staging->zero_flags || !staging->zero_pages) {
+        stream_page_staging_free(staging);
+        error_set(err, "out of memory for the page staging index");
+        return NULL;
     }
     staging->data_length = ram_pages * STREAM_PAGE_SIZE;
     void *data = mmap(NULL, staging->data_length, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (data == MAP_FAILED) {
-        free(staging->slot_of_page);
-        free(staging->page_of_slot);
-        return error_set_errno(err, "cannot reserve %zu MiB to stage pages", staging->data_length >> 20);
+        error_set_errno(err, "cannot reserve %zu MiB to stage pages", staging->data_length >> 20);
+        stream_page_staging_free(staging);
+        return NULL;
     }
     staging->data = data;
     if (staging->data_length > STAGING_SMALL_PAGES_BYTES) {
@@ -69,25 +108,31 @@ static int staging_init(struct page_staging *staging, uint64_t ram_pages, struct
         (void)madvise(staging->data + STAGING_SMALL_PAGES_BYTES,
                       staging->data_length - STAGING_SMALL_PAGES_BYTES, MADV_HUGEPAGE);
     }
-    return 0;
+    return staging;
 }
 
-static void staging_destroy(struct page_staging *staging)
+/* Empties the staging for the next run: clears only what this run set. */
+static void staging_reset(struct stream_page_staging *staging)
 {
-    if (staging->data)
-        munmap(staging->data, staging->data_length);
-    free(staging->page_of_slot);
-    free(staging->slot_of_page);
-    memset(staging, 0, sizeof *staging);
+    for (size_t slot = 0; slot < staging->slot_count; slot++)
+        staging->slot_of_page[staging->page_of_slot[slot]] = 0;
+    for (size_t i = 0; i < staging->zero_count; i++)
+        staging->zero_flags[staging->zero_pages[i]] = 0;
+    size_t used = staging->slot_count * STREAM_PAGE_SIZE;
+    if (used > STAGING_SMALL_PAGES_BYTES)
+        (void)madvise(staging->data + STAGING_SMALL_PAGES_BYTES, used - STAGING_SMALL_PAGES_BYTES,
+                      MADV_DONTNEED);
+    staging->slot_count = 0;
+    staging->zero_count = 0;
 }
 
-static uint8_t *staging_slot_data(const struct page_staging *staging, size_t slot)
+static uint8_t *staging_slot_data(const struct stream_page_staging *staging, size_t slot)
 {
     return staging->data + slot * STREAM_PAGE_SIZE;
 }
 
 /* Stages the pages of a checked PAGE_DATA body. */
-static void staging_add_pages(struct page_staging *staging, const uint8_t *body)
+static void staging_add_pages(struct stream_page_staging *staging, const uint8_t *body)
 {
     uint32_t count = stream_get_u32(body);
     const uint8_t *indices = body + STREAM_PAGE_DATA_PREFIX;
@@ -95,6 +140,7 @@ static void staging_add_pages(struct page_staging *staging, const uint8_t *body)
     for (uint32_t i = 0; i < count; i++) {
         uint64_t page = stream_get_u64(indices + 8 * (size_t)i);
         size_t slot;
+        staging->zero_flags[page] &= (uint8_t)~STAGING_ZERO_LAST;
         if (staging->slot_of_page[page]) {
             slot = staging->slot_of_page[page] - 1;
         } else {
@@ -103,6 +149,20 @@ static void staging_add_pages(struct page_staging *staging, const uint8_t *body)
             staging->page_of_slot[slot] = page;
         }
         memcpy(staging_slot_data(staging, slot), pages + (size_t)i * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+    }
+}
+
+/* Marks the pages of a checked PAGE_ZERO body. A slot the page has from
+ * an earlier PAGE_DATA of the run stays (a later PAGE_DATA reuses it), but
+ * apply skips it while the zero copy is the later one. */
+static void staging_add_zero_pages(struct stream_page_staging *staging, const uint8_t *body)
+{
+    uint32_t count = stream_get_u32(body);
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t page = stream_get_u64(body + STREAM_PAGE_DATA_PREFIX + 8 * (size_t)i);
+        if (!(staging->zero_flags[page] & STAGING_ZERO_LISTED))
+            staging->zero_pages[staging->zero_count++] = page;
+        staging->zero_flags[page] = STAGING_ZERO_LAST | STAGING_ZERO_LISTED;
     }
 }
 
@@ -143,7 +203,7 @@ static void note_checkpoint_state(struct stream_reader *reader, uint32_t id)
 
 /* Applies a whole run: state (which may refuse), then pages. */
 static int apply(struct machine *machine, const struct state_writer *state,
-                 const struct page_staging *staging, struct error *err)
+                 const struct stream_page_staging *staging, struct error *err)
 {
     if (state->length > 0) {
         struct error load_error;
@@ -153,10 +213,28 @@ static int apply(struct machine *machine, const struct state_writer *state,
     }
     for (size_t slot = 0; slot < staging->slot_count; slot++) {
         uint64_t page = staging->page_of_slot[slot];
+        if (staging->zero_flags[page] & STAGING_ZERO_LAST)
+            continue;   /* a later PAGE_ZERO replaced this copy */
         /* Cannot fail: every index was checked against this RAM size. */
         if (machine_ram_write(machine, machine->ram.base + page * STREAM_PAGE_SIZE,
                               staging_slot_data(staging, slot), STREAM_PAGE_SIZE) < 0)
             return error_set(err, "page %llu could not be written to RAM", (unsigned long long)page);
+    }
+    /* Zero pages, in runs of consecutive indices (a first round sends
+     * them in order, so most of RAM clears in a few calls). */
+    for (size_t i = 0; i < staging->zero_count;) {
+        uint64_t first = staging->zero_pages[i++];
+        if (!(staging->zero_flags[first] & STAGING_ZERO_LAST))
+            continue;   /* sent again with data later in the run */
+        uint64_t count = 1;
+        while (i < staging->zero_count && staging->zero_pages[i] == first + count &&
+               (staging->zero_flags[first + count] & STAGING_ZERO_LAST)) {
+            count++;
+            i++;
+        }
+        if (machine_ram_clear_pages(machine, first, count) < 0)
+            return error_set(err, "pages %llu..%llu could not be cleared", (unsigned long long)first,
+                             (unsigned long long)(first + count - 1));
     }
     return 0;
 }
@@ -176,10 +254,14 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     if (reader->ram_size != machine->ram.size)
         return error_set(err, "the stream carries %llu bytes of RAM, the machine has %llu",
                          (unsigned long long)reader->ram_size, (unsigned long long)machine->ram.size);
-
-    struct page_staging staging;
-    if (staging_init(&staging, machine->ram.page_count, err) < 0)
+    if (reader->staging && reader->staging->ram_pages != machine->ram.page_count) {
+        stream_page_staging_free(reader->staging);
+        reader->staging = NULL;
+    }
+    if (!reader->staging && !(reader->staging = staging_create(machine->ram.page_count, err)))
         return -1;
+    struct stream_page_staging *staging = reader->staging;
+
     struct state_writer state;
     state_writer_init(&state);
     int result = -1;
@@ -194,7 +276,9 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
             break;
         }
         if (record.type == STREAM_RECORD_PAGE_DATA) {
-            staging_add_pages(&staging, record.body);
+            staging_add_pages(staging, record.body);
+        } else if (record.type == STREAM_RECORD_PAGE_ZERO) {
+            staging_add_zero_pages(staging, record.body);
         } else if (record.type == STREAM_RECORD_HART_STATE || record.type == STREAM_RECORD_DEVICE_STATE) {
             if (stage_state_record(&state, &record, err) < 0)
                 break;
@@ -205,7 +289,7 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
             /* CHECKPOINT_END or END: the run is whole. */
             if (before_apply && before_apply(opaque, machine, err) < 0)
                 break;
-            if (apply(machine, &state, &staging, err) == 0) {
+            if (apply(machine, &state, staging, err) == 0) {
                 *terminator = record.type;
                 result = 0;
             }
@@ -213,6 +297,6 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
         }
     }
     state_writer_free(&state);
-    staging_destroy(&staging);
+    staging_reset(staging);
     return result;
 }

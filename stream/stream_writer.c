@@ -8,6 +8,7 @@
  * again in the next round), never a record whose CRC does not match. */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -169,6 +170,65 @@ int stream_write_header(struct stream_writer *writer, const struct stream_header
     return 0;
 }
 
+/* True when all 4096 bytes of the page are zero. Reads the whole page
+ * without branching per word (the compiler vectorises it); a page that
+ * starts non-zero, the common case for data, is decided by its first word. */
+static bool page_is_zero(const uint8_t *page)
+{
+    uint64_t first;
+    memcpy(&first, page, sizeof first);
+    if (first != 0)
+        return false;
+    uint64_t any = 0;
+    for (size_t offset = 0; offset < STREAM_PAGE_SIZE; offset += sizeof(uint64_t)) {
+        uint64_t word;
+        memcpy(&word, page + offset, sizeof word);
+        any |= word;
+    }
+    return any == 0;
+}
+
+/* One PAGE_ZERO record: the indices only. */
+static int write_zero_pages(struct stream_writer *writer, const uint64_t *pages, size_t count,
+                            struct error *err)
+{
+    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * 8;
+    uint8_t *record = begin_record(writer, body_length, err);
+    if (!record)
+        return -1;
+    uint8_t *body = record + STREAM_RECORD_HEADER_LENGTH;
+    stream_put_u32(body, (uint32_t)count);
+    stream_put_u32(body + 4, 0);
+    for (size_t i = 0; i < count; i++)
+        stream_put_u64(body + STREAM_PAGE_DATA_PREFIX + 8 * i, pages[i]);
+    finish_record(writer, record, STREAM_RECORD_PAGE_ZERO, body_length);
+    writer->pages_written += count;
+    writer->zero_pages_written += count;
+    return 0;
+}
+
+/* One PAGE_DATA record: indices, then the pages copied out of RAM. */
+static int write_data_pages(struct stream_writer *writer, const struct guest_ram *ram, const uint64_t *pages,
+                            size_t count, struct error *err)
+{
+    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * STREAM_BYTES_PER_PAGE;
+    uint8_t *record = begin_record(writer, body_length, err);
+    if (!record)
+        return -1;
+    uint8_t *body = record + STREAM_RECORD_HEADER_LENGTH;
+    stream_put_u32(body, (uint32_t)count);
+    stream_put_u32(body + 4, 0);
+    uint8_t *indices = body + STREAM_PAGE_DATA_PREFIX;
+    uint8_t *contents = indices + 8 * count;
+    for (size_t i = 0; i < count; i++) {
+        stream_put_u64(indices + 8 * i, pages[i]);
+        memcpy(contents + i * STREAM_PAGE_SIZE, ram->host + pages[i] * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+    }
+    finish_record(writer, record, STREAM_RECORD_PAGE_DATA, body_length);
+    writer->pages_written += count;
+    return 0;
+}
+
 int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
                        const uint64_t *page_indices, size_t count, struct error *err)
 {
@@ -179,27 +239,27 @@ int stream_write_pages(struct stream_writer *writer, const struct machine *machi
         if (page_indices[i] >= ram->page_count)
             return error_set(err, "page index %llu is outside RAM (%llu pages)",
                              (unsigned long long)page_indices[i], (unsigned long long)ram->page_count);
+    /* Windows of at most a record's worth, split into zero and data pages.
+     * A page of a running VM may change between the test and the copy;
+     * the dirty log sends it again in the next round either way. */
+    uint64_t zero[STREAM_MAX_PAGES_PER_RECORD], data[STREAM_MAX_PAGES_PER_RECORD];
     for (size_t done = 0; done < count;) {
-        size_t in_record = count - done;
-        if (in_record > STREAM_MAX_PAGES_PER_RECORD)
-            in_record = STREAM_MAX_PAGES_PER_RECORD;
-        size_t body_length = STREAM_PAGE_DATA_PREFIX + in_record * STREAM_BYTES_PER_PAGE;
-        uint8_t *record = begin_record(writer, body_length, err);
-        if (!record)
-            return -1;
-        uint8_t *body = record + STREAM_RECORD_HEADER_LENGTH;
-        stream_put_u32(body, (uint32_t)in_record);
-        stream_put_u32(body + 4, 0);
-        uint8_t *indices = body + STREAM_PAGE_DATA_PREFIX;
-        uint8_t *pages = indices + 8 * in_record;
-        for (size_t i = 0; i < in_record; i++) {
+        size_t window = count - done;
+        if (window > STREAM_MAX_PAGES_PER_RECORD)
+            window = STREAM_MAX_PAGES_PER_RECORD;
+        size_t zero_count = 0, data_count = 0;
+        for (size_t i = 0; i < window; i++) {
             uint64_t page = page_indices[done + i];
-            stream_put_u64(indices + 8 * i, page);
-            memcpy(pages + i * STREAM_PAGE_SIZE, ram->host + page * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+            if (page_is_zero(ram->host + page * STREAM_PAGE_SIZE))
+                zero[zero_count++] = page;
+            else
+                data[data_count++] = page;
         }
-        finish_record(writer, record, STREAM_RECORD_PAGE_DATA, body_length);
-        writer->pages_written += in_record;
-        done += in_record;
+        if (zero_count && write_zero_pages(writer, zero, zero_count, err) < 0)
+            return -1;
+        if (data_count && write_data_pages(writer, ram, data, data_count, err) < 0)
+            return -1;
+        done += window;
     }
     return 0;
 }

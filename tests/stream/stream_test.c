@@ -465,6 +465,97 @@ static void test_writer_splits_pages(void)
     machine_destroy(&machine);
 }
 
+/* Zero pages travel as PAGE_ZERO indices, the rest as PAGE_DATA; on the
+ * target a PAGE_ZERO clears a page, and within a run the later copy of a
+ * page wins whether it is zero or data. */
+static void test_zero_pages(void)
+{
+    static struct machine source, target;
+    create_machine(&source);
+    create_machine(&target);
+    make_interesting(&source);
+    make_interesting(&target);
+    /* Every third page of the source is zero. */
+    static const uint8_t zero_page[4096];
+    for (uint64_t page = 0; page < RAM_PAGES; page += 3)
+        machine_ram_write(&source, MACHINE_RAM_BASE + page * 4096, zero_page, sizeof zero_page);
+    int fd = memfd_create("stream-test", MFD_CLOEXEC);
+    struct stream_writer writer;
+    struct error err;
+    if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
+        die("writer", &err);
+    uint64_t pages[RAM_PAGES];
+    for (uint64_t i = 0; i < RAM_PAGES; i++)
+        pages[i] = i;
+    struct stream_header header = header_for(&target);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 &&
+          stream_write_pages(&writer, &source, pages, RAM_PAGES, &err) == 0 &&
+          stream_write_checkpoint_end(&writer, &err) == 0, "write: %s", err.message);
+    uint64_t zero_expected = (RAM_PAGES + 2) / 3;
+    CHECK(writer.pages_written == RAM_PAGES && writer.zero_pages_written == zero_expected,
+          "pages_written %llu, zero_pages_written %llu (expected %llu)", (unsigned long long)writer.pages_written,
+          (unsigned long long)writer.zero_pages_written, (unsigned long long)zero_expected);
+
+    /* A second run: page 1 data then zero, page 3 zero then data, page 4
+     * data, zero, data (its first slot comes back). */
+    uint64_t one = 1, three = 3, four = 4;
+    uint8_t page_four[4096];
+    CHECK(stream_write_pages(&writer, &source, &one, 1, &err) == 0 &&
+          stream_write_pages(&writer, &source, &three, 1, &err) == 0 &&
+          stream_write_pages(&writer, &source, &four, 1, &err) == 0, "write: %s", err.message);
+    machine_ram_write(&source, MACHINE_RAM_BASE + 4096, zero_page, 4096);
+    machine_ram_write(&source, MACHINE_RAM_BASE + 4 * 4096, zero_page, 4096);
+    CHECK(stream_write_pages(&writer, &source, &one, 1, &err) == 0 &&
+          stream_write_pages(&writer, &source, &four, 1, &err) == 0, "write: %s", err.message);
+    fill_page(&source, 3);
+    fill_page(&source, 4);
+    memcpy(page_four, source.ram.host + 4 * 4096, 4096);
+    CHECK(stream_write_pages(&writer, &source, &three, 1, &err) == 0 &&
+          stream_write_pages(&writer, &source, &four, 1, &err) == 0 &&
+          stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
+          "write: %s", err.message);
+    stream_writer_destroy(&writer);
+    struct bytes stream = fd_contents(fd);
+    close(fd);
+
+    /* The first run's records: PAGE_ZERO and PAGE_DATA windows of 512
+     * pages (RAM_PAGES), zero indices exactly the multiples of 3. */
+    struct record_place places[64];
+    size_t record_count = find_records(&stream, places, 64);
+    CHECK(record_count >= 3 && places[0].type == STREAM_RECORD_PAGE_ZERO &&
+          places[0].length == 8 + 8 * zero_expected && places[1].type == STREAM_RECORD_PAGE_DATA &&
+          places[1].length == 8 + (RAM_PAGES - zero_expected) * 4104,
+          "first run records: %zu, types %u %u", record_count, places[0].type, places[1].type);
+    if (record_count >= 1 && places[0].type == STREAM_RECORD_PAGE_ZERO) {
+        const uint8_t *body = stream.data + places[0].offset + 16;
+        bool all_multiples = true;
+        for (uint64_t i = 0; i < zero_expected; i++)
+            all_multiples &= get_u32(body + 8 + 8 * i) == 3 * i;
+        CHECK(all_multiples, "PAGE_ZERO indices are not the zero pages");
+    }
+
+    int in = fd_with(stream.data, stream.length);
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, in, &err) < 0)
+        die("reader", &err);
+    uint32_t terminator = 0;
+    CHECK(stream_read_header(&reader, &header, &err) == 0 &&
+          stream_receive(&reader, &target, &terminator, &err) == 0, "first run: %s", err.message);
+    CHECK(stream_receive(&reader, &target, &terminator, &err) == 0 && terminator == STREAM_RECORD_CHECKPOINT_END,
+          "second run: %s", err.message);
+    CHECK(memcmp(target.ram.host + 4096, zero_page, 4096) == 0, "page 1: data then zero did not end zero");
+    CHECK(memcmp(target.ram.host + 3 * 4096, source.ram.host + 3 * 4096, 4096) == 0,
+          "page 3: zero then data did not end with the data");
+    CHECK(memcmp(target.ram.host + 4 * 4096, page_four, 4096) == 0, "page 4: data, zero, data lost the last copy");
+    CHECK(machine_ram_hash(&target) == machine_ram_hash(&source), "RAM differs after the zero-page runs");
+    CHECK(reader.rejected_records == 0, "rejected %llu", (unsigned long long)reader.rejected_records);
+    stream_reader_destroy(&reader);
+    close(in);
+    free(stream.data);
+    machine_destroy(&source);
+    machine_destroy(&target);
+}
+
 /* A small stream of every record type from an interesting machine. */
 static struct bytes small_stream(struct machine *source, const struct machine *target)
 {
@@ -736,9 +827,9 @@ static void test_headers(void)
     append_header(&stream, 256ull << 20, 0x1235);
     expect_header_error(&stream, &ours,
                         "stream was made for another machine configuration (devices or MACs differ)");
-    put_u32(stream.data + 8, 2);
-    expect_header_error(&stream, &ours, "stream version 2 is not supported (this reader reads version 1)");
     put_u32(stream.data + 8, 1);
+    expect_header_error(&stream, &ours, "stream version 1 is not supported (this reader reads version 2)");
+    put_u32(stream.data + 8, STREAM_VERSION);
     memcpy(stream.data, "COLOSAVE", 8);
     expect_header_error(&stream, &ours, "not a colo stream (it does not start with \"COLOSTRM\")");
     expect_header_error(&(struct bytes){ stream.data, 0 }, &ours, "the stream is empty (no header)");
@@ -802,7 +893,7 @@ static void test_record_shapes(void)
     uint64_t hash = machine_configuration_hash(&target);
     static uint8_t body[8 + 2 * 4104 + 16];
     memset(body, 0, sizeof body);
-    struct shape_case { uint32_t type; uint32_t length; void (*prepare)(uint8_t *); const char *message; } cases[16];
+    struct shape_case { uint32_t type; uint32_t length; void (*prepare)(uint8_t *); const char *message; } cases[24];
     size_t count = 0;
 #define CASE(type_, length_, prepare_, message_) \
     cases[count++] = (struct shape_case){ type_, length_, prepare_, message_ }
@@ -828,7 +919,19 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(7, 0, NULL, "record 1 (type 7): unknown record type");
+    CASE(8, 0, NULL, "record 1 (type 8): unknown record type");
+    CASE(STREAM_RECORD_PAGE_ZERO, 16, page_one_index_outside,
+         "record 1 (PAGE_ZERO): page index 512 is outside RAM (512 pages)");
+    CASE(STREAM_RECORD_PAGE_ZERO, 16, page_count_two,
+         "record 1 (PAGE_ZERO): page count 2 does not match the length 16 (1 pages)");
+    CASE(STREAM_RECORD_PAGE_ZERO, 16, page_count_one_reserved,
+         "record 1 (PAGE_ZERO): the field after the page count is 0x00000001, not zero");
+    CASE(STREAM_RECORD_PAGE_ZERO, 8, NULL,
+         "record 1 (PAGE_ZERO): length 8 is not 8 + count * 8 for a count of 1 to 1024 pages");
+    CASE(STREAM_RECORD_PAGE_ZERO, 20, NULL,
+         "record 1 (PAGE_ZERO): length 20 is not 8 + count * 8 for a count of 1 to 1024 pages");
+    CASE(STREAM_RECORD_PAGE_ZERO, 8 + 8 * 1025, NULL,
+         "record 1 (PAGE_ZERO): length 8208 is not 8 + count * 8 for a count of 1 to 1024 pages");
 #undef CASE
     for (size_t c = 0; c < count; c++) {
         memset(body, 0, sizeof body);
@@ -899,6 +1002,7 @@ int main(void)
     test_headers();
     test_record_shapes();
     test_writer_splits_pages();
+    test_zero_pages();
     test_staging();
     test_cut_streams();
     test_corruption();
