@@ -37,6 +37,7 @@ static void print_usage(FILE *out)
         "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
         "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
         "       colo protect NAME HOST:PORT [--interval MS]\n"
+        "       colo checkpoint NAME\n"
         "       colo failover NAME\n"
         "\n"
         "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
@@ -71,7 +72,8 @@ static void print_usage(FILE *out)
         "ADDR:PORT for `colo protect` of the primary VM: an initial live copy,\n"
         "then a checkpoint at least every --interval ms (default 100). The\n"
         "primary's network output is held until the SVM has each checkpoint;\n"
-        "when the primary goes away (or `colo failover NAME`), the SVM takes\n"
+        "`colo checkpoint NAME` takes one now and prints where its pause went.\n"
+        "When the primary goes away (or `colo failover NAME`), the SVM takes\n"
         "over on its own TAP. --heartbeat-timeout MS (default 200, 0: none) is\n"
         "how long the secondary waits without a heartbeat from the primary (one\n"
         "every 20 ms) before it takes it for dead. docs/replication.md has the details.\n"
@@ -463,6 +465,8 @@ int main(int argc, char **argv)
         return colo_protect_main(argc - 2, argv + 2);
     if (strcmp(command, "failover") == 0)
         return colo_failover_main(argc - 2, argv + 2);
+    if (strcmp(command, "checkpoint") == 0)
+        return colo_checkpoint_main(argc - 2, argv + 2);
     if (strcmp(command, "migrate") == 0)
         return colo_migrate_main(argc - 2, argv + 2);
     if (colo_client_is_command(command))
@@ -472,7 +476,7 @@ int main(int argc, char **argv)
         colo_client_print_usage(stdout);
         return 0;
     }
-    fprintf(stderr, "colo: unknown command '%s' (known: run, restore, receive, migrate, secondary, protect, failover, status, pause, resume, save, quit, events, help)\n",
+    fprintf(stderr, "colo: unknown command '%s' (known: run, restore, receive, migrate, secondary, protect, checkpoint, failover, status, pause, resume, save, quit, events, help)\n",
             command);
     return EXIT_USAGE;
 }

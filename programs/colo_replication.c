@@ -153,6 +153,29 @@ static void post_event(const char *what, const char *detail)
     }
 }
 
+static json_t *checkpoint_report_json(const struct colo_checkpoint_report *report)
+{
+    return json_pack("{s:I, s:b, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
+                     "requested", report->requested, "dirty_pages", (json_int_t)report->dirty_pages,
+                     "bytes", (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000,
+                     "suspend_ms", (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000,
+                     "apply_ms", (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
+}
+
+/* Every checkpoint is an event ("colo events NAME" shows them): where each
+ * pause went, for an operator asking why the service stutters, and for
+ * bench/run_replication.sh. */
+static void post_checkpoint_event(void *opaque, const struct colo_checkpoint_report *report)
+{
+    struct replication *r = opaque;
+    json_t *event = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "checkpoint", "checkpoint",
+                              checkpoint_report_json(report));
+    if (event) {
+        vm_control_post_event(r->control, event);
+        json_decref(event);
+    }
+}
+
 /* ---- the transmit hook (machine thread) ---- */
 
 static void transmit_frame(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
@@ -342,6 +365,8 @@ static void *primary_thread(void *opaque)
     options.max_interval_ms = r->interval_ms;
     options.release_output = release_output;
     options.release_output_opaque = r;
+    options.on_checkpoint = post_checkpoint_event;
+    options.on_checkpoint_opaque = r;
 
     r->replication_fd = migration_connect(r->destination, &err);
     if (r->replication_fd >= 0) {
@@ -762,6 +787,39 @@ static int handle_failover(void *opaque, const json_t *request, json_t *reply, s
     return 0;
 }
 
+/* A checkpoint on request (the control socket's trigger): answers once a
+ * requested checkpoint has completed, with its report. */
+static int handle_checkpoint(void *opaque, const json_t *request, json_t *reply, struct error *err)
+{
+    (void)request;
+    struct replication *r = opaque;
+    pthread_mutex_lock(&r->lock);
+    bool protecting = r->role == ROLE_PRIMARY && r->primary_initialized && !r->phase;
+    pthread_mutex_unlock(&r->lock);
+    if (!protecting)
+        return error_set(err, "this VM is not a protected COLO primary (no checkpoint to take)");
+    struct colo_primary_stats stats;
+    colo_primary_get_stats(&r->primary, &stats);
+    uint64_t before = stats.checkpoints;
+    colo_primary_request_checkpoint(&r->primary);
+    /* Checkpoints take milliseconds; a loop that stopped meanwhile (the
+     * secondary went away) never serves the request. */
+    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
+        colo_primary_get_stats(&r->primary, &stats);
+        if (stats.checkpoints > before && stats.last.requested) {
+            json_object_set_new(reply, "checkpoint", checkpoint_report_json(&stats.last));
+            return 0;
+        }
+        pthread_mutex_lock(&r->lock);
+        const char *phase = r->phase;
+        pthread_mutex_unlock(&r->lock);
+        if (phase)
+            return error_set(err, "the replication ended before the checkpoint (%s)", phase);
+        sleep_ms(1);
+    }
+    return error_set(err, "no checkpoint completed within 5 s of the request");
+}
+
 /* ---- status ---- */
 
 static void status_fields(void *opaque, json_t *reply)
@@ -788,6 +846,8 @@ static void status_fields(void *opaque, json_t *reply)
             json_object_set_new(replication, "downtime_p99_ms",
                                 json_real((double)colo_primary_downtime_percentile(&r->primary, 99) / 1000));
             json_object_set_new(replication, "downtime_max_ms", json_real((double)stats.max_downtime_us / 1000));
+            if (stats.checkpoints)
+                json_object_set_new(replication, "last_checkpoint", checkpoint_report_json(&stats.last));
         } else {
             json_object_set_new(replication, "checkpoints", json_integer(0));
         }
@@ -832,7 +892,8 @@ int colo_replication_register(struct vm_control *control, const char *name, stru
     signal(SIGPIPE, SIG_IGN);
     struct control_server *server = vm_control_server(control);
     if (control_server_register(server, "protect", handle_protect, r, err) < 0 ||
-        control_server_register(server, "failover", handle_failover, r, err) < 0)
+        control_server_register(server, "failover", handle_failover, r, err) < 0 ||
+        control_server_register(server, "checkpoint", handle_checkpoint, r, err) < 0)
         return -1;
     vm_control_set_status_hook(control, status_fields, r);
     return 0;
@@ -901,6 +962,33 @@ int colo_protect_main(int argc, char **argv)
         printf("protecting %s with the secondary at %s (checkpoint at least every %" JSON_INTEGER_FORMAT
                " ms); `colo status %s` shows the replication\n", name, destination,
                json_integer_value(json_object_get(reply, "interval_ms")), name);
+    json_decref(reply);
+    return status;
+}
+
+int colo_checkpoint_main(int argc, char **argv)
+{
+    if (argc != 1 || argv[0][0] == '-') {
+        fprintf(stderr, "usage: colo checkpoint NAME   (on the primary's host)\n");
+        return 2;
+    }
+    json_t *request = json_pack("{s:s}", "command", "checkpoint"), *reply = NULL;
+    int status = call_vm("colo checkpoint", argv[0], request, &reply);
+    json_decref(request);
+    if (status == 0) {
+        json_t *report = json_object_get(reply, "checkpoint");
+        printf("checkpoint %" JSON_INTEGER_FORMAT " of %s: %" JSON_INTEGER_FORMAT " dirty pages, %.1f KiB, "
+               "PVM paused %.2f ms (secondary suspending %.2f, sending %.2f, secondary applying %.2f, "
+               "resuming %.2f)\n",
+               json_integer_value(json_object_get(report, "number")), argv[0],
+               json_integer_value(json_object_get(report, "dirty_pages")),
+               (double)json_integer_value(json_object_get(report, "bytes")) / 1024,
+               json_number_value(json_object_get(report, "downtime_ms")),
+               json_number_value(json_object_get(report, "suspend_ms")),
+               json_number_value(json_object_get(report, "send_ms")),
+               json_number_value(json_object_get(report, "apply_ms")),
+               json_number_value(json_object_get(report, "resume_ms")));
+    }
     json_decref(reply);
     return status;
 }

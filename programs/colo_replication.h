@@ -44,8 +44,9 @@ bool colo_replication_failover_refused(void);
  * uses the machine once it is destroyed. */
 void colo_replication_machine_stopped(void);
 
-/* The clients: `colo protect ...` and `colo failover ...`. */
+/* The clients: `colo protect ...`, `colo checkpoint ...` and `colo failover ...`. */
 int colo_protect_main(int argc, char **argv);
+int colo_checkpoint_main(int argc, char **argv);
 int colo_failover_main(int argc, char **argv);
 
 #endif

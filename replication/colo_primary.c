@@ -319,22 +319,22 @@ static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, 
     return 0;
 }
 
-static void record_checkpoint(struct colo_primary *primary, enum trigger trigger, uint64_t downtime_us,
-                              uint64_t dirty_pages, uint64_t bytes)
+static void record_checkpoint(struct colo_primary *primary, const struct colo_checkpoint_report *report)
 {
     pthread_mutex_lock(&primary->lock);
     struct colo_primary_stats *stats = &primary->stats;
-    primary->downtimes_us[stats->checkpoints % COLO_DOWNTIME_HISTORY] = downtime_us;
+    primary->downtimes_us[stats->checkpoints % COLO_DOWNTIME_HISTORY] = report->downtime_us;
     stats->checkpoints++;
-    if (trigger == TRIGGER_REQUEST)
+    if (report->requested)
         stats->requested_checkpoints++;
-    stats->last_downtime_us = downtime_us;
-    stats->last_dirty_pages = dirty_pages;
-    stats->last_bytes = bytes;
-    stats->total_dirty_pages += dirty_pages;
-    stats->total_bytes += bytes;
-    if (downtime_us > stats->max_downtime_us)
-        stats->max_downtime_us = downtime_us;
+    stats->last_downtime_us = report->downtime_us;
+    stats->last_dirty_pages = report->dirty_pages;
+    stats->last_bytes = report->bytes;
+    stats->total_dirty_pages += report->dirty_pages;
+    stats->total_bytes += report->bytes;
+    if (report->downtime_us > stats->max_downtime_us)
+        stats->max_downtime_us = report->downtime_us;
+    stats->last = *report;
     pthread_mutex_unlock(&primary->lock);
 }
 
@@ -375,20 +375,26 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         kill_point(primary, KILL_BEFORE_NEW);
         if (send_message(primary, COLO_CHECKPOINT_NEW, err) < 0)
             return -1;
+        struct colo_checkpoint_report report = {
+            .number = primary->checkpoint_number,
+            .requested = trigger == TRIGGER_REQUEST,
+        };
         uint64_t paused_at_us = now_microseconds();
         machine_pause(pvm);
         primary->pvm_paused = true;
         uint64_t bytes_before = primary->writer.bytes_written;
-        uint64_t dirty_pages = 0;
         if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0 ||
             wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
+        uint64_t suspended_at_us = now_microseconds();
         kill_point(primary, KILL_SVM_SUSPENDED);
-        if (send_checkpoint(primary, &dirty_pages, err) < 0)   /* KILL_MID_PAGES inside */
+        if (send_checkpoint(primary, &report.dirty_pages, err) < 0)   /* KILL_MID_PAGES inside */
             return -1;
+        uint64_t sent_at_us = now_microseconds();
         kill_point(primary, KILL_AFTER_END);
         if (wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
             return -1;
+        uint64_t ready_at_us = now_microseconds();
         kill_point(primary, KILL_AFTER_READY);
 
         /* The SVM holds this checkpoint: everything the PVM did up to it
@@ -401,8 +407,15 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return -1;
         resume_pvm(primary);
         uint64_t resumed_at_us = now_microseconds();
-        record_checkpoint(primary, trigger, resumed_at_us - paused_at_us, dirty_pages,
-                          primary->writer.bytes_written - bytes_before);
+        report.bytes = primary->writer.bytes_written - bytes_before;
+        report.downtime_us = resumed_at_us - paused_at_us;
+        report.suspend_us = suspended_at_us - paused_at_us;
+        report.send_us = sent_at_us - suspended_at_us;
+        report.apply_us = ready_at_us - sent_at_us;
+        report.resume_us = resumed_at_us - ready_at_us;
+        record_checkpoint(primary, &report);
+        if (primary->options.on_checkpoint)
+            primary->options.on_checkpoint(primary->options.on_checkpoint_opaque, &report);
         interval_started_us = resumed_at_us;
         if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
             return -1;

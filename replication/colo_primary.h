@@ -36,6 +36,19 @@ enum colo_primary_state {
 
 const char *colo_primary_state_name(enum colo_primary_state state);
 
+/* One checkpoint, as the loop saw it: where the PVM's pause went. */
+struct colo_checkpoint_report {
+    uint64_t number;                       /* 1, 2, ... */
+    bool requested;                        /* triggered by a request, not the interval */
+    uint64_t dirty_pages;                  /* sent (zero pages included) */
+    uint64_t bytes;                        /* sent for it */
+    uint64_t downtime_us;                  /* PVM paused, pause to resume */
+    uint64_t suspend_us;                   /* pause until SVM_SUSPENDED arrived */
+    uint64_t send_us;                      /* dirty log, pages, state, CHECKPOINT_END sent */
+    uint64_t apply_us;                     /* until SVM_READY: the secondary's rollback and apply */
+    uint64_t resume_us;                    /* output release, devices, resume */
+};
+
 struct colo_primary_options {
     struct migration_options migration;    /* keep_dirty_log is forced on */
     /* The longest interval between checkpoints (from one resume of the
@@ -48,6 +61,10 @@ struct colo_primary_options {
      * now (DESIGN.md, output commit). NULL until the proxy exists. */
     void (*release_output)(void *opaque);
     void *release_output_opaque;
+    /* Called after each checkpoint, with the PVM running again (not in
+     * the downtime), on the loop's thread. */
+    void (*on_checkpoint)(void *opaque, const struct colo_checkpoint_report *report);
+    void *on_checkpoint_opaque;
     /* Test hook, at the same point, after release_output. */
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;
@@ -65,6 +82,7 @@ struct colo_primary_stats {
     uint64_t last_bytes;                   /* sent for the checkpoint */
     uint64_t total_dirty_pages, total_bytes;
     uint64_t max_downtime_us;
+    struct colo_checkpoint_report last;    /* the last checkpoint's report */
     struct migration_result migration;     /* the initial copy */
 };
 

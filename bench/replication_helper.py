@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run_replication.sh. Every socket operation has a
+timeout.
+
+usage:
+  replication_helper.py churn HOST N              CHURN N over the KV port; exit 0 on OK
+  replication_helper.py latency HOST N            N sequential SETs, then N GETs, on one
+                                                  connection: JSON with p50/p99 of each
+  replication_helper.py collect EVENTS SKIP N SECS
+                                                  waits (at most SECS) until N checkpoint
+                                                  events follow the first SKIP lines of
+                                                  EVENTS (`colo events --json` output);
+                                                  JSON: downtime p50/p99/max, dirty pages,
+                                                  the phases' medians, checkpoints per second
+  replication_helper.py client HOST STOP_FILE     one connection, SET+GET pairs without
+                                                  pause until STOP_FILE exists; every reply
+                                                  checked, every acknowledged key read back
+                                                  at the end; JSON with the reply times
+  replication_helper.py gap CLIENT_JSON KILL_TIME the service gap around a kill (wall clock)
+  replication_helper.py report RESULTS.jsonl      prints the tables
+"""
+import json
+import math
+import os
+import socket
+import sys
+import time
+
+KV_PORT = 7000
+TIMEOUT = 30
+
+
+def percentile(values, fraction):
+    """Nearest rank: the smallest value with at least fraction of them at or below."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(fraction * len(ordered) - 1e-9))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+def median(values):
+    return percentile(values, 0.5)
+
+
+def connect(host):
+    sock = socket.create_connection((host, KV_PORT), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, sock.makefile("rb")
+
+
+def churn_main(args):
+    host, rate = args[0], int(args[1])
+    sock, reader = connect(host)
+    sock.sendall(f"CHURN {rate}\n".encode())
+    reply = reader.readline()
+    sock.close()
+    sys.exit(0 if reply == b"OK\n" else 1)
+
+
+def latency_main(args):
+    host, requests = args[0], int(args[1])
+    sock, reader = connect(host)
+    result = {"requests": requests}
+    for kind in ("SET", "GET"):
+        samples = []
+        for i in range(requests):
+            line = f"SET lat{i} value{i}\n" if kind == "SET" else f"GET lat{i}\n"
+            started = time.perf_counter()
+            sock.sendall(line.encode())
+            reply = reader.readline()
+            samples.append((time.perf_counter() - started) * 1000)
+            expected = b"OK\n" if kind == "SET" else f"VALUE value{i}\n".encode()
+            if reply != expected:
+                raise SystemExit(f"latency: {kind} {i} answered {reply!r}")
+        result[kind.lower() + "_p50_ms"] = round(median(samples), 3)
+        result[kind.lower() + "_p99_ms"] = round(percentile(samples, 0.99), 3)
+    sock.close()
+    print(json.dumps(result))
+
+
+def checkpoint_events(path, skip):
+    events = []
+    with open(path) as lines:
+        for number, line in enumerate(lines):
+            if number < skip:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("what") == "checkpoint" and "checkpoint" in event:
+                events.append(event["checkpoint"])
+    return events
+
+
+def collect_main(args):
+    path, skip, wanted, limit = args[0], int(args[1]), int(args[2]), float(args[3])
+    started = time.monotonic()
+    first_seen = None
+    events = []
+    while time.monotonic() - started < limit:
+        events = checkpoint_events(path, skip)
+        if events and first_seen is None:
+            first_seen = (time.monotonic(), len(events))
+        if len(events) >= wanted + 1:
+            break
+        time.sleep(0.02)
+    ended = time.monotonic()
+    # The rate over the checkpoints seen after the first one arrived: the
+    # first's start is not known here.
+    rate = None
+    if first_seen and len(events) > first_seen[1] and ended > first_seen[0]:
+        rate = (len(events) - first_seen[1]) / (ended - first_seen[0])
+    events = events[1:wanted + 1]   # the first may have begun before this level's churn
+    if not events:
+        print(json.dumps({"checkpoints": 0}))
+        return
+    downtimes = [e["downtime_ms"] for e in events]
+    pages = [e["dirty_pages"] for e in events]
+    summary = {
+        "checkpoints": len(events),
+        "downtime_p50_ms": median(downtimes), "downtime_p99_ms": percentile(downtimes, 0.99),
+        "downtime_max_ms": max(downtimes),
+        "pages_p50": median(pages), "pages_min": min(pages), "pages_max": max(pages),
+        "kib_p50": round(median([e["bytes"] for e in events]) / 1024, 1),
+        "rate_per_s": round(rate, 1) if rate else None,
+    }
+    for phase in ("suspend", "send", "apply", "resume"):
+        summary[phase + "_p50_ms"] = median([e[phase + "_ms"] for e in events])
+    print(json.dumps(summary))
+
+
+def client_main(args):
+    host, stop_file = args[0], args[1]
+    acknowledged = {}
+    times = []
+    error = None
+    pairs = 0
+    started = time.monotonic()
+    try:
+        sock, reader = connect(host)
+        while not os.path.exists(stop_file) and time.monotonic() - started < 600:
+            key, value = f"g{pairs % 2000}", f"v{pairs}"
+            sock.sendall(f"SET {key} {value}\nGET {key}\n".encode())
+            set_reply = reader.readline()
+            get_reply = reader.readline()
+            times.append(time.time())
+            if set_reply != b"OK\n":
+                error = f"SET {key} answered {set_reply!r}"
+                break
+            acknowledged[key] = value
+            if get_reply != f"VALUE {value}\n".encode():
+                error = f"GET {key} answered {get_reply!r}, expected {value}"
+                break
+            pairs += 1
+        sock.close()
+    except OSError as problem:
+        error = f"the connection broke after {pairs} pairs: {type(problem).__name__}: {problem}"
+    lost = None
+    try:
+        sock, reader = connect(host)
+        lost = 0
+        for key, value in acknowledged.items():
+            sock.sendall(f"GET {key}\n".encode())
+            if reader.readline() != f"VALUE {value}\n".encode():
+                lost += 1
+        sock.close()
+    except OSError as problem:
+        error = error or f"cannot read the keys back: {problem}"
+    print(json.dumps({"pairs": pairs, "error": error, "keys": len(acknowledged), "lost_keys": lost,
+                      "times": times}))
+
+
+def gap_main(args):
+    data = json.load(open(args[0]))
+    kill = float(args[1])
+    times = data["times"]
+    before = [t for t in times if t <= kill]
+    after = [t for t in times if t > kill]
+    gaps_before = [b - a for a, b in zip(before, before[1:])]
+    result = {"pairs": data["pairs"], "error": data["error"], "lost_keys": data["lost_keys"],
+              "keys": data["keys"],
+              "normal_max_gap_ms": round(max(gaps_before) * 1000, 1) if gaps_before else None,
+              "normal_p50_gap_ms": round(median(gaps_before) * 1000, 1) if gaps_before else None}
+    if before and after:
+        result["gap_ms"] = round((after[0] - before[-1]) * 1000, 1)
+        result["kill_to_reply_ms"] = round((after[0] - kill) * 1000, 1)
+    print(json.dumps(result))
+
+
+def fmt(value, spec="", missing="-"):
+    return missing if value is None else format(value, spec)
+
+
+def report_main(args):
+    rows = [json.loads(line) for line in open(args[0]) if line.strip()]
+    levels = [r for r in rows if r["kind"] == "level"]
+    latency = [r for r in rows if r["kind"] == "latency"]
+    kills = [r for r in rows if r["kind"] == "kill"]
+    maxrate = [r for r in rows if r["kind"] == "max_rate"]
+    print()
+    print("Checkpoint downtime (PVM paused, from its pause to its resume) against the pages the PVM")
+    print("dirtied per checkpoint (the churner's rate x the interval, plus the guest's own writes):")
+    print()
+    print(f"{'target pages':>12} | {'interval':>8} | {'ckpts':>5} | {'pages p50 (min-max)':>21} | {'KiB p50':>8} | "
+          f"{'p50 ms':>7} | {'p99 ms':>7} | {'max ms':>7} | {'ckpt/s':>6} | phases p50 ms: suspend send apply resume")
+    for r in levels:
+        print(f"{r['level']:>12} | {r['interval_ms']:>6}ms | {fmt(r.get('checkpoints')):>5} | "
+              f"{fmt(r.get('pages_p50')):>7} ({fmt(r.get('pages_min'))}-{fmt(r.get('pages_max'))})".ljust(46) + " | "
+              f"{fmt(r.get('kib_p50'), '8.1f'):>8} | {fmt(r.get('downtime_p50_ms'), '7.2f'):>7} | "
+              f"{fmt(r.get('downtime_p99_ms'), '7.2f'):>7} | {fmt(r.get('downtime_max_ms'), '7.2f'):>7} | "
+              f"{fmt(r.get('rate_per_s'), '6.1f'):>6} | {fmt(r.get('suspend_p50_ms'), '.2f')} "
+              f"{fmt(r.get('send_p50_ms'), '.2f')} {fmt(r.get('apply_p50_ms'), '.2f')} {fmt(r.get('resume_p50_ms'), '.2f')}")
+    if maxrate:
+        print()
+        print("Highest checkpoint rate (interval 1 ms):")
+        for r in maxrate:
+            print(f"  churn {r['churn']} pages/s: {fmt(r.get('rate_per_s'), '.1f')} checkpoints/s, "
+                  f"downtime p50 {fmt(r.get('downtime_p50_ms'), '.2f')} ms, pages p50 {fmt(r.get('pages_p50'))}")
+    if latency:
+        print()
+        print("KV request latency, sequential requests on one connection (ms):")
+        print()
+        print(f"{'VM':<34} | {'SET p50':>8} | {'SET p99':>8} | {'GET p50':>8} | {'GET p99':>8}")
+        for r in latency:
+            print(f"{r['what']:<34} | {fmt(r.get('set_p50_ms'), '8.2f'):>8} | {fmt(r.get('set_p99_ms'), '8.2f'):>8} | "
+                  f"{fmt(r.get('get_p50_ms'), '8.2f'):>8} | {fmt(r.get('get_p99_ms'), '8.2f'):>8}")
+    if kills:
+        print()
+        print("kill -9 of the primary, a client doing SET+GET pairs on one connection (wall clock):")
+        print()
+        print(f"{'trial':>5} | {'gap ms':>7} | {'kill->reply ms':>14} | {'normal gap p50/max ms':>21} | "
+              f"{'failover after kill ms':>22} | client")
+        for r in kills:
+            client = "ok" if not r.get("error") and r.get("lost_keys") == 0 else \
+                f"{r.get('error') or ''} lost {r.get('lost_keys')}"
+            print(f"{r['trial']:>5} | {fmt(r.get('gap_ms'), '7.1f'):>7} | {fmt(r.get('kill_to_reply_ms'), '14.1f'):>14} | "
+                  f"{fmt(r.get('normal_p50_gap_ms'), '.1f'):>9} / {fmt(r.get('normal_max_gap_ms'), '.1f'):<9} | "
+                  f"{fmt(r.get('failover_ms'), '22.0f'):>22} | {client} ({r.get('keys')} keys)")
+        gaps = sorted(r["gap_ms"] for r in kills if r.get("gap_ms") is not None)
+        if gaps:
+            print(f"service gap: median {median(gaps):.1f} ms, max {gaps[-1]:.1f} ms over {len(gaps)} trials")
+
+
+def main():
+    handlers = {"churn": churn_main, "latency": latency_main, "collect": collect_main, "client": client_main,
+                "gap": gap_main, "report": report_main}
+    if len(sys.argv) < 3 or sys.argv[1] not in handlers:
+        sys.exit(__doc__)
+    handlers[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

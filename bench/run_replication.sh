@@ -1,0 +1,214 @@
+#!/bin/bash
+# COLO replication benchmark (needs root: network namespaces, TAP):
+#
+#   client ns: veth0 10.96.0.1 -- veth1 -- br0 -- tapA  (primary:   colo run + colo protect)
+#                                             \-- tapB  (secondary: colo secondary)
+#
+# Both "hosts" share one namespace; replication runs over 127.0.0.1 there
+# (loopback, as the issue's targets say). The guest is the Linux guest of
+# guests/linux with 256 MiB of RAM.
+#
+# 1. Downtime against dirty pages: the VM boots on A, the secondary waits on
+#    B, the KV latency of the unprotected VM is measured, then `colo protect
+#    --interval REP_INTERVAL_MS`. For each level in REP_LEVELS (pages the PVM
+#    dirties per checkpoint) the guest's churner is set to level x 1000 /
+#    interval pages per second (`CHURN n` over the KV port) and the
+#    checkpoint events (`colo events --json`: one per checkpoint, with its
+#    downtime, dirty pages and phases) of REP_CHECKPOINTS checkpoints are
+#    summarised: downtime p50/p99/max, dirty pages, checkpoints per second.
+#    At level 0 the KV latency is measured again, protected.
+# 2. The highest checkpoint rate: a new pair protected with --interval 1,
+#    idle and with 10,000 pages/s of churn.
+# 3. REP_KILLS trials of kill -9 of the primary: a new pair each time,
+#    protected at REP_INTERVAL_MS with 1,000 pages/s of churn; a client does
+#    SET+GET pairs on one connection; 3 s after protect the primary is
+#    killed; the service gap is the time between the last reply before the
+#    kill and the first after it (the client's connection must carry on and
+#    every acknowledged key must read back).
+#
+# Usage: bench/run_replication.sh [COLO [GUEST_DIR]]   (defaults: build/...)
+# Environment: REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
+#   REP_CHECKPOINTS (100), REP_KILLS (5), REP_REQUESTS (200, per latency run),
+#   REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
+#   REP_KEEP_LOGS=1 to keep the work directory.
+set -uo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+cd "$(dirname "$0")/.."
+colo=${1:-build/programs/colo}
+guest_dir=${2:-build/guests/linux}
+levels=${REP_LEVELS:-0 100 1000 10000}
+interval=${REP_INTERVAL_MS:-100}
+checkpoints=${REP_CHECKPOINTS:-100}
+kills=${REP_KILLS:-5}
+requests=${REP_REQUESTS:-200}
+boot_timeout=120
+helper=$(realpath bench/replication_helper.py)
+guest=10.96.0.2
+[ "$(id -u)" -eq 0 ] || { echo "run_replication: needs root (network namespaces)" >&2; exit 2; }
+[ -x "$colo" ] || { echo "run_replication: no $colo: build first (ninja -C build)" >&2; exit 2; }
+[ -f "$guest_dir/Image" ] || { echo "run_replication: no $guest_dir/Image: build first (ninja -C build)" >&2; exit 2; }
+colo=$(realpath "$colo") guest_dir=$(realpath "$guest_dir")
+source scripts/lib/netns.sh
+
+work=$(mktemp -d /tmp/colo-bench-replication.XXXXXX)
+hosts_ns=colo-br$$-hosts client_ns=colo-br$$-client
+results=$work/results.jsonl
+problems=0
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    netns_destroy_topology "$hosts_ns" "$client_ns"
+    rm -f "$work"/*.img
+    if [ "${REP_KEEP_LOGS:-0}" = 1 ] || [ "$problems" -gt 0 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'echo "run_replication: interrupted"; exit 130' INT TERM
+problem() { echo "PROBLEM: $*"; problems=$((problems + 1)); }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+record() { echo "$1" >>"$results"; }
+json_add() {  # JSON KEY=VALUE...: the object with the pairs added (numbers stay numbers)
+    python3 - "$@" <<'PY'
+import json, sys
+out = json.loads(sys.argv[1])
+for pair in sys.argv[2:]:
+    key, _, value = pair.partition("=")
+    try:
+        out[key] = json.loads(value)
+    except ValueError:
+        out[key] = value
+print(json.dumps(out))
+PY
+}
+
+netns_create_topology "$hosts_ns" "$client_ns" 10.96.0.1/24 tapA tapB || { echo "cannot build the namespaces"; exit 1; }
+make_config() {  # TAP DISK
+    cat <<CFG
+name = "repbench"
+memory = 256
+kernel = "$guest_dir/Image"
+initrd = "$guest_dir/initramfs.cpio"
+cmdline = "console=ttyS0 colo.ip=$guest/24"
+disks = [ "path=$2" ]
+nics = [ "tap=$1,mac=52:54:00:96:00:02" ]
+console = "stdio"
+CFG
+}
+make_config tapA "$work/diskA.img" >"$work/a.cfg"
+make_config tapB "$work/diskB.img" >"$work/b.cfg"
+on_host() { local run_dir=$1; shift; COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"; }
+client() { ip netns exec "$client_ns" "$@"; }
+
+wait_for() {  # LOG TEXT WHAT PID [LIMIT]
+    local started=$SECONDS limit=${5:-$boot_timeout}
+    while ! grep -q "$2" "$1" 2>/dev/null; do
+        kill -0 "$4" 2>/dev/null || { problem "$3: process exited"; tail -20 "$1" | sed 's/^/    /'; return 1; }
+        ((SECONDS - started > limit)) && { problem "$3: no '$2' within $limit s"; tail -20 "$1" | sed 's/^/    /'; return 1; }
+        sleep 0.02
+    done
+}
+
+stop_all() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    pids=()
+    for dev in tapA tapB veth1; do ip -n "$hosts_ns" link set dev "$dev" type bridge_slave flush 2>/dev/null; done
+    ip -n "$client_ns" neigh flush dev veth0 2>/dev/null
+}
+
+port=47300
+# Boots the VM on A, starts the secondary on B; sets primary_pid,
+# secondary_pid and tag (the logs' prefix).
+start_pair() {  # TAG
+    tag=$1
+    stop_all
+    rm -rf "$work/A" "$work/B"; mkdir -p "$work/A" "$work/B"
+    rm -f "$work"/disk*.img; truncate -s 16M "$work/diskA.img" "$work/diskB.img"
+    port=$((port + 1))
+    COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/$tag-primary.log" 2>&1 </dev/null &
+    primary_pid=$!; pids+=("$primary_pid")
+    local timeout_option=()
+    [ -n "${REP_HEARTBEAT_TIMEOUT_MS:-}" ] && timeout_option=(--heartbeat-timeout "$REP_HEARTBEAT_TIMEOUT_MS")
+    COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$port" "${timeout_option[@]}" \
+        "$work/b.cfg" >"$work/$tag-secondary.log" 2>&1 </dev/null &
+    secondary_pid=$!; pids+=("$secondary_pid")
+    wait_for "$work/$tag-primary.log" "colo-guest: services ready" "boot ($tag)" "$primary_pid" || return 1
+    wait_for "$work/$tag-secondary.log" "waiting for the primary" "secondary ($tag)" "$secondary_pid" || return 1
+}
+
+protect() {  # INTERVAL_MS: protect and follow the checkpoint events
+    on_host "$work/A" "$colo" protect repbench "127.0.0.1:$port" --interval "$1" >"$work/$tag-protect.log" 2>&1 ||
+        { problem "colo protect ($tag): $(cat "$work/$tag-protect.log")"; return 1; }
+    on_host "$work/A" "$colo" events --json repbench >"$work/$tag-events.jsonl" 2>/dev/null &
+    pids+=("$!")
+    sleep 0.5
+}
+
+churn() { client python3 "$helper" churn "$guest" "$1" || problem "CHURN $1 failed ($tag)"; }
+
+# ---- 1. downtime against dirty pages; latency unprotected and protected ----
+echo "load at start: $(load)"
+start_pair levels || exit 1
+churn 0
+if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
+    record "$(json_add "$latency" kind=latency what="unprotected")"
+else problem "latency (unprotected)"; fi
+protect "$interval" || exit 1
+for level in $levels; do
+    rate=$((level * 1000 / interval))
+    churn "$rate"
+    sleep 1
+    skip=$(wc -l <"$work/levels-events.jsonl")
+    summary=$(python3 "$helper" collect "$work/levels-events.jsonl" "$skip" "$checkpoints" $((checkpoints * interval / 1000 * 4 + 30)))
+    echo "  level $level (churn $rate pages/s): $summary"
+    record "$(json_add "$summary" kind=level level="$level" churn="$rate" interval_ms="$interval" load="\"$(load)\"")"
+    if [ "$level" = 0 ]; then
+        if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
+            record "$(json_add "$latency" kind=latency what="protected, interval $interval ms")"
+        else problem "latency (protected)"; fi
+    fi
+done
+[ "$(on_host "$work/A" "$colo" status repbench --json | python3 -c "import json,sys; print(json.load(sys.stdin)['replication']['state'])")" != unprotected ] ||
+    problem "the primary lost its secondary during the levels"
+
+# ---- 2. the highest checkpoint rate ----
+start_pair maxrate || exit 1
+protect 1 || exit 1
+for rate in 0 10000; do
+    churn "$rate"
+    sleep 1
+    skip=$(wc -l <"$work/maxrate-events.jsonl")
+    summary=$(python3 "$helper" collect "$work/maxrate-events.jsonl" "$skip" 300 60)
+    echo "  interval 1 ms, churn $rate pages/s: $summary"
+    record "$(json_add "$summary" kind=max_rate churn="$rate")"
+done
+
+# ---- 3. kill -9 of the primary ----
+for trial in $(seq 1 "$kills"); do
+    start_pair "kill$trial" || continue
+    churn 1000
+    protect "$interval" || continue
+    rm -f "$work/stop"
+    client python3 "$helper" client "$guest" "$work/stop" >"$work/kill$trial-client.json" 2>"$work/kill$trial-client.err" &
+    client_pid=$!; pids+=("$client_pid")
+    sleep 3
+    killed_at=$(date +%s.%N)
+    kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+    wait_for "$work/kill$trial-secondary.log" "failed over" "failover (trial $trial)" "$secondary_pid" 10
+    failed_over_at=$(date +%s.%N)
+    sleep 3
+    touch "$work/stop"
+    for _ in $(seq 1 600); do kill -0 "$client_pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$client_pid"
+    gap=$(python3 "$helper" gap "$work/kill$trial-client.json" "$killed_at") || { problem "no client result (trial $trial)"; continue; }
+    failover_ms=$(echo "($failed_over_at - $killed_at) * 1000" | bc)
+    echo "  kill trial $trial: $gap (failed over seen by the script ${failover_ms%.*} ms after the kill)"
+    record "$(json_add "$gap" kind=kill trial="$trial" failover_ms="${failover_ms%.*}")"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if not d['error'] and d['lost_keys']==0 else 1)" \
+        "$work/kill$trial-client.json" || problem "trial $trial: the client saw an error or lost keys"
+done
+stop_all
+
+python3 "$helper" report "$results"
+echo
+echo "load at end: $(load)"
+[ "$problems" -eq 0 ] || { echo "$problems problem(s), see above"; exit 1; }
