@@ -44,7 +44,6 @@ struct decoded_page {
 struct decode_cache {
     struct decoded_page **pages;  /* by RAM page index, allocated lazily */
     uint64_t page_count;
-    uint64_t allocated_pages;     /* pages[] entries not NULL (kept until destroy) */
     uint64_t invalidations;       /* statistics */
 };
 

@@ -101,7 +101,7 @@ void guest_ram_before_write(struct guest_ram *ram, uint64_t address, uint64_t le
     for (uint64_t page = first; page <= last; page++) {
         if (ram->dirty[page])
             continue;
-        if (ram->preimages_enabled)
+        if (ram->preimages_enabled && !ram->preimages_capture_paused)
             capture_preimage(ram, page);
         ram->dirty[page] = 1;
     }
@@ -124,9 +124,28 @@ int64_t guest_ram_preimages_rollback(struct guest_ram *ram)
     return (int64_t)set->count;
 }
 
+int64_t guest_ram_preimages_rollback_before_load(struct guest_ram *ram, bool (*overwritten)(void *, uint64_t),
+                                                 void *opaque)
+{
+    if (ram->preimages_failed)
+        return -1;
+    const struct guest_ram_preimages *set = &ram->preimages;
+    int64_t restored = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        uint64_t page = set->page_indices[i];
+        if (overwritten && overwritten(opaque, page))
+            continue;
+        memcpy(ram->host + (page << GUEST_PAGE_SHIFT), set->data + i * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+        restored++;
+    }
+    ram->preimages_capture_paused = true;
+    return restored;
+}
+
 void guest_ram_preimages_reset(struct guest_ram *ram)
 {
     ram->preimages.count = 0;
     ram->preimages_failed = false;
+    ram->preimages_capture_paused = false;
     memset(ram->dirty, 0, ram->page_count);
 }

@@ -47,6 +47,9 @@ struct guest_ram {
      * doubles as "already captured". */
     bool preimages_enabled;
     bool preimages_failed;    /* out of memory: a rollback is impossible */
+    /* After a rollback before a load: writes are logged but not captured
+     * until the next reset (see guest_ram_preimages_rollback). */
+    bool preimages_capture_paused;
     struct guest_ram_preimages preimages;
 };
 
@@ -73,6 +76,13 @@ void guest_ram_before_write(struct guest_ram *ram, uint64_t address, uint64_t le
  * the dirty log, starting the next interval. */
 void guest_ram_preimages_enable(struct guest_ram *ram, bool enable);
 int64_t guest_ram_preimages_rollback(struct guest_ram *ram);
+/* The rollback before a checkpoint is loaded over the RAM: pages for which
+ * overwritten(opaque, page) is true are not restored (the checkpoint
+ * brings their new contents, so restoring them would be a wasted copy),
+ * and nothing is captured until the next reset (what is written next is
+ * the new base, not something to undo). */
+int64_t guest_ram_preimages_rollback_before_load(struct guest_ram *ram, bool (*overwritten)(void *, uint64_t),
+                                                 void *opaque);
 void guest_ram_preimages_reset(struct guest_ram *ram);
 
 /* Number of 64-bit words in a dirty bitmap for this RAM. */

@@ -365,7 +365,6 @@ struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page
             return NULL;
         hart_decoded_page_reset(page);
         machine->decode_cache.pages[page_index] = page;
-        machine->decode_cache.allocated_pages++;
     }
     if (!machine->ram.has_decoded_code[page_index]) {
         machine->ram.has_decoded_code[page_index] = 1;
@@ -478,6 +477,23 @@ int64_t machine_preimages_rollback(struct machine *machine)
                 machine_drop_decoded_page(machine, page);
         }
     }
+    machine_resume(machine);
+    return restored;
+}
+
+int64_t machine_preimages_rollback_before_load(struct machine *machine, bool (*overwritten)(void *, uint64_t),
+                                               void *opaque)
+{
+    machine_pause(machine);
+    /* Decoded code goes with every page that changes: the restored ones
+     * here, the overwritten ones when the checkpoint writes them. */
+    const struct guest_ram_preimages *set = &machine->ram.preimages;
+    for (size_t i = 0; i < set->count && !machine->ram.preimages_failed; i++) {
+        uint64_t page = set->page_indices[i];
+        if (machine->ram.has_decoded_code[page])
+            machine_drop_decoded_page(machine, page);
+    }
+    int64_t restored = guest_ram_preimages_rollback_before_load(&machine->ram, overwritten, opaque);
     machine_resume(machine);
     return restored;
 }

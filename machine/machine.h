@@ -160,6 +160,13 @@ uint64_t machine_dirty_log_read_and_clear(struct machine *machine, uint64_t *bit
  * capturing (the interval cannot be undone). */
 void machine_preimages_enable(struct machine *machine, bool enable);
 int64_t machine_preimages_rollback(struct machine *machine);
+/* The rollback a COLO secondary does once a checkpoint has arrived whole
+ * and before it is applied (guest_ram_preimages_rollback_before_load):
+ * pages the checkpoint overwrites are not restored, and writes are not
+ * captured until machine_preimages_reset, which the caller does once the
+ * checkpoint is applied. Returns the pages restored, or -1. */
+int64_t machine_preimages_rollback_before_load(struct machine *machine, bool (*overwritten)(void *, uint64_t),
+                                               void *opaque);
 void machine_preimages_reset(struct machine *machine);
 
 /* Guest time in timebase ticks (CLINT mtime). */

@@ -34,17 +34,14 @@ void machine_save_state(struct machine *machine, struct state_writer *writer)
         virtio_net_save(machine->nics[i], writer);
 }
 
-/* Everything that changes the architectural picture of RAM: decoded code
- * and TLB entries made from the old contents. */
+/* TLB entries were made under the old hart state (satp, privilege), so they
+ * go. Decoded code stays: it depends only on RAM contents, and every path
+ * that changes RAM (machine_ram_write, machine_ram_clear_pages, the
+ * pre-image rollbacks, the harts' stores) drops the decoded code of the
+ * pages it changes. Dropping all of it here cost a COLO secondary over a
+ * millisecond per checkpoint, and the SVM re-decoding its whole kernel. */
 static void forget_derived_state(struct machine *machine)
 {
-    /* A machine that never ran (a migration's destination) has no decoded
-     * code; not scanning its untouched per-page arrays saves the page
-     * faults of reading them, a fifth of a millisecond of downtime. */
-    if (machine->decode_cache.allocated_pages)
-        for (uint64_t page = 0; page < machine->ram.page_count; page++)
-            if (machine->ram.has_decoded_code[page] || machine->decode_cache.pages[page])
-                machine_drop_decoded_page(machine, page);
     for (unsigned i = 0; i < machine->config.hart_count; i++)
         hart_tlb_flush_all(&machine->harts[i]);
 }

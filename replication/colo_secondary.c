@@ -131,10 +131,20 @@ static int wait_message(struct colo_secondary *secondary, enum colo_message expe
 /* Called by stream_receive once the checkpoint has arrived whole, just
  * before it applies it: undo what the SVM wrote since the last checkpoint,
  * so the PVM's dirty pages land on the RAM they were dirtied from. */
+static bool checkpoint_overwrites(void *opaque, uint64_t page)
+{
+    struct colo_secondary *secondary = opaque;
+    return stream_receive_writes_page(&secondary->reader, page);
+}
+
 static int roll_back_svm(void *opaque, struct machine *svm, struct error *err)
 {
     struct colo_secondary *secondary = opaque;
-    int64_t restored = machine_preimages_rollback(svm);
+    /* Pages the checkpoint brings are left as they are (it overwrites
+     * them), and the writes of the apply are not captured: the reset after
+     * it starts the next interval. */
+    size_t captured = svm->ram.preimages.count;
+    int64_t restored = machine_preimages_rollback_before_load(svm, checkpoint_overwrites, secondary);
     if (restored < 0)
         return error_set(err, "the SVM's pre-images are incomplete (memory ran out while capturing "
                          "them): it cannot be rolled back, nothing applied");
@@ -145,7 +155,8 @@ static int roll_back_svm(void *opaque, struct machine *svm, struct error *err)
     pthread_mutex_lock(&secondary->stats_lock);
     secondary->stats.last_preimages_restored = restored;
     secondary->stats.preimages_restored_total += (uint64_t)restored;
-    if (restored > 0)
+    secondary->stats.preimages_overwritten_total += captured - (uint64_t)restored;
+    if (captured > 0)
         secondary->stats.checkpoints_with_rollback++;
     pthread_mutex_unlock(&secondary->stats_lock);
     return 0;
@@ -182,9 +193,9 @@ static int receive_checkpoint(struct colo_secondary *secondary, struct error *er
         return fail(secondary, err, "receiving the checkpoint", &cause);
     }
     secondary->svm_consistent = true;
-    /* The applied pages went through the dirty log (capturing pre-images of
-     * the rolled-back pages, which are worthless now): start the interval
-     * clean, so the next rollback returns to exactly this checkpoint. */
+    /* The applied pages went through the dirty log (not captured: see
+     * roll_back_svm): start the interval clean, so the next rollback
+     * returns to exactly this checkpoint. */
     machine_preimages_reset(secondary->svm);
     pthread_mutex_lock(&secondary->stats_lock);
     secondary->stats.checkpoints++;

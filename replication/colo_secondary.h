@@ -64,8 +64,9 @@ struct colo_secondary_stats {
     uint64_t checkpoints;              /* applied */
     uint64_t last_pages_received;
     int64_t last_preimages_restored;   /* pages the last rollback restored */
+    uint64_t preimages_overwritten_total;  /* captured, not restored: the checkpoint brought them */
     uint64_t preimages_restored_total;
-    uint64_t checkpoints_with_rollback;
+    uint64_t checkpoints_with_rollback;    /* the SVM had written pages: pre-images existed */
     /* Instructions the SVM retired between its last resume and suspend
      * (that it really ran between checkpoints). */
     uint64_t last_interval_instructions;

@@ -140,6 +140,9 @@ int stream_receive(struct stream_reader *reader, struct machine *machine, uint32
  * arrives whole leaves the VM untouched. If before_apply fails (returns -1
  * and sets err), nothing is applied. */
 typedef int (*stream_before_apply)(void *opaque, struct machine *machine, struct error *err);
+/* Inside before_apply: true when the run about to be applied writes this
+ * RAM page (as data or as a zero page). */
+bool stream_receive_writes_page(const struct stream_reader *reader, uint64_t page);
 int stream_receive_with_hook(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
                              stream_before_apply before_apply, void *opaque, struct error *err);
 

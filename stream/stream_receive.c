@@ -239,6 +239,13 @@ static int apply(struct machine *machine, const struct state_writer *state,
     return 0;
 }
 
+bool stream_receive_writes_page(const struct stream_reader *reader, uint64_t page)
+{
+    const struct stream_page_staging *staging = reader->staging;
+    return staging && page < staging->ram_pages &&
+           (staging->slot_of_page[page] || (staging->zero_flags[page] & STAGING_ZERO_LISTED));
+}
+
 int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
                    struct error *err)
 {

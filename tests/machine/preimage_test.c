@@ -10,6 +10,13 @@
 
 #include "test_check.h"
 
+/* Pages 345..349 stand for what a checkpoint brings. */
+static bool overwritten_by_checkpoint(void *opaque, uint64_t page)
+{
+    (void)opaque;
+    return page >= 345 && page < 350;
+}
+
 static void run_guest(struct machine *machine, uint64_t pages, uint64_t first_page, uint64_t entry)
 {
     hart_reset(&machine->harts[0], entry);
@@ -78,6 +85,36 @@ int main(int argc, char **argv)
     restored = machine_preimages_rollback(&machine);
     CHECK(restored == 3, "second interval restored %lld pages, expected 3", (long long)restored);
     CHECK(machine_ram_hash(&machine) == before, "rollback went past the last reset");
+
+    /* The rollback before a checkpoint is loaded: pages the checkpoint
+     * overwrites are left alone, every other page comes back, and the
+     * checkpoint's own writes are not captured (after the reset, a
+     * rollback undoes nothing of them). */
+    machine_preimages_reset(&machine);
+    uint8_t *at_reset = malloc(machine.ram.size);
+    memcpy(at_reset, machine.ram.host, machine.ram.size);
+    run_guest(&machine, 10, 340, entry);    /* pages 340..349 */
+    uint8_t written_349[GUEST_PAGE_SIZE];
+    memcpy(written_349, machine.ram.host + (349ull << GUEST_PAGE_SHIFT), GUEST_PAGE_SIZE);
+    restored = machine_preimages_rollback_before_load(&machine, overwritten_by_checkpoint, NULL);
+    CHECK(restored == 5, "rollback before a load restored %lld pages, expected 5 (340..344)", (long long)restored);
+    CHECK(memcmp(machine.ram.host + (340ull << GUEST_PAGE_SHIFT), at_reset + (340ull << GUEST_PAGE_SHIFT),
+                 5 * GUEST_PAGE_SIZE) == 0, "pages 340..344 not restored");
+    CHECK(memcmp(machine.ram.host + (349ull << GUEST_PAGE_SHIFT), written_349, GUEST_PAGE_SIZE) == 0,
+          "page 349 (overwritten by the checkpoint) was restored anyway");
+    uint8_t checkpoint_page[GUEST_PAGE_SIZE];
+    memset(checkpoint_page, 0x5c, sizeof checkpoint_page);
+    machine_ram_write(&machine, MACHINE_RAM_BASE + (345ull << GUEST_PAGE_SHIFT), checkpoint_page,
+                      sizeof checkpoint_page);
+    CHECK(machine.ram.preimages.count == 10, "the checkpoint's write was captured (%zu pre-images)",
+          machine.ram.preimages.count);
+    machine_preimages_reset(&machine);
+    before = machine_ram_hash(&machine);
+    run_guest(&machine, 2, 345, entry);
+    restored = machine_preimages_rollback(&machine);
+    CHECK(restored == 2 && machine_ram_hash(&machine) == before,
+          "after the reset, capture did not resume (%lld restored)", (long long)restored);
+    free(at_reset);
 
     /* Turning the dirty log off turns pre-images off: nothing to undo. */
     machine_dirty_log_enable(&machine, false);

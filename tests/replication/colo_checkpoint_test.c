@@ -67,6 +67,12 @@ static void on_svm_checkpoint_applied(void *opaque, struct machine *svm)
     state_writer_free(&exchange->state);
     state_writer_init(&exchange->state);
     machine_save_state(svm, &exchange->state);
+    /* Something only the SVM writes (as a device would), into the last
+     * page of RAM, which the PVM's program never touches: the next
+     * rollback must restore it, since no checkpoint brings that page. */
+    uint8_t scribble[GUEST_PAGE_SIZE];
+    memset(scribble, (int)(0x40 + exchange->applied % 64), sizeof scribble);
+    machine_ram_write(svm, svm->ram.base + svm->ram.size - GUEST_PAGE_SIZE, scribble, sizeof scribble);
     pthread_mutex_unlock(&exchange->lock);
 }
 
@@ -251,11 +257,13 @@ int main(int argc, char **argv)
            (unsigned long long)colo_primary_downtime_percentile(&primary, 99),
            (unsigned long long)stats.max_downtime_us, (unsigned long long)stats.last_dirty_pages,
            (unsigned long long)stats.last_bytes, stats.migration.rounds);
-    printf("secondary: %llu applied, %llu with rollback, %llu pages restored, %u intervals where "
+    printf("secondary: %llu applied, %llu with rollback, %llu pages restored, %llu left to the checkpoint, "
+           "%u intervals where "
            "the SVM ran, %llu instructions in all\n",
            (unsigned long long)secondary_stats.checkpoints,
            (unsigned long long)secondary_stats.checkpoints_with_rollback,
-           (unsigned long long)secondary_stats.preimages_restored_total, exchange.svm_ran_intervals,
+           (unsigned long long)secondary_stats.preimages_restored_total,
+           (unsigned long long)secondary_stats.preimages_overwritten_total, exchange.svm_ran_intervals,
            (unsigned long long)secondary_stats.interval_instructions_total);
 
     CHECK(stats.checkpoints >= WANTED_CHECKPOINTS, "only %llu checkpoints", (unsigned long long)stats.checkpoints);
@@ -269,6 +277,8 @@ int main(int argc, char **argv)
     CHECK(exchange.svm_ran_intervals >= 20, "the SVM ran in only %u intervals", exchange.svm_ran_intervals);
     CHECK(secondary_stats.checkpoints_with_rollback > 0 && secondary_stats.preimages_restored_total > 0,
           "rollback was never used");
+    CHECK(secondary_stats.preimages_overwritten_total > 0,
+          "no rollback left a page to the checkpoint that overwrites it");
     CHECK(stats.requested_checkpoints > 0, "no requested checkpoint happened");
     CHECK(stats.last_dirty_pages > 0 && stats.total_dirty_pages > 0, "no dirty pages were sent");
     CHECK(colo_primary_downtime_percentile(&primary, 50) > 0, "no downtime recorded");
