@@ -155,8 +155,9 @@ static void post_event(const char *what, const char *detail)
 
 static json_t *checkpoint_report_json(const struct colo_checkpoint_report *report)
 {
-    return json_pack("{s:I, s:b, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
+    return json_pack("{s:I, s:b, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
                      "requested", report->requested, "dirty_pages", (json_int_t)report->dirty_pages,
+                     "precopy_pages", (json_int_t)report->precopy_pages,
                      "bytes", (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000,
                      "suspend_ms", (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000,
                      "apply_ms", (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
@@ -310,6 +311,20 @@ static void mirror_frame(void *opaque, struct virtio_net *net, const struct virt
         atomic_fetch_add(&r->mirrored_frames, 1);
 }
 
+/* The checkpoint's pre-copy is sent while the PVM runs; the PVM pauses
+ * once the primary's flush returns. Whatever still sits in socket buffers
+ * then is read by the secondary during the downtime, and loopback TCP
+ * buffers grow to megabytes. Small buffers on the replication connection
+ * keep that backlog to a few hundred KiB (throughput on a LAN or loopback
+ * does not need more). */
+#define REPLICATION_SOCKET_BUFFER (256 * 1024)
+static void limit_in_flight(int fd, int option)
+{
+    int size = REPLICATION_SOCKET_BUFFER;
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, option, &size, sizeof size);
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec pause = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
@@ -369,6 +384,7 @@ static void *primary_thread(void *opaque)
     options.on_checkpoint_opaque = r;
 
     r->replication_fd = migration_connect(r->destination, &err);
+    limit_in_flight(r->replication_fd, SO_SNDBUF);
     if (r->replication_fd >= 0) {
         r->mirror_fd = migration_connect(r->destination, &err);
     }
@@ -699,6 +715,7 @@ int colo_replication_start_secondary(struct vm_control *control, struct machine 
     log_line("waiting for the primary on %s", address);
     /* The primary connects twice, in this order: replication, mirror. */
     r->replication_fd = migration_accept(listener, err);
+    limit_in_flight(r->replication_fd, SO_RCVBUF);
     if (r->replication_fd >= 0)
         r->mirror_fd = migration_accept(listener, err);
     close(listener);

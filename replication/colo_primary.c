@@ -27,6 +27,7 @@ void colo_primary_options_defaults(struct colo_primary_options *options)
     migration_options_defaults(&options->migration);
     options->max_interval_ms = 1000;
     options->message_timeout_ms = 5000;
+    options->precopy = true;
 }
 
 static uint64_t now_microseconds(void)
@@ -287,9 +288,8 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
     return trigger;
 }
 
-/* Sends what the PVM wrote since the last checkpoint and its state. The
- * PVM is paused. */
-static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, struct error *err)
+/* The dirty log as a list of page indices in primary->pages; how many. */
+static size_t read_dirty_pages(struct colo_primary *primary)
 {
     struct machine *pvm = primary->pvm;
     machine_dirty_log_read_and_clear(pvm, primary->bitmap);
@@ -299,6 +299,37 @@ static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, 
         for (uint64_t bits = primary->bitmap[word]; bits; bits &= bits - 1)
             primary->pages[count++] = word * 64 + (uint64_t)__builtin_ctzll(bits);
     }
+    return count;
+}
+
+/* The pre-copy, with the PVM running: what it dirtied so far goes out now.
+ * The log is cleared first, so a page it writes after (or while) being
+ * copied is in the log again and goes out once more with the PVM paused;
+ * the secondary stages both copies in the same run and the later wins. */
+static int send_precopy(struct colo_primary *primary, uint64_t *pages_sent, struct error *err)
+{
+    size_t count = read_dirty_pages(primary);
+    struct error cause;
+    /* Test hook (as in send_checkpoint): half the pre-copy out, then die. */
+    if (count >= 2 && kill_due(primary, KILL_MID_PAGES)) {
+        if (stream_write_pages(&primary->writer, primary->pvm, primary->pages, count / 2, &cause) < 0 ||
+            stream_flush(&primary->writer, &cause) < 0)
+            return fail(primary, err, "sending the checkpoint's pre-copy", &cause);
+        kill_point(primary, KILL_MID_PAGES);
+    }
+    if (count && (stream_write_pages(&primary->writer, primary->pvm, primary->pages, count, &cause) < 0 ||
+                  stream_flush(&primary->writer, &cause) < 0))
+        return fail(primary, err, "sending the checkpoint's pre-copy", &cause);
+    *pages_sent = count;
+    return 0;
+}
+
+/* Sends what the PVM wrote since the last checkpoint (or since the
+ * pre-copy) and its state. The PVM is paused. */
+static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, struct error *err)
+{
+    struct machine *pvm = primary->pvm;
+    size_t count = read_dirty_pages(primary);
     *dirty_pages = count;
     struct error cause;
     size_t sent = 0;
@@ -379,10 +410,12 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             .number = primary->checkpoint_number,
             .requested = trigger == TRIGGER_REQUEST,
         };
+        uint64_t bytes_before = primary->writer.bytes_written;
+        if (primary->options.precopy && send_precopy(primary, &report.precopy_pages, err) < 0)
+            return -1;
         uint64_t paused_at_us = now_microseconds();
         machine_pause(pvm);
         primary->pvm_paused = true;
-        uint64_t bytes_before = primary->writer.bytes_written;
         if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0 ||
             wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
@@ -407,6 +440,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return -1;
         resume_pvm(primary);
         uint64_t resumed_at_us = now_microseconds();
+        report.dirty_pages += report.precopy_pages;
         report.bytes = primary->writer.bytes_written - bytes_before;
         report.downtime_us = resumed_at_us - paused_at_us;
         report.suspend_us = suspended_at_us - paused_at_us;

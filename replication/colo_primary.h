@@ -40,7 +40,9 @@ const char *colo_primary_state_name(enum colo_primary_state state);
 struct colo_checkpoint_report {
     uint64_t number;                       /* 1, 2, ... */
     bool requested;                        /* triggered by a request, not the interval */
-    uint64_t dirty_pages;                  /* sent (zero pages included) */
+    uint64_t dirty_pages;                  /* sent (zero pages included; a page sent in the
+                                              pre-copy and again while paused counts twice) */
+    uint64_t precopy_pages;                /* of those, sent before the pause */
     uint64_t bytes;                        /* sent for it */
     uint64_t downtime_us;                  /* PVM paused, pause to resume */
     uint64_t suspend_us;                   /* pause until SVM_SUSPENDED arrived */
@@ -54,6 +56,10 @@ struct colo_primary_options {
     /* The longest interval between checkpoints (from one resume of the
      * PVM to the next CHECKPOINT_NEW). */
     unsigned max_interval_ms;              /* default 1000 */
+    /* Send what the PVM dirtied so far right after CHECKPOINT_NEW, while it
+     * still runs (and the SVM suspends), so that only what it dirties
+     * meanwhile is sent with it paused. Default on. */
+    bool precopy;
     /* Waits for each of the secondary's replies. */
     int message_timeout_ms;                /* default 5000 */
     /* Called once the SVM has applied a checkpoint (SVM_READY), with the

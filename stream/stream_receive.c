@@ -18,9 +18,13 @@
 /* The machine state of a checkpoint is a few KiB; a run that stages more
  * than this is not a machine state but a stream trying to exhaust memory. */
 #define STAGING_MAX_STATE_BYTES (16u << 20)
-/* Staging past this offset may use transparent huge pages (see below), and
- * is given back to the kernel after each run that used it. */
+/* Staging past this offset may use transparent huge pages (see below). */
 #define STAGING_SMALL_PAGES_BYTES (2u << 20)
+/* Staged data up to this size stays backed between runs (a COLO
+ * checkpoint's thousands of pages would otherwise be faulted in again each
+ * time, partly while the VM is paused); beyond it, memory goes back to the
+ * kernel after the run (a migration's full copy). */
+#define STAGING_KEPT_BYTES (32u << 20)
 
 /* zero_flags of a page: its last copy in the run was a PAGE_ZERO; it is in
  * zero_pages (once, however often it was sent). */
@@ -46,7 +50,7 @@
  * and tearing down these arrays and the reservation cost a few hundred
  * microseconds, which a COLO checkpoint or a migration's last round would
  * otherwise pay while the VM is paused. Between runs only the entries the
- * run used are cleared, and memory past the first 2 MiB of data goes back
+ * run used are cleared, and staged data past STAGING_KEPT_BYTES goes back
  * to the kernel. */
 struct stream_page_staging {
     uint64_t ram_pages;
@@ -119,9 +123,8 @@ static void staging_reset(struct stream_page_staging *staging)
     for (size_t i = 0; i < staging->zero_count; i++)
         staging->zero_flags[staging->zero_pages[i]] = 0;
     size_t used = staging->slot_count * STREAM_PAGE_SIZE;
-    if (used > STAGING_SMALL_PAGES_BYTES)
-        (void)madvise(staging->data + STAGING_SMALL_PAGES_BYTES, used - STAGING_SMALL_PAGES_BYTES,
-                      MADV_DONTNEED);
+    if (used > STAGING_KEPT_BYTES)
+        (void)madvise(staging->data + STAGING_KEPT_BYTES, used - STAGING_KEPT_BYTES, MADV_DONTNEED);
     staging->slot_count = 0;
     staging->zero_count = 0;
 }
