@@ -228,19 +228,21 @@ def report_main(args):
                   f"{fmt(r.get('get_p50_ms'), '8.2f'):>8} | {fmt(r.get('get_p99_ms'), '8.2f'):>8}")
     if kills:
         print()
-        print("kill -9 of the primary, a client doing SET+GET pairs on one connection (wall clock):")
+        print("kill -9 (kill*) or SIGSTOP (stop*) of the primary, a client doing SET+GET pairs on one")
+        print("connection (wall clock; 'failover' is when the script saw it in the secondary's log):")
         print()
-        print(f"{'trial':>5} | {'gap ms':>7} | {'kill->reply ms':>14} | {'normal gap p50/max ms':>21} | "
+        print(f"{'trial':>6} | {'gap ms':>7} | {'kill->reply ms':>14} | {'normal gap p50/max ms':>21} | "
               f"{'failover after kill ms':>22} | client")
         for r in kills:
             client = "ok" if not r.get("error") and r.get("lost_keys") == 0 else \
                 f"{r.get('error') or ''} lost {r.get('lost_keys')}"
-            print(f"{r['trial']:>5} | {fmt(r.get('gap_ms'), '7.1f'):>7} | {fmt(r.get('kill_to_reply_ms'), '14.1f'):>14} | "
+            print(f"{r['trial']:>6} | {fmt(r.get('gap_ms'), '7.1f'):>7} | {fmt(r.get('kill_to_reply_ms'), '14.1f'):>14} | "
                   f"{fmt(r.get('normal_p50_gap_ms'), '.1f'):>9} / {fmt(r.get('normal_max_gap_ms'), '.1f'):<9} | "
                   f"{fmt(r.get('failover_ms'), '22.0f'):>22} | {client} ({r.get('keys')} keys)")
-        gaps = sorted(r["gap_ms"] for r in kills if r.get("gap_ms") is not None)
-        if gaps:
-            print(f"service gap: median {median(gaps):.1f} ms, max {gaps[-1]:.1f} ms over {len(gaps)} trials")
+        for kind, name in (("kill", "kill -9"), ("stop", "SIGSTOP")):
+            gaps = sorted(r["gap_ms"] for r in kills if r.get("gap_ms") is not None and r["trial"].startswith(kind))
+            if gaps:
+                print(f"service gap after {name}: median {median(gaps):.1f} ms, max {gaps[-1]:.1f} ms over {len(gaps)} trials")
 
 
 def main():

@@ -24,11 +24,15 @@
 #    SET+GET pairs on one connection; 3 s after protect the primary is
 #    killed; the service gap is the time between the last reply before the
 #    kill and the first after it (the client's connection must carry on and
-#    every acknowledged key must read back).
+#    every acknowledged key must read back). kill -9 closes the primary's
+#    sockets, so the secondary sees the replication connection break at
+#    once; REP_FREEZES more trials stop the primary with SIGSTOP instead (a
+#    host that hangs or loses power: its connections stay open), where only
+#    the heartbeat timeout tells the secondary.
 #
 # Usage: bench/run_replication.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
-#   REP_CHECKPOINTS (100), REP_KILLS (5), REP_REQUESTS (200, per latency run),
+#   REP_CHECKPOINTS (100), REP_KILLS (5), REP_FREEZES (3), REP_REQUESTS (200, per latency run),
 #   REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
 #   REP_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
@@ -40,6 +44,7 @@ levels=${REP_LEVELS:-0 100 1000 10000}
 interval=${REP_INTERVAL_MS:-100}
 checkpoints=${REP_CHECKPOINTS:-100}
 kills=${REP_KILLS:-5}
+freezes=${REP_FREEZES:-3}
 requests=${REP_REQUESTS:-200}
 boot_timeout=120
 helper=$(realpath bench/replication_helper.py)
@@ -182,29 +187,38 @@ for rate in 0 10000; do
     record "$(json_add "$summary" kind=max_rate churn="$rate")"
 done
 
-# ---- 3. kill -9 of the primary ----
-for trial in $(seq 1 "$kills"); do
-    start_pair "kill$trial" || continue
+# ---- 3. kill -9 (or SIGSTOP) of the primary ----
+trials=()
+for n in $(seq 1 "$kills"); do trials+=("kill:$n"); done
+for n in $(seq 1 "$freezes"); do trials+=("stop:$n"); done
+for entry in "${trials[@]}"; do
+    signal=${entry%%:*} trial=$signal${entry#*:}
+    start_pair "$trial" || continue
     churn 1000
     protect "$interval" || continue
     rm -f "$work/stop"
-    client python3 "$helper" client "$guest" "$work/stop" >"$work/kill$trial-client.json" 2>"$work/kill$trial-client.err" &
+    client python3 "$helper" client "$guest" "$work/stop" >"$work/$trial-client.json" 2>"$work/$trial-client.err" &
     client_pid=$!; pids+=("$client_pid")
     sleep 3
     killed_at=$(date +%s.%N)
-    kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
-    wait_for "$work/kill$trial-secondary.log" "failed over" "failover (trial $trial)" "$secondary_pid" 10
+    if [ "$signal" = kill ]; then
+        kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+    else
+        kill -STOP "$primary_pid"
+    fi
+    wait_for "$work/$trial-secondary.log" "failed over" "failover (trial $trial)" "$secondary_pid" 10
     failed_over_at=$(date +%s.%N)
     sleep 3
     touch "$work/stop"
     for _ in $(seq 1 600); do kill -0 "$client_pid" 2>/dev/null || break; sleep 0.1; done
     wait "$client_pid"
-    gap=$(python3 "$helper" gap "$work/kill$trial-client.json" "$killed_at") || { problem "no client result (trial $trial)"; continue; }
+    [ "$signal" = stop ] && kill -9 "$primary_pid" 2>/dev/null
+    gap=$(python3 "$helper" gap "$work/$trial-client.json" "$killed_at") || { problem "no client result (trial $trial)"; continue; }
     failover_ms=$(echo "($failed_over_at - $killed_at) * 1000" | bc)
-    echo "  kill trial $trial: $gap (failed over seen by the script ${failover_ms%.*} ms after the kill)"
-    record "$(json_add "$gap" kind=kill trial="$trial" failover_ms="${failover_ms%.*}")"
+    echo "  trial $trial: $gap (failed over seen by the script ${failover_ms%.*} ms after the kill)"
+    record "$(json_add "$gap" kind=kill trial="\"$trial\"" failover_ms="${failover_ms%.*}")"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if not d['error'] and d['lost_keys']==0 else 1)" \
-        "$work/kill$trial-client.json" || problem "trial $trial: the client saw an error or lost keys"
+        "$work/$trial-client.json" || problem "trial $trial: the client saw an error or lost keys"
 done
 stop_all
 

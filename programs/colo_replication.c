@@ -57,8 +57,14 @@ struct mirrored_frame {
 /* What the transmit hook does with a frame the guest sent. */
 enum nic_mode {
     NIC_PASS,                           /* to the TAP (no replication, or the primary lost its secondary) */
-    NIC_HOLD,                           /* primary: queue until the SVM has the checkpoint */
-    NIC_DROP,                           /* secondary: the SVM must not talk to the network */
+    /* Queue the frames. Primary: until the SVM has the checkpoint that
+     * follows them (then released). Secondary: the SVM must not talk to
+     * the network, but its output since the last checkpoint is what the
+     * VM said in the timeline the SVM continues after a failover: dropped
+     * when the next checkpoint replaces that timeline, sent when the SVM
+     * takes over (so a client waiting for a reply the dead primary held
+     * gets it at once, not at its next TCP retransmission). */
+    NIC_HOLD,
 };
 
 struct held_frame {
@@ -84,7 +90,9 @@ struct replication {
     enum nic_mode nic_mode;
     struct held_frame held[HELD_FRAMES_MAX];
     size_t held_count, held_bytes;
-    uint64_t held_total, released_total, dropped_held, dropped_secondary;
+    uint64_t held_total, released_total, dropped_held;
+    uint64_t dropped_secondary;         /* SVM frames a checkpoint made void */
+    uint64_t svm_output_released;       /* SVM frames sent at the failover */
 
     /* Primary. */
     char destination[300];
@@ -187,9 +195,6 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     switch (r->nic_mode) {
     case NIC_PASS:
         virtio_net_transmit_to_tap(NULL, net, header, frame, length);
-        break;
-    case NIC_DROP:
-        r->dropped_secondary++;
         break;
     case NIC_HOLD: {
         uint8_t *copy = r->held_count < HELD_FRAMES_MAX && r->held_bytes + length <= HELD_BYTES_MAX
@@ -625,7 +630,24 @@ static int secondary_network_setup(void *opaque)
     return 0;
 }
 
-static const struct colo_checkpoint_device_ops secondary_network_ops = { .setup = secondary_network_setup };
+/* The checkpoint has been applied: what the SVM sent before it belongs to
+ * a timeline that is gone. (The SVM is paused: nothing transmits now.) */
+static int secondary_network_preresume(void *opaque)
+{
+    struct replication *r = opaque;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->held_count; i++)
+        free(r->held[i].data);
+    r->dropped_secondary += r->held_count;
+    r->held_count = 0;
+    r->held_bytes = 0;
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+static const struct colo_checkpoint_device_ops secondary_network_ops = {
+    .setup = secondary_network_setup, .preresume = secondary_network_preresume,
+};
 
 /* Makes the SVM's NICs the VM's own: its TAP, its output, and an announce
  * so the network learns where its MAC lives now. */
@@ -642,12 +664,18 @@ static void switch_network_to_local(struct replication *r)
     for (size_t i = 0; i < r->queued; i++)
         free(r->queue[i].data);
     r->queued = 0;
-    r->nic_mode = NIC_PASS;
     pthread_mutex_unlock(&r->lock);
     for (unsigned i = 0; i < machine->config.nic_count; i++) {
         virtio_net_set_tap_receive(machine->nics[i], true);
         virtio_net_announce(machine->nics[i]);
     }
+    /* What the SVM said since its last checkpoint goes out now (see
+     * NIC_HOLD), after the announce and before anything newer. */
+    pthread_mutex_lock(&r->lock);
+    r->svm_output_released = r->held_count;
+    release_held_locked(r);
+    r->nic_mode = NIC_PASS;
+    pthread_mutex_unlock(&r->lock);
     machine_resume(machine);
 }
 
@@ -681,7 +709,8 @@ static void *monitor_thread(void *opaque)
     snprintf(r->end_reason, sizeof r->end_reason, "%s", err.message);
     pthread_cond_broadcast(&r->failover_finished);
     pthread_mutex_unlock(&r->lock);
-    log_line("failed over: the VM runs here now (from state %s)", colo_secondary_state_name(state));
+    log_line("failed over: the VM runs here now (from state %s; %" PRIu64 " frames it sent since its last "
+             "checkpoint released)", colo_secondary_state_name(state), r->svm_output_released);
     post_event("failed over", err.message);
     return NULL;
 }
@@ -705,7 +734,7 @@ int colo_replication_start_secondary(struct vm_control *control, struct machine 
         return error_set(err, "out of memory");
     /* Mute the NICs before anything runs: no frame out, no TAP read. */
     install_transmit_hooks(r, machine);
-    r->nic_mode = NIC_DROP;
+    r->nic_mode = NIC_HOLD;
     for (unsigned i = 0; i < machine->config.nic_count; i++)
         virtio_net_set_tap_receive(machine->nics[i], false);
 
@@ -886,6 +915,10 @@ static void status_fields(void *opaque, json_t *reply)
             json_object_set_new(replication, "checkpoints", json_integer(0));
         }
         json_object_set_new(replication, "dropped_transmits", json_integer((json_int_t)r->dropped_secondary));
+        json_object_set_new(replication, "held_frames", json_integer((json_int_t)r->held_count));
+        if (r->failover_done)
+            json_object_set_new(replication, "released_at_failover",
+                                json_integer((json_int_t)r->svm_output_released));
         /* Machine-thread counters, read while status has the VM paused. */
         json_object_set_new(replication, "mirrored_frames_received", json_integer((json_int_t)r->mirror_received));
         json_object_set_new(replication, "mirrored_frames_delivered", json_integer((json_int_t)r->mirror_delivered));
