@@ -90,6 +90,16 @@ if message=$(wait_for_checkpoints "$work/A" "$checkpoints_wanted"); then
 else
     fail "checkpoints: $message"; tail -5 "$work/primary.log"; tail -5 "$work/secondary.log"
 fi
+# A checkpoint on request (the control socket's trigger), with its report.
+if out=$(on_host "$work/A" "$colo" checkpoint guarded 2>&1) &&
+    echo "$out" | grep -Eq "^checkpoint [0-9]+ of guarded: [0-9]+ dirty pages, .* PVM paused [0-9.]+ ms \(secondary suspending"; then
+    pass "colo checkpoint: $out"
+else
+    fail "colo checkpoint: '$out'"
+fi
+on_host "$work/B" "$colo" checkpoint guarded >"$work/checkpoint-b.log" 2>&1 &&
+    fail "colo checkpoint on the secondary succeeded" ||
+    pass "colo checkpoint on the secondary is refused: $(cat "$work/checkpoint-b.log")"
 line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "replication")
 echo "$line" | grep -q "primary, .* checkpoints, downtime p50" && pass "colo status on A:$line" ||
     fail "colo status on A has no replication line: '$line'"

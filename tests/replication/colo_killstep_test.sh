@@ -124,6 +124,19 @@ trial() {  # STEP NUMBER
     if wait_for "$dir/secondary.log" "failed over" "$step: failover" "$secondary_pid" "$failover_limit"; then
         pass "$step: the secondary failed over $(($(date +%s%3N) - died_ms)) ms after the primary died: $(grep -m1 -i 'failed over' "$dir/secondary.log")"
     fi
+    # The SVM's output since its last checkpoint goes out at the failover.
+    # Killed at the start of a checkpoint (before-new) or while the SVM is
+    # suspended for one, the SVM has run a whole interval with the client's
+    # request outstanding, so it holds at least its reply.
+    local released
+    released=$(replication_field "$dir/B" released_at_failover)
+    if [ "$step" = before-new ] || [ "$step" = svm-suspended ]; then
+        [ -n "$released" ] && [ "$released" -ge 1 ] &&
+            pass "$step: the SVM's held output went out at the failover ($released frames)" ||
+            fail "$step: the SVM's output since its last checkpoint was not released at the failover ('$released')"
+    else
+        echo "  $released frames of SVM output released at the failover"
+    fi
     # Let the client run a while on the failed-over VM before stopping it.
     sleep 3
     touch "$dir/stop"
