@@ -222,10 +222,11 @@ def report_main(args):
         print()
         print("KV request latency, sequential requests on one connection (ms):")
         print()
-        print(f"{'VM':<34} | {'SET p50':>8} | {'SET p99':>8} | {'GET p50':>8} | {'GET p99':>8}")
+        print(f"{'VM':<52} | {'SET p50':>8} | {'SET p99':>8} | {'GET p50':>8} | {'GET p99':>8} | checkpoints")
         for r in latency:
-            print(f"{r['what']:<34} | {fmt(r.get('set_p50_ms'), '8.2f'):>8} | {fmt(r.get('set_p99_ms'), '8.2f'):>8} | "
-                  f"{fmt(r.get('get_p50_ms'), '8.2f'):>8} | {fmt(r.get('get_p99_ms'), '8.2f'):>8}")
+            print(f"{r['what']:<52} | {fmt(r.get('set_p50_ms'), '8.2f'):>8} | {fmt(r.get('set_p99_ms'), '8.2f'):>8} | "
+                  f"{fmt(r.get('get_p50_ms'), '8.2f'):>8} | {fmt(r.get('get_p99_ms'), '8.2f'):>8} | "
+                  f"{fmt(r.get('checkpoints'))}")
     if kills:
         print()
         print("kill -9 (kill*) or SIGSTOP (stop*) of the primary, a client doing SET+GET pairs on one")

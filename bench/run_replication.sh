@@ -17,6 +17,10 @@
 #    downtime, dirty pages and phases) of REP_CHECKPOINTS checkpoints are
 #    summarised: downtime p50/p99/max, dirty pages, checkpoints per second.
 #    At level 0 the KV latency is measured again, protected.
+#    Phase 1 protects with the default --output-delay (held output asks for
+#    a checkpoint within 10 ms); the latency is also measured on a new pair
+#    for each delay in REP_OUTPUT_DELAYS (100 = the interval: replies wait
+#    for the interval checkpoint).
 # 2. The highest checkpoint rate: a new pair protected with --interval 1,
 #    idle and with 10,000 pages/s of churn.
 # 3. REP_KILLS trials of kill -9 of the primary: a new pair each time,
@@ -33,7 +37,7 @@
 # Usage: bench/run_replication.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
 #   REP_CHECKPOINTS (100), REP_KILLS (5), REP_FREEZES (3), REP_REQUESTS (200, per latency run),
-#   REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
+#   REP_OUTPUT_DELAYS ("0 100"), REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
 #   REP_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
@@ -46,6 +50,7 @@ checkpoints=${REP_CHECKPOINTS:-100}
 kills=${REP_KILLS:-5}
 freezes=${REP_FREEZES:-3}
 requests=${REP_REQUESTS:-200}
+output_delays=${REP_OUTPUT_DELAYS:-0 100}
 boot_timeout=120
 helper=$(realpath bench/replication_helper.py)
 guest=10.96.0.2
@@ -140,8 +145,9 @@ start_pair() {  # TAG
     wait_for "$work/$tag-secondary.log" "waiting for the primary" "secondary ($tag)" "$secondary_pid" || return 1
 }
 
-protect() {  # INTERVAL_MS: protect and follow the checkpoint events
-    on_host "$work/A" "$colo" protect repbench "127.0.0.1:$port" --interval "$1" >"$work/$tag-protect.log" 2>&1 ||
+protect() {  # INTERVAL_MS [PROTECT OPTIONS...]: protect and follow the checkpoint events
+    local interval_ms=$1; shift
+    on_host "$work/A" "$colo" protect repbench "127.0.0.1:$port" --interval "$interval_ms" "$@" >"$work/$tag-protect.log" 2>&1 ||
         { problem "colo protect ($tag): $(cat "$work/$tag-protect.log")"; return 1; }
     on_host "$work/A" "$colo" events --json repbench >"$work/$tag-events.jsonl" 2>/dev/null &
     pids+=("$!")
@@ -149,6 +155,10 @@ protect() {  # INTERVAL_MS: protect and follow the checkpoint events
 }
 
 churn() { client python3 "$helper" churn "$guest" "$1" || problem "CHURN $1 failed ($tag)"; }
+output_delay() {  # the primary's output delay, from its status
+    on_host "$work/A" "$colo" status repbench --json 2>/dev/null |
+        python3 -c "import json,sys; print(str(json.load(sys.stdin)['replication']['output_delay_ms']) + ' ms')" 2>/dev/null
+}
 
 # ---- 1. downtime against dirty pages; latency unprotected and protected ----
 echo "load at start: $(load)"
@@ -168,12 +178,23 @@ for level in $levels; do
     record "$(json_add "$summary" kind=level level="$level" churn="$rate" interval_ms="$interval" load="\"$(load)\"")"
     if [ "$level" = 0 ]; then
         if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
-            record "$(json_add "$latency" kind=latency what="protected, interval $interval ms")"
+            record "$(json_add "$latency" kind=latency what="\"protected, interval $interval ms, output delay $(output_delay)\"")"
         else problem "latency (protected)"; fi
     fi
 done
 [ "$(on_host "$work/A" "$colo" status repbench --json | python3 -c "import json,sys; print(json.load(sys.stdin)['replication']['state'])")" != unprotected ] ||
     problem "the primary lost its secondary during the levels"
+
+for delay in $output_delays; do
+    start_pair "delay$delay" || continue
+    churn 0
+    protect "$interval" --output-delay "$delay" || continue
+    skip=$(wc -l <"$work/delay$delay-events.jsonl")
+    if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
+        checkpoints_during=$(( $(wc -l <"$work/delay$delay-events.jsonl") - skip ))
+        record "$(json_add "$latency" kind=latency what="\"protected, interval $interval ms, output delay $delay ms\"" checkpoints="$checkpoints_during")"
+    else problem "latency (output delay $delay)"; fi
+done
 
 # ---- 2. the highest checkpoint rate ----
 start_pair maxrate || exit 1

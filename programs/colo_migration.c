@@ -73,6 +73,7 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
     json_object_set_new(reply, "pages_sent", json_integer((json_int_t)result.pages_sent));
     json_object_set_new(reply, "bytes_sent", json_integer((json_int_t)result.bytes_sent));
     json_object_set_new(reply, "final_pages", json_integer((json_int_t)result.final_pages));
+    json_object_set_new(reply, "stop_retries", json_integer(result.stop_retries));
     json_object_set_new(reply, "total_seconds", json_real(result.total_seconds));
     json_object_set_new(reply, "downtime_ms", json_real(result.downtime_seconds * 1000));
     json_object_set_new(reply, "downtime_sent_ms", json_real(result.downtime_sent_seconds * 1000));

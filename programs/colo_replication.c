@@ -44,6 +44,10 @@
  * costs dropped frames (counted; TCP retransmits them), not host memory. */
 #define HELD_FRAMES_MAX 8192
 #define HELD_BYTES_MAX (64u << 20)
+/* Without the comparing proxy every frame of the PVM waits for the next
+ * checkpoint; a held frame asks for one within this (protect
+ * --output-delay). */
+#define COLO_DEFAULT_OUTPUT_DELAY_MS 10
 /* Mirrored frames waiting for the SVM's machine thread. */
 #define MIRROR_QUEUE_MAX 1024
 
@@ -97,6 +101,7 @@ struct replication {
     /* Primary. */
     char destination[300];
     unsigned interval_ms;
+    unsigned output_delay_ms;           /* held output asks for a checkpoint within this */
     struct colo_primary primary;
     bool primary_initialized;
     int replication_fd, mirror_fd;
@@ -163,8 +168,9 @@ static void post_event(const char *what, const char *detail)
 
 static json_t *checkpoint_report_json(const struct colo_checkpoint_report *report)
 {
-    return json_pack("{s:I, s:b, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
-                     "requested", report->requested, "dirty_pages", (json_int_t)report->dirty_pages,
+    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
+                     "trigger", colo_checkpoint_trigger_name(report->trigger),
+                     "dirty_pages", (json_int_t)report->dirty_pages,
                      "precopy_pages", (json_int_t)report->precopy_pages,
                      "bytes", (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000,
                      "suspend_ms", (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000,
@@ -207,6 +213,10 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
         r->held[r->held_count++] = (struct held_frame){ net, *header, length, copy };
         r->held_bytes += length;
         r->held_total++;
+        /* The first frame held since the last release: it may wait at
+         * most output_delay_ms for the checkpoint that lets it out. */
+        if (r->held_count == 1 && r->role == ROLE_PRIMARY && r->primary_initialized)
+            colo_primary_request_checkpoint_within(&r->primary, r->output_delay_ms);
         break;
     }
     }
@@ -403,7 +413,8 @@ static void *primary_thread(void *opaque)
         r->phase = NULL;
         pthread_mutex_unlock(&r->lock);
         if (colo_primary_add_device(&r->primary, "network", &primary_network_ops, r, &err) == 0) {
-            log_line("protecting with %s (checkpoint at least every %u ms)", r->destination, r->interval_ms);
+            log_line("protecting with %s (checkpoint at least every %u ms, and within %u ms of held output)",
+                     r->destination, r->interval_ms, r->output_delay_ms);
             post_event("protecting", r->destination);
             status = colo_primary_run(&r->primary, &err);
         }
@@ -443,6 +454,14 @@ static int handle_protect(void *opaque, const json_t *request, json_t *reply, st
             return error_set(err, "\"interval_ms\" must be a whole number from 1 to 600000");
         interval_ms = (unsigned)json_integer_value(interval);
     }
+    unsigned output_delay_ms = COLO_DEFAULT_OUTPUT_DELAY_MS;
+    json_t *output_delay = json_object_get(request, "output_delay_ms");
+    if (output_delay) {
+        if (!json_is_integer(output_delay) || json_integer_value(output_delay) < 0 ||
+            json_integer_value(output_delay) > 600000)
+            return error_set(err, "\"output_delay_ms\" must be a whole number from 0 to 600000");
+        output_delay_ms = (unsigned)json_integer_value(output_delay);
+    }
     pthread_mutex_lock(&r->lock);
     /* A secondary that failed over is a plain VM and may be protected in
      * turn; a primary whose secondary went away too. */
@@ -467,6 +486,7 @@ static int handle_protect(void *opaque, const json_t *request, json_t *reply, st
     r->replication_fd = r->mirror_fd = -1;
     r->machine = machine;
     r->interval_ms = interval_ms;
+    r->output_delay_ms = output_delay_ms;
     snprintf(r->destination, sizeof r->destination, "%s", destination);
     pthread_mutex_unlock(&r->lock);
     /* Hooks are installed with the PVM paused; they pass frames through
@@ -483,6 +503,7 @@ static int handle_protect(void *opaque, const json_t *request, json_t *reply, st
     pthread_detach(r->primary_thread);
     json_object_set_new(reply, "destination", json_string(destination));
     json_object_set_new(reply, "interval_ms", json_integer(interval_ms));
+    json_object_set_new(reply, "output_delay_ms", json_integer(output_delay_ms));
     return 0;
 }
 
@@ -852,7 +873,7 @@ static int handle_checkpoint(void *opaque, const json_t *request, json_t *reply,
      * secondary went away) never serves the request. */
     for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
         colo_primary_get_stats(&r->primary, &stats);
-        if (stats.checkpoints > before && stats.last.requested) {
+        if (stats.checkpoints > before && stats.last.trigger == COLO_TRIGGER_REQUEST) {
             json_object_set_new(reply, "checkpoint", checkpoint_report_json(&stats.last));
             return 0;
         }
@@ -892,6 +913,11 @@ static void status_fields(void *opaque, json_t *reply)
             json_object_set_new(replication, "downtime_p99_ms",
                                 json_real((double)colo_primary_downtime_percentile(&r->primary, 99) / 1000));
             json_object_set_new(replication, "downtime_max_ms", json_real((double)stats.max_downtime_us / 1000));
+            json_object_set_new(replication, "checkpoints_by_output", json_integer((json_int_t)stats.output_checkpoints));
+            json_object_set_new(replication, "checkpoints_by_request",
+                                json_integer((json_int_t)stats.requested_checkpoints));
+            json_object_set_new(replication, "interval_ms", json_integer(r->interval_ms));
+            json_object_set_new(replication, "output_delay_ms", json_integer(r->output_delay_ms));
             if (stats.checkpoints)
                 json_object_set_new(replication, "last_checkpoint", checkpoint_report_json(&stats.last));
         } else {
@@ -980,18 +1006,21 @@ static int call_vm(const char *program, const char *name, json_t *request, json_
 int colo_protect_main(int argc, char **argv)
 {
     const char *name = NULL, *destination = NULL;
-    long interval_ms = -1;
+    long interval_ms = -1, output_delay_ms = -1;
+    const char *usage = "usage: colo protect NAME HOST:PORT [--interval MS] [--output-delay MS]\n";
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--interval") == 0 && i + 1 < argc) {
+        if ((strcmp(argv[i], "--interval") == 0 || strcmp(argv[i], "--output-delay") == 0) && i + 1 < argc) {
+            bool interval = strcmp(argv[i], "--interval") == 0;
             char *end;
-            interval_ms = strtol(argv[++i], &end, 10);
-            if (*end || interval_ms < 1 || interval_ms > 600000) {
-                fprintf(stderr, "colo protect: --interval needs 1..600000 ms, got '%s'\n", argv[i]);
+            long value = strtol(argv[++i], &end, 10);
+            if (*end || !*argv[i] || value < (interval ? 1 : 0) || value > 600000) {
+                fprintf(stderr, "colo protect: %s needs %s..600000 ms, got '%s'\n", argv[i - 1],
+                        interval ? "1" : "0", argv[i]);
                 return 2;
             }
+            *(interval ? &interval_ms : &output_delay_ms) = value;
         } else if (argv[i][0] == '-' || (name && destination)) {
-            fprintf(stderr, "colo protect: unexpected '%s'\n"
-                    "usage: colo protect NAME HOST:PORT [--interval MS]\n", argv[i]);
+            fprintf(stderr, "colo protect: unexpected '%s'\n%s", argv[i], usage);
             return 2;
         } else if (!name) {
             name = argv[i];
@@ -1000,18 +1029,21 @@ int colo_protect_main(int argc, char **argv)
         }
     }
     if (!name || !destination) {
-        fprintf(stderr, "usage: colo protect NAME HOST:PORT [--interval MS]\n");
+        fputs(usage, stderr);
         return 2;
     }
     json_t *request = json_pack("{s:s, s:s}", "command", "protect", "destination", destination), *reply = NULL;
     if (interval_ms > 0)
         json_object_set_new(request, "interval_ms", json_integer(interval_ms));
+    if (output_delay_ms >= 0)
+        json_object_set_new(request, "output_delay_ms", json_integer(output_delay_ms));
     int status = call_vm("colo protect", name, request, &reply);
     json_decref(request);
     if (status == 0)
         printf("protecting %s with the secondary at %s (checkpoint at least every %" JSON_INTEGER_FORMAT
-               " ms); `colo status %s` shows the replication\n", name, destination,
-               json_integer_value(json_object_get(reply, "interval_ms")), name);
+               " ms, and within %" JSON_INTEGER_FORMAT " ms of held output); `colo status %s` shows the "
+               "replication\n", name, destination, json_integer_value(json_object_get(reply, "interval_ms")),
+               json_integer_value(json_object_get(reply, "output_delay_ms")), name);
     json_decref(reply);
     return status;
 }

@@ -21,6 +21,16 @@ const char *colo_primary_state_name(enum colo_primary_state state)
     return "?";
 }
 
+const char *colo_checkpoint_trigger_name(enum colo_checkpoint_trigger trigger)
+{
+    switch (trigger) {
+    case COLO_TRIGGER_INTERVAL: return "interval";
+    case COLO_TRIGGER_REQUEST: return "request";
+    case COLO_TRIGGER_OUTPUT: return "output";
+    }
+    return "?";
+}
+
 void colo_primary_options_defaults(struct colo_primary_options *options)
 {
     memset(options, 0, sizeof *options);
@@ -111,6 +121,17 @@ void colo_primary_request_checkpoint(struct colo_primary *primary)
     pthread_mutex_lock(&primary->lock);
     primary->checkpoint_requested = true;
     pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
+void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds)
+{
+    uint64_t deadline_us = now_microseconds() + (uint64_t)milliseconds * 1000u;
+    pthread_mutex_lock(&primary->lock);
+    if (primary->output_deadline_us == 0 || deadline_us < primary->output_deadline_us) {
+        primary->output_deadline_us = deadline_us;
+        pthread_cond_broadcast(&primary->triggered);
+    }
     pthread_mutex_unlock(&primary->lock);
 }
 
@@ -256,14 +277,13 @@ static void kill_point(const struct colo_primary *primary, enum kill_step step)
     raise(SIGKILL);
 }
 
-enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_STOP };
+enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP };
 
 /* Waits until the interval since `since_us` has passed, a checkpoint is
- * requested, or a stop. */
+ * requested, held output's deadline passes, or a stop. */
 static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t since_us)
 {
-    uint64_t deadline_us = since_us + (uint64_t)primary->options.max_interval_ms * 1000u;
-    struct timespec deadline = { (time_t)(deadline_us / 1000000u), (long)(deadline_us % 1000000u) * 1000 };
+    uint64_t interval_deadline_us = since_us + (uint64_t)primary->options.max_interval_ms * 1000u;
     enum trigger trigger = TRIGGER_INTERVAL;
     pthread_mutex_lock(&primary->lock);
     for (;;) {
@@ -275,15 +295,28 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
             trigger = TRIGGER_REQUEST;
             break;
         }
-        int waited = pthread_cond_timedwait(&primary->triggered, &primary->lock, &deadline);
-        if (waited == ETIMEDOUT) {
+        uint64_t now_us = now_microseconds();
+        if (primary->output_deadline_us && primary->output_deadline_us <= now_us &&
+            primary->output_deadline_us < interval_deadline_us) {
+            trigger = TRIGGER_OUTPUT;
+            break;
+        }
+        if (interval_deadline_us <= now_us) {
             trigger = TRIGGER_INTERVAL;
             break;
         }
+        /* Re-read on every wake-up: the output deadline may have moved. */
+        uint64_t deadline_us = interval_deadline_us;
+        if (primary->output_deadline_us && primary->output_deadline_us < deadline_us)
+            deadline_us = primary->output_deadline_us;
+        struct timespec deadline = { (time_t)(deadline_us / 1000000u), (long)(deadline_us % 1000000u) * 1000 };
+        pthread_cond_timedwait(&primary->triggered, &primary->lock, &deadline);
     }
     /* A request made during the wait is served by this checkpoint;
-     * requests during the checkpoint ask for the next one. */
+     * requests during the checkpoint ask for the next one. Output held
+     * until now goes out after this checkpoint: its deadline is met. */
     primary->checkpoint_requested = false;
+    primary->output_deadline_us = 0;
     pthread_mutex_unlock(&primary->lock);
     return trigger;
 }
@@ -356,8 +389,10 @@ static void record_checkpoint(struct colo_primary *primary, const struct colo_ch
     struct colo_primary_stats *stats = &primary->stats;
     primary->downtimes_us[stats->checkpoints % COLO_DOWNTIME_HISTORY] = report->downtime_us;
     stats->checkpoints++;
-    if (report->requested)
+    if (report->trigger == COLO_TRIGGER_REQUEST)
         stats->requested_checkpoints++;
+    if (report->trigger == COLO_TRIGGER_OUTPUT)
+        stats->output_checkpoints++;
     stats->last_downtime_us = report->downtime_us;
     stats->last_dirty_pages = report->dirty_pages;
     stats->last_bytes = report->bytes;
@@ -408,7 +443,9 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return -1;
         struct colo_checkpoint_report report = {
             .number = primary->checkpoint_number,
-            .requested = trigger == TRIGGER_REQUEST,
+            .trigger = trigger == TRIGGER_REQUEST ? COLO_TRIGGER_REQUEST
+                       : trigger == TRIGGER_OUTPUT  ? COLO_TRIGGER_OUTPUT
+                                                    : COLO_TRIGGER_INTERVAL,
         };
         uint64_t bytes_before = primary->writer.bytes_written;
         if (primary->options.precopy && send_precopy(primary, &report.precopy_pages, err) < 0)
@@ -434,6 +471,11 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
          * is safe to show the world. */
         if (primary->options.release_output)
             primary->options.release_output(primary->options.release_output_opaque);
+        /* Output held during the pre-copy went out with the rest: a
+         * deadline it set is met. (The PVM is paused: nothing new is held.) */
+        pthread_mutex_lock(&primary->lock);
+        primary->output_deadline_us = 0;
+        pthread_mutex_unlock(&primary->lock);
         if (primary->options.after_svm_ready)
             primary->options.after_svm_ready(primary->options.hook_opaque, pvm);
         if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)

@@ -36,10 +36,19 @@ enum colo_primary_state {
 
 const char *colo_primary_state_name(enum colo_primary_state state);
 
+/* What started a checkpoint. */
+enum colo_checkpoint_trigger {
+    COLO_TRIGGER_INTERVAL,                 /* max_interval_ms passed */
+    COLO_TRIGGER_REQUEST,                  /* colo_primary_request_checkpoint */
+    COLO_TRIGGER_OUTPUT,                   /* held output waited its longest (colo_primary_request_checkpoint_within) */
+};
+
+const char *colo_checkpoint_trigger_name(enum colo_checkpoint_trigger trigger);
+
 /* One checkpoint, as the loop saw it: where the PVM's pause went. */
 struct colo_checkpoint_report {
     uint64_t number;                       /* 1, 2, ... */
-    bool requested;                        /* triggered by a request, not the interval */
+    enum colo_checkpoint_trigger trigger;
     uint64_t dirty_pages;                  /* sent (zero pages included; a page sent in the
                                               pre-copy and again while paused counts twice) */
     uint64_t precopy_pages;                /* of those, sent before the pause */
@@ -82,7 +91,8 @@ void colo_primary_options_defaults(struct colo_primary_options *options);
 
 struct colo_primary_stats {
     uint64_t checkpoints;                  /* completed */
-    uint64_t requested_checkpoints;        /* of those, triggered by a request (not the interval) */
+    uint64_t requested_checkpoints;        /* of those, triggered by a request */
+    uint64_t output_checkpoints;           /* of those, triggered by held output */
     uint64_t last_downtime_us;             /* PVM paused for the checkpoint */
     uint64_t last_dirty_pages;
     uint64_t last_bytes;                   /* sent for the checkpoint */
@@ -108,6 +118,7 @@ struct colo_primary {
     pthread_mutex_t lock;
     pthread_cond_t triggered;
     bool checkpoint_requested, stop_requested;
+    uint64_t output_deadline_us;           /* monotonic; 0: no output waiting */
     struct colo_primary_stats stats;
     uint64_t downtimes_us[COLO_DOWNTIME_HISTORY];   /* ring of the last downtimes */
 
@@ -135,6 +146,13 @@ int colo_primary_join(struct colo_primary *primary, struct error *err);
  * any, is over). This is the one trigger besides the interval; the proxy's
  * "outputs differ" and "a packet waited too long" will call it. */
 void colo_primary_request_checkpoint(struct colo_primary *primary);
+/* From any thread: take a checkpoint at the latest `milliseconds` from now
+ * (earlier if another trigger comes first; an earlier deadline already set
+ * stays). What a held packet calls: without the comparing proxy, every
+ * packet of the PVM waits for the next checkpoint, and this bounds how
+ * long; the proxy's "a packet waited too long for its twin" is the same
+ * call. The deadline is forgotten when a checkpoint starts. */
+void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds);
 /* From any thread: end the loop at its next wait for a trigger. */
 void colo_primary_stop(struct colo_primary *primary);
 

@@ -23,6 +23,9 @@
 /* See the stop-and-copy decision in migration_send. */
 #define MIGRATION_FIXED_STOP_SECONDS 0.001
 #define MIGRATION_SMALL_FINAL_PAGES 32
+/* How often a stop-and-copy that found a burst of new pages at the pause
+ * may go back to pre-copy (see migration_send). */
+#define MIGRATION_STOP_RETRIES 3
 /* Pages per write batch: progress granularity and flush size. */
 #define MIGRATION_CHUNK_PAGES 256
 
@@ -160,34 +163,48 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
          * extra round costs it nothing. */
         bool still_shrinking = dirty > MIGRATION_SMALL_FINAL_PAGES && dirty * 2 <= previous_dirty;
         not_converging = dirty >= previous_dirty ? not_converging + 1 : 0;
+        size_t count;
         if ((small_enough && !still_shrinking) || round > options->max_rounds || not_converging >= 3) {
             /* This round's pages go in the stop-and-copy, together with
              * those dirtied until the pause: OR the two logs. */
             machine_pause(machine);
             paused = true;
             paused_at = now_seconds();
-            sender.progress.stop_and_copy = true;
-            sender.progress.round = round;
             machine_dirty_log_read_and_clear(machine, last_bitmap);
             for (size_t word = 0; word < words; word++)
                 bitmap[word] |= last_bitmap[word];
-            size_t unique = bitmap_to_pages(bitmap, words, pages);
-            result->final_pages = unique;
-            /* While paused, no chunked flushes and no progress events
-             * (each is a JSON message to the subscribers): the pages, the
-             * state and END go out in as few sends as the buffer allows. */
-            if (stream_write_pages(&sender.writer, machine, pages, unique, err) < 0 ||
-                stream_write_machine_state(&sender.writer, machine, err) < 0 ||
-                stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
-                goto done;
-            result->downtime_sent_seconds = now_seconds() - paused_at;
-            sender.progress.pages_sent += unique;
-            sender.progress.pages_remaining = 0;
-            sender.progress.bytes_sent = sender.writer.bytes_written;
-            report(&sender);
-            break;
+            count = bitmap_to_pages(bitmap, words, pages);
+            /* The guest wrote a burst between the decision and the pause
+             * (far more pages than the decision counted): the pause has
+             * cost microseconds so far, so resume and send them as one
+             * more round instead of with the VM stopped. */
+            bool burst = count > 2 * dirty + MIGRATION_SMALL_FINAL_PAGES;
+            if (burst && result->stop_retries < MIGRATION_STOP_RETRIES && round <= options->max_rounds) {
+                result->stop_retries++;
+                machine_resume(machine);
+                paused = false;
+            } else {
+                sender.progress.stop_and_copy = true;
+                sender.progress.round = round;
+                result->final_pages = count;
+                /* While paused, no chunked flushes and no progress events
+                 * (each is a JSON message to the subscribers): the pages,
+                 * the state and END go out in as few sends as the buffer
+                 * allows. */
+                if (stream_write_pages(&sender.writer, machine, pages, count, err) < 0 ||
+                    stream_write_machine_state(&sender.writer, machine, err) < 0 ||
+                    stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
+                    goto done;
+                result->downtime_sent_seconds = now_seconds() - paused_at;
+                sender.progress.pages_sent += count;
+                sender.progress.pages_remaining = 0;
+                sender.progress.bytes_sent = sender.writer.bytes_written;
+                report(&sender);
+                break;
+            }
+        } else {
+            count = bitmap_to_pages(bitmap, words, pages);
         }
-        size_t count = bitmap_to_pages(bitmap, words, pages);
         sender.progress.round = round;
         round_started = now_seconds();
         bytes_before = sender.writer.bytes_written;
@@ -199,7 +216,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         if (count > 64 && elapsed > 0)
             rate = (double)(sender.writer.bytes_written - bytes_before) / elapsed;
         sender.progress.megabytes_per_second = rate / 1e6;
-        previous_dirty = dirty;
+        previous_dirty = count;
         result->rounds++;
     }
 

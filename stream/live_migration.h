@@ -45,6 +45,7 @@ struct migration_result {
     unsigned rounds;                   /* pre-copy rounds, the full copy included */
     uint64_t pages_sent, bytes_sent;
     uint64_t final_pages;              /* sent while paused */
+    unsigned stop_retries;             /* stop-and-copies turned back into pre-copy rounds */
     double total_seconds;
     double downtime_seconds;           /* pause until the destination's acknowledgement */
     /* pause until the last byte was handed to the socket: what QEMU calls

@@ -53,7 +53,7 @@ struct snapshot_exchange {
     uint64_t ram_hash;
     struct state_writer state;
     /* results */
-    unsigned compared, ram_mismatches, state_mismatches, svm_ran_intervals, requests_made;
+    unsigned compared, ram_mismatches, state_mismatches, svm_ran_intervals, requests_made, output_deadlines_set;
     struct colo_secondary *secondary;
     struct colo_primary *primary;
 };
@@ -219,6 +219,10 @@ int main(int argc, char **argv)
         if (colo_primary_state(&primary) == COLO_PRIMARY_RUNNING && waited_ms % 50 == 0) {
             colo_primary_request_checkpoint(&primary);
             exchange.requests_made++;
+        } else if (waited_ms % 50 == 25) {
+            /* What held output does: a deadline well inside the interval. */
+            colo_primary_request_checkpoint_within(&primary, 2);
+            exchange.output_deadlines_set++;
         }
         sleep_ms(5);
     }
@@ -249,10 +253,10 @@ int main(int argc, char **argv)
 
     struct colo_secondary_stats secondary_stats;
     colo_secondary_get_stats(&secondary, &secondary_stats);
-    printf("checkpoints %llu (%llu requested, %u requests made), compared %u; downtime p50 %llu us, "
+    printf("checkpoints %llu (%llu requested, %u requests made, %llu by output deadlines), compared %u; downtime p50 %llu us, "
            "p99 %llu us, max %llu us; last %llu dirty pages, %llu bytes; initial copy %u rounds\n",
            (unsigned long long)stats.checkpoints, (unsigned long long)stats.requested_checkpoints,
-           exchange.requests_made, exchange.compared,
+           exchange.requests_made, (unsigned long long)stats.output_checkpoints, exchange.compared,
            (unsigned long long)colo_primary_downtime_percentile(&primary, 50),
            (unsigned long long)colo_primary_downtime_percentile(&primary, 99),
            (unsigned long long)stats.max_downtime_us, (unsigned long long)stats.last_dirty_pages,
@@ -280,6 +284,10 @@ int main(int argc, char **argv)
     CHECK(secondary_stats.preimages_overwritten_total > 0,
           "no rollback left a page to the checkpoint that overwrites it");
     CHECK(stats.requested_checkpoints > 0, "no requested checkpoint happened");
+    CHECK(stats.output_checkpoints > 0, "none of %u output deadlines (2 ms, interval 20 ms) triggered a checkpoint",
+          exchange.output_deadlines_set);
+    CHECK(stats.checkpoints > stats.requested_checkpoints + stats.output_checkpoints,
+          "no checkpoint came from the interval");
     CHECK(stats.last_dirty_pages > 0 && stats.total_dirty_pages > 0, "no dirty pages were sent");
     CHECK(colo_primary_downtime_percentile(&primary, 50) > 0, "no downtime recorded");
 

@@ -90,6 +90,12 @@ if message=$(wait_for_checkpoints "$work/A" "$checkpoints_wanted"); then
 else
     fail "checkpoints: $message"; tail -5 "$work/primary.log"; tail -5 "$work/secondary.log"
 fi
+# The client's replies are held: they ask for checkpoints (within 10 ms by
+# default) instead of waiting for the 100 ms interval.
+by_output=$(replication_field "$work/A" checkpoints_by_output)
+[ -n "$by_output" ] && [ "$by_output" -gt 0 ] &&
+    pass "held output triggered $by_output of $(replication_field "$work/A" checkpoints) checkpoints (output delay $(replication_field "$work/A" output_delay_ms) ms)" ||
+    fail "no checkpoint was triggered by held output ('$by_output')"
 # A checkpoint on request (the control socket's trigger), with its report.
 if out=$(on_host "$work/A" "$colo" checkpoint guarded 2>&1) &&
     echo "$out" | grep -Eq "^checkpoint [0-9]+ of guarded: [0-9]+ dirty pages, .* PVM paused [0-9.]+ ms \(secondary suspending"; then
