@@ -5,7 +5,8 @@ timeout.
 usage:
   replication_helper.py churn HOST N              CHURN N over the KV port; exit 0 on OK
   replication_helper.py latency HOST N            N sequential SETs, then N GETs, on one
-                                                  connection: JSON with p50/p99 of each
+                                                  connection (linux_client.py's kv_latency):
+                                                  JSON with p50/p99 of each
   replication_helper.py collect EVENTS SKIP N SECS
                                                   waits (at most SECS) until N checkpoint
                                                   events follow the first SKIP lines of
@@ -59,23 +60,14 @@ def churn_main(args):
 
 
 def latency_main(args):
+    # The same measurement as bench/run_linux.sh's (linux_client.py).
+    from linux_client import kv_latency
     host, requests = args[0], int(args[1])
-    sock, reader = connect(host)
+    measured = kv_latency(host, requests)
     result = {"requests": requests}
     for kind in ("SET", "GET"):
-        samples = []
-        for i in range(requests):
-            line = f"SET lat{i} value{i}\n" if kind == "SET" else f"GET lat{i}\n"
-            started = time.perf_counter()
-            sock.sendall(line.encode())
-            reply = reader.readline()
-            samples.append((time.perf_counter() - started) * 1000)
-            expected = b"OK\n" if kind == "SET" else f"VALUE value{i}\n".encode()
-            if reply != expected:
-                raise SystemExit(f"latency: {kind} {i} answered {reply!r}")
-        result[kind.lower() + "_p50_ms"] = round(median(samples), 3)
-        result[kind.lower() + "_p99_ms"] = round(percentile(samples, 0.99), 3)
-    sock.close()
+        result[kind.lower() + "_p50_ms"] = round(measured[kind]["p50_ms"], 3)
+        result[kind.lower() + "_p99_ms"] = round(measured[kind]["p99_ms"], 3)
     print(json.dumps(result))
 
 

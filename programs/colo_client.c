@@ -301,8 +301,16 @@ static void print_event(const json_t *event)
         strftime(clock_text, sizeof clock_text, "%H:%M:%S", &local);
     int milliseconds = (int)((time_value - (double)seconds) * 1000);
     const char *name = string_field(event, "event");
+    json_t *checkpoint = json_object_get(event, "checkpoint");
     if (strcmp(name, "state") == 0) {
         printf("%s.%03d state: %s\n", clock_text, milliseconds, string_field(event, "state"));
+    } else if (strcmp(name, "replication") == 0 && json_is_object(checkpoint)) {
+        /* One line per checkpoint (there may be hundreds a second). */
+        printf("%s.%03d checkpoint %" JSON_INTEGER_FORMAT " (%s): %" JSON_INTEGER_FORMAT " dirty pages, "
+               "PVM paused %.2f ms\n", clock_text, milliseconds,
+               json_integer_value(json_object_get(checkpoint, "number")), string_field(checkpoint, "trigger"),
+               json_integer_value(json_object_get(checkpoint, "dirty_pages")),
+               json_number_value(json_object_get(checkpoint, "downtime_ms")));
     } else {
         json_t *rest = json_copy((json_t *)event);
         json_object_del(rest, "event");

@@ -188,30 +188,13 @@ static bool page_is_zero(const uint8_t *page)
     return any == 0;
 }
 
-/* One PAGE_ZERO record: the indices only. */
-static int write_zero_pages(struct stream_writer *writer, const uint64_t *pages, size_t count,
-                            struct error *err)
+/* One record of `count` pages: PAGE_DATA with their contents copied out
+ * of RAM, or, when ram is NULL, PAGE_ZERO (the indices only). */
+static int write_page_record(struct stream_writer *writer, const struct guest_ram *ram, const uint64_t *pages,
+                             size_t count, struct error *err)
 {
-    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * 8;
-    uint8_t *record = begin_record(writer, body_length, err);
-    if (!record)
-        return -1;
-    uint8_t *body = record + STREAM_RECORD_HEADER_LENGTH;
-    stream_put_u32(body, (uint32_t)count);
-    stream_put_u32(body + 4, 0);
-    for (size_t i = 0; i < count; i++)
-        stream_put_u64(body + STREAM_PAGE_DATA_PREFIX + 8 * i, pages[i]);
-    finish_record(writer, record, STREAM_RECORD_PAGE_ZERO, body_length);
-    writer->pages_written += count;
-    writer->zero_pages_written += count;
-    return 0;
-}
-
-/* One PAGE_DATA record: indices, then the pages copied out of RAM. */
-static int write_data_pages(struct stream_writer *writer, const struct guest_ram *ram, const uint64_t *pages,
-                            size_t count, struct error *err)
-{
-    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * STREAM_BYTES_PER_PAGE;
+    uint32_t type = ram ? STREAM_RECORD_PAGE_DATA : STREAM_RECORD_PAGE_ZERO;
+    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * (ram ? STREAM_BYTES_PER_PAGE : 8);
     uint8_t *record = begin_record(writer, body_length, err);
     if (!record)
         return -1;
@@ -222,10 +205,13 @@ static int write_data_pages(struct stream_writer *writer, const struct guest_ram
     uint8_t *contents = indices + 8 * count;
     for (size_t i = 0; i < count; i++) {
         stream_put_u64(indices + 8 * i, pages[i]);
-        memcpy(contents + i * STREAM_PAGE_SIZE, ram->host + pages[i] * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+        if (ram)
+            memcpy(contents + i * STREAM_PAGE_SIZE, ram->host + pages[i] * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
     }
-    finish_record(writer, record, STREAM_RECORD_PAGE_DATA, body_length);
+    finish_record(writer, record, type, body_length);
     writer->pages_written += count;
+    if (!ram)
+        writer->zero_pages_written += count;
     return 0;
 }
 
@@ -255,9 +241,9 @@ int stream_write_pages(struct stream_writer *writer, const struct machine *machi
             else
                 data[data_count++] = page;
         }
-        if (zero_count && write_zero_pages(writer, zero, zero_count, err) < 0)
+        if (zero_count && write_page_record(writer, NULL, zero, zero_count, err) < 0)
             return -1;
-        if (data_count && write_data_pages(writer, ram, data, data_count, err) < 0)
+        if (data_count && write_page_record(writer, ram, data, data_count, err) < 0)
             return -1;
         done += window;
     }
