@@ -26,6 +26,8 @@
 /* How often a stop-and-copy that found a burst of new pages at the pause
  * may go back to pre-copy (see migration_send). */
 #define MIGRATION_STOP_RETRIES 3
+/* How many extra rounds may wait for a lull in a bursty guest's writes. */
+#define MIGRATION_LULL_ROUNDS 5
 /* Pages per write batch: progress granularity and flush size. */
 #define MIGRATION_CHUNK_PAGES 256
 
@@ -150,7 +152,8 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     /* Pre-copy rounds while the set shrinks and is too big to send within
      * the downtime limit. */
     uint64_t previous_dirty = page_count;
-    unsigned not_converging = 0;
+    uint64_t smallest_dirty = page_count;   /* over the rounds after the first */
+    unsigned not_converging = 0, lull_rounds = 0;
     for (unsigned round = 1;; round++) {
         uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
         /* The stop-and-copy costs the pages at the measured rate plus a
@@ -162,9 +165,21 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
          * least halves the set: the downtime is what the guest feels, the
          * extra round costs it nothing. */
         bool still_shrinking = dirty > MIGRATION_SMALL_FINAL_PAGES && dirty * 2 <= previous_dirty;
+        /* A guest that writes in bursts leaves sets that go up and down
+         * from round to round: a few more rounds may catch it between two
+         * bursts, at a set no bigger than twice the smallest seen. */
+        bool above_lull = dirty > MIGRATION_SMALL_FINAL_PAGES && dirty > 2 * smallest_dirty &&
+                          lull_rounds < MIGRATION_LULL_ROUNDS;
+        if (round > 1 && dirty < smallest_dirty)
+            smallest_dirty = dirty;
         not_converging = dirty >= previous_dirty ? not_converging + 1 : 0;
+        bool stop = (small_enough && !still_shrinking) || round > options->max_rounds || not_converging >= 3;
+        if (stop && above_lull && round <= options->max_rounds && not_converging < 3) {
+            stop = false;
+            lull_rounds++;
+        }
         size_t count;
-        if ((small_enough && !still_shrinking) || round > options->max_rounds || not_converging >= 3) {
+        if (stop) {
             /* This round's pages go in the stop-and-copy, together with
              * those dirtied until the pause: OR the two logs. */
             machine_pause(machine);
