@@ -7,6 +7,8 @@ usage:
   replication_helper.py latency HOST N            N sequential SETs, then N GETs, on one
                                                   connection (linux_client.py's kv_latency):
                                                   JSON with p50/p99 of each
+  replication_helper.py stream HOST MIB           MIB through the guest's stream service each
+                                                  way: JSON with MB/s out and in
   replication_helper.py collect EVENTS SKIP N SECS
                                                   waits (at most SECS) until N checkpoint
                                                   events follow the first SKIP lines of
@@ -69,6 +71,14 @@ def latency_main(args):
         result[kind.lower() + "_p50_ms"] = round(measured[kind]["p50_ms"], 3)
         result[kind.lower() + "_p99_ms"] = round(measured[kind]["p99_ms"], 3)
     print(json.dumps(result))
+
+
+def stream_main(args):
+    # 8 MiB each way through the guest's stream service (linux_client.py).
+    from linux_client import stream
+    host, megabytes = args[0], int(args[1])
+    result = stream(host, megabytes << 20)
+    print(json.dumps({key: round(value, 1) for key, value in result.items()}))
 
 
 def checkpoint_events(path, skip):
@@ -214,11 +224,13 @@ def report_main(args):
         print()
         print("KV request latency, sequential requests on one connection (ms):")
         print()
-        print(f"{'VM':<52} | {'SET p50':>8} | {'SET p99':>8} | {'GET p50':>8} | {'GET p99':>8} | checkpoints")
+        print(f"{'VM':<52} | {'SET p50':>8} | {'SET p99':>8} | {'GET p50':>8} | {'GET p99':>8} | "
+              f"{'checkpoints':>11} | stream out / in MB/s")
         for r in latency:
             print(f"{r['what']:<52} | {fmt(r.get('set_p50_ms'), '8.2f'):>8} | {fmt(r.get('set_p99_ms'), '8.2f'):>8} | "
                   f"{fmt(r.get('get_p50_ms'), '8.2f'):>8} | {fmt(r.get('get_p99_ms'), '8.2f'):>8} | "
-                  f"{fmt(r.get('checkpoints'))}")
+                  f"{fmt(r.get('checkpoints')):>11} | {fmt(r.get('guest_to_client_MBps'))} / "
+                  f"{fmt(r.get('client_to_guest_MBps'))}")
     if kills:
         print()
         print("kill -9 (kill*) or SIGSTOP (stop*) of the primary, a client doing SET+GET pairs on one")
@@ -239,7 +251,7 @@ def report_main(args):
 
 
 def main():
-    handlers = {"churn": churn_main, "latency": latency_main, "collect": collect_main, "client": client_main,
+    handlers = {"churn": churn_main, "latency": latency_main, "stream": stream_main, "collect": collect_main, "client": client_main,
                 "gap": gap_main, "report": report_main}
     if len(sys.argv) < 3 or sys.argv[1] not in handlers:
         sys.exit(__doc__)

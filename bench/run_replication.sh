@@ -17,10 +17,11 @@
 #    downtime, dirty pages and phases) of REP_CHECKPOINTS checkpoints are
 #    summarised: downtime p50/p99/max, dirty pages, checkpoints per second.
 #    At level 0 the KV latency is measured again, protected.
-#    Phase 1 protects with the default --output-delay (held output asks for
-#    a checkpoint within 10 ms); the latency is also measured on a new pair
-#    for each delay in REP_OUTPUT_DELAYS (100 = the interval: replies wait
-#    for the interval checkpoint).
+#    The stream service's throughput (8 MiB each way) is measured with the
+#    latency. Phase 1 protects with the default --output-delay (held output
+#    asks for a checkpoint at once); latency and throughput are also
+#    measured on a new pair for each delay in REP_OUTPUT_DELAYS (100 = the
+#    interval: replies wait for the interval checkpoint).
 # 2. The highest checkpoint rate: a new pair protected with --interval 1,
 #    idle and with 10,000 pages/s of churn.
 # 3. REP_KILLS trials of kill -9 of the primary: a new pair each time,
@@ -37,7 +38,7 @@
 # Usage: bench/run_replication.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
 #   REP_CHECKPOINTS (100), REP_KILLS (5), REP_FREEZES (3), REP_REQUESTS (200, per latency run),
-#   REP_OUTPUT_DELAYS ("0 100"), REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
+#   REP_OUTPUT_DELAYS ("2 10 100"), REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
 #   REP_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
@@ -50,7 +51,7 @@ checkpoints=${REP_CHECKPOINTS:-100}
 kills=${REP_KILLS:-5}
 freezes=${REP_FREEZES:-3}
 requests=${REP_REQUESTS:-200}
-output_delays=${REP_OUTPUT_DELAYS:-0 100}
+output_delays=${REP_OUTPUT_DELAYS:-2 10 100}
 boot_timeout=120
 helper=$(realpath bench/replication_helper.py)
 guest=10.96.0.2
@@ -164,7 +165,15 @@ output_delay() {  # the primary's output delay, from its status
 echo "load at start: $(load)"
 start_pair levels || exit 1
 churn 0
-if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
+# KV latency and stream throughput: JSON of both, or nothing on a failure.
+measure_service() {
+    local latency stream
+    latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests") || return 1
+    stream=$(client timeout 300 python3 "$helper" stream "$guest" 8) || return 1
+    python3 -c "import json,sys; a=json.loads(sys.argv[1]); a.update(json.loads(sys.argv[2])); print(json.dumps(a))" \
+        "$latency" "$stream"
+}
+if latency=$(measure_service); then
     record "$(json_add "$latency" kind=latency what="unprotected")"
 else problem "latency (unprotected)"; fi
 protect "$interval" || exit 1
@@ -177,7 +186,7 @@ for level in $levels; do
     echo "  level $level (churn $rate pages/s): $summary"
     record "$(json_add "$summary" kind=level level="$level" churn="$rate" interval_ms="$interval" load="\"$(load)\"")"
     if [ "$level" = 0 ]; then
-        if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
+        if latency=$(measure_service); then
             record "$(json_add "$latency" kind=latency what="\"protected, interval $interval ms, output delay $(output_delay)\"")"
         else problem "latency (protected)"; fi
     fi
@@ -185,12 +194,13 @@ done
 [ "$(on_host "$work/A" "$colo" status repbench --json | python3 -c "import json,sys; print(json.load(sys.stdin)['replication']['state'])")" != unprotected ] ||
     problem "the primary lost its secondary during the levels"
 
+# (checkpoints: during the latency and stream measurements)
 for delay in $output_delays; do
     start_pair "delay$delay" || continue
     churn 0
     protect "$interval" --output-delay "$delay" || continue
     skip=$(wc -l <"$work/delay$delay-events.jsonl")
-    if latency=$(client timeout 300 python3 "$helper" latency "$guest" "$requests"); then
+    if latency=$(measure_service); then
         checkpoints_during=$(( $(wc -l <"$work/delay$delay-events.jsonl") - skip ))
         record "$(json_add "$latency" kind=latency what="\"protected, interval $interval ms, output delay $delay ms\"" checkpoints="$checkpoints_during")"
     else problem "latency (output delay $delay)"; fi

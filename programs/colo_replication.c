@@ -46,8 +46,9 @@
 #define HELD_BYTES_MAX (64u << 20)
 /* Without the comparing proxy every frame of the PVM waits for the next
  * checkpoint; a held frame asks for one within this (protect
- * --output-delay). */
-#define COLO_DEFAULT_OUTPUT_DELAY_MS 10
+ * --output-delay). 0, at once, measured best for both latency and
+ * throughput (docs/benchmarks.md). */
+#define COLO_DEFAULT_OUTPUT_DELAY_MS 0
 /* Mirrored frames waiting for the SVM's machine thread. */
 #define MIRROR_QUEUE_MAX 1024
 

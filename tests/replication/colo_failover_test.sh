@@ -90,7 +90,7 @@ if message=$(wait_for_checkpoints "$work/A" "$checkpoints_wanted"); then
 else
     fail "checkpoints: $message"; tail -5 "$work/primary.log"; tail -5 "$work/secondary.log"
 fi
-# The client's replies are held: they ask for checkpoints (within 10 ms by
+# The client's replies are held: they ask for checkpoints (at once by
 # default) instead of waiting for the 100 ms interval.
 by_output=$(replication_field "$work/A" checkpoints_by_output)
 [ -n "$by_output" ] && [ "$by_output" -gt 0 ] &&
