@@ -86,7 +86,11 @@ trial() {  # STEP NUMBER
     ip netns exec "$client_ns" python3 "$client_py" "$guest" "$dir/stop" 200 >"$dir/client.log" 2>&1 &
     local client_pid=$!; pids+=("$client_pid")
     sleep 1
-    if ! on_host "$dir/A" "$colo" protect guarded 127.0.0.1:$port --interval 100 >"$dir/protect.log" 2>&1; then
+    # --output-delay 50: the client's reply waits 50 ms for its checkpoint,
+    # so at before-new the SVM has surely answered the same request (and
+    # holds that answer for the failover check below).
+    if ! on_host "$dir/A" "$colo" protect guarded 127.0.0.1:$port --interval 100 --output-delay 50 \
+        >"$dir/protect.log" 2>&1; then
         fail "$step: colo protect failed: $(cat "$dir/protect.log")"
         touch "$dir/stop"; end_trial "$primary_pid" "$secondary_pid" "$client_pid"; return
     fi
@@ -126,7 +130,7 @@ trial() {  # STEP NUMBER
     fi
     # The SVM's output since its last checkpoint goes out at the failover.
     # Killed at the start of a checkpoint (before-new) or while the SVM is
-    # suspended for one, the SVM has run a whole interval with the client's
+    # suspended for one, the SVM has run 50 ms or more with the client's
     # request outstanding, so it holds at least its reply.
     local released
     released=$(replication_field "$dir/B" released_at_failover)
