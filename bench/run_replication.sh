@@ -27,9 +27,9 @@
 # 3. REP_KILLS trials of kill -9 of the primary: a new pair each time,
 #    protected at REP_INTERVAL_MS with 1,000 pages/s of churn; a client does
 #    SET+GET pairs on one connection; 3 s after protect the primary is
-#    killed; the service gap is the time between the last reply before the
-#    kill and the first after it (the client's connection must carry on and
-#    every acknowledged key must read back). kill -9 closes the primary's
+#    killed; the service gap is the longest silence between two replies from
+#    the last reply before the kill to 3 s after it (the client's connection
+#    must carry on and every acknowledged key must read back). kill -9 closes the primary's
 #    sockets, so the secondary sees the replication connection break at
 #    once; REP_FREEZES more trials stop the primary with SIGSTOP instead (a
 #    host that hangs or loses power: its connections stay open), where only
@@ -38,7 +38,7 @@
 # Usage: bench/run_replication.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
 #   REP_CHECKPOINTS (100), REP_KILLS (5), REP_FREEZES (3), REP_REQUESTS (200, per latency run),
-#   REP_OUTPUT_DELAYS ("2 10 100"), REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
+#   REP_OUTPUT_DELAYS ("0 2 10 100"), REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
 #   REP_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
@@ -51,7 +51,7 @@ checkpoints=${REP_CHECKPOINTS:-100}
 kills=${REP_KILLS:-5}
 freezes=${REP_FREEZES:-3}
 requests=${REP_REQUESTS:-200}
-output_delays=${REP_OUTPUT_DELAYS:-2 10 100}
+output_delays=${REP_OUTPUT_DELAYS:-0 2 10 100}
 boot_timeout=120
 helper=$(realpath bench/replication_helper.py)
 guest=10.96.0.2
