@@ -673,20 +673,34 @@ static const struct colo_checkpoint_device_ops secondary_network_ops = {
 
 /* Makes the SVM's NICs the VM's own: its TAP, its output, and an announce
  * so the network learns where its MAC lives now. */
+/* After the reader stopped: what is left in the mirror socket. A primary
+ * that died closed its connections, but the replication loop may notice
+ * before the reader has read everything the primary mirrored; those
+ * frames reached the PVM, and the client would otherwise wait for its
+ * TCP retransmission (200 ms or more) to get them to the SVM. */
+static void drain_mirror(struct replication *r)
+{
+    for (int reads = 0; reads < 4096 && r->mirror_buffered < MIRROR_MESSAGE_MAX; reads++) {
+        ssize_t got = recv(r->mirror_fd, r->mirror_buffer + r->mirror_buffered,
+                           MIRROR_MESSAGE_MAX - r->mirror_buffered, MSG_DONTWAIT);
+        if (got <= 0)
+            break;   /* end of the connection, nothing more now, or an error */
+        r->mirror_buffered += (size_t)got;
+        if (!take_mirror_messages(r))
+            break;
+    }
+}
+
 static void switch_network_to_local(struct replication *r)
 {
     struct machine *machine = r->machine;
     atomic_store(&r->reader_stop, true);
     pthread_join(r->mirror_reader, NULL);
+    drain_mirror(r);
     machine_pause(machine);
-    if (r->frames_watch >= 0)
-        machine_unwatch_fd(machine, r->frames_watch);
-    r->frames_watch = -1;
-    pthread_mutex_lock(&r->lock);
-    for (size_t i = 0; i < r->queued; i++)
-        free(r->queue[i].data);
-    r->queued = 0;
-    pthread_mutex_unlock(&r->lock);
+    /* Mirrored frames still queued go to the SVM: the frames watch stays,
+     * and the machine thread delivers them when it runs again (the reader
+     * is stopped, so nothing new is queued). */
     for (unsigned i = 0; i < machine->config.nic_count; i++) {
         virtio_net_set_tap_receive(machine->nics[i], true);
         virtio_net_announce(machine->nics[i]);
