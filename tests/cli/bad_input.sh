@@ -1,5 +1,5 @@
 #!/bin/bash
-# Bad input to `colo run`: each case must fail with a non-zero status (not a
+# Bad input to `colo run` (and the replication commands): each case must fail with a non-zero status (not a
 # crash: below 128, no sanitizer report) and a message that names the
 # problem.
 set -u
@@ -76,6 +76,13 @@ expect_error "truncated save file" 'truncated\.colo.*(truncated|too short|ends i
 expect_error "corrupt save file"   'corrupt\.colo.*CRC mismatch'        -- "$colo" run --load "$work/corrupt.colo"
 expect_error "save file as ELF"    'not an ELF'                     -- "$colo" run "$work/good.colo"
 expect_error "ELF as save file"    'not a colo save file'           -- "$colo" run --load "$good_elf"
+# The replication commands' arguments (checked before any VM is contacted).
+expect_error "protect: bad interval"     "--interval needs 1\.\.600000 ms, got '0'" -- "$colo" protect vm 127.0.0.1:1 --interval 0
+expect_error "protect: bad output delay" "--output-delay needs 0\.\.600000 ms, got '-1'" -- "$colo" protect vm 127.0.0.1:1 --output-delay -1
+expect_error "protect: delay not a number" "--output-delay needs 0\.\.600000 ms, got 'soon'" -- "$colo" protect vm 127.0.0.1:1 --output-delay soon
+expect_error "protect: no destination"   'usage: colo protect NAME HOST:PORT'  -- "$colo" protect vm
+expect_error "checkpoint: no VM"         'no VM named nosuchvm is running'    -- "$colo" checkpoint nosuchvm
+expect_error "checkpoint: two names"     'usage: colo checkpoint NAME'        -- "$colo" checkpoint a b
 
 echo "$passed passed, $failures failed"
 [ $failures -eq 0 ]
