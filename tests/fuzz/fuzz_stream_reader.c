@@ -192,5 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         }
     }
+    /* The reader's page staging lives from run to run (stream_receive.c);
+     * this copy of the reader made it, the next input's copy reuses it. */
+    fresh_reader.staging = reader.staging;
     return 0;
 }
