@@ -98,6 +98,13 @@ struct replication {
     uint64_t held_total, released_total, dropped_held;
     uint64_t dropped_secondary;         /* SVM frames a checkpoint made void */
     uint64_t svm_output_released;       /* SVM frames sent at the failover */
+    /* Secondary: the output the primary held behind the last applied
+     * checkpoint (its OUTPUT records). The primary releases it after
+     * SVM_READY; if it dies first, the failover sends it. The next
+     * CHECKPOINT_NEW proves it was released: then it is dropped. */
+    struct held_frame committed[HELD_FRAMES_MAX];
+    size_t committed_count;
+    uint64_t pvm_output_released;       /* of those, sent at the failover */
 
     /* Primary. */
     char destination[300];
@@ -361,6 +368,26 @@ static void *heartbeat_thread(void *opaque)
     return NULL;
 }
 
+/* Called with the PVM paused, inside the checkpoint: a copy of what it
+ * holds goes to the secondary with the checkpoint. */
+static int write_held_output(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct replication *r = opaque;
+    int result = 0;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->held_count && result == 0; i++) {
+        struct held_frame *f = &r->held[i];
+        uint32_t nic = 0;
+        while (nic < r->machine->config.nic_count && r->machine->nics[nic] != f->net)
+            nic++;
+        uint8_t header[VIRTIO_NET_HEADER_SIZE];
+        virtio_net_header_encode(&f->header, header);
+        result = stream_write_output(writer, nic, header, f->data, f->length, err);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return result;
+}
+
 /* Called with the PVM paused once the SVM has applied the checkpoint:
  * what the PVM sent before it may leave now (output commit). */
 static void release_output(void *opaque)
@@ -398,6 +425,8 @@ static void *primary_thread(void *opaque)
     options.release_output_opaque = r;
     options.on_checkpoint = post_checkpoint_event;
     options.on_checkpoint_opaque = r;
+    options.write_held_output = write_held_output;
+    options.write_held_output_opaque = r;
 
     r->replication_fd = migration_connect(r->destination, &err);
     limit_in_flight(r->replication_fd, SO_SNDBUF);
@@ -652,6 +681,49 @@ static int secondary_network_setup(void *opaque)
     return 0;
 }
 
+static void drop_committed_locked(struct replication *r)
+{
+    for (size_t i = 0; i < r->committed_count; i++)
+        free(r->committed[i].data);
+    r->committed_count = 0;
+}
+
+/* Secondary thread, after a checkpoint was applied: the primary's output
+ * behind it (its OUTPUT records) replaces the previous checkpoint's. */
+static void keep_checkpoint_output(void *opaque, const struct stream_reader *reader)
+{
+    struct replication *r = opaque;
+    pthread_mutex_lock(&r->lock);
+    drop_committed_locked(r);
+    size_t cursor = 0, length;
+    const uint8_t *body;
+    while (stream_received_output_next(reader, &cursor, &body, &length) && r->committed_count < HELD_FRAMES_MAX) {
+        uint32_t nic = (uint32_t)body[0] | (uint32_t)body[1] << 8 | (uint32_t)body[2] << 16 | (uint32_t)body[3] << 24;
+        size_t frame_length = length - STREAM_OUTPUT_PREFIX;
+        uint8_t *copy = nic < r->machine->config.nic_count ? malloc(frame_length) : NULL;
+        if (!copy)
+            continue;   /* a NIC this VM does not have (cannot happen: same configuration), or no memory */
+        memcpy(copy, body + STREAM_OUTPUT_PREFIX, frame_length);
+        struct held_frame *f = &r->committed[r->committed_count++];
+        f->net = r->machine->nics[nic];
+        virtio_net_header_decode(body + 8, &f->header);
+        f->length = frame_length;
+        f->data = copy;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* CHECKPOINT_NEW arrived: the primary released the output behind the last
+ * checkpoint before it resumed the PVM, so our copy is not needed. */
+static int secondary_network_postsuspend(void *opaque)
+{
+    struct replication *r = opaque;
+    pthread_mutex_lock(&r->lock);
+    drop_committed_locked(r);
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
 /* The checkpoint has been applied: what the SVM sent before it belongs to
  * a timeline that is gone. (The SVM is paused: nothing transmits now.) */
 static int secondary_network_preresume(void *opaque)
@@ -668,7 +740,8 @@ static int secondary_network_preresume(void *opaque)
 }
 
 static const struct colo_checkpoint_device_ops secondary_network_ops = {
-    .setup = secondary_network_setup, .preresume = secondary_network_preresume,
+    .setup = secondary_network_setup, .postsuspend = secondary_network_postsuspend,
+    .preresume = secondary_network_preresume,
 };
 
 /* Makes the SVM's NICs the VM's own: its TAP, its output, and an announce
@@ -705,9 +778,18 @@ static void switch_network_to_local(struct replication *r)
         virtio_net_set_tap_receive(machine->nics[i], true);
         virtio_net_announce(machine->nics[i]);
     }
-    /* What the SVM said since its last checkpoint goes out now (see
-     * NIC_HOLD), after the announce and before anything newer. */
+    /* The primary's output behind the SVM's last checkpoint, if no
+     * CHECKPOINT_NEW since showed that the primary released it (it may have
+     * sent some of it before dying: a receiver's TCP drops duplicates),
+     * then what the SVM said since that checkpoint (see NIC_HOLD), after
+     * the announce and before anything newer. */
     pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->committed_count; i++) {
+        struct held_frame *f = &r->committed[i];
+        virtio_net_transmit_to_tap(NULL, f->net, &f->header, f->data, f->length);
+    }
+    r->pvm_output_released = r->committed_count;
+    drop_committed_locked(r);
     r->svm_output_released = r->held_count;
     release_held_locked(r);
     r->nic_mode = NIC_PASS;
@@ -745,8 +827,9 @@ static void *monitor_thread(void *opaque)
     snprintf(r->end_reason, sizeof r->end_reason, "%s", err.message);
     pthread_cond_broadcast(&r->failover_finished);
     pthread_mutex_unlock(&r->lock);
-    log_line("failed over: the VM runs here now (from state %s; %" PRIu64 " frames it sent since its last "
-             "checkpoint released)", colo_secondary_state_name(state), r->svm_output_released);
+    log_line("failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the primary held "
+             "behind the last checkpoint and %" PRIu64 " the SVM sent since)", colo_secondary_state_name(state),
+             r->pvm_output_released, r->svm_output_released);
     post_event("failed over", err.message);
     return NULL;
 }
@@ -789,6 +872,8 @@ int colo_replication_start_secondary(struct vm_control *control, struct machine 
     machine_pause(machine);            /* handed to the loop paused, once */
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
+    options.on_checkpoint_output = keep_checkpoint_output;
+    options.output_opaque = r;
     if (colo_secondary_init(&r->secondary, machine, r->replication_fd, &options, err) < 0)
         return -1;
     r->secondary_initialized = true;
@@ -957,9 +1042,12 @@ static void status_fields(void *opaque, json_t *reply)
         }
         json_object_set_new(replication, "dropped_transmits", json_integer((json_int_t)r->dropped_secondary));
         json_object_set_new(replication, "held_frames", json_integer((json_int_t)r->held_count));
-        if (r->failover_done)
+        if (r->failover_done) {
             json_object_set_new(replication, "released_at_failover",
                                 json_integer((json_int_t)r->svm_output_released));
+            json_object_set_new(replication, "primary_output_sent_at_failover",
+                                json_integer((json_int_t)r->pvm_output_released));
+        }
         /* Machine-thread counters, read while status has the VM paused. */
         json_object_set_new(replication, "mirrored_frames_received", json_integer((json_int_t)r->mirror_received));
         json_object_set_new(replication, "mirrored_frames_delivered", json_integer((json_int_t)r->mirror_delivered));

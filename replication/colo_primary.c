@@ -377,6 +377,8 @@ static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, 
         kill_point(primary, KILL_MID_PAGES);
     }
     if ((count > sent && stream_write_pages(&primary->writer, pvm, primary->pages + sent, count - sent, &cause) < 0) ||
+        (primary->options.write_held_output &&
+         primary->options.write_held_output(primary->options.write_held_output_opaque, &primary->writer, &cause) < 0) ||
         stream_write_machine_state(&primary->writer, pvm, &cause) < 0 ||
         stream_write_checkpoint_end(&primary->writer, &cause) < 0 || stream_flush(&primary->writer, &cause) < 0)
         return fail(primary, err, "sending the checkpoint", &cause);

@@ -76,6 +76,12 @@ struct colo_primary_options {
      * now (DESIGN.md, output commit). NULL until the proxy exists. */
     void (*release_output)(void *opaque);
     void *release_output_opaque;
+    /* Called with the PVM paused, after a checkpoint's pages and before its
+     * state: writes the output held behind this checkpoint as OUTPUT
+     * records (stream_write_output), so that the secondary can send it if
+     * the primary dies before releasing it. NULL: none. */
+    int (*write_held_output)(void *opaque, struct stream_writer *writer, struct error *err);
+    void *write_held_output_opaque;
     /* Called after each checkpoint, with the PVM running again (not in
      * the downtime), on the loop's thread. */
     void (*on_checkpoint)(void *opaque, const struct colo_checkpoint_report *report);

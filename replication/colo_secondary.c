@@ -254,6 +254,8 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
         if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
             receive_checkpoint(secondary, err) < 0)
             return -1;
+        if (secondary->options.on_checkpoint_output)
+            secondary->options.on_checkpoint_output(secondary->options.output_opaque, &secondary->reader);
         if (secondary->options.on_checkpoint_applied)
             secondary->options.on_checkpoint_applied(secondary->options.hook_opaque, svm);
 

@@ -12,6 +12,8 @@
  *                     count pages of 4096 bytes
  *   PAGE_ZERO         u32 count, u32 zero, u64 page_index[count]: pages
  *                     whose 4096 bytes are all zero
+ *   OUTPUT            u32 nic, u32 zero, 12-byte virtio-net header, frame:
+ *                     network output the sender held back behind this run
  *   HART_STATE        one "HART" section of the machine state
  *                     (docs/machine-state.md)
  *   DEVICE_STATE      u32 device id, u32 version, then that device's
@@ -52,7 +54,12 @@ enum stream_record_type {
     STREAM_RECORD_CHECKPOINT_END = 5,
     STREAM_RECORD_END = 6,
     STREAM_RECORD_PAGE_ZERO = 7,
+    STREAM_RECORD_OUTPUT = 8,
 };
+
+/* OUTPUT: u32 nic, u32 zero, the NIC's 12-byte header, then the frame. */
+#define STREAM_OUTPUT_PREFIX 20u
+#define STREAM_MAX_OUTPUT_FRAME (65536u + 128u)
 
 struct stream_header {
     uint32_t version;
@@ -84,6 +91,10 @@ int stream_write_pages(struct stream_writer *writer, const struct machine *machi
  * records. The caller makes sure the machine is paused. */
 int stream_write_machine_state(struct stream_writer *writer, struct machine *machine, struct error *err);
 int stream_write_checkpoint_state(struct stream_writer *writer, uint32_t id, struct error *err);
+/* One frame of held network output (the COLO primary's, so that the
+ * secondary can send it if the primary dies before releasing it). */
+int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_t header[12], const void *frame,
+                        size_t length, struct error *err);
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
 int stream_write_end(struct stream_writer *writer, struct error *err);
 /* Sends everything buffered (writes are only batched, never reordered). */
@@ -110,6 +121,12 @@ struct stream_reader {
      * them, oldest first. */
     uint64_t checkpoint_states_received;
     uint32_t recent_checkpoint_states[STREAM_RECENT_CHECKPOINT_STATES];
+    /* The OUTPUT records of the last stream_receive run, whole bodies
+     * back to back (each: u32 body length, then the body), kept until the
+     * next stream_receive starts. */
+    uint8_t *output;
+    size_t output_length, output_capacity;
+    size_t output_count;
     /* stream_receive's page staging, kept from run to run so that a small
      * checkpoint does not pay for setting it up (stream_receive.c). */
     struct stream_page_staging *staging;
@@ -140,6 +157,13 @@ int stream_receive(struct stream_reader *reader, struct machine *machine, uint32
  * arrives whole leaves the VM untouched. If before_apply fails (returns -1
  * and sets err), nothing is applied. */
 typedef int (*stream_before_apply)(void *opaque, struct machine *machine, struct error *err);
+/* After a stream_receive that succeeded: the run's OUTPUT records, in
+ * order. Start with *cursor = 0; each call gives the next record's body
+ * (u32 nic, u32 zero, header, frame), valid until the next stream_receive,
+ * and false after the last. */
+bool stream_received_output_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
+                                 size_t *length);
+
 /* Inside before_apply: true when the run about to be applied writes this
  * RAM page (as data or as a zero page). */
 bool stream_receive_writes_page(const struct stream_reader *reader, uint64_t page);

@@ -23,6 +23,7 @@ const char *stream_record_type_name(uint32_t type)
     switch (type) {
     case STREAM_RECORD_PAGE_DATA: return "PAGE_DATA";
     case STREAM_RECORD_PAGE_ZERO: return "PAGE_ZERO";
+    case STREAM_RECORD_OUTPUT: return "OUTPUT";
     case STREAM_RECORD_HART_STATE: return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE: return "DEVICE_STATE";
     case STREAM_RECORD_CHECKPOINT_STATE: return "CHECKPOINT_STATE";
@@ -50,6 +51,9 @@ void stream_reader_destroy(struct stream_reader *reader)
     reader->buffer = NULL;
     stream_page_staging_free(reader->staging);
     reader->staging = NULL;
+    free(reader->output);
+    reader->output = NULL;
+    reader->output_length = reader->output_capacity = reader->output_count = 0;
 }
 
 /* Reads up to length bytes, stopping early only at end of file. *got says
@@ -153,6 +157,10 @@ static const char *length_problem(uint32_t type, uint32_t length)
             length > STREAM_PAGE_DATA_PREFIX + 8 * STREAM_MAX_PAGES_PER_RECORD)
             return "is not 8 + count * 8 for a count of 1 to 1024 pages";
         return NULL;
+    case STREAM_RECORD_OUTPUT:
+        if (length <= STREAM_OUTPUT_PREFIX || length > STREAM_OUTPUT_PREFIX + STREAM_MAX_OUTPUT_FRAME)
+            return "is not 20 + a frame of 1 to 65664 bytes";
+        return NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -236,6 +244,10 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
                 return reject(reader, number, name, err, "page index %llu is outside RAM (%llu pages)",
                               (unsigned long long)page, (unsigned long long)ram_pages);
         }
+    } else if (type == STREAM_RECORD_OUTPUT) {
+        if (stream_get_u32(body + 4) != 0)
+            return reject(reader, number, name, err, "the field after the NIC is 0x%08x, not zero",
+                          stream_get_u32(body + 4));
     } else if (type == STREAM_RECORD_HART_STATE) {
         uint32_t section_id = stream_get_u32(body);
         uint32_t section_length = stream_get_u32(body + 8);

@@ -18,6 +18,8 @@
 /* The machine state of a checkpoint is a few KiB; a run that stages more
  * than this is not a machine state but a stream trying to exhaust memory. */
 #define STAGING_MAX_STATE_BYTES (16u << 20)
+/* OUTPUT records of one run: a COLO primary holds at most 64 MiB. */
+#define STAGING_MAX_OUTPUT_BYTES (64u << 20)
 /* Staging past this offset may use transparent huge pages (see below). */
 #define STAGING_SMALL_PAGES_BYTES (2u << 20)
 /* Staged data up to this size stays backed between runs (a COLO
@@ -191,6 +193,40 @@ static int stage_state_record(struct state_writer *state, const struct stream_re
     return 0;
 }
 
+/* Keeps a checked OUTPUT body for the caller (stream_received_output). */
+static int stage_output(struct stream_reader *reader, const struct stream_record *record, struct error *err)
+{
+    size_t needed = reader->output_length + 4 + record->length;
+    if (needed > STAGING_MAX_OUTPUT_BYTES)
+        return error_set(err, "the run carries more than %u MiB of output", STAGING_MAX_OUTPUT_BYTES >> 20);
+    if (needed > reader->output_capacity) {
+        size_t capacity = reader->output_capacity ? reader->output_capacity : 64 * 1024;
+        while (capacity < needed)
+            capacity *= 2;
+        uint8_t *output = realloc(reader->output, capacity);
+        if (!output)
+            return error_set(err, "out of memory staging the run's output");
+        reader->output = output;
+        reader->output_capacity = capacity;
+    }
+    stream_put_u32(reader->output + reader->output_length, record->length);
+    memcpy(reader->output + reader->output_length + 4, record->body, record->length);
+    reader->output_length = needed;
+    reader->output_count++;
+    return 0;
+}
+
+bool stream_received_output_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
+                                 size_t *length)
+{
+    if (*cursor + 4 > reader->output_length)
+        return false;
+    *length = stream_get_u32(reader->output + *cursor);
+    *body = reader->output + *cursor + 4;
+    *cursor += 4 + *length;
+    return true;
+}
+
 static void note_checkpoint_state(struct stream_reader *reader, uint32_t id)
 {
     const size_t kept = STREAM_RECENT_CHECKPOINT_STATES;
@@ -259,6 +295,8 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
                              stream_before_apply before_apply, void *opaque, struct error *err)
 {
     reader->checkpoint_states_received = 0;
+    reader->output_length = 0;
+    reader->output_count = 0;
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
     if (reader->ram_size != machine->ram.size)
@@ -292,6 +330,9 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
         } else if (record.type == STREAM_RECORD_HART_STATE || record.type == STREAM_RECORD_DEVICE_STATE) {
             if (stage_state_record(&state, &record, err) < 0)
                 break;
+        } else if (record.type == STREAM_RECORD_OUTPUT) {
+            if (stage_output(reader, &record, err) < 0)
+                break;
         } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE) {
             /* A protocol message inside a run: noted for the caller. */
             note_checkpoint_state(reader, stream_get_u32(record.body));
@@ -308,5 +349,10 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     }
     state_writer_free(&state);
     staging_reset(staging);
+    if (result < 0) {
+        /* The output of a run that was not applied is not the caller's. */
+        reader->output_length = 0;
+        reader->output_count = 0;
+    }
     return result;
 }

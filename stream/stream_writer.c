@@ -297,6 +297,19 @@ int stream_write_checkpoint_state(struct stream_writer *writer, uint32_t id, str
     return write_record(writer, STREAM_RECORD_CHECKPOINT_STATE, NULL, 0, body, sizeof body, err);
 }
 
+int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_t header[12], const void *frame,
+                        size_t length, struct error *err)
+{
+    if (length == 0 || length > STREAM_MAX_OUTPUT_FRAME)
+        return error_set(err, "an output frame of %zu bytes cannot be sent (1 to %u)", length,
+                         STREAM_MAX_OUTPUT_FRAME);
+    uint8_t prefix[STREAM_OUTPUT_PREFIX];
+    stream_put_u32(prefix, nic);
+    stream_put_u32(prefix + 4, 0);
+    memcpy(prefix + 8, header, 12);
+    return write_record(writer, STREAM_RECORD_OUTPUT, prefix, sizeof prefix, frame, length, err);
+}
+
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err)
 {
     return write_record(writer, STREAM_RECORD_CHECKPOINT_END, NULL, 0, NULL, 0, err);

@@ -141,6 +141,16 @@ trial() {  # STEP NUMBER
     else
         echo "  $released frames of SVM output released at the failover"
     fi
+    # Killed after SVM_READY and before releasing: the primary's held
+    # output (the client's reply at least) came with the checkpoint, and
+    # the secondary sends it.
+    local primary_output
+    primary_output=$(replication_field "$dir/B" primary_output_sent_at_failover)
+    if [ "$step" = after-ready ]; then
+        [ -n "$primary_output" ] && [ "$primary_output" -ge 1 ] &&
+            pass "$step: the output the primary held behind the checkpoint went out at the failover ($primary_output frames)" ||
+            fail "$step: the primary's held output was not sent at the failover ('$primary_output')"
+    fi
     # Let the client run a while on the failed-over VM before stopping it.
     sleep 3
     touch "$dir/stop"

@@ -556,6 +556,58 @@ static void test_zero_pages(void)
     machine_destroy(&target);
 }
 
+/* OUTPUT records: the caller gets them, in order, after a run that was
+ * applied, and not after one that was rejected. */
+static void test_output_records(void)
+{
+    static struct machine target;
+    create_machine(&target);
+    uint64_t hash = machine_configuration_hash(&target);
+    struct bytes stream = { 0 };
+    append_header(&stream, RAM_SIZE, hash);
+    uint8_t body[20 + 60];
+    for (unsigned frame = 0; frame < 3; frame++) {
+        memset(body, 0, sizeof body);
+        put_u32(body, frame);                     /* nic */
+        body[8] = (uint8_t)(0x10 + frame);        /* first header byte */
+        memset(body + 20, 'a' + (int)frame, 60);  /* the frame */
+        append_record(&stream, STREAM_RECORD_OUTPUT, body, 20 + 10 * (frame + 1));
+    }
+    append_record(&stream, STREAM_RECORD_CHECKPOINT_END, NULL, 0);
+    size_t first_run = stream.length;
+    memset(body, 0, sizeof body);
+    append_record(&stream, STREAM_RECORD_OUTPUT, body, 25);
+    append_record(&stream, STREAM_RECORD_HART_STATE, body, 8);   /* rejected: too short */
+
+    int fd = fd_with(stream.data, stream.length);
+    struct stream_reader reader;
+    struct error err;
+    if (stream_reader_init(&reader, fd, &err) < 0)
+        die("reader", &err);
+    struct stream_header expected = header_for(&target);
+    uint32_t terminator = 0;
+    CHECK(stream_read_header(&reader, &expected, &err) == 0 &&
+          stream_receive(&reader, &target, &terminator, &err) == 0, "run with output: %s", err.message);
+    size_t cursor = 0, length = 0, count = 0;
+    const uint8_t *got;
+    while (stream_received_output_next(&reader, &cursor, &got, &length)) {
+        CHECK(length == 20 + 10 * (count + 1) && get_u32(got) == count && got[8] == 0x10 + count &&
+              got[20] == 'a' + count && got[length - 1] == 'a' + count, "output record %zu differs", count);
+        count++;
+    }
+    CHECK(count == 3, "%zu output records after the run, expected 3", count);
+    CHECK(reader.bytes_read == first_run, "read %llu bytes, the first run has %zu",
+          (unsigned long long)reader.bytes_read, first_run);
+    CHECK(stream_receive(&reader, &target, &terminator, &err) < 0, "a run with a bad record was accepted");
+    cursor = 0;
+    CHECK(!stream_received_output_next(&reader, &cursor, &got, &length),
+          "a rejected run's output was handed out");
+    stream_reader_destroy(&reader);
+    close(fd);
+    free(stream.data);
+    machine_destroy(&target);
+}
+
 /* A small stream of every record type from an interesting machine. */
 static struct bytes small_stream(struct machine *source, const struct machine *target)
 {
@@ -891,9 +943,9 @@ static void test_record_shapes(void)
     create_machine(&target);
     struct snapshot before = take_snapshot(&target);
     uint64_t hash = machine_configuration_hash(&target);
-    static uint8_t body[8 + 2 * 4104 + 16];
+    static uint8_t body[20 + 65665 + 16];   /* the longest case: an OUTPUT one byte too long */
     memset(body, 0, sizeof body);
-    struct shape_case { uint32_t type; uint32_t length; void (*prepare)(uint8_t *); const char *message; } cases[24];
+    struct shape_case { uint32_t type; uint32_t length; void (*prepare)(uint8_t *); const char *message; } cases[28];
     size_t count = 0;
 #define CASE(type_, length_, prepare_, message_) \
     cases[count++] = (struct shape_case){ type_, length_, prepare_, message_ }
@@ -919,7 +971,7 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(8, 0, NULL, "record 1 (type 8): unknown record type");
+    CASE(9, 0, NULL, "record 1 (type 9): unknown record type");
     CASE(STREAM_RECORD_PAGE_ZERO, 16, page_one_index_outside,
          "record 1 (PAGE_ZERO): page index 512 is outside RAM (512 pages)");
     CASE(STREAM_RECORD_PAGE_ZERO, 16, page_count_two,
@@ -930,6 +982,12 @@ static void test_record_shapes(void)
          "record 1 (PAGE_ZERO): length 8 is not 8 + count * 8 for a count of 1 to 1024 pages");
     CASE(STREAM_RECORD_PAGE_ZERO, 20, NULL,
          "record 1 (PAGE_ZERO): length 20 is not 8 + count * 8 for a count of 1 to 1024 pages");
+    CASE(STREAM_RECORD_OUTPUT, 20, NULL,
+         "record 1 (OUTPUT): length 20 is not 20 + a frame of 1 to 65664 bytes");
+    CASE(STREAM_RECORD_OUTPUT, 20 + 65665, NULL,
+         "record 1 (OUTPUT): length 65685 is not 20 + a frame of 1 to 65664 bytes");
+    CASE(STREAM_RECORD_OUTPUT, 24, page_count_one_reserved,
+         "record 1 (OUTPUT): the field after the NIC is 0x00000001, not zero");
     CASE(STREAM_RECORD_PAGE_ZERO, 8 + 8 * 1025, NULL,
          "record 1 (PAGE_ZERO): length 8208 is not 8 + count * 8 for a count of 1 to 1024 pages");
 #undef CASE
@@ -1003,6 +1061,7 @@ int main(void)
     test_record_shapes();
     test_writer_splits_pages();
     test_zero_pages();
+    test_output_records();
     test_staging();
     test_cut_streams();
     test_corruption();
