@@ -94,6 +94,7 @@ static void write_seed(const char *path)
 {
     for (unsigned i = 0; i < FUZZ_RAM_SIZE; i++)
         machine.ram.host[i] = (uint8_t)(i * 7 + i / 4096);
+    memset(machine.ram.host + 7 * 4096, 0, 4096);   /* a zero page: a PAGE_ZERO record */
     machine.harts[0].state.x[10] = 0x1234;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     static const uint8_t mode = 1;             /* CRCs fixed by the harness */
@@ -102,12 +103,14 @@ static void write_seed(const char *path)
     if (fd < 0 || write(fd, &mode, 1) != 1 || stream_writer_init(&writer, fd, &err) < 0)
         abort();
     struct stream_header header = { STREAM_VERSION, machine.ram.size, machine_configuration_hash(&machine) };
-    static const uint64_t first[] = { 0, 15 }, second[] = { 3 }, last[] = { 15 };
+    static const uint64_t first[] = { 0, 15 }, second[] = { 3, 7 }, last[] = { 15 };
+    static const uint8_t output_header[12] = { 0 }, output_frame[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
     if (stream_write_header(&writer, &header, &err) < 0 ||
         stream_write_pages(&writer, &machine, first, 2, &err) < 0 ||
         stream_write_checkpoint_end(&writer, &err) < 0 ||
         stream_write_checkpoint_state(&writer, 3, &err) < 0 ||
-        stream_write_pages(&writer, &machine, second, 1, &err) < 0 ||
+        stream_write_pages(&writer, &machine, second, 2, &err) < 0 ||
+        stream_write_output(&writer, 0, output_header, output_frame, sizeof output_frame, &err) < 0 ||
         stream_write_checkpoint_end(&writer, &err) < 0 ||
         stream_write_pages(&writer, &machine, last, 1, &err) < 0 ||
         stream_write_machine_state(&writer, &machine, &err) < 0 || stream_write_end(&writer, &err) < 0 ||
@@ -192,8 +195,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         }
     }
-    /* The reader's page staging lives from run to run (stream_receive.c);
-     * this copy of the reader made it, the next input's copy reuses it. */
+    /* What the reader allocates as it goes (its page staging and its
+     * buffer of OUTPUT records, both kept from run to run) was made in
+     * this copy of the reader: the next input's copy reuses it. */
     fresh_reader.staging = reader.staging;
+    fresh_reader.output = reader.output;
+    fresh_reader.output_capacity = reader.output_capacity;
     return 0;
 }
