@@ -8,6 +8,7 @@
 #ifndef COLO_GUEST_H
 #define COLO_GUEST_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +48,10 @@ void churn_main(int ready_fd, struct churn_control *churn);
 // write, so lines from different processes do not interleave.
 void guest_log(const char *tag, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
+// The same line on descriptor fd, without the "<tag>: " part when tag is
+// NULL (init's own lines).
+void guest_vlog(int fd, const char *tag, const char *format, va_list arguments)
+    __attribute__((format(printf, 3, 0)));
 
 // A TCP socket listening on 0.0.0.0:port with SO_REUSEADDR (so a restarted
 // service can bind again at once). Exits the process on failure: a service

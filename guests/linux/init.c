@@ -57,17 +57,10 @@ static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
 // "colo-guest: <message>" on the console, in one write.
 static void say(const char *format, ...) {
-    char line[512];
-    int used = snprintf(line, sizeof line, "colo-guest: ");
     va_list arguments;
     va_start(arguments, format);
-    int added = vsnprintf(line + used, sizeof line - (size_t)used - 1, format, arguments);
+    guest_vlog(STDOUT_FILENO, NULL, format, arguments);
     va_end(arguments);
-    size_t length = (size_t)used + (added < 0 ? 0 : (size_t)added);
-    if (length > sizeof line - 2)
-        length = sizeof line - 2;
-    line[length++] = '\n';
-    (void)!write(STDOUT_FILENO, line, length);
 }
 
 static double seconds_since_boot(void) {

@@ -10,18 +10,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-void guest_log(const char *tag, const char *format, ...) {
+void guest_vlog(int fd, const char *tag, const char *format, va_list arguments) {
     char line[512];
-    int used = snprintf(line, sizeof line, "colo-guest: %s: ", tag);
-    va_list arguments;
-    va_start(arguments, format);
+    int used = tag ? snprintf(line, sizeof line, "colo-guest: %s: ", tag)
+                   : snprintf(line, sizeof line, "colo-guest: ");
     int added = vsnprintf(line + used, sizeof line - (size_t)used - 1, format, arguments);
-    va_end(arguments);
     size_t length = (size_t)used + (added < 0 ? 0 : (size_t)added);
     if (length > sizeof line - 2)
         length = sizeof line - 2;  // truncated message: still end the line
     line[length++] = '\n';
-    (void)!write(STDERR_FILENO, line, length);
+    (void)!write(fd, line, length);
+}
+
+void guest_log(const char *tag, const char *format, ...) {
+    va_list arguments;
+    va_start(arguments, format);
+    guest_vlog(STDERR_FILENO, tag, format, arguments);
+    va_end(arguments);
 }
 
 int listen_tcp(const char *tag, uint16_t port) {
