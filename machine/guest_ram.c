@@ -71,6 +71,32 @@ uint64_t guest_ram_dirty_log_read_and_clear(struct guest_ram *ram, uint64_t *bit
     return count;
 }
 
+bool guest_ram_page_is_zero(const uint8_t *page)
+{
+    uint64_t first;
+    memcpy(&first, page, sizeof first);
+    if (first != 0)
+        return false;
+    /* The whole page without a branch per word (the compiler vectorises). */
+    uint64_t any = 0;
+    for (size_t offset = 0; offset < GUEST_PAGE_SIZE; offset += sizeof(uint64_t)) {
+        uint64_t word;
+        memcpy(&word, page + offset, sizeof word);
+        any |= word;
+    }
+    return any == 0;
+}
+
+size_t guest_ram_bitmap_to_pages(const uint64_t *bitmap, size_t words, uint64_t *pages)
+{
+    size_t count = 0;
+    for (size_t word = 0; word < words; word++) {
+        for (uint64_t bits = bitmap[word]; bits; bits &= bits - 1)
+            pages[count++] = word * 64 + (uint64_t)__builtin_ctzll(bits);
+    }
+    return count;
+}
+
 static void capture_preimage(struct guest_ram *ram, uint64_t page)
 {
     struct guest_ram_preimages *set = &ram->preimages;
@@ -113,19 +139,9 @@ void guest_ram_preimages_enable(struct guest_ram *ram, bool enable)
     guest_ram_preimages_reset(ram);
 }
 
-int64_t guest_ram_preimages_rollback(struct guest_ram *ram)
-{
-    if (ram->preimages_failed)
-        return -1;
-    const struct guest_ram_preimages *set = &ram->preimages;
-    for (size_t i = 0; i < set->count; i++)
-        memcpy(ram->host + (set->page_indices[i] << GUEST_PAGE_SHIFT), set->data + i * GUEST_PAGE_SIZE,
-               GUEST_PAGE_SIZE);
-    return (int64_t)set->count;
-}
-
-int64_t guest_ram_preimages_rollback_before_load(struct guest_ram *ram, bool (*overwritten)(void *, uint64_t),
-                                                 void *opaque)
+/* Writes the pre-images back, but those of pages `overwritten` (if not
+ * NULL) names; how many, or -1 if capturing had failed. */
+static int64_t restore_preimages(struct guest_ram *ram, bool (*overwritten)(void *, uint64_t), void *opaque)
 {
     if (ram->preimages_failed)
         return -1;
@@ -138,7 +154,20 @@ int64_t guest_ram_preimages_rollback_before_load(struct guest_ram *ram, bool (*o
         memcpy(ram->host + (page << GUEST_PAGE_SHIFT), set->data + i * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
         restored++;
     }
-    ram->preimages_capture_paused = true;
+    return restored;
+}
+
+int64_t guest_ram_preimages_rollback(struct guest_ram *ram)
+{
+    return restore_preimages(ram, NULL, NULL);
+}
+
+int64_t guest_ram_preimages_rollback_before_load(struct guest_ram *ram, bool (*overwritten)(void *, uint64_t),
+                                                 void *opaque)
+{
+    int64_t restored = restore_preimages(ram, overwritten, opaque);
+    if (restored >= 0)
+        ram->preimages_capture_paused = true;
     return restored;
 }
 

@@ -85,6 +85,14 @@ int64_t guest_ram_preimages_rollback_before_load(struct guest_ram *ram, bool (*o
                                                  void *opaque);
 void guest_ram_preimages_reset(struct guest_ram *ram);
 
+/* True when all GUEST_PAGE_SIZE bytes at `page` are zero. A page that
+ * starts with a non-zero word (the common case for data) is decided by it. */
+bool guest_ram_page_is_zero(const uint8_t *page);
+
+/* The set bits of a dirty bitmap of `words` words as page indices, in
+ * order, into `pages` (room for 64 x words); returns how many. */
+size_t guest_ram_bitmap_to_pages(const uint64_t *bitmap, size_t words, uint64_t *pages);
+
 /* Number of 64-bit words in a dirty bitmap for this RAM. */
 static inline size_t guest_ram_bitmap_words(const struct guest_ram *ram)
 {

@@ -421,12 +421,6 @@ int machine_ram_write(struct machine *machine, uint64_t address, const void *dat
  * (one system call) rather than compared and cleared page by page. */
 #define MACHINE_CLEAR_BY_KERNEL_PAGES 16
 
-static bool page_is_zero(const uint8_t *page)
-{
-    static const uint8_t zero_page[GUEST_PAGE_SIZE];
-    return memcmp(page, zero_page, GUEST_PAGE_SIZE) == 0;
-}
-
 int machine_ram_clear_pages(struct machine *machine, uint64_t first, uint64_t count)
 {
     struct guest_ram *ram = &machine->ram;
@@ -447,7 +441,7 @@ int machine_ram_clear_pages(struct machine *machine, uint64_t first, uint64_t co
     }
     for (uint64_t i = 0; i < count; i++) {
         uint8_t *page = host + (i << GUEST_PAGE_SHIFT);
-        if (page_is_zero(page))
+        if (guest_ram_page_is_zero(page))
             continue;
         guest_ram_before_write(ram, address + (i << GUEST_PAGE_SHIFT), GUEST_PAGE_SIZE);
         memset(page, 0, GUEST_PAGE_SIZE);
@@ -464,19 +458,25 @@ void machine_preimages_enable(struct machine *machine, bool enable)
     machine_resume(machine);
 }
 
+/* After a rollback: the pages of the pre-image set may hold code the harts
+ * had decoded from the writes being undone (or, for pages a checkpoint is
+ * about to overwrite, from what it replaces). */
+static void drop_decoded_code_of_preimages(struct machine *machine)
+{
+    const struct guest_ram_preimages *set = &machine->ram.preimages;
+    for (size_t i = 0; i < set->count; i++) {
+        uint64_t page = set->page_indices[i];
+        if (machine->ram.has_decoded_code[page])
+            machine_drop_decoded_page(machine, page);
+    }
+}
+
 int64_t machine_preimages_rollback(struct machine *machine)
 {
     machine_pause(machine);
     int64_t restored = guest_ram_preimages_rollback(&machine->ram);
-    if (restored > 0) {
-        /* The restored pages may hold code the harts had decoded from the
-         * writes being undone. */
-        for (size_t i = 0; i < machine->ram.preimages.count; i++) {
-            uint64_t page = machine->ram.preimages.page_indices[i];
-            if (machine->ram.has_decoded_code[page])
-                machine_drop_decoded_page(machine, page);
-        }
-    }
+    if (restored > 0)
+        drop_decoded_code_of_preimages(machine);
     machine_resume(machine);
     return restored;
 }
@@ -485,15 +485,9 @@ int64_t machine_preimages_rollback_before_load(struct machine *machine, bool (*o
                                                void *opaque)
 {
     machine_pause(machine);
-    /* Decoded code goes with every page that changes: the restored ones
-     * here, the overwritten ones when the checkpoint writes them. */
-    const struct guest_ram_preimages *set = &machine->ram.preimages;
-    for (size_t i = 0; i < set->count && !machine->ram.preimages_failed; i++) {
-        uint64_t page = set->page_indices[i];
-        if (machine->ram.has_decoded_code[page])
-            machine_drop_decoded_page(machine, page);
-    }
     int64_t restored = guest_ram_preimages_rollback_before_load(&machine->ram, overwritten, opaque);
+    if (restored >= 0)
+        drop_decoded_code_of_preimages(machine);
     machine_resume(machine);
     return restored;
 }

@@ -326,13 +326,7 @@ static size_t read_dirty_pages(struct colo_primary *primary)
 {
     struct machine *pvm = primary->pvm;
     machine_dirty_log_read_and_clear(pvm, primary->bitmap);
-    size_t words = guest_ram_bitmap_words(&pvm->ram);
-    size_t count = 0;
-    for (size_t word = 0; word < words; word++) {
-        for (uint64_t bits = primary->bitmap[word]; bits; bits &= bits - 1)
-            primary->pages[count++] = word * 64 + (uint64_t)__builtin_ctzll(bits);
-    }
-    return count;
+    return guest_ram_bitmap_to_pages(primary->bitmap, guest_ram_bitmap_words(&pvm->ram), primary->pages);
 }
 
 /* The pre-copy, with the PVM running: what it dirtied so far goes out now.

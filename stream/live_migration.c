@@ -45,21 +45,6 @@ static double now_seconds(void)
     return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
-/* Collects the set bits of a dirty bitmap into page indices. */
-static size_t bitmap_to_pages(const uint64_t *bitmap, size_t words, uint64_t *pages)
-{
-    size_t count = 0;
-    for (size_t word = 0; word < words; word++) {
-        uint64_t bits = bitmap[word];
-        while (bits) {
-            unsigned bit = (unsigned)__builtin_ctzll(bits);
-            pages[count++] = word * 64 + bit;
-            bits &= bits - 1;
-        }
-    }
-    return count;
-}
-
 struct sender {
     struct machine *machine;
     struct stream_writer writer;
@@ -188,7 +173,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
             machine_dirty_log_read_and_clear(machine, last_bitmap);
             for (size_t word = 0; word < words; word++)
                 bitmap[word] |= last_bitmap[word];
-            count = bitmap_to_pages(bitmap, words, pages);
+            count = guest_ram_bitmap_to_pages(bitmap, words, pages);
             /* The guest wrote a burst between the decision and the pause
              * (far more pages than the decision counted): the pause has
              * cost microseconds so far, so resume and send them as one
@@ -218,7 +203,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
                 break;
             }
         } else {
-            count = bitmap_to_pages(bitmap, words, pages);
+            count = guest_ram_bitmap_to_pages(bitmap, words, pages);
         }
         sender.progress.round = round;
         round_started = now_seconds();

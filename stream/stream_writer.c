@@ -8,7 +8,6 @@
  * again in the next round), never a record whose CRC does not match. */
 #include <errno.h>
 #include <poll.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -170,24 +169,6 @@ int stream_write_header(struct stream_writer *writer, const struct stream_header
     return 0;
 }
 
-/* True when all 4096 bytes of the page are zero. Reads the whole page
- * without branching per word (the compiler vectorises it); a page that
- * starts non-zero, the common case for data, is decided by its first word. */
-static bool page_is_zero(const uint8_t *page)
-{
-    uint64_t first;
-    memcpy(&first, page, sizeof first);
-    if (first != 0)
-        return false;
-    uint64_t any = 0;
-    for (size_t offset = 0; offset < STREAM_PAGE_SIZE; offset += sizeof(uint64_t)) {
-        uint64_t word;
-        memcpy(&word, page + offset, sizeof word);
-        any |= word;
-    }
-    return any == 0;
-}
-
 /* One record of `count` pages: PAGE_DATA with their contents copied out
  * of RAM, or, when ram is NULL, PAGE_ZERO (the indices only). */
 static int write_page_record(struct stream_writer *writer, const struct guest_ram *ram, const uint64_t *pages,
@@ -236,7 +217,7 @@ int stream_write_pages(struct stream_writer *writer, const struct machine *machi
         size_t zero_count = 0, data_count = 0;
         for (size_t i = 0; i < window; i++) {
             uint64_t page = page_indices[done + i];
-            if (page_is_zero(ram->host + page * STREAM_PAGE_SIZE))
+            if (guest_ram_page_is_zero(ram->host + page * STREAM_PAGE_SIZE))
                 zero[zero_count++] = page;
             else
                 data[data_count++] = page;
