@@ -5,6 +5,12 @@
 
 /* ---- the secondary ---- */
 
+/* The mirror's framing word and the OUTPUT record's NIC field. */
+static uint32_t get_u32_le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static double monotonic_ms(void)
 {
     struct timespec now;
@@ -30,7 +36,7 @@ static bool take_mirror_messages(struct replication *r)
     bool queued_any = false, ok = true;
     while (r->mirror_buffered - offset >= MIRROR_WORD_SIZE) {
         const uint8_t *m = r->mirror_buffer + offset;
-        uint32_t word = (uint32_t)m[0] | (uint32_t)m[1] << 8 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 24;
+        uint32_t word = get_u32_le(m);
         size_t length = word & MIRROR_LENGTH_MASK;
         unsigned index = word >> 24;
         if (length > VIRTIO_NET_MAX_FRAME || index >= r->machine->config.nic_count) {
@@ -164,7 +170,7 @@ static void keep_checkpoint_output(void *opaque, const struct stream_reader *rea
     size_t cursor = 0, length;
     const uint8_t *body;
     while (stream_received_output_next(reader, &cursor, &body, &length) && r->committed_count < HELD_FRAMES_MAX) {
-        uint32_t nic = (uint32_t)body[0] | (uint32_t)body[1] << 8 | (uint32_t)body[2] << 16 | (uint32_t)body[3] << 24;
+        uint32_t nic = get_u32_le(body);
         size_t frame_length = length - STREAM_OUTPUT_PREFIX;
         uint8_t *copy = nic < r->machine->config.nic_count ? malloc(frame_length) : NULL;
         if (!copy)
