@@ -1,5 +1,7 @@
 #include "checkpoint_device.h"
 
+#include <stdio.h>
+
 int colo_checkpoint_devices_add(struct colo_checkpoint_devices *devices, const char *name,
                                 const struct colo_checkpoint_device_ops *ops, void *opaque,
                                 struct error *err)
@@ -40,6 +42,57 @@ int colo_checkpoint_devices_call(struct colo_checkpoint_devices *devices, enum c
             devices->set_up = i + 1;
     }
     return 0;
+}
+
+/* Puts "checkpoint device NAME failed in PHASE: " before the device's own
+ * message. */
+static int device_failed(struct error *err, const struct colo_checkpoint_device *device, const char *phase,
+                         const struct error *cause)
+{
+    return error_set(err, "checkpoint device %s failed in %s: %s", device->name, phase, cause->message);
+}
+
+int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                 struct error *err)
+{
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        struct error cause = { "" };
+        if (device->ops->save && device->ops->save(device->opaque, writer, &cause) < 0)
+            return device_failed(err, device, "save", &cause);
+    }
+    return 0;
+}
+
+int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
+                                 struct error *err)
+{
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        struct error cause = { "" };
+        if (device->ops->load && device->ops->load(device->opaque, reader, &cause) < 0)
+            return device_failed(err, device, "load", &cause);
+    }
+    return 0;
+}
+
+void colo_checkpoint_devices_release(struct colo_checkpoint_devices *devices)
+{
+    for (size_t i = 0; i < devices->count; i++)
+        if (devices->devices[i].ops->release)
+            devices->devices[i].ops->release(devices->devices[i].opaque);
+}
+
+int colo_checkpoint_devices_failover(struct colo_checkpoint_devices *devices, struct error *err)
+{
+    int result = 0;
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        struct error cause = { "" };
+        if (device->ops->failover && device->ops->failover(device->opaque, &cause) < 0 && result == 0)
+            result = device_failed(err, device, "failover", &cause);
+    }
+    return result;
 }
 
 void colo_checkpoint_devices_teardown(struct colo_checkpoint_devices *devices)

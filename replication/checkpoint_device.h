@@ -1,16 +1,26 @@
 /* Checkpoint devices: the parts of a replicated VM beyond RAM and machine
- * state that take part in every checkpoint (network output buffering, disk
- * replication; none is built yet). Each has the phases of the protocol:
+ * state that take part in every checkpoint (the proxy's output buffer and
+ * mirror, later disk replication). They are the one way to extend the
+ * loops: each has the phases of the protocol:
  *
  *   setup       once, after the initial copy, before the VM first runs
  *   commit      at the start of every interval (the previous checkpoint is
  *               now the committed state)
  *   postsuspend after the VM paused for a checkpoint
+ *   save        primary, VM paused: the device's part of the checkpoint, as
+ *               stream records after the pages and before the machine state
+ *   load        secondary, once a checkpoint was applied whole and before
+ *               SVM_READY: the device's records of that checkpoint
+ *   release     primary, VM paused, after SVM_READY: the SVM holds the
+ *               checkpoint, so what the PVM did before it may be shown to
+ *               the world (DESIGN.md, output commit)
  *   preresume   before the VM resumes after a checkpoint
+ *   failover    secondary, when the SVM takes over (after the loop ended
+ *               and the SVM runs from a consistent state)
  *   teardown    once, when replication ends (for any reason)
  *
- * Any of the functions may be NULL. setup, commit, postsuspend and
- * preresume return 0 or -1; a failure stops the loop like a stream error. */
+ * Any of the functions may be NULL. The phases that return int give 0 or
+ * -1; a failure stops the loop like a stream error. */
 #ifndef COLO_REPLICATION_CHECKPOINT_DEVICE_H
 #define COLO_REPLICATION_CHECKPOINT_DEVICE_H
 
@@ -18,11 +28,18 @@
 
 #include "error.h"
 
+struct stream_reader;
+struct stream_writer;
+
 struct colo_checkpoint_device_ops {
     int (*setup)(void *opaque);
     int (*postsuspend)(void *opaque);
     int (*preresume)(void *opaque);
     int (*commit)(void *opaque);
+    int (*save)(void *opaque, struct stream_writer *writer, struct error *err);
+    int (*load)(void *opaque, const struct stream_reader *reader, struct error *err);
+    void (*release)(void *opaque);
+    int (*failover)(void *opaque, struct error *err);
     void (*teardown)(void *opaque);
 };
 
@@ -54,6 +71,16 @@ int colo_checkpoint_devices_add(struct colo_checkpoint_devices *devices, const c
  * whose error names the device and the phase. */
 int colo_checkpoint_devices_call(struct colo_checkpoint_devices *devices, enum colo_device_phase phase,
                                  struct error *err);
+/* The phases with arguments: each device in order; the first failure stops
+ * and its error names the device. */
+int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                 struct error *err);
+int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
+                                 struct error *err);
+void colo_checkpoint_devices_release(struct colo_checkpoint_devices *devices);
+/* Every device's failover, even after one failed (the VM runs here now
+ * whatever happens; each device does what it can); the first error. */
+int colo_checkpoint_devices_failover(struct colo_checkpoint_devices *devices, struct error *err);
 /* Tears down the devices that were set up, in reverse order. */
 void colo_checkpoint_devices_teardown(struct colo_checkpoint_devices *devices);
 

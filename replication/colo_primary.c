@@ -215,32 +215,28 @@ static void resume_pvm(struct colo_primary *primary)
     primary->pvm_paused = false;
 }
 
-/* ---- the test-only kill hook (colo_primary.h) ----
- * Process-wide, not per primary: it stands for the host dying, and is set
- * once at start-up, before any primary thread exists. */
-enum kill_step { KILL_NONE, KILL_BEFORE_NEW, KILL_SVM_SUSPENDED, KILL_MID_PAGES, KILL_AFTER_END, KILL_AFTER_READY };
+/* ---- the test-only kill hook (colo_primary.h), built with -Dtest_hooks=true ---- */
+#ifdef COLO_TEST_HOOKS
 static const char *const kill_step_names[] = {
-    [KILL_BEFORE_NEW] = "before-new",       /* just before sending CHECKPOINT_NEW */
-    [KILL_SVM_SUSPENDED] = "svm-suspended", /* SVM_SUSPENDED read, no page sent */
-    [KILL_MID_PAGES] = "mid-pages",         /* about half the dirty pages sent and flushed */
-    [KILL_AFTER_END] = "after-end",         /* CHECKPOINT_END flushed, SVM_READY not read */
-    [KILL_AFTER_READY] = "after-ready",     /* SVM_READY read, held output not released */
+    [COLO_KILL_BEFORE_NEW] = "before-new",       /* just before sending CHECKPOINT_NEW */
+    [COLO_KILL_SVM_SUSPENDED] = "svm-suspended", /* SVM_SUSPENDED read, no page sent */
+    [COLO_KILL_MID_PAGES] = "mid-pages",         /* about half the dirty pages sent and flushed */
+    [COLO_KILL_AFTER_END] = "after-end",         /* CHECKPOINT_END flushed, SVM_READY not read */
+    [COLO_KILL_AFTER_READY] = "after-ready",     /* SVM_READY read, held output not released */
 };
-static enum kill_step kill_step = KILL_NONE;
-static uint64_t kill_after_checkpoints = 5;
 
-int colo_primary_test_kill_from_env(struct error *err)
+int colo_primary_kill_hook_from_env(struct colo_primary_kill_hook *hook, struct error *err)
 {
-    kill_step = KILL_NONE;
+    *hook = (struct colo_primary_kill_hook){ COLO_KILL_NONE, 5 };
     const char *at = getenv("COLO_TEST_KILL_AT");
     if (!at || !*at)
         return 0;
-    enum kill_step step = KILL_NONE;
+    enum colo_kill_step step = COLO_KILL_NONE;
     for (size_t i = 1; i < sizeof kill_step_names / sizeof kill_step_names[0]; i++) {
         if (strcmp(at, kill_step_names[i]) == 0)
-            step = (enum kill_step)i;
+            step = (enum colo_kill_step)i;
     }
-    if (step == KILL_NONE)
+    if (step == COLO_KILL_NONE)
         return error_set(err, "COLO_TEST_KILL_AT=%s: unknown step (before-new, svm-suspended, mid-pages, "
                               "after-end, after-ready)", at);
     uint64_t after = 5;
@@ -253,21 +249,22 @@ int colo_primary_test_kill_from_env(struct error *err)
             return error_set(err, "COLO_TEST_KILL_AFTER=%s: not a whole number of checkpoints", after_text);
         after = value;
     }
-    kill_after_checkpoints = after;
-    kill_step = step;
+    hook->after_checkpoints = after;
+    hook->step = step;
     return 0;
 }
 
-static bool kill_due(const struct colo_primary *primary, enum kill_step step)
+static bool kill_due(const struct colo_primary *primary, enum colo_kill_step step)
 {
     /* stats.checkpoints is only written by this (the loop's) thread. */
-    return kill_step == step && primary->stats.checkpoints >= kill_after_checkpoints;
+    return primary->options.kill_hook.step == step &&
+           primary->stats.checkpoints >= primary->options.kill_hook.after_checkpoints;
 }
 
 /* Dies here if the hook names this step. The line goes out first (stderr
  * is unbuffered, but flush anyway) so the test can tell which step killed
  * the process; SIGKILL then skips every cleanup, as a dying host would. */
-static void kill_point(const struct colo_primary *primary, enum kill_step step)
+static void kill_point(const struct colo_primary *primary, enum colo_kill_step step)
 {
     if (!kill_due(primary, step))
         return;
@@ -276,6 +273,18 @@ static void kill_point(const struct colo_primary *primary, enum kill_step step)
     fflush(stderr);
     raise(SIGKILL);
 }
+#else
+static bool kill_due(const struct colo_primary *primary, enum colo_kill_step step)
+{
+    (void)primary, (void)step;
+    return false;
+}
+
+static void kill_point(const struct colo_primary *primary, enum colo_kill_step step)
+{
+    (void)primary, (void)step;
+}
+#endif
 
 enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP };
 
@@ -338,11 +347,11 @@ static int send_precopy(struct colo_primary *primary, uint64_t *pages_sent, stru
     size_t count = read_dirty_pages(primary);
     struct error cause;
     /* Test hook (as in send_checkpoint): half the pre-copy out, then die. */
-    if (count >= 2 && kill_due(primary, KILL_MID_PAGES)) {
+    if (count >= 2 && kill_due(primary, COLO_KILL_MID_PAGES)) {
         if (stream_write_pages(&primary->writer, primary->pvm, primary->pages, count / 2, &cause) < 0 ||
             stream_flush(&primary->writer, &cause) < 0)
             return fail(primary, err, "sending the checkpoint's pre-copy", &cause);
-        kill_point(primary, KILL_MID_PAGES);
+        kill_point(primary, COLO_KILL_MID_PAGES);
     }
     if (count && (stream_write_pages(&primary->writer, primary->pvm, primary->pages, count, &cause) < 0 ||
                   stream_flush(&primary->writer, &cause) < 0))
@@ -363,16 +372,15 @@ static int send_checkpoint(struct colo_primary *primary, uint64_t *dirty_pages, 
     /* Test hook: half the pages out on the wire, then die; the secondary
      * holds a partial checkpoint. With fewer than two dirty pages there is
      * no middle: the hook waits for a later checkpoint. */
-    if (count >= 2 && kill_due(primary, KILL_MID_PAGES)) {
+    if (count >= 2 && kill_due(primary, COLO_KILL_MID_PAGES)) {
         sent = count / 2;
         if (stream_write_pages(&primary->writer, pvm, primary->pages, sent, &cause) < 0 ||
             stream_flush(&primary->writer, &cause) < 0)
             return fail(primary, err, "sending the checkpoint", &cause);
-        kill_point(primary, KILL_MID_PAGES);
+        kill_point(primary, COLO_KILL_MID_PAGES);
     }
     if ((count > sent && stream_write_pages(&primary->writer, pvm, primary->pages + sent, count - sent, &cause) < 0) ||
-        (primary->options.write_held_output &&
-         primary->options.write_held_output(primary->options.write_held_output_opaque, &primary->writer, &cause) < 0) ||
+        colo_checkpoint_devices_save(&primary->devices, &primary->writer, &cause) < 0 ||
         stream_write_machine_state(&primary->writer, pvm, &cause) < 0 ||
         stream_write_checkpoint_end(&primary->writer, &cause) < 0 || stream_flush(&primary->writer, &cause) < 0)
         return fail(primary, err, "sending the checkpoint", &cause);
@@ -434,7 +442,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return 0;
 
         set_state(primary, COLO_PRIMARY_CHECKPOINTING);
-        kill_point(primary, KILL_BEFORE_NEW);
+        kill_point(primary, COLO_KILL_BEFORE_NEW);
         if (send_message(primary, COLO_CHECKPOINT_NEW, err) < 0)
             return -1;
         struct colo_checkpoint_report report = {
@@ -453,20 +461,19 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
         uint64_t suspended_at_us = now_microseconds();
-        kill_point(primary, KILL_SVM_SUSPENDED);
-        if (send_checkpoint(primary, &report.dirty_pages, err) < 0)   /* KILL_MID_PAGES inside */
+        kill_point(primary, COLO_KILL_SVM_SUSPENDED);
+        if (send_checkpoint(primary, &report.dirty_pages, err) < 0)   /* COLO_KILL_MID_PAGES inside */
             return -1;
         uint64_t sent_at_us = now_microseconds();
-        kill_point(primary, KILL_AFTER_END);
+        kill_point(primary, COLO_KILL_AFTER_END);
         if (wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
             return -1;
         uint64_t ready_at_us = now_microseconds();
-        kill_point(primary, KILL_AFTER_READY);
+        kill_point(primary, COLO_KILL_AFTER_READY);
 
         /* The SVM holds this checkpoint: everything the PVM did up to it
          * is safe to show the world. */
-        if (primary->options.release_output)
-            primary->options.release_output(primary->options.release_output_opaque);
+        colo_checkpoint_devices_release(&primary->devices);
         /* Output held during the pre-copy went out with the rest: a
          * deadline it set is met. (The PVM is paused: nothing new is held.) */
         pthread_mutex_lock(&primary->lock);

@@ -60,6 +60,21 @@ struct colo_checkpoint_report {
     uint64_t resume_us;                    /* output release, devices, resume */
 };
 
+/* The test-only kill hook's steps (see colo_primary_kill_hook_from_env). */
+enum colo_kill_step {
+    COLO_KILL_NONE,
+    COLO_KILL_BEFORE_NEW,
+    COLO_KILL_SVM_SUSPENDED,
+    COLO_KILL_MID_PAGES,
+    COLO_KILL_AFTER_END,
+    COLO_KILL_AFTER_READY,
+};
+
+struct colo_primary_kill_hook {
+    enum colo_kill_step step;
+    uint64_t after_checkpoints;
+};
+
 struct colo_primary_options {
     struct migration_options migration;    /* keep_dirty_log is forced on */
     /* The longest interval between checkpoints (from one resume of the
@@ -71,24 +86,16 @@ struct colo_primary_options {
     bool precopy;
     /* Waits for each of the secondary's replies. */
     int message_timeout_ms;                /* default 5000 */
-    /* Called once the SVM has applied a checkpoint (SVM_READY), with the
-     * PVM still paused: what the PVM sent up to this checkpoint may leave
-     * now (DESIGN.md, output commit). NULL until the proxy exists. */
-    void (*release_output)(void *opaque);
-    void *release_output_opaque;
-    /* Called with the PVM paused, after a checkpoint's pages and before its
-     * state: writes the output held behind this checkpoint as OUTPUT
-     * records (stream_write_output), so that the secondary can send it if
-     * the primary dies before releasing it. NULL: none. */
-    int (*write_held_output)(void *opaque, struct stream_writer *writer, struct error *err);
-    void *write_held_output_opaque;
     /* Called after each checkpoint, with the PVM running again (not in
      * the downtime), on the loop's thread. */
     void (*on_checkpoint)(void *opaque, const struct colo_checkpoint_report *report);
     void *on_checkpoint_opaque;
-    /* Test hook, at the same point, after release_output. */
+    /* Test hook, after SVM_READY and the devices' release. */
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;
+#ifdef COLO_TEST_HOOKS
+    struct colo_primary_kill_hook kill_hook;  /* default: off */
+#endif
 };
 
 void colo_primary_options_defaults(struct colo_primary_options *options);
@@ -168,21 +175,23 @@ void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_st
  * were, in microseconds; 0 before the first checkpoint. */
 uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double percent);
 
-/* Test only: makes the primary die like a host dying at one step of a
- * checkpoint, so the failover tests can hit each step on purpose instead
- * of by luck. Reads the environment once:
+/* Test only, built with `meson -Dtest_hooks=true` (the test builds): makes
+ * the primary die like a host dying at one step of a checkpoint, so the
+ * failover tests can hit each step on purpose instead of by luck.
+ * colo_primary_kill_hook_from_env reads the environment:
  *
  *   COLO_TEST_KILL_AT     before-new | svm-suspended | mid-pages |
  *                         after-end | after-ready   (unset or empty: off)
  *   COLO_TEST_KILL_AFTER  N, default 5: the hook fires in the first
  *                         checkpoint that starts once N have completed
  *
- * When it fires, the loop prints "colo: test hook: killing the primary at
- * STEP (checkpoint K)" on stderr and raises SIGKILL: no cleanup, no
- * release of held output, nothing flushed but what the step says. Returns
- * -1 (and the hook stays off) for an unknown step or a bad N, so a typo
- * cannot make a test pass without the kill. Without this call (the library
- * tests) the hook is off. */
-int colo_primary_test_kill_from_env(struct error *err);
+ * and the hook goes into colo_primary_options.kill_hook. When it fires, the
+ * loop prints "colo: test hook: killing the primary at STEP (checkpoint
+ * K)" on stderr and raises SIGKILL: no cleanup, no release of held output,
+ * nothing flushed but what the step says. Returns -1 for an unknown step or
+ * a bad N, so a typo cannot make a test pass without the kill. */
+#ifdef COLO_TEST_HOOKS
+int colo_primary_kill_hook_from_env(struct colo_primary_kill_hook *hook, struct error *err);
+#endif
 
 #endif

@@ -254,8 +254,9 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
         if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
             receive_checkpoint(secondary, err) < 0)
             return -1;
-        if (secondary->options.on_checkpoint_output)
-            secondary->options.on_checkpoint_output(secondary->options.output_opaque, &secondary->reader);
+        struct error cause;
+        if (colo_checkpoint_devices_load(&secondary->devices, &secondary->reader, &cause) < 0)
+            return fail(secondary, err, "loading the devices' part of the checkpoint", &cause);
         if (secondary->options.on_checkpoint_applied)
             secondary->options.on_checkpoint_applied(secondary->options.hook_opaque, svm);
 

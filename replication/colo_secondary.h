@@ -56,11 +56,6 @@ struct colo_secondary_options {
     void (*on_suspended)(void *opaque, struct machine *svm);
     void (*on_checkpoint_applied)(void *opaque, struct machine *svm);
     void *hook_opaque;
-    /* Called after each applied checkpoint, before SVM_READY, with the
-     * reader whose stream_received_output_next gives the output the
-     * primary held behind that checkpoint (its OUTPUT records). */
-    void (*on_checkpoint_output)(void *opaque, const struct stream_reader *reader);
-    void *output_opaque;
 };
 
 void colo_secondary_options_defaults(struct colo_secondary_options *options);

@@ -1,0 +1,101 @@
+/* The secondary's takeover (colo_failover.h). */
+#include "colo_failover.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "machine.h"
+
+/* The owner hears first, so whoever waits for the outcome finds the owner
+ * up to date when it wakes. */
+static void finish(struct colo_failover *failover, const struct colo_failover_result *result)
+{
+    if (failover->on_finished)
+        failover->on_finished(failover->opaque, result);
+    pthread_mutex_lock(&failover->lock);
+    failover->result = *result;
+    pthread_cond_broadcast(&failover->finished);
+    pthread_mutex_unlock(&failover->lock);
+}
+
+static void *monitor_thread(void *opaque)
+{
+    struct colo_failover *failover = opaque;
+    struct colo_secondary *secondary = failover->secondary;
+    struct colo_failover_result result = { .outcome = COLO_FAILOVER_DONE };
+    struct error ended = { "" };
+    colo_secondary_join(secondary, &ended);
+    snprintf(result.replication_ended, sizeof result.replication_ended, "%s", ended.message);
+    result.from_state = colo_secondary_state(secondary);
+    struct error err;
+    if (colo_secondary_failover(secondary, &err) < 0) {
+        result.outcome = COLO_FAILOVER_REFUSED;
+        snprintf(result.refused, sizeof result.refused, "%s", err.message);
+        finish(failover, &result);
+        machine_request_stop(secondary->svm);
+        return NULL;
+    }
+    /* The devices act with the SVM paused: nothing it sends can overtake
+     * what they send for it. */
+    machine_pause(secondary->svm);
+    if (colo_checkpoint_devices_failover(&secondary->devices, &err) < 0)
+        fprintf(stderr, "colo secondary: failover: %s (the VM runs here all the same)\n", err.message);
+    machine_resume(secondary->svm);
+    finish(failover, &result);
+    return NULL;
+}
+
+int colo_failover_start(struct colo_failover *failover, struct colo_secondary *secondary,
+                        void (*on_finished)(void *opaque, const struct colo_failover_result *result),
+                        void *opaque, struct error *err)
+{
+    memset(failover, 0, sizeof *failover);
+    failover->secondary = secondary;
+    failover->on_finished = on_finished;
+    failover->opaque = opaque;
+    pthread_mutex_init(&failover->lock, NULL);
+    pthread_cond_init(&failover->finished, NULL);
+    int failed = pthread_create(&failover->thread, NULL, monitor_thread, failover);
+    if (failed)
+        return error_set(err, "cannot start the secondary's monitor thread: %s", strerror(failed));
+    failover->started = true;
+    return 0;
+}
+
+enum colo_failover_outcome colo_failover_wait(struct colo_failover *failover, int timeout_ms,
+                                              struct colo_failover_result *result)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&failover->lock);
+    int waited = 0;
+    while (failover->result.outcome == COLO_FAILOVER_PENDING && waited == 0)
+        waited = pthread_cond_timedwait(&failover->finished, &failover->lock, &deadline);
+    if (result)
+        *result = failover->result;
+    enum colo_failover_outcome outcome = failover->result.outcome;
+    pthread_mutex_unlock(&failover->lock);
+    return outcome;
+}
+
+void colo_failover_join(struct colo_failover *failover)
+{
+    if (!failover->started)
+        return;
+    pthread_join(failover->thread, NULL);
+    failover->started = false;
+}
+
+void colo_failover_destroy(struct colo_failover *failover)
+{
+    colo_failover_join(failover);
+    pthread_cond_destroy(&failover->finished);
+    pthread_mutex_destroy(&failover->lock);
+}

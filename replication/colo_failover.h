@@ -1,0 +1,56 @@
+/* The secondary's takeover: a monitor thread waits for the secondary's
+ * loop to end, by itself (the primary died, the stream broke) or because
+ * the peer was declared dead (cluster/heartbeat.h: the connection is shut
+ * down, so every cause takes this one path). Then, by the state the loop
+ * ended in (DESIGN.md, "Failover"): colo_secondary_failover brings the SVM
+ * to a consistent running state, or refuses (SETUPED: there is no VM yet;
+ * the machine is then asked to stop, once the owner heard); and every checkpoint device's
+ * failover phase runs with the SVM paused (the mirror hands the NICs their
+ * own network, the output buffers send what the SVM's timeline owes the
+ * world), in the order they were added. */
+#ifndef COLO_REPLICATION_COLO_FAILOVER_H
+#define COLO_REPLICATION_COLO_FAILOVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "colo_secondary.h"
+#include "error.h"
+
+enum colo_failover_outcome {
+    COLO_FAILOVER_PENDING,              /* replication goes on */
+    COLO_FAILOVER_DONE,                 /* the SVM runs as the VM */
+    COLO_FAILOVER_REFUSED,              /* no consistent SVM: the machine was asked to stop */
+};
+
+struct colo_failover_result {
+    enum colo_failover_outcome outcome;
+    enum colo_secondary_state from_state;
+    char replication_ended[512];        /* why the loop ended */
+    char refused[512];                  /* REFUSED: why */
+};
+
+struct colo_failover {
+    struct colo_secondary *secondary;
+    /* Called once on the monitor's thread when the outcome is known. */
+    void (*on_finished)(void *opaque, const struct colo_failover_result *result);
+    void *opaque;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t finished;
+    struct colo_failover_result result;  /* under lock */
+};
+
+/* Starts the monitor of a started secondary. */
+int colo_failover_start(struct colo_failover *failover, struct colo_secondary *secondary,
+                        void (*on_finished)(void *opaque, const struct colo_failover_result *result),
+                        void *opaque, struct error *err);
+/* Waits up to timeout_ms for the outcome (PENDING when it did not come). */
+enum colo_failover_outcome colo_failover_wait(struct colo_failover *failover, int timeout_ms,
+                                              struct colo_failover_result *result);
+/* Joins the monitor (the loop must be ending: its connection shut down). */
+void colo_failover_join(struct colo_failover *failover);
+void colo_failover_destroy(struct colo_failover *failover);
+
+#endif
