@@ -1,0 +1,231 @@
+/* The secondary's side of the mirror (mirror_reader.h). */
+#include "mirror_reader.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "machine.h"
+#include "mirror_framing.h"
+
+/* Takes the whole messages out of the buffer: heartbeats are only heard,
+ * frames are queued for the SVM once it exists. Returns false when the
+ * buffer holds something that is not a message. */
+static bool take_messages(struct mirror_reader *reader)
+{
+    size_t offset = 0;
+    bool ok = true, queued_any = false;
+    unsigned nic_count = machine_nic_count(reader->machine);
+    for (;;) {
+        struct mirror_message message;
+        long size = mirror_parse(reader->buffer + offset, reader->buffered - offset, nic_count, &message);
+        if (size == MIRROR_PARSE_MALFORMED)
+            ok = false;
+        if (size <= 0)
+            break;
+        offset += (size_t)size;
+        if (message.heartbeat) {
+            failure_detector_heard(reader->detector, true);
+            continue;
+        }
+        pthread_mutex_lock(&reader->lock);
+        reader->received++;
+        uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX
+                            ? malloc(message.length) : NULL;
+        if (copy) {
+            memcpy(copy, message.frame, message.length);
+            reader->queue[reader->queued++] = (struct mirrored_frame){
+                .nic = message.nic, .header = message.header, .length = message.length, .data = copy,
+            };
+            queued_any = true;
+        } else {
+            reader->dropped++;
+        }
+        pthread_mutex_unlock(&reader->lock);
+    }
+    memmove(reader->buffer, reader->buffer + offset, reader->buffered - offset);
+    reader->buffered -= offset;
+    if (queued_any) {
+        uint64_t one = 1;
+        ssize_t ignored = write(reader->frames_ready, &one, sizeof one);
+        (void)ignored;
+    }
+    return ok;
+}
+
+/* Its own thread: ends on the peer's death (declared here or elsewhere),
+ * or at stop. */
+static void *reader_thread(void *opaque)
+{
+    struct mirror_reader *reader = opaque;
+    struct failure_detector *detector = reader->detector;
+    failure_detector_heard(detector, false);
+    while (!atomic_load(&reader->stop)) {
+        struct pollfd p = { .fd = reader->fd, .events = POLLIN };
+        int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS);
+        if (ready < 0 && errno != EINTR) {
+            failure_detector_declare_peer_dead(detector, "cannot poll the mirror connection; taking the primary for lost");
+            return NULL;
+        }
+        if (ready <= 0) {
+            if (failure_detector_check(detector))
+                return NULL;
+            continue;
+        }
+        ssize_t got = recv(reader->fd, reader->buffer + reader->buffered, MIRROR_MESSAGE_MAX - reader->buffered,
+                           MSG_DONTWAIT);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (got <= 0) {
+            if (!atomic_load(&reader->stop))
+                failure_detector_declare_peer_dead(detector, got == 0 ? "the primary closed the mirror connection"
+                                                                      : "the mirror connection broke");
+            return NULL;
+        }
+        failure_detector_heard(detector, false);
+        reader->buffered += (size_t)got;
+        if (!take_messages(reader)) {
+            failure_detector_declare_peer_dead(detector, "the mirror connection carried something that is not a frame");
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Machine thread: delivers the queued frames to the SVM. */
+static void on_frames_ready(void *opaque)
+{
+    struct mirror_reader *reader = opaque;
+    uint64_t count;
+    ssize_t ignored = read(reader->frames_ready, &count, sizeof count);
+    (void)ignored;
+    pthread_mutex_lock(&reader->lock);
+    for (size_t i = 0; i < reader->queued; i++) {
+        struct mirrored_frame *f = &reader->queue[i];
+        if (virtio_net_receive_with_header(machine_nic(reader->machine, f->nic), &f->header, f->data, f->length))
+            reader->delivered++;
+        free(f->data);
+    }
+    reader->queued = 0;
+    pthread_mutex_unlock(&reader->lock);
+}
+
+int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd,
+                       struct failure_detector *detector, struct error *err)
+{
+    memset(reader, 0, sizeof *reader);
+    reader->machine = machine;
+    reader->fd = fd;
+    reader->detector = detector;
+    reader->frames_watch = -1;
+    atomic_init(&reader->stop, false);
+    atomic_init(&reader->svm_built, false);
+    pthread_mutex_init(&reader->lock, NULL);
+    reader->frames_ready = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (reader->frames_ready < 0)
+        return error_set_errno(err, "cannot create an eventfd");
+    reader->buffer = malloc(MIRROR_MESSAGE_MAX);
+    if (!reader->buffer)
+        return error_set(err, "out of memory");
+    for (unsigned i = 0; i < machine_nic_count(machine); i++)
+        virtio_net_set_tap_receive(machine_nic(machine, i), false);
+    return 0;
+}
+
+int mirror_reader_start(struct mirror_reader *reader, struct error *err)
+{
+    int failed = pthread_create(&reader->thread, NULL, reader_thread, reader);
+    if (failed)
+        return error_set(err, "cannot start the mirror reader thread: %s", strerror(failed));
+    reader->started = true;
+    return 0;
+}
+
+void mirror_reader_stop(struct mirror_reader *reader)
+{
+    if (!reader->started)
+        return;
+    atomic_store(&reader->stop, true);
+    pthread_join(reader->thread, NULL);
+    reader->started = false;
+}
+
+void mirror_reader_destroy(struct mirror_reader *reader)
+{
+    mirror_reader_stop(reader);
+    for (size_t i = 0; i < reader->queued; i++)
+        free(reader->queue[i].data);
+    reader->queued = 0;
+    free(reader->buffer);
+    reader->buffer = NULL;
+    if (reader->frames_ready >= 0)
+        close(reader->frames_ready);
+    reader->frames_ready = -1;
+    pthread_mutex_destroy(&reader->lock);
+}
+
+void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_stats *stats)
+{
+    pthread_mutex_lock(&reader->lock);
+    *stats = (struct mirror_reader_stats){
+        .received = reader->received, .delivered = reader->delivered, .dropped = reader->dropped,
+        .heartbeats = failure_detector_heartbeats(reader->detector),
+    };
+    pthread_mutex_unlock(&reader->lock);
+}
+
+/* Setup runs with the SVM paused and built: mirrored frames go in only
+ * once there is a VM. */
+static int mirror_reader_setup(void *opaque)
+{
+    struct mirror_reader *reader = opaque;
+    reader->frames_watch = machine_watch_fd(reader->machine, reader->frames_ready, on_frames_ready, reader);
+    if (reader->frames_watch < 0)
+        return -1;
+    atomic_store(&reader->svm_built, true);
+    return 0;
+}
+
+/* After the reader stopped: what is left in the socket. A primary that died
+ * closed its connections, but the replication loop may notice before the
+ * reader has read everything the primary mirrored; those frames reached
+ * the PVM, and the client would otherwise wait for its TCP retransmission
+ * (200 ms or more) to get them to the SVM. */
+static void drain(struct mirror_reader *reader)
+{
+    for (int reads = 0; reads < 4096 && reader->buffered < MIRROR_MESSAGE_MAX; reads++) {
+        ssize_t got = recv(reader->fd, reader->buffer + reader->buffered, MIRROR_MESSAGE_MAX - reader->buffered,
+                           MSG_DONTWAIT);
+        if (got <= 0)
+            break;   /* end of the connection, nothing more now, or an error */
+        reader->buffered += (size_t)got;
+        if (!take_messages(reader))
+            break;
+    }
+}
+
+/* The SVM takes over (the machine is paused by the failover). Mirrored
+ * frames still queued go to the SVM: the frames watch stays, and the
+ * machine thread delivers them when it runs again (the reader is stopped,
+ * so nothing new is queued). Then the NICs read their own backends, and
+ * announce their MACs. */
+static int mirror_reader_failover(void *opaque, struct error *err)
+{
+    (void)err;
+    struct mirror_reader *reader = opaque;
+    mirror_reader_stop(reader);
+    drain(reader);
+    for (unsigned i = 0; i < machine_nic_count(reader->machine); i++) {
+        virtio_net_set_tap_receive(machine_nic(reader->machine, i), true);
+        virtio_net_announce(machine_nic(reader->machine, i));
+    }
+    return 0;
+}
+
+const struct colo_checkpoint_device_ops mirror_reader_device = {
+    .setup = mirror_reader_setup, .failover = mirror_reader_failover,
+};

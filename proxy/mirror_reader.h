@@ -1,0 +1,73 @@
+/* The secondary's side of the mirror: a thread reads the mirror connection
+ * (frames and heartbeats, mirror_framing.h), so heartbeats are heard even
+ * while the SVM is paused for a checkpoint; frames are queued and the SVM's
+ * machine thread delivers them to its NICs (a machine fd watch on an
+ * eventfd). What it hears feeds the failure detector, and anything wrong
+ * with the connection (closed, broken, not a frame, silence past the
+ * timeout) is declared there: the detector decides.
+ *
+ * A checkpoint device: setup (the SVM built) starts delivering; failover
+ * stops the reader, delivers what the primary mirrored before it died, and
+ * gives the NICs their own backends (reading, and an announce so the
+ * network learns where the MAC lives now). */
+#ifndef COLO_PROXY_MIRROR_READER_H
+#define COLO_PROXY_MIRROR_READER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint_device.h"
+#include "error.h"
+#include "heartbeat.h"
+#include "virtio_net.h"
+
+struct machine;
+
+/* Mirrored frames waiting for the SVM's machine thread. */
+#define MIRROR_QUEUE_MAX 1024
+
+struct mirrored_frame {
+    unsigned nic;
+    struct virtio_net_header header;
+    size_t length;
+    uint8_t *data;
+};
+
+struct mirror_reader_stats {
+    uint64_t received, delivered, dropped, heartbeats;
+};
+
+struct mirror_reader {
+    struct machine *machine;
+    int fd;
+    struct failure_detector *detector;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    atomic_bool svm_built;              /* after the initial copy: frames go in from now on */
+    int frames_ready;                   /* eventfd */
+    int frames_watch;                   /* machine fd watch of frames_ready, or -1 */
+    uint8_t *buffer;                    /* a partial message, MIRROR_MESSAGE_MAX */
+    size_t buffered;                    /* buffer is the reader thread's (or failover's, once it ended) */
+    pthread_mutex_t lock;               /* guards the queue and the counters */
+    struct mirrored_frame queue[MIRROR_QUEUE_MAX];
+    size_t queued;
+    uint64_t received, delivered, dropped;
+};
+
+extern const struct colo_checkpoint_device_ops mirror_reader_device;
+
+/* Mutes the machine's NICs (no backend reads: their input comes from the
+ * mirror) before it runs. */
+int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd,
+                       struct failure_detector *detector, struct error *err);
+int mirror_reader_start(struct mirror_reader *reader, struct error *err);
+/* Ends and joins the thread (nothing if it is not running). */
+void mirror_reader_stop(struct mirror_reader *reader);
+/* After the machine is gone. */
+void mirror_reader_destroy(struct mirror_reader *reader);
+void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_stats *stats);
+
+#endif
