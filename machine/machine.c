@@ -737,3 +737,43 @@ enum machine_exit_reason machine_run(struct machine *machine, uint64_t instructi
     pthread_mutex_unlock(&machine->control_lock);
     return machine->exit_reason;
 }
+
+unsigned machine_nic_count(const struct machine *machine)
+{
+    return machine->config.nic_count;
+}
+
+struct virtio_net *machine_nic(struct machine *machine, unsigned index)
+{
+    return index < machine->config.nic_count ? machine->nics[index] : NULL;
+}
+
+int machine_nic_index(const struct machine *machine, const struct virtio_net *net)
+{
+    for (unsigned i = 0; i < machine->config.nic_count; i++)
+        if (machine->nics[i] == net)
+            return (int)i;
+    return -1;
+}
+
+uint32_t machine_exit_code(const struct machine *machine)
+{
+    return machine->exit_code;
+}
+
+void machine_state_summary(const struct machine *machine, struct machine_state_summary *summary)
+{
+    const struct hart *hart = &machine->harts[0];
+    struct state_writer writer;
+    state_writer_init(&writer);
+    hart_save(hart, &writer);
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < writer.length; i++) {
+        hash ^= writer.data[i];
+        hash *= 0x100000001b3ull;
+    }
+    state_writer_free(&writer);
+    *summary = (struct machine_state_summary){
+        .pc = hart->state.pc, .instret = hart->state.instret, .hart_hash = hash, .ram_hash = machine_ram_hash(machine),
+    };
+}

@@ -221,6 +221,21 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
  * RAM size, harts, and the devices (kinds, order, NIC MACs, disk sizes). */
 uint64_t machine_configuration_hash(const struct machine *machine);
 
+/* For layers above, which do not reach into struct machine. */
+unsigned machine_nic_count(const struct machine *machine);
+struct virtio_net *machine_nic(struct machine *machine, unsigned index);
+/* The index of one of the machine's NICs, or -1. */
+int machine_nic_index(const struct machine *machine, const struct virtio_net *net);
+uint32_t machine_exit_code(const struct machine *machine);
+
+/* What `colo run --print-state` shows, and what the determinism tests
+ * compare: hart 0's pc and instret, and hashes of its saved state (exactly
+ * the guest-visible state) and of RAM. */
+struct machine_state_summary {
+    uint64_t pc, instret, hart_hash, ram_hash;
+};
+void machine_state_summary(const struct machine *machine, struct machine_state_summary *summary);
+
 /* FNV-1a 64-bit hash of all of guest RAM, for tests. */
 uint64_t machine_ram_hash(const struct machine *machine);
 

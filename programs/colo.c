@@ -1,8 +1,8 @@
-/* colo: the user's one command. `colo run` runs a VM (a Linux VM from a
- * configuration file, a bare-metal RISC-V program, or a saved machine) on
- * the machine layer, with a control socket (colo_vm_control.c); `colo
- * status`, `pause` and the other client commands talk to that socket
- * (colo_client.c). */
+/* colo: the user's one command. One table of commands; each parses its
+ * arguments and calls the layers: `colo run` (and restore, receive,
+ * secondary) is a struct vm (vm/vm.h) built from the options, run until
+ * it ends; the other commands are clients of a running VM's control
+ * socket. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -10,21 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "colo_client.h"
-#include "colo_primary.h"
 #include "colo_migration.h"
-#include "colo_replication.h"
-#include "colo_vm_control.h"
-#include "machine.h"
-#include "machine_boot.h"
-#include "vm_config.h"
-#include "vm_save_file.h"
-
-#define EXIT_USAGE 2
-#define EXIT_RUNTIME_ERROR 1
-#define EXIT_INTERRUPTED 130
+#include "colo_replication_commands.h"
+#include "vm.h"
 
 static void print_usage(FILE *out)
 {
@@ -87,7 +77,7 @@ static int usage_error(const char *format, const char *argument)
     fprintf(stderr, "colo run: ");
     fprintf(stderr, format, argument);
     fprintf(stderr, "\n(see `colo run --help`)\n");
-    return EXIT_USAGE;
+    return VM_EXIT_USAGE;
 }
 
 static bool parse_unsigned(const char *text, uint64_t *value)
@@ -103,52 +93,20 @@ static bool parse_unsigned(const char *text, uint64_t *value)
     return true;
 }
 
-struct run_options {
-    const char *program;
-    bool program_is_config;
-    const char *load_path;
-    const char *save_path;
-    uint64_t memory_mib;
-    bool deterministic;
-    uint64_t instructions_per_tick;
-    uint64_t max_instructions;
-    bool print_state;
-    const char *name;                   /* --name */
-    const char *control_socket;         /* --control-socket */
-    bool start_paused;                  /* --paused */
-    const char *incoming;               /* colo receive --listen ADDR:PORT */
-    uint64_t heartbeat_timeout_ms;      /* colo secondary --heartbeat-timeout MS */
+/* SIGINT/SIGTERM are blocked in every thread; this one waits for them and
+ * interrupts the VM at the next instruction boundary. */
+struct signal_waiter {
+    sigset_t signals;
+    struct vm *vm;
 };
 
-static struct machine the_machine;
-
-/* SIGINT/SIGTERM are blocked in every thread; this one waits for them and
- * asks the machine to stop at the next instruction boundary. */
 static void *signal_thread(void *argument)
 {
-    sigset_t *signals = argument;
+    struct signal_waiter *waiter = argument;
     int signal_number;
-    if (sigwait(signals, &signal_number) == 0)
-        machine_request_stop(&the_machine);
+    if (sigwait(&waiter->signals, &signal_number) == 0)
+        vm_interrupt(waiter->vm);
     return NULL;
-}
-
-static uint64_t hash_hart_state(const struct hart_state *s)
-{
-    struct state_writer writer;
-    state_writer_init(&writer);
-    /* Hash the saved form: exactly the guest-visible state. */
-    struct hart copy;
-    memset(&copy, 0, sizeof copy);
-    copy.state = *s;
-    hart_save(&copy, &writer);
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < writer.length; i++) {
-        hash ^= writer.data[i];
-        hash *= 0x100000001b3ull;
-    }
-    state_writer_free(&writer);
-    return hash;
 }
 
 /* What `colo run` does with the machine it creates: boot or load it, or
@@ -159,7 +117,13 @@ enum run_mode { RUN_LOCAL, RUN_RECEIVE, RUN_SECONDARY };
 static int command_run(int argc, char **argv, enum run_mode mode)
 {
     bool incoming_allowed = mode != RUN_LOCAL;
-    struct run_options options = { .memory_mib = 128, .instructions_per_tick = 10, .heartbeat_timeout_ms = 200 };
+    const char *program = NULL;
+    uint64_t memory_mib = 128, instructions_per_tick = 10, max_instructions = 0, heartbeat_timeout_ms = 200;
+    struct vm_options vm_options = { 0 };
+    struct {
+        const char *load_path, *save_path, *name, *control_socket, *incoming;
+        bool deterministic, print_state, start_paused;
+    } options = { 0 };
     for (int i = 0; i < argc; i++) {
         const char *argument = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -167,18 +131,18 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             print_usage(stdout);
             return 0;
         } else if (strcmp(argument, "--memory") == 0) {
-            if (!parse_unsigned(next, &options.memory_mib))
+            if (!parse_unsigned(next, &memory_mib))
                 return usage_error("--memory needs a size in MiB, got '%s'", next ? next : "nothing");
             i++;
         } else if (strcmp(argument, "--deterministic") == 0) {
             options.deterministic = true;
         } else if (strcmp(argument, "--instructions-per-tick") == 0) {
-            if (!parse_unsigned(next, &options.instructions_per_tick) || options.instructions_per_tick == 0)
+            if (!parse_unsigned(next, &instructions_per_tick) || instructions_per_tick == 0)
                 return usage_error("--instructions-per-tick needs a positive number, got '%s'",
                                    next ? next : "nothing");
             i++;
         } else if (strcmp(argument, "--max-instructions") == 0) {
-            if (!parse_unsigned(next, &options.max_instructions) || options.max_instructions == 0)
+            if (!parse_unsigned(next, &max_instructions) || max_instructions == 0)
                 return usage_error("--max-instructions needs a positive number, got '%s'",
                                    next ? next : "nothing");
             i++;
@@ -198,7 +162,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             options.incoming = next;
             i++;
         } else if (strcmp(argument, "--heartbeat-timeout") == 0 && mode == RUN_SECONDARY) {
-            if (!parse_unsigned(next, &options.heartbeat_timeout_ms) || options.heartbeat_timeout_ms > 3600000)
+            if (!parse_unsigned(next, &heartbeat_timeout_ms) || heartbeat_timeout_ms > 3600000)
                 return usage_error("--heartbeat-timeout needs milliseconds (0: none), got '%s'", next ? next : "nothing");
             i++;
         } else if (strcmp(argument, "--print-state") == 0) {
@@ -218,267 +182,170 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             options.start_paused = true;
         } else if (argument[0] == '-') {
             return usage_error("unknown option '%s'", argument);
-        } else if (!options.program) {
-            options.program = argument;
+        } else if (!program) {
+            program = argument;
         } else {
             return usage_error("unexpected argument '%s' (only one program)", argument);
         }
     }
-    size_t program_length = options.program ? strlen(options.program) : 0;
-    options.program_is_config = program_length > 4 && strcmp(options.program + program_length - 4, ".cfg") == 0;
-    if (!options.program && !options.load_path)
+    size_t program_length = program ? strlen(program) : 0;
+    bool program_is_config = program_length > 4 && strcmp(program + program_length - 4, ".cfg") == 0;
+    if (!program && !options.load_path)
         return usage_error("%s", "needs a VM.cfg, a PROGRAM.elf or --load FILE");
-    if (options.program && !options.program_is_config && options.load_path)
+    if (program && !program_is_config && options.load_path)
         return usage_error("%s", "give either a PROGRAM.elf or --load FILE, not both");
-
-    /* A save file carries its VM's configuration: without a VM.cfg on the
-     * command line, the VM is rebuilt from it (TAPs, disks, MACs). */
-    struct vm_save_file save_file = { .fd = -1 };
-    struct error err;
-    if (options.load_path) {
-        if (vm_save_file_open(&save_file, options.load_path, &err) < 0) {
-            fprintf(stderr, "colo run: %s\n", err.message);
-            return EXIT_RUNTIME_ERROR;
-        }
-        options.memory_mib = save_file.ram_size >> 20;
-    }
-
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.deterministic_time = options.deterministic;
-    config.instructions_per_tick = options.instructions_per_tick;
-    config.console_output_fd = STDOUT_FILENO;
-    struct vm_config *vm = NULL;
-    bool config_from_save_file = !options.program && save_file.config_text && save_file.config_text[0];
-    if (options.program_is_config || config_from_save_file) {
-        vm = malloc(sizeof *vm);
-        char source[4200];
-        snprintf(source, sizeof source, "%s (the configuration saved in it)", options.load_path ? options.load_path : "");
-        int parsed = !vm ? -1
-            : config_from_save_file
-                ? vm_config_parse_text(save_file.config_text, strlen(save_file.config_text), source, "", vm, &err)
-                : vm_config_parse_file(options.program, vm, &err);
-        if (parsed < 0) {
-            fprintf(stderr, "colo run: %s\n", vm ? err.message : "out of memory");
-            free(vm);
-            vm_save_file_close(&save_file);
-            return EXIT_USAGE;
-        }
-        options.memory_mib = vm->memory_mib;
-        config.disk_count = vm->disk_count;
-        memcpy(config.disks, vm->disks, sizeof config.disks);
-        config.nic_count = vm->nic_count;
-        memcpy(config.nics, vm->nics, sizeof config.nics);
-        if (vm->console == VM_CONSOLE_STDIO) {
-            config.console_input_fd = STDIN_FILENO;
-        } else {
-            config.console_output_fd = -1;
-        }
-    }
-
-    long host_pages = sysconf(_SC_PHYS_PAGES);
-    long page_size = sysconf(_SC_PAGESIZE);
-    uint64_t host_mib = host_pages > 0 && page_size > 0
-                            ? (uint64_t)host_pages * (uint64_t)page_size >> 20 : UINT64_MAX;
-    /* RAM sits at 0x80000000 and must end below 2^39 (Sv39 physical reach
-     * we support) and fit the host. */
-    if (options.memory_mib < 1 || options.memory_mib > host_mib || options.memory_mib > (UINT64_C(256) << 10)) {
-        fprintf(stderr, "colo run: %s %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64
-                " MiB (this host has %" PRIu64 " MiB)\n", vm ? "memory" : "--memory", options.memory_mib,
-                host_mib < (UINT64_C(256) << 10) ? host_mib : (UINT64_C(256) << 10), host_mib);
-        free(vm);
-        return EXIT_USAGE;
-    }
-    config.ram_size = options.memory_mib << 20;
-
-    /* ---- the control socket: from here on every return destroys it ---- */
-    char vm_name[64];
-    if (options.name || vm) {
-        snprintf(vm_name, sizeof vm_name, "%s", options.name ? options.name : vm->name);
-    } else if (vm_name_from_path(options.program ? options.program : options.load_path, vm_name,
-                                 sizeof vm_name, &err) < 0) {
-        fprintf(stderr, "colo run: %s\n", err.message);
-        return EXIT_USAGE;
-    }
-    struct vm_control_options control_options = {
-        .name = vm_name, .socket_path = options.control_socket, .start_paused = options.start_paused,
-        .config = vm,
-    };
-    struct vm_control *control;
-    if (vm_control_create(&control, &control_options, &err) < 0) {
-        fprintf(stderr, "colo run: %s\n", err.message);
-        free(vm);
-        return EXIT_RUNTIME_ERROR;
-    }
-
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
-    pthread_t signal_waiter;
-    pthread_create(&signal_waiter, NULL, signal_thread, &signals);
-    pthread_detach(signal_waiter);
-
-    int status = 0;
-    if (incoming_allowed && (!options.incoming || !options.program_is_config || options.load_path)) {
+    if (incoming_allowed && (!options.incoming || !program_is_config || options.load_path)) {
         fprintf(stderr, "usage: colo %s --listen ADDR:PORT VM.cfg [options]\n",
                 mode == RUN_SECONDARY ? "secondary" : "receive");
-        vm_control_destroy(control);
-        free(vm);
-        return EXIT_USAGE;
+        return VM_EXIT_USAGE;
     }
-    if (colo_migration_register(control, &err) < 0 || colo_replication_register(control, vm_name, &err) < 0) {
-        fprintf(stderr, "colo run: %s\n", err.message);
-        vm_control_destroy(control);
-        free(vm);
-        return EXIT_RUNTIME_ERROR;
-    }
-    bool restore = options.load_path != NULL;
-    bool receive = options.incoming != NULL;
-    for (;;) {
-        if (machine_create(&the_machine, &config, &err) < 0) {
-            fprintf(stderr, "colo run: %s\n", err.message);
-            vm_control_destroy(control);
-            free(vm);
-            return EXIT_RUNTIME_ERROR;
-        }
-        int load_result;
-        if (receive && mode == RUN_SECONDARY) {
-            /* The SVM: built here, filled and run by the secondary loop. */
-            load_result = colo_replication_start_secondary(control, &the_machine, options.incoming, vm_name,
-                                                           (int)options.heartbeat_timeout_ms, &err);
-        } else if (receive) {
-            load_result = colo_migration_receive(&the_machine, options.incoming, vm_name, &err);
-        } else if (restore) {
-            load_result = vm_save_file_load(&save_file, &the_machine, options.load_path, &err);
-            vm_save_file_close(&save_file);
-        } else if (vm) {
-            struct machine_boot_config boot = {
-                .firmware = vm->firmware, .kernel = vm->kernel,
-                .initrd = vm->initrd[0] ? vm->initrd : NULL, .cmdline = vm->cmdline,
-            };
-            load_result = machine_boot_linux(&the_machine, &boot, &err);
-        } else {
-            load_result = machine_load_elf(&the_machine, options.program, &err);
-        }
-        if (load_result < 0) {
-            fprintf(stderr, "colo run: %s\n", err.message);
-            machine_destroy(&the_machine);
-            vm_control_destroy(control);
-            free(vm);
-            return EXIT_RUNTIME_ERROR;
-        }
 
-        vm_control_machine_starting(control, &the_machine);
-        enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
-        colo_replication_machine_stopped();
-        vm_control_machine_stopped(control, reason == MACHINE_EXIT_RESET && vm);
-        if (reason == MACHINE_EXIT_RESET && vm) {
-            /* A guest reboot: a fresh machine with the same devices. */
-            fprintf(stderr, "colo run: %s rebooted\n", vm->name);
-            machine_destroy(&the_machine);
-            restore = false;
-            receive = false;
-            continue;
-        }
-        switch (reason) {
-        case MACHINE_EXIT_POWEROFF: status = 0; break;
-        case MACHINE_EXIT_RESET:
-            fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
-            status = 0;
-            break;
-        case MACHINE_EXIT_CODE: status = (int)(the_machine.exit_code & 0xff); break;
-        case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
-        case MACHINE_EXIT_STOPPED:
-            /* quit (or save) from the control socket ends the VM cleanly;
-             * Ctrl-C or SIGTERM interrupts it. */
-            if (mode == RUN_SECONDARY && colo_replication_failover_refused()) {
-                fprintf(stderr, "colo secondary: %s: stopped: the primary went away before the initial copy "
-                        "was complete, so there is no VM to fail over to\n", vm_name);
-                status = EXIT_RUNTIME_ERROR;
-            } else if (vm_control_quit_requested(control)) {
-                fprintf(stderr, "colo run: %s stopped by its control socket\n", vm_name);
-                status = 0;
-            } else {
-                fprintf(stderr, "colo run: stopped\n");
-                status = EXIT_INTERRUPTED;
-            }
-            break;
-        case MACHINE_RUNNING: abort();      /* machine_run never returns this */
-        }
-        break;
-    }
-    if (options.print_state) {
-        const struct hart_state *s = &the_machine.harts[0].state;
-        fprintf(stderr, "state: pc=0x%016" PRIx64 " instret=%" PRIu64 " hart=%016" PRIx64
-                " ram=%016" PRIx64 "\n", s->pc, s->instret, hash_hart_state(s),
-                machine_ram_hash(&the_machine));
-    }
-    if (options.save_path && vm_save_file_write(options.save_path, &the_machine, vm, &err) < 0) {
+    vm_options = (struct vm_options){
+        .start = mode == RUN_SECONDARY ? VM_START_SECONDARY
+                 : mode == RUN_RECEIVE ? VM_START_RECEIVE
+                 : options.load_path   ? VM_START_RESTORE
+                 : program_is_config   ? VM_START_BOOT
+                                       : VM_START_ELF,
+        .config_path = program_is_config ? program : NULL,
+        .elf_path = program_is_config ? NULL : program,
+        .load_path = options.load_path,
+        .listen_address = options.incoming,
+        .name = options.name,
+        .control_socket = options.control_socket,
+        .start_paused = options.start_paused,
+        .memory_mib = memory_mib,
+        .deterministic = options.deterministic,
+        .instructions_per_tick = instructions_per_tick,
+        .max_instructions = max_instructions,
+        .heartbeat_timeout_ms = (int)heartbeat_timeout_ms,
+        .print_state = options.print_state,
+        .save_on_exit = options.save_path,
+    };
+    struct signal_waiter waiter;
+    sigemptyset(&waiter.signals);
+    sigaddset(&waiter.signals, SIGINT);
+    sigaddset(&waiter.signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &waiter.signals, NULL);
+    struct error err;
+    int status = vm_create(&waiter.vm, &vm_options, &err);
+    if (status != 0) {
         fprintf(stderr, "colo run: %s\n", err.message);
-        status = EXIT_RUNTIME_ERROR;
+        return status;
     }
-    machine_destroy(&the_machine);
-    vm_control_destroy(control);
-    free(vm);
+    pthread_t signal_waiter;
+    if (pthread_create(&signal_waiter, NULL, signal_thread, &waiter) == 0)
+        pthread_detach(signal_waiter);
+    status = vm_run(waiter.vm);
+    vm_destroy(waiter.vm);
     return status;
 }
+
+static int run_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return command_run(argc, argv, RUN_LOCAL);
+}
+
+/* colo restore FILE [options] is colo run --load FILE [options]. */
+static int restore_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    if (argc < 1 || argv[0][0] == '-') {
+        fprintf(stderr, "usage: colo restore FILE [options]\n");
+        return VM_EXIT_USAGE;
+    }
+    char **arguments = calloc((size_t)argc + 2, sizeof *arguments);
+    if (!arguments)
+        return VM_EXIT_RUNTIME_ERROR;
+    arguments[0] = "--load";
+    for (int i = 0; i < argc; i++)
+        arguments[i + 1] = argv[i];
+    int result = command_run(argc + 1, arguments, RUN_LOCAL);
+    free(arguments);
+    return result;
+}
+
+static int receive_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return command_run(argc, argv, RUN_RECEIVE);
+}
+
+static int secondary_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return command_run(argc, argv, RUN_SECONDARY);
+}
+
+static int migrate_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return colo_migrate_main(argc, argv);
+}
+
+static int protect_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return colo_protect_main(argc, argv);
+}
+
+static int checkpoint_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return colo_checkpoint_main(argc, argv);
+}
+
+static int failover_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return colo_failover_main(argc, argv);
+}
+
+static int help_main(const char *command, int argc, char **argv)
+{
+    (void)command, (void)argc, (void)argv;
+    print_usage(stdout);
+    colo_client_print_usage(stdout);
+    return 0;
+}
+
+/* Every command of `colo`, in the order `colo help` and errors list them. */
+static const struct {
+    const char *name;
+    int (*main)(const char *command, int argc, char **argv);
+} commands[] = {
+    { "run", run_main },
+    { "restore", restore_main },
+    { "receive", receive_main },
+    { "migrate", migrate_main },
+    { "secondary", secondary_main },
+    { "protect", protect_main },
+    { "checkpoint", checkpoint_main },
+    { "failover", failover_main },
+    { "status", colo_client_main },
+    { "pause", colo_client_main },
+    { "resume", colo_client_main },
+    { "save", colo_client_main },
+    { "quit", colo_client_main },
+    { "events", colo_client_main },
+    { "help", help_main },
+    { "--help", help_main },
+    { "-h", help_main },
+};
 
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         print_usage(stderr);
         colo_client_print_usage(stderr);
-        return EXIT_USAGE;
+        return VM_EXIT_USAGE;
     }
-    /* The failover tests' kill hook (colo_primary.h): read once, before
-     * any primary can start; a misspelt step stops us here rather than
-     * letting a test run without its kill. */
-    struct error kill_hook_error;
-    if (colo_primary_test_kill_from_env(&kill_hook_error) < 0) {
-        fprintf(stderr, "colo: %s\n", kill_hook_error.message);
-        return EXIT_USAGE;
-    }
-    const char *command = argv[1];
-    if (strcmp(command, "run") == 0)
-        return command_run(argc - 2, argv + 2, RUN_LOCAL);
-    if (strcmp(command, "restore") == 0) {
-        /* colo restore FILE [options] is colo run --load FILE [options] */
-        if (argc < 3 || argv[2][0] == '-') {
-            fprintf(stderr, "usage: colo restore FILE [options]\n");
-            return EXIT_USAGE;
-        }
-        char **arguments = calloc((size_t)argc + 1, sizeof *arguments);
-        if (!arguments)
-            return EXIT_RUNTIME_ERROR;
-        arguments[0] = "--load";
-        for (int i = 2; i < argc; i++)
-            arguments[i - 1] = argv[i];
-        int result = command_run(argc - 1, arguments, RUN_LOCAL);
-        free(arguments);
-        return result;
-    }
-    if (strcmp(command, "receive") == 0)
-        return command_run(argc - 2, argv + 2, RUN_RECEIVE);
-    if (strcmp(command, "secondary") == 0)
-        return command_run(argc - 2, argv + 2, RUN_SECONDARY);
-    if (strcmp(command, "protect") == 0)
-        return colo_protect_main(argc - 2, argv + 2);
-    if (strcmp(command, "failover") == 0)
-        return colo_failover_main(argc - 2, argv + 2);
-    if (strcmp(command, "checkpoint") == 0)
-        return colo_checkpoint_main(argc - 2, argv + 2);
-    if (strcmp(command, "migrate") == 0)
-        return colo_migrate_main(argc - 2, argv + 2);
-    if (colo_client_is_command(command))
-        return colo_client_main(command, argc - 2, argv + 2);
-    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
-        print_usage(stdout);
-        colo_client_print_usage(stdout);
-        return 0;
-    }
-    fprintf(stderr, "colo: unknown command '%s' (known: run, restore, receive, migrate, secondary, protect, checkpoint, failover, status, pause, resume, save, quit, events, help)\n",
-            command);
-    return EXIT_USAGE;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, argv[1]) == 0)
+            return commands[i].main(argv[1], argc - 2, argv + 2);
+    fprintf(stderr, "colo: unknown command '%s' (known:", argv[1]);
+    for (size_t i = 0; commands[i].name[0] != '-'; i++)
+        fprintf(stderr, "%s %s", i ? "," : "", commands[i].name);
+    fprintf(stderr, ")\n");
+    return VM_EXIT_USAGE;
 }

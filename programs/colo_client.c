@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "colo_vm_control.h"          /* vm_name_is_valid */
+#include "vm.h"                      /* vm_name_is_valid */
 #include "control_client.h"
 
 #define EXIT_ERROR 1

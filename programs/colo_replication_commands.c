@@ -1,6 +1,13 @@
 /* The client side of COLO: `colo protect`, `colo checkpoint` and `colo
  * failover` send their command to the VM's control socket. */
-#include "colo_replication_internal.h"
+#include "colo_replication_commands.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control_client.h"
 
 /* ---- the clients ---- */
 

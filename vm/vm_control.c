@@ -1,6 +1,6 @@
 /* The control socket of `colo run`: state, built-in commands (see
  * colo_vm_control.h and docs/control.md). */
-#include "colo_vm_control.h"
+#include "vm_control.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -13,8 +13,8 @@
  * one that has the machine to itself for a while (the VM showing
  * "migrating") runs as a vm_operation on its own thread, as save does, or
  * brackets its work with vm_control_begin_operation/end_operation. */
-#ifndef COLO_PROGRAMS_COLO_VM_CONTROL_H
-#define COLO_PROGRAMS_COLO_VM_CONTROL_H
+#ifndef COLO_VM_VM_CONTROL_H
+#define COLO_VM_VM_CONTROL_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +22,7 @@
 #include "control_server.h"
 #include "error.h"
 #include "machine.h"
+#include "vm.h"
 #include "vm_config.h"
 
 enum vm_state {
@@ -36,13 +37,6 @@ enum vm_state {
 };
 
 const char *vm_state_name(enum vm_state state);
-
-/* Letters, digits, '-', '_' and '.', 1..63 characters, not starting with
- * '.': what a VM name may be (it names a file in the run directory). */
-bool vm_name_is_valid(const char *name);
-/* A VM's default name from a file: its base name without the extension
- * ("tests/ticker.elf" -> "ticker"). */
-int vm_name_from_path(const char *path, char *name, size_t size, struct error *err);
 
 struct vm_control;
 

@@ -1,0 +1,286 @@
+/* One VM service: its lifecycle (vm.h). */
+#include "vm.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "machine.h"
+#include "machine_boot.h"
+#include "vm_config.h"
+#include "vm_control.h"
+#include "vm_migration.h"
+#include "vm_replication.h"
+#include "vm_save_file.h"
+
+struct vm {
+    struct vm_options options;
+    char name[64];
+    struct vm_config *config;           /* NULL: a bare-metal program */
+    struct machine_config machine_config;
+    struct vm_save_file save_file;
+    struct vm_control *control;
+    struct vm_replication *replication;
+    struct machine *machine;            /* the current one, or NULL between runs */
+    pthread_mutex_t machine_lock;       /* guards machine for vm_interrupt */
+    atomic_bool interrupted;
+};
+
+/* The configuration: from VM.cfg, or the one a save file carries (a save
+ * file rebuilds its VM: TAPs, disks, MACs). */
+static int read_configuration(struct vm *vm, struct error *err)
+{
+    bool from_save_file = !vm->options.config_path && vm->save_file.config_text && vm->save_file.config_text[0];
+    if (!vm->options.config_path && !from_save_file)
+        return 0;
+    vm->config = malloc(sizeof *vm->config);
+    if (!vm->config)
+        return error_set(err, "out of memory");
+    char source[4200];
+    snprintf(source, sizeof source, "%s (the configuration saved in it)", vm->options.load_path ? vm->options.load_path : "");
+    int parsed = from_save_file
+        ? vm_config_parse_text(vm->save_file.config_text, strlen(vm->save_file.config_text), source, "", vm->config, err)
+        : vm_config_parse_file(vm->options.config_path, vm->config, err);
+    if (parsed < 0) {
+        free(vm->config);
+        vm->config = NULL;
+        return -1;
+    }
+    struct machine_config *config = &vm->machine_config;
+    config->disk_count = vm->config->disk_count;
+    memcpy(config->disks, vm->config->disks, sizeof config->disks);
+    config->nic_count = vm->config->nic_count;
+    memcpy(config->nics, vm->config->nics, sizeof config->nics);
+    if (vm->config->console == VM_CONSOLE_STDIO)
+        config->console_input_fd = STDIN_FILENO;
+    else
+        config->console_output_fd = -1;
+    return 0;
+}
+
+/* RAM sits at 0x80000000 and must end below 2^39 (the Sv39 physical reach
+ * we support) and fit the host. */
+static int check_memory(const struct vm *vm, uint64_t memory_mib, struct error *err)
+{
+    long host_pages = sysconf(_SC_PHYS_PAGES);
+    long page_size = sysconf(_SC_PAGESIZE);
+    uint64_t host_mib = host_pages > 0 && page_size > 0 ? (uint64_t)host_pages * (uint64_t)page_size >> 20
+                                                         : UINT64_MAX;
+    uint64_t limit = UINT64_C(256) << 10;
+    if (memory_mib >= 1 && memory_mib <= host_mib && memory_mib <= limit)
+        return 0;
+    return error_set(err, "%s %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64 " MiB (this host has %" PRIu64
+                     " MiB)", vm->config ? "memory" : "--memory", memory_mib, host_mib < limit ? host_mib : limit,
+                     host_mib);
+}
+
+int vm_create(struct vm **result, const struct vm_options *options, struct error *err)
+{
+    *result = NULL;
+    struct vm *vm = calloc(1, sizeof *vm);
+    if (!vm) {
+        error_set(err, "out of memory");
+        return VM_EXIT_RUNTIME_ERROR;
+    }
+    vm->options = *options;
+    vm->save_file.fd = -1;
+    pthread_mutex_init(&vm->machine_lock, NULL);
+    atomic_init(&vm->interrupted, false);
+    machine_config_defaults(&vm->machine_config);
+    vm->machine_config.deterministic_time = options->deterministic;
+    vm->machine_config.instructions_per_tick = options->instructions_per_tick;
+    vm->machine_config.console_output_fd = STDOUT_FILENO;
+    uint64_t memory_mib = options->memory_mib;
+
+    int status = VM_EXIT_RUNTIME_ERROR;
+    if (options->load_path) {
+        if (vm_save_file_open(&vm->save_file, options->load_path, err) < 0)
+            goto fail;
+        memory_mib = vm->save_file.ram_size >> 20;
+    }
+    status = VM_EXIT_USAGE;
+    if (read_configuration(vm, err) < 0)
+        goto fail;
+    if (vm->config)
+        memory_mib = vm->config->memory_mib;
+    if (check_memory(vm, memory_mib, err) < 0)
+        goto fail;
+    vm->machine_config.ram_size = memory_mib << 20;
+
+    if (options->name || vm->config) {
+        snprintf(vm->name, sizeof vm->name, "%s", options->name ? options->name : vm->config->name);
+    } else if (vm_name_from_path(options->elf_path ? options->elf_path : options->load_path, vm->name,
+                                 sizeof vm->name, err) < 0) {
+        goto fail;
+    }
+    status = VM_EXIT_RUNTIME_ERROR;
+    struct vm_control_options control_options = {
+        .name = vm->name, .socket_path = options->control_socket, .start_paused = options->start_paused,
+        .config = vm->config,
+    };
+    if (vm_control_create(&vm->control, &control_options, err) < 0 ||
+        vm_migration_register(vm->control, err) < 0 ||
+        vm_replication_create(&vm->replication, vm->control, vm->name, err) < 0)
+        goto fail;
+    *result = vm;
+    return 0;
+fail:
+    vm_destroy(vm);
+    return status;
+}
+
+/* Builds this run's machine: the first run as the options say, a run after
+ * a guest reboot boots afresh. */
+static int build_machine(struct vm *vm, bool first_run, struct error *err)
+{
+    struct machine *machine = calloc(1, sizeof *machine);
+    if (!machine)
+        return error_set(err, "out of memory");
+    if (machine_create(machine, &vm->machine_config, err) < 0) {
+        free(machine);
+        return -1;
+    }
+    pthread_mutex_lock(&vm->machine_lock);
+    vm->machine = machine;
+    pthread_mutex_unlock(&vm->machine_lock);
+    const struct vm_options *options = &vm->options;
+    enum vm_start start = first_run ? options->start : VM_START_BOOT;
+    switch (start) {
+    case VM_START_SECONDARY:
+        /* The SVM: built here, filled and run by the secondary loop. */
+        return vm_replication_start_secondary(vm->replication, vm->machine, options->listen_address,
+                                              options->heartbeat_timeout_ms, err);
+    case VM_START_RECEIVE:
+        return vm_migration_receive(vm->machine, options->listen_address, vm->name, err);
+    case VM_START_RESTORE: {
+        int loaded = vm_save_file_load(&vm->save_file, vm->machine, options->load_path, err);
+        vm_save_file_close(&vm->save_file);
+        return loaded;
+    }
+    case VM_START_BOOT: {
+        struct machine_boot_config boot = {
+            .firmware = vm->config->firmware, .kernel = vm->config->kernel,
+            .initrd = vm->config->initrd[0] ? vm->config->initrd : NULL, .cmdline = vm->config->cmdline,
+        };
+        return machine_boot_linux(vm->machine, &boot, err);
+    }
+    case VM_START_ELF:
+        return machine_load_elf(vm->machine, options->elf_path, err);
+    }
+    abort();
+}
+
+static void destroy_machine(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->machine_lock);
+    struct machine *machine = vm->machine;
+    vm->machine = NULL;
+    pthread_mutex_unlock(&vm->machine_lock);
+    machine_destroy(machine);
+    free(machine);
+}
+
+/* What the run's end means for the program. */
+static int exit_status(struct vm *vm, enum machine_exit_reason reason)
+{
+    switch (reason) {
+    case MACHINE_EXIT_POWEROFF:
+        return VM_EXIT_OK;
+    case MACHINE_EXIT_RESET:
+        fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
+        return VM_EXIT_OK;
+    case MACHINE_EXIT_CODE:
+        return (int)(machine_exit_code(vm->machine) & 0xff);
+    case MACHINE_EXIT_INSTRUCTION_LIMIT:
+        return VM_EXIT_OK;
+    case MACHINE_EXIT_STOPPED:
+        /* quit (or save) from the control socket ends the VM cleanly;
+         * Ctrl-C or SIGTERM interrupts it. */
+        if (vm->options.start == VM_START_SECONDARY && vm_replication_failover_refused(vm->replication)) {
+            fprintf(stderr, "colo secondary: %s: stopped: the primary went away before the initial copy was "
+                    "complete, so there is no VM to fail over to\n", vm->name);
+            return VM_EXIT_RUNTIME_ERROR;
+        }
+        if (vm_control_quit_requested(vm->control)) {
+            fprintf(stderr, "colo run: %s stopped by its control socket\n", vm->name);
+            return VM_EXIT_OK;
+        }
+        fprintf(stderr, "colo run: stopped\n");
+        return VM_EXIT_INTERRUPTED;
+    case MACHINE_RUNNING:
+        break;
+    }
+    abort();   /* machine_run never returns MACHINE_RUNNING */
+}
+
+/* At the very end, with the last machine: what --print-state and
+ * --save-on-exit ask for. */
+static int report_last_machine(struct vm *vm, int status)
+{
+    if (vm->options.print_state) {
+        struct machine_state_summary summary;
+        machine_state_summary(vm->machine, &summary);
+        fprintf(stderr, "state: pc=0x%016" PRIx64 " instret=%" PRIu64 " hart=%016" PRIx64 " ram=%016" PRIx64 "\n",
+                summary.pc, summary.instret, summary.hart_hash, summary.ram_hash);
+    }
+    struct error err;
+    if (vm->options.save_on_exit && vm_save_file_write(vm->options.save_on_exit, vm->machine, vm->config, &err) < 0) {
+        fprintf(stderr, "colo run: %s\n", err.message);
+        return VM_EXIT_RUNTIME_ERROR;
+    }
+    return status;
+}
+
+int vm_run(struct vm *vm)
+{
+    struct error err;
+    for (bool first_run = true;; first_run = false) {
+        if (build_machine(vm, first_run, &err) < 0) {
+            fprintf(stderr, "colo run: %s\n", err.message);
+            if (vm->machine)
+                destroy_machine(vm);
+            return VM_EXIT_RUNTIME_ERROR;
+        }
+        vm_control_machine_starting(vm->control, vm->machine);
+        if (atomic_load(&vm->interrupted))
+            machine_request_stop(vm->machine);
+        enum machine_exit_reason reason = machine_run(vm->machine, vm->options.max_instructions);
+        vm_replication_machine_stopped(vm->replication);
+        bool reboot = reason == MACHINE_EXIT_RESET && vm->config;
+        vm_control_machine_stopped(vm->control, reboot);
+        if (!reboot) {
+            int status = report_last_machine(vm, exit_status(vm, reason));
+            destroy_machine(vm);
+            return status;
+        }
+        /* A guest reboot: a fresh machine with the same devices. */
+        fprintf(stderr, "colo run: %s rebooted\n", vm->config->name);
+        destroy_machine(vm);
+    }
+}
+
+void vm_interrupt(struct vm *vm)
+{
+    atomic_store(&vm->interrupted, true);
+    pthread_mutex_lock(&vm->machine_lock);
+    if (vm->machine)
+        machine_request_stop(vm->machine);
+    pthread_mutex_unlock(&vm->machine_lock);
+}
+
+void vm_destroy(struct vm *vm)
+{
+    if (!vm)
+        return;
+    /* The control server's threads may call into the replication: stop
+     * them first. */
+    vm_control_destroy(vm->control);
+    vm_replication_destroy(vm->replication);
+    vm_save_file_close(&vm->save_file);
+    free(vm->config);
+    pthread_mutex_destroy(&vm->machine_lock);
+    free(vm);
+}

@@ -1,0 +1,161 @@
+/* COLO for one VM: what both roles share (vm_replication.h). The
+ * primary's side is in vm_replication_primary.c, the secondary's in
+ * vm_replication_secondary.c; docs/replication.md has the whole. */
+#include "vm_replication_internal.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control_server.h"
+
+void vm_replication_log(struct vm_replication *replication, const char *format, ...)
+{
+    va_list arguments;
+    va_start(arguments, format);
+    fprintf(stderr, "colo %s: %s: ", replication->role == ROLE_PRIMARY ? "protect" : "secondary", replication->name);
+    vfprintf(stderr, format, arguments);
+    fputc('\n', stderr);
+    va_end(arguments);
+}
+
+void vm_replication_post_event(struct vm_replication *replication, const char *what, const char *detail)
+{
+    json_t *event = json_pack("{s:s, s:s, s:s}", "event", "replication", "what", what,
+                              "detail", detail ? detail : "");
+    if (event) {
+        vm_control_post_event(replication->control, event);
+        json_decref(event);
+    }
+}
+
+json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report)
+{
+    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
+                     "trigger", colo_checkpoint_trigger_name(report->trigger),
+                     "dirty_pages", (json_int_t)report->dirty_pages,
+                     "precopy_pages", (json_int_t)report->precopy_pages,
+                     "bytes", (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000,
+                     "suspend_ms", (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000,
+                     "apply_ms", (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
+}
+
+/* The checkpoint's pre-copy is sent while the PVM runs; the PVM pauses
+ * once the primary's flush returns. Whatever still sits in socket buffers
+ * then is read by the secondary during the downtime, and loopback TCP
+ * buffers grow to megabytes. Small buffers on the replication connection
+ * keep that backlog to a few hundred KiB (throughput on a LAN or loopback
+ * does not need more). */
+#define REPLICATION_SOCKET_BUFFER (256 * 1024)
+
+void vm_replication_limit_in_flight(int fd, int option)
+{
+    int size = REPLICATION_SOCKET_BUFFER;
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, option, &size, sizeof size);
+}
+
+void vm_replication_machine_stopped(struct vm_replication *replication)
+{
+    pthread_mutex_lock(&replication->lock);
+    enum vm_replication_role role = replication->role;
+    pthread_mutex_unlock(&replication->lock);
+    if (role == ROLE_PRIMARY)
+        vm_replication_primary_machine_stopped(replication);
+    else if (role == ROLE_SECONDARY)
+        vm_replication_secondary_machine_stopped(replication);
+}
+
+/* On the control server's thread, with the control's lock held. */
+static void status_fields(void *opaque, json_t *reply)
+{
+    struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    if (replication->role == ROLE_NONE) {
+        pthread_mutex_unlock(&replication->lock);
+        return;
+    }
+    json_t *fields = json_object();
+    json_object_set_new(fields, "role", json_string(replication->role == ROLE_PRIMARY ? "primary" : "secondary"));
+    if (replication->role == ROLE_PRIMARY)
+        vm_replication_primary_status(replication, fields);
+    else
+        vm_replication_secondary_status(replication, fields);
+    if (replication->end_reason[0])
+        json_object_set_new(fields, "ended", json_string(replication->end_reason));
+    pthread_mutex_unlock(&replication->lock);
+    json_object_set_new(reply, "replication", fields);
+}
+
+int vm_replication_create(struct vm_replication **result, struct vm_control *control, const char *name,
+                          struct error *err)
+{
+    *result = NULL;
+    struct vm_replication *replication = calloc(1, sizeof *replication);
+    if (!replication)
+        return error_set(err, "out of memory");
+    replication->control = control;
+    snprintf(replication->name, sizeof replication->name, "%s", name);
+    pthread_mutex_init(&replication->lock, NULL);
+    replication->replication_fd = replication->mirror_fd = -1;
+#ifdef COLO_TEST_HOOKS
+    if (colo_primary_kill_hook_from_env(&replication->kill_hook, err) < 0) {
+        vm_replication_destroy(replication);
+        return -1;
+    }
+#else
+    const char *kill_at = getenv("COLO_TEST_KILL_AT");
+    if (kill_at && *kill_at) {
+        vm_replication_destroy(replication);
+        return error_set(err, "COLO_TEST_KILL_AT is set, but this colo was built without the test hooks "
+                              "(meson -Dtest_hooks=true)");
+    }
+#endif
+    /* A peer that goes away must be an error, never a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    struct control_server *server = vm_control_server(control);
+    if (control_server_register(server, "protect", vm_replication_handle_protect, replication, err) < 0 ||
+        control_server_register(server, "failover", vm_replication_handle_failover, replication, err) < 0 ||
+        control_server_register(server, "checkpoint", vm_replication_handle_checkpoint, replication, err) < 0) {
+        vm_replication_destroy(replication);
+        return -1;
+    }
+    vm_control_set_status_hook(control, status_fields, replication);
+    *result = replication;
+    return 0;
+}
+
+/* After the last machine is gone and the control server stopped. */
+void vm_replication_destroy(struct vm_replication *replication)
+{
+    if (!replication)
+        return;
+    if (replication->primary_thread_joinable)
+        pthread_join(replication->primary_thread, NULL);
+    if (replication->primary_initialized)
+        colo_primary_destroy(&replication->primary);
+    if (replication->mirror_initialized)
+        mirror_sender_destroy(&replication->mirror);
+    if (replication->failover_started)
+        colo_failover_destroy(&replication->failover);
+    if (replication->secondary_initialized)
+        colo_secondary_destroy(&replication->secondary);
+    if (replication->mirror_reader_initialized)
+        mirror_reader_destroy(&replication->mirror_reader);
+    if (replication->committed_initialized)
+        committed_output_destroy(&replication->committed);
+    if (replication->detector_initialized)
+        failure_detector_destroy(&replication->detector);
+    if (replication->output_initialized)
+        output_buffer_destroy(&replication->output);
+    if (replication->replication_fd >= 0)
+        close(replication->replication_fd);
+    if (replication->mirror_fd >= 0)
+        close(replication->mirror_fd);
+    pthread_mutex_destroy(&replication->lock);
+    free(replication);
+}

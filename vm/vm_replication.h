@@ -1,0 +1,52 @@
+/* COLO for one VM (docs/replication.md, "The colo commands"): the
+ * replication role of a struct vm and the server side of its control
+ * commands:
+ *
+ *   protect NAME HOST:PORT   a running VM becomes a primary: the initial
+ *                            live copy, then the checkpoint loop
+ *   checkpoint               one checkpoint now, answered with its report
+ *   failover                 a secondary ends replication and runs the SVM
+ *                            as a plain VM
+ *
+ * and `colo secondary`'s start (vm_replication_start_secondary). The
+ * pieces come from the layers below: the loops and the takeover
+ * (replication/), the output buffer, the committed output and the mirror
+ * (proxy/, each a checkpoint device), the heartbeat and the failure
+ * detector (cluster/). This file only wires them to one VM. */
+#ifndef COLO_VM_VM_REPLICATION_H
+#define COLO_VM_VM_REPLICATION_H
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "vm_control.h"
+
+struct machine;
+struct vm_replication;
+
+/* Registers "protect", "checkpoint", "failover" and the "replication"
+ * status fields. */
+int vm_replication_create(struct vm_replication **replication, struct vm_control *control, const char *name,
+                          struct error *err);
+void vm_replication_destroy(struct vm_replication *replication);
+
+/* `colo secondary`, with `machine` created (its backends attached) but not
+ * run yet: mutes its NICs, waits for the primary's two connections on
+ * `address`, pauses the machine once and starts the secondary loop on its
+ * own thread, plus the failover monitor. The caller then runs the machine.
+ * heartbeat_timeout_ms: silence on the mirror connection (a heartbeat
+ * every HEARTBEAT_INTERVAL_MS) after which the primary is taken for dead;
+ * 0 relies on the connections breaking. */
+int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine,
+                                   const char *address, int heartbeat_timeout_ms, struct error *err);
+/* After the machine's run: true when the secondary refused to fail over
+ * (the run then ended by its stop request). */
+bool vm_replication_failover_refused(struct vm_replication *replication);
+/* Right after the machine's run returned (quit, power off, reboot), before
+ * vm_control_machine_stopped: a primary's loop is told to stop (the
+ * secondary then takes the VM over: replication does not yet tell it the
+ * VM ended on purpose), a secondary's threads are ended, so that nothing
+ * uses the machine once it is destroyed. */
+void vm_replication_machine_stopped(struct vm_replication *replication);
+
+#endif

@@ -1,0 +1,90 @@
+/* Internal to vm_replication*.c: the replication role of one VM. */
+#ifndef COLO_VM_VM_REPLICATION_INTERNAL_H
+#define COLO_VM_VM_REPLICATION_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "colo_failover.h"
+#include "colo_primary.h"
+#include "colo_secondary.h"
+#include "committed_output.h"
+#include "heartbeat.h"
+#include "mirror_reader.h"
+#include "mirror_sender.h"
+#include "output_buffer.h"
+#include "vm_replication.h"
+
+/* Without the comparing proxy every frame of the PVM waits for the next
+ * checkpoint; a held frame asks for one within this (protect
+ * --output-delay). 0, at once, measured best for both latency and
+ * throughput (docs/benchmarks.md). */
+#define VM_REPLICATION_DEFAULT_OUTPUT_DELAY_MS 0
+
+enum vm_replication_role { ROLE_NONE, ROLE_PRIMARY, ROLE_SECONDARY };
+
+struct vm_replication {
+    struct vm_control *control;
+    char name[64];
+    pthread_mutex_t lock;               /* guards role, phase, end_reason and the flags below */
+    enum vm_replication_role role;
+    const char *phase;                  /* what status says beside the loop's state; NULL: the loop's state */
+    char end_reason[512];
+    struct machine *machine;
+    struct output_buffer output;        /* both roles: the transmit hook */
+    bool output_initialized;
+
+    /* Primary. */
+    char destination[300];
+    unsigned interval_ms;
+    unsigned output_delay_ms;
+    struct colo_primary primary;
+    bool primary_initialized;
+    int replication_fd, mirror_fd;
+    struct mirror_sender mirror;
+    bool mirror_initialized;
+    struct heartbeat_sender heartbeat;
+    pthread_t primary_thread;
+    bool primary_thread_joinable;
+#ifdef COLO_TEST_HOOKS
+    struct colo_primary_kill_hook kill_hook;
+#endif
+
+    /* Secondary. */
+    int heartbeat_timeout_ms;
+    struct failure_detector detector;
+    bool detector_initialized;
+    struct colo_secondary secondary;
+    bool secondary_initialized;
+    struct mirror_reader mirror_reader;
+    bool mirror_reader_initialized;
+    struct committed_output committed;
+    bool committed_initialized;
+    struct colo_failover failover;
+    bool failover_started;
+    bool failover_done, failover_refused;
+};
+
+/* A line on stderr: "colo protect|secondary: NAME: ...". */
+void vm_replication_log(struct vm_replication *replication, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+/* An event {"event": "replication", "what": WHAT, "detail": DETAIL}. */
+void vm_replication_post_event(struct vm_replication *replication, const char *what, const char *detail);
+/* Small socket buffers on the replication connection (SO_SNDBUF on the
+ * primary, SO_RCVBUF on the secondary). */
+void vm_replication_limit_in_flight(int fd, int option);
+json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report);
+
+/* The control commands (vm_replication_primary.c, _secondary.c). */
+int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *reply, struct error *err);
+int vm_replication_handle_checkpoint(void *opaque, const json_t *request, json_t *reply, struct error *err);
+int vm_replication_handle_failover(void *opaque, const json_t *request, json_t *reply, struct error *err);
+/* The status fields of each role, lock held. */
+void vm_replication_primary_status(struct vm_replication *replication, json_t *fields);
+void vm_replication_secondary_status(struct vm_replication *replication, json_t *fields);
+/* Ends the primary's or the secondary's threads (vm_replication_machine_stopped). */
+void vm_replication_primary_machine_stopped(struct vm_replication *replication);
+void vm_replication_secondary_machine_stopped(struct vm_replication *replication);
+
+#endif

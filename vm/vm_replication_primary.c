@@ -1,0 +1,267 @@
+/* COLO for one VM, the primary's side: `protect` (the control command),
+ * the loop's thread with its devices (output buffer, mirror sender), the
+ * heartbeat, and the `checkpoint` command. */
+#include "vm_replication_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "machine.h"
+#include "socket.h"
+
+/* Every checkpoint is an event ("colo events NAME" shows them): where each
+ * pause went, for an operator asking why the service stutters, and for
+ * bench/run_replication.sh. */
+static void post_checkpoint_event(void *opaque, const struct colo_checkpoint_report *report)
+{
+    struct vm_replication *replication = opaque;
+    json_t *event = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "checkpoint", "checkpoint",
+                              vm_replication_checkpoint_report_json(report));
+    if (event) {
+        vm_control_post_event(replication->control, event);
+        json_decref(event);
+    }
+}
+
+
+static void *primary_thread(void *opaque)
+{
+    struct vm_replication *replication = opaque;
+    struct error err;
+    int status = -1;
+    struct colo_primary_options options;
+    colo_primary_options_defaults(&options);
+    options.max_interval_ms = replication->interval_ms;
+    options.on_checkpoint = post_checkpoint_event;
+    options.on_checkpoint_opaque = replication;
+#ifdef COLO_TEST_HOOKS
+    options.kill_hook = replication->kill_hook;
+#endif
+
+    int replication_fd = socket_connect(replication->destination, &err);
+    vm_replication_limit_in_flight(replication_fd, SO_SNDBUF);
+    int mirror_fd = replication_fd >= 0 ? socket_connect(replication->destination, &err) : -1;
+    pthread_mutex_lock(&replication->lock);
+    replication->replication_fd = replication_fd;
+    replication->mirror_fd = mirror_fd;
+    pthread_mutex_unlock(&replication->lock);
+    bool heartbeating = false;
+    if (mirror_fd >= 0) {
+        /* The hooks change with the PVM paused. */
+        machine_pause(replication->machine);
+        mirror_sender_init(&replication->mirror, replication->machine, mirror_fd);
+        pthread_mutex_lock(&replication->lock);
+        replication->mirror_initialized = true;
+        pthread_mutex_unlock(&replication->lock);
+        machine_resume(replication->machine);
+        heartbeating = heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
+                                              mirror_sender_send_heartbeat, &replication->mirror, &err) == 0;
+    }
+    if (heartbeating &&
+        colo_primary_init(&replication->primary, replication->machine, replication_fd, &options, &err) == 0) {
+        pthread_mutex_lock(&replication->lock);
+        replication->primary_initialized = true;
+        replication->phase = NULL;
+        pthread_mutex_unlock(&replication->lock);
+        output_buffer_set_primary(&replication->output, &replication->primary, replication->output_delay_ms);
+        if (colo_primary_add_device(&replication->primary, "mirror", &mirror_sender_device, &replication->mirror,
+                                    &err) == 0 &&
+            colo_primary_add_device(&replication->primary, "output", &output_buffer_primary_device,
+                                    &replication->output, &err) == 0) {
+            vm_replication_log(replication, "protecting with %s (checkpoint at least every %u ms, and within %u ms "
+                               "of held output)", replication->destination, replication->interval_ms,
+                               replication->output_delay_ms);
+            vm_replication_post_event(replication, "protecting", replication->destination);
+            status = colo_primary_run(&replication->primary, &err);
+        }
+    }
+    /* The loop left the PVM running with its dirty log off. Whatever it
+     * holds goes out now: nothing else will ever release it. */
+    if (replication->mirror_initialized)
+        mirror_sender_stop(&replication->mirror);
+    heartbeat_sender_stop(&replication->heartbeat);
+    output_buffer_release_and_pass(&replication->output);
+    pthread_mutex_lock(&replication->lock);
+    replication->phase = "unprotected";
+    snprintf(replication->end_reason, sizeof replication->end_reason, "%s", status < 0 ? err.message : "stopped");
+    if (replication->replication_fd >= 0)
+        close(replication->replication_fd);
+    if (replication->mirror_fd >= 0)
+        close(replication->mirror_fd);
+    replication->replication_fd = replication->mirror_fd = -1;
+    pthread_mutex_unlock(&replication->lock);
+    vm_replication_log(replication, "the secondary is lost (%s); running on unprotected", replication->end_reason);
+    vm_replication_post_event(replication, "unprotected", replication->end_reason);
+    vm_control_end_operation(replication->control, false);
+    return NULL;
+}
+
+/* With the VM running unprotected (or never protected): what a previous
+ * protection left behind goes before a new one starts. */
+static void forget_previous_protection(struct vm_replication *replication)
+{
+    if (replication->primary_thread_joinable) {
+        pthread_join(replication->primary_thread, NULL);
+        replication->primary_thread_joinable = false;
+    }
+    if (replication->primary_initialized)
+        colo_primary_destroy(&replication->primary);
+    replication->primary_initialized = false;
+    if (replication->mirror_initialized)
+        mirror_sender_destroy(&replication->mirror);
+    replication->mirror_initialized = false;
+}
+
+int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *reply, struct error *err)
+{
+    struct vm_replication *replication = opaque;
+    const char *destination = json_string_value(json_object_get(request, "destination"));
+    if (!destination || !*destination || strlen(destination) >= sizeof replication->destination)
+        return error_set(err, "protect needs \"destination\": \"HOST:PORT\"");
+    unsigned interval_ms = 100;
+    json_t *interval = json_object_get(request, "interval_ms");
+    if (interval) {
+        if (!json_is_integer(interval) || json_integer_value(interval) < 1 || json_integer_value(interval) > 600000)
+            return error_set(err, "\"interval_ms\" must be a whole number from 1 to 600000");
+        interval_ms = (unsigned)json_integer_value(interval);
+    }
+    unsigned output_delay_ms = VM_REPLICATION_DEFAULT_OUTPUT_DELAY_MS;
+    json_t *output_delay = json_object_get(request, "output_delay_ms");
+    if (output_delay) {
+        if (!json_is_integer(output_delay) || json_integer_value(output_delay) < 0 ||
+            json_integer_value(output_delay) > 600000)
+            return error_set(err, "\"output_delay_ms\" must be a whole number from 0 to 600000");
+        output_delay_ms = (unsigned)json_integer_value(output_delay);
+    }
+    pthread_mutex_lock(&replication->lock);
+    /* A secondary that failed over is a plain VM and may be protected in
+     * turn; a primary whose secondary went away too. */
+    enum vm_replication_role role = replication->role;
+    bool busy = !(role == ROLE_NONE || (role == ROLE_SECONDARY && replication->failover_done) ||
+                  (role == ROLE_PRIMARY && replication->phase && strcmp(replication->phase, "unprotected") == 0));
+    pthread_mutex_unlock(&replication->lock);
+    if (busy)
+        return error_set(err, "this VM is already %s (protecting it again is not supported yet)",
+                         role == ROLE_PRIMARY ? "a primary" : "a secondary");
+    /* The operation keeps the machine alive while the loop uses it, and
+     * the VM shows "protected". */
+    struct machine *machine = vm_control_begin_operation(replication->control, VM_STATE_PROTECTED, false, err);
+    if (!machine)
+        return -1;
+    forget_previous_protection(replication);
+    pthread_mutex_lock(&replication->lock);
+    replication->role = ROLE_PRIMARY;
+    replication->phase = "connecting";
+    replication->end_reason[0] = 0;
+    replication->machine = machine;
+    replication->interval_ms = interval_ms;
+    replication->output_delay_ms = output_delay_ms;
+    snprintf(replication->destination, sizeof replication->destination, "%s", destination);
+    pthread_mutex_unlock(&replication->lock);
+    /* The hook is installed with the PVM paused; it passes frames through
+     * until the SVM exists (the output device's setup). A secondary that
+     * failed over has its hook installed already, passing. */
+    machine_pause(machine);
+    if (!replication->output_initialized) {
+        output_buffer_init(&replication->output, machine, false);
+        replication->output_initialized = true;
+    }
+    machine_resume(machine);
+    if (pthread_create(&replication->primary_thread, NULL, primary_thread, replication) != 0) {
+        vm_control_end_operation(replication->control, false);
+        return error_set(err, "cannot start the primary's thread");
+    }
+    replication->primary_thread_joinable = true;
+    json_object_set_new(reply, "destination", json_string(destination));
+    json_object_set_new(reply, "interval_ms", json_integer(interval_ms));
+    json_object_set_new(reply, "output_delay_ms", json_integer(output_delay_ms));
+    return 0;
+}
+
+/* A checkpoint on request (the control socket's trigger): answers once a
+ * requested checkpoint has completed, with its report. */
+int vm_replication_handle_checkpoint(void *opaque, const json_t *request, json_t *reply, struct error *err)
+{
+    (void)request;
+    struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    bool protecting = replication->role == ROLE_PRIMARY && replication->primary_initialized && !replication->phase;
+    pthread_mutex_unlock(&replication->lock);
+    if (!protecting)
+        return error_set(err, "this VM is not a protected COLO primary (no checkpoint to take)");
+    struct colo_primary_stats stats;
+    colo_primary_get_stats(&replication->primary, &stats);
+    uint64_t before = stats.checkpoints;
+    colo_primary_request_checkpoint(&replication->primary);
+    /* Checkpoints take milliseconds; a loop that stopped meanwhile (the
+     * secondary went away) never serves the request. */
+    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
+        colo_primary_get_stats(&replication->primary, &stats);
+        if (stats.checkpoints > before && stats.last.trigger == COLO_TRIGGER_REQUEST) {
+            json_object_set_new(reply, "checkpoint", vm_replication_checkpoint_report_json(&stats.last));
+            return 0;
+        }
+        pthread_mutex_lock(&replication->lock);
+        const char *phase = replication->phase;
+        pthread_mutex_unlock(&replication->lock);
+        if (phase)
+            return error_set(err, "the replication ended before the checkpoint (%s)", phase);
+        clock_sleep_ms(1);
+    }
+    return error_set(err, "no checkpoint completed within 5 s of the request");
+}
+
+void vm_replication_primary_status(struct vm_replication *replication, json_t *fields)
+{
+    const char *state = replication->phase;
+    if (!state)
+        state = colo_primary_state_name(colo_primary_state(&replication->primary));
+    json_object_set_new(fields, "peer", json_string(replication->destination));
+    if (replication->primary_initialized) {
+        struct colo_primary *primary = &replication->primary;
+        struct colo_primary_stats stats;
+        colo_primary_get_stats(primary, &stats);
+        json_object_set_new(fields, "checkpoints", json_integer((json_int_t)stats.checkpoints));
+        json_object_set_new(fields, "downtime_p50_ms",
+                            json_real((double)colo_primary_downtime_percentile(primary, 50) / 1000));
+        json_object_set_new(fields, "downtime_p99_ms",
+                            json_real((double)colo_primary_downtime_percentile(primary, 99) / 1000));
+        json_object_set_new(fields, "downtime_max_ms", json_real((double)stats.max_downtime_us / 1000));
+        json_object_set_new(fields, "checkpoints_by_output", json_integer((json_int_t)stats.output_checkpoints));
+        json_object_set_new(fields, "checkpoints_by_request", json_integer((json_int_t)stats.requested_checkpoints));
+        json_object_set_new(fields, "interval_ms", json_integer(replication->interval_ms));
+        json_object_set_new(fields, "output_delay_ms", json_integer(replication->output_delay_ms));
+        if (stats.checkpoints)
+            json_object_set_new(fields, "last_checkpoint", vm_replication_checkpoint_report_json(&stats.last));
+    } else {
+        json_object_set_new(fields, "checkpoints", json_integer(0));
+    }
+    struct output_buffer_stats output;
+    output_buffer_get_stats(&replication->output, &output);
+    json_object_set_new(fields, "held_frames", json_integer((json_int_t)output.held_now));
+    json_object_set_new(fields, "held_total", json_integer((json_int_t)output.held_total));
+    json_object_set_new(fields, "released_total", json_integer((json_int_t)output.released_total));
+    json_object_set_new(fields, "held_dropped", json_integer((json_int_t)output.dropped_full));
+    uint64_t mirrored = 0, mirror_dropped = 0;
+    if (replication->mirror_initialized) {
+        mirrored = atomic_load(&replication->mirror.frames);
+        mirror_dropped = atomic_load(&replication->mirror.dropped);
+    }
+    json_object_set_new(fields, "mirrored_frames", json_integer((json_int_t)mirrored));
+    json_object_set_new(fields, "mirror_dropped", json_integer((json_int_t)mirror_dropped));
+    json_object_set_new(fields, "state", json_string(state));
+}
+
+void vm_replication_primary_machine_stopped(struct vm_replication *replication)
+{
+    pthread_mutex_lock(&replication->lock);
+    bool looping = replication->primary_initialized && !replication->phase;
+    pthread_mutex_unlock(&replication->lock);
+    /* The loop ends at its next wait for a trigger and ends its operation,
+     * which vm_control_machine_stopped waits for. */
+    if (looping)
+        colo_primary_stop(&replication->primary);
+}

@@ -1,0 +1,191 @@
+/* COLO for one VM, the secondary's side: `colo secondary` (the SVM's
+ * devices: mirror reader, committed output, output buffer; the failure
+ * detector; the failover monitor) and the `failover` command. */
+#include "vm_replication_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "machine.h"
+#include "socket.h"
+
+
+/* The failure detector's decision: shutting the replication connection
+ * down ends the secondary loop at once, wherever it waits, and the
+ * failover monitor takes over. Any thread. */
+static void on_primary_dead(void *opaque, const char *reason)
+{
+    struct vm_replication *replication = opaque;
+    vm_replication_log(replication, "%s", reason);
+    shutdown(replication->replication_fd, SHUT_RDWR);
+}
+
+/* The monitor's thread, once the outcome is known. */
+static void on_failover_finished(void *opaque, const struct colo_failover_result *result)
+{
+    struct vm_replication *replication = opaque;
+    const char *from = colo_secondary_state_name(result->from_state);
+    vm_replication_log(replication, "replication ended in state %s: %s", from, result->replication_ended);
+    if (result->outcome == COLO_FAILOVER_REFUSED) {
+        vm_replication_log(replication, "failover refused: %s; stopping", result->refused);
+        pthread_mutex_lock(&replication->lock);
+        replication->failover_refused = true;
+        replication->phase = "failover refused";
+        snprintf(replication->end_reason, sizeof replication->end_reason, "%s", result->refused);
+        pthread_mutex_unlock(&replication->lock);
+        vm_replication_post_event(replication, "failover refused", result->refused);
+        return;
+    }
+    pthread_mutex_lock(&replication->lock);
+    replication->failover_done = true;
+    replication->phase = "failed over";
+    snprintf(replication->end_reason, sizeof replication->end_reason, "%s", result->replication_ended);
+    pthread_mutex_unlock(&replication->lock);
+    struct output_buffer_stats output;
+    output_buffer_get_stats(&replication->output, &output);
+    vm_replication_log(replication, "failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the "
+                       "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since)", from,
+                       committed_output_sent_at_failover(&replication->committed), output.released_at_failover);
+    vm_replication_post_event(replication, "failed over", result->replication_ended);
+}
+
+int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine,
+                                   const char *address, int heartbeat_timeout_ms, struct error *err)
+{
+    pthread_mutex_lock(&replication->lock);
+    replication->heartbeat_timeout_ms = heartbeat_timeout_ms;
+    replication->role = ROLE_SECONDARY;
+    replication->phase = "waiting";
+    replication->machine = machine;
+    pthread_mutex_unlock(&replication->lock);
+    failure_detector_init(&replication->detector, heartbeat_timeout_ms, on_primary_dead, replication);
+    replication->detector_initialized = true;
+    /* Mute the NICs before anything runs: no frame out, no backend read. */
+    output_buffer_init(&replication->output, machine, true);
+    replication->output_initialized = true;
+    committed_output_init(&replication->committed, machine);
+    replication->committed_initialized = true;
+
+    int listener = socket_listen(address, err);
+    if (listener < 0)
+        return -1;
+    vm_replication_log(replication, "waiting for the primary on %s", address);
+    /* The primary connects twice, in this order: replication, mirror. */
+    replication->replication_fd = socket_accept(listener, err);
+    vm_replication_limit_in_flight(replication->replication_fd, SO_RCVBUF);
+    if (replication->replication_fd >= 0)
+        replication->mirror_fd = socket_accept(listener, err);
+    close(listener);
+    if (replication->replication_fd < 0 || replication->mirror_fd < 0)
+        return -1;
+    if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector,
+                           err) < 0)
+        return -1;
+    replication->mirror_reader_initialized = true;
+    machine_pause(machine);            /* handed to the loop paused, once */
+    struct colo_secondary_options options;
+    colo_secondary_options_defaults(&options);
+    if (colo_secondary_init(&replication->secondary, machine, replication->replication_fd, &options, err) < 0)
+        return -1;
+    replication->secondary_initialized = true;
+    /* The order is the failover's: the NICs go to their own network and
+     * announce, then the primary's output behind the last checkpoint, then
+     * the SVM's own since (newer). */
+    if (colo_secondary_add_device(&replication->secondary, "mirror", &mirror_reader_device,
+                                  &replication->mirror_reader, err) < 0 ||
+        colo_secondary_add_device(&replication->secondary, "committed output", &committed_output_device,
+                                  &replication->committed, err) < 0 ||
+        colo_secondary_add_device(&replication->secondary, "output", &output_buffer_secondary_device,
+                                  &replication->output, err) < 0 ||
+        colo_secondary_start(&replication->secondary, err) < 0)
+        return -1;
+    pthread_mutex_lock(&replication->lock);
+    replication->phase = NULL;
+    pthread_mutex_unlock(&replication->lock);
+    if (mirror_reader_start(&replication->mirror_reader, err) < 0 ||
+        colo_failover_start(&replication->failover, &replication->secondary, on_failover_finished, replication,
+                            err) < 0)
+        return -1;
+    replication->failover_started = true;
+    vm_replication_log(replication, "the primary connected; receiving the initial copy");
+    return 0;
+}
+
+bool vm_replication_failover_refused(struct vm_replication *replication)
+{
+    pthread_mutex_lock(&replication->lock);
+    bool refused = replication->failover_refused;
+    pthread_mutex_unlock(&replication->lock);
+    return refused;
+}
+
+int vm_replication_handle_failover(void *opaque, const json_t *request, json_t *reply, struct error *err)
+{
+    (void)request;
+    struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    bool secondary = replication->role == ROLE_SECONDARY;
+    const char *phase = replication->phase;
+    pthread_mutex_unlock(&replication->lock);
+    if (!secondary)
+        return error_set(err, "this VM is not a COLO secondary");
+    if (phase)
+        return error_set(err, "nothing to fail over: the secondary is %s", phase);
+    /* The operator's word counts as the primary's death: the monitor then
+     * fails over as for any other cause. */
+    failure_detector_declare_peer_dead(&replication->detector, "failover requested by the operator");
+    struct colo_failover_result result;
+    enum colo_failover_outcome outcome = colo_failover_wait(&replication->failover, 10000, &result);
+    if (outcome == COLO_FAILOVER_DONE) {
+        json_object_set_new(reply, "failed_over", json_true());
+        return 0;
+    }
+    return error_set(err, "failover failed: %s",
+                     outcome == COLO_FAILOVER_REFUSED ? result.refused : "no answer within 10 s");
+}
+
+void vm_replication_secondary_status(struct vm_replication *replication, json_t *fields)
+{
+    const char *state = replication->phase;
+    if (!state)
+        state = colo_secondary_state_name(colo_secondary_state(&replication->secondary));
+    if (replication->secondary_initialized) {
+        struct colo_secondary_stats stats;
+        colo_secondary_get_stats(&replication->secondary, &stats);
+        json_object_set_new(fields, "checkpoints", json_integer((json_int_t)stats.checkpoints));
+    } else {
+        json_object_set_new(fields, "checkpoints", json_integer(0));
+    }
+    struct output_buffer_stats output = { 0 };
+    if (replication->output_initialized)
+        output_buffer_get_stats(&replication->output, &output);
+    json_object_set_new(fields, "dropped_transmits", json_integer((json_int_t)output.dropped_by_checkpoint));
+    json_object_set_new(fields, "held_frames", json_integer((json_int_t)output.held_now));
+    if (replication->failover_done) {
+        json_object_set_new(fields, "released_at_failover", json_integer((json_int_t)output.released_at_failover));
+        json_object_set_new(fields, "primary_output_sent_at_failover",
+                            json_integer((json_int_t)committed_output_sent_at_failover(&replication->committed)));
+    }
+    struct mirror_reader_stats mirror = { 0 };
+    if (replication->mirror_reader_initialized)
+        mirror_reader_get_stats(&replication->mirror_reader, &mirror);
+    json_object_set_new(fields, "mirrored_frames_received", json_integer((json_int_t)mirror.received));
+    json_object_set_new(fields, "mirrored_frames_delivered", json_integer((json_int_t)mirror.delivered));
+    json_object_set_new(fields, "mirrored_frames_dropped", json_integer((json_int_t)mirror.dropped));
+    json_object_set_new(fields, "heartbeat_timeout_ms", json_integer(replication->heartbeat_timeout_ms));
+    json_object_set_new(fields, "state", json_string(state));
+}
+
+void vm_replication_secondary_machine_stopped(struct vm_replication *replication)
+{
+    /* The secondary's threads use the machine: end them before it goes.
+     * (The monitor's failover then acts on a machine that no longer runs.) */
+    if (!replication->failover_started)
+        return;
+    failure_detector_declare_peer_dead(&replication->detector, "the VM stopped here");
+    colo_failover_join(&replication->failover);
+    mirror_reader_stop(&replication->mirror_reader);
+}
