@@ -13,6 +13,13 @@
 
 #include "control_server.h"
 
+void vm_replication_mark(struct vm_replication *replication, bool *flag)
+{
+    pthread_mutex_lock(&replication->lock);
+    *flag = true;
+    pthread_mutex_unlock(&replication->lock);
+}
+
 void vm_replication_log(struct vm_replication *replication, const char *format, ...)
 {
     va_list arguments;

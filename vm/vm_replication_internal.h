@@ -66,6 +66,9 @@ struct vm_replication {
     bool failover_done, failover_refused;
 };
 
+/* Sets one of the flags above under the lock: the control server's thread
+ * reads them for status while the other threads set them up. */
+void vm_replication_mark(struct vm_replication *replication, bool *flag);
 /* A line on stderr: "colo protect|secondary: NAME: ...". */
 void vm_replication_log(struct vm_replication *replication, const char *format, ...)
     __attribute__((format(printf, 2, 3)));

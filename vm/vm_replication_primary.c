@@ -53,9 +53,7 @@ static void *primary_thread(void *opaque)
         /* The hooks change with the PVM paused. */
         machine_pause(replication->machine);
         mirror_sender_init(&replication->mirror, replication->machine, mirror_fd);
-        pthread_mutex_lock(&replication->lock);
-        replication->mirror_initialized = true;
-        pthread_mutex_unlock(&replication->lock);
+        vm_replication_mark(replication, &replication->mirror_initialized);
         machine_resume(replication->machine);
         heartbeating = heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
                                               mirror_sender_send_heartbeat, &replication->mirror, &err) == 0;
@@ -167,7 +165,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     machine_pause(machine);
     if (!replication->output_initialized) {
         output_buffer_init(&replication->output, machine, false);
-        replication->output_initialized = true;
+        vm_replication_mark(replication, &replication->output_initialized);
     }
     machine_resume(machine);
     if (pthread_create(&replication->primary_thread, NULL, primary_thread, replication) != 0) {

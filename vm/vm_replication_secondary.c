@@ -62,12 +62,12 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     replication->machine = machine;
     pthread_mutex_unlock(&replication->lock);
     failure_detector_init(&replication->detector, heartbeat_timeout_ms, on_primary_dead, replication);
-    replication->detector_initialized = true;
+    vm_replication_mark(replication, &replication->detector_initialized);
     /* Mute the NICs before anything runs: no frame out, no backend read. */
     output_buffer_init(&replication->output, machine, true);
-    replication->output_initialized = true;
+    vm_replication_mark(replication, &replication->output_initialized);
     committed_output_init(&replication->committed, machine);
-    replication->committed_initialized = true;
+    vm_replication_mark(replication, &replication->committed_initialized);
 
     int listener = socket_listen(address, err);
     if (listener < 0)
@@ -84,13 +84,13 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector,
                            err) < 0)
         return -1;
-    replication->mirror_reader_initialized = true;
+    vm_replication_mark(replication, &replication->mirror_reader_initialized);
     machine_pause(machine);            /* handed to the loop paused, once */
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
     if (colo_secondary_init(&replication->secondary, machine, replication->replication_fd, &options, err) < 0)
         return -1;
-    replication->secondary_initialized = true;
+    vm_replication_mark(replication, &replication->secondary_initialized);
     /* The order is the failover's: the NICs go to their own network and
      * announce, then the primary's output behind the last checkpoint, then
      * the SVM's own since (newer). */
@@ -109,7 +109,7 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
         colo_failover_start(&replication->failover, &replication->secondary, on_failover_finished, replication,
                             err) < 0)
         return -1;
-    replication->failover_started = true;
+    vm_replication_mark(replication, &replication->failover_started);
     vm_replication_log(replication, "the primary connected; receiving the initial copy");
     return 0;
 }
