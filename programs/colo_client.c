@@ -45,14 +45,6 @@ struct client_options {
     bool keep_running;
 };
 
-bool colo_client_is_command(const char *command)
-{
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(commands[i].name, command) == 0)
-            return true;
-    return false;
-}
-
 void colo_client_print_usage(FILE *out)
 {
     fprintf(out, "\nA running VM answers on its control socket, $COLO_RUN_DIR/NAME.sock\n"

@@ -6,8 +6,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-/* Whether `command` is one of them. */
-bool colo_client_is_command(const char *command);
 /* Runs `colo COMMAND ARGS...` (argv holds the ARGS); returns the exit
  * status: 0, 1 for an error (no such VM, no answer, an error reply), 2 for
  * a usage error. */
