@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "control_client.h"
 #include "live_migration.h"
 
@@ -21,17 +21,10 @@ struct migration_job {
     double last_event;                  /* progress events at most every 0.1 s */
 };
 
-static double monotonic_seconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-}
-
 static void post_progress(void *opaque, const struct migration_progress *progress)
 {
     struct migration_job *job = opaque;
-    double now = monotonic_seconds();
+    double now = clock_monotonic_seconds();
     bool finished_round = progress->pages_remaining == 0;
     if (!finished_round && !progress->stop_and_copy && now - job->last_event < 0.1)
         return;
@@ -272,7 +265,7 @@ int colo_migration_receive(struct machine *machine, const char *address, const c
     close(listener);
     if (fd < 0)
         return -1;
-    double started = monotonic_seconds();
+    double started = clock_monotonic_seconds();
     int status = migration_receive(machine, fd, err);
     close(fd);
     if (status < 0) {
@@ -282,6 +275,7 @@ int colo_migration_receive(struct machine *machine, const char *address, const c
     }
     for (unsigned i = 0; i < machine->config.nic_count; i++)
         virtio_net_announce(machine->nics[i]);
-    fprintf(stderr, "colo receive: %s: received in %.2f s; running here now\n", name, monotonic_seconds() - started);
+    fprintf(stderr, "colo receive: %s: received in %.2f s; running here now\n", name,
+            clock_monotonic_seconds() - started);
     return 0;
 }

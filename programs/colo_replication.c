@@ -113,12 +113,6 @@ void replication_limit_in_flight(int fd, int option)
         (void)setsockopt(fd, SOL_SOCKET, option, &size, sizeof size);
 }
 
-void replication_sleep_ms(unsigned ms)
-{
-    struct timespec pause = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-    nanosleep(&pause, NULL);
-}
-
 void colo_replication_machine_stopped(void)
 {
     struct replication *r = &the_replication;

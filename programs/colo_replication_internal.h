@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "colo_primary.h"
 #include "colo_secondary.h"
 #include "control_client.h"
@@ -167,7 +168,6 @@ void replication_release_held_locked(struct replication *r);
 /* Small socket buffers on the replication connection (SO_SNDBUF on the
  * primary, SO_RCVBUF on the secondary). */
 void replication_limit_in_flight(int fd, int option);
-void replication_sleep_ms(unsigned ms);
 
 /* Control commands: protect and checkpoint (colo_replication_primary.c),
  * failover (colo_replication_secondary.c). */

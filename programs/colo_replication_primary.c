@@ -105,7 +105,7 @@ static void *heartbeat_thread(void *opaque)
         uint8_t beat[MIRROR_WORD_SIZE] = { 0 };
         struct iovec part = { beat, sizeof beat };
         mirror_send(r, &part, 1, false);
-        replication_sleep_ms(HEARTBEAT_INTERVAL_MS);
+        clock_sleep_ms(HEARTBEAT_INTERVAL_MS);
     }
     return NULL;
 }
@@ -307,7 +307,7 @@ int replication_handle_checkpoint(void *opaque, const json_t *request, json_t *r
         pthread_mutex_unlock(&r->lock);
         if (phase)
             return error_set(err, "the replication ended before the checkpoint (%s)", phase);
-        replication_sleep_ms(1);
+        clock_sleep_ms(1);
     }
     return error_set(err, "no checkpoint completed within 5 s of the request");
 }

@@ -11,13 +11,6 @@ static uint32_t get_u32_le(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static double monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec * 1000 + (double)now.tv_nsec / 1e6;
-}
-
 /* The primary is gone (or must be taken for gone): shutting the
  * replication connection down ends the secondary loop at once, wherever it
  * waits, and the monitor thread fails over. */
@@ -84,11 +77,11 @@ static bool take_mirror_messages(struct replication *r)
 static void *mirror_reader_thread(void *opaque)
 {
     struct replication *r = opaque;
-    double last_heard = monotonic_ms();
+    double last_heard = (double)clock_monotonic_us() / 1000;
     while (!atomic_load(&r->reader_stop)) {
         struct pollfd p = { .fd = r->mirror_fd, .events = POLLIN };
         int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS);
-        double now = monotonic_ms();
+        double now = (double)clock_monotonic_us() / 1000;
         if (ready < 0 && errno != EINTR) {
             declare_primary_lost(r, "cannot poll the mirror connection; taking the primary for lost");
             return NULL;

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "stream.h"
 #include "stream_internal.h"
 
@@ -29,21 +29,14 @@ int colo_send_message(struct stream_writer *writer, enum colo_message message, s
     return 0;
 }
 
-static long long milliseconds_now(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 int colo_wait_readable(int fd, int timeout_ms)
 {
     /* poll may be interrupted by signals: keep the deadline. */
-    long long deadline = timeout_ms < 0 ? 0 : milliseconds_now() + timeout_ms;
+    long long deadline = timeout_ms < 0 ? 0 : (long long)clock_monotonic_ms() + timeout_ms;
     for (;;) {
         int wait = -1;
         if (timeout_ms >= 0) {
-            long long left = deadline - milliseconds_now();
+            long long left = deadline - (long long)clock_monotonic_ms();
             wait = left > 0 ? (int)left : 0;
         }
         struct pollfd poll_fd = { .fd = fd, .events = POLLIN };

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "machine.h"
 #include "stream.h"
 
@@ -36,13 +36,6 @@ void migration_options_defaults(struct migration_options *options)
     memset(options, 0, sizeof *options);
     options->max_downtime_microseconds = 5000;
     options->max_rounds = 30;
-}
-
-static double now_seconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 struct sender {
@@ -105,7 +98,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     uint64_t *pages = calloc(page_count, sizeof *pages);
     bool paused = false, logging = false;
     int status = -1;
-    double started = now_seconds(), paused_at = 0;
+    double started = clock_monotonic_seconds(), paused_at = 0;
     if (!bitmap || !last_bitmap || !pages) {
         error_set(err, "out of memory for the migration's page lists");
         goto done;
@@ -124,13 +117,14 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     logging = true;
     for (uint64_t i = 0; i < page_count; i++)
         pages[i] = i;
-    double round_started = now_seconds();
+    double round_started = clock_monotonic_seconds();
     uint64_t bytes_before = sender.writer.bytes_written;
     if (send_pages(&sender, pages, page_count, err) < 0 ||
         stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
         wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
         goto done;
-    double rate = (double)(sender.writer.bytes_written - bytes_before) / (now_seconds() - round_started + 1e-9);
+    double rate = (double)(sender.writer.bytes_written - bytes_before) /
+                  (clock_monotonic_seconds() - round_started + 1e-9);
     sender.progress.megabytes_per_second = rate / 1e6;
     result->rounds = 1;
 
@@ -169,7 +163,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
              * those dirtied until the pause: OR the two logs. */
             machine_pause(machine);
             paused = true;
-            paused_at = now_seconds();
+            paused_at = clock_monotonic_seconds();
             machine_dirty_log_read_and_clear(machine, last_bitmap);
             for (size_t word = 0; word < words; word++)
                 bitmap[word] |= last_bitmap[word];
@@ -195,7 +189,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
                     stream_write_machine_state(&sender.writer, machine, err) < 0 ||
                     stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
                     goto done;
-                result->downtime_sent_seconds = now_seconds() - paused_at;
+                result->downtime_sent_seconds = clock_monotonic_seconds() - paused_at;
                 sender.progress.pages_sent += count;
                 sender.progress.pages_remaining = 0;
                 sender.progress.bytes_sent = sender.writer.bytes_written;
@@ -206,13 +200,13 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
             count = guest_ram_bitmap_to_pages(bitmap, words, pages);
         }
         sender.progress.round = round;
-        round_started = now_seconds();
+        round_started = clock_monotonic_seconds();
         bytes_before = sender.writer.bytes_written;
         if (send_pages(&sender, pages, count, err) < 0 ||
             stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
             wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
             goto done;
-        double elapsed = now_seconds() - round_started;
+        double elapsed = clock_monotonic_seconds() - round_started;
         if (count > 64 && elapsed > 0)
             rate = (double)(sender.writer.bytes_written - bytes_before) / elapsed;
         sender.progress.megabytes_per_second = rate / 1e6;
@@ -223,7 +217,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     /* The destination acknowledges once it has loaded everything. */
     if (wait_for_acknowledgement(fd, MIGRATION_ACKNOWLEDGED, err) < 0)
         goto done;
-    double ended = now_seconds();
+    double ended = clock_monotonic_seconds();
     result->downtime_seconds = ended - paused_at;
     result->total_seconds = ended - started;
     result->pages_sent = sender.progress.pages_sent;
