@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "control_client.h"
 #include "live_migration.h"
+#include "socket.h"
 
 /* ---- the source: the "migrate" command ---- */
 
@@ -47,7 +48,7 @@ static void post_progress(void *opaque, const struct migration_progress *progres
 static int run_migration(void *opaque, struct machine *machine, json_t *reply, bool *stop_vm, struct error *err)
 {
     struct migration_job *job = opaque;
-    int fd = migration_connect(job->destination, err);
+    int fd = socket_connect(job->destination, err);
     if (fd < 0)
         return -1;
     job->options.progress = post_progress;
@@ -257,11 +258,11 @@ done:
 
 int colo_migration_receive(struct machine *machine, const char *address, const char *name, struct error *err)
 {
-    int listener = migration_listen(address, err);
+    int listener = socket_listen(address, err);
     if (listener < 0)
         return -1;
     fprintf(stderr, "colo receive: %s: waiting for a migration on %s\n", name, address);
-    int fd = migration_accept(listener, err);
+    int fd = socket_accept(listener, err);
     close(listener);
     if (fd < 0)
         return -1;

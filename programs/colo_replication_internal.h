@@ -25,6 +25,7 @@
 #include "colo_secondary.h"
 #include "control_client.h"
 #include "live_migration.h"
+#include "socket.h"
 #include "virtio_net.h"
 
 #include "colo_replication.h"

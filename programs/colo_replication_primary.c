@@ -170,10 +170,10 @@ static void *primary_thread(void *opaque)
     options.write_held_output = write_held_output;
     options.write_held_output_opaque = r;
 
-    r->replication_fd = migration_connect(r->destination, &err);
+    r->replication_fd = socket_connect(r->destination, &err);
     replication_limit_in_flight(r->replication_fd, SO_SNDBUF);
     if (r->replication_fd >= 0) {
-        r->mirror_fd = migration_connect(r->destination, &err);
+        r->mirror_fd = socket_connect(r->destination, &err);
     }
     atomic_store(&r->mirror_broken, false);
     atomic_store(&r->heartbeat_stop, false);

@@ -322,15 +322,15 @@ int colo_replication_start_secondary(struct vm_control *control, struct machine 
     for (unsigned i = 0; i < machine->config.nic_count; i++)
         virtio_net_set_tap_receive(machine->nics[i], false);
 
-    int listener = migration_listen(address, err);
+    int listener = socket_listen(address, err);
     if (listener < 0)
         return -1;
     replication_log("waiting for the primary on %s", address);
     /* The primary connects twice, in this order: replication, mirror. */
-    r->replication_fd = migration_accept(listener, err);
+    r->replication_fd = socket_accept(listener, err);
     replication_limit_in_flight(r->replication_fd, SO_RCVBUF);
     if (r->replication_fd >= 0)
-        r->mirror_fd = migration_accept(listener, err);
+        r->mirror_fd = socket_accept(listener, err);
     close(listener);
     if (r->replication_fd < 0 || r->mirror_fd < 0)
         return -1;

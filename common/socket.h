@@ -1,0 +1,21 @@
+/* TCP connections between hosts, addressed as HOST:PORT (a name, an IPv4
+ * address, or an IPv6 address without brackets: the port is after the
+ * last colon). Every connection has TCP_NODELAY: small control messages
+ * must not wait for Nagle or delayed ACKs. File descriptors are
+ * close-on-exec. */
+#ifndef COLO_COMMON_SOCKET_H
+#define COLO_COMMON_SOCKET_H
+
+#include "error.h"
+
+/* A connected socket to the first address of HOST that takes the
+ * connection, or -1. Blocks for as long as the kernel's connect does. */
+int socket_connect(const char *host_and_port, struct error *err);
+
+/* A listening socket (SO_REUSEADDR, backlog 1) on HOST:PORT, or -1. */
+int socket_listen(const char *host_and_port, struct error *err);
+
+/* The next connection on a listening socket (retried after signals), or -1. */
+int socket_accept(int listener, struct error *err);
+
+#endif
