@@ -38,11 +38,7 @@ int control_run_directory_create(struct error *err)
         return 0;
     }
     error_set_errno(err, "cannot create run directory %s", directory);
-    size_t length = strlen(err ? err->message : "");
-    if (err)
-        snprintf(err->message + length, sizeof err->message - length,
-                 " (set COLO_RUN_DIR, or give --control-socket PATH)");
-    return -1;
+    return error_append(err, " (set COLO_RUN_DIR, or give --control-socket PATH)");
 }
 
 int control_socket_path(const char *name, char *path, size_t size, struct error *err)

@@ -545,9 +545,7 @@ int vm_control_create(struct vm_control **result, const struct vm_control_option
         error_set(err, "a VM named %s is already running (control socket %s)", control->name, socket_path);
     } else if (created < 0 && !options->socket_path) {
         /* Most likely a run directory this user may not write to. */
-        size_t length = strlen(err->message);
-        snprintf(err->message + length, sizeof err->message - length,
-                 " (set COLO_RUN_DIR, or give --control-socket PATH)");
+        error_append(err, " (set COLO_RUN_DIR, or give --control-socket PATH)");
     }
     if (created < 0) {
         vm_control_destroy(control);

@@ -22,10 +22,8 @@ const char *colo_message_name(uint32_t id)
 
 int colo_send_message(struct stream_writer *writer, enum colo_message message, struct error *err)
 {
-    struct error cause;
-    if (stream_write_checkpoint_state(writer, (uint32_t)message, &cause) < 0 ||
-        stream_flush(writer, &cause) < 0)
-        return error_set(err, "cannot send %s: %s", colo_message_name(message), cause.message);
+    if (stream_write_checkpoint_state(writer, (uint32_t)message, err) < 0 || stream_flush(writer, err) < 0)
+        return error_prefix(err, "cannot send %s: ", colo_message_name(message));
     return 0;
 }
 
@@ -65,10 +63,9 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
                          expected_name);
 
     struct stream_record record;
-    struct error cause;
-    int got = stream_read_record(reader, &record, &cause);
+    int got = stream_read_record(reader, &record, err);
     if (got < 0)
-        return error_set(err, "%s: waiting for %s: %s", context, expected_name, cause.message);
+        return error_prefix(err, "%s: waiting for %s: ", context, expected_name);
     if (got == 0)
         return error_set(err, "%s: the peer closed the connection while we waited for %s", context,
                          expected_name);
