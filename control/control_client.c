@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "control_server.h"             /* CONTROL_MAX_LINE */
 
 /* Replies and events can be longer than requests (a status with many
@@ -38,11 +38,7 @@ int control_run_directory_create(struct error *err)
         return 0;
     }
     error_set_errno(err, "cannot create run directory %s", directory);
-    size_t length = strlen(err ? err->message : "");
-    if (err)
-        snprintf(err->message + length, sizeof err->message - length,
-                 " (set COLO_RUN_DIR, or give --control-socket PATH)");
-    return -1;
+    return error_append(err, " (set COLO_RUN_DIR, or give --control-socket PATH)");
 }
 
 int control_socket_path(const char *name, char *path, size_t size, struct error *err)
@@ -55,17 +51,10 @@ int control_socket_path(const char *name, char *path, size_t size, struct error 
 
 /* ---- deadlines ---- */
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* -1: none. */
 static int64_t deadline_after(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : (int64_t)clock_monotonic_ms() + timeout_ms;
 }
 
 /* Waits for `events` on the socket until the deadline. */
@@ -74,7 +63,7 @@ static int wait_for(struct control_client *client, short events, int64_t deadlin
     for (;;) {
         int wait_ms = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - monotonic_ms();
+            int64_t left = deadline - (int64_t)clock_monotonic_ms();
             if (left <= 0)
                 return CONTROL_CLIENT_TIMEOUT;
             wait_ms = left > INT32_MAX ? INT32_MAX : (int)left;
@@ -113,12 +102,12 @@ int control_client_connect(struct control_client *client, const char *socket_pat
             return CONTROL_CLIENT_ERROR;
         }
         /* The server's backlog is full: try again until the deadline. */
-        if (deadline >= 0 && monotonic_ms() >= deadline) {
+        if (deadline >= 0 && (int64_t)clock_monotonic_ms() >= deadline) {
             error_set(err, "cannot connect to %s: timed out", socket_path);
             control_client_close(client);
             return CONTROL_CLIENT_TIMEOUT;
         }
-        poll(NULL, 0, 10);
+        clock_sleep_ms(10);
     }
 }
 

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* How long destroy waits for clients to take what is still queued. */
 #define FLUSH_ON_DESTROY_MS 1000
 /* A client with this much unsent output gets no more requests read until
@@ -472,7 +474,7 @@ static void accept_clients(struct control_server *server)
                 /* Out of descriptors or memory: the listening socket stays
                  * readable, so wait a little rather than spin. */
                 server_log(server, "cannot accept a client: %s", strerror(errno));
-                poll(NULL, 0, 100);
+                clock_sleep_ms(100);
             }
             return;
         }
@@ -638,8 +640,7 @@ static void *server_thread(void *argument)
 /* Sends what clients still have queued, for at most `timeout_ms`. */
 static void flush_all_clients(struct control_server *server, int timeout_ms)
 {
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    uint64_t start_ms = clock_monotonic_ms();
     for (;;) {
         struct pollfd fds[CONTROL_MAX_CLIENTS];
         struct client *waiting[CONTROL_MAX_CLIENTS];
@@ -651,8 +652,7 @@ static void flush_all_clients(struct control_server *server, int timeout_ms)
                 fds[count++] = (struct pollfd){ .fd = client->fd, .events = POLLOUT };
             }
         }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        long elapsed_ms = (long)(clock_monotonic_ms() - start_ms);
         if (count == 0 || elapsed_ms >= timeout_ms)
             return;
         if (poll(fds, count, (int)(timeout_ms - elapsed_ms)) < 0 && errno != EINTR)

@@ -180,18 +180,15 @@ int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const 
         return -1;
     struct stream_header expected = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
     uint32_t terminator = 0;
-    struct error inner;
     int status = 0;
-    if (stream_read_header(&reader, &expected, &inner) < 0 ||
-        stream_receive(&reader, machine, &terminator, &inner) < 0)
+    if (stream_read_header(&reader, &expected, err) < 0 ||
+        stream_receive(&reader, machine, &terminator, err) < 0)
         status = -1;
-    else if (terminator != STREAM_RECORD_END) {
-        snprintf(inner.message, sizeof inner.message, "the stream has no END record");
-        status = -1;
-    }
+    else if (terminator != STREAM_RECORD_END)
+        status = error_set(err, "the stream has no END record");
     stream_reader_destroy(&reader);
     if (status < 0)
-        return error_set(err, "%s: %s", path, inner.message);
+        return error_prefix(err, "%s: ", path);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "elf_loader.h"
 #include "hart_decode.h"
 
@@ -19,13 +20,6 @@
  * at 300 MIPS) and the granularity of real-time timer interrupts. */
 #define MACHINE_SLICE_INSTRUCTIONS 65536
 #define NANOSECONDS_PER_TICK (1000000000ull / MACHINE_TIMEBASE_HZ)
-
-static int64_t monotonic_nanoseconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-}
 
 void machine_config_defaults(struct machine_config *config)
 {
@@ -136,7 +130,7 @@ int machine_create(struct machine *machine, const struct machine_config *config,
     uart_ns16550a_init(&machine->uart, config->console_output_fd);
     uart_ns16550a_connect_interrupt(&machine->uart, &machine->plic, MACHINE_UART_IRQ);
     sifive_test_init(&machine->sifive_test, machine);
-    machine->time_offset_ns = monotonic_nanoseconds();
+    machine->time_offset_ns = (int64_t)clock_monotonic_ns();
     pthread_mutex_init(&machine->control_lock, NULL);
     pthread_cond_init(&machine->control_changed, NULL);
     machine->console_watch = -1;
@@ -205,7 +199,7 @@ uint64_t machine_mtime(struct machine *machine)
 {
     if (machine->config.deterministic_time)
         return machine->guest_clock / machine->config.instructions_per_tick;
-    return (uint64_t)(monotonic_nanoseconds() - machine->time_offset_ns) / NANOSECONDS_PER_TICK;
+    return (uint64_t)((int64_t)clock_monotonic_ns() - machine->time_offset_ns) / NANOSECONDS_PER_TICK;
 }
 
 void machine_update_timer_interrupts(struct machine *machine)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "machine.h"
 
 #define MACHINE_SECTION_ID 0x4d414348u        /* "MACH" */
@@ -134,9 +135,7 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     machine->config.instructions_per_tick = per_tick;
     machine->guest_clock = guest_clock;
     /* Real-time mode: time continues from the saved mtime. */
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    machine->time_offset_ns = ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec) -
+    machine->time_offset_ns = (int64_t)clock_monotonic_ns() -
                               (int64_t)(mtime * (1000000000ull / MACHINE_TIMEBASE_HZ));
     machine->tohost_address = tohost;
     machine->ram.watched_page = tohost ? (tohost - machine->ram.base) >> GUEST_PAGE_SHIFT : UINT64_MAX;

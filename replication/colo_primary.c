@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "colo_protocol.h"
 #include "machine.h"
 
@@ -38,13 +39,6 @@ void colo_primary_options_defaults(struct colo_primary_options *options)
     options->max_interval_ms = 1000;
     options->message_timeout_ms = 5000;
     options->precopy = true;
-}
-
-static uint64_t now_microseconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
 }
 
 int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
@@ -126,7 +120,7 @@ void colo_primary_request_checkpoint(struct colo_primary *primary)
 
 void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds)
 {
-    uint64_t deadline_us = now_microseconds() + (uint64_t)milliseconds * 1000u;
+    uint64_t deadline_us = clock_monotonic_us() + (uint64_t)milliseconds * 1000u;
     pthread_mutex_lock(&primary->lock);
     if (primary->output_deadline_us == 0 || deadline_us < primary->output_deadline_us) {
         primary->output_deadline_us = deadline_us;
@@ -304,7 +298,7 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
             trigger = TRIGGER_REQUEST;
             break;
         }
-        uint64_t now_us = now_microseconds();
+        uint64_t now_us = clock_monotonic_us();
         if (primary->output_deadline_us && primary->output_deadline_us <= now_us &&
             primary->output_deadline_us < interval_deadline_us) {
             trigger = TRIGGER_OUTPUT;
@@ -431,7 +425,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
     if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
         return -1;
     set_state(primary, COLO_PRIMARY_RUNNING);
-    uint64_t interval_started_us = now_microseconds();
+    uint64_t interval_started_us = clock_monotonic_us();
 
     for (;;) {
         primary->checkpoint_number = primary->stats.checkpoints + 1;
@@ -454,21 +448,21 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         uint64_t bytes_before = primary->writer.bytes_written;
         if (primary->options.precopy && send_precopy(primary, &report.precopy_pages, err) < 0)
             return -1;
-        uint64_t paused_at_us = now_microseconds();
+        uint64_t paused_at_us = clock_monotonic_us();
         machine_pause(pvm);
         primary->pvm_paused = true;
         if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0 ||
             wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
-        uint64_t suspended_at_us = now_microseconds();
+        uint64_t suspended_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_SVM_SUSPENDED);
         if (send_checkpoint(primary, &report.dirty_pages, err) < 0)   /* COLO_KILL_MID_PAGES inside */
             return -1;
-        uint64_t sent_at_us = now_microseconds();
+        uint64_t sent_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_AFTER_END);
         if (wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
             return -1;
-        uint64_t ready_at_us = now_microseconds();
+        uint64_t ready_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_AFTER_READY);
 
         /* The SVM holds this checkpoint: everything the PVM did up to it
@@ -484,7 +478,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
             return -1;
         resume_pvm(primary);
-        uint64_t resumed_at_us = now_microseconds();
+        uint64_t resumed_at_us = clock_monotonic_us();
         report.dirty_pages += report.precopy_pages;
         report.bytes = primary->writer.bytes_written - bytes_before;
         report.downtime_us = resumed_at_us - paused_at_us;

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "stream.h"
 #include "stream_internal.h"
 
@@ -22,28 +22,19 @@ const char *colo_message_name(uint32_t id)
 
 int colo_send_message(struct stream_writer *writer, enum colo_message message, struct error *err)
 {
-    struct error cause;
-    if (stream_write_checkpoint_state(writer, (uint32_t)message, &cause) < 0 ||
-        stream_flush(writer, &cause) < 0)
-        return error_set(err, "cannot send %s: %s", colo_message_name(message), cause.message);
+    if (stream_write_checkpoint_state(writer, (uint32_t)message, err) < 0 || stream_flush(writer, err) < 0)
+        return error_prefix(err, "cannot send %s: ", colo_message_name(message));
     return 0;
-}
-
-static long long milliseconds_now(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 int colo_wait_readable(int fd, int timeout_ms)
 {
     /* poll may be interrupted by signals: keep the deadline. */
-    long long deadline = timeout_ms < 0 ? 0 : milliseconds_now() + timeout_ms;
+    long long deadline = timeout_ms < 0 ? 0 : (long long)clock_monotonic_ms() + timeout_ms;
     for (;;) {
         int wait = -1;
         if (timeout_ms >= 0) {
-            long long left = deadline - milliseconds_now();
+            long long left = deadline - (long long)clock_monotonic_ms();
             wait = left > 0 ? (int)left : 0;
         }
         struct pollfd poll_fd = { .fd = fd, .events = POLLIN };
@@ -72,10 +63,9 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
                          expected_name);
 
     struct stream_record record;
-    struct error cause;
-    int got = stream_read_record(reader, &record, &cause);
+    int got = stream_read_record(reader, &record, err);
     if (got < 0)
-        return error_set(err, "%s: waiting for %s: %s", context, expected_name, cause.message);
+        return error_prefix(err, "%s: waiting for %s: ", context, expected_name);
     if (got == 0)
         return error_set(err, "%s: the peer closed the connection while we waited for %s", context,
                          expected_name);

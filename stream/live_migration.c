@@ -1,16 +1,12 @@
 #include "live_migration.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "machine.h"
 #include "stream.h"
 
@@ -36,13 +32,6 @@ void migration_options_defaults(struct migration_options *options)
     memset(options, 0, sizeof *options);
     options->max_downtime_microseconds = 5000;
     options->max_rounds = 30;
-}
-
-static double now_seconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 struct sender {
@@ -105,7 +94,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     uint64_t *pages = calloc(page_count, sizeof *pages);
     bool paused = false, logging = false;
     int status = -1;
-    double started = now_seconds(), paused_at = 0;
+    double started = clock_monotonic_seconds(), paused_at = 0;
     if (!bitmap || !last_bitmap || !pages) {
         error_set(err, "out of memory for the migration's page lists");
         goto done;
@@ -124,13 +113,14 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     logging = true;
     for (uint64_t i = 0; i < page_count; i++)
         pages[i] = i;
-    double round_started = now_seconds();
+    double round_started = clock_monotonic_seconds();
     uint64_t bytes_before = sender.writer.bytes_written;
     if (send_pages(&sender, pages, page_count, err) < 0 ||
         stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
         wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
         goto done;
-    double rate = (double)(sender.writer.bytes_written - bytes_before) / (now_seconds() - round_started + 1e-9);
+    double rate = (double)(sender.writer.bytes_written - bytes_before) /
+                  (clock_monotonic_seconds() - round_started + 1e-9);
     sender.progress.megabytes_per_second = rate / 1e6;
     result->rounds = 1;
 
@@ -169,7 +159,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
              * those dirtied until the pause: OR the two logs. */
             machine_pause(machine);
             paused = true;
-            paused_at = now_seconds();
+            paused_at = clock_monotonic_seconds();
             machine_dirty_log_read_and_clear(machine, last_bitmap);
             for (size_t word = 0; word < words; word++)
                 bitmap[word] |= last_bitmap[word];
@@ -195,7 +185,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
                     stream_write_machine_state(&sender.writer, machine, err) < 0 ||
                     stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
                     goto done;
-                result->downtime_sent_seconds = now_seconds() - paused_at;
+                result->downtime_sent_seconds = clock_monotonic_seconds() - paused_at;
                 sender.progress.pages_sent += count;
                 sender.progress.pages_remaining = 0;
                 sender.progress.bytes_sent = sender.writer.bytes_written;
@@ -206,13 +196,13 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
             count = guest_ram_bitmap_to_pages(bitmap, words, pages);
         }
         sender.progress.round = round;
-        round_started = now_seconds();
+        round_started = clock_monotonic_seconds();
         bytes_before = sender.writer.bytes_written;
         if (send_pages(&sender, pages, count, err) < 0 ||
             stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
             wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
             goto done;
-        double elapsed = now_seconds() - round_started;
+        double elapsed = clock_monotonic_seconds() - round_started;
         if (count > 64 && elapsed > 0)
             rate = (double)(sender.writer.bytes_written - bytes_before) / elapsed;
         sender.progress.megabytes_per_second = rate / 1e6;
@@ -223,7 +213,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     /* The destination acknowledges once it has loaded everything. */
     if (wait_for_acknowledgement(fd, MIGRATION_ACKNOWLEDGED, err) < 0)
         goto done;
-    double ended = now_seconds();
+    double ended = clock_monotonic_seconds();
     result->downtime_seconds = ended - paused_at;
     result->total_seconds = ended - started;
     result->pages_sent = sender.progress.pages_sent;
@@ -277,87 +267,4 @@ int migration_receive_with_reader(struct machine *machine, struct stream_reader 
     if (write(fd, &acknowledgement, 1) != 1)
         return error_set_errno(err, "cannot acknowledge the migration to the source");
     return 0;
-}
-
-static int split_host_and_port(const char *text, char *host, size_t host_size, char *port, size_t port_size,
-                               struct error *err)
-{
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || !colon[1] || (size_t)(colon - text) >= host_size ||
-        strlen(colon + 1) >= port_size)
-        return error_set(err, "'%s' is not HOST:PORT", text);
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
-
-static void set_socket_options(int fd)
-{
-    int one = 1;
-    /* Small control messages must not wait for Nagle or delayed ACKs. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-int migration_connect(const char *host_and_port, struct error *err)
-{
-    char host[256], port[32];
-    if (split_host_and_port(host_and_port, host, sizeof host, port, sizeof port, err) < 0)
-        return -1;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *addresses;
-    int found = getaddrinfo(host, port, &hints, &addresses);
-    if (found != 0)
-        return error_set(err, "cannot resolve %s: %s", host_and_port, gai_strerror(found));
-    int fd = -1;
-    for (struct addrinfo *a = addresses; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0)
-            continue;
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-            break;
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0)
-        error_set_errno(err, "cannot connect to %s", host_and_port);
-    freeaddrinfo(addresses);
-    if (fd >= 0)
-        set_socket_options(fd);
-    return fd;
-}
-
-int migration_accept(int listener, struct error *err)
-{
-    int fd;
-    do {
-        fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return error_set_errno(err, "cannot accept the migration connection");
-    set_socket_options(fd);
-    return fd;
-}
-
-int migration_listen(const char *host_and_port, struct error *err)
-{
-    char host[256], port[32];
-    if (split_host_and_port(host_and_port, host, sizeof host, port, sizeof port, err) < 0)
-        return -1;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
-    struct addrinfo *addresses;
-    int found = getaddrinfo(host, port, &hints, &addresses);
-    if (found != 0)
-        return error_set(err, "cannot resolve %s: %s", host_and_port, gai_strerror(found));
-    int fd = socket(addresses->ai_family, addresses->ai_socktype | SOCK_CLOEXEC, addresses->ai_protocol);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, addresses->ai_addr, addresses->ai_addrlen) < 0 || listen(fd, 1) < 0) {
-        error_set_errno(err, "cannot listen on %s", host_and_port);
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(addresses);
-    return fd;
 }

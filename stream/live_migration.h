@@ -74,9 +74,4 @@ struct stream_reader;
 int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader,
                                   struct error *err);
 
-/* TCP helpers: HOST:PORT parsing, connect/listen with TCP_NODELAY. */
-int migration_connect(const char *host_and_port, struct error *err);
-int migration_listen(const char *host_and_port, struct error *err);
-int migration_accept(int listener, struct error *err);
-
 #endif

@@ -245,10 +245,8 @@ static int apply(struct machine *machine, const struct state_writer *state,
                  const struct stream_page_staging *staging, struct error *err)
 {
     if (state->length > 0) {
-        struct error load_error;
-        if (machine_load_state(machine, state->data, state->length, &load_error) < 0)
-            return error_set(err, "nothing applied: the machine state in the stream was rejected: %s",
-                             load_error.message);
+        if (machine_load_state(machine, state->data, state->length, err) < 0)
+            return error_prefix(err, "nothing applied: the machine state in the stream was rejected: ");
     }
     for (size_t slot = 0; slot < staging->slot_count; slot++) {
         uint64_t page = staging->page_of_slot[slot];

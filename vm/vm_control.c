@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "clock.h"
 #include "control_client.h"
 #include "vm_save_file.h"
 
@@ -23,7 +23,7 @@ struct vm_control {
     char name[64];
     struct control_server *server;
     const struct vm_config *config;     /* written into save files */
-    struct timespec created;            /* CLOCK_MONOTONIC, for the uptime */
+    uint64_t created_ms;                /* clock_monotonic_ms, for the uptime */
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
@@ -118,12 +118,10 @@ static void publish_state(struct vm_control *control)
     json_decref(event);
 }
 
-static double seconds_since(const struct timespec *start)
+/* In whole milliseconds, so replies and events show 6.005, not 13 digits. */
+static double seconds_since(uint64_t start_ms)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ms = (int64_t)(now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
-    return (double)ms / 1000.0;
+    return (double)(clock_monotonic_ms() - start_ms) / 1000.0;
 }
 
 /* Called with the lock held. */
@@ -170,7 +168,7 @@ static int handle_status(void *opaque, const json_t *request, json_t *reply, str
     pthread_mutex_lock(&control->lock);
     json_object_set_new(reply, "name", json_string(control->name));
     json_object_set_new(reply, "state", json_string(vm_state_name(current_state(control))));
-    json_object_set_new(reply, "uptime_seconds", json_real(seconds_since(&control->created)));
+    json_object_set_new(reply, "uptime_seconds", json_real(seconds_since(control->created_ms)));
     struct machine *machine = control->machine;
     if (machine) {
         /* Counters change on the machine's thread: read them while it is
@@ -399,11 +397,10 @@ struct save_request {
 static int run_save(void *opaque, struct machine *machine, json_t *reply, bool *stop_vm, struct error *err)
 {
     struct save_request *save = opaque;
-    struct timespec started;
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    uint64_t started_ms = clock_monotonic_ms();
     if (write_state_file(save->control, machine, save->path, err) < 0)
         return -1;
-    double seconds = seconds_since(&started);
+    double seconds = seconds_since(started_ms);
     struct stat file_status;
     if (stat(save->path, &file_status) < 0)
         return error_set_errno(err, "cannot stat save file %s", save->path);
@@ -534,7 +531,7 @@ int vm_control_create(struct vm_control **result, const struct vm_control_option
     if (!control)
         return error_set(err, "out of memory");
     snprintf(control->name, sizeof control->name, "%s", options->name);
-    clock_gettime(CLOCK_MONOTONIC, &control->created);
+    control->created_ms = clock_monotonic_ms();
     pthread_mutex_init(&control->lock, NULL);
     pthread_cond_init(&control->operation_ended, NULL);
     control->user_paused = options->start_paused;
@@ -548,9 +545,7 @@ int vm_control_create(struct vm_control **result, const struct vm_control_option
         error_set(err, "a VM named %s is already running (control socket %s)", control->name, socket_path);
     } else if (created < 0 && !options->socket_path) {
         /* Most likely a run directory this user may not write to. */
-        size_t length = strlen(err->message);
-        snprintf(err->message + length, sizeof err->message - length,
-                 " (set COLO_RUN_DIR, or give --control-socket PATH)");
+        error_append(err, " (set COLO_RUN_DIR, or give --control-socket PATH)");
     }
     if (created < 0) {
         vm_control_destroy(control);

@@ -58,10 +58,8 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
     int status = migration_send(machine, fd, &job->options, &result, err);
     close(fd);
     if (status < 0) {
-        char message[sizeof err->message];
-        snprintf(message, sizeof message, "%s", err->message);
-        return error_set(err, "migration to %s failed: %s; the VM keeps running here",
-                         job->destination, message);
+        error_prefix(err, "migration to %s failed: ", job->destination);
+        return error_append(err, "; the VM keeps running here");
     }
     json_object_set_new(reply, "destination", json_string(job->destination));
     json_object_set_new(reply, "rounds", json_integer(result.rounds));
@@ -141,9 +139,8 @@ int vm_migration_receive(struct machine *machine, const char *address, const cha
     int status = migration_receive(machine, fd, err);
     close(fd);
     if (status < 0) {
-        char message[sizeof err->message];
-        snprintf(message, sizeof message, "%s", err->message);
-        return error_set(err, "incoming migration failed: %s (the source VM keeps running there)", message);
+        error_prefix(err, "incoming migration failed: ");
+        return error_append(err, " (the source VM keeps running there)");
     }
     for (unsigned i = 0; i < machine_nic_count(machine); i++)
         virtio_net_announce(machine_nic(machine, i));

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "machine.h"
 
 #include "test_check.h"
@@ -90,13 +90,6 @@ static void *run_thread(void *argument)
     return NULL;
 }
 
-static double seconds_since(const struct timespec *start)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
 static void test_concurrent(const char *elf)
 {
     struct machine machine;
@@ -110,8 +103,7 @@ static void test_concurrent(const char *elf)
 
     pthread_t thread;
     pthread_create(&thread, NULL, run_thread, &machine);
-    struct timespec wait = { 0, 20 * 1000 * 1000 };
-    nanosleep(&wait, NULL);
+    clock_sleep_ms(20);
 
     for (int round = 0; round < 20; round++) {
         uint64_t dirty = machine_dirty_log_read_and_clear(&machine, bitmap);
@@ -121,7 +113,7 @@ static void test_concurrent(const char *elf)
             if (bit_set(bitmap, p))
                 CHECK(p >= first_page && p < first_page + pages, "page %llu dirty but never written",
                       (unsigned long long)p);
-        nanosleep(&wait, NULL);
+        clock_sleep_ms(20);
     }
     /* After a pause, everything the guest stored shows up: a full sweep
      * over the pages takes far less than the 20 ms slept. */
@@ -130,16 +122,15 @@ static void test_concurrent(const char *elf)
           (unsigned long long)pages, (unsigned long long)dirty);
 
     /* Pause is bounded: it returns within one slice, far below 100 ms. */
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    double start = clock_monotonic_seconds();
     machine_pause(&machine);
-    double paused_after = seconds_since(&start);
+    double paused_after = clock_monotonic_seconds() - start;
     CHECK(paused_after < 0.1, "pause took %.3f s", paused_after);
     uint64_t instret = machine.harts[0].state.instret;
-    nanosleep(&wait, NULL);
+    clock_sleep_ms(20);
     CHECK(machine.harts[0].state.instret == instret, "the hart ran while paused");
     machine_resume(&machine);
-    nanosleep(&wait, NULL);
+    clock_sleep_ms(20);
     machine_pause(&machine);
     CHECK(machine.harts[0].state.instret > instret, "the hart did not run after resume");
     machine_resume(&machine);

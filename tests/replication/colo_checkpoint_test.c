@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "colo_primary.h"
 #include "colo_secondary.h"
 #include "machine.h"
@@ -166,12 +166,6 @@ static bool calls_are_in_order(const struct recording_device *device, uint64_t c
     return device->count == length && memcmp(device->calls, expected, length) == 0;
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec pause = { ms / 1000, (long)(ms % 1000) * 1000000 };
-    nanosleep(&pause, NULL);
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -236,7 +230,7 @@ int main(int argc, char **argv)
             colo_primary_request_checkpoint_within(&primary, 2);
             exchange.output_deadlines_set++;
         }
-        sleep_ms(5);
+        clock_sleep_ms(5);
     }
     colo_primary_stop(&primary);
     int primary_result = colo_primary_join(&primary, &err);
@@ -258,7 +252,7 @@ int main(int argc, char **argv)
     machine_pause(&svm);
     uint64_t instret_before = svm.harts[0].state.instret;
     machine_resume(&svm);
-    sleep_ms(20);
+    clock_sleep_ms(20);
     machine_pause(&svm);
     CHECK(svm.harts[0].state.instret > instret_before, "the SVM does not run after failover");
     machine_resume(&svm);

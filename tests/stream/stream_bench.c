@@ -8,19 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "crc32c.h"
 #include "machine.h"
 #include "stream.h"
-
-static double now_seconds(void)
-{
-    struct timespec time;
-    clock_gettime(CLOCK_MONOTONIC, &time);
-    return (double)time.tv_sec + (double)time.tv_nsec * 1e-9;
-}
 
 static void die(const char *what, const struct error *err)
 {
@@ -41,10 +34,10 @@ static void bench_crc(const char *name, uint32_t (*crc)(uint32_t, const void *, 
     uint32_t value = 0;
     double best = 1e9;
     for (unsigned pass = 0; pass < 5; pass++) {
-        double start = now_seconds();
+        double start = clock_monotonic_seconds();
         for (size_t done = 0; done < total; done += block)
             value = crc(value, data, block);
-        double seconds = now_seconds() - start;
+        double seconds = clock_monotonic_seconds() - start;
         if (seconds < best)
             best = seconds;
     }
@@ -92,7 +85,7 @@ static void bench_transfer(struct machine *source, struct machine *target, unsig
     for (uint64_t i = 0; i < source->ram.page_count; i++)
         pages[i] = i;
     struct sender sender = { source, fds[0], rounds, pages };
-    double start = now_seconds();
+    double start = clock_monotonic_seconds();
     pthread_t thread;
     pthread_create(&thread, NULL, send_rounds, &sender);
 
@@ -116,7 +109,7 @@ static void bench_transfer(struct machine *source, struct machine *target, unsig
             } while (record.type != STREAM_RECORD_CHECKPOINT_END);
         }
     }
-    double seconds = now_seconds() - start;
+    double seconds = clock_monotonic_seconds() - start;
     pthread_join(thread, NULL);
     double megabytes = (double)reader.bytes_read / 1e6;
     printf("  pages through a socketpair, %-30s %6.0f MB in %.3f s: %6.0f MB/s (%.0f pages/s)\n",
