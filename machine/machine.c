@@ -14,6 +14,7 @@
 
 #include "elf_loader.h"
 #include "hart_decode.h"
+#include "net_tap.h"
 
 /* Instructions per slice: the longest a pause request waits (about 0.2 ms
  * at 300 MIPS) and the granularity of real-time timer interrupts. */
@@ -78,6 +79,18 @@ static void console_feed_uart(struct machine *machine)
                              machine->console_input_length < sizeof machine->console_input);
 }
 
+static int attach_tap(struct virtio_net *nic, const char *name, struct error *err)
+{
+    struct net_backend *tap = net_tap_open(name, err);
+    if (!tap)
+        return -1;
+    if (virtio_net_attach_backend(nic, tap, err) < 0) {
+        net_backend_destroy(tap);
+        return -1;
+    }
+    return 0;
+}
+
 static int create_devices(struct machine *machine, struct error *err)
 {
     const struct machine_config *config = &machine->config;
@@ -101,7 +114,6 @@ static int create_devices(struct machine *machine, struct error *err)
         struct virtio_net *nic = calloc(1, sizeof *nic);
         if (!nic)
             return error_set(err, "out of memory for NIC %u", i);
-        nic->tap_fd = -1;
         nic->watch = -1;
         if (virtio_net_init(nic, machine, slot, config->nics[i].mac, err) < 0) {
             free(nic);
@@ -109,7 +121,7 @@ static int create_devices(struct machine *machine, struct error *err)
         }
         machine->nics[i] = nic;
         machine->virtio_slots[slot] = &nic->transport;
-        if (config->nics[i].tap[0] && virtio_net_attach_tap(nic, config->nics[i].tap, err) < 0)
+        if (config->nics[i].tap[0] && attach_tap(nic, config->nics[i].tap, err) < 0)
             return -1;
     }
     return 0;

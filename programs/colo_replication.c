@@ -52,7 +52,7 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     pthread_mutex_lock(&r->lock);
     switch (r->nic_mode) {
     case NIC_PASS:
-        virtio_net_transmit_to_tap(NULL, net, header, frame, length);
+        virtio_net_transmit_to_backend(NULL, net, header, frame, length);
         break;
     case NIC_HOLD: {
         uint8_t *copy = r->held_count < HELD_FRAMES_MAX && r->held_bytes + length <= HELD_BYTES_MAX
@@ -82,7 +82,7 @@ void replication_release_held_locked(struct replication *r)
 {
     for (size_t i = 0; i < r->held_count; i++) {
         struct held_frame *f = &r->held[i];
-        virtio_net_transmit_to_tap(NULL, f->net, &f->header, f->data, f->length);
+        virtio_net_transmit_to_backend(NULL, f->net, &f->header, f->data, f->length);
         free(f->data);
     }
     r->released_total += r->held_count;

@@ -266,7 +266,7 @@ int replication_handle_protect(void *opaque, const json_t *request, json_t *repl
     machine_pause(machine);
     replication_install_transmit_hooks(r, machine);
     for (unsigned i = 0; i < machine->config.nic_count; i++)
-        virtio_net_set_tap_frame_observer(machine->nics[i], mirror_frame, r);
+        virtio_net_set_backend_frame_observer(machine->nics[i], mirror_frame, r);
     machine_resume(machine);
     if (pthread_create(&r->primary_thread, NULL, primary_thread, r) != 0) {
         vm_control_end_operation(r->control, false);

@@ -247,7 +247,7 @@ static void switch_network_to_local(struct replication *r)
      * and the machine thread delivers them when it runs again (the reader
      * is stopped, so nothing new is queued). */
     for (unsigned i = 0; i < machine->config.nic_count; i++) {
-        virtio_net_set_tap_receive(machine->nics[i], true);
+        virtio_net_set_backend_receive(machine->nics[i], true);
         virtio_net_announce(machine->nics[i]);
     }
     /* The primary's output behind the SVM's last checkpoint, if no
@@ -258,7 +258,7 @@ static void switch_network_to_local(struct replication *r)
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->committed_count; i++) {
         struct held_frame *f = &r->committed[i];
-        virtio_net_transmit_to_tap(NULL, f->net, &f->header, f->data, f->length);
+        virtio_net_transmit_to_backend(NULL, f->net, &f->header, f->data, f->length);
     }
     r->pvm_output_released = r->committed_count;
     drop_committed_locked(r);
@@ -327,7 +327,7 @@ int colo_replication_start_secondary(struct vm_control *control, struct machine 
     replication_install_transmit_hooks(r, machine);
     r->nic_mode = NIC_HOLD;
     for (unsigned i = 0; i < machine->config.nic_count; i++)
-        virtio_net_set_tap_receive(machine->nics[i], false);
+        virtio_net_set_backend_receive(machine->nics[i], false);
 
     int listener = migration_listen(address, err);
     if (listener < 0)

@@ -155,7 +155,7 @@ static json_t *nic_status(const struct virtio_net *nic)
     const uint8_t *m = nic->state.mac;
     snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
     return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
-                     "tap", nic->tap_name, "mac", mac,
+                     "tap", nic->backend ? nic->backend->name : "", "mac", mac,
                      "received_frames", (json_int_t)nic->received_frames,
                      "transmitted_frames", (json_int_t)nic->transmitted_frames,
                      "dropped_no_buffers", (json_int_t)nic->dropped_no_buffers,

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "machine.h"
+#include "net_tap.h"
 #include "virtio_net.h"
 #include "virtio_test_driver.h"
 
@@ -463,7 +464,7 @@ static void test_transmit(struct guest_nic *guest)
     CHECK(captured.frames[0][12] == 0x80 && captured.frames[0][13] == 0x35, "announce is not RARP");
     CHECK(captured.frames[0][21] == 3 && memcmp(captured.frames[0] + 22, net->state.mac, 6) == 0,
           "RARP body is not a reverse request for the VM's MAC");
-    net->transmit_hook = virtio_net_transmit_to_tap;
+    net->transmit_hook = virtio_net_transmit_to_backend;
     net->transmit_hook_opaque = NULL;
 }
 
@@ -890,9 +891,14 @@ static uint16_t finished_checksum(const uint8_t *frame, size_t length)
     return checksum ? checksum : 0xffff;
 }
 
+static struct net_tap *tap_of(struct virtio_net *net)
+{
+    return net_tap_of(net->backend);
+}
+
 static bool wait_tap_readable(struct virtio_net *net)
 {
-    struct pollfd waiting = { .fd = net->tap_fd, .events = POLLIN };
+    struct pollfd waiting = { .fd = net->backend->fd, .events = POLLIN };
     return poll(&waiting, 1, 2000) == 1;
 }
 
@@ -922,7 +928,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     test_queue_kick(&net->transport, &guest.rx);
     host_send_with_header(vnet_sock, &udp_checksum_header, udp, sizeof udp);
     CHECK(wait_tap_readable(net), "the UDP frame did not reach the TAP");
-    virtio_net_poll_tap(net);
+    virtio_net_poll_backend(net);
     static uint8_t finished[sizeof udp];
     memcpy(finished, udp, sizeof udp);
     uint16_t checksum = finished_checksum(udp, sizeof udp);
@@ -934,7 +940,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     /* The guest takes every offload: so does the TAP now. */
     guest_set_up(&guest, net, DEVICE_AREA_STRIDE, OFFLOAD_FEATURES);
     unsigned all = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    CHECK(net->tap_offloads == all, "TAP offloads 0x%x, expected 0x%x", net->tap_offloads, all);
+    CHECK(tap_of(net)->offloads == all, "TAP offloads 0x%x, expected 0x%x", tap_of(net)->offloads, all);
     CHECK(tap_kernel_offload(ETHTOOL_GTXCSUM) == 1 && tap_kernel_offload(ETHTOOL_GTSO) == 1,
           "the kernel has not the TAP's offloads (tx-csum %d, tso %d)",
           tap_kernel_offload(ETHTOOL_GTXCSUM), tap_kernel_offload(ETHTOOL_GTSO));
@@ -944,7 +950,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     test_queue_kick(&net->transport, &guest.rx);
     host_send_with_header(vnet_sock, &udp_checksum_header, udp, sizeof udp);
     CHECK(wait_tap_readable(net), "the UDP frame did not reach the TAP");
-    virtio_net_poll_tap(net);
+    virtio_net_poll_backend(net);
     expect_received_with_header(&guest, heads[0], addresses[0], &udp_checksum_header, udp, sizeof udp,
                                 "unfinished checksum to a guest with GUEST_CSUM");
 
@@ -970,7 +976,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
         test_queue_kick(&net->transport, &guest.rx);
         host_send(sock, big, sizeof big);
         CHECK(wait_tap_readable(net), "the 3,000-byte frame did not reach the TAP");
-        virtio_net_poll_tap(net);
+        virtio_net_poll_backend(net);
         CHECK(net->parked_length == sizeof big, "parked %zu bytes, expected %zu", net->parked_length,
               sizeof big);
         CHECK(!polling_enabled(net), "TAP still polled with a frame parked");
@@ -985,12 +991,37 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
 
     /* A state load sets the TAP's offloads from the loaded features; a
      * reset takes them away until the driver negotiates again. */
-    net->tap_offloads = 0;
+    tap_of(net)->offloads = 0;
     virtio_net_after_load(net);
-    CHECK(net->tap_offloads == all, "TAP offloads 0x%x after a load", net->tap_offloads);
+    CHECK(tap_of(net)->offloads == all, "TAP offloads 0x%x after a load", tap_of(net)->offloads);
     test_mmio_write(&net->transport, VIRTIO_MMIO_STATUS, 0);
-    CHECK(net->tap_offloads == 0, "TAP offloads 0x%x after a reset", net->tap_offloads);
+    CHECK(tap_of(net)->offloads == 0, "TAP offloads 0x%x after a reset", tap_of(net)->offloads);
     close(vnet_sock);
+}
+
+/* A backend that takes frames and has none: only to be refused. */
+static int null_send(struct net_backend *backend, const struct virtio_net_header *header,
+                     const uint8_t *frame, size_t length)
+{
+    (void)backend, (void)header, (void)frame, (void)length;
+    return 0;
+}
+
+static void null_destroy(struct net_backend *backend)
+{
+    (void)backend;
+}
+
+static int attach_tap(struct virtio_net *net, const char *name, struct error *err)
+{
+    struct net_backend *tap = net_tap_open(name, err);
+    if (!tap)
+        return -1;
+    if (virtio_net_attach_backend(net, tap, err) < 0) {
+        net_backend_destroy(tap);
+        return -1;
+    }
+    return 0;
 }
 
 static void test_tap(void)
@@ -999,22 +1030,24 @@ static void test_tap(void)
         return;
     static struct virtio_net net;
     struct error err;
-    if (virtio_net_init(&net, &machine, 2, mac_a, &err) < 0 ||
-        virtio_net_attach_tap(&net, TAP_NAME, &err) < 0) {
+    if (virtio_net_init(&net, &machine, 2, mac_a, &err) < 0 || attach_tap(&net, TAP_NAME, &err) < 0) {
         CHECK(0, "TAP NIC: %s", err.message);
         return;
     }
-    CHECK(net.tap_fd >= 0 && net.watch >= 0, "attach did not open and watch the TAP");
+    CHECK(net.backend && net.backend->fd >= 0 && net.watch >= 0, "attach did not open and watch the TAP");
     CHECK(polling_enabled(&net), "TAP not polled after attach");
-    CHECK(net.tap_vnet_header, "the TAP does not carry virtio-net headers");
-    CHECK(net.tap_offloads == 0, "TAP offloads 0x%x before the driver started", net.tap_offloads);
+    CHECK(tap_of(&net)->vnet_header, "the TAP does not carry virtio-net headers");
+    CHECK(tap_of(&net)->offloads == 0, "TAP offloads 0x%x before the driver started", tap_of(&net)->offloads);
     CHECK(tap_kernel_offload(ETHTOOL_GTXCSUM) == 0 && tap_kernel_offload(ETHTOOL_GTSO) == 0,
           "the offloads the TAP's previous user set survived the attach (tx-csum %d, tso %d)",
           tap_kernel_offload(ETHTOOL_GTXCSUM), tap_kernel_offload(ETHTOOL_GTSO));
     CHECK((test_device_features(&net.transport) & OFFLOADS) == OFFLOADS,
           "offloads not offered with a vnet-header TAP");
+    static const struct net_backend_ops null_ops = { .kind = "null", .send = null_send,
+                                                     .destroy = null_destroy };
+    struct net_backend spare = { .ops = &null_ops, .fd = -1 };
     struct error attach_twice;
-    CHECK(virtio_net_attach_tap(&net, TAP_NAME, &attach_twice) < 0, "second attach accepted");
+    CHECK(virtio_net_attach_backend(&net, &spare, &attach_twice) < 0, "second attach accepted");
     if (!bring_tap_up())
         return;
     int sock = open_packet_socket();
@@ -1023,7 +1056,7 @@ static void test_tap(void)
 
     struct guest_nic guest;
     guest_set_up(&guest, &net, DEVICE_AREA_STRIDE, PLAIN_FEATURES);
-    CHECK(net.tap_offloads == 0, "TAP offloads 0x%x for a guest without offloads", net.tap_offloads);
+    CHECK(tap_of(&net)->offloads == 0, "TAP offloads 0x%x for a guest without offloads", tap_of(&net)->offloads);
 
     /* Host -> guest while the guest has no receive buffers: the first
      * frame is parked and the TAP is no longer polled. */
@@ -1032,13 +1065,13 @@ static void test_tap(void)
     make_frame(second, sizeof second, mac_a, 11);
     host_send(sock, first, sizeof first);
     CHECK(wait_tap_readable(&net), "the first frame did not reach the TAP");
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     CHECK(net.parked_length == sizeof first, "parked %zu bytes, expected %zu", net.parked_length,
           sizeof first);
     CHECK(!polling_enabled(&net), "TAP still polled with a frame parked");
     host_send(sock, second, sizeof second);
     CHECK(wait_tap_readable(&net), "the second frame did not reach the TAP");
-    virtio_net_poll_tap(&net);      /* parked: must not read */
+    virtio_net_poll_backend(&net);      /* parked: must not read */
     CHECK(net.parked_length == sizeof first, "the parked frame changed");
 
     /* The guest adds buffers: the parked frame comes first, polling
@@ -1051,7 +1084,7 @@ static void test_tap(void)
     CHECK(net.parked_length == 0, "parked frame not delivered after the guest added buffers");
     CHECK(polling_enabled(&net), "TAP not polled again after the parked frame went in");
     expect_received(&guest, heads[0], addresses[0], first, sizeof first, "parked frame");
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     expect_received(&guest, heads[1], addresses[1], second, sizeof second, "frame behind the parked one");
     CHECK(net.received_frames == 2, "received_frames is %llu", (unsigned long long)net.received_frames);
 
@@ -1077,7 +1110,7 @@ static void test_tap(void)
     host_send(sock, fifth, sizeof fifth);
     CHECK(wait_tap_readable(&net), "frames did not reach the TAP");
     usleep(10000);
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     expect_received(&guest, heads[2], addresses[2], fourth, sizeof fourth, "last buffer");
     CHECK(net.parked_length == sizeof fifth, "fifth frame not parked (%zu)", net.parked_length);
     uint64_t dropped = net.dropped_no_buffers;
@@ -1089,7 +1122,7 @@ static void test_tap(void)
     /* Same after a device reset by the driver. */
     host_send(sock, fifth, sizeof fifth);
     CHECK(wait_tap_readable(&net), "frame did not reach the TAP");
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     CHECK(net.parked_length == sizeof fifth, "frame not parked before reset");
     test_mmio_write(&net.transport, VIRTIO_MMIO_STATUS, 0);
     CHECK(net.parked_length == 0, "parked frame survived a reset");
@@ -1097,8 +1130,10 @@ static void test_tap(void)
 
     test_tap_offloads(&net, sock);
     close(sock);
+    int tap_fd = net.backend->fd;
     virtio_net_destroy(&net);
-    CHECK(net.tap_fd == -1 && net.watch == -1, "destroy left the TAP open or watched");
+    CHECK(fcntl(tap_fd, F_GETFD) < 0 && net.backend == NULL && net.watch == -1,
+          "destroy left the TAP open or watched");
 }
 
 int main(void)
