@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block_file.h"
 #include "elf_loader.h"
 #include "hart_decode.h"
 #include "net_tap.h"
@@ -102,8 +103,9 @@ static int create_devices(struct machine *machine, struct error *err)
         struct virtio_blk *disk = calloc(1, sizeof *disk);
         if (!disk)
             return error_set(err, "out of memory for disk %u", i);
-        disk->fd = -1;
-        if (virtio_blk_init(disk, machine, slot, config->disks[i].path, config->disks[i].read_only, err) < 0) {
+        struct block_backend *image = block_file_open(config->disks[i].path, config->disks[i].read_only, err);
+        if (!image || virtio_blk_init(disk, machine, slot, image, err) < 0) {
+            block_backend_destroy(image);
             free(disk);
             return -1;
         }
@@ -558,7 +560,7 @@ uint64_t machine_configuration_hash(const struct machine *machine)
     hash = fnv1a_mix(hash, machine->config.disk_count);
     for (unsigned i = 0; i < machine->config.disk_count; i++) {
         hash = fnv1a_mix(hash, machine->disks[i]->capacity_sectors);
-        hash = fnv1a_mix(hash, machine->disks[i]->read_only);
+        hash = fnv1a_mix(hash, machine->disks[i]->backend->read_only);
     }
     hash = fnv1a_mix(hash, machine->config.nic_count);
     for (unsigned i = 0; i < machine->config.nic_count; i++) {

@@ -142,7 +142,7 @@ static void answer_pending_quits(struct vm_control *control)
 static json_t *disk_status(const struct virtio_blk *disk)
 {
     return json_pack("{s:s?, s:b, s:I, s:I, s:I, s:I}",
-                     "path", disk->path, "read_only", disk->read_only,
+                     "path", disk->backend->name, "read_only", disk->backend->read_only,
                      "read_requests", (json_int_t)disk->read_requests,
                      "write_requests", (json_int_t)disk->write_requests,
                      "flush_requests", (json_int_t)disk->flush_requests,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block_file.h"
 #include "machine.h"
 #include "virtio_blk.h"
 #include "virtio_test_driver.h"
@@ -117,6 +118,27 @@ static uint8_t status_of(unsigned number)
     return *test_guest_pointer(&machine, status_address(number));
 }
 
+/* A disk over the image file `path` in virtio-mmio slot `slot`. */
+static int init_disk(struct virtio_blk *disk, unsigned slot, const char *path, bool read_only,
+                     struct error *err)
+{
+    struct block_backend *image = block_file_open(path, read_only, err);
+    if (!image || virtio_blk_init(disk, &machine, slot, image, err) < 0) {
+        block_backend_destroy(image);
+        return -1;
+    }
+    return 0;
+}
+
+/* The number the next open file gets: the lowest one free. */
+static int lowest_free_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
 /* Expects the next used element to be `head` with `length` bytes written. */
 static void expect_used(struct test_queue *queue, uint16_t head, uint32_t length, const char *what)
 {
@@ -139,7 +161,7 @@ static void set_up_driver(struct virtio_blk *disk, struct test_queue *queue, uin
 {
     uint64_t features = VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX |
                         VIRTIO_BLK_F_BLK_SIZE;
-    if (disk->read_only)
+    if (disk->backend->read_only)
         features |= VIRTIO_BLK_F_RO;
     CHECK(test_driver_negotiate(&disk->transport, features), "FEATURES_OK did not stick");
     CHECK(test_queue_setup(&disk->transport, queue, 0, 128, queue_base), "queue 0 setup failed");
@@ -363,7 +385,7 @@ static void test_read_only(const char *image)
 {
     static struct virtio_blk disk;
     struct error err;
-    if (virtio_blk_init(&disk, &machine, 1, image, true, &err) < 0) {
+    if (init_disk(&disk, 1, image, true, &err) < 0) {
         CHECK(0, "read-only init: %s", err.message);
         return;
     }
@@ -397,18 +419,19 @@ static void test_init_errors(void)
 {
     static struct virtio_blk disk;
     struct error err;
+    int free_fd = lowest_free_fd();
     const char *empty = path_in_directory("empty.img");
     make_image(empty, 0);
-    CHECK(virtio_blk_init(&disk, &machine, 2, empty, false, &err) < 0, "empty image accepted");
+    CHECK(init_disk(&disk, 2, empty, false, &err) < 0, "empty image accepted");
     CHECK(strstr(err.message, empty) != NULL, "error does not name the image: %s", err.message);
     const char *odd = path_in_directory("odd.img");
     make_image(odd, 1000);
-    CHECK(virtio_blk_init(&disk, &machine, 2, odd, false, &err) < 0, "1000-byte image accepted");
+    CHECK(init_disk(&disk, 2, odd, false, &err) < 0, "1000-byte image accepted");
     CHECK(strstr(err.message, odd) != NULL, "error does not name the image: %s", err.message);
     const char *missing = path_in_directory("missing.img");
-    CHECK(virtio_blk_init(&disk, &machine, 2, missing, false, &err) < 0, "missing image accepted");
+    CHECK(init_disk(&disk, 2, missing, false, &err) < 0, "missing image accepted");
     CHECK(strstr(err.message, missing) != NULL, "error does not name the image: %s", err.message);
-    CHECK(disk.fd == -1, "a failed init left an open fd");
+    CHECK(lowest_free_fd() == free_fd && disk.backend == NULL, "a failed init left an open fd");
 }
 
 static void test_save_load(struct virtio_blk *disk, struct test_queue *queue, const char *image)
@@ -435,7 +458,7 @@ static void test_save_load(struct virtio_blk *disk, struct test_queue *queue, co
     struct error err;
     const char *bigger = path_in_directory("bigger.img");
     make_image(bigger, 2 * IMAGE_SECTORS * SECTOR);
-    if (virtio_blk_init(&other, &machine, 3, bigger, false, &err) < 0) {
+    if (init_disk(&other, 3, bigger, false, &err) < 0) {
         CHECK(0, "init of a second disk: %s", err.message);
     } else {
         struct virtio_mmio_state state_before = other.transport.state;
@@ -450,7 +473,7 @@ static void test_save_load(struct virtio_blk *disk, struct test_queue *queue, co
 
     /* Into the same image opened read-only: refused (F_RO was negotiated
      * differently). */
-    if (virtio_blk_init(&other, &machine, 3, image, true, &err) < 0) {
+    if (init_disk(&other, 3, image, true, &err) < 0) {
         CHECK(0, "init of a read-only twin: %s", err.message);
     } else {
         state_reader_init(&reader, writer.data, writer.length);
@@ -486,7 +509,7 @@ int main(void)
     const char *image = path_in_directory("vblk-test.img");
     make_image(image, IMAGE_SECTORS * SECTOR);
     static struct virtio_blk disk;
-    if (virtio_blk_init(&disk, &machine, 0, image, false, &err) < 0) {
+    if (init_disk(&disk, 0, image, false, &err) < 0) {
         printf("FAIL: virtio_blk_init: %s\n", err.message);
         return 1;
     }
@@ -500,8 +523,9 @@ int main(void)
     test_read_only(image);
     test_init_errors();
     test_save_load(&disk, &queue, image);
+    int image_fd = block_file_of(disk.backend)->fd;
     virtio_blk_destroy(&disk);
-    CHECK(disk.fd == -1, "destroy left the fd open");
+    CHECK(fcntl(image_fd, F_GETFD) < 0 && disk.backend == NULL, "destroy left the fd open");
     machine_destroy(&machine);
 
     const char *names[] = { "vblk-test.img", "empty.img", "odd.img", "bigger.img" };
