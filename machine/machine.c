@@ -583,6 +583,103 @@ uint64_t machine_ram_hash(const struct machine *machine)
     return hash;
 }
 
+uint64_t machine_hart_hash(const struct machine *machine)
+{
+    struct state_writer writer;
+    state_writer_init(&writer);
+    /* Hash the saved form: exactly the guest-visible state. */
+    hart_save(&machine->harts[0], &writer);
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < writer.length; i++) {
+        hash ^= writer.data[i];
+        hash *= 0x100000001b3ull;
+    }
+    state_writer_free(&writer);
+    return hash;
+}
+
+/* ---- what the layers above may know ---- */
+
+const struct machine_config *machine_get_config(const struct machine *machine)
+{
+    return &machine->config;
+}
+
+unsigned machine_nic_count(const struct machine *machine)
+{
+    return machine->config.nic_count;
+}
+
+struct virtio_net *machine_nic(struct machine *machine, unsigned index)
+{
+    return index < machine->config.nic_count ? machine->nics[index] : NULL;
+}
+
+int machine_nic_index(const struct machine *machine, const struct virtio_net *nic)
+{
+    for (unsigned i = 0; i < machine->config.nic_count; i++)
+        if (machine->nics[i] == nic)
+            return (int)i;
+    return -1;
+}
+
+unsigned machine_disk_count(const struct machine *machine)
+{
+    return machine->config.disk_count;
+}
+
+struct virtio_blk *machine_disk(struct machine *machine, unsigned index)
+{
+    return index < machine->config.disk_count ? machine->disks[index] : NULL;
+}
+
+uint64_t machine_ram_size(const struct machine *machine)
+{
+    return machine->ram.size;
+}
+
+uint64_t machine_ram_page_count(const struct machine *machine)
+{
+    return machine->ram.page_count;
+}
+
+size_t machine_dirty_bitmap_words(const struct machine *machine)
+{
+    return guest_ram_bitmap_words(&machine->ram);
+}
+
+const uint8_t *machine_ram_page(const struct machine *machine, uint64_t page_index)
+{
+    if (page_index >= machine->ram.page_count)
+        return NULL;
+    return machine->ram.host + (page_index << GUEST_PAGE_SHIFT);
+}
+
+bool machine_dirty_log_enabled(const struct machine *machine)
+{
+    return machine->ram.dirty_log_enabled;
+}
+
+size_t machine_preimage_count(const struct machine *machine)
+{
+    return machine->ram.preimages.count;
+}
+
+uint32_t machine_exit_code(const struct machine *machine)
+{
+    return machine->exit_code;
+}
+
+uint64_t machine_instructions_retired(const struct machine *machine)
+{
+    return machine->harts[0].state.instret;
+}
+
+uint64_t machine_pc(const struct machine *machine)
+{
+    return machine->harts[0].state.pc;
+}
+
 /* ---- cross-thread control ---- */
 
 static void refresh_attention(struct machine *machine)

@@ -217,11 +217,43 @@ void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason
 void machine_save_state(struct machine *machine, struct state_writer *writer);
 int machine_load_state(struct machine *machine, const void *data, size_t length, struct error *err);
 
+/* What the layers above may know of a machine, without its fields.
+ * Counts and devices are fixed at machine_create; the rest is read on the
+ * machine's thread or with the machine paused (machine_pause) to get a
+ * value that agrees with the others. */
+const struct machine_config *machine_get_config(const struct machine *machine);
+unsigned machine_nic_count(const struct machine *machine);
+/* NIC `index` (0 .. machine_nic_count - 1), or NULL. */
+struct virtio_net *machine_nic(struct machine *machine, unsigned index);
+/* The index of one of this machine's NICs, or -1 if it is not ours. */
+int machine_nic_index(const struct machine *machine, const struct virtio_net *nic);
+unsigned machine_disk_count(const struct machine *machine);
+/* Disk `index` (0 .. machine_disk_count - 1), or NULL. */
+struct virtio_blk *machine_disk(struct machine *machine, unsigned index);
+uint64_t machine_ram_size(const struct machine *machine);      /* bytes */
+uint64_t machine_ram_page_count(const struct machine *machine);  /* GUEST_PAGE_SIZE pages */
+/* Words of a dirty bitmap for this machine (machine_dirty_log_read_and_clear). */
+size_t machine_dirty_bitmap_words(const struct machine *machine);
+/* Guest RAM page `page_index` for reading (GUEST_PAGE_SIZE bytes), or
+ * NULL outside RAM. While the machine runs, the guest may be changing it. */
+const uint8_t *machine_ram_page(const struct machine *machine, uint64_t page_index);
+bool machine_dirty_log_enabled(const struct machine *machine);
+/* Pages captured as pre-images since the last reset (machine paused). */
+size_t machine_preimage_count(const struct machine *machine);
+/* The guest's exit code once machine_run returned MACHINE_EXIT_CODE. */
+uint32_t machine_exit_code(const struct machine *machine);
+/* Hart 0's retired instructions (instret) and program counter. */
+uint64_t machine_instructions_retired(const struct machine *machine);
+uint64_t machine_pc(const struct machine *machine);
+
 /* A hash of what a machine's state must agree with to be loaded into it:
  * RAM size, harts, and the devices (kinds, order, NIC MACs, disk sizes). */
 uint64_t machine_configuration_hash(const struct machine *machine);
 
 /* FNV-1a 64-bit hash of all of guest RAM, for tests. */
 uint64_t machine_ram_hash(const struct machine *machine);
+/* FNV-1a 64-bit hash of hart 0's saved state (exactly what is guest
+ * visible), for tests. */
+uint64_t machine_hart_hash(const struct machine *machine);
 
 #endif

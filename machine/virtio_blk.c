@@ -317,6 +317,18 @@ void virtio_blk_destroy(struct virtio_blk *disk)
     disk->backend = NULL;
 }
 
+void virtio_blk_get_stats(const struct virtio_blk *disk, struct virtio_blk_stats *stats)
+{
+    *stats = (struct virtio_blk_stats){
+        .path = disk->backend ? disk->backend->name : NULL,
+        .read_only = disk->backend && disk->backend->read_only,
+        .read_requests = disk->read_requests,
+        .write_requests = disk->write_requests,
+        .flush_requests = disk->flush_requests,
+        .failed_requests = disk->failed_requests,
+    };
+}
+
 /* ---- state ----------------------------------------------------------------- */
 
 void virtio_blk_save(const struct virtio_blk *disk, struct state_writer *writer)

@@ -16,6 +16,13 @@
 #include "error.h"
 #include "virtio_mmio.h"
 
+/* What a disk says about itself, for status and metrics. */
+struct virtio_blk_stats {
+    const char *path;                 /* the backend's name (the image's path); lives with the disk */
+    bool read_only;
+    uint64_t read_requests, write_requests, flush_requests, failed_requests;
+};
+
 struct virtio_blk {
     struct virtio_mmio transport;     /* all guest-visible state is here */
     struct block_backend *backend;    /* owned; NULL before init and after destroy */
@@ -30,6 +37,9 @@ struct virtio_blk {
 int virtio_blk_init(struct virtio_blk *disk, struct machine *machine, unsigned slot,
                     struct block_backend *backend, struct error *err);
 void virtio_blk_destroy(struct virtio_blk *disk);
+/* The disk's image and counters. The counters change on the machine's
+ * thread: read them there or with the machine paused. */
+void virtio_blk_get_stats(const struct virtio_blk *disk, struct virtio_blk_stats *stats);
 /* The transport's state plus a section with the disk's size and read-only
  * flag; a load fails (and changes nothing) when they differ from this
  * image's. */

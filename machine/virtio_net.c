@@ -29,6 +29,7 @@
 #include "virtio_net.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -568,6 +569,20 @@ void virtio_net_destroy(struct virtio_net *net)
     net->backend = NULL;
     free_buffers(net);
     net->parked_length = 0;
+}
+
+void virtio_net_get_stats(const struct virtio_net *net, struct virtio_net_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    memcpy(stats->mac, net->state.mac, sizeof stats->mac);
+    if (net->backend)
+        snprintf(stats->backend, sizeof stats->backend, "%s", net->backend->name);
+    stats->received_frames = net->received_frames;
+    stats->transmitted_frames = net->transmitted_frames;
+    stats->dropped_no_buffers = net->dropped_no_buffers;
+    stats->dropped_too_large = net->dropped_too_large;
+    stats->dropped_offloads = net->dropped_offloads;
+    stats->transmit_errors = net->transmit_errors;
 }
 
 /* ---- state ----------------------------------------------------------------- */

@@ -54,6 +54,14 @@ typedef void (*virtio_net_frame_hook)(void *opaque, struct virtio_net *net,
                                       const struct virtio_net_header *header,
                                       const uint8_t *frame, size_t length);
 
+/* What a NIC says about itself, for status and metrics. */
+struct virtio_net_stats {
+    uint8_t mac[6];
+    char backend[32];                 /* the backend's name (a TAP's); "" when none */
+    uint64_t received_frames, transmitted_frames;
+    uint64_t dropped_no_buffers, dropped_too_large, dropped_offloads, transmit_errors;
+};
+
 struct virtio_net {
     struct virtio_mmio transport;
     struct virtio_net_state state;
@@ -132,6 +140,9 @@ void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net,
  * machine's fd watch calls this when the backend is readable; tests call
  * it directly. */
 void virtio_net_poll_backend(struct virtio_net *net);
+/* The NIC's MAC, backend and counters. The counters change on the
+ * machine's thread: read them there or with the machine paused. */
+void virtio_net_get_stats(const struct virtio_net *net, struct virtio_net_stats *stats);
 /* Tells the network where the VM's MAC now lives (after a migration or a
  * failover): a broadcast RARP announcement from the VM's MAC, as QEMU's
  * self-announce sends, so bridges and switches learn its new port at once.

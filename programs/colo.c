@@ -133,24 +133,6 @@ static void *signal_thread(void *argument)
     return NULL;
 }
 
-static uint64_t hash_hart_state(const struct hart_state *s)
-{
-    struct state_writer writer;
-    state_writer_init(&writer);
-    /* Hash the saved form: exactly the guest-visible state. */
-    struct hart copy;
-    memset(&copy, 0, sizeof copy);
-    copy.state = *s;
-    hart_save(&copy, &writer);
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < writer.length; i++) {
-        hash ^= writer.data[i];
-        hash *= 0x100000001b3ull;
-    }
-    state_writer_free(&writer);
-    return hash;
-}
-
 /* What `colo run` does with the machine it creates: boot or load it, or
  * wait for it from another host (receive: one migration; secondary: a COLO
  * primary's initial copy and checkpoints). */
@@ -388,7 +370,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
             status = 0;
             break;
-        case MACHINE_EXIT_CODE: status = (int)(the_machine.exit_code & 0xff); break;
+        case MACHINE_EXIT_CODE: status = (int)(machine_exit_code(&the_machine) & 0xff); break;
         case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
         case MACHINE_EXIT_STOPPED:
             /* quit (or save) from the control socket ends the VM cleanly;
@@ -410,10 +392,9 @@ static int command_run(int argc, char **argv, enum run_mode mode)
         break;
     }
     if (options.print_state) {
-        const struct hart_state *s = &the_machine.harts[0].state;
         fprintf(stderr, "state: pc=0x%016" PRIx64 " instret=%" PRIu64 " hart=%016" PRIx64
-                " ram=%016" PRIx64 "\n", s->pc, s->instret, hash_hart_state(s),
-                machine_ram_hash(&the_machine));
+                " ram=%016" PRIx64 "\n", machine_pc(&the_machine), machine_instructions_retired(&the_machine),
+                machine_hart_hash(&the_machine), machine_ram_hash(&the_machine));
     }
     if (options.save_path && vm_save_file_write(options.save_path, &the_machine, vm, &err) < 0) {
         fprintf(stderr, "colo run: %s\n", err.message);

@@ -280,8 +280,8 @@ int colo_migration_receive(struct machine *machine, const char *address, const c
         snprintf(message, sizeof message, "%s", err->message);
         return error_set(err, "incoming migration failed: %s (the source VM keeps running there)", message);
     }
-    for (unsigned i = 0; i < machine->config.nic_count; i++)
-        virtio_net_announce(machine->nics[i]);
+    for (unsigned i = 0; i < machine_nic_count(machine); i++)
+        virtio_net_announce(machine_nic(machine, i));
     fprintf(stderr, "colo receive: %s: received in %.2f s; running here now\n", name, monotonic_seconds() - started);
     return 0;
 }

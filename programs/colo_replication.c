@@ -95,8 +95,8 @@ void replication_install_transmit_hooks(struct replication *r, struct machine *m
     /* takes_offloads: the hook forwards the guest's frames with their
      * headers to a vnet-header TAP, so both sides offer what a plain TAP
      * would, and the PVM's and the SVM's negotiated features match. */
-    for (unsigned i = 0; i < machine->config.nic_count; i++)
-        virtio_net_set_transmit_hook(machine->nics[i], transmit_frame, r, true);
+    for (unsigned i = 0; i < machine_nic_count(machine); i++)
+        virtio_net_set_transmit_hook(machine_nic(machine, i), transmit_frame, r, true);
 }
 
 /* The checkpoint's pre-copy is sent while the PVM runs; the PVM pauses

@@ -81,9 +81,8 @@ static void mirror_frame(void *opaque, struct virtio_net *net, const struct virt
     struct replication *r = opaque;
     if (!atomic_load(&r->mirroring))
         return;
-    unsigned index = 0;
-    while (index < r->machine->config.nic_count && r->machine->nics[index] != net)
-        index++;
+    int found = machine_nic_index(r->machine, net);
+    unsigned index = found < 0 ? machine_nic_count(r->machine) : (unsigned)found;
     uint32_t word = (uint32_t)length | (uint32_t)index << 24;
     uint8_t word_bytes[MIRROR_WORD_SIZE] = { (uint8_t)word, (uint8_t)(word >> 8), (uint8_t)(word >> 16),
                                              (uint8_t)(word >> 24) };
@@ -119,9 +118,8 @@ static int write_held_output(void *opaque, struct stream_writer *writer, struct 
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->held_count && result == 0; i++) {
         struct held_frame *f = &r->held[i];
-        uint32_t nic = 0;
-        while (nic < r->machine->config.nic_count && r->machine->nics[nic] != f->net)
-            nic++;
+        int found = machine_nic_index(r->machine, f->net);
+        uint32_t nic = found < 0 ? machine_nic_count(r->machine) : (uint32_t)found;
         uint8_t header[VIRTIO_NET_HEADER_SIZE];
         virtio_net_header_encode(&f->header, header);
         result = stream_write_output(writer, nic, header, f->data, f->length, err);
@@ -265,8 +263,8 @@ int replication_handle_protect(void *opaque, const json_t *request, json_t *repl
      * until the SVM exists (primary_network_setup). */
     machine_pause(machine);
     replication_install_transmit_hooks(r, machine);
-    for (unsigned i = 0; i < machine->config.nic_count; i++)
-        virtio_net_set_backend_frame_observer(machine->nics[i], mirror_frame, r);
+    for (unsigned i = 0; i < machine_nic_count(machine); i++)
+        virtio_net_set_backend_frame_observer(machine_nic(machine, i), mirror_frame, r);
     machine_resume(machine);
     if (pthread_create(&r->primary_thread, NULL, primary_thread, r) != 0) {
         vm_control_end_operation(r->control, false);

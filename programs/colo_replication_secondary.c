@@ -39,7 +39,7 @@ static bool take_mirror_messages(struct replication *r)
         uint32_t word = get_u32_le(m);
         size_t length = word & MIRROR_LENGTH_MASK;
         unsigned index = word >> 24;
-        if (length > VIRTIO_NET_MAX_FRAME || index >= r->machine->config.nic_count) {
+        if (length > VIRTIO_NET_MAX_FRAME || index >= machine_nic_count(r->machine)) {
             ok = false;
             break;
         }
@@ -133,7 +133,7 @@ static void on_frames_ready(void *opaque)
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->queued; i++) {
         struct mirrored_frame *f = &r->queue[i];
-        if (virtio_net_receive_with_header(r->machine->nics[f->nic], &f->header, f->data, f->length))
+        if (virtio_net_receive_with_header(machine_nic(r->machine, f->nic), &f->header, f->data, f->length))
             r->mirror_delivered++;
         free(f->data);
     }
@@ -172,12 +172,12 @@ static void keep_checkpoint_output(void *opaque, const struct stream_reader *rea
     while (stream_received_output_next(reader, &cursor, &body, &length) && r->committed_count < HELD_FRAMES_MAX) {
         uint32_t nic = get_u32_le(body);
         size_t frame_length = length - STREAM_OUTPUT_PREFIX;
-        uint8_t *copy = nic < r->machine->config.nic_count ? malloc(frame_length) : NULL;
+        uint8_t *copy = nic < machine_nic_count(r->machine) ? malloc(frame_length) : NULL;
         if (!copy)
             continue;   /* a NIC this VM does not have (cannot happen: same configuration), or no memory */
         memcpy(copy, body + STREAM_OUTPUT_PREFIX, frame_length);
         struct held_frame *f = &r->committed[r->committed_count++];
-        f->net = r->machine->nics[nic];
+        f->net = machine_nic(r->machine, nic);
         virtio_net_header_decode(body + 8, &f->header);
         f->length = frame_length;
         f->data = copy;
@@ -246,9 +246,9 @@ static void switch_network_to_local(struct replication *r)
     /* Mirrored frames still queued go to the SVM: the frames watch stays,
      * and the machine thread delivers them when it runs again (the reader
      * is stopped, so nothing new is queued). */
-    for (unsigned i = 0; i < machine->config.nic_count; i++) {
-        virtio_net_set_backend_receive(machine->nics[i], true);
-        virtio_net_announce(machine->nics[i]);
+    for (unsigned i = 0; i < machine_nic_count(machine); i++) {
+        virtio_net_set_backend_receive(machine_nic(machine, i), true);
+        virtio_net_announce(machine_nic(machine, i));
     }
     /* The primary's output behind the SVM's last checkpoint, if no
      * CHECKPOINT_NEW since showed that the primary released it (it may have
@@ -326,8 +326,8 @@ int colo_replication_start_secondary(struct vm_control *control, struct machine 
     /* Mute the NICs before anything runs: no frame out, no TAP read. */
     replication_install_transmit_hooks(r, machine);
     r->nic_mode = NIC_HOLD;
-    for (unsigned i = 0; i < machine->config.nic_count; i++)
-        virtio_net_set_backend_receive(machine->nics[i], false);
+    for (unsigned i = 0; i < machine_nic_count(machine); i++)
+        virtio_net_set_backend_receive(machine_nic(machine, i), false);
 
     int listener = migration_listen(address, err);
     if (listener < 0)
