@@ -17,6 +17,7 @@
 #include "virtio_test_driver.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define SECTOR 512u
 #define IMAGE_SECTORS 64u
@@ -41,8 +42,7 @@
 #define DATA_AREA 0x100000ull         /* request data */
 #define DIRTY_DATA_AREA 0x300000ull   /* a page range used only by the dirty log check */
 
-/* The machine is large (per-hart TLBs): keep it out of the stack. */
-static struct machine machine;
+static struct machine *machine;
 static char directory[64];
 
 static uint64_t ram(uint64_t offset)
@@ -92,11 +92,11 @@ static uint64_t status_address(unsigned number) { return ram(STATUS_AREA + numbe
 
 static void write_header(unsigned number, uint32_t type, uint64_t sector)
 {
-    uint8_t *header = test_guest_pointer(&machine, header_address(number));
+    uint8_t *header = test_guest_pointer(machine, header_address(number));
     test_put_le(header, type, 4);
     test_put_le(header + 4, 0, 4);
     test_put_le(header + 8, sector, 8);
-    *test_guest_pointer(&machine, status_address(number)) = 0xee;
+    *test_guest_pointer(machine, status_address(number)) = 0xee;
 }
 
 /* Adds header + data buffers + status as one chain. */
@@ -110,12 +110,12 @@ static uint16_t add_request(struct test_queue *queue, unsigned number, uint32_t 
     for (unsigned i = 0; i < data_count; i++)
         buffers[count++] = data[i];
     buffers[count++] = (struct test_buffer){ status_address(number), 1, true };
-    return test_queue_add(&machine, queue, buffers, count);
+    return test_queue_add(machine, queue, buffers, count);
 }
 
 static uint8_t status_of(unsigned number)
 {
-    return *test_guest_pointer(&machine, status_address(number));
+    return *test_guest_pointer(machine, status_address(number));
 }
 
 /* A disk over the image file `path` in virtio-mmio slot `slot`. */
@@ -123,7 +123,7 @@ static int init_disk(struct virtio_blk *disk, unsigned slot, const char *path, b
                      struct error *err)
 {
     struct block_backend *image = block_file_open(path, read_only, err);
-    if (!image || virtio_blk_init(disk, &machine, slot, image, err) < 0) {
+    if (!image || virtio_blk_init(disk, machine, slot, image, err) < 0) {
         block_backend_destroy(image);
         return -1;
     }
@@ -143,7 +143,7 @@ static int lowest_free_fd(void)
 static void expect_used(struct test_queue *queue, uint16_t head, uint32_t length, const char *what)
 {
     uint32_t id = 0, written = 0;
-    bool got = test_queue_take_used(&machine, queue, &id, &written);
+    bool got = test_queue_take_used(machine, queue, &id, &written);
     CHECK(got, "%s: no used element", what);
     if (!got)
         return;
@@ -154,7 +154,7 @@ static void expect_used(struct test_queue *queue, uint16_t head, uint32_t length
 static void expect_no_used(struct test_queue *queue, const char *what)
 {
     uint32_t id, written;
-    CHECK(!test_queue_take_used(&machine, queue, &id, &written), "%s: unexpected used element", what);
+    CHECK(!test_queue_take_used(machine, queue, &id, &written), "%s: unexpected used element", what);
 }
 
 static void set_up_driver(struct virtio_blk *disk, struct test_queue *queue, uint64_t queue_base)
@@ -222,7 +222,7 @@ static void test_write_then_read(struct virtio_blk *disk, struct test_queue *que
 {
     struct virtio_mmio *transport = &disk->transport;
     /* Write two sectors at sector 3 from two unequal buffers. */
-    uint8_t *data = test_guest_pointer(&machine, ram(DATA_AREA));
+    uint8_t *data = test_guest_pointer(machine, ram(DATA_AREA));
     for (unsigned i = 0; i < 2 * SECTOR; i++)
         data[i] = (uint8_t)(0xa5 ^ (i * 13));
     struct test_buffer out[2] = {
@@ -240,7 +240,7 @@ static void test_write_then_read(struct virtio_blk *disk, struct test_queue *que
     test_mmio_write(transport, VIRTIO_MMIO_INTERRUPT_ACK, 1);
 
     /* Read sectors 2..4 back into three writable buffers. */
-    uint8_t *in = test_guest_pointer(&machine, ram(DATA_AREA + 0x10000));
+    uint8_t *in = test_guest_pointer(machine, ram(DATA_AREA + 0x10000));
     memset(in, 0, 3 * SECTOR);
     struct test_buffer in_buffers[3] = {
         { ram(DATA_AREA + 0x10000), 100, true },
@@ -275,7 +275,7 @@ static void test_flush_and_get_id(struct virtio_blk *disk, struct test_queue *qu
     CHECK(status_of(0) == S_OK, "flush status %u", status_of(0));
     CHECK(disk->flush_requests == 1, "flush not counted");
 
-    uint8_t *id = test_guest_pointer(&machine, ram(DATA_AREA));
+    uint8_t *id = test_guest_pointer(machine, ram(DATA_AREA));
     memset(id, 0xff, 20);
     struct test_buffer id_buffer = { ram(DATA_AREA), 20, true };
     head = add_request(queue, 1, T_GET_ID, 0, &id_buffer, 1);
@@ -309,7 +309,7 @@ static void test_bad_requests(struct virtio_blk *disk, struct test_queue *queue,
         { header_address(5), 8, false },
         { status_address(5), 1, true },
     };
-    heads[5] = test_queue_add(&machine, queue, short_header, 2);
+    heads[5] = test_queue_add(machine, queue, short_header, 2);
     /* A request that follows the bad ones is still served. */
     heads[6] = add_request(queue, 6, T_FLUSH, 0, NULL, 0);
     test_queue_kick(transport, queue);
@@ -338,17 +338,17 @@ static void test_bad_requests(struct virtio_blk *disk, struct test_queue *queue,
     /* No writable byte at all: the chain comes back with nothing written. */
     write_header(7, T_IN, 0);
     struct test_buffer no_status = { header_address(7), 16, false };
-    uint16_t head = test_queue_add(&machine, queue, &no_status, 1);
+    uint16_t head = test_queue_add(machine, queue, &no_status, 1);
     test_queue_kick(transport, queue);
     expect_used(queue, head, 0, "request without a status byte");
 }
 
 static void test_dirty_log(struct virtio_blk *disk, struct test_queue *queue)
 {
-    size_t words = guest_ram_bitmap_words(&machine.ram);
+    size_t words = guest_ram_bitmap_words(&machine->ram);
     uint64_t *bitmap = calloc(words, sizeof *bitmap);
-    machine_dirty_log_enable(&machine, true);
-    machine_dirty_log_read_and_clear(&machine, bitmap);
+    machine_dirty_log_enable(machine, true);
+    machine_dirty_log_read_and_clear(machine, bitmap);
 
     /* A write request reads guest memory only: its data page stays clean. */
     struct test_buffer out = { ram(DIRTY_DATA_AREA + 0x10000), SECTOR, false };
@@ -362,8 +362,8 @@ static void test_dirty_log(struct virtio_blk *disk, struct test_queue *queue)
     expect_used(queue, head, 16 * SECTOR + 1, "read (dirty log)");
 
     memset(bitmap, 0, words * sizeof *bitmap);
-    machine_dirty_log_read_and_clear(&machine, bitmap);
-    machine_dirty_log_enable(&machine, false);
+    machine_dirty_log_read_and_clear(machine, bitmap);
+    machine_dirty_log_enable(machine, false);
 #define PAGE_DIRTY(offset) \
     ((bitmap[((offset) >> GUEST_PAGE_SHIFT) / 64] >> (((offset) >> GUEST_PAGE_SHIFT) % 64)) & 1)
     for (uint64_t page = 0; page < 3; page++)
@@ -395,7 +395,7 @@ static void test_read_only(const char *image)
 
     uint8_t before[SECTOR], after[SECTOR];
     read_image(image, 0, before, sizeof before);
-    memset(test_guest_pointer(&machine, ram(DATA_AREA)), 0x5a, SECTOR);
+    memset(test_guest_pointer(machine, ram(DATA_AREA)), 0x5a, SECTOR);
     struct test_buffer out = { ram(DATA_AREA), SECTOR, false };
     uint16_t head = add_request(&queue, 0, T_OUT, 0, &out, 1);
     test_queue_kick(&disk.transport, &queue);
@@ -410,7 +410,7 @@ static void test_read_only(const char *image)
     test_queue_kick(&disk.transport, &queue);
     expect_used(&queue, head, SECTOR + 1, "read from a read-only disk");
     CHECK(status_of(1) == S_OK, "read from a read-only disk: status %u", status_of(1));
-    CHECK(memcmp(test_guest_pointer(&machine, ram(DATA_AREA)), before, SECTOR) == 0,
+    CHECK(memcmp(test_guest_pointer(machine, ram(DATA_AREA)), before, SECTOR) == 0,
           "read from a read-only disk returned wrong data");
     virtio_blk_destroy(&disk);
 }
@@ -496,15 +496,8 @@ int main(void)
         printf("FAIL: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 16ull << 20;
-    config.console_output_fd = -1;
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 16ull << 20 });
     struct error err;
-    if (machine_create(&machine, &config, &err) < 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
 
     const char *image = path_in_directory("vblk-test.img");
     make_image(image, IMAGE_SECTORS * SECTOR);
@@ -526,7 +519,7 @@ int main(void)
     int image_fd = block_file_of(disk.backend)->fd;
     virtio_blk_destroy(&disk);
     CHECK(fcntl(image_fd, F_GETFD) < 0 && disk.backend == NULL, "destroy left the fd open");
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
 
     const char *names[] = { "vblk-test.img", "empty.img", "odd.img", "bigger.img" };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

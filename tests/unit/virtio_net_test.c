@@ -34,6 +34,7 @@
 #include "virtio_test_driver.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define VIRTIO_NET_F_CSUM (1ull << 0)
 #define VIRTIO_NET_F_GUEST_CSUM (1ull << 1)
@@ -66,7 +67,7 @@
 #define TX_LARGE_AREA 0x300000ull         /* one transmitted frame of up to 64 KiB */
 #define DEVICE_AREA_STRIDE 0x400000ull    /* second device's region */
 
-static struct machine machine;
+static struct machine *machine;
 
 static uint64_t ram(uint64_t offset)
 {
@@ -116,9 +117,9 @@ static uint16_t guest_add_rx(struct guest_nic *guest, const uint32_t *lengths, u
         buffers[i] = (struct test_buffer){ slot + offset, lengths[i], true };
         offset += lengths[i];
     }
-    memset(test_guest_pointer(&machine, slot), 0xcc, offset);
+    memset(test_guest_pointer(machine, slot), 0xcc, offset);
     *address = slot;
-    return test_queue_add(&machine, &guest->rx, buffers, count);
+    return test_queue_add(machine, &guest->rx, buffers, count);
 }
 
 static uint16_t guest_add_rx_simple(struct guest_nic *guest, uint64_t *address)
@@ -132,14 +133,14 @@ static uint16_t guest_add_rx_simple(struct guest_nic *guest, uint64_t *address)
 static uint16_t guest_add_tx(struct guest_nic *guest, const uint8_t *frame, size_t length, size_t split)
 {
     uint64_t slot = ram(guest->area + TX_BUFFER_AREA + 0x4000ull * (guest->next_tx_buffer++ % 64));
-    uint8_t *bytes = test_guest_pointer(&machine, slot);
+    uint8_t *bytes = test_guest_pointer(machine, slot);
     memset(bytes, 0x77, HEADER_SIZE);       /* garbage the device must skip */
     memcpy(bytes + HEADER_SIZE, frame, length);
     struct test_buffer buffers[2] = {
         { slot, (uint32_t)(HEADER_SIZE + split), false },
         { slot + HEADER_SIZE + split, (uint32_t)(length - split), false },
     };
-    return test_queue_add(&machine, &guest->tx, buffers, split < length ? 2 : 1);
+    return test_queue_add(machine, &guest->tx, buffers, split < length ? 2 : 1);
 }
 
 /* A transmit chain for a frame with a chosen header, in up to three
@@ -149,7 +150,7 @@ static uint16_t guest_add_tx_with_header(struct guest_nic *guest, const struct v
                                          const uint8_t *frame, size_t length, size_t split)
 {
     uint64_t slot = ram(guest->area + TX_LARGE_AREA);
-    uint8_t *bytes = test_guest_pointer(&machine, slot);
+    uint8_t *bytes = test_guest_pointer(machine, slot);
     virtio_net_header_encode(header, bytes);
     memcpy(bytes + HEADER_SIZE, frame, length);
     struct test_buffer buffers[3] = {
@@ -157,7 +158,7 @@ static uint16_t guest_add_tx_with_header(struct guest_nic *guest, const struct v
         { slot + HEADER_SIZE, (uint32_t)split, false },
         { slot + HEADER_SIZE + split, (uint32_t)(length - split), false },
     };
-    return test_queue_add(&machine, &guest->tx, buffers, split < length ? 3 : 2);
+    return test_queue_add(machine, &guest->tx, buffers, split < length ? 3 : 2);
 }
 
 static bool headers_equal(const struct virtio_net_header *a, const struct virtio_net_header *b)
@@ -195,12 +196,12 @@ static void expect_received_in_chains(struct guest_nic *guest, const uint16_t *h
     size_t done = 0;
     for (unsigned i = 0; i < count; i++) {
         uint32_t id = 0, written = 0;
-        bool got = test_queue_take_used(&machine, &guest->rx, &id, &written);
+        bool got = test_queue_take_used(machine, &guest->rx, &id, &written);
         CHECK(got, "%s: chain %u of %u not used", what, i, count);
         if (!got)
             return;
         CHECK(id == heads[i], "%s: chain %u: used id %u, expected %u", what, i, id, heads[i]);
-        const uint8_t *bytes = test_guest_pointer(&machine, addresses[i]);
+        const uint8_t *bytes = test_guest_pointer(machine, addresses[i]);
         size_t start = 0;
         if (i == 0) {
             struct virtio_net_header received;
@@ -240,7 +241,7 @@ static void expect_received(struct guest_nic *guest, uint16_t head, uint64_t add
 
 static bool nothing_received(struct guest_nic *guest)
 {
-    const uint8_t *used = test_guest_pointer(&machine, guest->rx.used);
+    const uint8_t *used = test_guest_pointer(machine, guest->rx.used);
     return test_get_le(used + 2, 2) == guest->rx.used_seen;
 }
 
@@ -391,7 +392,7 @@ static void test_receive(struct guest_nic *guest)
     CHECK(!virtio_net_receive(net, frame, 60), "a frame larger than the chain was delivered");
     CHECK(net->dropped_too_large == too_large + 1, "too-large drop not counted");
     uint32_t id = 0, written = 99;
-    CHECK(test_queue_take_used(&machine, &guest->rx, &id, &written) && id == head && written == 0,
+    CHECK(test_queue_take_used(machine, &guest->rx, &id, &written) && id == head && written == 0,
           "the too-small chain was not returned empty (id %u, length %u)", id, written);
     CHECK(net->received_frames == 3, "received_frames is %llu", (unsigned long long)net->received_frames);
 
@@ -429,7 +430,7 @@ static void test_transmit(struct guest_nic *guest)
     /* Shorter than a header: an error, not a frame. */
     uint64_t runt = ram(guest->area + TX_BUFFER_AREA + 0x3f000);
     struct test_buffer runt_buffer = { runt, 8, false };
-    heads[2] = test_queue_add(&machine, &guest->tx, &runt_buffer, 1);
+    heads[2] = test_queue_add(machine, &guest->tx, &runt_buffer, 1);
     test_mmio_write(&net->transport, VIRTIO_MMIO_INTERRUPT_ACK, 3);
     test_queue_kick(&net->transport, &guest->tx);
 
@@ -447,7 +448,7 @@ static void test_transmit(struct guest_nic *guest)
     CHECK(net->transmit_errors == 1, "runt not counted as a transmit error");
     for (unsigned i = 0; i < 3; i++) {
         uint32_t id = 0, written = 99;
-        CHECK(test_queue_take_used(&machine, &guest->tx, &id, &written) && id == heads[i] && written == 0,
+        CHECK(test_queue_take_used(machine, &guest->tx, &id, &written) && id == heads[i] && written == 0,
               "transmit chain %u: used id %u length %u", i, id, written);
     }
     CHECK(test_mmio_read(&net->transport, VIRTIO_MMIO_INTERRUPT_STATUS) & 1, "no transmit interrupt");
@@ -482,7 +483,7 @@ static void test_save_load(struct virtio_net *net)
 
     static struct virtio_net other;
     struct error err;
-    if (virtio_net_init(&other, &machine, 5, mac_b, &err) < 0) {
+    if (virtio_net_init(&other, machine, 5, mac_b, &err) < 0) {
         CHECK(0, "init of a second NIC: %s", err.message);
     } else {
         struct virtio_mmio_state before = other.transport.state;
@@ -537,7 +538,7 @@ static void test_transmit_offloads(struct guest_nic *guest, struct captured *cap
     CHECK(captured->lengths[0] == sizeof frame && memcmp(captured->frames[0], frame, sizeof frame) == 0,
           "TSO frame differs (length %zu)", captured->lengths[0]);
     uint32_t id, written;
-    CHECK(test_queue_take_used(&machine, &guest->tx, &id, &written), "TSO chain not returned");
+    CHECK(test_queue_take_used(machine, &guest->tx, &id, &written), "TSO chain not returned");
 }
 
 /* Offloads without MRG_RXBUF (and without TSO6 and ECN): headers the
@@ -644,7 +645,7 @@ static void test_mergeable(struct guest_nic *guest)
     CHECK(!virtio_net_receive(net, frame, 100), "frame delivered behind an 8-byte chain");
     CHECK(net->dropped_too_large == too_large + 1, "8-byte chain not counted");
     uint32_t id = 0, written = 99;
-    CHECK(test_queue_take_used(&machine, &guest->rx, &id, &written) && id == heads[0] && written == 0,
+    CHECK(test_queue_take_used(machine, &guest->rx, &id, &written) && id == heads[0] && written == 0,
           "the 8-byte chain was not returned empty (id %u, length %u)", id, written);
     CHECK(virtio_net_receive(net, frame, 100), "frame after the 8-byte chain");
     expect_received(guest, heads[1], addresses[1], frame, 100, "the chain behind the 8-byte one");
@@ -904,7 +905,7 @@ static bool wait_tap_readable(struct virtio_net *net)
 
 static bool polling_enabled(const struct virtio_net *net)
 {
-    return net->watch >= 0 && machine.fd_watches[net->watch].enabled;
+    return net->watch >= 0 && machine->fd_watches[net->watch].enabled;
 }
 
 /* Offloads through the TAP, seen from the host through a vnet-header
@@ -1030,7 +1031,7 @@ static void test_tap(void)
         return;
     static struct virtio_net net;
     struct error err;
-    if (virtio_net_init(&net, &machine, 2, mac_a, &err) < 0 || attach_tap(&net, TAP_NAME, &err) < 0) {
+    if (virtio_net_init(&net, machine, 2, mac_a, &err) < 0 || attach_tap(&net, TAP_NAME, &err) < 0) {
         CHECK(0, "TAP NIC: %s", err.message);
         return;
     }
@@ -1138,17 +1139,10 @@ static void test_tap(void)
 
 int main(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 16ull << 20;
-    config.console_output_fd = -1;
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 16ull << 20 });
     struct error err;
-    if (machine_create(&machine, &config, &err) < 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
     static struct virtio_net net;
-    if (virtio_net_init(&net, &machine, 1, mac_a, &err) < 0) {
+    if (virtio_net_init(&net, machine, 1, mac_a, &err) < 0) {
         printf("FAIL: virtio_net_init: %s\n", err.message);
         return 1;
     }
@@ -1175,7 +1169,7 @@ int main(void)
     test_mergeable_never_fits(&guest);
     virtio_net_destroy(&net);
     test_tap();
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
     if (test_check_failures) {
         printf("%d check(s) failed\n", test_check_failures);
         return 1;
