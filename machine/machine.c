@@ -1,6 +1,6 @@
 /* The machine: composition of harts, RAM and devices; the run loop; and
  * the cross-thread controls (pause, resume, dirty log). */
-#include "machine.h"
+#include "machine_devices.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -129,19 +129,31 @@ static int create_devices(struct machine *machine, struct error *err)
     return 0;
 }
 
-int machine_create(struct machine *machine, const struct machine_config *config, struct error *err)
+struct machine *machine_create(const struct machine_config *config, struct error *err)
 {
-    memset(machine, 0, sizeof *machine);
-    if (config->hart_count < 1 || config->hart_count > MACHINE_MAX_HARTS)
-        return error_set(err, "hart count %u is not supported (1..%u)", config->hart_count, MACHINE_MAX_HARTS);
-    if (config->instructions_per_tick == 0)
-        return error_set(err, "instructions per timer tick must be at least 1");
+    if (config->hart_count < 1 || config->hart_count > MACHINE_MAX_HARTS) {
+        error_set(err, "hart count %u is not supported (1..%u)", config->hart_count, MACHINE_MAX_HARTS);
+        return NULL;
+    }
+    if (config->instructions_per_tick == 0) {
+        error_set(err, "instructions per timer tick must be at least 1");
+        return NULL;
+    }
+    /* Large (the harts' TLBs): never on a caller's stack. */
+    struct machine *machine = calloc(1, sizeof *machine);
+    if (!machine) {
+        error_set(err, "out of memory for the machine");
+        return NULL;
+    }
     machine->config = *config;
-    if (guest_ram_init(&machine->ram, MACHINE_RAM_BASE, config->ram_size, err) < 0)
-        return -1;
+    if (guest_ram_init(&machine->ram, MACHINE_RAM_BASE, config->ram_size, err) < 0) {
+        free(machine);
+        return NULL;
+    }
     if (decode_cache_init(&machine->decode_cache, machine->ram.page_count, err) < 0) {
         guest_ram_destroy(&machine->ram);
-        return -1;
+        free(machine);
+        return NULL;
     }
     for (unsigned i = 0; i < config->hart_count; i++)
         hart_init(&machine->harts[i], machine, i);
@@ -158,42 +170,42 @@ int machine_create(struct machine *machine, const struct machine_config *config,
     if (machine->wakeup_fd < 0) {
         error_set_errno(err, "cannot create the machine's wakeup eventfd");
         machine_destroy(machine);
-        return -1;
+        return NULL;
     }
     if (create_devices(machine, err) < 0) {
         machine_destroy(machine);
-        return -1;
+        return NULL;
     }
     if (config->console_input_fd >= 0) {
         machine->console_watch = machine_watch_fd(machine, config->console_input_fd,
                                                   on_console_readable, machine);
     }
-    return 0;
+    return machine;
 }
 
 void machine_destroy(struct machine *machine)
 {
+    if (!machine)
+        return;
     for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) {
         if (machine->disks[i]) {
             virtio_blk_destroy(machine->disks[i]);
             free(machine->disks[i]);
-            machine->disks[i] = NULL;
         }
     }
     for (unsigned i = 0; i < MACHINE_MAX_NICS; i++) {
         if (machine->nics[i]) {
             virtio_net_destroy(machine->nics[i]);
             free(machine->nics[i]);
-            machine->nics[i] = NULL;
         }
     }
     if (machine->wakeup_fd > 0)
         close(machine->wakeup_fd);
-    machine->wakeup_fd = -1;
     decode_cache_destroy(&machine->decode_cache);
     guest_ram_destroy(&machine->ram);
     pthread_mutex_destroy(&machine->control_lock);
     pthread_cond_destroy(&machine->control_changed);
+    free(machine);
 }
 
 int machine_load_elf(struct machine *machine, const char *path, struct error *err)

@@ -6,11 +6,11 @@
  * byte before the next one is looked at. Nothing is in flight
  * between notifications, so reset and save/load have no device work to
  * drain: all guest-visible state lives in the transport. */
-#include "virtio_blk.h"
+#include "virtio_blk_device.h"
 
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define VIRTIO_BLK_SECTION_ID 0x56424c4bu       /* "VBLK" */
 #define VIRTIO_BLK_SECTION_VERSION 1

@@ -26,14 +26,14 @@
  * parked frame goes first and polling resumes. Reset, DRIVER_OK and a
  * state load all drop or deliver the parked frame and resume polling, so
  * "not polling" can never outlive the situation that caused it. */
-#include "virtio_net.h"
+#include "virtio_net_device.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define VIRTIO_NET_SECTION_ID 0x564e4554u      /* "VNET" */
 #define VIRTIO_NET_SECTION_VERSION 1

@@ -22,6 +22,10 @@
  *   a plain frame (called for each frame read from the backend, and by
  *   whoever else delivers frames).
  *
+ * This is the NIC's API for the layers above (struct virtio_net is opaque
+ * to them); the device itself, for the machine and tests, is
+ * virtio_net_device.h.
+ *
  * Receive flow control: when the guest has too few receive buffers for a
  * frame read from the backend, that frame is parked and the backend is no
  * longer polled until the guest adds buffers; that "parked" flag is
@@ -34,19 +38,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "net_backend.h"
-#include "virtio_mmio.h"
 #include "virtio_net_header.h"
 
-#define VIRTIO_NET_RECEIVE_QUEUE 0
-#define VIRTIO_NET_TRANSMIT_QUEUE 1
-
-struct virtio_net_state {
-    uint8_t mac[6];
-};
-
 struct virtio_net;
+
 /* A transmitted frame with its header. Without negotiated offloads the
  * header is all zero; with them it is the guest's (buffer_count 0), and a
  * frame may need its checksum finished or be a GSO super-segment. */
@@ -62,53 +57,13 @@ struct virtio_net_stats {
     uint64_t dropped_no_buffers, dropped_too_large, dropped_offloads, transmit_errors;
 };
 
-struct virtio_net {
-    struct virtio_mmio transport;
-    struct virtio_net_state state;
-    /* host side */
-    struct net_backend *backend;      /* owned; NULL: none (frames dropped) */
-    int watch;                        /* machine fd watch of the backend, or -1 */
-    /* False: the backend is not read at all (a COLO secondary's NIC, whose
-     * input comes from the primary until failover). */
-    bool backend_receive_enabled;
-    /* Sees every frame read from the backend, before the guest gets it
-     * (the COLO primary mirrors them to the secondary); NULL: none. */
-    virtio_net_frame_hook backend_frame_observer;
-    void *backend_frame_observer_opaque;
-    virtio_net_frame_hook transmit_hook;
-    void *transmit_hook_opaque;
-    bool transmit_hook_takes_offloads;  /* see virtio_net_set_transmit_hook */
-    /* A frame the backend gave us, parked with its header when the guest
-     * had no room for it (VIRTIO_NET_MAX_FRAME bytes). */
-    uint8_t *parked_frame;
-    struct virtio_net_header parked_header;
-    size_t parked_length;             /* 0: none */
-    /* Wire header + frame, for gathering a transmit chain
-     * (VIRTIO_NET_HEADER_SIZE + VIRTIO_NET_MAX_FRAME). */
-    uint8_t *transmit_buffer;
-    struct virtio_chain *receive_chains;  /* one frame's chains (MRG_RXBUF) */
-    /* counters */
-    uint64_t received_frames, transmitted_frames;
-    uint64_t dropped_no_buffers, dropped_too_large, transmit_errors;
-    uint64_t dropped_offloads;        /* a header the guest did not negotiate */
-};
-
-int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned slot,
-                    const uint8_t mac[6], struct error *err);
-/* Connects the NIC to its backend and starts polling the backend's fd
- * through the machine. On success the NIC owns the backend (destroyed
- * with it); on failure (a backend already attached, the machine's fd
- * table full) the caller still does. Before the guest's driver starts (it
- * then sees the offer). */
-int virtio_net_attach_backend(struct virtio_net *net, struct net_backend *backend, struct error *err);
-void virtio_net_destroy(struct virtio_net *net);
 /* Replaces the transmit hook. A hook that `takes_offloads` gets frames as
  * the guest made them (partial checksums, GSO super-segments, described by
  * the header); only then, or with the default hook on a backend that
  * takes offloads, are offloads offered. The offer changes at the driver's
  * next device reset (at once if the driver has not started), so install
- * the hook before the guest boots. Assigning transmit_hook directly keeps
- * the offer as it is. */
+ * the hook before the guest boots. (A test that assigns the device's
+ * transmit_hook field directly keeps the offer as it is.) */
 void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook hook,
                                   void *opaque, bool takes_offloads);
 /* Stops or starts reading the backend (machine thread, or with the
@@ -136,22 +91,13 @@ bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t len
 void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net,
                                     const struct virtio_net_header *header,
                                     const uint8_t *frame, size_t length);
-/* Reads what the backend has (at most 64 frames) into the guest: the
- * machine's fd watch calls this when the backend is readable; tests call
- * it directly. */
-void virtio_net_poll_backend(struct virtio_net *net);
-/* The NIC's MAC, backend and counters. The counters change on the
- * machine's thread: read them there or with the machine paused. */
-void virtio_net_get_stats(const struct virtio_net *net, struct virtio_net_stats *stats);
 /* Tells the network where the VM's MAC now lives (after a migration or a
  * failover): a broadcast RARP announcement from the VM's MAC, as QEMU's
  * self-announce sends, so bridges and switches learn its new port at once.
  * Goes out through the transmit hook like any VM frame. */
 void virtio_net_announce(struct virtio_net *net);
-/* Host side after a state load: re-arm polling, forget parked frames, set
- * the backend's offloads to what the loaded driver negotiated. */
-void virtio_net_after_load(struct virtio_net *net);
-void virtio_net_save(const struct virtio_net *net, struct state_writer *writer);
-void virtio_net_load(struct virtio_net *net, struct state_reader *reader);
+/* The NIC's MAC, backend and counters. The counters change on the
+ * machine's thread: read them there or with the machine paused. */
+void virtio_net_get_stats(const struct virtio_net *net, struct virtio_net_stats *stats);
 
 #endif

@@ -120,7 +120,25 @@ struct run_options {
     uint64_t heartbeat_timeout_ms;      /* colo secondary --heartbeat-timeout MS */
 };
 
-static struct machine the_machine;
+/* The machine `colo run` runs (a new one after each guest reboot). Only
+ * the main thread changes it; the signal thread reads it under the lock,
+ * so it never stops a machine that is being destroyed. */
+static pthread_mutex_t the_machine_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct machine *the_machine;
+
+static void set_the_machine(struct machine *machine)
+{
+    pthread_mutex_lock(&the_machine_lock);
+    the_machine = machine;
+    pthread_mutex_unlock(&the_machine_lock);
+}
+
+static void destroy_the_machine(void)
+{
+    struct machine *machine = the_machine;
+    set_the_machine(NULL);
+    machine_destroy(machine);
+}
 
 /* SIGINT/SIGTERM are blocked in every thread; this one waits for them and
  * asks the machine to stop at the next instruction boundary. */
@@ -128,8 +146,12 @@ static void *signal_thread(void *argument)
 {
     sigset_t *signals = argument;
     int signal_number;
-    if (sigwait(signals, &signal_number) == 0)
-        machine_request_stop(&the_machine);
+    if (sigwait(signals, &signal_number) == 0) {
+        pthread_mutex_lock(&the_machine_lock);
+        if (the_machine)
+            machine_request_stop(the_machine);
+        pthread_mutex_unlock(&the_machine_lock);
+    }
     return NULL;
 }
 
@@ -319,47 +341,49 @@ static int command_run(int argc, char **argv, enum run_mode mode)
     bool restore = options.load_path != NULL;
     bool receive = options.incoming != NULL;
     for (;;) {
-        if (machine_create(&the_machine, &config, &err) < 0) {
+        struct machine *machine = machine_create(&config, &err);
+        if (!machine) {
             fprintf(stderr, "colo run: %s\n", err.message);
             vm_control_destroy(control);
             free(vm);
             return EXIT_RUNTIME_ERROR;
         }
+        set_the_machine(machine);
         int load_result;
         if (receive && mode == RUN_SECONDARY) {
             /* The SVM: built here, filled and run by the secondary loop. */
-            load_result = colo_replication_start_secondary(control, &the_machine, options.incoming, vm_name,
+            load_result = colo_replication_start_secondary(control, the_machine, options.incoming, vm_name,
                                                            (int)options.heartbeat_timeout_ms, &err);
         } else if (receive) {
-            load_result = colo_migration_receive(&the_machine, options.incoming, vm_name, &err);
+            load_result = colo_migration_receive(the_machine, options.incoming, vm_name, &err);
         } else if (restore) {
-            load_result = vm_save_file_load(&save_file, &the_machine, options.load_path, &err);
+            load_result = vm_save_file_load(&save_file, the_machine, options.load_path, &err);
             vm_save_file_close(&save_file);
         } else if (vm) {
             struct machine_boot_config boot = {
                 .firmware = vm->firmware, .kernel = vm->kernel,
                 .initrd = vm->initrd[0] ? vm->initrd : NULL, .cmdline = vm->cmdline,
             };
-            load_result = machine_boot_linux(&the_machine, &boot, &err);
+            load_result = machine_boot_linux(the_machine, &boot, &err);
         } else {
-            load_result = machine_load_elf(&the_machine, options.program, &err);
+            load_result = machine_load_elf(the_machine, options.program, &err);
         }
         if (load_result < 0) {
             fprintf(stderr, "colo run: %s\n", err.message);
-            machine_destroy(&the_machine);
+            destroy_the_machine();
             vm_control_destroy(control);
             free(vm);
             return EXIT_RUNTIME_ERROR;
         }
 
-        vm_control_machine_starting(control, &the_machine);
-        enum machine_exit_reason reason = machine_run(&the_machine, options.max_instructions);
+        vm_control_machine_starting(control, the_machine);
+        enum machine_exit_reason reason = machine_run(the_machine, options.max_instructions);
         colo_replication_machine_stopped();
         vm_control_machine_stopped(control, reason == MACHINE_EXIT_RESET && vm);
         if (reason == MACHINE_EXIT_RESET && vm) {
             /* A guest reboot: a fresh machine with the same devices. */
             fprintf(stderr, "colo run: %s rebooted\n", vm->name);
-            machine_destroy(&the_machine);
+            destroy_the_machine();
             restore = false;
             receive = false;
             continue;
@@ -370,7 +394,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             fprintf(stderr, "colo run: the guest asked for a reset; stopping\n");
             status = 0;
             break;
-        case MACHINE_EXIT_CODE: status = (int)(machine_exit_code(&the_machine) & 0xff); break;
+        case MACHINE_EXIT_CODE: status = (int)(machine_exit_code(the_machine) & 0xff); break;
         case MACHINE_EXIT_INSTRUCTION_LIMIT: status = 0; break;
         case MACHINE_EXIT_STOPPED:
             /* quit (or save) from the control socket ends the VM cleanly;
@@ -393,14 +417,14 @@ static int command_run(int argc, char **argv, enum run_mode mode)
     }
     if (options.print_state) {
         fprintf(stderr, "state: pc=0x%016" PRIx64 " instret=%" PRIu64 " hart=%016" PRIx64
-                " ram=%016" PRIx64 "\n", machine_pc(&the_machine), machine_instructions_retired(&the_machine),
-                machine_hart_hash(&the_machine), machine_ram_hash(&the_machine));
+                " ram=%016" PRIx64 "\n", machine_pc(the_machine), machine_instructions_retired(the_machine),
+                machine_hart_hash(the_machine), machine_ram_hash(the_machine));
     }
-    if (options.save_path && vm_save_file_write(options.save_path, &the_machine, vm, &err) < 0) {
+    if (options.save_path && vm_save_file_write(options.save_path, the_machine, vm, &err) < 0) {
         fprintf(stderr, "colo run: %s\n", err.message);
         status = EXIT_RUNTIME_ERROR;
     }
-    machine_destroy(&the_machine);
+    destroy_the_machine();
     vm_control_destroy(control);
     free(vm);
     return status;

@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * follow the CLINT, mtime follows the clock), but what it saves must
          * load again, and in deterministic mode save to exactly the same
          * bytes (in real-time mode mtime moves between two saves). */
-        bool deterministic = machine->config.deterministic_time;
+        bool deterministic = machine_get_config(machine)->deterministic_time;
         if (machine_load_state(machine, after.data, after.length, &err) < 0) {
             fprintf(stderr, "a state saved after loading is rejected: %s\n", err.message);
             abort();

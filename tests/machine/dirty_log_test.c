@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
 #include "test_machine.h"

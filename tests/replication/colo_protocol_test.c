@@ -16,7 +16,7 @@
 #include "colo_primary.h"
 #include "colo_protocol.h"
 #include "colo_secondary.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
 #include "test_machine.h"

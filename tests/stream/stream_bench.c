@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "machine.h"
+#include "machine_devices.h"
 #include "stream.h"
 #include "test_machine.h"
 

@@ -33,11 +33,9 @@ struct machine *test_machine_create(const struct test_machine_options *options)
             snprintf(config.nics[0].tap, sizeof config.nics[0].tap, "%s", options->nic_tap);
         config.nic_count = 1;
     }
-    struct machine *machine = calloc(1, sizeof *machine);
-    if (!machine)
-        give_up("out of memory", NULL);
     struct error err;
-    if (machine_create(machine, &config, &err) < 0)
+    struct machine *machine = machine_create(&config, &err);
+    if (!machine)
         give_up("machine_create", &err);
     if (options->elf && machine_load_elf(machine, options->elf, &err) < 0)
         give_up("machine_load_elf", &err);
@@ -46,8 +44,5 @@ struct machine *test_machine_create(const struct test_machine_options *options)
 
 void test_machine_destroy(struct machine *machine)
 {
-    if (!machine)
-        return;
     machine_destroy(machine);
-    free(machine);
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
 #include "test_machine.h"

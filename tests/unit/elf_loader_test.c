@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "elf_loader.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
 #include "test_machine.h"

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
 #include "test_machine.h"

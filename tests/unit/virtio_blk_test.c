@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "block_file.h"
-#include "machine.h"
-#include "virtio_blk.h"
+#include "machine_devices.h"
+#include "virtio_blk_device.h"
 #include "virtio_test_driver.h"
 
 #include "test_check.h"

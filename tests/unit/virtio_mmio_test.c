@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
 #include "test_machine.h"

@@ -28,9 +28,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 #include "net_tap.h"
-#include "virtio_net.h"
+#include "virtio_net_device.h"
 #include "virtio_test_driver.h"
 
 #include "test_check.h"
