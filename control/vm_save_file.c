@@ -92,16 +92,16 @@ int64_t vm_save_file_write(const char *path, struct machine *machine, const stru
     if (stream_writer_init(&writer, fd, err) < 0)
         goto done;
     writer_ready = true;
-    struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
-    uint64_t *pages = malloc(machine->ram.page_count * sizeof *pages);
+    struct stream_header header = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
+    uint64_t *pages = malloc(machine_ram_page_count(machine) * sizeof *pages);
     if (!pages) {
         error_set(err, "out of memory saving %s", path);
         goto done;
     }
-    for (uint64_t i = 0; i < machine->ram.page_count; i++)
+    for (uint64_t i = 0; i < machine_ram_page_count(machine); i++)
         pages[i] = i;
     int status = stream_write_header(&writer, &header, err) < 0 ||
-                 stream_write_pages(&writer, machine, pages, machine->ram.page_count, err) < 0 ||
+                 stream_write_pages(&writer, machine, pages, machine_ram_page_count(machine), err) < 0 ||
                  stream_write_machine_state(&writer, machine, err) < 0 ||
                  stream_write_end(&writer, err) < 0 || stream_flush(&writer, err) < 0 ? -1 : 0;
     free(pages);
@@ -178,7 +178,7 @@ int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const 
     struct stream_reader reader;
     if (stream_reader_init(&reader, file->fd, err) < 0)
         return -1;
-    struct stream_header expected = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
+    struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
     uint32_t terminator = 0;
     int status = 0;
     if (stream_read_header(&reader, &expected, err) < 0 ||

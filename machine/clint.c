@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define CLINT_MSIP_BASE     0x0000u
 #define CLINT_MTIMECMP_BASE 0x4000u

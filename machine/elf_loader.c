@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 /* ELF structures are copied out of the file with memcpy, which gives the
  * right values only when the host byte order matches the file's (checked

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "hart_decode.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)

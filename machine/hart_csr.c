@@ -1,6 +1,6 @@
 /* Control and status registers, traps and interrupts. */
 #include "hart.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 enum {
     CSR_FFLAGS = 0x001, CSR_FRM = 0x002, CSR_FCSR = 0x003,

@@ -11,7 +11,7 @@
 
 #include "hart.h"
 #include "hart_decode.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 enum access_kind { ACCESS_READ, ACCESS_WRITE, ACCESS_FETCH };
 

@@ -1,6 +1,6 @@
 /* The machine: composition of harts, RAM and devices; the run loop; and
  * the cross-thread controls (pause, resume, dirty log). */
-#include "machine.h"
+#include "machine_devices.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -12,9 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block_file.h"
 #include "clock.h"
 #include "elf_loader.h"
 #include "hart_decode.h"
+#include "net_tap.h"
 
 /* Instructions per slice: the longest a pause request waits (about 0.2 ms
  * at 300 MIPS) and the granularity of real-time timer interrupts. */
@@ -72,6 +74,18 @@ static void console_feed_uart(struct machine *machine)
                              machine->console_input_length < sizeof machine->console_input);
 }
 
+static int attach_tap(struct virtio_net *nic, const char *name, struct error *err)
+{
+    struct net_backend *tap = net_tap_open(name, err);
+    if (!tap)
+        return -1;
+    if (virtio_net_attach_backend(nic, tap, err) < 0) {
+        net_backend_destroy(tap);
+        return -1;
+    }
+    return 0;
+}
+
 static int create_devices(struct machine *machine, struct error *err)
 {
     const struct machine_config *config = &machine->config;
@@ -83,8 +97,9 @@ static int create_devices(struct machine *machine, struct error *err)
         struct virtio_blk *disk = calloc(1, sizeof *disk);
         if (!disk)
             return error_set(err, "out of memory for disk %u", i);
-        disk->fd = -1;
-        if (virtio_blk_init(disk, machine, slot, config->disks[i].path, config->disks[i].read_only, err) < 0) {
+        struct block_backend *image = block_file_open(config->disks[i].path, config->disks[i].read_only, err);
+        if (!image || virtio_blk_init(disk, machine, slot, image, err) < 0) {
+            block_backend_destroy(image);
             free(disk);
             return -1;
         }
@@ -95,7 +110,6 @@ static int create_devices(struct machine *machine, struct error *err)
         struct virtio_net *nic = calloc(1, sizeof *nic);
         if (!nic)
             return error_set(err, "out of memory for NIC %u", i);
-        nic->tap_fd = -1;
         nic->watch = -1;
         if (virtio_net_init(nic, machine, slot, config->nics[i].mac, err) < 0) {
             free(nic);
@@ -103,25 +117,37 @@ static int create_devices(struct machine *machine, struct error *err)
         }
         machine->nics[i] = nic;
         machine->virtio_slots[slot] = &nic->transport;
-        if (config->nics[i].tap[0] && virtio_net_attach_tap(nic, config->nics[i].tap, err) < 0)
+        if (config->nics[i].tap[0] && attach_tap(nic, config->nics[i].tap, err) < 0)
             return -1;
     }
     return 0;
 }
 
-int machine_create(struct machine *machine, const struct machine_config *config, struct error *err)
+struct machine *machine_create(const struct machine_config *config, struct error *err)
 {
-    memset(machine, 0, sizeof *machine);
-    if (config->hart_count < 1 || config->hart_count > MACHINE_MAX_HARTS)
-        return error_set(err, "hart count %u is not supported (1..%u)", config->hart_count, MACHINE_MAX_HARTS);
-    if (config->instructions_per_tick == 0)
-        return error_set(err, "instructions per timer tick must be at least 1");
+    if (config->hart_count < 1 || config->hart_count > MACHINE_MAX_HARTS) {
+        error_set(err, "hart count %u is not supported (1..%u)", config->hart_count, MACHINE_MAX_HARTS);
+        return NULL;
+    }
+    if (config->instructions_per_tick == 0) {
+        error_set(err, "instructions per timer tick must be at least 1");
+        return NULL;
+    }
+    /* Large (the harts' TLBs): never on a caller's stack. */
+    struct machine *machine = calloc(1, sizeof *machine);
+    if (!machine) {
+        error_set(err, "out of memory for the machine");
+        return NULL;
+    }
     machine->config = *config;
-    if (guest_ram_init(&machine->ram, MACHINE_RAM_BASE, config->ram_size, err) < 0)
-        return -1;
+    if (guest_ram_init(&machine->ram, MACHINE_RAM_BASE, config->ram_size, err) < 0) {
+        free(machine);
+        return NULL;
+    }
     if (decode_cache_init(&machine->decode_cache, machine->ram.page_count, err) < 0) {
         guest_ram_destroy(&machine->ram);
-        return -1;
+        free(machine);
+        return NULL;
     }
     for (unsigned i = 0; i < config->hart_count; i++)
         hart_init(&machine->harts[i], machine, i);
@@ -138,42 +164,42 @@ int machine_create(struct machine *machine, const struct machine_config *config,
     if (machine->wakeup_fd < 0) {
         error_set_errno(err, "cannot create the machine's wakeup eventfd");
         machine_destroy(machine);
-        return -1;
+        return NULL;
     }
     if (create_devices(machine, err) < 0) {
         machine_destroy(machine);
-        return -1;
+        return NULL;
     }
     if (config->console_input_fd >= 0) {
         machine->console_watch = machine_watch_fd(machine, config->console_input_fd,
                                                   on_console_readable, machine);
     }
-    return 0;
+    return machine;
 }
 
 void machine_destroy(struct machine *machine)
 {
+    if (!machine)
+        return;
     for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) {
         if (machine->disks[i]) {
             virtio_blk_destroy(machine->disks[i]);
             free(machine->disks[i]);
-            machine->disks[i] = NULL;
         }
     }
     for (unsigned i = 0; i < MACHINE_MAX_NICS; i++) {
         if (machine->nics[i]) {
             virtio_net_destroy(machine->nics[i]);
             free(machine->nics[i]);
-            machine->nics[i] = NULL;
         }
     }
     if (machine->wakeup_fd > 0)
         close(machine->wakeup_fd);
-    machine->wakeup_fd = -1;
     decode_cache_destroy(&machine->decode_cache);
     guest_ram_destroy(&machine->ram);
     pthread_mutex_destroy(&machine->control_lock);
     pthread_cond_destroy(&machine->control_changed);
+    free(machine);
 }
 
 int machine_load_elf(struct machine *machine, const char *path, struct error *err)
@@ -540,7 +566,7 @@ uint64_t machine_configuration_hash(const struct machine *machine)
     hash = fnv1a_mix(hash, machine->config.disk_count);
     for (unsigned i = 0; i < machine->config.disk_count; i++) {
         hash = fnv1a_mix(hash, machine->disks[i]->capacity_sectors);
-        hash = fnv1a_mix(hash, machine->disks[i]->read_only);
+        hash = fnv1a_mix(hash, machine->disks[i]->backend->read_only);
     }
     hash = fnv1a_mix(hash, machine->config.nic_count);
     for (unsigned i = 0; i < machine->config.nic_count; i++) {
@@ -561,6 +587,103 @@ uint64_t machine_ram_hash(const struct machine *machine)
         hash *= 0x100000001b3ull;
     }
     return hash;
+}
+
+uint64_t machine_hart_hash(const struct machine *machine)
+{
+    struct state_writer writer;
+    state_writer_init(&writer);
+    /* Hash the saved form: exactly the guest-visible state. */
+    hart_save(&machine->harts[0], &writer);
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < writer.length; i++) {
+        hash ^= writer.data[i];
+        hash *= 0x100000001b3ull;
+    }
+    state_writer_free(&writer);
+    return hash;
+}
+
+/* ---- what the layers above may know ---- */
+
+const struct machine_config *machine_get_config(const struct machine *machine)
+{
+    return &machine->config;
+}
+
+unsigned machine_nic_count(const struct machine *machine)
+{
+    return machine->config.nic_count;
+}
+
+struct virtio_net *machine_nic(struct machine *machine, unsigned index)
+{
+    return index < machine->config.nic_count ? machine->nics[index] : NULL;
+}
+
+int machine_nic_index(const struct machine *machine, const struct virtio_net *nic)
+{
+    for (unsigned i = 0; i < machine->config.nic_count; i++)
+        if (machine->nics[i] == nic)
+            return (int)i;
+    return -1;
+}
+
+unsigned machine_disk_count(const struct machine *machine)
+{
+    return machine->config.disk_count;
+}
+
+struct virtio_blk *machine_disk(struct machine *machine, unsigned index)
+{
+    return index < machine->config.disk_count ? machine->disks[index] : NULL;
+}
+
+uint64_t machine_ram_size(const struct machine *machine)
+{
+    return machine->ram.size;
+}
+
+uint64_t machine_ram_page_count(const struct machine *machine)
+{
+    return machine->ram.page_count;
+}
+
+size_t machine_dirty_bitmap_words(const struct machine *machine)
+{
+    return guest_ram_bitmap_words(&machine->ram);
+}
+
+const uint8_t *machine_ram_page(const struct machine *machine, uint64_t page_index)
+{
+    if (page_index >= machine->ram.page_count)
+        return NULL;
+    return machine->ram.host + (page_index << GUEST_PAGE_SHIFT);
+}
+
+bool machine_dirty_log_enabled(const struct machine *machine)
+{
+    return machine->ram.dirty_log_enabled;
+}
+
+size_t machine_preimage_count(const struct machine *machine)
+{
+    return machine->ram.preimages.count;
+}
+
+uint32_t machine_exit_code(const struct machine *machine)
+{
+    return machine->exit_code;
+}
+
+uint64_t machine_instructions_retired(const struct machine *machine)
+{
+    return machine->harts[0].state.instret;
+}
+
+uint64_t machine_pc(const struct machine *machine)
+{
+    return machine->harts[0].state.pc;
 }
 
 /* ---- cross-thread control ---- */
@@ -730,44 +853,4 @@ enum machine_exit_reason machine_run(struct machine *machine, uint64_t instructi
     pthread_cond_broadcast(&machine->control_changed);
     pthread_mutex_unlock(&machine->control_lock);
     return machine->exit_reason;
-}
-
-unsigned machine_nic_count(const struct machine *machine)
-{
-    return machine->config.nic_count;
-}
-
-struct virtio_net *machine_nic(struct machine *machine, unsigned index)
-{
-    return index < machine->config.nic_count ? machine->nics[index] : NULL;
-}
-
-int machine_nic_index(const struct machine *machine, const struct virtio_net *net)
-{
-    for (unsigned i = 0; i < machine->config.nic_count; i++)
-        if (machine->nics[i] == net)
-            return (int)i;
-    return -1;
-}
-
-uint32_t machine_exit_code(const struct machine *machine)
-{
-    return machine->exit_code;
-}
-
-void machine_state_summary(const struct machine *machine, struct machine_state_summary *summary)
-{
-    const struct hart *hart = &machine->harts[0];
-    struct state_writer writer;
-    state_writer_init(&writer);
-    hart_save(hart, &writer);
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < writer.length; i++) {
-        hash ^= writer.data[i];
-        hash *= 0x100000001b3ull;
-    }
-    state_writer_free(&writer);
-    *summary = (struct machine_state_summary){
-        .pc = hart->state.pc, .instret = hart->state.instret, .hart_hash = hash, .ram_hash = machine_ram_hash(machine),
-    };
 }

@@ -1,43 +1,33 @@
 /* A whole machine: harts, guest RAM with its dirty log, and the devices of
- * the QEMU `virt` memory map. The machine runs on one thread (machine_run);
- * other threads pause, resume and inspect it through the functions below,
- * which wait for an instruction boundary. */
+ * the QEMU `virt` memory map. This is the machine layer's API for the
+ * layers above (stream, replication, control, vm, programs): struct
+ * machine is opaque to them, and everything they need is a function here
+ * or in the NIC and disk APIs (virtio_net.h, virtio_blk.h). Devices, the
+ * harts and tests of the machine itself use machine_devices.h.
+ *
+ * The machine runs on one thread (machine_run); other threads pause,
+ * resume and inspect it through the functions below, which wait for an
+ * instruction boundary. */
 #ifndef COLO_MACHINE_MACHINE_H
 #define COLO_MACHINE_MACHINE_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "clint.h"
-#include "decode_cache.h"
 #include "error.h"
 #include "guest_ram.h"
-#include "hart.h"
-#include "plic.h"
-#include "sifive_test.h"
 #include "state_buffer.h"
-#include "uart_ns16550a.h"
 #include "virtio_blk.h"
-#include "virtio_mmio.h"
 #include "virtio_net.h"
 
-/* The QEMU virt memory map. */
-#define MACHINE_RAM_BASE          0x80000000ull
-#define MACHINE_CLINT_BASE        0x02000000ull
-#define MACHINE_CLINT_SIZE        0x00010000ull
-#define MACHINE_SIFIVE_TEST_BASE  0x00100000ull
-#define MACHINE_SIFIVE_TEST_SIZE  0x00001000ull
-#define MACHINE_UART_BASE         0x10000000ull
-#define MACHINE_UART_SIZE         0x00000100ull
-#define MACHINE_PLIC_BASE         0x0c000000ull
-#define MACHINE_UART_IRQ          10
+#define MACHINE_RAM_BASE          0x80000000ull     /* the QEMU virt map's RAM */
 #define MACHINE_TIMEBASE_HZ       10000000ull
 #define MACHINE_MAX_HARTS         1
 #define MACHINE_MAX_DISKS         4
 #define MACHINE_MAX_NICS          4
-#define MACHINE_MAX_FD_WATCHES    16
+
+struct machine;
 
 typedef void (*machine_fd_handler)(void *opaque);
 
@@ -79,58 +69,10 @@ enum machine_exit_reason {
     MACHINE_EXIT_STOPPED,               /* machine_request_stop() */
 };
 
-struct machine {
-    struct machine_config config;
-    struct guest_ram ram;
-    struct decode_cache decode_cache;
-    struct hart harts[MACHINE_MAX_HARTS];
-    struct clint clint;
-    struct plic plic;
-    struct uart_ns16550a uart;
-    struct sifive_test sifive_test;
-    /* virtio devices; slots[s] is the transport in virtio-mmio slot s */
-    struct virtio_mmio *virtio_slots[VIRTIO_MMIO_SLOTS];
-    struct virtio_blk *disks[MACHINE_MAX_DISKS];
-    struct virtio_net *nics[MACHINE_MAX_NICS];
-
-    /* Host file descriptors polled by the run loop (see machine_watch_fd),
-     * and an eventfd that other threads write to wake it. */
-    struct machine_fd_watch {
-        int fd;
-        machine_fd_handler on_readable;
-        void *opaque;
-        bool in_use, enabled;
-    } fd_watches[MACHINE_MAX_FD_WATCHES];
-    int wakeup_fd;
-    /* Console input waiting for room in the UART's receive FIFO. */
-    uint8_t console_input[4096];
-    size_t console_input_length;
-    int console_watch;
-
-    /* Guest time. Deterministic mode: guest_clock counts retired
-     * instructions plus those skipped by WFI. Real-time mode: mtime is host
-     * time minus time_offset_ns (kept continuous across save/load). */
-    uint64_t guest_clock;
-    int64_t time_offset_ns;
-
-    uint64_t tohost_address;            /* 0 when the ELF had no tohost */
-
-    enum machine_exit_reason exit_reason;
-    uint32_t exit_code;
-
-    /* Cross-thread control (see machine_pause). pause_depth, paused and
-     * running change under control_lock; attention is read every slice
-     * without the lock and says "look at the requests". */
-    pthread_mutex_t control_lock;
-    pthread_cond_t control_changed;
-    unsigned pause_depth;
-    bool paused;
-    bool running;
-    atomic_bool stop_requested;
-    atomic_bool attention;
-};
-
-int machine_create(struct machine *machine, const struct machine_config *config, struct error *err);
+/* A new machine with the configuration's devices (disks over their image
+ * files, NICs on their TAPs), or NULL with err set. */
+struct machine *machine_create(const struct machine_config *config, struct error *err);
+/* Frees the machine and its devices; NULL is fine. */
 void machine_destroy(struct machine *machine);
 
 /* Loads a bare-metal ELF at its physical link addresses, points every hart
@@ -169,18 +111,10 @@ int64_t machine_preimages_rollback_before_load(struct machine *machine, bool (*o
                                                void *opaque);
 void machine_preimages_reset(struct machine *machine);
 
-/* Guest time in timebase ticks (CLINT mtime). */
-uint64_t machine_mtime(struct machine *machine);
-/* Recomputes MTIP/MSIP of every hart from the CLINT. */
-void machine_update_timer_interrupts(struct machine *machine);
-
-/* Physical accesses that are not RAM (MMIO). Return false for no device:
- * the hart turns that into an access fault. */
-bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size, uint64_t *value);
-bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size, uint64_t value);
-
-/* A device (DMA) or loader write into guest RAM: marks the dirty log and
- * drops decoded instructions of the pages it touches. */
+/* A write into guest RAM from outside the guest (a device's DMA, the
+ * loader, an incoming checkpoint): marks the dirty log, captures
+ * pre-images and drops decoded instructions of the pages it touches. -1
+ * if outside RAM. Machine thread, or with the machine paused. */
 int machine_ram_write(struct machine *machine, uint64_t address, const void *data, uint64_t length);
 /* Makes `count` RAM pages from page index `first` all zero, with the same
  * bookkeeping as machine_ram_write (dirty log, pre-images, decoded code).
@@ -188,20 +122,6 @@ int machine_ram_write(struct machine *machine, uint64_t address, const void *dat
  * and a fresh machine's untouched RAM is never faulted in); short ones are
  * cleared by hand unless they are zero already. -1 if outside RAM. */
 int machine_ram_clear_pages(struct machine *machine, uint64_t first, uint64_t count);
-/* After the host wrote guest RAM directly (PTE A/D updates): dirty log and
- * decoded-code bookkeeping for [address, address + length). */
-void machine_ram_write_done(struct machine *machine, uint64_t address, uint64_t length);
-/* The decoded page for a RAM page, allocated on first use; marks the page
- * as holding code so no hart maps it for writing. NULL if out of memory. */
-struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page_index);
-/* Forgets a page's decoded instructions (a store hit it). */
-void machine_drop_decoded_page(struct machine *machine, uint64_t page_index);
-/* Called for every store to the watched (tohost) page. */
-void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size, uint64_t value);
-
-/* External interrupt outputs of the PLIC: context 0 drives hart 0's
- * mip.MEIP, context 1 its mip.SEIP. */
-void machine_set_external_interrupt(struct machine *machine, unsigned context, bool level);
 
 /* Host file descriptors the run loop polls between slices and while the
  * harts wait for interrupts. on_readable runs on the machine's thread.
@@ -210,33 +130,47 @@ int machine_watch_fd(struct machine *machine, int fd, machine_fd_handler on_read
 void machine_watch_enable(struct machine *machine, int watch, bool enabled);
 void machine_unwatch_fd(struct machine *machine, int watch);
 
-/* Called by guest devices to end the run (power off, exit code). */
-void machine_guest_exit(struct machine *machine, enum machine_exit_reason reason, uint32_t code);
-
 /* Whole machine state: harts and devices (not RAM). */
 void machine_save_state(struct machine *machine, struct state_writer *writer);
 int machine_load_state(struct machine *machine, const void *data, size_t length, struct error *err);
+
+/* What the layers above may know of a machine, without its fields.
+ * Counts and devices are fixed at machine_create; the rest is read on the
+ * machine's thread or with the machine paused (machine_pause) to get a
+ * value that agrees with the others. */
+const struct machine_config *machine_get_config(const struct machine *machine);
+unsigned machine_nic_count(const struct machine *machine);
+/* NIC `index` (0 .. machine_nic_count - 1), or NULL. */
+struct virtio_net *machine_nic(struct machine *machine, unsigned index);
+/* The index of one of this machine's NICs, or -1 if it is not ours. */
+int machine_nic_index(const struct machine *machine, const struct virtio_net *nic);
+unsigned machine_disk_count(const struct machine *machine);
+/* Disk `index` (0 .. machine_disk_count - 1), or NULL. */
+struct virtio_blk *machine_disk(struct machine *machine, unsigned index);
+uint64_t machine_ram_size(const struct machine *machine);      /* bytes */
+uint64_t machine_ram_page_count(const struct machine *machine);  /* GUEST_PAGE_SIZE pages */
+/* Words of a dirty bitmap for this machine (machine_dirty_log_read_and_clear). */
+size_t machine_dirty_bitmap_words(const struct machine *machine);
+/* Guest RAM page `page_index` for reading (GUEST_PAGE_SIZE bytes), or
+ * NULL outside RAM. While the machine runs, the guest may be changing it. */
+const uint8_t *machine_ram_page(const struct machine *machine, uint64_t page_index);
+bool machine_dirty_log_enabled(const struct machine *machine);
+/* Pages captured as pre-images since the last reset (machine paused). */
+size_t machine_preimage_count(const struct machine *machine);
+/* The guest's exit code once machine_run returned MACHINE_EXIT_CODE. */
+uint32_t machine_exit_code(const struct machine *machine);
+/* Hart 0's retired instructions (instret) and program counter. */
+uint64_t machine_instructions_retired(const struct machine *machine);
+uint64_t machine_pc(const struct machine *machine);
 
 /* A hash of what a machine's state must agree with to be loaded into it:
  * RAM size, harts, and the devices (kinds, order, NIC MACs, disk sizes). */
 uint64_t machine_configuration_hash(const struct machine *machine);
 
-/* For layers above, which do not reach into struct machine. */
-unsigned machine_nic_count(const struct machine *machine);
-struct virtio_net *machine_nic(struct machine *machine, unsigned index);
-/* The index of one of the machine's NICs, or -1. */
-int machine_nic_index(const struct machine *machine, const struct virtio_net *net);
-uint32_t machine_exit_code(const struct machine *machine);
-
-/* What `colo run --print-state` shows, and what the determinism tests
- * compare: hart 0's pc and instret, and hashes of its saved state (exactly
- * the guest-visible state) and of RAM. */
-struct machine_state_summary {
-    uint64_t pc, instret, hart_hash, ram_hash;
-};
-void machine_state_summary(const struct machine *machine, struct machine_state_summary *summary);
-
 /* FNV-1a 64-bit hash of all of guest RAM, for tests. */
 uint64_t machine_ram_hash(const struct machine *machine);
+/* FNV-1a 64-bit hash of hart 0's saved state (exactly what is guest
+ * visible), for tests. */
+uint64_t machine_hart_hash(const struct machine *machine);
 
 #endif

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define DEVICE_TREE_MAX_SIZE (64u << 10)
 #define PHANDLE_CPU_INTERRUPT_CONTROLLER 1

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #define MACHINE_SECTION_ID 0x4d414348u        /* "MACH" */
 #define MACHINE_SECTION_VERSION 1

@@ -15,7 +15,7 @@
 
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 /* Register regions (offsets from the PLIC base). */
 #define PLIC_PRIORITY_BASE      0x000000u

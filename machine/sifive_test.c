@@ -4,7 +4,7 @@
  * for an exit with a code, the code is in the high 16 bits. */
 #include "sifive_test.h"
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define SIFIVE_TEST_EXIT_CODE 0x3333u   /* exit with code = value >> 16 (QEMU calls it FAIL) */
 #define SIFIVE_TEST_POWEROFF  0x5555u   /* QEMU calls it PASS */

@@ -1,20 +1,16 @@
-/* virtio-blk (virtio 1.1 section 5.2) over a raw image file.
+/* virtio-blk (virtio 1.1 section 5.2) over a block backend.
  *
  * Requests are served synchronously, in queue order, when the driver
  * notifies the request queue: each one is read from its chain, executed
- * with pread/pwrite/fdatasync on the image, and pushed back with its
- * status byte before the next one is looked at. Nothing is in flight
+ * on the backend (read, write, flush), and pushed back with its status
+ * byte before the next one is looked at. Nothing is in flight
  * between notifications, so reset and save/load have no device work to
  * drain: all guest-visible state lives in the transport. */
-#include "virtio_blk.h"
+#include "virtio_blk_device.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define VIRTIO_BLK_SECTION_ID 0x56424c4bu       /* "VBLK" */
 #define VIRTIO_BLK_SECTION_VERSION 1
@@ -76,39 +72,7 @@ static void store_le(uint8_t *bytes, uint64_t value, unsigned size)
         bytes[i] = (uint8_t)(value >> (8 * i));
 }
 
-/* ---- image I/O --------------------------------------------------------- */
-
-/* Whole transfers only: retried on EINTR and continued after a short
- * transfer. End of file counts as an error (the image shrank under us). */
-static int pread_full(int fd, uint8_t *data, size_t length, uint64_t offset)
-{
-    while (length > 0) {
-        ssize_t done = pread(fd, data, length, (off_t)offset);
-        if (done < 0 && errno == EINTR)
-            continue;
-        if (done <= 0)
-            return -1;
-        data += done;
-        length -= (size_t)done;
-        offset += (uint64_t)done;
-    }
-    return 0;
-}
-
-static int pwrite_full(int fd, const uint8_t *data, size_t length, uint64_t offset)
-{
-    while (length > 0) {
-        ssize_t done = pwrite(fd, data, length, (off_t)offset);
-        if (done < 0 && errno == EINTR)
-            continue;
-        if (done <= 0)
-            return -1;
-        data += done;
-        length -= (size_t)done;
-        offset += (uint64_t)done;
-    }
-    return 0;
-}
+/* ---- requests ------------------------------------------------------------ */
 
 /* Whether `length` bytes starting at `sector` are inside the image and
  * whole sectors (the driver must send whole sectors; we refuse the rest). */
@@ -120,8 +84,6 @@ static bool request_in_range(const struct virtio_blk *disk, uint64_t sector, uin
            length / VIRTIO_BLK_SECTOR_SIZE <= disk->capacity_sectors - sector;
 }
 
-/* ---- requests ------------------------------------------------------------ */
-
 /* IN: image -> the writable buffers before the status byte. */
 static uint8_t serve_read(struct virtio_blk *disk, const struct virtio_chain *chain,
                           uint64_t sector, uint64_t length, uint8_t *buffer, uint64_t *written)
@@ -131,7 +93,7 @@ static uint8_t serve_read(struct virtio_blk *disk, const struct virtio_chain *ch
     uint64_t image_offset = sector * VIRTIO_BLK_SECTOR_SIZE;
     for (uint64_t done = 0; done < length;) {
         size_t chunk = length - done < TRANSFER_CHUNK ? (size_t)(length - done) : TRANSFER_CHUNK;
-        if (pread_full(disk->fd, buffer, chunk, image_offset + done) < 0)
+        if (block_backend_read(disk->backend, image_offset + done, buffer, chunk) < 0)
             return VIRTIO_BLK_S_IOERR;
         size_t copied = virtio_chain_write(&disk->transport, chain, done, buffer, chunk);
         *written += copied;
@@ -147,8 +109,8 @@ static uint8_t serve_write(struct virtio_blk *disk, const struct virtio_chain *c
                            uint64_t sector, uint8_t *buffer)
 {
     uint64_t length = chain->readable_length - VIRTIO_BLK_REQUEST_HEADER_SIZE;
-    /* The image is also opened O_RDONLY then; this says why in one place. */
-    if (disk->read_only || !request_in_range(disk, sector, length))
+    /* The backend refuses it too; this says why in one place. */
+    if (disk->backend->read_only || !request_in_range(disk, sector, length))
         return VIRTIO_BLK_S_IOERR;
     uint64_t image_offset = sector * VIRTIO_BLK_SECTOR_SIZE;
     for (uint64_t done = 0; done < length;) {
@@ -156,7 +118,7 @@ static uint8_t serve_write(struct virtio_blk *disk, const struct virtio_chain *c
         if (virtio_chain_read(&disk->transport, chain, VIRTIO_BLK_REQUEST_HEADER_SIZE + done,
                               buffer, chunk) != chunk)
             return VIRTIO_BLK_S_IOERR;
-        if (pwrite_full(disk->fd, buffer, chunk, image_offset + done) < 0)
+        if (block_backend_write(disk->backend, image_offset + done, buffer, chunk) < 0)
             return VIRTIO_BLK_S_IOERR;
         done += chunk;
     }
@@ -165,11 +127,7 @@ static uint8_t serve_write(struct virtio_blk *disk, const struct virtio_chain *c
 
 static uint8_t serve_flush(struct virtio_blk *disk)
 {
-    int result;
-    do
-        result = fdatasync(disk->fd);
-    while (result < 0 && errno == EINTR);
-    return result < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+    return block_backend_flush(disk->backend) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
 /* GET_ID: "colo-" + the image's file name, zero-padded to 20 bytes (not
@@ -179,8 +137,9 @@ static uint8_t serve_get_id(struct virtio_blk *disk, const struct virtio_chain *
                             uint64_t room, uint64_t *written)
 {
     static const char prefix[] = "colo-";
-    const char *slash = strrchr(disk->path, '/');
-    const char *name = slash ? slash + 1 : disk->path;
+    const char *path = disk->backend->name;
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
     uint8_t id_bytes[VIRTIO_BLK_ID_BYTES] = { 0 };
     size_t prefix_length = sizeof prefix - 1;
     size_t name_length = strlen(name);
@@ -338,53 +297,36 @@ static const struct virtio_device_ops blk_ops_read_only = {
 /* ---- lifetime -------------------------------------------------------------- */
 
 int virtio_blk_init(struct virtio_blk *disk, struct machine *machine, unsigned slot,
-                    const char *path, bool read_only, struct error *err)
+                    struct block_backend *backend, struct error *err)
 {
     memset(disk, 0, sizeof *disk);
-    disk->fd = -1;
-    if (strlen(path) >= sizeof disk->path)
-        return error_set(err, "virtio-blk: image path is too long (%zu bytes)", strlen(path));
-    strcpy(disk->path, path);
-    disk->read_only = read_only;
-
-    int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0)
-        return error_set_errno(err, "virtio-blk: cannot open image %s%s", path,
-                               read_only ? " (read-only)" : "");
-    struct stat info;
-    if (fstat(fd, &info) < 0) {
-        error_set_errno(err, "virtio-blk: cannot stat image %s", path);
-        close(fd);
-        return -1;
-    }
-    if (!S_ISREG(info.st_mode) && !S_ISBLK(info.st_mode)) {
-        close(fd);
-        return error_set(err, "virtio-blk: image %s is not a regular file or block device", path);
-    }
-    /* lseek gives the size of block devices too, where st_size is 0. */
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size < 0) {
-        error_set_errno(err, "virtio-blk: cannot find the size of image %s", path);
-        close(fd);
-        return -1;
-    }
-    if (size == 0 || size % VIRTIO_BLK_SECTOR_SIZE != 0) {
-        close(fd);
-        return error_set(err, "virtio-blk: image %s is %lld bytes; it must be a non-zero "
-                         "multiple of %u bytes", path, (long long)size, VIRTIO_BLK_SECTOR_SIZE);
-    }
-    disk->fd = fd;
-    disk->capacity_sectors = (uint64_t)size / VIRTIO_BLK_SECTOR_SIZE;
+    if (backend->size == 0 || backend->size % VIRTIO_BLK_SECTOR_SIZE != 0)
+        return error_set(err, "virtio-blk: image %s is %llu bytes; it must be a non-zero "
+                         "multiple of %u bytes", backend->name, (unsigned long long)backend->size,
+                         VIRTIO_BLK_SECTOR_SIZE);
+    disk->backend = backend;
+    disk->capacity_sectors = backend->size / VIRTIO_BLK_SECTOR_SIZE;
     virtio_mmio_init(&disk->transport, machine, slot,
-                     read_only ? &blk_ops_read_only : &blk_ops_read_write, disk);
+                     backend->read_only ? &blk_ops_read_only : &blk_ops_read_write, disk);
     return 0;
 }
 
 void virtio_blk_destroy(struct virtio_blk *disk)
 {
-    if (disk->fd >= 0)
-        close(disk->fd);
-    disk->fd = -1;
+    block_backend_destroy(disk->backend);
+    disk->backend = NULL;
+}
+
+void virtio_blk_get_stats(const struct virtio_blk *disk, struct virtio_blk_stats *stats)
+{
+    *stats = (struct virtio_blk_stats){
+        .path = disk->backend ? disk->backend->name : NULL,
+        .read_only = disk->backend && disk->backend->read_only,
+        .read_requests = disk->read_requests,
+        .write_requests = disk->write_requests,
+        .flush_requests = disk->flush_requests,
+        .failed_requests = disk->failed_requests,
+    };
 }
 
 /* ---- state ----------------------------------------------------------------- */
@@ -394,7 +336,7 @@ void virtio_blk_save(const struct virtio_blk *disk, struct state_writer *writer)
     virtio_mmio_save(&disk->transport, writer);
     state_section_begin(writer, VIRTIO_BLK_SECTION_ID, VIRTIO_BLK_SECTION_VERSION);
     state_put_u64(writer, disk->capacity_sectors);
-    state_put_u8(writer, disk->read_only);
+    state_put_u8(writer, disk->backend->read_only);
     state_section_end(writer);
 }
 
@@ -414,14 +356,14 @@ void virtio_blk_load(struct virtio_blk *disk, struct state_reader *reader)
         return;
     if (capacity != disk->capacity_sectors) {
         state_reader_fail(reader, "virtio-blk: saved disk has %llu sectors, image %s has %llu",
-                          (unsigned long long)capacity, disk->path,
+                          (unsigned long long)capacity, disk->backend->name,
                           (unsigned long long)disk->capacity_sectors);
         return;
     }
-    if (read_only > 1 || (read_only != 0) != disk->read_only) {
+    if (read_only > 1 || (read_only != 0) != disk->backend->read_only) {
         state_reader_fail(reader, "virtio-blk: saved disk was %s, image %s is opened %s",
-                          read_only ? "read-only" : "read-write", disk->path,
-                          disk->read_only ? "read-only" : "read-write");
+                          read_only ? "read-only" : "read-write", disk->backend->name,
+                          disk->backend->read_only ? "read-only" : "read-write");
         return;
     }
     disk->transport = transport;

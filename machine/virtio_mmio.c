@@ -27,7 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 #include "plic.h"
 
 

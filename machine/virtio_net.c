@@ -1,16 +1,15 @@
-/* virtio-net (virtio 1.1 section 5.1) with a TAP backend.
+/* virtio-net (virtio 1.1 section 5.1) over a network backend.
  *
  * Headers and offloads. Every frame travels with a 12-byte
- * virtio_net_hdr_v1. When the TAP speaks that same header (IFF_VNET_HDR,
- * TUNSETVNETHDRSZ 12, little-endian), the device offers the offloads and
- * simply carries headers across: the guest's goes to the TAP and the host
- * kernel finishes checksums and segments; the TAP's goes to the guest, and
- * TUNSETOFFLOAD tells the kernel what the guest negotiated to accept, so
- * it only hands us frames the guest can take (it finishes the rest
- * itself). This is what makes the guest cheap: one 64 KiB super-segment
- * and no checksum loop instead of 45 MTU-sized frames each summed by an
- * interpreted CPU. Without such a TAP nothing is offered and headers are
- * zero, as the spec asks of a device without offloads.
+ * virtio_net_hdr_v1. When the backend takes offloads (a TAP speaking that
+ * same header), the device offers them and simply carries headers across:
+ * the guest's goes to the backend, which finishes checksums and segments;
+ * the backend's goes to the guest, and set_offloads tells the backend what
+ * the guest negotiated to accept, so it only hands us frames the guest can
+ * take. This is what makes the guest cheap: one 64 KiB super-segment and
+ * no checksum loop instead of 45 MTU-sized frames each summed by an
+ * interpreted CPU. Without such a backend nothing is offered and headers
+ * are zero, as the spec asks of a device without offloads.
  *
  * Receive: a frame goes into ONE receive chain, or with MRG_RXBUF into as
  * many as it needs (num_buffers says how many). All of them must be there
@@ -20,26 +19,21 @@
  * Transmit: on a notification of the transmit queue every chain is popped,
  * its header read, the frame gathered and both handed to transmit_hook.
  *
- * TAP flow control keeps one invariant: the TAP is polled exactly when no
- * frame is parked. A frame read while the guest has too few receive
- * buffers is parked and polling stops (the kernel keeps queueing, and
- * drops at its own limit); when the guest adds buffers the parked frame
- * goes first and polling resumes. Reset, DRIVER_OK and a state load all
- * drop or deliver the parked frame and resume polling, so "not polling"
- * can never outlive the situation that caused it. */
-#include "virtio_net.h"
+ * Backend flow control keeps one invariant: the backend is polled exactly
+ * when no frame is parked. A frame read while the guest has too few
+ * receive buffers is parked and polling stops (a TAP's kernel queue keeps
+ * filling, and drops at its own limit); when the guest adds buffers the
+ * parked frame goes first and polling resumes. Reset, DRIVER_OK and a
+ * state load all drop or deliver the parked frame and resume polling, so
+ * "not polling" can never outlive the situation that caused it. */
+#include "virtio_net_device.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/if.h>
-#include <linux/if_tun.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #define VIRTIO_NET_SECTION_ID 0x564e4554u      /* "VNET" */
 #define VIRTIO_NET_SECTION_VERSION 1
@@ -66,7 +60,7 @@
      VIRTIO_NET_F_GUEST_TSO6 | VIRTIO_NET_F_GUEST_ECN | VIRTIO_NET_F_HOST_TSO4 |             \
      VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_MRG_RXBUF)
 
-/* The TAP read buffer: a header, then the largest frame. */
+/* A transmit chain's bytes: a header, then the largest frame. */
 #define PACKET_BUFFER_SIZE (VIRTIO_NET_HEADER_SIZE + VIRTIO_NET_MAX_FRAME)
 
 /* Configuration space: mac[6] at 0, status u16 at 6. */
@@ -74,46 +68,9 @@
 #define CONFIG_STATUS 6
 #define CONFIG_SIZE 8
 
-/* Frames read from the TAP per call of the readable handler, so a flood
- * cannot keep the machine thread from running the guest. */
-#define TAP_FRAMES_PER_POLL 64
-
-/* ---- the header ---------------------------------------------------------- */
-
-static void put_u16(uint8_t *bytes, uint16_t value)
-{
-    bytes[0] = (uint8_t)value;
-    bytes[1] = (uint8_t)(value >> 8);
-}
-
-static uint16_t get_u16(const uint8_t *bytes)
-{
-    return (uint16_t)(bytes[0] | bytes[1] << 8);
-}
-
-void virtio_net_header_encode(const struct virtio_net_header *header,
-                              uint8_t bytes[VIRTIO_NET_HEADER_SIZE])
-{
-    bytes[0] = header->flags;
-    bytes[1] = header->gso_type;
-    put_u16(bytes + 2, header->header_length);
-    put_u16(bytes + 4, header->gso_size);
-    put_u16(bytes + 6, header->checksum_start);
-    put_u16(bytes + 8, header->checksum_offset);
-    put_u16(bytes + 10, header->buffer_count);
-}
-
-void virtio_net_header_decode(const uint8_t bytes[VIRTIO_NET_HEADER_SIZE],
-                              struct virtio_net_header *header)
-{
-    header->flags = bytes[0];
-    header->gso_type = bytes[1];
-    header->header_length = get_u16(bytes + 2);
-    header->gso_size = get_u16(bytes + 4);
-    header->checksum_start = get_u16(bytes + 6);
-    header->checksum_offset = get_u16(bytes + 8);
-    header->buffer_count = get_u16(bytes + 10);
-}
+/* Frames read from the backend per call of the readable handler, so a
+ * flood cannot keep the machine thread from running the guest. */
+#define BACKEND_FRAMES_PER_POLL 64
 
 /* What the driver accepted; nothing until FEATURES_OK stuck, so a driver
  * that works its queues early gets the plain device. */
@@ -125,8 +82,8 @@ static uint64_t negotiated_features(const struct virtio_net *net)
 
 /* The header the guest gets for a frame, or false when the frame needs an
  * offload the guest did not accept (finishing it here would mean a
- * software checksum and segmentation path for a case the TAP, configured
- * from the same features, never produces). DATA_VALID is only a hint: it
+ * software checksum and segmentation path for a case the backend,
+ * configured from the same features, never produces). DATA_VALID is only a hint: it
  * is dropped rather than the frame. */
 static bool header_for_guest(const struct virtio_net_header *given, uint64_t features,
                              struct virtio_net_header *header)
@@ -180,11 +137,11 @@ static const struct virtio_device_ops plain_ops = NET_OPS(PLAIN_FEATURES);
 static const struct virtio_device_ops offload_ops = NET_OPS(OFFLOAD_FEATURES);
 
 /* Offloads are offered when whatever takes transmitted frames can finish
- * them: the TAP with vnet headers, or a hook that said so. */
+ * them: a backend that takes offloads, or a hook that said so. */
 static bool can_offer_offloads(const struct virtio_net *net)
 {
-    if (net->transmit_hook == virtio_net_transmit_to_tap)
-        return net->tap_fd >= 0 && net->tap_vnet_header;
+    if (net->transmit_hook == virtio_net_transmit_to_backend)
+        return net->backend && net->backend->takes_offloads;
     return net->transmit_hook_takes_offloads;
 }
 
@@ -197,32 +154,29 @@ static void choose_offer(struct virtio_net *net)
         net->transport.ops = can_offer_offloads(net) ? &offload_ops : &plain_ops;
 }
 
-/* The TUN_F_* offloads for what the guest accepts to receive. The kernel
- * wants CSUM under TSO and TSO under ECN (it refuses the flags otherwise),
- * and so does the spec of the guest's features. */
-static unsigned tap_offloads_for(uint64_t features)
+/* The backend offloads for what the guest accepts to receive. A TAP's
+ * kernel wants CSUM under TSO and TSO under ECN (it refuses the flags
+ * otherwise), and so does the spec of the guest's features. */
+static unsigned backend_offloads_for(uint64_t features)
 {
     if (!(features & VIRTIO_NET_F_GUEST_CSUM))
         return 0;
-    unsigned offloads = TUN_F_CSUM;
+    unsigned offloads = NET_BACKEND_OFFLOAD_CSUM;
     if (features & VIRTIO_NET_F_GUEST_TSO4)
-        offloads |= TUN_F_TSO4;
+        offloads |= NET_BACKEND_OFFLOAD_TSO4;
     if (features & VIRTIO_NET_F_GUEST_TSO6)
-        offloads |= TUN_F_TSO6;
-    if ((offloads & (TUN_F_TSO4 | TUN_F_TSO6)) && (features & VIRTIO_NET_F_GUEST_ECN))
-        offloads |= TUN_F_TSO_ECN;
+        offloads |= NET_BACKEND_OFFLOAD_TSO6;
+    if ((offloads & (NET_BACKEND_OFFLOAD_TSO4 | NET_BACKEND_OFFLOAD_TSO6)) &&
+        (features & VIRTIO_NET_F_GUEST_ECN))
+        offloads |= NET_BACKEND_OFFLOAD_TSO_ECN;
     return offloads;
 }
 
-/* Tells the kernel which offloads the guest takes. A failure keeps the old
- * setting, which is never more than the guest took before a reset or 0;
- * frames that still do not suit the guest are dropped on delivery. */
-static void set_tap_offloads(struct virtio_net *net, unsigned offloads)
+/* Tells the backend which offloads the guest takes. */
+static void set_backend_offloads(struct virtio_net *net, unsigned offloads)
 {
-    if (net->tap_fd < 0 || !net->tap_vnet_header)
-        return;
-    if (ioctl(net->tap_fd, TUNSETOFFLOAD, offloads) == 0)
-        net->tap_offloads = offloads;
+    if (net->backend && net->backend->ops->set_offloads)
+        net->backend->ops->set_offloads(net->backend, offloads);
 }
 
 /* ---- receive -------------------------------------------------------------- */
@@ -355,20 +309,21 @@ bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t len
 static void set_polling(struct virtio_net *net, bool enabled)
 {
     if (net->watch >= 0)
-        machine_watch_enable(net->transport.machine, net->watch, enabled && net->tap_receive_enabled);
+        machine_watch_enable(net->transport.machine, net->watch, enabled && net->backend_receive_enabled);
 }
 
-void virtio_net_set_tap_receive(struct virtio_net *net, bool enabled)
+void virtio_net_set_backend_receive(struct virtio_net *net, bool enabled)
 {
-    net->tap_receive_enabled = enabled;
+    net->backend_receive_enabled = enabled;
     /* A parked frame keeps polling off until the guest has room. */
     set_polling(net, enabled && net->parked_length == 0);
 }
 
-void virtio_net_set_tap_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque)
+void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer,
+                                           void *opaque)
 {
-    net->tap_frame_observer = observer;
-    net->tap_frame_observer_opaque = opaque;
+    net->backend_frame_observer = observer;
+    net->backend_frame_observer_opaque = opaque;
 }
 
 static void drop_parked_frame(struct virtio_net *net)
@@ -378,21 +333,13 @@ static void drop_parked_frame(struct virtio_net *net)
     net->parked_length = 0;
 }
 
-/* A packet as the TAP buffer holds it: wire header, then the frame. */
-static enum receive_result deliver_packet(struct virtio_net *net, const uint8_t *packet,
-                                          size_t frame_length)
-{
-    struct virtio_net_header header;
-    virtio_net_header_decode(packet, &header);
-    return deliver_frame(net, &header, packet + VIRTIO_NET_HEADER_SIZE, frame_length);
-}
-
 /* Delivers the parked frame if the guest has room for it now; polling
  * resumes once nothing is parked. */
 static void retry_parked_frame(struct virtio_net *net)
 {
     if (net->parked_length > 0) {
-        enum receive_result result = deliver_packet(net, net->parked_frame, net->parked_length);
+        enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame,
+                                                   net->parked_length);
         if (result == RECEIVE_NO_BUFFERS)
             return;
         if (result != RECEIVE_REFUSED)
@@ -402,57 +349,34 @@ static void retry_parked_frame(struct virtio_net *net)
     set_polling(net, true);
 }
 
-/* One packet from the TAP into parked_frame, laid out as header + frame
- * whether or not the TAP carries headers. Returns the frame's length, 0
- * for a packet to skip, -1 when there is nothing (more) to read. */
-static ssize_t read_tap_packet(struct virtio_net *net)
+/* Reads frames straight into parked_frame: if the guest takes one, the
+ * buffer is free again; if it has too few buffers, it is already parked. */
+void virtio_net_poll_backend(struct virtio_net *net)
 {
-    for (;;) {
-        ssize_t got;
-        if (net->tap_vnet_header) {
-            got = read(net->tap_fd, net->parked_frame, PACKET_BUFFER_SIZE);
-        } else {
-            memset(net->parked_frame, 0, VIRTIO_NET_HEADER_SIZE);
-            got = read(net->tap_fd, net->parked_frame + VIRTIO_NET_HEADER_SIZE, VIRTIO_NET_MAX_FRAME);
-            if (got > 0)
-                got += VIRTIO_NET_HEADER_SIZE;
-        }
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    struct net_backend *backend = net->backend;
+    if (!backend || !backend->ops->receive || net->parked_length > 0)
+        return;
+    bool used_chains = false;
+    for (unsigned i = 0; i < BACKEND_FRAMES_PER_POLL; i++) {
+        ssize_t length = backend->ops->receive(backend, &net->parked_header, net->parked_frame,
+                                               VIRTIO_NET_MAX_FRAME);
+        if (length == -EAGAIN)
+            break;
+        if (length < 0) {
             /* Not a frame and not "empty" (e.g. the TAP went away): stop
              * polling so a persistent error does not spin the machine
              * thread. The next receive-queue notification retries. */
             set_polling(net, false);
-        }
-        if (got <= 0)
-            return -1;
-        /* The kernel always writes a whole header; anything less (or a
-         * header alone) is no frame. */
-        return got > VIRTIO_NET_HEADER_SIZE ? got - VIRTIO_NET_HEADER_SIZE : 0;
-    }
-}
-
-/* Reads packets straight into parked_frame: if the guest takes one, the
- * buffer is free again; if it has too few buffers, it is already parked. */
-void virtio_net_poll_tap(struct virtio_net *net)
-{
-    if (net->tap_fd < 0 || net->parked_length > 0)
-        return;
-    bool used_chains = false;
-    for (unsigned i = 0; i < TAP_FRAMES_PER_POLL; i++) {
-        ssize_t length = read_tap_packet(net);
-        if (length < 0)
             break;
+        }
         if (length == 0)
             continue;
-        if (net->tap_frame_observer) {
-            struct virtio_net_header header;
-            virtio_net_header_decode(net->parked_frame, &header);
-            net->tap_frame_observer(net->tap_frame_observer_opaque, net, &header,
-                                    net->parked_frame + VIRTIO_NET_HEADER_SIZE, (size_t)length);
-        }
-        enum receive_result result = deliver_packet(net, net->parked_frame, (size_t)length);
+        net->parked_header.buffer_count = 0;
+        if (net->backend_frame_observer)
+            net->backend_frame_observer(net->backend_frame_observer_opaque, net, &net->parked_header,
+                                        net->parked_frame, (size_t)length);
+        enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame,
+                                                   (size_t)length);
         if (result == RECEIVE_NO_BUFFERS) {
             net->parked_length = (size_t)length;
             set_polling(net, false);
@@ -465,43 +389,21 @@ void virtio_net_poll_tap(struct virtio_net *net)
         notify_received(net);
 }
 
-static void on_tap_readable(void *opaque)
+static void on_backend_readable(void *opaque)
 {
-    virtio_net_poll_tap(opaque);
+    virtio_net_poll_backend(opaque);
 }
 
 /* ---- transmit ------------------------------------------------------------- */
 
-void virtio_net_transmit_to_tap(void *opaque, struct virtio_net *net,
-                                const struct virtio_net_header *header,
-                                const uint8_t *frame, size_t length)
+void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net,
+                                    const struct virtio_net_header *header,
+                                    const uint8_t *frame, size_t length)
 {
     (void)opaque;
-    if (net->tap_fd < 0)
+    if (!net->backend)
         return;     /* no backend: like an unplugged cable */
-    uint8_t header_bytes[VIRTIO_NET_HEADER_SIZE];
-    struct iovec pieces[2];
-    unsigned count = 0;
-    if (net->tap_vnet_header) {
-        virtio_net_header_encode(header, header_bytes);
-        pieces[count++] = (struct iovec){ header_bytes, sizeof header_bytes };
-    } else if (header->flags != 0 || header->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-        /* An unfinished frame (from a hook that takes offloads) and a TAP
-         * that cannot finish it: sending it would put a bad checksum or
-         * an oversized frame on the wire. */
-        net->transmit_errors++;
-        return;
-    }
-    pieces[count++] = (struct iovec){ (void *)frame, length };
-    size_t expected = (count == 2 ? sizeof header_bytes : 0) + length;
-    ssize_t done;
-    do
-        done = writev(net->tap_fd, pieces, (int)count);
-    while (done < 0 && errno == EINTR);
-    /* The TAP is non-blocking: a full queue (EAGAIN, ENOBUFS), a header
-     * the kernel refuses (EINVAL) or any other failure drops the frame, as
-     * a real NIC would; never wait. */
-    if (done != (ssize_t)expected)
+    if (net_backend_send(net->backend, header, frame, length) < 0)
         net->transmit_errors++;
 }
 
@@ -581,17 +483,17 @@ static void net_reset(void *device)
 {
     struct virtio_net *net = device;
     drop_parked_frame(net);
-    set_tap_offloads(net, 0);
+    set_backend_offloads(net, 0);
     choose_offer(net);
     set_polling(net, true);
 }
 
 /* Features are final now (they cannot change after FEATURES_OK): from
- * here on the kernel may hand us what the guest accepted. */
+ * here on the backend may hand us what the guest accepted. */
 static void net_driver_ready(void *device)
 {
     struct virtio_net *net = device;
-    set_tap_offloads(net, tap_offloads_for(negotiated_features(net)));
+    set_backend_offloads(net, backend_offloads_for(negotiated_features(net)));
     retry_parked_frame(net);
 }
 
@@ -611,15 +513,14 @@ int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned sl
                     const uint8_t mac[6], struct error *err)
 {
     memset(net, 0, sizeof *net);
-    net->tap_fd = -1;
     net->watch = -1;
-    net->tap_receive_enabled = true;
+    net->backend_receive_enabled = true;
     memcpy(net->state.mac, mac, sizeof net->state.mac);
-    net->transmit_hook = virtio_net_transmit_to_tap;
+    net->transmit_hook = virtio_net_transmit_to_backend;
     net->transmit_hook_opaque = NULL;
     /* Host-side buffers: 64 KiB frames and up to a queue's worth of chains
      * (about 270 KiB) are too much for the machine thread's stack. */
-    net->parked_frame = malloc(PACKET_BUFFER_SIZE);
+    net->parked_frame = malloc(VIRTIO_NET_MAX_FRAME);
     net->transmit_buffer = malloc(PACKET_BUFFER_SIZE);
     net->receive_chains = calloc(VIRTIO_NET_QUEUE_SIZE_MAX, sizeof *net->receive_chains);
     if (!net->parked_frame || !net->transmit_buffer || !net->receive_chains) {
@@ -639,77 +540,19 @@ void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook 
     choose_offer(net);
 }
 
-/* The 12-byte little-endian header on every packet, or false (the TAP
- * then has to be opened again without IFF_VNET_HDR). TUNSETVNETLE is only
- * needed on a big-endian host: the TAP's default is the host's order. */
-static bool configure_vnet_header(int fd)
+int virtio_net_attach_backend(struct virtio_net *net, struct net_backend *backend, struct error *err)
 {
-    int size = VIRTIO_NET_HEADER_SIZE;
-    int little_endian = 1;
-    const uint16_t probe = 1;
-    bool host_is_little_endian = *(const uint8_t *)&probe == 1;
-    if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0)
-        return false;
-    return ioctl(fd, TUNSETVNETLE, &little_endian) == 0 || host_is_little_endian;
-}
-
-/* Opens and attaches to the TAP, with vnet headers if asked and possible.
- * Returns the fd or -1 (err set). */
-static int open_tap(const char *name, bool want_vnet_header, bool *vnet_header, struct error *err)
-{
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return error_set_errno(err, "virtio-net: cannot open /dev/net/tun for TAP %s", name);
-    unsigned supported = 0;
-    *vnet_header = want_vnet_header && ioctl(fd, TUNGETFEATURES, &supported) == 0 &&
-                   (supported & IFF_VNET_HDR);
-    struct ifreq request;
-    memset(&request, 0, sizeof request);
-    strcpy(request.ifr_name, name);
-    request.ifr_flags = (short)(IFF_TAP | IFF_NO_PI | (*vnet_header ? IFF_VNET_HDR : 0));
-    if (ioctl(fd, TUNSETIFF, &request) < 0) {
-        error_set_errno(err, "virtio-net: cannot attach to TAP %s", name);
-        close(fd);
-        return -1;
+    if (net->backend)
+        return error_set(err, "virtio-net: already attached to %s %s", net->backend->ops->kind,
+                         net->backend->name);
+    int watch = -1;
+    if (backend->fd >= 0) {
+        watch = machine_watch_fd(net->transport.machine, backend->fd, on_backend_readable, net);
+        if (watch < 0)
+            return error_set(err, "virtio-net: cannot poll %s %s: the machine's fd table is full",
+                             backend->ops->kind, backend->name);
     }
-    return fd;
-}
-
-int virtio_net_attach_tap(struct virtio_net *net, const char *name, struct error *err)
-{
-    if (net->tap_fd >= 0)
-        return error_set(err, "virtio-net: already attached to TAP %s", net->tap_name);
-    if (strlen(name) >= IFNAMSIZ || strlen(name) >= sizeof net->tap_name)
-        return error_set(err, "virtio-net: TAP name '%s' is longer than %d characters",
-                         name, IFNAMSIZ - 1);
-    bool vnet_header;
-    int fd = open_tap(name, true, &vnet_header, err);
-    if (fd >= 0 && vnet_header && !configure_vnet_header(fd)) {
-        close(fd);
-        fd = open_tap(name, false, &vnet_header, err);
-    }
-    if (fd < 0)
-        return -1;
-    /* A persistent TAP keeps the offloads its last user set (QEMU sets
-     * CSUM and TSO): the kernel would then hand us frames with unfinished
-     * checksums, which a guest that did not ask for them drops, every TCP
-     * segment of them. Start from none; DRIVER_OK sets what the guest
-     * accepts. */
-    if (ioctl(fd, TUNSETOFFLOAD, 0u) < 0) {
-        error_set_errno(err, "virtio-net: cannot reset the offloads of TAP %s", name);
-        close(fd);
-        return -1;
-    }
-    int watch = machine_watch_fd(net->transport.machine, fd, on_tap_readable, net);
-    if (watch < 0) {
-        close(fd);
-        return error_set(err, "virtio-net: cannot poll TAP %s: the machine's fd table is full",
-                         name);
-    }
-    net->tap_fd = fd;
-    strcpy(net->tap_name, name);
-    net->tap_vnet_header = vnet_header;
-    net->tap_offloads = 0;
+    net->backend = backend;
     net->watch = watch;
     net->parked_length = 0;
     choose_offer(net);
@@ -722,12 +565,24 @@ void virtio_net_destroy(struct virtio_net *net)
     if (net->watch >= 0)
         machine_unwatch_fd(net->transport.machine, net->watch);
     net->watch = -1;
-    if (net->tap_fd >= 0)
-        close(net->tap_fd);
-    net->tap_fd = -1;
-    net->tap_vnet_header = false;
+    net_backend_destroy(net->backend);
+    net->backend = NULL;
     free_buffers(net);
     net->parked_length = 0;
+}
+
+void virtio_net_get_stats(const struct virtio_net *net, struct virtio_net_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    memcpy(stats->mac, net->state.mac, sizeof stats->mac);
+    if (net->backend)
+        snprintf(stats->backend, sizeof stats->backend, "%s", net->backend->name);
+    stats->received_frames = net->received_frames;
+    stats->transmitted_frames = net->transmitted_frames;
+    stats->dropped_no_buffers = net->dropped_no_buffers;
+    stats->dropped_too_large = net->dropped_too_large;
+    stats->dropped_offloads = net->dropped_offloads;
+    stats->transmit_errors = net->transmit_errors;
 }
 
 /* ---- state ----------------------------------------------------------------- */
@@ -736,7 +591,7 @@ void virtio_net_after_load(struct virtio_net *net)
 {
     drop_parked_frame(net);
     bool started = net->transport.state.status & VIRTIO_STATUS_DRIVER_OK;
-    set_tap_offloads(net, started ? tap_offloads_for(negotiated_features(net)) : 0);
+    set_backend_offloads(net, started ? backend_offloads_for(negotiated_features(net)) : 0);
     set_polling(net, true);
 }
 

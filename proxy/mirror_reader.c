@@ -132,7 +132,7 @@ int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, in
     if (!reader->buffer)
         return error_set(err, "out of memory");
     for (unsigned i = 0; i < machine_nic_count(machine); i++)
-        virtio_net_set_tap_receive(machine_nic(machine, i), false);
+        virtio_net_set_backend_receive(machine_nic(machine, i), false);
     return 0;
 }
 
@@ -220,7 +220,7 @@ static int mirror_reader_failover(void *opaque, struct error *err)
     mirror_reader_stop(reader);
     drain(reader);
     for (unsigned i = 0; i < machine_nic_count(reader->machine); i++) {
-        virtio_net_set_tap_receive(machine_nic(reader->machine, i), true);
+        virtio_net_set_backend_receive(machine_nic(reader->machine, i), true);
         virtio_net_announce(machine_nic(reader->machine, i));
     }
     return 0;

@@ -102,7 +102,7 @@ void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, i
     atomic_init(&sender->frames, 0);
     atomic_init(&sender->dropped, 0);
     for (unsigned i = 0; i < machine_nic_count(machine); i++)
-        virtio_net_set_tap_frame_observer(machine_nic(machine, i), mirror_frame, sender);
+        virtio_net_set_backend_frame_observer(machine_nic(machine, i), mirror_frame, sender);
 }
 
 void mirror_sender_stop(struct mirror_sender *sender)

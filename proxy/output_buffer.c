@@ -11,7 +11,7 @@
 void held_frames_send_and_free(struct held_frame *frames, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        virtio_net_transmit_to_tap(NULL, frames[i].net, &frames[i].header, frames[i].data, frames[i].length);
+        virtio_net_transmit_to_backend(NULL, frames[i].net, &frames[i].header, frames[i].data, frames[i].length);
         free(frames[i].data);
     }
 }
@@ -23,7 +23,7 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
     if (!buffer->holding) {
-        virtio_net_transmit_to_tap(NULL, net, header, frame, length);
+        virtio_net_transmit_to_backend(NULL, net, header, frame, length);
     } else {
         uint8_t *copy = buffer->held_count < OUTPUT_HELD_FRAMES_MAX &&
                                 buffer->held_bytes + length <= OUTPUT_HELD_BYTES_MAX

@@ -53,9 +53,9 @@ int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
         colo_primary_options_defaults(&primary->options);
     primary->options.migration.keep_dirty_log = true;
     atomic_init(&primary->state, COLO_PRIMARY_MIGRATING);
-    size_t words = guest_ram_bitmap_words(&pvm->ram);
+    size_t words = machine_dirty_bitmap_words(pvm);
     primary->bitmap = calloc(words, sizeof *primary->bitmap);
-    primary->pages = calloc(pvm->ram.page_count, sizeof *primary->pages);
+    primary->pages = calloc(machine_ram_page_count(pvm), sizeof *primary->pages);
     if (!primary->bitmap || !primary->pages) {
         free(primary->bitmap);
         free(primary->pages);
@@ -329,7 +329,7 @@ static size_t read_dirty_pages(struct colo_primary *primary)
 {
     struct machine *pvm = primary->pvm;
     machine_dirty_log_read_and_clear(pvm, primary->bitmap);
-    return guest_ram_bitmap_to_pages(primary->bitmap, guest_ram_bitmap_words(&pvm->ram), primary->pages);
+    return guest_ram_bitmap_to_pages(primary->bitmap, machine_dirty_bitmap_words(pvm), primary->pages);
 }
 
 /* The pre-copy, with the PVM running: what it dirtied so far goes out now.

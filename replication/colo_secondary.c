@@ -94,7 +94,7 @@ static int fail(struct colo_secondary *secondary, struct error *err, const char 
 
 static void resume_svm(struct colo_secondary *secondary)
 {
-    secondary->instret_at_resume = secondary->svm->harts[0].state.instret;
+    secondary->instret_at_resume = machine_instructions_retired(secondary->svm);
     machine_resume(secondary->svm);
     secondary->svm_paused = false;
 }
@@ -103,7 +103,7 @@ static void suspend_svm(struct colo_secondary *secondary)
 {
     machine_pause(secondary->svm);
     secondary->svm_paused = true;
-    uint64_t ran = secondary->svm->harts[0].state.instret - secondary->instret_at_resume;
+    uint64_t ran = machine_instructions_retired(secondary->svm) - secondary->instret_at_resume;
     pthread_mutex_lock(&secondary->stats_lock);
     secondary->stats.last_interval_instructions = ran;
     secondary->stats.interval_instructions_total += ran;
@@ -143,7 +143,7 @@ static int roll_back_svm(void *opaque, struct machine *svm, struct error *err)
     /* Pages the checkpoint brings are left as they are (it overwrites
      * them), and the writes of the apply are not captured: the reset after
      * it starts the next interval. */
-    size_t captured = svm->ram.preimages.count;
+    size_t captured = machine_preimage_count(svm);
     int64_t restored = machine_preimages_rollback_before_load(svm, checkpoint_overwrites, secondary);
     if (restored < 0)
         return error_set(err, "the SVM's pre-images are incomplete (memory ran out while capturing "

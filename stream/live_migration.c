@@ -87,8 +87,8 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
 {
     memset(result, 0, sizeof *result);
     struct sender sender = { .machine = machine, .options = options };
-    uint64_t page_count = machine->ram.page_count;
-    size_t words = guest_ram_bitmap_words(&machine->ram);
+    uint64_t page_count = machine_ram_page_count(machine);
+    size_t words = machine_dirty_bitmap_words(machine);
     uint64_t *bitmap = calloc(words, sizeof *bitmap);
     uint64_t *last_bitmap = calloc(words, sizeof *last_bitmap);
     uint64_t *pages = calloc(page_count, sizeof *pages);
@@ -103,7 +103,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         goto done;
     sender.progress.pages_total = page_count;
 
-    struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
+    struct stream_header header = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
     if (stream_write_header(&sender.writer, &header, err) < 0)
         goto done;
 
@@ -250,7 +250,7 @@ int migration_receive_with_reader(struct machine *machine, struct stream_reader 
                                   struct error *err)
 {
     int fd = reader->fd;
-    struct stream_header expected = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
+    struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
     if (stream_read_header(reader, &expected, err) < 0)
         return -1;
     for (;;) {

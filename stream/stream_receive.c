@@ -253,7 +253,7 @@ static int apply(struct machine *machine, const struct state_writer *state,
         if (staging->zero_flags[page] & STAGING_ZERO_LAST)
             continue;   /* a later PAGE_ZERO replaced this copy */
         /* Cannot fail: every index was checked against this RAM size. */
-        if (machine_ram_write(machine, machine->ram.base + page * STREAM_PAGE_SIZE,
+        if (machine_ram_write(machine, MACHINE_RAM_BASE + page * STREAM_PAGE_SIZE,
                               staging_slot_data(staging, slot), STREAM_PAGE_SIZE) < 0)
             return error_set(err, "page %llu could not be written to RAM", (unsigned long long)page);
     }
@@ -297,14 +297,14 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     reader->output_count = 0;
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
-    if (reader->ram_size != machine->ram.size)
+    if (reader->ram_size != machine_ram_size(machine))
         return error_set(err, "the stream carries %llu bytes of RAM, the machine has %llu",
-                         (unsigned long long)reader->ram_size, (unsigned long long)machine->ram.size);
-    if (reader->staging && reader->staging->ram_pages != machine->ram.page_count) {
+                         (unsigned long long)reader->ram_size, (unsigned long long)machine_ram_size(machine));
+    if (reader->staging && reader->staging->ram_pages != machine_ram_page_count(machine)) {
         stream_page_staging_free(reader->staging);
         reader->staging = NULL;
     }
-    if (!reader->staging && !(reader->staging = staging_create(machine->ram.page_count, err)))
+    if (!reader->staging && !(reader->staging = staging_create(machine_ram_page_count(machine), err)))
         return -1;
     struct stream_page_staging *staging = reader->staging;
 

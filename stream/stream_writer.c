@@ -170,12 +170,13 @@ int stream_write_header(struct stream_writer *writer, const struct stream_header
 }
 
 /* One record of `count` pages: PAGE_DATA with their contents copied out
- * of RAM, or, when ram is NULL, PAGE_ZERO (the indices only). */
-static int write_page_record(struct stream_writer *writer, const struct guest_ram *ram, const uint64_t *pages,
-                             size_t count, struct error *err)
+ * of the machine's RAM, or, when machine is NULL, PAGE_ZERO (the indices
+ * only). */
+static int write_page_record(struct stream_writer *writer, const struct machine *machine,
+                             const uint64_t *pages, size_t count, struct error *err)
 {
-    uint32_t type = ram ? STREAM_RECORD_PAGE_DATA : STREAM_RECORD_PAGE_ZERO;
-    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * (ram ? STREAM_BYTES_PER_PAGE : 8);
+    uint32_t type = machine ? STREAM_RECORD_PAGE_DATA : STREAM_RECORD_PAGE_ZERO;
+    size_t body_length = STREAM_PAGE_DATA_PREFIX + count * (machine ? STREAM_BYTES_PER_PAGE : 8);
     uint8_t *record = begin_record(writer, body_length, err);
     if (!record)
         return -1;
@@ -186,12 +187,12 @@ static int write_page_record(struct stream_writer *writer, const struct guest_ra
     uint8_t *contents = indices + 8 * count;
     for (size_t i = 0; i < count; i++) {
         stream_put_u64(indices + 8 * i, pages[i]);
-        if (ram)
-            memcpy(contents + i * STREAM_PAGE_SIZE, ram->host + pages[i] * STREAM_PAGE_SIZE, STREAM_PAGE_SIZE);
+        if (machine)
+            memcpy(contents + i * STREAM_PAGE_SIZE, machine_ram_page(machine, pages[i]), STREAM_PAGE_SIZE);
     }
     finish_record(writer, record, type, body_length);
     writer->pages_written += count;
-    if (!ram)
+    if (!machine)
         writer->zero_pages_written += count;
     return 0;
 }
@@ -199,13 +200,13 @@ static int write_page_record(struct stream_writer *writer, const struct guest_ra
 int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
                        const uint64_t *page_indices, size_t count, struct error *err)
 {
-    const struct guest_ram *ram = &machine->ram;
+    uint64_t page_count = machine_ram_page_count(machine);
     /* Check every index before buffering anything, so a bad list leaves
      * no half-written run of records behind. */
     for (size_t i = 0; i < count; i++)
-        if (page_indices[i] >= ram->page_count)
+        if (page_indices[i] >= page_count)
             return error_set(err, "page index %llu is outside RAM (%llu pages)",
-                             (unsigned long long)page_indices[i], (unsigned long long)ram->page_count);
+                             (unsigned long long)page_indices[i], (unsigned long long)page_count);
     /* Windows of at most a record's worth, split into zero and data pages.
      * A page of a running VM may change between the test and the copy;
      * the dirty log sends it again in the next round either way. */
@@ -217,14 +218,14 @@ int stream_write_pages(struct stream_writer *writer, const struct machine *machi
         size_t zero_count = 0, data_count = 0;
         for (size_t i = 0; i < window; i++) {
             uint64_t page = page_indices[done + i];
-            if (guest_ram_page_is_zero(ram->host + page * STREAM_PAGE_SIZE))
+            if (guest_ram_page_is_zero(machine_ram_page(machine, page)))
                 zero[zero_count++] = page;
             else
                 data[data_count++] = page;
         }
         if (zero_count && write_page_record(writer, NULL, zero, zero_count, err) < 0)
             return -1;
-        if (data_count && write_page_record(writer, ram, data, data_count, err) < 0)
+        if (data_count && write_page_record(writer, machine, data, data_count, err) < 0)
             return -1;
         done += window;
     }

@@ -2,6 +2,7 @@
 #include "vm.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,13 +137,9 @@ fail:
  * a guest reboot boots afresh. */
 static int build_machine(struct vm *vm, bool first_run, struct error *err)
 {
-    struct machine *machine = calloc(1, sizeof *machine);
+    struct machine *machine = machine_create(&vm->machine_config, err);
     if (!machine)
-        return error_set(err, "out of memory");
-    if (machine_create(machine, &vm->machine_config, err) < 0) {
-        free(machine);
         return -1;
-    }
     pthread_mutex_lock(&vm->machine_lock);
     vm->machine = machine;
     pthread_mutex_unlock(&vm->machine_lock);
@@ -180,7 +177,6 @@ static void destroy_machine(struct vm *vm)
     vm->machine = NULL;
     pthread_mutex_unlock(&vm->machine_lock);
     machine_destroy(machine);
-    free(machine);
 }
 
 /* What the run's end means for the program. */
@@ -221,10 +217,9 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
 static int report_last_machine(struct vm *vm, int status)
 {
     if (vm->options.print_state) {
-        struct machine_state_summary summary;
-        machine_state_summary(vm->machine, &summary);
         fprintf(stderr, "state: pc=0x%016" PRIx64 " instret=%" PRIu64 " hart=%016" PRIx64 " ram=%016" PRIx64 "\n",
-                summary.pc, summary.instret, summary.hart_hash, summary.ram_hash);
+                machine_pc(vm->machine), machine_instructions_retired(vm->machine), machine_hart_hash(vm->machine),
+                machine_ram_hash(vm->machine));
     }
     struct error err;
     if (vm->options.save_on_exit && vm_save_file_write(vm->options.save_on_exit, vm->machine, vm->config, &err) < 0) {

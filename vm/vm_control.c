@@ -139,26 +139,30 @@ static void answer_pending_quits(struct vm_control *control)
 
 static json_t *disk_status(const struct virtio_blk *disk)
 {
+    struct virtio_blk_stats stats;
+    virtio_blk_get_stats(disk, &stats);
     return json_pack("{s:s?, s:b, s:I, s:I, s:I, s:I}",
-                     "path", disk->path, "read_only", disk->read_only,
-                     "read_requests", (json_int_t)disk->read_requests,
-                     "write_requests", (json_int_t)disk->write_requests,
-                     "flush_requests", (json_int_t)disk->flush_requests,
-                     "failed_requests", (json_int_t)disk->failed_requests);
+                     "path", stats.path, "read_only", stats.read_only,
+                     "read_requests", (json_int_t)stats.read_requests,
+                     "write_requests", (json_int_t)stats.write_requests,
+                     "flush_requests", (json_int_t)stats.flush_requests,
+                     "failed_requests", (json_int_t)stats.failed_requests);
 }
 
 static json_t *nic_status(const struct virtio_net *nic)
 {
+    struct virtio_net_stats stats;
+    virtio_net_get_stats(nic, &stats);
     char mac[18];
-    const uint8_t *m = nic->state.mac;
+    const uint8_t *m = stats.mac;
     snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
     return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
-                     "tap", nic->tap_name, "mac", mac,
-                     "received_frames", (json_int_t)nic->received_frames,
-                     "transmitted_frames", (json_int_t)nic->transmitted_frames,
-                     "dropped_no_buffers", (json_int_t)nic->dropped_no_buffers,
-                     "dropped_too_large", (json_int_t)nic->dropped_too_large,
-                     "transmit_errors", (json_int_t)nic->transmit_errors);
+                     "tap", stats.backend, "mac", mac,
+                     "received_frames", (json_int_t)stats.received_frames,
+                     "transmitted_frames", (json_int_t)stats.transmitted_frames,
+                     "dropped_no_buffers", (json_int_t)stats.dropped_no_buffers,
+                     "dropped_too_large", (json_int_t)stats.dropped_too_large,
+                     "transmit_errors", (json_int_t)stats.transmit_errors);
 }
 
 static int handle_status(void *opaque, const json_t *request, json_t *reply, struct error *err)
@@ -174,15 +178,16 @@ static int handle_status(void *opaque, const json_t *request, json_t *reply, str
         /* Counters change on the machine's thread: read them while it is
          * parked, so they agree with each other. */
         machine_pause(machine);
-        json_object_set_new(reply, "memory_mib", json_integer((json_int_t)(machine->config.ram_size >> 20)));
-        json_object_set_new(reply, "instructions", json_integer((json_int_t)machine->harts[0].state.instret));
-        json_object_set_new(reply, "dirty_log", json_boolean(machine->ram.dirty_log_enabled));
+        json_object_set_new(reply, "memory_mib",
+                            json_integer((json_int_t)(machine_get_config(machine)->ram_size >> 20)));
+        json_object_set_new(reply, "instructions", json_integer((json_int_t)machine_instructions_retired(machine)));
+        json_object_set_new(reply, "dirty_log", json_boolean(machine_dirty_log_enabled(machine)));
         json_t *disks = json_array();
-        for (unsigned i = 0; i < machine->config.disk_count; i++)
-            json_array_append_new(disks, disk_status(machine->disks[i]));
+        for (unsigned i = 0; i < machine_disk_count(machine); i++)
+            json_array_append_new(disks, disk_status(machine_disk(machine, i)));
         json_t *nics = json_array();
-        for (unsigned i = 0; i < machine->config.nic_count; i++)
-            json_array_append_new(nics, nic_status(machine->nics[i]));
+        for (unsigned i = 0; i < machine_nic_count(machine); i++)
+            json_array_append_new(nics, nic_status(machine_nic(machine, i)));
         machine_resume(machine);
         json_object_set_new(reply, "disks", disks);
         json_object_set_new(reply, "nics", nics);

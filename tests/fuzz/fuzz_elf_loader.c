@@ -7,21 +7,16 @@
 #include <unistd.h>
 
 #include "machine.h"
+#include "test_machine.h"
 
-static struct machine machine;
+static struct machine *machine;
 static int file_descriptor = -1;
 static char path[64];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (file_descriptor < 0) {
-        struct machine_config config;
-        machine_config_defaults(&config);
-        config.ram_size = 1u << 20;
-        config.console_output_fd = -1;
-        struct error err;
-        if (machine_create(&machine, &config, &err) < 0)
-            abort();
+        machine = test_machine_create(&(struct test_machine_options){ .ram_size = 1u << 20 });
         /* An in-memory file: the loader reads by path, like `colo run`. */
         file_descriptor = memfd_create("fuzz-elf", 0);
         if (file_descriptor < 0)
@@ -31,6 +26,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ftruncate(file_descriptor, 0) < 0 || pwrite(file_descriptor, data, size, 0) != (ssize_t)size)
         abort();
     struct error err;
-    (void)machine_load_elf(&machine, path, &err);
+    (void)machine_load_elf(machine, path, &err);
     return 0;
 }

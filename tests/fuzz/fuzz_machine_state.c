@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "machine.h"
+#include "test_machine.h"
 
-static struct machine machine;
+static struct machine *machine;
 static bool created;
 /* The state the machine starts every input from. An accepted input may
  * switch it to real-time mode, where a saved mtime follows the host clock
@@ -23,7 +24,7 @@ static struct state_writer baseline;
 static void save(struct state_writer *writer)
 {
     state_writer_init(writer);
-    machine_save_state(&machine, writer);
+    machine_save_state(machine, writer);
     if (writer->out_of_memory)
         abort();
 }
@@ -31,14 +32,8 @@ static void save(struct state_writer *writer)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!created) {
-        struct machine_config config;
-        machine_config_defaults(&config);
-        config.ram_size = 1u << 20;
-        config.console_output_fd = -1;
-        config.deterministic_time = true;      /* saved mtime must not drift */
-        struct error err;
-        if (machine_create(&machine, &config, &err) < 0)
-            abort();
+        machine = test_machine_create(&(struct test_machine_options){
+            .ram_size = 1u << 20, .deterministic_time = true /* saved mtime must not drift */ });
         created = true;
         save(&baseline);
         const char *seed = getenv("COLO_FUZZ_WRITE_SEED");
@@ -52,11 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     struct error err;
-    if (machine_load_state(&machine, baseline.data, baseline.length, &err) < 0)
+    if (machine_load_state(machine, baseline.data, baseline.length, &err) < 0)
         abort();
     struct state_writer before;
     save(&before);
-    int result = machine_load_state(&machine, data, size, &err);
+    int result = machine_load_state(machine, data, size, &err);
     struct state_writer after;
     save(&after);
     if (result < 0) {
@@ -68,8 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * follow the CLINT, mtime follows the clock), but what it saves must
          * load again, and in deterministic mode save to exactly the same
          * bytes (in real-time mode mtime moves between two saves). */
-        bool deterministic = machine.config.deterministic_time;
-        if (machine_load_state(&machine, after.data, after.length, &err) < 0) {
+        bool deterministic = machine_get_config(machine)->deterministic_time;
+        if (machine_load_state(machine, after.data, after.length, &err) < 0) {
             fprintf(stderr, "a state saved after loading is rejected: %s\n", err.message);
             abort();
         }

@@ -20,15 +20,16 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "machine.h"
+#include "machine_devices.h"
 #include "stream.h"
+#include "test_machine.h"
 
 /* Small, so that comparing all of RAM after every run is cheap. */
 #define FUZZ_RAM_SIZE (64u * 1024u)
 /* Runs per input: enough to reach the later runs of a multi-round seed. */
 #define FUZZ_MAX_RUNS 16
 
-static struct machine machine;
+static struct machine *machine;
 static bool created;
 static int input_fd = -1;
 /* A freshly initialised reader on input_fd. Each input starts from a copy
@@ -72,7 +73,7 @@ static const uint8_t *with_crcs_fixed(const uint8_t *data, size_t size)
 static void save(struct state_writer *writer)
 {
     state_writer_init(writer);
-    machine_save_state(&machine, writer);
+    machine_save_state(machine, writer);
     if (writer->out_of_memory)
         abort();
 }
@@ -83,7 +84,7 @@ static struct state_writer baseline;
 static void load_baseline(void)
 {
     struct error err;
-    if (machine_load_state(&machine, baseline.data, baseline.length, &err) < 0) {
+    if (machine_load_state(machine, baseline.data, baseline.length, &err) < 0) {
         fprintf(stderr, "the baseline state does not load: %s\n", err.message);
         abort();
     }
@@ -93,27 +94,27 @@ static void load_baseline(void)
 static void write_seed(const char *path)
 {
     for (unsigned i = 0; i < FUZZ_RAM_SIZE; i++)
-        machine.ram.host[i] = (uint8_t)(i * 7 + i / 4096);
-    memset(machine.ram.host + 7 * 4096, 0, 4096);   /* a zero page: a PAGE_ZERO record */
-    machine.harts[0].state.x[10] = 0x1234;
+        machine->ram.host[i] = (uint8_t)(i * 7 + i / 4096);
+    memset(machine->ram.host + 7 * 4096, 0, 4096);   /* a zero page: a PAGE_ZERO record */
+    machine->harts[0].state.x[10] = 0x1234;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     static const uint8_t mode = 1;             /* CRCs fixed by the harness */
     struct stream_writer writer;
     struct error err;
     if (fd < 0 || write(fd, &mode, 1) != 1 || stream_writer_init(&writer, fd, &err) < 0)
         abort();
-    struct stream_header header = { STREAM_VERSION, machine.ram.size, machine_configuration_hash(&machine) };
+    struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
     static const uint64_t first[] = { 0, 15 }, second[] = { 3, 7 }, last[] = { 15 };
     static const uint8_t output_header[12] = { 0 }, output_frame[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
     if (stream_write_header(&writer, &header, &err) < 0 ||
-        stream_write_pages(&writer, &machine, first, 2, &err) < 0 ||
+        stream_write_pages(&writer, machine, first, 2, &err) < 0 ||
         stream_write_checkpoint_end(&writer, &err) < 0 ||
         stream_write_checkpoint_state(&writer, 3, &err) < 0 ||
-        stream_write_pages(&writer, &machine, second, 2, &err) < 0 ||
+        stream_write_pages(&writer, machine, second, 2, &err) < 0 ||
         stream_write_output(&writer, 0, output_header, output_frame, sizeof output_frame, &err) < 0 ||
         stream_write_checkpoint_end(&writer, &err) < 0 ||
-        stream_write_pages(&writer, &machine, last, 1, &err) < 0 ||
-        stream_write_machine_state(&writer, &machine, &err) < 0 || stream_write_end(&writer, &err) < 0 ||
+        stream_write_pages(&writer, machine, last, 1, &err) < 0 ||
+        stream_write_machine_state(&writer, machine, &err) < 0 || stream_write_end(&writer, &err) < 0 ||
         stream_flush(&writer, &err) < 0 || close(fd) < 0) {
         fprintf(stderr, "cannot write the seed: %s\n", err.message);
         abort();
@@ -124,14 +125,9 @@ static void write_seed(const char *path)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!created) {
-        struct machine_config config;
-        machine_config_defaults(&config);
-        config.ram_size = FUZZ_RAM_SIZE;
-        config.console_output_fd = -1;
-        config.deterministic_time = true;      /* saved mtime must not drift */
+        machine = test_machine_create(&(struct test_machine_options){
+            .ram_size = FUZZ_RAM_SIZE, .deterministic_time = true /* saved mtime must not drift */ });
         struct error err;
-        if (machine_create(&machine, &config, &err) < 0)
-            abort();
         created = true;
         const char *seed = getenv("COLO_FUZZ_WRITE_SEED");
         if (seed) {
@@ -159,14 +155,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     load_baseline();
     struct stream_reader reader = fresh_reader;
     struct error err;
-    struct stream_header expected = { STREAM_VERSION, machine.ram.size, machine_configuration_hash(&machine) };
+    struct stream_header expected = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
     if (stream_read_header(&reader, &expected, &err) == 0) {
         for (unsigned run = 0; run < FUZZ_MAX_RUNS; run++) {
             struct state_writer before;
             save(&before);
-            memcpy(ram_before, machine.ram.host, FUZZ_RAM_SIZE);
+            memcpy(ram_before, machine->ram.host, FUZZ_RAM_SIZE);
             uint32_t terminator = 0;
-            int result = stream_receive(&reader, &machine, &terminator, &err);
+            int result = stream_receive(&reader, machine, &terminator, &err);
             if (result < 0) {
                 /* Rejected: nothing may have changed. */
                 struct state_writer after;
@@ -175,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     fprintf(stderr, "a rejected run changed the machine state: %s\n", err.message);
                     abort();
                 }
-                if (memcmp(ram_before, machine.ram.host, FUZZ_RAM_SIZE) != 0) {
+                if (memcmp(ram_before, machine->ram.host, FUZZ_RAM_SIZE) != 0) {
                     fprintf(stderr, "a rejected run changed RAM: %s\n", err.message);
                     abort();
                 }
@@ -183,7 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             } else if (terminator != STREAM_RECORD_CHECKPOINT_END && terminator != STREAM_RECORD_END) {
                 fprintf(stderr, "a run ended with record type %u\n", terminator);
                 abort();
-            } else if (!machine.config.deterministic_time) {
+            } else if (!machine->config.deterministic_time) {
                 /* The run loaded a state in real-time mode, where the saved
                  * mtime follows the host clock: two saves would differ with
                  * nothing changed. Back to deterministic time for the next

@@ -15,28 +15,22 @@
 #include "clock.h"
 #include "colo_primary.h"
 #include "colo_secondary.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define GUEST_PAGES 300
 #define WANTED_CHECKPOINTS 30
 
-static void create(struct machine *machine, const char *elf)
+static struct machine *create(const char *elf)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 16u << 20;
-    config.console_output_fd = -1;
-    config.deterministic_time = true;
-    struct error err;
-    if (machine_create(machine, &config, &err) < 0 || machine_load_elf(machine, elf, &err) < 0) {
-        fprintf(stderr, "FAIL: cannot set up machine: %s\n", err.message);
-        exit(1);
-    }
+    struct machine *machine = test_machine_create(&(struct test_machine_options){
+        .ram_size = 16u << 20, .deterministic_time = true, .elf = elf });
     /* store_forever: stores to GUEST_PAGES pages from 1 MiB into RAM. */
     machine->harts[0].state.x[10] = GUEST_PAGES;
     machine->harts[0].state.x[11] = MACHINE_RAM_BASE + (256ull << GUEST_PAGE_SHIFT);
+    return machine;
 }
 
 static void *run_thread(void *machine)
@@ -178,14 +172,13 @@ int main(int argc, char **argv)
         perror("socketpair");
         return 1;
     }
-    static struct machine pvm, svm;
-    create(&pvm, argv[1]);
-    create(&svm, argv[1]);
+    struct machine *pvm = create(argv[1]);
+    struct machine *svm = create(argv[1]);
     /* The SVM is handed to the secondary paused. */
-    machine_pause(&svm);
+    machine_pause(svm);
     pthread_t pvm_thread, svm_thread;
-    pthread_create(&pvm_thread, NULL, run_thread, &pvm);
-    pthread_create(&svm_thread, NULL, run_thread, &svm);
+    pthread_create(&pvm_thread, NULL, run_thread, pvm);
+    pthread_create(&svm_thread, NULL, run_thread, svm);
 
     static struct colo_primary primary;
     static struct colo_secondary secondary;
@@ -207,8 +200,8 @@ int main(int argc, char **argv)
 
     struct error err;
     static struct recording_device primary_device, secondary_device;
-    if (colo_secondary_init(&secondary, &svm, fds[1], &secondary_options, &err) < 0 ||
-        colo_primary_init(&primary, &pvm, fds[0], &primary_options, &err) < 0 ||
+    if (colo_secondary_init(&secondary, svm, fds[1], &secondary_options, &err) < 0 ||
+        colo_primary_init(&primary, pvm, fds[0], &primary_options, &err) < 0 ||
         colo_secondary_add_device(&secondary, "recorder", &recording_ops, &secondary_device, &err) < 0 ||
         colo_primary_add_device(&primary, "recorder", &recording_ops, &primary_device, &err) < 0 ||
         colo_secondary_start(&secondary, &err) < 0 || colo_primary_start(&primary, &err) < 0) {
@@ -248,14 +241,14 @@ int main(int argc, char **argv)
           colo_secondary_state_name(colo_secondary_state(&secondary)), err.message);
     printf("secondary ended: %s\n", err.message);
     CHECK(colo_secondary_failover(&secondary, &err) == 0, "failover refused: %s", err.message);
-    CHECK(!svm.ram.dirty_log_enabled && !svm.ram.preimages_enabled, "failover left the dirty log on");
-    machine_pause(&svm);
-    uint64_t instret_before = svm.harts[0].state.instret;
-    machine_resume(&svm);
+    CHECK(!svm->ram.dirty_log_enabled && !svm->ram.preimages_enabled, "failover left the dirty log on");
+    machine_pause(svm);
+    uint64_t instret_before = svm->harts[0].state.instret;
+    machine_resume(svm);
     clock_sleep_ms(20);
-    machine_pause(&svm);
-    CHECK(svm.harts[0].state.instret > instret_before, "the SVM does not run after failover");
-    machine_resume(&svm);
+    machine_pause(svm);
+    CHECK(svm->harts[0].state.instret > instret_before, "the SVM does not run after failover");
+    machine_resume(svm);
 
     struct colo_secondary_stats secondary_stats;
     colo_secondary_get_stats(&secondary, &secondary_stats);
@@ -301,8 +294,8 @@ int main(int argc, char **argv)
           (unsigned long long)stats.checkpoints);
     CHECK(colo_primary_downtime_percentile(&primary, 50) > 0, "no downtime recorded");
 
-    machine_request_stop(&pvm);
-    machine_request_stop(&svm);
+    machine_request_stop(pvm);
+    machine_request_stop(svm);
     pthread_join(pvm_thread, NULL);
     pthread_join(svm_thread, NULL);
     colo_primary_destroy(&primary);
@@ -315,8 +308,8 @@ int main(int argc, char **argv)
     close(fds[0]);
     close(fds[1]);
     state_writer_free(&exchange.state);
-    machine_destroy(&pvm);
-    machine_destroy(&svm);
+    test_machine_destroy(pvm);
+    test_machine_destroy(svm);
     if (test_check_failures) {
         fprintf(stderr, "%d test_check_failures\n", test_check_failures);
         return 1;

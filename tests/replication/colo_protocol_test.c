@@ -16,24 +16,17 @@
 #include "colo_primary.h"
 #include "colo_protocol.h"
 #include "colo_secondary.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 static const char *guest_elf;
 
-static void create(struct machine *machine)
+static struct machine *create(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 8u << 20;
-    config.console_output_fd = -1;
-    config.deterministic_time = true;
-    struct error err;
-    if (machine_create(machine, &config, &err) < 0 || machine_load_elf(machine, guest_elf, &err) < 0) {
-        fprintf(stderr, "FAIL: cannot set up machine: %s\n", err.message);
-        exit(1);
-    }
+    return test_machine_create(&(struct test_machine_options){
+        .ram_size = 8u << 20, .deterministic_time = true, .elf = guest_elf });
 }
 
 static void open_pair(int fds[2])
@@ -161,10 +154,9 @@ static void send_whole_checkpoint(struct stream_writer *writer, struct machine *
 
 static void run_primary_case(const struct primary_case *test)
 {
-    static struct machine pvm, svm;
-    create(&pvm);
-    create(&svm);
-    machine_pause(&svm);
+    struct machine *pvm = create();
+    struct machine *svm = create();
+    machine_pause(svm);
     int fds[2];
     open_pair(fds);
     int script_fd = fds[0];
@@ -180,7 +172,7 @@ static void run_primary_case(const struct primary_case *test)
     options.hook_opaque = &snapshot;
     static struct colo_secondary secondary;
     struct error err;
-    if (colo_secondary_init(&secondary, &svm, fds[1], &options, &err) < 0 ||
+    if (colo_secondary_init(&secondary, svm, fds[1], &options, &err) < 0 ||
         colo_secondary_start(&secondary, &err) < 0) {
         fprintf(stderr, "FAIL: %s\n", err.message);
         exit(1);
@@ -195,10 +187,10 @@ static void run_primary_case(const struct primary_case *test)
     uint64_t pvm_hash_at_checkpoint = 0;
 
     if (test->script == PRIMARY_DROPS_DURING_COPY) {
-        struct stream_header header = { STREAM_VERSION, pvm.ram.size, machine_configuration_hash(&pvm) };
+        struct stream_header header = { STREAM_VERSION, pvm->ram.size, machine_configuration_hash(pvm) };
         uint64_t pages[10] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
         if (stream_write_header(&writer, &header, &err) < 0 ||
-            stream_write_pages(&writer, &pvm, pages, 10, &err) < 0 || stream_flush(&writer, &err) < 0)
+            stream_write_pages(&writer, pvm, pages, 10, &err) < 0 || stream_flush(&writer, &err) < 0)
             fprintf(stderr, "script: %s\n", err.message);
         goto hang_up;
     }
@@ -206,7 +198,7 @@ static void run_primary_case(const struct primary_case *test)
     migration_options_defaults(&migration);
     migration.keep_dirty_log = true;
     struct migration_result migrated;
-    if (migration_send(&pvm, script_fd, &migration, &migrated, &err) < 0) {
+    if (migration_send(pvm, script_fd, &migration, &migrated, &err) < 0) {
         CHECK(false, "%s: the initial copy failed: %s", test->name, err.message);
         goto hang_up;
     }
@@ -232,12 +224,12 @@ static void run_primary_case(const struct primary_case *test)
         send_or_complain(&writer, COLO_CHECKPOINT_NEW);
         if (expect(&reader, COLO_CHECKPOINT_SVM_SUSPENDED) < 0)
             goto hang_up;
-        scribble(&pvm, 40, (uint8_t)test->script);
+        scribble(pvm, 40, (uint8_t)test->script);
         if (test->script == PRIMARY_DROPS_MID_PAGES) {
             uint64_t pages[20];
             for (unsigned p = 0; p < 20; p++)
                 pages[p] = 512 + p * 3;
-            if (stream_write_pages(&writer, &pvm, pages, 20, &err) < 0 || stream_flush(&writer, &err) < 0)
+            if (stream_write_pages(&writer, pvm, pages, 20, &err) < 0 || stream_flush(&writer, &err) < 0)
                 fprintf(stderr, "script: %s\n", err.message);
             goto hang_up;
         }
@@ -245,14 +237,14 @@ static void run_primary_case(const struct primary_case *test)
             uint64_t pages[40];
             for (unsigned p = 0; p < 40; p++)
                 pages[p] = 512 + p * 3;
-            if (stream_write_pages(&writer, &pvm, pages, 40, &err) < 0 ||
-                stream_write_machine_state(&writer, &pvm, &err) < 0 || stream_flush(&writer, &err) < 0)
+            if (stream_write_pages(&writer, pvm, pages, 40, &err) < 0 ||
+                stream_write_machine_state(&writer, pvm, &err) < 0 || stream_flush(&writer, &err) < 0)
                 fprintf(stderr, "script: %s\n", err.message);
             write_corrupt_record(script_fd, STREAM_RECORD_CHECKPOINT_END, 0);
             goto wait_for_secondary;
         }
-        send_whole_checkpoint(&writer, &pvm);
-        pvm_hash_at_checkpoint = machine_ram_hash(&pvm);
+        send_whole_checkpoint(&writer, pvm);
+        pvm_hash_at_checkpoint = machine_ram_hash(pvm);
         if (expect(&reader, COLO_CHECKPOINT_SVM_READY) < 0)
             goto hang_up;
         /* The secondary will resume and report SVM_RESUMED into the void. */
@@ -280,17 +272,17 @@ hang_up:
     if (state == COLO_SECONDARY_SUSPENDED) {
         /* Nothing of the broken checkpoint reached the SVM. */
         CHECK(snapshot.taken, "%s: the SVM never suspended", test->name);
-        CHECK(machine_ram_hash(&svm) == snapshot.ram_hash, "%s: the SVM's RAM changed in the failed checkpoint",
+        CHECK(machine_ram_hash(svm) == snapshot.ram_hash, "%s: the SVM's RAM changed in the failed checkpoint",
               test->name);
         struct state_writer now;
         state_writer_init(&now);
-        machine_save_state(&svm, &now);
+        machine_save_state(svm, &now);
         CHECK(now.length == snapshot.state.length && memcmp(now.data, snapshot.state.data, now.length) == 0,
               "%s: the SVM's machine state changed in the failed checkpoint", test->name);
         state_writer_free(&now);
     }
     if (test->script == PRIMARY_DROPS_AFTER_SVM_READY)
-        CHECK(machine_ram_hash(&svm) == pvm_hash_at_checkpoint, "%s: the applied checkpoint is not the PVM",
+        CHECK(machine_ram_hash(svm) == pvm_hash_at_checkpoint, "%s: the applied checkpoint is not the PVM",
               test->name);
 
     struct error failover_error;
@@ -300,12 +292,12 @@ hang_up:
               test->name);
     } else {
         CHECK(failover == 0, "%s: failover failed: %s", test->name, failover_error.message);
-        CHECK(!svm.ram.dirty_log_enabled && !svm.ram.preimages_enabled, "%s: failover left the dirty log on",
+        CHECK(!svm->ram.dirty_log_enabled && !svm->ram.preimages_enabled, "%s: failover left the dirty log on",
               test->name);
-        CHECK(svm.pause_depth == 0, "%s: the SVM is still paused after failover (depth %u)", test->name,
-              svm.pause_depth);
+        CHECK(svm->pause_depth == 0, "%s: the SVM is still paused after failover (depth %u)", test->name,
+              svm->pause_depth);
         if (state == COLO_SECONDARY_SUSPENDED)
-            CHECK(machine_ram_hash(&svm) == snapshot.ram_hash, "%s: failover rolled the SVM back", test->name);
+            CHECK(machine_ram_hash(svm) == snapshot.ram_hash, "%s: failover rolled the SVM back", test->name);
     }
 
     colo_secondary_destroy(&secondary);
@@ -313,8 +305,8 @@ hang_up:
     stream_reader_destroy(&reader);
     close(fds[1]);
     state_writer_free(&snapshot.state);
-    machine_destroy(&pvm);
-    machine_destroy(&svm);
+    test_machine_destroy(pvm);
+    test_machine_destroy(svm);
 }
 
 /* ---- the real primary against a scripted secondary ---- */
@@ -351,9 +343,8 @@ static const struct secondary_case secondary_cases[] = {
 
 static void run_secondary_case(const struct secondary_case *test)
 {
-    static struct machine pvm, svm;
-    create(&pvm);
-    create(&svm);
+    struct machine *pvm = create();
+    struct machine *svm = create();
     int fds[2];
     open_pair(fds);
     int script_fd = fds[1];
@@ -364,7 +355,7 @@ static void run_secondary_case(const struct secondary_case *test)
     options.message_timeout_ms = 2000;
     static struct colo_primary primary;
     struct error err;
-    if (colo_primary_init(&primary, &pvm, fds[0], &options, &err) < 0 || colo_primary_start(&primary, &err) < 0) {
+    if (colo_primary_init(&primary, pvm, fds[0], &options, &err) < 0 || colo_primary_start(&primary, &err) < 0) {
         fprintf(stderr, "FAIL: %s\n", err.message);
         exit(1);
     }
@@ -381,7 +372,7 @@ static void run_secondary_case(const struct secondary_case *test)
             fprintf(stderr, "script: nothing from the primary\n");
         goto hang_up;
     }
-    if (migration_receive_with_reader(&svm, &reader, &err) < 0) {
+    if (migration_receive_with_reader(svm, &reader, &err) < 0) {
         CHECK(false, "%s: the initial copy failed: %s", test->name, err.message);
         goto hang_up;
     }
@@ -399,7 +390,7 @@ static void run_secondary_case(const struct secondary_case *test)
     }
     send_or_complain(&writer, COLO_CHECKPOINT_SVM_SUSPENDED);
     uint32_t terminator = 0;
-    if (stream_receive(&reader, &svm, &terminator, &err) < 0) {
+    if (stream_receive(&reader, svm, &terminator, &err) < 0) {
         CHECK(false, "%s: the checkpoint did not arrive: %s", test->name, err.message);
         goto hang_up;
     }
@@ -424,15 +415,15 @@ hang_up:
     CHECK(strstr(err.message, test->expected_error) != NULL, "%s: the error does not say '%s': %s", test->name,
           test->expected_error, err.message);
     /* The PVM runs on, unprotected. */
-    CHECK(pvm.pause_depth == 0, "%s: the PVM is left paused (depth %u)", test->name, pvm.pause_depth);
-    CHECK(!pvm.ram.dirty_log_enabled, "%s: the PVM's dirty log is left on", test->name);
+    CHECK(pvm->pause_depth == 0, "%s: the PVM is left paused (depth %u)", test->name, pvm->pause_depth);
+    CHECK(!pvm->ram.dirty_log_enabled, "%s: the PVM's dirty log is left on", test->name);
 
     colo_primary_destroy(&primary);
     stream_writer_destroy(&writer);
     stream_reader_destroy(&reader);
     close(fds[0]);
-    machine_destroy(&pvm);
-    machine_destroy(&svm);
+    test_machine_destroy(pvm);
+    test_machine_destroy(svm);
 }
 
 int main(int argc, char **argv)

@@ -12,8 +12,9 @@
 
 #include "clock.h"
 #include "crc32c.h"
-#include "machine.h"
+#include "machine_devices.h"
 #include "stream.h"
+#include "test_machine.h"
 
 static void die(const char *what, const struct error *err)
 {
@@ -136,25 +137,19 @@ int main(int argc, char **argv)
         bench_crc("slicing-by-8 tables", crc32c_extend_portable, 4202504);
     }
 
-    static struct machine source, target;
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = ram_mib << 20;
-    config.console_output_fd = -1;
-    config.deterministic_time = true;
-    struct error err;
-    if (machine_create(&source, &config, &err) < 0 || machine_create(&target, &config, &err) < 0)
-        die("machine_create", &err);
+    const struct test_machine_options options = { .ram_size = ram_mib << 20, .deterministic_time = true };
+    struct machine *source = test_machine_create(&options);
+    struct machine *target = test_machine_create(&options);
     uint64_t value = 0x9e3779b97f4a7c15ull;
-    uint64_t *words = (uint64_t *)source.ram.host;
-    for (uint64_t i = 0; i < source.ram.size / 8; i++) {
+    uint64_t *words = (uint64_t *)source->ram.host;
+    for (uint64_t i = 0; i < source->ram.size / 8; i++) {
         value ^= value << 13, value ^= value >> 7, value ^= value << 17;
         words[i] = value;
     }
     printf("  %llu MiB of RAM, %u rounds of all pages\n", (unsigned long long)ram_mib, rounds);
-    bench_transfer(&source, &target, rounds, false);
-    bench_transfer(&source, &target, rounds, true);
-    machine_destroy(&source);
-    machine_destroy(&target);
+    bench_transfer(source, target, rounds, false);
+    bench_transfer(source, target, rounds, true);
+    test_machine_destroy(source);
+    test_machine_destroy(target);
     return 0;
 }

@@ -12,10 +12,11 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "machine.h"
+#include "machine_devices.h"
 #include "stream.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define RAM_SIZE (2u << 20)
 #define RAM_PAGES (RAM_SIZE / 4096u)
@@ -30,16 +31,10 @@ static void die(const char *what, const struct error *err)
     exit(1);
 }
 
-static void create_machine(struct machine *machine)
+static struct machine *create_machine(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = RAM_SIZE;
-    config.console_output_fd = -1;
-    config.deterministic_time = true;
-    struct error err;
-    if (machine_create(machine, &config, &err) < 0)
-        die("machine_create", &err);
+    return test_machine_create(&(struct test_machine_options){
+        .ram_size = RAM_SIZE, .deterministic_time = true });
 }
 
 static uint64_t random_state = 0x9e3779b97f4a7c15ull;
@@ -334,12 +329,11 @@ done:
 
 static void test_round_trip(void)
 {
-    static struct machine source, target;
-    create_machine(&source);
-    create_machine(&target);
-    make_interesting(&source);
-    struct bytes source_state = saved_state(&source);
-    struct bytes target_state_before = saved_state(&target);
+    struct machine *source = create_machine();
+    struct machine *target = create_machine();
+    make_interesting(source);
+    struct bytes source_state = saved_state(source);
+    struct bytes target_state_before = saved_state(target);
     CHECK(target_state_before.length != source_state.length ||
           memcmp(target_state_before.data, source_state.data, source_state.length) != 0,
           "the test machines start out equal");
@@ -350,7 +344,7 @@ static void test_round_trip(void)
     /* Both ends non-blocking: the writer and reader must wait, not fail. */
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
     fcntl(fds[1], F_SETFL, O_NONBLOCK);
-    struct migration migration = { .source = &source, .fd = fds[0] };
+    struct migration migration = { .source = source, .fd = fds[0] };
     pthread_t sender;
     pthread_create(&sender, NULL, send_migration, &migration);
 
@@ -358,21 +352,21 @@ static void test_round_trip(void)
     struct error err;
     if (stream_reader_init(&reader, fds[1], &err) < 0)
         die("stream_reader_init", &err);
-    struct stream_header expected = header_for(&target);
+    struct stream_header expected = header_for(target);
     CHECK(stream_read_header(&reader, &expected, &err) == 0, "header: %s", err.message);
     uint32_t terminator = 0;
-    int result = stream_receive(&reader, &target, &terminator, &err);
+    int result = stream_receive(&reader, target, &terminator, &err);
     CHECK(result == 0 && terminator == STREAM_RECORD_CHECKPOINT_END, "round 1: %d %u %s", result, terminator,
           result ? err.message : "");
-    uint64_t round_one_hash = machine_ram_hash(&target);
-    struct bytes state_after_round_one = saved_state(&target);
+    uint64_t round_one_hash = machine_ram_hash(target);
+    struct bytes state_after_round_one = saved_state(target);
     CHECK(state_after_round_one.length == target_state_before.length &&
           memcmp(state_after_round_one.data, target_state_before.data, target_state_before.length) == 0,
           "a round of pages alone changed the machine state");
-    result = stream_receive(&reader, &target, &terminator, &err);
+    result = stream_receive(&reader, target, &terminator, &err);
     CHECK(result == 0 && terminator == STREAM_RECORD_CHECKPOINT_END, "round 2: %s", result ? err.message : "");
-    uint64_t round_two_hash = machine_ram_hash(&target);
-    result = stream_receive(&reader, &target, &terminator, &err);
+    uint64_t round_two_hash = machine_ram_hash(target);
+    result = stream_receive(&reader, target, &terminator, &err);
     CHECK(result == 0 && terminator == STREAM_RECORD_END, "last round: %s", result ? err.message : "");
     CHECK(reader.checkpoint_states_received == 1 && reader.recent_checkpoint_states[0] == 7,
           "CHECKPOINT_STATE inside the run not noted (%llu)",
@@ -383,8 +377,8 @@ static void test_round_trip(void)
     CHECK(migration.result == 0, "sender: %s", migration.err.message);
     CHECK(round_one_hash == migration.hash_after_round[0], "RAM after round 1 differs from the source's");
     CHECK(round_two_hash == migration.hash_after_round[1], "RAM after round 2 differs from the source's");
-    CHECK(machine_ram_hash(&target) == machine_ram_hash(&source), "RAM differs after migration");
-    struct bytes target_state = saved_state(&target);
+    CHECK(machine_ram_hash(target) == machine_ram_hash(source), "RAM differs after migration");
+    struct bytes target_state = saved_state(target);
     CHECK(target_state.length == source_state.length &&
           memcmp(target_state.data, source_state.data, source_state.length) == 0,
           "machine state differs after migration");
@@ -398,17 +392,16 @@ static void test_round_trip(void)
     free(target_state.data);
     free(target_state_before.data);
     free(state_after_round_one.data);
-    machine_destroy(&source);
-    machine_destroy(&target);
+    test_machine_destroy(source);
+    test_machine_destroy(target);
 }
 
 /* ---- the writer's record layout ---- */
 
 static void test_writer_splits_pages(void)
 {
-    static struct machine machine;
-    create_machine(&machine);
-    make_interesting(&machine);
+    struct machine *machine = create_machine();
+    make_interesting(machine);
     int fd = memfd_create("stream-test", MFD_CLOEXEC);
     struct stream_writer writer;
     struct error err;
@@ -417,12 +410,12 @@ static void test_writer_splits_pages(void)
     uint64_t pages[2500];
     for (size_t i = 0; i < 2500; i++)
         pages[i] = (i * 3) % RAM_PAGES;
-    struct stream_header header = header_for(&machine);
-    CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_pages(&writer, &machine, pages, 2500, &err) == 0 &&
+    struct stream_header header = header_for(machine);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_pages(&writer, machine, pages, 2500, &err) == 0 &&
           stream_write_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0, "write: %s", err.message);
     CHECK(writer.pages_written == 2500, "pages_written %llu", (unsigned long long)writer.pages_written);
     uint64_t beyond = RAM_PAGES;
-    CHECK(stream_write_pages(&writer, &machine, &beyond, 1, &err) < 0 && contains(err.message, "outside RAM"),
+    CHECK(stream_write_pages(&writer, machine, &beyond, 1, &err) < 0 && contains(err.message, "outside RAM"),
           "the writer took a page index outside RAM");
     CHECK(writer.used == 0, "a refused page list left bytes in the buffer");
     uint64_t bytes_written = writer.bytes_written;
@@ -449,7 +442,7 @@ static void test_writer_splits_pages(void)
             uint64_t index = (uint64_t)get_u32(record.body + 8 + 8 * i) |
                              (uint64_t)get_u32(record.body + 12 + 8 * i) << 32;
             CHECK(index == pages[first + i], "record %u page %u index %llu", r + 1, i, (unsigned long long)index);
-            CHECK(memcmp(record.body + 8 + 8 * counts[r] + 4096 * (size_t)i, machine.ram.host + index * 4096,
+            CHECK(memcmp(record.body + 8 + 8 * counts[r] + 4096 * (size_t)i, machine->ram.host + index * 4096,
                          4096) == 0, "record %u page %u contents", r + 1, i);
         }
         first += counts[r];
@@ -462,7 +455,7 @@ static void test_writer_splits_pages(void)
           (unsigned long long)reader.bytes_read, (unsigned long long)bytes_written);
     stream_reader_destroy(&reader);
     close(fd);
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
 }
 
 /* Zero pages travel as PAGE_ZERO indices, the rest as PAGE_DATA; on the
@@ -470,15 +463,14 @@ static void test_writer_splits_pages(void)
  * page wins whether it is zero or data. */
 static void test_zero_pages(void)
 {
-    static struct machine source, target;
-    create_machine(&source);
-    create_machine(&target);
-    make_interesting(&source);
-    make_interesting(&target);
+    struct machine *source = create_machine();
+    struct machine *target = create_machine();
+    make_interesting(source);
+    make_interesting(target);
     /* Every third page of the source is zero. */
     static const uint8_t zero_page[4096];
     for (uint64_t page = 0; page < RAM_PAGES; page += 3)
-        machine_ram_write(&source, MACHINE_RAM_BASE + page * 4096, zero_page, sizeof zero_page);
+        machine_ram_write(source, MACHINE_RAM_BASE + page * 4096, zero_page, sizeof zero_page);
     int fd = memfd_create("stream-test", MFD_CLOEXEC);
     struct stream_writer writer;
     struct error err;
@@ -487,9 +479,9 @@ static void test_zero_pages(void)
     uint64_t pages[RAM_PAGES];
     for (uint64_t i = 0; i < RAM_PAGES; i++)
         pages[i] = i;
-    struct stream_header header = header_for(&target);
+    struct stream_header header = header_for(target);
     CHECK(stream_write_header(&writer, &header, &err) == 0 &&
-          stream_write_pages(&writer, &source, pages, RAM_PAGES, &err) == 0 &&
+          stream_write_pages(&writer, source, pages, RAM_PAGES, &err) == 0 &&
           stream_write_checkpoint_end(&writer, &err) == 0, "write: %s", err.message);
     uint64_t zero_expected = (RAM_PAGES + 2) / 3;
     CHECK(writer.pages_written == RAM_PAGES && writer.zero_pages_written == zero_expected,
@@ -500,18 +492,18 @@ static void test_zero_pages(void)
      * data, zero, data (its first slot comes back). */
     uint64_t one = 1, three = 3, four = 4;
     uint8_t page_four[4096];
-    CHECK(stream_write_pages(&writer, &source, &one, 1, &err) == 0 &&
-          stream_write_pages(&writer, &source, &three, 1, &err) == 0 &&
-          stream_write_pages(&writer, &source, &four, 1, &err) == 0, "write: %s", err.message);
-    machine_ram_write(&source, MACHINE_RAM_BASE + 4096, zero_page, 4096);
-    machine_ram_write(&source, MACHINE_RAM_BASE + 4 * 4096, zero_page, 4096);
-    CHECK(stream_write_pages(&writer, &source, &one, 1, &err) == 0 &&
-          stream_write_pages(&writer, &source, &four, 1, &err) == 0, "write: %s", err.message);
-    fill_page(&source, 3);
-    fill_page(&source, 4);
-    memcpy(page_four, source.ram.host + 4 * 4096, 4096);
-    CHECK(stream_write_pages(&writer, &source, &three, 1, &err) == 0 &&
-          stream_write_pages(&writer, &source, &four, 1, &err) == 0 &&
+    CHECK(stream_write_pages(&writer, source, &one, 1, &err) == 0 &&
+          stream_write_pages(&writer, source, &three, 1, &err) == 0 &&
+          stream_write_pages(&writer, source, &four, 1, &err) == 0, "write: %s", err.message);
+    machine_ram_write(source, MACHINE_RAM_BASE + 4096, zero_page, 4096);
+    machine_ram_write(source, MACHINE_RAM_BASE + 4 * 4096, zero_page, 4096);
+    CHECK(stream_write_pages(&writer, source, &one, 1, &err) == 0 &&
+          stream_write_pages(&writer, source, &four, 1, &err) == 0, "write: %s", err.message);
+    fill_page(source, 3);
+    fill_page(source, 4);
+    memcpy(page_four, source->ram.host + 4 * 4096, 4096);
+    CHECK(stream_write_pages(&writer, source, &three, 1, &err) == 0 &&
+          stream_write_pages(&writer, source, &four, 1, &err) == 0 &&
           stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
           "write: %s", err.message);
     stream_writer_destroy(&writer);
@@ -540,29 +532,28 @@ static void test_zero_pages(void)
         die("reader", &err);
     uint32_t terminator = 0;
     CHECK(stream_read_header(&reader, &header, &err) == 0 &&
-          stream_receive(&reader, &target, &terminator, &err) == 0, "first run: %s", err.message);
-    CHECK(stream_receive(&reader, &target, &terminator, &err) == 0 && terminator == STREAM_RECORD_CHECKPOINT_END,
+          stream_receive(&reader, target, &terminator, &err) == 0, "first run: %s", err.message);
+    CHECK(stream_receive(&reader, target, &terminator, &err) == 0 && terminator == STREAM_RECORD_CHECKPOINT_END,
           "second run: %s", err.message);
-    CHECK(memcmp(target.ram.host + 4096, zero_page, 4096) == 0, "page 1: data then zero did not end zero");
-    CHECK(memcmp(target.ram.host + 3 * 4096, source.ram.host + 3 * 4096, 4096) == 0,
+    CHECK(memcmp(target->ram.host + 4096, zero_page, 4096) == 0, "page 1: data then zero did not end zero");
+    CHECK(memcmp(target->ram.host + 3 * 4096, source->ram.host + 3 * 4096, 4096) == 0,
           "page 3: zero then data did not end with the data");
-    CHECK(memcmp(target.ram.host + 4 * 4096, page_four, 4096) == 0, "page 4: data, zero, data lost the last copy");
-    CHECK(machine_ram_hash(&target) == machine_ram_hash(&source), "RAM differs after the zero-page runs");
+    CHECK(memcmp(target->ram.host + 4 * 4096, page_four, 4096) == 0, "page 4: data, zero, data lost the last copy");
+    CHECK(machine_ram_hash(target) == machine_ram_hash(source), "RAM differs after the zero-page runs");
     CHECK(reader.rejected_records == 0, "rejected %llu", (unsigned long long)reader.rejected_records);
     stream_reader_destroy(&reader);
     close(in);
     free(stream.data);
-    machine_destroy(&source);
-    machine_destroy(&target);
+    test_machine_destroy(source);
+    test_machine_destroy(target);
 }
 
 /* OUTPUT records: the caller gets them, in order, after a run that was
  * applied, and not after one that was rejected. */
 static void test_output_records(void)
 {
-    static struct machine target;
-    create_machine(&target);
-    uint64_t hash = machine_configuration_hash(&target);
+    struct machine *target = create_machine();
+    uint64_t hash = machine_configuration_hash(target);
     struct bytes stream = { 0 };
     append_header(&stream, RAM_SIZE, hash);
     uint8_t body[20 + 60];
@@ -584,10 +575,10 @@ static void test_output_records(void)
     struct error err;
     if (stream_reader_init(&reader, fd, &err) < 0)
         die("reader", &err);
-    struct stream_header expected = header_for(&target);
+    struct stream_header expected = header_for(target);
     uint32_t terminator = 0;
     CHECK(stream_read_header(&reader, &expected, &err) == 0 &&
-          stream_receive(&reader, &target, &terminator, &err) == 0, "run with output: %s", err.message);
+          stream_receive(&reader, target, &terminator, &err) == 0, "run with output: %s", err.message);
     size_t cursor = 0, length = 0, count = 0;
     const uint8_t *got;
     while (stream_received_output_next(&reader, &cursor, &got, &length)) {
@@ -598,14 +589,14 @@ static void test_output_records(void)
     CHECK(count == 3, "%zu output records after the run, expected 3", count);
     CHECK(reader.bytes_read == first_run, "read %llu bytes, the first run has %zu",
           (unsigned long long)reader.bytes_read, first_run);
-    CHECK(stream_receive(&reader, &target, &terminator, &err) < 0, "a run with a bad record was accepted");
+    CHECK(stream_receive(&reader, target, &terminator, &err) < 0, "a run with a bad record was accepted");
     cursor = 0;
     CHECK(!stream_received_output_next(&reader, &cursor, &got, &length),
           "a rejected run's output was handed out");
     stream_reader_destroy(&reader);
     close(fd);
     free(stream.data);
-    machine_destroy(&target);
+    test_machine_destroy(target);
 }
 
 /* A small stream of every record type from an interesting machine. */
@@ -635,16 +626,15 @@ static struct bytes small_stream(struct machine *source, const struct machine *t
 
 static void test_cut_streams(void)
 {
-    static struct machine source, target;
-    create_machine(&source);
-    create_machine(&target);
-    make_interesting(&source);
-    struct bytes stream = small_stream(&source, &target);
+    struct machine *source = create_machine();
+    struct machine *target = create_machine();
+    make_interesting(source);
+    struct bytes stream = small_stream(source, target);
     struct record_place places[64];
     size_t record_count = find_records(&stream, places, 64);
     CHECK(record_count >= 7 && places[record_count - 1].type == STREAM_RECORD_END,
           "small stream has %zu records", record_count);
-    struct snapshot before = take_snapshot(&target);
+    struct snapshot before = take_snapshot(target);
 
     /* Cut inside the header, at every record boundary, and inside every
      * part of every record. */
@@ -669,9 +659,9 @@ static void test_cut_streams(void)
         struct error err;
         uint32_t terminator;
         struct stream_reader reader;
-        int result = receive_prefix(&stream, cuts[c], &target, &terminator, &reader, &err);
+        int result = receive_prefix(&stream, cuts[c], target, &terminator, &reader, &err);
         CHECK(result < 0, "stream cut at byte %zu accepted", cuts[c]);
-        CHECK(snapshot_matches(&target, &before), "stream cut at byte %zu changed the machine", cuts[c]);
+        CHECK(snapshot_matches(target, &before), "stream cut at byte %zu changed the machine", cuts[c]);
         /* At a record boundary: the premature end is named as such. */
         for (size_t r = 0; r < record_count; r++) {
             if (cuts[c] == places[r].offset) {
@@ -689,58 +679,57 @@ static void test_cut_streams(void)
     /* The whole stream applies. */
     struct error err;
     uint32_t terminator = 0;
-    CHECK(receive_prefix(&stream, stream.length, &target, &terminator, NULL, &err) == 0 &&
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0 &&
           terminator == STREAM_RECORD_END, "whole small stream: %s", err.message);
     static const uint64_t sent[] = { 0, 3, 100, 511 };
     for (size_t i = 0; i < 4; i++)
-        CHECK(memcmp(target.ram.host + sent[i] * 4096, source.ram.host + sent[i] * 4096, 4096) == 0,
+        CHECK(memcmp(target->ram.host + sent[i] * 4096, source->ram.host + sent[i] * 4096, 4096) == 0,
               "page %llu not applied", (unsigned long long)sent[i]);
-    CHECK(memcmp(target.ram.host + 4096, source.ram.host + 4096, 4096) != 0, "page 1 was not sent but matches");
-    struct bytes source_state = saved_state(&source), target_state = saved_state(&target);
+    CHECK(memcmp(target->ram.host + 4096, source->ram.host + 4096, 4096) != 0, "page 1 was not sent but matches");
+    struct bytes source_state = saved_state(source), target_state = saved_state(target);
     CHECK(source_state.length == target_state.length &&
           memcmp(source_state.data, target_state.data, source_state.length) == 0, "state not applied");
     free(source_state.data);
     free(target_state.data);
     free(before.state.data);
     free(stream.data);
-    machine_destroy(&source);
-    machine_destroy(&target);
+    test_machine_destroy(source);
+    test_machine_destroy(target);
 }
 
 /* A later copy of a page in the same run wins; a pages-only checkpoint
  * applies; a bad state keeps the pages of its run out too. */
 static void test_staging(void)
 {
-    static struct machine source, target;
-    create_machine(&source);
-    create_machine(&target);
-    make_interesting(&source);
+    struct machine *source = create_machine();
+    struct machine *target = create_machine();
+    make_interesting(source);
     int fd = memfd_create("stream-test", MFD_CLOEXEC);
     struct stream_writer writer;
     struct error err;
     if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
         die("writer", &err);
     uint64_t page = 5;
-    struct stream_header header = header_for(&target);
-    CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_pages(&writer, &source, &page, 1, &err) == 0,
+    struct stream_header header = header_for(target);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_pages(&writer, source, &page, 1, &err) == 0,
           "write: %s", err.message);
     uint8_t first_copy[4096];
-    memcpy(first_copy, source.ram.host + page * 4096, 4096);
-    fill_page(&source, page);
-    CHECK(stream_write_pages(&writer, &source, &page, 1, &err) == 0 && stream_write_checkpoint_end(&writer, &err) == 0 &&
+    memcpy(first_copy, source->ram.host + page * 4096, 4096);
+    fill_page(source, page);
+    CHECK(stream_write_pages(&writer, source, &page, 1, &err) == 0 && stream_write_checkpoint_end(&writer, &err) == 0 &&
           stream_flush(&writer, &err) == 0, "write: %s", err.message);
     stream_writer_destroy(&writer);
     struct bytes stream = fd_contents(fd);
     close(fd);
     uint32_t terminator = 0;
-    CHECK(receive_prefix(&stream, stream.length, &target, &terminator, NULL, &err) == 0 &&
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0 &&
           terminator == STREAM_RECORD_CHECKPOINT_END, "pages-only checkpoint: %s", err.message);
-    CHECK(memcmp(target.ram.host + page * 4096, source.ram.host + page * 4096, 4096) == 0 &&
-          memcmp(first_copy, source.ram.host + page * 4096, 4096) != 0, "the later copy of a page did not win");
+    CHECK(memcmp(target->ram.host + page * 4096, source->ram.host + page * 4096, 4096) == 0 &&
+          memcmp(first_copy, source->ram.host + page * 4096, 4096) != 0, "the later copy of a page did not win");
     free(stream.data);
 
     /* pages + a state whose UART section has an unknown version + END */
-    stream = small_stream(&source, &target);
+    stream = small_stream(source, target);
     struct record_place places[64];
     size_t record_count = find_records(&stream, places, 64);
     bool corrupted = false;
@@ -753,15 +742,15 @@ static void test_staging(void)
         }
     }
     CHECK(corrupted, "no UART record in the small stream");
-    struct snapshot before = take_snapshot(&target);
-    CHECK(receive_prefix(&stream, stream.length, &target, &terminator, NULL, &err) < 0 &&
+    struct snapshot before = take_snapshot(target);
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) < 0 &&
           contains(err.message, "machine state in the stream was rejected"),
           "a state with a bad version: \"%s\"", err.message);
-    CHECK(snapshot_matches(&target, &before), "a rejected state let its pages through");
+    CHECK(snapshot_matches(target, &before), "a rejected state let its pages through");
     free(before.state.data);
     free(stream.data);
-    machine_destroy(&source);
-    machine_destroy(&target);
+    test_machine_destroy(source);
+    test_machine_destroy(target);
 }
 
 /* ---- corruption: each region, each record ---- */
@@ -784,12 +773,11 @@ static void expect_rejected(const struct bytes *stream, struct machine *target, 
 
 static void test_corruption(void)
 {
-    static struct machine source, target;
-    create_machine(&source);
-    create_machine(&target);
-    make_interesting(&source);
-    struct bytes stream = small_stream(&source, &target);
-    struct snapshot before = take_snapshot(&target);
+    struct machine *source = create_machine();
+    struct machine *target = create_machine();
+    make_interesting(source);
+    struct bytes stream = small_stream(source, target);
+    struct snapshot before = take_snapshot(target);
     char what[100], expected[160];
 
     /* The stream header: every byte. */
@@ -798,7 +786,7 @@ static void test_corruption(void)
         const char *message = i < 8 ? "not a colo stream" : i < 12 ? "stream version" : i < 16 ? "header length"
                               : i < 24 ? "stream is for a machine with" : "another machine configuration";
         snprintf(what, sizeof what, "header byte %zu", i);
-        expect_rejected(&stream, &target, &before, what, message, 0);
+        expect_rejected(&stream, target, &before, what, message, 0);
         stream.data[i] ^= 0x10;
     }
 
@@ -835,19 +823,19 @@ static void test_corruption(void)
                 snprintf(expected, sizeof expected, "record %zu %s", r + 1, unknown_type);
             else
                 snprintf(expected, sizeof expected, "record %zu (%s): %s", r + 1, name, cases[c].message);
-            expect_rejected(&stream, &target, &before, what, expected, 1);
+            expect_rejected(&stream, target, &before, what, expected, 1);
             record[cases[c].offset] ^= cases[c].flip;
         }
     }
     /* Unchanged again, it still loads. */
     struct error err;
     uint32_t terminator;
-    CHECK(receive_prefix(&stream, stream.length, &target, &terminator, NULL, &err) == 0,
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0,
           "the restored stream: %s", err.message);
     free(before.state.data);
     free(stream.data);
-    machine_destroy(&source);
-    machine_destroy(&target);
+    test_machine_destroy(source);
+    test_machine_destroy(target);
 }
 
 /* ---- headers for another machine ---- */
@@ -939,10 +927,9 @@ static void hart_section_short(uint8_t *b)
 
 static void test_record_shapes(void)
 {
-    static struct machine target;
-    create_machine(&target);
-    struct snapshot before = take_snapshot(&target);
-    uint64_t hash = machine_configuration_hash(&target);
+    struct machine *target = create_machine();
+    struct snapshot before = take_snapshot(target);
+    uint64_t hash = machine_configuration_hash(target);
     static uint8_t body[20 + 65665 + 16];   /* the longest case: an OUTPUT one byte too long */
     memset(body, 0, sizeof body);
     struct shape_case { uint32_t type; uint32_t length; void (*prepare)(uint8_t *); const char *message; } cases[28];
@@ -1002,12 +989,12 @@ static void test_record_shapes(void)
         struct error err;
         uint32_t terminator;
         struct stream_reader reader;
-        int result = receive_prefix(&stream, stream.length, &target, &terminator, &reader, &err);
+        int result = receive_prefix(&stream, stream.length, target, &terminator, &reader, &err);
         CHECK(result < 0 && strcmp(err.message, cases[c].message) == 0, "case %zu: \"%s\", expected \"%s\"", c,
               result < 0 ? err.message : "(accepted)", cases[c].message);
         CHECK(reader.rejected_records == 1, "case %zu: rejected_records %llu", c,
               (unsigned long long)reader.rejected_records);
-        CHECK(snapshot_matches(&target, &before), "case %zu changed the machine", c);
+        CHECK(snapshot_matches(target, &before), "case %zu changed the machine", c);
         free(stream.data);
     }
 
@@ -1025,14 +1012,14 @@ static void test_record_shapes(void)
     struct error err;
     uint32_t terminator = 0;
     struct stream_reader reader;
-    CHECK(receive_prefix(&stream, stream.length, &target, &terminator, &reader, &err) == 0 &&
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, &reader, &err) == 0 &&
           terminator == STREAM_RECORD_CHECKPOINT_END, "last page of RAM: %s", err.message);
-    CHECK(target.ram.host[RAM_SIZE - 1] == 0xee, "last page not applied");
+    CHECK(target->ram.host[RAM_SIZE - 1] == 0xee, "last page not applied");
     CHECK(reader.checkpoint_states_received == 1 && reader.recent_checkpoint_states[0] == 9,
           "CHECKPOINT_STATE not noted");
     free(stream.data);
     free(before.state.data);
-    machine_destroy(&target);
+    test_machine_destroy(target);
 }
 
 /* A peer that went away is an error from stream_flush, not a SIGPIPE. */

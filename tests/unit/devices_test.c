@@ -11,12 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
-/* The machine is large (per-hart TLBs): keep it out of the stack. */
-static struct machine machine;
+static struct machine *machine;
 
 /* ---- CLINT ------------------------------------------------------------ */
 
@@ -40,8 +40,8 @@ static void clint_write_ok(struct clint *clint, uint64_t offset, unsigned size, 
 
 static void test_clint_registers(void)
 {
-    struct clint *clint = &machine.clint;
-    uint64_t *mip = &machine.harts[0].state.mip;
+    struct clint *clint = &machine->clint;
+    uint64_t *mip = &machine->harts[0].state.mip;
 
     /* Reset values. */
     CHECK(clint_read_ok(clint, CLINT_MSIP(0), 4) == 0, "msip not 0 at reset");
@@ -79,13 +79,13 @@ static void test_clint_registers(void)
 
     /* mtime is the machine's clock, read-only through the CLINT. The test
      * machine does not run, so (deterministic) time stands still. */
-    uint64_t now = machine_mtime(&machine);
+    uint64_t now = machine_mtime(machine);
     CHECK(clint_read_ok(clint, CLINT_MTIME, 8) == now, "mtime differs from machine_mtime");
     CHECK(clint_read_ok(clint, CLINT_MTIME, 4) == (uint32_t)now, "mtime low half");
     CHECK(clint_read_ok(clint, CLINT_MTIME + 4, 4) == now >> 32, "mtime high half");
     clint_write_ok(clint, CLINT_MTIME, 8, now + 12345);
     clint_write_ok(clint, CLINT_MTIME + 4, 4, 0x7777);
-    CHECK(machine_mtime(&machine) == now, "a write to mtime changed the machine's clock");
+    CHECK(machine_mtime(machine) == now, "a write to mtime changed the machine's clock");
     CHECK(clint_read_ok(clint, CLINT_MTIME, 8) == now, "a write to mtime changed mtime");
 
     /* Things that are not registers. */
@@ -109,9 +109,9 @@ static void test_clint_registers(void)
 static void test_clint_several_harts(void)
 {
     /* A detached CLINT with more harts than the machine: its writes still
-     * call machine_update_timer_interrupts, which looks at machine.clint. */
+     * call machine_update_timer_interrupts, which looks at machine->clint. */
     struct clint clint;
-    clint_init(&clint, &machine, 3);
+    clint_init(&clint, machine, 3);
     CHECK(clint.hart_count == 3, "hart_count not kept");
     clint_write_ok(&clint, CLINT_MTIMECMP(0), 8, 500);
     clint_write_ok(&clint, CLINT_MTIMECMP(1), 8, 200);
@@ -131,7 +131,7 @@ static void test_clint_several_harts(void)
 static void test_clint_save_load(void)
 {
     struct clint original;
-    clint_init(&original, &machine, 2);
+    clint_init(&original, machine, 2);
     clint_write_ok(&original, CLINT_MSIP(1), 4, 1);
     clint_write_ok(&original, CLINT_MTIMECMP(0), 8, 0x0123456789abcdefull);
     clint_write_ok(&original, CLINT_MTIMECMP(1), 8, 42);
@@ -142,7 +142,7 @@ static void test_clint_save_load(void)
     CHECK(!writer.out_of_memory, "clint save ran out of memory");
 
     struct clint restored;
-    clint_init(&restored, &machine, 2);
+    clint_init(&restored, machine, 2);
     struct state_reader reader;
     state_reader_init(&reader, writer.data, writer.length);
     clint_load(&restored, &reader);
@@ -155,7 +155,7 @@ static void test_clint_save_load(void)
     /* A state saved with another hart count is refused, and the device
      * stays as it was. */
     struct clint other;
-    clint_init(&other, &machine, 1);
+    clint_init(&other, machine, 1);
     state_reader_init(&reader, writer.data, writer.length);
     clint_load(&other, &reader);
     CHECK(reader.failed, "clint load accepted a different hart count");
@@ -465,36 +465,36 @@ static void test_uart_save_load(void)
 
 static bool uart_line_high(void)
 {
-    return (machine.plic.state.line_level[UART_TEST_IRQ / 32] >> (UART_TEST_IRQ % 32)) & 1;
+    return (machine->plic.state.line_level[UART_TEST_IRQ / 32] >> (UART_TEST_IRQ % 32)) & 1;
 }
 
 static uint32_t plic_get(uint64_t offset)
 {
     uint64_t value = 0xdeadbeef;
-    CHECK(plic_read(&machine.plic, offset, 4, &value), "plic read at 0x%llx refused",
+    CHECK(plic_read(&machine->plic, offset, 4, &value), "plic read at 0x%llx refused",
           (unsigned long long)offset);
     return (uint32_t)value;
 }
 
 static void plic_put(uint64_t offset, uint32_t value)
 {
-    CHECK(plic_write(&machine.plic, offset, 4, value), "plic write at 0x%llx refused",
+    CHECK(plic_write(&machine->plic, offset, 4, value), "plic write at 0x%llx refused",
           (unsigned long long)offset);
 }
 
 static void test_uart_interrupts(void)
 {
-    CHECK(machine.uart.plic == &machine.plic && machine.uart.irq == MACHINE_UART_IRQ,
+    CHECK(machine->uart.plic == &machine->plic && machine->uart.irq == MACHINE_UART_IRQ,
           "the machine's UART is not wired to PLIC source %d", MACHINE_UART_IRQ);
 
-    uint64_t *mip = &machine.harts[0].state.mip;
+    uint64_t *mip = &machine->harts[0].state.mip;
     plic_put(PLIC_PRIORITY(UART_TEST_IRQ), 1);
     plic_put(PLIC_ENABLE(PLIC_S_CONTEXT), 1u << UART_TEST_IRQ);
     plic_put(PLIC_THRESHOLD(PLIC_S_CONTEXT), 0);
 
     struct uart_ns16550a uart;
     uart_ns16550a_init(&uart, -1);
-    uart_ns16550a_connect_interrupt(&uart, &machine.plic, UART_TEST_IRQ);
+    uart_ns16550a_connect_interrupt(&uart, &machine->plic, UART_TEST_IRQ);
     CHECK(!uart_line_high(), "line high before anything happened");
 
     /* Output with interrupts off: the latch is set but nothing is
@@ -591,7 +591,7 @@ static void test_uart_interrupts(void)
 
     /* update_interrupt re-drives the line from the state (after a load). */
     uart_ns16550a_receive(&uart, 'r');
-    plic_set_line(&machine.plic, UART_TEST_IRQ, false);
+    plic_set_line(&machine->plic, UART_TEST_IRQ, false);
     uart_ns16550a_update_interrupt(&uart);
     CHECK(uart_line_high(), "update_interrupt did not re-drive the line");
     uart_put(&uart, FCR, 0x03);
@@ -613,35 +613,35 @@ static void test_uart_interrupts(void)
 
 static void test_sifive_test(void)
 {
-    struct sifive_test *device = &machine.sifive_test;
+    struct sifive_test *device = &machine->sifive_test;
     uint64_t value = 1;
     CHECK(sifive_test_read(device, 0, 4, &value) && value == 0, "read at 0");
     CHECK(!sifive_test_read(device, 4, 4, &value), "read at 4 accepted");
     CHECK(!sifive_test_read(device, 0, 8, &value), "8-byte read accepted");
     CHECK(!sifive_test_write(device, 0, 1, 0x55), "1-byte write accepted");
     CHECK(!sifive_test_write(device, 8, 4, 0x5555), "write at 8 accepted");
-    CHECK(machine.exit_reason == MACHINE_RUNNING, "a refused write ended the run");
+    CHECK(machine->exit_reason == MACHINE_RUNNING, "a refused write ended the run");
     /* OpenSBI powers off with a 16-bit store. */
     CHECK(sifive_test_write(device, 0, 2, 0x5555), "2-byte poweroff refused");
-    CHECK(machine.exit_reason == MACHINE_EXIT_POWEROFF, "2-byte 0x5555 is not poweroff (%d)", machine.exit_reason);
-    machine.exit_reason = MACHINE_RUNNING;
+    CHECK(machine->exit_reason == MACHINE_EXIT_POWEROFF, "2-byte 0x5555 is not poweroff (%d)", machine->exit_reason);
+    machine->exit_reason = MACHINE_RUNNING;
 
     CHECK(sifive_test_write(device, 0, 4, 0x1234), "unknown command refused");
-    CHECK(machine.exit_reason == MACHINE_RUNNING, "unknown command ended the run");
+    CHECK(machine->exit_reason == MACHINE_RUNNING, "unknown command ended the run");
 
     CHECK(sifive_test_write(device, 0, 4, 0x5555), "poweroff refused");
-    CHECK(machine.exit_reason == MACHINE_EXIT_POWEROFF, "0x5555 is not poweroff (%d)", machine.exit_reason);
-    machine.exit_reason = MACHINE_RUNNING;
+    CHECK(machine->exit_reason == MACHINE_EXIT_POWEROFF, "0x5555 is not poweroff (%d)", machine->exit_reason);
+    machine->exit_reason = MACHINE_RUNNING;
 
     CHECK(sifive_test_write(device, 0, 4, 0x7777), "reset refused");
-    CHECK(machine.exit_reason == MACHINE_EXIT_RESET, "0x7777 is not reset (%d)", machine.exit_reason);
-    machine.exit_reason = MACHINE_RUNNING;
+    CHECK(machine->exit_reason == MACHINE_EXIT_RESET, "0x7777 is not reset (%d)", machine->exit_reason);
+    machine->exit_reason = MACHINE_RUNNING;
 
     CHECK(sifive_test_write(device, 0, 4, (42u << 16) | 0x3333), "exit code refused");
-    CHECK(machine.exit_reason == MACHINE_EXIT_CODE && machine.exit_code == 42,
-          "code<<16|0x3333 gave reason %d code %u", machine.exit_reason, machine.exit_code);
-    machine.exit_reason = MACHINE_RUNNING;
-    machine.exit_code = 0;
+    CHECK(machine->exit_reason == MACHINE_EXIT_CODE && machine->exit_code == 42,
+          "code<<16|0x3333 gave reason %d code %u", machine->exit_reason, machine->exit_code);
+    machine->exit_reason = MACHINE_RUNNING;
+    machine->exit_code = 0;
 }
 
 /* ---- decode cache ----------------------------------------------------- */
@@ -670,21 +670,12 @@ static void test_decode_cache(void)
 
 int main(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 1u << 20;
-    config.hart_count = 1;
-    config.deterministic_time = true;
-    config.console_output_fd = -1;
-    struct error err;
-    if (machine_create(&machine, &config, &err) != 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
+    machine = test_machine_create(&(struct test_machine_options){
+        .ram_size = 1u << 20, .deterministic_time = true });
     /* Move the (deterministic, stopped) clock far enough that both halves
      * of mtime are non-zero. */
-    machine.guest_clock = 0x0123456789abcdefull;
-    CHECK(machine_mtime(&machine) >> 32 != 0, "mtime high half is zero: the test proves little");
+    machine->guest_clock = 0x0123456789abcdefull;
+    CHECK(machine_mtime(machine) >> 32 != 0, "mtime high half is zero: the test proves little");
 
     test_clint_registers();
     test_clint_several_harts();
@@ -695,7 +686,7 @@ int main(void)
     test_sifive_test();
     test_decode_cache();
 
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
     if (test_check_failures) {
         printf("%d check(s) failed\n", test_check_failures);
         return 1;

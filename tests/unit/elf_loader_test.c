@@ -14,13 +14,14 @@
 #include <unistd.h>
 
 #include "elf_loader.h"
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define RAM_SIZE (1u << 20)
 
-static struct machine machine;
+static struct machine *machine;
 static char directory[] = "/tmp/colo_elf_test_XXXXXX";
 
 /* ---- building test files ---------------------------------------------- */
@@ -172,12 +173,12 @@ static const char *write_test_file(const char *name, const struct test_file *fil
 
 static uint8_t *ram_at(uint64_t address)
 {
-    return machine.ram.host + (address - machine.ram.base);
+    return machine->ram.host + (address - machine->ram.base);
 }
 
 static void fill_ram(uint8_t value)
 {
-    memset(machine.ram.host, value, machine.ram.size);
+    memset(machine->ram.host, value, machine->ram.size);
 }
 
 /* Loads path, expects failure, and checks that the message names the file
@@ -187,7 +188,7 @@ static void expect_error_at(int line, const char *path, const char *phrase, cons
     struct error err;
     strcpy(err.message, "(no message)");
     struct elf_load_result result = { 0, 0 };
-    int status = elf_load(&machine, path, &result, &err);
+    int status = elf_load(machine, path, &result, &err);
     CHECK_AT(line, status == -1, "%s: loaded, expected an error containing \"%s\"", path, phrase);
     if (status != -1)
         return;
@@ -211,7 +212,7 @@ static void test_good_file(void)
     fill_ram(0xaa);
     struct elf_load_result result = { 1, 1 };
     struct error err;
-    int status = elf_load(&machine, path, &result, &err);
+    int status = elf_load(machine, path, &result, &err);
     CHECK(status == 0, "good file refused: %s", status ? err.message : "");
     if (status != 0)
         return;
@@ -229,7 +230,7 @@ static void test_good_file(void)
     header_of(&file)->e_shoff = 0;
     header_of(&file)->e_shnum = 0;
     path = write_test_file("no_sections.elf", &file);
-    status = elf_load(&machine, path, &result, &err);
+    status = elf_load(machine, path, &result, &err);
     CHECK(status == 0, "file without sections refused: %s", status ? err.message : "");
     CHECK(result.tohost_address == 0, "tohost found without a symbol table");
 
@@ -237,7 +238,7 @@ static void test_good_file(void)
     build_good_file(&file);
     symbol_of(&file, 4)->st_name = NAME_START;
     path = write_test_file("no_tohost.elf", &file);
-    status = elf_load(&machine, path, &result, &err);
+    status = elf_load(machine, path, &result, &err);
     CHECK(status == 0, "file without tohost refused: %s", status ? err.message : "");
     CHECK(result.tohost_address == 0, "tohost found though only tohostx exists");
 }
@@ -256,7 +257,7 @@ static void test_virtual_link_address(void)
 
     struct elf_load_result result;
     struct error err;
-    int status = elf_load(&machine, path, &result, &err);
+    int status = elf_load(machine, path, &result, &err);
     CHECK(status == 0, "virtually linked file refused: %s", status ? err.message : "");
     CHECK(result.entry == LOAD_ADDRESS + 4, "entry 0x%llx not moved to the load address",
           (unsigned long long)result.entry);
@@ -491,14 +492,14 @@ static void test_bad_sections(void)
     struct elf_load_result result;
     struct error err;
     const char *path = write_test_file("name_past_strtab.elf", &file);
-    int status = elf_load(&machine, path, &result, &err);
+    int status = elf_load(machine, path, &result, &err);
     CHECK(status == 0 && result.tohost_address == 0, "symbol name past the string table");
 
     /* The name must end inside the string table: cut "tohost\0" short. */
     build_good_file(&file);
     section_of(&file, 2)->sh_size = sizeof string_table - 1;
     path = write_test_file("name_unterminated.elf", &file);
-    status = elf_load(&machine, path, &result, &err);
+    status = elf_load(machine, path, &result, &err);
     CHECK(status == 0 && result.tohost_address == 0, "unterminated tohost name matched");
 
     build_good_file(&file);
@@ -534,7 +535,7 @@ static void test_damaged_files(void)
 
     for (size_t length = 0; length < GOOD_FILE_SIZE; length++) {
         const char *path = write_file("cut.elf", good.bytes, length);
-        int status = elf_load(&machine, path, &result, &err);
+        int status = elf_load(machine, path, &result, &err);
         /* Cut anywhere before the end, the section table is incomplete. */
         CHECK(status == -1, "file cut to %zu bytes loaded", length);
         if (status == -1)
@@ -554,7 +555,7 @@ static void test_damaged_files(void)
         }
         const char *path = write_test_file("damaged.elf", &file);
         err.message[0] = '\0';
-        if (elf_load(&machine, path, &result, &err) != 0)
+        if (elf_load(machine, path, &result, &err) != 0)
             CHECK(err.message[0] != '\0', "round %u: error without a message", round);
     }
 }
@@ -573,17 +574,7 @@ int main(void)
         printf("FAIL: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = RAM_SIZE;
-    config.hart_count = 1;
-    config.console_output_fd = -1;
-    struct error err;
-    if (machine_create(&machine, &config, &err) != 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        remove_directory();
-        return 1;
-    }
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = RAM_SIZE });
 
     test_good_file();
     test_virtual_link_address();
@@ -596,7 +587,7 @@ int main(void)
     test_failure_leaves_ram_alone();
     test_damaged_files();
 
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
     remove_directory();
     if (test_check_failures) {
         printf("%d check(s) failed\n", test_check_failures);

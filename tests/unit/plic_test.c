@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
-/* The machine is large (per-hart TLBs): keep it out of the stack. Its
- * hart 0 receives the PLIC's outputs (context 0: MEIP, context 1: SEIP). */
-static struct machine machine;
+/* Its hart 0 receives the PLIC's outputs (context 0: MEIP, context 1: SEIP). */
+static struct machine *machine;
 
 #define PRIORITY(source)   (0x000000u + 4u * (source))
 #define PENDING(word)      (0x001000u + 4u * (word))
@@ -38,18 +38,18 @@ static void put(struct plic *plic, uint64_t offset, uint32_t value)
 
 static bool meip(void)
 {
-    return machine.harts[0].state.mip & MIP_MEIP;
+    return machine->harts[0].state.mip & MIP_MEIP;
 }
 
 static bool seip(void)
 {
-    return machine.harts[0].state.mip & MIP_SEIP;
+    return machine->harts[0].state.mip & MIP_SEIP;
 }
 
 static void fresh(struct plic *plic)
 {
-    plic_init(plic, &machine);
-    machine.harts[0].state.mip &= ~(MIP_MEIP | MIP_SEIP);
+    plic_init(plic, machine);
+    machine->harts[0].state.mip &= ~(MIP_MEIP | MIP_SEIP);
 }
 
 static void test_decoding(void)
@@ -287,7 +287,7 @@ static void expect_rejected(const struct state_writer *writer, size_t at, uint32
     put(&target, ENABLE(S_CONTEXT), 1u << 4);
     plic_set_line(&target, 4, true);
     struct plic_state before = target.state;
-    uint64_t mip_before = machine.harts[0].state.mip;
+    uint64_t mip_before = machine->harts[0].state.mip;
 
     struct state_reader reader;
     state_reader_init(&reader, copy, sizeof copy);
@@ -295,7 +295,7 @@ static void expect_rejected(const struct state_writer *writer, size_t at, uint32
     CHECK(reader.failed, "plic load accepted %s", what);
     CHECK(strstr(reader.error, "plic") != NULL, "error for %s does not name the plic: %s", what, reader.error);
     CHECK(memcmp(&before, &target.state, sizeof before) == 0, "failed load (%s) changed the plic", what);
-    CHECK(machine.harts[0].state.mip == mip_before, "failed load (%s) changed mip", what);
+    CHECK(machine->harts[0].state.mip == mip_before, "failed load (%s) changed mip", what);
     plic_set_line(&target, 4, false);
 }
 
@@ -332,7 +332,7 @@ static void test_save_load(void)
     CHECK(!reader.failed, "plic load failed: %s", reader.error);
     CHECK(reader.position == writer.length, "plic load left bytes unread");
     CHECK(memcmp(&restored.state, &original.state, sizeof original.state) == 0, "plic state differs after load");
-    CHECK(restored.machine == &machine, "load changed the machine pointer");
+    CHECK(restored.machine == machine, "load changed the machine pointer");
     /* The restored PLIC behaves like the original. */
     CHECK(get(&restored, CLAIM(M_CONTEXT)) == 5, "restored claim");
     put(&restored, CLAIM(M_CONTEXT), 95);
@@ -362,7 +362,7 @@ static void test_save_load(void)
 
     struct state_writer other;
     state_writer_init(&other);
-    clint_save(&machine.clint, &other);
+    clint_save(&machine->clint, &other);
     state_reader_init(&reader, other.data, other.length);
     plic_load(&target, &reader);
     CHECK(reader.failed && strstr(reader.error, "plic"), "plic load of a clint section: %s", reader.error);
@@ -375,18 +375,8 @@ static void test_save_load(void)
 
 int main(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 1u << 20;
-    config.hart_count = 1;
-    config.deterministic_time = true;
-    config.console_output_fd = -1;
-    config.console_input_fd = -1;
-    struct error err;
-    if (machine_create(&machine, &config, &err) != 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
+    machine = test_machine_create(&(struct test_machine_options){
+        .ram_size = 1u << 20, .deterministic_time = true });
 
     test_decoding();
     test_priority_and_threshold();
@@ -394,7 +384,7 @@ int main(void)
     test_two_contexts();
     test_save_load();
 
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
     if (test_check_failures) {
         printf("%d check(s) failed\n", test_check_failures);
         return 1;

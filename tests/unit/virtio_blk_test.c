@@ -11,11 +11,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "machine.h"
-#include "virtio_blk.h"
+#include "block_file.h"
+#include "machine_devices.h"
+#include "virtio_blk_device.h"
 #include "virtio_test_driver.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define SECTOR 512u
 #define IMAGE_SECTORS 64u
@@ -40,8 +42,7 @@
 #define DATA_AREA 0x100000ull         /* request data */
 #define DIRTY_DATA_AREA 0x300000ull   /* a page range used only by the dirty log check */
 
-/* The machine is large (per-hart TLBs): keep it out of the stack. */
-static struct machine machine;
+static struct machine *machine;
 static char directory[64];
 
 static uint64_t ram(uint64_t offset)
@@ -91,11 +92,11 @@ static uint64_t status_address(unsigned number) { return ram(STATUS_AREA + numbe
 
 static void write_header(unsigned number, uint32_t type, uint64_t sector)
 {
-    uint8_t *header = test_guest_pointer(&machine, header_address(number));
+    uint8_t *header = test_guest_pointer(machine, header_address(number));
     test_put_le(header, type, 4);
     test_put_le(header + 4, 0, 4);
     test_put_le(header + 8, sector, 8);
-    *test_guest_pointer(&machine, status_address(number)) = 0xee;
+    *test_guest_pointer(machine, status_address(number)) = 0xee;
 }
 
 /* Adds header + data buffers + status as one chain. */
@@ -109,19 +110,40 @@ static uint16_t add_request(struct test_queue *queue, unsigned number, uint32_t 
     for (unsigned i = 0; i < data_count; i++)
         buffers[count++] = data[i];
     buffers[count++] = (struct test_buffer){ status_address(number), 1, true };
-    return test_queue_add(&machine, queue, buffers, count);
+    return test_queue_add(machine, queue, buffers, count);
 }
 
 static uint8_t status_of(unsigned number)
 {
-    return *test_guest_pointer(&machine, status_address(number));
+    return *test_guest_pointer(machine, status_address(number));
+}
+
+/* A disk over the image file `path` in virtio-mmio slot `slot`. */
+static int init_disk(struct virtio_blk *disk, unsigned slot, const char *path, bool read_only,
+                     struct error *err)
+{
+    struct block_backend *image = block_file_open(path, read_only, err);
+    if (!image || virtio_blk_init(disk, machine, slot, image, err) < 0) {
+        block_backend_destroy(image);
+        return -1;
+    }
+    return 0;
+}
+
+/* The number the next open file gets: the lowest one free. */
+static int lowest_free_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd;
 }
 
 /* Expects the next used element to be `head` with `length` bytes written. */
 static void expect_used(struct test_queue *queue, uint16_t head, uint32_t length, const char *what)
 {
     uint32_t id = 0, written = 0;
-    bool got = test_queue_take_used(&machine, queue, &id, &written);
+    bool got = test_queue_take_used(machine, queue, &id, &written);
     CHECK(got, "%s: no used element", what);
     if (!got)
         return;
@@ -132,14 +154,14 @@ static void expect_used(struct test_queue *queue, uint16_t head, uint32_t length
 static void expect_no_used(struct test_queue *queue, const char *what)
 {
     uint32_t id, written;
-    CHECK(!test_queue_take_used(&machine, queue, &id, &written), "%s: unexpected used element", what);
+    CHECK(!test_queue_take_used(machine, queue, &id, &written), "%s: unexpected used element", what);
 }
 
 static void set_up_driver(struct virtio_blk *disk, struct test_queue *queue, uint64_t queue_base)
 {
     uint64_t features = VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX |
                         VIRTIO_BLK_F_BLK_SIZE;
-    if (disk->read_only)
+    if (disk->backend->read_only)
         features |= VIRTIO_BLK_F_RO;
     CHECK(test_driver_negotiate(&disk->transport, features), "FEATURES_OK did not stick");
     CHECK(test_queue_setup(&disk->transport, queue, 0, 128, queue_base), "queue 0 setup failed");
@@ -200,7 +222,7 @@ static void test_write_then_read(struct virtio_blk *disk, struct test_queue *que
 {
     struct virtio_mmio *transport = &disk->transport;
     /* Write two sectors at sector 3 from two unequal buffers. */
-    uint8_t *data = test_guest_pointer(&machine, ram(DATA_AREA));
+    uint8_t *data = test_guest_pointer(machine, ram(DATA_AREA));
     for (unsigned i = 0; i < 2 * SECTOR; i++)
         data[i] = (uint8_t)(0xa5 ^ (i * 13));
     struct test_buffer out[2] = {
@@ -218,7 +240,7 @@ static void test_write_then_read(struct virtio_blk *disk, struct test_queue *que
     test_mmio_write(transport, VIRTIO_MMIO_INTERRUPT_ACK, 1);
 
     /* Read sectors 2..4 back into three writable buffers. */
-    uint8_t *in = test_guest_pointer(&machine, ram(DATA_AREA + 0x10000));
+    uint8_t *in = test_guest_pointer(machine, ram(DATA_AREA + 0x10000));
     memset(in, 0, 3 * SECTOR);
     struct test_buffer in_buffers[3] = {
         { ram(DATA_AREA + 0x10000), 100, true },
@@ -253,7 +275,7 @@ static void test_flush_and_get_id(struct virtio_blk *disk, struct test_queue *qu
     CHECK(status_of(0) == S_OK, "flush status %u", status_of(0));
     CHECK(disk->flush_requests == 1, "flush not counted");
 
-    uint8_t *id = test_guest_pointer(&machine, ram(DATA_AREA));
+    uint8_t *id = test_guest_pointer(machine, ram(DATA_AREA));
     memset(id, 0xff, 20);
     struct test_buffer id_buffer = { ram(DATA_AREA), 20, true };
     head = add_request(queue, 1, T_GET_ID, 0, &id_buffer, 1);
@@ -287,7 +309,7 @@ static void test_bad_requests(struct virtio_blk *disk, struct test_queue *queue,
         { header_address(5), 8, false },
         { status_address(5), 1, true },
     };
-    heads[5] = test_queue_add(&machine, queue, short_header, 2);
+    heads[5] = test_queue_add(machine, queue, short_header, 2);
     /* A request that follows the bad ones is still served. */
     heads[6] = add_request(queue, 6, T_FLUSH, 0, NULL, 0);
     test_queue_kick(transport, queue);
@@ -316,17 +338,17 @@ static void test_bad_requests(struct virtio_blk *disk, struct test_queue *queue,
     /* No writable byte at all: the chain comes back with nothing written. */
     write_header(7, T_IN, 0);
     struct test_buffer no_status = { header_address(7), 16, false };
-    uint16_t head = test_queue_add(&machine, queue, &no_status, 1);
+    uint16_t head = test_queue_add(machine, queue, &no_status, 1);
     test_queue_kick(transport, queue);
     expect_used(queue, head, 0, "request without a status byte");
 }
 
 static void test_dirty_log(struct virtio_blk *disk, struct test_queue *queue)
 {
-    size_t words = guest_ram_bitmap_words(&machine.ram);
+    size_t words = guest_ram_bitmap_words(&machine->ram);
     uint64_t *bitmap = calloc(words, sizeof *bitmap);
-    machine_dirty_log_enable(&machine, true);
-    machine_dirty_log_read_and_clear(&machine, bitmap);
+    machine_dirty_log_enable(machine, true);
+    machine_dirty_log_read_and_clear(machine, bitmap);
 
     /* A write request reads guest memory only: its data page stays clean. */
     struct test_buffer out = { ram(DIRTY_DATA_AREA + 0x10000), SECTOR, false };
@@ -340,8 +362,8 @@ static void test_dirty_log(struct virtio_blk *disk, struct test_queue *queue)
     expect_used(queue, head, 16 * SECTOR + 1, "read (dirty log)");
 
     memset(bitmap, 0, words * sizeof *bitmap);
-    machine_dirty_log_read_and_clear(&machine, bitmap);
-    machine_dirty_log_enable(&machine, false);
+    machine_dirty_log_read_and_clear(machine, bitmap);
+    machine_dirty_log_enable(machine, false);
 #define PAGE_DIRTY(offset) \
     ((bitmap[((offset) >> GUEST_PAGE_SHIFT) / 64] >> (((offset) >> GUEST_PAGE_SHIFT) % 64)) & 1)
     for (uint64_t page = 0; page < 3; page++)
@@ -363,7 +385,7 @@ static void test_read_only(const char *image)
 {
     static struct virtio_blk disk;
     struct error err;
-    if (virtio_blk_init(&disk, &machine, 1, image, true, &err) < 0) {
+    if (init_disk(&disk, 1, image, true, &err) < 0) {
         CHECK(0, "read-only init: %s", err.message);
         return;
     }
@@ -373,7 +395,7 @@ static void test_read_only(const char *image)
 
     uint8_t before[SECTOR], after[SECTOR];
     read_image(image, 0, before, sizeof before);
-    memset(test_guest_pointer(&machine, ram(DATA_AREA)), 0x5a, SECTOR);
+    memset(test_guest_pointer(machine, ram(DATA_AREA)), 0x5a, SECTOR);
     struct test_buffer out = { ram(DATA_AREA), SECTOR, false };
     uint16_t head = add_request(&queue, 0, T_OUT, 0, &out, 1);
     test_queue_kick(&disk.transport, &queue);
@@ -388,7 +410,7 @@ static void test_read_only(const char *image)
     test_queue_kick(&disk.transport, &queue);
     expect_used(&queue, head, SECTOR + 1, "read from a read-only disk");
     CHECK(status_of(1) == S_OK, "read from a read-only disk: status %u", status_of(1));
-    CHECK(memcmp(test_guest_pointer(&machine, ram(DATA_AREA)), before, SECTOR) == 0,
+    CHECK(memcmp(test_guest_pointer(machine, ram(DATA_AREA)), before, SECTOR) == 0,
           "read from a read-only disk returned wrong data");
     virtio_blk_destroy(&disk);
 }
@@ -397,18 +419,19 @@ static void test_init_errors(void)
 {
     static struct virtio_blk disk;
     struct error err;
+    int free_fd = lowest_free_fd();
     const char *empty = path_in_directory("empty.img");
     make_image(empty, 0);
-    CHECK(virtio_blk_init(&disk, &machine, 2, empty, false, &err) < 0, "empty image accepted");
+    CHECK(init_disk(&disk, 2, empty, false, &err) < 0, "empty image accepted");
     CHECK(strstr(err.message, empty) != NULL, "error does not name the image: %s", err.message);
     const char *odd = path_in_directory("odd.img");
     make_image(odd, 1000);
-    CHECK(virtio_blk_init(&disk, &machine, 2, odd, false, &err) < 0, "1000-byte image accepted");
+    CHECK(init_disk(&disk, 2, odd, false, &err) < 0, "1000-byte image accepted");
     CHECK(strstr(err.message, odd) != NULL, "error does not name the image: %s", err.message);
     const char *missing = path_in_directory("missing.img");
-    CHECK(virtio_blk_init(&disk, &machine, 2, missing, false, &err) < 0, "missing image accepted");
+    CHECK(init_disk(&disk, 2, missing, false, &err) < 0, "missing image accepted");
     CHECK(strstr(err.message, missing) != NULL, "error does not name the image: %s", err.message);
-    CHECK(disk.fd == -1, "a failed init left an open fd");
+    CHECK(lowest_free_fd() == free_fd && disk.backend == NULL, "a failed init left an open fd");
 }
 
 static void test_save_load(struct virtio_blk *disk, struct test_queue *queue, const char *image)
@@ -435,7 +458,7 @@ static void test_save_load(struct virtio_blk *disk, struct test_queue *queue, co
     struct error err;
     const char *bigger = path_in_directory("bigger.img");
     make_image(bigger, 2 * IMAGE_SECTORS * SECTOR);
-    if (virtio_blk_init(&other, &machine, 3, bigger, false, &err) < 0) {
+    if (init_disk(&other, 3, bigger, false, &err) < 0) {
         CHECK(0, "init of a second disk: %s", err.message);
     } else {
         struct virtio_mmio_state state_before = other.transport.state;
@@ -450,7 +473,7 @@ static void test_save_load(struct virtio_blk *disk, struct test_queue *queue, co
 
     /* Into the same image opened read-only: refused (F_RO was negotiated
      * differently). */
-    if (virtio_blk_init(&other, &machine, 3, image, true, &err) < 0) {
+    if (init_disk(&other, 3, image, true, &err) < 0) {
         CHECK(0, "init of a read-only twin: %s", err.message);
     } else {
         state_reader_init(&reader, writer.data, writer.length);
@@ -473,20 +496,13 @@ int main(void)
         printf("FAIL: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 16ull << 20;
-    config.console_output_fd = -1;
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 16ull << 20 });
     struct error err;
-    if (machine_create(&machine, &config, &err) < 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
 
     const char *image = path_in_directory("vblk-test.img");
     make_image(image, IMAGE_SECTORS * SECTOR);
     static struct virtio_blk disk;
-    if (virtio_blk_init(&disk, &machine, 0, image, false, &err) < 0) {
+    if (init_disk(&disk, 0, image, false, &err) < 0) {
         printf("FAIL: virtio_blk_init: %s\n", err.message);
         return 1;
     }
@@ -500,9 +516,10 @@ int main(void)
     test_read_only(image);
     test_init_errors();
     test_save_load(&disk, &queue, image);
+    int image_fd = block_file_of(disk.backend)->fd;
     virtio_blk_destroy(&disk);
-    CHECK(disk.fd == -1, "destroy left the fd open");
-    machine_destroy(&machine);
+    CHECK(fcntl(image_fd, F_GETFD) < 0 && disk.backend == NULL, "destroy left the fd open");
+    test_machine_destroy(machine);
 
     const char *names[] = { "vblk-test.img", "empty.img", "odd.img", "bigger.img" };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

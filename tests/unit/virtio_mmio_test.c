@@ -10,11 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
-static struct machine machine;
+static struct machine *machine;
 
 /* ---- registers and layout, from the specification ---- */
 
@@ -116,7 +117,7 @@ static const struct virtio_device_ops fake_ops = {
 static void fake_init(struct fake_device *device)
 {
     memset(device, 0, sizeof *device);
-    virtio_mmio_init(&device->transport, &machine, TEST_SLOT, &fake_ops, device);
+    virtio_mmio_init(&device->transport, machine, TEST_SLOT, &fake_ops, device);
     memcpy(device->config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
 }
 
@@ -139,7 +140,7 @@ static void reg_write(struct fake_device *device, uint64_t offset, uint32_t valu
 
 static uint8_t *guest(uint64_t address)
 {
-    return machine.ram.host + (address - machine.ram.base);
+    return machine->ram.host + (address - machine->ram.base);
 }
 
 static void put_le(uint64_t address, uint64_t value, unsigned size)
@@ -176,7 +177,7 @@ static void make_available(uint64_t available, uint16_t queue_size, uint16_t hea
 
 static bool line_high(void)
 {
-    return (machine.plic.state.line_level[TEST_IRQ / 32] >> (TEST_IRQ % 32)) & 1;
+    return (machine->plic.state.line_level[TEST_IRQ / 32] >> (TEST_IRQ % 32)) & 1;
 }
 
 static void set_up_queue(struct fake_device *device, unsigned queue, uint32_t size,
@@ -257,7 +258,7 @@ static void test_identity_and_decoding(void)
 
     /* An empty slot: a valid header with device id 0, nothing else. */
     struct virtio_mmio empty;
-    virtio_mmio_init(&empty, &machine, 7, NULL, NULL);
+    virtio_mmio_init(&empty, machine, 7, NULL, NULL);
     CHECK(virtio_mmio_read(&empty, MAGIC_VALUE, 4, &value) && value == 0x74726976u, "empty slot magic");
     CHECK(virtio_mmio_read(&empty, DEVICE_ID, 4, &value) && value == 0, "empty slot device id");
     CHECK(virtio_mmio_read(&empty, QUEUE_NUM_MAX, 4, &value) && value == 0, "empty slot has a queue");
@@ -387,7 +388,7 @@ static void test_queue_registers(void)
     struct virtio_device_ops odd_ops = fake_ops;
     odd_ops.queue_size_max = 100;
     struct virtio_mmio odd;
-    virtio_mmio_init(&odd, &machine, 0, &odd_ops, &device);
+    virtio_mmio_init(&odd, machine, 0, &odd_ops, &device);
     uint64_t value;
     CHECK(virtio_mmio_read(&odd, QUEUE_NUM_MAX, 4, &value) && value == 64, "QueueNumMax for a maximum of 100");
 }
@@ -454,15 +455,15 @@ static void test_chains(void)
 
     /* Writes go to the writable part only, are logged, and drop decoded
      * code (checked by the dirty log here). */
-    uint64_t *bitmap = calloc(guest_ram_bitmap_words(&machine.ram), sizeof *bitmap);
-    machine_dirty_log_enable(&machine, true);
+    uint64_t *bitmap = calloc(guest_ram_bitmap_words(&machine->ram), sizeof *bitmap);
+    machine_dirty_log_enable(machine, true);
     CHECK(virtio_chain_write(transport, &chain, 30, "wxyz", 4) == 3, "write across writable buffers (short at the end)");
     CHECK(memcmp(guest(data + 30), "wx", 2) == 0 && guest(status)[0] == 'y', "written bytes");
     CHECK(virtio_chain_write(transport, &chain, 32, "!", 1) == 1 && guest(status)[0] == '!', "status byte");
     CHECK(virtio_chain_write(transport, &chain, 33, "?", 1) == 0, "write past the writable part");
     CHECK(memcmp(guest(header), "0123", 4) == 0, "a write touched a readable buffer");
     virtio_queue_push(transport, 0, &chain, 33);
-    uint64_t dirty = machine_dirty_log_read_and_clear(&machine, bitmap);
+    uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
     uint64_t data_page = (data - RAM_BASE) >> GUEST_PAGE_SHIFT;
     uint64_t status_page = (status - RAM_BASE) >> GUEST_PAGE_SHIFT;
     uint64_t used_page = (USED - RAM_BASE) >> GUEST_PAGE_SHIFT;
@@ -471,7 +472,7 @@ static void test_chains(void)
     CHECK((bitmap[0] >> data_page & 1) && (bitmap[0] >> status_page & 1) && (bitmap[0] >> used_page & 1),
           "device writes not in the dirty log");
     CHECK(!(bitmap[0] >> header_page & 1), "a readable buffer is marked dirty");
-    machine_dirty_log_enable(&machine, false);
+    machine_dirty_log_enable(machine, false);
     free(bitmap);
 
     /* The used ring: element 0 of the chain, then the index. */
@@ -568,7 +569,7 @@ static void test_malformed(void)
     fake_init(&device);
     driver_start(&device, ALL_FEATURES);
     uint64_t good = BUFFERS;
-    uint64_t ram_end = RAM_BASE + machine.ram.size;
+    uint64_t ram_end = RAM_BASE + machine->ram.size;
 
     put_descriptor(DESCRIPTORS, 0, RAM_BASE - 0x100, 16, 0, 0);
     make_available(AVAILABLE, 8, 0);
@@ -744,7 +745,7 @@ static void test_save_load(void)
           "transport state differs after save/load");
     CHECK(restored.resets == 0 && restored.ready_calls == 0, "load called into the device");
     CHECK(restored.transport.ops == &fake_ops && restored.transport.device == &restored &&
-          restored.transport.machine == &machine && restored.transport.irq == TEST_IRQ, "load changed host fields");
+          restored.transport.machine == machine && restored.transport.irq == TEST_IRQ, "load changed host fields");
     /* The restored transport carries on where the original was. */
     CHECK(virtio_queue_pop(&restored.transport, 0, &chain) == 1 && chain.head == 1, "restored pop");
     virtio_queue_push(&restored.transport, 0, &chain, 8);
@@ -775,7 +776,7 @@ static void test_save_load(void)
     CHECK(memcmp(&before, &target.transport.state, sizeof before) == 0, "truncated load changed the transport");
     struct state_writer other;
     state_writer_init(&other);
-    plic_save(&machine.plic, &other);
+    plic_save(&machine->plic, &other);
     state_reader_init(&reader, other.data, other.length);
     virtio_mmio_load(&target.transport, &reader);
     CHECK(reader.failed && strstr(reader.error, "virtio"), "virtio load of a plic section: %s", reader.error);
@@ -788,18 +789,8 @@ static void test_save_load(void)
 
 int main(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 1u << 20;
-    config.hart_count = 1;
-    config.deterministic_time = true;
-    config.console_output_fd = -1;
-    config.console_input_fd = -1;
-    struct error err;
-    if (machine_create(&machine, &config, &err) != 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
+    machine = test_machine_create(&(struct test_machine_options){
+        .ram_size = 1u << 20, .deterministic_time = true });
 
     test_identity_and_decoding();
     test_features_and_status();
@@ -808,7 +799,7 @@ int main(void)
     test_malformed();
     test_save_load();
 
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
     if (test_check_failures) {
         printf("%d check(s) failed\n", test_check_failures);
         return 1;

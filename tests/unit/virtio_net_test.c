@@ -28,11 +28,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "machine.h"
-#include "virtio_net.h"
+#include "machine_devices.h"
+#include "net_tap.h"
+#include "virtio_net_device.h"
 #include "virtio_test_driver.h"
 
 #include "test_check.h"
+#include "test_machine.h"
 
 #define VIRTIO_NET_F_CSUM (1ull << 0)
 #define VIRTIO_NET_F_GUEST_CSUM (1ull << 1)
@@ -65,7 +67,7 @@
 #define TX_LARGE_AREA 0x300000ull         /* one transmitted frame of up to 64 KiB */
 #define DEVICE_AREA_STRIDE 0x400000ull    /* second device's region */
 
-static struct machine machine;
+static struct machine *machine;
 
 static uint64_t ram(uint64_t offset)
 {
@@ -115,9 +117,9 @@ static uint16_t guest_add_rx(struct guest_nic *guest, const uint32_t *lengths, u
         buffers[i] = (struct test_buffer){ slot + offset, lengths[i], true };
         offset += lengths[i];
     }
-    memset(test_guest_pointer(&machine, slot), 0xcc, offset);
+    memset(test_guest_pointer(machine, slot), 0xcc, offset);
     *address = slot;
-    return test_queue_add(&machine, &guest->rx, buffers, count);
+    return test_queue_add(machine, &guest->rx, buffers, count);
 }
 
 static uint16_t guest_add_rx_simple(struct guest_nic *guest, uint64_t *address)
@@ -131,14 +133,14 @@ static uint16_t guest_add_rx_simple(struct guest_nic *guest, uint64_t *address)
 static uint16_t guest_add_tx(struct guest_nic *guest, const uint8_t *frame, size_t length, size_t split)
 {
     uint64_t slot = ram(guest->area + TX_BUFFER_AREA + 0x4000ull * (guest->next_tx_buffer++ % 64));
-    uint8_t *bytes = test_guest_pointer(&machine, slot);
+    uint8_t *bytes = test_guest_pointer(machine, slot);
     memset(bytes, 0x77, HEADER_SIZE);       /* garbage the device must skip */
     memcpy(bytes + HEADER_SIZE, frame, length);
     struct test_buffer buffers[2] = {
         { slot, (uint32_t)(HEADER_SIZE + split), false },
         { slot + HEADER_SIZE + split, (uint32_t)(length - split), false },
     };
-    return test_queue_add(&machine, &guest->tx, buffers, split < length ? 2 : 1);
+    return test_queue_add(machine, &guest->tx, buffers, split < length ? 2 : 1);
 }
 
 /* A transmit chain for a frame with a chosen header, in up to three
@@ -148,7 +150,7 @@ static uint16_t guest_add_tx_with_header(struct guest_nic *guest, const struct v
                                          const uint8_t *frame, size_t length, size_t split)
 {
     uint64_t slot = ram(guest->area + TX_LARGE_AREA);
-    uint8_t *bytes = test_guest_pointer(&machine, slot);
+    uint8_t *bytes = test_guest_pointer(machine, slot);
     virtio_net_header_encode(header, bytes);
     memcpy(bytes + HEADER_SIZE, frame, length);
     struct test_buffer buffers[3] = {
@@ -156,7 +158,7 @@ static uint16_t guest_add_tx_with_header(struct guest_nic *guest, const struct v
         { slot + HEADER_SIZE, (uint32_t)split, false },
         { slot + HEADER_SIZE + split, (uint32_t)(length - split), false },
     };
-    return test_queue_add(&machine, &guest->tx, buffers, split < length ? 3 : 2);
+    return test_queue_add(machine, &guest->tx, buffers, split < length ? 3 : 2);
 }
 
 static bool headers_equal(const struct virtio_net_header *a, const struct virtio_net_header *b)
@@ -194,12 +196,12 @@ static void expect_received_in_chains(struct guest_nic *guest, const uint16_t *h
     size_t done = 0;
     for (unsigned i = 0; i < count; i++) {
         uint32_t id = 0, written = 0;
-        bool got = test_queue_take_used(&machine, &guest->rx, &id, &written);
+        bool got = test_queue_take_used(machine, &guest->rx, &id, &written);
         CHECK(got, "%s: chain %u of %u not used", what, i, count);
         if (!got)
             return;
         CHECK(id == heads[i], "%s: chain %u: used id %u, expected %u", what, i, id, heads[i]);
-        const uint8_t *bytes = test_guest_pointer(&machine, addresses[i]);
+        const uint8_t *bytes = test_guest_pointer(machine, addresses[i]);
         size_t start = 0;
         if (i == 0) {
             struct virtio_net_header received;
@@ -239,7 +241,7 @@ static void expect_received(struct guest_nic *guest, uint16_t head, uint64_t add
 
 static bool nothing_received(struct guest_nic *guest)
 {
-    const uint8_t *used = test_guest_pointer(&machine, guest->rx.used);
+    const uint8_t *used = test_guest_pointer(machine, guest->rx.used);
     return test_get_le(used + 2, 2) == guest->rx.used_seen;
 }
 
@@ -390,7 +392,7 @@ static void test_receive(struct guest_nic *guest)
     CHECK(!virtio_net_receive(net, frame, 60), "a frame larger than the chain was delivered");
     CHECK(net->dropped_too_large == too_large + 1, "too-large drop not counted");
     uint32_t id = 0, written = 99;
-    CHECK(test_queue_take_used(&machine, &guest->rx, &id, &written) && id == head && written == 0,
+    CHECK(test_queue_take_used(machine, &guest->rx, &id, &written) && id == head && written == 0,
           "the too-small chain was not returned empty (id %u, length %u)", id, written);
     CHECK(net->received_frames == 3, "received_frames is %llu", (unsigned long long)net->received_frames);
 
@@ -428,7 +430,7 @@ static void test_transmit(struct guest_nic *guest)
     /* Shorter than a header: an error, not a frame. */
     uint64_t runt = ram(guest->area + TX_BUFFER_AREA + 0x3f000);
     struct test_buffer runt_buffer = { runt, 8, false };
-    heads[2] = test_queue_add(&machine, &guest->tx, &runt_buffer, 1);
+    heads[2] = test_queue_add(machine, &guest->tx, &runt_buffer, 1);
     test_mmio_write(&net->transport, VIRTIO_MMIO_INTERRUPT_ACK, 3);
     test_queue_kick(&net->transport, &guest->tx);
 
@@ -446,7 +448,7 @@ static void test_transmit(struct guest_nic *guest)
     CHECK(net->transmit_errors == 1, "runt not counted as a transmit error");
     for (unsigned i = 0; i < 3; i++) {
         uint32_t id = 0, written = 99;
-        CHECK(test_queue_take_used(&machine, &guest->tx, &id, &written) && id == heads[i] && written == 0,
+        CHECK(test_queue_take_used(machine, &guest->tx, &id, &written) && id == heads[i] && written == 0,
               "transmit chain %u: used id %u length %u", i, id, written);
     }
     CHECK(test_mmio_read(&net->transport, VIRTIO_MMIO_INTERRUPT_STATUS) & 1, "no transmit interrupt");
@@ -463,7 +465,7 @@ static void test_transmit(struct guest_nic *guest)
     CHECK(captured.frames[0][12] == 0x80 && captured.frames[0][13] == 0x35, "announce is not RARP");
     CHECK(captured.frames[0][21] == 3 && memcmp(captured.frames[0] + 22, net->state.mac, 6) == 0,
           "RARP body is not a reverse request for the VM's MAC");
-    net->transmit_hook = virtio_net_transmit_to_tap;
+    net->transmit_hook = virtio_net_transmit_to_backend;
     net->transmit_hook_opaque = NULL;
 }
 
@@ -481,7 +483,7 @@ static void test_save_load(struct virtio_net *net)
 
     static struct virtio_net other;
     struct error err;
-    if (virtio_net_init(&other, &machine, 5, mac_b, &err) < 0) {
+    if (virtio_net_init(&other, machine, 5, mac_b, &err) < 0) {
         CHECK(0, "init of a second NIC: %s", err.message);
     } else {
         struct virtio_mmio_state before = other.transport.state;
@@ -536,7 +538,7 @@ static void test_transmit_offloads(struct guest_nic *guest, struct captured *cap
     CHECK(captured->lengths[0] == sizeof frame && memcmp(captured->frames[0], frame, sizeof frame) == 0,
           "TSO frame differs (length %zu)", captured->lengths[0]);
     uint32_t id, written;
-    CHECK(test_queue_take_used(&machine, &guest->tx, &id, &written), "TSO chain not returned");
+    CHECK(test_queue_take_used(machine, &guest->tx, &id, &written), "TSO chain not returned");
 }
 
 /* Offloads without MRG_RXBUF (and without TSO6 and ECN): headers the
@@ -643,7 +645,7 @@ static void test_mergeable(struct guest_nic *guest)
     CHECK(!virtio_net_receive(net, frame, 100), "frame delivered behind an 8-byte chain");
     CHECK(net->dropped_too_large == too_large + 1, "8-byte chain not counted");
     uint32_t id = 0, written = 99;
-    CHECK(test_queue_take_used(&machine, &guest->rx, &id, &written) && id == heads[0] && written == 0,
+    CHECK(test_queue_take_used(machine, &guest->rx, &id, &written) && id == heads[0] && written == 0,
           "the 8-byte chain was not returned empty (id %u, length %u)", id, written);
     CHECK(virtio_net_receive(net, frame, 100), "frame after the 8-byte chain");
     expect_received(guest, heads[1], addresses[1], frame, 100, "the chain behind the 8-byte one");
@@ -890,15 +892,20 @@ static uint16_t finished_checksum(const uint8_t *frame, size_t length)
     return checksum ? checksum : 0xffff;
 }
 
+static struct net_tap *tap_of(struct virtio_net *net)
+{
+    return net_tap_of(net->backend);
+}
+
 static bool wait_tap_readable(struct virtio_net *net)
 {
-    struct pollfd waiting = { .fd = net->tap_fd, .events = POLLIN };
+    struct pollfd waiting = { .fd = net->backend->fd, .events = POLLIN };
     return poll(&waiting, 1, 2000) == 1;
 }
 
 static bool polling_enabled(const struct virtio_net *net)
 {
-    return net->watch >= 0 && machine.fd_watches[net->watch].enabled;
+    return net->watch >= 0 && machine->fd_watches[net->watch].enabled;
 }
 
 /* Offloads through the TAP, seen from the host through a vnet-header
@@ -922,7 +929,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     test_queue_kick(&net->transport, &guest.rx);
     host_send_with_header(vnet_sock, &udp_checksum_header, udp, sizeof udp);
     CHECK(wait_tap_readable(net), "the UDP frame did not reach the TAP");
-    virtio_net_poll_tap(net);
+    virtio_net_poll_backend(net);
     static uint8_t finished[sizeof udp];
     memcpy(finished, udp, sizeof udp);
     uint16_t checksum = finished_checksum(udp, sizeof udp);
@@ -934,7 +941,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     /* The guest takes every offload: so does the TAP now. */
     guest_set_up(&guest, net, DEVICE_AREA_STRIDE, OFFLOAD_FEATURES);
     unsigned all = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    CHECK(net->tap_offloads == all, "TAP offloads 0x%x, expected 0x%x", net->tap_offloads, all);
+    CHECK(tap_of(net)->offloads == all, "TAP offloads 0x%x, expected 0x%x", tap_of(net)->offloads, all);
     CHECK(tap_kernel_offload(ETHTOOL_GTXCSUM) == 1 && tap_kernel_offload(ETHTOOL_GTSO) == 1,
           "the kernel has not the TAP's offloads (tx-csum %d, tso %d)",
           tap_kernel_offload(ETHTOOL_GTXCSUM), tap_kernel_offload(ETHTOOL_GTSO));
@@ -944,7 +951,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     test_queue_kick(&net->transport, &guest.rx);
     host_send_with_header(vnet_sock, &udp_checksum_header, udp, sizeof udp);
     CHECK(wait_tap_readable(net), "the UDP frame did not reach the TAP");
-    virtio_net_poll_tap(net);
+    virtio_net_poll_backend(net);
     expect_received_with_header(&guest, heads[0], addresses[0], &udp_checksum_header, udp, sizeof udp,
                                 "unfinished checksum to a guest with GUEST_CSUM");
 
@@ -970,7 +977,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
         test_queue_kick(&net->transport, &guest.rx);
         host_send(sock, big, sizeof big);
         CHECK(wait_tap_readable(net), "the 3,000-byte frame did not reach the TAP");
-        virtio_net_poll_tap(net);
+        virtio_net_poll_backend(net);
         CHECK(net->parked_length == sizeof big, "parked %zu bytes, expected %zu", net->parked_length,
               sizeof big);
         CHECK(!polling_enabled(net), "TAP still polled with a frame parked");
@@ -985,12 +992,37 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
 
     /* A state load sets the TAP's offloads from the loaded features; a
      * reset takes them away until the driver negotiates again. */
-    net->tap_offloads = 0;
+    tap_of(net)->offloads = 0;
     virtio_net_after_load(net);
-    CHECK(net->tap_offloads == all, "TAP offloads 0x%x after a load", net->tap_offloads);
+    CHECK(tap_of(net)->offloads == all, "TAP offloads 0x%x after a load", tap_of(net)->offloads);
     test_mmio_write(&net->transport, VIRTIO_MMIO_STATUS, 0);
-    CHECK(net->tap_offloads == 0, "TAP offloads 0x%x after a reset", net->tap_offloads);
+    CHECK(tap_of(net)->offloads == 0, "TAP offloads 0x%x after a reset", tap_of(net)->offloads);
     close(vnet_sock);
+}
+
+/* A backend that takes frames and has none: only to be refused. */
+static int null_send(struct net_backend *backend, const struct virtio_net_header *header,
+                     const uint8_t *frame, size_t length)
+{
+    (void)backend, (void)header, (void)frame, (void)length;
+    return 0;
+}
+
+static void null_destroy(struct net_backend *backend)
+{
+    (void)backend;
+}
+
+static int attach_tap(struct virtio_net *net, const char *name, struct error *err)
+{
+    struct net_backend *tap = net_tap_open(name, err);
+    if (!tap)
+        return -1;
+    if (virtio_net_attach_backend(net, tap, err) < 0) {
+        net_backend_destroy(tap);
+        return -1;
+    }
+    return 0;
 }
 
 static void test_tap(void)
@@ -999,22 +1031,24 @@ static void test_tap(void)
         return;
     static struct virtio_net net;
     struct error err;
-    if (virtio_net_init(&net, &machine, 2, mac_a, &err) < 0 ||
-        virtio_net_attach_tap(&net, TAP_NAME, &err) < 0) {
+    if (virtio_net_init(&net, machine, 2, mac_a, &err) < 0 || attach_tap(&net, TAP_NAME, &err) < 0) {
         CHECK(0, "TAP NIC: %s", err.message);
         return;
     }
-    CHECK(net.tap_fd >= 0 && net.watch >= 0, "attach did not open and watch the TAP");
+    CHECK(net.backend && net.backend->fd >= 0 && net.watch >= 0, "attach did not open and watch the TAP");
     CHECK(polling_enabled(&net), "TAP not polled after attach");
-    CHECK(net.tap_vnet_header, "the TAP does not carry virtio-net headers");
-    CHECK(net.tap_offloads == 0, "TAP offloads 0x%x before the driver started", net.tap_offloads);
+    CHECK(tap_of(&net)->vnet_header, "the TAP does not carry virtio-net headers");
+    CHECK(tap_of(&net)->offloads == 0, "TAP offloads 0x%x before the driver started", tap_of(&net)->offloads);
     CHECK(tap_kernel_offload(ETHTOOL_GTXCSUM) == 0 && tap_kernel_offload(ETHTOOL_GTSO) == 0,
           "the offloads the TAP's previous user set survived the attach (tx-csum %d, tso %d)",
           tap_kernel_offload(ETHTOOL_GTXCSUM), tap_kernel_offload(ETHTOOL_GTSO));
     CHECK((test_device_features(&net.transport) & OFFLOADS) == OFFLOADS,
           "offloads not offered with a vnet-header TAP");
+    static const struct net_backend_ops null_ops = { .kind = "null", .send = null_send,
+                                                     .destroy = null_destroy };
+    struct net_backend spare = { .ops = &null_ops, .fd = -1 };
     struct error attach_twice;
-    CHECK(virtio_net_attach_tap(&net, TAP_NAME, &attach_twice) < 0, "second attach accepted");
+    CHECK(virtio_net_attach_backend(&net, &spare, &attach_twice) < 0, "second attach accepted");
     if (!bring_tap_up())
         return;
     int sock = open_packet_socket();
@@ -1023,7 +1057,7 @@ static void test_tap(void)
 
     struct guest_nic guest;
     guest_set_up(&guest, &net, DEVICE_AREA_STRIDE, PLAIN_FEATURES);
-    CHECK(net.tap_offloads == 0, "TAP offloads 0x%x for a guest without offloads", net.tap_offloads);
+    CHECK(tap_of(&net)->offloads == 0, "TAP offloads 0x%x for a guest without offloads", tap_of(&net)->offloads);
 
     /* Host -> guest while the guest has no receive buffers: the first
      * frame is parked and the TAP is no longer polled. */
@@ -1032,13 +1066,13 @@ static void test_tap(void)
     make_frame(second, sizeof second, mac_a, 11);
     host_send(sock, first, sizeof first);
     CHECK(wait_tap_readable(&net), "the first frame did not reach the TAP");
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     CHECK(net.parked_length == sizeof first, "parked %zu bytes, expected %zu", net.parked_length,
           sizeof first);
     CHECK(!polling_enabled(&net), "TAP still polled with a frame parked");
     host_send(sock, second, sizeof second);
     CHECK(wait_tap_readable(&net), "the second frame did not reach the TAP");
-    virtio_net_poll_tap(&net);      /* parked: must not read */
+    virtio_net_poll_backend(&net);      /* parked: must not read */
     CHECK(net.parked_length == sizeof first, "the parked frame changed");
 
     /* The guest adds buffers: the parked frame comes first, polling
@@ -1051,7 +1085,7 @@ static void test_tap(void)
     CHECK(net.parked_length == 0, "parked frame not delivered after the guest added buffers");
     CHECK(polling_enabled(&net), "TAP not polled again after the parked frame went in");
     expect_received(&guest, heads[0], addresses[0], first, sizeof first, "parked frame");
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     expect_received(&guest, heads[1], addresses[1], second, sizeof second, "frame behind the parked one");
     CHECK(net.received_frames == 2, "received_frames is %llu", (unsigned long long)net.received_frames);
 
@@ -1077,7 +1111,7 @@ static void test_tap(void)
     host_send(sock, fifth, sizeof fifth);
     CHECK(wait_tap_readable(&net), "frames did not reach the TAP");
     usleep(10000);
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     expect_received(&guest, heads[2], addresses[2], fourth, sizeof fourth, "last buffer");
     CHECK(net.parked_length == sizeof fifth, "fifth frame not parked (%zu)", net.parked_length);
     uint64_t dropped = net.dropped_no_buffers;
@@ -1089,7 +1123,7 @@ static void test_tap(void)
     /* Same after a device reset by the driver. */
     host_send(sock, fifth, sizeof fifth);
     CHECK(wait_tap_readable(&net), "frame did not reach the TAP");
-    virtio_net_poll_tap(&net);
+    virtio_net_poll_backend(&net);
     CHECK(net.parked_length == sizeof fifth, "frame not parked before reset");
     test_mmio_write(&net.transport, VIRTIO_MMIO_STATUS, 0);
     CHECK(net.parked_length == 0, "parked frame survived a reset");
@@ -1097,23 +1131,18 @@ static void test_tap(void)
 
     test_tap_offloads(&net, sock);
     close(sock);
+    int tap_fd = net.backend->fd;
     virtio_net_destroy(&net);
-    CHECK(net.tap_fd == -1 && net.watch == -1, "destroy left the TAP open or watched");
+    CHECK(fcntl(tap_fd, F_GETFD) < 0 && net.backend == NULL && net.watch == -1,
+          "destroy left the TAP open or watched");
 }
 
 int main(void)
 {
-    struct machine_config config;
-    machine_config_defaults(&config);
-    config.ram_size = 16ull << 20;
-    config.console_output_fd = -1;
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 16ull << 20 });
     struct error err;
-    if (machine_create(&machine, &config, &err) < 0) {
-        printf("FAIL: machine_create: %s\n", err.message);
-        return 1;
-    }
     static struct virtio_net net;
-    if (virtio_net_init(&net, &machine, 1, mac_a, &err) < 0) {
+    if (virtio_net_init(&net, machine, 1, mac_a, &err) < 0) {
         printf("FAIL: virtio_net_init: %s\n", err.message);
         return 1;
     }
@@ -1140,7 +1169,7 @@ int main(void)
     test_mergeable_never_fits(&guest);
     virtio_net_destroy(&net);
     test_tap();
-    machine_destroy(&machine);
+    test_machine_destroy(machine);
     if (test_check_failures) {
         printf("%d check(s) failed\n", test_check_failures);
         return 1;

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine_devices.h"
 #include "virtio_mmio.h"
 
 #define VIRTQ_DESC_F_NEXT 1

@@ -1,0 +1,31 @@
+/* The machine of a C test: a few options instead of a machine_config
+ * filled in by hand. Console output is discarded and there is no console
+ * input; everything else is machine_config_defaults. A machine that
+ * cannot be made ends the test (exit status 1, with a FAIL line). */
+#ifndef COLO_TESTS_TEST_MACHINE_H
+#define COLO_TESTS_TEST_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "machine.h"
+
+/* The MAC of the NIC asked for with `nic`. */
+#define TEST_MACHINE_MAC { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }
+
+struct test_machine_options {
+    uint64_t ram_size;                  /* bytes; 0: 16 MiB */
+    /* mtime from retired instructions, so a run depends on nothing but
+     * its input (else the host's clock, as machine_config_defaults). */
+    bool deterministic_time;
+    const char *elf;                    /* loaded (entry, tohost) when not NULL */
+    const char *disk_image;             /* one disk over this raw image when not NULL */
+    bool disk_read_only;
+    bool nic;                           /* one NIC, MAC TEST_MACHINE_MAC */
+    const char *nic_tap;                /* its TAP; NULL: none (frames dropped) */
+};
+
+struct machine *test_machine_create(const struct test_machine_options *options);
+void test_machine_destroy(struct machine *machine);
+
+#endif
