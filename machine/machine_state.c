@@ -12,6 +12,13 @@
 
 #define MACHINE_SECTION_ID 0x4d414348u        /* "MACH" */
 #define MACHINE_SECTION_VERSION 1
+#define NANOSECONDS_PER_TICK (1000000000ull / MACHINE_TIMEBASE_HZ)
+/* The largest mtime a real-time state may carry. Loading turns it into a
+ * signed nanosecond offset from the host's monotonic clock, and every
+ * machine_mtime() later subtracts that offset from the clock again: a
+ * quarter of int64_t (73 years of guest uptime) keeps both within range
+ * whatever the host clock reads. */
+#define REAL_TIME_MTIME_MAX ((uint64_t)INT64_MAX / 4 / NANOSECONDS_PER_TICK)
 
 void machine_save_state(struct machine *machine, struct state_writer *writer)
 {
@@ -70,6 +77,15 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
                               hart_count, machine->config.hart_count);
         else if (deterministic > 1 || per_tick == 0)
             state_reader_fail(&reader, "machine section has an invalid time mode");
+        /* Deterministic time: mtime is derived from the guest clock, so a
+         * saved one that differs says the section is corrupt. */
+        else if (deterministic && mtime != guest_clock / per_tick)
+            state_reader_fail(&reader, "mtime %llu does not match guest clock %llu at %llu instructions per tick",
+                              (unsigned long long)mtime, (unsigned long long)guest_clock,
+                              (unsigned long long)per_tick);
+        else if (!deterministic && mtime > REAL_TIME_MTIME_MAX)
+            state_reader_fail(&reader, "mtime %llu is beyond real-time range (at most %llu)",
+                              (unsigned long long)mtime, (unsigned long long)REAL_TIME_MTIME_MAX);
         else if (tohost && !guest_ram_contains(&machine->ram, tohost, 8))
             state_reader_fail(&reader, "tohost address 0x%llx is outside RAM", (unsigned long long)tohost);
     }
@@ -134,9 +150,11 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     machine->config.deterministic_time = deterministic;
     machine->config.instructions_per_tick = per_tick;
     machine->guest_clock = guest_clock;
-    /* Real-time mode: time continues from the saved mtime. */
-    machine->time_offset_ns = (int64_t)clock_monotonic_ns() -
-                              (int64_t)(mtime * (1000000000ull / MACHINE_TIMEBASE_HZ));
+    /* Real-time mode: time continues from the saved mtime. Deterministic
+     * mode reads time from guest_clock alone (its mtime may legitimately
+     * be far beyond the real-time range, after a WFI to a distant timer). */
+    if (!deterministic)
+        machine->time_offset_ns = (int64_t)clock_monotonic_ns() - (int64_t)(mtime * NANOSECONDS_PER_TICK);
     machine->tohost_address = tohost;
     machine->ram.watched_page = tohost ? (tohost - machine->ram.base) >> GUEST_PAGE_SHIFT : UINT64_MAX;
     forget_derived_state(machine);
