@@ -335,33 +335,44 @@ static bool is_blank(const char *text, size_t length)
     return true;
 }
 
-static void handle_line(struct control_server *server, struct client *client, const char *line, size_t length)
+int control_request_parse(const char *line, size_t length, json_t **request, struct error *err)
 {
+    *request = NULL;
     if (is_blank(line, length))
-        return;
+        return 0;
     json_error_t parse_error;
     /* Any JSON value parses, so that one that is not an object gets the
      * clearer message below. */
-    json_t *request = json_loadb(line, length, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &parse_error);
-    if (!request) {
-        reject_request(server, client, NULL, "invalid JSON: %s (line 1, column %d)",
-                       parse_error.text, parse_error.column);
-        return;
+    json_t *value = json_loadb(line, length, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &parse_error);
+    if (!value)
+        return error_set(err, "invalid JSON: %s (line 1, column %d)", parse_error.text, parse_error.column);
+    if (!json_is_object(value)) {
+        json_decref(value);
+        return error_set(err, "a request must be a JSON object, like {\"command\": \"status\"}");
     }
-    if (!json_is_object(request)) {
-        reject_request(server, client, NULL, "a request must be a JSON object, like {\"command\": \"status\"}");
-        json_decref(request);
+    /* From here on the caller gets the object, to echo its "id". */
+    *request = value;
+    const json_t *command_value = json_object_get(value, "command");
+    if (!command_value)
+        return error_set(err, "missing \"command\": a request is like {\"command\": \"status\"}");
+    if (!json_is_string(command_value))
+        return error_set(err, "\"command\" must be a string, like {\"command\": \"status\"}");
+    return 1;
+}
+
+static void handle_line(struct control_server *server, struct client *client, const char *line, size_t length)
+{
+    json_t *request;
+    struct error err;
+    int parsed = control_request_parse(line, length, &request, &err);
+    if (parsed == 0)
         return;
-    }
+    /* NULL when the line was not an object, or had no "id". */
     const json_t *request_id = json_object_get(request, "id");
-    const json_t *command_value = json_object_get(request, "command");
-    if (!command_value) {
-        reject_request(server, client, request_id,
-                       "missing \"command\": a request is like {\"command\": \"status\"}");
-    } else if (!json_is_string(command_value)) {
-        reject_request(server, client, request_id, "\"command\" must be a string, like {\"command\": \"status\"}");
+    if (parsed < 0) {
+        reject_request(server, client, request_id, "%s", err.message);
     } else {
-        const char *name = json_string_value(command_value);
+        const char *name = json_string_value(json_object_get(request, "command"));
         struct command_entry command;
         if (strcmp(name, "subscribe") == 0 || strcmp(name, "unsubscribe") == 0) {
             client->subscribed = name[0] == 's';

@@ -90,6 +90,15 @@ struct control_pending_reply *control_server_defer_reply(struct control_server *
 void control_server_complete_reply(struct control_server *server, struct control_pending_reply *pending,
                                    const json_t *fields, const struct error *error);
 
+/* Parses one request line (without its newline), as the server does for
+ * every line a client sends. Returns 1 with *request set (a new reference
+ * to an object whose "command" is a string), 0 for a blank line (nothing
+ * to answer; *request is NULL), or -1 with err set for a protocol mistake:
+ * then *request is the parsed object when the line was one (its "id"
+ * belongs in the error reply), else NULL. The caller json_decref()s
+ * *request in every case. */
+int control_request_parse(const char *line, size_t length, json_t **request, struct error *err);
+
 /* Requests refused for protocol mistakes since the server was created. */
 uint64_t control_server_rejected_requests(struct control_server *server);
 
