@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "fuzz_target.h"
 #include "machine_devices.h"
 #include "stream.h"
 #include "test_machine.h"

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "vm_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
