@@ -4,8 +4,8 @@
 #   scripts/fuzz.sh [--merge] [SECONDS] [TARGET...]
 #
 # Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and
-# runs each TARGET (stream_reader or fuzz_stream_reader; default: every
-# tests/fuzz/fuzz_*.c) for SECONDS (default 60), starting from its
+# runs each TARGET (stream_reader or fuzz_stream_reader; default: every one
+# tests/fuzz/meson.build registers) for SECONDS (default 60), starting from its
 # committed corpus tests/fuzz/corpus/fuzz_<name>/ plus what earlier runs
 # found (kept in build-fuzz/fuzz-corpus/). A crash, a sanitizer report or a
 # broken invariant fails the run and leaves the input in build-fuzz/.
@@ -26,24 +26,26 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     seconds=$1
     shift
 fi
-targets=()
-for name in "$@"; do
-    name=${name#fuzz_}
-    [ -f "tests/fuzz/fuzz_$name.c" ] || { echo "fuzz: no target tests/fuzz/fuzz_$name.c"; exit 2; }
-    targets+=("fuzz_$name")
-done
-if [ ${#targets[@]} -eq 0 ]; then
-    for source in tests/fuzz/fuzz_*.c; do
-        name=${source##*/}
-        targets+=("${name%.c}")
-    done
-fi
-
 if [ ! -d build-fuzz ]; then
     CC=clang meson setup build-fuzz -Dfuzzing=true -Dbuildtype=debugoptimized \
         -Db_sanitize=address,undefined -Db_lundef=false -Dlinux_guest=false \
         -Dguest_tests=false >/dev/null
 fi
+# The targets are what tests/fuzz/meson.build registers (regenerate the
+# build files first, in case it changed).
+ninja -C build-fuzz build.ninja >/dev/null
+mapfile -t known < <(meson introspect build-fuzz --targets | python3 -c '
+import json, sys
+for target in json.load(sys.stdin):
+    if target["type"] == "executable" and target["name"].startswith("fuzz_"):
+        print(target["name"])' | sort)
+targets=()
+for name in "$@"; do
+    name=fuzz_${name#fuzz_}
+    [[ " ${known[*]} " == *" $name "* ]] || { echo "fuzz: no target $name (known: ${known[*]})"; exit 2; }
+    targets+=("$name")
+done
+[ ${#targets[@]} -gt 0 ] || targets=("${known[@]}")
 if ! output=$(ninja -C build-fuzz "${targets[@]/#/tests/fuzz/}" 2>&1); then
     echo "$output"
     exit 1
