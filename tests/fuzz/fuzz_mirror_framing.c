@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "mirror_framing.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
