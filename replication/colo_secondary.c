@@ -254,7 +254,6 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
         if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
             receive_checkpoint(secondary, err) < 0)
             return -1;
-        struct error cause;
         if (colo_checkpoint_devices_load(&secondary->devices, &secondary->reader, &cause) < 0)
             return fail(secondary, err, "loading the devices' part of the checkpoint", &cause);
         if (secondary->options.on_checkpoint_applied)
