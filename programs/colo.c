@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,10 +73,15 @@ static void print_usage(FILE *out)
         "  --help                    this text\n");
 }
 
-static int usage_error(const char *format, const char *argument)
+static int usage_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *format, ...)
 {
+    va_list args;
     fprintf(stderr, "colo run: ");
-    fprintf(stderr, format, argument);
+    va_start(args, format);
+    vfprintf(stderr, format, args);
+    va_end(args);
     fprintf(stderr, "\n(see `colo run --help`)\n");
     return VM_EXIT_USAGE;
 }

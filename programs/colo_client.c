@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,10 +67,16 @@ void colo_client_print_usage(FILE *out)
         "  --control-socket PATH     talk to this socket instead of NAME's\n");
 }
 
-static int usage_error(const struct client_options *options, const char *format, const char *argument)
+static int usage_error(const struct client_options *options, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const struct client_options *options, const char *format, ...)
 {
+    va_list args;
     fprintf(stderr, "colo %s: ", options->command_name);
-    fprintf(stderr, format, argument);
+    va_start(args, format);
+    vfprintf(stderr, format, args);
+    va_end(args);
     fprintf(stderr, "\n(see `colo help`)\n");
     return EXIT_USAGE;
 }
