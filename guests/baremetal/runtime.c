@@ -58,6 +58,9 @@ void guest_exit(int code)
 }
 
 /* The compiler may emit calls to these even in freestanding code. */
+void *memcpy(void *destination, const void *source, unsigned long length);
+void *memset(void *destination, int byte, unsigned long length);
+
 void *memcpy(void *destination, const void *source, unsigned long length)
 {
     uint8_t *d = destination;
