@@ -29,7 +29,7 @@ fi
 if [ ! -d build-fuzz ]; then
     CC=clang meson setup build-fuzz -Dfuzzing=true -Dbuildtype=debugoptimized \
         -Db_sanitize=address,undefined -Db_lundef=false -Dlinux_guest=false \
-        -Dguest_tests=false >/dev/null
+        -Dguest_tests=false -Dwerror=true >/dev/null
 fi
 # The targets are what tests/fuzz/meson.build registers (regenerate the
 # build files first, in case it changed).

@@ -12,7 +12,7 @@ bash scripts/setup.sh
 
 if [ ! -d build-test ]; then
     meson setup build-test -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dtest_hooks=true
+        -Db_lundef=false -Dtest_hooks=true -Dwerror=true
 fi
 # The failover tests need the kill hook (an older build-test may lack it).
 meson configure build-test -Dtest_hooks=true >/dev/null
