@@ -30,30 +30,23 @@ import struct
 import sys
 import time
 
-KV_PORT = 7000
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guests", "linux"))
+from guest_client import kv_request  # noqa: E402
+
+# A request of the KV checks waits at most this long for its reply.
+KV_TIMEOUT_SECONDS = 10
 
 
 # ---- the guest's KV service ----
 
-def kv_request(host, line, timeout=10):
-    with socket.create_connection((host, KV_PORT), timeout=timeout) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall((line + "\n").encode())
-        reader = sock.makefile("rb")
-        reply = reader.readline()
-        if not reply.endswith(b"\n"):
-            raise ConnectionError("connection closed before a whole reply")
-        return reply.decode().rstrip("\n")
-
-
 def kv_main(args):
     host, what = args[0], args[1]
     if what == "churn":
-        reply = kv_request(host, f"CHURN {int(args[2])}")
+        reply = kv_request(host, f"CHURN {int(args[2])}", timeout=KV_TIMEOUT_SECONDS)
         if reply != "OK":
             sys.exit(f"CHURN {args[2]}: {reply}")
     elif what == "set":
-        reply = kv_request(host, f"SET {args[2]} {args[3]}")
+        reply = kv_request(host, f"SET {args[2]} {args[3]}", timeout=KV_TIMEOUT_SECONDS)
         if reply != "OK":
             sys.exit(f"SET: {reply}")
     elif what == "wait":
@@ -399,6 +392,9 @@ def report_main(args):
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     handlers = {"kv": kv_main, "qmp": qmp_main, "ping": ping_main, "report": report_main}

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Helpers for bench/run_replication.sh. Every socket operation has a
-timeout.
+timeout. The KV client, the measurements and the percentile definition
+(nearest rank) are guests/linux/guest_client.py's.
 
 usage:
   replication_helper.py churn HOST N              CHURN N over the KV port; exit 0 on OK
   replication_helper.py latency HOST N            N sequential SETs, then N GETs, on one
-                                                  connection (linux_client.py's kv_latency):
+                                                  connection (kv_latency, as linux_client.py):
                                                   JSON with p50/p99 of each
   replication_helper.py stream HOST MIB           MIB through the guest's stream service each
                                                   way: JSON with MB/s out and in
@@ -23,47 +24,26 @@ usage:
   replication_helper.py report RESULTS.jsonl      prints the tables
 """
 import json
-import math
 import os
-import socket
 import sys
 import time
 
-KV_PORT = 7000
-TIMEOUT = 30
-
-
-def percentile(values, fraction):
-    """Nearest rank: the smallest value with at least fraction of them at or below."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(fraction * len(ordered) - 1e-9))
-    return ordered[min(len(ordered), rank) - 1]
-
-
-def median(values):
-    return percentile(values, 0.5)
-
-
-def connect(host):
-    sock = socket.create_connection((host, KV_PORT), timeout=TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock, sock.makefile("rb")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guests", "linux"))
+from guest_client import (count_wrong_keys, kv_latency, kv_request, median, percentile,  # noqa: E402
+                          set_get_pairs, stream_throughput)
 
 
 def churn_main(args):
     host, rate = args[0], int(args[1])
-    sock, reader = connect(host)
-    sock.sendall(f"CHURN {rate}\n".encode())
-    reply = reader.readline()
-    sock.close()
-    sys.exit(0 if reply == b"OK\n" else 1)
+    try:
+        reply = kv_request(host, f"CHURN {rate}")
+    except OSError as error:
+        sys.exit(f"CHURN {rate}: {type(error).__name__}: {error}")
+    sys.exit(0 if reply == "OK" else 1)
 
 
 def latency_main(args):
     # The same measurement as bench/run_linux.sh's (linux_client.py).
-    from linux_client import kv_latency
     host, requests = args[0], int(args[1])
     measured = kv_latency(host, requests)
     result = {"requests": requests}
@@ -75,9 +55,8 @@ def latency_main(args):
 
 def stream_main(args):
     # 8 MiB each way through the guest's stream service (linux_client.py).
-    from linux_client import stream
     host, megabytes = args[0], int(args[1])
-    result = stream(host, megabytes << 20)
+    result = stream_throughput(host, megabytes << 20)
     print(json.dumps({key: round(value, 1) for key, value in result.items()}))
 
 
@@ -135,39 +114,14 @@ def collect_main(args):
 
 def client_main(args):
     host, stop_file = args[0], args[1]
-    acknowledged = {}
     times = []
-    error = None
-    pairs = 0
     started = time.monotonic()
-    try:
-        sock, reader = connect(host)
-        while not os.path.exists(stop_file) and time.monotonic() - started < 600:
-            key, value = f"g{pairs % 2000}", f"v{pairs}"
-            sock.sendall(f"SET {key} {value}\nGET {key}\n".encode())
-            set_reply = reader.readline()
-            get_reply = reader.readline()
-            times.append(time.time())
-            if set_reply != b"OK\n":
-                error = f"SET {key} answered {set_reply!r}"
-                break
-            acknowledged[key] = value
-            if get_reply != f"VALUE {value}\n".encode():
-                error = f"GET {key} answered {get_reply!r}, expected {value}"
-                break
-            pairs += 1
-        sock.close()
-    except OSError as problem:
-        error = f"the connection broke after {pairs} pairs: {type(problem).__name__}: {problem}"
+    pairs, acknowledged, error = set_get_pairs(
+        host, lambda: not os.path.exists(stop_file) and time.monotonic() - started < 600,
+        "g", 2000, on_reply=lambda: times.append(time.time()))
     lost = None
     try:
-        sock, reader = connect(host)
-        lost = 0
-        for key, value in acknowledged.items():
-            sock.sendall(f"GET {key}\n".encode())
-            if reader.readline() != f"VALUE {value}\n".encode():
-                lost += 1
-        sock.close()
+        lost = count_wrong_keys(host, acknowledged)
     except OSError as problem:
         error = error or f"cannot read the keys back: {problem}"
     print(json.dumps({"pairs": pairs, "error": error, "keys": len(acknowledged), "lost_keys": lost,
@@ -258,6 +212,9 @@ def report_main(args):
 def main():
     handlers = {"churn": churn_main, "latency": latency_main, "stream": stream_main, "collect": collect_main, "client": client_main,
                 "gap": gap_main, "report": report_main}
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
     if len(sys.argv) < 3 or sys.argv[1] not in handlers:
         sys.exit(__doc__)
     handlers[sys.argv[1]](sys.argv[2:])

@@ -12,8 +12,7 @@ Usage:
   kvclient.py HOST poweroff            asks the VM to power off
   kvclient.py HOST check               prints CHECK's answer
 
-CHECK's hash (see kvstore.c): FNV-1a 64 over "key=value\\n" for each pair,
-keys in ascending byte order, as 16 hex digits.
+CHECK's hash: see guest_client.fnv1a64.
 """
 import json
 import socket
@@ -21,8 +20,8 @@ import sys
 import threading
 import time
 
-KV_PORT, ECHO_PORT, STREAM_PORT = 7000, 7001, 7002
-TIMEOUT_SECONDS = 30
+from guest_client import (ECHO_PORT, KV_PORT, STREAM_PORT, TIMEOUT_SECONDS, KvConnection,
+                          expected_check_reply)
 
 results = {"passed": 0, "failed": 0}
 
@@ -34,43 +33,13 @@ def report(ok, name, detail=""):
     return ok
 
 
-def fnv1a64(pairs):
-    hash_value = 0xCBF29CE484222325
-    for key in sorted(pairs, key=lambda k: k.encode()):
-        for byte in f"{key}={pairs[key]}\n".encode():
-            hash_value ^= byte
-            hash_value = (hash_value * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return f"{hash_value:016x}"
-
-
-class Connection:
-    """One TCP connection speaking the line protocol."""
-
-    def __init__(self, host, port=None):
-        port = KV_PORT if port is None else port
-        self.socket = socket.create_connection((host, port), timeout=TIMEOUT_SECONDS)
-        self.reader = self.socket.makefile("rb")
-
-    def send_lines(self, lines):
-        self.socket.sendall("".join(line + "\n" for line in lines).encode())
-
-    def read_line(self):
-        line = self.reader.readline()
-        if not line.endswith(b"\n"):
-            raise ConnectionError("connection closed before a whole reply")
-        return line[:-1].decode()
-
-    def request(self, line):
-        self.send_lines([line])
-        return self.read_line()
-
-    def close(self):
-        self.reader.close()
-        self.socket.close()
+def connect(host):
+    """A KV connection to HOST at KV_PORT (which main may have moved)."""
+    return KvConnection(host, KV_PORT)
 
 
 def check_round_trips(host, stored):
-    connection = Connection(host)
+    connection = connect(host)
     failures = []
     for i in range(100):
         key, value = f"key{i:03d}", f"value {i} with spaces {i * i}"
@@ -103,7 +72,7 @@ def check_round_trips(host, stored):
 def check_many_requests(host, stored, count=10000, window=50):
     """count requests on one connection, half SET and half GET, sent in
     windows of `window` pipelined requests."""
-    connection = Connection(host)
+    connection = connect(host)
     started = time.monotonic()
     failures = 0
     first_failure = ""
@@ -138,7 +107,7 @@ def check_concurrent_clients(host, stored, clients=16, requests=100):
 
     def client(number):
         try:
-            connection = Connection(host)
+            connection = connect(host)
             for i in range(requests):
                 key, value = f"c{number:02d}-{i:03d}", f"from client {number}"
                 if connection.request(f"SET {key} {value}") != "OK":
@@ -162,16 +131,16 @@ def check_concurrent_clients(host, stored, clients=16, requests=100):
 
 
 def check_digest(host, stored, name="CHECK matches the client's model"):
-    connection = Connection(host)
+    connection = connect(host)
     reply = connection.request("CHECK")
     connection.close()
-    expected = f"CHECK {len(stored)} {fnv1a64(stored)}"
+    expected = expected_check_reply(stored)
     return report(reply == expected, f"{name} ({len(stored)} keys)",
                   "" if reply == expected else f"got {reply!r}, expected {expected!r}")
 
 
 def check_all_values(host, stored):
-    connection = Connection(host)
+    connection = connect(host)
     wrong = []
     keys = sorted(stored)
     for base in range(0, len(keys), 100):
@@ -225,7 +194,7 @@ def check_stream(host, size=4 << 20):
 
 
 def check_churn(host):
-    connection = Connection(host)
+    connection = connect(host)
     replies = [connection.request("CHURN 1000"), connection.request("CHURN 0")]
     connection.close()
     return report(replies == ["OK", "OK"], "CHURN sets the churner's rate", str(replies))
@@ -257,15 +226,15 @@ def main():
             check_all_values(host, stored)
             check_digest(host, stored, "CHECK after the restart matches")
         elif action == "poweroff":
-            connection = Connection(host)
+            connection = connect(host)
             reply = connection.request("POWEROFF")
             report(reply == "OK", "POWEROFF acknowledged", reply)
         elif action == "reboot":
-            connection = Connection(host)
+            connection = connect(host)
             reply = connection.request("REBOOT")
             report(reply == "OK", "REBOOT acknowledged", reply)
         elif action == "check":
-            connection = Connection(host)
+            connection = connect(host)
             print(connection.request("CHECK"))
         else:
             sys.exit(__doc__)

@@ -9,56 +9,41 @@ between two replies (the service gap the client saw).
 usage: continuous_client.py HOST STOP_FILE [MAX_SECONDS]
 """
 import os
-import socket
 import sys
 import time
 
-KV_PORT = 7000
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "guests", "linux"))
+from guest_client import count_wrong_keys, set_get_pairs  # noqa: E402
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
     host, stop_file = sys.argv[1], sys.argv[2]
     max_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 300
     failures = 0
-    acknowledged = {}
-    longest_gap = 0.0
-    started = last_reply = time.monotonic()
-    try:
-        sock = socket.create_connection((host, KV_PORT), timeout=30)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = sock.makefile("rb")
-        i = 0
-        while not os.path.exists(stop_file) and time.monotonic() - started < max_seconds:
-            key, value = f"m{i % 5000}", f"v{i}"
-            sock.sendall(f"SET {key} {value}\nGET {key}\n".encode())
-            set_reply = reader.readline()
-            get_reply = reader.readline()
-            now = time.monotonic()
-            longest_gap = max(longest_gap, now - last_reply)
-            last_reply = now
-            if set_reply != b"OK\n":
-                print(f"FAIL: SET {key} answered {set_reply!r}")
-                failures += 1
-                break
-            acknowledged[key] = value
-            if get_reply != f"VALUE {value}\n".encode():
-                print(f"FAIL: GET {key} answered {get_reply!r}, expected {value}")
-                failures += 1
-                break
-            i += 1
-        sock.close()
-        print(f"PASS: one connection, {i} SET+GET pairs without an error; longest gap between replies {longest_gap * 1000:.1f} ms")
-    except OSError as error:
-        print(f"FAIL: the connection broke after {len(acknowledged)} keys: {type(error).__name__}: {error}")
+    started = time.monotonic()
+    reply_times = {"last": started, "longest_gap": 0.0}
+
+    def on_reply():
+        now = time.monotonic()
+        reply_times["longest_gap"] = max(reply_times["longest_gap"], now - reply_times["last"])
+        reply_times["last"] = now
+
+    pairs, acknowledged, error = set_get_pairs(
+        host, lambda: not os.path.exists(stop_file) and time.monotonic() - started < max_seconds,
+        "m", 5000, on_reply)
+    if error:
+        print(f"FAIL: {error}")
         failures += 1
+    else:
+        print(f"PASS: one connection, {pairs} SET+GET pairs without an error; longest gap between replies "
+              f"{reply_times['longest_gap'] * 1000:.1f} ms")
     try:
-        sock = socket.create_connection((host, KV_PORT), timeout=30)
-        reader = sock.makefile("rb")
-        wrong = 0
-        for key, value in acknowledged.items():
-            sock.sendall(f"GET {key}\n".encode())
-            if reader.readline() != f"VALUE {value}\n".encode():
-                wrong += 1
+        wrong = count_wrong_keys(host, acknowledged)
         if wrong:
             print(f"FAIL: {wrong} of {len(acknowledged)} acknowledged keys read back wrong")
             failures += 1
