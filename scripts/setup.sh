@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
     build-essential meson ninja-build pkg-config python3
+    libtsan2                                 # gcc's ThreadSanitizer runtime (scripts/test_tsan.sh)
     clang                                    # fuzz targets (libFuzzer)
     gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf
     qemu-system-misc                         # reference machine for differential tests and benchmarks
