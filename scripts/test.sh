@@ -3,7 +3,8 @@
 # AddressSanitizer and UBSan in build-test/ and runs every test, the fuzz
 # targets' replay of their committed corpora included (suite 'fuzz'). No
 # random exploration: the same commit gets the same verdict every time
-# (open-ended fuzzing is scripts/fuzz.sh, see docs/fuzzing.md).
+# (open-ended fuzzing is scripts/fuzz.sh, see docs/fuzzing.md). Then the
+# threaded tests again under ThreadSanitizer (scripts/test_tsan.sh).
 # Extra arguments go to `meson test` (e.g. --suite isa, or a test name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,19 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 meson test -C build-test --print-errorlogs --num-processes 2 "$@" || status=$?
 
+# Then the threaded tests under ThreadSanitizer (scripts/test_tsan.sh),
+# unless a subset of tests was asked for; they count in the closing line.
+tsan_log=()
+if [ $# -eq 0 ]; then
+    bash scripts/test_tsan.sh || status=$?
+    tsan_log=(build-tsan/meson-logs/testlog.json)
+fi
+
 # One closing line in the plain form CI reads: "N passed, N failed".
-python3 - build-test/meson-logs/testlog.json <<'PY'
-import json, sys
+python3 - build-test/meson-logs/testlog.json "${tsan_log[@]}" <<'PY'
+import fileinput, json, sys
 passed, failed, skipped = 0, 0, 0
-for line in open(sys.argv[1]):
+for line in fileinput.input(sys.argv[1:]):
     result = json.loads(line).get("result")
     if result in ("OK", "EXPECTEDFAIL"):
         passed += 1
