@@ -22,8 +22,10 @@ build_failed() {
 
 if [ ! -d build-tsan ]; then
     meson setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
-        -Dlinux_guest=false -Dguest_tests=false >/dev/null || build_failed
+        -Dlinux_guest=false -Dguest_tests=false -Dwerror=true >/dev/null || build_failed
 fi
+# Warnings are errors in the test builds (an older build-tsan may predate that).
+meson configure build-tsan -Dwerror=true >/dev/null || build_failed
 ninja -C build-tsan || build_failed
 
 # gcc 12's TSan runtime cannot place its shadow memory when the kernel
