@@ -7,6 +7,7 @@ packages=(
     build-essential meson ninja-build pkg-config python3
     libtsan2                                 # gcc's ThreadSanitizer runtime (scripts/test_tsan.sh)
     clang                                    # fuzz targets (libFuzzer)
+    clang-format                             # scripts/check_format.sh (the 'format' test)
     gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf picolibc-riscv64-unknown-elf
     qemu-system-misc                         # reference machine for differential tests and benchmarks
     libfdt-dev device-tree-compiler opensbi  # device tree and firmware for Linux guests
