@@ -108,6 +108,7 @@ static int read_file(struct elf_file *elf, struct error *err)
     return 0;
 }
 
+/* clang-format off */
 static const char *machine_name(uint16_t machine)
 {
     switch (machine) {
@@ -128,6 +129,7 @@ static const char *machine_name(uint16_t machine)
     default:         return NULL;
     }
 }
+/* clang-format on */
 
 static int check_identification(const struct elf_file *elf, struct error *err)
 {

@@ -127,6 +127,7 @@ static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_
         old = (uint64_t)(int64_t)(int32_t)old;
         operand = (uint64_t)(int64_t)(int32_t)operand;
     }
+    /* clang-format off */
     switch (funct5) {
     case 0x01: result = operand; break;                                    /* SWAP */
     case 0x00: result = old + operand; break;                              /* ADD */
@@ -145,6 +146,7 @@ static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_
     default:
         return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, raw);
     }
+    /* clang-format on */
     memcpy(host, &result, size);
     s->x[insn->rd] = old;
     return hart_no_fault();
@@ -206,6 +208,7 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
         return 0;
     pc = s->pc;
 
+/* clang-format off */
 #define CONSUMED (budget - remaining)
 #define PC() ((uint64_t)((uintptr_t)insn >> 3) + pc_bias)
 #define LENGTH() (insn->advance >> 3)
@@ -607,6 +610,7 @@ op_FLOATING_POINT: {
         }
         NEXT_AFTER_SLOW_PATH(advance);
     }
+    /* clang-format on */
 }
 
 void hart_save(const struct hart *hart, struct state_writer *writer)

@@ -2,6 +2,7 @@
 #include "hart.h"
 #include "machine_devices.h"
 
+/* clang-format off */
 enum {
     CSR_FFLAGS = 0x001, CSR_FRM = 0x002, CSR_FCSR = 0x003,
     CSR_CYCLE = 0xc00, CSR_TIME = 0xc01, CSR_INSTRET = 0xc02,
@@ -31,6 +32,7 @@ enum {
  * the CLINT. */
 #define MIP_WRITABLE (MIP_SSIP | MIP_STIP | MIP_SEIP)
 #define MEDELEG_WRITABLE 0xb3ffull    /* all but ecall from M (11) and reserved (10, 14) */
+/* clang-format on */
 
 static struct hart_fault illegal(void)
 {
@@ -61,6 +63,7 @@ static bool fpu_enabled(const struct hart *hart)
     return (hart->state.mstatus & MSTATUS_FS) != MSTATUS_FS_OFF;
 }
 
+/* clang-format off */
 struct hart_fault hart_csr_read(struct hart *hart, uint32_t csr, uint64_t *value)
 {
     struct hart_state *s = &hart->state;
@@ -130,6 +133,7 @@ struct hart_fault hart_csr_read(struct hart *hart, uint32_t csr, uint64_t *value
     }
     return hart_no_fault();
 }
+/* clang-format on */
 
 static void set_fpu_dirty(struct hart *hart)
 {
@@ -153,6 +157,7 @@ static void write_mstatus(struct hart *hart, uint64_t value, uint64_t writable)
     hart->interrupt_check_needed = true;
 }
 
+/* clang-format off */
 struct hart_fault hart_csr_write(struct hart *hart, uint32_t csr, uint64_t value)
 {
     struct hart_state *s = &hart->state;
@@ -250,6 +255,7 @@ struct hart_fault hart_csr_write(struct hart *hart, uint32_t csr, uint64_t value
     }
     return hart_no_fault();
 }
+/* clang-format on */
 
 void hart_take_trap(struct hart *hart, uint64_t cause, bool interrupt, uint64_t value)
 {

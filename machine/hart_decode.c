@@ -45,6 +45,7 @@ static int32_t sign_extend(uint32_t value, unsigned width)
     return (int32_t)(value << shift) >> shift;
 }
 
+/* clang-format off */
 enum {
     OPCODE_LOAD = 0x03, OPCODE_LOAD_FP = 0x07, OPCODE_OP_IMM = 0x13, OPCODE_OP_IMM_32 = 0x1b,
     OPCODE_STORE = 0x23, OPCODE_STORE_FP = 0x27, OPCODE_OP = 0x33, OPCODE_LUI = 0x37,
@@ -386,3 +387,4 @@ illegal:
     d->operation = HART_OP_ILLEGAL;
     d->immediate = (int32_t)original_bits;
 }
+/* clang-format on */

@@ -9,6 +9,7 @@
 
 /* Every operation the interpreter dispatches on. X(name) order is the
  * dispatch table order in hart.c. */
+/* clang-format off */
 #define HART_OPERATIONS(X) \
     X(DECODE) X(PAGE_END) X(CROSS_PAGE) X(ILLEGAL) \
     X(LUI) X(AUIPC) X(JAL) X(JALR) \
@@ -25,6 +26,7 @@
     X(ECALL) X(EBREAK) X(MRET) X(SRET) X(WFI) X(SFENCE_VMA) \
     X(CSRRW) X(CSRRS) X(CSRRC) X(CSRRWI) X(CSRRSI) X(CSRRCI) \
     X(ATOMIC) X(FLOATING_POINT)
+/* clang-format on */
 
 enum hart_operation {
 #define HART_OPERATION_ENUM(name) HART_OP_##name,
