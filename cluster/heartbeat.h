@@ -47,13 +47,13 @@ void heartbeat_sender_stop(struct heartbeat_sender *sender);
 /* ---- the failure detector (secondary) ---- */
 
 struct failure_detector {
-    int timeout_ms;                     /* silence that means "dead"; 0: only explicit declarations */
+    int timeout_ms; /* silence that means "dead"; 0: only explicit declarations */
     void (*on_peer_dead)(void *opaque, const char *reason);
     void *opaque;
-    _Atomic uint64_t last_heard_ns;     /* monotonic */
+    _Atomic uint64_t last_heard_ns; /* monotonic */
     atomic_uint_fast64_t heartbeats;
     pthread_mutex_t lock;
-    bool peer_dead;                     /* under lock, as is reason */
+    bool peer_dead; /* under lock, as is reason */
     char reason[256];
 };
 

@@ -25,8 +25,7 @@ int error_set_errno(struct error *err, const char *format, ...)
         int used = vsnprintf(err->message, sizeof err->message, format, args);
         va_end(args);
         if (used >= 0 && (size_t)used < sizeof err->message)
-            snprintf(err->message + used, sizeof err->message - (size_t)used,
-                     ": %s", strerror(saved_errno));
+            snprintf(err->message + used, sizeof err->message - (size_t)used, ": %s", strerror(saved_errno));
     }
     errno = saved_errno;
     return -1;

@@ -12,8 +12,7 @@ static int split_host_and_port(const char *text, char *host, size_t host_size, c
                                struct error *err)
 {
     const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || !colon[1] || (size_t)(colon - text) >= host_size ||
-        strlen(colon + 1) >= port_size)
+    if (!colon || colon == text || !colon[1] || (size_t)(colon - text) >= host_size || strlen(colon + 1) >= port_size)
         return error_set(err, "'%s' is not HOST:PORT", text);
     memcpy(host, text, (size_t)(colon - text));
     host[colon - text] = '\0';

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "control_server.h"             /* CONTROL_MAX_LINE */
+#include "control_server.h" /* CONTROL_MAX_LINE */
 
 /* Replies and events can be longer than requests (a status with many
  * devices), but not without bound. */
@@ -71,7 +71,7 @@ static int wait_for(struct control_client *client, short events, int64_t deadlin
         struct pollfd fd = { .fd = client->fd, .events = events };
         int ready = poll(&fd, 1, wait_ms);
         if (ready > 0)
-            return CONTROL_CLIENT_OK;   /* readable, writable or hung up: the caller finds out which */
+            return CONTROL_CLIENT_OK; /* readable, writable or hung up: the caller finds out which */
         if (ready < 0 && errno != EINTR)
             return error_set_errno(err, "poll on the control socket");
     }
@@ -79,8 +79,7 @@ static int wait_for(struct control_client *client, short events, int64_t deadlin
 
 /* ---- connection ---- */
 
-int control_client_connect(struct control_client *client, const char *socket_path, int timeout_ms,
-                           struct error *err)
+int control_client_connect(struct control_client *client, const char *socket_path, int timeout_ms, struct error *err)
 {
     *client = (struct control_client){ .fd = -1 };
     struct sockaddr_un address = { .sun_family = AF_UNIX };
@@ -142,7 +141,7 @@ static int send_request(struct control_client *client, const json_t *request, in
     if (!text)
         return error_set(err, "cannot encode the request");
     size_t length = strlen(text);
-    text[length] = '\n';                /* the terminator is not sent */
+    text[length] = '\n'; /* the terminator is not sent */
     int result = send_line(client, text, length + 1, deadline, err);
     free(text);
     return result;
@@ -217,8 +216,8 @@ int control_client_receive(struct control_client *client, json_t **message, int 
     return receive_message(client, message, deadline_after(timeout_ms), err);
 }
 
-int control_client_call(struct control_client *client, const json_t *request, json_t **reply,
-                        int timeout_ms, struct error *err)
+int control_client_call(struct control_client *client, const json_t *request, json_t **reply, int timeout_ms,
+                        struct error *err)
 {
     *reply = NULL;
     int64_t deadline = deadline_after(timeout_ms);
@@ -236,7 +235,7 @@ int control_client_call(struct control_client *client, const json_t *request, js
             *reply = message;
             return CONTROL_CLIENT_OK;
         }
-        json_decref(message);           /* an event */
+        json_decref(message); /* an event */
     }
 }
 

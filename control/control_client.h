@@ -22,20 +22,19 @@ int control_socket_path(const char *name, char *path, size_t size, struct error 
 /* What a wait ended with, when it did not end with a message. */
 enum control_client_status {
     CONTROL_CLIENT_OK = 0,
-    CONTROL_CLIENT_ERROR = -1,          /* err says what */
+    CONTROL_CLIENT_ERROR = -1, /* err says what */
     CONTROL_CLIENT_TIMEOUT = -2,
-    CONTROL_CLIENT_CLOSED = -3,         /* the VM closed the connection */
+    CONTROL_CLIENT_CLOSED = -3, /* the VM closed the connection */
 };
 
 struct control_client {
     int fd;
-    char *input;                        /* bytes received, not yet a whole line */
+    char *input; /* bytes received, not yet a whole line */
     size_t input_length, input_capacity;
 };
 
 /* timeout_ms < 0 waits for ever, in every function below. */
-int control_client_connect(struct control_client *client, const char *socket_path, int timeout_ms,
-                           struct error *err);
+int control_client_connect(struct control_client *client, const char *socket_path, int timeout_ms, struct error *err);
 /* Sends one request line. */
 int control_client_send(struct control_client *client, const json_t *request, int timeout_ms, struct error *err);
 /* The next line from the VM, a reply or an event: a JSON object. */
@@ -43,8 +42,8 @@ int control_client_receive(struct control_client *client, json_t **message, int 
 /* Sends `request` and waits for its reply (a message with "ok"; events that
  * arrive first are skipped). A reply {"ok": false} is still
  * CONTROL_CLIENT_OK: the caller reads its "error". */
-int control_client_call(struct control_client *client, const json_t *request, json_t **reply,
-                        int timeout_ms, struct error *err);
+int control_client_call(struct control_client *client, const json_t *request, json_t **reply, int timeout_ms,
+                        struct error *err);
 void control_client_close(struct control_client *client);
 
 #endif

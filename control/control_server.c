@@ -45,34 +45,34 @@ struct command_entry {
  * subscriber, or a deferred reply for one client. */
 struct queued_line {
     struct queued_line *next;
-    uint64_t client_id;                 /* 0: every subscriber */
+    uint64_t client_id; /* 0: every subscriber */
     bool completes_deferred_reply;
     size_t length;
-    char text[];                        /* ends with '\n' */
+    char text[]; /* ends with '\n' */
 };
 
 struct control_pending_reply {
     uint64_t client_id;
-    char *request_id;                   /* the request's "id" as JSON text, or NULL */
+    char *request_id; /* the request's "id" as JSON text, or NULL */
 };
 
 struct client {
     uint64_t id;
     int fd;
-    char *input;                        /* CONTROL_MAX_LINE + 1 bytes */
+    char *input; /* CONTROL_MAX_LINE + 1 bytes */
     size_t input_length;
     char *output;
     size_t output_start, output_end, output_capacity;
     bool subscribed;
-    bool awaiting_deferred_reply;       /* read no more requests until it is sent */
-    bool input_ended;                   /* the client shut down its sending side */
-    bool closing;                       /* close once the output is sent */
-    bool dead;                          /* close now */
+    bool awaiting_deferred_reply; /* read no more requests until it is sent */
+    bool input_ended;             /* the client shut down its sending side */
+    bool closing;                 /* close once the output is sent */
+    bool dead;                    /* close now */
 };
 
 struct control_server {
-    char socket_path[sizeof ((struct sockaddr_un *)0)->sun_path];
-    dev_t socket_device;                /* to remove the socket only if it is ours */
+    char socket_path[sizeof((struct sockaddr_un *)0)->sun_path];
+    dev_t socket_device; /* to remove the socket only if it is ours */
     ino_t socket_inode;
     char *log_prefix;
     int listen_fd;
@@ -82,7 +82,7 @@ struct control_server {
     atomic_bool stopping;
     atomic_uint_fast64_t rejected_requests;
 
-    pthread_mutex_t lock;               /* guards commands and the queue */
+    pthread_mutex_t lock; /* guards commands and the queue */
     struct command_entry *commands;
     size_t command_count;
     struct queued_line *queue_head, *queue_tail;
@@ -91,13 +91,12 @@ struct control_server {
     struct client *clients[CONTROL_MAX_CLIENTS];
     size_t client_count;
     uint64_t last_client_id;
-    struct client *handling_client;     /* set while a handler runs */
+    struct client *handling_client; /* set while a handler runs */
     const json_t *handling_request_id;
     bool handling_deferred;
 };
 
-static void server_log(struct control_server *server, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
+static void server_log(struct control_server *server, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 static void server_log(struct control_server *server, const char *format, ...)
 {
@@ -170,7 +169,7 @@ static void flush_output(struct client *client)
         } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             break;
         } else {
-            client->dead = true;        /* the client has gone */
+            client->dead = true; /* the client has gone */
         }
     }
     if (client->output_start == client->output_end)
@@ -228,7 +227,7 @@ static void send_json(struct control_server *server, struct client *client, cons
         return;
     }
     size_t length = strlen(text);
-    text[length] = '\n';                /* replaces the terminator; length stays known */
+    text[length] = '\n'; /* replaces the terminator; length stays known */
     append_output(server, client, text, length + 1);
     free(text);
 }
@@ -248,8 +247,8 @@ static void reject_request(struct control_server *server, struct client *client,
     vsnprintf(message, sizeof message, format, args);
     va_end(args);
     uint64_t count = atomic_fetch_add(&server->rejected_requests, 1) + 1;
-    server_log(server, "rejected a request from client %" PRIu64 " (%" PRIu64 " so far): %s",
-               client->id, count, message);
+    server_log(server, "rejected a request from client %" PRIu64 " (%" PRIu64 " so far): %s", client->id, count,
+               message);
     json_t *reply = new_error_reply(request_id, message);
     send_json(server, client, reply);
     json_decref(reply);
@@ -385,8 +384,8 @@ static void handle_line(struct control_server *server, struct client *client, co
         } else {
             char known[1024];
             list_commands(server, known, sizeof known);
-            reject_request(server, client, request_id, "unknown command '%.*s'%s (known: %s)",
-                           QUOTED_NAME_MAX, name, strlen(name) > QUOTED_NAME_MAX ? "..." : "", known);
+            reject_request(server, client, request_id, "unknown command '%.*s'%s (known: %s)", QUOTED_NAME_MAX, name,
+                           strlen(name) > QUOTED_NAME_MAX ? "..." : "", known);
         }
     }
     json_decref(request);
@@ -536,7 +535,7 @@ static void wake_server(struct control_server *server)
 {
     uint64_t one = 1;
     ssize_t ignored = write(server->wakeup_fd, &one, sizeof one);
-    (void)ignored;                      /* a full counter already wakes it */
+    (void)ignored; /* a full counter already wakes it */
 }
 
 static void queue_json(struct control_server *server, uint64_t client_id, bool completes_deferred_reply,
@@ -547,8 +546,7 @@ static void queue_json(struct control_server *server, uint64_t client_id, bool c
     struct queued_line *line = text ? malloc(sizeof *line + length + 1) : NULL;
     if (!line) {
         free(text);
-        fprintf(stderr, "control socket: out of memory: a %s was dropped\n",
-                client_id ? "reply" : "event");
+        fprintf(stderr, "control socket: out of memory: a %s was dropped\n", client_id ? "reply" : "event");
         return;
     }
     line->next = NULL;
@@ -586,7 +584,7 @@ static void deliver_queued_lines(struct control_server *server)
                 append_output(server, client, line->text, line->length);
                 if (line->completes_deferred_reply) {
                     client->awaiting_deferred_reply = false;
-                    handle_input(server, client);   /* requests that waited behind it */
+                    handle_input(server, client); /* requests that waited behind it */
                 }
             }
         }
@@ -719,8 +717,8 @@ static int bind_replacing_stale(int fd, const struct sockaddr_un *address, struc
     return error_set_errno(err, "cannot create control socket %s", path);
 }
 
-int control_server_create(struct control_server **result, const char *socket_path,
-                          const char *log_prefix, struct error *err)
+int control_server_create(struct control_server **result, const char *socket_path, const char *log_prefix,
+                          struct error *err)
 {
     *result = NULL;
     struct sockaddr_un address = { .sun_family = AF_UNIX };
@@ -777,8 +775,8 @@ int control_server_create(struct control_server **result, const char *socket_pat
     return 0;
 }
 
-int control_server_register(struct control_server *server, const char *command,
-                            control_handler handler, void *opaque, struct error *err)
+int control_server_register(struct control_server *server, const char *command, control_handler handler, void *opaque,
+                            struct error *err)
 {
     if (!command[0] || strcmp(command, "subscribe") == 0 || strcmp(command, "unsubscribe") == 0)
         return error_set(err, "cannot register control command '%s': the server handles it", command);
@@ -824,7 +822,7 @@ int control_server_start(struct control_server *server, struct error *err)
 
 void control_server_post_event(struct control_server *server, json_t *event)
 {
-    json_t *copy = json_copy(event);    /* shallow: only to add "time" */
+    json_t *copy = json_copy(event); /* shallow: only to add "time" */
     if (!copy)
         return;
     if (!json_object_get(copy, "time"))

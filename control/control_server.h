@@ -62,13 +62,13 @@ struct control_pending_reply;
  * return -1. log_prefix starts every line the server logs on stderr (e.g.
  * "colo run: web"); NULL logs nothing. The server thread starts with
  * control_server_start. */
-int control_server_create(struct control_server **server, const char *socket_path,
-                          const char *log_prefix, struct error *err);
+int control_server_create(struct control_server **server, const char *socket_path, const char *log_prefix,
+                          struct error *err);
 
 /* Registers (or replaces) a command's handler. Safe from any thread, before
  * or after start. Fails for the server's own commands and empty names. */
-int control_server_register(struct control_server *server, const char *command,
-                            control_handler handler, void *opaque, struct error *err);
+int control_server_register(struct control_server *server, const char *command, control_handler handler, void *opaque,
+                            struct error *err);
 
 /* Starts the server thread (with every signal blocked). */
 int control_server_start(struct control_server *server, struct error *err);

@@ -78,7 +78,7 @@ static void skip_blank(struct parser *parser, bool across_lines)
 static int parse_string(struct parser *parser, char *out, size_t capacity, const char *key)
 {
     unsigned line = parser->line;
-    next(parser);                                   /* the opening quote */
+    next(parser); /* the opening quote */
     size_t used = 0;
     for (;;) {
         int c = next(parser);
@@ -153,13 +153,12 @@ static int parse_value(struct parser *parser, struct value *value, const char *k
     }
     if (c < 0 || c == '\n')
         return parse_error(parser, value->line, "%s: missing value after '='", key);
-    return parse_error(parser, value->line,
-                       "%s: expected a \"string\", a number or a [ \"list\" ], found '%c'", key, c);
+    return parse_error(parser, value->line, "%s: expected a \"string\", a number or a [ \"list\" ], found '%c'", key,
+                       c);
 }
 
 /* Relative paths are relative to the directory of the config file. */
-static int set_path(struct parser *parser, const struct value *value, const char *key,
-                    char *out, size_t capacity)
+static int set_path(struct parser *parser, const struct value *value, const char *key, char *out, size_t capacity)
 {
     if (value->kind != VALUE_STRING || value->string[0] == '\0')
         return parse_error(parser, value->line, "%s: expected a file path in quotes", key);
@@ -177,20 +176,20 @@ static int parse_mac(const char *text, uint8_t mac[6])
 {
     unsigned bytes[6];
     char trailing;
-    if (sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &bytes[0], &bytes[1], &bytes[2], &bytes[3],
-               &bytes[4], &bytes[5], &trailing) != 6 || strlen(text) != 17)
+    if (sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &bytes[0], &bytes[1], &bytes[2], &bytes[3], &bytes[4], &bytes[5],
+               &trailing) != 6 ||
+        strlen(text) != 17)
         return -1;
     for (int i = 0; i < 6; i++)
         mac[i] = (uint8_t)bytes[i];
-    if (mac[0] & 1)                                 /* multicast addresses cannot be a NIC's */
+    if (mac[0] & 1) /* multicast addresses cannot be a NIC's */
         return -1;
     return 0;
 }
 
 /* Splits "a=b,c,d=e" items; calls back for each key (value may be NULL). */
 static int parse_options(struct parser *parser, unsigned line, const char *key, const char *item,
-                         int (*option)(struct parser *, unsigned, const char *, const char *,
-                                       const char *, void *),
+                         int (*option)(struct parser *, unsigned, const char *, const char *, const char *, void *),
                          void *target)
 {
     char copy[512];
@@ -206,8 +205,8 @@ static int parse_options(struct parser *parser, unsigned line, const char *key, 
     return 0;
 }
 
-static int disk_option(struct parser *parser, unsigned line, const char *key, const char *name,
-                       const char *value, void *target)
+static int disk_option(struct parser *parser, unsigned line, const char *key, const char *name, const char *value,
+                       void *target)
 {
     struct machine_disk_config *disk = target;
     if (strcmp(name, "path") == 0 && value && value[0]) {
@@ -223,12 +222,12 @@ static int disk_option(struct parser *parser, unsigned line, const char *key, co
         disk->read_only = false;
         return 0;
     }
-    return parse_error(parser, line, "%s: unknown disk option '%s%s%s' (expected path=FILE or readonly)",
-                       key, name, value ? "=" : "", value ? value : "");
+    return parse_error(parser, line, "%s: unknown disk option '%s%s%s' (expected path=FILE or readonly)", key, name,
+                       value ? "=" : "", value ? value : "");
 }
 
-static int nic_option(struct parser *parser, unsigned line, const char *key, const char *name,
-                      const char *value, void *target)
+static int nic_option(struct parser *parser, unsigned line, const char *key, const char *name, const char *value,
+                      void *target)
 {
     struct machine_nic_config *nic = target;
     if (strcmp(name, "tap") == 0 && value) {
@@ -237,19 +236,21 @@ static int nic_option(struct parser *parser, unsigned line, const char *key, con
             return parse_error(parser, line, "%s: tap name '%s' must be 1..15 characters", key, value);
         for (size_t i = 0; i < length; i++)
             if (!isalnum((unsigned char)value[i]) && value[i] != '-' && value[i] != '_' && value[i] != '.')
-                return parse_error(parser, line, "%s: tap name '%s' has a character other than "
-                                   "letters, digits, '-', '_' and '.'", key, value);
+                return parse_error(parser, line,
+                                   "%s: tap name '%s' has a character other than "
+                                   "letters, digits, '-', '_' and '.'",
+                                   key, value);
         memcpy(nic->tap, value, length + 1);
         return 0;
     }
     if (strcmp(name, "mac") == 0 && value) {
         if (parse_mac(value, nic->mac) < 0)
-            return parse_error(parser, line, "%s: mac '%s' is not a unicast MAC address like 52:54:00:12:34:56",
-                               key, value);
+            return parse_error(parser, line, "%s: mac '%s' is not a unicast MAC address like 52:54:00:12:34:56", key,
+                               value);
         return 0;
     }
-    return parse_error(parser, line, "%s: unknown nic option '%s' (expected tap=NAME and mac=XX:XX:XX:XX:XX:XX)",
-                       key, name);
+    return parse_error(parser, line, "%s: unknown nic option '%s' (expected tap=NAME and mac=XX:XX:XX:XX:XX:XX)", key,
+                       name);
 }
 
 static const char *const known_keys[] = {
@@ -269,8 +270,7 @@ static int apply(struct parser *parser, const char *key, const struct value *val
         memcpy(config->name, value->string, strlen(value->string) + 1);
     } else if (strcmp(key, "memory") == 0) {
         if (value->kind != VALUE_NUMBER || value->number < 64 || value->number > (256u << 10))
-            return parse_error(parser, value->line, "memory: expected a whole number of MiB from 64 to %u",
-                               256u << 10);
+            return parse_error(parser, value->line, "memory: expected a whole number of MiB from 64 to %u", 256u << 10);
         config->memory_mib = value->number;
     } else if (strcmp(key, "vcpus") == 0) {
         if (value->kind != VALUE_NUMBER || value->number != 1)
@@ -310,7 +310,8 @@ static int apply(struct parser *parser, const char *key, const struct value *val
         config->disk_count = value->item_count;
     } else if (strcmp(key, "nics") == 0) {
         if (value->kind != VALUE_LIST)
-            return parse_error(parser, value->line, "nics: expected a list like [ \"tap=tap0,mac=52:54:00:12:34:56\" ]");
+            return parse_error(parser, value->line,
+                               "nics: expected a list like [ \"tap=tap0,mac=52:54:00:12:34:56\" ]");
         if (value->item_count > MACHINE_MAX_NICS)
             return parse_error(parser, value->line, "nics: at most %d NICs", MACHINE_MAX_NICS);
         for (unsigned i = 0; i < value->item_count; i++) {
@@ -337,8 +338,8 @@ static int apply(struct parser *parser, const char *key, const struct value *val
     return 0;
 }
 
-int vm_config_parse_text(const char *text, size_t length, const char *file_name,
-                         const char *base_directory, struct vm_config *config, struct error *err)
+int vm_config_parse_text(const char *text, size_t length, const char *file_name, const char *base_directory,
+                         struct vm_config *config, struct error *err)
 {
     memset(config, 0, sizeof *config);
     snprintf(config->firmware, sizeof config->firmware, "%s", MACHINE_DEFAULT_FIRMWARE_PATH);
@@ -507,8 +508,8 @@ int vm_config_format(const struct vm_config *config, char *text, size_t capacity
     for (unsigned i = 0; i < config->nic_count; i++) {
         const uint8_t *mac = config->nics[i].mac;
         char item[64];
-        snprintf(item, sizeof item, "tap=%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", config->nics[i].tap,
-                 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+        snprintf(item, sizeof item, "tap=%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", config->nics[i].tap, mac[0], mac[1],
+                 mac[2], mac[3], mac[4], mac[5]);
         append_text(text, capacity, &used, "%s ", i ? "," : "");
         append_quoted(text, capacity, &used, item);
     }

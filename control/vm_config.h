@@ -35,7 +35,7 @@ struct vm_config {
     uint64_t memory_mib;
     char firmware[VM_CONFIG_PATH_MAX];
     char kernel[VM_CONFIG_PATH_MAX];
-    char initrd[VM_CONFIG_PATH_MAX];          /* empty: none */
+    char initrd[VM_CONFIG_PATH_MAX]; /* empty: none */
     char cmdline[VM_CONFIG_PATH_MAX];
     unsigned disk_count;
     struct machine_disk_config disks[MACHINE_MAX_DISKS];
@@ -48,8 +48,8 @@ struct vm_config {
 int vm_config_parse_file(const char *path, struct vm_config *config, struct error *err);
 /* Parses text; file_name is used in messages, base_directory to resolve
  * relative paths. */
-int vm_config_parse_text(const char *text, size_t length, const char *file_name,
-                         const char *base_directory, struct vm_config *config, struct error *err);
+int vm_config_parse_text(const char *text, size_t length, const char *file_name, const char *base_directory,
+                         struct vm_config *config, struct error *err);
 
 /* Writes the configuration back as VM.cfg text, with absolute paths, so
  * that parsing it gives the same configuration (used in save files). */

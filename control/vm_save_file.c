@@ -56,8 +56,7 @@ static int read_all(int fd, void *data, size_t length)
     return 0;
 }
 
-int64_t vm_save_file_write(const char *path, struct machine *machine, const struct vm_config *config,
-                           struct error *err)
+int64_t vm_save_file_write(const char *path, struct machine *machine, const struct vm_config *config, struct error *err)
 {
     char *config_text = NULL;
     size_t config_length = 0;
@@ -101,9 +100,11 @@ int64_t vm_save_file_write(const char *path, struct machine *machine, const stru
     for (uint64_t i = 0; i < machine_ram_page_count(machine); i++)
         pages[i] = i;
     int status = stream_write_header(&writer, &header, err) < 0 ||
-                 stream_write_pages(&writer, machine, pages, machine_ram_page_count(machine), err) < 0 ||
-                 stream_write_machine_state(&writer, machine, err) < 0 ||
-                 stream_write_end(&writer, err) < 0 || stream_flush(&writer, err) < 0 ? -1 : 0;
+                         stream_write_pages(&writer, machine, pages, machine_ram_page_count(machine), err) < 0 ||
+                         stream_write_machine_state(&writer, machine, err) < 0 || stream_write_end(&writer, err) < 0 ||
+                         stream_flush(&writer, err) < 0
+                     ? -1
+                     : 0;
     free(pages);
     if (status < 0)
         goto done;
@@ -147,8 +148,7 @@ int vm_save_file_open(struct vm_save_file *file, const char *path, struct error 
     uint32_t version = get_u32(prefix + 8), config_length = get_u32(prefix + 12);
     if (version != SAVE_FILE_VERSION) {
         vm_save_file_close(file);
-        return error_set(err, "%s: save file version %u, this colo reads version %u", path, version,
-                         SAVE_FILE_VERSION);
+        return error_set(err, "%s: save file version %u, this colo reads version %u", path, version, SAVE_FILE_VERSION);
     }
     if (config_length >= SAVE_FILE_MAX_CONFIG) {
         vm_save_file_close(file);
@@ -181,8 +181,7 @@ int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const 
     struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
     uint32_t terminator = 0;
     int status = 0;
-    if (stream_read_header(&reader, &expected, err) < 0 ||
-        stream_receive(&reader, machine, &terminator, err) < 0)
+    if (stream_read_header(&reader, &expected, err) < 0 || stream_receive(&reader, machine, &terminator, err) < 0)
         status = -1;
     else if (terminator != STREAM_RECORD_END)
         status = error_set(err, "the stream has no END record");

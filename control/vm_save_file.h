@@ -21,8 +21,8 @@ struct machine;
 
 struct vm_save_file {
     int fd;
-    char *config_text;                 /* NUL-terminated, may be empty */
-    uint64_t ram_size;                 /* from the stream header */
+    char *config_text; /* NUL-terminated, may be empty */
+    uint64_t ram_size; /* from the stream header */
 };
 
 /* Writes the machine (which must be paused or stopped). config may be NULL
@@ -33,8 +33,7 @@ int64_t vm_save_file_write(const char *path, struct machine *machine, const stru
 /* Opens a save file and reads its configuration and RAM size. */
 int vm_save_file_open(struct vm_save_file *file, const char *path, struct error *err);
 /* Reads the stream into the machine (created from the configuration). */
-int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const char *path,
-                      struct error *err);
+int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const char *path, struct error *err);
 void vm_save_file_close(struct vm_save_file *file);
 
 #endif

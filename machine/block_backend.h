@@ -21,7 +21,7 @@
 struct block_backend;
 
 struct block_backend_ops {
-    const char *kind;                     /* for messages: "file" */
+    const char *kind; /* for messages: "file" */
     int (*read)(struct block_backend *backend, uint64_t offset, void *buffer, size_t length);
     /* Refused (-EROFS) by a read-only backend. */
     int (*write)(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length);
@@ -36,19 +36,17 @@ struct block_backend_ops {
 
 struct block_backend {
     const struct block_backend_ops *ops;
-    const char *name;                     /* the image's path, for messages, status and the disk id */
-    uint64_t size;                        /* bytes */
+    const char *name; /* the image's path, for messages, status and the disk id */
+    uint64_t size;    /* bytes */
     bool read_only;
 };
 
-static inline int block_backend_read(struct block_backend *backend, uint64_t offset, void *buffer,
-                                     size_t length)
+static inline int block_backend_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
 {
     return backend->ops->read(backend, offset, buffer, length);
 }
 
-static inline int block_backend_write(struct block_backend *backend, uint64_t offset,
-                                      const void *buffer, size_t length)
+static inline int block_backend_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
 {
     return backend->ops->write(backend, offset, buffer, length);
 }

@@ -87,8 +87,7 @@ static int file_discard(struct block_backend *backend, uint64_t offset, uint64_t
         return 0;
     int result;
     do
-        result = fallocate(file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                           (off_t)length);
+        result = fallocate(file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
     while (result < 0 && errno == EINTR);
     return result < 0 ? -errno : 0;
 }
@@ -150,7 +149,10 @@ struct block_backend *block_file_open(const char *path, bool read_only, struct e
         return NULL;
     }
     file->backend = (struct block_backend){
-        .ops = &file_ops, .name = file->path, .size = (uint64_t)size, .read_only = read_only,
+        .ops = &file_ops,
+        .name = file->path,
+        .size = (uint64_t)size,
+        .read_only = read_only,
     };
     return &file->backend;
 }

@@ -11,7 +11,7 @@
 #include "error.h"
 
 struct block_file {
-    struct block_backend backend;         /* name: path */
+    struct block_backend backend; /* name: path */
     int fd;
     char path[4096];
 };

@@ -13,11 +13,11 @@
 
 #include "machine_devices.h"
 
-#define CLINT_MSIP_BASE     0x0000u
+#define CLINT_MSIP_BASE 0x0000u
 #define CLINT_MTIMECMP_BASE 0x4000u
-#define CLINT_MTIME         0xbff8u
+#define CLINT_MTIME 0xbff8u
 
-#define CLINT_SECTION_ID      0x434c4e54u   /* "CLNT" */
+#define CLINT_SECTION_ID 0x434c4e54u /* "CLNT" */
 #define CLINT_SECTION_VERSION 1u
 
 void clint_init(struct clint *clint, struct machine *machine, unsigned hart_count)
@@ -33,16 +33,15 @@ void clint_init(struct clint *clint, struct machine *machine, unsigned hart_coun
 /* Where a 64-bit register access lands: which hart's register (or mtime),
  * and which part of it. */
 enum clint_access_width {
-    CLINT_WHOLE,        /* 8-byte access at the register's address */
-    CLINT_LOW_HALF,     /* 4-byte access at +0 */
-    CLINT_HIGH_HALF,    /* 4-byte access at +4 */
+    CLINT_WHOLE,     /* 8-byte access at the register's address */
+    CLINT_LOW_HALF,  /* 4-byte access at +0 */
+    CLINT_HIGH_HALF, /* 4-byte access at +4 */
 };
 
 /* Classifies an access to a 64-bit register whose first byte is at
  * offset_in_register 0. Returns false for sizes and alignments the CLINT
  * does not decode (1- and 2-byte accesses, misaligned 8-byte ones). */
-static bool classify_64bit_access(uint64_t offset_in_register, unsigned size,
-                                  enum clint_access_width *width)
+static bool classify_64bit_access(uint64_t offset_in_register, unsigned size, enum clint_access_width *width)
 {
     if (size == 8 && offset_in_register == 0) {
         *width = CLINT_WHOLE;
@@ -95,8 +94,7 @@ static int msip_hart(const struct clint *clint, uint64_t offset, unsigned size)
 }
 
 /* The hart whose mtimecmp the access touches, or -1. */
-static int mtimecmp_hart(const struct clint *clint, uint64_t offset, unsigned size,
-                         enum clint_access_width *width)
+static int mtimecmp_hart(const struct clint *clint, uint64_t offset, unsigned size, enum clint_access_width *width)
 {
     if (offset < CLINT_MTIMECMP_BASE)
         return -1;
@@ -198,8 +196,8 @@ void clint_load(struct clint *clint, struct state_reader *reader)
     if (reader->failed)
         return;
     if (saved_hart_count != clint->hart_count) {
-        state_reader_fail(reader, "clint: saved state has %u harts, this machine has %u",
-                          saved_hart_count, clint->hart_count);
+        state_reader_fail(reader, "clint: saved state has %u harts, this machine has %u", saved_hart_count,
+                          clint->hart_count);
         return;
     }
     /* Read into a copy so that a failed load leaves the device untouched. */
@@ -208,8 +206,7 @@ void clint_load(struct clint *clint, struct state_reader *reader)
         loaded.msip[hart] = state_get_u32(reader);
         loaded.mtimecmp[hart] = state_get_u64(reader);
         if (!reader->failed && loaded.msip[hart] > 1u) {
-            state_reader_fail(reader, "clint: msip of hart %u is 0x%x, only bit 0 exists",
-                              hart, loaded.msip[hart]);
+            state_reader_fail(reader, "clint: msip of hart %u is 0x%x, only bit 0 exists", hart, loaded.msip[hart]);
         }
     }
     state_section_close(reader, "clint");

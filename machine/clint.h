@@ -22,7 +22,7 @@ struct machine;
 struct clint {
     struct clint_state state;
     unsigned hart_count;
-    struct machine *machine;      /* for machine_mtime and interrupt updates */
+    struct machine *machine; /* for machine_mtime and interrupt updates */
 };
 
 void clint_init(struct clint *clint, struct machine *machine, unsigned hart_count);

@@ -9,14 +9,12 @@ int decode_cache_init(struct decode_cache *cache, uint64_t page_count, struct er
 {
     memset(cache, 0, sizeof *cache);
     if (page_count > SIZE_MAX / sizeof *cache->pages)
-        return error_set(err, "decode cache: %llu pages is too many for this host",
-                         (unsigned long long)page_count);
+        return error_set(err, "decode cache: %llu pages is too many for this host", (unsigned long long)page_count);
     /* calloc(0) may return NULL; one slot keeps "NULL means failure". */
     size_t entries = page_count ? (size_t)page_count : 1;
     cache->pages = calloc(entries, sizeof *cache->pages);
     if (!cache->pages)
-        return error_set(err, "decode cache: out of memory for %llu page pointers",
-                         (unsigned long long)page_count);
+        return error_set(err, "decode cache: out of memory for %llu page pointers", (unsigned long long)page_count);
     cache->page_count = page_count;
     return 0;
 }

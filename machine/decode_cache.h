@@ -22,7 +22,7 @@ struct decoded_instruction {
      * instructions the raw 32-bit instruction (RVC expanded; for an illegal
      * one, the original bits), which their slow paths decode further. */
     int32_t immediate;
-    uint8_t rd, rs1, rs2;         /* rd 32 is the sink for writes to x0 */
+    uint8_t rd, rs1, rs2; /* rd 32 is the sink for writes to x0 */
     /* Bytes from this slot to the next instruction's: 16 for a 2-byte
      * instruction, 32 for a 4-byte one (slots are 16 bytes, one per
      * 2-byte parcel), so stepping on is one add. */
@@ -42,9 +42,9 @@ struct decoded_page {
 };
 
 struct decode_cache {
-    struct decoded_page **pages;  /* by RAM page index, allocated lazily */
+    struct decoded_page **pages; /* by RAM page index, allocated lazily */
     uint64_t page_count;
-    uint64_t invalidations;       /* statistics */
+    uint64_t invalidations; /* statistics */
 };
 
 int decode_cache_init(struct decode_cache *cache, uint64_t page_count, struct error *err);

@@ -39,7 +39,7 @@ struct elf_file {
     uint8_t *data;
     size_t size;
     Elf64_Ehdr header;
-    Elf64_Phdr *segments;       /* copy of the program header table */
+    Elf64_Phdr *segments; /* copy of the program header table */
     unsigned segment_count;
 };
 
@@ -72,9 +72,10 @@ static int read_file(struct elf_file *elf, struct error *err)
     }
     if ((uint64_t)status.st_size > ELF_MAX_FILE_SIZE) {
         close(fd);
-        return error_set(err, "%s: file is %llu bytes, larger than the %llu MiB limit "
-                         "for ELF images", path, (unsigned long long)status.st_size,
-                         ELF_MAX_FILE_SIZE >> 20);
+        return error_set(err,
+                         "%s: file is %llu bytes, larger than the %llu MiB limit "
+                         "for ELF images",
+                         path, (unsigned long long)status.st_size, ELF_MAX_FILE_SIZE >> 20);
     }
 
     size_t size = (size_t)status.st_size;
@@ -95,7 +96,7 @@ static int read_file(struct elf_file *elf, struct error *err)
             return -1;
         }
         if (got == 0)
-            break;              /* shrank since fstat: check what we got */
+            break; /* shrank since fstat: check what we got */
         done += (size_t)got;
     }
     close(fd);
@@ -138,36 +139,41 @@ static int check_identification(const struct elf_file *elf, struct error *err)
 
     size_t magic_bytes = elf->size < SELFMAG ? elf->size : SELFMAG;
     if (memcmp(ident, ELFMAG, magic_bytes) != 0) {
-        char seen[3 * SELFMAG] = "";    /* "xx xx xx xx" */
+        char seen[3 * SELFMAG] = ""; /* "xx xx xx xx" */
         for (size_t i = 0; i < magic_bytes; i++)
-            snprintf(seen + strlen(seen), sizeof seen - strlen(seen), "%s%02x",
-                     i ? " " : "", ident[i]);
-        return error_set(err, "%s: not an ELF file (it starts with bytes %s; "
-                         "ELF files start with 7f 45 4c 46)", path, seen);
+            snprintf(seen + strlen(seen), sizeof seen - strlen(seen), "%s%02x", i ? " " : "", ident[i]);
+        return error_set(err,
+                         "%s: not an ELF file (it starts with bytes %s; "
+                         "ELF files start with 7f 45 4c 46)",
+                         path, seen);
     }
     if (elf->size < EI_NIDENT)
-        return error_set(err, "%s: truncated ELF header (file has %zu bytes, "
-                         "the ELF identification alone needs %d)", path, elf->size, EI_NIDENT);
+        return error_set(err,
+                         "%s: truncated ELF header (file has %zu bytes, "
+                         "the ELF identification alone needs %d)",
+                         path, elf->size, EI_NIDENT);
 
     switch (ident[EI_CLASS]) {
     case ELFCLASS64:
         break;
     case ELFCLASS32:
-        return error_set(err, "%s: 32-bit ELF file (ELFCLASS32); colo runs RV64 "
-                         "and needs an ELF64 executable", path);
+        return error_set(err,
+                         "%s: 32-bit ELF file (ELFCLASS32); colo runs RV64 "
+                         "and needs an ELF64 executable",
+                         path);
     default:
-        return error_set(err, "%s: invalid ELF class %u (expected ELFCLASS64)",
-                         path, ident[EI_CLASS]);
+        return error_set(err, "%s: invalid ELF class %u (expected ELFCLASS64)", path, ident[EI_CLASS]);
     }
     switch (ident[EI_DATA]) {
     case ELFDATA2LSB:
         break;
     case ELFDATA2MSB:
-        return error_set(err, "%s: big-endian ELF file (ELFDATA2MSB); RISC-V "
-                         "executables are little-endian", path);
+        return error_set(err,
+                         "%s: big-endian ELF file (ELFDATA2MSB); RISC-V "
+                         "executables are little-endian",
+                         path);
     default:
-        return error_set(err, "%s: invalid ELF data encoding %u (expected little-endian)",
-                         path, ident[EI_DATA]);
+        return error_set(err, "%s: invalid ELF data encoding %u (expected little-endian)", path, ident[EI_DATA]);
     }
     if (ident[EI_VERSION] != EV_CURRENT)
         return error_set(err, "%s: unsupported ELF version %u", path, ident[EI_VERSION]);
@@ -180,35 +186,39 @@ static int check_header(struct elf_file *elf, struct error *err)
     if (check_identification(elf, err) != 0)
         return -1;
     if (elf->size < sizeof elf->header)
-        return error_set(err, "%s: truncated ELF header (file has %zu bytes, the ELF64 "
-                         "header needs %zu)", path, elf->size, sizeof elf->header);
+        return error_set(err,
+                         "%s: truncated ELF header (file has %zu bytes, the ELF64 "
+                         "header needs %zu)",
+                         path, elf->size, sizeof elf->header);
     memcpy(&elf->header, elf->data, sizeof elf->header);
     const Elf64_Ehdr *header = &elf->header;
 
     if (header->e_machine != EM_RISCV) {
         const char *name = machine_name(header->e_machine);
         if (name)
-            return error_set(err, "%s: ELF file is for %s (e_machine %u), not RISC-V",
-                             path, name, header->e_machine);
-        return error_set(err, "%s: ELF file is for machine number %u, not RISC-V (%u)",
-                         path, header->e_machine, EM_RISCV);
+            return error_set(err, "%s: ELF file is for %s (e_machine %u), not RISC-V", path, name, header->e_machine);
+        return error_set(err, "%s: ELF file is for machine number %u, not RISC-V (%u)", path, header->e_machine,
+                         EM_RISCV);
     }
 
     switch (header->e_type) {
     case ET_EXEC:
         break;
     case ET_REL:
-        return error_set(err, "%s: relocatable object file (ET_REL), not an executable; "
-                         "link it first", path);
+        return error_set(err,
+                         "%s: relocatable object file (ET_REL), not an executable; "
+                         "link it first",
+                         path);
     case ET_DYN:
-        return error_set(err, "%s: shared object or position-independent executable "
+        return error_set(err,
+                         "%s: shared object or position-independent executable "
                          "(ET_DYN), not an executable (ET_EXEC); colo loads static "
-                         "executables linked at fixed addresses", path);
+                         "executables linked at fixed addresses",
+                         path);
     case ET_CORE:
         return error_set(err, "%s: core dump (ET_CORE), not an executable (ET_EXEC)", path);
     default:
-        return error_set(err, "%s: ELF type %u is not an executable (ET_EXEC)",
-                         path, header->e_type);
+        return error_set(err, "%s: ELF type %u is not an executable (ET_EXEC)", path, header->e_type);
     }
     return 0;
 }
@@ -223,16 +233,19 @@ static int read_segments(struct elf_file *elf, struct error *err)
     /* PN_XNUM means the real count is kept in section 0; no bare-metal
      * image comes anywhere near 65535 segments. */
     if (header->e_phnum == PN_XNUM)
-        return error_set(err, "%s: extended program header numbering (PN_XNUM) "
-                         "is not supported", path);
+        return error_set(err,
+                         "%s: extended program header numbering (PN_XNUM) "
+                         "is not supported",
+                         path);
     if (header->e_phentsize != sizeof(Elf64_Phdr))
-        return error_set(err, "%s: program header entries are %u bytes, expected %zu",
-                         path, header->e_phentsize, sizeof(Elf64_Phdr));
+        return error_set(err, "%s: program header entries are %u bytes, expected %zu", path, header->e_phentsize,
+                         sizeof(Elf64_Phdr));
     uint64_t table_size = (uint64_t)header->e_phnum * sizeof(Elf64_Phdr);
     if (!range_in_file(elf, header->e_phoff, table_size))
-        return error_set(err, "%s: program header table (offset 0x%llx, %u entries) "
-                         "extends past the end of the file (%zu bytes)", path,
-                         (unsigned long long)header->e_phoff, header->e_phnum, elf->size);
+        return error_set(err,
+                         "%s: program header table (offset 0x%llx, %u entries) "
+                         "extends past the end of the file (%zu bytes)",
+                         path, (unsigned long long)header->e_phoff, header->e_phnum, elf->size);
 
     elf->segments = calloc(header->e_phnum, sizeof *elf->segments);
     if (!elf->segments)
@@ -244,8 +257,7 @@ static int read_segments(struct elf_file *elf, struct error *err)
 }
 
 /* Checks every PT_LOAD segment against the file and guest RAM. */
-static int check_segments(const struct elf_file *elf, const struct guest_ram *ram,
-                          struct error *err)
+static int check_segments(const struct elf_file *elf, const struct guest_ram *ram, struct error *err)
 {
     const char *path = elf->path;
     unsigned loadable = 0;
@@ -254,24 +266,24 @@ static int check_segments(const struct elf_file *elf, const struct guest_ram *ra
         if (segment->p_type != PT_LOAD)
             continue;
         if (segment->p_filesz > segment->p_memsz)
-            return error_set(err, "%s: segment %u has more file bytes (0x%llx) than "
-                             "memory bytes (0x%llx)", path, i,
-                             (unsigned long long)segment->p_filesz,
-                             (unsigned long long)segment->p_memsz);
+            return error_set(err,
+                             "%s: segment %u has more file bytes (0x%llx) than "
+                             "memory bytes (0x%llx)",
+                             path, i, (unsigned long long)segment->p_filesz, (unsigned long long)segment->p_memsz);
         if (!range_in_file(elf, segment->p_offset, segment->p_filesz))
-            return error_set(err, "%s: segment %u (file offset 0x%llx, 0x%llx bytes) "
-                             "extends past the end of the file (%zu bytes)", path, i,
-                             (unsigned long long)segment->p_offset,
-                             (unsigned long long)segment->p_filesz, elf->size);
+            return error_set(err,
+                             "%s: segment %u (file offset 0x%llx, 0x%llx bytes) "
+                             "extends past the end of the file (%zu bytes)",
+                             path, i, (unsigned long long)segment->p_offset, (unsigned long long)segment->p_filesz,
+                             elf->size);
         if (segment->p_memsz == 0)
             continue;
         if (!guest_ram_contains(ram, segment->p_paddr, segment->p_memsz))
-            return error_set(err, "%s: segment %u at physical address 0x%llx "
-                             "(0x%llx bytes) is outside guest RAM (0x%llx-0x%llx)", path, i,
-                             (unsigned long long)segment->p_paddr,
-                             (unsigned long long)segment->p_memsz,
-                             (unsigned long long)ram->base,
-                             (unsigned long long)(ram->base + ram->size - 1));
+            return error_set(err,
+                             "%s: segment %u at physical address 0x%llx "
+                             "(0x%llx bytes) is outside guest RAM (0x%llx-0x%llx)",
+                             path, i, (unsigned long long)segment->p_paddr, (unsigned long long)segment->p_memsz,
+                             (unsigned long long)ram->base, (unsigned long long)(ram->base + ram->size - 1));
         loadable++;
     }
     if (loadable == 0)
@@ -305,27 +317,27 @@ static int count_sections(const struct elf_file *elf, uint64_t *count, struct er
     const Elf64_Ehdr *header = &elf->header;
     *count = 0;
     if (header->e_shoff == 0)
-        return 0;                   /* stripped of section headers: no symbols */
+        return 0; /* stripped of section headers: no symbols */
     if (header->e_shentsize != sizeof(Elf64_Shdr))
-        return error_set(err, "%s: section header entries are %u bytes, expected %zu",
-                         path, header->e_shentsize, sizeof(Elf64_Shdr));
+        return error_set(err, "%s: section header entries are %u bytes, expected %zu", path, header->e_shentsize,
+                         sizeof(Elf64_Shdr));
     uint64_t sections = header->e_shnum;
     if (sections == 0) {
         /* Extended numbering: the count is in section 0's sh_size. */
         if (!range_in_file(elf, header->e_shoff, sizeof(Elf64_Shdr)))
-            return error_set(err, "%s: section header table (offset 0x%llx) is past the "
-                             "end of the file (%zu bytes)", path,
-                             (unsigned long long)header->e_shoff, elf->size);
+            return error_set(err,
+                             "%s: section header table (offset 0x%llx) is past the "
+                             "end of the file (%zu bytes)",
+                             path, (unsigned long long)header->e_shoff, elf->size);
         Elf64_Shdr first;
         read_section_header(elf, 0, &first);
         sections = first.sh_size;
     }
-    if (header->e_shoff > elf->size ||
-        sections > (elf->size - header->e_shoff) / sizeof(Elf64_Shdr))
-        return error_set(err, "%s: section header table (offset 0x%llx, %llu entries) "
-                         "extends past the end of the file (%zu bytes)", path,
-                         (unsigned long long)header->e_shoff,
-                         (unsigned long long)sections, elf->size);
+    if (header->e_shoff > elf->size || sections > (elf->size - header->e_shoff) / sizeof(Elf64_Shdr))
+        return error_set(err,
+                         "%s: section header table (offset 0x%llx, %llu entries) "
+                         "extends past the end of the file (%zu bytes)",
+                         path, (unsigned long long)header->e_shoff, (unsigned long long)sections, elf->size);
     *count = sections;
     return 0;
 }
@@ -348,26 +360,31 @@ static int find_tohost(const struct elf_file *elf, uint64_t *address, struct err
             continue;
 
         if (symtab.sh_entsize != sizeof(Elf64_Sym))
-            return error_set(err, "%s: symbol table entries are %llu bytes, expected %zu",
-                             path, (unsigned long long)symtab.sh_entsize, sizeof(Elf64_Sym));
+            return error_set(err, "%s: symbol table entries are %llu bytes, expected %zu", path,
+                             (unsigned long long)symtab.sh_entsize, sizeof(Elf64_Sym));
         if (!range_in_file(elf, symtab.sh_offset, symtab.sh_size))
-            return error_set(err, "%s: symbol table (section %llu, offset 0x%llx, 0x%llx "
-                             "bytes) extends past the end of the file (%zu bytes)", path,
-                             (unsigned long long)index, (unsigned long long)symtab.sh_offset,
+            return error_set(err,
+                             "%s: symbol table (section %llu, offset 0x%llx, 0x%llx "
+                             "bytes) extends past the end of the file (%zu bytes)",
+                             path, (unsigned long long)index, (unsigned long long)symtab.sh_offset,
                              (unsigned long long)symtab.sh_size, elf->size);
         if (symtab.sh_link >= section_count)
-            return error_set(err, "%s: symbol table links to string table section %u, "
-                             "but there are only %llu sections", path, symtab.sh_link,
-                             (unsigned long long)section_count);
+            return error_set(err,
+                             "%s: symbol table links to string table section %u, "
+                             "but there are only %llu sections",
+                             path, symtab.sh_link, (unsigned long long)section_count);
         Elf64_Shdr strtab;
         read_section_header(elf, symtab.sh_link, &strtab);
         if (strtab.sh_type != SHT_STRTAB)
-            return error_set(err, "%s: symbol table's string table (section %u) has type %u, "
-                             "not SHT_STRTAB", path, symtab.sh_link, strtab.sh_type);
+            return error_set(err,
+                             "%s: symbol table's string table (section %u) has type %u, "
+                             "not SHT_STRTAB",
+                             path, symtab.sh_link, strtab.sh_type);
         if (!range_in_file(elf, strtab.sh_offset, strtab.sh_size))
-            return error_set(err, "%s: string table (section %u, offset 0x%llx, 0x%llx "
-                             "bytes) extends past the end of the file (%zu bytes)", path,
-                             symtab.sh_link, (unsigned long long)strtab.sh_offset,
+            return error_set(err,
+                             "%s: string table (section %u, offset 0x%llx, 0x%llx "
+                             "bytes) extends past the end of the file (%zu bytes)",
+                             path, symtab.sh_link, (unsigned long long)strtab.sh_offset,
                              (unsigned long long)strtab.sh_size, elf->size);
 
         const uint8_t *names = elf->data + strtab.sh_offset;
@@ -379,14 +396,13 @@ static int find_tohost(const struct elf_file *elf, uint64_t *address, struct err
                 continue;
             /* The comparison includes the terminating NUL, and only runs
              * when the whole name lies inside the string table. */
-            if (symbol.st_name < strtab.sh_size &&
-                strtab.sh_size - symbol.st_name >= sizeof wanted &&
+            if (symbol.st_name < strtab.sh_size && strtab.sh_size - symbol.st_name >= sizeof wanted &&
                 memcmp(names + symbol.st_name, wanted, sizeof wanted) == 0) {
                 *address = symbol.st_value;
                 return 0;
             }
         }
-        return 0;                   /* an ELF file has at most one SHT_SYMTAB */
+        return 0; /* an ELF file has at most one SHT_SYMTAB */
     }
     return 0;
 }
@@ -395,12 +411,10 @@ static int find_tohost(const struct elf_file *elf, uint64_t *address, struct err
 static const uint8_t zero_block[64 * 1024];
 
 /* Copies one segment's file bytes and zeroes the rest of it. */
-static int load_segment(const struct elf_file *elf, struct machine *machine,
-                        const Elf64_Phdr *segment)
+static int load_segment(const struct elf_file *elf, struct machine *machine, const Elf64_Phdr *segment)
 {
     if (segment->p_filesz > 0 &&
-        machine_ram_write(machine, segment->p_paddr, elf->data + segment->p_offset,
-                          segment->p_filesz) != 0)
+        machine_ram_write(machine, segment->p_paddr, elf->data + segment->p_offset, segment->p_filesz) != 0)
         return -1;
     for (uint64_t zeroed = segment->p_filesz; zeroed < segment->p_memsz;) {
         uint64_t chunk = segment->p_memsz - zeroed;
@@ -422,27 +436,25 @@ static int load_segments(const struct elf_file *elf, struct machine *machine, st
         /* check_segments has checked this against guest RAM already; this
          * is the backstop should machine_ram_write ever refuse a range. */
         if (load_segment(elf, machine, segment) != 0)
-            return error_set(err, "%s: segment %u at physical address 0x%llx (0x%llx bytes) "
-                             "is outside guest RAM", elf->path, i,
-                             (unsigned long long)segment->p_paddr,
-                             (unsigned long long)segment->p_memsz);
+            return error_set(err,
+                             "%s: segment %u at physical address 0x%llx (0x%llx bytes) "
+                             "is outside guest RAM",
+                             elf->path, i, (unsigned long long)segment->p_paddr, (unsigned long long)segment->p_memsz);
     }
     return 0;
 }
 
-static int load(struct elf_file *elf, struct machine *machine,
-                struct elf_load_result *result, struct error *err)
+static int load(struct elf_file *elf, struct machine *machine, struct elf_load_result *result, struct error *err)
 {
     const char *path = elf->path;
-    if (read_file(elf, err) != 0 || check_header(elf, err) != 0 ||
-        read_segments(elf, err) != 0 || check_segments(elf, &machine->ram, err) != 0)
+    if (read_file(elf, err) != 0 || check_header(elf, err) != 0 || read_segments(elf, err) != 0 ||
+        check_segments(elf, &machine->ram, err) != 0)
         return -1;
 
     uint64_t entry = virtual_to_physical(elf, elf->header.e_entry);
     if (!guest_ram_contains(&machine->ram, entry, 2))
-        return error_set(err, "%s: entry point 0x%llx is outside guest RAM (0x%llx-0x%llx)",
-                         path, (unsigned long long)entry,
-                         (unsigned long long)machine->ram.base,
+        return error_set(err, "%s: entry point 0x%llx is outside guest RAM (0x%llx-0x%llx)", path,
+                         (unsigned long long)entry, (unsigned long long)machine->ram.base,
                          (unsigned long long)(machine->ram.base + machine->ram.size - 1));
 
     uint64_t tohost = 0;
@@ -453,8 +465,8 @@ static int load(struct elf_file *elf, struct machine *machine,
         /* HTIF watches this word in RAM; anywhere else it could never be
          * written by the guest's stores to RAM. */
         if (!guest_ram_contains(&machine->ram, tohost, 8))
-            return error_set(err, "%s: the tohost symbol (0x%llx) is outside guest RAM",
-                             path, (unsigned long long)tohost);
+            return error_set(err, "%s: the tohost symbol (0x%llx) is outside guest RAM", path,
+                             (unsigned long long)tohost);
     }
 
     if (load_segments(elf, machine, err) != 0)
@@ -464,8 +476,7 @@ static int load(struct elf_file *elf, struct machine *machine,
     return 0;
 }
 
-int elf_load(struct machine *machine, const char *path,
-             struct elf_load_result *result, struct error *err)
+int elf_load(struct machine *machine, const char *path, struct elf_load_result *result, struct error *err)
 {
     struct elf_file elf;
     memset(&elf, 0, sizeof elf);

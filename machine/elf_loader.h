@@ -13,10 +13,9 @@ struct machine;
 
 struct elf_load_result {
     uint64_t entry;
-    uint64_t tohost_address;      /* 0 when there is no `tohost` symbol */
+    uint64_t tohost_address; /* 0 when there is no `tohost` symbol */
 };
 
-int elf_load(struct machine *machine, const char *path,
-             struct elf_load_result *result, struct error *err);
+int elf_load(struct machine *machine, const char *path, struct elf_load_result *result, struct error *err);
 
 #endif

@@ -8,13 +8,10 @@ int guest_ram_init(struct guest_ram *ram, uint64_t base, uint64_t size, struct e
 {
     memset(ram, 0, sizeof *ram);
     if (size == 0 || size % GUEST_PAGE_SIZE != 0)
-        return error_set(err, "RAM size %llu is not a positive multiple of 4 KiB",
-                         (unsigned long long)size);
-    void *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        return error_set(err, "RAM size %llu is not a positive multiple of 4 KiB", (unsigned long long)size);
+    void *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (host == MAP_FAILED)
-        return error_set_errno(err, "cannot map %llu MiB of guest RAM",
-                               (unsigned long long)(size >> 20));
+        return error_set_errno(err, "cannot map %llu MiB of guest RAM", (unsigned long long)(size >> 20));
     ram->base = base;
     ram->size = size;
     ram->host = host;

@@ -26,27 +26,27 @@
  * its own VM's writes at a checkpoint without keeping a second copy of RAM. */
 struct guest_ram_preimages {
     uint64_t *page_indices;
-    uint8_t *data;                /* count pages of 4 KiB, in capture order */
+    uint8_t *data; /* count pages of 4 KiB, in capture order */
     size_t count, capacity;
 };
 
 struct guest_ram {
-    uint64_t base;            /* guest-physical address of the first byte */
-    uint64_t size;            /* bytes, a multiple of GUEST_PAGE_SIZE */
-    uint8_t *host;            /* the mapping */
+    uint64_t base; /* guest-physical address of the first byte */
+    uint64_t size; /* bytes, a multiple of GUEST_PAGE_SIZE */
+    uint8_t *host; /* the mapping */
     uint64_t page_count;
     bool dirty_log_enabled;
-    uint8_t *dirty;           /* one byte per page: stores need no read-modify-write */
+    uint8_t *dirty; /* one byte per page: stores need no read-modify-write */
     /* One byte per page: the page holds decoded instructions, so stores to it
      * must go through the slow path that invalidates them. */
     uint8_t *has_decoded_code;
     /* A page to watch for stores on the slow path (the HTIF tohost word). */
-    uint64_t watched_page;    /* page index, or UINT64_MAX */
+    uint64_t watched_page; /* page index, or UINT64_MAX */
     /* With pre-images on (which needs the dirty log on), the first write to
      * a page since the last reset copies the page first: the dirty byte
      * doubles as "already captured". */
     bool preimages_enabled;
-    bool preimages_failed;    /* out of memory: a rollback is impossible */
+    bool preimages_failed; /* out of memory: a rollback is impossible */
     /* After a rollback before a load: writes are logged but not captured
      * until the next reset (see guest_ram_preimages_rollback). */
     bool preimages_capture_paused;
@@ -58,8 +58,7 @@ void guest_ram_destroy(struct guest_ram *ram);
 
 static inline bool guest_ram_contains(const struct guest_ram *ram, uint64_t address, uint64_t length)
 {
-    return address >= ram->base && address - ram->base < ram->size &&
-           length <= ram->size - (address - ram->base);
+    return address >= ram->base && address - ram->base < ram->size && length <= ram->size - (address - ram->base);
 }
 
 /* Every write into guest RAM calls this first, for the pages of

@@ -24,9 +24,9 @@ void hart_reset(struct hart *hart, uint64_t start_pc)
     s->pc = start_pc;
     s->privilege = PRIVILEGE_MACHINE;
     /* RV64 (MXL=2) with A C D F I M S U */
-    s->misa = (2ull << 62) | (1u << 0) | (1u << 2) | (1u << 3) | (1u << 5) | (1u << 8) |
-              (1u << 12) | (1u << 18) | (1u << 20);
-    s->mstatus = (2ull << 32) | (2ull << 34);      /* UXL = SXL = 64 bits */
+    s->misa = (2ull << 62) | (1u << 0) | (1u << 2) | (1u << 3) | (1u << 5) | (1u << 8) | (1u << 12) | (1u << 18) |
+              (1u << 20);
+    s->mstatus = (2ull << 32) | (2ull << 34); /* UXL = SXL = 64 bits */
     hart_tlb_flush_all(hart);
     hart_update_data_tlb(hart);
     hart->leave_run_loop = false;
@@ -50,8 +50,7 @@ void hart_decoded_page_reset(struct decoded_page *page)
     for (unsigned i = 0; i < DECODED_SLOTS_PER_PAGE; i++)
         page->slots[i] = (struct decoded_instruction){ .handler = table[HART_OP_DECODE] };
     for (unsigned i = 0; i < DECODED_SENTINEL_SLOTS; i++)
-        page->slots[DECODED_SLOTS_PER_PAGE + i] =
-            (struct decoded_instruction){ .handler = table[HART_OP_PAGE_END] };
+        page->slots[DECODED_SLOTS_PER_PAGE + i] = (struct decoded_instruction){ .handler = table[HART_OP_PAGE_END] };
 }
 
 void hart_init(struct hart *hart, struct machine *machine, uint64_t hart_id)
@@ -85,7 +84,7 @@ static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_
     uint64_t address = s->x[insn->rs1];
     uint64_t result;
 
-    if (funct5 == 0x02) {                                   /* LR */
+    if (funct5 == 0x02) { /* LR */
         if (insn->rs2 != 0)
             return hart_fault_make(EXCEPTION_ILLEGAL_INSTRUCTION, raw);
         if (address & (size - 1))
@@ -101,7 +100,7 @@ static struct hart_fault execute_atomic(struct hart *hart, const struct decoded_
     }
     if (address & (size - 1))
         return hart_fault_make(EXCEPTION_STORE_MISALIGNED, address);
-    if (funct5 == 0x03) {                                   /* SC */
+    if (funct5 == 0x03) { /* SC */
         bool reserved = s->reservation_valid && s->reservation_address == address;
         s->reservation_valid = 0;
         if (!reserved) {
@@ -189,7 +188,7 @@ uint64_t hart_run(struct hart *hart, uint64_t budget)
     struct decoded_instruction *insn;
     struct decoded_instruction *slots = NULL;
     const uint8_t *page_host = NULL;
-    uint64_t page_base = 1;       /* virtual address of the decoded page; 1 = none */
+    uint64_t page_base = 1; /* virtual address of the decoded page; 1 = none */
     struct hart_fault fault;
     /* The pc is not kept per instruction: it follows from the slot's
      * address, pc = (address of insn >> 3) + pc_bias, since each 16-byte
@@ -629,11 +628,10 @@ void hart_save(const struct hart *hart, struct state_writer *writer)
     state_put_u64(writer, s->reservation_address);
     state_put_u64(writer, s->instret);
     state_put_u64(writer, s->mhartid);
-    const uint64_t csrs[] = {
-        s->mstatus, s->misa, s->medeleg, s->mideleg, s->mie, s->mip, s->mtvec, s->mscratch,
-        s->mepc, s->mcause, s->mtval, s->mcounteren, s->menvcfg, s->mcountinhibit,
-        s->stvec, s->sscratch, s->sepc, s->scause, s->stval, s->satp, s->scounteren, s->senvcfg,
-        s->pmpcfg[0], s->pmpcfg[1] };
+    const uint64_t csrs[] = { s->mstatus, s->misa,          s->medeleg,    s->mideleg,  s->mie,       s->mip,
+                              s->mtvec,   s->mscratch,      s->mepc,       s->mcause,   s->mtval,     s->mcounteren,
+                              s->menvcfg, s->mcountinhibit, s->stvec,      s->sscratch, s->sepc,      s->scause,
+                              s->stval,   s->satp,          s->scounteren, s->senvcfg,  s->pmpcfg[0], s->pmpcfg[1] };
     for (unsigned i = 0; i < sizeof csrs / sizeof csrs[0]; i++)
         state_put_u64(writer, csrs[i]);
     for (unsigned i = 0; i < 16; i++)
@@ -659,11 +657,11 @@ void hart_state_load(struct hart_state *state, struct state_reader *reader)
     s->reservation_address = state_get_u64(reader);
     s->instret = state_get_u64(reader);
     s->mhartid = state_get_u64(reader);
-    uint64_t *const csrs[] = {
-        &s->mstatus, &s->misa, &s->medeleg, &s->mideleg, &s->mie, &s->mip, &s->mtvec, &s->mscratch,
-        &s->mepc, &s->mcause, &s->mtval, &s->mcounteren, &s->menvcfg, &s->mcountinhibit,
-        &s->stvec, &s->sscratch, &s->sepc, &s->scause, &s->stval, &s->satp, &s->scounteren, &s->senvcfg,
-        &s->pmpcfg[0], &s->pmpcfg[1] };
+    uint64_t *const csrs[] = { &s->mstatus,    &s->misa,       &s->medeleg,   &s->mideleg,       &s->mie,
+                               &s->mip,        &s->mtvec,      &s->mscratch,  &s->mepc,          &s->mcause,
+                               &s->mtval,      &s->mcounteren, &s->menvcfg,   &s->mcountinhibit, &s->stvec,
+                               &s->sscratch,   &s->sepc,       &s->scause,    &s->stval,         &s->satp,
+                               &s->scounteren, &s->senvcfg,    &s->pmpcfg[0], &s->pmpcfg[1] };
     for (unsigned i = 0; i < sizeof csrs / sizeof csrs[0]; i++)
         *csrs[i] = state_get_u64(reader);
     for (unsigned i = 0; i < 16; i++)
@@ -671,9 +669,9 @@ void hart_state_load(struct hart_state *state, struct state_reader *reader)
     state_section_close(reader, "hart");
     if (reader->failed)
         return;
-    if (s->x[0] != 0 || (s->privilege != PRIVILEGE_USER && s->privilege != PRIVILEGE_SUPERVISOR &&
-                         s->privilege != PRIVILEGE_MACHINE) || (s->pc & 1) ||
-        s->fcsr > 0xff || s->waiting_for_interrupt > 1 || s->reservation_valid > 1) {
+    if (s->x[0] != 0 ||
+        (s->privilege != PRIVILEGE_USER && s->privilege != PRIVILEGE_SUPERVISOR && s->privilege != PRIVILEGE_MACHINE) ||
+        (s->pc & 1) || s->fcsr > 0xff || s->waiting_for_interrupt > 1 || s->reservation_valid > 1) {
         state_reader_fail(reader, "hart state is inconsistent (x0, privilege, pc or fcsr)");
         return;
     }

@@ -30,14 +30,14 @@ enum hart_exception {
     EXCEPTION_BREAKPOINT = 3,
     EXCEPTION_LOAD_MISALIGNED = 4,
     EXCEPTION_LOAD_ACCESS = 5,
-    EXCEPTION_STORE_MISALIGNED = 6,   /* also AMO */
-    EXCEPTION_STORE_ACCESS = 7,       /* also AMO */
+    EXCEPTION_STORE_MISALIGNED = 6, /* also AMO */
+    EXCEPTION_STORE_ACCESS = 7,     /* also AMO */
     EXCEPTION_ECALL_FROM_USER = 8,
     EXCEPTION_ECALL_FROM_SUPERVISOR = 9,
     EXCEPTION_ECALL_FROM_MACHINE = 11,
     EXCEPTION_FETCH_PAGE_FAULT = 12,
     EXCEPTION_LOAD_PAGE_FAULT = 13,
-    EXCEPTION_STORE_PAGE_FAULT = 15,  /* also AMO */
+    EXCEPTION_STORE_PAGE_FAULT = 15, /* also AMO */
 };
 
 /* Interrupt numbers: bits of mip/mie, and the cause with the top bit set. */
@@ -58,33 +58,33 @@ enum hart_interrupt {
 #define MIP_MEIP (1ull << INTERRUPT_MACHINE_EXTERNAL)
 
 /* mstatus fields */
-#define MSTATUS_SIE  (1ull << 1)
-#define MSTATUS_MIE  (1ull << 3)
+#define MSTATUS_SIE (1ull << 1)
+#define MSTATUS_MIE (1ull << 3)
 #define MSTATUS_SPIE (1ull << 5)
-#define MSTATUS_UBE  (1ull << 6)
+#define MSTATUS_UBE (1ull << 6)
 #define MSTATUS_MPIE (1ull << 7)
-#define MSTATUS_SPP  (1ull << 8)
+#define MSTATUS_SPP (1ull << 8)
 #define MSTATUS_MPP_SHIFT 11
-#define MSTATUS_MPP  (3ull << MSTATUS_MPP_SHIFT)
+#define MSTATUS_MPP (3ull << MSTATUS_MPP_SHIFT)
 #define MSTATUS_FS_SHIFT 13
-#define MSTATUS_FS   (3ull << MSTATUS_FS_SHIFT)
-#define MSTATUS_FS_OFF   (0ull << MSTATUS_FS_SHIFT)
+#define MSTATUS_FS (3ull << MSTATUS_FS_SHIFT)
+#define MSTATUS_FS_OFF (0ull << MSTATUS_FS_SHIFT)
 #define MSTATUS_FS_DIRTY (3ull << MSTATUS_FS_SHIFT)
-#define MSTATUS_XS   (3ull << 15)
+#define MSTATUS_XS (3ull << 15)
 #define MSTATUS_MPRV (1ull << 17)
-#define MSTATUS_SUM  (1ull << 18)
-#define MSTATUS_MXR  (1ull << 19)
-#define MSTATUS_TVM  (1ull << 20)
-#define MSTATUS_TW   (1ull << 21)
-#define MSTATUS_TSR  (1ull << 22)
-#define MSTATUS_UXL  (3ull << 32)
-#define MSTATUS_SXL  (3ull << 34)
-#define MSTATUS_SD   (1ull << 63)
+#define MSTATUS_SUM (1ull << 18)
+#define MSTATUS_MXR (1ull << 19)
+#define MSTATUS_TVM (1ull << 20)
+#define MSTATUS_TW (1ull << 21)
+#define MSTATUS_TSR (1ull << 22)
+#define MSTATUS_UXL (3ull << 32)
+#define MSTATUS_SXL (3ull << 34)
+#define MSTATUS_SD (1ull << 63)
 
 /* A guest-visible fault: a trap cause and its tval, or no fault. */
 struct hart_fault {
-    int32_t cause;            /* enum hart_exception, or HART_NO_FAULT */
-    uint64_t value;           /* what goes into mtval/stval */
+    int32_t cause;  /* enum hart_exception, or HART_NO_FAULT */
+    uint64_t value; /* what goes into mtval/stval */
 };
 #define HART_NO_FAULT (-1)
 static inline struct hart_fault hart_no_fault(void)
@@ -98,33 +98,33 @@ static inline struct hart_fault hart_fault_make(int32_t cause, uint64_t value)
 
 /* Everything guest-visible. Saved field by field, never as a blob. */
 struct hart_state {
-    uint64_t x[33];           /* x[0] reads 0; x[32] is the sink for writes to x0 */
-    uint64_t f[32];           /* FP registers; singles are NaN-boxed */
+    uint64_t x[33]; /* x[0] reads 0; x[32] is the sink for writes to x0 */
+    uint64_t f[32]; /* FP registers; singles are NaN-boxed */
     uint64_t pc;
-    uint32_t fcsr;            /* frm << 5 | fflags */
-    uint8_t privilege;        /* enum hart_privilege */
+    uint32_t fcsr;     /* frm << 5 | fflags */
+    uint8_t privilege; /* enum hart_privilege */
     uint8_t waiting_for_interrupt;
     uint8_t reservation_valid;
     uint64_t reservation_address;
-    uint64_t instret;         /* retired instructions; cycle reads the same */
+    uint64_t instret; /* retired instructions; cycle reads the same */
     uint64_t mhartid;
     uint64_t mstatus, misa, medeleg, mideleg, mie, mip, mtvec, mscratch;
     uint64_t mepc, mcause, mtval, mcounteren, menvcfg, mcountinhibit;
     uint64_t stvec, sscratch, sepc, scause, stval, satp, scounteren, senvcfg;
-    uint64_t pmpcfg[2];       /* pmpcfg0 and pmpcfg2 on RV64 */
+    uint64_t pmpcfg[2]; /* pmpcfg0 and pmpcfg2 on RV64 */
     uint64_t pmpaddr[16];
 };
 
 #define HART_TLB_ENTRIES 256
 
 struct hart_tlb_entry {
-    uint64_t page_address;    /* virtual address of the page; UINT64_MAX when empty */
-    uintptr_t addend;         /* host address = guest virtual address + addend */
+    uint64_t page_address; /* virtual address of the page; UINT64_MAX when empty */
+    uintptr_t addend;      /* host address = guest virtual address + addend */
 };
 
 struct hart_fetch_tlb_entry {
     uint64_t page;
-    uint64_t physical_page_index;   /* page index in guest RAM */
+    uint64_t physical_page_index; /* page index in guest RAM */
     struct decoded_page *decoded;
 };
 
@@ -138,8 +138,8 @@ struct hart_tlb_set {
 struct hart {
     struct hart_state state;
     struct machine *machine;
-    struct hart_tlb_set tlb[4];     /* indexed by privilege (2 unused) */
-    struct hart_tlb_set *data_tlb;  /* the set loads/stores use (MPRV aware) */
+    struct hart_tlb_set tlb[4];    /* indexed by privilege (2 unused) */
+    struct hart_tlb_set *data_tlb; /* the set loads/stores use (MPRV aware) */
     /* Set by slow paths that need the run loop to stop: an MMIO write that
      * powers off, tohost, a store into the page being executed. */
     bool leave_run_loop;
@@ -192,13 +192,11 @@ void hart_tlb_flush_writes_to_host_page(struct hart *hart, const uint8_t *host_p
 void hart_update_data_tlb(struct hart *hart);
 /* Translates a store target for an AMO or SC: must be RAM; marks the dirty
  * log and drops decoded code like any store, and returns the host bytes. */
-struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address, unsigned size,
-                                            uint8_t **host);
+struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address, unsigned size, uint8_t **host);
 /* Fetches 16 bits at a virtual address (for instructions crossing pages). */
 struct hart_fault hart_fetch_parcel(struct hart *hart, uint64_t address, uint16_t *parcel);
 /* Translates for a fetch and returns the decoded page (allocating it). */
-struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address,
-                                       struct hart_fetch_tlb_entry **entry);
+struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address, struct hart_fetch_tlb_entry **entry);
 
 void hart_save(const struct hart *hart, struct state_writer *writer);
 /* Reads and checks one hart's saved state; *state is written only when the

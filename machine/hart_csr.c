@@ -295,7 +295,7 @@ void hart_take_trap(struct hart *hart, uint64_t cause, bool interrupt, uint64_t 
 
 /* Interrupt priority order from the privileged spec. */
 static const uint8_t interrupt_priority[] = {
-    INTERRUPT_MACHINE_EXTERNAL, INTERRUPT_MACHINE_SOFTWARE, INTERRUPT_MACHINE_TIMER,
+    INTERRUPT_MACHINE_EXTERNAL,    INTERRUPT_MACHINE_SOFTWARE,    INTERRUPT_MACHINE_TIMER,
     INTERRUPT_SUPERVISOR_EXTERNAL, INTERRUPT_SUPERVISOR_SOFTWARE, INTERRUPT_SUPERVISOR_TIMER,
 };
 

@@ -23,15 +23,15 @@ static uint32_t encode_s(uint32_t opcode, uint32_t funct3, uint32_t rs1, uint32_
 static uint32_t encode_b(uint32_t funct3, uint32_t rs1, uint32_t rs2, int32_t offset)
 {
     uint32_t imm = (uint32_t)offset;
-    return bits(imm, 12, 12) << 31 | bits(imm, 10, 5) << 25 | rs2 << 20 | rs1 << 15 |
-           funct3 << 12 | bits(imm, 4, 1) << 8 | bits(imm, 11, 11) << 7 | 0x63;
+    return bits(imm, 12, 12) << 31 | bits(imm, 10, 5) << 25 | rs2 << 20 | rs1 << 15 | funct3 << 12 |
+           bits(imm, 4, 1) << 8 | bits(imm, 11, 11) << 7 | 0x63;
 }
 
 static uint32_t encode_j(uint32_t rd, int32_t offset)
 {
     uint32_t imm = (uint32_t)offset;
-    return bits(imm, 20, 20) << 31 | bits(imm, 10, 1) << 21 | bits(imm, 11, 11) << 20 |
-           bits(imm, 19, 12) << 12 | rd << 7 | 0x6f;
+    return bits(imm, 20, 20) << 31 | bits(imm, 10, 1) << 21 | bits(imm, 11, 11) << 20 | bits(imm, 19, 12) << 12 |
+           rd << 7 | 0x6f;
 }
 
 static uint32_t encode_r(uint32_t opcode, uint32_t funct3, uint32_t funct7, uint32_t rd, uint32_t rs1, uint32_t rs2)

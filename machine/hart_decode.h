@@ -32,7 +32,7 @@ enum hart_operation {
 #define HART_OPERATION_ENUM(name) HART_OP_##name,
     HART_OPERATIONS(HART_OPERATION_ENUM)
 #undef HART_OPERATION_ENUM
-    HART_OPERATION_COUNT
+        HART_OPERATION_COUNT
 };
 
 /* Expands a 16-bit compressed instruction into its 32-bit equivalent.
@@ -41,16 +41,15 @@ uint32_t hart_expand_compressed(uint16_t parcel);
 
 /* What the decoder finds; hart.c turns it into a decoded_instruction. */
 struct hart_decoded_fields {
-    uint16_t operation;           /* enum hart_operation */
+    uint16_t operation; /* enum hart_operation */
     uint8_t rd, rs1, rs2;
     uint8_t length;
-    int32_t immediate;            /* see struct decoded_instruction */
+    int32_t immediate; /* see struct decoded_instruction */
 };
 
 /* Decodes a 32-bit instruction (length is 2 when it came from RVC). Writes
  * to x0 are redirected to the sink register 32. Unknown encodings decode
  * as HART_OP_ILLEGAL with the original bits as the immediate. */
-void hart_decode(uint32_t instruction, unsigned length, uint32_t original_bits,
-                 struct hart_decoded_fields *decoded);
+void hart_decode(uint32_t instruction, unsigned length, uint32_t original_bits, struct hart_decoded_fields *decoded);
 
 #endif

@@ -101,10 +101,10 @@ enum fpu_rounding_mode {
 /* The integer operand or result of a conversion, numbered as the rs2 field
  * of FCVT.int.fmt / FCVT.fmt.int numbers them. */
 enum fpu_integer_kind {
-    FPU_INTEGER_SIGNED_32 = 0,     /* W */
-    FPU_INTEGER_UNSIGNED_32 = 1,   /* WU */
-    FPU_INTEGER_SIGNED_64 = 2,     /* L */
-    FPU_INTEGER_UNSIGNED_64 = 3,   /* LU */
+    FPU_INTEGER_SIGNED_32 = 0,   /* W */
+    FPU_INTEGER_UNSIGNED_32 = 1, /* WU */
+    FPU_INTEGER_SIGNED_64 = 2,   /* L */
+    FPU_INTEGER_UNSIGNED_64 = 3, /* LU */
 };
 
 enum fpu_operation {
@@ -113,7 +113,7 @@ enum fpu_operation {
     FPU_OPERATION_MULTIPLY,
     FPU_OPERATION_DIVIDE,
     FPU_OPERATION_SQUARE_ROOT,
-    FPU_OPERATION_MULTIPLY_ADD,   /* a * b + c; the other fused forms negate a and/or c */
+    FPU_OPERATION_MULTIPLY_ADD, /* a * b + c; the other fused forms negate a and/or c */
 };
 
 /* The bit layout of one floating-point format, for the operations that work
@@ -124,7 +124,7 @@ struct fpu_format {
     uint64_t sign_mask;
     uint64_t exponent_mask;
     uint64_t fraction_mask;
-    uint64_t quiet_bit;          /* the most significant fraction bit */
+    uint64_t quiet_bit; /* the most significant fraction bit */
     uint64_t canonical_nan;
 };
 
@@ -148,12 +148,30 @@ static const struct fpu_format fpu_double_format = {
 
 /* ---- Instruction fields ---- */
 
-static unsigned fpu_field_rd(uint32_t instruction) { return (instruction >> 7) & 31; }
-static unsigned fpu_field_funct3(uint32_t instruction) { return (instruction >> 12) & 7; }
-static unsigned fpu_field_rs1(uint32_t instruction) { return (instruction >> 15) & 31; }
-static unsigned fpu_field_rs2(uint32_t instruction) { return (instruction >> 20) & 31; }
-static unsigned fpu_field_rs3(uint32_t instruction) { return instruction >> 27; }
-static unsigned fpu_field_funct7(uint32_t instruction) { return instruction >> 25; }
+static unsigned fpu_field_rd(uint32_t instruction)
+{
+    return (instruction >> 7) & 31;
+}
+static unsigned fpu_field_funct3(uint32_t instruction)
+{
+    return (instruction >> 12) & 7;
+}
+static unsigned fpu_field_rs1(uint32_t instruction)
+{
+    return (instruction >> 15) & 31;
+}
+static unsigned fpu_field_rs2(uint32_t instruction)
+{
+    return (instruction >> 20) & 31;
+}
+static unsigned fpu_field_rs3(uint32_t instruction)
+{
+    return instruction >> 27;
+}
+static unsigned fpu_field_funct7(uint32_t instruction)
+{
+    return instruction >> 25;
+}
 
 /* The I-type immediate of loads, sign-extended. */
 static int64_t fpu_load_offset(uint32_t instruction)
@@ -205,8 +223,7 @@ static uint64_t fpu_double_to_bits(double value)
 
 static bool fpu_is_nan(const struct fpu_format *format, uint64_t bits)
 {
-    return (bits & format->exponent_mask) == format->exponent_mask
-        && (bits & format->fraction_mask) != 0;
+    return (bits & format->exponent_mask) == format->exponent_mask && (bits & format->fraction_mask) != 0;
 }
 
 static bool fpu_is_signaling_nan(const struct fpu_format *format, uint64_t bits)
@@ -344,7 +361,7 @@ static unsigned fpu_mxcsr_rounding(enum fpu_rounding_mode mode)
     case FPU_ROUND_TOWARD_ZERO:
         return 3;
     case FPU_ROUND_NEAREST_EVEN:
-    case FPU_ROUND_NEAREST_MAX_MAGNITUDE:   /* RMM runs as RNE and is fixed up */
+    case FPU_ROUND_NEAREST_MAX_MAGNITUDE: /* RMM runs as RNE and is fixed up */
         break;
     }
     return 0;
@@ -391,7 +408,7 @@ static int fpu_host_rounding(enum fpu_rounding_mode mode)
     case FPU_ROUND_UP:
         return FE_UPWARD;
     case FPU_ROUND_NEAREST_EVEN:
-    case FPU_ROUND_NEAREST_MAX_MAGNITUDE:   /* RMM runs as RNE and is fixed up */
+    case FPU_ROUND_NEAREST_MAX_MAGNITUDE: /* RMM runs as RNE and is fixed up */
         break;
     }
     return FE_TONEAREST;
@@ -501,8 +518,8 @@ static double fpu_double_evaluate(enum fpu_operation operation, double a, double
  * whether that was exact. Only called with finite operands. The product of
  * two singles (48 bits) is exact in long double, so the single fused
  * multiply-add needs only one rounding here, in the addition. */
-static struct fpu_wide_result fpu_wide_evaluate(enum fpu_operation operation, bool is_double,
-                                                long double a, long double b, long double c)
+static struct fpu_wide_result fpu_wide_evaluate(enum fpu_operation operation, bool is_double, long double a,
+                                                long double b, long double c)
 {
     feclearexcept(FE_ALL_EXCEPT);
     volatile long double left = a;
@@ -590,16 +607,15 @@ static uint64_t fpu_canonicalize(const struct fpu_format *format, uint64_t bits)
  * even when the addend is a quiet NaN; hosts need not. */
 static bool fpu_is_infinity_times_zero(const struct fpu_format *format, uint64_t a, uint64_t b)
 {
-    return (fpu_is_infinity(format, a) && fpu_is_zero(format, b))
-        || (fpu_is_zero(format, a) && fpu_is_infinity(format, b));
+    return (fpu_is_infinity(format, a) && fpu_is_zero(format, b)) ||
+           (fpu_is_zero(format, a) && fpu_is_infinity(format, b));
 }
 
 /* Add, subtract, multiply, divide, square root or fused multiply-add in the
  * given format and rounding mode. Returns the result's bits; the flags the
  * operation raised go to *flags. */
 static uint64_t fpu_arithmetic(const struct fpu_format *format, enum fpu_operation operation,
-                               enum fpu_rounding_mode mode, uint64_t a, uint64_t b, uint64_t c,
-                               uint32_t *flags)
+                               enum fpu_rounding_mode mode, uint64_t a, uint64_t b, uint64_t c, uint32_t *flags)
 {
     if (operation == FPU_OPERATION_MULTIPLY_ADD && fpu_is_infinity_times_zero(format, a, b)) {
         *flags = FPU_FLAG_INVALID;
@@ -615,8 +631,8 @@ static uint64_t fpu_arithmetic(const struct fpu_format *format, enum fpu_operati
         double value = fpu_double_evaluate(operation, left, right, addend);
         *flags = fpu_host_end(mode);
         result = fpu_double_to_bits(value);
-        if (mode == FPU_ROUND_NEAREST_MAX_MAGNITUDE && (*flags & FPU_FLAG_INEXACT)
-            && !fpu_is_infinity_or_nan(format, result)) {
+        if (mode == FPU_ROUND_NEAREST_MAX_MAGNITUDE && (*flags & FPU_FLAG_INEXACT) &&
+            !fpu_is_infinity_or_nan(format, result)) {
             struct fpu_wide_result wide = fpu_wide_evaluate(operation, true, left, right, addend);
             if (wide.is_exact)
                 result = fpu_double_to_bits(fpu_double_round_ties_away(value, wide.value));
@@ -631,8 +647,8 @@ static uint64_t fpu_arithmetic(const struct fpu_format *format, enum fpu_operati
         result = fpu_single_to_bits(value);
         /* An inexact finite result means every operand was finite, so the
          * widening below raises nothing. */
-        if (mode == FPU_ROUND_NEAREST_MAX_MAGNITUDE && (*flags & FPU_FLAG_INEXACT)
-            && !fpu_is_infinity_or_nan(format, result)) {
+        if (mode == FPU_ROUND_NEAREST_MAX_MAGNITUDE && (*flags & FPU_FLAG_INEXACT) &&
+            !fpu_is_infinity_or_nan(format, result)) {
             struct fpu_wide_result wide = fpu_wide_evaluate(operation, false, left, right, addend);
             if (wide.is_exact)
                 result = fpu_single_to_bits(fpu_single_round_ties_away(value, wide.value));
@@ -655,8 +671,8 @@ static uint32_t fpu_double_to_single(uint64_t bits, enum fpu_rounding_mode mode,
     volatile float narrowed = (float)source;
     float value = narrowed;
     *flags = fpu_host_end(mode);
-    if (mode == FPU_ROUND_NEAREST_MAX_MAGNITUDE && (*flags & FPU_FLAG_INEXACT)
-        && !fpu_is_infinity_or_nan(&fpu_single_format, fpu_single_to_bits(value)))
+    if (mode == FPU_ROUND_NEAREST_MAX_MAGNITUDE && (*flags & FPU_FLAG_INEXACT) &&
+        !fpu_is_infinity_or_nan(&fpu_single_format, fpu_single_to_bits(value)))
         value = fpu_single_round_ties_away(value, (long double)fpu_double_from_bits(bits));
     return fpu_single_to_bits(value);
 }
@@ -685,7 +701,7 @@ static double fpu_round_to_integral(double value, enum fpu_rounding_mode mode)
     case FPU_ROUND_UP:
         return ceil(value);
     case FPU_ROUND_NEAREST_MAX_MAGNITUDE:
-        return round(value);   /* C's round() breaks ties away from zero */
+        return round(value); /* C's round() breaks ties away from zero */
     case FPU_ROUND_NEAREST_EVEN:
         break;
     }
@@ -703,17 +719,16 @@ static double fpu_round_to_integral(double value, enum fpu_rounding_mode mode)
 
 /* FCVT.W/WU/L/LU from either format. Out-of-range values, infinities and
  * NaNs saturate and raise only invalid; 32-bit results are sign-extended. */
-static uint64_t fpu_convert_to_integer(const struct fpu_format *format, uint64_t bits,
-                                       enum fpu_integer_kind kind, enum fpu_rounding_mode mode,
-                                       uint32_t *flags)
+static uint64_t fpu_convert_to_integer(const struct fpu_format *format, uint64_t bits, enum fpu_integer_kind kind,
+                                       enum fpu_rounding_mode mode, uint32_t *flags)
 {
     /* The range is [minimum, limit): the limit is the first integer too
      * large, which unlike the largest valid one is exact in a double. */
     static const struct {
         double minimum;
         double limit;
-        uint64_t below_minimum;    /* result for -infinity and too negative */
-        uint64_t above_maximum;    /* result for +infinity, too large and NaN */
+        uint64_t below_minimum; /* result for -infinity and too negative */
+        uint64_t above_maximum; /* result for +infinity, too large and NaN */
     } ranges[] = {
         [FPU_INTEGER_SIGNED_32] = { -0x1p31, 0x1p31, 0xffffffff80000000ull, 0x7fffffffull },
         [FPU_INTEGER_UNSIGNED_32] = { 0.0, 0x1p32, 0, 0xffffffffffffffffull },
@@ -766,9 +781,8 @@ static long double fpu_integer_as_long_double(uint64_t value, enum fpu_integer_k
 }
 
 /* FCVT.S/D.W/WU/L/LU. The host conversion rounds in the installed mode. */
-static uint64_t fpu_convert_from_integer(const struct fpu_format *format, uint64_t value,
-                                         enum fpu_integer_kind kind, enum fpu_rounding_mode mode,
-                                         uint32_t *flags)
+static uint64_t fpu_convert_from_integer(const struct fpu_format *format, uint64_t value, enum fpu_integer_kind kind,
+                                         enum fpu_rounding_mode mode, uint32_t *flags)
 {
     volatile uint64_t source = value;
     uint64_t result;
@@ -823,8 +837,7 @@ static uint64_t fpu_convert_from_integer(const struct fpu_format *format, uint64
 /* ---- Operations on raw bits ---- */
 
 /* FSGNJ (funct3 0), FSGNJN (1), FSGNJX (2); returns false for other funct3. */
-static bool fpu_sign_inject(const struct fpu_format *format, unsigned funct3, uint64_t a, uint64_t b,
-                            uint64_t *result)
+static bool fpu_sign_inject(const struct fpu_format *format, unsigned funct3, uint64_t a, uint64_t b, uint64_t *result)
 {
     uint64_t sign;
     switch (funct3) {
@@ -846,8 +859,8 @@ static bool fpu_sign_inject(const struct fpu_format *format, unsigned funct3, ui
 
 /* FMIN/FMAX: -0 is below +0; a NaN operand yields the other operand; two
  * NaNs yield the canonical NaN; a signalling NaN raises invalid. */
-static uint64_t fpu_minimum_maximum(const struct fpu_format *format, bool want_maximum,
-                                    uint64_t a, uint64_t b, uint32_t *flags)
+static uint64_t fpu_minimum_maximum(const struct fpu_format *format, bool want_maximum, uint64_t a, uint64_t b,
+                                    uint32_t *flags)
 {
     bool a_is_nan = fpu_is_nan(format, a);
     bool b_is_nan = fpu_is_nan(format, b);
@@ -874,8 +887,8 @@ static uint64_t fpu_minimum_maximum(const struct fpu_format *format, bool want_m
 /* FLE (funct3 0), FLT (1), FEQ (2). FEQ is a quiet comparison (invalid only
  * for signalling NaNs); FLT and FLE signal invalid for any NaN. Returns
  * false for other funct3. */
-static bool fpu_compare(const struct fpu_format *format, unsigned funct3, uint64_t a, uint64_t b,
-                        uint64_t *result, uint32_t *flags)
+static bool fpu_compare(const struct fpu_format *format, unsigned funct3, uint64_t a, uint64_t b, uint64_t *result,
+                        uint32_t *flags)
 {
     if (funct3 > 2)
         return false;
@@ -1005,10 +1018,8 @@ static struct hart_fault fpu_execute_fused(struct hart *hart, uint32_t instructi
     uint64_t a = fpu_read_operand(hart, format, fpu_field_rs1(instruction));
     uint64_t b = fpu_read_operand(hart, format, fpu_field_rs2(instruction));
     uint64_t c = fpu_read_operand(hart, format, fpu_field_rs3(instruction));
-    bool negate_product = opcode == FPU_OPCODE_NEGATED_MULTIPLY_SUBTRACT
-                       || opcode == FPU_OPCODE_NEGATED_MULTIPLY_ADD;
-    bool negate_addend = opcode == FPU_OPCODE_MULTIPLY_SUBTRACT
-                      || opcode == FPU_OPCODE_NEGATED_MULTIPLY_ADD;
+    bool negate_product = opcode == FPU_OPCODE_NEGATED_MULTIPLY_SUBTRACT || opcode == FPU_OPCODE_NEGATED_MULTIPLY_ADD;
+    bool negate_addend = opcode == FPU_OPCODE_MULTIPLY_SUBTRACT || opcode == FPU_OPCODE_NEGATED_MULTIPLY_ADD;
     if (negate_product)
         a ^= format->sign_mask;
     if (negate_addend)
@@ -1022,8 +1033,7 @@ static struct hart_fault fpu_execute_fused(struct hart *hart, uint32_t instructi
 
 /* FADD, FSUB, FMUL, FDIV, FSQRT. */
 static struct hart_fault fpu_execute_arithmetic(struct hart *hart, uint32_t instruction,
-                                                const struct fpu_format *format,
-                                                enum fpu_operation operation)
+                                                const struct fpu_format *format, enum fpu_operation operation)
 {
     enum fpu_rounding_mode mode;
     if (!fpu_decode_rounding_mode(hart, fpu_field_funct3(instruction), &mode))
@@ -1092,8 +1102,8 @@ static struct hart_fault fpu_execute_op_fp(struct hart *hart, uint32_t instructi
         return fpu_execute_arithmetic(hart, instruction, format, FPU_OPERATION_SQUARE_ROOT);
 
     case FPU_OP_SIGN_INJECT:
-        if (!fpu_sign_inject(format, funct3, fpu_read_operand(hart, format, rs1),
-                             fpu_read_operand(hart, format, rs2), &result))
+        if (!fpu_sign_inject(format, funct3, fpu_read_operand(hart, format, rs1), fpu_read_operand(hart, format, rs2),
+                             &result))
             return fpu_illegal(instruction);
         fpu_write_result(hart, format, rd, result);
         return hart_no_fault();
@@ -1111,8 +1121,8 @@ static struct hart_fault fpu_execute_op_fp(struct hart *hart, uint32_t instructi
         return fpu_execute_convert_float(hart, instruction, format);
 
     case FPU_OP_COMPARE:
-        if (!fpu_compare(format, funct3, fpu_read_operand(hart, format, rs1),
-                         fpu_read_operand(hart, format, rs2), &result, &flags))
+        if (!fpu_compare(format, funct3, fpu_read_operand(hart, format, rs1), fpu_read_operand(hart, format, rs2),
+                         &result, &flags))
             return fpu_illegal(instruction);
         fpu_write_integer(hart, rd, result);
         fpu_accrue_flags(hart, flags);
@@ -1121,8 +1131,8 @@ static struct hart_fault fpu_execute_op_fp(struct hart *hart, uint32_t instructi
     case FPU_OP_CONVERT_FLOAT_TO_INTEGER:
         if (rs2 > FPU_INTEGER_UNSIGNED_64 || !fpu_decode_rounding_mode(hart, funct3, &mode))
             return fpu_illegal(instruction);
-        result = fpu_convert_to_integer(format, fpu_read_operand(hart, format, rs1),
-                                        (enum fpu_integer_kind)rs2, mode, &flags);
+        result = fpu_convert_to_integer(format, fpu_read_operand(hart, format, rs1), (enum fpu_integer_kind)rs2, mode,
+                                        &flags);
         fpu_write_integer(hart, rd, result);
         fpu_accrue_flags(hart, flags);
         return hart_no_fault();
@@ -1130,8 +1140,8 @@ static struct hart_fault fpu_execute_op_fp(struct hart *hart, uint32_t instructi
     case FPU_OP_CONVERT_INTEGER_TO_FLOAT:
         if (rs2 > FPU_INTEGER_UNSIGNED_64 || !fpu_decode_rounding_mode(hart, funct3, &mode))
             return fpu_illegal(instruction);
-        result = fpu_convert_from_integer(format, fpu_read_integer(hart, rs1),
-                                          (enum fpu_integer_kind)rs2, mode, &flags);
+        result = fpu_convert_from_integer(format, fpu_read_integer(hart, rs1), (enum fpu_integer_kind)rs2, mode,
+                                          &flags);
         fpu_write_result(hart, format, rd, result);
         fpu_accrue_flags(hart, flags);
         return hart_no_fault();

@@ -24,10 +24,9 @@ enum access_kind { ACCESS_READ, ACCESS_WRITE, ACCESS_FETCH };
 #define PTE_D (1u << 7)
 #define SATP_MODE_SV39 8ull
 
-static const int32_t page_fault_cause[3] = {
-    EXCEPTION_LOAD_PAGE_FAULT, EXCEPTION_STORE_PAGE_FAULT, EXCEPTION_FETCH_PAGE_FAULT };
-static const int32_t access_fault_cause[3] = {
-    EXCEPTION_LOAD_ACCESS, EXCEPTION_STORE_ACCESS, EXCEPTION_FETCH_ACCESS };
+static const int32_t page_fault_cause[3] = { EXCEPTION_LOAD_PAGE_FAULT, EXCEPTION_STORE_PAGE_FAULT,
+                                             EXCEPTION_FETCH_PAGE_FAULT };
+static const int32_t access_fault_cause[3] = { EXCEPTION_LOAD_ACCESS, EXCEPTION_STORE_ACCESS, EXCEPTION_FETCH_ACCESS };
 
 static void tlb_set_clear(struct hart_tlb_set *set)
 {
@@ -81,8 +80,8 @@ static uint64_t *page_table_entry(struct hart *hart, uint64_t physical)
 /* Translates a virtual address for one kind of access. A TLB entry may be
  * made from any success: read entries never serve stores, and a write
  * translation has already set the D bit. */
-static struct hart_fault translate(struct hart *hart, uint64_t address, enum access_kind kind,
-                                   unsigned privilege, uint64_t *physical)
+static struct hart_fault translate(struct hart *hart, uint64_t address, enum access_kind kind, unsigned privilege,
+                                   uint64_t *physical)
 {
     const struct hart_state *s = &hart->state;
     if (privilege == PRIVILEGE_MACHINE || (s->satp >> 60) != SATP_MODE_SV39) {
@@ -104,7 +103,7 @@ static struct hart_fault translate(struct hart *hart, uint64_t address, enum acc
         if (!(pte & PTE_V) || (!(pte & PTE_R) && (pte & PTE_W)) || (pte >> 54) != 0)
             return hart_fault_make(page_fault_cause[kind], address);
         uint64_t ppn = (pte >> 10) & ((1ull << 44) - 1);
-        if (!(pte & (PTE_R | PTE_X))) {          /* pointer to the next level */
+        if (!(pte & (PTE_R | PTE_X))) { /* pointer to the next level */
             table = ppn << GUEST_PAGE_SHIFT;
             continue;
         }
@@ -118,13 +117,12 @@ static struct hart_fault translate(struct hart *hart, uint64_t address, enum acc
             allowed = (pte & PTE_R) || ((s->mstatus & MSTATUS_MXR) && (pte & PTE_X));
         if (privilege == PRIVILEGE_USER && !(pte & PTE_U))
             allowed = false;
-        if (privilege == PRIVILEGE_SUPERVISOR && (pte & PTE_U) &&
-            (kind == ACCESS_FETCH || !(s->mstatus & MSTATUS_SUM)))
+        if (privilege == PRIVILEGE_SUPERVISOR && (pte & PTE_U) && (kind == ACCESS_FETCH || !(s->mstatus & MSTATUS_SUM)))
             allowed = false;
         if (!allowed)
             return hart_fault_make(page_fault_cause[kind], address);
         uint64_t superpage_mask = (1ull << (9 * level)) - 1;
-        if (ppn & superpage_mask)                 /* misaligned superpage */
+        if (ppn & superpage_mask) /* misaligned superpage */
             return hart_fault_make(page_fault_cause[kind], address);
         /* Hardware A/D update, as QEMU does. The PTE write is a store into
          * guest RAM like any other: it goes into the dirty log. */
@@ -149,8 +147,8 @@ static bool ram_page_write_cacheable(const struct guest_ram *ram, uint64_t page_
     return !ram->dirty_log_enabled || ram->dirty[page_index];
 }
 
-static struct hart_fault access_one(struct hart *hart, uint64_t address, unsigned size,
-                                    enum access_kind kind, uint64_t *value)
+static struct hart_fault access_one(struct hart *hart, uint64_t address, unsigned size, enum access_kind kind,
+                                    uint64_t *value)
 {
     struct machine *machine = hart->machine;
     struct guest_ram *ram = &machine->ram;
@@ -178,7 +176,7 @@ static struct hart_fault access_one(struct hart *hart, uint64_t address, unsigne
         if (ram->has_decoded_code[page_index])
             machine_drop_decoded_page(machine, page_index);
         guest_ram_before_write(ram, physical, size);
-        memcpy(host, value, size);   /* little-endian host */
+        memcpy(host, value, size); /* little-endian host */
         if (page_index == ram->watched_page)
             machine_note_ram_store(machine, hart, physical, size, *value);
         if (ram_page_write_cacheable(ram, page_index)) {
@@ -196,8 +194,8 @@ static struct hart_fault access_one(struct hart *hart, uint64_t address, unsigne
     return hart_no_fault();
 }
 
-static struct hart_fault access_data(struct hart *hart, uint64_t address, unsigned size,
-                                     enum access_kind kind, uint64_t *value)
+static struct hart_fault access_data(struct hart *hart, uint64_t address, unsigned size, enum access_kind kind,
+                                     uint64_t *value)
 {
     /* Misaligned accesses that stay inside one page are carried out in one
      * piece; those that cross a page go byte by byte, so each byte gets its
@@ -231,14 +229,12 @@ struct hart_fault hart_store(struct hart *hart, uint64_t address, unsigned size,
 
 /* Physical address of a store target, for AMOs: translated for writing, in
  * RAM, and with all of a store's bookkeeping done. */
-struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address, unsigned size,
-                                            uint8_t **host)
+struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address, unsigned size, uint8_t **host)
 {
     struct machine *machine = hart->machine;
     struct guest_ram *ram = &machine->ram;
     uint64_t physical = 0;
-    struct hart_fault fault = translate(hart, address, ACCESS_WRITE, data_privilege(hart),
-                                        &physical);
+    struct hart_fault fault = translate(hart, address, ACCESS_WRITE, data_privilege(hart), &physical);
     if (fault.cause != HART_NO_FAULT)
         return fault;
     if (!guest_ram_contains(ram, physical, size))
@@ -251,14 +247,12 @@ struct hart_fault hart_translate_for_atomic(struct hart *hart, uint64_t address,
     return hart_no_fault();
 }
 
-struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address,
-                                       struct hart_fetch_tlb_entry **entry_out)
+struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address, struct hart_fetch_tlb_entry **entry_out)
 {
     struct machine *machine = hart->machine;
     struct guest_ram *ram = &machine->ram;
     uint64_t physical = 0;
-    struct hart_fault fault = translate(hart, address, ACCESS_FETCH, hart->state.privilege,
-                                        &physical);
+    struct hart_fault fault = translate(hart, address, ACCESS_FETCH, hart->state.privilege, &physical);
     if (fault.cause != HART_NO_FAULT)
         return fault;
     if (!guest_ram_contains(ram, physical, 2))
@@ -268,8 +262,7 @@ struct hart_fault hart_fetch_translate(struct hart *hart, uint64_t address,
     if (!page)
         return hart_fault_make(EXCEPTION_FETCH_ACCESS, address);
     uint64_t virtual_page = address >> GUEST_PAGE_SHIFT;
-    struct hart_fetch_tlb_entry *entry =
-        &hart->tlb[hart->state.privilege].fetch[virtual_page & (HART_TLB_ENTRIES - 1)];
+    struct hart_fetch_tlb_entry *entry = &hart->tlb[hart->state.privilege].fetch[virtual_page & (HART_TLB_ENTRIES - 1)];
     entry->page = virtual_page;
     entry->physical_page_index = page_index;
     entry->decoded = page;
@@ -283,8 +276,8 @@ struct hart_fault hart_fetch_parcel(struct hart *hart, uint64_t address, uint16_
     struct hart_fault fault = hart_fetch_translate(hart, address, &entry);
     if (fault.cause != HART_NO_FAULT)
         return fault;
-    const uint8_t *host = hart->machine->ram.host +
-                          (entry->physical_page_index << GUEST_PAGE_SHIFT) + (address & (GUEST_PAGE_SIZE - 1));
+    const uint8_t *host = hart->machine->ram.host + (entry->physical_page_index << GUEST_PAGE_SHIFT) +
+                          (address & (GUEST_PAGE_SIZE - 1));
     memcpy(parcel, host, 2);
     return hart_no_fault();
 }

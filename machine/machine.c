@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,8 +42,8 @@ static void on_console_readable(void *opaque)
     struct machine *machine = opaque;
     size_t room = sizeof machine->console_input - machine->console_input_length;
     if (room > 0) {
-        ssize_t got = read(machine->config.console_input_fd,
-                           machine->console_input + machine->console_input_length, room);
+        ssize_t got = read(machine->config.console_input_fd, machine->console_input + machine->console_input_length,
+                           room);
         if (got > 0) {
             machine->console_input_length += (size_t)got;
         } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -65,8 +65,7 @@ static void console_feed_uart(struct machine *machine)
         moved++;
     }
     if (moved) {
-        memmove(machine->console_input, machine->console_input + moved,
-                machine->console_input_length - moved);
+        memmove(machine->console_input, machine->console_input + moved, machine->console_input_length - moved);
         machine->console_input_length -= moved;
     }
     if (machine->console_watch >= 0)
@@ -91,8 +90,8 @@ static int create_devices(struct machine *machine, struct error *err)
     const struct machine_config *config = &machine->config;
     unsigned slot = 0;
     if (config->disk_count + config->nic_count > VIRTIO_MMIO_SLOTS)
-        return error_set(err, "%u disks and %u NICs need more than the %d virtio-mmio slots",
-                         config->disk_count, config->nic_count, VIRTIO_MMIO_SLOTS);
+        return error_set(err, "%u disks and %u NICs need more than the %d virtio-mmio slots", config->disk_count,
+                         config->nic_count, VIRTIO_MMIO_SLOTS);
     for (unsigned i = 0; i < config->disk_count; i++, slot++) {
         struct virtio_blk *disk = calloc(1, sizeof *disk);
         if (!disk)
@@ -171,8 +170,7 @@ struct machine *machine_create(const struct machine_config *config, struct error
         return NULL;
     }
     if (config->console_input_fd >= 0) {
-        machine->console_watch = machine_watch_fd(machine, config->console_input_fd,
-                                                  on_console_readable, machine);
+        machine->console_watch = machine_watch_fd(machine, config->console_input_fd, on_console_readable, machine);
     }
     return machine;
 }
@@ -317,7 +315,8 @@ static void poll_host_descriptors(struct machine *machine, int64_t timeout_ns)
             continue;
         if (owners[i] < 0) {
             uint64_t drained;
-            if (read(machine->wakeup_fd, &drained, sizeof drained) < 0) { /* nothing to drain */ }
+            if (read(machine->wakeup_fd, &drained, sizeof drained) < 0) { /* nothing to drain */
+            }
             continue;
         }
         struct machine_fd_watch *watch = &machine->fd_watches[owners[i]];
@@ -349,7 +348,7 @@ bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size,
     if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
         struct virtio_mmio *slot = machine->virtio_slots[(address - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_STRIDE];
         if (!slot) {
-            *value = 0;      /* an empty slot reads as zeros: no magic, no device */
+            *value = 0; /* an empty slot reads as zeros: no magic, no device */
             return true;
         }
         return virtio_mmio_read(slot, (address - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE, size, value);
@@ -370,7 +369,7 @@ bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size
     if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
         struct virtio_mmio *slot = machine->virtio_slots[(address - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_STRIDE];
         if (!slot)
-            return true;     /* writes to an empty slot are ignored */
+            return true; /* writes to an empty slot are ignored */
         return virtio_mmio_write(slot, (address - VIRTIO_MMIO_BASE) % VIRTIO_MMIO_STRIDE, size, value);
     }
     return false;
@@ -520,8 +519,7 @@ void machine_preimages_reset(struct machine *machine)
     machine_resume(machine);
 }
 
-void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address,
-                            unsigned size, uint64_t value)
+void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size, uint64_t value)
 {
     (void)size;
     (void)value;
@@ -754,7 +752,7 @@ void machine_dirty_log_enable(struct machine *machine, bool enable)
     memset(machine->ram.dirty, 0, machine->ram.page_count);
     machine->ram.dirty_log_enabled = enable;
     if (!enable)
-        machine->ram.preimages_enabled = false;     /* they ride on the dirty log */
+        machine->ram.preimages_enabled = false; /* they ride on the dirty log */
     flush_all_write_tlbs(machine);
     machine_resume(machine);
 }
@@ -802,7 +800,7 @@ static void idle_until_event(struct machine *machine)
     uint64_t now = machine_mtime(machine);
     if (deadline <= now)
         return;
-    int64_t wait_ns = 100000000;         /* bounded anyway */
+    int64_t wait_ns = 100000000; /* bounded anyway */
     if ((deadline - now) < (uint64_t)wait_ns / NANOSECONDS_PER_TICK)
         wait_ns = (int64_t)((deadline - now) * NANOSECONDS_PER_TICK);
     poll_host_descriptors(machine, wait_ns);

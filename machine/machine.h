@@ -21,11 +21,11 @@
 #include "virtio_blk.h"
 #include "virtio_net.h"
 
-#define MACHINE_RAM_BASE          0x80000000ull     /* the QEMU virt map's RAM */
-#define MACHINE_TIMEBASE_HZ       10000000ull
-#define MACHINE_MAX_HARTS         1
-#define MACHINE_MAX_DISKS         4
-#define MACHINE_MAX_NICS          4
+#define MACHINE_RAM_BASE 0x80000000ull /* the QEMU virt map's RAM */
+#define MACHINE_TIMEBASE_HZ 10000000ull
+#define MACHINE_MAX_HARTS 1
+#define MACHINE_MAX_DISKS 4
+#define MACHINE_MAX_NICS 4
 
 struct machine;
 
@@ -37,12 +37,12 @@ struct machine_disk_config {
 };
 
 struct machine_nic_config {
-    char tap[16];                       /* empty: no backend (frames dropped) */
+    char tap[16]; /* empty: no backend (frames dropped) */
     uint8_t mac[6];
 };
 
 struct machine_config {
-    uint64_t ram_size;                  /* bytes */
+    uint64_t ram_size; /* bytes */
     unsigned hart_count;
     /* Deterministic time: mtime advances by one tick every
      * instructions_per_tick retired instructions (WFI skips ahead), so a
@@ -50,8 +50,8 @@ struct machine_config {
      * host's monotonic clock at MACHINE_TIMEBASE_HZ. */
     bool deterministic_time;
     uint64_t instructions_per_tick;
-    int console_output_fd;              /* UART output; -1 discards */
-    int console_input_fd;               /* UART input; -1 for none */
+    int console_output_fd; /* UART output; -1 discards */
+    int console_input_fd;  /* UART input; -1 for none */
     unsigned disk_count;
     struct machine_disk_config disks[MACHINE_MAX_DISKS];
     unsigned nic_count;
@@ -62,11 +62,11 @@ void machine_config_defaults(struct machine_config *config);
 
 enum machine_exit_reason {
     MACHINE_RUNNING = 0,
-    MACHINE_EXIT_POWEROFF,              /* sifive_test 0x5555 */
-    MACHINE_EXIT_RESET,                 /* sifive_test 0x7777 */
-    MACHINE_EXIT_CODE,                  /* sifive_test code<<16|0x3333, or tohost */
+    MACHINE_EXIT_POWEROFF, /* sifive_test 0x5555 */
+    MACHINE_EXIT_RESET,    /* sifive_test 0x7777 */
+    MACHINE_EXIT_CODE,     /* sifive_test code<<16|0x3333, or tohost */
     MACHINE_EXIT_INSTRUCTION_LIMIT,
-    MACHINE_EXIT_STOPPED,               /* machine_request_stop() */
+    MACHINE_EXIT_STOPPED, /* machine_request_stop() */
 };
 
 /* A new machine with the configuration's devices (disks over their image
@@ -147,8 +147,8 @@ int machine_nic_index(const struct machine *machine, const struct virtio_net *ni
 unsigned machine_disk_count(const struct machine *machine);
 /* Disk `index` (0 .. machine_disk_count - 1), or NULL. */
 struct virtio_blk *machine_disk(struct machine *machine, unsigned index);
-uint64_t machine_ram_size(const struct machine *machine);      /* bytes */
-uint64_t machine_ram_page_count(const struct machine *machine);  /* GUEST_PAGE_SIZE pages */
+uint64_t machine_ram_size(const struct machine *machine);       /* bytes */
+uint64_t machine_ram_page_count(const struct machine *machine); /* GUEST_PAGE_SIZE pages */
 /* Words of a dirty bitmap for this machine (machine_dirty_log_read_and_clear). */
 size_t machine_dirty_bitmap_words(const struct machine *machine);
 /* Guest RAM page `page_index` for reading (GUEST_PAGE_SIZE bytes), or

@@ -23,7 +23,7 @@
 
 struct tree_builder {
     void *blob;
-    int status;                  /* first libfdt error, 0 if none */
+    int status; /* first libfdt error, 0 if none */
 };
 
 static void check(struct tree_builder *tree, int status)
@@ -69,8 +69,7 @@ static void property_cells(struct tree_builder *tree, const char *name, const ui
 /* "reg" with two address cells and two size cells. */
 static void property_reg(struct tree_builder *tree, uint64_t address, uint64_t size)
 {
-    uint32_t cells[4] = { (uint32_t)(address >> 32), (uint32_t)address,
-                          (uint32_t)(size >> 32), (uint32_t)size };
+    uint32_t cells[4] = { (uint32_t)(address >> 32), (uint32_t)address, (uint32_t)(size >> 32), (uint32_t)size };
     property_cells(tree, "reg", cells, 4);
 }
 
@@ -80,8 +79,7 @@ static void property_strings(struct tree_builder *tree, const char *name, const 
     check(tree, fdt_property(tree->blob, name, joined, (int)length));
 }
 
-int machine_build_device_tree(struct machine *machine, const char *cmdline,
-                              uint64_t initrd_start, uint64_t initrd_end,
+int machine_build_device_tree(struct machine *machine, const char *cmdline, uint64_t initrd_start, uint64_t initrd_end,
                               void **blob_out, size_t *size_out, struct error *err)
 {
     struct tree_builder tree = { calloc(1, DEVICE_TREE_MAX_SIZE), 0 };
@@ -197,7 +195,7 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline,
         property_u32(&tree, "interrupts", VIRTIO_MMIO_FIRST_IRQ + slot);
         end(&tree);
     }
-    end(&tree);  /* soc */
+    end(&tree); /* soc */
 
     begin(&tree, "poweroff");
     property_string(&tree, "compatible", "syscon-poweroff");
@@ -212,7 +210,7 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline,
     property_u32(&tree, "value", 0x7777);
     end(&tree);
 
-    end(&tree);  /* root */
+    end(&tree); /* root */
     check(&tree, fdt_finish(tree.blob));
     if (tree.status < 0) {
         free(tree.blob);
@@ -263,8 +261,8 @@ static int read_whole_file(const char *path, const char *what, uint8_t **data, s
 
 /* The RISC-V Linux Image header: magic "RISCV\0\0\0" at 48, "RSC\x05" at
  * 56, and the size the kernel needs in memory at 16. */
-static int check_kernel_image(const char *path, const uint8_t *image, size_t size,
-                              uint64_t *memory_size, struct error *err)
+static int check_kernel_image(const char *path, const uint8_t *image, size_t size, uint64_t *memory_size,
+                              struct error *err)
 {
     if (size < 64 || memcmp(image + 48, "RISCV\0\0\0", 8) != 0 || memcmp(image + 56, "RSC\x05", 4) != 0)
         return error_set(err, "kernel %s is not a RISC-V Linux Image (no RISCV magic in its header)", path);
@@ -294,8 +292,8 @@ int machine_boot_linux(struct machine *machine, const struct machine_boot_config
     if (check_kernel_image(boot->kernel, kernel, kernel_size, &kernel_memory, err) < 0)
         goto done;
     if (MACHINE_KERNEL_ADDRESS + kernel_memory > ram->base + FIRMWARE_DEVICE_TREE_OFFSET) {
-        error_set(err, "kernel %s needs %llu MiB, more than fits below the firmware's device tree",
-                  boot->kernel, (unsigned long long)(kernel_memory >> 20));
+        error_set(err, "kernel %s needs %llu MiB, more than fits below the firmware's device tree", boot->kernel,
+                  (unsigned long long)(kernel_memory >> 20));
         goto done;
     }
     machine_ram_write(machine, MACHINE_KERNEL_ADDRESS, kernel, kernel_size);
@@ -310,8 +308,8 @@ int machine_boot_linux(struct machine *machine, const struct machine_boot_config
         initrd_end = initrd_start + initrd_size;
         uint64_t lowest = ram->base + FIRMWARE_DEVICE_TREE_OFFSET + DEVICE_TREE_MAX_SIZE;
         if (initrd_size > ram->size || initrd_start < lowest) {
-            error_set(err, "initrd %s (%zu MiB) does not fit in %llu MiB of RAM", boot->initrd,
-                      initrd_size >> 20, (unsigned long long)(ram->size >> 20));
+            error_set(err, "initrd %s (%zu MiB) does not fit in %llu MiB of RAM", boot->initrd, initrd_size >> 20,
+                      (unsigned long long)(ram->size >> 20));
             goto done;
         }
         machine_ram_write(machine, initrd_start, initrd, initrd_size);
@@ -325,8 +323,8 @@ int machine_boot_linux(struct machine *machine, const struct machine_boot_config
     free(tree);
 
     for (unsigned i = 0; i < machine->config.hart_count; i++) {
-        machine->harts[i].state.x[10] = i;                 /* a0: hart id */
-        machine->harts[i].state.x[11] = tree_address;      /* a1: device tree */
+        machine->harts[i].state.x[10] = i;            /* a0: hart id */
+        machine->harts[i].state.x[11] = tree_address; /* a1: device tree */
     }
     result = 0;
 done:

@@ -15,21 +15,19 @@ struct machine;
 #define MACHINE_DEFAULT_FIRMWARE_PATH "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf"
 
 struct machine_boot_config {
-    const char *firmware;        /* OpenSBI fw_jump ELF */
-    const char *kernel;          /* RISC-V Linux Image */
-    const char *initrd;          /* may be NULL */
-    const char *cmdline;         /* may be NULL */
+    const char *firmware; /* OpenSBI fw_jump ELF */
+    const char *kernel;   /* RISC-V Linux Image */
+    const char *initrd;   /* may be NULL */
+    const char *cmdline;  /* may be NULL */
 };
 
 /* Builds the device tree of the configured machine into a malloc'd blob
  * (caller frees). */
-int machine_build_device_tree(struct machine *machine, const char *cmdline,
-                              uint64_t initrd_start, uint64_t initrd_end,
+int machine_build_device_tree(struct machine *machine, const char *cmdline, uint64_t initrd_start, uint64_t initrd_end,
                               void **blob, size_t *size, struct error *err);
 
 /* Loads firmware, kernel, initrd and device tree and points the hart at
  * the firmware. Errors name the file and what was wrong. */
-int machine_boot_linux(struct machine *machine, const struct machine_boot_config *boot,
-                       struct error *err);
+int machine_boot_linux(struct machine *machine, const struct machine_boot_config *boot, struct error *err);
 
 #endif

@@ -25,15 +25,15 @@
 #include "virtio_net_device.h"
 
 /* The rest of the QEMU virt memory map (RAM: MACHINE_RAM_BASE). */
-#define MACHINE_CLINT_BASE        0x02000000ull
-#define MACHINE_CLINT_SIZE        0x00010000ull
-#define MACHINE_SIFIVE_TEST_BASE  0x00100000ull
-#define MACHINE_SIFIVE_TEST_SIZE  0x00001000ull
-#define MACHINE_UART_BASE         0x10000000ull
-#define MACHINE_UART_SIZE         0x00000100ull
-#define MACHINE_PLIC_BASE         0x0c000000ull
-#define MACHINE_UART_IRQ          10
-#define MACHINE_MAX_FD_WATCHES    16
+#define MACHINE_CLINT_BASE 0x02000000ull
+#define MACHINE_CLINT_SIZE 0x00010000ull
+#define MACHINE_SIFIVE_TEST_BASE 0x00100000ull
+#define MACHINE_SIFIVE_TEST_SIZE 0x00001000ull
+#define MACHINE_UART_BASE 0x10000000ull
+#define MACHINE_UART_SIZE 0x00000100ull
+#define MACHINE_PLIC_BASE 0x0c000000ull
+#define MACHINE_UART_IRQ 10
+#define MACHINE_MAX_FD_WATCHES 16
 
 struct machine {
     struct machine_config config;
@@ -69,7 +69,7 @@ struct machine {
     uint64_t guest_clock;
     int64_t time_offset_ns;
 
-    uint64_t tohost_address;            /* 0 when the ELF had no tohost */
+    uint64_t tohost_address; /* 0 when the ELF had no tohost */
 
     enum machine_exit_reason exit_reason;
     uint32_t exit_code;
@@ -105,7 +105,8 @@ struct decoded_page *machine_decoded_page(struct machine *machine, uint64_t page
 /* Forgets a page's decoded instructions (a store hit it). */
 void machine_drop_decoded_page(struct machine *machine, uint64_t page_index);
 /* Called for every store to the watched (tohost) page. */
-void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size, uint64_t value);
+void machine_note_ram_store(struct machine *machine, struct hart *hart, uint64_t address, unsigned size,
+                            uint64_t value);
 
 /* External interrupt outputs of the PLIC: context 0 drives hart 0's
  * mip.MEIP, context 1 its mip.SEIP. */

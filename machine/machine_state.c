@@ -10,7 +10,7 @@
 #include "clock.h"
 #include "machine_devices.h"
 
-#define MACHINE_SECTION_ID 0x4d414348u        /* "MACH" */
+#define MACHINE_SECTION_ID 0x4d414348u /* "MACH" */
 #define MACHINE_SECTION_VERSION 1
 #define NANOSECONDS_PER_TICK (1000000000ull / MACHINE_TIMEBASE_HZ)
 /* The largest mtime a real-time state may carry. Loading turns it into a
@@ -73,19 +73,18 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
                               (unsigned long long)(ram_size >> 20),
                               (unsigned long long)(machine->config.ram_size >> 20));
         else if (hart_count != machine->config.hart_count)
-            state_reader_fail(&reader, "saved machine has %u harts, this one %u",
-                              hart_count, machine->config.hart_count);
+            state_reader_fail(&reader, "saved machine has %u harts, this one %u", hart_count,
+                              machine->config.hart_count);
         else if (deterministic > 1 || per_tick == 0)
             state_reader_fail(&reader, "machine section has an invalid time mode");
         /* Deterministic time: mtime is derived from the guest clock, so a
          * saved one that differs says the section is corrupt. */
         else if (deterministic && mtime != guest_clock / per_tick)
             state_reader_fail(&reader, "mtime %llu does not match guest clock %llu at %llu instructions per tick",
-                              (unsigned long long)mtime, (unsigned long long)guest_clock,
-                              (unsigned long long)per_tick);
+                              (unsigned long long)mtime, (unsigned long long)guest_clock, (unsigned long long)per_tick);
         else if (!deterministic && mtime > REAL_TIME_MTIME_MAX)
-            state_reader_fail(&reader, "mtime %llu is beyond real-time range (at most %llu)",
-                              (unsigned long long)mtime, (unsigned long long)REAL_TIME_MTIME_MAX);
+            state_reader_fail(&reader, "mtime %llu is beyond real-time range (at most %llu)", (unsigned long long)mtime,
+                              (unsigned long long)REAL_TIME_MTIME_MAX);
         else if (tohost && !guest_ram_contains(&machine->ram, tohost, 8))
             state_reader_fail(&reader, "tohost address 0x%llx is outside RAM", (unsigned long long)tohost);
     }
@@ -121,8 +120,7 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
         virtio_net_load(&nics[i], &reader);
     }
     if (!reader.failed && reader.position != reader.length)
-        state_reader_fail(&reader, "%zu bytes of unknown data after the last section",
-                          reader.length - reader.position);
+        state_reader_fail(&reader, "%zu bytes of unknown data after the last section", reader.length - reader.position);
     if (reader.failed) {
         free(harts);
         free(disks);

@@ -31,20 +31,20 @@
 
 /* What the guest accepts to receive, for set_offloads. The device keeps
  * the spec's order: CSUM under TSO, TSO under ECN. */
-#define NET_BACKEND_OFFLOAD_CSUM 1u       /* partial checksums (NEEDS_CSUM) */
-#define NET_BACKEND_OFFLOAD_TSO4 2u       /* TCP/IPv4 super-segments */
-#define NET_BACKEND_OFFLOAD_TSO6 4u       /* TCP/IPv6 super-segments */
-#define NET_BACKEND_OFFLOAD_TSO_ECN 8u    /* super-segments with CWR set */
+#define NET_BACKEND_OFFLOAD_CSUM 1u    /* partial checksums (NEEDS_CSUM) */
+#define NET_BACKEND_OFFLOAD_TSO4 2u    /* TCP/IPv4 super-segments */
+#define NET_BACKEND_OFFLOAD_TSO6 4u    /* TCP/IPv6 super-segments */
+#define NET_BACKEND_OFFLOAD_TSO_ECN 8u /* super-segments with CWR set */
 
 struct net_backend;
 
 struct net_backend_ops {
-    const char *kind;                     /* for messages: "TAP" */
+    const char *kind; /* for messages: "TAP" */
     /* Sends one frame of the guest's. Returns 0, or a negative errno when
      * the frame was dropped (the device counts a transmit error); never
      * waits for room. */
-    int (*send)(struct net_backend *backend, const struct virtio_net_header *header,
-                const uint8_t *frame, size_t length);
+    int (*send)(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
+                size_t length);
     /* Reads one frame for the guest into frame (capacity
      * VIRTIO_NET_MAX_FRAME) and its header. Returns the frame's length, 0
      * for something to skip (not a frame), -EAGAIN when there is nothing
@@ -52,8 +52,7 @@ struct net_backend_ops {
      * device then stops polling it until the guest adds receive buffers,
      * so a persistent error cannot spin the machine's thread). NULL for a
      * backend that never has frames for the guest. */
-    ssize_t (*receive)(struct net_backend *backend, struct virtio_net_header *header,
-                       uint8_t *frame, size_t capacity);
+    ssize_t (*receive)(struct net_backend *backend, struct virtio_net_header *header, uint8_t *frame, size_t capacity);
     /* The NET_BACKEND_OFFLOAD_* the guest accepts now (0 after a reset).
      * A failure keeps the previous setting. NULL: nothing to tell. */
     void (*set_offloads)(struct net_backend *backend, unsigned offloads);
@@ -63,8 +62,8 @@ struct net_backend_ops {
 
 struct net_backend {
     const struct net_backend_ops *ops;
-    char name[32];                        /* e.g. the TAP's name, for status */
-    int fd;                               /* readable when receive has frames; -1: none */
+    char name[32]; /* e.g. the TAP's name, for status */
+    int fd;        /* readable when receive has frames; -1: none */
     /* It finishes offloaded frames from the guest and passes headers both
      * ways: the device may offer the offloads. */
     bool takes_offloads;

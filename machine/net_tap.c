@@ -20,8 +20,8 @@ struct net_tap *net_tap_of(struct net_backend *backend)
     return backend && backend->ops == &tap_ops ? (struct net_tap *)backend : NULL;
 }
 
-static int tap_send(struct net_backend *backend, const struct virtio_net_header *header,
-                    const uint8_t *frame, size_t length)
+static int tap_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
+                    size_t length)
 {
     struct net_tap *tap = (struct net_tap *)backend;
     uint8_t header_bytes[VIRTIO_NET_HEADER_SIZE];
@@ -52,8 +52,8 @@ static int tap_send(struct net_backend *backend, const struct virtio_net_header 
 
 /* One packet, laid out as header + frame whether or not the TAP carries
  * headers (without, the header is all zero). */
-static ssize_t tap_receive(struct net_backend *backend, struct virtio_net_header *header,
-                           uint8_t *frame, size_t capacity)
+static ssize_t tap_receive(struct net_backend *backend, struct virtio_net_header *header, uint8_t *frame,
+                           size_t capacity)
 {
     struct net_tap *tap = (struct net_tap *)backend;
     uint8_t header_bytes[VIRTIO_NET_HEADER_SIZE];
@@ -150,8 +150,7 @@ static int open_tap(const char *name, bool want_vnet_header, bool *vnet_header, 
     if (fd < 0)
         return error_set_errno(err, "cannot open /dev/net/tun for TAP %s", name);
     unsigned supported = 0;
-    *vnet_header = want_vnet_header && ioctl(fd, TUNGETFEATURES, &supported) == 0 &&
-                   (supported & IFF_VNET_HDR);
+    *vnet_header = want_vnet_header && ioctl(fd, TUNGETFEATURES, &supported) == 0 && (supported & IFF_VNET_HDR);
     struct ifreq request;
     memset(&request, 0, sizeof request);
     strcpy(request.ifr_name, name);

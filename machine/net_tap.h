@@ -16,9 +16,9 @@
 #include "net_backend.h"
 
 struct net_tap {
-    struct net_backend backend;           /* name: the TAP's; fd: the TAP */
-    bool vnet_header;                     /* the TAP carries a header with each frame */
-    unsigned offloads;                    /* TUN_F_* last set with TUNSETOFFLOAD */
+    struct net_backend backend; /* name: the TAP's; fd: the TAP */
+    bool vnet_header;           /* the TAP carries a header with each frame */
+    unsigned offloads;          /* TUN_F_* last set with TUNSETOFFLOAD */
 };
 
 /* Opens /dev/net/tun and attaches to TAP device `name` (IFF_TAP|IFF_NO_PI,

@@ -18,21 +18,21 @@
 #include "machine_devices.h"
 
 /* Register regions (offsets from the PLIC base). */
-#define PLIC_PRIORITY_BASE      0x000000u
-#define PLIC_PENDING_BASE       0x001000u
-#define PLIC_ENABLE_BASE        0x002000u
-#define PLIC_ENABLE_STRIDE      0x80u
-#define PLIC_CONTEXT_BASE       0x200000u
-#define PLIC_CONTEXT_STRIDE     0x1000u
-#define PLIC_THRESHOLD_OFFSET   0x0u
-#define PLIC_CLAIM_OFFSET       0x4u
+#define PLIC_PRIORITY_BASE 0x000000u
+#define PLIC_PENDING_BASE 0x001000u
+#define PLIC_ENABLE_BASE 0x002000u
+#define PLIC_ENABLE_STRIDE 0x80u
+#define PLIC_CONTEXT_BASE 0x200000u
+#define PLIC_CONTEXT_STRIDE 0x1000u
+#define PLIC_THRESHOLD_OFFSET 0x0u
+#define PLIC_CLAIM_OFFSET 0x4u
 
-#define PLIC_MAX_PRIORITY 7u      /* priorities and thresholds are 3 bits */
+#define PLIC_MAX_PRIORITY 7u /* priorities and thresholds are 3 bits */
 
 /* Source 0 does not exist: its bit in every bitmap is hardwired to 0. */
 #define PLIC_SOURCE_ZERO_BIT 1u
 
-#define PLIC_SECTION_ID      0x504c4943u   /* "PLIC" */
+#define PLIC_SECTION_ID 0x504c4943u /* "PLIC" */
 #define PLIC_SECTION_VERSION 1u
 
 static bool bit_is_set(const uint32_t *words, unsigned source)
@@ -142,8 +142,8 @@ enum plic_register_kind {
 
 struct plic_register {
     enum plic_register_kind kind;
-    unsigned index;      /* source for PRIORITY, word for PENDING/ENABLE */
-    unsigned context;    /* for ENABLE, THRESHOLD, CLAIM */
+    unsigned index;   /* source for PRIORITY, word for PENDING/ENABLE */
+    unsigned context; /* for ENABLE, THRESHOLD, CLAIM */
 };
 
 /* Decodes an aligned 32-bit access; false for anything that is not one of
@@ -157,18 +157,15 @@ static bool decode(uint64_t offset, unsigned size, struct plic_register *reg)
         return true;
     }
     if (offset >= PLIC_PENDING_BASE && offset < PLIC_PENDING_BASE + 4u * PLIC_WORDS) {
-        *reg = (struct plic_register){ PLIC_REGISTER_PENDING,
-                                       (unsigned)((offset - PLIC_PENDING_BASE) / 4), 0 };
+        *reg = (struct plic_register){ PLIC_REGISTER_PENDING, (unsigned)((offset - PLIC_PENDING_BASE) / 4), 0 };
         return true;
     }
-    if (offset >= PLIC_ENABLE_BASE &&
-        offset < PLIC_ENABLE_BASE + (uint64_t)PLIC_ENABLE_STRIDE * PLIC_CONTEXT_COUNT) {
+    if (offset >= PLIC_ENABLE_BASE && offset < PLIC_ENABLE_BASE + (uint64_t)PLIC_ENABLE_STRIDE * PLIC_CONTEXT_COUNT) {
         uint64_t relative = offset - PLIC_ENABLE_BASE;
         unsigned word = (unsigned)(relative % PLIC_ENABLE_STRIDE / 4);
         if (word >= PLIC_WORDS)
             return false;
-        *reg = (struct plic_register){ PLIC_REGISTER_ENABLE, word,
-                                       (unsigned)(relative / PLIC_ENABLE_STRIDE) };
+        *reg = (struct plic_register){ PLIC_REGISTER_ENABLE, word, (unsigned)(relative / PLIC_ENABLE_STRIDE) };
         return true;
     }
     if (offset >= PLIC_CONTEXT_BASE &&
@@ -241,7 +238,7 @@ bool plic_write(struct plic *plic, uint64_t offset, unsigned size, uint64_t valu
         break;
     case PLIC_REGISTER_CLAIM:
         complete(plic, (uint32_t)value);
-        return true;    /* complete() updated the outputs if it did anything */
+        return true; /* complete() updated the outputs if it did anything */
     }
     update_outputs(plic);
     return true;
@@ -278,12 +275,12 @@ static void validate(const struct plic_state *state, struct state_reader *reader
         state_reader_fail(reader, "plic: source 0 has priority %u", state->priority[0]);
     for (unsigned source = 1; source < PLIC_SOURCE_COUNT; source++)
         if (state->priority[source] > PLIC_MAX_PRIORITY)
-            state_reader_fail(reader, "plic: priority of source %u is %u (maximum %u)",
-                              source, state->priority[source], PLIC_MAX_PRIORITY);
+            state_reader_fail(reader, "plic: priority of source %u is %u (maximum %u)", source, state->priority[source],
+                              PLIC_MAX_PRIORITY);
     for (unsigned context = 0; context < PLIC_CONTEXT_COUNT; context++) {
         if (state->threshold[context] > PLIC_MAX_PRIORITY)
-            state_reader_fail(reader, "plic: threshold of context %u is %u (maximum %u)",
-                              context, state->threshold[context], PLIC_MAX_PRIORITY);
+            state_reader_fail(reader, "plic: threshold of context %u is %u (maximum %u)", context,
+                              state->threshold[context], PLIC_MAX_PRIORITY);
         if (state->enable[context][0] & PLIC_SOURCE_ZERO_BIT)
             state_reader_fail(reader, "plic: context %u enables source 0", context);
     }

@@ -16,7 +16,7 @@
 
 #include "state_buffer.h"
 
-#define PLIC_SOURCE_COUNT 96          /* source 0 does not exist */
+#define PLIC_SOURCE_COUNT 96 /* source 0 does not exist */
 #define PLIC_WORDS (PLIC_SOURCE_COUNT / 32)
 #define PLIC_CONTEXT_COUNT 2
 #define PLIC_SIZE 0x600000ull
@@ -24,8 +24,8 @@
 struct plic_state {
     uint32_t priority[PLIC_SOURCE_COUNT];
     uint32_t pending[PLIC_WORDS];
-    uint32_t in_service[PLIC_WORDS];          /* claimed, not yet completed */
-    uint32_t line_level[PLIC_WORDS];          /* the devices' interrupt lines */
+    uint32_t in_service[PLIC_WORDS]; /* claimed, not yet completed */
+    uint32_t line_level[PLIC_WORDS]; /* the devices' interrupt lines */
     uint32_t enable[PLIC_CONTEXT_COUNT][PLIC_WORDS];
     uint32_t threshold[PLIC_CONTEXT_COUNT];
 };

@@ -6,9 +6,9 @@
 
 #include "machine_devices.h"
 
-#define SIFIVE_TEST_EXIT_CODE 0x3333u   /* exit with code = value >> 16 (QEMU calls it FAIL) */
-#define SIFIVE_TEST_POWEROFF  0x5555u   /* QEMU calls it PASS */
-#define SIFIVE_TEST_RESET     0x7777u
+#define SIFIVE_TEST_EXIT_CODE 0x3333u /* exit with code = value >> 16 (QEMU calls it FAIL) */
+#define SIFIVE_TEST_POWEROFF 0x5555u  /* QEMU calls it PASS */
+#define SIFIVE_TEST_RESET 0x7777u
 
 void sifive_test_init(struct sifive_test *device, struct machine *machine)
 {

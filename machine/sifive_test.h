@@ -9,7 +9,7 @@
 struct machine;
 
 struct sifive_test {
-    struct machine *machine;      /* no guest-visible state of its own */
+    struct machine *machine; /* no guest-visible state of its own */
 };
 
 void sifive_test_init(struct sifive_test *device, struct machine *machine);

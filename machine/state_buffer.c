@@ -47,10 +47,22 @@ static void put_little_endian(struct state_writer *writer, uint64_t value, unsig
         place[i] = (uint8_t)(value >> (8 * i));
 }
 
-void state_put_u8(struct state_writer *w, uint8_t v) { put_little_endian(w, v, 1); }
-void state_put_u16(struct state_writer *w, uint16_t v) { put_little_endian(w, v, 2); }
-void state_put_u32(struct state_writer *w, uint32_t v) { put_little_endian(w, v, 4); }
-void state_put_u64(struct state_writer *w, uint64_t v) { put_little_endian(w, v, 8); }
+void state_put_u8(struct state_writer *w, uint8_t v)
+{
+    put_little_endian(w, v, 1);
+}
+void state_put_u16(struct state_writer *w, uint16_t v)
+{
+    put_little_endian(w, v, 2);
+}
+void state_put_u32(struct state_writer *w, uint32_t v)
+{
+    put_little_endian(w, v, 4);
+}
+void state_put_u64(struct state_writer *w, uint64_t v)
+{
+    put_little_endian(w, v, 8);
+}
 
 void state_put_bytes(struct state_writer *writer, const void *bytes, size_t length)
 {
@@ -101,8 +113,7 @@ static uint64_t get_little_endian(struct state_reader *reader, unsigned bytes)
     if (reader->failed)
         return 0;
     if (reader->section_end - reader->position < bytes) {
-        state_reader_fail(reader, "truncated at byte %zu (needed %u more bytes)",
-                          reader->position, bytes);
+        state_reader_fail(reader, "truncated at byte %zu (needed %u more bytes)", reader->position, bytes);
         return 0;
     }
     uint64_t value = 0;
@@ -112,26 +123,36 @@ static uint64_t get_little_endian(struct state_reader *reader, unsigned bytes)
     return value;
 }
 
-uint8_t state_get_u8(struct state_reader *r) { return (uint8_t)get_little_endian(r, 1); }
-uint16_t state_get_u16(struct state_reader *r) { return (uint16_t)get_little_endian(r, 2); }
-uint32_t state_get_u32(struct state_reader *r) { return (uint32_t)get_little_endian(r, 4); }
-uint64_t state_get_u64(struct state_reader *r) { return get_little_endian(r, 8); }
+uint8_t state_get_u8(struct state_reader *r)
+{
+    return (uint8_t)get_little_endian(r, 1);
+}
+uint16_t state_get_u16(struct state_reader *r)
+{
+    return (uint16_t)get_little_endian(r, 2);
+}
+uint32_t state_get_u32(struct state_reader *r)
+{
+    return (uint32_t)get_little_endian(r, 4);
+}
+uint64_t state_get_u64(struct state_reader *r)
+{
+    return get_little_endian(r, 8);
+}
 
 void state_get_bytes(struct state_reader *reader, void *bytes, size_t length)
 {
     if (reader->failed)
         return;
     if (reader->section_end - reader->position < length) {
-        state_reader_fail(reader, "truncated at byte %zu (needed %zu more bytes)",
-                          reader->position, length);
+        state_reader_fail(reader, "truncated at byte %zu (needed %zu more bytes)", reader->position, length);
         return;
     }
     memcpy(bytes, reader->data + reader->position, length);
     reader->position += length;
 }
 
-uint32_t state_section_open(struct state_reader *reader, uint32_t id,
-                            uint32_t max_version, const char *name)
+uint32_t state_section_open(struct state_reader *reader, uint32_t id, uint32_t max_version, const char *name)
 {
     reader->section_end = reader->length;
     uint32_t found_id = state_get_u32(reader);
@@ -140,18 +161,16 @@ uint32_t state_section_open(struct state_reader *reader, uint32_t id,
     if (reader->failed)
         return 0;
     if (found_id != id) {
-        state_reader_fail(reader, "expected section '%s' (id %u), found id %u",
-                          name, id, found_id);
+        state_reader_fail(reader, "expected section '%s' (id %u), found id %u", name, id, found_id);
         return 0;
     }
     if (version == 0 || version > max_version) {
-        state_reader_fail(reader, "section '%s' has version %u, this build reads 1..%u",
-                          name, version, max_version);
+        state_reader_fail(reader, "section '%s' has version %u, this build reads 1..%u", name, version, max_version);
         return 0;
     }
     if (reader->length - reader->position < body) {
-        state_reader_fail(reader, "section '%s' claims %u bytes, only %zu remain",
-                          name, body, reader->length - reader->position);
+        state_reader_fail(reader, "section '%s' claims %u bytes, only %zu remain", name, body,
+                          reader->length - reader->position);
         return 0;
     }
     reader->section_end = reader->position + body;
@@ -161,7 +180,6 @@ uint32_t state_section_open(struct state_reader *reader, uint32_t id,
 void state_section_close(struct state_reader *reader, const char *name)
 {
     if (!reader->failed && reader->position != reader->section_end)
-        state_reader_fail(reader, "section '%s' has %zu unread bytes",
-                          name, reader->section_end - reader->position);
+        state_reader_fail(reader, "section '%s' has %zu unread bytes", name, reader->section_end - reader->position);
     reader->section_end = reader->length;
 }

@@ -17,7 +17,7 @@ struct state_writer {
     size_t length;
     size_t capacity;
     bool out_of_memory;
-    size_t section_start;     /* offset of the open section's length field */
+    size_t section_start; /* offset of the open section's length field */
 };
 
 void state_writer_init(struct state_writer *writer);
@@ -35,7 +35,7 @@ struct state_reader {
     const uint8_t *data;
     size_t length;
     size_t position;
-    size_t section_end;       /* reads past this fail while a section is open */
+    size_t section_end; /* reads past this fail while a section is open */
     bool failed;
     char error[200];
 };
@@ -51,11 +51,9 @@ void state_get_bytes(struct state_reader *reader, void *bytes, size_t length);
 /* Opens the next section, which must have the given id; fails (with a
  * message naming the section) on another id or a version above max_version.
  * Returns the version found. */
-uint32_t state_section_open(struct state_reader *reader, uint32_t id,
-                            uint32_t max_version, const char *name);
+uint32_t state_section_open(struct state_reader *reader, uint32_t id, uint32_t max_version, const char *name);
 /* Closes the section; fails if its body was not consumed exactly. */
 void state_section_close(struct state_reader *reader, const char *name);
-void state_reader_fail(struct state_reader *reader, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
+void state_reader_fail(struct state_reader *reader, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

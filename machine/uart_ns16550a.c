@@ -30,52 +30,52 @@
 #include "plic.h"
 
 /* Register offsets. */
-#define UART_RBR_THR_DLL 0   /* receive buffer / transmit holding / divisor low */
-#define UART_IER_DLM     1   /* interrupt enable / divisor high */
-#define UART_IIR_FCR     2   /* interrupt identification (read) / FIFO control (write) */
-#define UART_LCR         3
-#define UART_MCR         4
-#define UART_LSR         5
-#define UART_MSR         6
-#define UART_SCR         7
+#define UART_RBR_THR_DLL 0 /* receive buffer / transmit holding / divisor low */
+#define UART_IER_DLM 1     /* interrupt enable / divisor high */
+#define UART_IIR_FCR 2     /* interrupt identification (read) / FIFO control (write) */
+#define UART_LCR 3
+#define UART_MCR 4
+#define UART_LSR 5
+#define UART_MSR 6
+#define UART_SCR 7
 #define UART_REGISTER_COUNT 8
 
-#define UART_IER_RX_DATA     0x01  /* ERBFI: received data available */
-#define UART_IER_THR_EMPTY   0x02  /* ETBEI: transmitter holding register empty */
-#define UART_IER_WRITABLE    0x0f  /* the four interrupt enables of a 16550A */
+#define UART_IER_RX_DATA 0x01   /* ERBFI: received data available */
+#define UART_IER_THR_EMPTY 0x02 /* ETBEI: transmitter holding register empty */
+#define UART_IER_WRITABLE 0x0f  /* the four interrupt enables of a 16550A */
 
 /* IIR interrupt identification (bits 0..3; bit 0 set means none pending). */
 #define UART_IIR_NO_INTERRUPT 0x01
-#define UART_IIR_THR_EMPTY    0x02
-#define UART_IIR_RX_DATA      0x04
+#define UART_IIR_THR_EMPTY 0x02
+#define UART_IIR_RX_DATA 0x04
 #define UART_IIR_FIFOS_ENABLED 0xc0
 
 #define UART_FCR_ENABLE_FIFOS 0x01
-#define UART_FCR_CLEAR_RX     0x02
-#define UART_FCR_CLEAR_TX     0x04
+#define UART_FCR_CLEAR_RX 0x02
+#define UART_FCR_CLEAR_TX 0x04
 /* The clear bits are actions, not state: they read back as zero. */
 #define UART_FCR_SELF_CLEARING (UART_FCR_CLEAR_RX | UART_FCR_CLEAR_TX)
 
 #define UART_LCR_DLAB 0x80
 
-#define UART_MCR_DTR      0x01
-#define UART_MCR_RTS      0x02
-#define UART_MCR_OUT1     0x04
-#define UART_MCR_OUT2     0x08
+#define UART_MCR_DTR 0x01
+#define UART_MCR_RTS 0x02
+#define UART_MCR_OUT1 0x04
+#define UART_MCR_OUT2 0x08
 #define UART_MCR_LOOPBACK 0x10
-#define UART_MCR_WRITABLE 0x1f   /* bits 5..7 do not exist on a 16550A */
+#define UART_MCR_WRITABLE 0x1f /* bits 5..7 do not exist on a 16550A */
 
 #define UART_LSR_DATA_READY 0x01
-#define UART_LSR_THR_EMPTY  0x20
-#define UART_LSR_TX_EMPTY   0x40
+#define UART_LSR_THR_EMPTY 0x20
+#define UART_LSR_TX_EMPTY 0x40
 
 #define UART_MSR_CTS 0x10
 #define UART_MSR_DSR 0x20
-#define UART_MSR_RI  0x40
+#define UART_MSR_RI 0x40
 #define UART_MSR_DCD 0x80
 
-#define UART_SECTION_ID      0x55415254u   /* "UART" */
-#define UART_SECTION_VERSION 2u   /* 2 added the THR-empty interrupt latch */
+#define UART_SECTION_ID 0x55415254u /* "UART" */
+#define UART_SECTION_VERSION 2u     /* 2 added the THR-empty interrupt latch */
 
 void uart_ns16550a_init(struct uart_ns16550a *uart, int output_fd)
 {
@@ -341,13 +341,12 @@ void uart_ns16550a_load(struct uart_ns16550a *uart, struct state_reader *reader)
     /* rx_head indexes the FIFO and rx_count bounds the ring walk: a value
      * out of range would make later reads index past rx_fifo. */
     if (loaded.rx_head >= UART_RX_FIFO_SIZE || loaded.rx_count > UART_RX_FIFO_SIZE) {
-        state_reader_fail(reader, "uart: receive FIFO head %u / count %u out of range (size %u)",
-                          loaded.rx_head, loaded.rx_count, UART_RX_FIFO_SIZE);
+        state_reader_fail(reader, "uart: receive FIFO head %u / count %u out of range (size %u)", loaded.rx_head,
+                          loaded.rx_count, UART_RX_FIFO_SIZE);
         return;
     }
     if (loaded.thr_empty_interrupt > 1) {
-        state_reader_fail(reader, "uart: THR-empty interrupt latch is %u, not 0 or 1",
-                          loaded.thr_empty_interrupt);
+        state_reader_fail(reader, "uart: THR-empty interrupt latch is %u, not 0 or 1", loaded.thr_empty_interrupt);
         return;
     }
     /* Only the guest-visible state: the host side (output, PLIC wiring)

@@ -14,11 +14,11 @@
 #define UART_RX_FIFO_SIZE 16
 
 struct uart_ns16550a_state {
-    uint8_t interrupt_enable;     /* IER */
-    uint8_t fifo_control;         /* FCR as last written */
-    uint8_t line_control;         /* LCR (bit 7: divisor latch access) */
-    uint8_t modem_control;        /* MCR */
-    uint8_t scratch;              /* SCR */
+    uint8_t interrupt_enable; /* IER */
+    uint8_t fifo_control;     /* FCR as last written */
+    uint8_t line_control;     /* LCR (bit 7: divisor latch access) */
+    uint8_t modem_control;    /* MCR */
+    uint8_t scratch;          /* SCR */
     uint8_t divisor_low, divisor_high;
     uint8_t rx_fifo[UART_RX_FIFO_SIZE];
     uint8_t rx_head, rx_count;
@@ -32,9 +32,9 @@ struct plic;
 
 struct uart_ns16550a {
     struct uart_ns16550a_state state;
-    int output_fd;                /* host side: -1 discards output */
-    struct plic *plic;            /* host side: NULL until connected */
-    unsigned irq;                 /* PLIC source */
+    int output_fd;     /* host side: -1 discards output */
+    struct plic *plic; /* host side: NULL until connected */
+    unsigned irq;      /* PLIC source */
 };
 
 void uart_ns16550a_init(struct uart_ns16550a *uart, int output_fd);

@@ -12,7 +12,7 @@
 
 #include "machine_devices.h"
 
-#define VIRTIO_BLK_SECTION_ID 0x56424c4bu       /* "VBLK" */
+#define VIRTIO_BLK_SECTION_ID 0x56424c4bu /* "VBLK" */
 #define VIRTIO_BLK_SECTION_VERSION 1
 
 #define VIRTIO_BLK_SECTOR_SIZE 512u
@@ -34,7 +34,7 @@
 #define VIRTIO_BLK_S_IOERR 1u
 #define VIRTIO_BLK_S_UNSUPP 2u
 
-#define VIRTIO_BLK_REQUEST_HEADER_SIZE 16u      /* u32 type, u32 reserved, u64 sector */
+#define VIRTIO_BLK_REQUEST_HEADER_SIZE 16u /* u32 type, u32 reserved, u64 sector */
 #define VIRTIO_BLK_ID_BYTES 20u
 
 /* The header and the status byte take one descriptor each; the data gets
@@ -57,8 +57,7 @@
 
 static uint32_t load_le32(const uint8_t *bytes)
 {
-    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 |
-           (uint32_t)bytes[3] << 24;
+    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 | (uint32_t)bytes[3] << 24;
 }
 
 static uint64_t load_le64(const uint8_t *bytes)
@@ -80,13 +79,12 @@ static bool request_in_range(const struct virtio_blk *disk, uint64_t sector, uin
 {
     if (length % VIRTIO_BLK_SECTOR_SIZE != 0)
         return false;
-    return sector <= disk->capacity_sectors &&
-           length / VIRTIO_BLK_SECTOR_SIZE <= disk->capacity_sectors - sector;
+    return sector <= disk->capacity_sectors && length / VIRTIO_BLK_SECTOR_SIZE <= disk->capacity_sectors - sector;
 }
 
 /* IN: image -> the writable buffers before the status byte. */
-static uint8_t serve_read(struct virtio_blk *disk, const struct virtio_chain *chain,
-                          uint64_t sector, uint64_t length, uint8_t *buffer, uint64_t *written)
+static uint8_t serve_read(struct virtio_blk *disk, const struct virtio_chain *chain, uint64_t sector, uint64_t length,
+                          uint8_t *buffer, uint64_t *written)
 {
     if (!request_in_range(disk, sector, length))
         return VIRTIO_BLK_S_IOERR;
@@ -105,8 +103,7 @@ static uint8_t serve_read(struct virtio_blk *disk, const struct virtio_chain *ch
 }
 
 /* OUT: the readable buffers after the header -> image. */
-static uint8_t serve_write(struct virtio_blk *disk, const struct virtio_chain *chain,
-                           uint64_t sector, uint8_t *buffer)
+static uint8_t serve_write(struct virtio_blk *disk, const struct virtio_chain *chain, uint64_t sector, uint8_t *buffer)
 {
     uint64_t length = chain->readable_length - VIRTIO_BLK_REQUEST_HEADER_SIZE;
     /* The backend refuses it too; this says why in one place. */
@@ -115,8 +112,7 @@ static uint8_t serve_write(struct virtio_blk *disk, const struct virtio_chain *c
     uint64_t image_offset = sector * VIRTIO_BLK_SECTOR_SIZE;
     for (uint64_t done = 0; done < length;) {
         size_t chunk = length - done < TRANSFER_CHUNK ? (size_t)(length - done) : TRANSFER_CHUNK;
-        if (virtio_chain_read(&disk->transport, chain, VIRTIO_BLK_REQUEST_HEADER_SIZE + done,
-                              buffer, chunk) != chunk)
+        if (virtio_chain_read(&disk->transport, chain, VIRTIO_BLK_REQUEST_HEADER_SIZE + done, buffer, chunk) != chunk)
             return VIRTIO_BLK_S_IOERR;
         if (block_backend_write(disk->backend, image_offset + done, buffer, chunk) < 0)
             return VIRTIO_BLK_S_IOERR;
@@ -133,8 +129,7 @@ static uint8_t serve_flush(struct virtio_blk *disk)
 /* GET_ID: "colo-" + the image's file name, zero-padded to 20 bytes (not
  * terminated when it fills all 20, as the spec allows). A driver that
  * offers less room gets the start of it: the spec says "at most 20". */
-static uint8_t serve_get_id(struct virtio_blk *disk, const struct virtio_chain *chain,
-                            uint64_t room, uint64_t *written)
+static uint8_t serve_get_id(struct virtio_blk *disk, const struct virtio_chain *chain, uint64_t room, uint64_t *written)
 {
     static const char prefix[] = "colo-";
     const char *path = disk->backend->name;
@@ -144,7 +139,7 @@ static uint8_t serve_get_id(struct virtio_blk *disk, const struct virtio_chain *
     size_t prefix_length = sizeof prefix - 1;
     size_t name_length = strlen(name);
     if (name_length > VIRTIO_BLK_ID_BYTES - prefix_length)
-        name_length = VIRTIO_BLK_ID_BYTES - prefix_length;   /* truncated, by design */
+        name_length = VIRTIO_BLK_ID_BYTES - prefix_length; /* truncated, by design */
     memcpy(id_bytes, prefix, prefix_length);
     memcpy(id_bytes + prefix_length, name, name_length);
     size_t length = room < VIRTIO_BLK_ID_BYTES ? (size_t)room : VIRTIO_BLK_ID_BYTES;
@@ -154,8 +149,7 @@ static uint8_t serve_get_id(struct virtio_blk *disk, const struct virtio_chain *
 
 /* Serves one request and returns its chain to the driver. `buffer` is
  * TRANSFER_CHUNK bytes of scratch space for the data. */
-static void serve_request(struct virtio_blk *disk, const struct virtio_chain *chain,
-                          uint8_t *buffer)
+static void serve_request(struct virtio_blk *disk, const struct virtio_chain *chain, uint8_t *buffer)
 {
     /* No room for a status byte: nothing can be reported, so the chain
      * just goes back untouched. */
@@ -165,7 +159,7 @@ static void serve_request(struct virtio_blk *disk, const struct virtio_chain *ch
         return;
     }
     uint64_t status_offset = chain->writable_length - 1;
-    uint64_t written = 0;       /* into the writable buffers, before the status */
+    uint64_t written = 0; /* into the writable buffers, before the status */
     uint8_t status;
 
     uint8_t header[VIRTIO_BLK_REQUEST_HEADER_SIZE];
@@ -236,8 +230,7 @@ static void blk_config_image(const struct virtio_blk *disk, uint8_t config[CONFI
 static bool blk_config_read(void *device, uint64_t offset, unsigned size, uint64_t *value)
 {
     const struct virtio_blk *disk = device;
-    if ((size != 1 && size != 2 && size != 4 && size != 8) || offset > CONFIG_SIZE ||
-        size > CONFIG_SIZE - offset)
+    if ((size != 1 && size != 2 && size != 4 && size != 8) || offset > CONFIG_SIZE || size > CONFIG_SIZE - offset)
         return false;
     uint8_t config[CONFIG_SIZE];
     blk_config_image(disk, config);
@@ -296,18 +289,19 @@ static const struct virtio_device_ops blk_ops_read_only = {
 
 /* ---- lifetime -------------------------------------------------------------- */
 
-int virtio_blk_init(struct virtio_blk *disk, struct machine *machine, unsigned slot,
-                    struct block_backend *backend, struct error *err)
+int virtio_blk_init(struct virtio_blk *disk, struct machine *machine, unsigned slot, struct block_backend *backend,
+                    struct error *err)
 {
     memset(disk, 0, sizeof *disk);
     if (backend->size == 0 || backend->size % VIRTIO_BLK_SECTOR_SIZE != 0)
-        return error_set(err, "virtio-blk: image %s is %llu bytes; it must be a non-zero "
-                         "multiple of %u bytes", backend->name, (unsigned long long)backend->size,
-                         VIRTIO_BLK_SECTOR_SIZE);
+        return error_set(err,
+                         "virtio-blk: image %s is %llu bytes; it must be a non-zero "
+                         "multiple of %u bytes",
+                         backend->name, (unsigned long long)backend->size, VIRTIO_BLK_SECTOR_SIZE);
     disk->backend = backend;
     disk->capacity_sectors = backend->size / VIRTIO_BLK_SECTOR_SIZE;
-    virtio_mmio_init(&disk->transport, machine, slot,
-                     backend->read_only ? &blk_ops_read_only : &blk_ops_read_write, disk);
+    virtio_mmio_init(&disk->transport, machine, slot, backend->read_only ? &blk_ops_read_only : &blk_ops_read_write,
+                     disk);
     return 0;
 }
 

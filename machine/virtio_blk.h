@@ -20,7 +20,7 @@ struct virtio_blk;
 
 /* What a disk says about itself, for status and metrics. */
 struct virtio_blk_stats {
-    const char *path;                 /* the backend's name (the image's path); lives with the disk */
+    const char *path; /* the backend's name (the image's path); lives with the disk */
     bool read_only;
     uint64_t read_requests, write_requests, flush_requests, failed_requests;
 };

@@ -30,29 +30,28 @@
 #include "machine_devices.h"
 #include "plic.h"
 
-
-#define VIRTIO_MMIO_MAGIC   0x74726976u   /* "virt" */
+#define VIRTIO_MMIO_MAGIC 0x74726976u /* "virt" */
 #define VIRTIO_MMIO_VERSION_MODERN 2u
-#define VIRTIO_MMIO_VENDOR  0x554d4551u   /* "QEMU", as QEMU's devices say */
+#define VIRTIO_MMIO_VENDOR 0x554d4551u /* "QEMU", as QEMU's devices say */
 
 #define VIRTIO_F_INDIRECT_DESC (1ull << 28)
 
-#define VIRTIO_INTERRUPT_USED_BUFFER   1u
+#define VIRTIO_INTERRUPT_USED_BUFFER 1u
 #define VIRTIO_INTERRUPT_CONFIG_CHANGE 2u
-#define VIRTIO_INTERRUPT_ALL           3u
+#define VIRTIO_INTERRUPT_ALL 3u
 
 /* Split virtqueue layout. */
 #define VIRTQ_DESCRIPTOR_SIZE 16u
-#define VIRTQ_DESC_F_NEXT     1u
-#define VIRTQ_DESC_F_WRITE    2u
+#define VIRTQ_DESC_F_NEXT 1u
+#define VIRTQ_DESC_F_WRITE 2u
 #define VIRTQ_DESC_F_INDIRECT 4u
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1u
-#define VIRTQ_RING_HEADER_SIZE 4u         /* u16 flags, u16 idx */
+#define VIRTQ_RING_HEADER_SIZE 4u /* u16 flags, u16 idx */
 #define VIRTQ_AVAIL_ENTRY_SIZE 2u
-#define VIRTQ_USED_ENTRY_SIZE  8u         /* u32 id, u32 len */
-#define VIRTQ_MAX_SIZE 32768u             /* the largest power of two in a u16 */
+#define VIRTQ_USED_ENTRY_SIZE 8u /* u32 id, u32 len */
+#define VIRTQ_MAX_SIZE 32768u    /* the largest power of two in a u16 */
 
-#define VIRTIO_SECTION_ID      0x5649524fu   /* "VIRO" */
+#define VIRTIO_SECTION_ID 0x5649524fu /* "VIRO" */
 #define VIRTIO_SECTION_VERSION 1u
 
 /* ---- small helpers ---- */
@@ -61,8 +60,7 @@ static unsigned queue_count(const struct virtio_mmio *transport)
 {
     if (!transport->ops)
         return 0;
-    return transport->ops->queue_count < VIRTIO_MAX_QUEUES ? transport->ops->queue_count
-                                                           : VIRTIO_MAX_QUEUES;
+    return transport->ops->queue_count < VIRTIO_MAX_QUEUES ? transport->ops->queue_count : VIRTIO_MAX_QUEUES;
 }
 
 /* The largest queue size the driver may choose: the device's maximum,
@@ -167,8 +165,7 @@ static uint16_t load_u16(const uint8_t *bytes)
 
 static uint32_t load_u32(const uint8_t *bytes)
 {
-    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 |
-           (uint32_t)bytes[3] << 24;
+    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 | (uint32_t)bytes[3] << 24;
 }
 
 static uint64_t load_u64(const uint8_t *bytes)
@@ -204,7 +201,8 @@ static int queue_malformed(struct virtio_mmio *transport, unsigned queue, const 
         va_start(args, format);
         vsnprintf(reason, sizeof reason, format, args);
         va_end(args);
-        fprintf(stderr, "virtio-mmio (device %u, irq %u): queue %u is malformed: %s; "
+        fprintf(stderr,
+                "virtio-mmio (device %u, irq %u): queue %u is malformed: %s; "
                 "the device needs a reset (further errors are only counted)\n",
                 transport->ops ? transport->ops->device_id : 0, transport->irq, queue, reason);
     }
@@ -249,26 +247,26 @@ struct descriptor {
  * known to be in RAM; an indirect table is checked before it is used.
  * The walk is bounded: each step either adds a buffer (at most
  * VIRTIO_CHAIN_MAX_BUFFERS) or enters the one allowed indirect table. */
-static int walk_chain(struct virtio_mmio *transport, unsigned queue,
-                      const struct virtio_queue_state *q, uint16_t head, struct virtio_chain *chain)
+static int walk_chain(struct virtio_mmio *transport, unsigned queue, const struct virtio_queue_state *q, uint16_t head,
+                      struct virtio_chain *chain)
 {
     memset(chain, 0, sizeof *chain);
     chain->head = head;
     uint64_t table = q->descriptor_address;
     uint32_t table_size = q->size;
     uint32_t index = head;
-    uint32_t visited = 0;           /* descriptors of the current table */
+    uint32_t visited = 0; /* descriptors of the current table */
     bool indirect = false;
     bool seen_writable = false;
     for (;;) {
         if (index >= table_size)
             return queue_malformed(transport, queue, "descriptor %u is beyond a table of %u", index, table_size);
         if (++visited > table_size)
-            return queue_malformed(transport, queue, "chain from head %u loops or is longer than its table (%u)",
-                                   head, table_size);
+            return queue_malformed(transport, queue, "chain from head %u loops or is longer than its table (%u)", head,
+                                   table_size);
         const uint8_t *bytes = guest_bytes(transport, table + (uint64_t)index * VIRTQ_DESCRIPTOR_SIZE,
                                            VIRTQ_DESCRIPTOR_SIZE);
-        if (!bytes)     /* only possible for a table we did not check */
+        if (!bytes) /* only possible for a table we did not check */
             return queue_malformed(transport, queue, "descriptor %u is outside RAM", index);
         struct descriptor descriptor = {
             .address = load_u64(bytes),
@@ -279,7 +277,8 @@ static int walk_chain(struct virtio_mmio *transport, unsigned queue,
 
         if (descriptor.flags & VIRTQ_DESC_F_INDIRECT) {
             if (!(transport->state.driver_features & VIRTIO_F_INDIRECT_DESC))
-                return queue_malformed(transport, queue, "indirect descriptor, but VIRTIO_F_INDIRECT_DESC "
+                return queue_malformed(transport, queue,
+                                       "indirect descriptor, but VIRTIO_F_INDIRECT_DESC "
                                        "was not negotiated");
             /* The driver must not nest indirect tables, chain on after one,
              * or put one after direct buffers. */
@@ -305,8 +304,8 @@ static int walk_chain(struct virtio_mmio *transport, unsigned queue,
         if (!writable && seen_writable)
             return queue_malformed(transport, queue, "readable buffer after a writable one in chain %u", head);
         if (chain->count == VIRTIO_CHAIN_MAX_BUFFERS)
-            return queue_malformed(transport, queue, "chain %u has more than %u buffers",
-                                   head, VIRTIO_CHAIN_MAX_BUFFERS);
+            return queue_malformed(transport, queue, "chain %u has more than %u buffers", head,
+                                   VIRTIO_CHAIN_MAX_BUFFERS);
         chain->buffers[chain->count++] = (struct virtio_buffer){
             .address = descriptor.address,
             .length = descriptor.length,
@@ -330,12 +329,12 @@ int virtio_queue_pop(struct virtio_mmio *transport, unsigned queue, struct virti
     if (!q)
         return 0;
     if (transport->state.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
-        return -1;      /* already reported; nothing is used until the reset */
+        return -1; /* already reported; nothing is used until the reset */
     if (!rings_in_ram(transport, q))
-        return queue_malformed(transport, queue, "rings (descriptors 0x%llx, available 0x%llx, used 0x%llx, "
+        return queue_malformed(transport, queue,
+                               "rings (descriptors 0x%llx, available 0x%llx, used 0x%llx, "
                                "size %u) are not all in RAM",
-                               (unsigned long long)q->descriptor_address,
-                               (unsigned long long)q->driver_address,
+                               (unsigned long long)q->descriptor_address, (unsigned long long)q->driver_address,
                                (unsigned long long)q->device_address, q->size);
     /* Read once: the driver may move it while we work. */
     uint16_t driver_index = available_index(transport, q);
@@ -343,8 +342,8 @@ int virtio_queue_pop(struct virtio_mmio *transport, unsigned queue, struct virti
     if (outstanding == 0)
         return 0;
     if (outstanding > q->size)
-        return queue_malformed(transport, queue, "available index %u is more than %u ahead of %u",
-                               driver_index, q->size, q->next_available);
+        return queue_malformed(transport, queue, "available index %u is more than %u ahead of %u", driver_index,
+                               q->size, q->next_available);
     uint64_t slot_address = q->driver_address + VIRTQ_RING_HEADER_SIZE +
                             (uint64_t)(q->next_available % q->size) * VIRTQ_AVAIL_ENTRY_SIZE;
     uint16_t head = load_u16(guest_bytes(transport, slot_address, VIRTQ_AVAIL_ENTRY_SIZE));
@@ -364,15 +363,15 @@ bool virtio_queue_has_available(struct virtio_mmio *transport, unsigned queue)
 
 /* ---- copying through chains ---- */
 
-size_t virtio_chain_read(struct virtio_mmio *transport, const struct virtio_chain *chain,
-                         uint64_t offset, void *data, size_t length)
+size_t virtio_chain_read(struct virtio_mmio *transport, const struct virtio_chain *chain, uint64_t offset, void *data,
+                         size_t length)
 {
     uint8_t *out = data;
     size_t copied = 0;
     for (unsigned i = 0; i < chain->count && copied < length; i++) {
         const struct virtio_buffer *buffer = &chain->buffers[i];
         if (buffer->device_writable)
-            break;      /* readable buffers come first */
+            break; /* readable buffers come first */
         if (offset >= buffer->length) {
             offset -= buffer->length;
             continue;
@@ -391,8 +390,8 @@ size_t virtio_chain_read(struct virtio_mmio *transport, const struct virtio_chai
     return copied;
 }
 
-size_t virtio_chain_write(struct virtio_mmio *transport, const struct virtio_chain *chain,
-                          uint64_t offset, const void *data, size_t length)
+size_t virtio_chain_write(struct virtio_mmio *transport, const struct virtio_chain *chain, uint64_t offset,
+                          const void *data, size_t length)
 {
     const uint8_t *in = data;
     size_t copied = 0;
@@ -416,8 +415,8 @@ size_t virtio_chain_write(struct virtio_mmio *transport, const struct virtio_cha
 
 /* ---- returning chains and interrupts ---- */
 
-void virtio_queue_push(struct virtio_mmio *transport, unsigned queue,
-                       const struct virtio_chain *chain, uint32_t written)
+void virtio_queue_push(struct virtio_mmio *transport, unsigned queue, const struct virtio_chain *chain,
+                       uint32_t written)
 {
     struct virtio_queue_state *q = usable_queue(transport, queue);
     if (!q || (transport->state.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
@@ -567,10 +566,9 @@ static void write_status(struct virtio_mmio *transport, uint32_t value)
                       (old & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
     if ((status & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK) &&
         !features_acceptable(transport, state->driver_features))
-        status &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK;     /* the driver reads it back and gives up */
+        status &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK; /* the driver reads it back and gives up */
     state->status = status;
-    if ((status & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) &&
-        transport->ops->driver_ready)
+    if ((status & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) && transport->ops->driver_ready)
         transport->ops->driver_ready(transport->device);
 }
 
@@ -592,7 +590,7 @@ bool virtio_mmio_write(struct virtio_mmio *transport, uint64_t offset, unsigned 
     case VIRTIO_MMIO_QUEUE_NUM_MAX:
     case VIRTIO_MMIO_INTERRUPT_STATUS:
     case VIRTIO_MMIO_CONFIG_GENERATION:
-        return true;    /* read-only */
+        return true; /* read-only */
     case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
     case VIRTIO_MMIO_DRIVER_FEATURES:
     case VIRTIO_MMIO_DRIVER_FEATURES_SEL:
@@ -613,7 +611,7 @@ bool virtio_mmio_write(struct virtio_mmio *transport, uint64_t offset, unsigned 
         return false;
     }
     if (!transport->ops)
-        return true;    /* an empty slot ignores everything */
+        return true; /* an empty slot ignores everything */
 
     struct virtio_mmio_state *state = &transport->state;
     struct virtio_queue_state *q = selected_queue(transport);
@@ -739,8 +737,7 @@ static void validate(const struct virtio_mmio *transport, const struct virtio_mm
         state_reader_fail(reader, "virtio: status 0x%x is wider than 8 bits", state->status);
     if ((state->status & VIRTIO_STATUS_FEATURES_OK) && !features_acceptable(transport, state->driver_features))
         state_reader_fail(reader, "virtio: FEATURES_OK with features 0x%llx (offered 0x%llx)",
-                          (unsigned long long)state->driver_features,
-                          (unsigned long long)offered_features(transport));
+                          (unsigned long long)state->driver_features, (unsigned long long)offered_features(transport));
     if (state->queue_select > VIRTIO_MAX_QUEUES)
         state_reader_fail(reader, "virtio: queue select %u (at most %u)", state->queue_select, VIRTIO_MAX_QUEUES);
     if (state->interrupt_status & ~VIRTIO_INTERRUPT_ALL)
@@ -751,13 +748,12 @@ static void validate(const struct virtio_mmio *transport, const struct virtio_mm
         if (i >= queue_count(transport)) {
             static const struct virtio_queue_state absent;
             if (memcmp(q, &absent, sizeof *q) != 0)
-                state_reader_fail(reader, "virtio: queue %u is set up, but the device has %u queues",
-                                  i, queue_count(transport));
+                state_reader_fail(reader, "virtio: queue %u is set up, but the device has %u queues", i,
+                                  queue_count(transport));
             continue;
         }
         if (!is_power_of_two(q->size) || q->size > size_max)
-            state_reader_fail(reader, "virtio: queue %u has size %u (a power of two up to %u)",
-                              i, q->size, size_max);
+            state_reader_fail(reader, "virtio: queue %u has size %u (a power of two up to %u)", i, q->size, size_max);
         if (q->ready > 1)
             state_reader_fail(reader, "virtio: queue %u ready is %u", i, q->ready);
     }
@@ -792,8 +788,7 @@ void virtio_mmio_load(struct virtio_mmio *transport, struct state_reader *reader
         return;
     uint32_t expected_id = transport->ops ? transport->ops->device_id : 0;
     if (device_id != expected_id) {
-        state_reader_fail(reader, "virtio: saved device id %u, this slot holds device %u",
-                          device_id, expected_id);
+        state_reader_fail(reader, "virtio: saved device id %u, this slot holds device %u", device_id, expected_id);
         return;
     }
     validate(transport, &loaded, reader);

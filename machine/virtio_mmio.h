@@ -22,30 +22,30 @@
 #include "state_buffer.h"
 
 /* Register offsets of a slot (virtio 1.1 section 4.2.2, version 2). */
-#define VIRTIO_MMIO_MAGIC_VALUE         0x000
-#define VIRTIO_MMIO_VERSION             0x004
-#define VIRTIO_MMIO_DEVICE_ID           0x008
-#define VIRTIO_MMIO_VENDOR_ID           0x00c
-#define VIRTIO_MMIO_DEVICE_FEATURES     0x010
+#define VIRTIO_MMIO_MAGIC_VALUE 0x000
+#define VIRTIO_MMIO_VERSION 0x004
+#define VIRTIO_MMIO_DEVICE_ID 0x008
+#define VIRTIO_MMIO_VENDOR_ID 0x00c
+#define VIRTIO_MMIO_DEVICE_FEATURES 0x010
 #define VIRTIO_MMIO_DEVICE_FEATURES_SEL 0x014
-#define VIRTIO_MMIO_DRIVER_FEATURES     0x020
+#define VIRTIO_MMIO_DRIVER_FEATURES 0x020
 #define VIRTIO_MMIO_DRIVER_FEATURES_SEL 0x024
-#define VIRTIO_MMIO_QUEUE_SEL           0x030
-#define VIRTIO_MMIO_QUEUE_NUM_MAX       0x034
-#define VIRTIO_MMIO_QUEUE_NUM           0x038
-#define VIRTIO_MMIO_QUEUE_READY         0x044
-#define VIRTIO_MMIO_QUEUE_NOTIFY        0x050
-#define VIRTIO_MMIO_INTERRUPT_STATUS    0x060
-#define VIRTIO_MMIO_INTERRUPT_ACK       0x064
-#define VIRTIO_MMIO_STATUS              0x070
-#define VIRTIO_MMIO_QUEUE_DESC_LOW      0x080
-#define VIRTIO_MMIO_QUEUE_DESC_HIGH     0x084
-#define VIRTIO_MMIO_QUEUE_DRIVER_LOW    0x090
-#define VIRTIO_MMIO_QUEUE_DRIVER_HIGH   0x094
-#define VIRTIO_MMIO_QUEUE_DEVICE_LOW    0x0a0
-#define VIRTIO_MMIO_QUEUE_DEVICE_HIGH   0x0a4
-#define VIRTIO_MMIO_CONFIG_GENERATION   0x0fc
-#define VIRTIO_MMIO_CONFIG              0x100
+#define VIRTIO_MMIO_QUEUE_SEL 0x030
+#define VIRTIO_MMIO_QUEUE_NUM_MAX 0x034
+#define VIRTIO_MMIO_QUEUE_NUM 0x038
+#define VIRTIO_MMIO_QUEUE_READY 0x044
+#define VIRTIO_MMIO_QUEUE_NOTIFY 0x050
+#define VIRTIO_MMIO_INTERRUPT_STATUS 0x060
+#define VIRTIO_MMIO_INTERRUPT_ACK 0x064
+#define VIRTIO_MMIO_STATUS 0x070
+#define VIRTIO_MMIO_QUEUE_DESC_LOW 0x080
+#define VIRTIO_MMIO_QUEUE_DESC_HIGH 0x084
+#define VIRTIO_MMIO_QUEUE_DRIVER_LOW 0x090
+#define VIRTIO_MMIO_QUEUE_DRIVER_HIGH 0x094
+#define VIRTIO_MMIO_QUEUE_DEVICE_LOW 0x0a0
+#define VIRTIO_MMIO_QUEUE_DEVICE_HIGH 0x0a4
+#define VIRTIO_MMIO_CONFIG_GENERATION 0x0fc
+#define VIRTIO_MMIO_CONFIG 0x100
 
 #define VIRTIO_MMIO_BASE 0x10001000ull
 #define VIRTIO_MMIO_STRIDE 0x1000ull
@@ -66,13 +66,13 @@
 #define VIRTIO_STATUS_FAILED 128
 
 struct virtio_queue_state {
-    uint32_t size;                    /* QueueNum chosen by the driver */
+    uint32_t size; /* QueueNum chosen by the driver */
     uint8_t ready;
-    uint64_t descriptor_address;      /* QueueDesc */
-    uint64_t driver_address;          /* QueueDriver: the available ring */
-    uint64_t device_address;          /* QueueDevice: the used ring */
-    uint16_t next_available;          /* next available ring index to consume */
-    uint16_t next_used;               /* next used ring index to fill */
+    uint64_t descriptor_address; /* QueueDesc */
+    uint64_t driver_address;     /* QueueDriver: the available ring */
+    uint64_t device_address;     /* QueueDevice: the used ring */
+    uint16_t next_available;     /* next available ring index to consume */
+    uint16_t next_used;          /* next used ring index to fill */
 };
 
 struct virtio_mmio_state {
@@ -81,7 +81,7 @@ struct virtio_mmio_state {
     uint32_t driver_features_select;
     uint64_t driver_features;
     uint32_t queue_select;
-    uint32_t interrupt_status;        /* bit 0: used buffer, bit 1: config change */
+    uint32_t interrupt_status; /* bit 0: used buffer, bit 1: config change */
     uint32_t config_generation;
     struct virtio_queue_state queues[VIRTIO_MAX_QUEUES];
 };
@@ -89,7 +89,7 @@ struct virtio_mmio_state {
 /* What a device tells the transport about itself. */
 struct virtio_device_ops {
     uint32_t device_id;
-    uint64_t features;                /* offered; VIRTIO_F_VERSION_1 is added */
+    uint64_t features; /* offered; VIRTIO_F_VERSION_1 is added */
     unsigned queue_count;
     uint16_t queue_size_max;
     /* Device configuration space at offset 0x100 (offset is relative). */
@@ -110,24 +110,24 @@ struct virtio_mmio {
     const struct virtio_device_ops *ops;
     void *device;
     struct machine *machine;
-    unsigned irq;                     /* PLIC source */
-    uint64_t malformed_queue_errors;  /* counted, see above */
+    unsigned irq;                    /* PLIC source */
+    uint64_t malformed_queue_errors; /* counted, see above */
 };
 
 /* A descriptor chain popped from a queue: readable buffers first, then
  * device-writable ones (virtio requires that order). */
 struct virtio_buffer {
-    uint64_t address;                 /* guest physical, checked to be in RAM */
+    uint64_t address; /* guest physical, checked to be in RAM */
     uint32_t length;
     bool device_writable;
 };
 
 struct virtio_chain {
-    uint16_t head;                    /* descriptor index, for the used ring */
+    uint16_t head; /* descriptor index, for the used ring */
     unsigned count;
     struct virtio_buffer buffers[VIRTIO_CHAIN_MAX_BUFFERS];
-    uint64_t readable_length;         /* bytes in the readable buffers */
-    uint64_t writable_length;         /* bytes in the writable buffers */
+    uint64_t readable_length; /* bytes in the readable buffers */
+    uint64_t writable_length; /* bytes in the writable buffers */
 };
 
 void virtio_mmio_init(struct virtio_mmio *transport, struct machine *machine, unsigned slot,
@@ -142,13 +142,13 @@ int virtio_queue_pop(struct virtio_mmio *transport, unsigned queue, struct virti
 bool virtio_queue_has_available(struct virtio_mmio *transport, unsigned queue);
 /* Copy from the readable part at offset / into the writable part at
  * offset; return the number of bytes copied (short at the end). */
-size_t virtio_chain_read(struct virtio_mmio *transport, const struct virtio_chain *chain,
-                         uint64_t offset, void *data, size_t length);
-size_t virtio_chain_write(struct virtio_mmio *transport, const struct virtio_chain *chain,
-                          uint64_t offset, const void *data, size_t length);
+size_t virtio_chain_read(struct virtio_mmio *transport, const struct virtio_chain *chain, uint64_t offset, void *data,
+                         size_t length);
+size_t virtio_chain_write(struct virtio_mmio *transport, const struct virtio_chain *chain, uint64_t offset,
+                          const void *data, size_t length);
 /* Returns a chain to the driver with the number of bytes written. */
-void virtio_queue_push(struct virtio_mmio *transport, unsigned queue,
-                       const struct virtio_chain *chain, uint32_t written);
+void virtio_queue_push(struct virtio_mmio *transport, unsigned queue, const struct virtio_chain *chain,
+                       uint32_t written);
 /* Raises the used-buffer interrupt (unless the driver suppressed it). */
 void virtio_queue_notify(struct virtio_mmio *transport, unsigned queue);
 /* The device's configuration changed (config_generation++, interrupt). */

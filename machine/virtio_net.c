@@ -35,19 +35,19 @@
 
 #include "machine_devices.h"
 
-#define VIRTIO_NET_SECTION_ID 0x564e4554u      /* "VNET" */
+#define VIRTIO_NET_SECTION_ID 0x564e4554u /* "VNET" */
 #define VIRTIO_NET_SECTION_VERSION 1
 
 #define VIRTIO_NET_QUEUE_SIZE_MAX 256
 
 /* Feature bits (section 5.1.3). */
-#define VIRTIO_NET_F_CSUM (1ull << 0)            /* we finish the guest's checksums */
-#define VIRTIO_NET_F_GUEST_CSUM (1ull << 1)      /* the guest takes partial checksums */
+#define VIRTIO_NET_F_CSUM (1ull << 0)       /* we finish the guest's checksums */
+#define VIRTIO_NET_F_GUEST_CSUM (1ull << 1) /* the guest takes partial checksums */
 #define VIRTIO_NET_F_MAC (1ull << 5)
-#define VIRTIO_NET_F_GUEST_TSO4 (1ull << 7)      /* the guest takes TCP super-segments */
+#define VIRTIO_NET_F_GUEST_TSO4 (1ull << 7) /* the guest takes TCP super-segments */
 #define VIRTIO_NET_F_GUEST_TSO6 (1ull << 8)
 #define VIRTIO_NET_F_GUEST_ECN (1ull << 9)
-#define VIRTIO_NET_F_HOST_TSO4 (1ull << 11)      /* we segment the guest's */
+#define VIRTIO_NET_F_HOST_TSO4 (1ull << 11) /* we segment the guest's */
 #define VIRTIO_NET_F_HOST_TSO6 (1ull << 12)
 #define VIRTIO_NET_F_HOST_ECN (1ull << 13)
 #define VIRTIO_NET_F_MRG_RXBUF (1ull << 15)
@@ -55,10 +55,10 @@
 #define VIRTIO_NET_S_LINK_UP 1u
 
 #define PLAIN_FEATURES (VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS)
-#define OFFLOAD_FEATURES                                                                   \
-    (PLAIN_FEATURES | VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 | \
-     VIRTIO_NET_F_GUEST_TSO6 | VIRTIO_NET_F_GUEST_ECN | VIRTIO_NET_F_HOST_TSO4 |             \
-     VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_MRG_RXBUF)
+#define OFFLOAD_FEATURES                                                                                  \
+    (PLAIN_FEATURES | VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 |             \
+     VIRTIO_NET_F_GUEST_TSO6 | VIRTIO_NET_F_GUEST_ECN | VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | \
+     VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_MRG_RXBUF)
 
 /* A transmit chain's bytes: a header, then the largest frame. */
 #define PACKET_BUFFER_SIZE (VIRTIO_NET_HEADER_SIZE + VIRTIO_NET_MAX_FRAME)
@@ -85,8 +85,7 @@ static uint64_t negotiated_features(const struct virtio_net *net)
  * software checksum and segmentation path for a case the backend,
  * configured from the same features, never produces). DATA_VALID is only a hint: it
  * is dropped rather than the frame. */
-static bool header_for_guest(const struct virtio_net_header *given, uint64_t features,
-                             struct virtio_net_header *header)
+static bool header_for_guest(const struct virtio_net_header *given, uint64_t features, struct virtio_net_header *header)
 {
     static const struct virtio_net_header plain;
     *header = given ? *given : plain;
@@ -107,7 +106,7 @@ static bool header_for_guest(const struct virtio_net_header *given, uint64_t fea
     case VIRTIO_NET_HDR_GSO_TCPV6:
         return features & VIRTIO_NET_F_GUEST_TSO6;
     default:
-        return false;       /* UDP fragmentation offload is not offered */
+        return false; /* UDP fragmentation offload is not offered */
     }
 }
 
@@ -121,17 +120,11 @@ static void net_driver_ready(void *device);
 
 /* Two tables that differ only in the offer: the transport reads the offer
  * from its ops, and which one applies depends on the backend. */
-#define NET_OPS(offered)                                \
-    {                                                   \
-        .device_id = VIRTIO_ID_NET,                     \
-        .features = (offered),                          \
-        .queue_count = 2,                               \
-        .queue_size_max = VIRTIO_NET_QUEUE_SIZE_MAX,    \
-        .config_read = net_config_read,                 \
-        .config_write = net_config_write,               \
-        .queue_notify = net_queue_notify,               \
-        .reset = net_reset,                             \
-        .driver_ready = net_driver_ready,               \
+#define NET_OPS(offered)                                                                                               \
+    {                                                                                                                  \
+        .device_id = VIRTIO_ID_NET, .features = (offered), .queue_count = 2,                                           \
+        .queue_size_max = VIRTIO_NET_QUEUE_SIZE_MAX, .config_read = net_config_read, .config_write = net_config_write, \
+        .queue_notify = net_queue_notify, .reset = net_reset, .driver_ready = net_driver_ready,                        \
     }
 static const struct virtio_device_ops plain_ops = NET_OPS(PLAIN_FEATURES);
 static const struct virtio_device_ops offload_ops = NET_OPS(OFFLOAD_FEATURES);
@@ -166,8 +159,7 @@ static unsigned backend_offloads_for(uint64_t features)
         offloads |= NET_BACKEND_OFFLOAD_TSO4;
     if (features & VIRTIO_NET_F_GUEST_TSO6)
         offloads |= NET_BACKEND_OFFLOAD_TSO6;
-    if ((offloads & (NET_BACKEND_OFFLOAD_TSO4 | NET_BACKEND_OFFLOAD_TSO6)) &&
-        (features & VIRTIO_NET_F_GUEST_ECN))
+    if ((offloads & (NET_BACKEND_OFFLOAD_TSO4 | NET_BACKEND_OFFLOAD_TSO6)) && (features & VIRTIO_NET_F_GUEST_ECN))
         offloads |= NET_BACKEND_OFFLOAD_TSO_ECN;
     return offloads;
 }
@@ -183,9 +175,9 @@ static void set_backend_offloads(struct virtio_net *net, unsigned offloads)
 
 enum receive_result {
     RECEIVE_DELIVERED,
-    RECEIVE_NO_BUFFERS,       /* too few receive chains (or the queue is broken) */
-    RECEIVE_TOO_LARGE,        /* can never fit; counted (a chain may have gone back empty) */
-    RECEIVE_REFUSED,          /* needs an offload the guest did not accept; counted */
+    RECEIVE_NO_BUFFERS, /* too few receive chains (or the queue is broken) */
+    RECEIVE_TOO_LARGE,  /* can never fit; counted (a chain may have gone back empty) */
+    RECEIVE_REFUSED,    /* needs an offload the guest did not accept; counted */
 };
 
 /* Undoes the last `count` pops of the receive queue. A pop only reads guest
@@ -200,8 +192,7 @@ static void give_back_chains(struct virtio_net *net, unsigned count)
  * MRG_RXBUF, as many as it takes with it. Returns the number of chains
  * in net->receive_chains, or 0 with nothing taken (NO_BUFFERS or
  * TOO_LARGE in *result). */
-static unsigned take_chains(struct virtio_net *net, uint64_t needed, bool mergeable,
-                            enum receive_result *result)
+static unsigned take_chains(struct virtio_net *net, uint64_t needed, bool mergeable, enum receive_result *result)
 {
     uint32_t queue_size = net->transport.state.queues[VIRTIO_NET_RECEIVE_QUEUE].size;
     uint64_t room = 0;
@@ -229,8 +220,7 @@ static unsigned take_chains(struct virtio_net *net, uint64_t needed, bool mergea
          * mergeable buffer at least that large), and without MRG_RXBUF
          * the whole frame must. Such a chain goes back empty (the driver
          * counts a zero-length receive as a length error). */
-        if ((chains == 1 && chain->writable_length < VIRTIO_NET_HEADER_SIZE) ||
-            (!mergeable && room < needed)) {
+        if ((chains == 1 && chain->writable_length < VIRTIO_NET_HEADER_SIZE) || (!mergeable && room < needed)) {
             virtio_queue_push(&net->transport, VIRTIO_NET_RECEIVE_QUEUE, chain, 0);
             net->dropped_too_large++;
             *result = RECEIVE_TOO_LARGE;
@@ -258,8 +248,8 @@ static enum receive_result deliver_frame(struct virtio_net *net, const struct vi
         return RECEIVE_TOO_LARGE;
     }
     enum receive_result result = RECEIVE_DELIVERED;
-    unsigned chains = take_chains(net, VIRTIO_NET_HEADER_SIZE + (uint64_t)length,
-                                  features & VIRTIO_NET_F_MRG_RXBUF, &result);
+    unsigned chains = take_chains(net, VIRTIO_NET_HEADER_SIZE + (uint64_t)length, features & VIRTIO_NET_F_MRG_RXBUF,
+                                  &result);
     if (chains == 0)
         return result;
     header.buffer_count = (uint16_t)chains;
@@ -319,8 +309,7 @@ void virtio_net_set_backend_receive(struct virtio_net *net, bool enabled)
     set_polling(net, enabled && net->parked_length == 0);
 }
 
-void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer,
-                                           void *opaque)
+void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque)
 {
     net->backend_frame_observer = observer;
     net->backend_frame_observer_opaque = opaque;
@@ -338,8 +327,7 @@ static void drop_parked_frame(struct virtio_net *net)
 static void retry_parked_frame(struct virtio_net *net)
 {
     if (net->parked_length > 0) {
-        enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame,
-                                                   net->parked_length);
+        enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame, net->parked_length);
         if (result == RECEIVE_NO_BUFFERS)
             return;
         if (result != RECEIVE_REFUSED)
@@ -358,8 +346,7 @@ void virtio_net_poll_backend(struct virtio_net *net)
         return;
     bool used_chains = false;
     for (unsigned i = 0; i < BACKEND_FRAMES_PER_POLL; i++) {
-        ssize_t length = backend->ops->receive(backend, &net->parked_header, net->parked_frame,
-                                               VIRTIO_NET_MAX_FRAME);
+        ssize_t length = backend->ops->receive(backend, &net->parked_header, net->parked_frame, VIRTIO_NET_MAX_FRAME);
         if (length == -EAGAIN)
             break;
         if (length < 0) {
@@ -373,10 +360,9 @@ void virtio_net_poll_backend(struct virtio_net *net)
             continue;
         net->parked_header.buffer_count = 0;
         if (net->backend_frame_observer)
-            net->backend_frame_observer(net->backend_frame_observer_opaque, net, &net->parked_header,
-                                        net->parked_frame, (size_t)length);
-        enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame,
-                                                   (size_t)length);
+            net->backend_frame_observer(net->backend_frame_observer_opaque, net, &net->parked_header, net->parked_frame,
+                                        (size_t)length);
+        enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame, (size_t)length);
         if (result == RECEIVE_NO_BUFFERS) {
             net->parked_length = (size_t)length;
             set_polling(net, false);
@@ -396,13 +382,12 @@ static void on_backend_readable(void *opaque)
 
 /* ---- transmit ------------------------------------------------------------- */
 
-void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net,
-                                    const struct virtio_net_header *header,
+void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
                                     const uint8_t *frame, size_t length)
 {
     (void)opaque;
     if (!net->backend)
-        return;     /* no backend: like an unplugged cable */
+        return; /* no backend: like an unplugged cable */
     if (net_backend_send(net->backend, header, frame, length) < 0)
         net->transmit_errors++;
 }
@@ -430,8 +415,7 @@ static void transmit_all(struct virtio_net *net)
                 header.buffer_count = 0;
             }
             net->transmitted_frames++;
-            net->transmit_hook(net->transmit_hook_opaque, net, &header,
-                               packet + VIRTIO_NET_HEADER_SIZE,
+            net->transmit_hook(net->transmit_hook_opaque, net, &header, packet + VIRTIO_NET_HEADER_SIZE,
                                (size_t)readable - VIRTIO_NET_HEADER_SIZE);
         }
         virtio_queue_push(&net->transport, VIRTIO_NET_TRANSMIT_QUEUE, &chain, 0);
@@ -446,7 +430,7 @@ static void net_queue_notify(void *device, unsigned queue)
 {
     struct virtio_net *net = device;
     if (queue == VIRTIO_NET_RECEIVE_QUEUE)
-        retry_parked_frame(net);        /* new receive buffers */
+        retry_parked_frame(net); /* new receive buffers */
     else if (queue == VIRTIO_NET_TRANSMIT_QUEUE)
         transmit_all(net);
 }
@@ -454,8 +438,7 @@ static void net_queue_notify(void *device, unsigned queue)
 static bool net_config_read(void *device, uint64_t offset, unsigned size, uint64_t *value)
 {
     const struct virtio_net *net = device;
-    if ((size != 1 && size != 2 && size != 4 && size != 8) || offset > CONFIG_SIZE ||
-        size > CONFIG_SIZE - offset)
+    if ((size != 1 && size != 2 && size != 4 && size != 8) || offset > CONFIG_SIZE || size > CONFIG_SIZE - offset)
         return false;
     uint8_t config[CONFIG_SIZE];
     memcpy(config + CONFIG_MAC, net->state.mac, sizeof net->state.mac);
@@ -509,8 +492,8 @@ static void free_buffers(struct virtio_net *net)
     net->receive_chains = NULL;
 }
 
-int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned slot,
-                    const uint8_t mac[6], struct error *err)
+int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned slot, const uint8_t mac[6],
+                    struct error *err)
 {
     memset(net, 0, sizeof *net);
     net->watch = -1;
@@ -531,8 +514,7 @@ int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned sl
     return 0;
 }
 
-void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook hook,
-                                  void *opaque, bool takes_offloads)
+void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook hook, void *opaque, bool takes_offloads)
 {
     net->transmit_hook = hook;
     net->transmit_hook_opaque = opaque;
@@ -543,14 +525,13 @@ void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook 
 int virtio_net_attach_backend(struct virtio_net *net, struct net_backend *backend, struct error *err)
 {
     if (net->backend)
-        return error_set(err, "virtio-net: already attached to %s %s", net->backend->ops->kind,
-                         net->backend->name);
+        return error_set(err, "virtio-net: already attached to %s %s", net->backend->ops->kind, net->backend->name);
     int watch = -1;
     if (backend->fd >= 0) {
         watch = machine_watch_fd(net->transport.machine, backend->fd, on_backend_readable, net);
         if (watch < 0)
-            return error_set(err, "virtio-net: cannot poll %s %s: the machine's fd table is full",
-                             backend->ops->kind, backend->name);
+            return error_set(err, "virtio-net: cannot poll %s %s: the machine's fd table is full", backend->ops->kind,
+                             backend->name);
     }
     net->backend = backend;
     net->watch = watch;
@@ -618,10 +599,11 @@ void virtio_net_load(struct virtio_net *net, struct state_reader *reader)
         return;
     if (memcmp(mac, net->state.mac, sizeof mac) != 0) {
         const uint8_t *own = net->state.mac;
-        state_reader_fail(reader, "virtio-net: saved MAC %02x:%02x:%02x:%02x:%02x:%02x differs "
+        state_reader_fail(reader,
+                          "virtio-net: saved MAC %02x:%02x:%02x:%02x:%02x:%02x differs "
                           "from this device's %02x:%02x:%02x:%02x:%02x:%02x",
-                          mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
-                          own[0], own[1], own[2], own[3], own[4], own[5]);
+                          mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], own[0], own[1], own[2], own[3], own[4],
+                          own[5]);
         return;
     }
     net->transport = transport;
@@ -640,8 +622,8 @@ void virtio_net_announce(struct virtio_net *net)
     frame[13] = 0x35;
     static const uint8_t rarp_fixed[8] = { 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03 };
     memcpy(frame + 14, rarp_fixed, sizeof rarp_fixed);
-    memcpy(frame + 22, net->state.mac, 6);      /* sender hardware address */
-    memcpy(frame + 32, net->state.mac, 6);      /* target hardware address */
+    memcpy(frame + 22, net->state.mac, 6); /* sender hardware address */
+    memcpy(frame + 32, net->state.mac, 6); /* target hardware address */
     struct virtio_net_header header;
     memset(&header, 0, sizeof header);
     if (net->transmit_hook)

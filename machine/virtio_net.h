@@ -45,14 +45,13 @@ struct virtio_net;
 /* A transmitted frame with its header. Without negotiated offloads the
  * header is all zero; with them it is the guest's (buffer_count 0), and a
  * frame may need its checksum finished or be a GSO super-segment. */
-typedef void (*virtio_net_frame_hook)(void *opaque, struct virtio_net *net,
-                                      const struct virtio_net_header *header,
+typedef void (*virtio_net_frame_hook)(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
                                       const uint8_t *frame, size_t length);
 
 /* What a NIC says about itself, for status and metrics. */
 struct virtio_net_stats {
     uint8_t mac[6];
-    char backend[32];                 /* the backend's name (a TAP's); "" when none */
+    char backend[32]; /* the backend's name (a TAP's); "" when none */
     uint64_t received_frames, transmitted_frames;
     uint64_t dropped_no_buffers, dropped_too_large, dropped_offloads, transmit_errors;
 };
@@ -64,16 +63,15 @@ struct virtio_net_stats {
  * next device reset (at once if the driver has not started), so install
  * the hook before the guest boots. (A test that assigns the device's
  * transmit_hook field directly keeps the offer as it is.) */
-void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook hook,
-                                  void *opaque, bool takes_offloads);
+void virtio_net_set_transmit_hook(struct virtio_net *net, virtio_net_frame_hook hook, void *opaque,
+                                  bool takes_offloads);
 /* Stops or starts reading the backend (machine thread, or with the
  * machine paused). While stopped, a TAP's frames queue in the kernel up to
  * its queue length and are then dropped there. */
 void virtio_net_set_backend_receive(struct virtio_net *net, bool enabled);
 /* Installs the observer of frames read from the backend (the header is
  * the backend's, buffer_count 0). Same threads as above. */
-void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer,
-                                           void *opaque);
+void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque);
 /* Delivers one Ethernet frame with its header to the guest; header NULL
  * means a plain frame (all zero). The device sets buffer_count, and drops
  * DATA_VALID if the guest did not negotiate GUEST_CSUM. Returns false when
@@ -88,8 +86,7 @@ bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t len
 /* The default transmit hook: sends the frame to the backend (a transmit
  * error when it refuses it; dropped silently without a backend, like an
  * unplugged cable). */
-void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net,
-                                    const struct virtio_net_header *header,
+void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
                                     const uint8_t *frame, size_t length);
 /* Tells the network where the VM's MAC now lives (after a migration or a
  * failover): a broadcast RARP announcement from the VM's MAC, as QEMU's

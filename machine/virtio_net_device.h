@@ -24,8 +24,8 @@ struct virtio_net {
     struct virtio_mmio transport;
     struct virtio_net_state state;
     /* host side */
-    struct net_backend *backend;      /* owned; NULL: none (frames dropped) */
-    int watch;                        /* machine fd watch of the backend, or -1 */
+    struct net_backend *backend; /* owned; NULL: none (frames dropped) */
+    int watch;                   /* machine fd watch of the backend, or -1 */
     /* False: the backend is not read at all (a COLO secondary's NIC, whose
      * input comes from the primary until failover). */
     bool backend_receive_enabled;
@@ -35,24 +35,24 @@ struct virtio_net {
     void *backend_frame_observer_opaque;
     virtio_net_frame_hook transmit_hook;
     void *transmit_hook_opaque;
-    bool transmit_hook_takes_offloads;  /* see virtio_net_set_transmit_hook */
+    bool transmit_hook_takes_offloads; /* see virtio_net_set_transmit_hook */
     /* A frame the backend gave us, parked with its header when the guest
      * had no room for it (VIRTIO_NET_MAX_FRAME bytes). */
     uint8_t *parked_frame;
     struct virtio_net_header parked_header;
-    size_t parked_length;             /* 0: none */
+    size_t parked_length; /* 0: none */
     /* Wire header + frame, for gathering a transmit chain
      * (VIRTIO_NET_HEADER_SIZE + VIRTIO_NET_MAX_FRAME). */
     uint8_t *transmit_buffer;
-    struct virtio_chain *receive_chains;  /* one frame's chains (MRG_RXBUF) */
+    struct virtio_chain *receive_chains; /* one frame's chains (MRG_RXBUF) */
     /* counters */
     uint64_t received_frames, transmitted_frames;
     uint64_t dropped_no_buffers, dropped_too_large, transmit_errors;
-    uint64_t dropped_offloads;        /* a header the guest did not negotiate */
+    uint64_t dropped_offloads; /* a header the guest did not negotiate */
 };
 
-int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned slot,
-                    const uint8_t mac[6], struct error *err);
+int virtio_net_init(struct virtio_net *net, struct machine *machine, unsigned slot, const uint8_t mac[6],
+                    struct error *err);
 /* Connects the NIC to its backend and starts polling the backend's fd
  * through the machine. On success the NIC owns the backend (destroyed
  * with it); on failure (a backend already attached, the machine's fd

@@ -11,8 +11,7 @@ static uint16_t get_u16(const uint8_t *bytes)
     return (uint16_t)(bytes[0] | bytes[1] << 8);
 }
 
-void virtio_net_header_encode(const struct virtio_net_header *header,
-                              uint8_t bytes[VIRTIO_NET_HEADER_SIZE])
+void virtio_net_header_encode(const struct virtio_net_header *header, uint8_t bytes[VIRTIO_NET_HEADER_SIZE])
 {
     bytes[0] = header->flags;
     bytes[1] = header->gso_type;
@@ -23,8 +22,7 @@ void virtio_net_header_encode(const struct virtio_net_header *header,
     put_u16(bytes + 10, header->buffer_count);
 }
 
-void virtio_net_header_decode(const uint8_t bytes[VIRTIO_NET_HEADER_SIZE],
-                              struct virtio_net_header *header)
+void virtio_net_header_decode(const uint8_t bytes[VIRTIO_NET_HEADER_SIZE], struct virtio_net_header *header)
 {
     header->flags = bytes[0];
     header->gso_type = bytes[1];

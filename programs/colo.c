@@ -19,58 +19,57 @@
 
 static void print_usage(FILE *out)
 {
-    fprintf(out,
-        "usage: colo run VM.cfg [options]\n"
-        "       colo run PROGRAM.elf [options]\n"
-        "       colo run [VM.cfg] --load FILE [options]\n"
-        "       colo restore FILE [options]   (same as colo run --load FILE)\n"
-        "       colo receive --listen ADDR:PORT VM.cfg [options]\n"
-        "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
-        "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
-        "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS]\n"
-        "       colo checkpoint NAME\n"
-        "       colo failover NAME\n"
-        "\n"
-        "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
-        "name ending in .cfg) describes a Linux VM: kernel, initrd, disks, NICs\n"
-        "on TAP devices (see docs/vm-config.md); its console is the terminal,\n"
-        "and Ctrl-C stops it. PROGRAM.elf is a bare-metal program: its UART is\n"
-        "standard output and colo exits with its exit status (sifive_test or\n"
-        "HTIF tohost).\n"
-        "\n"
-        "options:\n"
-        "  --memory MIB              guest RAM in MiB (default 128; VM.cfg sets its own)\n"
-        "  --deterministic           guest time follows retired instructions\n"
-        "  --instructions-per-tick N with --deterministic: instructions per 100 ns tick (default 10)\n"
-        "  --max-instructions N      stop after N instructions (exit status 0)\n"
-        "  --load FILE               start from a saved machine instead of an ELF\n"
-        "  --save-on-exit FILE       save the whole machine when the run stops\n"
-        "  --print-state             print pc, instret and state hashes on exit (stderr)\n"
-        "  --name NAME               the VM's name (default: VM.cfg's name, else the file's\n"
-        "                            base name: PROGRAM.elf -> PROGRAM)\n"
-        "  --control-socket PATH     listen here instead of $COLO_RUN_DIR/NAME.sock\n"
-        "                            (COLO_RUN_DIR defaults to /run/colo)\n"
-        "  --paused                  start paused: `colo resume NAME` starts the VM\n"
-        "\n"
-        "colo receive waits on ADDR:PORT for `colo migrate` from another host and\n"
-        "then runs the VM like `colo run VM.cfg`; VM.cfg must describe the same\n"
-        "machine (memory, disks, NIC MACs; its TAP may differ). colo migrate\n"
-        "moves a running VM there live: the full copy and rounds of dirty pages\n"
-        "while it runs, then a stop-and-copy within --max-downtime (default 5 ms)\n"
-        "if the guest's dirty rate allows.\n"
-        "\n"
-        "colo secondary builds a COLO secondary (SVM) from VM.cfg and waits on\n"
-        "ADDR:PORT for `colo protect` of the primary VM: an initial live copy,\n"
-        "then a checkpoint at least every --interval ms (default 100). The\n"
-        "primary's network output is held until the SVM has each checkpoint,\n"
-        "and held output asks for one within --output-delay ms (default 0: at\n"
-        "once);\n"
-        "`colo checkpoint NAME` takes one now and prints where its pause went.\n"
-        "When the primary goes away (or `colo failover NAME`), the SVM takes\n"
-        "over on its own TAP. --heartbeat-timeout MS (default 200, 0: none) is\n"
-        "how long the secondary waits without a heartbeat from the primary (one\n"
-        "every 20 ms) before it takes it for dead. docs/replication.md has the details.\n"
-        "  --help                    this text\n");
+    fprintf(out, "usage: colo run VM.cfg [options]\n"
+                 "       colo run PROGRAM.elf [options]\n"
+                 "       colo run [VM.cfg] --load FILE [options]\n"
+                 "       colo restore FILE [options]   (same as colo run --load FILE)\n"
+                 "       colo receive --listen ADDR:PORT VM.cfg [options]\n"
+                 "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
+                 "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
+                 "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS]\n"
+                 "       colo checkpoint NAME\n"
+                 "       colo failover NAME\n"
+                 "\n"
+                 "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
+                 "name ending in .cfg) describes a Linux VM: kernel, initrd, disks, NICs\n"
+                 "on TAP devices (see docs/vm-config.md); its console is the terminal,\n"
+                 "and Ctrl-C stops it. PROGRAM.elf is a bare-metal program: its UART is\n"
+                 "standard output and colo exits with its exit status (sifive_test or\n"
+                 "HTIF tohost).\n"
+                 "\n"
+                 "options:\n"
+                 "  --memory MIB              guest RAM in MiB (default 128; VM.cfg sets its own)\n"
+                 "  --deterministic           guest time follows retired instructions\n"
+                 "  --instructions-per-tick N with --deterministic: instructions per 100 ns tick (default 10)\n"
+                 "  --max-instructions N      stop after N instructions (exit status 0)\n"
+                 "  --load FILE               start from a saved machine instead of an ELF\n"
+                 "  --save-on-exit FILE       save the whole machine when the run stops\n"
+                 "  --print-state             print pc, instret and state hashes on exit (stderr)\n"
+                 "  --name NAME               the VM's name (default: VM.cfg's name, else the file's\n"
+                 "                            base name: PROGRAM.elf -> PROGRAM)\n"
+                 "  --control-socket PATH     listen here instead of $COLO_RUN_DIR/NAME.sock\n"
+                 "                            (COLO_RUN_DIR defaults to /run/colo)\n"
+                 "  --paused                  start paused: `colo resume NAME` starts the VM\n"
+                 "\n"
+                 "colo receive waits on ADDR:PORT for `colo migrate` from another host and\n"
+                 "then runs the VM like `colo run VM.cfg`; VM.cfg must describe the same\n"
+                 "machine (memory, disks, NIC MACs; its TAP may differ). colo migrate\n"
+                 "moves a running VM there live: the full copy and rounds of dirty pages\n"
+                 "while it runs, then a stop-and-copy within --max-downtime (default 5 ms)\n"
+                 "if the guest's dirty rate allows.\n"
+                 "\n"
+                 "colo secondary builds a COLO secondary (SVM) from VM.cfg and waits on\n"
+                 "ADDR:PORT for `colo protect` of the primary VM: an initial live copy,\n"
+                 "then a checkpoint at least every --interval ms (default 100). The\n"
+                 "primary's network output is held until the SVM has each checkpoint,\n"
+                 "and held output asks for one within --output-delay ms (default 0: at\n"
+                 "once);\n"
+                 "`colo checkpoint NAME` takes one now and prints where its pause went.\n"
+                 "When the primary goes away (or `colo failover NAME`), the SVM takes\n"
+                 "over on its own TAP. --heartbeat-timeout MS (default 200, 0: none) is\n"
+                 "how long the secondary waits without a heartbeat from the primary (one\n"
+                 "every 20 ms) before it takes it for dead. docs/replication.md has the details.\n"
+                 "  --help                    this text\n");
 }
 
 static int usage_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -149,8 +148,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             i++;
         } else if (strcmp(argument, "--max-instructions") == 0) {
             if (!parse_unsigned(next, &max_instructions) || max_instructions == 0)
-                return usage_error("--max-instructions needs a positive number, got '%s'",
-                                   next ? next : "nothing");
+                return usage_error("--max-instructions needs a positive number, got '%s'", next ? next : "nothing");
             i++;
         } else if (strcmp(argument, "--load") == 0) {
             if (!next)
@@ -169,7 +167,8 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             i++;
         } else if (strcmp(argument, "--heartbeat-timeout") == 0 && mode == RUN_SECONDARY) {
             if (!parse_unsigned(next, &heartbeat_timeout_ms) || heartbeat_timeout_ms > 3600000)
-                return usage_error("--heartbeat-timeout needs milliseconds (0: none), got '%s'", next ? next : "nothing");
+                return usage_error("--heartbeat-timeout needs milliseconds (0: none), got '%s'",
+                                   next ? next : "nothing");
             i++;
         } else if (strcmp(argument, "--print-state") == 0) {
             options.print_state = true;

@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vm.h"                      /* vm_name_is_valid */
 #include "control_client.h"
+#include "vm.h" /* vm_name_is_valid */
 
 #define EXIT_ERROR 1
 #define EXIT_USAGE 2
@@ -24,7 +24,7 @@ enum client_command { COMMAND_STATUS, COMMAND_PAUSE, COMMAND_RESUME, COMMAND_SAV
 static const struct {
     const char *name;
     enum client_command command;
-    const char *arguments;              /* for usage lines */
+    const char *arguments; /* for usage lines */
 } commands[] = {
     { "status", COMMAND_STATUS, "[--json] NAME" },
     { "pause", COMMAND_PAUSE, "NAME" },
@@ -37,10 +37,10 @@ static const struct {
 struct client_options {
     const char *command_name;
     enum client_command command;
-    const char *vm_name;                /* NULL with --control-socket and no NAME */
+    const char *vm_name; /* NULL with --control-socket and no NAME */
     const char *file;
-    const char *socket_path;            /* --control-socket */
-    int timeout_ms;                     /* -1: none */
+    const char *socket_path; /* --control-socket */
+    int timeout_ms;          /* -1: none */
     bool timeout_given;
     bool json;
     bool keep_running;
@@ -52,19 +52,18 @@ void colo_client_print_usage(FILE *out)
                  "(default /run/colo; see docs/control.md):\n\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "       colo %s %s\n", commands[i].name, commands[i].arguments);
-    fprintf(out,
-        "\n"
-        "status prints the VM's state and counters (--json: the raw reply); pause\n"
-        "and resume stop and restart its harts; save writes its whole state to\n"
-        "FILE (for `colo run --load FILE`) and ends the VM, unless --keep-running;\n"
-        "quit ends it (colo run exits 0); events prints state changes and other\n"
-        "events until interrupted or the VM ends.\n"
-        "\n"
-        "client options:\n"
-        "  --timeout SEC             wait at most SEC seconds for the reply (default 5;\n"
-        "                            save: no limit; 0: no limit)\n"
-        "  --json                    print the VM's reply (or events) as JSON lines\n"
-        "  --control-socket PATH     talk to this socket instead of NAME's\n");
+    fprintf(out, "\n"
+                 "status prints the VM's state and counters (--json: the raw reply); pause\n"
+                 "and resume stop and restart its harts; save writes its whole state to\n"
+                 "FILE (for `colo run --load FILE`) and ends the VM, unless --keep-running;\n"
+                 "quit ends it (colo run exits 0); events prints state changes and other\n"
+                 "events until interrupted or the VM ends.\n"
+                 "\n"
+                 "client options:\n"
+                 "  --timeout SEC             wait at most SEC seconds for the reply (default 5;\n"
+                 "                            save: no limit; 0: no limit)\n"
+                 "  --json                    print the VM's reply (or events) as JSON lines\n"
+                 "  --control-socket PATH     talk to this socket instead of NAME's\n");
 }
 
 static int usage_error(const struct client_options *options, const char *format, ...)
@@ -255,23 +254,25 @@ static void print_status(const json_t *reply)
     }
     size_t index;
     json_t *disk;
-    json_array_foreach(json_object_get(reply, "disks"), index, disk) {
-        printf("  disk %zu        %s%s: %" JSON_INTEGER_FORMAT " reads, %" JSON_INTEGER_FORMAT " writes, %"
-               JSON_INTEGER_FORMAT " flushes, %" JSON_INTEGER_FORMAT " failed\n",
-               index, string_field(disk, "path"), json_is_true(json_object_get(disk, "read_only")) ? " (read-only)" : "",
+    json_array_foreach(json_object_get(reply, "disks"), index, disk)
+    {
+        printf("  disk %zu        %s%s: %" JSON_INTEGER_FORMAT " reads, %" JSON_INTEGER_FORMAT
+               " writes, %" JSON_INTEGER_FORMAT " flushes, %" JSON_INTEGER_FORMAT " failed\n",
+               index, string_field(disk, "path"),
+               json_is_true(json_object_get(disk, "read_only")) ? " (read-only)" : "",
                integer_field(disk, "read_requests"), integer_field(disk, "write_requests"),
                integer_field(disk, "flush_requests"), integer_field(disk, "failed_requests"));
     }
     json_t *nic;
-    json_array_foreach(json_object_get(reply, "nics"), index, nic) {
+    json_array_foreach(json_object_get(reply, "nics"), index, nic)
+    {
         const char *tap = string_field(nic, "tap");
         printf("  nic %zu         %s on %s: %" JSON_INTEGER_FORMAT " frames in, %" JSON_INTEGER_FORMAT
-               " out; dropped %" JSON_INTEGER_FORMAT " (no buffers) %" JSON_INTEGER_FORMAT " (too large); %"
-               JSON_INTEGER_FORMAT " transmit errors\n",
-               index, string_field(nic, "mac"), tap[0] ? tap : "no TAP",
-               integer_field(nic, "received_frames"), integer_field(nic, "transmitted_frames"),
-               integer_field(nic, "dropped_no_buffers"), integer_field(nic, "dropped_too_large"),
-               integer_field(nic, "transmit_errors"));
+               " out; dropped %" JSON_INTEGER_FORMAT " (no buffers) %" JSON_INTEGER_FORMAT
+               " (too large); %" JSON_INTEGER_FORMAT " transmit errors\n",
+               index, string_field(nic, "mac"), tap[0] ? tap : "no TAP", integer_field(nic, "received_frames"),
+               integer_field(nic, "transmitted_frames"), integer_field(nic, "dropped_no_buffers"),
+               integer_field(nic, "dropped_too_large"), integer_field(nic, "transmit_errors"));
     }
     /* COLO: "replication  primary, RUNNING: 123 checkpoints, downtime p50 4.1 ms, p99 9.8 ms" */
     const json_t *replication = json_object_get(reply, "replication");
@@ -306,9 +307,9 @@ static void print_event(const json_t *event)
     } else if (strcmp(name, "replication") == 0 && json_is_object(checkpoint)) {
         /* One line per checkpoint (there may be hundreds a second). */
         printf("%s.%03d checkpoint %" JSON_INTEGER_FORMAT " (%s): %" JSON_INTEGER_FORMAT " dirty pages, "
-               "PVM paused %.2f ms\n", clock_text, milliseconds,
-               json_integer_value(json_object_get(checkpoint, "number")), string_field(checkpoint, "trigger"),
-               json_integer_value(json_object_get(checkpoint, "dirty_pages")),
+               "PVM paused %.2f ms\n",
+               clock_text, milliseconds, json_integer_value(json_object_get(checkpoint, "number")),
+               string_field(checkpoint, "trigger"), json_integer_value(json_object_get(checkpoint, "dirty_pages")),
                json_number_value(json_object_get(checkpoint, "downtime_ms")));
     } else {
         json_t *rest = json_copy((json_t *)event);

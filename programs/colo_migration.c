@@ -19,12 +19,14 @@ static void print_progress(const json_t *event)
     double rate = json_number_value(json_object_get(event, "megabytes_per_second"));
     bool stop = json_is_true(json_object_get(event, "stop_and_copy"));
     int width = 30;
-    int filled = total > 0 ? (int)((double)(total - (remaining < total ? remaining : total)) / (double)total * width) : 0;
+    int filled = total > 0 ? (int)((double)(total - (remaining < total ? remaining : total)) / (double)total * width)
+                           : 0;
     if (round > 0)
         filled = width;
-    fprintf(stderr, "\r[%-*.*s] round %d%s  %" JSON_INTEGER_FORMAT " pages sent, %" JSON_INTEGER_FORMAT
-            " remaining  %.1f MB/s   ", width, filled, "##############################", round,
-            stop ? " (stop-and-copy)" : "", sent, remaining, rate);
+    fprintf(
+        stderr,
+        "\r[%-*.*s] round %d%s  %" JSON_INTEGER_FORMAT " pages sent, %" JSON_INTEGER_FORMAT " remaining  %.1f MB/s   ",
+        width, filled, "##############################", round, stop ? " (stop-and-copy)" : "", sent, remaining, rate);
 }
 
 int colo_migrate_main(int argc, char **argv)
@@ -48,8 +50,10 @@ int colo_migrate_main(int argc, char **argv)
                 return 2;
             }
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "colo migrate: unknown option '%s'\n"
-                    "usage: colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n", argv[i]);
+            fprintf(stderr,
+                    "colo migrate: unknown option '%s'\n"
+                    "usage: colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n",
+                    argv[i]);
             return 2;
         } else if (!name) {
             name = argv[i];
@@ -103,10 +107,10 @@ int colo_migrate_main(int argc, char **argv)
         if (status == CONTROL_CLIENT_OK) {
             fputc('\n', stderr);
             if (json_is_true(json_object_get(message, "ok"))) {
-                printf("migrated %s to %s in %.2f s: downtime %.2f ms (%.2f ms to the last byte sent), %"
-                       JSON_INTEGER_FORMAT " rounds, %" JSON_INTEGER_FORMAT " pages (%" JSON_INTEGER_FORMAT
-                       " while paused), %.1f MiB\n", name, destination,
-                       json_number_value(json_object_get(message, "total_seconds")),
+                printf("migrated %s to %s in %.2f s: downtime %.2f ms (%.2f ms to the last byte sent), "
+                       "%" JSON_INTEGER_FORMAT " rounds, %" JSON_INTEGER_FORMAT " pages (%" JSON_INTEGER_FORMAT
+                       " while paused), %.1f MiB\n",
+                       name, destination, json_number_value(json_object_get(message, "total_seconds")),
                        json_number_value(json_object_get(message, "downtime_ms")),
                        json_number_value(json_object_get(message, "downtime_sent_ms")),
                        json_integer_value(json_object_get(message, "rounds")),
@@ -137,4 +141,3 @@ done:
     control_client_close(&events);
     return exit_status;
 }
-

@@ -48,8 +48,8 @@ int colo_protect_main(int argc, char **argv)
             char *end;
             long value = strtol(argv[++i], &end, 10);
             if (*end || !*argv[i] || value < (interval ? 1 : 0) || value > 600000) {
-                fprintf(stderr, "colo protect: %s needs %s..600000 ms, got '%s'\n", argv[i - 1],
-                        interval ? "1" : "0", argv[i]);
+                fprintf(stderr, "colo protect: %s needs %s..600000 ms, got '%s'\n", argv[i - 1], interval ? "1" : "0",
+                        argv[i]);
                 return 2;
             }
             *(interval ? &interval_ms : &output_delay_ms) = value;
@@ -76,7 +76,8 @@ int colo_protect_main(int argc, char **argv)
     if (status == 0)
         printf("protecting %s with the secondary at %s (checkpoint at least every %" JSON_INTEGER_FORMAT
                " ms, and within %" JSON_INTEGER_FORMAT " ms of held output); `colo status %s` shows the "
-               "replication\n", name, destination, json_integer_value(json_object_get(reply, "interval_ms")),
+               "replication\n",
+               name, destination, json_integer_value(json_object_get(reply, "interval_ms")),
                json_integer_value(json_object_get(reply, "output_delay_ms")), name);
     json_decref(reply);
     return status;
@@ -123,4 +124,3 @@ int colo_failover_main(int argc, char **argv)
         printf("%s failed over: it runs here now\n", argv[0]);
     return status;
 }
-

@@ -59,7 +59,7 @@ static int committed_load(void *opaque, const struct stream_reader *reader, stru
         size_t frame_length = length - STREAM_OUTPUT_PREFIX;
         uint8_t *copy = nic < nic_count ? malloc(frame_length) : NULL;
         if (!copy)
-            continue;   /* a NIC this VM does not have (cannot happen: same configuration), or no memory */
+            continue; /* a NIC this VM does not have (cannot happen: same configuration), or no memory */
         memcpy(copy, body + STREAM_OUTPUT_PREFIX, frame_length);
         struct held_frame *f = &output->frames[output->count++];
         f->net = machine_nic(output->machine, nic);
@@ -99,5 +99,7 @@ static int committed_failover(void *opaque, struct error *err)
 }
 
 const struct colo_checkpoint_device_ops committed_output_device = {
-    .load = committed_load, .postsuspend = committed_postsuspend, .failover = committed_failover,
+    .load = committed_load,
+    .postsuspend = committed_postsuspend,
+    .failover = committed_failover,
 };

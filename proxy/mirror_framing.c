@@ -22,7 +22,9 @@ long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, stru
     if (length < size)
         return MIRROR_PARSE_INCOMPLETE;
     *message = (struct mirror_message){
-        .nic = nic, .frame = buffer + MIRROR_WORD_SIZE, .length = frame_length,
+        .nic = nic,
+        .frame = buffer + MIRROR_WORD_SIZE,
+        .length = frame_length,
     };
     virtio_net_header_decode(buffer + MIRROR_WORD_SIZE + frame_length, &message->header);
     return (long)size;

@@ -22,9 +22,9 @@
 #define MIRROR_MESSAGE_MAX (MIRROR_WORD_SIZE + VIRTIO_NET_MAX_FRAME + VIRTIO_NET_HEADER_SIZE)
 
 struct mirror_message {
-    bool heartbeat;                     /* then nothing below is set */
-    unsigned nic;                       /* < the nic_count given to mirror_parse */
-    const uint8_t *frame;               /* inside the parsed buffer */
+    bool heartbeat;       /* then nothing below is set */
+    unsigned nic;         /* < the nic_count given to mirror_parse */
+    const uint8_t *frame; /* inside the parsed buffer */
     size_t length;
     struct virtio_net_header header;
 };

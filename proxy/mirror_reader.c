@@ -34,12 +34,15 @@ static bool take_messages(struct mirror_reader *reader)
         }
         pthread_mutex_lock(&reader->lock);
         reader->received++;
-        uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX
-                            ? malloc(message.length) : NULL;
+        uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX ? malloc(message.length)
+                                                                                             : NULL;
         if (copy) {
             memcpy(copy, message.frame, message.length);
             reader->queue[reader->queued++] = (struct mirrored_frame){
-                .nic = message.nic, .header = message.header, .length = message.length, .data = copy,
+                .nic = message.nic,
+                .header = message.header,
+                .length = message.length,
+                .data = copy,
             };
             queued_any = true;
         } else {
@@ -68,7 +71,8 @@ static void *reader_thread(void *opaque)
         struct pollfd p = { .fd = reader->fd, .events = POLLIN };
         int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS);
         if (ready < 0 && errno != EINTR) {
-            failure_detector_declare_peer_dead(detector, "cannot poll the mirror connection; taking the primary for lost");
+            failure_detector_declare_peer_dead(detector,
+                                               "cannot poll the mirror connection; taking the primary for lost");
             return NULL;
         }
         if (ready <= 0) {
@@ -114,8 +118,8 @@ static void on_frames_ready(void *opaque)
     pthread_mutex_unlock(&reader->lock);
 }
 
-int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd,
-                       struct failure_detector *detector, struct error *err)
+int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd, struct failure_detector *detector,
+                       struct error *err)
 {
     memset(reader, 0, sizeof *reader);
     reader->machine = machine;
@@ -172,7 +176,9 @@ void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_
 {
     pthread_mutex_lock(&reader->lock);
     *stats = (struct mirror_reader_stats){
-        .received = reader->received, .delivered = reader->delivered, .dropped = reader->dropped,
+        .received = reader->received,
+        .delivered = reader->delivered,
+        .dropped = reader->dropped,
         .heartbeats = failure_detector_heartbeats(reader->detector),
     };
     pthread_mutex_unlock(&reader->lock);
@@ -201,7 +207,7 @@ static void drain(struct mirror_reader *reader)
         ssize_t got = recv(reader->fd, reader->buffer + reader->buffered, MIRROR_MESSAGE_MAX - reader->buffered,
                            MSG_DONTWAIT);
         if (got <= 0)
-            break;   /* end of the connection, nothing more now, or an error */
+            break; /* end of the connection, nothing more now, or an error */
         reader->buffered += (size_t)got;
         if (!take_messages(reader))
             break;
@@ -227,5 +233,6 @@ static int mirror_reader_failover(void *opaque, struct error *err)
 }
 
 const struct colo_checkpoint_device_ops mirror_reader_device = {
-    .setup = mirror_reader_setup, .failover = mirror_reader_failover,
+    .setup = mirror_reader_setup,
+    .failover = mirror_reader_failover,
 };

@@ -46,12 +46,12 @@ struct mirror_reader {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    atomic_bool svm_built;              /* after the initial copy: frames go in from now on */
-    int frames_ready;                   /* eventfd */
-    int frames_watch;                   /* machine fd watch of frames_ready, or -1 */
-    uint8_t *buffer;                    /* a partial message, MIRROR_MESSAGE_MAX */
-    size_t buffered;                    /* buffer is the reader thread's (or failover's, once it ended) */
-    pthread_mutex_t lock;               /* guards the queue and the counters */
+    atomic_bool svm_built; /* after the initial copy: frames go in from now on */
+    int frames_ready;      /* eventfd */
+    int frames_watch;      /* machine fd watch of frames_ready, or -1 */
+    uint8_t *buffer;       /* a partial message, MIRROR_MESSAGE_MAX */
+    size_t buffered;       /* buffer is the reader thread's (or failover's, once it ended) */
+    pthread_mutex_t lock;  /* guards the queue and the counters */
     struct mirrored_frame queue[MIRROR_QUEUE_MAX];
     size_t queued;
     uint64_t received, delivered, dropped;
@@ -61,8 +61,8 @@ extern const struct colo_checkpoint_device_ops mirror_reader_device;
 
 /* Mutes the machine's NICs (no backend reads: their input comes from the
  * mirror) before it runs. */
-int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd,
-                       struct failure_detector *detector, struct error *err);
+int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd, struct failure_detector *detector,
+                       struct error *err);
 int mirror_reader_start(struct mirror_reader *reader, struct error *err);
 /* Ends and joins the thread (nothing if it is not running). */
 void mirror_reader_stop(struct mirror_reader *reader);

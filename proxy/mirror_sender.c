@@ -77,7 +77,9 @@ static void mirror_frame(void *opaque, struct virtio_net *net, const struct virt
     uint8_t header_bytes[VIRTIO_NET_HEADER_SIZE];
     virtio_net_header_encode(header, header_bytes);
     struct iovec parts[3] = {
-        { word, sizeof word }, { (void *)frame, length }, { header_bytes, sizeof header_bytes },
+        { word, sizeof word },
+        { (void *)frame, length },
+        { header_bytes, sizeof header_bytes },
     };
     if (send_message(sender, parts, 3, true))
         atomic_fetch_add(&sender->frames, 1);

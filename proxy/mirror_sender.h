@@ -18,9 +18,9 @@ struct machine;
 struct mirror_sender {
     struct machine *machine;
     int fd;
-    pthread_mutex_t lock;               /* one writer at a time on fd: frames and heartbeats */
-    atomic_bool mirroring;              /* the SVM exists: send it the PVM's input */
-    atomic_bool broken;                 /* a write failed: stop writing (the loop notices the loss) */
+    pthread_mutex_t lock;  /* one writer at a time on fd: frames and heartbeats */
+    atomic_bool mirroring; /* the SVM exists: send it the PVM's input */
+    atomic_bool broken;    /* a write failed: stop writing (the loop notices the loss) */
     atomic_uint_fast64_t frames, dropped;
 };
 

@@ -27,7 +27,8 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     } else {
         uint8_t *copy = buffer->held_count < OUTPUT_HELD_FRAMES_MAX &&
                                 buffer->held_bytes + length <= OUTPUT_HELD_BYTES_MAX
-                            ? malloc(length) : NULL;
+                            ? malloc(length)
+                            : NULL;
         if (copy) {
             memcpy(copy, frame, length);
             buffer->held[buffer->held_count++] = (struct held_frame){ net, *header, length, copy };
@@ -149,7 +150,9 @@ static void primary_release(void *opaque)
 }
 
 const struct colo_checkpoint_device_ops output_buffer_primary_device = {
-    .setup = primary_setup, .save = primary_save, .release = primary_release,
+    .setup = primary_setup,
+    .save = primary_save,
+    .release = primary_release,
 };
 
 /* ---- the secondary's device ---- */
@@ -184,5 +187,6 @@ static int secondary_failover(void *opaque, struct error *err)
 }
 
 const struct colo_checkpoint_device_ops output_buffer_secondary_device = {
-    .preresume = secondary_preresume, .failover = secondary_failover,
+    .preresume = secondary_preresume,
+    .failover = secondary_failover,
 };

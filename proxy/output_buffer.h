@@ -43,15 +43,15 @@ struct held_frame {
 
 struct output_buffer_stats {
     uint64_t held_now, held_total, released_total, dropped_full;
-    uint64_t dropped_by_checkpoint;     /* secondary: SVM frames a checkpoint made void */
-    uint64_t released_at_failover;      /* secondary: SVM frames sent at the failover */
+    uint64_t dropped_by_checkpoint; /* secondary: SVM frames a checkpoint made void */
+    uint64_t released_at_failover;  /* secondary: SVM frames sent at the failover */
 };
 
 struct output_buffer {
     struct machine *machine;
-    pthread_mutex_t lock;               /* guards everything below */
+    pthread_mutex_t lock; /* guards everything below */
     bool holding;
-    struct colo_primary *primary;       /* primary: asked for checkpoints; NULL on a secondary */
+    struct colo_primary *primary; /* primary: asked for checkpoints; NULL on a secondary */
     unsigned output_delay_ms;
     struct held_frame held[OUTPUT_HELD_FRAMES_MAX];
     size_t held_count, held_bytes;

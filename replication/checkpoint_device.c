@@ -3,12 +3,10 @@
 #include <stdio.h>
 
 int colo_checkpoint_devices_add(struct colo_checkpoint_devices *devices, const char *name,
-                                const struct colo_checkpoint_device_ops *ops, void *opaque,
-                                struct error *err)
+                                const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err)
 {
     if (devices->count >= COLO_MAX_CHECKPOINT_DEVICES)
-        return error_set(err, "cannot add checkpoint device %s: at most %d", name,
-                         COLO_MAX_CHECKPOINT_DEVICES);
+        return error_set(err, "cannot add checkpoint device %s: at most %d", name, COLO_MAX_CHECKPOINT_DEVICES);
     devices->devices[devices->count++] = (struct colo_checkpoint_device){ name, ops, opaque };
     return 0;
 }
@@ -16,10 +14,14 @@ int colo_checkpoint_devices_add(struct colo_checkpoint_devices *devices, const c
 static const char *phase_name(enum colo_device_phase phase)
 {
     switch (phase) {
-    case COLO_DEVICE_SETUP: return "setup";
-    case COLO_DEVICE_COMMIT: return "commit";
-    case COLO_DEVICE_POSTSUSPEND: return "postsuspend";
-    case COLO_DEVICE_PRERESUME: return "preresume";
+    case COLO_DEVICE_SETUP:
+        return "setup";
+    case COLO_DEVICE_COMMIT:
+        return "commit";
+    case COLO_DEVICE_POSTSUSPEND:
+        return "postsuspend";
+    case COLO_DEVICE_PRERESUME:
+        return "preresume";
     }
     return "?";
 }
@@ -31,10 +33,18 @@ int colo_checkpoint_devices_call(struct colo_checkpoint_devices *devices, enum c
         const struct colo_checkpoint_device *device = &devices->devices[i];
         int (*function)(void *) = NULL;
         switch (phase) {
-        case COLO_DEVICE_SETUP: function = device->ops->setup; break;
-        case COLO_DEVICE_COMMIT: function = device->ops->commit; break;
-        case COLO_DEVICE_POSTSUSPEND: function = device->ops->postsuspend; break;
-        case COLO_DEVICE_PRERESUME: function = device->ops->preresume; break;
+        case COLO_DEVICE_SETUP:
+            function = device->ops->setup;
+            break;
+        case COLO_DEVICE_COMMIT:
+            function = device->ops->commit;
+            break;
+        case COLO_DEVICE_POSTSUSPEND:
+            function = device->ops->postsuspend;
+            break;
+        case COLO_DEVICE_PRERESUME:
+            function = device->ops->preresume;
+            break;
         }
         if (function && function(device->opaque) < 0)
             return error_set(err, "checkpoint device %s failed in %s", device->name, phase_name(phase));

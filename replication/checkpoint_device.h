@@ -44,7 +44,7 @@ struct colo_checkpoint_device_ops {
 };
 
 struct colo_checkpoint_device {
-    const char *name;                  /* for error messages */
+    const char *name; /* for error messages */
     const struct colo_checkpoint_device_ops *ops;
     void *opaque;
 };
@@ -54,7 +54,7 @@ struct colo_checkpoint_device {
 struct colo_checkpoint_devices {
     struct colo_checkpoint_device devices[COLO_MAX_CHECKPOINT_DEVICES];
     size_t count;
-    size_t set_up;                     /* how many have had setup (teardown undoes these) */
+    size_t set_up; /* how many have had setup (teardown undoes these) */
 };
 
 enum colo_device_phase {
@@ -65,8 +65,7 @@ enum colo_device_phase {
 };
 
 int colo_checkpoint_devices_add(struct colo_checkpoint_devices *devices, const char *name,
-                                const struct colo_checkpoint_device_ops *ops, void *opaque,
-                                struct error *err);
+                                const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err);
 /* Calls the phase on every device in order; stops at the first failure,
  * whose error names the device and the phase. */
 int colo_checkpoint_devices_call(struct colo_checkpoint_devices *devices, enum colo_device_phase phase,

@@ -47,8 +47,8 @@ static void *monitor_thread(void *opaque)
 }
 
 int colo_failover_start(struct colo_failover *failover, struct colo_secondary *secondary,
-                        void (*on_finished)(void *opaque, const struct colo_failover_result *result),
-                        void *opaque, struct error *err)
+                        void (*on_finished)(void *opaque, const struct colo_failover_result *result), void *opaque,
+                        struct error *err)
 {
     memset(failover, 0, sizeof *failover);
     failover->secondary = secondary;

@@ -18,16 +18,16 @@
 #include "error.h"
 
 enum colo_failover_outcome {
-    COLO_FAILOVER_PENDING,              /* replication goes on */
-    COLO_FAILOVER_DONE,                 /* the SVM runs as the VM */
-    COLO_FAILOVER_REFUSED,              /* no consistent SVM: the machine was asked to stop */
+    COLO_FAILOVER_PENDING, /* replication goes on */
+    COLO_FAILOVER_DONE,    /* the SVM runs as the VM */
+    COLO_FAILOVER_REFUSED, /* no consistent SVM: the machine was asked to stop */
 };
 
 struct colo_failover_result {
     enum colo_failover_outcome outcome;
     enum colo_secondary_state from_state;
-    char replication_ended[512];        /* why the loop ended */
-    char refused[512];                  /* REFUSED: why */
+    char replication_ended[512]; /* why the loop ended */
+    char refused[512];           /* REFUSED: why */
 };
 
 struct colo_failover {
@@ -39,13 +39,13 @@ struct colo_failover {
     bool started;
     pthread_mutex_t lock;
     pthread_cond_t finished;
-    struct colo_failover_result result;  /* under lock */
+    struct colo_failover_result result; /* under lock */
 };
 
 /* Starts the monitor of a started secondary. */
 int colo_failover_start(struct colo_failover *failover, struct colo_secondary *secondary,
-                        void (*on_finished)(void *opaque, const struct colo_failover_result *result),
-                        void *opaque, struct error *err);
+                        void (*on_finished)(void *opaque, const struct colo_failover_result *result), void *opaque,
+                        struct error *err);
 /* Waits up to timeout_ms for the outcome (PENDING when it did not come). */
 enum colo_failover_outcome colo_failover_wait(struct colo_failover *failover, int timeout_ms,
                                               struct colo_failover_result *result);

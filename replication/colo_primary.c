@@ -15,9 +15,12 @@
 const char *colo_primary_state_name(enum colo_primary_state state)
 {
     switch (state) {
-    case COLO_PRIMARY_MIGRATING: return "MIGRATING";
-    case COLO_PRIMARY_RUNNING: return "RUNNING";
-    case COLO_PRIMARY_CHECKPOINTING: return "CHECKPOINTING";
+    case COLO_PRIMARY_MIGRATING:
+        return "MIGRATING";
+    case COLO_PRIMARY_RUNNING:
+        return "RUNNING";
+    case COLO_PRIMARY_CHECKPOINTING:
+        return "CHECKPOINTING";
     }
     return "?";
 }
@@ -25,9 +28,12 @@ const char *colo_primary_state_name(enum colo_primary_state state)
 const char *colo_checkpoint_trigger_name(enum colo_checkpoint_trigger trigger)
 {
     switch (trigger) {
-    case COLO_TRIGGER_INTERVAL: return "interval";
-    case COLO_TRIGGER_REQUEST: return "request";
-    case COLO_TRIGGER_OUTPUT: return "output";
+    case COLO_TRIGGER_INTERVAL:
+        return "interval";
+    case COLO_TRIGGER_REQUEST:
+        return "request";
+    case COLO_TRIGGER_OUTPUT:
+        return "output";
     }
     return "?";
 }
@@ -173,8 +179,7 @@ uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double p
 /* "primary (CHECKPOINTING), checkpoint 4, sending the checkpoint: ...". */
 static int fail(struct colo_primary *primary, struct error *err, const char *step, const struct error *cause)
 {
-    return error_set(err, "primary (%s), checkpoint %llu, %s: %s",
-                     colo_primary_state_name(colo_primary_state(primary)),
+    return error_set(err, "primary (%s), checkpoint %llu, %s: %s", colo_primary_state_name(colo_primary_state(primary)),
                      (unsigned long long)primary->checkpoint_number, step, cause->message);
 }
 
@@ -190,8 +195,7 @@ static int wait_message(struct colo_primary *primary, enum colo_message expected
 {
     char context[96];
     snprintf(context, sizeof context, "primary (%s), checkpoint %llu",
-             colo_primary_state_name(colo_primary_state(primary)),
-             (unsigned long long)primary->checkpoint_number);
+             colo_primary_state_name(colo_primary_state(primary)), (unsigned long long)primary->checkpoint_number);
     return colo_wait_message(&primary->reader, expected, primary->options.message_timeout_ms, context, err);
 }
 
@@ -231,8 +235,10 @@ int colo_primary_kill_hook_from_env(struct colo_primary_kill_hook *hook, struct 
             step = (enum colo_kill_step)i;
     }
     if (step == COLO_KILL_NONE)
-        return error_set(err, "COLO_TEST_KILL_AT=%s: unknown step (before-new, svm-suspended, mid-pages, "
-                              "after-end, after-ready)", at);
+        return error_set(err,
+                         "COLO_TEST_KILL_AT=%s: unknown step (before-new, svm-suspended, mid-pages, "
+                         "after-end, after-ready)",
+                         at);
     uint64_t after = 5;
     const char *after_text = getenv("COLO_TEST_KILL_AFTER");
     if (after_text && *after_text) {
@@ -418,8 +424,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
     pthread_mutex_lock(&primary->lock);
     primary->stats.migration = migration;
     pthread_mutex_unlock(&primary->lock);
-    if (call_devices(primary, COLO_DEVICE_SETUP, err) < 0 ||
-        wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
+    if (call_devices(primary, COLO_DEVICE_SETUP, err) < 0 || wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
         return -1;
     resume_pvm(primary);
     if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
@@ -441,9 +446,9 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return -1;
         struct colo_checkpoint_report report = {
             .number = primary->checkpoint_number,
-            .trigger = trigger == TRIGGER_REQUEST ? COLO_TRIGGER_REQUEST
-                       : trigger == TRIGGER_OUTPUT  ? COLO_TRIGGER_OUTPUT
-                                                    : COLO_TRIGGER_INTERVAL,
+            .trigger = trigger == TRIGGER_REQUEST  ? COLO_TRIGGER_REQUEST
+                       : trigger == TRIGGER_OUTPUT ? COLO_TRIGGER_OUTPUT
+                                                   : COLO_TRIGGER_INTERVAL,
         };
         uint64_t bytes_before = primary->writer.bytes_written;
         if (primary->options.precopy && send_precopy(primary, &report.precopy_pages, err) < 0)
@@ -456,7 +461,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return -1;
         uint64_t suspended_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_SVM_SUSPENDED);
-        if (send_checkpoint(primary, &report.dirty_pages, err) < 0)   /* COLO_KILL_MID_PAGES inside */
+        if (send_checkpoint(primary, &report.dirty_pages, err) < 0) /* COLO_KILL_MID_PAGES inside */
             return -1;
         uint64_t sent_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_AFTER_END);

@@ -38,26 +38,26 @@ const char *colo_primary_state_name(enum colo_primary_state state);
 
 /* What started a checkpoint. */
 enum colo_checkpoint_trigger {
-    COLO_TRIGGER_INTERVAL,                 /* max_interval_ms passed */
-    COLO_TRIGGER_REQUEST,                  /* colo_primary_request_checkpoint */
-    COLO_TRIGGER_OUTPUT,                   /* held output waited its longest (colo_primary_request_checkpoint_within) */
+    COLO_TRIGGER_INTERVAL, /* max_interval_ms passed */
+    COLO_TRIGGER_REQUEST,  /* colo_primary_request_checkpoint */
+    COLO_TRIGGER_OUTPUT,   /* held output waited its longest (colo_primary_request_checkpoint_within) */
 };
 
 const char *colo_checkpoint_trigger_name(enum colo_checkpoint_trigger trigger);
 
 /* One checkpoint, as the loop saw it: where the PVM's pause went. */
 struct colo_checkpoint_report {
-    uint64_t number;                       /* 1, 2, ... */
+    uint64_t number; /* 1, 2, ... */
     enum colo_checkpoint_trigger trigger;
-    uint64_t dirty_pages;                  /* sent (zero pages included; a page sent in the
-                                              pre-copy and again while paused counts twice) */
-    uint64_t precopy_pages;                /* of those, sent before the pause */
-    uint64_t bytes;                        /* sent for it */
-    uint64_t downtime_us;                  /* PVM paused, pause to resume */
-    uint64_t suspend_us;                   /* pause until SVM_SUSPENDED arrived */
-    uint64_t send_us;                      /* dirty log, pages, state, CHECKPOINT_END sent */
-    uint64_t apply_us;                     /* until SVM_READY: the secondary's rollback and apply */
-    uint64_t resume_us;                    /* output release, devices, resume */
+    uint64_t dirty_pages;   /* sent (zero pages included; a page sent in the
+                               pre-copy and again while paused counts twice) */
+    uint64_t precopy_pages; /* of those, sent before the pause */
+    uint64_t bytes;         /* sent for it */
+    uint64_t downtime_us;   /* PVM paused, pause to resume */
+    uint64_t suspend_us;    /* pause until SVM_SUSPENDED arrived */
+    uint64_t send_us;       /* dirty log, pages, state, CHECKPOINT_END sent */
+    uint64_t apply_us;      /* until SVM_READY: the secondary's rollback and apply */
+    uint64_t resume_us;     /* output release, devices, resume */
 };
 
 /* The test-only kill hook's steps (see colo_primary_kill_hook_from_env). */
@@ -76,16 +76,16 @@ struct colo_primary_kill_hook {
 };
 
 struct colo_primary_options {
-    struct migration_options migration;    /* keep_dirty_log is forced on */
+    struct migration_options migration; /* keep_dirty_log is forced on */
     /* The longest interval between checkpoints (from one resume of the
      * PVM to the next CHECKPOINT_NEW). */
-    unsigned max_interval_ms;              /* default 1000 */
+    unsigned max_interval_ms; /* default 1000 */
     /* Send what the PVM dirtied so far right after CHECKPOINT_NEW, while it
      * still runs (and the SVM suspends), so that only what it dirties
      * meanwhile is sent with it paused. Default on. */
     bool precopy;
     /* Waits for each of the secondary's replies. */
-    int message_timeout_ms;                /* default 5000 */
+    int message_timeout_ms; /* default 5000 */
     /* Called after each checkpoint, with the PVM running again (not in
      * the downtime), on the loop's thread. */
     void (*on_checkpoint)(void *opaque, const struct colo_checkpoint_report *report);
@@ -94,7 +94,7 @@ struct colo_primary_options {
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;
 #ifdef COLO_TEST_HOOKS
-    struct colo_primary_kill_hook kill_hook;  /* default: off */
+    struct colo_primary_kill_hook kill_hook; /* default: off */
 #endif
 };
 
@@ -103,16 +103,16 @@ void colo_primary_options_defaults(struct colo_primary_options *options);
 #define COLO_DOWNTIME_HISTORY 1024
 
 struct colo_primary_stats {
-    uint64_t checkpoints;                  /* completed */
-    uint64_t requested_checkpoints;        /* of those, triggered by a request */
-    uint64_t output_checkpoints;           /* of those, triggered by held output */
-    uint64_t last_downtime_us;             /* PVM paused for the checkpoint */
+    uint64_t checkpoints;           /* completed */
+    uint64_t requested_checkpoints; /* of those, triggered by a request */
+    uint64_t output_checkpoints;    /* of those, triggered by held output */
+    uint64_t last_downtime_us;      /* PVM paused for the checkpoint */
     uint64_t last_dirty_pages;
-    uint64_t last_bytes;                   /* sent for the checkpoint */
+    uint64_t last_bytes; /* sent for the checkpoint */
     uint64_t total_dirty_pages, total_bytes;
     uint64_t max_downtime_us;
-    struct colo_checkpoint_report last;    /* the last checkpoint's report */
-    struct migration_result migration;     /* the initial copy */
+    struct colo_checkpoint_report last; /* the last checkpoint's report */
+    struct migration_result migration;  /* the initial copy */
 };
 
 struct colo_primary {
@@ -121,19 +121,19 @@ struct colo_primary {
     struct colo_primary_options options;
     struct colo_checkpoint_devices devices;
     struct stream_writer writer;
-    struct stream_reader reader;           /* the secondary's messages */
-    atomic_int state;                      /* enum colo_primary_state */
-    bool pvm_paused;                       /* by us */
-    uint64_t checkpoint_number;            /* the one in progress or awaited, for errors */
-    uint64_t *bitmap, *pages;              /* the dirty log, as bits and as page indices */
+    struct stream_reader reader; /* the secondary's messages */
+    atomic_int state;            /* enum colo_primary_state */
+    bool pvm_paused;             /* by us */
+    uint64_t checkpoint_number;  /* the one in progress or awaited, for errors */
+    uint64_t *bitmap, *pages;    /* the dirty log, as bits and as page indices */
 
     /* Triggers and statistics, shared with other threads. */
     pthread_mutex_t lock;
     pthread_cond_t triggered;
     bool checkpoint_requested, stop_requested;
-    uint64_t output_deadline_us;           /* monotonic; 0: no output waiting */
+    uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
     struct colo_primary_stats stats;
-    uint64_t downtimes_us[COLO_DOWNTIME_HISTORY];   /* ring of the last downtimes */
+    uint64_t downtimes_us[COLO_DOWNTIME_HISTORY]; /* ring of the last downtimes */
 
     pthread_t thread;
     bool thread_started;

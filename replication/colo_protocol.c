@@ -11,12 +11,18 @@
 const char *colo_message_name(uint32_t id)
 {
     switch (id) {
-    case COLO_CHECKPOINT_NEW: return "CHECKPOINT_NEW";
-    case COLO_CHECKPOINT_SVM_SUSPENDED: return "CHECKPOINT_SVM_SUSPENDED";
-    case COLO_CHECKPOINT_SVM_READY: return "CHECKPOINT_SVM_READY";
-    case COLO_CHECKPOINT_SVM_RESUMED: return "CHECKPOINT_SVM_RESUMED";
-    case COLO_CHECKPOINT_HEARTBEAT: return "CHECKPOINT_HEARTBEAT";
-    default: return NULL;
+    case COLO_CHECKPOINT_NEW:
+        return "CHECKPOINT_NEW";
+    case COLO_CHECKPOINT_SVM_SUSPENDED:
+        return "CHECKPOINT_SVM_SUSPENDED";
+    case COLO_CHECKPOINT_SVM_READY:
+        return "CHECKPOINT_SVM_READY";
+    case COLO_CHECKPOINT_SVM_RESUMED:
+        return "CHECKPOINT_SVM_RESUMED";
+    case COLO_CHECKPOINT_HEARTBEAT:
+        return "CHECKPOINT_HEARTBEAT";
+    default:
+        return NULL;
     }
 }
 
@@ -40,7 +46,7 @@ int colo_wait_readable(int fd, int timeout_ms)
         struct pollfd poll_fd = { .fd = fd, .events = POLLIN };
         int ready = poll(&poll_fd, 1, wait);
         if (ready > 0)
-            return 1;   /* POLLIN, POLLHUP or POLLERR: the read will tell */
+            return 1; /* POLLIN, POLLHUP or POLLERR: the read will tell */
         if (ready == 0)
             return 0;
         if (errno != EINTR)
@@ -48,8 +54,8 @@ int colo_wait_readable(int fd, int timeout_ms)
     }
 }
 
-int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
-                      const char *context, struct error *err)
+int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms, const char *context,
+                      struct error *err)
 {
     const char *expected_name = colo_message_name(expected);
     /* The timeout covers the wait for the record's first byte. The rest of
@@ -59,16 +65,14 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
     if (readable < 0)
         return error_set_errno(err, "%s: waiting for %s", context, expected_name);
     if (readable == 0)
-        return error_set(err, "%s: timed out after %d ms waiting for %s", context, timeout_ms,
-                         expected_name);
+        return error_set(err, "%s: timed out after %d ms waiting for %s", context, timeout_ms, expected_name);
 
     struct stream_record record;
     int got = stream_read_record(reader, &record, err);
     if (got < 0)
         return error_prefix(err, "%s: waiting for %s: ", context, expected_name);
     if (got == 0)
-        return error_set(err, "%s: the peer closed the connection while we waited for %s", context,
-                         expected_name);
+        return error_set(err, "%s: the peer closed the connection while we waited for %s", context, expected_name);
     if (record.type != STREAM_RECORD_CHECKPOINT_STATE)
         return error_set(err, "%s: waiting for %s, got a %s record", context, expected_name,
                          stream_record_type_name(record.type));

@@ -34,8 +34,8 @@ int colo_send_message(struct stream_writer *writer, enum colo_message message, s
  * names the expected message and `context` (the caller's state, e.g.
  * "secondary, RESUMED"): a timeout, end of stream, a corrupt record, a
  * record of another type, another message id. */
-int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
-                      const char *context, struct error *err);
+int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms, const char *context,
+                      struct error *err);
 
 /* Waits up to timeout_ms (negative: forever) for fd to become readable (a
  * byte or end of file). 1: readable, 0: timed out, -1: poll failed. */

@@ -10,9 +10,12 @@
 const char *colo_secondary_state_name(enum colo_secondary_state state)
 {
     switch (state) {
-    case COLO_SECONDARY_SETUPED: return "SETUPED";
-    case COLO_SECONDARY_RESUMED: return "RESUMED";
-    case COLO_SECONDARY_SUSPENDED: return "SUSPENDED";
+    case COLO_SECONDARY_SETUPED:
+        return "SETUPED";
+    case COLO_SECONDARY_RESUMED:
+        return "RESUMED";
+    case COLO_SECONDARY_SUSPENDED:
+        return "SUSPENDED";
     }
     return "?";
 }
@@ -35,7 +38,7 @@ int colo_secondary_init(struct colo_secondary *secondary, struct machine *svm, i
     else
         colo_secondary_options_defaults(&secondary->options);
     atomic_init(&secondary->state, COLO_SECONDARY_SETUPED);
-    secondary->svm_paused = true;      /* the caller's pause */
+    secondary->svm_paused = true; /* the caller's pause */
     secondary->svm_consistent = true;
     if (stream_reader_init(&secondary->reader, fd, err) < 0)
         return -1;
@@ -58,8 +61,7 @@ void colo_secondary_destroy(struct colo_secondary *secondary)
 }
 
 int colo_secondary_add_device(struct colo_secondary *secondary, const char *name,
-                              const struct colo_checkpoint_device_ops *ops, void *opaque,
-                              struct error *err)
+                              const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err)
 {
     return colo_checkpoint_devices_add(&secondary->devices, name, ops, opaque, err);
 }
@@ -84,8 +86,7 @@ static void set_state(struct colo_secondary *secondary, enum colo_secondary_stat
 /* Every error of the loop starts with who and in which state it was, then
  * the step: "secondary (SUSPENDED), checkpoint 3, receiving the checkpoint:
  * ...". */
-static int fail(struct colo_secondary *secondary, struct error *err, const char *step,
-                const struct error *cause)
+static int fail(struct colo_secondary *secondary, struct error *err, const char *step, const struct error *cause)
 {
     return error_set(err, "secondary (%s), checkpoint %llu, %s: %s",
                      colo_secondary_state_name(colo_secondary_state(secondary)),
@@ -118,8 +119,7 @@ static int send_message(struct colo_secondary *secondary, enum colo_message mess
     return 0;
 }
 
-static int wait_message(struct colo_secondary *secondary, enum colo_message expected, int timeout_ms,
-                        struct error *err)
+static int wait_message(struct colo_secondary *secondary, enum colo_message expected, int timeout_ms, struct error *err)
 {
     char context[96];
     snprintf(context, sizeof context, "secondary (%s), checkpoint %llu",
@@ -147,7 +147,7 @@ static int roll_back_svm(void *opaque, struct machine *svm, struct error *err)
     int64_t restored = machine_preimages_rollback_before_load(svm, checkpoint_overwrites, secondary);
     if (restored < 0)
         return error_set(err, "the SVM's pre-images are incomplete (memory ran out while capturing "
-                         "them): it cannot be rolled back, nothing applied");
+                              "them): it cannot be rolled back, nothing applied");
     /* From here until the apply finishes, the SVM's RAM is the last
      * checkpoint's but its harts are its own: a failure now leaves it
      * unusable (only a bad state record in a CRC-checked stream can do that). */
@@ -177,8 +177,7 @@ static int receive_checkpoint(struct colo_secondary *secondary, struct error *er
     uint64_t pages_before = secondary->reader.pages_read;
     uint32_t terminator = 0;
     bool consistent_before = secondary->svm_consistent;
-    if (stream_receive_with_hook(&secondary->reader, secondary->svm, &terminator, roll_back_svm, secondary,
-                                 &cause) < 0)
+    if (stream_receive_with_hook(&secondary->reader, secondary->svm, &terminator, roll_back_svm, secondary, &cause) < 0)
         return fail(secondary, err,
                     secondary->svm_consistent ? "receiving the checkpoint (nothing of it applied)"
                                               : "applying the checkpoint after the rollback (the SVM is "
@@ -251,8 +250,7 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
         set_state(secondary, COLO_SECONDARY_SUSPENDED);
         if (secondary->options.on_suspended)
             secondary->options.on_suspended(secondary->options.hook_opaque, svm);
-        if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 ||
-            receive_checkpoint(secondary, err) < 0)
+        if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 || receive_checkpoint(secondary, err) < 0)
             return -1;
         if (colo_checkpoint_devices_load(&secondary->devices, &secondary->reader, &cause) < 0)
             return fail(secondary, err, "loading the devices' part of the checkpoint", &cause);
@@ -303,10 +301,12 @@ int colo_secondary_failover(struct colo_secondary *secondary, struct error *err)
     enum colo_secondary_state state = colo_secondary_state(secondary);
     if (state == COLO_SECONDARY_SETUPED)
         return error_set(err, "secondary (SETUPED): cannot take over: the initial copy of the primary "
-                         "never completed, so the SVM is not a VM");
+                              "never completed, so the SVM is not a VM");
     if (!secondary->svm_consistent)
-        return error_set(err, "secondary (%s): cannot take over: a checkpoint failed after the SVM was "
-                         "rolled back and before it was applied", colo_secondary_state_name(state));
+        return error_set(err,
+                         "secondary (%s): cannot take over: a checkpoint failed after the SVM was "
+                         "rolled back and before it was applied",
+                         colo_secondary_state_name(state));
     /* SUSPENDED: whatever part of a checkpoint had arrived was only staged,
      * and is gone with stream_receive's failure; the SVM's RAM, harts and
      * devices are its own, consistent state. A rollback here would undo

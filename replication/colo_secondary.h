@@ -45,7 +45,7 @@ const char *colo_secondary_state_name(enum colo_secondary_state state);
 
 struct colo_secondary_options {
     /* Waits inside a checkpoint (for the checkpoint's first byte). */
-    int message_timeout_ms;            /* default 5000 */
+    int message_timeout_ms; /* default 5000 */
     /* The wait for CHECKPOINT_NEW; negative waits forever (the default:
      * the primary's interval is its own business, and a dead primary is
      * for the heartbeat to detect, once there is one). */
@@ -61,12 +61,12 @@ struct colo_secondary_options {
 void colo_secondary_options_defaults(struct colo_secondary_options *options);
 
 struct colo_secondary_stats {
-    uint64_t checkpoints;              /* applied */
+    uint64_t checkpoints; /* applied */
     uint64_t last_pages_received;
-    int64_t last_preimages_restored;   /* pages the last rollback restored */
-    uint64_t preimages_overwritten_total;  /* captured, not restored: the checkpoint brought them */
+    int64_t last_preimages_restored;      /* pages the last rollback restored */
+    uint64_t preimages_overwritten_total; /* captured, not restored: the checkpoint brought them */
     uint64_t preimages_restored_total;
-    uint64_t checkpoints_with_rollback;    /* the SVM had written pages: pre-images existed */
+    uint64_t checkpoints_with_rollback; /* the SVM had written pages: pre-images existed */
     /* Instructions the SVM retired between its last resume and suspend
      * (that it really ran between checkpoints). */
     uint64_t last_interval_instructions;
@@ -75,19 +75,19 @@ struct colo_secondary_stats {
 
 struct colo_secondary {
     struct machine *svm;
-    int fd;                            /* the replication connection */
+    int fd; /* the replication connection */
     struct colo_secondary_options options;
     struct colo_checkpoint_devices devices;
-    struct stream_reader reader;       /* one for the whole connection */
+    struct stream_reader reader; /* one for the whole connection */
     struct stream_writer writer;
-    atomic_int state;                  /* enum colo_secondary_state */
-    bool svm_paused;                   /* by us: the caller's pause, or a checkpoint's */
-    bool replicating;                  /* dirty log and pre-images on */
+    atomic_int state; /* enum colo_secondary_state */
+    bool svm_paused;  /* by us: the caller's pause, or a checkpoint's */
+    bool replicating; /* dirty log and pre-images on */
     /* False once a checkpoint failed between rollback and the end of its
      * apply: the SVM is then neither its old self nor the PVM. */
     bool svm_consistent;
     uint64_t instret_at_resume;
-    uint64_t checkpoint_number;        /* the one in progress or awaited, for errors */
+    uint64_t checkpoint_number; /* the one in progress or awaited, for errors */
     pthread_mutex_t stats_lock;
     struct colo_secondary_stats stats;
 
@@ -107,8 +107,7 @@ void colo_secondary_destroy(struct colo_secondary *secondary);
 
 /* Before starting: adds a checkpoint device (set up after the initial copy). */
 int colo_secondary_add_device(struct colo_secondary *secondary, const char *name,
-                              const struct colo_checkpoint_device_ops *ops, void *opaque,
-                              struct error *err);
+                              const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err);
 
 /* Runs the loop on the calling thread. It only ends on a failure (the
  * stream broke, timed out or carried something unexpected; a device

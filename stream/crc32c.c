@@ -57,9 +57,9 @@ static uint32_t register_map_apply(const struct register_map *map, uint32_t valu
  * lanes measured no faster on 4 MiB bodies. */
 static const size_t lane_lengths[] = { 1360, 256 };
 #define LANE_LENGTH_COUNT (sizeof lane_lengths / sizeof lane_lengths[0])
-static struct register_map zeros_one_lane[LANE_LENGTH_COUNT];     /* Z_L  */
-static struct register_map zeros_two_lanes[LANE_LENGTH_COUNT];    /* Z_2L */
-static struct register_map zeros_three_lanes[LANE_LENGTH_COUNT];  /* Z_3L */
+static struct register_map zeros_one_lane[LANE_LENGTH_COUNT];    /* Z_L  */
+static struct register_map zeros_two_lanes[LANE_LENGTH_COUNT];   /* Z_2L */
+static struct register_map zeros_three_lanes[LANE_LENGTH_COUNT]; /* Z_3L */
 static bool use_hardware;
 
 static uint32_t feed_zero_bytes(uint32_t value, size_t count)
@@ -95,8 +95,7 @@ static void build_tables(void)
     }
     for (unsigned k = 1; k < 8; k++)
         for (unsigned value = 0; value < 256; value++)
-            byte_table[k][value] = (byte_table[k - 1][value] >> 8) ^
-                                   byte_table[0][byte_table[k - 1][value] & 0xff];
+            byte_table[k][value] = (byte_table[k - 1][value] >> 8) ^ byte_table[0][byte_table[k - 1][value] & 0xff];
 #ifdef CRC32C_HAVE_X86_HARDWARE
     for (size_t i = 0; i < LANE_LENGTH_COUNT; i++) {
         uint32_t one_lane[32], two_lanes[32], three_lanes[32];
@@ -118,18 +117,17 @@ static uint64_t load_u64_le(const uint8_t *p)
 {
     /* Byte by byte so the result does not depend on host byte order; the
      * compiler turns this into one load on little-endian hosts. */
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 |
+           (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
 }
 
 static uint32_t raw_portable(uint32_t value, const uint8_t *p, size_t length)
 {
     while (length >= 8) {
         uint64_t word = load_u64_le(p) ^ value;
-        value = byte_table[7][word & 0xff] ^ byte_table[6][(word >> 8) & 0xff] ^
-                byte_table[5][(word >> 16) & 0xff] ^ byte_table[4][(word >> 24) & 0xff] ^
-                byte_table[3][(word >> 32) & 0xff] ^ byte_table[2][(word >> 40) & 0xff] ^
-                byte_table[1][(word >> 48) & 0xff] ^ byte_table[0][word >> 56];
+        value = byte_table[7][word & 0xff] ^ byte_table[6][(word >> 8) & 0xff] ^ byte_table[5][(word >> 16) & 0xff] ^
+                byte_table[4][(word >> 24) & 0xff] ^ byte_table[3][(word >> 32) & 0xff] ^
+                byte_table[2][(word >> 40) & 0xff] ^ byte_table[1][(word >> 48) & 0xff] ^ byte_table[0][word >> 56];
         p += 8;
         length -= 8;
     }
@@ -139,8 +137,7 @@ static uint32_t raw_portable(uint32_t value, const uint8_t *p, size_t length)
 }
 
 #ifdef CRC32C_HAVE_X86_HARDWARE
-__attribute__((target("sse4.2")))
-static uint32_t raw_hardware(uint32_t value, const uint8_t *p, size_t length)
+__attribute__((target("sse4.2"))) static uint32_t raw_hardware(uint32_t value, const uint8_t *p, size_t length)
 {
     for (size_t i = 0; i < LANE_LENGTH_COUNT; i++) {
         size_t lane = lane_lengths[i];

@@ -61,7 +61,7 @@ static int wait_for_acknowledgement(int fd, char expected, struct error *err)
     if (got < 0)
         return error_set_errno(err, "no acknowledgement from the destination");
     return error_set(err, "the destination closed the connection instead of acknowledging "
-                     "(it could not load the VM; see its log)");
+                          "(it could not load the VM; see its log)");
 }
 
 static int send_pages(struct sender *sender, const uint64_t *pages, size_t count, struct error *err)
@@ -115,9 +115,8 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         pages[i] = i;
     double round_started = clock_monotonic_seconds();
     uint64_t bytes_before = sender.writer.bytes_written;
-    if (send_pages(&sender, pages, page_count, err) < 0 ||
-        stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
-        wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
+    if (send_pages(&sender, pages, page_count, err) < 0 || stream_write_checkpoint_end(&sender.writer, err) < 0 ||
+        stream_flush(&sender.writer, err) < 0 || wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
         goto done;
     double rate = (double)(sender.writer.bytes_written - bytes_before) /
                   (clock_monotonic_seconds() - round_started + 1e-9);
@@ -127,7 +126,7 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     /* Pre-copy rounds while the set shrinks and is too big to send within
      * the downtime limit. */
     uint64_t previous_dirty = page_count;
-    uint64_t smallest_dirty = page_count;   /* over the rounds after the first */
+    uint64_t smallest_dirty = page_count; /* over the rounds after the first */
     unsigned not_converging = 0, lull_rounds = 0;
     for (unsigned round = 1;; round++) {
         uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
@@ -198,9 +197,8 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         sender.progress.round = round;
         round_started = clock_monotonic_seconds();
         bytes_before = sender.writer.bytes_written;
-        if (send_pages(&sender, pages, count, err) < 0 ||
-            stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
-            wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
+        if (send_pages(&sender, pages, count, err) < 0 || stream_write_checkpoint_end(&sender.writer, err) < 0 ||
+            stream_flush(&sender.writer, err) < 0 || wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
             goto done;
         double elapsed = clock_monotonic_seconds() - round_started;
         if (count > 64 && elapsed > 0)
@@ -246,8 +244,7 @@ int migration_receive(struct machine *machine, int fd, struct error *err)
     return status;
 }
 
-int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader,
-                                  struct error *err)
+int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader, struct error *err)
 {
     int fd = reader->fd;
     struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };

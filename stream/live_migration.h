@@ -19,18 +19,18 @@
 struct machine;
 
 struct migration_progress {
-    unsigned round;                    /* 0: the full copy */
-    uint64_t pages_total;              /* pages of guest RAM */
-    uint64_t pages_sent;               /* so far, all rounds */
-    uint64_t pages_remaining;          /* in this round */
+    unsigned round;           /* 0: the full copy */
+    uint64_t pages_total;     /* pages of guest RAM */
+    uint64_t pages_sent;      /* so far, all rounds */
+    uint64_t pages_remaining; /* in this round */
     uint64_t bytes_sent;
-    double megabytes_per_second;       /* over the last round */
-    bool stop_and_copy;                /* the VM is paused for the last round */
+    double megabytes_per_second; /* over the last round */
+    bool stop_and_copy;          /* the VM is paused for the last round */
 };
 
 struct migration_options {
-    uint64_t max_downtime_microseconds;    /* stop-and-copy target; default 5000 */
-    unsigned max_rounds;                   /* pre-copy rounds after the full copy; default 30 */
+    uint64_t max_downtime_microseconds; /* stop-and-copy target; default 5000 */
+    unsigned max_rounds;                /* pre-copy rounds after the full copy; default 30 */
     /* Called from the migrating thread after every chunk of pages. */
     void (*progress)(void *opaque, const struct migration_progress *progress);
     void *progress_opaque;
@@ -42,12 +42,12 @@ struct migration_options {
 };
 
 struct migration_result {
-    unsigned rounds;                   /* pre-copy rounds, the full copy included */
+    unsigned rounds; /* pre-copy rounds, the full copy included */
     uint64_t pages_sent, bytes_sent;
-    uint64_t final_pages;              /* sent while paused */
-    unsigned stop_retries;             /* stop-and-copies turned back into pre-copy rounds */
+    uint64_t final_pages;  /* sent while paused */
+    unsigned stop_retries; /* stop-and-copies turned back into pre-copy rounds */
     double total_seconds;
-    double downtime_seconds;           /* pause until the destination's acknowledgement */
+    double downtime_seconds; /* pause until the destination's acknowledgement */
     /* pause until the last byte was handed to the socket: what QEMU calls
      * its downtime (the destination's load is not in it) */
     double downtime_sent_seconds;
@@ -71,7 +71,6 @@ int migration_receive(struct machine *machine, int fd, struct error *err);
  * with the same reader: a COLO secondary reads checkpoints after it. The
  * reader's header state (RAM size) stays set on success. */
 struct stream_reader;
-int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader,
-                                  struct error *err);
+int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader, struct error *err);
 
 #endif

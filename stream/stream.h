@@ -64,18 +64,18 @@ enum stream_record_type {
 struct stream_header {
     uint32_t version;
     uint64_t ram_size;
-    uint64_t configuration_hash;   /* machine_configuration_hash() */
+    uint64_t configuration_hash; /* machine_configuration_hash() */
 };
 
 /* ---- writing ---- */
 
 struct stream_writer {
     int fd;
-    uint8_t *buffer;                   /* batches records; stream_flush sends */
+    uint8_t *buffer; /* batches records; stream_flush sends */
     size_t used, capacity;
-    uint64_t bytes_written;            /* total, for progress and statistics */
-    uint64_t pages_written;            /* PAGE_DATA and PAGE_ZERO pages */
-    uint64_t zero_pages_written;       /* of those, sent as PAGE_ZERO */
+    uint64_t bytes_written;      /* total, for progress and statistics */
+    uint64_t pages_written;      /* PAGE_DATA and PAGE_ZERO pages */
+    uint64_t zero_pages_written; /* of those, sent as PAGE_ZERO */
 };
 
 int stream_writer_init(struct stream_writer *writer, int fd, struct error *err);
@@ -85,8 +85,8 @@ int stream_write_header(struct stream_writer *writer, const struct stream_header
  * records of at most STREAM_MAX_PAGES_PER_RECORD; pages that are all zero
  * go as indices only (PAGE_ZERO). A page index must not appear twice in
  * one call (the order of zero and data pages within a call is not kept). */
-int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
-                       const uint64_t *page_indices, size_t count, struct error *err);
+int stream_write_pages(struct stream_writer *writer, const struct machine *machine, const uint64_t *page_indices,
+                       size_t count, struct error *err);
 /* The machine state (harts and devices) as HART_STATE and DEVICE_STATE
  * records. The caller makes sure the machine is paused. */
 int stream_write_machine_state(struct stream_writer *writer, struct machine *machine, struct error *err);
@@ -105,17 +105,17 @@ int stream_flush(struct stream_writer *writer, struct error *err);
 struct stream_record {
     uint32_t type;
     uint32_t length;
-    const uint8_t *body;               /* valid until the next read */
+    const uint8_t *body; /* valid until the next read */
 };
 
 #define STREAM_RECENT_CHECKPOINT_STATES 4u
 
 struct stream_reader {
     int fd;
-    uint8_t *buffer;                   /* one record body */
-    uint64_t ram_size;                 /* from the header, to check page indices */
+    uint8_t *buffer;   /* one record body */
+    uint64_t ram_size; /* from the header, to check page indices */
     uint64_t records_read, bytes_read, pages_read;
-    uint64_t rejected_records;         /* counted before returning an error */
+    uint64_t rejected_records; /* counted before returning an error */
     /* CHECKPOINT_STATE ids that arrived inside the last stream_receive run
      * (which stages them and goes on): how many, and the last few of
      * them, oldest first. */
@@ -136,8 +136,7 @@ int stream_reader_init(struct stream_reader *reader, int fd, struct error *err);
 void stream_reader_destroy(struct stream_reader *reader);
 /* Reads and checks the header against the expected machine (ram size and
  * configuration hash); the error says what differs. */
-int stream_read_header(struct stream_reader *reader, const struct stream_header *expected,
-                       struct error *err);
+int stream_read_header(struct stream_reader *reader, const struct stream_header *expected, struct error *err);
 /* Reads one record and checks it. 1: a record; 0: clean end of file
  * before any byte of a record; -1: error (names the record number, its
  * type and what was wrong). */
@@ -148,8 +147,7 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
  * applied if any record is bad or the stream ends early. *terminator is the
  * record type that ended it.
  */
-int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
-                   struct error *err);
+int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator, struct error *err);
 
 /* The same, calling before_apply (if not NULL) once the run has arrived
  * whole and just before anything is applied: a COLO secondary rolls its

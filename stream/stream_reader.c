@@ -21,15 +21,24 @@
 const char *stream_record_type_name(uint32_t type)
 {
     switch (type) {
-    case STREAM_RECORD_PAGE_DATA: return "PAGE_DATA";
-    case STREAM_RECORD_PAGE_ZERO: return "PAGE_ZERO";
-    case STREAM_RECORD_OUTPUT: return "OUTPUT";
-    case STREAM_RECORD_HART_STATE: return "HART_STATE";
-    case STREAM_RECORD_DEVICE_STATE: return "DEVICE_STATE";
-    case STREAM_RECORD_CHECKPOINT_STATE: return "CHECKPOINT_STATE";
-    case STREAM_RECORD_CHECKPOINT_END: return "CHECKPOINT_END";
-    case STREAM_RECORD_END: return "END";
-    default: return NULL;
+    case STREAM_RECORD_PAGE_DATA:
+        return "PAGE_DATA";
+    case STREAM_RECORD_PAGE_ZERO:
+        return "PAGE_ZERO";
+    case STREAM_RECORD_OUTPUT:
+        return "OUTPUT";
+    case STREAM_RECORD_HART_STATE:
+        return "HART_STATE";
+    case STREAM_RECORD_DEVICE_STATE:
+        return "DEVICE_STATE";
+    case STREAM_RECORD_CHECKPOINT_STATE:
+        return "CHECKPOINT_STATE";
+    case STREAM_RECORD_CHECKPOINT_END:
+        return "CHECKPOINT_END";
+    case STREAM_RECORD_END:
+        return "END";
+    default:
+        return NULL;
     }
 }
 
@@ -89,8 +98,7 @@ static const char *describe_size(uint64_t bytes, char *text, size_t text_size)
     return text;
 }
 
-int stream_read_header(struct stream_reader *reader, const struct stream_header *expected,
-                       struct error *err)
+int stream_read_header(struct stream_reader *reader, const struct stream_header *expected, struct error *err)
 {
     /* expected->version is not consulted: the reader accepts the versions
      * it can read, which is STREAM_VERSION. */
@@ -104,18 +112,17 @@ int stream_read_header(struct stream_reader *reader, const struct stream_header 
     if (memcmp(header, STREAM_MAGIC, got < 8 ? got : 8) != 0)
         return error_set(err, "not a colo stream (it does not start with \"%s\")", STREAM_MAGIC);
     if (got < sizeof header)
-        return error_set(err, "the stream ends inside its header (%zu of %u bytes)", got,
-                         STREAM_HEADER_LENGTH);
+        return error_set(err, "the stream ends inside its header (%zu of %u bytes)", got, STREAM_HEADER_LENGTH);
     uint32_t version = stream_get_u32(header + 8);
     uint32_t header_length = stream_get_u32(header + 12);
     uint64_t ram_size = stream_get_u64(header + 16);
     uint64_t configuration_hash = stream_get_u64(header + 24);
     if (version != STREAM_VERSION)
-        return error_set(err, "stream version %u is not supported (this reader reads version %u)",
-                         version, STREAM_VERSION);
+        return error_set(err, "stream version %u is not supported (this reader reads version %u)", version,
+                         STREAM_VERSION);
     if (header_length != STREAM_HEADER_LENGTH)
-        return error_set(err, "stream header length is %u, version %u headers are %u bytes",
-                         header_length, STREAM_VERSION, STREAM_HEADER_LENGTH);
+        return error_set(err, "stream header length is %u, version %u headers are %u bytes", header_length,
+                         STREAM_VERSION, STREAM_HEADER_LENGTH);
     if (ram_size != expected->ram_size) {
         char theirs[40], ours[40];
         return error_set(err, "stream is for a machine with %s of RAM, this one has %s",
@@ -129,9 +136,8 @@ int stream_read_header(struct stream_reader *reader, const struct stream_header 
 }
 
 /* Counts a rejected record and sets "record N (TYPE): <what>". */
-__attribute__((format(printf, 5, 6)))
-static int reject(struct stream_reader *reader, uint64_t number, const char *type_name,
-                  struct error *err, const char *format, ...)
+__attribute__((format(printf, 5, 6))) static int
+reject(struct stream_reader *reader, uint64_t number, const char *type_name, struct error *err, const char *format, ...)
 {
     char what[400];
     va_list arguments;
@@ -199,8 +205,7 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
         return reject(reader, number, unknown, err, "unknown record type");
     }
     if (length > STREAM_MAX_RECORD_LENGTH)
-        return reject(reader, number, name, err, "length %u is above the maximum %u", length,
-                      STREAM_MAX_RECORD_LENGTH);
+        return reject(reader, number, name, err, "length %u is above the maximum %u", length, STREAM_MAX_RECORD_LENGTH);
     const char *problem = length_problem(type, length);
     if (problem)
         return reject(reader, number, name, err, "length %u %s", length, problem);
@@ -218,12 +223,11 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
 
     uint32_t crc = crc32c_extend(crc32c(header, 8), body, length);
     if (crc != stored_crc)
-        return reject(reader, number, name, err, "CRC mismatch (record has 0x%08x, contents give 0x%08x)",
-                      stored_crc, crc);
+        return reject(reader, number, name, err, "CRC mismatch (record has 0x%08x, contents give 0x%08x)", stored_crc,
+                      crc);
     for (size_t i = length; i < padded; i++)
         if (body[i] != 0)
-            return reject(reader, number, name, err, "padding byte %zu is 0x%02x, not zero",
-                          i - length, body[i]);
+            return reject(reader, number, name, err, "padding byte %zu is 0x%02x, not zero", i - length, body[i]);
 
     /* The body: right shape for its type. */
     uint32_t page_count = 0;
@@ -256,8 +260,8 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
                           STREAM_HART_SECTION_ID);
         if (section_length != length - STREAM_SECTION_HEADER_LENGTH)
             return reject(reader, number, name, err,
-                          "section length %u does not match the record length %u (12 + section)",
-                          section_length, length);
+                          "section length %u does not match the record length %u (12 + section)", section_length,
+                          length);
     }
 
     record->type = type;

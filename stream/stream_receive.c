@@ -56,12 +56,12 @@
  * to the kernel. */
 struct stream_page_staging {
     uint64_t ram_pages;
-    uint32_t *slot_of_page;     /* RAM page -> 1 + slot; 0: not staged */
-    uint64_t *page_of_slot;     /* slot -> RAM page, in order of arrival */
-    uint8_t *zero_flags;        /* RAM page -> STAGING_ZERO_* bits */
-    uint64_t *zero_pages;       /* pages sent as PAGE_ZERO, each once */
+    uint32_t *slot_of_page; /* RAM page -> 1 + slot; 0: not staged */
+    uint64_t *page_of_slot; /* slot -> RAM page, in order of arrival */
+    uint8_t *zero_flags;    /* RAM page -> STAGING_ZERO_* bits */
+    uint64_t *zero_pages;   /* pages sent as PAGE_ZERO, each once */
     size_t zero_count;
-    uint8_t *data;              /* slot s at data + s * 4096 */
+    uint8_t *data; /* slot s at data + s * 4096 */
     size_t data_length;
     size_t slot_count;
 };
@@ -101,8 +101,8 @@ static struct stream_page_staging *staging_create(uint64_t ram_pages, struct err
         return NULL;
     }
     staging->data_length = ram_pages * STREAM_PAGE_SIZE;
-    void *data = mmap(NULL, staging->data_length, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *data = mmap(NULL, staging->data_length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
     if (data == MAP_FAILED) {
         error_set_errno(err, "cannot reserve %zu MiB to stage pages", staging->data_length >> 20);
         stream_page_staging_free(staging);
@@ -111,8 +111,8 @@ static struct stream_page_staging *staging_create(uint64_t ram_pages, struct err
     staging->data = data;
     if (staging->data_length > STAGING_SMALL_PAGES_BYTES) {
         /* Only a hint: without huge pages staging is slower, not wrong. */
-        (void)madvise(staging->data + STAGING_SMALL_PAGES_BYTES,
-                      staging->data_length - STAGING_SMALL_PAGES_BYTES, MADV_HUGEPAGE);
+        (void)madvise(staging->data + STAGING_SMALL_PAGES_BYTES, staging->data_length - STAGING_SMALL_PAGES_BYTES,
+                      MADV_HUGEPAGE);
     }
     return staging;
 }
@@ -173,8 +173,7 @@ static void staging_add_zero_pages(struct stream_page_staging *staging, const ui
 
 /* Appends a checked HART_STATE or DEVICE_STATE body to the machine state
  * being put back together. */
-static int stage_state_record(struct state_writer *state, const struct stream_record *record,
-                              struct error *err)
+static int stage_state_record(struct state_writer *state, const struct stream_record *record, struct error *err)
 {
     if (record->type == STREAM_RECORD_HART_STATE) {
         /* Already a whole section. */
@@ -188,8 +187,7 @@ static int stage_state_record(struct state_writer *state, const struct stream_re
     if (state->out_of_memory)
         return error_set(err, "out of memory staging the machine state");
     if (state->length > STAGING_MAX_STATE_BYTES)
-        return error_set(err, "the machine state in the stream is larger than %u MiB",
-                         STAGING_MAX_STATE_BYTES >> 20);
+        return error_set(err, "the machine state in the stream is larger than %u MiB", STAGING_MAX_STATE_BYTES >> 20);
     return 0;
 }
 
@@ -241,8 +239,8 @@ static void note_checkpoint_state(struct stream_reader *reader, uint32_t id)
 }
 
 /* Applies a whole run: state (which may refuse), then pages. */
-static int apply(struct machine *machine, const struct state_writer *state,
-                 const struct stream_page_staging *staging, struct error *err)
+static int apply(struct machine *machine, const struct state_writer *state, const struct stream_page_staging *staging,
+                 struct error *err)
 {
     if (state->length > 0) {
         if (machine_load_state(machine, state->data, state->length, err) < 0)
@@ -251,10 +249,10 @@ static int apply(struct machine *machine, const struct state_writer *state,
     for (size_t slot = 0; slot < staging->slot_count; slot++) {
         uint64_t page = staging->page_of_slot[slot];
         if (staging->zero_flags[page] & STAGING_ZERO_LAST)
-            continue;   /* a later PAGE_ZERO replaced this copy */
+            continue; /* a later PAGE_ZERO replaced this copy */
         /* Cannot fail: every index was checked against this RAM size. */
-        if (machine_ram_write(machine, MACHINE_RAM_BASE + page * STREAM_PAGE_SIZE,
-                              staging_slot_data(staging, slot), STREAM_PAGE_SIZE) < 0)
+        if (machine_ram_write(machine, MACHINE_RAM_BASE + page * STREAM_PAGE_SIZE, staging_slot_data(staging, slot),
+                              STREAM_PAGE_SIZE) < 0)
             return error_set(err, "page %llu could not be written to RAM", (unsigned long long)page);
     }
     /* Zero pages, in runs of consecutive indices (a first round sends
@@ -262,7 +260,7 @@ static int apply(struct machine *machine, const struct state_writer *state,
     for (size_t i = 0; i < staging->zero_count;) {
         uint64_t first = staging->zero_pages[i++];
         if (!(staging->zero_flags[first] & STAGING_ZERO_LAST))
-            continue;   /* sent again with data later in the run */
+            continue; /* sent again with data later in the run */
         uint64_t count = 1;
         while (i < staging->zero_count && staging->zero_pages[i] == first + count &&
                (staging->zero_flags[first + count] & STAGING_ZERO_LAST)) {
@@ -283,8 +281,7 @@ bool stream_receive_writes_page(const struct stream_reader *reader, uint64_t pag
            (staging->slot_of_page[page] || (staging->zero_flags[page] & STAGING_ZERO_LISTED));
 }
 
-int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator,
-                   struct error *err)
+int stream_receive(struct stream_reader *reader, struct machine *machine, uint32_t *terminator, struct error *err)
 {
     return stream_receive_with_hook(reader, machine, terminator, NULL, NULL, err);
 }

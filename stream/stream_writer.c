@@ -172,8 +172,8 @@ int stream_write_header(struct stream_writer *writer, const struct stream_header
 /* One record of `count` pages: PAGE_DATA with their contents copied out
  * of the machine's RAM, or, when machine is NULL, PAGE_ZERO (the indices
  * only). */
-static int write_page_record(struct stream_writer *writer, const struct machine *machine,
-                             const uint64_t *pages, size_t count, struct error *err)
+static int write_page_record(struct stream_writer *writer, const struct machine *machine, const uint64_t *pages,
+                             size_t count, struct error *err)
 {
     uint32_t type = machine ? STREAM_RECORD_PAGE_DATA : STREAM_RECORD_PAGE_ZERO;
     size_t body_length = STREAM_PAGE_DATA_PREFIX + count * (machine ? STREAM_BYTES_PER_PAGE : 8);
@@ -197,16 +197,16 @@ static int write_page_record(struct stream_writer *writer, const struct machine 
     return 0;
 }
 
-int stream_write_pages(struct stream_writer *writer, const struct machine *machine,
-                       const uint64_t *page_indices, size_t count, struct error *err)
+int stream_write_pages(struct stream_writer *writer, const struct machine *machine, const uint64_t *page_indices,
+                       size_t count, struct error *err)
 {
     uint64_t page_count = machine_ram_page_count(machine);
     /* Check every index before buffering anything, so a bad list leaves
      * no half-written run of records behind. */
     for (size_t i = 0; i < count; i++)
         if (page_indices[i] >= page_count)
-            return error_set(err, "page index %llu is outside RAM (%llu pages)",
-                             (unsigned long long)page_indices[i], (unsigned long long)page_count);
+            return error_set(err, "page index %llu is outside RAM (%llu pages)", (unsigned long long)page_indices[i],
+                             (unsigned long long)page_count);
     /* Windows of at most a record's worth, split into zero and data pages.
      * A page of a running VM may change between the test and the copy;
      * the dirty log sends it again in the next round either way. */
@@ -246,8 +246,7 @@ int stream_write_machine_state(struct stream_writer *writer, struct machine *mac
     for (size_t position = 0; position < state.length;) {
         const uint8_t *section = state.data + position;
         size_t left = state.length - position;
-        if (left < STREAM_SECTION_HEADER_LENGTH ||
-            stream_get_u32(section + 8) > left - STREAM_SECTION_HEADER_LENGTH) {
+        if (left < STREAM_SECTION_HEADER_LENGTH || stream_get_u32(section + 8) > left - STREAM_SECTION_HEADER_LENGTH) {
             result = error_set(err, "the machine state is malformed at byte %zu", position);
             goto done;
         }
@@ -283,8 +282,7 @@ int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_
                         size_t length, struct error *err)
 {
     if (length == 0 || length > STREAM_MAX_OUTPUT_FRAME)
-        return error_set(err, "an output frame of %zu bytes cannot be sent (1 to %u)", length,
-                         STREAM_MAX_OUTPUT_FRAME);
+        return error_set(err, "an output frame of %zu bytes cannot be sent (1 to %u)", length, STREAM_MAX_OUTPUT_FRAME);
     uint8_t prefix[STREAM_OUTPUT_PREFIX];
     stream_put_u32(prefix, nic);
     stream_put_u32(prefix + 4, 0);

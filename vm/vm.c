@@ -20,13 +20,13 @@
 struct vm {
     struct vm_options options;
     char name[64];
-    struct vm_config *config;           /* NULL: a bare-metal program */
+    struct vm_config *config; /* NULL: a bare-metal program */
     struct machine_config machine_config;
     struct vm_save_file save_file;
     struct vm_control *control;
     struct vm_replication *replication;
-    struct machine *machine;            /* the current one, or NULL between runs */
-    pthread_mutex_t machine_lock;       /* guards machine for vm_interrupt */
+    struct machine *machine;      /* the current one, or NULL between runs */
+    pthread_mutex_t machine_lock; /* guards machine for vm_interrupt */
     atomic_bool interrupted;
 };
 
@@ -41,10 +41,11 @@ static int read_configuration(struct vm *vm, struct error *err)
     if (!vm->config)
         return error_set(err, "out of memory");
     char source[4200];
-    snprintf(source, sizeof source, "%s (the configuration saved in it)", vm->options.load_path ? vm->options.load_path : "");
-    int parsed = from_save_file
-        ? vm_config_parse_text(vm->save_file.config_text, strlen(vm->save_file.config_text), source, "", vm->config, err)
-        : vm_config_parse_file(vm->options.config_path, vm->config, err);
+    snprintf(source, sizeof source, "%s (the configuration saved in it)",
+             vm->options.load_path ? vm->options.load_path : "");
+    int parsed = from_save_file ? vm_config_parse_text(vm->save_file.config_text, strlen(vm->save_file.config_text),
+                                                       source, "", vm->config, err)
+                                : vm_config_parse_file(vm->options.config_path, vm->config, err);
     if (parsed < 0) {
         free(vm->config);
         vm->config = NULL;
@@ -68,14 +69,13 @@ static int check_memory(const struct vm *vm, uint64_t memory_mib, struct error *
 {
     long host_pages = sysconf(_SC_PHYS_PAGES);
     long page_size = sysconf(_SC_PAGESIZE);
-    uint64_t host_mib = host_pages > 0 && page_size > 0 ? (uint64_t)host_pages * (uint64_t)page_size >> 20
-                                                         : UINT64_MAX;
+    uint64_t host_mib = host_pages > 0 && page_size > 0 ? (uint64_t)host_pages * (uint64_t)page_size >> 20 : UINT64_MAX;
     uint64_t limit = UINT64_C(256) << 10;
     if (memory_mib >= 1 && memory_mib <= host_mib && memory_mib <= limit)
         return 0;
-    return error_set(err, "%s %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64 " MiB (this host has %" PRIu64
-                     " MiB)", vm->config ? "memory" : "--memory", memory_mib, host_mib < limit ? host_mib : limit,
-                     host_mib);
+    return error_set(err,
+                     "%s %" PRIu64 " MiB does not fit: it must be 1..%" PRIu64 " MiB (this host has %" PRIu64 " MiB)",
+                     vm->config ? "memory" : "--memory", memory_mib, host_mib < limit ? host_mib : limit, host_mib);
 }
 
 int vm_create(struct vm **result, const struct vm_options *options, struct error *err)
@@ -113,17 +113,18 @@ int vm_create(struct vm **result, const struct vm_options *options, struct error
 
     if (options->name || vm->config) {
         snprintf(vm->name, sizeof vm->name, "%s", options->name ? options->name : vm->config->name);
-    } else if (vm_name_from_path(options->elf_path ? options->elf_path : options->load_path, vm->name,
-                                 sizeof vm->name, err) < 0) {
+    } else if (vm_name_from_path(options->elf_path ? options->elf_path : options->load_path, vm->name, sizeof vm->name,
+                                 err) < 0) {
         goto fail;
     }
     status = VM_EXIT_RUNTIME_ERROR;
     struct vm_control_options control_options = {
-        .name = vm->name, .socket_path = options->control_socket, .start_paused = options->start_paused,
+        .name = vm->name,
+        .socket_path = options->control_socket,
+        .start_paused = options->start_paused,
         .config = vm->config,
     };
-    if (vm_control_create(&vm->control, &control_options, err) < 0 ||
-        vm_migration_register(vm->control, err) < 0 ||
+    if (vm_control_create(&vm->control, &control_options, err) < 0 || vm_migration_register(vm->control, err) < 0 ||
         vm_replication_create(&vm->replication, vm->control, vm->name, err) < 0)
         goto fail;
     *result = vm;
@@ -159,8 +160,10 @@ static int build_machine(struct vm *vm, bool first_run, struct error *err)
     }
     case VM_START_BOOT: {
         struct machine_boot_config boot = {
-            .firmware = vm->config->firmware, .kernel = vm->config->kernel,
-            .initrd = vm->config->initrd[0] ? vm->config->initrd : NULL, .cmdline = vm->config->cmdline,
+            .firmware = vm->config->firmware,
+            .kernel = vm->config->kernel,
+            .initrd = vm->config->initrd[0] ? vm->config->initrd : NULL,
+            .cmdline = vm->config->cmdline,
         };
         return machine_boot_linux(vm->machine, &boot, err);
     }
@@ -196,8 +199,10 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
         /* quit (or save) from the control socket ends the VM cleanly;
          * Ctrl-C or SIGTERM interrupts it. */
         if (vm->options.start == VM_START_SECONDARY && vm_replication_failover_refused(vm->replication)) {
-            fprintf(stderr, "colo secondary: %s: stopped: the primary went away before the initial copy was "
-                    "complete, so there is no VM to fail over to\n", vm->name);
+            fprintf(stderr,
+                    "colo secondary: %s: stopped: the primary went away before the initial copy was "
+                    "complete, so there is no VM to fail over to\n",
+                    vm->name);
             return VM_EXIT_RUNTIME_ERROR;
         }
         if (vm_control_quit_requested(vm->control)) {
@@ -209,7 +214,7 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
     case MACHINE_RUNNING:
         break;
     }
-    abort();   /* machine_run never returns MACHINE_RUNNING */
+    abort(); /* machine_run never returns MACHINE_RUNNING */
 }
 
 /* At the very end, with the last machine: what --print-state and

@@ -18,37 +18,37 @@
 
 /* What builds the VM's first machine. */
 enum vm_start {
-    VM_START_BOOT,                      /* a Linux VM from config_path */
-    VM_START_ELF,                       /* a bare-metal program (elf_path) */
-    VM_START_RESTORE,                   /* a save file (load_path; config_path optional) */
-    VM_START_RECEIVE,                   /* an incoming live migration (listen_address, config_path) */
-    VM_START_SECONDARY,                 /* a COLO secondary (listen_address, config_path) */
+    VM_START_BOOT,      /* a Linux VM from config_path */
+    VM_START_ELF,       /* a bare-metal program (elf_path) */
+    VM_START_RESTORE,   /* a save file (load_path; config_path optional) */
+    VM_START_RECEIVE,   /* an incoming live migration (listen_address, config_path) */
+    VM_START_SECONDARY, /* a COLO secondary (listen_address, config_path) */
 };
 
 struct vm_options {
     enum vm_start start;
-    const char *config_path;            /* VM.cfg */
+    const char *config_path; /* VM.cfg */
     const char *elf_path;
     const char *load_path;
     const char *listen_address;
-    const char *name;                   /* NULL: the configuration's, else the file's base name */
-    const char *control_socket;         /* NULL: $COLO_RUN_DIR/NAME.sock */
+    const char *name;           /* NULL: the configuration's, else the file's base name */
+    const char *control_socket; /* NULL: $COLO_RUN_DIR/NAME.sock */
     bool start_paused;
-    uint64_t memory_mib;                /* without a VM.cfg or save file (checked: 0 is an error) */
+    uint64_t memory_mib; /* without a VM.cfg or save file (checked: 0 is an error) */
     bool deterministic;
-    uint64_t instructions_per_tick;     /* with deterministic time; at least 1 */
-    uint64_t max_instructions;          /* 0: no limit */
-    int heartbeat_timeout_ms;           /* secondary */
-    bool print_state;                   /* pc, instret and hashes on stderr at the end */
-    const char *save_on_exit;           /* save the machine here when the run ends */
+    uint64_t instructions_per_tick; /* with deterministic time; at least 1 */
+    uint64_t max_instructions;      /* 0: no limit */
+    int heartbeat_timeout_ms;       /* secondary */
+    bool print_state;               /* pc, instret and hashes on stderr at the end */
+    const char *save_on_exit;       /* save the machine here when the run ends */
 };
 
 /* Exit statuses of vm_run (and of vm_create's failures). */
 enum {
     VM_EXIT_OK = 0,
     VM_EXIT_RUNTIME_ERROR = 1,
-    VM_EXIT_USAGE = 2,                  /* a configuration or option that cannot work */
-    VM_EXIT_INTERRUPTED = 130,          /* Ctrl-C, SIGTERM */
+    VM_EXIT_USAGE = 2,         /* a configuration or option that cannot work */
+    VM_EXIT_INTERRUPTED = 130, /* Ctrl-C, SIGTERM */
 };
 
 struct vm;

@@ -22,20 +22,20 @@
 struct vm_control {
     char name[64];
     struct control_server *server;
-    const struct vm_config *config;     /* written into save files */
-    uint64_t created_ms;                /* clock_monotonic_ms, for the uptime */
+    const struct vm_config *config; /* written into save files */
+    uint64_t created_ms;            /* clock_monotonic_ms, for the uptime */
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
     pthread_cond_t operation_ended;
-    struct machine *machine;            /* NULL while none is running */
-    bool ended;                         /* the VM has stopped for good */
-    bool user_paused;                   /* a pause command holds one machine_pause */
+    struct machine *machine; /* NULL while none is running */
+    bool ended;              /* the VM has stopped for good */
+    bool user_paused;        /* a pause command holds one machine_pause */
     bool quit_requested;
-    bool operation_active;              /* save or migrate: see vm_control_begin_operation */
+    bool operation_active; /* save or migrate: see vm_control_begin_operation */
     enum vm_state operation_state;
     bool operation_paused_machine;
-    enum vm_state published_state;      /* what the last state event said */
+    enum vm_state published_state; /* what the last state event said */
     struct control_pending_reply *pending_quits[MAX_PENDING_QUITS];
     size_t pending_quit_count;
 
@@ -51,14 +51,22 @@ struct vm_control {
 const char *vm_state_name(enum vm_state state)
 {
     switch (state) {
-    case VM_STATE_STARTING: return "starting";
-    case VM_STATE_RUNNING: return "running";
-    case VM_STATE_PAUSED: return "paused";
-    case VM_STATE_SAVING: return "saving";
-    case VM_STATE_MIGRATING: return "migrating";
-    case VM_STATE_PROTECTED: return "protected";
-    case VM_STATE_STOPPING: return "stopping";
-    case VM_STATE_STOPPED: return "stopped";
+    case VM_STATE_STARTING:
+        return "starting";
+    case VM_STATE_RUNNING:
+        return "running";
+    case VM_STATE_PAUSED:
+        return "paused";
+    case VM_STATE_SAVING:
+        return "saving";
+    case VM_STATE_MIGRATING:
+        return "migrating";
+    case VM_STATE_PROTECTED:
+        return "protected";
+    case VM_STATE_STOPPING:
+        return "stopping";
+    case VM_STATE_STOPPED:
+        return "stopped";
     }
     return "unknown";
 }
@@ -66,7 +74,7 @@ const char *vm_state_name(enum vm_state state)
 bool vm_name_is_valid(const char *name)
 {
     size_t length = strlen(name);
-    if (length == 0 || length >= sizeof ((struct vm_control *)0)->name)
+    if (length == 0 || length >= sizeof((struct vm_control *)0)->name)
         return false;
     for (const char *c = name; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
@@ -85,8 +93,10 @@ int vm_name_from_path(const char *path, char *name, size_t size, struct error *e
     memcpy(name, base, length);
     name[length] = '\0';
     if (!vm_name_is_valid(name))
-        return error_set(err, "cannot name the VM after '%s': a name may only hold letters, digits, '-', '_' "
-                         "and '.'; give --name NAME", path);
+        return error_set(err,
+                         "cannot name the VM after '%s': a name may only hold letters, digits, '-', '_' "
+                         "and '.'; give --name NAME",
+                         path);
     return 0;
 }
 
@@ -141,11 +151,9 @@ static json_t *disk_status(const struct virtio_blk *disk)
 {
     struct virtio_blk_stats stats;
     virtio_blk_get_stats(disk, &stats);
-    return json_pack("{s:s?, s:b, s:I, s:I, s:I, s:I}",
-                     "path", stats.path, "read_only", stats.read_only,
-                     "read_requests", (json_int_t)stats.read_requests,
-                     "write_requests", (json_int_t)stats.write_requests,
-                     "flush_requests", (json_int_t)stats.flush_requests,
+    return json_pack("{s:s?, s:b, s:I, s:I, s:I, s:I}", "path", stats.path, "read_only", stats.read_only,
+                     "read_requests", (json_int_t)stats.read_requests, "write_requests",
+                     (json_int_t)stats.write_requests, "flush_requests", (json_int_t)stats.flush_requests,
                      "failed_requests", (json_int_t)stats.failed_requests);
 }
 
@@ -156,13 +164,10 @@ static json_t *nic_status(const struct virtio_net *nic)
     char mac[18];
     const uint8_t *m = stats.mac;
     snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
-                     "tap", stats.backend, "mac", mac,
-                     "received_frames", (json_int_t)stats.received_frames,
-                     "transmitted_frames", (json_int_t)stats.transmitted_frames,
-                     "dropped_no_buffers", (json_int_t)stats.dropped_no_buffers,
-                     "dropped_too_large", (json_int_t)stats.dropped_too_large,
-                     "transmit_errors", (json_int_t)stats.transmit_errors);
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "tap", stats.backend, "mac", mac, "received_frames",
+                     (json_int_t)stats.received_frames, "transmitted_frames", (json_int_t)stats.transmitted_frames,
+                     "dropped_no_buffers", (json_int_t)stats.dropped_no_buffers, "dropped_too_large",
+                     (json_int_t)stats.dropped_too_large, "transmit_errors", (json_int_t)stats.transmit_errors);
 }
 
 static int handle_status(void *opaque, const json_t *request, json_t *reply, struct error *err)
@@ -194,8 +199,7 @@ static int handle_status(void *opaque, const json_t *request, json_t *reply, str
     }
     json_object_set_new(reply, "control_socket",
                         json_pack("{s:s, s:I}", "path", control_server_socket_path(control->server),
-                                  "rejected_requests",
-                                  (json_int_t)control_server_rejected_requests(control->server)));
+                                  "rejected_requests", (json_int_t)control_server_rejected_requests(control->server)));
     if (control->status_hook)
         control->status_hook(control->status_hook_opaque, reply);
     pthread_mutex_unlock(&control->lock);
@@ -365,7 +369,7 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
     }
     sigset_t all, previous;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &previous);   /* signals are the main program's */
+    pthread_sigmask(SIG_SETMASK, &all, &previous); /* signals are the main program's */
     int failed = pthread_create(&control->operation_thread, NULL, operation_thread, job);
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
     control->operation_thread_joinable = !failed;
@@ -387,8 +391,7 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
 /* ---- save ---- */
 
 /* The one place that writes a VM's whole state to a file. */
-static int write_state_file(struct vm_control *control, struct machine *machine, const char *path,
-                            struct error *err)
+static int write_state_file(struct vm_control *control, struct machine *machine, const char *path, struct error *err)
 {
     return vm_save_file_write(path, machine, control->config, err) < 0 ? -1 : 0;
 }
@@ -412,8 +415,8 @@ static int run_save(void *opaque, struct machine *machine, json_t *reply, bool *
     json_object_set_new(reply, "file", json_string(save->path));
     json_object_set_new(reply, "bytes", json_integer((json_int_t)file_status.st_size));
     json_object_set_new(reply, "seconds", json_real(seconds));
-    json_t *event = json_pack("{s:s, s:s, s:I, s:f}", "event", "saved", "file", save->path,
-                              "bytes", (json_int_t)file_status.st_size, "seconds", seconds);
+    json_t *event = json_pack("{s:s, s:s, s:I, s:f}", "event", "saved", "file", save->path, "bytes",
+                              (json_int_t)file_status.st_size, "seconds", seconds);
     if (event)
         control_server_post_event(save->control->server, event);
     json_decref(event);
@@ -449,8 +452,11 @@ static int handle_save(void *opaque, const json_t *request, json_t *reply, struc
     /* The file is written on the operation's thread, so the control socket
      * keeps serving (status says "saving") however long it takes. */
     struct vm_operation operation = {
-        .state = VM_STATE_SAVING, .pause_machine = true,
-        .run = run_save, .done = free_save_request, .opaque = save,
+        .state = VM_STATE_SAVING,
+        .pause_machine = true,
+        .run = run_save,
+        .done = free_save_request,
+        .opaque = save,
     };
     if (vm_control_start_operation(control, &operation, err) < 0) {
         free_save_request(save);
@@ -512,11 +518,8 @@ static const struct {
     const char *name;
     control_handler handler;
 } builtin_commands[] = {
-    { "status", handle_status },
-    { "pause", handle_pause },
-    { "resume", handle_resume },
-    { "quit", handle_quit },
-    { "save", handle_save },
+    { "status", handle_status }, { "pause", handle_pause }, { "resume", handle_resume },
+    { "quit", handle_quit },     { "save", handle_save },
 };
 
 int vm_control_create(struct vm_control **result, const struct vm_control_options *options, struct error *err)
@@ -557,8 +560,8 @@ int vm_control_create(struct vm_control **result, const struct vm_control_option
         return -1;
     }
     for (size_t i = 0; i < sizeof builtin_commands / sizeof builtin_commands[0]; i++) {
-        if (control_server_register(control->server, builtin_commands[i].name, builtin_commands[i].handler,
-                                    control, err) < 0) {
+        if (control_server_register(control->server, builtin_commands[i].name, builtin_commands[i].handler, control,
+                                    err) < 0) {
             vm_control_destroy(control);
             return -1;
         }
@@ -595,8 +598,7 @@ void vm_control_destroy(struct vm_control *control)
     free(control);
 }
 
-void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply),
-                                void *opaque)
+void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply), void *opaque)
 {
     pthread_mutex_lock(&control->lock);
     control->status_hook = hook;

@@ -26,13 +26,13 @@
 #include "vm_config.h"
 
 enum vm_state {
-    VM_STATE_STARTING,                  /* loading or booting, or rebooting */
+    VM_STATE_STARTING, /* loading or booting, or rebooting */
     VM_STATE_RUNNING,
     VM_STATE_PAUSED,
     VM_STATE_SAVING,
     VM_STATE_MIGRATING,
-    VM_STATE_PROTECTED,                 /* colo protect: replicated to a secondary (runs on) */
-    VM_STATE_STOPPING,                  /* quit (or a save that ends the VM): the run is ending */
+    VM_STATE_PROTECTED, /* colo protect: replicated to a secondary (runs on) */
+    VM_STATE_STOPPING,  /* quit (or a save that ends the VM): the run is ending */
     VM_STATE_STOPPED,
 };
 
@@ -42,9 +42,9 @@ struct vm_control;
 
 struct vm_control_options {
     const char *name;
-    const char *socket_path;            /* NULL: $COLO_RUN_DIR/NAME.sock (the directory is created) */
-    bool start_paused;                  /* the VM waits for a resume before its first instruction */
-    const struct vm_config *config;     /* saved with the VM (NULL: a bare-metal program); kept, not copied */
+    const char *socket_path;        /* NULL: $COLO_RUN_DIR/NAME.sock (the directory is created) */
+    bool start_paused;              /* the VM waits for a resume before its first instruction */
+    const struct vm_config *config; /* saved with the VM (NULL: a bare-metal program); kept, not copied */
 };
 
 /* Opens the control socket, registers the built-in commands and starts
@@ -79,13 +79,13 @@ void vm_control_end_operation(struct vm_control *control, bool stop_vm);
  * serving meanwhile (status shows `state`). */
 struct vm_operation {
     enum vm_state state;
-    bool pause_machine;                 /* as for vm_control_begin_operation */
+    bool pause_machine; /* as for vm_control_begin_operation */
     /* Does the work on the operation's thread: fills `reply` with result
      * fields and returns 0, or returns -1 with err set. Setting *stop_vm
      * ends the VM afterwards (a save without keep_running, a migration
      * that handed the VM over). */
     int (*run)(void *opaque, struct machine *machine, json_t *reply, bool *stop_vm, struct error *err);
-    void (*done)(void *opaque);         /* then, e.g. to free opaque; may be NULL */
+    void (*done)(void *opaque); /* then, e.g. to free opaque; may be NULL */
     void *opaque;
 };
 
@@ -98,8 +98,7 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
 /* Adds fields to every status reply (e.g. "replication"); called on the
  * control server's thread with the control's lock held, so it must not
  * call back into vm_control. One hook; NULL removes it. */
-void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply),
-                                void *opaque);
+void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply), void *opaque);
 
 /* Posts an event to the subscribed clients, e.g. migration progress. */
 void vm_control_post_event(struct vm_control *control, json_t *event);

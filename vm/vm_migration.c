@@ -20,7 +20,7 @@ struct migration_job {
     struct vm_control *control;
     char destination[300];
     struct migration_options options;
-    double last_event;                  /* progress events at most every 0.1 s */
+    double last_event; /* progress events at most every 0.1 s */
 };
 
 static void post_progress(void *opaque, const struct migration_progress *progress)
@@ -31,15 +31,11 @@ static void post_progress(void *opaque, const struct migration_progress *progres
     if (!finished_round && !progress->stop_and_copy && now - job->last_event < 0.1)
         return;
     job->last_event = now;
-    json_t *event = json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:f, s:b}",
-                              "event", "migration",
-                              "round", (int)progress->round,
-                              "pages_total", (json_int_t)progress->pages_total,
-                              "pages_sent", (json_int_t)progress->pages_sent,
-                              "pages_remaining", (json_int_t)progress->pages_remaining,
-                              "bytes_sent", (json_int_t)progress->bytes_sent,
-                              "megabytes_per_second", progress->megabytes_per_second,
-                              "stop_and_copy", progress->stop_and_copy);
+    json_t *event = json_pack(
+        "{s:s, s:i, s:I, s:I, s:I, s:I, s:f, s:b}", "event", "migration", "round", (int)progress->round, "pages_total",
+        (json_int_t)progress->pages_total, "pages_sent", (json_int_t)progress->pages_sent, "pages_remaining",
+        (json_int_t)progress->pages_remaining, "bytes_sent", (json_int_t)progress->bytes_sent, "megabytes_per_second",
+        progress->megabytes_per_second, "stop_and_copy", progress->stop_and_copy);
     if (event) {
         vm_control_post_event(job->control, event);
         json_decref(event);
@@ -70,11 +66,12 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
     json_object_set_new(reply, "total_seconds", json_real(result.total_seconds));
     json_object_set_new(reply, "downtime_ms", json_real(result.downtime_seconds * 1000));
     json_object_set_new(reply, "downtime_sent_ms", json_real(result.downtime_sent_seconds * 1000));
-    fprintf(stderr, "colo run: migrated to %s in %.2f s, downtime %.2f ms (%.2f ms to the last byte sent; %u rounds, %"
-            PRIu64 " pages, %" PRIu64 " in the last)\n", job->destination, result.total_seconds,
-            result.downtime_seconds * 1000, result.downtime_sent_seconds * 1000, result.rounds, result.pages_sent,
-            result.final_pages);
-    *stop_vm = true;                /* the VM runs at the destination now */
+    fprintf(stderr,
+            "colo run: migrated to %s in %.2f s, downtime %.2f ms (%.2f ms to the last byte sent; %u rounds, %" PRIu64
+            " pages, %" PRIu64 " in the last)\n",
+            job->destination, result.total_seconds, result.downtime_seconds * 1000, result.downtime_sent_seconds * 1000,
+            result.rounds, result.pages_sent, result.final_pages);
+    *stop_vm = true; /* the VM runs at the destination now */
     return 0;
 }
 
@@ -108,8 +105,11 @@ static int handle_migrate(void *opaque, const json_t *request, json_t *reply, st
         job->options.max_rounds = (unsigned)json_integer_value(rounds);
     }
     struct vm_operation operation = {
-        .state = VM_STATE_MIGRATING, .pause_machine = false,
-        .run = run_migration, .done = free, .opaque = job,
+        .state = VM_STATE_MIGRATING,
+        .pause_machine = false,
+        .run = run_migration,
+        .done = free,
+        .opaque = job,
     };
     if (vm_control_start_operation(control, &operation, err) < 0) {
         free(job);
@@ -144,6 +144,7 @@ int vm_migration_receive(struct machine *machine, const char *address, const cha
     }
     for (unsigned i = 0; i < machine_nic_count(machine); i++)
         virtio_net_announce(machine_nic(machine, i));
-    fprintf(stderr, "colo receive: %s: received in %.2f s; running here now\n", name, clock_monotonic_seconds() - started);
+    fprintf(stderr, "colo receive: %s: received in %.2f s; running here now\n", name,
+            clock_monotonic_seconds() - started);
     return 0;
 }

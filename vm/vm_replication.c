@@ -32,8 +32,7 @@ void vm_replication_log(struct vm_replication *replication, const char *format, 
 
 void vm_replication_post_event(struct vm_replication *replication, const char *what, const char *detail)
 {
-    json_t *event = json_pack("{s:s, s:s, s:s}", "event", "replication", "what", what,
-                              "detail", detail ? detail : "");
+    json_t *event = json_pack("{s:s, s:s, s:s}", "event", "replication", "what", what, "detail", detail ? detail : "");
     if (event) {
         vm_control_post_event(replication->control, event);
         json_decref(event);
@@ -43,12 +42,11 @@ void vm_replication_post_event(struct vm_replication *replication, const char *w
 json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report)
 {
     return json_pack("{s:I, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
-                     "trigger", colo_checkpoint_trigger_name(report->trigger),
-                     "dirty_pages", (json_int_t)report->dirty_pages,
-                     "precopy_pages", (json_int_t)report->precopy_pages,
-                     "bytes", (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000,
-                     "suspend_ms", (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000,
-                     "apply_ms", (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
+                     "trigger", colo_checkpoint_trigger_name(report->trigger), "dirty_pages",
+                     (json_int_t)report->dirty_pages, "precopy_pages", (json_int_t)report->precopy_pages, "bytes",
+                     (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000, "suspend_ms",
+                     (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000, "apply_ms",
+                     (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
 }
 
 /* The checkpoint's pre-copy is sent while the PVM runs; the PVM pauses

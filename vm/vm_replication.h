@@ -37,8 +37,8 @@ void vm_replication_destroy(struct vm_replication *replication);
  * heartbeat_timeout_ms: silence on the mirror connection (a heartbeat
  * every HEARTBEAT_INTERVAL_MS) after which the primary is taken for dead;
  * 0 relies on the connections breaking. */
-int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine,
-                                   const char *address, int heartbeat_timeout_ms, struct error *err);
+int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine, const char *address,
+                                   int heartbeat_timeout_ms, struct error *err);
 /* After the machine's run: true when the secondary refused to fail over
  * (the run then ended by its stop request). */
 bool vm_replication_failover_refused(struct vm_replication *replication);

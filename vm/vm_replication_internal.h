@@ -27,12 +27,12 @@ enum vm_replication_role { ROLE_NONE, ROLE_PRIMARY, ROLE_SECONDARY };
 struct vm_replication {
     struct vm_control *control;
     char name[64];
-    pthread_mutex_t lock;               /* guards role, phase, end_reason and the flags below */
+    pthread_mutex_t lock; /* guards role, phase, end_reason and the flags below */
     enum vm_replication_role role;
-    const char *phase;                  /* what status says beside the loop's state; NULL: the loop's state */
+    const char *phase; /* what status says beside the loop's state; NULL: the loop's state */
     char end_reason[512];
     struct machine *machine;
-    struct output_buffer output;        /* both roles: the transmit hook */
+    struct output_buffer output; /* both roles: the transmit hook */
     bool output_initialized;
 
     /* Primary. */

@@ -26,7 +26,6 @@ static void post_checkpoint_event(void *opaque, const struct colo_checkpoint_rep
     }
 }
 
-
 static void *primary_thread(void *opaque)
 {
     struct vm_replication *replication = opaque;
@@ -69,9 +68,10 @@ static void *primary_thread(void *opaque)
                                     &err) == 0 &&
             colo_primary_add_device(&replication->primary, "output", &output_buffer_primary_device,
                                     &replication->output, &err) == 0) {
-            vm_replication_log(replication, "protecting with %s (checkpoint at least every %u ms, and within %u ms "
-                               "of held output)", replication->destination, replication->interval_ms,
-                               replication->output_delay_ms);
+            vm_replication_log(replication,
+                               "protecting with %s (checkpoint at least every %u ms, and within %u ms "
+                               "of held output)",
+                               replication->destination, replication->interval_ms, replication->output_delay_ms);
             vm_replication_post_event(replication, "protecting", replication->destination);
             status = colo_primary_run(&replication->primary, &err);
         }

@@ -12,7 +12,6 @@
 #include "machine.h"
 #include "socket.h"
 
-
 /* The failure detector's decision: shutting the replication connection
  * down ends the secondary loop at once, wherever it waits, and the
  * failover monitor takes over. Any thread. */
@@ -46,14 +45,15 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     pthread_mutex_unlock(&replication->lock);
     struct output_buffer_stats output;
     output_buffer_get_stats(&replication->output, &output);
-    vm_replication_log(replication, "failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the "
-                       "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since)", from,
-                       committed_output_sent_at_failover(&replication->committed), output.released_at_failover);
+    vm_replication_log(replication,
+                       "failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the "
+                       "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since)",
+                       from, committed_output_sent_at_failover(&replication->committed), output.released_at_failover);
     vm_replication_post_event(replication, "failed over", result->replication_ended);
 }
 
-int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine,
-                                   const char *address, int heartbeat_timeout_ms, struct error *err)
+int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine, const char *address,
+                                   int heartbeat_timeout_ms, struct error *err)
 {
     pthread_mutex_lock(&replication->lock);
     replication->heartbeat_timeout_ms = heartbeat_timeout_ms;
@@ -81,11 +81,11 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     close(listener);
     if (replication->replication_fd < 0 || replication->mirror_fd < 0)
         return -1;
-    if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector,
-                           err) < 0)
+    if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector, err) <
+        0)
         return -1;
     vm_replication_mark(replication, &replication->mirror_reader_initialized);
-    machine_pause(machine);            /* handed to the loop paused, once */
+    machine_pause(machine); /* handed to the loop paused, once */
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
     if (colo_secondary_init(&replication->secondary, machine, replication->replication_fd, &options, err) < 0)
@@ -94,8 +94,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     /* The order is the failover's: the NICs go to their own network and
      * announce, then the primary's output behind the last checkpoint, then
      * the SVM's own since (newer). */
-    if (colo_secondary_add_device(&replication->secondary, "mirror", &mirror_reader_device,
-                                  &replication->mirror_reader, err) < 0 ||
+    if (colo_secondary_add_device(&replication->secondary, "mirror", &mirror_reader_device, &replication->mirror_reader,
+                                  err) < 0 ||
         colo_secondary_add_device(&replication->secondary, "committed output", &committed_output_device,
                                   &replication->committed, err) < 0 ||
         colo_secondary_add_device(&replication->secondary, "output", &output_buffer_secondary_device,
@@ -106,8 +106,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     replication->phase = NULL;
     pthread_mutex_unlock(&replication->lock);
     if (mirror_reader_start(&replication->mirror_reader, err) < 0 ||
-        colo_failover_start(&replication->failover, &replication->secondary, on_failover_finished, replication,
-                            err) < 0)
+        colo_failover_start(&replication->failover, &replication->secondary, on_failover_finished, replication, err) <
+            0)
         return -1;
     vm_replication_mark(replication, &replication->failover_started);
     vm_replication_log(replication, "the primary connected; receiving the initial copy");

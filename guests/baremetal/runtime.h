@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 void guest_putc(char c);
-void guest_puts(const char *s);              /* no newline added */
-void guest_put_hex(uint64_t value);          /* 16 hex digits */
+void guest_puts(const char *s);     /* no newline added */
+void guest_put_hex(uint64_t value); /* 16 hex digits */
 void guest_put_decimal(uint64_t value);
 void guest_put_signed(int64_t value);
 __attribute__((noreturn)) void guest_exit(int code);

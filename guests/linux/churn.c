@@ -81,12 +81,12 @@ void churn_main(int ready_fd, struct churn_control *churn) {
     struct churn_buffer buffer = {0};
     uint64_t rate = atomic_load(&churn->pages_per_second);
     size_buffer(&buffer, rate);
-    guest_log("churn", "%llu pages per second over a %zu-page buffer",
-              (unsigned long long)rate, buffer.pages);
+    guest_log("churn", "%llu pages per second over a %zu-page buffer", (unsigned long long)rate,
+              buffer.pages);
     signal_ready(ready_fd);
 
     const long tick_nanoseconds = 1000000000L / CHURN_TICKS_PER_SECOND;
-    uint64_t stamp = 0;        // written into each page, so its content changes too
+    uint64_t stamp = 0;  // written into each page, so its content changes too
     unsigned tick_in_second = 0;
     struct timespec next_tick;
     clock_gettime(CLOCK_MONOTONIC, &next_tick);
@@ -107,8 +107,8 @@ void churn_main(int ready_fd, struct churn_control *churn) {
                        rate * tick_in_second / CHURN_TICKS_PER_SECOND;
         tick_in_second = (tick_in_second + 1) % CHURN_TICKS_PER_SECOND;
         for (uint64_t i = 0; i < due && buffer.pages > 0; i++) {
-            volatile uint64_t *page =
-                (volatile uint64_t *)(buffer.memory + buffer.cursor * CHURN_PAGE_SIZE);
+            volatile uint64_t *page = (volatile uint64_t *)(buffer.memory +
+                                                            buffer.cursor * CHURN_PAGE_SIZE);
             *page = ++stamp;
             buffer.cursor = (buffer.cursor + 1) % buffer.pages;
         }

@@ -46,8 +46,7 @@ void churn_main(int ready_fd, struct churn_control *churn);
 
 // Prints "colo-guest: <tag>: <message>\n" on stderr (the console) in one
 // write, so lines from different processes do not interleave.
-void guest_log(const char *tag, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
+void guest_log(const char *tag, const char *format, ...) __attribute__((format(printf, 2, 3)));
 // The same line on descriptor fd, without the "<tag>: " part when tag is
 // NULL (init's own lines).
 void guest_vlog(int fd, const char *tag, const char *format, va_list arguments)

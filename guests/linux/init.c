@@ -49,8 +49,8 @@ struct guest_config {
     bool has_gateway;
     struct in_addr gateway;
     uint64_t churn_rate;
-    bool disk_given;   // colo.disk= was on the command line
-    char disk[128];    // "" for none
+    bool disk_given;  // colo.disk= was on the command line
+    char disk[128];   // "" for none
 };
 
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -174,12 +174,10 @@ static void apply_setting(struct guest_config *config, const char *word) {
             say("ignoring colo.gw=%s: bad address", value);
     } else if (IS_SETTING("colo.churn")) {
         if (!parse_u64(value, strlen(value), CHURN_MAX_RATE, &config->churn_rate))
-            say("ignoring colo.churn=%s: expected 0 to %u pages per second", value,
-                CHURN_MAX_RATE);
+            say("ignoring colo.churn=%s: expected 0 to %u pages per second", value, CHURN_MAX_RATE);
     } else if (IS_SETTING("colo.disk")) {
         config->disk_given = true;
-        snprintf(config->disk, sizeof config->disk, "%s",
-                 strcmp(value, "none") == 0 ? "" : value);
+        snprintf(config->disk, sizeof config->disk, "%s", strcmp(value, "none") == 0 ? "" : value);
     } else {
         say("ignoring unknown setting %s", word);
     }

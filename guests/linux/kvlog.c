@@ -44,8 +44,7 @@ static void put_u32(unsigned char *at, uint32_t value) {
 }
 
 static uint32_t get_u32(const unsigned char *at) {
-    return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 |
-           (uint32_t)at[3] << 24;
+    return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
 }
 
 // Replay reads the log through a window of REPLAY_WINDOW bytes rather than
@@ -159,8 +158,8 @@ bool kv_log_open(struct kv_log *log, const char *path, kv_log_apply_fn *apply, v
     return true;
 }
 
-int kv_log_append(struct kv_log *log, const char *key, size_t key_length,
-                  const char *value, size_t value_length) {
+int kv_log_append(struct kv_log *log, const char *key, size_t key_length, const char *value,
+                  size_t value_length) {
     size_t record_length = KV_LOG_HEADER_SIZE + key_length + value_length;
     if (log->end + record_length > log->device_size)
         return ENOSPC;

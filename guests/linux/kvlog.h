@@ -26,16 +26,16 @@
 #define KV_MAX_VALUE_LENGTH 60000u
 
 struct kv_log {
-    int fd;                  // the block device, opened O_DSYNC; -1 if none
+    int fd;  // the block device, opened O_DSYNC; -1 if none
     char path[128];
-    uint64_t device_size;    // bytes
-    uint64_t end;            // where the next record goes
+    uint64_t device_size;  // bytes
+    uint64_t end;          // where the next record goes
     uint32_t next_sequence;
 };
 
 // Called for every valid record during replay, in log order.
-typedef void kv_log_apply_fn(void *context, const char *key, size_t key_length,
-                             const char *value, size_t value_length);
+typedef void kv_log_apply_fn(void *context, const char *key, size_t key_length, const char *value,
+                             size_t value_length);
 
 // Opens the device and replays its log through apply. Returns false (and
 // logs why) if the device cannot be opened; a corrupt tail is not an error.
@@ -44,7 +44,7 @@ bool kv_log_open(struct kv_log *log, const char *path, kv_log_apply_fn *apply, v
 // Appends one SET record and returns once it is on the disk (O_DSYNC: the
 // write and a cache flush). Returns 0, or an errno value: ENOSPC when the
 // log is full, others from the device.
-int kv_log_append(struct kv_log *log, const char *key, size_t key_length,
-                  const char *value, size_t value_length);
+int kv_log_append(struct kv_log *log, const char *key, size_t key_length, const char *value,
+                  size_t value_length);
 
 #endif

@@ -74,8 +74,8 @@ static void *checked_malloc(size_t size) {
     return memory;
 }
 
-static struct kv_entry *table_find(const struct kv_table *table, const char *key,
-                                   size_t key_length, uint64_t hash) {
+static struct kv_entry *table_find(const struct kv_table *table, const char *key, size_t key_length,
+                                   uint64_t hash) {
     struct kv_entry *entry = table->buckets[hash & (table->bucket_count - 1)];
     for (; entry != NULL; entry = entry->next)
         if (entry->hash == hash && entry->key_length == key_length &&
@@ -104,8 +104,8 @@ static void table_grow(struct kv_table *table) {
     table->bucket_count = new_count;
 }
 
-static void table_set(struct kv_table *table, const char *key, size_t key_length,
-                      const char *value, size_t value_length) {
+static void table_set(struct kv_table *table, const char *key, size_t key_length, const char *value,
+                      size_t value_length) {
     uint64_t hash = fnv1a_update(FNV_OFFSET_BASIS, key, key_length);
     char *value_copy = checked_malloc(value_length + 1);
     memcpy(value_copy, value, value_length);
@@ -133,8 +133,8 @@ static void table_set(struct kv_table *table, const char *key, size_t key_length
 }
 
 // Replay callback for kv_log_open.
-static void apply_logged_set(void *context, const char *key, size_t key_length,
-                             const char *value, size_t value_length) {
+static void apply_logged_set(void *context, const char *key, size_t key_length, const char *value,
+                             size_t value_length) {
     table_set(context, key, key_length, value, value_length);
 }
 
@@ -170,21 +170,21 @@ static uint64_t table_checksum(const struct kv_table *table) {
 
 struct kv_client {
     int fd;
-    char *input;            // bytes received, not yet a whole line past input_used
+    char *input;  // bytes received, not yet a whole line past input_used
     size_t input_used, input_capacity;
-    char *output;           // replies not yet sent: output[output_sent..output_used)
+    char *output;  // replies not yet sent: output[output_sent..output_used)
     size_t output_sent, output_used, output_capacity;
     bool close_after_output;  // protocol error: send the ERR, then hang up
 };
 
 struct kv_service {
     struct kv_table table;
-    struct kv_log log;       // log.fd < 0: no disk
+    struct kv_log log;  // log.fd < 0: no disk
     struct churn_control *churn;
     struct kv_client *clients[KV_MAX_CLIENTS];
     size_t client_count;
     bool poweroff_requested;
-    int shutdown_command;       // RB_POWER_OFF or RB_AUTOBOOT, once requested
+    int shutdown_command;  // RB_POWER_OFF or RB_AUTOBOOT, once requested
 };
 
 static void append_output(struct kv_client *client, const char *data, size_t length) {
@@ -225,8 +225,8 @@ static size_t split_word(const char *text, size_t length, const char **rest, siz
     return word_length;
 }
 
-static void command_set(struct kv_service *service, struct kv_client *client,
-                        const char *arguments, size_t length) {
+static void command_set(struct kv_service *service, struct kv_client *client, const char *arguments,
+                        size_t length) {
     // The key ends at the first space; the value is everything after it.
     const char *space = memchr(arguments, ' ', length);
     if (space == NULL || space == arguments) {
@@ -257,8 +257,8 @@ static void command_set(struct kv_service *service, struct kv_client *client,
     append_text(client, "OK\n");
 }
 
-static void command_get(struct kv_service *service, struct kv_client *client,
-                        const char *key, size_t key_length) {
+static void command_get(struct kv_service *service, struct kv_client *client, const char *key,
+                        size_t key_length) {
     if (key_length == 0 || memchr(key, ' ', key_length) != NULL) {
         reply_error(client, "usage: GET key");
         return;
@@ -292,14 +292,15 @@ static void command_churn(struct kv_service *service, struct kv_client *client,
     append_text(client, "OK\n");
 }
 
-static void handle_line(struct kv_service *service, struct kv_client *client,
-                        const char *line, size_t length) {
+static void handle_line(struct kv_service *service, struct kv_client *client, const char *line,
+                        size_t length) {
     if (length > 0 && line[length - 1] == '\r')
         length--;  // tolerate telnet-style line ends
     const char *arguments;
     size_t arguments_length;
     size_t command_length = split_word(line, length, &arguments, &arguments_length);
-#define IS_COMMAND(name) (command_length == sizeof name - 1 && memcmp(line, name, command_length) == 0)
+#define IS_COMMAND(name) \
+    (command_length == sizeof name - 1 && memcmp(line, name, command_length) == 0)
     if (IS_COMMAND("SET"))
         command_set(service, client, arguments, arguments_length);
     else if (IS_COMMAND("GET"))
@@ -420,7 +421,8 @@ static void power_off(struct kv_service *service) {
     usleep(100 * 1000);  // let the last segments leave the NIC
     sync();
     reboot(service->shutdown_command);
-    guest_log("kvstore", "%s failed: %s", reboot_requested ? "reboot" : "power off", strerror(errno));
+    guest_log("kvstore", "%s failed: %s", reboot_requested ? "reboot" : "power off",
+              strerror(errno));
     service->poweroff_requested = false;
 }
 

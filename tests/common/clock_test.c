@@ -45,13 +45,12 @@ int main(void)
     uint64_t ms = clock_monotonic_ms();
     double seconds = clock_monotonic_seconds();
     uint64_t before_ns = (uint64_t)before.tv_sec * 1000000000u + (uint64_t)before.tv_nsec;
-    CHECK(ns >= before_ns && ns - before_ns < 1000000000u,
-          "clock_monotonic_ns %llu is not CLOCK_MONOTONIC (%llu)", (unsigned long long)ns,
-          (unsigned long long)before_ns);
-    CHECK(us >= ns / 1000 && us - ns / 1000 < 1000000, "clock_monotonic_us %llu vs ns %llu",
-          (unsigned long long)us, (unsigned long long)ns);
-    CHECK(ms >= us / 1000 && ms - us / 1000 < 1000, "clock_monotonic_ms %llu vs us %llu",
-          (unsigned long long)ms, (unsigned long long)us);
+    CHECK(ns >= before_ns && ns - before_ns < 1000000000u, "clock_monotonic_ns %llu is not CLOCK_MONOTONIC (%llu)",
+          (unsigned long long)ns, (unsigned long long)before_ns);
+    CHECK(us >= ns / 1000 && us - ns / 1000 < 1000000, "clock_monotonic_us %llu vs ns %llu", (unsigned long long)us,
+          (unsigned long long)ns);
+    CHECK(ms >= us / 1000 && ms - us / 1000 < 1000, "clock_monotonic_ms %llu vs us %llu", (unsigned long long)ms,
+          (unsigned long long)us);
     CHECK(seconds >= (double)ms / 1000 - 0.001 && seconds - (double)ms / 1000 < 1.0,
           "clock_monotonic_seconds %.6f vs ms %llu", seconds, (unsigned long long)ms);
 
@@ -59,8 +58,7 @@ int main(void)
     uint64_t last = clock_monotonic_ns();
     for (int i = 0; i < 100000; i++) {
         uint64_t now = clock_monotonic_ns();
-        CHECK(now >= last, "the clock went back from %llu to %llu", (unsigned long long)last,
-              (unsigned long long)now);
+        CHECK(now >= last, "the clock went back from %llu to %llu", (unsigned long long)last, (unsigned long long)now);
         if (now < last)
             break;
         last = now;

@@ -69,10 +69,10 @@ int main(void)
 
     CHECK(socket_connect("no-port", &err) == -1 && strcmp(err.message, "'no-port' is not HOST:PORT") == 0,
           "no port: '%s'", err.message);
-    CHECK(socket_listen(":7000", &err) == -1 && strcmp(err.message, "':7000' is not HOST:PORT") == 0,
-          "no host: '%s'", err.message);
-    CHECK(socket_accept(-1, &err) == -1 && strncmp(err.message, "cannot accept", 13) == 0,
-          "accept on no socket: '%s'", err.message);
+    CHECK(socket_listen(":7000", &err) == -1 && strcmp(err.message, "':7000' is not HOST:PORT") == 0, "no host: '%s'",
+          err.message);
+    CHECK(socket_accept(-1, &err) == -1 && strncmp(err.message, "cannot accept", 13) == 0, "accept on no socket: '%s'",
+          err.message);
 
     return test_check_finish("socket_test");
 }

@@ -119,7 +119,7 @@ static void send_raw(struct control_client *client, const char *text, size_t len
         } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             usleep(1000);
         } else {
-            return;                     /* the server hung up: the caller reads why */
+            return; /* the server hung up: the caller reads why */
         }
     }
 }
@@ -159,8 +159,8 @@ static void expect_rejected(struct control_client *client, const char *line, con
 {
     send_raw(client, line, strlen(line));
     json_t *reply = receive(client, line);
-    check(reply && !reply_is_ok(reply) && strstr(reply_error(reply), expected),
-          "%-40.*s -> %s", (int)strcspn(line, "\n"), line, reply_error(reply));
+    check(reply && !reply_is_ok(reply) && strstr(reply_error(reply), expected), "%-40.*s -> %s",
+          (int)strcspn(line, "\n"), line, reply_error(reply));
     json_decref(reply);
 }
 
@@ -183,7 +183,7 @@ static void test_good_requests(void)
     connect_client(&client);
     json_t *reply = call(&client, "{\"command\": \"echo\", \"value\": [1, \"two\", {\"three\": 3}], \"id\": 42}");
     check(reply_is_ok(reply) && json_integer_value(json_object_get(reply, "id")) == 42 &&
-          json_array_size(json_object_get(reply, "value")) == 3,
+              json_array_size(json_object_get(reply, "value")) == 3,
           "echo: a good request gets its result, with its id");
     json_decref(reply);
 
@@ -319,7 +319,7 @@ static void test_deferred_reply(void)
     json_decref(reply);
     reply = receive(&slow, "deferred reply");
     check(reply_is_ok(reply) && json_is_true(json_object_get(reply, "slept")) &&
-          strcmp(string_field(reply, "id"), "a") == 0,
+              strcmp(string_field(reply, "id"), "a") == 0,
           "the deferred reply arrives, with the request's id");
     json_decref(reply);
     reply = receive(&slow, "request after the deferred one");
@@ -367,9 +367,9 @@ static void test_events(struct control_server *server)
     json_decref(event);
     json_t *message = receive(&subscriber, "event");
     check(message && strcmp(string_field(message, "event"), "state") == 0 &&
-          strcmp(string_field(message, "state"), "paused") == 0 &&
-          json_is_number(json_object_get(message, "time")) &&
-          json_number_value(json_object_get(message, "time")) > 1.5e9,
+              strcmp(string_field(message, "state"), "paused") == 0 &&
+              json_is_number(json_object_get(message, "time")) &&
+              json_number_value(json_object_get(message, "time")) > 1.5e9,
           "a subscriber receives a posted event, with its time");
     json_decref(message);
 
@@ -492,8 +492,8 @@ static void test_socket_paths(const char *directory)
 
     struct control_client client;
     result = control_client_connect(&client, stale_path, TIMEOUT_MS, &err);
-    check(result == CONTROL_CLIENT_ERROR && strstr(err.message, "No such file"),
-          "connecting to no server: %s", err.message);
+    check(result == CONTROL_CLIENT_ERROR && strstr(err.message, "No such file"), "connecting to no server: %s",
+          err.message);
 }
 
 int main(void)

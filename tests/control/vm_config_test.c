@@ -25,18 +25,17 @@ static void expect_error(const char *text, const char *expected_message)
 
 static void test_good_file(void)
 {
-    const char *text =
-        "# a web server\n"
-        "name = \"web-1\"\n"
-        "memory = 256   # MiB\n"
-        "kernel = \"out/Image\"\n"
-        "initrd = \"/abs/initramfs.cpio\"\n"
-        "cmdline = \"console=ttyS0 colo.ip=10.0.0.2/24 quote=\\\"x\\\"\"\n"
-        "disks = [ \"path=disk.img\",\n"
-        "          \"path=seed.img,readonly\" ]\n"
-        "nics = [ \"tap=tap0,mac=52:54:00:12:34:56\" ]\n"
-        "console = \"none\"\n"
-        "vcpus = 1\n";
+    const char *text = "# a web server\n"
+                       "name = \"web-1\"\n"
+                       "memory = 256   # MiB\n"
+                       "kernel = \"out/Image\"\n"
+                       "initrd = \"/abs/initramfs.cpio\"\n"
+                       "cmdline = \"console=ttyS0 colo.ip=10.0.0.2/24 quote=\\\"x\\\"\"\n"
+                       "disks = [ \"path=disk.img\",\n"
+                       "          \"path=seed.img,readonly\" ]\n"
+                       "nics = [ \"tap=tap0,mac=52:54:00:12:34:56\" ]\n"
+                       "console = \"none\"\n"
+                       "vcpus = 1\n";
     struct vm_config config;
     struct error err;
     if (vm_config_parse_text(text, strlen(text), "vm.cfg", "/base", &config, &err) < 0) {
@@ -45,11 +44,10 @@ static void test_good_file(void)
         return;
     }
     static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
-    if (strcmp(config.name, "web-1") || config.memory_mib != 256 ||
-        strcmp(config.kernel, "/base/out/Image") || strcmp(config.initrd, "/abs/initramfs.cpio") ||
-        strcmp(config.cmdline, "console=ttyS0 colo.ip=10.0.0.2/24 quote=\"x\"") ||
-        config.disk_count != 2 || strcmp(config.disks[0].path, "/base/disk.img") ||
-        config.disks[0].read_only || !config.disks[1].read_only ||
+    if (strcmp(config.name, "web-1") || config.memory_mib != 256 || strcmp(config.kernel, "/base/out/Image") ||
+        strcmp(config.initrd, "/abs/initramfs.cpio") ||
+        strcmp(config.cmdline, "console=ttyS0 colo.ip=10.0.0.2/24 quote=\"x\"") || config.disk_count != 2 ||
+        strcmp(config.disks[0].path, "/base/disk.img") || config.disks[0].read_only || !config.disks[1].read_only ||
         config.nic_count != 1 || strcmp(config.nics[0].tap, "tap0") || memcmp(config.nics[0].mac, mac, 6) ||
         config.console != VM_CONSOLE_NONE || strcmp(config.firmware, MACHINE_DEFAULT_FIRMWARE_PATH)) {
         printf("FAIL: good config parsed into wrong values\n");
@@ -65,7 +63,8 @@ int main(void)
     const char *minimal = "name = \"a\"\nmemory = 128\nkernel = \"k\"\n";
     (void)minimal;
     expect_error("name = \"a\"\nmemory = lots\n", "vm.cfg:2: memory: expected a \"string\", a number");
-    expect_error("name = \"a\"\nmemory = 12\nkernel = \"k\"\n", "vm.cfg:2: memory: expected a whole number of MiB from 64");
+    expect_error("name = \"a\"\nmemory = 12\nkernel = \"k\"\n",
+                 "vm.cfg:2: memory: expected a whole number of MiB from 64");
     expect_error("name = \"a\"\nmemory = 128x\n", "vm.cfg:2: memory: expected a whole number, found 'x'");
     expect_error("name = \"a\"\nmemroy = 128\n", "vm.cfg:2: unknown key 'memroy' (known: name, memory");
     expect_error("name = \"a\"\n\n\nmemory 128\n", "vm.cfg:4: memory: expected '=' after the key");

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         for (size_t i = 0; i < size; i++)
             if (data[i] != ' ' && data[i] != '\t' && data[i] != '\r')
-                abort();                  /* only a blank line is ignored */
+                abort(); /* only a blank line is ignored */
     } else {
         if (!json_is_object(request) || !json_is_string(json_object_get(request, "command")))
             abort();

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (parsed <= 0)
             break;
         if ((size_t)parsed > length - offset)
-            abort();                      /* a message longer than what was there */
+            abort(); /* a message longer than what was there */
         if (!message.heartbeat) {
             if (message.nic >= nic_count || message.length == 0 || message.length > VIRTIO_NET_MAX_FRAME ||
                 message.frame != buffer + offset + MIRROR_WORD_SIZE)
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             virtio_net_header_encode(&message.header, header);
             if (memcmp(word, buffer + offset, sizeof word) != 0 ||
                 memcmp(header, message.frame + message.length, sizeof header) != 0)
-                abort();                  /* parse and encode disagree */
+                abort(); /* parse and encode disagree */
         }
         offset += (size_t)parsed;
     }

@@ -57,8 +57,7 @@ static const uint8_t *with_crcs_fixed(const uint8_t *data, size_t size)
         fixed_capacity = size;
     }
     memcpy(fixed_input, data, size);
-    for (size_t offset = STREAM_HEADER_LENGTH;
-         offset < size && size - offset >= STREAM_RECORD_HEADER_LENGTH;) {
+    for (size_t offset = STREAM_HEADER_LENGTH; offset < size && size - offset >= STREAM_RECORD_HEADER_LENGTH;) {
         uint8_t *record = fixed_input + offset;
         size_t length = get_u32(record + 4);
         if (length > size - offset - STREAM_RECORD_HEADER_LENGTH)
@@ -96,10 +95,10 @@ static void write_seed(const char *path)
 {
     for (unsigned i = 0; i < FUZZ_RAM_SIZE; i++)
         machine->ram.host[i] = (uint8_t)(i * 7 + i / 4096);
-    memset(machine->ram.host + 7 * 4096, 0, 4096);   /* a zero page: a PAGE_ZERO record */
+    memset(machine->ram.host + 7 * 4096, 0, 4096); /* a zero page: a PAGE_ZERO record */
     machine->harts[0].state.x[10] = 0x1234;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    static const uint8_t mode = 1;             /* CRCs fixed by the harness */
+    static const uint8_t mode = 1; /* CRCs fixed by the harness */
     struct stream_writer writer;
     struct error err;
     if (fd < 0 || write(fd, &mode, 1) != 1 || stream_writer_init(&writer, fd, &err) < 0)
@@ -107,14 +106,11 @@ static void write_seed(const char *path)
     struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
     static const uint64_t first[] = { 0, 15 }, second[] = { 3, 7 }, last[] = { 15 };
     static const uint8_t output_header[12] = { 0 }, output_frame[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-    if (stream_write_header(&writer, &header, &err) < 0 ||
-        stream_write_pages(&writer, machine, first, 2, &err) < 0 ||
-        stream_write_checkpoint_end(&writer, &err) < 0 ||
-        stream_write_checkpoint_state(&writer, 3, &err) < 0 ||
+    if (stream_write_header(&writer, &header, &err) < 0 || stream_write_pages(&writer, machine, first, 2, &err) < 0 ||
+        stream_write_checkpoint_end(&writer, &err) < 0 || stream_write_checkpoint_state(&writer, 3, &err) < 0 ||
         stream_write_pages(&writer, machine, second, 2, &err) < 0 ||
         stream_write_output(&writer, 0, output_header, output_frame, sizeof output_frame, &err) < 0 ||
-        stream_write_checkpoint_end(&writer, &err) < 0 ||
-        stream_write_pages(&writer, machine, last, 1, &err) < 0 ||
+        stream_write_checkpoint_end(&writer, &err) < 0 || stream_write_pages(&writer, machine, last, 1, &err) < 0 ||
         stream_write_machine_state(&writer, machine, &err) < 0 || stream_write_end(&writer, &err) < 0 ||
         stream_flush(&writer, &err) < 0 || close(fd) < 0) {
         fprintf(stderr, "cannot write the seed: %s\n", err.message);

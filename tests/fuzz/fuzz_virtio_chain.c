@@ -172,8 +172,9 @@ static bool negotiate(unsigned slot, uint64_t features)
 
 static void driver_ok(unsigned slot)
 {
-    register_write(slot, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-                                             VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+    register_write(slot, VIRTIO_MMIO_STATUS,
+                   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                       VIRTIO_STATUS_DRIVER_OK);
 }
 
 /* Points queue `queue` at rings from RAM offset `base`; whether the device
@@ -350,8 +351,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool needs_reset = register_read(slot, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     bool counted = malformed_queue_errors(slot) != errors_before;
     if (needs_reset != counted) {
-        fprintf(stderr, "DEVICE_NEEDS_RESET is %s, but the malformed-queue count %s\n",
-                needs_reset ? "set" : "clear", counted ? "grew" : "did not grow");
+        fprintf(stderr, "DEVICE_NEEDS_RESET is %s, but the malformed-queue count %s\n", needs_reset ? "set" : "clear",
+                counted ? "grew" : "did not grow");
         abort();
     }
     check_recovery(slot, is_net);

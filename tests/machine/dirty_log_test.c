@@ -27,8 +27,8 @@ static bool bit_set(const uint64_t *bitmap, uint64_t page)
 
 static struct machine *create(const char *elf)
 {
-    return test_machine_create(&(struct test_machine_options){
-        .ram_size = 16u << 20, .deterministic_time = true, .elf = elf });
+    return test_machine_create(
+        &(struct test_machine_options){ .ram_size = 16u << 20, .deterministic_time = true, .elf = elf });
 }
 
 static void test_exact_pages(const char *elf)
@@ -36,7 +36,7 @@ static void test_exact_pages(const char *elf)
     static const uint64_t counts[] = { 1, 37, 300 };
     for (unsigned c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         struct machine *machine = create(elf);
-        uint64_t first_page = 256;             /* 1 MiB into RAM */
+        uint64_t first_page = 256; /* 1 MiB into RAM */
         machine->harts[0].state.x[10] = counts[c];
         machine->harts[0].state.x[11] = MACHINE_RAM_BASE + (first_page << GUEST_PAGE_SHIFT);
         size_t words = guest_ram_bitmap_words(&machine->ram);
@@ -46,16 +46,15 @@ static void test_exact_pages(const char *elf)
         enum machine_exit_reason reason = machine_run(machine, 10000000);
         CHECK(reason == MACHINE_EXIT_POWEROFF, "guest did not finish (reason %d)", reason);
         uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
-        CHECK(dirty == counts[c], "stored to %llu pages, log says %llu",
-              (unsigned long long)counts[c], (unsigned long long)dirty);
+        CHECK(dirty == counts[c], "stored to %llu pages, log says %llu", (unsigned long long)counts[c],
+              (unsigned long long)dirty);
         CHECK(count_bits(bitmap, words) == counts[c], "bitmap has %llu bits, want %llu",
               (unsigned long long)count_bits(bitmap, words), (unsigned long long)counts[c]);
         for (uint64_t p = 0; p < counts[c]; p++)
             CHECK(bit_set(bitmap, first_page + p), "page %llu not marked", (unsigned long long)(first_page + p));
 
         dirty = machine_dirty_log_read_and_clear(machine, bitmap);
-        CHECK(dirty == 0 && count_bits(bitmap, words) == 0, "second read gave %llu pages",
-              (unsigned long long)dirty);
+        CHECK(dirty == 0 && count_bits(bitmap, words) == 0, "second read gave %llu pages", (unsigned long long)dirty);
 
         /* Device (DMA) writes go into the log too: 3 pages, one straddled. */
         uint8_t data[2 * GUEST_PAGE_SIZE + 16];
@@ -98,8 +97,8 @@ static void test_concurrent(const char *elf)
 
     for (int round = 0; round < 20; round++) {
         uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
-        CHECK(dirty <= pages, "round %d: %llu dirty pages, the guest only writes %llu",
-              round, (unsigned long long)dirty, (unsigned long long)pages);
+        CHECK(dirty <= pages, "round %d: %llu dirty pages, the guest only writes %llu", round,
+              (unsigned long long)dirty, (unsigned long long)pages);
         for (uint64_t p = 0; p < machine->ram.page_count; p++)
             if (bit_set(bitmap, p))
                 CHECK(p >= first_page && p < first_page + pages, "page %llu dirty but never written",
@@ -109,8 +108,8 @@ static void test_concurrent(const char *elf)
     /* After a pause, everything the guest stored shows up: a full sweep
      * over the pages takes far less than the 20 ms slept. */
     uint64_t dirty = machine_dirty_log_read_and_clear(machine, bitmap);
-    CHECK(dirty == pages, "a running guest sweeping %llu pages shows %llu dirty",
-          (unsigned long long)pages, (unsigned long long)dirty);
+    CHECK(dirty == pages, "a running guest sweeping %llu pages shows %llu dirty", (unsigned long long)pages,
+          (unsigned long long)dirty);
 
     /* Pause is bounded: it returns within one slice, far below 100 ms. */
     double start = clock_monotonic_seconds();

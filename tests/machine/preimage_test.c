@@ -34,8 +34,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s dirty_pages.elf\n", argv[0]);
         return 2;
     }
-    struct machine *machine = test_machine_create(&(struct test_machine_options){
-        .ram_size = 16u << 20, .deterministic_time = true, .elf = argv[1] });
+    struct machine *machine = test_machine_create(
+        &(struct test_machine_options){ .ram_size = 16u << 20, .deterministic_time = true, .elf = argv[1] });
     uint64_t entry = machine->harts[0].state.pc;
     /* Something other than zeros in the pages the guest overwrites. */
     static uint8_t pattern[64 * GUEST_PAGE_SIZE];
@@ -85,13 +85,14 @@ int main(int argc, char **argv)
     machine_preimages_reset(machine);
     uint8_t *at_reset = malloc(machine->ram.size);
     memcpy(at_reset, machine->ram.host, machine->ram.size);
-    run_guest(machine, 10, 340, entry);    /* pages 340..349 */
+    run_guest(machine, 10, 340, entry); /* pages 340..349 */
     uint8_t written_349[GUEST_PAGE_SIZE];
     memcpy(written_349, machine->ram.host + (349ull << GUEST_PAGE_SHIFT), GUEST_PAGE_SIZE);
     restored = machine_preimages_rollback_before_load(machine, overwritten_by_checkpoint, NULL);
     CHECK(restored == 5, "rollback before a load restored %lld pages, expected 5 (340..344)", (long long)restored);
     CHECK(memcmp(machine->ram.host + (340ull << GUEST_PAGE_SHIFT), at_reset + (340ull << GUEST_PAGE_SHIFT),
-                 5 * GUEST_PAGE_SIZE) == 0, "pages 340..344 not restored");
+                 5 * GUEST_PAGE_SIZE) == 0,
+          "pages 340..344 not restored");
     CHECK(memcmp(machine->ram.host + (349ull << GUEST_PAGE_SHIFT), written_349, GUEST_PAGE_SIZE) == 0,
           "page 349 (overwritten by the checkpoint) was restored anyway");
     uint8_t checkpoint_page[GUEST_PAGE_SIZE];

@@ -24,7 +24,7 @@ static void expect(const char *what, uint64_t got, uint64_t expected)
 }
 
 #define LIMIT 1000000u
-static uint64_t composite[(LIMIT + 63) / 64];   /* bit n: n is composite */
+static uint64_t composite[(LIMIT + 63) / 64]; /* bit n: n is composite */
 
 static int is_composite(uint32_t n)
 {
@@ -33,7 +33,7 @@ static int is_composite(uint32_t n)
 
 static void sieve(void)
 {
-    composite[0] |= 3;          /* 0 and 1 */
+    composite[0] |= 3; /* 0 and 1 */
     for (uint32_t i = 2; (uint64_t)i * i < LIMIT; i++)
         if (!is_composite(i))
             for (uint32_t j = i * i; j < LIMIT; j += i)
@@ -151,8 +151,7 @@ int main(void)
     expect("2^64-59 prime", (uint64_t)miller_rabin(18446744073709551557ull), 1);
     expect("2^64-1 prime", (uint64_t)miller_rabin(18446744073709551615ull), 0);
     expect("spsp(2,3,5,7) 3215031751 prime", (uint64_t)miller_rabin(3215031751ull), 0);
-    expect("strong pseudoprime 3825123056546413051 prime",
-           (uint64_t)miller_rabin(3825123056546413051ull), 0);
+    expect("strong pseudoprime 3825123056546413051 prime", (uint64_t)miller_rabin(3825123056546413051ull), 0);
     expect("1000000007 * 998244353 prime", (uint64_t)miller_rabin(1000000007ull * 998244353ull), 0);
     uint64_t below = 0;
     for (uint64_t n = 18446744073709551615ull; n > 18446744073709551615ull - 2000; n--)

@@ -61,7 +61,7 @@ static uint64_t parse_unsigned(const char *s, const char **end, unsigned base)
 struct sink {
     char *buffer;
     size_t size;
-    size_t length;              /* as if the buffer were unbounded */
+    size_t length; /* as if the buffer were unbounded */
 };
 
 static void sink_put(struct sink *sink, char c)
@@ -102,12 +102,18 @@ static int format(char *buffer, size_t size, const char *fmt, ...)
         p++;
         int left = 0, zero = 0, plus = 0, space = 0, alt = 0;
         for (;; p++) {
-            if (*p == '-') left = 1;
-            else if (*p == '0') zero = 1;
-            else if (*p == '+') plus = 1;
-            else if (*p == ' ') space = 1;
-            else if (*p == '#') alt = 1;
-            else break;
+            if (*p == '-')
+                left = 1;
+            else if (*p == '0')
+                zero = 1;
+            else if (*p == '+')
+                plus = 1;
+            else if (*p == ' ')
+                space = 1;
+            else if (*p == '#')
+                alt = 1;
+            else
+                break;
         }
         int width = 0;
         if (*p == '*') {
@@ -173,7 +179,7 @@ static int format(char *buffer, size_t size, const char *fmt, ...)
             prefix = "0x";
             goto number;
         }
-        number: {
+        number : {
             int digits = n;
             if (precision > digits)
                 digits = precision;
@@ -292,8 +298,7 @@ int main(void)
     expect_text(b, "[005] [    -005] [] [000a    ]");
     format(b, sizeof b, "[%*d] [%-*d] [%.*s]", 6, 1, 6, 2, 3, "abcdef");
     expect_text(b, "[     1] [2     ] [abc]");
-    format(b, sizeof b, "[%s] [%10s] [%-10s] [%.2s] [%s]", "hi", "right", "left", "xyz",
-           (const char *)0);
+    format(b, sizeof b, "[%s] [%10s] [%-10s] [%.2s] [%s]", "hi", "right", "left", "xyz", (const char *)0);
     expect_text(b, "[hi] [     right] [left      ] [xy] [(null)]");
     format(b, sizeof b, "%c%c%c [%3c] [%-3c] 100%%", 'a', 'b', 'c', 'x', 'y');
     expect_text(b, "abc [  x] [y  ] 100%");

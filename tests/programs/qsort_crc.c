@@ -104,7 +104,7 @@ static int compare_i64_descending(const void *a, const void *b)
 struct record {
     uint16_t key;
     uint8_t tag;
-    uint32_t order;             /* original position: the sort key after key */
+    uint32_t order; /* original position: the sort key after key */
 };
 
 static int compare_record(const void *a, const void *b)
@@ -152,12 +152,12 @@ static uint32_t crc32_bitwise(const void *data, size_t length)
 
 /* ---------------- hash table ---------------- */
 
-#define TABLE_SIZE 1024         /* power of two */
+#define TABLE_SIZE 1024 /* power of two */
 #define EMPTY 0
 #define DELETED 1
 
 struct slot {
-    uint64_t key;               /* EMPTY, DELETED, or a key >= 2 */
+    uint64_t key; /* EMPTY, DELETED, or a key >= 2 */
     uint64_t value;
 };
 
@@ -292,10 +292,9 @@ int main(void)
 
     guest_puts("qsort_crc: hash table\n");
     static const char *const words[] = {
-        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
-        "hotel", "india", "juliett", "kilo", "lima", "mike", "november",
-        "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform",
-        "victor", "whiskey", "xray", "yankee", "zulu",
+        "alpha",   "bravo", "charlie", "delta",  "echo",     "foxtrot", "golf",   "hotel",  "india",
+        "juliett", "kilo",  "lima",    "mike",   "november", "oscar",   "papa",   "quebec", "romeo",
+        "sierra",  "tango", "uniform", "victor", "whiskey",  "xray",    "yankee", "zulu",
     };
     const unsigned word_count = sizeof words / sizeof words[0];
     for (unsigned i = 0; i < word_count; i++)

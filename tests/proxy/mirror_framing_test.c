@@ -22,10 +22,15 @@ static void test_round_trip(void)
     uint8_t frame[60];
     for (size_t i = 0; i < sizeof frame; i++)
         frame[i] = (uint8_t)(i * 7);
-    struct virtio_net_header header = { .flags = 1, .gso_type = 0, .header_length = 14, .gso_size = 0,
-                                        .checksum_start = 34, .checksum_offset = 16, .buffer_count = 1 };
+    struct virtio_net_header header = { .flags = 1,
+                                        .gso_type = 0,
+                                        .header_length = 14,
+                                        .gso_size = 0,
+                                        .checksum_start = 34,
+                                        .checksum_offset = 16,
+                                        .buffer_count = 1 };
     size_t first = encode_frame(buffer, 2, frame, sizeof frame, &header);
-    mirror_encode_word(buffer + first, 0, 0);   /* a heartbeat */
+    mirror_encode_word(buffer + first, 0, 0); /* a heartbeat */
     size_t total = first + MIRROR_WORD_SIZE;
 
     struct mirror_message message;
@@ -38,7 +43,8 @@ static void test_round_trip(void)
     CHECK(message.frame == buffer + MIRROR_WORD_SIZE && memcmp(message.frame, frame, sizeof frame) == 0,
           "frame bytes point into the buffer");
     CHECK(message.header.flags == 1 && message.header.header_length == 14 && message.header.checksum_start == 34 &&
-          message.header.checksum_offset == 16 && message.header.buffer_count == 1, "header decoded");
+              message.header.checksum_offset == 16 && message.header.buffer_count == 1,
+          "header decoded");
     size = mirror_parse(buffer + first, total - first, 4, &message);
     CHECK(size == MIRROR_WORD_SIZE && message.heartbeat, "heartbeat parsed (%ld)", size);
 }
@@ -47,11 +53,11 @@ static void test_malformed(void)
 {
     uint8_t buffer[MIRROR_WORD_SIZE + 64] = { 0 };
     struct mirror_message message;
-    mirror_encode_word(buffer, 4, 10);   /* NIC 4 of a VM with 4 NICs (0..3) */
+    mirror_encode_word(buffer, 4, 10); /* NIC 4 of a VM with 4 NICs (0..3) */
     CHECK(mirror_parse(buffer, sizeof buffer, 4, &message) == MIRROR_PARSE_MALFORMED, "NIC out of range");
     mirror_encode_word(buffer, 0, VIRTIO_NET_MAX_FRAME + 1);
     CHECK(mirror_parse(buffer, sizeof buffer, 4, &message) == MIRROR_PARSE_MALFORMED, "frame too long");
-    mirror_encode_word(buffer, 1, 0);    /* no frame but a NIC: not a heartbeat */
+    mirror_encode_word(buffer, 1, 0); /* no frame but a NIC: not a heartbeat */
     CHECK(mirror_parse(buffer, sizeof buffer, 4, &message) == MIRROR_PARSE_MALFORMED, "empty frame with a NIC");
     mirror_encode_word(buffer, 0, 10);
     CHECK(mirror_parse(buffer, sizeof buffer, 0, &message) == MIRROR_PARSE_MALFORMED, "a frame for a VM without NICs");

@@ -41,8 +41,8 @@
 
 static struct machine *create(const char *elf)
 {
-    struct machine *machine = test_machine_create(&(struct test_machine_options){
-        .ram_size = 16u << 20, .deterministic_time = true, .elf = elf });
+    struct machine *machine = test_machine_create(
+        &(struct test_machine_options){ .ram_size = 16u << 20, .deterministic_time = true, .elf = elf });
     /* store_forever: stores to GUEST_PAGES pages from 1 MiB into RAM. */
     machine->harts[0].state.x[10] = GUEST_PAGES;
     machine->harts[0].state.x[11] = MACHINE_RAM_BASE + (256ull << GUEST_PAGE_SHIFT);
@@ -59,7 +59,7 @@ static void *run_thread(void *machine)
  * primary's hook to compare with the PVM. */
 struct snapshot_exchange {
     pthread_mutex_t lock;
-    uint64_t applied;                  /* checkpoints applied so far */
+    uint64_t applied; /* checkpoints applied so far */
     uint64_t ram_hash;
     struct state_writer state;
     /* results */
@@ -148,15 +148,37 @@ static void record_call(struct recording_device *device, char call)
         device->calls[device->count++] = call;
 }
 
-static int device_setup(void *opaque) { record_call(opaque, 'S'); return 0; }
-static int device_commit(void *opaque) { record_call(opaque, 'C'); return 0; }
-static int device_postsuspend(void *opaque) { record_call(opaque, 'P'); return 0; }
-static int device_preresume(void *opaque) { record_call(opaque, 'R'); return 0; }
-static void device_teardown(void *opaque) { record_call(opaque, 'T'); }
+static int device_setup(void *opaque)
+{
+    record_call(opaque, 'S');
+    return 0;
+}
+static int device_commit(void *opaque)
+{
+    record_call(opaque, 'C');
+    return 0;
+}
+static int device_postsuspend(void *opaque)
+{
+    record_call(opaque, 'P');
+    return 0;
+}
+static int device_preresume(void *opaque)
+{
+    record_call(opaque, 'R');
+    return 0;
+}
+static void device_teardown(void *opaque)
+{
+    record_call(opaque, 'T');
+}
 
 static const struct colo_checkpoint_device_ops recording_ops = {
-    .setup = device_setup, .postsuspend = device_postsuspend, .preresume = device_preresume,
-    .commit = device_commit, .teardown = device_teardown,
+    .setup = device_setup,
+    .postsuspend = device_postsuspend,
+    .preresume = device_preresume,
+    .commit = device_commit,
+    .teardown = device_teardown,
 };
 
 /* Setup, the first commit, then postsuspend-preresume-commit for each of
@@ -268,7 +290,8 @@ int main(int argc, char **argv)
 
     struct colo_secondary_stats secondary_stats;
     colo_secondary_get_stats(&secondary, &secondary_stats);
-    printf("checkpoints %llu (%llu requested, %u requests made, %llu by output deadlines), compared %u; downtime p50 %llu us, "
+    printf("checkpoints %llu (%llu requested, %u requests made, %llu by output deadlines), compared %u; downtime p50 "
+           "%llu us, "
            "p99 %llu us, max %llu us; last %llu dirty pages, %llu bytes; initial copy %u rounds\n",
            (unsigned long long)stats.checkpoints, (unsigned long long)stats.requested_checkpoints,
            exchange.requests_made, (unsigned long long)stats.output_checkpoints, exchange.compared,
@@ -286,11 +309,10 @@ int main(int argc, char **argv)
            (unsigned long long)secondary_stats.interval_instructions_total);
 
     CHECK(stats.checkpoints >= WANTED_CHECKPOINTS, "only %llu checkpoints", (unsigned long long)stats.checkpoints);
-    CHECK(exchange.compared >= 20 && exchange.compared == stats.checkpoints,
-          "compared %u of %llu checkpoints", exchange.compared, (unsigned long long)stats.checkpoints);
+    CHECK(exchange.compared >= 20 && exchange.compared == stats.checkpoints, "compared %u of %llu checkpoints",
+          exchange.compared, (unsigned long long)stats.checkpoints);
     CHECK(exchange.ram_mismatches == 0, "%u checkpoints with different RAM", exchange.ram_mismatches);
-    CHECK(exchange.state_mismatches == 0, "%u checkpoints with different machine state",
-          exchange.state_mismatches);
+    CHECK(exchange.state_mismatches == 0, "%u checkpoints with different machine state", exchange.state_mismatches);
     CHECK(secondary_stats.checkpoints == stats.checkpoints, "secondary applied %llu checkpoints",
           (unsigned long long)secondary_stats.checkpoints);
     CHECK(exchange.svm_ran_intervals >= 20, "the SVM ran in only %u intervals", exchange.svm_ran_intervals);
@@ -316,11 +338,10 @@ int main(int argc, char **argv)
     pthread_join(svm_thread, NULL);
     colo_primary_destroy(&primary);
     colo_secondary_destroy(&secondary);
-    CHECK(calls_are_in_order(&primary_device, stats.checkpoints),
-          "the primary's device calls are out of order: %.*s", (int)primary_device.count, primary_device.calls);
+    CHECK(calls_are_in_order(&primary_device, stats.checkpoints), "the primary's device calls are out of order: %.*s",
+          (int)primary_device.count, primary_device.calls);
     CHECK(calls_are_in_order(&secondary_device, stats.checkpoints),
-          "the secondary's device calls are out of order: %.*s", (int)secondary_device.count,
-          secondary_device.calls);
+          "the secondary's device calls are out of order: %.*s", (int)secondary_device.count, secondary_device.calls);
     close(fds[0]);
     close(fds[1]);
     state_writer_free(&exchange.state);

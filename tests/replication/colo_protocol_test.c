@@ -25,8 +25,8 @@ static const char *guest_elf;
 
 static struct machine *create(void)
 {
-    return test_machine_create(&(struct test_machine_options){
-        .ram_size = 8u << 20, .deterministic_time = true, .elf = guest_elf });
+    return test_machine_create(
+        &(struct test_machine_options){ .ram_size = 8u << 20, .deterministic_time = true, .elf = guest_elf });
 }
 
 static void open_pair(int fds[2])
@@ -94,7 +94,7 @@ struct primary_case {
     enum primary_script script;
     const char *name;
     enum colo_secondary_state expected_state;
-    const char *expected_error;        /* a part of the secondary's error */
+    const char *expected_error; /* a part of the secondary's error */
 };
 
 static const struct primary_case primary_cases[] = {
@@ -104,8 +104,7 @@ static const struct primary_case primary_cases[] = {
       "closed the connection while we waited for CHECKPOINT_NEW" },
     { PRIMARY_SENDS_WRONG_MESSAGE, "sends SVM_READY instead of NEW", COLO_SECONDARY_RESUMED,
       "waiting for CHECKPOINT_NEW, got CHECKPOINT_SVM_READY" },
-    { PRIMARY_GOES_SILENT, "goes silent", COLO_SECONDARY_RESUMED,
-      "timed out after 200 ms waiting for CHECKPOINT_NEW" },
+    { PRIMARY_GOES_SILENT, "goes silent", COLO_SECONDARY_RESUMED, "timed out after 200 ms waiting for CHECKPOINT_NEW" },
     { PRIMARY_DROPS_AFTER_NEW, "drops after CHECKPOINT_NEW", COLO_SECONDARY_SUSPENDED, "checkpoint 1, " },
     { PRIMARY_DROPS_MID_PAGES, "drops in the middle of the pages", COLO_SECONDARY_SUSPENDED,
       "receiving the checkpoint" },
@@ -113,7 +112,8 @@ static const struct primary_case primary_cases[] = {
       "CRC mismatch" },
     /* Either sending SVM_RESUMED (checkpoint 1) or waiting for the next NEW
      * (checkpoint 2) fails, whichever notices the hang-up first. */
-    { PRIMARY_DROPS_AFTER_SVM_READY, "drops after SVM_READY", COLO_SECONDARY_RESUMED, "secondary (RESUMED), checkpoint " },
+    { PRIMARY_DROPS_AFTER_SVM_READY, "drops after SVM_READY", COLO_SECONDARY_RESUMED,
+      "secondary (RESUMED), checkpoint " },
 };
 
 struct suspended_snapshot {
@@ -144,9 +144,8 @@ static void send_whole_checkpoint(struct stream_writer *writer, struct machine *
         if (bitmap[page / 64] >> (page % 64) & 1)
             pages[count++] = page;
     struct error err;
-    if (stream_write_pages(writer, pvm, pages, count, &err) < 0 ||
-        stream_write_machine_state(writer, pvm, &err) < 0 || stream_write_checkpoint_end(writer, &err) < 0 ||
-        stream_flush(writer, &err) < 0)
+    if (stream_write_pages(writer, pvm, pages, count, &err) < 0 || stream_write_machine_state(writer, pvm, &err) < 0 ||
+        stream_write_checkpoint_end(writer, &err) < 0 || stream_flush(writer, &err) < 0)
         fprintf(stderr, "script: %s\n", err.message);
     free(bitmap);
     free(pages);
@@ -189,8 +188,8 @@ static void run_primary_case(const struct primary_case *test)
     if (test->script == PRIMARY_DROPS_DURING_COPY) {
         struct stream_header header = { STREAM_VERSION, pvm->ram.size, machine_configuration_hash(pvm) };
         uint64_t pages[10] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
-        if (stream_write_header(&writer, &header, &err) < 0 ||
-            stream_write_pages(&writer, pvm, pages, 10, &err) < 0 || stream_flush(&writer, &err) < 0)
+        if (stream_write_header(&writer, &header, &err) < 0 || stream_write_pages(&writer, pvm, pages, 10, &err) < 0 ||
+            stream_flush(&writer, &err) < 0)
             fprintf(stderr, "script: %s\n", err.message);
         goto hang_up;
     }
@@ -266,8 +265,8 @@ hang_up:
           colo_secondary_state_name(state), colo_secondary_state_name(test->expected_state));
     CHECK(strstr(err.message, colo_secondary_state_name(test->expected_state)) != NULL,
           "%s: the error does not name the state: %s", test->name, err.message);
-    CHECK(strstr(err.message, test->expected_error) != NULL, "%s: the error does not say '%s': %s",
-          test->name, test->expected_error, err.message);
+    CHECK(strstr(err.message, test->expected_error) != NULL, "%s: the error does not say '%s': %s", test->name,
+          test->expected_error, err.message);
 
     if (state == COLO_SECONDARY_SUSPENDED) {
         /* Nothing of the broken checkpoint reached the SVM. */
@@ -282,8 +281,7 @@ hang_up:
         state_writer_free(&now);
     }
     if (test->script == PRIMARY_DROPS_AFTER_SVM_READY)
-        CHECK(machine_ram_hash(svm) == pvm_hash_at_checkpoint, "%s: the applied checkpoint is not the PVM",
-              test->name);
+        CHECK(machine_ram_hash(svm) == pvm_hash_at_checkpoint, "%s: the applied checkpoint is not the PVM", test->name);
 
     struct error failover_error;
     int failover = colo_secondary_failover(&secondary, &failover_error);

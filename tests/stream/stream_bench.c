@@ -62,7 +62,7 @@ static void *send_rounds(void *opaque)
     if (stream_writer_init(&writer, sender->fd, &err) < 0)
         die("writer", &err);
     struct stream_header header = { STREAM_VERSION, sender->source->ram.size,
-                                     machine_configuration_hash(sender->source) };
+                                    machine_configuration_hash(sender->source) };
     if (stream_write_header(&writer, &header, &err) < 0)
         die("header", &err);
     for (unsigned round = 0; round < sender->rounds; round++) {
@@ -114,8 +114,8 @@ static void bench_transfer(struct machine *source, struct machine *target, unsig
     pthread_join(thread, NULL);
     double megabytes = (double)reader.bytes_read / 1e6;
     printf("  pages through a socketpair, %-30s %6.0f MB in %.3f s: %6.0f MB/s (%.0f pages/s)\n",
-           apply ? "staged and applied (receive):" : "read and checked only:", megabytes, seconds,
-           megabytes / seconds, (double)reader.pages_read / seconds);
+           apply ? "staged and applied (receive):" : "read and checked only:", megabytes, seconds, megabytes / seconds,
+           (double)reader.pages_read / seconds);
     if (apply && machine_ram_hash(target) != machine_ram_hash(source))
         die("RAM differs after the transfer", NULL);
     stream_reader_destroy(&reader);

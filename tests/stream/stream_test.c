@@ -33,8 +33,7 @@ static void die(const char *what, const struct error *err)
 
 static struct machine *create_machine(void)
 {
-    return test_machine_create(&(struct test_machine_options){
-        .ram_size = RAM_SIZE, .deterministic_time = true });
+    return test_machine_create(&(struct test_machine_options){ .ram_size = RAM_SIZE, .deterministic_time = true });
 }
 
 static uint64_t random_state = 0x9e3779b97f4a7c15ull;
@@ -187,8 +186,8 @@ static struct stream_header header_for(const struct machine *machine)
 }
 
 /* Reads header + one stream_receive from the first `length` bytes. */
-static int receive_prefix(const struct bytes *stream, size_t length, struct machine *target,
-                          uint32_t *terminator, struct stream_reader *reader_out, struct error *err)
+static int receive_prefix(const struct bytes *stream, size_t length, struct machine *target, uint32_t *terminator,
+                          struct stream_reader *reader_out, struct error *err)
 {
     int fd = fd_with(stream->data, length);
     struct stream_reader reader;
@@ -249,8 +248,8 @@ static void test_crc32c(void)
     size_t size = 40000;
     uint8_t *data = malloc(size);
     fill_random(data, size);
-    static const size_t lengths[] = { 0, 1, 7, 8, 9, 255, 256, 767, 768, 769, 1000, 4079, 4080, 4081,
-                                      4096, 4104, 4112, 4847, 4848, 4849, 6144, 8160, 8928, 13000, 39000 };
+    static const size_t lengths[] = { 0,    1,    7,    8,    9,    255,  256,  767,  768,  769,  1000,  4079, 4080,
+                                      4081, 4096, 4104, 4112, 4847, 4848, 4849, 6144, 8160, 8928, 13000, 39000 };
     for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
         for (size_t offset = 0; offset < 9; offset++) {
             uint32_t fast = crc32c(data + offset, lengths[l]);
@@ -264,10 +263,9 @@ static void test_crc32c(void)
         size_t split = length ? next_random() % length : 0;
         uint32_t whole = crc32c(data, length);
         uint32_t pieces = crc32c_extend(crc32c(data, split), data + split, length - split);
-        uint32_t tables = crc32c_extend_portable(crc32c_extend_portable(0, data, split), data + split,
-                                                 length - split);
-        CHECK(whole == pieces && whole == tables, "length %zu split %zu: 0x%08x 0x%08x 0x%08x", length,
-              split, whole, pieces, tables);
+        uint32_t tables = crc32c_extend_portable(crc32c_extend_portable(0, data, split), data + split, length - split);
+        CHECK(whole == pieces && whole == tables, "length %zu split %zu: 0x%08x 0x%08x 0x%08x", length, split, whole,
+              pieces, tables);
     }
     free(data);
 }
@@ -300,8 +298,8 @@ static void *send_migration(void *opaque)
         all[i] = (i * 7) % RAM_PAGES;
     struct stream_header header = header_for(source);
     if (stream_write_header(&writer, &header, err) < 0 ||
-        stream_write_pages(&writer, source, all, RAM_PAGES, err) < 0 ||
-        stream_write_checkpoint_end(&writer, err) < 0 || stream_flush(&writer, err) < 0)
+        stream_write_pages(&writer, source, all, RAM_PAGES, err) < 0 || stream_write_checkpoint_end(&writer, err) < 0 ||
+        stream_flush(&writer, err) < 0)
         goto done;
     migration->hash_after_round[0] = machine_ram_hash(source);
     for (size_t i = 0; i < 40; i++) {
@@ -314,8 +312,7 @@ static void *send_migration(void *opaque)
         goto done;
     for (size_t i = 0; i < 100; i++)
         fill_page(source, (i * 5) % RAM_PAGES);
-    if (stream_write_pages(&writer, source, all, 700, err) < 0 ||
-        stream_write_checkpoint_state(&writer, 7, err) < 0 ||
+    if (stream_write_pages(&writer, source, all, 700, err) < 0 || stream_write_checkpoint_state(&writer, 7, err) < 0 ||
         stream_write_pages(&writer, source, all + 700, 800, err) < 0 ||
         stream_write_machine_state(&writer, source, err) < 0 || stream_write_end(&writer, err) < 0 ||
         stream_flush(&writer, err) < 0)
@@ -335,7 +332,7 @@ static void test_round_trip(void)
     struct bytes source_state = saved_state(source);
     struct bytes target_state_before = saved_state(target);
     CHECK(target_state_before.length != source_state.length ||
-          memcmp(target_state_before.data, source_state.data, source_state.length) != 0,
+              memcmp(target_state_before.data, source_state.data, source_state.length) != 0,
           "the test machines start out equal");
 
     int fds[2];
@@ -361,7 +358,7 @@ static void test_round_trip(void)
     uint64_t round_one_hash = machine_ram_hash(target);
     struct bytes state_after_round_one = saved_state(target);
     CHECK(state_after_round_one.length == target_state_before.length &&
-          memcmp(state_after_round_one.data, target_state_before.data, target_state_before.length) == 0,
+              memcmp(state_after_round_one.data, target_state_before.data, target_state_before.length) == 0,
           "a round of pages alone changed the machine state");
     result = stream_receive(&reader, target, &terminator, &err);
     CHECK(result == 0 && terminator == STREAM_RECORD_CHECKPOINT_END, "round 2: %s", result ? err.message : "");
@@ -369,8 +366,7 @@ static void test_round_trip(void)
     result = stream_receive(&reader, target, &terminator, &err);
     CHECK(result == 0 && terminator == STREAM_RECORD_END, "last round: %s", result ? err.message : "");
     CHECK(reader.checkpoint_states_received == 1 && reader.recent_checkpoint_states[0] == 7,
-          "CHECKPOINT_STATE inside the run not noted (%llu)",
-          (unsigned long long)reader.checkpoint_states_received);
+          "CHECKPOINT_STATE inside the run not noted (%llu)", (unsigned long long)reader.checkpoint_states_received);
     struct stream_record record;
     CHECK(stream_read_record(&reader, &record, &err) == 0, "no clean end of file after END");
     pthread_join(sender, NULL);
@@ -380,7 +376,7 @@ static void test_round_trip(void)
     CHECK(machine_ram_hash(target) == machine_ram_hash(source), "RAM differs after migration");
     struct bytes target_state = saved_state(target);
     CHECK(target_state.length == source_state.length &&
-          memcmp(target_state.data, source_state.data, source_state.length) == 0,
+              memcmp(target_state.data, source_state.data, source_state.length) == 0,
           "machine state differs after migration");
     /* 512 + 40 + 1500 pages in 1 + 1 + (1 + 1 + 1) PAGE_DATA records. */
     CHECK(reader.pages_read == 2052, "pages_read %llu", (unsigned long long)reader.pages_read);
@@ -411,8 +407,10 @@ static void test_writer_splits_pages(void)
     for (size_t i = 0; i < 2500; i++)
         pages[i] = (i * 3) % RAM_PAGES;
     struct stream_header header = header_for(machine);
-    CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_pages(&writer, machine, pages, 2500, &err) == 0 &&
-          stream_write_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0, "write: %s", err.message);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 &&
+              stream_write_pages(&writer, machine, pages, 2500, &err) == 0 && stream_write_end(&writer, &err) == 0 &&
+              stream_flush(&writer, &err) == 0,
+          "write: %s", err.message);
     CHECK(writer.pages_written == 2500, "pages_written %llu", (unsigned long long)writer.pages_written);
     uint64_t beyond = RAM_PAGES;
     CHECK(stream_write_pages(&writer, machine, &beyond, 1, &err) < 0 && contains(err.message, "outside RAM"),
@@ -434,16 +432,17 @@ static void test_writer_splits_pages(void)
         struct stream_record record;
         int got = stream_read_record(&reader, &record, &err);
         CHECK(got == 1 && record.type == STREAM_RECORD_PAGE_DATA && get_u32(record.body) == counts[r] &&
-              record.length == 8 + counts[r] * (8 + 4096),
+                  record.length == 8 + counts[r] * (8 + 4096),
               "record %u: got %d type %u length %u", r + 1, got, record.type, record.length);
         if (got != 1)
             break;
         for (uint32_t i = 0; i < counts[r]; i += 97) {
-            uint64_t index = (uint64_t)get_u32(record.body + 8 + 8 * i) |
-                             (uint64_t)get_u32(record.body + 12 + 8 * i) << 32;
+            uint64_t index = (uint64_t)get_u32(record.body + 8 + 8 * i) | (uint64_t)get_u32(record.body + 12 + 8 * i)
+                                                                              << 32;
             CHECK(index == pages[first + i], "record %u page %u index %llu", r + 1, i, (unsigned long long)index);
-            CHECK(memcmp(record.body + 8 + 8 * counts[r] + 4096 * (size_t)i, machine->ram.host + index * 4096,
-                         4096) == 0, "record %u page %u contents", r + 1, i);
+            CHECK(memcmp(record.body + 8 + 8 * counts[r] + 4096 * (size_t)i, machine->ram.host + index * 4096, 4096) ==
+                      0,
+                  "record %u page %u contents", r + 1, i);
         }
         first += counts[r];
     }
@@ -451,8 +450,8 @@ static void test_writer_splits_pages(void)
     CHECK(stream_read_record(&reader, &record, &err) == 1 && record.type == STREAM_RECORD_END && record.length == 0,
           "END missing");
     CHECK(stream_read_record(&reader, &record, &err) == 0, "no clean end of file");
-    CHECK(reader.bytes_read == bytes_written, "bytes_read %llu, written %llu",
-          (unsigned long long)reader.bytes_read, (unsigned long long)bytes_written);
+    CHECK(reader.bytes_read == bytes_written, "bytes_read %llu, written %llu", (unsigned long long)reader.bytes_read,
+          (unsigned long long)bytes_written);
     stream_reader_destroy(&reader);
     close(fd);
     test_machine_destroy(machine);
@@ -481,8 +480,9 @@ static void test_zero_pages(void)
         pages[i] = i;
     struct stream_header header = header_for(target);
     CHECK(stream_write_header(&writer, &header, &err) == 0 &&
-          stream_write_pages(&writer, source, pages, RAM_PAGES, &err) == 0 &&
-          stream_write_checkpoint_end(&writer, &err) == 0, "write: %s", err.message);
+              stream_write_pages(&writer, source, pages, RAM_PAGES, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0,
+          "write: %s", err.message);
     uint64_t zero_expected = (RAM_PAGES + 2) / 3;
     CHECK(writer.pages_written == RAM_PAGES && writer.zero_pages_written == zero_expected,
           "pages_written %llu, zero_pages_written %llu (expected %llu)", (unsigned long long)writer.pages_written,
@@ -493,18 +493,20 @@ static void test_zero_pages(void)
     uint64_t one = 1, three = 3, four = 4;
     uint8_t page_four[4096];
     CHECK(stream_write_pages(&writer, source, &one, 1, &err) == 0 &&
-          stream_write_pages(&writer, source, &three, 1, &err) == 0 &&
-          stream_write_pages(&writer, source, &four, 1, &err) == 0, "write: %s", err.message);
+              stream_write_pages(&writer, source, &three, 1, &err) == 0 &&
+              stream_write_pages(&writer, source, &four, 1, &err) == 0,
+          "write: %s", err.message);
     machine_ram_write(source, MACHINE_RAM_BASE + 4096, zero_page, 4096);
     machine_ram_write(source, MACHINE_RAM_BASE + 4 * 4096, zero_page, 4096);
     CHECK(stream_write_pages(&writer, source, &one, 1, &err) == 0 &&
-          stream_write_pages(&writer, source, &four, 1, &err) == 0, "write: %s", err.message);
+              stream_write_pages(&writer, source, &four, 1, &err) == 0,
+          "write: %s", err.message);
     fill_page(source, 3);
     fill_page(source, 4);
     memcpy(page_four, source->ram.host + 4 * 4096, 4096);
     CHECK(stream_write_pages(&writer, source, &three, 1, &err) == 0 &&
-          stream_write_pages(&writer, source, &four, 1, &err) == 0 &&
-          stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
+              stream_write_pages(&writer, source, &four, 1, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
           "write: %s", err.message);
     stream_writer_destroy(&writer);
     struct bytes stream = fd_contents(fd);
@@ -514,9 +516,8 @@ static void test_zero_pages(void)
      * pages (RAM_PAGES), zero indices exactly the multiples of 3. */
     struct record_place places[64];
     size_t record_count = find_records(&stream, places, 64);
-    CHECK(record_count >= 3 && places[0].type == STREAM_RECORD_PAGE_ZERO &&
-          places[0].length == 8 + 8 * zero_expected && places[1].type == STREAM_RECORD_PAGE_DATA &&
-          places[1].length == 8 + (RAM_PAGES - zero_expected) * 4104,
+    CHECK(record_count >= 3 && places[0].type == STREAM_RECORD_PAGE_ZERO && places[0].length == 8 + 8 * zero_expected &&
+              places[1].type == STREAM_RECORD_PAGE_DATA && places[1].length == 8 + (RAM_PAGES - zero_expected) * 4104,
           "first run records: %zu, types %u %u", record_count, places[0].type, places[1].type);
     if (record_count >= 1 && places[0].type == STREAM_RECORD_PAGE_ZERO) {
         const uint8_t *body = stream.data + places[0].offset + 16;
@@ -531,8 +532,8 @@ static void test_zero_pages(void)
     if (stream_reader_init(&reader, in, &err) < 0)
         die("reader", &err);
     uint32_t terminator = 0;
-    CHECK(stream_read_header(&reader, &header, &err) == 0 &&
-          stream_receive(&reader, target, &terminator, &err) == 0, "first run: %s", err.message);
+    CHECK(stream_read_header(&reader, &header, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
+          "first run: %s", err.message);
     CHECK(stream_receive(&reader, target, &terminator, &err) == 0 && terminator == STREAM_RECORD_CHECKPOINT_END,
           "second run: %s", err.message);
     CHECK(memcmp(target->ram.host + 4096, zero_page, 4096) == 0, "page 1: data then zero did not end zero");
@@ -559,16 +560,16 @@ static void test_output_records(void)
     uint8_t body[20 + 60];
     for (unsigned frame = 0; frame < 3; frame++) {
         memset(body, 0, sizeof body);
-        put_u32(body, frame);                     /* nic */
-        body[8] = (uint8_t)(0x10 + frame);        /* first header byte */
-        memset(body + 20, 'a' + (int)frame, 60);  /* the frame */
+        put_u32(body, frame);                    /* nic */
+        body[8] = (uint8_t)(0x10 + frame);       /* first header byte */
+        memset(body + 20, 'a' + (int)frame, 60); /* the frame */
         append_record(&stream, STREAM_RECORD_OUTPUT, body, 20 + 10 * (frame + 1));
     }
     append_record(&stream, STREAM_RECORD_CHECKPOINT_END, NULL, 0);
     size_t first_run = stream.length;
     memset(body, 0, sizeof body);
     append_record(&stream, STREAM_RECORD_OUTPUT, body, 25);
-    append_record(&stream, STREAM_RECORD_HART_STATE, body, 8);   /* rejected: too short */
+    append_record(&stream, STREAM_RECORD_HART_STATE, body, 8); /* rejected: too short */
 
     int fd = fd_with(stream.data, stream.length);
     struct stream_reader reader;
@@ -577,13 +578,14 @@ static void test_output_records(void)
         die("reader", &err);
     struct stream_header expected = header_for(target);
     uint32_t terminator = 0;
-    CHECK(stream_read_header(&reader, &expected, &err) == 0 &&
-          stream_receive(&reader, target, &terminator, &err) == 0, "run with output: %s", err.message);
+    CHECK(stream_read_header(&reader, &expected, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
+          "run with output: %s", err.message);
     size_t cursor = 0, length = 0, count = 0;
     const uint8_t *got;
     while (stream_received_output_next(&reader, &cursor, &got, &length)) {
         CHECK(length == 20 + 10 * (count + 1) && get_u32(got) == count && got[8] == 0x10 + count &&
-              got[20] == 'a' + count && got[length - 1] == 'a' + count, "output record %zu differs", count);
+                  got[20] == 'a' + count && got[length - 1] == 'a' + count,
+              "output record %zu differs", count);
         count++;
     }
     CHECK(count == 3, "%zu output records after the run, expected 3", count);
@@ -591,8 +593,7 @@ static void test_output_records(void)
           (unsigned long long)reader.bytes_read, first_run);
     CHECK(stream_receive(&reader, target, &terminator, &err) < 0, "a run with a bad record was accepted");
     cursor = 0;
-    CHECK(!stream_received_output_next(&reader, &cursor, &got, &length),
-          "a rejected run's output was handed out");
+    CHECK(!stream_received_output_next(&reader, &cursor, &got, &length), "a rejected run's output was handed out");
     stream_reader_destroy(&reader);
     close(fd);
     free(stream.data);
@@ -632,8 +633,8 @@ static void test_cut_streams(void)
     struct bytes stream = small_stream(source, target);
     struct record_place places[64];
     size_t record_count = find_records(&stream, places, 64);
-    CHECK(record_count >= 7 && places[record_count - 1].type == STREAM_RECORD_END,
-          "small stream has %zu records", record_count);
+    CHECK(record_count >= 7 && places[record_count - 1].type == STREAM_RECORD_END, "small stream has %zu records",
+          record_count);
     struct snapshot before = take_snapshot(target);
 
     /* Cut inside the header, at every record boundary, and inside every
@@ -643,7 +644,7 @@ static void test_cut_streams(void)
         cuts[cut_count++] = i;
     for (size_t r = 0; r < record_count; r++) {
         size_t start = places[r].offset, padded = (places[r].length + 7u) & ~7u;
-        cuts[cut_count++] = start;                      /* the boundary before it */
+        cuts[cut_count++] = start; /* the boundary before it */
         static const size_t inside[] = { 1, 4, 8, 12, 15, 16, 17 };
         for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++)
             if (inside[i] < 16 + padded)
@@ -673,14 +674,14 @@ static void test_cut_streams(void)
         }
     }
 
-    CHECK(boundaries_checked == record_count, "cut at %zu of %zu record boundaries", boundaries_checked,
-          record_count);
+    CHECK(boundaries_checked == record_count, "cut at %zu of %zu record boundaries", boundaries_checked, record_count);
 
     /* The whole stream applies. */
     struct error err;
     uint32_t terminator = 0;
     CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0 &&
-          terminator == STREAM_RECORD_END, "whole small stream: %s", err.message);
+              terminator == STREAM_RECORD_END,
+          "whole small stream: %s", err.message);
     static const uint64_t sent[] = { 0, 3, 100, 511 };
     for (size_t i = 0; i < 4; i++)
         CHECK(memcmp(target->ram.host + sent[i] * 4096, source->ram.host + sent[i] * 4096, 4096) == 0,
@@ -688,7 +689,8 @@ static void test_cut_streams(void)
     CHECK(memcmp(target->ram.host + 4096, source->ram.host + 4096, 4096) != 0, "page 1 was not sent but matches");
     struct bytes source_state = saved_state(source), target_state = saved_state(target);
     CHECK(source_state.length == target_state.length &&
-          memcmp(source_state.data, target_state.data, source_state.length) == 0, "state not applied");
+              memcmp(source_state.data, target_state.data, source_state.length) == 0,
+          "state not applied");
     free(source_state.data);
     free(target_state.data);
     free(before.state.data);
@@ -717,15 +719,18 @@ static void test_staging(void)
     memcpy(first_copy, source->ram.host + page * 4096, 4096);
     fill_page(source, page);
     CHECK(stream_write_pages(&writer, source, &page, 1, &err) == 0 && stream_write_checkpoint_end(&writer, &err) == 0 &&
-          stream_flush(&writer, &err) == 0, "write: %s", err.message);
+              stream_flush(&writer, &err) == 0,
+          "write: %s", err.message);
     stream_writer_destroy(&writer);
     struct bytes stream = fd_contents(fd);
     close(fd);
     uint32_t terminator = 0;
     CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0 &&
-          terminator == STREAM_RECORD_CHECKPOINT_END, "pages-only checkpoint: %s", err.message);
+              terminator == STREAM_RECORD_CHECKPOINT_END,
+          "pages-only checkpoint: %s", err.message);
     CHECK(memcmp(target->ram.host + page * 4096, source->ram.host + page * 4096, 4096) == 0 &&
-          memcmp(first_copy, source->ram.host + page * 4096, 4096) != 0, "the later copy of a page did not win");
+              memcmp(first_copy, source->ram.host + page * 4096, 4096) != 0,
+          "the later copy of a page did not win");
     free(stream.data);
 
     /* pages + a state whose UART section has an unknown version + END */
@@ -744,7 +749,7 @@ static void test_staging(void)
     CHECK(corrupted, "no UART record in the small stream");
     struct snapshot before = take_snapshot(target);
     CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) < 0 &&
-          contains(err.message, "machine state in the stream was rejected"),
+              contains(err.message, "machine state in the stream was rejected"),
           "a state with a bad version: \"%s\"", err.message);
     CHECK(snapshot_matches(target, &before), "a rejected state let its pages through");
     free(before.state.data);
@@ -783,8 +788,11 @@ static void test_corruption(void)
     /* The stream header: every byte. */
     for (size_t i = 0; i < STREAM_HEADER_LENGTH; i++) {
         stream.data[i] ^= 0x10;
-        const char *message = i < 8 ? "not a colo stream" : i < 12 ? "stream version" : i < 16 ? "header length"
-                              : i < 24 ? "stream is for a machine with" : "another machine configuration";
+        const char *message = i < 8    ? "not a colo stream"
+                              : i < 12 ? "stream version"
+                              : i < 16 ? "header length"
+                              : i < 24 ? "stream is for a machine with"
+                                       : "another machine configuration";
         snprintf(what, sizeof what, "header byte %zu", i);
         expect_rejected(&stream, target, &before, what, message, 0);
         stream.data[i] ^= 0x10;
@@ -792,13 +800,18 @@ static void test_corruption(void)
 
     struct record_place places[64];
     size_t record_count = find_records(&stream, places, 64);
-    static const char *const names[] = { "", "PAGE_DATA", "HART_STATE", "DEVICE_STATE", "CHECKPOINT_STATE",
-                                         "CHECKPOINT_END", "END" };
+    static const char *const names[] = {
+        "", "PAGE_DATA", "HART_STATE", "DEVICE_STATE", "CHECKPOINT_STATE", "CHECKPOINT_END", "END"
+    };
     for (size_t r = 0; r < record_count; r++) {
         uint8_t *record = stream.data + places[r].offset;
         uint32_t length = places[r].length, padded = (length + 7u) & ~7u;
         const char *name = names[places[r].type];
-        struct flip_case { size_t offset; uint8_t flip; const char *region, *message; } cases[8];
+        struct flip_case {
+            size_t offset;
+            uint8_t flip;
+            const char *region, *message;
+        } cases[8];
         size_t case_count = 0;
         char unknown_type[40];
         snprintf(unknown_type, sizeof unknown_type, "(type %u): unknown record type", places[r].type | 0x80000000u);
@@ -817,8 +830,8 @@ static void test_corruption(void)
             record[cases[c].offset] ^= cases[c].flip;
             snprintf(what, sizeof what, "record %zu (%s) %s", r + 1, name, cases[c].region);
             if (cases[c].offset == 7)
-                snprintf(expected, sizeof expected, "record %zu (%s): length %u is above the maximum %u", r + 1,
-                         name, length ^ 0x80000000u, STREAM_MAX_RECORD_LENGTH);
+                snprintf(expected, sizeof expected, "record %zu (%s): length %u is above the maximum %u", r + 1, name,
+                         length ^ 0x80000000u, STREAM_MAX_RECORD_LENGTH);
             else if (cases[c].message == unknown_type)
                 snprintf(expected, sizeof expected, "record %zu %s", r + 1, unknown_type);
             else
@@ -830,8 +843,8 @@ static void test_corruption(void)
     /* Unchanged again, it still loads. */
     struct error err;
     uint32_t terminator;
-    CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0,
-          "the restored stream: %s", err.message);
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, NULL, &err) == 0, "the restored stream: %s",
+          err.message);
     free(before.state.data);
     free(stream.data);
     test_machine_destroy(source);
@@ -840,8 +853,7 @@ static void test_corruption(void)
 
 /* ---- headers for another machine ---- */
 
-static void expect_header_error(const struct bytes *stream, const struct stream_header *expected,
-                                const char *message)
+static void expect_header_error(const struct bytes *stream, const struct stream_header *expected, const char *message)
 {
     int fd = fd_with(stream->data, stream->length);
     struct stream_reader reader;
@@ -865,8 +877,7 @@ static void test_headers(void)
 
     stream = (struct bytes){ 0 };
     append_header(&stream, 256ull << 20, 0x1235);
-    expect_header_error(&stream, &ours,
-                        "stream was made for another machine configuration (devices or MACs differ)");
+    expect_header_error(&stream, &ours, "stream was made for another machine configuration (devices or MACs differ)");
     put_u32(stream.data + 8, 1);
     expect_header_error(&stream, &ours, "stream version 1 is not supported (this reader reads version 2)");
     put_u32(stream.data + 8, STREAM_VERSION);
@@ -874,7 +885,8 @@ static void test_headers(void)
     expect_header_error(&stream, &ours, "not a colo stream (it does not start with \"COLOSTRM\")");
     expect_header_error(&(struct bytes){ stream.data, 0 }, &ours, "the stream is empty (no header)");
     memcpy(stream.data, STREAM_MAGIC, 8);
-    expect_header_error(&(struct bytes){ stream.data, 20 }, &ours, "the stream ends inside its header (20 of 32 bytes)");
+    expect_header_error(&(struct bytes){ stream.data, 20 }, &ours,
+                        "the stream ends inside its header (20 of 32 bytes)");
     free(stream.data);
 
     /* The writer's version field: 0 means the current version. */
@@ -930,9 +942,14 @@ static void test_record_shapes(void)
     struct machine *target = create_machine();
     struct snapshot before = take_snapshot(target);
     uint64_t hash = machine_configuration_hash(target);
-    static uint8_t body[20 + 65665 + 16];   /* the longest case: an OUTPUT one byte too long */
+    static uint8_t body[20 + 65665 + 16]; /* the longest case: an OUTPUT one byte too long */
     memset(body, 0, sizeof body);
-    struct shape_case { uint32_t type; uint32_t length; void (*prepare)(uint8_t *); const char *message; } cases[28];
+    struct shape_case {
+        uint32_t type;
+        uint32_t length;
+        void (*prepare)(uint8_t *);
+        const char *message;
+    } cases[28];
     size_t count = 0;
 #define CASE(type_, length_, prepare_, message_) \
     cases[count++] = (struct shape_case){ type_, length_, prepare_, message_ }
@@ -969,8 +986,7 @@ static void test_record_shapes(void)
          "record 1 (PAGE_ZERO): length 8 is not 8 + count * 8 for a count of 1 to 1024 pages");
     CASE(STREAM_RECORD_PAGE_ZERO, 20, NULL,
          "record 1 (PAGE_ZERO): length 20 is not 8 + count * 8 for a count of 1 to 1024 pages");
-    CASE(STREAM_RECORD_OUTPUT, 20, NULL,
-         "record 1 (OUTPUT): length 20 is not 20 + a frame of 1 to 65664 bytes");
+    CASE(STREAM_RECORD_OUTPUT, 20, NULL, "record 1 (OUTPUT): length 20 is not 20 + a frame of 1 to 65664 bytes");
     CASE(STREAM_RECORD_OUTPUT, 20 + 65665, NULL,
          "record 1 (OUTPUT): length 65685 is not 20 + a frame of 1 to 65664 bytes");
     CASE(STREAM_RECORD_OUTPUT, 24, page_count_one_reserved,
@@ -1013,7 +1029,8 @@ static void test_record_shapes(void)
     uint32_t terminator = 0;
     struct stream_reader reader;
     CHECK(receive_prefix(&stream, stream.length, target, &terminator, &reader, &err) == 0 &&
-          terminator == STREAM_RECORD_CHECKPOINT_END, "last page of RAM: %s", err.message);
+              terminator == STREAM_RECORD_CHECKPOINT_END,
+          "last page of RAM: %s", err.message);
     CHECK(target->ram.host[RAM_SIZE - 1] == 0xee, "last page not applied");
     CHECK(reader.checkpoint_states_received == 1 && reader.recent_checkpoint_states[0] == 9,
           "CHECKPOINT_STATE not noted");

@@ -10,13 +10,14 @@ static int test_check_failures;
 
 #define CHECK(condition, ...) CHECK_AT(__LINE__, condition, __VA_ARGS__)
 /* For a helper that checks on its caller's behalf: the caller's line. */
-#define CHECK_AT(line, condition, ...) do {                          \
-        if (!(condition)) {                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, (int)(line));  \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fprintf(stderr, "\n");                                   \
-            test_check_failures++;                                   \
-        }                                                            \
+#define CHECK_AT(line, condition, ...)                              \
+    do {                                                            \
+        if (!(condition)) {                                         \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, (int)(line)); \
+            fprintf(stderr, __VA_ARGS__);                           \
+            fprintf(stderr, "\n");                                  \
+            test_check_failures++;                                  \
+        }                                                           \
     } while (0)
 
 /* Prints the summary; returns main's exit status. */

@@ -6,8 +6,7 @@
 
 static void give_up(const char *what, const struct error *err)
 {
-    fprintf(stderr, "FAIL: cannot set up the test machine: %s%s%s\n", what, err ? ": " : "",
-            err ? err->message : "");
+    fprintf(stderr, "FAIL: cannot set up the test machine: %s%s%s\n", what, err ? ": " : "", err ? err->message : "");
     exit(1);
 }
 

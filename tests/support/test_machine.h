@@ -11,18 +11,21 @@
 #include "machine.h"
 
 /* The MAC of the NIC asked for with `nic`. */
-#define TEST_MACHINE_MAC { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }
+#define TEST_MACHINE_MAC                   \
+    {                                      \
+        0x52, 0x54, 0x00, 0x12, 0x34, 0x56 \
+    }
 
 struct test_machine_options {
-    uint64_t ram_size;                  /* bytes; 0: 16 MiB */
+    uint64_t ram_size; /* bytes; 0: 16 MiB */
     /* mtime from retired instructions, so a run depends on nothing but
      * its input (else the host's clock, as machine_config_defaults). */
     bool deterministic_time;
-    const char *elf;                    /* loaded (entry, tohost) when not NULL */
-    const char *disk_image;             /* one disk over this raw image when not NULL */
+    const char *elf;        /* loaded (entry, tohost) when not NULL */
+    const char *disk_image; /* one disk over this raw image when not NULL */
     bool disk_read_only;
-    bool nic;                           /* one NIC, MAC TEST_MACHINE_MAC */
-    const char *nic_tap;                /* its TAP; NULL: none (frames dropped) */
+    bool nic;            /* one NIC, MAC TEST_MACHINE_MAC */
+    const char *nic_tap; /* its TAP; NULL: none (frames dropped) */
 };
 
 struct machine *test_machine_create(const struct test_machine_options *options);

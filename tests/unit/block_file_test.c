@@ -48,8 +48,7 @@ static void test_read_write_flush(const char *path)
         return;
     }
     CHECK(image->size == IMAGE_SIZE && !image->read_only && strcmp(image->name, path) == 0,
-          "size %llu, read-only %d, name %s", (unsigned long long)image->size, image->read_only,
-          image->name);
+          "size %llu, read-only %d, name %s", (unsigned long long)image->size, image->read_only, image->name);
     CHECK(block_file_of(image) != NULL, "block_file_of does not know its own backend");
 
     static uint8_t data[8192];
@@ -65,7 +64,8 @@ static void test_read_write_flush(const char *path)
     CHECK(block_backend_flush(image) == 0, "flush failed");
     memset(data, 0, sizeof data);
     CHECK(block_backend_read(image, IMAGE_SIZE - sizeof data, data, sizeof data) == 0 &&
-          all_bytes(data, sizeof data, 0xa5), "written bytes did not read back");
+              all_bytes(data, sizeof data, 0xa5),
+          "written bytes did not read back");
 
     /* Outside the image: refused, and the file does not grow. */
     CHECK(block_backend_read(image, IMAGE_SIZE - 512, data, 1024) == -EINVAL, "read past the end accepted");
@@ -80,10 +80,10 @@ static void test_read_write_flush(const char *path)
         printf("SKIP: discard: the file system cannot punch holes\n");
     } else {
         CHECK(result == 0, "discard failed: %s", strerror(-result));
-        CHECK(block_backend_read(image, 64 * 1024, data, sizeof data) == 0 &&
-              all_bytes(data, sizeof data, 0), "a discarded range does not read as zeros");
-        CHECK(block_backend_read(image, 64 * 1024 - 1, data, 1) == 0 &&
-              data[0] == (uint8_t)((64 * 1024 - 1) * 13 + 5), "discard touched the byte before");
+        CHECK(block_backend_read(image, 64 * 1024, data, sizeof data) == 0 && all_bytes(data, sizeof data, 0),
+              "a discarded range does not read as zeros");
+        CHECK(block_backend_read(image, 64 * 1024 - 1, data, 1) == 0 && data[0] == (uint8_t)((64 * 1024 - 1) * 13 + 5),
+              "discard touched the byte before");
         CHECK(block_backend_read(image, 128 * 1024, data, 1) == 0 && data[0] == (uint8_t)(128 * 1024 * 13 + 5),
               "discard touched the byte after");
         CHECK(stat(path, &info) == 0 && info.st_size == IMAGE_SIZE, "discard changed the image's size");

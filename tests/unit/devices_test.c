@@ -20,22 +20,22 @@ static struct machine *machine;
 
 /* ---- CLINT ------------------------------------------------------------ */
 
-#define CLINT_MSIP(hart)     (0x0000u + 4u * (hart))
+#define CLINT_MSIP(hart) (0x0000u + 4u * (hart))
 #define CLINT_MTIMECMP(hart) (0x4000u + 8u * (hart))
-#define CLINT_MTIME          0xbff8u
+#define CLINT_MTIME 0xbff8u
 
 static uint64_t clint_read_ok(struct clint *clint, uint64_t offset, unsigned size)
 {
     uint64_t value = 0xdeadbeefdeadbeefull;
-    CHECK(clint_read(clint, offset, size, &value), "clint read of %u bytes at 0x%llx refused",
-          size, (unsigned long long)offset);
+    CHECK(clint_read(clint, offset, size, &value), "clint read of %u bytes at 0x%llx refused", size,
+          (unsigned long long)offset);
     return value;
 }
 
 static void clint_write_ok(struct clint *clint, uint64_t offset, unsigned size, uint64_t value)
 {
-    CHECK(clint_write(clint, offset, size, value), "clint write of %u bytes at 0x%llx refused",
-          size, (unsigned long long)offset);
+    CHECK(clint_write(clint, offset, size, value), "clint write of %u bytes at 0x%llx refused", size,
+          (unsigned long long)offset);
 }
 
 static void test_clint_registers(void)
@@ -67,8 +67,7 @@ static void test_clint_registers(void)
     CHECK(clint_read_ok(clint, CLINT_MTIMECMP(0), 8) == 0x11223344aabbccddull,
           "mtimecmp low-half write touched the high half");
     clint_write_ok(clint, CLINT_MTIMECMP(0) + 4, 4, 0x99887766u);
-    CHECK(clint_read_ok(clint, CLINT_MTIMECMP(0), 8) == 0x99887766aabbccddull,
-          "mtimecmp high-half write");
+    CHECK(clint_read_ok(clint, CLINT_MTIMECMP(0), 8) == 0x99887766aabbccddull, "mtimecmp high-half write");
     CHECK(clint_next_deadline(clint) == 0x99887766aabbccddull, "deadline does not follow mtimecmp");
 
     /* The timer interrupt follows mtimecmp against mtime. */
@@ -115,7 +114,7 @@ static void test_clint_several_harts(void)
     CHECK(clint.hart_count == 3, "hart_count not kept");
     clint_write_ok(&clint, CLINT_MTIMECMP(0), 8, 500);
     clint_write_ok(&clint, CLINT_MTIMECMP(1), 8, 200);
-    clint_write_ok(&clint, CLINT_MTIMECMP(2) + 4, 4, 0);     /* 0x00000000ffffffff */
+    clint_write_ok(&clint, CLINT_MTIMECMP(2) + 4, 4, 0); /* 0x00000000ffffffff */
     CHECK(clint_next_deadline(&clint) == 200, "deadline is not the minimum (got %llu)",
           (unsigned long long)clint_next_deadline(&clint));
     clint_write_ok(&clint, CLINT_MTIMECMP(2), 4, 7);
@@ -148,8 +147,7 @@ static void test_clint_save_load(void)
     clint_load(&restored, &reader);
     CHECK(!reader.failed, "clint load failed: %s", reader.error);
     CHECK(reader.position == writer.length, "clint load left bytes unread");
-    CHECK(memcmp(&restored.state, &original.state, sizeof original.state) == 0,
-          "clint state differs after save/load");
+    CHECK(memcmp(&restored.state, &original.state, sizeof original.state) == 0, "clint state differs after save/load");
     CHECK(clint_next_deadline(&restored) == 42, "restored deadline");
 
     /* A state saved with another hart count is refused, and the device
@@ -184,8 +182,7 @@ static void test_clint_save_load(void)
     state_reader_init(&reader, uart_writer.data, uart_writer.length);
     clint_load(&restored, &reader);
     CHECK(reader.failed, "clint load accepted a uart section");
-    CHECK(strstr(reader.error, "clint") != NULL, "wrong-section error does not name clint: %s",
-          reader.error);
+    CHECK(strstr(reader.error, "clint") != NULL, "wrong-section error does not name clint: %s", reader.error);
 
     state_writer_free(&uart_writer);
     state_writer_free(&writer);
@@ -193,15 +190,13 @@ static void test_clint_save_load(void)
 
 /* ---- UART ------------------------------------------------------------- */
 
-enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4,
-       LSR = 5, MSR = 6, SCR = 7 };
+enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
 
 static uint8_t uart_get(struct uart_ns16550a *uart, unsigned offset)
 {
     uint64_t value = 0xdeadbeef;
     CHECK(uart_ns16550a_read(uart, offset, 1, &value), "uart read at %u refused", offset);
-    CHECK(value <= 0xff, "uart read at %u returned more than a byte: 0x%llx", offset,
-          (unsigned long long)value);
+    CHECK(value <= 0xff, "uart read at %u returned more than a byte: 0x%llx", offset, (unsigned long long)value);
     return (uint8_t)value;
 }
 
@@ -259,8 +254,7 @@ static void test_uart_registers(void)
 
     /* Divisor latch: DLL/DLM replace THR/IER while LCR.DLAB is set. */
     uart_put(&uart, IER, 0xff);
-    CHECK(uart_get(&uart, IER) == 0x0f, "IER kept bits beyond the four enables: 0x%02x",
-          uart_get(&uart, IER));
+    CHECK(uart_get(&uart, IER) == 0x0f, "IER kept bits beyond the four enables: 0x%02x", uart_get(&uart, IER));
     uart_put(&uart, IER, 0x01);
     uart_put(&uart, LCR, 0x83);
     CHECK(uart_get(&uart, LCR) == 0x83, "LCR read back");
@@ -329,8 +323,7 @@ static void test_uart_registers(void)
     CHECK(uart_get(&uart, LSR) == 0x61 && uart_get(&uart, RBR) == 'L', "loopback byte not received");
     uart_put(&uart, MCR, 0x03);
     uart_put(&uart, THR, 'o');
-    CHECK(drain_pipe(pipe_fds[0], output, sizeof output) == 1 && output[0] == 'o',
-          "output after loopback off");
+    CHECK(drain_pipe(pipe_fds[0], output, sizeof output) == 1 && output[0] == 'o', "output after loopback off");
 
     /* A closed reader must not stop the guest (EPIPE is ignored; SIGPIPE
      * is the host program's business, so ignore it here). */
@@ -378,8 +371,7 @@ static void test_uart_save_load(void)
     uart_ns16550a_load(&restored, &reader);
     CHECK(!reader.failed, "uart load failed: %s", reader.error);
     CHECK(reader.position == writer.length, "uart load left bytes unread");
-    CHECK(memcmp(&restored.state, &original.state, sizeof original.state) == 0,
-          "uart state differs after save/load");
+    CHECK(memcmp(&restored.state, &original.state, sizeof original.state) == 0, "uart state differs after save/load");
     CHECK(restored.output_fd == -1, "load touched the host file descriptor");
     for (unsigned i = 0; i < 9; i++)
         CHECK(uart_get(&restored, RBR) == 0x40 + i, "restored FIFO byte %u", i);
@@ -390,8 +382,7 @@ static void test_uart_save_load(void)
     size_t head_at = 12 + 7 + UART_RX_FIFO_SIZE;
     size_t count_at = head_at + 1;
     size_t latch_at = count_at + 1;
-    CHECK(writer.length == latch_at + 1, "uart section is %zu bytes, expected %zu",
-          writer.length, latch_at + 1);
+    CHECK(writer.length == latch_at + 1, "uart section is %zu bytes, expected %zu", writer.length, latch_at + 1);
     CHECK(writer.data[4] == 2, "uart section version is %u, expected 2", writer.data[4]);
 
     struct uart_ns16550a untouched;
@@ -410,7 +401,7 @@ static void test_uart_save_load(void)
     uart_ns16550a_load(&untouched, &reader);
     CHECK(reader.failed, "uart load accepted rx_count=17");
 
-    writer.data[count_at] = UART_RX_FIFO_SIZE;     /* full is fine */
+    writer.data[count_at] = UART_RX_FIFO_SIZE; /* full is fine */
     state_reader_init(&reader, writer.data, writer.length);
     uart_ns16550a_load(&untouched, &reader);
     CHECK(!reader.failed, "uart load refused a full FIFO: %s", reader.error);
@@ -430,14 +421,13 @@ static void test_uart_save_load(void)
     writer.data[latch_at] = 1;
     state_reader_init(&reader, writer.data, writer.length);
     uart_ns16550a_load(&untouched, &reader);
-    CHECK(!reader.failed && untouched.state.thr_empty_interrupt == 1, "latch=1 did not load: %s",
-          reader.error);
+    CHECK(!reader.failed && untouched.state.thr_empty_interrupt == 1, "latch=1 did not load: %s", reader.error);
     writer.data[latch_at] = saved_latch;
 
     /* A version 1 section (no latch byte) still loads, with the latch
      * clear. */
     writer.data[4] = 1;
-    writer.data[8]--;                 /* body length, little-endian, < 256 */
+    writer.data[8]--; /* body length, little-endian, < 256 */
     state_reader_init(&reader, writer.data, writer.length - 1);
     uart_ns16550a_load(&untouched, &reader);
     CHECK(!reader.failed, "uart load refused a version 1 section: %s", reader.error);
@@ -471,15 +461,13 @@ static bool uart_line_high(void)
 static uint32_t plic_get(uint64_t offset)
 {
     uint64_t value = 0xdeadbeef;
-    CHECK(plic_read(&machine->plic, offset, 4, &value), "plic read at 0x%llx refused",
-          (unsigned long long)offset);
+    CHECK(plic_read(&machine->plic, offset, 4, &value), "plic read at 0x%llx refused", (unsigned long long)offset);
     return (uint32_t)value;
 }
 
 static void plic_put(uint64_t offset, uint32_t value)
 {
-    CHECK(plic_write(&machine->plic, offset, 4, value), "plic write at 0x%llx refused",
-          (unsigned long long)offset);
+    CHECK(plic_write(&machine->plic, offset, 4, value), "plic write at 0x%llx refused", (unsigned long long)offset);
 }
 
 static void test_uart_interrupts(void)
@@ -542,7 +530,7 @@ static void test_uart_interrupts(void)
     CHECK(uart_ns16550a_receive(&uart, 'x') && uart_ns16550a_receive(&uart, 'y'), "receive refused");
     CHECK(uart_ns16550a_receive_space(&uart) == UART_RX_FIFO_SIZE - 2, "receive space after two bytes");
     CHECK(uart_line_high(), "received data did not raise the line");
-    uart_put(&uart, IER, 0x03);       /* ETBEI newly enabled: THRE latched too */
+    uart_put(&uart, IER, 0x03); /* ETBEI newly enabled: THRE latched too */
     CHECK(uart_get(&uart, IIR) == 0xc4, "RX data does not win over THRE");
     CHECK(uart_get(&uart, IIR) == 0xc4, "reading IIR cleared RX data");
     CHECK(uart_get(&uart, RBR) == 'x', "first received byte");
@@ -656,9 +644,9 @@ static void test_decode_cache(void)
         CHECK(cache.pages[i] == NULL, "page %u allocated at init", i);
     cache.pages[1] = calloc(1, sizeof(struct decoded_page));
     cache.pages[4] = calloc(1, sizeof(struct decoded_page));
-    decode_cache_destroy(&cache);     /* leak checkers see whether pages are freed */
+    decode_cache_destroy(&cache); /* leak checkers see whether pages are freed */
     CHECK(cache.pages == NULL && cache.page_count == 0, "destroy left the cache set up");
-    decode_cache_destroy(&cache);     /* twice is harmless */
+    decode_cache_destroy(&cache); /* twice is harmless */
 
     CHECK(decode_cache_init(&cache, 0, &err) == 0, "decode_cache_init(0) failed: %s", err.message);
     decode_cache_destroy(&cache);
@@ -670,8 +658,7 @@ static void test_decode_cache(void)
 
 int main(void)
 {
-    machine = test_machine_create(&(struct test_machine_options){
-        .ram_size = 1u << 20, .deterministic_time = true });
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 1u << 20, .deterministic_time = true });
     /* Move the (deterministic, stopped) clock far enough that both halves
      * of mtime are non-zero. */
     machine->guest_clock = 0x0123456789abcdefull;

@@ -28,19 +28,19 @@ static char directory[] = "/tmp/colo_elf_test_XXXXXX";
 
 /* The test executable, laid out as a struct so that each part has a name
  * (the union gives the same bytes as they go into the file). */
-#define PAYLOAD_FILESZ   32u
-#define PAYLOAD_MEMSZ    64u               /* the last 32 bytes are .bss */
-#define SYMBOL_COUNT     5u
-#define SECTION_COUNT    3u
+#define PAYLOAD_FILESZ 32u
+#define PAYLOAD_MEMSZ 64u /* the last 32 bytes are .bss */
+#define SYMBOL_COUNT 5u
+#define SECTION_COUNT 3u
 
 struct test_layout {
-    Elf64_Ehdr header;                       /* 0x000 */
-    Elf64_Phdr segment;                      /* 0x040: the one PT_LOAD */
+    Elf64_Ehdr header;  /* 0x000 */
+    Elf64_Phdr segment; /* 0x040: the one PT_LOAD */
     uint8_t padding[8];
-    uint8_t payload[PAYLOAD_FILESZ];         /* 0x080 */
-    Elf64_Sym symbols[SYMBOL_COUNT];         /* 0x0a0: null, undefined tohost, tohostx, _start, tohost */
-    char strings[32];                        /* 0x118 */
-    Elf64_Shdr sections[SECTION_COUNT];      /* 0x138: null, .symtab, .strtab */
+    uint8_t payload[PAYLOAD_FILESZ];    /* 0x080 */
+    Elf64_Sym symbols[SYMBOL_COUNT];    /* 0x0a0: null, undefined tohost, tohostx, _start, tohost */
+    char strings[32];                   /* 0x118 */
+    Elf64_Shdr sections[SECTION_COUNT]; /* 0x138: null, .symtab, .strtab */
 };
 
 struct test_file {
@@ -48,14 +48,14 @@ struct test_file {
         struct test_layout layout;
         uint8_t bytes[sizeof(struct test_layout)];
     };
-    size_t size;                             /* how much of bytes goes into the file */
+    size_t size; /* how much of bytes goes into the file */
 };
 
-#define PAYLOAD_OFFSET   offsetof(struct test_layout, payload)
-#define SYMTAB_OFFSET    offsetof(struct test_layout, symbols)
-#define STRTAB_OFFSET    offsetof(struct test_layout, strings)
-#define SECTIONS_OFFSET  offsetof(struct test_layout, sections)
-#define GOOD_FILE_SIZE   sizeof(struct test_layout)
+#define PAYLOAD_OFFSET offsetof(struct test_layout, payload)
+#define SYMTAB_OFFSET offsetof(struct test_layout, symbols)
+#define STRTAB_OFFSET offsetof(struct test_layout, strings)
+#define SECTIONS_OFFSET offsetof(struct test_layout, sections)
+#define GOOD_FILE_SIZE sizeof(struct test_layout)
 
 _Static_assert(offsetof(struct test_layout, segment) == 0x40, "program headers follow the header");
 _Static_assert(offsetof(struct test_layout, payload) == 0x80, "payload offset");
@@ -63,17 +63,23 @@ _Static_assert(offsetof(struct test_layout, sections) == 0x138, "section headers
 _Static_assert(sizeof(struct test_layout) == 0x138 + SECTION_COUNT * sizeof(Elf64_Shdr),
                "no trailing padding: section headers end the file");
 
-#define LOAD_ADDRESS     (MACHINE_RAM_BASE + 0x1000u)
-#define TOHOST_ADDRESS   (LOAD_ADDRESS + PAYLOAD_FILESZ + 8)   /* in .bss */
+#define LOAD_ADDRESS (MACHINE_RAM_BASE + 0x1000u)
+#define TOHOST_ADDRESS (LOAD_ADDRESS + PAYLOAD_FILESZ + 8) /* in .bss */
 
 static const char string_table[] = "\0tohostx\0_start\0tohost";
 #define NAME_TOHOSTX 1u
-#define NAME_START   9u
-#define NAME_TOHOST  16u
+#define NAME_START 9u
+#define NAME_TOHOST 16u
 _Static_assert(sizeof string_table <= sizeof(((struct test_layout *)0)->strings), "strings fit");
 
-static Elf64_Ehdr *header_of(struct test_file *file) { return &file->layout.header; }
-static Elf64_Phdr *segment_of(struct test_file *file) { return &file->layout.segment; }
+static Elf64_Ehdr *header_of(struct test_file *file)
+{
+    return &file->layout.header;
+}
+static Elf64_Phdr *segment_of(struct test_file *file)
+{
+    return &file->layout.segment;
+}
 static Elf64_Shdr *section_of(struct test_file *file, unsigned index)
 {
     return &file->layout.sections[index];
@@ -83,7 +89,10 @@ static Elf64_Sym *symbol_of(struct test_file *file, unsigned index)
     return &file->layout.symbols[index];
 }
 
-static uint8_t payload_byte(unsigned i) { return (uint8_t)(0x13 + 7 * i); }
+static uint8_t payload_byte(unsigned i)
+{
+    return (uint8_t)(0x13 + 7 * i);
+}
 
 static void build_good_file(struct test_file *file)
 {
@@ -123,25 +132,32 @@ static void build_good_file(struct test_file *file)
 
     /* An undefined tohost (must be skipped) and a decoy whose name starts
      * with "tohost" (must not match) come before the real one. */
-    *symbol_of(file, 1) = (Elf64_Sym){ .st_name = NAME_TOHOST, .st_shndx = SHN_UNDEF,
-                                       .st_value = MACHINE_RAM_BASE + 0x8000 };
-    *symbol_of(file, 2) = (Elf64_Sym){ .st_name = NAME_TOHOSTX, .st_shndx = 1,
+    *symbol_of(file,
+               1) = (Elf64_Sym){ .st_name = NAME_TOHOST, .st_shndx = SHN_UNDEF, .st_value = MACHINE_RAM_BASE + 0x8000 };
+    *symbol_of(file, 2) = (Elf64_Sym){ .st_name = NAME_TOHOSTX,
+                                       .st_shndx = 1,
                                        .st_value = MACHINE_RAM_BASE + 0x9000,
                                        .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_OBJECT) };
-    *symbol_of(file, 3) = (Elf64_Sym){ .st_name = NAME_START, .st_shndx = 1,
-                                       .st_value = LOAD_ADDRESS,
-                                       .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC) };
-    *symbol_of(file, 4) = (Elf64_Sym){ .st_name = NAME_TOHOST, .st_shndx = 1,
-                                       .st_value = TOHOST_ADDRESS, .st_size = 8,
+    *symbol_of(file, 3) = (Elf64_Sym){
+        .st_name = NAME_START, .st_shndx = 1, .st_value = LOAD_ADDRESS, .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC)
+    };
+    *symbol_of(file, 4) = (Elf64_Sym){ .st_name = NAME_TOHOST,
+                                       .st_shndx = 1,
+                                       .st_value = TOHOST_ADDRESS,
+                                       .st_size = 8,
                                        .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_OBJECT) };
     memcpy(file->layout.strings, string_table, sizeof string_table);
 
-    *section_of(file, 1) = (Elf64_Shdr){ .sh_type = SHT_SYMTAB, .sh_offset = SYMTAB_OFFSET,
+    *section_of(file, 1) = (Elf64_Shdr){ .sh_type = SHT_SYMTAB,
+                                         .sh_offset = SYMTAB_OFFSET,
                                          .sh_size = SYMBOL_COUNT * sizeof(Elf64_Sym),
-                                         .sh_link = 2, .sh_info = 1, .sh_addralign = 8,
+                                         .sh_link = 2,
+                                         .sh_info = 1,
+                                         .sh_addralign = 8,
                                          .sh_entsize = sizeof(Elf64_Sym) };
-    *section_of(file, 2) = (Elf64_Shdr){ .sh_type = SHT_STRTAB, .sh_offset = STRTAB_OFFSET,
-                                         .sh_size = sizeof string_table, .sh_addralign = 1 };
+    *section_of(file, 2) = (Elf64_Shdr){
+        .sh_type = SHT_STRTAB, .sh_offset = STRTAB_OFFSET, .sh_size = sizeof string_table, .sh_addralign = 1
+    };
 }
 
 static char *path_in_directory(const char *name)
@@ -195,8 +211,7 @@ static void expect_error_at(int line, const char *path, const char *phrase, cons
     CHECK_AT(line, strstr(err.message, path) != NULL, "error does not name the file: %s", err.message);
     CHECK_AT(line, strstr(err.message, phrase) != NULL, "error lacks \"%s\": %s", phrase, err.message);
     if (phrase2)
-        CHECK_AT(line, strstr(err.message, phrase2) != NULL, "error lacks \"%s\": %s",
-                 phrase2, err.message);
+        CHECK_AT(line, strstr(err.message, phrase2) != NULL, "error lacks \"%s\": %s", phrase2, err.message);
 }
 #define EXPECT_ERROR(path, phrase) expect_error_at(__LINE__, (path), (phrase), NULL)
 #define EXPECT_ERROR2(path, phrase, phrase2) expect_error_at(__LINE__, (path), (phrase), (phrase2))
@@ -361,7 +376,7 @@ static void test_host_executable(void)
 #if defined(__x86_64__)
     EXPECT_ERROR2(path, "x86-64", "not RISC-V");
 #elif defined(__riscv)
-    (void)path;       /* a RISC-V host's /bin/true is a PIE: a different error */
+    (void)path; /* a RISC-V host's /bin/true is a PIE: a different error */
 #else
     EXPECT_ERROR(path, "not RISC-V");
 #endif
@@ -512,7 +527,7 @@ static void test_failure_leaves_ram_alone(void)
 {
     struct test_file file;
     build_good_file(&file);
-    section_of(&file, 1)->sh_link = 9;      /* fails after the segments were checked */
+    section_of(&file, 1)->sh_link = 9; /* fails after the segments were checked */
     const char *path = write_test_file("late_failure.elf", &file);
     fill_ram(0x5c);
     EXPECT_ERROR(path, "string table");
@@ -539,8 +554,7 @@ static void test_damaged_files(void)
         /* Cut anywhere before the end, the section table is incomplete. */
         CHECK(status == -1, "file cut to %zu bytes loaded", length);
         if (status == -1)
-            CHECK(strstr(err.message, path) != NULL, "cut to %zu: message lacks the path: %s",
-                  length, err.message);
+            CHECK(strstr(err.message, path) != NULL, "cut to %zu: message lacks the path: %s", length, err.message);
     }
 
     uint32_t random_state = 12345;

@@ -46,9 +46,8 @@ static void test_ram(struct machine *machine)
     machine_dirty_log_enable(machine, true);
     CHECK(machine_dirty_log_enabled(machine), "dirty log not on after enabling it");
     machine_preimages_enable(machine, true);
-    CHECK(machine_ram_write(machine, MACHINE_RAM_BASE, data, sizeof data) == 0 &&
-          machine_preimage_count(machine) == 1, "%zu pre-images after writing one page",
-          machine_preimage_count(machine));
+    CHECK(machine_ram_write(machine, MACHINE_RAM_BASE, data, sizeof data) == 0 && machine_preimage_count(machine) == 1,
+          "%zu pre-images after writing one page", machine_preimage_count(machine));
     machine_dirty_log_enable(machine, false);
 }
 
@@ -74,8 +73,8 @@ static void test_devices(struct machine *machine, struct machine *other, const c
     virtio_blk_get_stats(machine_disk(machine, 0), &disk);
     CHECK(disk.path && strcmp(disk.path, image) == 0 && !disk.read_only, "disk stats: %s, read-only %d",
           disk.path ? disk.path : "(none)", disk.read_only);
-    CHECK(disk.read_requests == 0 && disk.write_requests == 0 && disk.flush_requests == 0 &&
-          disk.failed_requests == 0, "a fresh disk has counted requests");
+    CHECK(disk.read_requests == 0 && disk.write_requests == 0 && disk.flush_requests == 0 && disk.failed_requests == 0,
+          "a fresh disk has counted requests");
 
     /* No backend: frames go nowhere, and that is not an error. */
     virtio_net_announce(nic);

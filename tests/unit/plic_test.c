@@ -15,11 +15,11 @@
 /* Its hart 0 receives the PLIC's outputs (context 0: MEIP, context 1: SEIP). */
 static struct machine *machine;
 
-#define PRIORITY(source)   (0x000000u + 4u * (source))
-#define PENDING(word)      (0x001000u + 4u * (word))
-#define ENABLE(context)    (0x002000u + 0x80u * (context))
+#define PRIORITY(source) (0x000000u + 4u * (source))
+#define PENDING(word) (0x001000u + 4u * (word))
+#define ENABLE(context) (0x002000u + 0x80u * (context))
 #define THRESHOLD(context) (0x200000u + 0x1000u * (context))
-#define CLAIM(context)     (0x200004u + 0x1000u * (context))
+#define CLAIM(context) (0x200004u + 0x1000u * (context))
 #define M_CONTEXT 0
 #define S_CONTEXT 1
 
@@ -71,10 +71,20 @@ static void test_decoding(void)
 
     /* Offsets that are not registers, and accesses that are not 32-bit. */
     static const uint64_t unknown[] = {
-        PRIORITY(PLIC_SOURCE_COUNT), 0x0ffc, PENDING(PLIC_WORDS), 0x1ffc,
-        ENABLE(M_CONTEXT) + 4 * PLIC_WORDS, ENABLE(S_CONTEXT) + 4 * PLIC_WORDS,
-        ENABLE(PLIC_CONTEXT_COUNT), 0x1ffffc, THRESHOLD(0) + 8, THRESHOLD(0) + 0xffc,
-        THRESHOLD(PLIC_CONTEXT_COUNT), CLAIM(PLIC_CONTEXT_COUNT), PLIC_SIZE - 4, PLIC_SIZE,
+        PRIORITY(PLIC_SOURCE_COUNT),
+        0x0ffc,
+        PENDING(PLIC_WORDS),
+        0x1ffc,
+        ENABLE(M_CONTEXT) + 4 * PLIC_WORDS,
+        ENABLE(S_CONTEXT) + 4 * PLIC_WORDS,
+        ENABLE(PLIC_CONTEXT_COUNT),
+        0x1ffffc,
+        THRESHOLD(0) + 8,
+        THRESHOLD(0) + 0xffc,
+        THRESHOLD(PLIC_CONTEXT_COUNT),
+        CLAIM(PLIC_CONTEXT_COUNT),
+        PLIC_SIZE - 4,
+        PLIC_SIZE,
         0xffffffffffffff00ull,
     };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
@@ -170,8 +180,8 @@ static void test_priority_and_threshold(void)
     CHECK(get(&plic, CLAIM(M_CONTEXT)) == 9, "9 not claimed last");
     CHECK(get(&plic, CLAIM(M_CONTEXT)) == 0 && !meip(), "something left after four claims");
     CHECK(get(&plic, PENDING(0)) == 0 && get(&plic, PENDING(1)) == 0, "claims did not clear pending");
-    CHECK(plic.state.in_service[0] == ((1u << 3) | (1u << 7) | (1u << 9)) &&
-          plic.state.in_service[1] == 1u << 8, "in-service bits after claims");
+    CHECK(plic.state.in_service[0] == ((1u << 3) | (1u << 7) | (1u << 9)) && plic.state.in_service[1] == 1u << 8,
+          "in-service bits after claims");
 }
 
 static void test_claim_complete(void)
@@ -259,13 +269,13 @@ static void test_two_contexts(void)
 /* Section layout: a 12-byte header, then u32 priority[96], pending[3],
  * in_service[3], line_level[3], enable[2][3], threshold[2]. */
 #define BODY 12u
-#define AT_PRIORITY(source)  (BODY + 4u * (source))
-#define AT_PENDING(word)     (BODY + 4u * (PLIC_SOURCE_COUNT + (word)))
-#define AT_IN_SERVICE(word)  (BODY + 4u * (PLIC_SOURCE_COUNT + PLIC_WORDS + (word)))
-#define AT_LINE(word)        (BODY + 4u * (PLIC_SOURCE_COUNT + 2 * PLIC_WORDS + (word)))
-#define AT_ENABLE(c, word)   (BODY + 4u * (PLIC_SOURCE_COUNT + 3 * PLIC_WORDS + (c) * PLIC_WORDS + (word)))
-#define AT_THRESHOLD(c)      (BODY + 4u * (PLIC_SOURCE_COUNT + 5 * PLIC_WORDS + (c)))
-#define SECTION_LENGTH       AT_THRESHOLD(PLIC_CONTEXT_COUNT)
+#define AT_PRIORITY(source) (BODY + 4u * (source))
+#define AT_PENDING(word) (BODY + 4u * (PLIC_SOURCE_COUNT + (word)))
+#define AT_IN_SERVICE(word) (BODY + 4u * (PLIC_SOURCE_COUNT + PLIC_WORDS + (word)))
+#define AT_LINE(word) (BODY + 4u * (PLIC_SOURCE_COUNT + 2 * PLIC_WORDS + (word)))
+#define AT_ENABLE(c, word) (BODY + 4u * (PLIC_SOURCE_COUNT + 3 * PLIC_WORDS + (c)*PLIC_WORDS + (word)))
+#define AT_THRESHOLD(c) (BODY + 4u * (PLIC_SOURCE_COUNT + 5 * PLIC_WORDS + (c)))
+#define SECTION_LENGTH AT_THRESHOLD(PLIC_CONTEXT_COUNT)
 
 static void put_le32(uint8_t *bytes, uint32_t value)
 {
@@ -310,13 +320,13 @@ static void test_save_load(void)
     put(&original, ENABLE(S_CONTEXT) + 4, 0x12345678u);
     put(&original, THRESHOLD(M_CONTEXT), 2);
     put(&original, THRESHOLD(S_CONTEXT), 5);
-    plic_set_line(&original, 5, true);        /* priority 5, enabled in M: claimed below */
-    plic_set_line(&original, 6, true);        /* pending */
-    plic_set_line(&original, 95, true);       /* priority 7, enabled in M */
-    plic_set_line(&original, 36, true);       /* in word 1 */
+    plic_set_line(&original, 5, true);  /* priority 5, enabled in M: claimed below */
+    plic_set_line(&original, 6, true);  /* pending */
+    plic_set_line(&original, 95, true); /* priority 7, enabled in M */
+    plic_set_line(&original, 36, true); /* in word 1 */
     CHECK(get(&original, CLAIM(M_CONTEXT)) == 95, "setup claim 95");
     CHECK(get(&original, CLAIM(M_CONTEXT)) == 6, "setup claim 6");
-    plic_set_line(&original, 6, false);       /* in service with its line low */
+    plic_set_line(&original, 6, false); /* in service with its line low */
 
     struct state_writer writer;
     state_writer_init(&writer);
@@ -375,8 +385,7 @@ static void test_save_load(void)
 
 int main(void)
 {
-    machine = test_machine_create(&(struct test_machine_options){
-        .ram_size = 1u << 20, .deterministic_time = true });
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 1u << 20, .deterministic_time = true });
 
     test_decoding();
     test_priority_and_threshold();

@@ -37,10 +37,10 @@
 
 /* Guest RAM layout used by the test (offsets from the RAM base). */
 #define QUEUE_AREA 0x10000ull
-#define HEADER_AREA 0x20000ull        /* request headers, 32 bytes apart */
-#define STATUS_AREA 0x21000ull        /* status bytes, 1 apart */
-#define DATA_AREA 0x100000ull         /* request data */
-#define DIRTY_DATA_AREA 0x300000ull   /* a page range used only by the dirty log check */
+#define HEADER_AREA 0x20000ull      /* request headers, 32 bytes apart */
+#define STATUS_AREA 0x21000ull      /* status bytes, 1 apart */
+#define DATA_AREA 0x100000ull       /* request data */
+#define DIRTY_DATA_AREA 0x300000ull /* a page range used only by the dirty log check */
 
 static struct machine *machine;
 static char directory[64];
@@ -87,8 +87,14 @@ struct request {
     uint16_t head;
 };
 
-static uint64_t header_address(unsigned number) { return ram(HEADER_AREA + 32ull * number); }
-static uint64_t status_address(unsigned number) { return ram(STATUS_AREA + number); }
+static uint64_t header_address(unsigned number)
+{
+    return ram(HEADER_AREA + 32ull * number);
+}
+static uint64_t status_address(unsigned number)
+{
+    return ram(STATUS_AREA + number);
+}
 
 static void write_header(unsigned number, uint32_t type, uint64_t sector)
 {
@@ -119,8 +125,7 @@ static uint8_t status_of(unsigned number)
 }
 
 /* A disk over the image file `path` in virtio-mmio slot `slot`. */
-static int init_disk(struct virtio_blk *disk, unsigned slot, const char *path, bool read_only,
-                     struct error *err)
+static int init_disk(struct virtio_blk *disk, unsigned slot, const char *path, bool read_only, struct error *err)
 {
     struct block_backend *image = block_file_open(path, read_only, err);
     if (!image || virtio_blk_init(disk, machine, slot, image, err) < 0) {
@@ -159,8 +164,7 @@ static void expect_no_used(struct test_queue *queue, const char *what)
 
 static void set_up_driver(struct virtio_blk *disk, struct test_queue *queue, uint64_t queue_base)
 {
-    uint64_t features = VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX |
-                        VIRTIO_BLK_F_BLK_SIZE;
+    uint64_t features = VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE;
     if (disk->backend->read_only)
         features |= VIRTIO_BLK_F_RO;
     CHECK(test_driver_negotiate(&disk->transport, features), "FEATURES_OK did not stick");
@@ -192,20 +196,15 @@ static void test_registers_and_config(struct virtio_blk *disk)
     uint64_t value = 0;
     CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 8, &value) && value == IMAGE_SECTORS,
           "capacity (8-byte read) is %llu", (unsigned long long)value);
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 4, &value) && value == IMAGE_SECTORS,
-          "capacity low word");
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 4, 4, &value) && value == 0,
-          "capacity high word");
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 1, &value) && value == IMAGE_SECTORS,
-          "capacity low byte");
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 12, 4, &value) &&
-          value == VIRTIO_CHAIN_MAX_BUFFERS - 2, "seg_max is %llu", (unsigned long long)value);
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 20, 4, &value) && value == SECTOR,
-          "blk_size is %llu", (unsigned long long)value);
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 20, 2, &value) && value == SECTOR,
-          "blk_size 2-byte read");
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 16, 4, &value) && value == 0,
-          "geometry is not zero");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 4, &value) && value == IMAGE_SECTORS, "capacity low word");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 4, 4, &value) && value == 0, "capacity high word");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 1, &value) && value == IMAGE_SECTORS, "capacity low byte");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 12, 4, &value) && value == VIRTIO_CHAIN_MAX_BUFFERS - 2,
+          "seg_max is %llu", (unsigned long long)value);
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 20, 4, &value) && value == SECTOR, "blk_size is %llu",
+          (unsigned long long)value);
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 20, 2, &value) && value == SECTOR, "blk_size 2-byte read");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 16, 4, &value) && value == 0, "geometry is not zero");
 
     /* The device's own limits, asked directly (what the transport makes of
      * a refused access is its business). */
@@ -282,7 +281,7 @@ static void test_flush_and_get_id(struct virtio_blk *disk, struct test_queue *qu
     test_queue_kick(transport, queue);
     expect_used(queue, head, 21, "get-id");
     CHECK(status_of(1) == S_OK, "get-id status %u", status_of(1));
-    static const char expected[20] = "colo-vblk-test.img";    /* zero-padded */
+    static const char expected[20] = "colo-vblk-test.img"; /* zero-padded */
     CHECK(memcmp(id, expected, 20) == 0, "id is '%.20s'", (const char *)id);
 }
 
@@ -298,7 +297,7 @@ static void test_bad_requests(struct virtio_blk *disk, struct test_queue *queue,
     struct test_buffer out_sector = { ram(DATA_AREA), SECTOR, false };
     struct test_buffer odd_length = { ram(DATA_AREA), 100, true };
     uint16_t heads[7];
-    heads[0] = add_request(queue, 0, T_IN, IMAGE_SECTORS - 1, &two_sectors, 1);  /* crosses the end */
+    heads[0] = add_request(queue, 0, T_IN, IMAGE_SECTORS - 1, &two_sectors, 1); /* crosses the end */
     heads[1] = add_request(queue, 1, T_OUT, IMAGE_SECTORS, &out_sector, 1);     /* starts at the end */
     heads[2] = add_request(queue, 2, T_IN, UINT64_MAX, &two_sectors, 1);        /* overflows */
     heads[3] = add_request(queue, 3, T_IN, 0, &odd_length, 1);                  /* not whole sectors */
@@ -364,11 +363,10 @@ static void test_dirty_log(struct virtio_blk *disk, struct test_queue *queue)
     memset(bitmap, 0, words * sizeof *bitmap);
     machine_dirty_log_read_and_clear(machine, bitmap);
     machine_dirty_log_enable(machine, false);
-#define PAGE_DIRTY(offset) \
-    ((bitmap[((offset) >> GUEST_PAGE_SHIFT) / 64] >> (((offset) >> GUEST_PAGE_SHIFT) % 64)) & 1)
+#define PAGE_DIRTY(offset) ((bitmap[((offset) >> GUEST_PAGE_SHIFT) / 64] >> (((offset) >> GUEST_PAGE_SHIFT) % 64)) & 1)
     for (uint64_t page = 0; page < 3; page++)
-        CHECK(PAGE_DIRTY(DIRTY_DATA_AREA + page * GUEST_PAGE_SIZE),
-              "read data page %llu not in the dirty log", (unsigned long long)page);
+        CHECK(PAGE_DIRTY(DIRTY_DATA_AREA + page * GUEST_PAGE_SIZE), "read data page %llu not in the dirty log",
+              (unsigned long long)page);
     CHECK(!PAGE_DIRTY(DIRTY_DATA_AREA + 3 * GUEST_PAGE_SIZE), "page after the read data is dirty");
     CHECK(!PAGE_DIRTY(DIRTY_DATA_AREA + 0x10000), "write request's data page is dirty");
     CHECK(PAGE_DIRTY(STATUS_AREA), "status page not in the dirty log");

@@ -20,14 +20,30 @@ static struct machine *machine;
 /* ---- registers and layout, from the specification ---- */
 
 enum {
-    MAGIC_VALUE = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, VENDOR_ID = 0x00c,
-    DEVICE_FEATURES = 0x010, DEVICE_FEATURES_SEL = 0x014,
-    DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
-    QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038, QUEUE_READY = 0x044,
-    QUEUE_NOTIFY = 0x050, INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
-    QUEUE_DESC_LOW = 0x080, QUEUE_DESC_HIGH = 0x084, QUEUE_DRIVER_LOW = 0x090,
-    QUEUE_DRIVER_HIGH = 0x094, QUEUE_DEVICE_LOW = 0x0a0, QUEUE_DEVICE_HIGH = 0x0a4,
-    CONFIG_GENERATION = 0x0fc, CONFIG = 0x100,
+    MAGIC_VALUE = 0x000,
+    VERSION = 0x004,
+    DEVICE_ID = 0x008,
+    VENDOR_ID = 0x00c,
+    DEVICE_FEATURES = 0x010,
+    DEVICE_FEATURES_SEL = 0x014,
+    DRIVER_FEATURES = 0x020,
+    DRIVER_FEATURES_SEL = 0x024,
+    QUEUE_SEL = 0x030,
+    QUEUE_NUM_MAX = 0x034,
+    QUEUE_NUM = 0x038,
+    QUEUE_READY = 0x044,
+    QUEUE_NOTIFY = 0x050,
+    INTERRUPT_STATUS = 0x060,
+    INTERRUPT_ACK = 0x064,
+    STATUS = 0x070,
+    QUEUE_DESC_LOW = 0x080,
+    QUEUE_DESC_HIGH = 0x084,
+    QUEUE_DRIVER_LOW = 0x090,
+    QUEUE_DRIVER_HIGH = 0x094,
+    QUEUE_DEVICE_LOW = 0x0a0,
+    QUEUE_DEVICE_HIGH = 0x0a4,
+    CONFIG_GENERATION = 0x0fc,
+    CONFIG = 0x100,
 };
 
 #define DESC_F_NEXT 1u
@@ -35,7 +51,7 @@ enum {
 #define DESC_F_INDIRECT 4u
 #define AVAIL_F_NO_INTERRUPT 1u
 #define F_INDIRECT_DESC (1ull << 28)
-#define F_TEST_FEATURE (1ull << 5)          /* a device-specific feature the fake offers */
+#define F_TEST_FEATURE (1ull << 5) /* a device-specific feature the fake offers */
 
 #define TEST_SLOT 3
 #define TEST_IRQ (VIRTIO_MMIO_FIRST_IRQ + TEST_SLOT)
@@ -44,13 +60,13 @@ enum {
 
 /* Guest RAM layout of the test driver. */
 #define DESCRIPTORS (RAM_BASE + 0x1000)
-#define AVAILABLE   (RAM_BASE + 0x2000)
-#define USED        (RAM_BASE + 0x3000)
-#define DESCRIPTORS_1 (RAM_BASE + 0x4000)   /* queue 1 */
-#define AVAILABLE_1   (RAM_BASE + 0x5000)
-#define USED_1        (RAM_BASE + 0x6000)
+#define AVAILABLE (RAM_BASE + 0x2000)
+#define USED (RAM_BASE + 0x3000)
+#define DESCRIPTORS_1 (RAM_BASE + 0x4000) /* queue 1 */
+#define AVAILABLE_1 (RAM_BASE + 0x5000)
+#define USED_1 (RAM_BASE + 0x6000)
 #define INDIRECT_TABLE (RAM_BASE + 0x8000)
-#define BUFFERS     (RAM_BASE + 0x10000)    /* one page per buffer */
+#define BUFFERS (RAM_BASE + 0x10000) /* one page per buffer */
 
 /* ---- the fake device ---- */
 
@@ -157,8 +173,8 @@ static uint64_t get_le(uint64_t address, unsigned size)
     return value;
 }
 
-static void put_descriptor(uint64_t table, unsigned index, uint64_t address, uint32_t length,
-                           uint16_t flags, uint16_t next)
+static void put_descriptor(uint64_t table, unsigned index, uint64_t address, uint32_t length, uint16_t flags,
+                           uint16_t next)
 {
     uint64_t at = table + 16ull * index;
     put_le(at, address, 8);
@@ -180,8 +196,8 @@ static bool line_high(void)
     return (machine->plic.state.line_level[TEST_IRQ / 32] >> (TEST_IRQ % 32)) & 1;
 }
 
-static void set_up_queue(struct fake_device *device, unsigned queue, uint32_t size,
-                         uint64_t descriptors, uint64_t available, uint64_t used)
+static void set_up_queue(struct fake_device *device, unsigned queue, uint32_t size, uint64_t descriptors,
+                         uint64_t available, uint64_t used)
 {
     reg_write(device, QUEUE_SEL, queue);
     CHECK(reg_read(device, QUEUE_READY) == 0, "queue %u ready before set-up", queue);
@@ -253,7 +269,8 @@ static void test_identity_and_decoding(void)
     CHECK(virtio_mmio_read(&device.transport, CONFIG + 1, 1, &value) && value == 0x22, "config byte read");
     CHECK(virtio_mmio_read(&device.transport, CONFIG + 4, 4, &value) && value == 0x88776655, "config word read");
     CHECK(virtio_mmio_write(&device.transport, CONFIG + 2, 2, 0xbeef) && device.config[2] == 0xef &&
-          device.config[3] == 0xbe, "config write");
+              device.config[3] == 0xbe,
+          "config write");
     CHECK(!virtio_mmio_read(&device.transport, CONFIG + 8, 1, &value), "config read past the device's space");
 
     /* An empty slot: a valid header with device id 0, nothing else. */
@@ -303,7 +320,7 @@ static void test_features_and_status(void)
     /* A subset of the offer with VERSION_1 is accepted, and then fixed. */
     reg_write(&device, DRIVER_FEATURES, (uint32_t)F_TEST_FEATURE);
     reg_write(&device, DRIVER_FEATURES_SEL, 5);
-    reg_write(&device, DRIVER_FEATURES, 0xffffffffu);        /* no such half: ignored */
+    reg_write(&device, DRIVER_FEATURES, 0xffffffffu); /* no such half: ignored */
     reg_write(&device, STATUS, features_ok);
     CHECK(reg_read(&device, STATUS) == features_ok, "FEATURES_OK refused for VERSION_1|bit 5");
     reg_write(&device, DRIVER_FEATURES_SEL, 0);
@@ -357,8 +374,8 @@ static void test_queue_registers(void)
     reg_write(&device, QUEUE_DRIVER_LOW, 0x2000u);
     reg_write(&device, QUEUE_DEVICE_HIGH, 0x3u);
     const struct virtio_queue_state *q = &device.transport.state.queues[0];
-    CHECK(q->descriptor_address == 0x189abc000ull && q->driver_address == 0x2000 &&
-          q->device_address == 0x300000000ull, "queue addresses");
+    CHECK(q->descriptor_address == 0x189abc000ull && q->driver_address == 0x2000 && q->device_address == 0x300000000ull,
+          "queue addresses");
 
     /* Queue 1 is separate; queues 2 and up do not exist. */
     reg_write(&device, QUEUE_SEL, 1);
@@ -411,9 +428,10 @@ static void test_chains(void)
     reg_write(&device, QUEUE_NOTIFY, 1);
     reg_write(&device, QUEUE_NOTIFY, 2);
     reg_write(&device, QUEUE_NOTIFY, 0xffffffffu);
-    CHECK(device.notifications[0] == 1 && device.notifications[1] == 1 &&
-          device.notifications[2] == 0 && device.notifications[3] == 0, "notifications %u %u %u %u",
-          device.notifications[0], device.notifications[1], device.notifications[2], device.notifications[3]);
+    CHECK(device.notifications[0] == 1 && device.notifications[1] == 1 && device.notifications[2] == 0 &&
+              device.notifications[3] == 0,
+          "notifications %u %u %u %u", device.notifications[0], device.notifications[1], device.notifications[2],
+          device.notifications[3]);
 
     /* A request: two readable buffers, then two writable ones. */
     uint64_t header = BUFFERS, payload = BUFFERS + 0x1000, data = BUFFERS + 0x2000, status = BUFFERS + 0x3000;
@@ -433,8 +451,8 @@ static void test_chains(void)
     CHECK(chain.head == 5 && chain.count == 4, "chain head %u count %u", chain.head, chain.count);
     CHECK(chain.readable_length == 24 && chain.writable_length == 33, "chain lengths %llu/%llu",
           (unsigned long long)chain.readable_length, (unsigned long long)chain.writable_length);
-    CHECK(chain.buffers[0].address == header && !chain.buffers[0].device_writable &&
-          chain.buffers[2].address == data && chain.buffers[2].device_writable && chain.buffers[2].length == 32,
+    CHECK(chain.buffers[0].address == header && !chain.buffers[0].device_writable && chain.buffers[2].address == data &&
+              chain.buffers[2].device_writable && chain.buffers[2].length == 32,
           "chain buffers");
     CHECK(!virtio_queue_has_available(transport, 0), "popped chain still available");
     CHECK(virtio_queue_pop(transport, 0, &chain) == 0, "second pop found something");
@@ -450,14 +468,16 @@ static void test_chains(void)
     CHECK(memcmp(text, "0123456789abcdefABCDEFGH", 24) == 0, "readable bytes: %.24s", text);
     CHECK(virtio_chain_read(transport, &chain, 14, text, 5) == 5 && memcmp(text, "efABC", 5) == 0,
           "read across buffers");
-    CHECK(virtio_chain_read(transport, &chain, 22, text, 10) == 2 && memcmp(text, "GH", 2) == 0, "short read at the end");
+    CHECK(virtio_chain_read(transport, &chain, 22, text, 10) == 2 && memcmp(text, "GH", 2) == 0,
+          "short read at the end");
     CHECK(virtio_chain_read(transport, &chain, 24, text, 10) == 0, "read past the end");
 
     /* Writes go to the writable part only, are logged, and drop decoded
      * code (checked by the dirty log here). */
     uint64_t *bitmap = calloc(guest_ram_bitmap_words(&machine->ram), sizeof *bitmap);
     machine_dirty_log_enable(machine, true);
-    CHECK(virtio_chain_write(transport, &chain, 30, "wxyz", 4) == 3, "write across writable buffers (short at the end)");
+    CHECK(virtio_chain_write(transport, &chain, 30, "wxyz", 4) == 3,
+          "write across writable buffers (short at the end)");
     CHECK(memcmp(guest(data + 30), "wx", 2) == 0 && guest(status)[0] == 'y', "written bytes");
     CHECK(virtio_chain_write(transport, &chain, 32, "!", 1) == 1 && guest(status)[0] == '!', "status byte");
     CHECK(virtio_chain_write(transport, &chain, 33, "?", 1) == 0, "write past the writable part");
@@ -508,9 +528,9 @@ static void test_chains(void)
               "pop %u of the wrap loop", i);
         virtio_queue_push(transport, 0, &chain, 0);
     }
-    uint16_t pushed = 2 + 21;               /* the first request, the clamped one, the loop */
-    CHECK(get_le(USED + 2, 2) == pushed, "used index %llu after %u pushes",
-          (unsigned long long)get_le(USED + 2, 2), pushed);
+    uint16_t pushed = 2 + 21; /* the first request, the clamped one, the loop */
+    CHECK(get_le(USED + 2, 2) == pushed, "used index %llu after %u pushes", (unsigned long long)get_le(USED + 2, 2),
+          pushed);
     CHECK(get_le(USED + 4 + 8 * ((pushed - 1) % 8), 4) == 1, "last used element in the wrong slot");
     /* One more pop than push: the first chain was popped twice. */
     CHECK(transport->state.queues[0].next_available == pushed + 1u, "next_available %u",
@@ -608,8 +628,8 @@ static void test_malformed(void)
     make_available(AVAILABLE, 8, 0);
     expect_malformed(&device, "a readable buffer after a writable one");
 
-    put_descriptor(DESCRIPTORS, 0, good, 16, 0, 0);   /* every slot would be a good chain */
-    put_le(AVAILABLE + 2, 9, 2);          /* but 9 chains in a queue of 8 */
+    put_descriptor(DESCRIPTORS, 0, good, 16, 0, 0); /* every slot would be a good chain */
+    put_le(AVAILABLE + 2, 9, 2);                    /* but 9 chains in a queue of 8 */
     expect_malformed(&device, "an available index too far ahead");
 
     /* Indirect tables: too many buffers, nesting, bad sizes, outside RAM. */
@@ -662,7 +682,8 @@ static void test_malformed(void)
     uint64_t errors = transport->malformed_queue_errors;
     virtio_queue_push(transport, 0, &chain, 0);
     CHECK(transport->malformed_queue_errors == errors + 1 &&
-          (reg_read(&device, STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET), "push to a used ring outside RAM");
+              (reg_read(&device, STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET),
+          "push to a used ring outside RAM");
     CHECK(get_le(ram_end - 8, 8) == 0, "push wrote next to the end of RAM");
 
     /* Reset clears everything guest-visible (not the host counter). */
@@ -688,8 +709,8 @@ static void test_malformed(void)
 #define AT_QUEUE_READY(i) (AT_QUEUE(i) + 4)
 #define SECTION_LENGTH AT_QUEUE(VIRTIO_MAX_QUEUES)
 
-static void expect_load_rejected(const struct state_writer *writer, size_t at, uint64_t value,
-                                 unsigned size, const char *what)
+static void expect_load_rejected(const struct state_writer *writer, size_t at, uint64_t value, unsigned size,
+                                 const char *what)
 {
     uint8_t copy[SECTION_LENGTH];
     memcpy(copy, writer->data, sizeof copy);
@@ -745,7 +766,8 @@ static void test_save_load(void)
           "transport state differs after save/load");
     CHECK(restored.resets == 0 && restored.ready_calls == 0, "load called into the device");
     CHECK(restored.transport.ops == &fake_ops && restored.transport.device == &restored &&
-          restored.transport.machine == machine && restored.transport.irq == TEST_IRQ, "load changed host fields");
+              restored.transport.machine == machine && restored.transport.irq == TEST_IRQ,
+          "load changed host fields");
     /* The restored transport carries on where the original was. */
     CHECK(virtio_queue_pop(&restored.transport, 0, &chain) == 1 && chain.head == 1, "restored pop");
     virtio_queue_push(&restored.transport, 0, &chain, 8);
@@ -789,8 +811,7 @@ static void test_save_load(void)
 
 int main(void)
 {
-    machine = test_machine_create(&(struct test_machine_options){
-        .ram_size = 1u << 20, .deterministic_time = true });
+    machine = test_machine_create(&(struct test_machine_options){ .ram_size = 1u << 20, .deterministic_time = true });
 
     test_identity_and_decoding();
     test_features_and_status();

@@ -51,21 +51,21 @@
 /* What a driver without offloads accepts, and everything the device
  * offers with them (what Linux accepts too). */
 #define PLAIN_FEATURES (VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS)
-#define OFFLOADS                                                                          \
-    (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 |                \
-     VIRTIO_NET_F_GUEST_TSO6 | VIRTIO_NET_F_GUEST_ECN | VIRTIO_NET_F_HOST_TSO4 |            \
-     VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_MRG_RXBUF)
+#define OFFLOADS                                                                                        \
+    (VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_GUEST_TSO6 |  \
+     VIRTIO_NET_F_GUEST_ECN | VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | \
+     VIRTIO_NET_F_MRG_RXBUF)
 #define OFFLOAD_FEATURES (PLAIN_FEATURES | OFFLOADS)
-#define TEST_ETHERTYPE 0x88b5u            /* IEEE "local experimental" */
+#define TEST_ETHERTYPE 0x88b5u /* IEEE "local experimental" */
 #define TAP_NAME "colotest0"
 
 /* Guest RAM layout (offsets from the RAM base): a region per device. */
 #define RX_QUEUE_AREA 0x10000ull
 #define TX_QUEUE_AREA 0x18000ull
-#define RX_BUFFER_AREA 0x100000ull        /* receive buffers, 4 KiB apart */
+#define RX_BUFFER_AREA 0x100000ull /* receive buffers, 4 KiB apart */
 #define TX_BUFFER_AREA 0x200000ull
-#define TX_LARGE_AREA 0x300000ull         /* one transmitted frame of up to 64 KiB */
-#define DEVICE_AREA_STRIDE 0x400000ull    /* second device's region */
+#define TX_LARGE_AREA 0x300000ull      /* one transmitted frame of up to 64 KiB */
+#define DEVICE_AREA_STRIDE 0x400000ull /* second device's region */
 
 static struct machine *machine;
 
@@ -79,36 +79,32 @@ static uint64_t ram(uint64_t offset)
 struct guest_nic {
     struct virtio_net *net;
     struct test_queue rx, tx;
-    uint64_t area;                        /* this NIC's region in RAM */
+    uint64_t area; /* this NIC's region in RAM */
     unsigned next_rx_buffer, next_tx_buffer;
 };
 
 /* Resets the device, negotiates `features` and sets up both queues (the
  * receive queue with rx_size entries). */
-static void guest_set_up_sized(struct guest_nic *guest, struct virtio_net *net, uint64_t area,
-                               uint64_t features, uint16_t rx_size)
+static void guest_set_up_sized(struct guest_nic *guest, struct virtio_net *net, uint64_t area, uint64_t features,
+                               uint16_t rx_size)
 {
     guest->net = net;
     guest->area = area;
     guest->next_rx_buffer = guest->next_tx_buffer = 0;
     CHECK(test_driver_negotiate(&net->transport, features), "FEATURES_OK did not stick");
-    CHECK(test_queue_setup(&net->transport, &guest->rx, 0, rx_size, ram(area + RX_QUEUE_AREA)),
-          "receive queue setup");
-    CHECK(test_queue_setup(&net->transport, &guest->tx, 1, 256, ram(area + TX_QUEUE_AREA)),
-          "transmit queue setup");
+    CHECK(test_queue_setup(&net->transport, &guest->rx, 0, rx_size, ram(area + RX_QUEUE_AREA)), "receive queue setup");
+    CHECK(test_queue_setup(&net->transport, &guest->tx, 1, 256, ram(area + TX_QUEUE_AREA)), "transmit queue setup");
     test_driver_ok(&net->transport);
 }
 
-static void guest_set_up(struct guest_nic *guest, struct virtio_net *net, uint64_t area,
-                         uint64_t features)
+static void guest_set_up(struct guest_nic *guest, struct virtio_net *net, uint64_t area, uint64_t features)
 {
     guest_set_up_sized(guest, net, area, features, 256);
 }
 
 /* Adds a receive chain of buffers with the given lengths (in one 4 KiB
  * slot). Returns the head; *address gets the slot's address. */
-static uint16_t guest_add_rx(struct guest_nic *guest, const uint32_t *lengths, unsigned count,
-                             uint64_t *address)
+static uint16_t guest_add_rx(struct guest_nic *guest, const uint32_t *lengths, unsigned count, uint64_t *address)
 {
     uint64_t slot = ram(guest->area + RX_BUFFER_AREA + 0x1000ull * (guest->next_rx_buffer++ % 256));
     struct test_buffer buffers[8];
@@ -134,7 +130,7 @@ static uint16_t guest_add_tx(struct guest_nic *guest, const uint8_t *frame, size
 {
     uint64_t slot = ram(guest->area + TX_BUFFER_AREA + 0x4000ull * (guest->next_tx_buffer++ % 64));
     uint8_t *bytes = test_guest_pointer(machine, slot);
-    memset(bytes, 0x77, HEADER_SIZE);       /* garbage the device must skip */
+    memset(bytes, 0x77, HEADER_SIZE); /* garbage the device must skip */
     memcpy(bytes + HEADER_SIZE, frame, length);
     struct test_buffer buffers[2] = {
         { slot, (uint32_t)(HEADER_SIZE + split), false },
@@ -163,17 +159,15 @@ static uint16_t guest_add_tx_with_header(struct guest_nic *guest, const struct v
 
 static bool headers_equal(const struct virtio_net_header *a, const struct virtio_net_header *b)
 {
-    return a->flags == b->flags && a->gso_type == b->gso_type &&
-           a->header_length == b->header_length && a->gso_size == b->gso_size &&
-           a->checksum_start == b->checksum_start && a->checksum_offset == b->checksum_offset &&
-           a->buffer_count == b->buffer_count;
+    return a->flags == b->flags && a->gso_type == b->gso_type && a->header_length == b->header_length &&
+           a->gso_size == b->gso_size && a->checksum_start == b->checksum_start &&
+           a->checksum_offset == b->checksum_offset && a->buffer_count == b->buffer_count;
 }
 
 static void describe_header(const struct virtio_net_header *h, char *text, size_t size)
 {
-    snprintf(text, size, "{flags %u gso %u hdr_len %u gso_size %u csum %u+%u buffers %u}",
-             h->flags, h->gso_type, h->header_length, h->gso_size, h->checksum_start,
-             h->checksum_offset, h->buffer_count);
+    snprintf(text, size, "{flags %u gso %u hdr_len %u gso_size %u csum %u+%u buffers %u}", h->flags, h->gso_type,
+             h->header_length, h->gso_size, h->checksum_start, h->checksum_offset, h->buffer_count);
 }
 
 static void check_header(const struct virtio_net_header *got, const struct virtio_net_header *expected,
@@ -188,9 +182,8 @@ static void check_header(const struct virtio_net_header *got, const struct virti
 /* Checks that the next used receive elements are the chains `heads` (with
  * buffers at `addresses`, each chain one buffer of `lengths`) holding
  * `frame` behind `header` (whose buffer_count must be `count`). */
-static void expect_received_in_chains(struct guest_nic *guest, const uint16_t *heads,
-                                      const uint64_t *addresses, const uint32_t *lengths,
-                                      unsigned count, const struct virtio_net_header *header,
+static void expect_received_in_chains(struct guest_nic *guest, const uint16_t *heads, const uint64_t *addresses,
+                                      const uint32_t *lengths, unsigned count, const struct virtio_net_header *header,
                                       const uint8_t *frame, size_t length, const char *what)
 {
     size_t done = 0;
@@ -210,10 +203,9 @@ static void expect_received_in_chains(struct guest_nic *guest, const uint16_t *h
             start = HEADER_SIZE;
         }
         size_t expected = length - done < lengths[i] - start ? length - done : lengths[i] - start;
-        CHECK(written == start + expected, "%s: chain %u: used length %u, expected %zu", what, i,
-              written, start + expected);
-        CHECK(memcmp(bytes + start, frame + done, expected) == 0, "%s: chain %u: frame bytes differ",
-              what, i);
+        CHECK(written == start + expected, "%s: chain %u: used length %u, expected %zu", what, i, written,
+              start + expected);
+        CHECK(memcmp(bytes + start, frame + done, expected) == 0, "%s: chain %u: frame bytes differ", what, i);
         done += expected;
     }
     CHECK(done == length, "%s: %zu of %zu bytes fit the chains", what, done, length);
@@ -221,8 +213,8 @@ static void expect_received_in_chains(struct guest_nic *guest, const uint16_t *h
 
 /* One chain: `head` holding `frame` behind `header` with num_buffers 1. */
 static void expect_received_with_header(struct guest_nic *guest, uint16_t head, uint64_t address,
-                                        const struct virtio_net_header *header,
-                                        const uint8_t *frame, size_t length, const char *what)
+                                        const struct virtio_net_header *header, const uint8_t *frame, size_t length,
+                                        const char *what)
 {
     struct virtio_net_header expected = *header;
     expected.buffer_count = 1;
@@ -232,8 +224,8 @@ static void expect_received_with_header(struct guest_nic *guest, uint16_t head, 
 
 /* Checks that the next used receive element is `head` holding `frame`
  * behind a zeroed header with num_buffers = 1. */
-static void expect_received(struct guest_nic *guest, uint16_t head, uint64_t address,
-                            const uint8_t *frame, size_t length, const char *what)
+static void expect_received(struct guest_nic *guest, uint16_t head, uint64_t address, const uint8_t *frame,
+                            size_t length, const char *what)
 {
     static const struct virtio_net_header plain;
     expect_received_with_header(guest, head, address, &plain, frame, length, what);
@@ -270,16 +262,19 @@ static void make_tcp_frame(uint8_t *frame, size_t length, const uint8_t destinat
     ip[2] = (uint8_t)((length - 14) >> 8);
     ip[3] = (uint8_t)(length - 14);
     ip[8] = 64;
-    ip[9] = 6;                                  /* TCP */
+    ip[9] = 6; /* TCP */
     memcpy(ip + 12, (const uint8_t[4]){ 10, 0, 0, 1 }, 4);
     memcpy(ip + 16, (const uint8_t[4]){ 10, 0, 0, 2 }, 4);
     uint8_t *tcp = ip + 20;
     memset(tcp, 0, 20);
-    tcp[0] = 0x30; tcp[1] = 0x39;               /* ports 12345 -> 7002 */
-    tcp[2] = 0x1b; tcp[3] = 0x5a;
-    tcp[12] = 5 << 4;                           /* 20-byte header */
-    tcp[13] = 0x18;                             /* PSH, ACK */
-    tcp[14] = 0xff; tcp[15] = 0xff;             /* window */
+    tcp[0] = 0x30;
+    tcp[1] = 0x39; /* ports 12345 -> 7002 */
+    tcp[2] = 0x1b;
+    tcp[3] = 0x5a;
+    tcp[12] = 5 << 4; /* 20-byte header */
+    tcp[13] = 0x18;   /* PSH, ACK */
+    tcp[14] = 0xff;
+    tcp[15] = 0xff; /* window */
 }
 
 /* The header of a TSO frame made by make_tcp_frame. */
@@ -330,8 +325,7 @@ static void test_registers_and_config(struct virtio_net *net)
     CHECK(features & VIRTIO_NET_F_MAC, "MAC not offered");
     CHECK(features & VIRTIO_NET_F_STATUS, "STATUS not offered");
     /* No TAP: nothing could finish an offloaded frame. */
-    CHECK(!(features & OFFLOADS), "offloads offered without a TAP: 0x%llx",
-          (unsigned long long)(features & OFFLOADS));
+    CHECK(!(features & OFFLOADS), "offloads offered without a TAP: 0x%llx", (unsigned long long)(features & OFFLOADS));
     for (unsigned queue = 0; queue < 3; queue++) {
         test_mmio_write(transport, VIRTIO_MMIO_QUEUE_SEL, queue);
         uint32_t max = test_mmio_read(transport, VIRTIO_MMIO_QUEUE_NUM_MAX);
@@ -341,12 +335,12 @@ static void test_registers_and_config(struct virtio_net *net)
     for (unsigned i = 0; i < 6; i++)
         CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + i, 1, &value) && value == mac_a[i],
               "mac[%u] reads 0x%llx", i, (unsigned long long)value);
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 6, 2, &value) && value == 1,
-          "status is not LINK_UP");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 6, 2, &value) && value == 1, "status is not LINK_UP");
     CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG + 4, 4, &value) &&
-          value == (uint64_t)(mac_a[4] | mac_a[5] << 8 | 1 << 16), "4-byte read across mac/status");
-    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 8, &value) &&
-          value == (test_get_le(mac_a, 6) | 1ull << 48), "8-byte config read");
+              value == (uint64_t)(mac_a[4] | mac_a[5] << 8 | 1 << 16),
+          "4-byte read across mac/status");
+    CHECK(virtio_mmio_read(transport, VIRTIO_MMIO_CONFIG, 8, &value) && value == (test_get_le(mac_a, 6) | 1ull << 48),
+          "8-byte config read");
     const struct virtio_device_ops *ops = transport->ops;
     CHECK(!ops->config_read(net, 8, 1, &value), "config read past the struct accepted");
     CHECK(!ops->config_read(net, 6, 4, &value), "config read straddling the end accepted");
@@ -401,7 +395,8 @@ static void test_receive(struct guest_nic *guest)
      * dropped from the header instead. */
     make_frame(frame, 300, mac_a, 6);
     head = guest_add_rx_simple(guest, &address);
-    struct virtio_net_header header = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .checksum_start = 34,
+    struct virtio_net_header header = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                        .checksum_start = 34,
                                         .checksum_offset = 6 };
     uint64_t refused = net->dropped_offloads;
     CHECK(!virtio_net_receive_with_header(net, &header, frame, 300),
@@ -425,8 +420,8 @@ static void test_transmit(struct guest_nic *guest)
     make_frame(small, sizeof small, mac_b, 4);
     make_frame(large, sizeof large, mac_b, 5);
     uint16_t heads[3];
-    heads[0] = guest_add_tx(guest, small, sizeof small, sizeof small);   /* one buffer */
-    heads[1] = guest_add_tx(guest, large, sizeof large, 20);             /* header + 20, rest */
+    heads[0] = guest_add_tx(guest, small, sizeof small, sizeof small); /* one buffer */
+    heads[1] = guest_add_tx(guest, large, sizeof large, 20);           /* header + 20, rest */
     /* Shorter than a header: an error, not a frame. */
     uint64_t runt = ram(guest->area + TX_BUFFER_AREA + 0x3f000);
     struct test_buffer runt_buffer = { runt, 8, false };
@@ -443,8 +438,7 @@ static void test_transmit(struct guest_nic *guest)
     static const struct virtio_net_header plain;
     check_header(&captured.headers[0], &plain, "transmit without offloads");
     check_header(&captured.headers[1], &plain, "transmit without offloads");
-    CHECK(net->transmitted_frames == 2, "transmitted_frames is %llu",
-          (unsigned long long)net->transmitted_frames);
+    CHECK(net->transmitted_frames == 2, "transmitted_frames is %llu", (unsigned long long)net->transmitted_frames);
     CHECK(net->transmit_errors == 1, "runt not counted as a transmit error");
     for (unsigned i = 0; i < 3; i++) {
         uint32_t id = 0, written = 99;
@@ -457,8 +451,8 @@ static void test_transmit(struct guest_nic *guest)
      * through the same hook as the guest's frames. */
     captured.count = 0;
     virtio_net_announce(net);
-    CHECK(captured.count == 1 && captured.lengths[0] == 60, "announce sent %u frames of %zu bytes",
-          captured.count, captured.lengths[0]);
+    CHECK(captured.count == 1 && captured.lengths[0] == 60, "announce sent %u frames of %zu bytes", captured.count,
+          captured.lengths[0]);
     static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
     CHECK(memcmp(captured.frames[0], broadcast, 6) == 0, "announce is not broadcast");
     CHECK(memcmp(captured.frames[0] + 6, net->state.mac, 6) == 0, "announce source is not the VM's MAC");
@@ -491,9 +485,9 @@ static void test_save_load(struct virtio_net *net)
         virtio_net_load(&other, &reader);
         CHECK(reader.failed, "load into a NIC with another MAC accepted");
         CHECK(strstr(reader.error, "MAC") && strstr(reader.error, "52:54:00:12:34:56") &&
-              strstr(reader.error, "52:54:00:ab:cd:ef"), "unclear error: %s", reader.error);
-        CHECK(memcmp(&before, &other.transport.state, sizeof before) == 0,
-              "a refused load changed the transport");
+                  strstr(reader.error, "52:54:00:ab:cd:ef"),
+              "unclear error: %s", reader.error);
+        CHECK(memcmp(&before, &other.transport.state, sizeof before) == 0, "a refused load changed the transport");
         virtio_net_destroy(&other);
     }
     state_writer_free(&writer);
@@ -507,8 +501,7 @@ static void test_offer(struct guest_nic *guest, struct captured *captured)
 {
     struct virtio_net *net = guest->net;
     virtio_net_set_transmit_hook(net, capture_frame, captured, true);
-    CHECK(!(test_device_features(&net->transport) & OFFLOADS),
-          "the offer changed under a started driver");
+    CHECK(!(test_device_features(&net->transport) & OFFLOADS), "the offer changed under a started driver");
     test_mmio_write(&net->transport, VIRTIO_MMIO_STATUS, 0);
     uint64_t features = test_device_features(&net->transport);
     CHECK((features & OFFLOADS) == OFFLOADS, "offloads not offered for a hook that takes them: 0x%llx",
@@ -528,7 +521,7 @@ static void test_transmit_offloads(struct guest_nic *guest, struct captured *cap
     make_tcp_frame(frame, sizeof frame, mac_b, 20);
     struct virtio_net_header header = tso_header;
     header.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
-    header.buffer_count = 0x5555;           /* receive-only: not passed on */
+    header.buffer_count = 0x5555; /* receive-only: not passed on */
     memset(captured, 0, sizeof *captured);
     guest_add_tx_with_header(guest, &header, frame, sizeof frame, 54);
     test_queue_kick(&net->transport, &guest->tx);
@@ -552,7 +545,8 @@ static void test_receive_offloads(struct guest_nic *guest)
     uint64_t address;
     uint16_t head = guest_add_rx_simple(guest, &address);
     struct virtio_net_header header = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID,
-                                        .checksum_start = 34, .checksum_offset = 16,
+                                        .checksum_start = 34,
+                                        .checksum_offset = 16,
                                         .buffer_count = 7 };
     CHECK(virtio_net_receive_with_header(net, &header, frame, 1514), "NEEDS_CSUM frame not delivered");
     header.buffer_count = 0;
@@ -608,8 +602,7 @@ static void test_mergeable(struct guest_nic *guest)
     uint64_t received = net->received_frames;
     struct virtio_net_header expected = tso_header;
     expected.buffer_count = 14;
-    CHECK(virtio_net_receive_with_header(net, &tso_header, frame, sizeof frame),
-          "20,000-byte frame not delivered");
+    CHECK(virtio_net_receive_with_header(net, &tso_header, frame, sizeof frame), "20,000-byte frame not delivered");
     expect_received_in_chains(guest, heads, addresses, lengths, 14, &expected, frame, sizeof frame,
                               "mergeable 20,000-byte frame");
     CHECK(net->received_frames == received + 1, "a frame in 14 chains counted as %llu",
@@ -621,8 +614,7 @@ static void test_mergeable(struct guest_nic *guest)
      * same two chains are the first ones used when two more come. */
     add_rx_chains(guest, 2, 1500, heads, addresses, lengths);
     uint64_t dropped = net->dropped_no_buffers;
-    CHECK(!virtio_net_receive_with_header(net, &tso_header, frame, 5000),
-          "a frame was delivered into too few chains");
+    CHECK(!virtio_net_receive_with_header(net, &tso_header, frame, 5000), "a frame was delivered into too few chains");
     CHECK(net->dropped_no_buffers == dropped + 1, "too few chains not counted as no buffers");
     CHECK(nothing_received(guest), "chains were used for a frame that did not fit");
     add_rx_chains(guest, 2, 1500, heads + 2, addresses + 2, lengths + 2);
@@ -815,8 +807,7 @@ static ssize_t host_receive(int sock, uint8_t *frame, size_t capacity)
             return -1;
         struct sockaddr_ll from;
         socklen_t from_length = sizeof from;
-        ssize_t length = recvfrom(sock, frame, capacity, MSG_DONTWAIT, (struct sockaddr *)&from,
-                                  &from_length);
+        ssize_t length = recvfrom(sock, frame, capacity, MSG_DONTWAIT, (struct sockaddr *)&from, &from_length);
         if (length < 0)
             return -1;
         if (from.sll_pkttype != PACKET_OUTGOING)
@@ -828,12 +819,10 @@ static ssize_t host_receive(int sock, uint8_t *frame, size_t capacity)
  * in host byte order. */
 #define PACKET_VNET_HEADER_SIZE 10
 
-static void host_send_with_header(int sock, const struct virtio_net_header *header,
-                                  const uint8_t *frame, size_t length)
+static void host_send_with_header(int sock, const struct virtio_net_header *header, const uint8_t *frame, size_t length)
 {
     static uint8_t packet[PACKET_VNET_HEADER_SIZE + 65536];
-    uint16_t fields[4] = { header->header_length, header->gso_size, header->checksum_start,
-                           header->checksum_offset };
+    uint16_t fields[4] = { header->header_length, header->gso_size, header->checksum_start, header->checksum_offset };
     packet[0] = header->flags;
     packet[1] = header->gso_type;
     memcpy(packet + 2, fields, sizeof fields);
@@ -841,8 +830,7 @@ static void host_send_with_header(int sock, const struct virtio_net_header *head
     host_send(sock, packet, PACKET_VNET_HEADER_SIZE + length);
 }
 
-static ssize_t host_receive_with_header(int sock, struct virtio_net_header *header, uint8_t *frame,
-                                        size_t capacity)
+static ssize_t host_receive_with_header(int sock, struct virtio_net_header *header, uint8_t *frame, size_t capacity)
 {
     static uint8_t packet[PACKET_VNET_HEADER_SIZE + 65536];
     ssize_t length = host_receive(sock, packet, sizeof packet);
@@ -850,9 +838,12 @@ static ssize_t host_receive_with_header(int sock, struct virtio_net_header *head
         return -1;
     uint16_t fields[4];
     memcpy(fields, packet + 2, sizeof fields);
-    *header = (struct virtio_net_header){ .flags = packet[0], .gso_type = packet[1],
-                                          .header_length = fields[0], .gso_size = fields[1],
-                                          .checksum_start = fields[2], .checksum_offset = fields[3] };
+    *header = (struct virtio_net_header){ .flags = packet[0],
+                                          .gso_type = packet[1],
+                                          .header_length = fields[0],
+                                          .gso_size = fields[1],
+                                          .checksum_start = fields[2],
+                                          .checksum_offset = fields[3] };
     length -= PACKET_VNET_HEADER_SIZE;
     if ((size_t)length > capacity)
         return -1;
@@ -865,7 +856,7 @@ static ssize_t host_receive_with_header(int sock, struct virtio_net_header *head
 static void make_udp_frame(uint8_t *frame, size_t length, unsigned seed)
 {
     make_tcp_frame(frame, length, mac_a, seed);
-    frame[14 + 9] = 17;                         /* UDP */
+    frame[14 + 9] = 17; /* UDP */
     uint8_t *udp = frame + 34;
     udp[4] = (uint8_t)((length - 34) >> 8);
     udp[5] = (uint8_t)(length - 34);
@@ -943,8 +934,8 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     unsigned all = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
     CHECK(tap_of(net)->offloads == all, "TAP offloads 0x%x, expected 0x%x", tap_of(net)->offloads, all);
     CHECK(tap_kernel_offload(ETHTOOL_GTXCSUM) == 1 && tap_kernel_offload(ETHTOOL_GTSO) == 1,
-          "the kernel has not the TAP's offloads (tx-csum %d, tso %d)",
-          tap_kernel_offload(ETHTOOL_GTXCSUM), tap_kernel_offload(ETHTOOL_GTSO));
+          "the kernel has not the TAP's offloads (tx-csum %d, tso %d)", tap_kernel_offload(ETHTOOL_GTXCSUM),
+          tap_kernel_offload(ETHTOOL_GTSO));
 
     /* Host -> guest: the checksum is left to the guest, as the header says. */
     heads[0] = guest_add_rx_simple(&guest, &addresses[0]);
@@ -965,8 +956,8 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
     CHECK(length == (ssize_t)sizeof tcp && memcmp(reply, tcp, sizeof tcp) == 0,
           "TSO frame from the guest arrived as %zd bytes (or differs)", length);
     CHECK(header.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && header.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 &&
-          header.gso_size == tso_header.gso_size && header.checksum_start == 34 &&
-          header.checksum_offset == 16, "TSO header lost on the way to the host");
+              header.gso_size == tso_header.gso_size && header.checksum_start == 34 && header.checksum_offset == 16,
+          "TSO header lost on the way to the host");
     CHECK(net->transmit_errors == 0, "transmit errors: %llu", (unsigned long long)net->transmit_errors);
 
     /* A 3,000-byte frame and one 1,500-byte chain: parked, the chain
@@ -978,8 +969,7 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
         host_send(sock, big, sizeof big);
         CHECK(wait_tap_readable(net), "the 3,000-byte frame did not reach the TAP");
         virtio_net_poll_backend(net);
-        CHECK(net->parked_length == sizeof big, "parked %zu bytes, expected %zu", net->parked_length,
-              sizeof big);
+        CHECK(net->parked_length == sizeof big, "parked %zu bytes, expected %zu", net->parked_length, sizeof big);
         CHECK(!polling_enabled(net), "TAP still polled with a frame parked");
         CHECK(nothing_received(&guest), "a chain was used for a frame that did not fit");
         add_rx_chains(&guest, 1, 2000, heads + 1, addresses + 1, lengths + 1);
@@ -1001,8 +991,8 @@ static void test_tap_offloads(struct virtio_net *net, int sock)
 }
 
 /* A backend that takes frames and has none: only to be refused. */
-static int null_send(struct net_backend *backend, const struct virtio_net_header *header,
-                     const uint8_t *frame, size_t length)
+static int null_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
+                     size_t length)
 {
     (void)backend, (void)header, (void)frame, (void)length;
     return 0;
@@ -1042,10 +1032,8 @@ static void test_tap(void)
     CHECK(tap_kernel_offload(ETHTOOL_GTXCSUM) == 0 && tap_kernel_offload(ETHTOOL_GTSO) == 0,
           "the offloads the TAP's previous user set survived the attach (tx-csum %d, tso %d)",
           tap_kernel_offload(ETHTOOL_GTXCSUM), tap_kernel_offload(ETHTOOL_GTSO));
-    CHECK((test_device_features(&net.transport) & OFFLOADS) == OFFLOADS,
-          "offloads not offered with a vnet-header TAP");
-    static const struct net_backend_ops null_ops = { .kind = "null", .send = null_send,
-                                                     .destroy = null_destroy };
+    CHECK((test_device_features(&net.transport) & OFFLOADS) == OFFLOADS, "offloads not offered with a vnet-header TAP");
+    static const struct net_backend_ops null_ops = { .kind = "null", .send = null_send, .destroy = null_destroy };
     struct net_backend spare = { .ops = &null_ops, .fd = -1 };
     struct error attach_twice;
     CHECK(virtio_net_attach_backend(&net, &spare, &attach_twice) < 0, "second attach accepted");
@@ -1067,12 +1055,11 @@ static void test_tap(void)
     host_send(sock, first, sizeof first);
     CHECK(wait_tap_readable(&net), "the first frame did not reach the TAP");
     virtio_net_poll_backend(&net);
-    CHECK(net.parked_length == sizeof first, "parked %zu bytes, expected %zu", net.parked_length,
-          sizeof first);
+    CHECK(net.parked_length == sizeof first, "parked %zu bytes, expected %zu", net.parked_length, sizeof first);
     CHECK(!polling_enabled(&net), "TAP still polled with a frame parked");
     host_send(sock, second, sizeof second);
     CHECK(wait_tap_readable(&net), "the second frame did not reach the TAP");
-    virtio_net_poll_backend(&net);      /* parked: must not read */
+    virtio_net_poll_backend(&net); /* parked: must not read */
     CHECK(net.parked_length == sizeof first, "the parked frame changed");
 
     /* The guest adds buffers: the parked frame comes first, polling
@@ -1133,8 +1120,7 @@ static void test_tap(void)
     close(sock);
     int tap_fd = net.backend->fd;
     virtio_net_destroy(&net);
-    CHECK(fcntl(tap_fd, F_GETFD) < 0 && net.backend == NULL && net.watch == -1,
-          "destroy left the TAP open or watched");
+    CHECK(fcntl(tap_fd, F_GETFD) < 0 && net.backend == NULL && net.watch == -1, "destroy left the TAP open or watched");
 }
 
 int main(void)
@@ -1159,8 +1145,9 @@ int main(void)
 
     static struct captured captured;
     test_offer(&guest, &captured);
-    guest_set_up(&guest, &net, 0, PLAIN_FEATURES | VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM |
-                                  VIRTIO_NET_F_GUEST_TSO4 | VIRTIO_NET_F_HOST_TSO4);
+    guest_set_up(&guest, &net, 0,
+                 PLAIN_FEATURES | VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 |
+                     VIRTIO_NET_F_HOST_TSO4);
     test_transmit_offloads(&guest, &captured);
     test_receive_offloads(&guest);
     guest_set_up(&guest, &net, 0, OFFLOAD_FEATURES);

@@ -19,8 +19,8 @@
 struct test_queue {
     unsigned index;
     uint16_t size;
-    uint64_t descriptors, available, used;   /* guest-physical */
-    uint16_t next_descriptor;                /* handed out round-robin */
+    uint64_t descriptors, available, used; /* guest-physical */
+    uint16_t next_descriptor;              /* handed out round-robin */
     uint16_t available_index;
     uint16_t used_seen;
 };
@@ -76,8 +76,8 @@ static inline uint64_t test_device_features(struct virtio_mmio *transport)
  * at +4 KiB, the used ring at +8 KiB) and makes it ready. The rings start
  * zeroed, as a driver allocates them, so that a queue can be set up again
  * where an earlier one was (after a reset) without stale indices. */
-static inline bool test_queue_setup(struct virtio_mmio *transport, struct test_queue *queue,
-                                    unsigned index, uint16_t size, uint64_t base)
+static inline bool test_queue_setup(struct virtio_mmio *transport, struct test_queue *queue, unsigned index,
+                                    uint16_t size, uint64_t base)
 {
     memset(test_guest_pointer(transport->machine, base), 0, 0x3000);
     memset(queue, 0, sizeof *queue);
@@ -119,8 +119,8 @@ static inline bool test_driver_negotiate(struct virtio_mmio *transport, uint64_t
 static inline void test_driver_ok(struct virtio_mmio *transport)
 {
     test_mmio_write(transport, VIRTIO_MMIO_STATUS,
-                    VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-                    VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+                    VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                        VIRTIO_STATUS_DRIVER_OK);
 }
 
 /* Writes a chain into the descriptor table and makes it available.
@@ -154,8 +154,8 @@ static inline void test_queue_kick(struct virtio_mmio *transport, const struct t
 }
 
 /* Takes the next used element, if the device has published one. */
-static inline bool test_queue_take_used(struct machine *machine, struct test_queue *queue,
-                                        uint32_t *id, uint32_t *length)
+static inline bool test_queue_take_used(struct machine *machine, struct test_queue *queue, uint32_t *id,
+                                        uint32_t *length)
 {
     const uint8_t *used = test_guest_pointer(machine, queue->used);
     uint16_t used_index = (uint16_t)test_get_le(used + 2, 2);
