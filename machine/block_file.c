@@ -22,14 +22,13 @@ static bool in_range(const struct block_backend *backend, uint64_t offset, uint6
 
 /* Whole transfers only: retried on EINTR and continued after a short
  * transfer. End of file counts as an error (the image shrank under us). */
-static int file_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
+/* Moves all of [offset, offset + length) between the image and buffer:
+ * pread and pwrite may do less than asked (and EINTR), a short image ends
+ * with -EIO. */
+static int transfer_whole(int fd, uint8_t *data, size_t length, uint64_t offset, bool write)
 {
-    struct block_file *file = (struct block_file *)backend;
-    if (!in_range(backend, offset, length))
-        return -EINVAL;
-    uint8_t *data = buffer;
     while (length > 0) {
-        ssize_t done = pread(file->fd, data, length, (off_t)offset);
+        ssize_t done = write ? pwrite(fd, data, length, (off_t)offset) : pread(fd, data, length, (off_t)offset);
         if (done < 0 && errno == EINTR)
             continue;
         if (done < 0)
@@ -43,6 +42,14 @@ static int file_read(struct block_backend *backend, uint64_t offset, void *buffe
     return 0;
 }
 
+static int file_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
+{
+    struct block_file *file = (struct block_file *)backend;
+    if (!in_range(backend, offset, length))
+        return -EINVAL;
+    return transfer_whole(file->fd, buffer, length, offset, false);
+}
+
 static int file_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
 {
     struct block_file *file = (struct block_file *)backend;
@@ -50,20 +57,8 @@ static int file_write(struct block_backend *backend, uint64_t offset, const void
         return -EROFS;
     if (!in_range(backend, offset, length))
         return -EINVAL;
-    const uint8_t *data = buffer;
-    while (length > 0) {
-        ssize_t done = pwrite(file->fd, data, length, (off_t)offset);
-        if (done < 0 && errno == EINTR)
-            continue;
-        if (done < 0)
-            return -errno;
-        if (done == 0)
-            return -EIO;
-        data += done;
-        length -= (size_t)done;
-        offset += (uint64_t)done;
-    }
-    return 0;
+    /* pwrite only reads the buffer; one loop serves both directions. */
+    return transfer_whole(file->fd, (uint8_t *)(uintptr_t)buffer, length, offset, true);
 }
 
 static int file_flush(struct block_backend *backend)
