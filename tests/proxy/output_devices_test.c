@@ -1,0 +1,189 @@
+/* The proxy's output devices (proxy/output_buffer.h, committed_output.h)
+ * without a guest or a network: a recording net backend stands for the
+ * TAP, and the transmit hook is called as the guest's NIC would call it.
+ *
+ * Primary: frames pass until setup, then are held; save writes them as
+ * OUTPUT records; release sends them in order. Secondary: those records
+ * load into the committed copy, which a failover sends (and a later
+ * CHECKPOINT_NEW, postsuspend, drops); the SVM's own frames are held,
+ * dropped by a checkpoint (preresume), sent at a failover, and pass after. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "committed_output.h"
+#include "machine_devices.h"
+#include "net_backend.h"
+#include "output_buffer.h"
+#include "stream.h"
+#include "test_check.h"
+#include "test_machine.h"
+#include "virtio_net_device.h"
+
+#define MAX_RECORDED 16
+
+/* A backend that keeps the first byte, length and header of every frame sent. */
+struct recorder {
+    struct net_backend backend;
+    unsigned count;
+    uint8_t first_byte[MAX_RECORDED];
+    size_t length[MAX_RECORDED];
+    uint16_t header_length[MAX_RECORDED];
+};
+
+static int record_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
+                       size_t length)
+{
+    struct recorder *recorder = (struct recorder *)backend;
+    if (recorder->count < MAX_RECORDED) {
+        recorder->first_byte[recorder->count] = frame[0];
+        recorder->length[recorder->count] = length;
+        recorder->header_length[recorder->count] = header->header_length;
+    }
+    recorder->count++;
+    return 0;
+}
+
+static void record_destroy(struct net_backend *backend)
+{
+    (void)backend;
+}
+
+static const struct net_backend_ops recorder_ops = { .kind = "recorder",
+                                                     .send = record_send,
+                                                     .destroy = record_destroy };
+
+static struct machine *machine_with_recorder(struct recorder *recorder)
+{
+    struct machine *machine = test_machine_create(&(struct test_machine_options){ .nic = true });
+    *recorder = (struct recorder){ .backend = { .ops = &recorder_ops, .fd = -1 } };
+    struct error err;
+    if (virtio_net_attach_backend(machine_nic(machine, 0), &recorder->backend, &err) < 0) {
+        fprintf(stderr, "FAIL: attach: %s\n", err.message);
+        exit(1);
+    }
+    return machine;
+}
+
+/* What the guest's NIC does with a frame it sends: call the hook. */
+static void guest_sends(struct machine *machine, uint8_t first_byte, size_t length)
+{
+    uint8_t frame[128];
+    memset(frame, 0, sizeof frame);
+    frame[0] = first_byte;
+    struct virtio_net_header header = { .header_length = first_byte }; /* travels with the frame */
+    struct virtio_net *net = machine_nic(machine, 0);
+    net->transmit_hook(net->transmit_hook_opaque, net, &header, frame, length);
+}
+
+static void check_recorded(const struct recorder *recorder, const char *what, const uint8_t *bytes, unsigned count,
+                           int line)
+{
+    CHECK_AT(line, recorder->count == count, "%s: %u frames sent, expected %u", what, recorder->count, count);
+    for (unsigned i = 0; i < count && i < recorder->count; i++)
+        CHECK_AT(line,
+                 recorder->first_byte[i] == bytes[i] && recorder->length[i] == 60u + bytes[i] &&
+                     recorder->header_length[i] == bytes[i],
+                 "%s: frame %u is 0x%02x (%zu bytes), expected 0x%02x", what, i, recorder->first_byte[i],
+                 recorder->length[i], bytes[i]);
+}
+
+int main(void)
+{
+    /* ---- primary ---- */
+    struct recorder primary_wire;
+    struct machine *pvm = machine_with_recorder(&primary_wire);
+    static struct output_buffer primary_output;
+    output_buffer_init(&primary_output, pvm, false);
+    guest_sends(pvm, 0x01, 61);
+    check_recorded(&primary_wire, "before setup", (const uint8_t[]){ 0x01 }, 1, __LINE__);
+
+    CHECK(output_buffer_primary_device.setup(&primary_output) == 0, "setup");
+    guest_sends(pvm, 0x02, 62);
+    guest_sends(pvm, 0x03, 63);
+    check_recorded(&primary_wire, "held after setup", (const uint8_t[]){ 0x01 }, 1, __LINE__);
+    struct output_buffer_stats stats;
+    output_buffer_get_stats(&primary_output, &stats);
+    CHECK(stats.held_now == 2 && stats.held_total == 2, "held %llu now, %llu in all",
+          (unsigned long long)stats.held_now, (unsigned long long)stats.held_total);
+
+    /* The checkpoint: the held frames as OUTPUT records, in a stream the
+     * secondary reads back. */
+    int fd = memfd_create("checkpoint", 0);
+    struct stream_writer writer;
+    struct error err;
+    struct machine *svm_probe = test_machine_create(&(struct test_machine_options){ .nic = true });
+    struct stream_header header = { STREAM_VERSION, machine_ram_size(svm_probe),
+                                    machine_configuration_hash(svm_probe) };
+    CHECK(stream_writer_init(&writer, fd, &err) == 0 && stream_write_header(&writer, &header, &err) == 0 &&
+              output_buffer_primary_device.save(&primary_output, &writer, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
+          "writing the checkpoint: %s", err.message);
+    stream_writer_destroy(&writer);
+    test_machine_destroy(svm_probe);
+
+    output_buffer_primary_device.release(&primary_output);
+    check_recorded(&primary_wire, "released", (const uint8_t[]){ 0x01, 0x02, 0x03 }, 3, __LINE__);
+    guest_sends(pvm, 0x04, 64);
+    check_recorded(&primary_wire, "held again after the release", (const uint8_t[]){ 0x01, 0x02, 0x03 }, 3, __LINE__);
+    output_buffer_release_and_pass(&primary_output);
+    guest_sends(pvm, 0x05, 65);
+    check_recorded(&primary_wire, "the end of protection sends and passes",
+                   (const uint8_t[]){ 0x01, 0x02, 0x03, 0x04, 0x05 }, 5, __LINE__);
+
+    /* ---- secondary ---- */
+    struct recorder secondary_wire;
+    struct machine *svm = machine_with_recorder(&secondary_wire);
+    static struct output_buffer secondary_output;
+    static struct committed_output committed;
+    output_buffer_init(&secondary_output, svm, true);
+    committed_output_init(&committed, svm);
+
+    lseek(fd, 0, SEEK_SET);
+    struct stream_reader reader;
+    uint32_t terminator = 0;
+    CHECK(stream_reader_init(&reader, fd, &err) == 0 && stream_read_header(&reader, &header, &err) == 0 &&
+              stream_receive(&reader, svm, &terminator, &err) == 0,
+          "reading the checkpoint: %s", err.message);
+    CHECK(committed_output_device.load(&committed, &reader, &err) == 0, "load: %s", err.message);
+
+    guest_sends(svm, 0x11, 77); /* the SVM's own output: never on the wire before a failover */
+    CHECK(output_buffer_secondary_device.preresume(&secondary_output) == 0, "preresume");
+    output_buffer_get_stats(&secondary_output, &stats);
+    CHECK(stats.dropped_by_checkpoint == 1, "a checkpoint dropped %llu SVM frames, expected 1",
+          (unsigned long long)stats.dropped_by_checkpoint);
+    guest_sends(svm, 0x12, 78);
+    check_recorded(&secondary_wire, "the SVM is muted", NULL, 0, __LINE__);
+
+    /* Failover, in the order the secondary adds the devices: the primary's
+     * committed output (older), then the SVM's held output. */
+    CHECK(committed_output_device.failover(&committed, &err) == 0 &&
+              output_buffer_secondary_device.failover(&secondary_output, &err) == 0,
+          "failover: %s", err.message);
+    guest_sends(svm, 0x13, 79);
+    check_recorded(&secondary_wire, "failover", (const uint8_t[]){ 0x02, 0x03, 0x12, 0x13 }, 4, __LINE__);
+    CHECK(committed_output_sent_at_failover(&committed) == 2, "committed frames sent at failover: %llu",
+          (unsigned long long)committed_output_sent_at_failover(&committed));
+
+    /* A CHECKPOINT_NEW after the load proves the primary released: the
+     * copy is dropped and a failover then sends none of it. */
+    static struct committed_output second;
+    committed_output_init(&second, svm);
+    CHECK(committed_output_device.load(&second, &reader, &err) == 0, "second load: %s", err.message);
+    CHECK(committed_output_device.postsuspend(&second) == 0, "postsuspend");
+    unsigned before = secondary_wire.count;
+    CHECK(committed_output_device.failover(&second, &err) == 0 && secondary_wire.count == before &&
+              committed_output_sent_at_failover(&second) == 0,
+          "a failover after CHECKPOINT_NEW sent %u of the released output", secondary_wire.count - before);
+
+    stream_reader_destroy(&reader);
+    close(fd);
+    committed_output_destroy(&committed);
+    committed_output_destroy(&second);
+    output_buffer_destroy(&primary_output);
+    output_buffer_destroy(&secondary_output);
+    test_machine_destroy(pvm);
+    test_machine_destroy(svm);
+    return test_check_finish("output_devices_test");
+}
