@@ -7,11 +7,6 @@
 #include "machine.h"
 #include "stream.h"
 
-static uint32_t get_u32_le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void drop_locked(struct committed_output *output)
 {
     for (size_t i = 0; i < output->count; i++)
@@ -55,16 +50,16 @@ static int committed_load(void *opaque, const struct stream_reader *reader, stru
     const uint8_t *body;
     unsigned nic_count = machine_nic_count(output->machine);
     while (stream_received_output_next(reader, &cursor, &body, &length) && output->count < OUTPUT_HELD_FRAMES_MAX) {
-        uint32_t nic = get_u32_le(body);
-        size_t frame_length = length - STREAM_OUTPUT_PREFIX;
-        uint8_t *copy = nic < nic_count ? malloc(frame_length) : NULL;
+        struct stream_output_frame fields;
+        stream_output_frame_fields(body, length, &fields);
+        uint8_t *copy = fields.nic < nic_count ? malloc(fields.length) : NULL;
         if (!copy)
             continue; /* a NIC this VM does not have (cannot happen: same configuration), or no memory */
-        memcpy(copy, body + STREAM_OUTPUT_PREFIX, frame_length);
+        memcpy(copy, fields.frame, fields.length);
         struct held_frame *f = &output->frames[output->count++];
-        f->net = machine_nic(output->machine, nic);
-        virtio_net_header_decode(body + 8, &f->header);
-        f->length = frame_length;
+        f->net = machine_nic(output->machine, fields.nic);
+        virtio_net_header_decode(fields.header, &f->header);
+        f->length = fields.length;
         f->data = copy;
     }
     pthread_mutex_unlock(&output->lock);

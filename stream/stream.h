@@ -161,6 +161,15 @@ typedef int (*stream_before_apply)(void *opaque, struct machine *machine, struct
  * and false after the last. */
 bool stream_received_output_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
                                  size_t *length);
+/* An OUTPUT record's body (as stream_received_output_next gives it, its
+ * shape checked by the reader) split into its fields. */
+struct stream_output_frame {
+    uint32_t nic;
+    const uint8_t *header; /* 12 bytes, virtio-net wire form */
+    const uint8_t *frame;
+    size_t length;
+};
+void stream_output_frame_fields(const uint8_t *body, size_t length, struct stream_output_frame *fields);
 
 /* Inside before_apply: true when the run about to be applied writes this
  * RAM page (as data or as a zero page). */

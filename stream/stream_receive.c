@@ -225,6 +225,16 @@ bool stream_received_output_next(const struct stream_reader *reader, size_t *cur
     return true;
 }
 
+void stream_output_frame_fields(const uint8_t *body, size_t length, struct stream_output_frame *fields)
+{
+    *fields = (struct stream_output_frame){
+        .nic = stream_get_u32(body),
+        .header = body + 8,
+        .frame = body + STREAM_OUTPUT_PREFIX,
+        .length = length - STREAM_OUTPUT_PREFIX,
+    };
+}
+
 static void note_checkpoint_state(struct stream_reader *reader, uint32_t id)
 {
     const size_t kept = STREAM_RECENT_CHECKPOINT_STATES;
