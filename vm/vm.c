@@ -2,7 +2,6 @@
 #include "vm.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +24,8 @@ struct vm {
     struct vm_save_file save_file;
     struct vm_control *control;
     struct vm_replication *replication;
-    struct machine *machine;      /* the current one, or NULL between runs */
-    pthread_mutex_t machine_lock; /* guards machine for vm_interrupt */
-    atomic_bool interrupted;
+    struct machine *machine; /* the current one, or NULL between runs */
+    atomic_bool interrupted; /* see vm_interrupt */
 };
 
 /* The configuration: from VM.cfg, or the one a save file carries (a save
@@ -88,7 +86,6 @@ int vm_create(struct vm **result, const struct vm_options *options, struct error
     }
     vm->options = *options;
     vm->save_file.fd = -1;
-    pthread_mutex_init(&vm->machine_lock, NULL);
     atomic_init(&vm->interrupted, false);
     machine_config_defaults(&vm->machine_config);
     vm->machine_config.deterministic_time = options->deterministic;
@@ -138,12 +135,9 @@ fail:
  * a guest reboot boots afresh. */
 static int build_machine(struct vm *vm, bool first_run, struct error *err)
 {
-    struct machine *machine = machine_create(&vm->machine_config, err);
-    if (!machine)
+    vm->machine = machine_create(&vm->machine_config, err);
+    if (!vm->machine)
         return -1;
-    pthread_mutex_lock(&vm->machine_lock);
-    vm->machine = machine;
-    pthread_mutex_unlock(&vm->machine_lock);
     const struct vm_options *options = &vm->options;
     enum vm_start start = first_run ? options->start : VM_START_BOOT;
     switch (start) {
@@ -175,11 +169,8 @@ static int build_machine(struct vm *vm, bool first_run, struct error *err)
 
 static void destroy_machine(struct vm *vm)
 {
-    pthread_mutex_lock(&vm->machine_lock);
-    struct machine *machine = vm->machine;
+    machine_destroy(vm->machine);
     vm->machine = NULL;
-    pthread_mutex_unlock(&vm->machine_lock);
-    machine_destroy(machine);
 }
 
 /* What the run's end means for the program. */
@@ -245,6 +236,7 @@ int vm_run(struct vm *vm)
             return VM_EXIT_RUNTIME_ERROR;
         }
         vm_control_machine_starting(vm->control, vm->machine);
+        /* An interruption before the control knew this machine. */
         if (atomic_load(&vm->interrupted))
             machine_request_stop(vm->machine);
         enum machine_exit_reason reason = machine_run(vm->machine, vm->options.max_instructions);
@@ -262,13 +254,12 @@ int vm_run(struct vm *vm)
     }
 }
 
+/* The control knows the running machine (under its lock); the flag covers
+ * a machine still being built, which vm_run stops as it starts. */
 void vm_interrupt(struct vm *vm)
 {
     atomic_store(&vm->interrupted, true);
-    pthread_mutex_lock(&vm->machine_lock);
-    if (vm->machine)
-        machine_request_stop(vm->machine);
-    pthread_mutex_unlock(&vm->machine_lock);
+    vm_control_interrupt(vm->control);
 }
 
 void vm_destroy(struct vm *vm)
@@ -281,6 +272,5 @@ void vm_destroy(struct vm *vm)
     vm_replication_destroy(vm->replication);
     vm_save_file_close(&vm->save_file);
     free(vm->config);
-    pthread_mutex_destroy(&vm->machine_lock);
     free(vm);
 }

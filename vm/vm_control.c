@@ -501,6 +501,14 @@ void vm_control_machine_stopped(struct vm_control *control, bool restarting)
     pthread_mutex_unlock(&control->lock);
 }
 
+void vm_control_interrupt(struct vm_control *control)
+{
+    pthread_mutex_lock(&control->lock);
+    if (control->machine)
+        machine_request_stop(control->machine);
+    pthread_mutex_unlock(&control->lock);
+}
+
 bool vm_control_quit_requested(struct vm_control *control)
 {
     pthread_mutex_lock(&control->lock);

@@ -58,6 +58,10 @@ struct control_server *vm_control_server(struct vm_control *control);
 void vm_control_machine_starting(struct vm_control *control, struct machine *machine);
 void vm_control_machine_stopped(struct vm_control *control, bool restarting);
 
+/* Stops the running machine, if any, at its next instruction boundary, as
+ * an interruption (not a quit: the run ends "stopped"). Any thread. */
+void vm_control_interrupt(struct vm_control *control);
+
 /* Whether the VM was told to end (quit, or a save without keep_running):
  * then a MACHINE_EXIT_STOPPED is a clean end, not an interrupt. */
 bool vm_control_quit_requested(struct vm_control *control);
