@@ -124,7 +124,6 @@ static int command_run(int argc, char **argv, enum run_mode mode)
     bool incoming_allowed = mode != RUN_LOCAL;
     const char *program = NULL;
     uint64_t memory_mib = 128, instructions_per_tick = 10, max_instructions = 0, heartbeat_timeout_ms = 200;
-    struct vm_options vm_options = { 0 };
     struct {
         const char *load_path, *save_path, *name, *control_socket, *incoming;
         bool deterministic, print_state, start_paused;
@@ -205,7 +204,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
         return VM_EXIT_USAGE;
     }
 
-    vm_options = (struct vm_options){
+    struct vm_options vm_options = {
         .start = mode == RUN_SECONDARY ? VM_START_SECONDARY
                  : mode == RUN_RECEIVE ? VM_START_RECEIVE
                  : options.load_path   ? VM_START_RESTORE
