@@ -15,6 +15,10 @@ packages=(
     libjansson-dev                           # JSON for the control socket
     gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu libc6-dev-riscv64-cross  # Linux guest userland
     linux-source-6.1 bc flex bison libssl-dev libelf-dev cpio                 # Linux guest kernel
+    mmdebstrap qemu-user-static binfmt-support arch-test  # the Debian guest's root (guests/debian)
+    e2fsprogs zstd                                        # ... packed as ext4, cached compressed
+    redis-tools postgresql-client                         # clients of the Debian guest's services
+    postgresql-15                                         # pgbench (bench/, docs/benchmarks.md)
 )
 
 missing=()
