@@ -181,6 +181,12 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline, uint
     property_u32(&tree, "phandle", PHANDLE_TEST_DEVICE);
     end(&tree);
 
+    snprintf(name, sizeof name, "pvpanic@%llx", (unsigned long long)MACHINE_PVPANIC_BASE);
+    begin(&tree, name);
+    property_string(&tree, "compatible", "qemu,pvpanic-mmio");
+    property_reg(&tree, MACHINE_PVPANIC_BASE, MACHINE_PVPANIC_SIZE);
+    end(&tree);
+
     /* Linux probes virtio-mmio nodes in tree order; list them in slot
      * order so the first disk is vda and the first NIC eth0. */
     for (unsigned slot = 0; slot < VIRTIO_MMIO_SLOTS; slot++) {

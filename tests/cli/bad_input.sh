@@ -2,8 +2,9 @@
 # Bad input to `colo run` (and the replication commands): each case must fail with a non-zero status (not a
 # crash: below 128, no sanitizer report) and a message that names the
 # problem.
+#   bad_input.sh COLO GOOD_ELF GUEST_PANIC_ELF
 set -u
-colo=$1 good_elf=$2
+colo=$1 good_elf=$2 panic_elf=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export COLO_RUN_DIR=$work/run    # control sockets of the VMs started here
@@ -13,6 +14,7 @@ expect_error() {  # NAME PATTERN -- COMMAND...
     local name=$1 pattern=$2; shift 3
     "$@" >"$work/out" 2>"$work/err" </dev/null
     local status=$?
+    last_status=$status
     if [ $status -eq 0 ] || [ $status -ge 128 ]; then
         echo "FAIL $name: exit status $status"; failures=$((failures + 1)); return
     fi
@@ -25,6 +27,13 @@ expect_error() {  # NAME PATTERN -- COMMAND...
     fi
     echo "ok   $name: $(head -n 1 "$work/err")"
     passed=$((passed + 1))
+}
+
+# A Linux VM's configuration in $work (memory 64, console none).
+vm_cfg() {  # NAME "KEY = VALUE" LINES...
+    local name=$1; shift
+    { echo "name = \"$name\""; echo "memory = 64"; echo 'console = "none"'; printf '%s\n' "$@"; } >"$work/$name.cfg"
+    echo "$work/$name.cfg"
 }
 
 : >"$work/empty.elf"
@@ -83,6 +92,72 @@ expect_error "protect: delay not a number" "--output-delay needs 0\.\.600000 ms,
 expect_error "protect: no destination"   'usage: colo protect NAME HOST:PORT'  -- "$colo" protect vm
 expect_error "checkpoint: no VM"         'no VM named nosuchvm is running'    -- "$colo" checkpoint nosuchvm
 expect_error "checkpoint: two names"     'usage: colo checkpoint NAME'        -- "$colo" checkpoint a b
+
+
+# A guest whose kernel panics (pvpanic) ends the run with status 1 and
+# says so, naming the program.
+expect_error "guest panic"         "guest_panic: the guest panicked \\(pvpanic\\); program .*guest_panic\\.elf" -- \
+    "$colo" run "$panic_elf"
+if [ "$last_status" -ne 1 ]; then
+    echo "FAIL guest panic: exit status $last_status, not 1 (the runtime-error status)"; failures=$((failures + 1))
+fi
+
+# Subscribers hear of it: a client subscribed before the (paused) guest
+# resumes gets a guest-panicked event before the socket closes.
+"$colo" run "$panic_elf" --name panic-events --paused >/dev/null 2>"$work/panic-events.err" </dev/null &
+panic_vm=$!
+if python3 - "$COLO_RUN_DIR/panic-events.sock" <<'PY'
+import json, os, socket, sys, time
+for _ in range(200):
+    if os.path.exists(sys.argv[1]):
+        break
+    time.sleep(0.05)
+client = socket.socket(socket.AF_UNIX)
+client.settimeout(20)
+client.connect(sys.argv[1])
+client.sendall(b'{"command":"subscribe"}\n{"command":"resume"}\n')
+received = b''
+while True:
+    data = client.recv(4096)
+    if not data:
+        break
+    received += data
+events = [json.loads(line).get('event') for line in received.splitlines() if line.strip()]
+print('events:', events)
+sys.exit(0 if 'guest-panicked' in events else 1)
+PY
+then
+    echo "ok   guest panic event"; passed=$((passed + 1))
+else
+    echo "FAIL guest panic event: no guest-panicked event"; failures=$((failures + 1))
+fi
+wait "$panic_vm"
+
+# The same through OpenSBI and a Linux VM's configuration: a stand-in
+# "kernel" (an Image header whose code jumps past it, then stores PANICKED
+# to pvpanic) ends `colo run VM.cfg` with a message naming kernel and disks.
+firmware=/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf
+if [ -f "$firmware" ]; then
+    python3 - "$work/panic-Image" <<'PY'
+import struct, sys
+image = bytearray(4096)
+struct.pack_into('<I', image, 0, 0x0400006f)       # j 64 (past the header)
+struct.pack_into('<Q', image, 16, len(image))      # image_size
+image[48:56] = b'RISCV\0\0\0'
+image[56:60] = b'RSC\x05'
+struct.pack_into('<4I', image, 64,
+                 0x001022b7,                        # lui  t0, 0x102      (pvpanic-mmio)
+                 0x00100313,                        # li   t1, 1         (PANICKED)
+                 0x00628023,                        # sb   t1, 0(t0)
+                 0x0000006f)                        # j    .
+open(sys.argv[1], 'wb').write(image)
+PY
+    truncate -s 1M "$work/root.img" "$work/seed.img"
+    expect_error "guest kernel panic" "panic-vm: the guest's kernel panicked \\(its console is off\\); kernel .*/panic-Image, disks: .*/root\\.img, .*/seed\\.img" -- \
+        "$colo" run "$(vm_cfg panic-vm 'kernel = "panic-Image"' 'disks = [ "path=root.img", "path=seed.img,readonly" ]')"
+else
+    echo "skip guest kernel panic: no OpenSBI at $firmware"
+fi
 
 echo "$passed passed, $failures failed"
 [ $failures -eq 0 ]
