@@ -93,6 +93,43 @@ expect_error "protect: no destination"   'usage: colo protect NAME HOST:PORT'  -
 expect_error "checkpoint: no VM"         'no VM named nosuchvm is running'    -- "$colo" checkpoint nosuchvm
 expect_error "checkpoint: two names"     'usage: colo checkpoint NAME'        -- "$colo" checkpoint a b
 
+# Boot inputs of a Linux VM: each is checked (and named) before the guest
+# runs. A file with just a RISC-V Linux Image header passes the kernel
+# checks; image_size (offset 16) says how much memory it needs.
+make_image() {  # PATH IMAGE_SIZE
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+header = bytearray(64)
+struct.pack_into('<Q', header, 16, int(sys.argv[2]))   # image_size
+header[48:56] = b'RISCV\0\0\0'
+header[56:60] = b'RSC\x05'
+open(sys.argv[1], 'wb').write(bytes(header) + bytes(4096))
+PY
+}
+make_image "$work/Image" 8388608
+make_image "$work/huge-Image" 100663296          # needs 96 MiB
+yes 'not a kernel' | head -c 100000 >"$work/garbage-Image"
+: >"$work/empty-Image"
+truncate -s 40M "$work/big-initrd"                 # more than 64 MiB of RAM leaves
+expect_error "kernel missing"      'kernel .*/no-Image.*No such file' -- \
+    "$colo" run "$(vm_cfg kernel-missing 'kernel = "no-Image"')"
+expect_error "kernel empty"        'kernel .*/empty-Image is empty' -- \
+    "$colo" run "$(vm_cfg kernel-empty 'kernel = "empty-Image"')"
+expect_error "kernel garbage"      'kernel .*/garbage-Image is not a RISC-V Linux Image' -- \
+    "$colo" run "$(vm_cfg kernel-garbage 'kernel = "garbage-Image"')"
+cp "$good_elf" "$work/vmlinux"
+expect_error "kernel is an ELF"    'kernel .*/vmlinux is an ELF file' -- \
+    "$colo" run "$(vm_cfg kernel-elf 'kernel = "vmlinux"')"
+expect_error "kernel too large"    'kernel .*/huge-Image needs 96 MiB' -- \
+    "$colo" run "$(vm_cfg kernel-huge 'kernel = "huge-Image"')"
+expect_error "initrd missing"      'initrd .*/no-initrd.*No such file' -- \
+    "$colo" run "$(vm_cfg initrd-missing 'kernel = "Image"' 'initrd = "no-initrd"')"
+expect_error "initrd too large"    'initrd .*/big-initrd is too large: 40 MiB' -- \
+    "$colo" run "$(vm_cfg initrd-big 'kernel = "Image"' 'initrd = "big-initrd"')"
+expect_error "firmware missing"    'firmware: .*/no-fw\.elf.*No such file' -- \
+    "$colo" run "$(vm_cfg firmware-missing 'kernel = "Image"' 'firmware = "no-fw.elf"')"
+expect_error "disk image missing"  'image .*/no-disk\.img.*No such file' -- \
+    "$colo" run "$(vm_cfg disk-missing 'kernel = "Image"' 'disks = [ "path=no-disk.img" ]')"
 
 # A guest whose kernel panics (pvpanic) ends the run with status 1 and
 # says so, naming the program.
