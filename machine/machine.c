@@ -155,6 +155,7 @@ struct machine *machine_create(const struct machine_config *config, struct error
     uart_ns16550a_init(&machine->uart, config->console_output_fd);
     uart_ns16550a_connect_interrupt(&machine->uart, &machine->plic, MACHINE_UART_IRQ);
     sifive_test_init(&machine->sifive_test, machine);
+    pvpanic_init(&machine->pvpanic, machine);
     machine->time_offset_ns = (int64_t)clock_monotonic_ns();
     pthread_mutex_init(&machine->control_lock, NULL);
     pthread_cond_init(&machine->control_changed, NULL);
@@ -343,6 +344,8 @@ bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size,
         return uart_ns16550a_read(&machine->uart, address - MACHINE_UART_BASE, size, value);
     if (address - MACHINE_SIFIVE_TEST_BASE < MACHINE_SIFIVE_TEST_SIZE)
         return sifive_test_read(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
+    if (address - MACHINE_PVPANIC_BASE < MACHINE_PVPANIC_SIZE)
+        return pvpanic_read(&machine->pvpanic, address - MACHINE_PVPANIC_BASE, size, value);
     if (address - MACHINE_PLIC_BASE < PLIC_SIZE)
         return plic_read(&machine->plic, address - MACHINE_PLIC_BASE, size, value);
     if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
@@ -364,6 +367,8 @@ bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size
         return uart_ns16550a_write(&machine->uart, address - MACHINE_UART_BASE, size, value);
     if (address - MACHINE_SIFIVE_TEST_BASE < MACHINE_SIFIVE_TEST_SIZE)
         return sifive_test_write(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
+    if (address - MACHINE_PVPANIC_BASE < MACHINE_PVPANIC_SIZE)
+        return pvpanic_write(&machine->pvpanic, address - MACHINE_PVPANIC_BASE, size, value);
     if (address - MACHINE_PLIC_BASE < PLIC_SIZE)
         return plic_write(&machine->plic, address - MACHINE_PLIC_BASE, size, value);
     if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {

@@ -66,7 +66,8 @@ enum machine_exit_reason {
     MACHINE_EXIT_RESET,    /* sifive_test 0x7777 */
     MACHINE_EXIT_CODE,     /* sifive_test code<<16|0x3333, or tohost */
     MACHINE_EXIT_INSTRUCTION_LIMIT,
-    MACHINE_EXIT_STOPPED, /* machine_request_stop() */
+    MACHINE_EXIT_STOPPED,     /* machine_request_stop() */
+    MACHINE_EXIT_GUEST_PANIC, /* pvpanic: the guest kernel panicked */
 };
 
 /* A new machine with the configuration's devices (disks over their image

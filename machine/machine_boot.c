@@ -181,6 +181,12 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline, uint
     property_u32(&tree, "phandle", PHANDLE_TEST_DEVICE);
     end(&tree);
 
+    snprintf(name, sizeof name, "pvpanic@%llx", (unsigned long long)MACHINE_PVPANIC_BASE);
+    begin(&tree, name);
+    property_string(&tree, "compatible", "qemu,pvpanic-mmio");
+    property_reg(&tree, MACHINE_PVPANIC_BASE, MACHINE_PVPANIC_SIZE);
+    end(&tree);
+
     /* Linux probes virtio-mmio nodes in tree order; list them in slot
      * order so the first disk is vda and the first NIC eth0. */
     for (unsigned slot = 0; slot < VIRTIO_MMIO_SLOTS; slot++) {
@@ -223,7 +229,11 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline, uint
 
 /* ---- loading ---- */
 
-static int read_whole_file(const char *path, const char *what, uint8_t **data, size_t *size, struct error *err)
+/* Reads a whole boot file, refusing one that is not a regular file, is
+ * empty, or is larger than max_size (which `room` explains: where it would
+ * have to fit) before reading any of it. */
+static int read_whole_file(const char *path, const char *what, uint64_t max_size, const char *room, uint8_t **data,
+                           size_t *size, struct error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -233,9 +243,15 @@ static int read_whole_file(const char *path, const char *what, uint8_t **data, s
         close(fd);
         return error_set(err, "%s %s is not a regular file", what, path);
     }
-    if (info.st_size == 0 || info.st_size > (1ll << 31)) {
+    if (info.st_size == 0) {
         close(fd);
-        return error_set(err, "%s %s has an implausible size (%lld bytes)", what, path, (long long)info.st_size);
+        return error_set(err, "%s %s is empty (0 bytes)", what, path);
+    }
+    if ((uint64_t)info.st_size > max_size) {
+        close(fd);
+        return error_set(err, "%s %s is too large: %llu MiB, and at most %llu MiB fit %s", what, path,
+                         (unsigned long long)((uint64_t)info.st_size >> 20), (unsigned long long)(max_size >> 20),
+                         room);
     }
     *size = (size_t)info.st_size;
     *data = malloc(*size);
@@ -250,7 +266,10 @@ static int read_whole_file(const char *path, const char *what, uint8_t **data, s
             continue;
         if (got <= 0) {
             free(*data);
+            *data = NULL;
             close(fd);
+            if (got == 0)
+                return error_set(err, "%s %s ended early (it shrank while being read)", what, path);
             return error_set_errno(err, "cannot read %s %s", what, path);
         }
         done += (size_t)got;
@@ -259,15 +278,36 @@ static int read_whole_file(const char *path, const char *what, uint8_t **data, s
     return 0;
 }
 
-/* The RISC-V Linux Image header: magic "RISCV\0\0\0" at 48, "RSC\x05" at
- * 56, and the size the kernel needs in memory at 16. */
+/* The RISC-V Linux Image header (Documentation/riscv/boot-image-header.rst):
+ * 64 bytes, with magic2 "RSC\x05" at 56 (the older magic "RISCV" at 48 is
+ * deprecated, so not required) and, at 16, the size the kernel needs in
+ * memory from its load address (its BSS included). */
+#define IMAGE_HEADER_SIZE 64
+#define IMAGE_HEADER_SIZE_OFFSET 16
+#define IMAGE_HEADER_MAGIC2_OFFSET 56
+
 static int check_kernel_image(const char *path, const uint8_t *image, size_t size, uint64_t *memory_size,
                               struct error *err)
 {
-    if (size < 64 || memcmp(image + 48, "RISCV\0\0\0", 8) != 0 || memcmp(image + 56, "RSC\x05", 4) != 0)
-        return error_set(err, "kernel %s is not a RISC-V Linux Image (no RISCV magic in its header)", path);
-    uint64_t needed;
-    memcpy(&needed, image + 16, 8);
+    /* The usual wrong files, named, so the fix is obvious. */
+    if (size >= 4 && memcmp(image,
+                            "\x7f"
+                            "ELF",
+                            4) == 0)
+        return error_set(
+            err, "kernel %s is an ELF file (vmlinux?), not a RISC-V Linux Image: give arch/riscv/boot/Image", path);
+    if (size >= 2 && image[0] == 0x1f && image[1] == 0x8b)
+        return error_set(err, "kernel %s is gzip-compressed (Image.gz?): give the uncompressed Image", path);
+    if (size < IMAGE_HEADER_SIZE)
+        return error_set(err, "kernel %s is not a RISC-V Linux Image: %zu bytes, shorter than the %d-byte Image header",
+                         path, size, IMAGE_HEADER_SIZE);
+    if (memcmp(image + IMAGE_HEADER_MAGIC2_OFFSET, "RSC\x05", 4) != 0)
+        return error_set(err,
+                         "kernel %s is not a RISC-V Linux Image (no \"RSC\\x05\" magic at offset %d of its header)",
+                         path, IMAGE_HEADER_MAGIC2_OFFSET);
+    uint64_t needed = 0;
+    for (int i = 7; i >= 0; i--) /* little-endian whatever the host */
+        needed = needed << 8 | image[IMAGE_HEADER_SIZE_OFFSET + i];
     *memory_size = needed > size ? needed : size;
     return 0;
 }
@@ -280,38 +320,47 @@ int machine_boot_linux(struct machine *machine, const struct machine_boot_config
         return error_set(err, "%llu MiB of RAM is too little to boot Linux (at least %llu MiB)",
                          (unsigned long long)(ram->size >> 20),
                          (unsigned long long)((FIRMWARE_DEVICE_TREE_OFFSET >> 20) + 16));
-    if (machine_load_elf(machine, boot->firmware, err) < 0)
-        return -1;
 
+    /* Every input is read and checked before any of it goes into RAM, so
+     * a bad one is an error naming it, never a guest that hangs early. The
+     * kernel runs where it is loaded and must end below where the firmware
+     * puts the device tree; the device tree, then the initrd, go at the
+     * top of RAM, above that. */
     uint8_t *kernel = NULL, *initrd = NULL;
     size_t kernel_size = 0, initrd_size = 0;
     uint64_t kernel_memory = 0;
+    uint64_t kernel_room = ram->base + FIRMWARE_DEVICE_TREE_OFFSET - MACHINE_KERNEL_ADDRESS;
+    uint64_t tree_address = (ram_end - DEVICE_TREE_MAX_SIZE) & ~0xfffull;
+    uint64_t initrd_lowest = ram->base + FIRMWARE_DEVICE_TREE_OFFSET + DEVICE_TREE_MAX_SIZE;
+    uint64_t initrd_room = (tree_address - initrd_lowest) & ~0xfffull;
+    char initrd_room_text[96];
+    snprintf(initrd_room_text, sizeof initrd_room_text, "in %llu MiB of RAM beside the kernel and device tree",
+             (unsigned long long)(ram->size >> 20));
     int result = -1;
-    if (read_whole_file(boot->kernel, "kernel", &kernel, &kernel_size, err) < 0)
-        return -1;
-    if (check_kernel_image(boot->kernel, kernel, kernel_size, &kernel_memory, err) < 0)
+    if (read_whole_file(boot->kernel, "kernel", kernel_room, "below the firmware's device tree", &kernel, &kernel_size,
+                        err) < 0 ||
+        check_kernel_image(boot->kernel, kernel, kernel_size, &kernel_memory, err) < 0)
         goto done;
-    if (MACHINE_KERNEL_ADDRESS + kernel_memory > ram->base + FIRMWARE_DEVICE_TREE_OFFSET) {
-        error_set(err, "kernel %s needs %llu MiB, more than fits below the firmware's device tree", boot->kernel,
-                  (unsigned long long)(kernel_memory >> 20));
+    if (kernel_memory > kernel_room) {
+        error_set(err,
+                  "kernel %s needs %llu MiB (its Image header's image_size), more than the %llu MiB that fit "
+                  "below the firmware's device tree",
+                  boot->kernel, (unsigned long long)(kernel_memory >> 20), (unsigned long long)(kernel_room >> 20));
         goto done;
     }
-    machine_ram_write(machine, MACHINE_KERNEL_ADDRESS, kernel, kernel_size);
+    if (boot->initrd &&
+        read_whole_file(boot->initrd, "initrd", initrd_room, initrd_room_text, &initrd, &initrd_size, err) < 0)
+        goto done;
+    if (machine_load_elf(machine, boot->firmware, err) < 0) {
+        error_prefix(err, "firmware: ");
+        goto done;
+    }
 
-    /* From the top of RAM down: the device tree, then the initrd. */
-    uint64_t tree_address = (ram_end - DEVICE_TREE_MAX_SIZE) & ~0xfffull;
+    machine_ram_write(machine, MACHINE_KERNEL_ADDRESS, kernel, kernel_size);
     uint64_t initrd_start = 0, initrd_end = 0;
-    if (boot->initrd) {
-        if (read_whole_file(boot->initrd, "initrd", &initrd, &initrd_size, err) < 0)
-            goto done;
+    if (initrd) {
         initrd_start = (tree_address - initrd_size) & ~0xfffull;
         initrd_end = initrd_start + initrd_size;
-        uint64_t lowest = ram->base + FIRMWARE_DEVICE_TREE_OFFSET + DEVICE_TREE_MAX_SIZE;
-        if (initrd_size > ram->size || initrd_start < lowest) {
-            error_set(err, "initrd %s (%zu MiB) does not fit in %llu MiB of RAM", boot->initrd, initrd_size >> 20,
-                      (unsigned long long)(ram->size >> 20));
-            goto done;
-        }
         machine_ram_write(machine, initrd_start, initrd, initrd_size);
     }
 

@@ -17,6 +17,7 @@
 #include "hart.h"
 #include "machine.h"
 #include "plic.h"
+#include "pvpanic.h"
 #include "sifive_test.h"
 #include "state_buffer.h"
 #include "uart_ns16550a.h"
@@ -29,6 +30,8 @@
 #define MACHINE_CLINT_SIZE 0x00010000ull
 #define MACHINE_SIFIVE_TEST_BASE 0x00100000ull
 #define MACHINE_SIFIVE_TEST_SIZE 0x00001000ull
+#define MACHINE_PVPANIC_BASE 0x00102000ull
+#define MACHINE_PVPANIC_SIZE 0x00001000ull
 #define MACHINE_UART_BASE 0x10000000ull
 #define MACHINE_UART_SIZE 0x00000100ull
 #define MACHINE_PLIC_BASE 0x0c000000ull
@@ -44,6 +47,7 @@ struct machine {
     struct plic plic;
     struct uart_ns16550a uart;
     struct sifive_test sifive_test;
+    struct pvpanic pvpanic;
     /* virtio devices; slots[s] is the transport in virtio-mmio slot s */
     struct virtio_mmio *virtio_slots[VIRTIO_MMIO_SLOTS];
     struct virtio_blk *disks[MACHINE_MAX_DISKS];

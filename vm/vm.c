@@ -173,6 +173,26 @@ static void destroy_machine(struct vm *vm)
     vm->machine = NULL;
 }
 
+/* A guest kernel panic (pvpanic): one line that names the files an
+ * operator should look at, a root disk that does not mount being the
+ * usual cause. */
+static void report_guest_panic(const struct vm *vm)
+{
+    const char *program = vm->options.start == VM_START_SECONDARY ? "colo secondary" : "colo run";
+    if (!vm->config) {
+        fprintf(stderr, "colo run: %s: the guest panicked (pvpanic); program %s\n", vm->name,
+                vm->options.elf_path ? vm->options.elf_path : vm->options.load_path);
+        return;
+    }
+    char disks[MACHINE_MAX_DISKS * 4100] = "none";
+    size_t used = 0;
+    for (unsigned i = 0; i < vm->config->disk_count; i++)
+        used += (size_t)snprintf(disks + used, sizeof disks - used, "%s%s", i ? ", " : "", vm->config->disks[i].path);
+    fprintf(stderr, "%s: %s: the guest's kernel panicked (%s); kernel %s, disks: %s\n", program, vm->name,
+            vm->config->console == VM_CONSOLE_STDIO ? "see the console above" : "its console is off",
+            vm->config->kernel, disks);
+}
+
 /* What the run's end means for the program. */
 static int exit_status(struct vm *vm, enum machine_exit_reason reason)
 {
@@ -202,6 +222,9 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
         }
         fprintf(stderr, "colo run: stopped\n");
         return VM_EXIT_INTERRUPTED;
+    case MACHINE_EXIT_GUEST_PANIC:
+        report_guest_panic(vm);
+        return VM_EXIT_RUNTIME_ERROR;
     case MACHINE_RUNNING:
         break;
     }
@@ -225,6 +248,16 @@ static int report_last_machine(struct vm *vm, int status)
     return status;
 }
 
+/* Subscribers (`colo events`) learn why the VM is about to stop. */
+static void post_guest_panicked(struct vm *vm)
+{
+    json_t *event = json_pack("{s:s}", "event", "guest-panicked");
+    if (event) {
+        vm_control_post_event(vm->control, event);
+        json_decref(event);
+    }
+}
+
 int vm_run(struct vm *vm)
 {
     struct error err;
@@ -241,6 +274,8 @@ int vm_run(struct vm *vm)
             machine_request_stop(vm->machine);
         enum machine_exit_reason reason = machine_run(vm->machine, vm->options.max_instructions);
         vm_replication_machine_stopped(vm->replication);
+        if (reason == MACHINE_EXIT_GUEST_PANIC)
+            post_guest_panicked(vm);
         bool reboot = reason == MACHINE_EXIT_RESET && vm->config;
         vm_control_machine_stopped(vm->control, reboot);
         if (!reboot) {

@@ -2,8 +2,9 @@
 # Bad input to `colo run` (and the replication commands): each case must fail with a non-zero status (not a
 # crash: below 128, no sanitizer report) and a message that names the
 # problem.
+#   bad_input.sh COLO GOOD_ELF GUEST_PANIC_ELF
 set -u
-colo=$1 good_elf=$2
+colo=$1 good_elf=$2 panic_elf=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export COLO_RUN_DIR=$work/run    # control sockets of the VMs started here
@@ -13,6 +14,7 @@ expect_error() {  # NAME PATTERN -- COMMAND...
     local name=$1 pattern=$2; shift 3
     "$@" >"$work/out" 2>"$work/err" </dev/null
     local status=$?
+    last_status=$status
     if [ $status -eq 0 ] || [ $status -ge 128 ]; then
         echo "FAIL $name: exit status $status"; failures=$((failures + 1)); return
     fi
@@ -25,6 +27,13 @@ expect_error() {  # NAME PATTERN -- COMMAND...
     fi
     echo "ok   $name: $(head -n 1 "$work/err")"
     passed=$((passed + 1))
+}
+
+# A Linux VM's configuration in $work (memory 64, console none).
+vm_cfg() {  # NAME "KEY = VALUE" LINES...
+    local name=$1; shift
+    { echo "name = \"$name\""; echo "memory = 64"; echo 'console = "none"'; printf '%s\n' "$@"; } >"$work/$name.cfg"
+    echo "$work/$name.cfg"
 }
 
 : >"$work/empty.elf"
@@ -83,6 +92,109 @@ expect_error "protect: delay not a number" "--output-delay needs 0\.\.600000 ms,
 expect_error "protect: no destination"   'usage: colo protect NAME HOST:PORT'  -- "$colo" protect vm
 expect_error "checkpoint: no VM"         'no VM named nosuchvm is running'    -- "$colo" checkpoint nosuchvm
 expect_error "checkpoint: two names"     'usage: colo checkpoint NAME'        -- "$colo" checkpoint a b
+
+# Boot inputs of a Linux VM: each is checked (and named) before the guest
+# runs. A file with just a RISC-V Linux Image header passes the kernel
+# checks; image_size (offset 16) says how much memory it needs.
+make_image() {  # PATH IMAGE_SIZE
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+header = bytearray(64)
+struct.pack_into('<Q', header, 16, int(sys.argv[2]))   # image_size
+header[48:56] = b'RISCV\0\0\0'
+header[56:60] = b'RSC\x05'
+open(sys.argv[1], 'wb').write(bytes(header) + bytes(4096))
+PY
+}
+make_image "$work/Image" 8388608
+make_image "$work/huge-Image" 100663296          # needs 96 MiB
+yes 'not a kernel' | head -c 100000 >"$work/garbage-Image"
+: >"$work/empty-Image"
+truncate -s 40M "$work/big-initrd"                 # more than 64 MiB of RAM leaves
+expect_error "kernel missing"      'kernel .*/no-Image.*No such file' -- \
+    "$colo" run "$(vm_cfg kernel-missing 'kernel = "no-Image"')"
+expect_error "kernel empty"        'kernel .*/empty-Image is empty' -- \
+    "$colo" run "$(vm_cfg kernel-empty 'kernel = "empty-Image"')"
+expect_error "kernel garbage"      'kernel .*/garbage-Image is not a RISC-V Linux Image' -- \
+    "$colo" run "$(vm_cfg kernel-garbage 'kernel = "garbage-Image"')"
+cp "$good_elf" "$work/vmlinux"
+expect_error "kernel is an ELF"    'kernel .*/vmlinux is an ELF file' -- \
+    "$colo" run "$(vm_cfg kernel-elf 'kernel = "vmlinux"')"
+expect_error "kernel too large"    'kernel .*/huge-Image needs 96 MiB' -- \
+    "$colo" run "$(vm_cfg kernel-huge 'kernel = "huge-Image"')"
+expect_error "initrd missing"      'initrd .*/no-initrd.*No such file' -- \
+    "$colo" run "$(vm_cfg initrd-missing 'kernel = "Image"' 'initrd = "no-initrd"')"
+expect_error "initrd too large"    'initrd .*/big-initrd is too large: 40 MiB' -- \
+    "$colo" run "$(vm_cfg initrd-big 'kernel = "Image"' 'initrd = "big-initrd"')"
+expect_error "firmware missing"    'firmware: .*/no-fw\.elf.*No such file' -- \
+    "$colo" run "$(vm_cfg firmware-missing 'kernel = "Image"' 'firmware = "no-fw.elf"')"
+expect_error "disk image missing"  'image .*/no-disk\.img.*No such file' -- \
+    "$colo" run "$(vm_cfg disk-missing 'kernel = "Image"' 'disks = [ "path=no-disk.img" ]')"
+
+# A guest whose kernel panics (pvpanic) ends the run with status 1 and
+# says so, naming the program.
+expect_error "guest panic"         "guest_panic: the guest panicked \\(pvpanic\\); program .*guest_panic\\.elf" -- \
+    "$colo" run "$panic_elf"
+if [ "$last_status" -ne 1 ]; then
+    echo "FAIL guest panic: exit status $last_status, not 1 (the runtime-error status)"; failures=$((failures + 1))
+fi
+
+# Subscribers hear of it: a client subscribed before the (paused) guest
+# resumes gets a guest-panicked event before the socket closes.
+"$colo" run "$panic_elf" --name panic-events --paused >/dev/null 2>"$work/panic-events.err" </dev/null &
+panic_vm=$!
+if python3 - "$COLO_RUN_DIR/panic-events.sock" <<'PY'
+import json, os, socket, sys, time
+for _ in range(200):
+    if os.path.exists(sys.argv[1]):
+        break
+    time.sleep(0.05)
+client = socket.socket(socket.AF_UNIX)
+client.settimeout(20)
+client.connect(sys.argv[1])
+client.sendall(b'{"command":"subscribe"}\n{"command":"resume"}\n')
+received = b''
+while True:
+    data = client.recv(4096)
+    if not data:
+        break
+    received += data
+events = [json.loads(line).get('event') for line in received.splitlines() if line.strip()]
+print('events:', events)
+sys.exit(0 if 'guest-panicked' in events else 1)
+PY
+then
+    echo "ok   guest panic event"; passed=$((passed + 1))
+else
+    echo "FAIL guest panic event: no guest-panicked event"; failures=$((failures + 1))
+fi
+wait "$panic_vm"
+
+# The same through OpenSBI and a Linux VM's configuration: a stand-in
+# "kernel" (an Image header whose code jumps past it, then stores PANICKED
+# to pvpanic) ends `colo run VM.cfg` with a message naming kernel and disks.
+firmware=/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf
+if [ -f "$firmware" ]; then
+    python3 - "$work/panic-Image" <<'PY'
+import struct, sys
+image = bytearray(4096)
+struct.pack_into('<I', image, 0, 0x0400006f)       # j 64 (past the header)
+struct.pack_into('<Q', image, 16, len(image))      # image_size
+image[48:56] = b'RISCV\0\0\0'
+image[56:60] = b'RSC\x05'
+struct.pack_into('<4I', image, 64,
+                 0x001022b7,                        # lui  t0, 0x102      (pvpanic-mmio)
+                 0x00100313,                        # li   t1, 1         (PANICKED)
+                 0x00628023,                        # sb   t1, 0(t0)
+                 0x0000006f)                        # j    .
+open(sys.argv[1], 'wb').write(image)
+PY
+    truncate -s 1M "$work/root.img" "$work/seed.img"
+    expect_error "guest kernel panic" "panic-vm: the guest's kernel panicked \\(its console is off\\); kernel .*/panic-Image, disks: .*/root\\.img, .*/seed\\.img" -- \
+        "$colo" run "$(vm_cfg panic-vm 'kernel = "panic-Image"' 'disks = [ "path=root.img", "path=seed.img,readonly" ]')"
+else
+    echo "skip guest kernel panic: no OpenSBI at $firmware"
+fi
 
 echo "$passed passed, $failures failed"
 [ $failures -eq 0 ]
