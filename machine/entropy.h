@@ -15,7 +15,7 @@
 
 /* Where a deterministic stream starts (a fixed constant). Different users
  * start from different seeds so that they do not hand out the same bytes. */
-#define ENTROPY_SEED_VIRTIO_RNG 0x636f6c6f2d726e67ull    /* "colo-rng" */
+#define ENTROPY_SEED_VIRTIO_RNG 0x636f6c6f2d726e67ull  /* "colo-rng" */
 #define ENTROPY_SEED_DEVICE_TREE 0x636f6c6f2d736564ull /* "colo-sed" */
 
 /* Fills `length` bytes from the host (getrandom(2)). Returns the number of
