@@ -254,6 +254,37 @@ static void test_save_load(void)
     state_writer_free(&writer);
 }
 
+/* A version 1 state (machines before the RTC and the entropy device):
+ * loads, with the RTC reading what a new machine's reads (here the
+ * deterministic epoch) from the loaded guest time on. */
+static void test_version_1_state(void)
+{
+    struct machine *machine = deterministic_machine();
+    advance(machine, 5000);
+    rtc_set_time(machine, 42);
+    struct state_writer writer;
+    save(machine, &writer);
+    size_t rtc_section = SIZE_MAX;
+    for (size_t i = 0; i + 4 <= writer.length; i++)
+        if (memcmp(writer.data + i, "CTRG", 4) == 0)
+            rtc_section = i;
+    CHECK(rtc_section != SIZE_MAX && writer.data[4] == 2, "no RTC section, or the machine section is not version 2");
+    if (rtc_section != SIZE_MAX) {
+        writer.data[4] = 1; /* the machine section's version */
+        struct error err;
+        CHECK(machine_load_state(machine, writer.data, rtc_section, &err) == 0, "version 1 state refused: %s",
+              err.message);
+        CHECK(rtc_time(machine) == RTC_GOLDFISH_DETERMINISTIC_EPOCH_NS, "a version 1 state's RTC reads %llu",
+              (unsigned long long)rtc_time(machine));
+        /* Version 2 without the new sections: refused. */
+        writer.data[4] = 2;
+        CHECK(machine_load_state(machine, writer.data, rtc_section, &err) < 0,
+              "version 2 state without the RTC loaded");
+    }
+    state_writer_free(&writer);
+    test_machine_destroy(machine);
+}
+
 int main(void)
 {
     test_host_time();
@@ -261,5 +292,6 @@ int main(void)
     test_alarm();
     test_alarm_wakes_waiting_hart();
     test_save_load();
+    test_version_1_state();
     return test_check_finish("rtc_goldfish_test");
 }
