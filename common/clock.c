@@ -29,6 +29,15 @@ double clock_monotonic_seconds(void)
     return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
+uint64_t clock_realtime_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec < 0)
+        return 0; /* a host clock set before 1970: the epoch is as early as we go */
+    return (uint64_t)now.tv_sec * NANOSECONDS_PER_SECOND + (uint64_t)now.tv_nsec;
+}
+
 void clock_sleep_ms(unsigned milliseconds)
 {
     int saved_errno = errno;

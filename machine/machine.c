@@ -32,6 +32,7 @@ void machine_config_defaults(struct machine_config *config)
     config->instructions_per_tick = 10;
     config->console_output_fd = 1;
     config->console_input_fd = -1;
+    config->rng = true;
 }
 
 static void console_feed_uart(struct machine *machine);
@@ -89,9 +90,21 @@ static int create_devices(struct machine *machine, struct error *err)
 {
     const struct machine_config *config = &machine->config;
     unsigned slot = 0;
-    if (config->disk_count + config->nic_count > VIRTIO_MMIO_SLOTS)
-        return error_set(err, "%u disks and %u NICs need more than the %d virtio-mmio slots", config->disk_count,
-                         config->nic_count, VIRTIO_MMIO_SLOTS);
+    if (config->disk_count > MACHINE_MAX_DISKS || config->nic_count > MACHINE_MAX_NICS)
+        return error_set(err, "%u disks and %u NICs: at most %d of each", config->disk_count, config->nic_count,
+                         MACHINE_MAX_DISKS);
+    unsigned free_slots = config->rng ? VIRTIO_MMIO_SLOTS - 1 : VIRTIO_MMIO_SLOTS;
+    if (config->disk_count + config->nic_count > free_slots)
+        return error_set(err, "%u disks and %u NICs need more than the %u virtio-mmio slots%s", config->disk_count,
+                         config->nic_count, free_slots,
+                         config->rng ? " left beside the entropy device (the last slot)" : "");
+    if (config->rng) {
+        machine->rng = calloc(1, sizeof *machine->rng);
+        if (!machine->rng)
+            return error_set(err, "out of memory for the entropy device");
+        virtio_rng_init(machine->rng, machine, MACHINE_RNG_SLOT);
+        machine->virtio_slots[MACHINE_RNG_SLOT] = &machine->rng->transport;
+    }
     for (unsigned i = 0; i < config->disk_count; i++, slot++) {
         struct virtio_blk *disk = calloc(1, sizeof *disk);
         if (!disk)
@@ -157,6 +170,10 @@ struct machine *machine_create(const struct machine_config *config, struct error
     sifive_test_init(&machine->sifive_test, machine);
     pvpanic_init(&machine->pvpanic, machine);
     machine->time_offset_ns = (int64_t)clock_monotonic_ns();
+    /* The wall clock: the host's, or a fixed date when runs must be
+     * identical. From here on it advances with guest time only. */
+    rtc_goldfish_init(&machine->rtc, machine, &machine->plic, MACHINE_RTC_IRQ,
+                      config->deterministic_time ? RTC_GOLDFISH_DETERMINISTIC_EPOCH_NS : clock_realtime_ns());
     pthread_mutex_init(&machine->control_lock, NULL);
     pthread_cond_init(&machine->control_changed, NULL);
     machine->console_watch = -1;
@@ -192,6 +209,7 @@ void machine_destroy(struct machine *machine)
             free(machine->nics[i]);
         }
     }
+    free(machine->rng);
     if (machine->wakeup_fd > 0)
         close(machine->wakeup_fd);
     decode_cache_destroy(&machine->decode_cache);
@@ -229,6 +247,8 @@ uint64_t machine_mtime(struct machine *machine)
 
 void machine_update_timer_interrupts(struct machine *machine)
 {
+    if (machine->rtc.state.alarm_armed)
+        rtc_goldfish_check_alarm(&machine->rtc);
     uint64_t now = machine_mtime(machine);
     for (unsigned i = 0; i < machine->config.hart_count; i++) {
         struct hart *hart = &machine->harts[i];
@@ -346,6 +366,8 @@ bool machine_mmio_read(struct machine *machine, uint64_t address, unsigned size,
         return sifive_test_read(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
     if (address - MACHINE_PVPANIC_BASE < MACHINE_PVPANIC_SIZE)
         return pvpanic_read(&machine->pvpanic, address - MACHINE_PVPANIC_BASE, size, value);
+    if (address - MACHINE_RTC_BASE < MACHINE_RTC_SIZE)
+        return rtc_goldfish_read(&machine->rtc, address - MACHINE_RTC_BASE, size, value);
     if (address - MACHINE_PLIC_BASE < PLIC_SIZE)
         return plic_read(&machine->plic, address - MACHINE_PLIC_BASE, size, value);
     if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
@@ -369,6 +391,8 @@ bool machine_mmio_write(struct machine *machine, uint64_t address, unsigned size
         return sifive_test_write(&machine->sifive_test, address - MACHINE_SIFIVE_TEST_BASE, size, value);
     if (address - MACHINE_PVPANIC_BASE < MACHINE_PVPANIC_SIZE)
         return pvpanic_write(&machine->pvpanic, address - MACHINE_PVPANIC_BASE, size, value);
+    if (address - MACHINE_RTC_BASE < MACHINE_RTC_SIZE)
+        return rtc_goldfish_write(&machine->rtc, address - MACHINE_RTC_BASE, size, value);
     if (address - MACHINE_PLIC_BASE < PLIC_SIZE)
         return plic_write(&machine->plic, address - MACHINE_PLIC_BASE, size, value);
     if (address - VIRTIO_MMIO_BASE < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS) {
@@ -578,6 +602,13 @@ uint64_t machine_configuration_hash(const struct machine *machine)
             mac = mac << 8 | machine->config.nics[i].mac[b];
         hash = fnv1a_mix(hash, mac);
     }
+    /* The entropy device counts only when absent: the usual machine (with
+     * one) keeps the hash machines had before the device existed, so
+     * their save files still pass the stream header's check and load
+     * (docs/machine-state.md: a version 1 state gets the new devices in
+     * their initial state). The RTC is in every machine. */
+    if (!machine->rng)
+        hash = fnv1a_mix(hash, 0x6e6f2d726e67ull); /* "no-rng" */
     return hash;
 }
 
@@ -635,6 +666,11 @@ int machine_nic_index(const struct machine *machine, const struct virtio_net *ni
 unsigned machine_disk_count(const struct machine *machine)
 {
     return machine->config.disk_count;
+}
+
+struct virtio_rng *machine_rng(struct machine *machine)
+{
+    return machine->rng;
 }
 
 struct virtio_blk *machine_disk(struct machine *machine, unsigned index)
@@ -774,11 +810,24 @@ uint64_t machine_dirty_log_read_and_clear(struct machine *machine, uint64_t *bit
 
 /* ---- the run loop ---- */
 
+/* The mtime of the next timer event (a CLINT timer or the RTC's alarm),
+ * UINT64_MAX if none is armed. */
+static uint64_t next_timer_deadline(struct machine *machine)
+{
+    uint64_t deadline = clint_next_deadline(&machine->clint);
+    if (machine->rtc.state.alarm_armed) {
+        uint64_t alarm = rtc_goldfish_alarm_deadline(&machine->rtc);
+        if (alarm < deadline)
+            deadline = alarm;
+    }
+    return deadline;
+}
+
 /* How many instructions may run before the next timer event, in
  * deterministic mode; UINT64_MAX if no timer is armed. */
 static uint64_t instructions_until_timer(struct machine *machine)
 {
-    uint64_t deadline = clint_next_deadline(&machine->clint);
+    uint64_t deadline = next_timer_deadline(machine);
     uint64_t per_tick = machine->config.instructions_per_tick;
     if (deadline == UINT64_MAX || deadline > UINT64_MAX / per_tick)
         return UINT64_MAX;
@@ -801,7 +850,7 @@ static void idle_until_event(struct machine *machine)
         poll_host_descriptors(machine, 1000000);
         return;
     }
-    uint64_t deadline = clint_next_deadline(&machine->clint);
+    uint64_t deadline = next_timer_deadline(machine);
     uint64_t now = machine_mtime(machine);
     if (deadline <= now)
         return;

@@ -20,6 +20,7 @@
 #include "state_buffer.h"
 #include "virtio_blk.h"
 #include "virtio_net.h"
+#include "virtio_rng.h"
 
 #define MACHINE_RAM_BASE 0x80000000ull /* the QEMU virt map's RAM */
 #define MACHINE_TIMEBASE_HZ 10000000ull
@@ -56,6 +57,10 @@ struct machine_config {
     struct machine_disk_config disks[MACHINE_MAX_DISKS];
     unsigned nic_count;
     struct machine_nic_config nics[MACHINE_MAX_NICS];
+    /* A virtio-rng in the last virtio-mmio slot (default on: a Linux guest
+     * without one waits seconds for its crng). Off leaves all 8 slots to
+     * disks and NICs. */
+    bool rng;
 };
 
 void machine_config_defaults(struct machine_config *config);
@@ -148,6 +153,8 @@ int machine_nic_index(const struct machine *machine, const struct virtio_net *ni
 unsigned machine_disk_count(const struct machine *machine);
 /* Disk `index` (0 .. machine_disk_count - 1), or NULL. */
 struct virtio_blk *machine_disk(struct machine *machine, unsigned index);
+/* The entropy device, or NULL when the machine has none (config.rng). */
+struct virtio_rng *machine_rng(struct machine *machine);
 uint64_t machine_ram_size(const struct machine *machine);       /* bytes */
 uint64_t machine_ram_page_count(const struct machine *machine); /* GUEST_PAGE_SIZE pages */
 /* Words of a dirty bitmap for this machine (machine_dirty_log_read_and_clear). */

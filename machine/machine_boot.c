@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "entropy.h"
 #include "machine_devices.h"
 
 #define DEVICE_TREE_MAX_SIZE (64u << 10)
@@ -18,6 +19,10 @@
 /* OpenSBI's fw_jump moves the device tree to RAM base + 0x2200000 before
  * jumping to Linux; nothing we load may overlap it. */
 #define FIRMWARE_DEVICE_TREE_OFFSET 0x2200000ull
+/* /chosen/rng-seed: Linux credits it at early boot, so its crng is ready
+ * before any device is probed. 64 bytes is what the kernel's own boot
+ * seeds carry. */
+#define RNG_SEED_BYTES 64
 
 /* ---- the device tree ---- */
 
@@ -82,6 +87,13 @@ static void property_strings(struct tree_builder *tree, const char *name, const 
 int machine_build_device_tree(struct machine *machine, const char *cmdline, uint64_t initrd_start, uint64_t initrd_end,
                               void **blob_out, size_t *size_out, struct error *err)
 {
+    /* Deterministic time: the same seed every run (runs must be
+     * identical); else the host's entropy. */
+    uint8_t rng_seed[RNG_SEED_BYTES];
+    uint64_t seed_state = ENTROPY_SEED_DEVICE_TREE;
+    if (entropy_fill(machine->config.deterministic_time, &seed_state, rng_seed, sizeof rng_seed) != sizeof rng_seed)
+        return error_set_errno(err, "cannot get %d bytes of host entropy for the device tree's rng-seed",
+                               RNG_SEED_BYTES);
     struct tree_builder tree = { calloc(1, DEVICE_TREE_MAX_SIZE), 0 };
     if (!tree.blob)
         return error_set(err, "out of memory for the device tree");
@@ -102,6 +114,7 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline, uint
         check(&tree, fdt_property_u64(tree.blob, "linux,initrd-start", initrd_start));
         check(&tree, fdt_property_u64(tree.blob, "linux,initrd-end", initrd_end));
     }
+    check(&tree, fdt_property(tree.blob, "rng-seed", rng_seed, sizeof rng_seed));
     end(&tree);
 
     snprintf(name, sizeof name, "memory@%llx", (unsigned long long)machine->ram.base);
@@ -185,6 +198,14 @@ int machine_build_device_tree(struct machine *machine, const char *cmdline, uint
     begin(&tree, name);
     property_string(&tree, "compatible", "qemu,pvpanic-mmio");
     property_reg(&tree, MACHINE_PVPANIC_BASE, MACHINE_PVPANIC_SIZE);
+    end(&tree);
+
+    snprintf(name, sizeof name, "rtc@%llx", (unsigned long long)MACHINE_RTC_BASE);
+    begin(&tree, name);
+    property_string(&tree, "compatible", "google,goldfish-rtc");
+    property_reg(&tree, MACHINE_RTC_BASE, MACHINE_RTC_SIZE);
+    property_u32(&tree, "interrupt-parent", PHANDLE_PLIC);
+    property_u32(&tree, "interrupts", MACHINE_RTC_IRQ);
     end(&tree);
 
     /* Linux probes virtio-mmio nodes in tree order; list them in slot

@@ -18,12 +18,14 @@
 #include "machine.h"
 #include "plic.h"
 #include "pvpanic.h"
+#include "rtc_goldfish.h"
 #include "sifive_test.h"
 #include "state_buffer.h"
 #include "uart_ns16550a.h"
 #include "virtio_blk_device.h"
 #include "virtio_mmio.h"
 #include "virtio_net_device.h"
+#include "virtio_rng_device.h"
 
 /* The rest of the QEMU virt memory map (RAM: MACHINE_RAM_BASE). */
 #define MACHINE_CLINT_BASE 0x02000000ull
@@ -36,6 +38,12 @@
 #define MACHINE_UART_SIZE 0x00000100ull
 #define MACHINE_PLIC_BASE 0x0c000000ull
 #define MACHINE_UART_IRQ 10
+#define MACHINE_RTC_BASE 0x00101000ull
+#define MACHINE_RTC_SIZE 0x00001000ull
+#define MACHINE_RTC_IRQ 11
+/* The entropy device's slot: the last, so that disks (from slot 0) and
+ * NICs (after the disks) keep theirs whether it is there or not. */
+#define MACHINE_RNG_SLOT (VIRTIO_MMIO_SLOTS - 1)
 #define MACHINE_MAX_FD_WATCHES 16
 
 struct machine {
@@ -48,10 +56,12 @@ struct machine {
     struct uart_ns16550a uart;
     struct sifive_test sifive_test;
     struct pvpanic pvpanic;
+    struct rtc_goldfish rtc;
     /* virtio devices; slots[s] is the transport in virtio-mmio slot s */
     struct virtio_mmio *virtio_slots[VIRTIO_MMIO_SLOTS];
     struct virtio_blk *disks[MACHINE_MAX_DISKS];
     struct virtio_net *nics[MACHINE_MAX_NICS];
+    struct virtio_rng *rng; /* NULL when config.rng is off */
 
     /* Host file descriptors polled by the run loop (see machine_watch_fd),
      * and an eventfd that other threads write to wake it. */

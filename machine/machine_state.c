@@ -11,7 +11,10 @@
 #include "machine_devices.h"
 
 #define MACHINE_SECTION_ID 0x4d414348u /* "MACH" */
-#define MACHINE_SECTION_VERSION 1
+/* Version 2: the RTC's section and the entropy device's follow the NICs'.
+ * Version 1 (machines before those devices) still loads; see
+ * machine_load_state. */
+#define MACHINE_SECTION_VERSION 2
 #define NANOSECONDS_PER_TICK (1000000000ull / MACHINE_TIMEBASE_HZ)
 /* The largest mtime a real-time state may carry. Loading turns it into a
  * signed nanosecond offset from the host's monotonic clock, and every
@@ -40,6 +43,9 @@ void machine_save_state(struct machine *machine, struct state_writer *writer)
         virtio_blk_save(machine->disks[i], writer);
     for (unsigned i = 0; i < machine->config.nic_count; i++)
         virtio_net_save(machine->nics[i], writer);
+    rtc_goldfish_save(&machine->rtc, writer);
+    if (machine->rng)
+        virtio_rng_save(machine->rng, writer);
 }
 
 /* TLB entries were made under the old hart state (satp, privilege), so they
@@ -58,7 +64,7 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
 {
     struct state_reader reader;
     state_reader_init(&reader, data, length);
-    state_section_open(&reader, MACHINE_SECTION_ID, MACHINE_SECTION_VERSION, "machine");
+    uint32_t version = state_section_open(&reader, MACHINE_SECTION_ID, MACHINE_SECTION_VERSION, "machine");
     uint64_t ram_size = state_get_u64(&reader);
     uint32_t hart_count = state_get_u32(&reader);
     uint8_t deterministic = state_get_u8(&reader);
@@ -96,6 +102,12 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     struct clint clint = machine->clint;
     struct plic plic = machine->plic;
     struct uart_ns16550a uart = machine->uart;
+    struct rtc_goldfish rtc = machine->rtc;
+    /* Shares the device's host side, as the disk and NIC copies do. */
+    struct virtio_rng rng;
+    memset(&rng, 0, sizeof rng);
+    if (machine->rng)
+        rng = *machine->rng;
     /* Device scratch copies: their host resources (fds, buffers) are
      * shared with the originals and untouched by loading. */
     struct virtio_blk *disks = calloc(MACHINE_MAX_DISKS, sizeof *disks);
@@ -119,6 +131,14 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
         nics[i] = *machine->nics[i];
         virtio_net_load(&nics[i], &reader);
     }
+    /* A version 1 state comes from a machine that had neither device: its
+     * guest never saw them, and they start as on a new machine (below). */
+    bool has_new_devices = version >= 2;
+    if (has_new_devices) {
+        rtc_goldfish_load(&rtc, &reader);
+        if (machine->rng)
+            virtio_rng_load(&rng, &reader);
+    }
     if (!reader.failed && reader.position != reader.length)
         state_reader_fail(&reader, "%zu bytes of unknown data after the last section", reader.length - reader.position);
     if (reader.failed) {
@@ -134,6 +154,17 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
     machine->clint = clint;
     machine->plic = plic;
     machine->uart = uart;
+    if (has_new_devices) {
+        machine->rtc.state = rtc.state;
+        if (machine->rng) {
+            machine->rng->transport.state = rng.transport.state;
+            machine->rng->state = rng.state;
+        }
+    } else if (machine->rng) {
+        virtio_rng_init(&rng, machine, MACHINE_RNG_SLOT);
+        machine->rng->transport.state = rng.transport.state;
+        machine->rng->state = rng.state;
+    }
     for (unsigned i = 0; i < machine->config.disk_count; i++)
         machine->disks[i]->transport.state = disks[i].transport.state;
     for (unsigned i = 0; i < machine->config.nic_count; i++) {
@@ -153,6 +184,14 @@ int machine_load_state(struct machine *machine, const void *data, size_t length,
      * be far beyond the real-time range, after a WFI to a distant timer). */
     if (!deterministic)
         machine->time_offset_ns = (int64_t)clock_monotonic_ns() - (int64_t)(mtime * NANOSECONDS_PER_TICK);
+    /* Once guest time is set: the RTC of a version 1 state starts where a
+     * new machine's would, at the loaded guest time. */
+    if (!has_new_devices)
+        rtc_goldfish_init(&machine->rtc, machine, &machine->plic, MACHINE_RTC_IRQ,
+                          deterministic ? RTC_GOLDFISH_DETERMINISTIC_EPOCH_NS : clock_realtime_ns());
+    /* The PLIC's saved line agrees with a consistent state; this only
+     * matters for one that does not. */
+    rtc_goldfish_update_line(&machine->rtc);
     machine->tohost_address = tohost;
     machine->ram.watched_page = tohost ? (tohost - machine->ram.base) >> GUEST_PAGE_SHIFT : UINT64_MAX;
     forget_derived_state(machine);

@@ -56,6 +56,7 @@
 
 #define VIRTIO_ID_NET 1
 #define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_ENTROPY 4
 #define VIRTIO_F_VERSION_1 (1ull << 32)
 
 #define VIRTIO_STATUS_ACKNOWLEDGE 1

@@ -1,6 +1,7 @@
-/* The monotonic clock: the units agree with each other and with
- * CLOCK_MONOTONIC, time never goes back, and clock_sleep_ms sleeps at
- * least as long as asked, even when signals arrive meanwhile. */
+/* The clocks: the monotonic clock's units agree with each other and with
+ * CLOCK_MONOTONIC, the wall clock is CLOCK_REALTIME, time never goes back,
+ * and clock_sleep_ms sleeps at least as long as asked, even when signals
+ * arrive meanwhile. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -53,6 +54,15 @@ int main(void)
           (unsigned long long)us);
     CHECK(seconds >= (double)ms / 1000 - 0.001 && seconds - (double)ms / 1000 < 1.0,
           "clock_monotonic_seconds %.6f vs ms %llu", seconds, (unsigned long long)ms);
+
+    /* The wall clock is CLOCK_REALTIME in nanoseconds. */
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t wall_before = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec;
+    uint64_t realtime = clock_realtime_ns();
+    CHECK(realtime >= wall_before && realtime - wall_before < 1000000000u,
+          "clock_realtime_ns %llu is not CLOCK_REALTIME (%llu)", (unsigned long long)realtime,
+          (unsigned long long)wall_before);
 
     /* Never backwards. */
     uint64_t last = clock_monotonic_ns();
