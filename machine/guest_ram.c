@@ -12,6 +12,10 @@ int guest_ram_init(struct guest_ram *ram, uint64_t base, uint64_t size, struct e
     void *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (host == MAP_FAILED)
         return error_set_errno(err, "cannot map %llu MiB of guest RAM", (unsigned long long)(size >> 20));
+    /* Huge pages where the host allows them: a booting guest touches
+     * hundreds of megabytes, and a host page fault per 4 KiB cost a tenth
+     * of a Linux boot. Only advice; the 4 KiB dirty log is unaffected. */
+    (void)madvise(host, size, MADV_HUGEPAGE);
     ram->base = base;
     ram->size = size;
     ram->host = host;

@@ -82,6 +82,9 @@ struct machine {
      * time minus time_offset_ns (kept continuous across save/load). */
     uint64_t guest_clock;
     int64_t time_offset_ns;
+    /* Host time of the last look at the watched descriptors between
+     * slices (real-time mode looks at most every MACHINE_POLL_INTERVAL_NS). */
+    uint64_t last_poll_ns;
 
     uint64_t tohost_address; /* 0 when the ELF had no tohost */
 
