@@ -129,12 +129,12 @@ cat >"$tree/etc/redis/colo.conf" <<'EOF'
 include /etc/redis/redis.conf
 bind * -::*
 protected-mode no
-daemonize yes
+daemonize no
 supervised no
 pidfile /run/redis/redis-server.pid
 unixsocket /run/redis/redis-server.sock
 unixsocketperm 770
-logfile /var/log/redis/redis-server.log
+logfile ""
 save ""
 appendonly no
 EOF
