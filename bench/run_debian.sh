@@ -1,0 +1,387 @@
+#!/bin/bash
+# Debian guest benchmark: colo and qemu-system-riscv64 side by side in one
+# run, same kernel, same ext4 image (each machine boots its own sparse copy),
+# same kernel command line, same TAP topology in network namespaces (needs
+# root):
+#
+#   client ns: veth0 10.98.0.1 -- veth1 -- br0 -- tapA  (colo run; the primary when protected)
+#                                             |-- tapB  (colo secondary)
+#                                             \-- tapQ  (qemu-system-riscv64)
+#
+# Both machines: 512 MiB, one hart, OpenSBI fw_jump, virtio-blk root, a
+# virtio-net NIC on a TAP; QEMU is `-M virt -m 512 -smp 1` with
+# `-device virtio-rng-device` as well (an entropy source).
+#
+# 1. Boot: wall time from starting the VM process to the console's
+#    "colo-guest: PostgreSQL ready" and "colo-guest: Redis ready" lines,
+#    BENCH_BOOTS boots each (alternating), every boot and the median; ro
+#    root (the services' state in guest RAM). colo's target: under 2 s.
+# 2. Redis: redis-benchmark SET and GET requests/s from the client namespace
+#    (-t set,get -n BENCH_REDIS_REQUESTS -c 4 -d 64), ro root: colo
+#    unprotected, QEMU, and colo protected (`colo secondary` on tapB in the
+#    same hosts namespace, `colo protect NAME 127.0.0.1:PORT` with the
+#    default interval and output delay, a few checkpoints, then the same
+#    redis-benchmark), with the primary's checkpoints and downtime p50/p99
+#    from `colo status NAME --json` ("replication").
+# 3. PostgreSQL: `pgbench -i -s BENCH_PGBENCH_SCALE` (wall time) and then
+#    `pgbench -T BENCH_PGBENCH_SECONDS -c 4` (tps), rw root on a fresh copy
+#    per machine, colo vs QEMU. Not under protection: disks are not
+#    replicated yet.
+# Every VM is powered off cleanly ("poweroff" on its console).
+#
+# Usage: bench/run_debian.sh [COLO [KERNEL [IMAGE]]]
+#   defaults: build/programs/colo, build/guests/linux/Image,
+#   build/guests/debian/root.ext4 (never written: the script copies it).
+# Environment: BENCH_BOOTS (3), BENCH_REDIS_REQUESTS (20000),
+#   BENCH_PGBENCH_SCALE (10), BENCH_PGBENCH_SECONDS (60),
+#   BENCH_CHECKPOINTS (5, before the protected redis-benchmark),
+#   BENCH_BOOT_TIMEOUT (300 s), BENCH_KEEP_LOGS=1 to keep the work directory.
+set -uo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+cd "$(dirname "$0")/.." || exit 2
+colo=${1:-build/programs/colo}
+kernel=${2:-build/guests/linux/Image}
+image=${3:-build/guests/debian/root.ext4}
+boots=${BENCH_BOOTS:-3}
+redis_requests=${BENCH_REDIS_REQUESTS:-20000}
+pgbench_scale=${BENCH_PGBENCH_SCALE:-10}
+pgbench_seconds=${BENCH_PGBENCH_SECONDS:-60}
+checkpoints_before=${BENCH_CHECKPOINTS:-5}
+boot_timeout=${BENCH_BOOT_TIMEOUT:-300}
+boot_target=2
+guest=10.98.0.2
+mac=52:54:00:98:00:02
+name=debian-bench
+firmware=/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf
+
+fail() { echo "run_debian: $*" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (network namespaces, TAP devices)"
+[ -x "$colo" ] || fail "no $colo: build first (ninja -C build)"
+[ -f "$kernel" ] || fail "no kernel $kernel: build first (ninja -C build)"
+[ -f "$image" ] || fail "no image $image: build first (ninja -C build)"
+[ -f "$firmware" ] || fail "no OpenSBI $firmware (apt-get install opensbi)"
+for tool in qemu-system-riscv64 redis-benchmark redis-cli psql bc python3; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/setup.sh)"
+done
+pgbench=$(command -v pgbench)
+for candidate in /usr/lib/postgresql/*/bin/pgbench; do [ -n "$pgbench" ] || [ ! -x "$candidate" ] || pgbench=$candidate; done
+[ -n "$pgbench" ] || fail "pgbench is not installed (postgresql-contrib or postgresql-client)"
+colo=$(realpath "$colo") kernel=$(realpath "$kernel") image=$(realpath "$image")
+# shellcheck source=scripts/lib/netns.sh
+source scripts/lib/netns.sh
+
+work=$(mktemp -d /tmp/colo-bench-debian.XXXXXX)
+hosts_ns=colo-bd$$-hosts client_ns=colo-bd$$-client
+problems=0
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    netns_destroy_topology "$hosts_ns" "$client_ns"
+    rm -f "$work"/*.ext4
+    if [ "${BENCH_KEEP_LOGS:-0}" = 1 ] || [ "$problems" -gt 0 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'echo "run_debian: interrupted"; exit 130' INT TERM
+problem() { echo "PROBLEM: $*"; problems=$((problems + 1)); }
+now() { date +%s.%N; }
+on_host() { local run_dir=$1; shift; COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"; }
+client() { ip netns exec "$client_ns" "$@"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+netns_create_topology "$hosts_ns" "$client_ns" 10.98.0.1/24 tapA tapB tapQ ||
+    { echo "run_debian: cannot build the network namespaces" >&2; exit 1; }
+
+# The image is copied, never used itself: each machine gets its own sparse
+# copy (a rw root writes to it). sync, so that no writeback of the copy
+# runs during a timed boot.
+copy_image() {  # NAME: a fresh copy at $work/NAME.ext4
+    rm -f "$work/$1.ext4"
+    cp --sparse=always "$image" "$work/$1.ext4" || { problem "cannot copy $image"; return 1; }
+    sync "$work/$1.ext4"
+}
+
+cmdline_for() {  # ro|rw
+    echo "console=ttyS0 root=/dev/vda $1 init=/sbin/colo-init colo.ip=$guest/24"
+}
+make_config() {  # TAP DISK ro|rw
+    cat <<CFG
+name = "$name"
+memory = 512
+kernel = "$kernel"
+cmdline = "$(cmdline_for "$3")"
+disks = [ "path=$2" ]
+nics = [ "tap=$1,mac=$mac" ]
+console = "stdio"
+CFG
+}
+
+# Starts a VM in the hosts namespace with its console on a FIFO (for the
+# "poweroff" at the end) and its output in a log. Sets vm_pid, vm_log,
+# vm_console (the FIFO's file descriptor), vm_started (the wall clock just
+# before the process starts), vm_tap.
+start_vm() {  # colo|qemu TAG DISK ro|rw
+    local machine=$1 tag=$2 disk=$3 mode=$4
+    vm_log=$work/$tag.log
+    : >"$vm_log"  # exists before the VM's own redirection makes it
+    rm -f "$work/$tag.console"; mkfifo "$work/$tag.console"
+    exec {vm_console}<>"$work/$tag.console"  # read-write: neither side blocks on open
+    if [ "$machine" = colo ]; then
+        vm_tap=tapA
+        make_config tapA "$disk" "$mode" >"$work/$tag.cfg"
+        rm -rf "$work/run-a"; mkdir -p "$work/run-a"
+        vm_started=$(now)
+        # (not through on_host: $! must be the VM's process, not a subshell's)
+        COLO_RUN_DIR=$work/run-a ip netns exec "$hosts_ns" "$colo" run "$work/$tag.cfg" \
+            >"$vm_log" 2>&1 <"$work/$tag.console" &
+    else
+        vm_tap=tapQ
+        vm_started=$(now)
+        ip netns exec "$hosts_ns" qemu-system-riscv64 -M virt -m 512 -smp 1 -nographic -nodefaults \
+            -serial stdio -monitor none -bios "$firmware" \
+            -kernel "$kernel" -append "$(cmdline_for "$mode")" \
+            -drive "file=$disk,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0 \
+            -netdev tap,id=n0,ifname=tapQ,script=no,downscript=no \
+            -device "virtio-net-device,netdev=n0,mac=$mac" \
+            -device virtio-rng-device >"$vm_log" 2>&1 <"$work/$tag.console" &
+    fi
+    vm_pid=$!
+    pids+=("$vm_pid")
+}
+
+# Waits for both services; sets postgresql_s and redis_s (wall clock from
+# the start of the process) and guest_times (what the guest says).
+wait_services() {  # WHAT
+    local what=$1 t
+    postgresql_s="" redis_s=""
+    while [ -z "$postgresql_s" ] || [ -z "$redis_s" ]; do
+        if [ -z "$postgresql_s" ] && grep -q "colo-guest: PostgreSQL ready" "$vm_log"; then
+            t=$(now); postgresql_s=$(echo "$t - $vm_started" | bc)
+        fi
+        if [ -z "$redis_s" ] && grep -q "colo-guest: Redis ready" "$vm_log"; then
+            t=$(now); redis_s=$(echo "$t - $vm_started" | bc)
+        fi
+        [ -n "$postgresql_s" ] && [ -n "$redis_s" ] && break
+        if grep -q "colo-guest: .* failed" "$vm_log"; then
+            problem "$what: a service failed"; tail -20 "$vm_log" | sed 's/^/    /'; return 1
+        fi
+        if ! kill -0 "$vm_pid" 2>/dev/null; then
+            problem "$what: the VM exited before its services were ready"; tail -20 "$vm_log" | sed 's/^/    /'; return 1
+        fi
+        if [ "$(echo "$(now) - $vm_started > $boot_timeout" | bc)" = 1 ]; then
+            problem "$what: services not ready within $boot_timeout s"; tail -20 "$vm_log" | sed 's/^/    /'; return 1
+        fi
+        sleep 0.01
+    done
+    guest_times="guest: PostgreSQL $(sed -n 's/.*colo-guest: PostgreSQL ready (\([0-9.]*\) s since boot).*/\1/p' "$vm_log" | head -1) s,"
+    guest_times+=" Redis $(sed -n 's/.*colo-guest: Redis ready (\([0-9.]*\) s since boot).*/\1/p' "$vm_log" | head -1) s since its boot"
+}
+
+# Powers the VM off from its console and waits for its process to end
+# (kill -9 after LIMIT seconds).
+stop_vm() {  # WHAT [LIMIT]
+    local what=$1 limit=${2:-120} started=$SECONDS status
+    if kill -0 "$vm_pid" 2>/dev/null; then
+        echo poweroff >&"$vm_console"
+        while kill -0 "$vm_pid" 2>/dev/null && ((SECONDS - started < limit)); do sleep 0.1; done
+        if kill -0 "$vm_pid" 2>/dev/null; then
+            problem "$what: no power-off within $limit s"
+            kill -9 "$vm_pid" 2>/dev/null
+        fi
+    fi
+    wait "$vm_pid" 2>/dev/null; status=$?
+    [ "$status" = 0 ] || problem "$what: the VM process exited with status $status"
+    exec {vm_console}>&-
+    # The next VM has the same MAC on another TAP.
+    ip -n "$hosts_ns" link set dev "$vm_tap" type bridge_slave flush 2>/dev/null
+    ip -n "$client_ns" neigh flush dev veth0 2>/dev/null
+    return 0
+}
+
+wait_reachable() {  # WHAT: Redis and PostgreSQL answer from the client namespace
+    local started=$SECONDS
+    until client redis-cli -h "$guest" ping >/dev/null 2>&1 &&
+        client psql -h "$guest" -U postgres -Atc "select 1" >/dev/null 2>&1; do
+        ((SECONDS - started > 60)) && { problem "$1: the services do not answer from the client namespace"; return 1; }
+        sleep 0.2
+    done
+}
+
+# redis-benchmark SET and GET: prints "SET GET" requests/s.
+redis_bench() {  # WHAT
+    local csv
+    csv=$(client timeout 600 redis-benchmark -h "$guest" -p 6379 -t set,get -n "$redis_requests" -c 4 -d 64 --csv 2>&1) ||
+        { problem "$1: redis-benchmark failed: $(echo "$csv" | tail -2)"; return 1; }
+    python3 - "$csv" <<'PY'
+import csv, io, sys
+rates = {row[0]: float(row[1]) for row in csv.reader(io.StringIO(sys.argv[1])) if len(row) > 1 and row[0] in ("SET", "GET")}
+print(f"{rates['SET']:.0f} {rates['GET']:.0f}")
+PY
+}
+
+replication_field() {  # FIELD: the primary's "replication" FIELD from colo status --json
+    on_host "$work/run-a" "$colo" status "$name" --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.load(sys.stdin)['replication']['$1'])" 2>/dev/null
+}
+
+declare -A result
+result_line() {  # KEY VALUE LINE: keeps VALUE for the summary, prints LINE
+    result[$1]=$2
+    echo "$3"
+}
+
+echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(date -u '+%F %T UTC'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "qemu: $(qemu-system-riscv64 --version | head -1)"
+echo "colo: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (modified)') $colo"
+echo "kernel: $kernel; image: $image"
+echo "clients: $(redis-benchmark --version | head -1); $("$pgbench" --version)"
+echo
+
+copy_image colo || exit 1
+copy_image qemu || exit 1
+
+# ---- 1. boot ----------------------------------------------------------------
+echo "== boot to 'PostgreSQL ready' and 'Redis ready' (wall clock from starting the VM process; ro root)"
+declare -A boot_postgresql boot_redis
+for round in $(seq 1 "$boots"); do
+    for machine in colo qemu; do
+        start_vm "$machine" "boot-$machine-$round" "$work/$machine.ext4" ro
+        if wait_services "boot $machine #$round"; then
+            boot_postgresql[$machine]+="$postgresql_s "
+            boot_redis[$machine]+="$redis_s "
+            printf 'boot %-4s #%d: PostgreSQL ready %7.3f s, Redis ready %7.3f s (%s)\n' \
+                "$machine" "$round" "$postgresql_s" "$redis_s" "$guest_times"
+        fi
+        stop_vm "boot $machine #$round"
+    done
+done
+for machine in colo qemu; do
+    # shellcheck disable=SC2086 # the lists are words
+    result[boot_postgresql_$machine]=$(median ${boot_postgresql[$machine]:-})
+    # shellcheck disable=SC2086
+    result[boot_redis_$machine]=$(median ${boot_redis[$machine]:-})
+    echo "boot $machine median of $boots: PostgreSQL ready ${result[boot_postgresql_$machine]} s, Redis ready ${result[boot_redis_$machine]} s"
+done
+boot_target_line="colo boot to both services (median): target under $boot_target s: "
+if [ "${result[boot_postgresql_colo]}" = - ] || [ "${result[boot_redis_colo]}" = - ]; then
+    boot_target_line+="not measured"
+elif [ "$(echo "${result[boot_postgresql_colo]} < $boot_target && ${result[boot_redis_colo]} < $boot_target" | bc)" = 1 ]; then
+    boot_target_line+="met"
+else
+    boot_target_line+="NOT met"
+fi
+echo "$boot_target_line"
+echo
+
+# ---- 2. Redis -----------------------------------------------------------------
+echo "== Redis: redis-benchmark -t set,get -n $redis_requests -c 4 -d 64 (requests/s; ro root, state in guest RAM)"
+port=$((47400 + $$ % 500))
+copy_image secondary || exit 1
+# colo: unprotected, then protected by a secondary on tapB.
+start_vm colo redis-colo "$work/colo.ext4" ro
+if wait_services "redis colo" && wait_reachable "redis colo" && rates=$(redis_bench "colo unprotected"); then
+    read -r set_rate get_rate <<<"$rates"
+    result[redis_set_colo]=$set_rate result[redis_get_colo]=$get_rate
+    echo "redis colo unprotected: SET $set_rate/s GET $get_rate/s"
+fi
+if kill -0 "$vm_pid" 2>/dev/null; then
+    make_config tapB "$work/secondary.ext4" ro >"$work/secondary.cfg"
+    rm -rf "$work/run-b"; mkdir -p "$work/run-b"
+    COLO_RUN_DIR=$work/run-b ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$port" "$work/secondary.cfg" \
+        >"$work/secondary.log" 2>&1 </dev/null &
+    secondary_pid=$!; pids+=("$secondary_pid")
+    started=$SECONDS
+    until grep -q "waiting for the primary" "$work/secondary.log"; do
+        if ! kill -0 "$secondary_pid" 2>/dev/null || ((SECONDS - started >= 60)); then break; fi
+        sleep 0.05
+    done
+    if ! grep -q "waiting for the primary" "$work/secondary.log"; then
+        problem "colo secondary did not start"; tail -20 "$work/secondary.log" | sed 's/^/    /'
+    elif ! on_host "$work/run-a" "$colo" protect "$name" "127.0.0.1:$port" >"$work/protect.log" 2>&1; then
+        problem "colo protect: $(cat "$work/protect.log")"
+    else
+        started=$SECONDS
+        until [ "$(replication_field checkpoints)" -ge "$checkpoints_before" ] 2>/dev/null; do
+            ((SECONDS - started > 120)) && break
+            sleep 0.1
+        done
+        checkpoints_start=$(replication_field checkpoints)
+        if [ "${checkpoints_start:-0}" -lt "$checkpoints_before" ] 2>/dev/null || [ -z "$checkpoints_start" ]; then
+            problem "colo protected: fewer than $checkpoints_before checkpoints within 120 s (state $(replication_field state))"
+        elif rates=$(redis_bench "colo protected"); then
+            read -r set_rate get_rate <<<"$rates"
+            state=$(replication_field state) checkpoints=$(replication_field checkpoints)
+            p50=$(replication_field downtime_p50_ms) p99=$(replication_field downtime_p99_ms)
+            result[redis_set_protected]=$set_rate result[redis_get_protected]=$get_rate
+            result[checkpoints]=$checkpoints result[downtime]="$p50 / $p99"
+            echo "redis colo protected: SET $set_rate/s GET $get_rate/s;" \
+                "primary: $checkpoints checkpoints ($((checkpoints - checkpoints_start)) during redis-benchmark)," \
+                "downtime p50 $p50 ms p99 $p99 ms, state $state"
+            [ "$state" = unprotected ] && problem "colo protected: the primary lost its secondary"
+        fi
+    fi
+    # The secondary first, so that it does not take over when the primary powers off.
+    kill -9 "$secondary_pid" 2>/dev/null; wait "$secondary_pid" 2>/dev/null
+    ip -n "$hosts_ns" link set dev tapB type bridge_slave flush 2>/dev/null
+fi
+stop_vm "redis colo"
+rm -f "$work/secondary.ext4"
+start_vm qemu redis-qemu "$work/qemu.ext4" ro
+if wait_services "redis qemu" && wait_reachable "redis qemu" && rates=$(redis_bench "qemu"); then
+    read -r set_rate get_rate <<<"$rates"
+    result[redis_set_qemu]=$set_rate result[redis_get_qemu]=$get_rate
+    echo "redis qemu: SET $set_rate/s GET $get_rate/s"
+fi
+stop_vm "redis qemu"
+echo
+
+# ---- 3. PostgreSQL ------------------------------------------------------------
+echo "== PostgreSQL: pgbench -i -s $pgbench_scale (wall time), then pgbench -T $pgbench_seconds -c 4 (tps); rw root, a fresh copy each"
+echo "   (colo unprotected only: disks are not replicated yet, so a protected VM's disk writes would not be)"
+for machine in colo qemu; do
+    rm -f "$work/$machine.ext4"
+    copy_image "$machine-rw" || continue
+    start_vm "$machine" "pgbench-$machine" "$work/$machine-rw.ext4" rw
+    if wait_services "pgbench $machine" && wait_reachable "pgbench $machine"; then
+        started=$(now)
+        if client "$pgbench" -h "$guest" -U postgres -i -s "$pgbench_scale" postgres >"$work/pgbench-init-$machine.out" 2>&1; then
+            init_s=$(echo "$(now) - $started" | bc)
+            result[pgbench_init_$machine]=$(printf '%.2f' "$init_s")
+            if client "$pgbench" -h "$guest" -U postgres -T "$pgbench_seconds" -c 4 postgres >"$work/pgbench-run-$machine.out" 2>&1; then
+                tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$work/pgbench-run-$machine.out")
+                [ -n "$tps" ] || tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench-run-$machine.out" | tail -1)
+                result[pgbench_tps_$machine]=$(printf '%.1f' "$tps")
+                transactions=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench-run-$machine.out")
+                latency=$(sed -n 's/^latency average = \(.*\)$/\1/p' "$work/pgbench-run-$machine.out")
+                echo "pgbench $machine: init -s $pgbench_scale ${result[pgbench_init_$machine]} s; -T $pgbench_seconds -c 4: ${result[pgbench_tps_$machine]} tps ($transactions transactions, latency average $latency)"
+            else
+                problem "pgbench $machine failed: $(tail -3 "$work/pgbench-run-$machine.out")"
+            fi
+        else
+            problem "pgbench -i $machine failed: $(tail -3 "$work/pgbench-init-$machine.out")"
+        fi
+    fi
+    stop_vm "pgbench $machine" 300
+    rm -f "$work/$machine-rw.ext4"
+done
+echo
+
+# ---- summary ------------------------------------------------------------------
+value() { echo "${result[$1]:--}"; }
+echo "== summary ($(date -u '+%F %T UTC'), load $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '| %-44s | %12s | %12s | %14s |\n' measurement colo qemu "colo protected"
+printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..16})"
+row() { printf '| %-44s | %12s | %12s | %14s |\n' "$1" "$2" "$3" "$4"; }
+row "boot to PostgreSQL ready, median of $boots (s)" "$(value boot_postgresql_colo)" "$(value boot_postgresql_qemu)" ""
+row "boot to Redis ready, median of $boots (s)" "$(value boot_redis_colo)" "$(value boot_redis_qemu)" ""
+row "Redis SET (requests/s)" "$(value redis_set_colo)" "$(value redis_set_qemu)" "$(value redis_set_protected)"
+row "Redis GET (requests/s)" "$(value redis_get_colo)" "$(value redis_get_qemu)" "$(value redis_get_protected)"
+row "checkpoints (primary, total)" "" "" "$(value checkpoints)"
+row "checkpoint downtime p50 / p99 (ms)" "" "" "$(value downtime)"
+row "pgbench -i -s $pgbench_scale (s)" "$(value pgbench_init_colo)" "$(value pgbench_init_qemu)" "not replicated"
+row "pgbench -T $pgbench_seconds -c 4 (tps)" "$(value pgbench_tps_colo)" "$(value pgbench_tps_qemu)" "not replicated"
+echo "$boot_target_line"
+if [ "$problems" -gt 0 ]; then
+    echo "$problems problem(s), see above"
+    exit 1
+fi
