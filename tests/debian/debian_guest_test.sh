@@ -22,28 +22,12 @@
 set -uo pipefail
 colo=$(realpath "$1") kernel=$(realpath "$2") image=$(realpath "$3")
 here=$(cd "$(dirname "$0")" && pwd)
-source "$here/../../scripts/lib/netns.sh"
 boot_timeout=240 # an ASan build of colo, on a loaded 2-core machine
 guest=10.95.0.2
 firmware=/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf
 
-passed=0 failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-
-work=$(mktemp -d /tmp/colo-debian-test.XXXXXX)
-hosts_ns=colo-dt$$-hosts client_ns=colo-dt$$-client
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    netns_destroy_topology "$hosts_ns" "$client_ns"
-    if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
-}
-trap cleanup EXIT
-trap 'fail "interrupted"; exit 130' INT TERM
-netns_create_topology "$hosts_ns" "$client_ns" 10.95.0.1/24 tapA tapB tapQ ||
-    { fail "cannot build the network namespaces"; exit 1; }
+source "$here/../support/e2e_lib.sh"
+e2e_begin debian dt 10.95.0.1/24 tapA tapB tapQ
 mkdir -p "$work/A" "$work/B"
 
 make_config() { # TAP DISK ROOT_MODE(rw|ro) [KERNEL]
@@ -60,29 +44,6 @@ console = "stdio"
 CFG
 }
 
-wait_for() { # LOG TEXT WHAT PID [TIMEOUT]
-    local started=$SECONDS limit=${5:-$boot_timeout}
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || { fail "$3: process exited"; tail -20 "$1"; return 1; }
-        ((SECONDS - started > limit)) && { fail "$3: no '$2' within $limit s"; tail -20 "$1"; return 1; }
-        sleep 0.1
-    done
-}
-
-wait_exit() { # PID TIMEOUT: the process's exit status, 124 if it did not end
-    local waited=0
-    while kill -0 "$1" 2>/dev/null; do
-        ((waited >= $2 * 10)) && return 124
-        sleep 0.1; waited=$((waited + 1))
-    done
-    wait "$1"
-}
-
-on_client() { ip netns exec "$client_ns" "$@"; }
-on_host() { # RUN_DIR COMMAND...
-    local run_dir=$1; shift
-    COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"
-}
 redis() { on_client timeout 20 redis-cli -h "$guest" "$@"; }
 sql() { on_client timeout 60 psql -h "$guest" -U postgres -X -q -A -t -c "$1"; }
 
@@ -92,7 +53,7 @@ sql() { on_client timeout 60 psql -h "$guest" -U postgres -X -q -A -t -c "$1"; }
 start_session() {
     mkfifo "$work/session.in"
     # stdbuf: psql's stdio would hold its answers back (not a terminal).
-    on_client stdbuf -oL psql -h "$guest" -U postgres -X -q -A -t -v ON_ERROR_STOP=0 \
+    ip netns exec "$client_ns" stdbuf -oL psql -h "$guest" -U postgres -X -q -A -t -v ON_ERROR_STOP=0 \
         <"$work/session.in" >"$work/session.out" 2>&1 &
     session_pid=$!; pids+=("$session_pid")
     exec 7>"$work/session.in"
@@ -142,6 +103,16 @@ check_clock() { # WHERE: the guest's clock against the host's
     fi
 }
 
+check_devices() { # WHERE: what the guest's kernel found (read through PostgreSQL)
+    local rng rtc
+    rng=$(sql "SELECT pg_read_file('/sys/class/misc/hw_random/rng_current')" 2>&1)
+    rtc=$(sql "SELECT string_agg(f, ' ') FROM pg_ls_dir('/sys/bus/platform/drivers/goldfish_rtc') f WHERE f LIKE '%rtc%'" 2>&1)
+    [[ "$rng" == virtio_rng* ]] && pass "$1: the guest's hardware RNG is virtio-rng ($rng)" ||
+        fail "$1: the guest's hardware RNG: '$rng'"
+    [ "$rtc" = 101000.rtc ] && pass "$1: the guest's goldfish RTC driver has the device at 0x101000" ||
+        fail "$1: the guest's goldfish RTC driver has: '$rtc'"
+}
+
 poweroff_and_fsck() { # WHERE PID DISK
     echo poweroff >&8
     local status=0
@@ -168,6 +139,7 @@ if wait_for "$work/colo-rw.log" "colo-guest: services ready" "colo boot" "$colo_
     pass "colo: the Debian guest booted; both services ready $(boot_seconds "$work/colo-rw.log") s after the kernel started ($(grep -o 'PostgreSQL ready.*\|Redis ready.*' "$work/colo-rw.log" | tr '\n' ' '))"
     check_services colo
     check_clock colo
+    check_devices colo
     reply=$(sql "CREATE TABLE visits (host text, at timestamptz DEFAULT now()); INSERT INTO visits (host) VALUES ('colo'); SELECT count(*) FROM visits" 2>&1)
     [ "$reply" = 1 ] && pass "colo: a row committed in PostgreSQL" || fail "colo: PostgreSQL insert: '$reply'"
     poweroff_and_fsck colo "$colo_pid" "$work/root.ext4"

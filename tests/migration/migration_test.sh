@@ -22,28 +22,11 @@ set -uo pipefail
 shopt -s lastpipe
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
-source "$here/../../scripts/lib/netns.sh"
 boot_timeout=120
 guest=10.96.0.2
 
-passed=0 failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-
-work=$(mktemp -d /tmp/colo-migration-test.XXXXXX)
-hosts_ns=colo-mt$$-hosts client_ns=colo-mt$$-client
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    netns_destroy_topology "$hosts_ns" "$client_ns"
-    if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work"; fi
-}
-trap cleanup EXIT
-trap 'fail "interrupted"; exit 130' INT TERM
-
-netns_create_topology "$hosts_ns" "$client_ns" 10.96.0.1/24 tapA tapB ||
-    { fail "cannot build the network namespaces"; exit 1; }
+source "$here/../support/e2e_lib.sh"
+e2e_begin migration mt 10.96.0.1/24 tapA tapB
 
 truncate -s 16M "$work/disk.img"
 make_config() {  # TAP
@@ -61,20 +44,6 @@ CFG
 make_config tapA >"$work/a.cfg"
 make_config tapB >"$work/b.cfg"
 mkdir -p "$work/A" "$work/B" "$work/C"
-
-on_host() {  # RUN_DIR COMMAND...
-    local run_dir=$1; shift
-    COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"
-}
-
-wait_for() {  # LOG TEXT WHAT PID
-    local started=$SECONDS
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || { fail "$3: process exited"; tail -20 "$1"; return 1; }
-        ((SECONDS - started > boot_timeout)) && { fail "$3: no '$2' within $boot_timeout s"; tail -20 "$1"; return 1; }
-        sleep 0.05
-    done
-}
 
 vm_state() {  # RUN_DIR
     on_host "$1" "$colo" status moving --json 2>/dev/null |
