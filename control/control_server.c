@@ -112,9 +112,7 @@ static void server_log(struct control_server *server, const char *format, ...)
 
 static double unix_time_seconds(void)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (double)now.tv_sec + (double)(now.tv_nsec / 1000000) / 1000.0;
+    return (double)(clock_realtime_ns() / 1000000) / 1000.0; /* milliseconds, as events carry them */
 }
 
 /* A JSON string for a message that may hold bytes that are not UTF-8 (a

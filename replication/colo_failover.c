@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "machine.h"
 
 /* The owner hears first, so whoever waits for the outcome finds the owner
@@ -66,14 +67,10 @@ int colo_failover_start(struct colo_failover *failover, struct colo_secondary *s
 enum colo_failover_outcome colo_failover_wait(struct colo_failover *failover, int timeout_ms,
                                               struct colo_failover_result *result)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    /* The condition variable has the default clock, the wall clock. */
+    uint64_t deadline_ns = clock_realtime_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct timespec deadline = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
+                                 .tv_nsec = (long)(deadline_ns % 1000000000u) };
     pthread_mutex_lock(&failover->lock);
     int waited = 0;
     while (failover->result.outcome == COLO_FAILOVER_PENDING && waited == 0)
