@@ -447,6 +447,8 @@ int secondary_disk_checkpoint_commit(struct secondary_disk *disk, struct seconda
 
 void secondary_disk_checkpoint_abort(struct secondary_disk *disk)
 {
+    if (disk->broken || disk->failed_over)
+        return; /* a broken disk keeps its buffer (secondary_disk.h); after failover it has none */
     block_map_clear(&disk->buffer);
     disk->checkpoints_aborted++;
 }

@@ -117,7 +117,8 @@ int secondary_disk_checkpoint_commit(struct secondary_disk *disk, struct seconda
                                      struct error *err);
 
 /* The checkpoint that would end the epoch did not arrive whole: drops the
- * buffer; the base and the overlay are unchanged. */
+ * buffer; the base and the overlay are unchanged. Nothing on a broken or
+ * failed-over disk. */
 void secondary_disk_checkpoint_abort(struct secondary_disk *disk);
 
 /* Failover: the SVM's view becomes the disk. Writes the overlay into the

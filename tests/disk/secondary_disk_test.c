@@ -333,6 +333,11 @@ static void test_failing_commit(void)
     CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0, "a commit with a failing base succeeded");
     CHECK(strstr(err.message, "memory.img") != NULL, "the message does not name the image: %s", err.message);
     CHECK(secondary_disk_broken(disk), "the disk is not broken after a failed fold");
+    /* What remains, as secondary_disk.h says: the epoch's writes below the
+     * failed write, the last checkpoint's bytes above it. */
+    CHECK(all_bytes(memory->bytes, BLOCK, 0xd1), "the write before the failed one is not in the base");
+    CHECK(memory->bytes[9 * BLOCK] == (uint8_t)(9 * BLOCK * 7 + 3), "the base changed above the failed write");
+    secondary_disk_checkpoint_abort(disk);
     CHECK(block_backend_read(svm, 0, data, BLOCK) == -EIO, "a broken disk still serves reads");
     CHECK(block_backend_write(svm, 0, data, BLOCK) == -EIO, "a broken disk still takes writes");
     CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0, "a broken disk commits again");
