@@ -17,6 +17,7 @@ ALLOWED = {
     "replication": {"stream", "machine", "common"},
     "cluster": {"common"},
     "proxy": {"replication", "cluster", "stream", "machine", "common"},
+    "disk": {"machine", "common"},
     "control": {"stream", "machine", "common"},
     "vm": {"proxy", "cluster", "replication", "control", "stream", "machine", "common"},
     "programs": {"vm", "control", "common"},

@@ -1,0 +1,512 @@
+/* The COLO secondary's three-part disk (secondary_disk.h). */
+#include "secondary_disk.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block_map.h"
+#include "clock.h"
+
+enum {
+    SECTORS_PER_BLOCK = SECONDARY_DISK_BLOCK_SIZE / SECONDARY_DISK_SECTOR_SIZE,
+    /* The largest write a fold hands the base: adjacent blocks are staged
+     * into one buffer of this size. */
+    FOLD_STAGING_BYTES = 64 * SECONDARY_DISK_BLOCK_SIZE,
+    ALL_SECTORS = (1u << SECTORS_PER_BLOCK) - 1,
+};
+_Static_assert(SECTORS_PER_BLOCK <= 8, "a block's sectors must fit block_map_slot.sectors");
+
+struct secondary_disk {
+    struct block_backend backend; /* first: the backend pointer is the disk's */
+    struct block_backend *base;   /* owned */
+    uint64_t buffer_limit_bytes;
+    /* The SVM's writes: every slot's block is whole (all sectors); data
+     * NULL means the SVM discarded the whole block and reads zeros. */
+    struct block_map overlay;
+    /* The PVM's writes of this epoch: data is always a block, `sectors`
+     * says which of its sectors were written (only those are folded, so a
+     * partial write needs no read of the base). */
+    struct block_map buffer;
+    uint8_t *staging; /* FOLD_STAGING_BYTES */
+    uint64_t checkpoints_committed;
+    uint64_t checkpoints_aborted;
+    uint64_t folded_blocks_total;
+    uint64_t folded_bytes_total;
+    bool broken;
+    bool failed_over;
+};
+
+static const struct block_backend_ops secondary_disk_ops;
+
+static const uint8_t zero_block[SECONDARY_DISK_BLOCK_SIZE];
+
+struct secondary_disk *secondary_disk_of(struct block_backend *backend)
+{
+    return backend && backend->ops == &secondary_disk_ops ? (struct secondary_disk *)backend : NULL;
+}
+
+struct block_backend *secondary_disk_backend(struct secondary_disk *disk)
+{
+    return &disk->backend;
+}
+
+bool secondary_disk_broken(const struct secondary_disk *disk)
+{
+    return disk->broken;
+}
+
+/* Bytes of block `index` inside the image: the last block may be short. */
+static size_t block_length(const struct secondary_disk *disk, uint64_t index)
+{
+    uint64_t start = index * SECONDARY_DISK_BLOCK_SIZE;
+    uint64_t rest = disk->backend.size - start;
+    return rest < SECONDARY_DISK_BLOCK_SIZE ? (size_t)rest : SECONDARY_DISK_BLOCK_SIZE;
+}
+
+/* Whole sectors inside the image; virtio-blk never asks for anything else. */
+static bool request_valid(const struct secondary_disk *disk, uint64_t offset, uint64_t length)
+{
+    return offset % SECONDARY_DISK_SECTOR_SIZE == 0 && length % SECONDARY_DISK_SECTOR_SIZE == 0 &&
+           offset <= disk->backend.size && length <= disk->backend.size - offset;
+}
+
+/* The part of block `index` a request [offset, offset + length) covers. */
+struct block_part {
+    uint64_t index;
+    size_t start;  /* inside the block */
+    size_t length; /* inside the block */
+};
+
+static struct block_part first_part(const struct secondary_disk *disk, uint64_t offset, uint64_t length)
+{
+    uint64_t index = offset / SECONDARY_DISK_BLOCK_SIZE;
+    size_t start = (size_t)(offset % SECONDARY_DISK_BLOCK_SIZE);
+    size_t room = block_length(disk, index) - start;
+    return (struct block_part){ .index = index, .start = start, .length = length < room ? (size_t)length : room };
+}
+
+/* The SVM's read: the overlay's blocks, the base's bytes between them (one
+ * base read per run of blocks the overlay does not have). */
+static int disk_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
+{
+    struct secondary_disk *disk = (struct secondary_disk *)backend;
+    if (disk->broken)
+        return -EIO;
+    if (!request_valid(disk, offset, length))
+        return -EINVAL;
+    uint8_t *out = buffer;
+    uint64_t base_run_offset = offset;
+    size_t base_run_length = 0;
+    while (length > 0) {
+        struct block_part part = first_part(disk, offset, length);
+        const struct block_map_slot *slot = block_map_find(&disk->overlay, part.index);
+        if (slot) {
+            if (base_run_length > 0) {
+                int result = block_backend_read(disk->base, base_run_offset, out - base_run_length, base_run_length);
+                if (result < 0)
+                    return result;
+                base_run_length = 0;
+            }
+            memcpy(out, slot->data ? slot->data + part.start : zero_block, part.length);
+        } else {
+            if (base_run_length == 0)
+                base_run_offset = offset;
+            base_run_length += part.length;
+        }
+        out += part.length;
+        offset += part.length;
+        length -= part.length;
+    }
+    if (base_run_length > 0)
+        return block_backend_read(disk->base, base_run_offset, out - base_run_length, base_run_length);
+    return 0;
+}
+
+/* The overlay's block `index` with its bytes: a new block holds the base's
+ * bytes first unless the caller will overwrite all of it; a discarded one
+ * holds zeros. The bytes are ready before the slot is made, so a failure
+ * (NULL, *result set) leaves the overlay as it was. */
+static struct block_map_slot *overlay_block(struct secondary_disk *disk, uint64_t index, bool whole, int *result)
+{
+    struct block_map_slot *slot = block_map_find(&disk->overlay, index);
+    if (slot && slot->data)
+        return slot;
+    uint8_t *data = malloc(SECONDARY_DISK_BLOCK_SIZE);
+    if (!data) {
+        *result = -ENOMEM;
+        return NULL;
+    }
+    size_t length = block_length(disk, index);
+    if (slot)
+        memset(data, 0, length);
+    else if (!whole) {
+        int read_result = block_backend_read(disk->base, index * SECONDARY_DISK_BLOCK_SIZE, data, length);
+        if (read_result < 0) {
+            free(data);
+            *result = read_result;
+            return NULL;
+        }
+    }
+    slot = block_map_insert(&disk->overlay, index);
+    if (!slot) {
+        free(data);
+        *result = -ENOMEM;
+        return NULL;
+    }
+    slot->data = data;
+    slot->sectors = ALL_SECTORS;
+    return slot;
+}
+
+/* The SVM's write: into the overlay only. The base is the PVM's disk and
+ * is written only by folds. */
+static int disk_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
+{
+    struct secondary_disk *disk = (struct secondary_disk *)backend;
+    if (disk->broken)
+        return -EIO;
+    if (disk->failed_over)
+        return block_backend_write(disk->base, offset, buffer, length);
+    if (!request_valid(disk, offset, length))
+        return -EINVAL;
+    const uint8_t *in = buffer;
+    while (length > 0) {
+        struct block_part part = first_part(disk, offset, length);
+        int result = 0;
+        struct block_map_slot *slot = overlay_block(
+            disk, part.index, part.start == 0 && part.length == block_length(disk, part.index), &result);
+        if (!slot)
+            return result; /* the blocks before this one are written: a failed write may do part of it */
+        memcpy(slot->data + part.start, in, part.length);
+        in += part.length;
+        offset += part.length;
+        length -= part.length;
+    }
+    return 0;
+}
+
+/* The SVM's flush succeeds without touching the base: its writes live in
+ * the overlay and are thrown away at the next checkpoint (the SVM's memory
+ * is replaced then too), so there is nothing durable to promise. At
+ * failover they become the disk, and the failover flushes the base; after
+ * it a flush is the base's. */
+static int disk_flush(struct block_backend *backend)
+{
+    struct secondary_disk *disk = (struct secondary_disk *)backend;
+    if (disk->broken)
+        return -EIO;
+    if (disk->failed_over)
+        return block_backend_flush(disk->base);
+    return 0;
+}
+
+/* The SVM's discard: the range reads as zeros afterwards (whole blocks
+ * hold no memory). */
+static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
+{
+    struct secondary_disk *disk = (struct secondary_disk *)backend;
+    if (disk->broken)
+        return -EIO;
+    if (disk->failed_over)
+        return block_backend_discard(disk->base, offset, length);
+    if (!request_valid(disk, offset, length))
+        return -EINVAL;
+    while (length > 0) {
+        struct block_part part = first_part(disk, offset, length);
+        int result = 0;
+        if (part.start == 0 && part.length == block_length(disk, part.index)) {
+            struct block_map_slot *slot = block_map_insert(&disk->overlay, part.index);
+            if (!slot)
+                return -ENOMEM;
+            free(slot->data);
+            slot->data = NULL;
+            slot->sectors = ALL_SECTORS;
+        } else {
+            struct block_map_slot *slot = overlay_block(disk, part.index, false, &result);
+            if (!slot)
+                return result;
+            memset(slot->data + part.start, 0, part.length);
+        }
+        offset += part.length;
+        length -= part.length;
+    }
+    return 0;
+}
+
+static void disk_destroy(struct block_backend *backend)
+{
+    struct secondary_disk *disk = (struct secondary_disk *)backend;
+    block_map_clear(&disk->overlay);
+    block_map_clear(&disk->buffer);
+    block_backend_destroy(disk->base);
+    free(disk->staging);
+    free(disk);
+}
+
+static const struct block_backend_ops secondary_disk_ops = {
+    .kind = "secondary disk",
+    .read = disk_read,
+    .write = disk_write,
+    .flush = disk_flush,
+    .discard = disk_discard,
+    .destroy = disk_destroy,
+};
+
+struct secondary_disk *secondary_disk_create(struct block_backend *base, const struct secondary_disk_options *options,
+                                             struct error *err)
+{
+    if (base->read_only) {
+        error_set(err, "the secondary's image %s is read-only: checkpoints write to it", base->name);
+        return NULL;
+    }
+    struct secondary_disk *disk = calloc(1, sizeof *disk);
+    uint8_t *staging = malloc(FOLD_STAGING_BYTES);
+    if (!disk || !staging) {
+        free(disk);
+        free(staging);
+        error_set(err, "out of memory for the secondary disk of image %s", base->name);
+        return NULL;
+    }
+    disk->backend = (struct block_backend){
+        .ops = &secondary_disk_ops,
+        .name = base->name,
+        .size = base->size,
+        .read_only = false,
+    };
+    disk->base = base;
+    disk->buffer_limit_bytes = options ? options->buffer_limit_bytes : 0;
+    disk->staging = staging;
+    return disk;
+}
+
+/* Which sectors of a block the part [start, start + length) covers. */
+static uint8_t part_sectors(size_t start, size_t length)
+{
+    size_t first = start / SECONDARY_DISK_SECTOR_SIZE;
+    size_t count = (length + SECONDARY_DISK_SECTOR_SIZE - 1) / SECONDARY_DISK_SECTOR_SIZE;
+    return (uint8_t)(((1u << count) - 1) << first);
+}
+
+static int refuse_if_done(const struct secondary_disk *disk, struct error *err, const char *what)
+{
+    if (disk->broken)
+        return error_set(err, "%s on image %s: the disk is broken (an earlier fold into it failed)", what,
+                         disk->backend.name);
+    if (disk->failed_over)
+        return error_set(err, "%s on image %s: the disk has failed over", what, disk->backend.name);
+    return 0;
+}
+
+int secondary_disk_buffer_write(struct secondary_disk *disk, uint64_t offset, const void *data, size_t length,
+                                struct error *err)
+{
+    if (refuse_if_done(disk, err, "a primary write") < 0)
+        return -1;
+    if (!request_valid(disk, offset, length))
+        return error_set(err,
+                         "a primary write of %zu bytes at offset %" PRIu64
+                         " is not whole sectors inside image %s (%" PRIu64 " bytes)",
+                         length, offset, disk->backend.name, disk->backend.size);
+    /* Count the new blocks first: a write that would pass the bound
+     * changes nothing. */
+    uint64_t new_blocks = 0;
+    for (uint64_t index = offset / SECONDARY_DISK_BLOCK_SIZE;
+         length > 0 && index <= (offset + length - 1) / SECONDARY_DISK_BLOCK_SIZE; index++)
+        new_blocks += block_map_find(&disk->buffer, index) == NULL;
+    uint64_t held = (disk->buffer.count + new_blocks) * SECONDARY_DISK_BLOCK_SIZE;
+    if (disk->buffer_limit_bytes && held > disk->buffer_limit_bytes)
+        /* Spilling to a file beyond the bound is a later piece (issue 11). */
+        return error_set(err,
+                         "the buffer of the primary's writes for image %s would hold %" PRIu64
+                         " bytes, over its bound of %" PRIu64 " (spilling to a file is not built yet)",
+                         disk->backend.name, held, disk->buffer_limit_bytes);
+    const uint8_t *in = data;
+    while (length > 0) {
+        struct block_part part = first_part(disk, offset, length);
+        struct block_map_slot *slot = block_map_find(&disk->buffer, part.index);
+        if (!slot) {
+            uint8_t *block = malloc(SECONDARY_DISK_BLOCK_SIZE);
+            slot = block ? block_map_insert(&disk->buffer, part.index) : NULL;
+            if (!slot) {
+                free(block);
+                /* The blocks before this one hold their part: the epoch's
+                 * buffer is incomplete, and its checkpoint must not commit. */
+                return error_set(err, "out of memory for the buffer of the primary's writes for image %s",
+                                 disk->backend.name);
+            }
+            slot->data = block;
+        }
+        memcpy(slot->data + part.start, in, part.length);
+        slot->sectors |= part_sectors(part.start, part.length);
+        in += part.length;
+        offset += part.length;
+        length -= part.length;
+    }
+    return 0;
+}
+
+/* A fold in progress: runs of bytes staged until the next one does not
+ * follow on or the staging is full, then written to the base as one. */
+struct fold {
+    struct secondary_disk *disk;
+    struct secondary_disk_fold_report *report;
+    uint64_t staged_offset;
+    size_t staged_length;
+};
+
+static int fold_write_staged(struct fold *fold, struct error *err)
+{
+    if (fold->staged_length == 0)
+        return 0;
+    struct secondary_disk *disk = fold->disk;
+    int result = block_backend_write(disk->base, fold->staged_offset, disk->staging, fold->staged_length);
+    if (result < 0) {
+        disk->broken = true;
+        return error_set(err, "cannot write %zu bytes at offset %" PRIu64 " of image %s: %s", fold->staged_length,
+                         fold->staged_offset, disk->backend.name, strerror(-result));
+    }
+    fold->report->writes++;
+    fold->report->bytes += fold->staged_length;
+    fold->staged_length = 0;
+    return 0;
+}
+
+/* Adds [offset, offset + length) with these bytes (NULL: zeros). */
+static int fold_add(struct fold *fold, uint64_t offset, const uint8_t *bytes, size_t length, struct error *err)
+{
+    if (fold->staged_length > 0 &&
+        (fold->staged_offset + fold->staged_length != offset || fold->staged_length + length > FOLD_STAGING_BYTES))
+        if (fold_write_staged(fold, err) < 0)
+            return -1;
+    if (fold->staged_length == 0)
+        fold->staged_offset = offset;
+    memcpy(fold->disk->staging + fold->staged_length, bytes ? bytes : zero_block, length);
+    fold->staged_length += length;
+    return 0;
+}
+
+/* Writes a map's blocks into the base in offset order: the written
+ * sectors of each (runs of them), discarded blocks as zeros. */
+static int fold_map(struct secondary_disk *disk, const struct block_map *map, struct secondary_disk_fold_report *report,
+                    struct error *err)
+{
+    size_t count;
+    struct block_map_slot **sorted = block_map_sorted(map, &count);
+    if (!sorted && map->count > 0)
+        return error_set(err, "out of memory to fold into image %s", disk->backend.name);
+    struct fold fold = { .disk = disk, .report = report };
+    int result = 0;
+    for (size_t at = 0; at < count && result == 0; at++) {
+        const struct block_map_slot *slot = sorted[at];
+        uint64_t start = slot->index * SECONDARY_DISK_BLOCK_SIZE;
+        size_t length = block_length(disk, slot->index);
+        report->blocks++;
+        for (size_t sector = 0; sector < SECTORS_PER_BLOCK && result == 0;) {
+            if (!(slot->sectors & (1u << sector))) {
+                sector++;
+                continue;
+            }
+            size_t end = sector;
+            while (end < SECTORS_PER_BLOCK && (slot->sectors & (1u << end)))
+                end++;
+            size_t run_start = sector * SECONDARY_DISK_SECTOR_SIZE;
+            size_t run_end = end * SECONDARY_DISK_SECTOR_SIZE < length ? end * SECONDARY_DISK_SECTOR_SIZE : length;
+            if (run_start < run_end)
+                result = fold_add(&fold, start + run_start, slot->data ? slot->data + run_start : NULL,
+                                  run_end - run_start, err);
+            sector = end;
+        }
+    }
+    if (result == 0)
+        result = fold_write_staged(&fold, err);
+    free(sorted);
+    return result;
+}
+
+int secondary_disk_checkpoint_commit(struct secondary_disk *disk, struct secondary_disk_fold_report *report,
+                                     struct error *err)
+{
+    struct secondary_disk_fold_report ignored;
+    report = report ? report : &ignored;
+    *report = (struct secondary_disk_fold_report){ 0 };
+    if (refuse_if_done(disk, err, "a checkpoint") < 0)
+        return -1;
+    uint64_t started = clock_monotonic_ns();
+    if (fold_map(disk, &disk->buffer, report, err) < 0)
+        return error_prefix(err, "checkpoint not applied to the disk: ");
+    block_map_clear(&disk->buffer);
+    block_map_clear(&disk->overlay);
+    report->duration_ns = clock_monotonic_ns() - started;
+    disk->checkpoints_committed++;
+    disk->folded_blocks_total += report->blocks;
+    disk->folded_bytes_total += report->bytes;
+    return 0;
+}
+
+void secondary_disk_checkpoint_abort(struct secondary_disk *disk)
+{
+    if (disk->broken || disk->failed_over)
+        return; /* a broken disk keeps its buffer (secondary_disk.h); after failover it has none */
+    block_map_clear(&disk->buffer);
+    disk->checkpoints_aborted++;
+}
+
+int secondary_disk_failover(struct secondary_disk *disk, struct secondary_disk_fold_report *report, struct error *err)
+{
+    struct secondary_disk_fold_report ignored;
+    report = report ? report : &ignored;
+    *report = (struct secondary_disk_fold_report){ 0 };
+    if (refuse_if_done(disk, err, "a failover") < 0)
+        return -1;
+    uint64_t started = clock_monotonic_ns();
+    if (fold_map(disk, &disk->overlay, report, err) < 0)
+        return error_prefix(err, "failover: ");
+    block_map_clear(&disk->buffer);
+    block_map_clear(&disk->overlay);
+    int result = block_backend_flush(disk->base);
+    if (result < 0) {
+        disk->broken = true;
+        return error_set(err, "failover: cannot flush image %s: %s", disk->backend.name, strerror(-result));
+    }
+    disk->failed_over = true;
+    report->duration_ns = clock_monotonic_ns() - started;
+    disk->folded_blocks_total += report->blocks;
+    disk->folded_bytes_total += report->bytes;
+    return 0;
+}
+
+static void count_map(const struct secondary_disk *disk, const struct block_map *map, uint64_t *blocks, uint64_t *bytes,
+                      uint64_t *memory)
+{
+    *blocks = map->count;
+    *bytes = 0;
+    for (size_t at = 0; at < map->capacity; at++) {
+        const struct block_map_slot *slot = &map->slots[at];
+        if (!slot->used)
+            continue;
+        size_t length = block_length(disk, slot->index);
+        for (size_t sector = 0; sector < SECTORS_PER_BLOCK; sector++) {
+            size_t start = sector * SECONDARY_DISK_SECTOR_SIZE;
+            if ((slot->sectors & (1u << sector)) && start < length)
+                *bytes += length - start < SECONDARY_DISK_SECTOR_SIZE ? length - start : SECONDARY_DISK_SECTOR_SIZE;
+        }
+        if (slot->data)
+            *memory += SECONDARY_DISK_BLOCK_SIZE;
+    }
+}
+
+void secondary_disk_get_stats(const struct secondary_disk *disk, struct secondary_disk_stats *stats)
+{
+    *stats = (struct secondary_disk_stats){
+        .checkpoints_committed = disk->checkpoints_committed,
+        .checkpoints_aborted = disk->checkpoints_aborted,
+        .folded_blocks_total = disk->folded_blocks_total,
+        .folded_bytes_total = disk->folded_bytes_total,
+        .broken = disk->broken,
+        .failed_over = disk->failed_over,
+    };
+    count_map(disk, &disk->buffer, &stats->buffered_blocks, &stats->buffered_bytes, &stats->memory_bytes);
+    count_map(disk, &disk->overlay, &stats->overlay_blocks, &stats->overlay_bytes, &stats->memory_bytes);
+}

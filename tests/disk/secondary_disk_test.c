@@ -1,0 +1,479 @@
+/* The COLO secondary's three-part disk (disk/secondary_disk.h): the SVM
+ * reads its overlay over the base and never sees the PVM's buffered
+ * writes; its writes never reach the base; a commit folds the buffer into
+ * the base and empties the overlay; an abort changes nothing but the
+ * buffer; a failover folds the overlay and drops the buffer; a failing
+ * base write breaks the disk; the buffer's bound; and a randomized run
+ * against a byte-array model of the three parts. Over a real image file
+ * and over an in-memory backend that can fail on demand. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block_file.h"
+#include "secondary_disk.h"
+
+#include "test_check.h"
+
+enum { BLOCK = SECONDARY_DISK_BLOCK_SIZE, SECTOR = SECONDARY_DISK_SECTOR_SIZE };
+
+/* An in-memory image: counts writes and flushes, and fails the write
+ * numbered fail_write (1 is the first) or every flush when asked. */
+struct memory_backend {
+    struct block_backend backend;
+    uint8_t *bytes;
+    unsigned writes;
+    unsigned fail_write; /* 0: never */
+    unsigned flushes;
+    bool fail_flush;
+};
+
+static int memory_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    if (offset > backend->size || length > backend->size - offset)
+        return -EINVAL;
+    memcpy(buffer, memory->bytes + offset, length);
+    return 0;
+}
+
+static int memory_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    if (offset > backend->size || length > backend->size - offset)
+        return -EINVAL;
+    memory->writes++;
+    if (memory->fail_write && memory->writes >= memory->fail_write) {
+        /* A failed write may have done part of its range. */
+        memcpy(memory->bytes + offset, buffer, length / 2);
+        return -ENOSPC;
+    }
+    memcpy(memory->bytes + offset, buffer, length);
+    return 0;
+}
+
+static int memory_flush(struct block_backend *backend)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    memory->flushes++;
+    return memory->fail_flush ? -EIO : 0;
+}
+
+static int memory_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    memset(memory->bytes + offset, 0, length);
+    return 0;
+}
+
+static void memory_destroy(struct block_backend *backend)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    free(memory->bytes);
+    free(memory);
+}
+
+static const struct block_backend_ops memory_ops = {
+    .kind = "memory",
+    .read = memory_read,
+    .write = memory_write,
+    .flush = memory_flush,
+    .discard = memory_discard,
+    .destroy = memory_destroy,
+};
+
+static struct memory_backend *memory_backend_create(uint64_t size)
+{
+    struct memory_backend *memory = calloc(1, sizeof *memory);
+    memory->bytes = malloc(size);
+    for (uint64_t i = 0; i < size; i++)
+        memory->bytes[i] = (uint8_t)(i * 7 + 3);
+    memory->backend = (struct block_backend){ .ops = &memory_ops, .name = "memory.img", .size = size };
+    return memory;
+}
+
+static struct secondary_disk *make_disk(struct block_backend *base, uint64_t buffer_limit)
+{
+    struct error err;
+    struct secondary_disk_options options = { .buffer_limit_bytes = buffer_limit };
+    struct secondary_disk *disk = secondary_disk_create(base, &options, &err);
+    if (!disk) {
+        printf("FAIL: secondary_disk_create: %s\n", err.message);
+        exit(1);
+    }
+    return disk;
+}
+
+static void fill(uint8_t *data, size_t length, uint8_t value)
+{
+    memset(data, value, length);
+}
+
+static bool all_bytes(const uint8_t *data, size_t length, uint8_t value)
+{
+    for (size_t i = 0; i < length; i++)
+        if (data[i] != value)
+            return false;
+    return true;
+}
+
+/* ---- over a real image file ---- */
+
+#define FILE_IMAGE_SIZE (64u * 1024u)
+
+static void read_file_bytes(const char *path, uint64_t offset, uint8_t *data, size_t length)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || pread(fd, data, length, (off_t)offset) != (ssize_t)length) {
+        printf("FAIL: cannot read %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    close(fd);
+}
+
+static void test_over_file(const char *path)
+{
+    static uint8_t initial[FILE_IMAGE_SIZE];
+    for (size_t i = 0; i < sizeof initial; i++)
+        initial[i] = (uint8_t)(i * 13 + 5);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, initial, sizeof initial) != (ssize_t)sizeof initial || close(fd) < 0) {
+        printf("FAIL: cannot create %s\n", path);
+        exit(1);
+    }
+    struct error err;
+    struct block_backend *base = block_file_open(path, false, &err);
+    if (!base) {
+        printf("FAIL: open: %s\n", err.message);
+        exit(1);
+    }
+    struct secondary_disk *disk = make_disk(base, 0);
+    struct block_backend *svm = secondary_disk_backend(disk);
+    CHECK(secondary_disk_of(svm) == disk && secondary_disk_of(base) == NULL, "secondary_disk_of");
+    CHECK(svm->size == FILE_IMAGE_SIZE && strcmp(svm->name, path) == 0, "size or name not the base's");
+
+    static uint8_t data[3 * BLOCK], file[FILE_IMAGE_SIZE];
+    /* With nothing written, the SVM reads the base. */
+    CHECK(block_backend_read(svm, 0, data, sizeof data) == 0 && memcmp(data, initial, sizeof data) == 0,
+          "the SVM does not read the base");
+
+    /* The SVM's write: it reads it back, the file never sees it, even
+     * after its flush. */
+    fill(data, 2 * SECTOR, 0x11);
+    CHECK(block_backend_write(svm, BLOCK + 512, data, 2 * SECTOR) == 0, "SVM write failed");
+    CHECK(block_backend_flush(svm) == 0, "SVM flush failed");
+    read_file_bytes(path, 0, file, sizeof file);
+    CHECK(memcmp(file, initial, sizeof file) == 0, "the SVM's write reached the image file");
+    CHECK(block_backend_read(svm, BLOCK, data, BLOCK) == 0 && memcmp(data, initial + BLOCK, 512) == 0 &&
+              all_bytes(data + 512, 1024, 0x11) && memcmp(data + 1536, initial + BLOCK + 1536, BLOCK - 1536) == 0,
+          "the SVM's partial block does not read as its write over the base");
+
+    /* The PVM's write: buffered, unseen by the SVM, not in the file. */
+    fill(data, BLOCK, 0x22);
+    CHECK(secondary_disk_buffer_write(disk, 8 * BLOCK, data, BLOCK, &err) == 0, "buffer write: %s", err.message);
+    CHECK(block_backend_read(svm, 8 * BLOCK, data, BLOCK) == 0 && memcmp(data, initial + 8 * BLOCK, BLOCK) == 0,
+          "the SVM sees the PVM's buffered write");
+    read_file_bytes(path, 0, file, sizeof file);
+    CHECK(memcmp(file, initial, sizeof file) == 0, "the buffered write reached the image before the commit");
+
+    struct secondary_disk_stats stats;
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 1 && stats.buffered_bytes == BLOCK && stats.overlay_blocks == 1 &&
+              stats.overlay_bytes == BLOCK,
+          "stats before commit: buffered %llu/%llu overlay %llu/%llu", (unsigned long long)stats.buffered_blocks,
+          (unsigned long long)stats.buffered_bytes, (unsigned long long)stats.overlay_blocks,
+          (unsigned long long)stats.overlay_bytes);
+
+    /* Commit: the file has the PVM's write, the overlay is gone. */
+    struct secondary_disk_fold_report report;
+    CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0, "commit: %s", err.message);
+    CHECK(report.blocks == 1 && report.bytes == BLOCK && report.writes == 1, "commit report %llu blocks %llu bytes",
+          (unsigned long long)report.blocks, (unsigned long long)report.bytes);
+    read_file_bytes(path, 0, file, sizeof file);
+    CHECK(all_bytes(file + 8 * BLOCK, BLOCK, 0x22), "the commit did not write the PVM's block");
+    CHECK(memcmp(file, initial, 8 * BLOCK) == 0 &&
+              memcmp(file + 9 * BLOCK, initial + 9 * BLOCK, FILE_IMAGE_SIZE - 9 * BLOCK) == 0,
+          "the commit wrote more than the PVM's block");
+    CHECK(block_backend_read(svm, 0, data, 3 * BLOCK) == 0 && memcmp(data, file, 3 * BLOCK) == 0,
+          "after the commit the SVM still reads its overlay");
+    CHECK(block_backend_read(svm, 8 * BLOCK, data, BLOCK) == 0 && all_bytes(data, BLOCK, 0x22),
+          "after the commit the SVM does not read the PVM's write");
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 0 && stats.overlay_blocks == 0 && stats.memory_bytes == 0 &&
+              stats.checkpoints_committed == 1 && stats.folded_blocks_total == 1,
+          "stats after commit");
+
+    /* Abort: the buffer goes, the overlay and the file stay. */
+    fill(data, BLOCK, 0x33);
+    CHECK(secondary_disk_buffer_write(disk, 2 * BLOCK, data, BLOCK, &err) == 0, "buffer write: %s", err.message);
+    fill(data, SECTOR, 0x44);
+    CHECK(block_backend_write(svm, 4 * BLOCK, data, SECTOR) == 0, "SVM write failed");
+    secondary_disk_checkpoint_abort(disk);
+    CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0 && report.blocks == 0, "empty commit");
+    read_file_bytes(path, 0, file, sizeof file);
+    CHECK(memcmp(file + 2 * BLOCK, initial + 2 * BLOCK, BLOCK) == 0, "the aborted buffer reached the image");
+
+    /* Failover: the overlay's write lands in the file, the buffer does not. */
+    fill(data, SECTOR, 0x55);
+    CHECK(block_backend_write(svm, 5 * BLOCK + 7 * SECTOR, data, SECTOR) == 0, "SVM write failed");
+    fill(data, BLOCK, 0x66);
+    CHECK(secondary_disk_buffer_write(disk, 6 * BLOCK, data, BLOCK, &err) == 0, "buffer write: %s", err.message);
+    CHECK(secondary_disk_failover(disk, &report, &err) == 0, "failover: %s", err.message);
+    CHECK(report.blocks == 1 && report.bytes == BLOCK, "failover report");
+    read_file_bytes(path, 0, file, sizeof file);
+    CHECK(all_bytes(file + 5 * BLOCK + 7 * SECTOR, SECTOR, 0x55) &&
+              memcmp(file + 5 * BLOCK, initial + 5 * BLOCK, 7 * SECTOR) == 0,
+          "failover did not fold the overlay's block into the image");
+    CHECK(memcmp(file + 6 * BLOCK, initial + 6 * BLOCK, BLOCK) == 0, "failover folded the dropped buffer");
+
+    /* After failover the SVM writes the image itself. */
+    fill(data, SECTOR, 0x77);
+    CHECK(block_backend_write(svm, 0, data, SECTOR) == 0 && block_backend_flush(svm) == 0, "write after failover");
+    read_file_bytes(path, 0, file, SECTOR);
+    CHECK(all_bytes(file, SECTOR, 0x77), "a write after failover did not reach the image");
+    CHECK(secondary_disk_buffer_write(disk, 0, data, SECTOR, &err) < 0, "a PVM write accepted after failover");
+    CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0, "a commit accepted after failover");
+    block_backend_destroy(svm);
+}
+
+/* ---- over the in-memory backend ---- */
+
+/* Sub-block writes at block edges, discards, and the tail block of an
+ * image whose size is not a multiple of the block. */
+static void test_edges(void)
+{
+    const uint64_t size = 4 * BLOCK + 3 * SECTOR;
+    struct memory_backend *memory = memory_backend_create(size);
+    uint8_t *initial = malloc(size);
+    memcpy(initial, memory->bytes, size);
+    struct secondary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *svm = secondary_disk_backend(disk);
+    uint8_t *data = malloc(size);
+    uint8_t *expected = malloc(size);
+    memcpy(expected, initial, size);
+
+    /* Two sectors across the edge of blocks 0 and 1; the last sector of
+     * block 1; the image's last sector (in the short block). */
+    fill(data, 2 * SECTOR, 0xa1);
+    CHECK(block_backend_write(svm, BLOCK - SECTOR, data, 2 * SECTOR) == 0, "edge write");
+    memset(expected + BLOCK - SECTOR, 0xa1, 2 * SECTOR);
+    fill(data, SECTOR, 0xa2);
+    CHECK(block_backend_write(svm, 2 * BLOCK - SECTOR, data, SECTOR) == 0, "last sector of block 1");
+    memset(expected + 2 * BLOCK - SECTOR, 0xa2, SECTOR);
+    fill(data, SECTOR, 0xa3);
+    CHECK(block_backend_write(svm, size - SECTOR, data, SECTOR) == 0, "last sector of the image");
+    memset(expected + size - SECTOR, 0xa3, SECTOR);
+    /* Discard: a whole block and a partial one. */
+    CHECK(block_backend_discard(svm, 2 * BLOCK, BLOCK + SECTOR) == 0, "discard");
+    memset(expected + 2 * BLOCK, 0, BLOCK + SECTOR);
+    CHECK(block_backend_read(svm, 0, data, size) == 0 && memcmp(data, expected, size) == 0,
+          "reads do not see the overlay's edges over the base");
+    CHECK(memcmp(memory->bytes, initial, size) == 0 && memory->writes == 0, "the SVM's writes reached the base");
+    /* Requests outside the image or not whole sectors. */
+    CHECK(block_backend_read(svm, size - SECTOR, data, 2 * SECTOR) == -EINVAL, "read past the end");
+    CHECK(block_backend_write(svm, 100, data, SECTOR) == -EINVAL, "unaligned write");
+    struct error err;
+    CHECK(secondary_disk_buffer_write(disk, size, data, SECTOR, &err) < 0, "PVM write past the end accepted");
+
+    /* PVM sectors at the edges fold as exactly those sectors, adjacent
+     * ones as one write. */
+    uint8_t *pending = malloc(size);
+    memcpy(pending, initial, size);
+    fill(data, 3 * SECTOR, 0xb1);
+    CHECK(secondary_disk_buffer_write(disk, BLOCK - 2 * SECTOR, data, 3 * SECTOR, &err) == 0, "PVM edge write");
+    memset(pending + BLOCK - 2 * SECTOR, 0xb1, 3 * SECTOR);
+    fill(data, 2 * SECTOR, 0xb2);
+    CHECK(secondary_disk_buffer_write(disk, size - 2 * SECTOR, data, 2 * SECTOR, &err) == 0, "PVM tail write");
+    memset(pending + size - 2 * SECTOR, 0xb2, 2 * SECTOR);
+    struct secondary_disk_fold_report report;
+    CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0, "commit: %s", err.message);
+    CHECK(memcmp(memory->bytes, pending, size) == 0, "the base after the commit is not the PVM's disk");
+    CHECK(report.blocks == 3 && report.bytes == 5 * SECTOR && report.writes == 2,
+          "fold report: %llu blocks, %llu bytes, %llu writes", (unsigned long long)report.blocks,
+          (unsigned long long)report.bytes, (unsigned long long)report.writes);
+    CHECK(block_backend_read(svm, 0, data, size) == 0 && memcmp(data, pending, size) == 0,
+          "after the commit the SVM does not read the base");
+
+    /* Adjacent whole blocks merge into one write. */
+    unsigned writes_before = memory->writes;
+    for (int block = 0; block < 4; block++) {
+        fill(data, BLOCK, (uint8_t)(0xc0 + block));
+        CHECK(secondary_disk_buffer_write(disk, (uint64_t)(3 - block) * BLOCK, data, BLOCK, &err) == 0, "write");
+    }
+    CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0 && report.writes == 1 &&
+              memory->writes == writes_before + 1,
+          "four adjacent blocks took %llu writes", (unsigned long long)report.writes);
+    CHECK(all_bytes(memory->bytes, BLOCK, 0xc3) && all_bytes(memory->bytes + 3 * BLOCK, BLOCK, 0xc0),
+          "merged blocks out of order");
+
+    free(pending);
+    free(initial);
+    free(data);
+    free(expected);
+    block_backend_destroy(svm);
+}
+
+/* A base write that fails in the middle of a commit breaks the disk. */
+static void test_failing_commit(void)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    struct secondary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *svm = secondary_disk_backend(disk);
+    struct error err;
+    uint8_t data[BLOCK];
+    fill(data, BLOCK, 0xd1);
+    /* Two runs apart: two writes, the second fails. */
+    CHECK(secondary_disk_buffer_write(disk, 0, data, BLOCK, &err) == 0, "write");
+    CHECK(secondary_disk_buffer_write(disk, 8 * BLOCK, data, BLOCK, &err) == 0, "write");
+    memory->fail_write = memory->writes + 2;
+    err.message[0] = 0;
+    CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0, "a commit with a failing base succeeded");
+    CHECK(strstr(err.message, "memory.img") != NULL, "the message does not name the image: %s", err.message);
+    CHECK(secondary_disk_broken(disk), "the disk is not broken after a failed fold");
+    /* What remains, as secondary_disk.h says: the epoch's writes below the
+     * failed write, the last checkpoint's bytes above it. */
+    CHECK(all_bytes(memory->bytes, BLOCK, 0xd1), "the write before the failed one is not in the base");
+    CHECK(memory->bytes[9 * BLOCK] == (uint8_t)(9 * BLOCK * 7 + 3), "the base changed above the failed write");
+    secondary_disk_checkpoint_abort(disk);
+    CHECK(block_backend_read(svm, 0, data, BLOCK) == -EIO, "a broken disk still serves reads");
+    CHECK(block_backend_write(svm, 0, data, BLOCK) == -EIO, "a broken disk still takes writes");
+    CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0, "a broken disk commits again");
+    CHECK(secondary_disk_failover(disk, NULL, &err) < 0, "a broken disk fails over");
+    struct secondary_disk_stats stats;
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.broken && stats.buffered_blocks == 2, "stats of a broken disk");
+    block_backend_destroy(svm);
+
+    /* A failing flush at failover breaks it too. */
+    memory = memory_backend_create(16 * BLOCK);
+    disk = make_disk(&memory->backend, 0);
+    memory->fail_flush = true;
+    CHECK(secondary_disk_failover(disk, NULL, &err) < 0 && secondary_disk_broken(disk),
+          "a failover whose flush failed succeeded");
+    block_backend_destroy(secondary_disk_backend(disk));
+
+    /* A read-only base is refused, and stays the caller's. */
+    memory = memory_backend_create(BLOCK);
+    memory->backend.read_only = true;
+    CHECK(secondary_disk_create(&memory->backend, NULL, &err) == NULL && strstr(err.message, "memory.img"),
+          "a read-only base accepted");
+    block_backend_destroy(&memory->backend);
+}
+
+static void test_buffer_bound(void)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    struct secondary_disk *disk = make_disk(&memory->backend, 2 * BLOCK);
+    struct error err;
+    uint8_t data[3 * BLOCK];
+    fill(data, sizeof data, 0xe1);
+    CHECK(secondary_disk_buffer_write(disk, 0, data, SECTOR, &err) == 0, "first sector");
+    CHECK(secondary_disk_buffer_write(disk, BLOCK, data, BLOCK, &err) == 0, "second block");
+    CHECK(secondary_disk_buffer_write(disk, 7 * SECTOR, data, SECTOR, &err) == 0, "the same block again");
+    err.message[0] = 0;
+    CHECK(secondary_disk_buffer_write(disk, BLOCK + SECTOR, data, 2 * BLOCK, &err) < 0,
+          "a write past the buffer's bound accepted");
+    CHECK(strstr(err.message, "memory.img") && strstr(err.message, "bound"), "bound message: %s", err.message);
+    struct secondary_disk_stats stats;
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 2 && stats.buffered_bytes == BLOCK + 2 * SECTOR,
+          "a refused write changed the buffer: %llu blocks %llu bytes", (unsigned long long)stats.buffered_blocks,
+          (unsigned long long)stats.buffered_bytes);
+    secondary_disk_checkpoint_abort(disk);
+    CHECK(secondary_disk_buffer_write(disk, BLOCK + SECTOR, data, BLOCK, &err) == 0, "after abort the bound is free");
+    block_backend_destroy(secondary_disk_backend(disk));
+}
+
+/* ---- the randomized model check ---- */
+
+static uint64_t random_state = 0x5eed1234abcdull;
+
+static uint64_t random_next(void)
+{
+    random_state ^= random_state << 13;
+    random_state ^= random_state >> 7;
+    random_state ^= random_state << 17;
+    return random_state;
+}
+
+/* The model: `base` is the image as of the last checkpoint, `svm` what
+ * the SVM reads (its overlay over the base), `pvm` the base with the
+ * epoch's buffer applied (what the commit makes the base). */
+static void test_model(void)
+{
+    const uint64_t size = 24 * BLOCK + 5 * SECTOR;
+    const uint64_t sectors = size / SECTOR;
+    struct memory_backend *memory = memory_backend_create(size);
+    uint8_t *base = malloc(size), *svm_view = malloc(size), *pvm = malloc(size), *data = malloc(size);
+    memcpy(base, memory->bytes, size);
+    memcpy(svm_view, base, size);
+    memcpy(pvm, base, size);
+    struct secondary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *svm = secondary_disk_backend(disk);
+    struct error err;
+    int failures_before = test_check_failures;
+    for (int step = 0; step < 4000 && test_check_failures == failures_before; step++) {
+        uint64_t first = random_next() % sectors;
+        uint64_t count = 1 + random_next() % 20;
+        if (first + count > sectors)
+            count = sectors - first;
+        uint64_t offset = first * SECTOR, length = count * SECTOR;
+        uint8_t value = (uint8_t)random_next();
+        unsigned operation = (unsigned)(random_next() % 100);
+        if (operation < 30) {
+            fill(data, length, value);
+            CHECK(block_backend_write(svm, offset, data, length) == 0, "step %d: SVM write", step);
+            memset(svm_view + offset, value, length);
+        } else if (operation < 35) {
+            CHECK(block_backend_discard(svm, offset, length) == 0, "step %d: SVM discard", step);
+            memset(svm_view + offset, 0, length);
+        } else if (operation < 60) {
+            fill(data, length, value);
+            CHECK(secondary_disk_buffer_write(disk, offset, data, length, &err) == 0, "step %d: PVM write", step);
+            memset(pvm + offset, value, length);
+        } else if (operation < 85) {
+            CHECK(block_backend_read(svm, offset, data, length) == 0 && memcmp(data, svm_view + offset, length) == 0,
+                  "step %d: SVM read of %llu bytes at %llu differs from the model", step, (unsigned long long)length,
+                  (unsigned long long)offset);
+        } else if (operation < 95) {
+            CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) == 0, "step %d: commit: %s", step, err.message);
+            memcpy(base, pvm, size);
+            memcpy(svm_view, base, size);
+        } else {
+            secondary_disk_checkpoint_abort(disk);
+            memcpy(pvm, base, size);
+        }
+        CHECK(memcmp(memory->bytes, base, size) == 0, "step %d: the base differs from the model", step);
+    }
+    CHECK(block_backend_read(svm, 0, data, size) == 0 && memcmp(data, svm_view, size) == 0,
+          "the SVM's whole disk differs from the model");
+    CHECK(secondary_disk_failover(disk, NULL, &err) == 0, "failover: %s", err.message);
+    CHECK(memcmp(memory->bytes, svm_view, size) == 0, "after failover the base is not the SVM's view");
+    free(base);
+    free(svm_view);
+    free(pvm);
+    free(data);
+    block_backend_destroy(svm);
+}
+
+int main(void)
+{
+    char directory[64], path[96];
+    snprintf(directory, sizeof directory, "/tmp/secondary_disk_test.XXXXXX");
+    if (!mkdtemp(directory)) {
+        printf("FAIL: mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/base.img", directory);
+    test_over_file(path);
+    unlink(path);
+    rmdir(directory);
+    test_edges();
+    test_failing_commit();
+    test_buffer_bound();
+    test_model();
+    return test_check_finish("secondary_disk_test");
+}
