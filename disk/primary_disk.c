@@ -1,0 +1,439 @@
+/* The COLO primary's disk (primary_disk.h). */
+#include "primary_disk.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block_map.h"
+
+enum {
+    SECTORS_PER_BLOCK = PRIMARY_DISK_BLOCK_SIZE / PRIMARY_DISK_SECTOR_SIZE,
+};
+_Static_assert(SECTORS_PER_BLOCK <= 8, "a block's sectors must fit block_map_slot.sectors");
+_Static_assert(PRIMARY_DISK_RUN_MAXIMUM_BYTES % PRIMARY_DISK_BLOCK_SIZE == 0, "a run holds whole blocks");
+
+struct primary_disk {
+    struct block_backend backend; /* first: the backend pointer is the disk's */
+    struct block_backend *base;   /* owned */
+    uint64_t epoch_memory_limit_bytes;
+    uint64_t block_count;
+    /* The epoch's copied blocks: data is always a whole block, `sectors`
+     * says which of its sectors were written (only those are sent, so a
+     * partial write needs no read of the base). */
+    struct block_map epoch;
+    /* The epoch's blocks past the memory bound: marked only, never in
+     * `epoch` (the two are disjoint). bitmap_words words. */
+    uint64_t *epoch_overflow;
+    uint64_t epoch_overflow_blocks;
+    uint64_t *dirty_log; /* bitmap_words words */
+    bool dirty_log_enabled;
+    uint8_t *staging; /* PRIMARY_DISK_RUN_MAXIMUM_BYTES, for the iteration */
+    uint64_t epochs_cleared;
+    uint64_t blocks_total;
+    uint64_t bytes_total;
+    uint64_t overflow_blocks_total;
+};
+
+static const struct block_backend_ops primary_disk_ops;
+
+struct primary_disk *primary_disk_of(struct block_backend *backend)
+{
+    return backend && backend->ops == &primary_disk_ops ? (struct primary_disk *)backend : NULL;
+}
+
+struct block_backend *primary_disk_backend(struct primary_disk *disk)
+{
+    return &disk->backend;
+}
+
+uint64_t primary_disk_block_count(const struct primary_disk *disk)
+{
+    return disk->block_count;
+}
+
+size_t primary_disk_bitmap_words(const struct primary_disk *disk)
+{
+    return (size_t)((disk->block_count + 63) / 64);
+}
+
+static bool bit_test(const uint64_t *bitmap, uint64_t index)
+{
+    return (bitmap[index / 64] >> (index % 64)) & 1;
+}
+
+static void bit_set(uint64_t *bitmap, uint64_t index)
+{
+    bitmap[index / 64] |= 1ull << (index % 64);
+}
+
+/* The first set bit at or after `from`, or `limit` when none is. */
+static uint64_t bit_next(const uint64_t *bitmap, uint64_t from, uint64_t limit)
+{
+    while (from < limit) {
+        uint64_t word = bitmap[from / 64] >> (from % 64);
+        if (word)
+            return from + (uint64_t)__builtin_ctzll(word) < limit ? from + (uint64_t)__builtin_ctzll(word) : limit;
+        from = (from / 64 + 1) * 64;
+    }
+    return limit;
+}
+
+/* Bytes of block `index` inside the image: the last block may be short. */
+static size_t block_length(const struct primary_disk *disk, uint64_t index)
+{
+    uint64_t rest = disk->backend.size - index * PRIMARY_DISK_BLOCK_SIZE;
+    return rest < PRIMARY_DISK_BLOCK_SIZE ? (size_t)rest : PRIMARY_DISK_BLOCK_SIZE;
+}
+
+/* Whole sectors inside the image; virtio-blk never asks for anything else,
+ * and the log's indices must stay inside its bitmaps. */
+static bool request_valid(const struct primary_disk *disk, uint64_t offset, uint64_t length)
+{
+    return offset % PRIMARY_DISK_SECTOR_SIZE == 0 && length % PRIMARY_DISK_SECTOR_SIZE == 0 &&
+           offset <= disk->backend.size && length <= disk->backend.size - offset;
+}
+
+/* Which sectors of a block the part [start, start + length) covers. */
+static uint8_t part_sectors(size_t start, size_t length)
+{
+    size_t first = start / PRIMARY_DISK_SECTOR_SIZE;
+    size_t count = (length + PRIMARY_DISK_SECTOR_SIZE - 1) / PRIMARY_DISK_SECTOR_SIZE;
+    return (uint8_t)(((1u << count) - 1) << first);
+}
+
+static void dirty_log_mark(struct primary_disk *disk, uint64_t offset, uint64_t length)
+{
+    if (!disk->dirty_log_enabled || length == 0)
+        return;
+    for (uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE; index <= (offset + length - 1) / PRIMARY_DISK_BLOCK_SIZE;
+         index++)
+        bit_set(disk->dirty_log, index);
+}
+
+/* Records [offset, offset + length) of the epoch with these bytes (NULL:
+ * zeros), after the base took them. Never fails: a block that cannot be
+ * copied (the bound, or no memory) is marked as overflow instead. */
+static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8_t *bytes, uint64_t length)
+{
+    while (length > 0) {
+        uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE;
+        size_t start = (size_t)(offset % PRIMARY_DISK_BLOCK_SIZE);
+        size_t room = block_length(disk, index) - start;
+        size_t part = length < room ? (size_t)length : room;
+        if (!bit_test(disk->epoch_overflow, index)) {
+            struct block_map_slot *slot = block_map_find(&disk->epoch, index);
+            if (!slot) {
+                uint64_t held = (disk->epoch.count + 1) * (uint64_t)PRIMARY_DISK_BLOCK_SIZE;
+                bool within = disk->epoch_memory_limit_bytes == 0 || held <= disk->epoch_memory_limit_bytes;
+                uint8_t *block = within ? malloc(PRIMARY_DISK_BLOCK_SIZE) : NULL;
+                slot = block ? block_map_insert(&disk->epoch, index) : NULL;
+                if (slot)
+                    slot->data = block;
+                else {
+                    free(block);
+                    bit_set(disk->epoch_overflow, index);
+                    disk->epoch_overflow_blocks++;
+                }
+            }
+            if (slot) {
+                if (bytes)
+                    memcpy(slot->data + start, bytes, part);
+                else
+                    memset(slot->data + start, 0, part);
+                slot->sectors |= part_sectors(start, part);
+            }
+        }
+        if (bytes)
+            bytes += part;
+        offset += part;
+        length -= part;
+    }
+}
+
+static int disk_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
+{
+    struct primary_disk *disk = (struct primary_disk *)backend;
+    return block_backend_read(disk->base, offset, buffer, length);
+}
+
+/* The guest's write: the base first; only what the base took is recorded
+ * (a failed write returns the base's errno and records nothing in the
+ * epoch). */
+static int disk_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
+{
+    struct primary_disk *disk = (struct primary_disk *)backend;
+    if (!request_valid(disk, offset, length))
+        return -EINVAL;
+    int result = block_backend_write(disk->base, offset, buffer, length);
+    dirty_log_mark(disk, offset, length);
+    if (result < 0)
+        return result;
+    epoch_record(disk, offset, buffer, length);
+    return 0;
+}
+
+/* The guest's flush is the base's (fdatasync for a file), as without
+ * replication: the secondary's copy is made durable by checkpoints. */
+static int disk_flush(struct block_backend *backend)
+{
+    struct primary_disk *disk = (struct primary_disk *)backend;
+    return block_backend_flush(disk->base);
+}
+
+static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
+{
+    struct primary_disk *disk = (struct primary_disk *)backend;
+    if (!request_valid(disk, offset, length))
+        return -EINVAL;
+    int result = block_backend_discard(disk->base, offset, length);
+    dirty_log_mark(disk, offset, length);
+    if (result < 0)
+        return result;
+    epoch_record(disk, offset, NULL, length);
+    return 0;
+}
+
+static void disk_destroy(struct block_backend *backend)
+{
+    struct primary_disk *disk = (struct primary_disk *)backend;
+    block_map_clear(&disk->epoch);
+    block_backend_destroy(disk->base);
+    free(disk->epoch_overflow);
+    free(disk->dirty_log);
+    free(disk->staging);
+    free(disk);
+}
+
+static const struct block_backend_ops primary_disk_ops = {
+    .kind = "primary disk",
+    .read = disk_read,
+    .write = disk_write,
+    .flush = disk_flush,
+    .discard = disk_discard,
+    .destroy = disk_destroy,
+};
+
+struct primary_disk *primary_disk_create(struct block_backend *base, const struct primary_disk_options *options,
+                                         struct error *err)
+{
+    if (base->read_only) {
+        error_set(err, "the primary's image %s is read-only: a protected guest writes to it", base->name);
+        return NULL;
+    }
+    struct primary_disk *disk = calloc(1, sizeof *disk);
+    uint64_t block_count = (base->size + PRIMARY_DISK_BLOCK_SIZE - 1) / PRIMARY_DISK_BLOCK_SIZE;
+    size_t words = (size_t)((block_count + 63) / 64);
+    uint64_t *epoch_overflow = calloc(words ? words : 1, sizeof *epoch_overflow);
+    uint64_t *dirty_log = calloc(words ? words : 1, sizeof *dirty_log);
+    uint8_t *staging = malloc(PRIMARY_DISK_RUN_MAXIMUM_BYTES);
+    if (!disk || !epoch_overflow || !dirty_log || !staging) {
+        free(disk);
+        free(epoch_overflow);
+        free(dirty_log);
+        free(staging);
+        error_set(err, "out of memory for the primary disk of image %s", base->name);
+        return NULL;
+    }
+    disk->backend = (struct block_backend){
+        .ops = &primary_disk_ops,
+        .name = base->name,
+        .size = base->size,
+        .read_only = false,
+    };
+    disk->base = base;
+    disk->epoch_memory_limit_bytes = options ? options->epoch_memory_limit_bytes : 0;
+    disk->block_count = block_count;
+    disk->epoch_overflow = epoch_overflow;
+    disk->dirty_log = dirty_log;
+    disk->staging = staging;
+    return disk;
+}
+
+/* An iteration in progress: bytes staged until the next part does not
+ * follow on or the staging is full, then handed to the callback. */
+struct sender {
+    struct primary_disk *disk;
+    primary_disk_run_function run;
+    void *opaque;
+    uint64_t staged_offset;
+    size_t staged_length;
+};
+
+static int sender_hand_over(struct sender *sender)
+{
+    if (sender->staged_length == 0)
+        return 0;
+    int result = sender->run(sender->opaque, sender->staged_offset, sender->disk->staging, sender->staged_length);
+    sender->staged_length = 0;
+    return result < 0 ? result : 0;
+}
+
+/* Adds [offset, offset + length) (inside one block) with these bytes, or
+ * the base's when bytes is NULL. */
+static int sender_add(struct sender *sender, uint64_t offset, const uint8_t *bytes, size_t length, struct error *err)
+{
+    if (sender->staged_length > 0 && (sender->staged_offset + sender->staged_length != offset ||
+                                      sender->staged_length + length > PRIMARY_DISK_RUN_MAXIMUM_BYTES)) {
+        int result = sender_hand_over(sender);
+        if (result < 0)
+            return result;
+    }
+    if (sender->staged_length == 0)
+        sender->staged_offset = offset;
+    uint8_t *into = sender->disk->staging + sender->staged_length;
+    if (bytes)
+        memcpy(into, bytes, length);
+    else {
+        int result = block_backend_read(sender->disk->base, offset, into, length);
+        if (result < 0) {
+            error_set(err, "cannot read %zu bytes at offset %" PRIu64 " of image %s for the checkpoint: %s", length,
+                      offset, sender->disk->backend.name, strerror(-result));
+            return result;
+        }
+    }
+    sender->staged_length += length;
+    return 0;
+}
+
+/* The written sectors of a copied block, one part per run of them. */
+static int sender_add_slot(struct sender *sender, const struct block_map_slot *slot, struct error *err)
+{
+    uint64_t start = slot->index * PRIMARY_DISK_BLOCK_SIZE;
+    size_t length = block_length(sender->disk, slot->index);
+    for (size_t sector = 0; sector < SECTORS_PER_BLOCK;) {
+        if (!(slot->sectors & (1u << sector))) {
+            sector++;
+            continue;
+        }
+        size_t end = sector;
+        while (end < SECTORS_PER_BLOCK && (slot->sectors & (1u << end)))
+            end++;
+        size_t run_start = sector * PRIMARY_DISK_SECTOR_SIZE;
+        size_t run_end = end * PRIMARY_DISK_SECTOR_SIZE < length ? end * PRIMARY_DISK_SECTOR_SIZE : length;
+        if (run_start < run_end) {
+            int result = sender_add(sender, start + run_start, slot->data + run_start, run_end - run_start, err);
+            if (result < 0)
+                return result;
+        }
+        sector = end;
+    }
+    return 0;
+}
+
+int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
+                                struct error *err)
+{
+    size_t count;
+    struct block_map_slot **sorted = block_map_sorted(&disk->epoch, &count);
+    if (!sorted && disk->epoch.count > 0) {
+        error_set(err, "out of memory to send the epoch's writes of image %s", disk->backend.name);
+        return -ENOMEM;
+    }
+    struct sender sender = { .disk = disk, .run = run, .opaque = opaque };
+    int result = 0;
+    /* Two disjoint sets in offset order: the copied blocks (sorted) and the
+     * overflow ones (the bitmap), merged. */
+    size_t at = 0;
+    uint64_t overflow = bit_next(disk->epoch_overflow, 0, disk->block_count);
+    while (result == 0 && (at < count || overflow < disk->block_count)) {
+        if (at < count && sorted[at]->index < overflow) {
+            result = sender_add_slot(&sender, sorted[at], err);
+            at++;
+        } else {
+            result = sender_add(&sender, overflow * PRIMARY_DISK_BLOCK_SIZE, NULL, block_length(disk, overflow), err);
+            overflow = bit_next(disk->epoch_overflow, overflow + 1, disk->block_count);
+        }
+    }
+    if (result == 0)
+        result = sender_hand_over(&sender);
+    free(sorted);
+    return result;
+}
+
+/* Bytes the iteration sends for the copied blocks. */
+static uint64_t epoch_copied_bytes(const struct primary_disk *disk)
+{
+    uint64_t bytes = 0;
+    for (size_t at = 0; at < disk->epoch.capacity; at++) {
+        const struct block_map_slot *slot = &disk->epoch.slots[at];
+        if (!slot->used)
+            continue;
+        size_t length = block_length(disk, slot->index);
+        for (size_t sector = 0; sector < SECTORS_PER_BLOCK; sector++) {
+            size_t start = sector * PRIMARY_DISK_SECTOR_SIZE;
+            if ((slot->sectors & (1u << sector)) && start < length)
+                bytes += length - start < PRIMARY_DISK_SECTOR_SIZE ? length - start : PRIMARY_DISK_SECTOR_SIZE;
+        }
+    }
+    return bytes;
+}
+
+static uint64_t epoch_overflow_bytes(const struct primary_disk *disk)
+{
+    uint64_t bytes = 0;
+    for (uint64_t index = bit_next(disk->epoch_overflow, 0, disk->block_count); index < disk->block_count;
+         index = bit_next(disk->epoch_overflow, index + 1, disk->block_count))
+        bytes += block_length(disk, index);
+    return bytes;
+}
+
+void primary_disk_epoch_clear(struct primary_disk *disk)
+{
+    disk->blocks_total += disk->epoch.count + disk->epoch_overflow_blocks;
+    disk->bytes_total += epoch_copied_bytes(disk) + epoch_overflow_bytes(disk);
+    disk->overflow_blocks_total += disk->epoch_overflow_blocks;
+    disk->epochs_cleared++;
+    block_map_clear(&disk->epoch);
+    memset(disk->epoch_overflow, 0, primary_disk_bitmap_words(disk) * sizeof *disk->epoch_overflow);
+    disk->epoch_overflow_blocks = 0;
+}
+
+void primary_disk_dirty_log_enable(struct primary_disk *disk, bool enable)
+{
+    memset(disk->dirty_log, 0, primary_disk_bitmap_words(disk) * sizeof *disk->dirty_log);
+    disk->dirty_log_enabled = enable;
+}
+
+uint64_t primary_disk_dirty_log_read_and_clear(struct primary_disk *disk, uint64_t *bitmap)
+{
+    uint64_t dirty = 0;
+    size_t words = primary_disk_bitmap_words(disk);
+    for (size_t word = 0; word < words; word++) {
+        bitmap[word] = disk->dirty_log[word];
+        dirty += (uint64_t)__builtin_popcountll(bitmap[word]);
+        disk->dirty_log[word] = 0;
+    }
+    return dirty;
+}
+
+int primary_disk_block_is_zero(struct primary_disk *disk, uint64_t index)
+{
+    if (index >= disk->block_count)
+        return -EINVAL;
+    uint64_t words[PRIMARY_DISK_BLOCK_SIZE / sizeof(uint64_t)];
+    size_t length = block_length(disk, index);
+    int result = block_backend_read(disk->base, index * PRIMARY_DISK_BLOCK_SIZE, words, length);
+    if (result < 0)
+        return result;
+    uint64_t any = 0;
+    for (size_t word = 0; word < length / sizeof(uint64_t); word++)
+        any |= words[word];
+    return any == 0;
+}
+
+void primary_disk_get_stats(const struct primary_disk *disk, struct primary_disk_stats *stats)
+{
+    *stats = (struct primary_disk_stats){
+        .epoch_blocks = disk->epoch.count + disk->epoch_overflow_blocks,
+        .epoch_bytes = epoch_copied_bytes(disk) + epoch_overflow_bytes(disk),
+        .epoch_overflow_blocks = disk->epoch_overflow_blocks,
+        .epoch_memory_bytes = disk->epoch.count * (uint64_t)PRIMARY_DISK_BLOCK_SIZE,
+        .epochs_cleared = disk->epochs_cleared,
+        .blocks_total = disk->blocks_total,
+        .bytes_total = disk->bytes_total,
+        .overflow_blocks_total = disk->overflow_blocks_total,
+        .dirty_log_enabled = disk->dirty_log_enabled,
+    };
+}

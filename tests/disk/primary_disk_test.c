@@ -1,0 +1,484 @@
+/* The COLO primary's disk (disk/primary_disk.h): writes go through to the
+ * image; the epoch's writes iterate in offset order as merged runs with
+ * each sector's latest bytes; a discard records zeros; past the memory
+ * bound blocks are only marked and read back from the base; the dirty log
+ * for the initial sync; zero-block detection; a failed base write records
+ * nothing; and a randomized run checking that the runs of each epoch
+ * applied to the previous epoch's image give the base. Over a real image
+ * file and over an in-memory backend that can fail on demand. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block_file.h"
+#include "primary_disk.h"
+
+#include "test_check.h"
+
+enum { BLOCK = PRIMARY_DISK_BLOCK_SIZE, SECTOR = PRIMARY_DISK_SECTOR_SIZE, MAXIMUM_RUNS = 64 };
+
+/* An in-memory image: fails every write from the one numbered fail_write
+ * (1 is the first), or every read, when asked. */
+struct memory_backend {
+    struct block_backend backend;
+    uint8_t *bytes;
+    unsigned writes;
+    unsigned fail_write; /* 0: never */
+    bool fail_read;
+};
+
+static int memory_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    if (offset > backend->size || length > backend->size - offset)
+        return -EINVAL;
+    if (memory->fail_read)
+        return -EIO;
+    memcpy(buffer, memory->bytes + offset, length);
+    return 0;
+}
+
+static int memory_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    if (offset > backend->size || length > backend->size - offset)
+        return -EINVAL;
+    memory->writes++;
+    if (memory->fail_write && memory->writes >= memory->fail_write)
+        return -ENOSPC;
+    memcpy(memory->bytes + offset, buffer, length);
+    return 0;
+}
+
+static int memory_flush(struct block_backend *backend)
+{
+    (void)backend;
+    return 0;
+}
+
+static int memory_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    memset(memory->bytes + offset, 0, length);
+    return 0;
+}
+
+static void memory_destroy(struct block_backend *backend)
+{
+    struct memory_backend *memory = (struct memory_backend *)backend;
+    free(memory->bytes);
+    free(memory);
+}
+
+static const struct block_backend_ops memory_ops = {
+    .kind = "memory",
+    .read = memory_read,
+    .write = memory_write,
+    .flush = memory_flush,
+    .discard = memory_discard,
+    .destroy = memory_destroy,
+};
+
+static struct memory_backend *memory_backend_create(uint64_t size)
+{
+    struct memory_backend *memory = calloc(1, sizeof *memory);
+    memory->bytes = malloc(size);
+    for (uint64_t i = 0; i < size; i++)
+        memory->bytes[i] = (uint8_t)(i * 7 + 3);
+    memory->backend = (struct block_backend){ .ops = &memory_ops, .name = "memory.img", .size = size };
+    return memory;
+}
+
+static struct primary_disk *make_disk(struct block_backend *base, uint64_t memory_limit)
+{
+    struct error err;
+    struct primary_disk_options options = { .epoch_memory_limit_bytes = memory_limit };
+    struct primary_disk *disk = primary_disk_create(base, &options, &err);
+    if (!disk) {
+        printf("FAIL: primary_disk_create: %s\n", err.message);
+        exit(1);
+    }
+    return disk;
+}
+
+static bool all_bytes(const uint8_t *data, size_t length, uint8_t value)
+{
+    for (size_t i = 0; i < length; i++)
+        if (data[i] != value)
+            return false;
+    return true;
+}
+
+/* What an iteration handed over: the runs, checked for order, and
+ * applied to `image` when there is one. */
+struct run_log {
+    uint8_t *image;
+    uint64_t offsets[MAXIMUM_RUNS];
+    size_t lengths[MAXIMUM_RUNS];
+    size_t count;
+    uint64_t end; /* of the last run */
+    bool well_formed;
+};
+
+static int log_run(void *opaque, uint64_t offset, const void *data, size_t length)
+{
+    struct run_log *log = opaque;
+    if (length == 0 || length % SECTOR || length > PRIMARY_DISK_RUN_MAXIMUM_BYTES || offset % SECTOR ||
+        (log->count > 0 && offset < log->end))
+        log->well_formed = false;
+    if (log->count < MAXIMUM_RUNS) {
+        log->offsets[log->count] = offset;
+        log->lengths[log->count] = length;
+    }
+    log->count++;
+    log->end = offset + length;
+    if (log->image)
+        memcpy(log->image + offset, data, length);
+    return 0;
+}
+
+static struct run_log iterate(struct primary_disk *disk, uint8_t *image, int line)
+{
+    struct run_log log = { .image = image, .well_formed = true };
+    struct error err;
+    int result = primary_disk_epoch_for_each(disk, log_run, &log, &err);
+    CHECK_AT(line, result == 0, "epoch_for_each: %d %s", result, result ? err.message : "");
+    CHECK_AT(line, log.well_formed, "the runs are not sorted, whole-sector and bounded");
+    return log;
+}
+
+/* ---- over a real image file ---- */
+
+#define FILE_IMAGE_SIZE (64u * 1024u)
+
+static void read_file_bytes(const char *path, uint64_t offset, uint8_t *data, size_t length)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || pread(fd, data, length, (off_t)offset) != (ssize_t)length) {
+        printf("FAIL: cannot read %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    close(fd);
+}
+
+static void test_over_file(const char *path)
+{
+    static uint8_t initial[FILE_IMAGE_SIZE];
+    for (size_t i = 0; i < sizeof initial; i++)
+        initial[i] = (uint8_t)(i * 13 + 1);
+    FILE *file = fopen(path, "wb");
+    if (!file || fwrite(initial, 1, sizeof initial, file) != sizeof initial || fclose(file) != 0) {
+        printf("FAIL: cannot make %s\n", path);
+        exit(1);
+    }
+    struct error err;
+    struct block_backend *base = block_file_open(path, false, &err);
+    CHECK(base, "block_file_open: %s", base ? "" : err.message);
+    if (!base)
+        return;
+    struct primary_disk *disk = make_disk(base, 0);
+    struct block_backend *backend = primary_disk_backend(disk);
+    CHECK(primary_disk_of(backend) == disk && primary_disk_of(base) == NULL, "primary_disk_of");
+    CHECK(backend->size == FILE_IMAGE_SIZE, "the disk's size is the image's");
+
+    uint8_t data[2 * SECTOR], file_bytes[2 * SECTOR];
+    memset(data, 0x5a, sizeof data);
+    CHECK(block_backend_write(backend, BLOCK + SECTOR, data, sizeof data) == 0, "write");
+    read_file_bytes(path, BLOCK + SECTOR, file_bytes, sizeof file_bytes);
+    CHECK(all_bytes(file_bytes, sizeof file_bytes, 0x5a), "the write did not reach the image file");
+    CHECK(block_backend_flush(backend) == 0, "flush");
+    memset(data, 0, sizeof data);
+    CHECK(block_backend_read(backend, BLOCK + SECTOR, data, sizeof data) == 0 && all_bytes(data, sizeof data, 0x5a),
+          "a read does not see the write");
+
+    CHECK(block_backend_discard(backend, 8 * BLOCK, BLOCK) == 0, "discard");
+    read_file_bytes(path, 8 * BLOCK, file_bytes, sizeof file_bytes);
+    CHECK(all_bytes(file_bytes, sizeof file_bytes, 0), "the discarded range of the file does not read zeros");
+    CHECK(primary_disk_block_is_zero(disk, 8) == 1, "the discarded block is not all zeros");
+    CHECK(primary_disk_block_is_zero(disk, 1) == 0, "a written block is all zeros");
+
+    static uint8_t copy[FILE_IMAGE_SIZE];
+    memcpy(copy, initial, sizeof copy);
+    struct run_log log = iterate(disk, copy, __LINE__);
+    CHECK(log.count == 2 && log.offsets[0] == BLOCK + SECTOR && log.lengths[0] == 2 * SECTOR &&
+              log.offsets[1] == 8 * BLOCK && log.lengths[1] == BLOCK,
+          "the file's epoch: %zu runs", log.count);
+    static uint8_t whole[FILE_IMAGE_SIZE];
+    read_file_bytes(path, 0, whole, sizeof whole);
+    CHECK(memcmp(copy, whole, sizeof whole) == 0, "the epoch applied to the old image is not the image file");
+    block_backend_destroy(backend);
+}
+
+/* ---- over memory ---- */
+
+static void test_runs_in_order(void)
+{
+    uint64_t size = 4 * 1024 * 1024;
+    struct memory_backend *memory = memory_backend_create(size);
+    uint8_t *previous = malloc(size);
+    memcpy(previous, memory->bytes, size);
+    struct primary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *backend = primary_disk_backend(disk);
+    uint8_t *data = malloc(2 * 1024 * 1024);
+
+    /* Written out of order, some sectors twice: the runs come sorted,
+     * adjacent sectors of different blocks merged, latest bytes only. */
+    memset(data, 1, BLOCK);
+    CHECK(block_backend_write(backend, 3 * BLOCK, data, SECTOR) == 0, "write");
+    memset(data, 2, BLOCK);
+    CHECK(block_backend_write(backend, BLOCK, data, BLOCK) == 0, "write");
+    memset(data, 3, BLOCK);
+    CHECK(block_backend_write(backend, 3 * BLOCK, data, SECTOR) == 0, "write");
+    memset(data, 4, BLOCK);
+    CHECK(block_backend_write(backend, BLOCK + SECTOR, data, SECTOR) == 0, "write");
+    memset(data, 5, BLOCK);
+    CHECK(block_backend_write(backend, 2 * BLOCK + 6 * SECTOR, data, 2 * SECTOR) == 0, "write");
+    /* 2 MiB from 1 MiB: two runs of the maximum. */
+    memset(data, 6, 2 * 1024 * 1024);
+    CHECK(block_backend_write(backend, 1024 * 1024, data, 2 * 1024 * 1024) == 0, "write");
+
+    struct run_log log = iterate(disk, previous, __LINE__);
+    CHECK(log.count == 4, "%zu runs, not 4", log.count);
+    CHECK(log.offsets[0] == BLOCK && log.lengths[0] == BLOCK, "run 0: %llu+%zu", (unsigned long long)log.offsets[0],
+          log.lengths[0]);
+    CHECK(log.offsets[1] == 2 * BLOCK + 6 * SECTOR && log.lengths[1] == 3 * SECTOR,
+          "run 1 (two blocks merged): %llu+%zu", (unsigned long long)log.offsets[1], log.lengths[1]);
+    CHECK(log.offsets[2] == 1024 * 1024 && log.lengths[2] == 1024 * 1024 && log.offsets[3] == 2 * 1024 * 1024 &&
+              log.lengths[3] == 1024 * 1024,
+          "the 2 MiB write is not two runs of 1 MiB");
+    CHECK(memcmp(previous, memory->bytes, size) == 0, "the runs applied to the old image are not the base");
+    CHECK(all_bytes(previous + 3 * BLOCK, SECTOR, 3) && all_bytes(previous + BLOCK + SECTOR, SECTOR, 4),
+          "a sector written twice does not hold its latest bytes");
+
+    struct primary_disk_stats stats;
+    primary_disk_get_stats(disk, &stats);
+    CHECK(stats.epoch_blocks == 3 + 512 && stats.epoch_bytes == BLOCK + 3 * SECTOR + 2 * 1024 * 1024 &&
+              stats.epoch_overflow_blocks == 0,
+          "epoch stats: %llu blocks %llu bytes", (unsigned long long)stats.epoch_blocks,
+          (unsigned long long)stats.epoch_bytes);
+    /* The iteration changes nothing: a failed send may go again. */
+    log = iterate(disk, NULL, __LINE__);
+    CHECK(log.count == 4, "a second iteration gave %zu runs", log.count);
+    primary_disk_epoch_clear(disk);
+    primary_disk_get_stats(disk, &stats);
+    CHECK(stats.epoch_blocks == 0 && stats.epoch_bytes == 0 && stats.epochs_cleared == 1 &&
+              stats.blocks_total == 3 + 512 && stats.bytes_total == BLOCK + 3 * SECTOR + 2 * 1024 * 1024,
+          "stats after clear");
+    log = iterate(disk, NULL, __LINE__);
+    CHECK(log.count == 0, "a cleared epoch has %zu runs", log.count);
+    free(data);
+    free(previous);
+    block_backend_destroy(backend);
+}
+
+static void test_discard_records_zeros(void)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    struct primary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *backend = primary_disk_backend(disk);
+    uint8_t data[BLOCK];
+    memset(data, 0xaa, sizeof data);
+    CHECK(block_backend_write(backend, 5 * BLOCK, data, BLOCK) == 0, "write");
+    primary_disk_epoch_clear(disk);
+    CHECK(block_backend_discard(backend, 5 * BLOCK + SECTOR, 2 * SECTOR) == 0, "discard");
+    uint8_t previous[16 * BLOCK];
+    memset(previous, 0xaa, sizeof previous);
+    struct run_log log = iterate(disk, previous, __LINE__);
+    CHECK(log.count == 1 && log.offsets[0] == 5 * BLOCK + SECTOR && log.lengths[0] == 2 * SECTOR,
+          "the discard's run: %zu runs", log.count);
+    CHECK(all_bytes(previous + 5 * BLOCK + SECTOR, 2 * SECTOR, 0), "the discard did not record zeros");
+    CHECK(all_bytes(previous + 5 * BLOCK, SECTOR, 0xaa) &&
+              all_bytes(previous + 5 * BLOCK + 3 * SECTOR, 5 * SECTOR, 0xaa),
+          "the discard recorded more than its range");
+    CHECK(block_backend_discard(backend, 15 * BLOCK, 2 * BLOCK) == -EINVAL, "a discard past the end is accepted");
+    block_backend_destroy(backend);
+}
+
+static void test_memory_bound(void)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    struct primary_disk *disk = make_disk(&memory->backend, 2 * BLOCK);
+    struct block_backend *backend = primary_disk_backend(disk);
+    uint8_t data[BLOCK];
+    for (uint8_t block = 0; block < 4; block++) {
+        memset(data, 0x10 + block, sizeof data);
+        CHECK(block_backend_write(backend, block * (uint64_t)BLOCK, data, BLOCK) == 0, "write");
+    }
+    /* A copied block written again costs nothing new; a sector of an
+     * overflow block sends the whole block. */
+    memset(data, 0x20, sizeof data);
+    CHECK(block_backend_write(backend, 0, data, SECTOR) == 0, "write");
+    CHECK(block_backend_write(backend, 6 * BLOCK + SECTOR, data, SECTOR) == 0, "write");
+    struct primary_disk_stats stats;
+    primary_disk_get_stats(disk, &stats);
+    CHECK(stats.epoch_blocks == 5 && stats.epoch_overflow_blocks == 3 && stats.epoch_memory_bytes == 2 * BLOCK &&
+              stats.epoch_bytes == 5 * BLOCK,
+          "bound stats: %llu blocks, %llu overflow, %llu memory, %llu bytes", (unsigned long long)stats.epoch_blocks,
+          (unsigned long long)stats.epoch_overflow_blocks, (unsigned long long)stats.epoch_memory_bytes,
+          (unsigned long long)stats.epoch_bytes);
+    /* The overflow blocks are read from the base at send time: change the
+     * base behind the disk's back and the run carries the new bytes. */
+    memset(memory->bytes + 3 * BLOCK, 0x77, BLOCK);
+    uint8_t *previous = calloc(16, BLOCK);
+    struct run_log log = iterate(disk, previous, __LINE__);
+    CHECK(log.count == 2 && log.offsets[0] == 0 && log.lengths[0] == 4 * BLOCK && log.offsets[1] == 6 * BLOCK &&
+              log.lengths[1] == BLOCK,
+          "bound runs: %zu", log.count);
+    CHECK(all_bytes(previous, SECTOR, 0x20) && all_bytes(previous + SECTOR, BLOCK - SECTOR, 0x10) &&
+              all_bytes(previous + BLOCK, BLOCK, 0x11) && all_bytes(previous + 2 * BLOCK, BLOCK, 0x12),
+          "the copied and overflow blocks' bytes");
+    CHECK(all_bytes(previous + 3 * BLOCK, BLOCK, 0x77), "an overflow block was not read from the base");
+    CHECK(memcmp(previous + 6 * BLOCK, memory->bytes + 6 * BLOCK, BLOCK) == 0, "the partly written overflow block");
+    /* A failing base read fails the iteration with its errno. */
+    memory->fail_read = true;
+    struct error err;
+    struct run_log failed = { .well_formed = true };
+    CHECK(primary_disk_epoch_for_each(disk, log_run, &failed, &err) == -EIO && strstr(err.message, "memory.img"),
+          "a failed base read does not fail the iteration");
+    memory->fail_read = false;
+    primary_disk_epoch_clear(disk);
+    primary_disk_get_stats(disk, &stats);
+    CHECK(stats.overflow_blocks_total == 3 && stats.epoch_overflow_blocks == 0 && stats.epoch_memory_bytes == 0,
+          "overflow totals after clear");
+    log = iterate(disk, NULL, __LINE__);
+    CHECK(log.count == 0, "the cleared overflow still sends %zu runs", log.count);
+    free(previous);
+    block_backend_destroy(backend);
+}
+
+static void test_dirty_log(void)
+{
+    struct memory_backend *memory = memory_backend_create(130 * BLOCK);
+    struct primary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *backend = primary_disk_backend(disk);
+    CHECK(primary_disk_block_count(disk) == 130 && primary_disk_bitmap_words(disk) == 3, "block count and words");
+    uint64_t bitmap[3];
+    uint8_t data[BLOCK] = { 0 };
+    CHECK(block_backend_write(backend, 2 * BLOCK, data, SECTOR) == 0, "write");
+    CHECK(primary_disk_dirty_log_read_and_clear(disk, bitmap) == 0, "a disabled dirty log marks");
+    primary_disk_dirty_log_enable(disk, true);
+    CHECK(block_backend_write(backend, BLOCK + 7 * SECTOR, data, 2 * SECTOR) == 0, "write");
+    CHECK(block_backend_discard(backend, 128 * BLOCK, BLOCK + SECTOR) == 0, "discard");
+    uint64_t dirty = primary_disk_dirty_log_read_and_clear(disk, bitmap);
+    CHECK(dirty == 4 && bitmap[0] == ((1ull << 1) | (1ull << 2)) && bitmap[1] == 0 && bitmap[2] == 3,
+          "dirty log: %llu blocks, %llx %llx %llx", (unsigned long long)dirty, (unsigned long long)bitmap[0],
+          (unsigned long long)bitmap[1], (unsigned long long)bitmap[2]);
+    CHECK(primary_disk_dirty_log_read_and_clear(disk, bitmap) == 0 && bitmap[0] == 0 && bitmap[2] == 0,
+          "the dirty log was not cleared");
+    /* A failed write may have changed its range: the sync copies it. */
+    memory->fail_write = memory->writes + 1;
+    CHECK(block_backend_write(backend, 70 * BLOCK, data, SECTOR) == -ENOSPC, "the failing write");
+    memory->fail_write = 0;
+    CHECK(primary_disk_dirty_log_read_and_clear(disk, bitmap) == 1 && bitmap[1] == 1ull << 6,
+          "a failed write is not in the dirty log");
+    primary_disk_dirty_log_enable(disk, false);
+    CHECK(block_backend_write(backend, 0, data, SECTOR) == 0, "write");
+    CHECK(primary_disk_dirty_log_read_and_clear(disk, bitmap) == 0, "a disabled dirty log marks");
+    block_backend_destroy(backend);
+}
+
+static void test_zero_blocks(void)
+{
+    /* The last block is short (one sector). */
+    struct memory_backend *memory = memory_backend_create(3 * BLOCK + SECTOR);
+    struct primary_disk *disk = make_disk(&memory->backend, 0);
+    CHECK(primary_disk_block_count(disk) == 4, "a short last block counts");
+    memset(memory->bytes + BLOCK, 0, BLOCK);
+    memset(memory->bytes + 3 * BLOCK, 0, SECTOR);
+    CHECK(primary_disk_block_is_zero(disk, 0) == 0, "a pattern block reads as zeros");
+    CHECK(primary_disk_block_is_zero(disk, 1) == 1, "a zero block does not read as zeros");
+    memory->bytes[2 * BLOCK - 1] = 1;
+    CHECK(primary_disk_block_is_zero(disk, 1) == 0, "a block with its last byte set reads as zeros");
+    CHECK(primary_disk_block_is_zero(disk, 3) == 1, "the short zero block does not read as zeros");
+    CHECK(primary_disk_block_is_zero(disk, 4) == -EINVAL, "a block past the end");
+    memory->fail_read = true;
+    CHECK(primary_disk_block_is_zero(disk, 1) == -EIO, "a failed read is not reported");
+    block_backend_destroy(primary_disk_backend(disk));
+}
+
+static void test_failed_write(void)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    struct primary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *backend = primary_disk_backend(disk);
+    uint8_t data[BLOCK] = { 0 };
+    memory->fail_write = 1;
+    CHECK(block_backend_write(backend, 4 * BLOCK, data, BLOCK) == -ENOSPC, "the base's errno is not returned");
+    struct primary_disk_stats stats;
+    primary_disk_get_stats(disk, &stats);
+    CHECK(stats.epoch_blocks == 0 && stats.epoch_bytes == 0, "a failed write was recorded");
+    struct run_log log = iterate(disk, NULL, __LINE__);
+    CHECK(log.count == 0, "a failed write is sent (%zu runs)", log.count);
+    CHECK(block_backend_write(backend, 3, data, SECTOR) == -EINVAL, "a write not on a sector");
+    block_backend_destroy(backend);
+}
+
+/* A fixed-seed run: random writes and discards, epochs of random length,
+ * a small memory bound; after each epoch its runs applied to the previous
+ * epoch's image must give the base exactly. */
+static void test_model(void)
+{
+    uint64_t size = 48 * BLOCK + 3 * SECTOR; /* a short last block */
+    struct memory_backend *memory = memory_backend_create(size);
+    struct primary_disk *disk = make_disk(&memory->backend, 8 * BLOCK);
+    struct block_backend *backend = primary_disk_backend(disk);
+    uint8_t *previous = malloc(size);
+    memcpy(previous, memory->bytes, size);
+    uint8_t *data = malloc(size);
+    uint64_t sectors = size / SECTOR;
+    srand(11);
+    uint64_t overflow_seen = 0;
+    for (int epoch = 0; epoch < 300; epoch++) {
+        int requests = rand() % 24;
+        for (int request = 0; request < requests; request++) {
+            uint64_t first = (uint64_t)rand() % sectors;
+            uint64_t count = 1 + (uint64_t)rand() % 20;
+            if (first + count > sectors)
+                count = sectors - first;
+            if (rand() % 6 == 0) {
+                CHECK(block_backend_discard(backend, first * SECTOR, count * SECTOR) == 0, "epoch %d: discard", epoch);
+            } else {
+                memset(data, rand() & 0xff, count * SECTOR);
+                data[0] = (uint8_t)request;
+                CHECK(block_backend_write(backend, first * SECTOR, data, count * SECTOR) == 0, "epoch %d: write",
+                      epoch);
+            }
+        }
+        struct primary_disk_stats stats;
+        primary_disk_get_stats(disk, &stats);
+        overflow_seen += stats.epoch_overflow_blocks;
+        iterate(disk, previous, __LINE__);
+        CHECK(memcmp(previous, memory->bytes, size) == 0, "epoch %d: the runs applied do not give the base", epoch);
+        memcpy(previous, memory->bytes, size); /* one failure is reported once */
+        primary_disk_epoch_clear(disk);
+    }
+    CHECK(overflow_seen > 0, "the model never passed the memory bound");
+    free(previous);
+    free(data);
+    block_backend_destroy(backend);
+}
+
+int main(void)
+{
+    char directory[64], path[96];
+    snprintf(directory, sizeof directory, "/tmp/primary_disk_test.XXXXXX");
+    if (!mkdtemp(directory)) {
+        printf("FAIL: mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/base.img", directory);
+    test_over_file(path);
+    unlink(path);
+    rmdir(directory);
+    test_runs_in_order();
+    test_discard_records_zeros();
+    test_memory_bound();
+    test_dirty_log();
+    test_zero_blocks();
+    test_failed_write();
+    test_model();
+    return test_check_finish("primary_disk_test");
+}
