@@ -28,7 +28,10 @@
  * The reader checks every record (length bounds, known type, CRC, page
  * indices inside RAM, state versions) and never applies part of a stream:
  * stream_receive stages everything until CHECKPOINT_END or END has arrived
- * whole, then applies it to the machine in one step. */
+ * whole, then applies it to the machine in one step. OUTPUT and DISK_WRITE
+ * records change nothing in the machine: they are handed to the caller
+ * once the run is whole (stream_received_output_next,
+ * stream_received_disk_write_next). */
 #ifndef COLO_STREAM_STREAM_H
 #define COLO_STREAM_STREAM_H
 
