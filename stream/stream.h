@@ -14,6 +14,9 @@
  *                     whose 4096 bytes are all zero
  *   OUTPUT            u32 nic, u32 zero, 12-byte virtio-net header, frame:
  *                     network output the sender held back behind this run
+ *   DISK_WRITE        u32 disk, u32 zero, u64 offset, data (512 to 1 MiB,
+ *                     whole 512-byte sectors): a guest disk write of the
+ *                     run's epoch, for the receiver's disk replication
  *   HART_STATE        one "HART" section of the machine state
  *                     (docs/machine-state.md)
  *   DEVICE_STATE      u32 device id, u32 version, then that device's
@@ -25,7 +28,10 @@
  * The reader checks every record (length bounds, known type, CRC, page
  * indices inside RAM, state versions) and never applies part of a stream:
  * stream_receive stages everything until CHECKPOINT_END or END has arrived
- * whole, then applies it to the machine in one step. */
+ * whole, then applies it to the machine in one step. OUTPUT and DISK_WRITE
+ * records change nothing in the machine: they are handed to the caller
+ * once the run is whole (stream_received_output_next,
+ * stream_received_disk_write_next). */
 #ifndef COLO_STREAM_STREAM_H
 #define COLO_STREAM_STREAM_H
 
@@ -55,11 +61,19 @@ enum stream_record_type {
     STREAM_RECORD_END = 6,
     STREAM_RECORD_PAGE_ZERO = 7,
     STREAM_RECORD_OUTPUT = 8,
+    STREAM_RECORD_DISK_WRITE = 9,
 };
 
 /* OUTPUT: u32 nic, u32 zero, the NIC's 12-byte header, then the frame. */
 #define STREAM_OUTPUT_PREFIX 20u
 #define STREAM_MAX_OUTPUT_FRAME (65536u + 128u)
+
+/* DISK_WRITE: u32 disk, u32 zero, u64 offset, then the data: whole
+ * sectors at a sector-aligned offset, at most STREAM_MAX_DISK_WRITE bytes
+ * per record (the writer splits longer writes). */
+#define STREAM_DISK_WRITE_PREFIX 16u
+#define STREAM_DISK_SECTOR_SIZE 512u
+#define STREAM_MAX_DISK_WRITE (1u << 20)
 
 struct stream_header {
     uint32_t version;
@@ -95,6 +109,15 @@ int stream_write_checkpoint_state(struct stream_writer *writer, uint32_t id, str
  * secondary can send it if the primary dies before releasing it). */
 int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_t header[12], const void *frame,
                         size_t length, struct error *err);
+/* A guest write to disk `disk` (its index in the machine's configuration)
+ * of `length` bytes at byte `offset`: both whole 512-byte sectors, length
+ * at least one sector. A write longer than STREAM_MAX_DISK_WRITE goes as
+ * several DISK_WRITE records of at most that much, in offset order (the
+ * same bytes in the same order, so the receiver need not know). The
+ * arguments are checked before anything is buffered: a call that fails
+ * its checks leaves no record behind. */
+int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_t offset, const void *data,
+                            size_t length, struct error *err);
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
 int stream_write_end(struct stream_writer *writer, struct error *err);
 /* Sends everything buffered (writes are only batched, never reordered). */
@@ -114,6 +137,9 @@ struct stream_reader {
     int fd;
     uint8_t *buffer;   /* one record body */
     uint64_t ram_size; /* from the header, to check page indices */
+    /* Disks of the machine the stream is for, to check DISK_WRITE disk
+     * indices: MACHINE_MAX_DISKS until stream_receive sets its machine's. */
+    uint32_t disk_count;
     uint64_t records_read, bytes_read, pages_read;
     uint64_t rejected_records; /* counted before returning an error */
     /* CHECKPOINT_STATE ids that arrived inside the last stream_receive run
@@ -127,6 +153,11 @@ struct stream_reader {
     uint8_t *output;
     size_t output_length, output_capacity;
     size_t output_count;
+    /* The DISK_WRITE records of the last stream_receive run, kept the same
+     * way (stream_received_disk_write_next). */
+    uint8_t *disk_writes;
+    size_t disk_writes_length, disk_writes_capacity;
+    size_t disk_write_count;
     /* stream_receive's page staging, kept from run to run so that a small
      * checkpoint does not pay for setting it up (stream_receive.c). */
     struct stream_page_staging *staging;
@@ -170,6 +201,26 @@ struct stream_output_frame {
     size_t length;
 };
 void stream_output_frame_fields(const uint8_t *body, size_t length, struct stream_output_frame *fields);
+
+/* The run's DISK_WRITE records, in order, like stream_received_output_next:
+ * after a stream_receive that succeeded, or inside its before_apply (the
+ * run is whole by then); none after a run that was rejected or cut off.
+ * The reader has checked each record's shape, that its disk is one of the
+ * machine's disks, and that offset + length does not wrap; whether the
+ * range lies inside the disk is the consumer's to check (the stream does
+ * not know disk sizes: secondary_disk_buffer_write refuses a range
+ * outside its image). */
+bool stream_received_disk_write_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
+                                     size_t *length);
+/* A DISK_WRITE record's body (as stream_received_disk_write_next gives it)
+ * split into its fields. */
+struct stream_disk_write {
+    uint32_t disk;
+    uint64_t offset; /* bytes, a multiple of STREAM_DISK_SECTOR_SIZE */
+    const uint8_t *data;
+    size_t length; /* 512 .. STREAM_MAX_DISK_WRITE, whole sectors */
+};
+void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_disk_write *fields);
 
 /* Inside before_apply: true when the run about to be applied writes this
  * RAM page (as data or as a zero page). */

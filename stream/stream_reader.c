@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "machine.h"
 #include "stream.h"
 #include "stream_internal.h"
 
@@ -27,6 +28,8 @@ const char *stream_record_type_name(uint32_t type)
         return "PAGE_ZERO";
     case STREAM_RECORD_OUTPUT:
         return "OUTPUT";
+    case STREAM_RECORD_DISK_WRITE:
+        return "DISK_WRITE";
     case STREAM_RECORD_HART_STATE:
         return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE:
@@ -46,6 +49,7 @@ int stream_reader_init(struct stream_reader *reader, int fd, struct error *err)
 {
     memset(reader, 0, sizeof *reader);
     reader->fd = fd;
+    reader->disk_count = MACHINE_MAX_DISKS;
     /* The largest body with its padding. Allocated once: malloc maps this
      * lazily, so the memory a stream of small records touches stays small. */
     reader->buffer = malloc(stream_padded_length(STREAM_MAX_RECORD_LENGTH));
@@ -63,6 +67,9 @@ void stream_reader_destroy(struct stream_reader *reader)
     free(reader->output);
     reader->output = NULL;
     reader->output_length = reader->output_capacity = reader->output_count = 0;
+    free(reader->disk_writes);
+    reader->disk_writes = NULL;
+    reader->disk_writes_length = reader->disk_writes_capacity = reader->disk_write_count = 0;
 }
 
 /* Reads up to length bytes, stopping early only at end of file. *got says
@@ -167,6 +174,12 @@ static const char *length_problem(uint32_t type, uint32_t length)
         if (length <= STREAM_OUTPUT_PREFIX || length > STREAM_OUTPUT_PREFIX + STREAM_MAX_OUTPUT_FRAME)
             return "is not 20 + a frame of 1 to 65664 bytes";
         return NULL;
+    case STREAM_RECORD_DISK_WRITE:
+        if (length < STREAM_DISK_WRITE_PREFIX + STREAM_DISK_SECTOR_SIZE ||
+            length > STREAM_DISK_WRITE_PREFIX + STREAM_MAX_DISK_WRITE ||
+            (length - STREAM_DISK_WRITE_PREFIX) % STREAM_DISK_SECTOR_SIZE != 0)
+            return "is not 16 + 512 * count bytes of data for a count of 1 to 2048 sectors";
+        return NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -252,6 +265,22 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
         if (stream_get_u32(body + 4) != 0)
             return reject(reader, number, name, err, "the field after the NIC is 0x%08x, not zero",
                           stream_get_u32(body + 4));
+    } else if (type == STREAM_RECORD_DISK_WRITE) {
+        uint32_t disk = stream_get_u32(body);
+        uint64_t offset = stream_get_u64(body + 8);
+        uint32_t data_length = length - STREAM_DISK_WRITE_PREFIX;
+        if (stream_get_u32(body + 4) != 0)
+            return reject(reader, number, name, err, "the field after the disk is 0x%08x, not zero",
+                          stream_get_u32(body + 4));
+        if (offset % STREAM_DISK_SECTOR_SIZE != 0)
+            return reject(reader, number, name, err, "offset %llu is not a multiple of %u", (unsigned long long)offset,
+                          STREAM_DISK_SECTOR_SIZE);
+        if (offset > UINT64_MAX - data_length)
+            return reject(reader, number, name, err, "offset %llu + %u bytes wraps around", (unsigned long long)offset,
+                          data_length);
+        if (disk >= reader->disk_count)
+            return reject(reader, number, name, err, "disk %u is outside the machine's %u disks", disk,
+                          reader->disk_count);
     } else if (type == STREAM_RECORD_HART_STATE) {
         uint32_t section_id = stream_get_u32(body);
         uint32_t section_length = stream_get_u32(body + 8);

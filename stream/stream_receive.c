@@ -20,6 +20,10 @@
 #define STAGING_MAX_STATE_BYTES (16u << 20)
 /* OUTPUT records of one run: a COLO primary holds at most 64 MiB. */
 #define STAGING_MAX_OUTPUT_BYTES (64u << 20)
+/* DISK_WRITE records of one run: an epoch's guest disk writes. The
+ * consumer (the secondary's disk) bounds its own buffer; this only stops
+ * a stream from exhausting memory before the run is whole. */
+#define STAGING_MAX_DISK_WRITE_BYTES (256u << 20)
 /* Staging past this offset may use transparent huge pages (see below). */
 #define STAGING_SMALL_PAGES_BYTES (2u << 20)
 /* Staged data up to this size stays backed between runs (a COLO
@@ -191,38 +195,86 @@ static int stage_state_record(struct state_writer *state, const struct stream_re
     return 0;
 }
 
-/* Keeps a checked OUTPUT body for the caller (stream_received_output). */
-static int stage_output(struct stream_reader *reader, const struct stream_record *record, struct error *err)
+/* Records a run hands to its caller whole (OUTPUT, DISK_WRITE): bodies
+ * back to back, each after its u32 length. */
+struct staged_bodies {
+    uint8_t **data;
+    size_t *length, *capacity, *count;
+    size_t limit;
+    const char *what; /* for the errors: "output", "disk writes" */
+};
+
+static int stage_body(const struct staged_bodies *staged, const struct stream_record *record, struct error *err)
 {
-    size_t needed = reader->output_length + 4 + record->length;
-    if (needed > STAGING_MAX_OUTPUT_BYTES)
-        return error_set(err, "the run carries more than %u MiB of output", STAGING_MAX_OUTPUT_BYTES >> 20);
-    if (needed > reader->output_capacity) {
-        size_t capacity = reader->output_capacity ? reader->output_capacity : 64 * 1024;
+    size_t needed = *staged->length + 4 + record->length;
+    if (needed > staged->limit)
+        return error_set(err, "the run carries more than %zu MiB of %s", staged->limit >> 20, staged->what);
+    if (needed > *staged->capacity) {
+        size_t capacity = *staged->capacity ? *staged->capacity : 64 * 1024;
         while (capacity < needed)
             capacity *= 2;
-        uint8_t *output = realloc(reader->output, capacity);
-        if (!output)
-            return error_set(err, "out of memory staging the run's output");
-        reader->output = output;
-        reader->output_capacity = capacity;
+        uint8_t *data = realloc(*staged->data, capacity);
+        if (!data)
+            return error_set(err, "out of memory staging the run's %s", staged->what);
+        *staged->data = data;
+        *staged->capacity = capacity;
     }
-    stream_put_u32(reader->output + reader->output_length, record->length);
-    memcpy(reader->output + reader->output_length + 4, record->body, record->length);
-    reader->output_length = needed;
-    reader->output_count++;
+    stream_put_u32(*staged->data + *staged->length, record->length);
+    memcpy(*staged->data + *staged->length + 4, record->body, record->length);
+    *staged->length = needed;
+    (*staged->count)++;
     return 0;
+}
+
+/* Keeps a checked OUTPUT body for the caller (stream_received_output_next). */
+static int stage_output(struct stream_reader *reader, const struct stream_record *record, struct error *err)
+{
+    struct staged_bodies staged = { &reader->output,       &reader->output_length,   &reader->output_capacity,
+                                    &reader->output_count, STAGING_MAX_OUTPUT_BYTES, "output" };
+    return stage_body(&staged, record, err);
+}
+
+/* Keeps a checked DISK_WRITE body for the caller
+ * (stream_received_disk_write_next); nothing writes it to the machine. */
+static int stage_disk_write(struct stream_reader *reader, const struct stream_record *record, struct error *err)
+{
+    struct staged_bodies staged = { &reader->disk_writes,          &reader->disk_writes_length,
+                                    &reader->disk_writes_capacity, &reader->disk_write_count,
+                                    STAGING_MAX_DISK_WRITE_BYTES,  "disk writes" };
+    return stage_body(&staged, record, err);
+}
+
+static bool next_staged_body(const uint8_t *data, size_t staged_length, size_t *cursor, const uint8_t **body,
+                             size_t *length)
+{
+    if (*cursor + 4 > staged_length)
+        return false;
+    *length = stream_get_u32(data + *cursor);
+    *body = data + *cursor + 4;
+    *cursor += 4 + *length;
+    return true;
 }
 
 bool stream_received_output_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
                                  size_t *length)
 {
-    if (*cursor + 4 > reader->output_length)
-        return false;
-    *length = stream_get_u32(reader->output + *cursor);
-    *body = reader->output + *cursor + 4;
-    *cursor += 4 + *length;
-    return true;
+    return next_staged_body(reader->output, reader->output_length, cursor, body, length);
+}
+
+bool stream_received_disk_write_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
+                                     size_t *length)
+{
+    return next_staged_body(reader->disk_writes, reader->disk_writes_length, cursor, body, length);
+}
+
+void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_disk_write *fields)
+{
+    *fields = (struct stream_disk_write){
+        .disk = stream_get_u32(body),
+        .offset = stream_get_u64(body + 8),
+        .data = body + STREAM_DISK_WRITE_PREFIX,
+        .length = length - STREAM_DISK_WRITE_PREFIX,
+    };
 }
 
 void stream_output_frame_fields(const uint8_t *body, size_t length, struct stream_output_frame *fields)
@@ -302,6 +354,9 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     reader->checkpoint_states_received = 0;
     reader->output_length = 0;
     reader->output_count = 0;
+    reader->disk_writes_length = 0;
+    reader->disk_write_count = 0;
+    reader->disk_count = machine_disk_count(machine);
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
     if (reader->ram_size != machine_ram_size(machine))
@@ -338,6 +393,9 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
         } else if (record.type == STREAM_RECORD_OUTPUT) {
             if (stage_output(reader, &record, err) < 0)
                 break;
+        } else if (record.type == STREAM_RECORD_DISK_WRITE) {
+            if (stage_disk_write(reader, &record, err) < 0)
+                break;
         } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE) {
             /* A protocol message inside a run: noted for the caller. */
             note_checkpoint_state(reader, stream_get_u32(record.body));
@@ -355,9 +413,12 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     state_writer_free(&state);
     staging_reset(staging);
     if (result < 0) {
-        /* The output of a run that was not applied is not the caller's. */
+        /* The output and disk writes of a run that was not applied are
+         * not the caller's. */
         reader->output_length = 0;
         reader->output_count = 0;
+        reader->disk_writes_length = 0;
+        reader->disk_write_count = 0;
     }
     return result;
 }

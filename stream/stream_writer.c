@@ -290,6 +290,37 @@ int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_
     return write_record(writer, STREAM_RECORD_OUTPUT, prefix, sizeof prefix, frame, length, err);
 }
 
+int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_t offset, const void *data,
+                            size_t length, struct error *err)
+{
+    if (disk >= MACHINE_MAX_DISKS)
+        return error_set(err, "disk %u cannot be written to the stream (a machine has at most %u disks)", disk,
+                         MACHINE_MAX_DISKS);
+    if (length == 0 || length % STREAM_DISK_SECTOR_SIZE != 0)
+        return error_set(err, "a disk write of %zu bytes is not a whole number of %u-byte sectors", length,
+                         STREAM_DISK_SECTOR_SIZE);
+    if (offset % STREAM_DISK_SECTOR_SIZE != 0)
+        return error_set(err, "a disk write at offset %llu does not start on a %u-byte sector",
+                         (unsigned long long)offset, STREAM_DISK_SECTOR_SIZE);
+    if (offset > UINT64_MAX - length)
+        return error_set(err, "a disk write of %zu bytes at offset %llu runs past the end of any disk", length,
+                         (unsigned long long)offset);
+    const uint8_t *bytes = data;
+    for (size_t done = 0; done < length;) {
+        size_t part = length - done;
+        if (part > STREAM_MAX_DISK_WRITE)
+            part = STREAM_MAX_DISK_WRITE;
+        uint8_t prefix[STREAM_DISK_WRITE_PREFIX];
+        stream_put_u32(prefix, disk);
+        stream_put_u32(prefix + 4, 0);
+        stream_put_u64(prefix + 8, offset + done);
+        if (write_record(writer, STREAM_RECORD_DISK_WRITE, prefix, sizeof prefix, bytes + done, part, err) < 0)
+            return -1;
+        done += part;
+    }
+    return 0;
+}
+
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err)
 {
     return write_record(writer, STREAM_RECORD_CHECKPOINT_END, NULL, 0, NULL, 0, err);

@@ -3,14 +3,22 @@
  * rejected, but never with a crash, and a run that is rejected must leave
  * the machine exactly as it was: same RAM, same saved state.
  *
- * The first byte of an input chooses how the rest is fed. Even: as it is.
- * Odd: the harness first recomputes the CRC of every whole record (walking
- * them by their length fields), so that mutations get past the CRC check
- * to the checks behind it, the staging, and machine_load_state; without
- * that, nearly every mutation of a body would stop at "CRC mismatch".
+ * The first byte of an input chooses how the rest is fed. Bit 0 clear: as
+ * it is. Set: the harness first recomputes the CRC of every whole record
+ * (walking them by their length fields), so that mutations get past the
+ * CRC check to the checks behind it, the staging, and machine_load_state;
+ * without that, nearly every mutation of a body would stop at "CRC
+ * mismatch". Bit 1 chooses the machine: clear, one without disks; set,
+ * one with a disk, so that DISK_WRITE records get past the disk index
+ * check to the staging. Their receiver must then hand out only records
+ * of the right shape, and never write them to the machine's disk.
  *
  * With COLO_FUZZ_WRITE_SEED=FILE in the environment, the first call writes
- * a small valid stream to FILE (the seed corpus) and exits. */
+ * small valid streams to FILE (for the machine without disks) and
+ * FILE-disk-writes (for the one with a disk, with DISK_WRITE records), and
+ * two streams with DISK_WRITE records the receiver rejects:
+ * FILE-disk-writes-cut (no CHECKPOINT_END) and FILE-disk-writes-no-disk
+ * (for the machine without disks), then exits. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +38,13 @@
 /* Runs per input: enough to reach the later runs of a multi-round seed. */
 #define FUZZ_MAX_RUNS 16
 
+/* The image of the fuzzed disk: stays all zero (nothing writes it). */
+#define FUZZ_DISK_SIZE (64u * 1024u)
+
+/* The machine of the current input: one of the two below. */
 static struct machine *machine;
+static struct machine *machine_without_disks, *machine_with_disk;
+static int disk_image_fd = -1;
 static bool created;
 static int input_fd = -1;
 /* A freshly initialised reader on input_fd. Each input starts from a copy
@@ -78,21 +92,57 @@ static void save(struct state_writer *writer)
         abort();
 }
 
-/* The state the machine was created with (deterministic time). */
-static struct state_writer baseline;
+/* The state each machine was created with (deterministic time). */
+static struct state_writer baseline_without_disks, baseline_with_disk;
 
 static void load_baseline(void)
 {
     struct error err;
-    if (machine_load_state(machine, baseline.data, baseline.length, &err) < 0) {
+    const struct state_writer *baseline = machine == machine_with_disk ? &baseline_with_disk : &baseline_without_disks;
+    if (machine_load_state(machine, baseline->data, baseline->length, &err) < 0) {
         fprintf(stderr, "the baseline state does not load: %s\n", err.message);
         abort();
     }
 }
 
+/* Two runs with DISK_WRITE records for `target`: a checkpoint with a page
+ * and two writes, and a last run with one write at the disk's end; `cut`
+ * ends the stream before the first CHECKPOINT_END. On the machine without
+ * disks the first DISK_WRITE is rejected (disk 0 is not there). */
+static void write_disk_seed(const char *path, struct machine *target, bool cut)
+{
+    machine = target;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* CRCs fixed by the harness, and the machine to feed it to */
+    const uint8_t mode = target == machine_with_disk ? 3 : 1;
+    struct stream_writer writer;
+    struct error err;
+    if (fd < 0 || write(fd, &mode, 1) != 1 || stream_writer_init(&writer, fd, &err) < 0)
+        abort();
+    struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
+    uint8_t data[1024];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 13 + i / 512);
+    static const uint64_t pages[] = { 1 };
+    bool written = stream_write_header(&writer, &header, &err) == 0 &&
+                   stream_write_pages(&writer, machine, pages, 1, &err) == 0 &&
+                   stream_write_disk_write(&writer, 0, 4096, data, 1024, &err) == 0 &&
+                   stream_write_disk_write(&writer, 0, 0, data, 512, &err) == 0;
+    if (written && !cut)
+        written = stream_write_checkpoint_end(&writer, &err) == 0 &&
+                  stream_write_disk_write(&writer, 0, FUZZ_DISK_SIZE - 512, data, 512, &err) == 0 &&
+                  stream_write_end(&writer, &err) == 0;
+    if (!written || stream_flush(&writer, &err) < 0 || close(fd) < 0) {
+        fprintf(stderr, "cannot write the disk seed: %s\n", err.message);
+        abort();
+    }
+    stream_writer_destroy(&writer);
+}
+
 /* Two pre-copy rounds and a last one with the state. */
 static void write_seed(const char *path)
 {
+    machine = machine_without_disks;
     for (unsigned i = 0; i < FUZZ_RAM_SIZE; i++)
         machine->ram.host[i] = (uint8_t)(i * 7 + i / 4096);
     memset(machine->ram.host + 7 * 4096, 0, 4096); /* a zero page: a PAGE_ZERO record */
@@ -119,19 +169,69 @@ static void write_seed(const char *path)
     stream_writer_destroy(&writer);
 }
 
+/* After a run: its DISK_WRITE records have the shape the reader promises,
+ * and the disk was not written. */
+static void check_disk_writes(const struct stream_reader *reader)
+{
+    size_t cursor = 0, length, count = 0;
+    const uint8_t *body;
+    while (stream_received_disk_write_next(reader, &cursor, &body, &length)) {
+        struct stream_disk_write fields;
+        stream_disk_write_fields(body, length, &fields);
+        if (fields.disk >= machine_disk_count(machine) || fields.length == 0 ||
+            fields.length % STREAM_DISK_SECTOR_SIZE || fields.length > STREAM_MAX_DISK_WRITE ||
+            fields.offset % STREAM_DISK_SECTOR_SIZE || fields.offset + fields.length < fields.offset) {
+            fprintf(stderr, "a staged DISK_WRITE has a bad shape (disk %u, offset %llu, %zu bytes)\n", fields.disk,
+                    (unsigned long long)fields.offset, fields.length);
+            abort();
+        }
+        count++;
+    }
+    if (count != reader->disk_write_count) {
+        fprintf(stderr, "%zu DISK_WRITE records handed out, %zu staged\n", count, reader->disk_write_count);
+        abort();
+    }
+    if (machine == machine_with_disk) {
+        static uint8_t image[FUZZ_DISK_SIZE];
+        static const uint8_t zeros[FUZZ_DISK_SIZE];
+        if (pread(disk_image_fd, image, sizeof image, 0) != (ssize_t)sizeof image ||
+            memcmp(image, zeros, sizeof image) != 0) {
+            fprintf(stderr, "stream_receive wrote to the disk\n");
+            abort();
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!created) {
-        machine = test_machine_create(&(struct test_machine_options){
+        machine_without_disks = test_machine_create(&(struct test_machine_options){
             .ram_size = FUZZ_RAM_SIZE, .deterministic_time = true /* saved mtime must not drift */ });
+        disk_image_fd = memfd_create("fuzz-stream-disk", MFD_CLOEXEC);
+        if (disk_image_fd < 0 || ftruncate(disk_image_fd, FUZZ_DISK_SIZE) < 0)
+            abort();
+        char image_path[64];
+        snprintf(image_path, sizeof image_path, "/proc/self/fd/%d", disk_image_fd);
+        machine_with_disk = test_machine_create(&(struct test_machine_options){
+            .ram_size = FUZZ_RAM_SIZE, .deterministic_time = true, .disk_image = image_path });
         struct error err;
         created = true;
         const char *seed = getenv("COLO_FUZZ_WRITE_SEED");
         if (seed) {
+            char disk_seed[4096];
             write_seed(seed);
+            snprintf(disk_seed, sizeof disk_seed, "%s-disk-writes", seed);
+            write_disk_seed(disk_seed, machine_with_disk, false);
+            snprintf(disk_seed, sizeof disk_seed, "%s-disk-writes-cut", seed);
+            write_disk_seed(disk_seed, machine_with_disk, true);
+            snprintf(disk_seed, sizeof disk_seed, "%s-disk-writes-no-disk", seed);
+            write_disk_seed(disk_seed, machine_without_disks, false);
             exit(0);
         }
-        save(&baseline);
+        machine = machine_without_disks;
+        save(&baseline_without_disks);
+        machine = machine_with_disk;
+        save(&baseline_with_disk);
         input_fd = memfd_create("fuzz-stream", MFD_CLOEXEC);
         if (input_fd < 0 || stream_reader_init(&fresh_reader, input_fd, &err) < 0)
             abort();
@@ -139,6 +239,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     bool fix_crcs = data[0] & 1;
+    machine = data[0] & 2 ? machine_with_disk : machine_without_disks;
     data++, size--;
     if (fix_crcs && size > 0)
         data = with_crcs_fixed(data, size);
@@ -160,6 +261,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(ram_before, machine->ram.host, FUZZ_RAM_SIZE);
             uint32_t terminator = 0;
             int result = stream_receive(&reader, machine, &terminator, &err);
+            /* A rejected run hands out nothing; an applied one only records
+             * of the right shape, and wrote none of them to the disk. */
+            check_disk_writes(&reader);
+            if (result < 0 && reader.disk_write_count != 0) {
+                fprintf(stderr, "a rejected run left %zu DISK_WRITE records\n", reader.disk_write_count);
+                abort();
+            }
             if (result < 0) {
                 /* Rejected: nothing may have changed. */
                 struct state_writer after;
@@ -189,10 +297,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     /* What the reader allocates as it goes (its page staging and its
-     * buffer of OUTPUT records, both kept from run to run) was made in
+     * buffers of OUTPUT and DISK_WRITE records, kept from run to run) was made in
      * this copy of the reader: the next input's copy reuses it. */
     fresh_reader.staging = reader.staging;
     fresh_reader.output = reader.output;
     fresh_reader.output_capacity = reader.output_capacity;
+    fresh_reader.disk_writes = reader.disk_writes;
+    fresh_reader.disk_writes_capacity = reader.disk_writes_capacity;
     return 0;
 }

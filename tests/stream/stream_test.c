@@ -600,6 +600,205 @@ static void test_output_records(void)
     test_machine_destroy(target);
 }
 
+/* ---- DISK_WRITE records ---- */
+
+#define DISK_SIZE (4u << 20)
+
+/* A machine with one disk over a sparse all-zero image; *image_fd is the
+ * image, to check that nothing wrote it. */
+static struct machine *create_machine_with_disk(int *image_fd)
+{
+    *image_fd = memfd_create("stream-test-disk", MFD_CLOEXEC);
+    if (*image_fd < 0 || ftruncate(*image_fd, DISK_SIZE) < 0)
+        die("disk image", NULL);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", *image_fd);
+    return test_machine_create(
+        &(struct test_machine_options){ .ram_size = RAM_SIZE, .deterministic_time = true, .disk_image = path });
+}
+
+static bool image_is_zero(int image_fd)
+{
+    static uint8_t image[DISK_SIZE];
+    if (pread(image_fd, image, sizeof image, 0) != (ssize_t)sizeof image)
+        die("reading the disk image", NULL);
+    for (size_t i = 0; i < sizeof image; i++)
+        if (image[i])
+            return false;
+    return true;
+}
+
+/* The DISK_WRITE records stream_received_disk_write_next hands out. */
+static size_t received_disk_writes(const struct stream_reader *reader, struct stream_disk_write *writes, size_t max)
+{
+    size_t cursor = 0, length, count = 0;
+    const uint8_t *body;
+    while (stream_received_disk_write_next(reader, &cursor, &body, &length))
+        if (count < max)
+            stream_disk_write_fields(body, length, &writes[count++]);
+        else
+            count++;
+    return count;
+}
+
+/* The writer refuses what cannot be a disk write, and buffers nothing. */
+static void test_disk_write_writer_checks(void)
+{
+    struct stream_writer writer;
+    struct error err;
+    if (stream_writer_init(&writer, -1, &err) < 0)
+        die("writer", &err);
+    static uint8_t data[1024];
+    struct {
+        uint32_t disk;
+        uint64_t offset;
+        size_t length;
+        const char *message;
+    } cases[] = {
+        { MACHINE_MAX_DISKS, 0, 512, "disk 4 cannot be written to the stream (a machine has at most 4 disks)" },
+        { 0, 0, 0, "a disk write of 0 bytes is not a whole number of 512-byte sectors" },
+        { 0, 0, 700, "a disk write of 700 bytes is not a whole number of 512-byte sectors" },
+        { 0, 100, 512, "a disk write at offset 100 does not start on a 512-byte sector" },
+        { 0, UINT64_MAX - 511, 1024,
+          "a disk write of 1024 bytes at offset 18446744073709551104 runs past the end of any disk" },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int result = stream_write_disk_write(&writer, cases[c].disk, cases[c].offset, data, cases[c].length, &err);
+        CHECK(result < 0 && strcmp(err.message, cases[c].message) == 0, "writer case %zu: \"%s\", expected \"%s\"", c,
+              result < 0 ? err.message : "(accepted)", cases[c].message);
+    }
+    CHECK(writer.used == 0, "refused disk writes left %zu bytes buffered", writer.used);
+    stream_writer_destroy(&writer);
+}
+
+/* Writer -> reader: the run's DISK_WRITE records come out in order, a long
+ * write split into records of at most STREAM_MAX_DISK_WRITE, none of them
+ * written to the machine's disk; a run cut off before its CHECKPOINT_END
+ * (anywhere) hands out none; a disk the machine lacks is a bad record. */
+static void test_disk_write_records(void)
+{
+    int image_fd;
+    struct machine *target = create_machine_with_disk(&image_fd);
+    static uint8_t small[512], large[STREAM_MAX_DISK_WRITE + 1024];
+    memset(small, 'A', sizeof small);
+    fill_random(large, sizeof large);
+
+    int fd = memfd_create("stream-test", MFD_CLOEXEC);
+    struct stream_writer writer;
+    struct error err;
+    if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
+        die("writer", &err);
+    struct stream_header header = header_for(target);
+    static const uint64_t pages[] = { 7 };
+    fill_page(target, 7);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 &&
+              stream_write_pages(&writer, target, pages, 1, &err) == 0 &&
+              stream_write_disk_write(&writer, 0, 3 * 512, small, sizeof small, &err) == 0 &&
+              stream_write_disk_write(&writer, 0, 1 << 20, large, sizeof large, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
+          "writing disk writes: %s", err.message);
+    size_t first_run_end = writer.bytes_written;
+    CHECK(stream_write_disk_write(&writer, 0, 0, small, sizeof small, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
+          "writing the second run: %s", err.message);
+    stream_writer_destroy(&writer);
+    struct bytes stream = fd_contents(fd);
+    close(fd);
+    test_machine_destroy(target);
+
+    /* Whole: three records (the large write in two), in order. */
+    target = create_machine_with_disk(&image_fd);
+    struct snapshot before = take_snapshot(target);
+    struct stream_reader reader;
+    fd = fd_with(stream.data, stream.length);
+    if (stream_reader_init(&reader, fd, &err) < 0)
+        die("reader", &err);
+    struct stream_header expected = header_for(target);
+    uint32_t terminator = 0;
+    CHECK(stream_read_header(&reader, &expected, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
+          "run with disk writes: %s", err.message);
+    struct stream_disk_write writes[4];
+    size_t count = received_disk_writes(&reader, writes, 4);
+    CHECK(count == 3 && reader.disk_write_count == 3, "%zu disk writes handed out, expected 3", count);
+    if (count == 3) {
+        CHECK(writes[0].disk == 0 && writes[0].offset == 3 * 512 && writes[0].length == 512 &&
+                  memcmp(writes[0].data, small, 512) == 0,
+              "first disk write differs (offset %llu, %zu bytes)", (unsigned long long)writes[0].offset,
+              writes[0].length);
+        CHECK(writes[1].offset == 1u << 20 && writes[1].length == STREAM_MAX_DISK_WRITE &&
+                  memcmp(writes[1].data, large, STREAM_MAX_DISK_WRITE) == 0,
+              "second disk write differs (offset %llu, %zu bytes)", (unsigned long long)writes[1].offset,
+              writes[1].length);
+        CHECK(writes[2].offset == (1u << 20) + STREAM_MAX_DISK_WRITE && writes[2].length == 1024 &&
+                  memcmp(writes[2].data, large + STREAM_MAX_DISK_WRITE, 1024) == 0,
+              "third disk write differs (offset %llu, %zu bytes)", (unsigned long long)writes[2].offset,
+              writes[2].length);
+    }
+    CHECK(image_is_zero(image_fd), "stream_receive wrote a DISK_WRITE to the machine's disk");
+    CHECK(!snapshot_matches(target, &before), "the run's page was not applied");
+    CHECK(reader.bytes_read == first_run_end, "read %llu bytes, the first run ends at %zu",
+          (unsigned long long)reader.bytes_read, first_run_end);
+    stream_reader_destroy(&reader);
+    close(fd);
+    free(before.state.data);
+
+    /* Cut anywhere inside the second run (at and between records): that
+     * run hands out nothing, and the first run's records are gone too. */
+    for (size_t cut = first_run_end; cut < stream.length; cut += 8) {
+        fd = fd_with(stream.data, cut);
+        if (stream_reader_init(&reader, fd, &err) < 0)
+            die("reader", &err);
+        CHECK(stream_read_header(&reader, &expected, &err) == 0 &&
+                  stream_receive(&reader, target, &terminator, &err) == 0,
+              "first run: %s", err.message);
+        CHECK(stream_receive(&reader, target, &terminator, &err) < 0, "run cut at byte %zu accepted", cut);
+        CHECK(received_disk_writes(&reader, writes, 4) == 0 && reader.disk_write_count == 0,
+              "run cut at byte %zu hands out disk writes", cut);
+        stream_reader_destroy(&reader);
+        close(fd);
+    }
+    free(stream.data);
+
+    /* A disk the machine does not have: a bad record, counted. */
+    uint8_t body[16 + 512] = { 0 };
+    put_u32(body, 1);
+    stream = (struct bytes){ 0 };
+    append_header(&stream, RAM_SIZE, machine_configuration_hash(target));
+    append_record(&stream, STREAM_RECORD_DISK_WRITE, body, sizeof body);
+    append_record(&stream, STREAM_RECORD_CHECKPOINT_END, NULL, 0);
+    CHECK(receive_prefix(&stream, stream.length, target, &terminator, &reader, &err) < 0 &&
+              strcmp(err.message, "record 1 (DISK_WRITE): disk 1 is outside the machine's 1 disks") == 0 &&
+              reader.rejected_records == 1,
+          "disk 1 of a one-disk machine: \"%s\"", err.message);
+    /* stream_read_record alone (no machine yet) knows only the most any
+     * machine has. */
+    fd = fd_with(stream.data + STREAM_HEADER_LENGTH, stream.length - STREAM_HEADER_LENGTH);
+    if (stream_reader_init(&reader, fd, &err) < 0)
+        die("reader", &err);
+    struct stream_record record;
+    CHECK(stream_read_record(&reader, &record, &err) == 1 && record.type == STREAM_RECORD_DISK_WRITE,
+          "disk 1 without a machine: %s", err.message);
+    stream_reader_destroy(&reader);
+    close(fd);
+    free(stream.data);
+    put_u32(body, MACHINE_MAX_DISKS);
+    stream = (struct bytes){ 0 };
+    append_record(&stream, STREAM_RECORD_DISK_WRITE, body, sizeof body);
+    fd = fd_with(stream.data, stream.length);
+    if (stream_reader_init(&reader, fd, &err) < 0)
+        die("reader", &err);
+    CHECK(stream_read_record(&reader, &record, &err) < 0 &&
+              strcmp(err.message, "record 1 (DISK_WRITE): disk 4 is outside the machine's 4 disks") == 0 &&
+              reader.rejected_records == 1,
+          "disk 4 without a machine: \"%s\"", err.message);
+    stream_reader_destroy(&reader);
+    close(fd);
+    free(stream.data);
+    CHECK(image_is_zero(image_fd), "a rejected DISK_WRITE reached the machine's disk");
+    test_machine_destroy(target);
+    close(image_fd);
+}
+
 /* A small stream of every record type from an interesting machine. */
 static struct bytes small_stream(struct machine *source, const struct machine *target)
 {
@@ -937,19 +1136,29 @@ static void hart_section_short(uint8_t *b)
     put_u32(b + 8, 3);
 }
 
+static void disk_offset_unaligned(uint8_t *b)
+{
+    put_u64(b + 8, 100);
+}
+
+static void disk_offset_wraps(uint8_t *b)
+{
+    put_u64(b + 8, UINT64_MAX - 511);
+}
+
 static void test_record_shapes(void)
 {
     struct machine *target = create_machine();
     struct snapshot before = take_snapshot(target);
     uint64_t hash = machine_configuration_hash(target);
-    static uint8_t body[20 + 65665 + 16]; /* the longest case: an OUTPUT one byte too long */
+    static uint8_t body[16 + STREAM_MAX_DISK_WRITE + 512 + 16]; /* the longest case: a DISK_WRITE too long */
     memset(body, 0, sizeof body);
     struct shape_case {
         uint32_t type;
         uint32_t length;
         void (*prepare)(uint8_t *);
         const char *message;
-    } cases[28];
+    } cases[40];
     size_t count = 0;
 #define CASE(type_, length_, prepare_, message_) \
     cases[count++] = (struct shape_case){ type_, length_, prepare_, message_ }
@@ -975,7 +1184,7 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(9, 0, NULL, "record 1 (type 9): unknown record type");
+    CASE(10, 0, NULL, "record 1 (type 10): unknown record type");
     CASE(STREAM_RECORD_PAGE_ZERO, 16, page_one_index_outside,
          "record 1 (PAGE_ZERO): page index 512 is outside RAM (512 pages)");
     CASE(STREAM_RECORD_PAGE_ZERO, 16, page_count_two,
@@ -991,6 +1200,20 @@ static void test_record_shapes(void)
          "record 1 (OUTPUT): length 65685 is not 20 + a frame of 1 to 65664 bytes");
     CASE(STREAM_RECORD_OUTPUT, 24, page_count_one_reserved,
          "record 1 (OUTPUT): the field after the NIC is 0x00000001, not zero");
+    CASE(STREAM_RECORD_DISK_WRITE, 16, NULL,
+         "record 1 (DISK_WRITE): length 16 is not 16 + 512 * count bytes of data for a count of 1 to 2048 sectors");
+    CASE(STREAM_RECORD_DISK_WRITE, 16 + 700, NULL,
+         "record 1 (DISK_WRITE): length 716 is not 16 + 512 * count bytes of data for a count of 1 to 2048 sectors");
+    CASE(STREAM_RECORD_DISK_WRITE, 16 + STREAM_MAX_DISK_WRITE + 512, NULL,
+         "record 1 (DISK_WRITE): length 1049104 is not 16 + 512 * count bytes of data for a count of 1 to 2048 "
+         "sectors");
+    CASE(STREAM_RECORD_DISK_WRITE, 16 + 512, page_count_one_reserved,
+         "record 1 (DISK_WRITE): the field after the disk is 0x00000001, not zero");
+    CASE(STREAM_RECORD_DISK_WRITE, 16 + 512, disk_offset_unaligned,
+         "record 1 (DISK_WRITE): offset 100 is not a multiple of 512");
+    CASE(STREAM_RECORD_DISK_WRITE, 16 + 1024, disk_offset_wraps,
+         "record 1 (DISK_WRITE): offset 18446744073709551104 + 1024 bytes wraps around");
+    CASE(STREAM_RECORD_DISK_WRITE, 16 + 512, NULL, "record 1 (DISK_WRITE): disk 0 is outside the machine's 0 disks");
     CASE(STREAM_RECORD_PAGE_ZERO, 8 + 8 * 1025, NULL,
          "record 1 (PAGE_ZERO): length 8208 is not 8 + count * 8 for a count of 1 to 1024 pages");
 #undef CASE
@@ -1066,6 +1289,8 @@ int main(void)
     test_writer_splits_pages();
     test_zero_pages();
     test_output_records();
+    test_disk_write_writer_checks();
+    test_disk_write_records();
     test_staging();
     test_cut_streams();
     test_corruption();
