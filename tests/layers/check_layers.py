@@ -17,9 +17,9 @@ ALLOWED = {
     "replication": {"stream", "machine", "common"},
     "cluster": {"common"},
     "proxy": {"replication", "cluster", "stream", "machine", "common"},
-    "disk": {"machine", "common"},
+    "disk": {"replication", "stream", "machine", "common"},
     "control": {"stream", "machine", "common"},
-    "vm": {"proxy", "cluster", "replication", "control", "stream", "machine", "common"},
+    "vm": {"proxy", "disk", "cluster", "replication", "control", "stream", "machine", "common"},
     "programs": {"vm", "control", "common"},
 }
 # The machine's headers for its own devices and tests, not for layers above.

@@ -1,0 +1,68 @@
+/* The disks' checkpoint devices (../shared/DESIGN.md, "Disk replication";
+ * replication/checkpoint_device.h): one per replicated disk on each side.
+ *
+ *   primary    save: the epoch's writes of its primary_disk (sorted runs)
+ *              as DISK_WRITE records of the checkpoint, then the epoch is
+ *              cleared.
+ *   secondary  load: the checkpoint's DISK_WRITE records for its disk into
+ *              the secondary_disk's buffer, then the commit folds them
+ *              into the base; failover folds the SVM's overlay.
+ *
+ * A device names its disk by the index in the machine's configuration, the
+ * same on both sides (the stream checks it is one of the machine's disks).
+ * The disks themselves are owned by the virtio-blk devices that use their
+ * backends: a device only borrows one, and teardown frees nothing. Like the
+ * disks, the phases run with the machine paused. */
+#ifndef COLO_DISK_DISK_CHECKPOINT_DEVICE_H
+#define COLO_DISK_DISK_CHECKPOINT_DEVICE_H
+
+#include <stdint.h>
+
+#include "checkpoint_device.h"
+#include "primary_disk.h"
+#include "secondary_disk.h"
+
+/* What one checkpoint's save sent for a disk, for the checkpoint report. */
+struct primary_disk_checkpoint_report {
+    uint64_t blocks;  /* blocks the epoch wrote or discarded */
+    uint64_t bytes;   /* data bytes in the DISK_WRITE records */
+    uint64_t records; /* runs handed to the writer (a run past
+                         STREAM_MAX_DISK_WRITE is split by the writer) */
+};
+
+/* The opaque of primary_disk_checkpoint_device. */
+struct primary_disk_device {
+    struct primary_disk *disk;
+    uint32_t index;
+    struct primary_disk_checkpoint_report last; /* the last save that succeeded */
+    uint64_t checkpoints_saved;
+};
+
+extern const struct colo_checkpoint_device_ops primary_disk_checkpoint_device;
+
+void primary_disk_device_init(struct primary_disk_device *device, struct primary_disk *disk, uint32_t index);
+/* The last checkpoint's counters (all zero before the first save). */
+void primary_disk_device_last_report(const struct primary_disk_device *device,
+                                     struct primary_disk_checkpoint_report *report);
+
+/* The opaque of secondary_disk_checkpoint_device. */
+struct secondary_disk_device {
+    struct secondary_disk *disk;
+    uint32_t index;
+    struct secondary_disk_fold_report last_commit; /* the last load's fold */
+    struct secondary_disk_fold_report failover;    /* the failover's fold */
+    uint64_t last_records;                         /* DISK_WRITE records the last load buffered */
+    uint64_t checkpoints_loaded;
+};
+
+extern const struct colo_checkpoint_device_ops secondary_disk_checkpoint_device;
+
+void secondary_disk_device_init(struct secondary_disk_device *device, struct secondary_disk *disk, uint32_t index);
+/* The fold of the last checkpoint that loaded (all zero before the first). */
+void secondary_disk_device_last_commit(const struct secondary_disk_device *device,
+                                       struct secondary_disk_fold_report *report);
+/* The failover's fold of the overlay (all zero before a failover). */
+void secondary_disk_device_failover_report(const struct secondary_disk_device *device,
+                                           struct secondary_disk_fold_report *report);
+
+#endif
