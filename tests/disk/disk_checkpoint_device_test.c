@@ -20,6 +20,7 @@
 #include "machine.h"
 #include "stream.h"
 
+#include "memory_block_backend.h"
 #include "test_check.h"
 
 #define IMAGE_SIZE (1024u * 1024u)
@@ -288,66 +289,14 @@ static void test_refused_write(void)
     rig_destroy(&rig);
 }
 
-/* A primary base whose reads fail once told to: with the epoch's memory
- * bound at one byte every block is only marked and read back at save. */
-struct failing_backend {
-    struct block_backend backend;
-    uint8_t *bytes;
-    bool fail_reads;
-};
-
-static int failing_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
-{
-    struct failing_backend *failing = (struct failing_backend *)backend;
-    if (failing->fail_reads)
-        return -EIO;
-    memcpy(buffer, failing->bytes + offset, length);
-    return 0;
-}
-
-static int failing_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
-{
-    struct failing_backend *failing = (struct failing_backend *)backend;
-    memcpy(failing->bytes + offset, buffer, length);
-    return 0;
-}
-
-static int failing_flush(struct block_backend *backend)
-{
-    (void)backend;
-    return 0;
-}
-
-static int failing_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
-{
-    struct failing_backend *failing = (struct failing_backend *)backend;
-    memset(failing->bytes + offset, 0, length);
-    return 0;
-}
-
-static void failing_destroy(struct block_backend *backend)
-{
-    struct failing_backend *failing = (struct failing_backend *)backend;
-    free(failing->bytes);
-    free(failing);
-}
-
-static const struct block_backend_ops failing_ops = {
-    .kind = "failing",
-    .read = failing_read,
-    .write = failing_write,
-    .flush = failing_flush,
-    .discard = failing_discard,
-    .destroy = failing_destroy,
-};
-
 /* A save whose base read fails: -1, the error names the disk and its
  * image, and the epoch is kept (nothing cleared, nothing counted). */
 static void test_save_failure(void)
 {
-    struct failing_backend *failing = calloc(1, sizeof *failing);
-    failing->bytes = calloc(1, IMAGE_SIZE);
-    failing->backend = (struct block_backend){ .ops = &failing_ops, .name = "failing.img", .size = IMAGE_SIZE };
+    /* With the epoch's memory bound at one byte every block is only marked
+     * and read back from the base at save. */
+    struct memory_backend *failing = memory_backend_create(IMAGE_SIZE);
+    failing->backend.name = "failing.img";
     struct error err;
     struct primary_disk *disk = primary_disk_create(
         &failing->backend, &(struct primary_disk_options){ .epoch_memory_limit_bytes = 1 }, &err);
@@ -362,7 +311,7 @@ static void test_save_failure(void)
     struct stream_writer writer;
     if (stream_writer_init(&writer, -1, &err) < 0)
         die("writer", &err);
-    failing->fail_reads = true;
+    failing->fail_read = true;
     int result = primary_disk_checkpoint_device.save(&device, &writer, &err);
     CHECK(result < 0 && strncmp(err.message, "disk 1 (failing.img): ", 22) == 0, "a failed base read at save: %s",
           result < 0 ? err.message : "saved");
@@ -371,7 +320,7 @@ static void test_save_failure(void)
     CHECK(stats.epoch_blocks == 1 && stats.epochs_cleared == 0 && device.checkpoints_saved == 0,
           "a failed save cleared the epoch (%llu blocks left, %llu cleared)", (unsigned long long)stats.epoch_blocks,
           (unsigned long long)stats.epochs_cleared);
-    failing->fail_reads = false;
+    failing->fail_read = false;
     CHECK(primary_disk_checkpoint_device.save(&device, &writer, &err) == 0, "save after the failure: %s", err.message);
     struct primary_disk_checkpoint_report sent;
     primary_disk_device_last_report(&device, &sent);

@@ -16,81 +16,10 @@
 #include "block_file.h"
 #include "primary_disk.h"
 
+#include "memory_block_backend.h"
 #include "test_check.h"
 
 enum { BLOCK = PRIMARY_DISK_BLOCK_SIZE, SECTOR = PRIMARY_DISK_SECTOR_SIZE, MAXIMUM_RUNS = 64 };
-
-/* An in-memory image: fails every write from the one numbered fail_write
- * (1 is the first), or every read, when asked. */
-struct memory_backend {
-    struct block_backend backend;
-    uint8_t *bytes;
-    unsigned writes;
-    unsigned fail_write; /* 0: never */
-    bool fail_read;
-};
-
-static int memory_read(struct block_backend *backend, uint64_t offset, void *buffer, size_t length)
-{
-    struct memory_backend *memory = (struct memory_backend *)backend;
-    if (offset > backend->size || length > backend->size - offset)
-        return -EINVAL;
-    if (memory->fail_read)
-        return -EIO;
-    memcpy(buffer, memory->bytes + offset, length);
-    return 0;
-}
-
-static int memory_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
-{
-    struct memory_backend *memory = (struct memory_backend *)backend;
-    if (offset > backend->size || length > backend->size - offset)
-        return -EINVAL;
-    memory->writes++;
-    if (memory->fail_write && memory->writes >= memory->fail_write)
-        return -ENOSPC;
-    memcpy(memory->bytes + offset, buffer, length);
-    return 0;
-}
-
-static int memory_flush(struct block_backend *backend)
-{
-    (void)backend;
-    return 0;
-}
-
-static int memory_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
-{
-    struct memory_backend *memory = (struct memory_backend *)backend;
-    memset(memory->bytes + offset, 0, length);
-    return 0;
-}
-
-static void memory_destroy(struct block_backend *backend)
-{
-    struct memory_backend *memory = (struct memory_backend *)backend;
-    free(memory->bytes);
-    free(memory);
-}
-
-static const struct block_backend_ops memory_ops = {
-    .kind = "memory",
-    .read = memory_read,
-    .write = memory_write,
-    .flush = memory_flush,
-    .discard = memory_discard,
-    .destroy = memory_destroy,
-};
-
-static struct memory_backend *memory_backend_create(uint64_t size)
-{
-    struct memory_backend *memory = calloc(1, sizeof *memory);
-    memory->bytes = malloc(size);
-    for (uint64_t i = 0; i < size; i++)
-        memory->bytes[i] = (uint8_t)(i * 7 + 3);
-    memory->backend = (struct block_backend){ .ops = &memory_ops, .name = "memory.img", .size = size };
-    return memory;
-}
 
 static struct primary_disk *make_disk(struct block_backend *base, uint64_t memory_limit)
 {
