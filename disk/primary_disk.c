@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "block_map.h"
+#include "disk_runs.h"
 
-enum {
-    SECTORS_PER_BLOCK = PRIMARY_DISK_BLOCK_SIZE / PRIMARY_DISK_SECTOR_SIZE,
-};
-_Static_assert(SECTORS_PER_BLOCK <= 8, "a block's sectors must fit block_map_slot.sectors");
+_Static_assert((int)PRIMARY_DISK_BLOCK_SIZE == (int)DISK_BLOCK_SIZE &&
+                   (int)PRIMARY_DISK_SECTOR_SIZE == (int)DISK_SECTOR_SIZE,
+               "the primary's disk uses disk_runs.h's blocks");
 _Static_assert(PRIMARY_DISK_RUN_MAXIMUM_BYTES % PRIMARY_DISK_BLOCK_SIZE == 0, "a run holds whole blocks");
 
 struct primary_disk {
@@ -83,24 +83,12 @@ static uint64_t bit_next(const uint64_t *bitmap, uint64_t from, uint64_t limit)
 /* Bytes of block `index` inside the image: the last block may be short. */
 static size_t block_length(const struct primary_disk *disk, uint64_t index)
 {
-    uint64_t rest = disk->backend.size - index * PRIMARY_DISK_BLOCK_SIZE;
-    return rest < PRIMARY_DISK_BLOCK_SIZE ? (size_t)rest : PRIMARY_DISK_BLOCK_SIZE;
+    return disk_block_length(disk->backend.size, index);
 }
 
-/* Whole sectors inside the image; virtio-blk never asks for anything else,
- * and the log's indices must stay inside its bitmaps. */
 static bool request_valid(const struct primary_disk *disk, uint64_t offset, uint64_t length)
 {
-    return offset % PRIMARY_DISK_SECTOR_SIZE == 0 && length % PRIMARY_DISK_SECTOR_SIZE == 0 &&
-           offset <= disk->backend.size && length <= disk->backend.size - offset;
-}
-
-/* Which sectors of a block the part [start, start + length) covers. */
-static uint8_t part_sectors(size_t start, size_t length)
-{
-    size_t first = start / PRIMARY_DISK_SECTOR_SIZE;
-    size_t count = (length + PRIMARY_DISK_SECTOR_SIZE - 1) / PRIMARY_DISK_SECTOR_SIZE;
-    return (uint8_t)(((1u << count) - 1) << first);
+    return disk_request_valid(disk->backend.size, offset, length);
 }
 
 static void dirty_log_mark(struct primary_disk *disk, uint64_t offset, uint64_t length)
@@ -142,7 +130,7 @@ static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8
                     memcpy(slot->data + start, bytes, part);
                 else
                     memset(slot->data + start, 0, part);
-                slot->sectors |= part_sectors(start, part);
+                slot->sectors |= disk_part_sectors(start, part);
             }
         }
         if (bytes)
@@ -251,73 +239,50 @@ struct primary_disk *primary_disk_create(struct block_backend *base, const struc
     return disk;
 }
 
-/* An iteration in progress: bytes staged until the next part does not
- * follow on or the staging is full, then handed to the callback. */
+/* An iteration in progress: the runs go through a stager to the caller's
+ * function. */
 struct sender {
     struct primary_disk *disk;
     primary_disk_run_function run;
     void *opaque;
-    uint64_t staged_offset;
-    size_t staged_length;
+    struct disk_run_stager stager;
 };
 
-static int sender_hand_over(struct sender *sender)
+static int sender_hand_over(void *opaque, uint64_t offset, const uint8_t *data, size_t length, struct error *err)
 {
-    if (sender->staged_length == 0)
-        return 0;
-    int result = sender->run(sender->opaque, sender->staged_offset, sender->disk->staging, sender->staged_length);
-    sender->staged_length = 0;
-    return result < 0 ? result : 0;
+    (void)err; /* the run function's own negative value is returned as is */
+    struct sender *sender = opaque;
+    return sender->run(sender->opaque, offset, data, length);
 }
 
 /* Adds [offset, offset + length) (inside one block) with these bytes, or
  * the base's when bytes is NULL. */
 static int sender_add(struct sender *sender, uint64_t offset, const uint8_t *bytes, size_t length, struct error *err)
 {
-    if (sender->staged_length > 0 && (sender->staged_offset + sender->staged_length != offset ||
-                                      sender->staged_length + length > PRIMARY_DISK_RUN_MAXIMUM_BYTES)) {
-        int result = sender_hand_over(sender);
-        if (result < 0)
-            return result;
-    }
-    if (sender->staged_length == 0)
-        sender->staged_offset = offset;
-    uint8_t *into = sender->disk->staging + sender->staged_length;
-    if (bytes)
+    int result;
+    uint8_t *into = disk_run_stager_reserve(&sender->stager, offset, length, &result, err);
+    if (!into)
+        return result;
+    if (bytes) {
         memcpy(into, bytes, length);
-    else {
-        int result = block_backend_read(sender->disk->base, offset, into, length);
-        if (result < 0) {
-            error_set(err, "cannot read %zu bytes at offset %" PRIu64 " of image %s for the checkpoint: %s", length,
-                      offset, sender->disk->backend.name, strerror(-result));
-            return result;
-        }
+        return 0;
     }
-    sender->staged_length += length;
-    return 0;
+    result = block_backend_read(sender->disk->base, offset, into, length);
+    if (result < 0)
+        error_set(err, "cannot read %zu bytes at offset %" PRIu64 " of image %s for the checkpoint: %s", length, offset,
+                  sender->disk->backend.name, strerror(-result));
+    return result;
 }
 
 /* The written sectors of a copied block, one part per run of them. */
 static int sender_add_slot(struct sender *sender, const struct block_map_slot *slot, struct error *err)
 {
     uint64_t start = slot->index * PRIMARY_DISK_BLOCK_SIZE;
-    size_t length = block_length(sender->disk, slot->index);
-    for (size_t sector = 0; sector < SECTORS_PER_BLOCK;) {
-        if (!(slot->sectors & (1u << sector))) {
-            sector++;
-            continue;
-        }
-        size_t end = sector;
-        while (end < SECTORS_PER_BLOCK && (slot->sectors & (1u << end)))
-            end++;
-        size_t run_start = sector * PRIMARY_DISK_SECTOR_SIZE;
-        size_t run_end = end * PRIMARY_DISK_SECTOR_SIZE < length ? end * PRIMARY_DISK_SECTOR_SIZE : length;
-        if (run_start < run_end) {
-            int result = sender_add(sender, start + run_start, slot->data + run_start, run_end - run_start, err);
-            if (result < 0)
-                return result;
-        }
-        sector = end;
+    size_t length = block_length(sender->disk, slot->index), sector = 0, run_start, run_end;
+    while (disk_next_sector_run(slot->sectors, length, &sector, &run_start, &run_end)) {
+        int result = sender_add(sender, start + run_start, slot->data + run_start, run_end - run_start, err);
+        if (result < 0)
+            return result;
     }
     return 0;
 }
@@ -332,6 +297,10 @@ int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_func
         return -ENOMEM;
     }
     struct sender sender = { .disk = disk, .run = run, .opaque = opaque };
+    sender.stager = (struct disk_run_stager){ .buffer = disk->staging,
+                                              .capacity = PRIMARY_DISK_RUN_MAXIMUM_BYTES,
+                                              .hand_over = sender_hand_over,
+                                              .opaque = &sender };
     int result = 0;
     /* Two disjoint sets in offset order: the copied blocks (sorted) and the
      * overflow ones (the bitmap), merged. */
@@ -347,7 +316,7 @@ int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_func
         }
     }
     if (result == 0)
-        result = sender_hand_over(&sender);
+        result = disk_run_stager_flush(&sender.stager, err);
     free(sorted);
     return result;
 }
@@ -361,7 +330,7 @@ static uint64_t epoch_copied_bytes(const struct primary_disk *disk)
         if (!slot->used)
             continue;
         size_t length = block_length(disk, slot->index);
-        for (size_t sector = 0; sector < SECTORS_PER_BLOCK; sector++) {
+        for (size_t sector = 0; sector < DISK_SECTORS_PER_BLOCK; sector++) {
             size_t start = sector * PRIMARY_DISK_SECTOR_SIZE;
             if ((slot->sectors & (1u << sector)) && start < length)
                 bytes += length - start < PRIMARY_DISK_SECTOR_SIZE ? length - start : PRIMARY_DISK_SECTOR_SIZE;

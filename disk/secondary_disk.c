@@ -8,15 +8,17 @@
 
 #include "block_map.h"
 #include "clock.h"
+#include "disk_runs.h"
 
 enum {
-    SECTORS_PER_BLOCK = SECONDARY_DISK_BLOCK_SIZE / SECONDARY_DISK_SECTOR_SIZE,
     /* The largest write a fold hands the base: adjacent blocks are staged
      * into one buffer of this size. */
     FOLD_STAGING_BYTES = 64 * SECONDARY_DISK_BLOCK_SIZE,
-    ALL_SECTORS = (1u << SECTORS_PER_BLOCK) - 1,
+    ALL_SECTORS = (1u << DISK_SECTORS_PER_BLOCK) - 1,
 };
-_Static_assert(SECTORS_PER_BLOCK <= 8, "a block's sectors must fit block_map_slot.sectors");
+_Static_assert((int)SECONDARY_DISK_BLOCK_SIZE == (int)DISK_BLOCK_SIZE &&
+                   (int)SECONDARY_DISK_SECTOR_SIZE == (int)DISK_SECTOR_SIZE,
+               "the secondary's disk uses disk_runs.h's blocks");
 
 struct secondary_disk {
     struct block_backend backend; /* first: the backend pointer is the disk's */
@@ -60,16 +62,12 @@ bool secondary_disk_broken(const struct secondary_disk *disk)
 /* Bytes of block `index` inside the image: the last block may be short. */
 static size_t block_length(const struct secondary_disk *disk, uint64_t index)
 {
-    uint64_t start = index * SECONDARY_DISK_BLOCK_SIZE;
-    uint64_t rest = disk->backend.size - start;
-    return rest < SECONDARY_DISK_BLOCK_SIZE ? (size_t)rest : SECONDARY_DISK_BLOCK_SIZE;
+    return disk_block_length(disk->backend.size, index);
 }
 
-/* Whole sectors inside the image; virtio-blk never asks for anything else. */
 static bool request_valid(const struct secondary_disk *disk, uint64_t offset, uint64_t length)
 {
-    return offset % SECONDARY_DISK_SECTOR_SIZE == 0 && length % SECONDARY_DISK_SECTOR_SIZE == 0 &&
-           offset <= disk->backend.size && length <= disk->backend.size - offset;
+    return disk_request_valid(disk->backend.size, offset, length);
 }
 
 /* The part of block `index` a request [offset, offset + length) covers. */
@@ -281,14 +279,6 @@ struct secondary_disk *secondary_disk_create(struct block_backend *base, const s
     return disk;
 }
 
-/* Which sectors of a block the part [start, start + length) covers. */
-static uint8_t part_sectors(size_t start, size_t length)
-{
-    size_t first = start / SECONDARY_DISK_SECTOR_SIZE;
-    size_t count = (length + SECONDARY_DISK_SECTOR_SIZE - 1) / SECONDARY_DISK_SECTOR_SIZE;
-    return (uint8_t)(((1u << count) - 1) << first);
-}
-
 static int refuse_if_done(const struct secondary_disk *disk, struct error *err, const char *what)
 {
     if (disk->broken)
@@ -339,7 +329,7 @@ int secondary_disk_buffer_write(struct secondary_disk *disk, uint64_t offset, co
             slot->data = block;
         }
         memcpy(slot->data + part.start, in, part.length);
-        slot->sectors |= part_sectors(part.start, part.length);
+        slot->sectors |= disk_part_sectors(part.start, part.length);
         in += part.length;
         offset += part.length;
         length -= part.length;
@@ -347,43 +337,37 @@ int secondary_disk_buffer_write(struct secondary_disk *disk, uint64_t offset, co
     return 0;
 }
 
-/* A fold in progress: runs of bytes staged until the next one does not
- * follow on or the staging is full, then written to the base as one. */
+/* A fold in progress: runs of bytes go through a stager, each written to
+ * the base as one request. */
 struct fold {
     struct secondary_disk *disk;
     struct secondary_disk_fold_report *report;
-    uint64_t staged_offset;
-    size_t staged_length;
+    struct disk_run_stager stager;
 };
 
-static int fold_write_staged(struct fold *fold, struct error *err)
+static int fold_write(void *opaque, uint64_t offset, const uint8_t *data, size_t length, struct error *err)
 {
-    if (fold->staged_length == 0)
-        return 0;
+    struct fold *fold = opaque;
     struct secondary_disk *disk = fold->disk;
-    int result = block_backend_write(disk->base, fold->staged_offset, disk->staging, fold->staged_length);
+    int result = block_backend_write(disk->base, offset, data, length);
     if (result < 0) {
         disk->broken = true;
-        return error_set(err, "cannot write %zu bytes at offset %" PRIu64 " of image %s: %s", fold->staged_length,
-                         fold->staged_offset, disk->backend.name, strerror(-result));
+        return error_set(err, "cannot write %zu bytes at offset %" PRIu64 " of image %s: %s", length, offset,
+                         disk->backend.name, strerror(-result));
     }
     fold->report->writes++;
-    fold->report->bytes += fold->staged_length;
-    fold->staged_length = 0;
+    fold->report->bytes += length;
     return 0;
 }
 
 /* Adds [offset, offset + length) with these bytes (NULL: zeros). */
 static int fold_add(struct fold *fold, uint64_t offset, const uint8_t *bytes, size_t length, struct error *err)
 {
-    if (fold->staged_length > 0 &&
-        (fold->staged_offset + fold->staged_length != offset || fold->staged_length + length > FOLD_STAGING_BYTES))
-        if (fold_write_staged(fold, err) < 0)
-            return -1;
-    if (fold->staged_length == 0)
-        fold->staged_offset = offset;
-    memcpy(fold->disk->staging + fold->staged_length, bytes ? bytes : zero_block, length);
-    fold->staged_length += length;
+    int result;
+    uint8_t *into = disk_run_stager_reserve(&fold->stager, offset, length, &result, err);
+    if (!into)
+        return -1;
+    memcpy(into, bytes ? bytes : zero_block, length);
     return 0;
 }
 
@@ -397,30 +381,22 @@ static int fold_map(struct secondary_disk *disk, const struct block_map *map, st
     if (!sorted && map->count > 0)
         return error_set(err, "out of memory to fold into image %s", disk->backend.name);
     struct fold fold = { .disk = disk, .report = report };
+    fold.stager = (struct disk_run_stager){
+        .buffer = disk->staging, .capacity = FOLD_STAGING_BYTES, .hand_over = fold_write, .opaque = &fold
+    };
     int result = 0;
     for (size_t at = 0; at < count && result == 0; at++) {
         const struct block_map_slot *slot = sorted[at];
         uint64_t start = slot->index * SECONDARY_DISK_BLOCK_SIZE;
         size_t length = block_length(disk, slot->index);
         report->blocks++;
-        for (size_t sector = 0; sector < SECTORS_PER_BLOCK && result == 0;) {
-            if (!(slot->sectors & (1u << sector))) {
-                sector++;
-                continue;
-            }
-            size_t end = sector;
-            while (end < SECTORS_PER_BLOCK && (slot->sectors & (1u << end)))
-                end++;
-            size_t run_start = sector * SECONDARY_DISK_SECTOR_SIZE;
-            size_t run_end = end * SECONDARY_DISK_SECTOR_SIZE < length ? end * SECONDARY_DISK_SECTOR_SIZE : length;
-            if (run_start < run_end)
-                result = fold_add(&fold, start + run_start, slot->data ? slot->data + run_start : NULL,
-                                  run_end - run_start, err);
-            sector = end;
-        }
+        size_t sector = 0, run_start, run_end;
+        while (result == 0 && disk_next_sector_run(slot->sectors, length, &sector, &run_start, &run_end))
+            result = fold_add(&fold, start + run_start, slot->data ? slot->data + run_start : NULL, run_end - run_start,
+                              err);
     }
     if (result == 0)
-        result = fold_write_staged(&fold, err);
+        result = disk_run_stager_flush(&fold.stager, err) < 0 ? -1 : 0;
     free(sorted);
     return result;
 }
@@ -487,7 +463,7 @@ static void count_map(const struct secondary_disk *disk, const struct block_map 
         if (!slot->used)
             continue;
         size_t length = block_length(disk, slot->index);
-        for (size_t sector = 0; sector < SECTORS_PER_BLOCK; sector++) {
+        for (size_t sector = 0; sector < DISK_SECTORS_PER_BLOCK; sector++) {
             size_t start = sector * SECONDARY_DISK_SECTOR_SIZE;
             if ((slot->sectors & (1u << sector)) && start < length)
                 *bytes += length - start < SECONDARY_DISK_SECTOR_SIZE ? length - start : SECONDARY_DISK_SECTOR_SIZE;
