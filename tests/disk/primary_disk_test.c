@@ -18,6 +18,7 @@
 
 #include "memory_block_backend.h"
 #include "test_check.h"
+#include "test_image_file.h"
 
 enum { BLOCK = PRIMARY_DISK_BLOCK_SIZE, SECTOR = PRIMARY_DISK_SECTOR_SIZE, MAXIMUM_RUNS = 64 };
 
@@ -31,14 +32,6 @@ static struct primary_disk *make_disk(struct block_backend *base, uint64_t memor
         exit(1);
     }
     return disk;
-}
-
-static bool all_bytes(const uint8_t *data, size_t length, uint8_t value)
-{
-    for (size_t i = 0; i < length; i++)
-        if (data[i] != value)
-            return false;
-    return true;
 }
 
 /* What an iteration handed over: the runs, checked for order, and
@@ -83,26 +76,12 @@ static struct run_log iterate(struct primary_disk *disk, uint8_t *image, int lin
 
 #define FILE_IMAGE_SIZE (64u * 1024u)
 
-static void read_file_bytes(const char *path, uint64_t offset, uint8_t *data, size_t length)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0 || pread(fd, data, length, (off_t)offset) != (ssize_t)length) {
-        printf("FAIL: cannot read %s: %s\n", path, strerror(errno));
-        exit(1);
-    }
-    close(fd);
-}
-
 static void test_over_file(const char *path)
 {
     static uint8_t initial[FILE_IMAGE_SIZE];
     for (size_t i = 0; i < sizeof initial; i++)
         initial[i] = (uint8_t)(i * 13 + 1);
-    FILE *file = fopen(path, "wb");
-    if (!file || fwrite(initial, 1, sizeof initial, file) != sizeof initial || fclose(file) != 0) {
-        printf("FAIL: cannot make %s\n", path);
-        exit(1);
-    }
+    test_image_file_create(path, initial, sizeof initial);
     struct error err;
     struct block_backend *base = block_file_open(path, false, &err);
     CHECK(base, "block_file_open: %s", base ? "" : err.message);
@@ -116,16 +95,17 @@ static void test_over_file(const char *path)
     uint8_t data[2 * SECTOR], file_bytes[2 * SECTOR];
     memset(data, 0x5a, sizeof data);
     CHECK(block_backend_write(backend, BLOCK + SECTOR, data, sizeof data) == 0, "write");
-    read_file_bytes(path, BLOCK + SECTOR, file_bytes, sizeof file_bytes);
-    CHECK(all_bytes(file_bytes, sizeof file_bytes, 0x5a), "the write did not reach the image file");
+    test_image_file_read(path, BLOCK + SECTOR, file_bytes, sizeof file_bytes);
+    CHECK(test_bytes_all(file_bytes, sizeof file_bytes, 0x5a), "the write did not reach the image file");
     CHECK(block_backend_flush(backend) == 0, "flush");
     memset(data, 0, sizeof data);
-    CHECK(block_backend_read(backend, BLOCK + SECTOR, data, sizeof data) == 0 && all_bytes(data, sizeof data, 0x5a),
+    CHECK(block_backend_read(backend, BLOCK + SECTOR, data, sizeof data) == 0 &&
+              test_bytes_all(data, sizeof data, 0x5a),
           "a read does not see the write");
 
     CHECK(block_backend_discard(backend, 8 * BLOCK, BLOCK) == 0, "discard");
-    read_file_bytes(path, 8 * BLOCK, file_bytes, sizeof file_bytes);
-    CHECK(all_bytes(file_bytes, sizeof file_bytes, 0), "the discarded range of the file does not read zeros");
+    test_image_file_read(path, 8 * BLOCK, file_bytes, sizeof file_bytes);
+    CHECK(test_bytes_all(file_bytes, sizeof file_bytes, 0), "the discarded range of the file does not read zeros");
     CHECK(primary_disk_block_is_zero(disk, 8) == 1, "the discarded block is not all zeros");
     CHECK(primary_disk_block_is_zero(disk, 1) == 0, "a written block is all zeros");
 
@@ -136,7 +116,7 @@ static void test_over_file(const char *path)
               log.offsets[1] == 8 * BLOCK && log.lengths[1] == BLOCK,
           "the file's epoch: %zu runs", log.count);
     static uint8_t whole[FILE_IMAGE_SIZE];
-    read_file_bytes(path, 0, whole, sizeof whole);
+    test_image_file_read(path, 0, whole, sizeof whole);
     CHECK(memcmp(copy, whole, sizeof whole) == 0, "the epoch applied to the old image is not the image file");
     block_backend_destroy(backend);
 }
@@ -179,7 +159,7 @@ static void test_runs_in_order(void)
               log.lengths[3] == 1024 * 1024,
           "the 2 MiB write is not two runs of 1 MiB");
     CHECK(memcmp(previous, memory->bytes, size) == 0, "the runs applied to the old image are not the base");
-    CHECK(all_bytes(previous + 3 * BLOCK, SECTOR, 3) && all_bytes(previous + BLOCK + SECTOR, SECTOR, 4),
+    CHECK(test_bytes_all(previous + 3 * BLOCK, SECTOR, 3) && test_bytes_all(previous + BLOCK + SECTOR, SECTOR, 4),
           "a sector written twice does not hold its latest bytes");
 
     struct primary_disk_stats stats;
@@ -218,9 +198,9 @@ static void test_discard_records_zeros(void)
     struct run_log log = iterate(disk, previous, __LINE__);
     CHECK(log.count == 1 && log.offsets[0] == 5 * BLOCK + SECTOR && log.lengths[0] == 2 * SECTOR,
           "the discard's run: %zu runs", log.count);
-    CHECK(all_bytes(previous + 5 * BLOCK + SECTOR, 2 * SECTOR, 0), "the discard did not record zeros");
-    CHECK(all_bytes(previous + 5 * BLOCK, SECTOR, 0xaa) &&
-              all_bytes(previous + 5 * BLOCK + 3 * SECTOR, 5 * SECTOR, 0xaa),
+    CHECK(test_bytes_all(previous + 5 * BLOCK + SECTOR, 2 * SECTOR, 0), "the discard did not record zeros");
+    CHECK(test_bytes_all(previous + 5 * BLOCK, SECTOR, 0xaa) &&
+              test_bytes_all(previous + 5 * BLOCK + 3 * SECTOR, 5 * SECTOR, 0xaa),
           "the discard recorded more than its range");
     CHECK(block_backend_discard(backend, 15 * BLOCK, 2 * BLOCK) == -EINVAL, "a discard past the end is accepted");
     block_backend_destroy(backend);
@@ -256,10 +236,10 @@ static void test_memory_bound(void)
     CHECK(log.count == 2 && log.offsets[0] == 0 && log.lengths[0] == 4 * BLOCK && log.offsets[1] == 6 * BLOCK &&
               log.lengths[1] == BLOCK,
           "bound runs: %zu", log.count);
-    CHECK(all_bytes(previous, SECTOR, 0x20) && all_bytes(previous + SECTOR, BLOCK - SECTOR, 0x10) &&
-              all_bytes(previous + BLOCK, BLOCK, 0x11) && all_bytes(previous + 2 * BLOCK, BLOCK, 0x12),
+    CHECK(test_bytes_all(previous, SECTOR, 0x20) && test_bytes_all(previous + SECTOR, BLOCK - SECTOR, 0x10) &&
+              test_bytes_all(previous + BLOCK, BLOCK, 0x11) && test_bytes_all(previous + 2 * BLOCK, BLOCK, 0x12),
           "the copied and overflow blocks' bytes");
-    CHECK(all_bytes(previous + 3 * BLOCK, BLOCK, 0x77), "an overflow block was not read from the base");
+    CHECK(test_bytes_all(previous + 3 * BLOCK, BLOCK, 0x77), "an overflow block was not read from the base");
     CHECK(memcmp(previous + 6 * BLOCK, memory->bytes + 6 * BLOCK, BLOCK) == 0, "the partly written overflow block");
     /* A failing base read fails the iteration with its errno. */
     memory->fail_read = true;

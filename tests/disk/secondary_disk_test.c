@@ -18,6 +18,7 @@
 
 #include "memory_block_backend.h"
 #include "test_check.h"
+#include "test_image_file.h"
 
 enum { BLOCK = SECONDARY_DISK_BLOCK_SIZE, SECTOR = SECONDARY_DISK_SECTOR_SIZE };
 
@@ -38,38 +39,16 @@ static void fill(uint8_t *data, size_t length, uint8_t value)
     memset(data, value, length);
 }
 
-static bool all_bytes(const uint8_t *data, size_t length, uint8_t value)
-{
-    for (size_t i = 0; i < length; i++)
-        if (data[i] != value)
-            return false;
-    return true;
-}
-
 /* ---- over a real image file ---- */
 
 #define FILE_IMAGE_SIZE (64u * 1024u)
-
-static void read_file_bytes(const char *path, uint64_t offset, uint8_t *data, size_t length)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0 || pread(fd, data, length, (off_t)offset) != (ssize_t)length) {
-        printf("FAIL: cannot read %s: %s\n", path, strerror(errno));
-        exit(1);
-    }
-    close(fd);
-}
 
 static void test_over_file(const char *path)
 {
     static uint8_t initial[FILE_IMAGE_SIZE];
     for (size_t i = 0; i < sizeof initial; i++)
         initial[i] = (uint8_t)(i * 13 + 5);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || write(fd, initial, sizeof initial) != (ssize_t)sizeof initial || close(fd) < 0) {
-        printf("FAIL: cannot create %s\n", path);
-        exit(1);
-    }
+    test_image_file_create(path, initial, sizeof initial);
     struct error err;
     struct block_backend *base = block_file_open(path, false, &err);
     if (!base) {
@@ -91,10 +70,10 @@ static void test_over_file(const char *path)
     fill(data, 2 * SECTOR, 0x11);
     CHECK(block_backend_write(svm, BLOCK + 512, data, 2 * SECTOR) == 0, "SVM write failed");
     CHECK(block_backend_flush(svm) == 0, "SVM flush failed");
-    read_file_bytes(path, 0, file, sizeof file);
+    test_image_file_read(path, 0, file, sizeof file);
     CHECK(memcmp(file, initial, sizeof file) == 0, "the SVM's write reached the image file");
     CHECK(block_backend_read(svm, BLOCK, data, BLOCK) == 0 && memcmp(data, initial + BLOCK, 512) == 0 &&
-              all_bytes(data + 512, 1024, 0x11) && memcmp(data + 1536, initial + BLOCK + 1536, BLOCK - 1536) == 0,
+              test_bytes_all(data + 512, 1024, 0x11) && memcmp(data + 1536, initial + BLOCK + 1536, BLOCK - 1536) == 0,
           "the SVM's partial block does not read as its write over the base");
 
     /* The PVM's write: buffered, unseen by the SVM, not in the file. */
@@ -102,7 +81,7 @@ static void test_over_file(const char *path)
     CHECK(secondary_disk_buffer_write(disk, 8 * BLOCK, data, BLOCK, &err) == 0, "buffer write: %s", err.message);
     CHECK(block_backend_read(svm, 8 * BLOCK, data, BLOCK) == 0 && memcmp(data, initial + 8 * BLOCK, BLOCK) == 0,
           "the SVM sees the PVM's buffered write");
-    read_file_bytes(path, 0, file, sizeof file);
+    test_image_file_read(path, 0, file, sizeof file);
     CHECK(memcmp(file, initial, sizeof file) == 0, "the buffered write reached the image before the commit");
 
     struct secondary_disk_stats stats;
@@ -118,14 +97,14 @@ static void test_over_file(const char *path)
     CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0, "commit: %s", err.message);
     CHECK(report.blocks == 1 && report.bytes == BLOCK && report.writes == 1, "commit report %llu blocks %llu bytes",
           (unsigned long long)report.blocks, (unsigned long long)report.bytes);
-    read_file_bytes(path, 0, file, sizeof file);
-    CHECK(all_bytes(file + 8 * BLOCK, BLOCK, 0x22), "the commit did not write the PVM's block");
+    test_image_file_read(path, 0, file, sizeof file);
+    CHECK(test_bytes_all(file + 8 * BLOCK, BLOCK, 0x22), "the commit did not write the PVM's block");
     CHECK(memcmp(file, initial, 8 * BLOCK) == 0 &&
               memcmp(file + 9 * BLOCK, initial + 9 * BLOCK, FILE_IMAGE_SIZE - 9 * BLOCK) == 0,
           "the commit wrote more than the PVM's block");
     CHECK(block_backend_read(svm, 0, data, 3 * BLOCK) == 0 && memcmp(data, file, 3 * BLOCK) == 0,
           "after the commit the SVM still reads its overlay");
-    CHECK(block_backend_read(svm, 8 * BLOCK, data, BLOCK) == 0 && all_bytes(data, BLOCK, 0x22),
+    CHECK(block_backend_read(svm, 8 * BLOCK, data, BLOCK) == 0 && test_bytes_all(data, BLOCK, 0x22),
           "after the commit the SVM does not read the PVM's write");
     secondary_disk_get_stats(disk, &stats);
     CHECK(stats.buffered_blocks == 0 && stats.overlay_blocks == 0 && stats.memory_bytes == 0 &&
@@ -139,7 +118,7 @@ static void test_over_file(const char *path)
     CHECK(block_backend_write(svm, 4 * BLOCK, data, SECTOR) == 0, "SVM write failed");
     secondary_disk_checkpoint_abort(disk);
     CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0 && report.blocks == 0, "empty commit");
-    read_file_bytes(path, 0, file, sizeof file);
+    test_image_file_read(path, 0, file, sizeof file);
     CHECK(memcmp(file + 2 * BLOCK, initial + 2 * BLOCK, BLOCK) == 0, "the aborted buffer reached the image");
 
     /* Failover: the overlay's write lands in the file, the buffer does not. */
@@ -149,8 +128,8 @@ static void test_over_file(const char *path)
     CHECK(secondary_disk_buffer_write(disk, 6 * BLOCK, data, BLOCK, &err) == 0, "buffer write: %s", err.message);
     CHECK(secondary_disk_failover(disk, &report, &err) == 0, "failover: %s", err.message);
     CHECK(report.blocks == 1 && report.bytes == BLOCK, "failover report");
-    read_file_bytes(path, 0, file, sizeof file);
-    CHECK(all_bytes(file + 5 * BLOCK + 7 * SECTOR, SECTOR, 0x55) &&
+    test_image_file_read(path, 0, file, sizeof file);
+    CHECK(test_bytes_all(file + 5 * BLOCK + 7 * SECTOR, SECTOR, 0x55) &&
               memcmp(file + 5 * BLOCK, initial + 5 * BLOCK, 7 * SECTOR) == 0,
           "failover did not fold the overlay's block into the image");
     CHECK(memcmp(file + 6 * BLOCK, initial + 6 * BLOCK, BLOCK) == 0, "failover folded the dropped buffer");
@@ -158,8 +137,8 @@ static void test_over_file(const char *path)
     /* After failover the SVM writes the image itself. */
     fill(data, SECTOR, 0x77);
     CHECK(block_backend_write(svm, 0, data, SECTOR) == 0 && block_backend_flush(svm) == 0, "write after failover");
-    read_file_bytes(path, 0, file, SECTOR);
-    CHECK(all_bytes(file, SECTOR, 0x77), "a write after failover did not reach the image");
+    test_image_file_read(path, 0, file, SECTOR);
+    CHECK(test_bytes_all(file, SECTOR, 0x77), "a write after failover did not reach the image");
     CHECK(secondary_disk_buffer_write(disk, 0, data, SECTOR, &err) < 0, "a PVM write accepted after failover");
     CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0, "a commit accepted after failover");
     block_backend_destroy(svm);
@@ -232,7 +211,7 @@ static void test_edges(void)
     CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0 && report.writes == 1 &&
               memory->writes == writes_before + 1,
           "four adjacent blocks took %llu writes", (unsigned long long)report.writes);
-    CHECK(all_bytes(memory->bytes, BLOCK, 0xc3) && all_bytes(memory->bytes + 3 * BLOCK, BLOCK, 0xc0),
+    CHECK(test_bytes_all(memory->bytes, BLOCK, 0xc3) && test_bytes_all(memory->bytes + 3 * BLOCK, BLOCK, 0xc0),
           "merged blocks out of order");
 
     free(pending);
@@ -261,7 +240,7 @@ static void test_failing_commit(void)
     CHECK(secondary_disk_broken(disk), "the disk is not broken after a failed fold");
     /* What remains, as secondary_disk.h says: the epoch's writes below the
      * failed write, the last checkpoint's bytes above it. */
-    CHECK(all_bytes(memory->bytes, BLOCK, 0xd1), "the write before the failed one is not in the base");
+    CHECK(test_bytes_all(memory->bytes, BLOCK, 0xd1), "the write before the failed one is not in the base");
     CHECK(memory->bytes[9 * BLOCK] == (uint8_t)(9 * BLOCK * 7 + 3), "the base changed above the failed write");
     secondary_disk_checkpoint_abort(disk);
     CHECK(block_backend_read(svm, 0, data, BLOCK) == -EIO, "a broken disk still serves reads");
