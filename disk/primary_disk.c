@@ -146,9 +146,35 @@ static int disk_read(struct block_backend *backend, uint64_t offset, void *buffe
     return block_backend_read(disk->base, offset, buffer, length);
 }
 
-/* The guest's write: the base first; only what the base took is recorded
- * (a failed write returns the base's errno and records nothing in the
- * epoch). */
+/* A write or discard the base refused may have done part of its range:
+ * the epoch sends those blocks as the base holds them, so the secondary's
+ * image stays the primary's whatever the failure left. A copied block is
+ * read back whole; any other is marked, and read at send time. */
+static void epoch_record_failed(struct primary_disk *disk, uint64_t offset, uint64_t length)
+{
+    if (length == 0)
+        return;
+    for (uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE; index <= (offset + length - 1) / PRIMARY_DISK_BLOCK_SIZE;
+         index++) {
+        if (bit_test(disk->epoch_overflow, index))
+            continue;
+        struct block_map_slot *slot = block_map_find(&disk->epoch, index);
+        size_t whole = block_length(disk, index);
+        if (slot) {
+            /* A base that cannot even be read back fails the next
+             * checkpoint's own reads too; keep what was copied. */
+            if (block_backend_read(disk->base, index * PRIMARY_DISK_BLOCK_SIZE, slot->data, whole) == 0)
+                slot->sectors = disk_part_sectors(0, whole);
+        } else {
+            bit_set(disk->epoch_overflow, index);
+            disk->epoch_overflow_blocks++;
+        }
+    }
+}
+
+/* The guest's write: the base first; what the base took is recorded (a
+ * failed write returns the base's errno, its blocks sent as the base has
+ * them). */
 static int disk_write(struct block_backend *backend, uint64_t offset, const void *buffer, size_t length)
 {
     struct primary_disk *disk = (struct primary_disk *)backend;
@@ -156,8 +182,10 @@ static int disk_write(struct block_backend *backend, uint64_t offset, const void
         return -EINVAL;
     int result = block_backend_write(disk->base, offset, buffer, length);
     dirty_log_mark(disk, offset, length);
-    if (result < 0)
+    if (result < 0) {
+        epoch_record_failed(disk, offset, length);
         return result;
+    }
     epoch_record(disk, offset, buffer, length);
     return 0;
 }
@@ -177,8 +205,10 @@ static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t
         return -EINVAL;
     int result = block_backend_discard(disk->base, offset, length);
     dirty_log_mark(disk, offset, length);
-    if (result < 0)
+    if (result < 0) {
+        epoch_record_failed(disk, offset, length);
         return result;
+    }
     epoch_record(disk, offset, NULL, length);
     return 0;
 }

@@ -4,7 +4,8 @@
  * and discards to the base first (the guest's request is done only when
  * the base has it, and fails with the base's errno as without
  * replication). A write or discard the base took is also recorded in the
- * current epoch's log, which the checkpoint device sends to the secondary
+ * current epoch's log (one it refused may have done part of its range:
+ * its blocks are then sent as the base holds them), which the checkpoint device sends to the secondary
  * with the VM paused before the epoch's CHECKPOINT_END, then clears.
  *
  * The epoch's log is per block, not a list of requests: a block_map from
