@@ -81,6 +81,15 @@ struct stream_header {
     uint64_t configuration_hash; /* machine_configuration_hash() */
 };
 
+/* Records a stream_receive run hands to its caller whole (OUTPUT,
+ * DISK_WRITE): the bodies back to back, each after its u32 length. The
+ * memory stays from run to run. */
+struct stream_staged_records {
+    uint8_t *data;
+    size_t length, capacity;
+    size_t count;
+};
+
 /* ---- writing ---- */
 
 struct stream_writer {
@@ -147,17 +156,10 @@ struct stream_reader {
      * them, oldest first. */
     uint64_t checkpoint_states_received;
     uint32_t recent_checkpoint_states[STREAM_RECENT_CHECKPOINT_STATES];
-    /* The OUTPUT records of the last stream_receive run, whole bodies
-     * back to back (each: u32 body length, then the body), kept until the
-     * next stream_receive starts. */
-    uint8_t *output;
-    size_t output_length, output_capacity;
-    size_t output_count;
-    /* The DISK_WRITE records of the last stream_receive run, kept the same
-     * way (stream_received_disk_write_next). */
-    uint8_t *disk_writes;
-    size_t disk_writes_length, disk_writes_capacity;
-    size_t disk_write_count;
+    /* The OUTPUT and the DISK_WRITE records of the last stream_receive
+     * run, kept until the next stream_receive starts
+     * (stream_received_output_next, stream_received_disk_write_next). */
+    struct stream_staged_records output, disk_writes;
     /* stream_receive's page staging, kept from run to run so that a small
      * checkpoint does not pay for setting it up (stream_receive.c). */
     struct stream_page_staging *staging;

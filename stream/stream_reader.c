@@ -64,12 +64,10 @@ void stream_reader_destroy(struct stream_reader *reader)
     reader->buffer = NULL;
     stream_page_staging_free(reader->staging);
     reader->staging = NULL;
-    free(reader->output);
-    reader->output = NULL;
-    reader->output_length = reader->output_capacity = reader->output_count = 0;
-    free(reader->disk_writes);
-    reader->disk_writes = NULL;
-    reader->disk_writes_length = reader->disk_writes_capacity = reader->disk_write_count = 0;
+    free(reader->output.data);
+    reader->output = (struct stream_staged_records){ 0 };
+    free(reader->disk_writes.data);
+    reader->disk_writes = (struct stream_staged_records){ 0 };
 }
 
 /* Reads up to length bytes, stopping early only at end of file. *got says

@@ -195,62 +195,44 @@ static int stage_state_record(struct state_writer *state, const struct stream_re
     return 0;
 }
 
-/* Records a run hands to its caller whole (OUTPUT, DISK_WRITE): bodies
- * back to back, each after its u32 length. */
-struct staged_bodies {
-    uint8_t **data;
-    size_t *length, *capacity, *count;
-    size_t limit;
-    const char *what; /* for the errors: "output", "disk writes" */
-};
-
-static int stage_body(const struct staged_bodies *staged, const struct stream_record *record, struct error *err)
+/* Keeps a checked body for the caller, within `limit` bytes for the run. */
+static int stage_record(struct stream_staged_records *staged, size_t limit, const char *what,
+                        const struct stream_record *record, struct error *err)
 {
-    size_t needed = *staged->length + 4 + record->length;
-    if (needed > staged->limit)
-        return error_set(err, "the run carries more than %zu MiB of %s", staged->limit >> 20, staged->what);
-    if (needed > *staged->capacity) {
-        size_t capacity = *staged->capacity ? *staged->capacity : 64 * 1024;
+    size_t needed = staged->length + 4 + record->length;
+    if (needed > limit)
+        return error_set(err, "the run carries more than %zu MiB of %s", limit >> 20, what);
+    if (needed > staged->capacity) {
+        size_t capacity = staged->capacity ? staged->capacity : 64 * 1024;
         while (capacity < needed)
             capacity *= 2;
-        uint8_t *data = realloc(*staged->data, capacity);
+        uint8_t *data = realloc(staged->data, capacity);
         if (!data)
-            return error_set(err, "out of memory staging the run's %s", staged->what);
-        *staged->data = data;
-        *staged->capacity = capacity;
+            return error_set(err, "out of memory staging the run's %s", what);
+        staged->data = data;
+        staged->capacity = capacity;
     }
-    stream_put_u32(*staged->data + *staged->length, record->length);
-    memcpy(*staged->data + *staged->length + 4, record->body, record->length);
-    *staged->length = needed;
-    (*staged->count)++;
+    stream_put_u32(staged->data + staged->length, record->length);
+    memcpy(staged->data + staged->length + 4, record->body, record->length);
+    staged->length = needed;
+    staged->count++;
     return 0;
 }
 
-/* Keeps a checked OUTPUT body for the caller (stream_received_output_next). */
-static int stage_output(struct stream_reader *reader, const struct stream_record *record, struct error *err)
+/* Forgets the bodies (keeps the memory). */
+static void staged_records_clear(struct stream_staged_records *staged)
 {
-    struct staged_bodies staged = { &reader->output,       &reader->output_length,   &reader->output_capacity,
-                                    &reader->output_count, STAGING_MAX_OUTPUT_BYTES, "output" };
-    return stage_body(&staged, record, err);
+    staged->length = 0;
+    staged->count = 0;
 }
 
-/* Keeps a checked DISK_WRITE body for the caller
- * (stream_received_disk_write_next); nothing writes it to the machine. */
-static int stage_disk_write(struct stream_reader *reader, const struct stream_record *record, struct error *err)
+static bool next_staged_record(const struct stream_staged_records *staged, size_t *cursor, const uint8_t **body,
+                               size_t *length)
 {
-    struct staged_bodies staged = { &reader->disk_writes,          &reader->disk_writes_length,
-                                    &reader->disk_writes_capacity, &reader->disk_write_count,
-                                    STAGING_MAX_DISK_WRITE_BYTES,  "disk writes" };
-    return stage_body(&staged, record, err);
-}
-
-static bool next_staged_body(const uint8_t *data, size_t staged_length, size_t *cursor, const uint8_t **body,
-                             size_t *length)
-{
-    if (*cursor + 4 > staged_length)
+    if (*cursor + 4 > staged->length)
         return false;
-    *length = stream_get_u32(data + *cursor);
-    *body = data + *cursor + 4;
+    *length = stream_get_u32(staged->data + *cursor);
+    *body = staged->data + *cursor + 4;
     *cursor += 4 + *length;
     return true;
 }
@@ -258,13 +240,13 @@ static bool next_staged_body(const uint8_t *data, size_t staged_length, size_t *
 bool stream_received_output_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
                                  size_t *length)
 {
-    return next_staged_body(reader->output, reader->output_length, cursor, body, length);
+    return next_staged_record(&reader->output, cursor, body, length);
 }
 
 bool stream_received_disk_write_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
                                      size_t *length)
 {
-    return next_staged_body(reader->disk_writes, reader->disk_writes_length, cursor, body, length);
+    return next_staged_record(&reader->disk_writes, cursor, body, length);
 }
 
 void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_disk_write *fields)
@@ -352,10 +334,8 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
                              stream_before_apply before_apply, void *opaque, struct error *err)
 {
     reader->checkpoint_states_received = 0;
-    reader->output_length = 0;
-    reader->output_count = 0;
-    reader->disk_writes_length = 0;
-    reader->disk_write_count = 0;
+    staged_records_clear(&reader->output);
+    staged_records_clear(&reader->disk_writes);
     reader->disk_count = machine_disk_count(machine);
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
@@ -391,10 +371,11 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
             if (stage_state_record(&state, &record, err) < 0)
                 break;
         } else if (record.type == STREAM_RECORD_OUTPUT) {
-            if (stage_output(reader, &record, err) < 0)
+            if (stage_record(&reader->output, STAGING_MAX_OUTPUT_BYTES, "output", &record, err) < 0)
                 break;
         } else if (record.type == STREAM_RECORD_DISK_WRITE) {
-            if (stage_disk_write(reader, &record, err) < 0)
+            /* Kept for the caller; nothing writes it to the machine. */
+            if (stage_record(&reader->disk_writes, STAGING_MAX_DISK_WRITE_BYTES, "disk writes", &record, err) < 0)
                 break;
         } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE) {
             /* A protocol message inside a run: noted for the caller. */
@@ -415,10 +396,8 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     if (result < 0) {
         /* The output and disk writes of a run that was not applied are
          * not the caller's. */
-        reader->output_length = 0;
-        reader->output_count = 0;
-        reader->disk_writes_length = 0;
-        reader->disk_write_count = 0;
+        staged_records_clear(&reader->output);
+        staged_records_clear(&reader->disk_writes);
     }
     return result;
 }

@@ -187,8 +187,8 @@ static void check_disk_writes(const struct stream_reader *reader)
         }
         count++;
     }
-    if (count != reader->disk_write_count) {
-        fprintf(stderr, "%zu DISK_WRITE records handed out, %zu staged\n", count, reader->disk_write_count);
+    if (count != reader->disk_writes.count) {
+        fprintf(stderr, "%zu DISK_WRITE records handed out, %zu staged\n", count, reader->disk_writes.count);
         abort();
     }
     if (machine == machine_with_disk) {
@@ -264,8 +264,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* A rejected run hands out nothing; an applied one only records
              * of the right shape, and wrote none of them to the disk. */
             check_disk_writes(&reader);
-            if (result < 0 && reader.disk_write_count != 0) {
-                fprintf(stderr, "a rejected run left %zu DISK_WRITE records\n", reader.disk_write_count);
+            if (result < 0 && reader.disk_writes.count != 0) {
+                fprintf(stderr, "a rejected run left %zu DISK_WRITE records\n", reader.disk_writes.count);
                 abort();
             }
             if (result < 0) {
@@ -300,9 +300,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * buffers of OUTPUT and DISK_WRITE records, kept from run to run) was made in
      * this copy of the reader: the next input's copy reuses it. */
     fresh_reader.staging = reader.staging;
-    fresh_reader.output = reader.output;
-    fresh_reader.output_capacity = reader.output_capacity;
-    fresh_reader.disk_writes = reader.disk_writes;
-    fresh_reader.disk_writes_capacity = reader.disk_writes_capacity;
+    fresh_reader.output = (struct stream_staged_records){ .data = reader.output.data,
+                                                          .capacity = reader.output.capacity };
+    fresh_reader.disk_writes = (struct stream_staged_records){ .data = reader.disk_writes.data,
+                                                               .capacity = reader.disk_writes.capacity };
     return 0;
 }

@@ -719,7 +719,7 @@ static void test_disk_write_records(void)
           "run with disk writes: %s", err.message);
     struct stream_disk_write writes[4];
     size_t count = received_disk_writes(&reader, writes, 4);
-    CHECK(count == 3 && reader.disk_write_count == 3, "%zu disk writes handed out, expected 3", count);
+    CHECK(count == 3 && reader.disk_writes.count == 3, "%zu disk writes handed out, expected 3", count);
     if (count == 3) {
         CHECK(writes[0].disk == 0 && writes[0].offset == 3 * 512 && writes[0].length == 512 &&
                   memcmp(writes[0].data, small, 512) == 0,
@@ -752,7 +752,7 @@ static void test_disk_write_records(void)
                   stream_receive(&reader, target, &terminator, &err) == 0,
               "first run: %s", err.message);
         CHECK(stream_receive(&reader, target, &terminator, &err) < 0, "run cut at byte %zu accepted", cut);
-        CHECK(received_disk_writes(&reader, writes, 4) == 0 && reader.disk_write_count == 0,
+        CHECK(received_disk_writes(&reader, writes, 4) == 0 && reader.disk_writes.count == 0,
               "run cut at byte %zu hands out disk writes", cut);
         stream_reader_destroy(&reader);
         close(fd);
