@@ -75,9 +75,12 @@ on() { # HOST(a|b|client) COMMAND...: runs in that "host"
     local where=$1; shift
     ip netns exec "$prefix-$where" env COLO_RUN_DIR="$work/run-$where" "$@"
 }
-status_field() { # HOST FIELD: a field of `colo status --json`'s replication
-    on "$1" "$colo" status debian --json 2>/dev/null |
-        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('$2',''))" 2>/dev/null || true
+status_field() { # HOST FIELD...: fields of one `colo status --json`'s replication, '|' between
+    local host=$1; shift
+    on "$host" "$colo" status debian --json 2>/dev/null | python3 -c "
+import json, sys
+replication = json.load(sys.stdin).get('replication', {})
+print('|'.join(str(replication.get(field, '')) for field in sys.argv[1:]))" "$@" 2>/dev/null || true
 }
 wait_for() { # LOG TEXT TIMEOUT PID
     local started=$SECONDS
@@ -126,12 +129,12 @@ wait_for "$work/host-b.log" "waiting for the primary" 30 "$secondary_pid"
 
 say "host A: colo protect debian $host_b:47100"
 on a "$colo" protect debian "$host_b:47100" | sed 's/^/   /'
-until [ "$(status_field a checkpoints)" ] && [ "$(status_field a checkpoints)" -ge 5 ]; do
+while checkpoints=$(status_field a checkpoints); [ -z "$checkpoints" ] || [ "$checkpoints" -lt 5 ]; do
     kill -0 "$primary_pid" 2>/dev/null && kill -0 "$secondary_pid" 2>/dev/null ||
         { echo "demo: protection did not start" >&2; tail "$work/host-a.log" "$work/host-b.log" >&2; exit 1; }
     sleep 0.2
 done
-note "protected: host B holds a copy of the running VM, $(status_field a checkpoints) checkpoints so far"
+note "protected: host B holds a copy of the running VM, $checkpoints checkpoints so far"
 
 say "client: redis-benchmark and a writer that records every acknowledged key"
 on client redis-cli -h "$guest" SET demo:greeting "hello from the client" | sed 's/^/   redis-cli> /'
@@ -146,12 +149,13 @@ benchmark_pid=$!; pids+=("$benchmark_pid")
 half=$((load_seconds / 2))
 for second in $(seq 1 "$half"); do
     sleep 1
-    note "t=${second}s  checkpoints $(status_field a checkpoints), downtime p50 $(status_field a downtime_p50_ms) ms"
+    IFS='|' read -r checkpoints downtime_p50_ms < <(status_field a checkpoints downtime_p50_ms) || true
+    note "t=${second}s  checkpoints $checkpoints, downtime p50 $downtime_p50_ms ms"
 done
 
-checkpoints=$(status_field a checkpoints)
-downtime_p50_ms=$(status_field a downtime_p50_ms)
-downtime_p99_ms=$(status_field a downtime_p99_ms)
+# One status, so the three figures are of the same moment.
+IFS='|' read -r checkpoints downtime_p50_ms downtime_p99_ms \
+    < <(status_field a checkpoints downtime_p50_ms downtime_p99_ms) || true
 say "host A dies: kill -9 $primary_pid (colo, the primary), in the middle of the workload"
 killed_at=$(date +%s.%N)
 { kill -9 "$primary_pid"; wait "$primary_pid"; } 2>/dev/null || true
