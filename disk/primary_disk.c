@@ -213,15 +213,27 @@ static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t
     return 0;
 }
 
-static void disk_destroy(struct block_backend *backend)
+static void free_disk(struct primary_disk *disk)
 {
-    struct primary_disk *disk = (struct primary_disk *)backend;
     block_map_clear(&disk->epoch);
-    block_backend_destroy(disk->base);
     free(disk->epoch_overflow);
     free(disk->dirty_log);
     free(disk->staging);
     free(disk);
+}
+
+static void disk_destroy(struct block_backend *backend)
+{
+    struct primary_disk *disk = (struct primary_disk *)backend;
+    block_backend_destroy(disk->base);
+    free_disk(disk);
+}
+
+struct block_backend *primary_disk_unwrap(struct primary_disk *disk)
+{
+    struct block_backend *base = disk->base;
+    free_disk(disk);
+    return base;
 }
 
 static const struct block_backend_ops primary_disk_ops = {

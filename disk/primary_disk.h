@@ -81,6 +81,12 @@ struct primary_disk *primary_disk_create(struct block_backend *base, const struc
  * disk with it). Same size and name as the base. */
 struct block_backend *primary_disk_backend(struct primary_disk *disk);
 
+/* Frees the disk (its epoch and logs) and gives the base back to the
+ * caller, who owns it again: replication ended, the guest's disk goes back
+ * to being the image alone. The disk's backend must no longer be in use
+ * (virtio_blk_replace_backend first, machine paused). */
+struct block_backend *primary_disk_unwrap(struct primary_disk *disk);
+
 /* The disk behind a backend made by primary_disk_create; NULL otherwise. */
 struct primary_disk *primary_disk_of(struct block_backend *backend);
 

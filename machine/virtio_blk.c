@@ -323,6 +323,20 @@ void virtio_blk_get_stats(const struct virtio_blk *disk, struct virtio_blk_stats
     };
 }
 
+struct block_backend *virtio_blk_backend(struct virtio_blk *disk)
+{
+    return disk->backend;
+}
+
+struct block_backend *virtio_blk_replace_backend(struct virtio_blk *disk, struct block_backend *backend)
+{
+    struct block_backend *old = disk->backend;
+    if (!old || !backend || backend->size != old->size || backend->read_only != old->read_only)
+        return NULL;
+    disk->backend = backend;
+    return old;
+}
+
 /* ---- state ----------------------------------------------------------------- */
 
 void virtio_blk_save(const struct virtio_blk *disk, struct state_writer *writer)

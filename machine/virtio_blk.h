@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block_backend.h"
+
 struct virtio_blk;
 
 /* What a disk says about itself, for status and metrics. */
@@ -28,5 +30,16 @@ struct virtio_blk_stats {
 /* The disk's image and counters. The counters change on the machine's
  * thread: read them there or with the machine paused. */
 void virtio_blk_get_stats(const struct virtio_blk *disk, struct virtio_blk_stats *stats);
+
+/* The backend the disk uses now (it owns it). */
+struct block_backend *virtio_blk_backend(struct virtio_blk *disk);
+
+/* Puts `backend` under the disk instead of the current one, which is
+ * returned to the caller (who owns it from then on): how disk replication
+ * slips its wrapper between the device and the image, and takes it out
+ * again. The new backend must have the same size and read-only flag (the
+ * guest sees no change); otherwise NULL and nothing changes. Requests are
+ * synchronous, so none is in flight: call it with the machine paused. */
+struct block_backend *virtio_blk_replace_backend(struct virtio_blk *disk, struct block_backend *backend);
 
 #endif

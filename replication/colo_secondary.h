@@ -31,6 +31,7 @@
 
 #include "checkpoint_device.h"
 #include "error.h"
+#include "live_migration.h"
 #include "stream.h"
 
 struct machine;
@@ -56,6 +57,9 @@ struct colo_secondary_options {
     void (*on_suspended)(void *opaque, struct machine *svm);
     void (*on_checkpoint_applied)(void *opaque, struct machine *svm);
     void *hook_opaque;
+    /* What moves with the initial copy besides RAM (the disks' sync,
+     * disk/disk_sync.h); NULL: nothing. */
+    const struct migration_companion *initial_copy_companion;
 };
 
 void colo_secondary_options_defaults(struct colo_secondary_options *options);

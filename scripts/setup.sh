@@ -13,6 +13,7 @@ packages=(
     libfdt-dev device-tree-compiler opensbi  # device tree and firmware for Linux guests
     iproute2                                 # network namespaces in tests
     libjansson-dev                           # JSON for the control socket
+    libxxhash-dev                            # block hashes of the disk sync (disk/disk_sync.c)
     gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu libc6-dev-riscv64-cross  # Linux guest userland
     linux-source-6.1 bc flex bison libssl-dev libelf-dev cpio                 # Linux guest kernel
     mmdebstrap qemu-user-static binfmt-support arch-test  # the Debian guest's root (guests/debian)

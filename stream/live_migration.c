@@ -82,6 +82,13 @@ static int send_pages(struct sender *sender, const uint64_t *pages, size_t count
     return 0;
 }
 
+int migration_end_round(struct stream_writer *writer, struct error *err)
+{
+    if (stream_write_checkpoint_end(writer, err) < 0 || stream_flush(writer, err) < 0)
+        return -1;
+    return wait_for_acknowledgement(writer->fd, MIGRATION_ROUND_APPLIED, err);
+}
+
 int migration_send(struct machine *machine, int fd, const struct migration_options *options,
                    struct migration_result *result, struct error *err)
 {
@@ -105,6 +112,10 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
 
     struct stream_header header = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
     if (stream_write_header(&sender.writer, &header, err) < 0)
+        goto done;
+
+    const struct migration_companion *companion = options->companion;
+    if (companion && companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)
         goto done;
 
     /* Logging starts before the full copy, so every page written during it
@@ -181,6 +192,8 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
                  * the state and END go out in as few sends as the buffer
                  * allows. */
                 if (stream_write_pages(&sender.writer, machine, pages, count, err) < 0 ||
+                    (companion && companion->stop_and_copy &&
+                     companion->stop_and_copy(companion->opaque, &sender.writer, err) < 0) ||
                     stream_write_machine_state(&sender.writer, machine, err) < 0 ||
                     stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
                     goto done;
@@ -197,8 +210,10 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         sender.progress.round = round;
         round_started = clock_monotonic_seconds();
         bytes_before = sender.writer.bytes_written;
-        if (send_pages(&sender, pages, count, err) < 0 || stream_write_checkpoint_end(&sender.writer, err) < 0 ||
-            stream_flush(&sender.writer, err) < 0 || wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
+        if (send_pages(&sender, pages, count, err) < 0 ||
+            (companion && companion->round && companion->round(companion->opaque, &sender.writer, err) < 0) ||
+            stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
+            wait_for_acknowledgement(fd, MIGRATION_ROUND_APPLIED, err) < 0)
             goto done;
         double elapsed = clock_monotonic_seconds() - round_started;
         if (count > 64 && elapsed > 0)
@@ -246,7 +261,15 @@ int migration_receive(struct machine *machine, int fd, struct error *err)
 
 int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader, struct error *err)
 {
+    return migration_receive_with_companion(machine, reader, NULL, err);
+}
+
+int migration_receive_with_companion(struct machine *machine, struct stream_reader *reader,
+                                     const struct migration_companion *companion, struct error *err)
+{
     int fd = reader->fd;
+    if (companion && companion->receive_start && companion->receive_start(companion->opaque, fd, err) < 0)
+        return -1;
     struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
     if (stream_read_header(reader, &expected, err) < 0)
         return -1;
@@ -254,7 +277,18 @@ int migration_receive_with_reader(struct machine *machine, struct stream_reader 
         uint32_t terminator = 0;
         if (stream_receive(reader, machine, &terminator, err) < 0)
             return -1;
-        if (terminator == STREAM_RECORD_END)
+        bool final = terminator == STREAM_RECORD_END;
+        if (companion && companion->run_received) {
+            if (companion->run_received(companion->opaque, reader, final, err) < 0)
+                return -1;
+        } else {
+            size_t cursor = 0, length;
+            const uint8_t *body;
+            if (stream_received_disk_write_next(reader, &cursor, &body, &length))
+                return error_set(err, "the source sends its disks, but this destination does not copy disks "
+                                      "(colo migrate --copy-disks)");
+        }
+        if (final)
             break;
         char applied = MIGRATION_ROUND_APPLIED;
         if (write(fd, &applied, 1) != 1)

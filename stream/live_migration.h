@@ -28,6 +28,37 @@ struct migration_progress {
     bool stop_and_copy;          /* the VM is paused for the last round */
 };
 
+struct stream_writer;
+struct stream_reader;
+
+/* What moves with the RAM when storage is not shared: the disks
+ * (disk/disk_sync.h). Its records travel in the migration's own runs, so
+ * the destination applies them with the same all-or-nothing rule, and its
+ * last part goes in the stop-and-copy, with the VM paused, so the
+ * destination's disks are the source's at the moment of the VM state it
+ * gets. Every hook may be NULL; each returns 0 or -1 with err set. */
+struct migration_companion {
+    void *opaque;
+    /* Source, after the header and before the RAM's full copy, VM running:
+     * may read what receive_start sent (on writer->fd) and send runs of
+     * its own, each ended by migration_end_round. */
+    int (*before_copy)(void *opaque, struct stream_writer *writer, struct error *err);
+    /* Source, in each pre-copy round, VM running: records that go in the
+     * round, after its pages. */
+    int (*round)(void *opaque, struct stream_writer *writer, struct error *err);
+    /* Source, the stop-and-copy, VM paused: the last records, before the
+     * machine state. */
+    int (*stop_and_copy)(void *opaque, struct stream_writer *writer, struct error *err);
+    /* Destination, before the header is read: may send the source what it
+     * needs (on fd, which before_copy reads). */
+    int (*receive_start)(void *opaque, int fd, struct error *err);
+    /* Destination, after each run arrived whole and was applied, before it
+     * is acknowledged: the run's records (stream_received_disk_write_next);
+     * final is true for the last run (END): what it keeps must be durable
+     * when this returns, the source stops its VM on the acknowledgement. */
+    int (*run_received)(void *opaque, const struct stream_reader *reader, bool final, struct error *err);
+};
+
 struct migration_options {
     uint64_t max_downtime_microseconds; /* stop-and-copy target; default 5000 */
     unsigned max_rounds;                /* pre-copy rounds after the full copy; default 30 */
@@ -39,6 +70,8 @@ struct migration_options {
      * writes after the state that was sent) instead of turning it off. The
      * VM is left paused either way; the caller resumes it. Off by default. */
     bool keep_dirty_log;
+    /* NULL: RAM and machine state only (shared storage). */
+    const struct migration_companion *companion;
 };
 
 struct migration_result {
@@ -61,6 +94,11 @@ void migration_options_defaults(struct migration_options *options);
 int migration_send(struct machine *machine, int fd, const struct migration_options *options,
                    struct migration_result *result, struct error *err);
 
+/* For a companion's before_copy: ends a run of its own (CHECKPOINT_END)
+ * and waits until the destination has applied it, so runs never pile up
+ * in the destination's memory. */
+int migration_end_round(struct stream_writer *writer, struct error *err);
+
 /* Destination side: receives into a machine that is not running, and
  * acknowledges once the whole final state is applied. The caller then runs
  * the machine. */
@@ -70,7 +108,10 @@ int migration_receive(struct machine *machine, int fd, struct error *err);
  * caller can go on reading what follows the migration on that connection
  * with the same reader: a COLO secondary reads checkpoints after it. The
  * reader's header state (RAM size) stays set on success. */
-struct stream_reader;
 int migration_receive_with_reader(struct machine *machine, struct stream_reader *reader, struct error *err);
+/* The same with a companion (NULL: none), for a destination that takes
+ * the disks too. */
+int migration_receive_with_companion(struct machine *machine, struct stream_reader *reader,
+                                     const struct migration_companion *companion, struct error *err);
 
 #endif

@@ -17,6 +17,12 @@
  *   DISK_WRITE        u32 disk, u32 zero, u64 offset, data (512 to 1 MiB,
  *                     whole 512-byte sectors): a guest disk write of the
  *                     run's epoch, for the receiver's disk replication
+ *   DISK_HASHES       u32 disk, u32 chunk_size, u64 disk_size, u64
+ *                     first_chunk, then 16-byte hashes of chunks
+ *                     first_chunk, first_chunk + 1, ...: what a migration
+ *                     destination's image holds, so the source sends only
+ *                     the chunks that differ (disk/disk_sync.h); sent
+ *                     destination -> source, never inside a run
  *   HART_STATE        one "HART" section of the machine state
  *                     (docs/machine-state.md)
  *   DEVICE_STATE      u32 device id, u32 version, then that device's
@@ -62,6 +68,7 @@ enum stream_record_type {
     STREAM_RECORD_PAGE_ZERO = 7,
     STREAM_RECORD_OUTPUT = 8,
     STREAM_RECORD_DISK_WRITE = 9,
+    STREAM_RECORD_DISK_HASHES = 10,
 };
 
 /* OUTPUT: u32 nic, u32 zero, the NIC's 12-byte header, then the frame. */
@@ -74,6 +81,14 @@ enum stream_record_type {
 #define STREAM_DISK_WRITE_PREFIX 16u
 #define STREAM_DISK_SECTOR_SIZE 512u
 #define STREAM_MAX_DISK_WRITE (1u << 20)
+
+/* DISK_HASHES: u32 disk, u32 chunk_size, u64 disk_size, u64 first_chunk,
+ * then 16-byte hashes. The chunk size is a power of two from 4 KiB to
+ * STREAM_MAX_DISK_WRITE; the reader checks the shape, the consumer the
+ * rest. */
+#define STREAM_DISK_HASHES_PREFIX 24u
+#define STREAM_DISK_HASH_SIZE 16u
+#define STREAM_MAX_DISK_HASHES ((STREAM_MAX_RECORD_LENGTH - STREAM_DISK_HASHES_PREFIX) / STREAM_DISK_HASH_SIZE)
 
 struct stream_header {
     uint32_t version;
@@ -127,6 +142,10 @@ int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_
  * its checks leaves no record behind. */
 int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_t offset, const void *data,
                             size_t length, struct error *err);
+/* Hashes of `count` chunks (1 .. STREAM_MAX_DISK_HASHES) of disk `disk`,
+ * from chunk first_chunk on; chunk_size and disk_size as the record says. */
+int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32_t chunk_size, uint64_t disk_size,
+                             uint64_t first_chunk, const uint8_t *hashes, size_t count, struct error *err);
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
 int stream_write_end(struct stream_writer *writer, struct error *err);
 /* Sends everything buffered (writes are only batched, never reordered). */
@@ -224,6 +243,17 @@ struct stream_disk_write {
 };
 void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_disk_write *fields);
 
+/* A DISK_HASHES record's body (from stream_read_record, its shape checked)
+ * split into its fields. */
+struct stream_disk_hashes {
+    uint32_t disk;
+    uint32_t chunk_size;
+    uint64_t disk_size;
+    uint64_t first_chunk;
+    const uint8_t *hashes; /* count * STREAM_DISK_HASH_SIZE bytes */
+    size_t count;
+};
+void stream_disk_hashes_fields(const uint8_t *body, size_t length, struct stream_disk_hashes *fields);
 /* Inside before_apply: true when the run about to be applied writes this
  * RAM page (as data or as a zero page). */
 bool stream_receive_writes_page(const struct stream_reader *reader, uint64_t page);

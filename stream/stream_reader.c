@@ -30,6 +30,8 @@ const char *stream_record_type_name(uint32_t type)
         return "OUTPUT";
     case STREAM_RECORD_DISK_WRITE:
         return "DISK_WRITE";
+    case STREAM_RECORD_DISK_HASHES:
+        return "DISK_HASHES";
     case STREAM_RECORD_HART_STATE:
         return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE:
@@ -178,6 +180,11 @@ static const char *length_problem(uint32_t type, uint32_t length)
             (length - STREAM_DISK_WRITE_PREFIX) % STREAM_DISK_SECTOR_SIZE != 0)
             return "is not 16 + 512 * count bytes of data for a count of 1 to 2048 sectors";
         return NULL;
+    case STREAM_RECORD_DISK_HASHES:
+        if (length < STREAM_DISK_HASHES_PREFIX + STREAM_DISK_HASH_SIZE ||
+            (length - STREAM_DISK_HASHES_PREFIX) % STREAM_DISK_HASH_SIZE != 0)
+            return "is not 24 + 16 * count bytes for a count of at least 1";
+        return NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -279,6 +286,15 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
         if (disk >= reader->disk_count)
             return reject(reader, number, name, err, "disk %u is outside the machine's %u disks", disk,
                           reader->disk_count);
+    } else if (type == STREAM_RECORD_DISK_HASHES) {
+        uint32_t disk = stream_get_u32(body);
+        uint32_t chunk_size = stream_get_u32(body + 4);
+        if (disk >= reader->disk_count)
+            return reject(reader, number, name, err, "disk %u is outside the machine's %u disks", disk,
+                          reader->disk_count);
+        if (chunk_size < 4096 || chunk_size > STREAM_MAX_DISK_WRITE || (chunk_size & (chunk_size - 1)) != 0)
+            return reject(reader, number, name, err, "chunk size %u is not a power of two from 4096 to %u", chunk_size,
+                          STREAM_MAX_DISK_WRITE);
     } else if (type == STREAM_RECORD_HART_STATE) {
         uint32_t section_id = stream_get_u32(body);
         uint32_t section_length = stream_get_u32(body + 8);

@@ -259,6 +259,18 @@ void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_
     };
 }
 
+void stream_disk_hashes_fields(const uint8_t *body, size_t length, struct stream_disk_hashes *fields)
+{
+    *fields = (struct stream_disk_hashes){
+        .disk = stream_get_u32(body),
+        .chunk_size = stream_get_u32(body + 4),
+        .disk_size = stream_get_u64(body + 8),
+        .first_chunk = stream_get_u64(body + 16),
+        .hashes = body + STREAM_DISK_HASHES_PREFIX,
+        .count = (length - STREAM_DISK_HASHES_PREFIX) / STREAM_DISK_HASH_SIZE,
+    };
+}
+
 void stream_output_frame_fields(const uint8_t *body, size_t length, struct stream_output_frame *fields)
 {
     *fields = (struct stream_output_frame){
@@ -377,6 +389,12 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
             /* Kept for the caller; nothing writes it to the machine. */
             if (stage_record(&reader->disk_writes, STAGING_MAX_DISK_WRITE_BYTES, "disk writes", &record, err) < 0)
                 break;
+        } else if (record.type == STREAM_RECORD_DISK_HASHES) {
+            /* Only ever sent the other way, outside any run. */
+            reader->rejected_records++;
+            error_set(err, "record %llu (DISK_HASHES): not allowed inside a run",
+                      (unsigned long long)reader->records_read);
+            break;
         } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE) {
             /* A protocol message inside a run: noted for the caller. */
             note_checkpoint_state(reader, stream_get_u32(record.body));

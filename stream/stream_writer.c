@@ -321,6 +321,26 @@ int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_
     return 0;
 }
 
+int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32_t chunk_size, uint64_t disk_size,
+                             uint64_t first_chunk, const uint8_t *hashes, size_t count, struct error *err)
+{
+    if (disk >= MACHINE_MAX_DISKS)
+        return error_set(err, "disk %u cannot be written to the stream (a machine has at most %u disks)", disk,
+                         MACHINE_MAX_DISKS);
+    if (count == 0 || count > STREAM_MAX_DISK_HASHES)
+        return error_set(err, "a DISK_HASHES record holds 1 to %u hashes, not %zu", STREAM_MAX_DISK_HASHES, count);
+    if (chunk_size < 4096 || chunk_size > STREAM_MAX_DISK_WRITE || (chunk_size & (chunk_size - 1)) != 0)
+        return error_set(err, "disk chunk size %u is not a power of two from 4096 to %u", chunk_size,
+                         STREAM_MAX_DISK_WRITE);
+    uint8_t prefix[STREAM_DISK_HASHES_PREFIX];
+    stream_put_u32(prefix, disk);
+    stream_put_u32(prefix + 4, chunk_size);
+    stream_put_u64(prefix + 8, disk_size);
+    stream_put_u64(prefix + 16, first_chunk);
+    return write_record(writer, STREAM_RECORD_DISK_HASHES, prefix, sizeof prefix, hashes, count * STREAM_DISK_HASH_SIZE,
+                        err);
+}
+
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err)
 {
     return write_record(writer, STREAM_RECORD_CHECKPOINT_END, NULL, 0, NULL, 0, err);

@@ -153,6 +153,8 @@ void vm_replication_destroy(struct vm_replication *replication)
         mirror_reader_destroy(&replication->mirror_reader);
     if (replication->committed_initialized)
         committed_output_destroy(&replication->committed);
+    if (replication->secondary_disks_initialized)
+        disk_replication_secondary_destroy(&replication->secondary_disks);
     if (replication->detector_initialized)
         failure_detector_destroy(&replication->detector);
     if (replication->output_initialized)

@@ -10,6 +10,7 @@
 #include "colo_primary.h"
 #include "colo_secondary.h"
 #include "committed_output.h"
+#include "disk_replication.h"
 #include "heartbeat.h"
 #include "mirror_reader.h"
 #include "mirror_sender.h"
@@ -22,12 +23,22 @@
  * throughput (docs/benchmarks.md). */
 #define VM_REPLICATION_DEFAULT_OUTPUT_DELAY_MS 0
 
+/* The most block data a primary's checkpoint epoch copies in memory;
+ * blocks beyond are read back from the image at the checkpoint
+ * (primary_disk.h). */
+#define VM_REPLICATION_DISK_EPOCH_MEMORY (64u << 20)
+
 enum vm_replication_role { ROLE_NONE, ROLE_PRIMARY, ROLE_SECONDARY };
 
 struct vm_replication {
     struct vm_control *control;
     char name[64];
     pthread_mutex_t lock; /* guards role, phase, end_reason and the flags below */
+    /* The most block data a primary's checkpoint epoch copies in memory;
+     * blocks beyond are read back from the image at the checkpoint
+     * (primary_disk.h). */
+#define VM_REPLICATION_DISK_EPOCH_MEMORY (64u << 20)
+
     enum vm_replication_role role;
     const char *phase; /* what status says beside the loop's state; NULL: the loop's state */
     char end_reason[512];
@@ -45,6 +56,10 @@ struct vm_replication {
     struct mirror_sender mirror;
     bool mirror_initialized;
     struct heartbeat_sender heartbeat;
+    struct disk_replication_primary primary_disks;
+    bool primary_disks_initialized;
+    /* The last checkpoint's disk part (blocks, bytes), for status. */
+    struct primary_disk_checkpoint_report last_disk_report;
     pthread_t primary_thread;
     bool primary_thread_joinable;
 #ifdef COLO_TEST_HOOKS
@@ -61,6 +76,8 @@ struct vm_replication {
     bool mirror_reader_initialized;
     struct committed_output committed;
     bool committed_initialized;
+    struct disk_replication_secondary secondary_disks;
+    bool secondary_disks_initialized;
     struct colo_failover failover;
     bool failover_started;
     bool failover_done, failover_refused;

@@ -18,8 +18,15 @@
 static void post_checkpoint_event(void *opaque, const struct colo_checkpoint_report *report)
 {
     struct vm_replication *replication = opaque;
-    json_t *event = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "checkpoint", "checkpoint",
-                              vm_replication_checkpoint_report_json(report));
+    struct primary_disk_checkpoint_report disk;
+    disk_replication_primary_last_report(&replication->primary_disks, &disk);
+    pthread_mutex_lock(&replication->lock);
+    replication->last_disk_report = disk;
+    pthread_mutex_unlock(&replication->lock);
+    json_t *fields = vm_replication_checkpoint_report_json(report);
+    json_object_set_new(fields, "disk_blocks", json_integer((json_int_t)disk.blocks));
+    json_object_set_new(fields, "disk_bytes", json_integer((json_int_t)disk.bytes));
+    json_t *event = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "checkpoint", "checkpoint", fields);
     if (event) {
         vm_control_post_event(replication->control, event);
         json_decref(event);
@@ -47,14 +54,21 @@ static void *primary_thread(void *opaque)
     replication->replication_fd = replication_fd;
     replication->mirror_fd = mirror_fd;
     pthread_mutex_unlock(&replication->lock);
-    bool heartbeating = false;
+    bool heartbeating = false, disks_ready = false;
     if (mirror_fd >= 0) {
-        /* The hooks change with the PVM paused. */
+        /* The hooks and the disks' wrappers change with the PVM paused. */
         machine_pause(replication->machine);
         mirror_sender_init(&replication->mirror, replication->machine, mirror_fd);
         vm_replication_mark(replication, &replication->mirror_initialized);
+        struct primary_disk_options disk_options = { .epoch_memory_limit_bytes = VM_REPLICATION_DISK_EPOCH_MEMORY };
+        disks_ready = disk_replication_primary_init(&replication->primary_disks, replication->machine, &disk_options,
+                                                    &err) == 0;
+        if (disks_ready)
+            vm_replication_mark(replication, &replication->primary_disks_initialized);
         machine_resume(replication->machine);
-        heartbeating = heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
+        options.migration.companion = disk_sync_source_companion(&replication->primary_disks.sync);
+        heartbeating = disks_ready &&
+                       heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
                                               mirror_sender_send_heartbeat, &replication->mirror, &err) == 0;
     }
     if (heartbeating &&
@@ -67,7 +81,9 @@ static void *primary_thread(void *opaque)
         if (colo_primary_add_device(&replication->primary, "mirror", &mirror_sender_device, &replication->mirror,
                                     &err) == 0 &&
             colo_primary_add_device(&replication->primary, "output", &output_buffer_primary_device,
-                                    &replication->output, &err) == 0) {
+                                    &replication->output, &err) == 0 &&
+            colo_primary_add_device(&replication->primary, "disks", &disk_replication_primary_device,
+                                    &replication->primary_disks, &err) == 0) {
             vm_replication_log(replication,
                                "protecting with %s (checkpoint at least every %u ms, and within %u ms "
                                "of held output)",
@@ -82,6 +98,15 @@ static void *primary_thread(void *opaque)
         mirror_sender_stop(&replication->mirror);
     heartbeat_sender_stop(&replication->heartbeat);
     output_buffer_release_and_pass(&replication->output);
+    /* Unprotected, the disks are the images alone again. */
+    if (replication->primary_disks_initialized) {
+        pthread_mutex_lock(&replication->lock);
+        replication->primary_disks_initialized = false;
+        pthread_mutex_unlock(&replication->lock);
+        machine_pause(replication->machine);
+        disk_replication_primary_destroy(&replication->primary_disks);
+        machine_resume(replication->machine);
+    }
     pthread_mutex_lock(&replication->lock);
     replication->phase = "unprotected";
     snprintf(replication->end_reason, sizeof replication->end_reason, "%s", status < 0 ? err.message : "stopped");
@@ -236,6 +261,21 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
             json_object_set_new(fields, "last_checkpoint", vm_replication_checkpoint_report_json(&stats.last));
     } else {
         json_object_set_new(fields, "checkpoints", json_integer(0));
+    }
+    if (replication->primary_disks_initialized) {
+        struct disk_sync_progress sync;
+        disk_sync_source_get_progress(&replication->primary_disks.sync, &sync);
+        json_t *disks = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "bytes_total", (json_int_t)sync.bytes_total,
+                                  "bytes_compared", (json_int_t)sync.bytes_compared, "chunks_differing",
+                                  (json_int_t)sync.chunks_differing, "bytes_sent", (json_int_t)sync.bytes_sent,
+                                  "dirty_rounds", (json_int_t)sync.dirty_rounds, "final_blocks",
+                                  (json_int_t)sync.final_blocks, "done", sync.done);
+        if (disks)
+            json_object_set_new(fields, "disk_sync", disks);
+        json_object_set_new(fields, "last_checkpoint_disk_blocks",
+                            json_integer((json_int_t)replication->last_disk_report.blocks));
+        json_object_set_new(fields, "last_checkpoint_disk_bytes",
+                            json_integer((json_int_t)replication->last_disk_report.bytes));
     }
     struct output_buffer_stats output;
     output_buffer_get_stats(&replication->output, &output);

@@ -28,6 +28,9 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     struct vm_replication *replication = opaque;
     const char *from = colo_secondary_state_name(result->from_state);
     vm_replication_log(replication, "replication ended in state %s: %s", from, result->replication_ended);
+    if (replication->secondary_disks.setup_error.message[0])
+        vm_replication_log(replication, "the disks' setup failed: %s",
+                           replication->secondary_disks.setup_error.message);
     if (result->outcome == COLO_FAILOVER_REFUSED) {
         vm_replication_log(replication, "failover refused: %s; stopping", result->refused);
         pthread_mutex_lock(&replication->lock);
@@ -86,15 +89,21 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
         return -1;
     vm_replication_mark(replication, &replication->mirror_reader_initialized);
     machine_pause(machine); /* handed to the loop paused, once */
+    disk_replication_secondary_init(&replication->secondary_disks, machine, NULL);
+    vm_replication_mark(replication, &replication->secondary_disks_initialized);
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
+    options.initial_copy_companion = disk_sync_destination_companion(&replication->secondary_disks.sync);
     if (colo_secondary_init(&replication->secondary, machine, replication->replication_fd, &options, err) < 0)
         return -1;
     vm_replication_mark(replication, &replication->secondary_initialized);
-    /* The order is the failover's: the NICs go to their own network and
-     * announce, then the primary's output behind the last checkpoint, then
-     * the SVM's own since (newer). */
-    if (colo_secondary_add_device(&replication->secondary, "mirror", &mirror_reader_device, &replication->mirror_reader,
+    /* The order is the failover's: the disks become the SVM's view and are
+     * flushed, then the NICs go to their own network and announce, then
+     * the primary's output behind the last checkpoint, then the SVM's own
+     * since (newer). */
+    if (colo_secondary_add_device(&replication->secondary, "disks", &disk_replication_secondary_device,
+                                  &replication->secondary_disks, err) < 0 ||
+        colo_secondary_add_device(&replication->secondary, "mirror", &mirror_reader_device, &replication->mirror_reader,
                                   err) < 0 ||
         colo_secondary_add_device(&replication->secondary, "committed output", &committed_output_device,
                                   &replication->committed, err) < 0 ||
@@ -175,6 +184,19 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     json_object_set_new(fields, "mirrored_frames_received", json_integer((json_int_t)mirror.received));
     json_object_set_new(fields, "mirrored_frames_delivered", json_integer((json_int_t)mirror.delivered));
     json_object_set_new(fields, "mirrored_frames_dropped", json_integer((json_int_t)mirror.dropped));
+    if (replication->secondary_disks_initialized) {
+        struct disk_replication_secondary_stats disks;
+        disk_replication_secondary_get_stats(&replication->secondary_disks, &disks);
+        json_t *disk = json_pack(
+            "{s:i, s:I, s:I, s:f, s:I, s:I, s:I, s:f}", "replicated_disks", (int)disks.replicated_disks,
+            "last_fold_blocks", (json_int_t)disks.last_commit.blocks, "last_fold_bytes",
+            (json_int_t)disks.last_commit.bytes, "last_fold_ms", (double)disks.last_commit.duration_ns / 1e6,
+            "memory_bytes", (json_int_t)disks.memory_bytes, "failover_fold_blocks", (json_int_t)disks.failover.blocks,
+            "failover_fold_bytes", (json_int_t)disks.failover.bytes, "failover_fold_ms",
+            (double)disks.failover.duration_ns / 1e6);
+        if (disk)
+            json_object_set_new(fields, "disks", disk);
+    }
     json_object_set_new(fields, "heartbeat_timeout_ms", json_integer(replication->heartbeat_timeout_ms));
     json_object_set_new(fields, "state", json_string(state));
 }

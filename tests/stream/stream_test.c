@@ -1184,7 +1184,12 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(10, 0, NULL, "record 1 (type 10): unknown record type");
+    CASE(11, 0, NULL, "record 1 (type 11): unknown record type");
+    CASE(STREAM_RECORD_DISK_HASHES, 24, NULL,
+         "record 1 (DISK_HASHES): length 24 is not 24 + 16 * count bytes for a count of at least 1");
+    CASE(STREAM_RECORD_DISK_HASHES, 24 + 20, NULL,
+         "record 1 (DISK_HASHES): length 44 is not 24 + 16 * count bytes for a count of at least 1");
+    CASE(STREAM_RECORD_DISK_HASHES, 24 + 16, NULL, "record 1 (DISK_HASHES): disk 0 is outside the machine's 0 disks");
     CASE(STREAM_RECORD_PAGE_ZERO, 16, page_one_index_outside,
          "record 1 (PAGE_ZERO): page index 512 is outside RAM (512 pages)");
     CASE(STREAM_RECORD_PAGE_ZERO, 16, page_count_two,

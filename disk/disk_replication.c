@@ -1,0 +1,179 @@
+/* A protected VM's disks (disk_replication.h). */
+#include "disk_replication.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+#include "virtio_blk.h"
+
+/* ---- primary ---- */
+
+int disk_replication_primary_init(struct disk_replication_primary *replication, struct machine *machine,
+                                  const struct primary_disk_options *options, struct error *err)
+{
+    memset(replication, 0, sizeof *replication);
+    if (disk_sync_source_init(&replication->sync, machine, options, err) < 0)
+        return -1;
+    pthread_mutex_init(&replication->lock, NULL);
+    replication->disk_count = machine_disk_count(machine);
+    for (unsigned i = 0; i < replication->disk_count; i++)
+        primary_disk_device_init(&replication->devices[i], disk_sync_source_primary_disk(&replication->sync, i), i);
+    return 0;
+}
+
+void disk_replication_primary_destroy(struct disk_replication_primary *replication)
+{
+    disk_sync_source_destroy(&replication->sync);
+    replication->disk_count = 0;
+    pthread_mutex_destroy(&replication->lock);
+}
+
+void disk_replication_primary_last_report(struct disk_replication_primary *replication,
+                                          struct primary_disk_checkpoint_report *report)
+{
+    memset(report, 0, sizeof *report);
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < replication->disk_count; i++) {
+        report->blocks += replication->devices[i].last.blocks;
+        report->bytes += replication->devices[i].last.bytes;
+        report->records += replication->devices[i].last.records;
+    }
+    pthread_mutex_unlock(&replication->lock);
+}
+
+static int primary_save(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct disk_replication_primary *replication = opaque;
+    int status = 0;
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < replication->disk_count && status == 0; i++)
+        if (replication->devices[i].disk &&
+            primary_disk_checkpoint_device.save(&replication->devices[i], writer, err) < 0)
+            status = -1;
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
+const struct colo_checkpoint_device_ops disk_replication_primary_device = {
+    .save = primary_save,
+};
+
+/* ---- secondary ---- */
+
+void disk_replication_secondary_init(struct disk_replication_secondary *replication, struct machine *machine,
+                                     const struct secondary_disk_options *options)
+{
+    memset(replication, 0, sizeof *replication);
+    replication->machine = machine;
+    if (options)
+        replication->options = *options;
+    disk_sync_destination_init(&replication->sync, machine);
+    pthread_mutex_init(&replication->lock, NULL);
+}
+
+void disk_replication_secondary_destroy(struct disk_replication_secondary *replication)
+{
+    pthread_mutex_destroy(&replication->lock);
+}
+
+/* After the initial copy, before the SVM first runs: from now on the SVM
+ * writes to its overlays and the primary's writes wait in the buffers. */
+static int secondary_setup(void *opaque)
+{
+    struct disk_replication_secondary *replication = opaque;
+    struct machine *machine = replication->machine;
+    unsigned count = machine_disk_count(machine);
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < count; i++) {
+        struct virtio_blk *device = machine_disk(machine, i);
+        struct block_backend *image = virtio_blk_backend(device);
+        secondary_disk_device_init(&replication->devices[i], NULL, i);
+        replication->disk_count = i;
+        if (image->read_only)
+            continue;
+        struct secondary_disk *disk = secondary_disk_create(image, &replication->options, &replication->setup_error);
+        if (!disk) {
+            pthread_mutex_unlock(&replication->lock);
+            return -1;
+        }
+        if (!virtio_blk_replace_backend(device, secondary_disk_backend(disk)))
+            abort(); /* same size and flag by construction */
+        replication->devices[i].disk = disk;
+    }
+    replication->disk_count = count;
+    pthread_mutex_unlock(&replication->lock);
+    return 0;
+}
+
+static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
+{
+    struct disk_replication_secondary *replication = opaque;
+    size_t cursor = 0, length;
+    const uint8_t *body;
+    while (stream_received_disk_write_next(reader, &cursor, &body, &length)) {
+        struct stream_disk_write write;
+        stream_disk_write_fields(body, length, &write);
+        if (write.disk >= replication->disk_count || !replication->devices[write.disk].disk)
+            return error_set(err, "the checkpoint writes disk %u, which is read-only here", write.disk);
+    }
+    int status = 0;
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < replication->disk_count && status == 0; i++)
+        if (replication->devices[i].disk &&
+            secondary_disk_checkpoint_device.load(&replication->devices[i], reader, err) < 0)
+            status = -1;
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
+/* Every disk, even after one failed: the VM runs here now whatever
+ * happens (colo_checkpoint_devices_failover); the first error. */
+static int secondary_failover(void *opaque, struct error *err)
+{
+    struct disk_replication_secondary *replication = opaque;
+    int status = 0;
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < replication->disk_count; i++) {
+        struct error cause;
+        if (replication->devices[i].disk &&
+            secondary_disk_checkpoint_device.failover(&replication->devices[i], &cause) < 0 && status == 0) {
+            *err = cause;
+            status = -1;
+        }
+    }
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
+void disk_replication_secondary_get_stats(struct disk_replication_secondary *replication,
+                                          struct disk_replication_secondary_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < replication->disk_count; i++) {
+        const struct secondary_disk_device *device = &replication->devices[i];
+        if (!device->disk)
+            continue;
+        stats->replicated_disks++;
+        stats->last_commit.blocks += device->last_commit.blocks;
+        stats->last_commit.bytes += device->last_commit.bytes;
+        stats->last_commit.writes += device->last_commit.writes;
+        stats->last_commit.duration_ns += device->last_commit.duration_ns;
+        stats->failover.blocks += device->failover.blocks;
+        stats->failover.bytes += device->failover.bytes;
+        stats->failover.writes += device->failover.writes;
+        stats->failover.duration_ns += device->failover.duration_ns;
+        stats->checkpoints_loaded = device->checkpoints_loaded;
+        struct secondary_disk_stats disk;
+        secondary_disk_get_stats(device->disk, &disk);
+        stats->memory_bytes += disk.memory_bytes;
+    }
+    pthread_mutex_unlock(&replication->lock);
+}
+
+const struct colo_checkpoint_device_ops disk_replication_secondary_device = {
+    .setup = secondary_setup,
+    .load = secondary_load,
+    .failover = secondary_failover,
+};

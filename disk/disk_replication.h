@@ -1,0 +1,81 @@
+/* A protected VM's disks, on each side (../shared/DESIGN.md, "Disk
+ * replication"; docs/replication.md has the protocol): what vm/ puts
+ * into the COLO loops, one checkpoint device for all of a machine's disks.
+ *
+ *   primary    disk_replication_primary_init wraps every writable disk
+ *              in a primary_disk (disk_sync.h) before the initial copy;
+ *              the initial copy carries the sync (companion); each
+ *              checkpoint's save sends every disk's epoch (DISK_WRITE
+ *              records); _destroy, once replication has ended, takes the
+ *              wrappers out again.
+ *   secondary  the initial copy writes the primary's blocks straight into
+ *              the images (disk_sync_destination); setup, before the SVM
+ *              first runs, wraps every writable disk in a secondary_disk;
+ *              each checkpoint's load buffers and commits its disk's
+ *              records; failover folds the SVM's own writes. A record for
+ *              a disk that is read-only here is an error, never ignored.
+ *
+ * The wrappers belong to the virtio-blk devices once in place (the
+ * secondary's stay after failover: they pass every request through). */
+#ifndef COLO_DISK_DISK_REPLICATION_H
+#define COLO_DISK_DISK_REPLICATION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "checkpoint_device.h"
+#include "disk_checkpoint_device.h"
+#include "disk_sync.h"
+
+struct disk_replication_primary {
+    struct disk_sync_source sync;
+    unsigned disk_count;
+    struct primary_disk_device devices[MACHINE_MAX_DISKS]; /* .disk NULL: read-only */
+    /* Guards the devices' reports: the loop saves, status reads. */
+    pthread_mutex_t lock;
+};
+
+/* Machine paused: see disk_sync_source_init. */
+int disk_replication_primary_init(struct disk_replication_primary *replication, struct machine *machine,
+                                  const struct primary_disk_options *options, struct error *err);
+/* Machine paused (or the loop over): the images go back under the disks. */
+void disk_replication_primary_destroy(struct disk_replication_primary *replication);
+/* The last checkpoint's disk part, summed over the disks. Any thread. */
+void disk_replication_primary_last_report(struct disk_replication_primary *replication,
+                                          struct primary_disk_checkpoint_report *report);
+
+/* Its opaque is a struct disk_replication_primary. */
+extern const struct colo_checkpoint_device_ops disk_replication_primary_device;
+
+struct disk_replication_secondary {
+    struct machine *machine;
+    struct disk_sync_destination sync;
+    struct secondary_disk_options options;
+    unsigned disk_count;
+    struct secondary_disk_device devices[MACHINE_MAX_DISKS]; /* .disk NULL: read-only here */
+    struct error setup_error;                                /* why setup failed (the phase has no error argument) */
+    /* Guards the devices and their disks' statistics: the loop loads,
+     * status reads. */
+    pthread_mutex_t lock;
+};
+
+/* Before the initial copy; options (may be NULL) for the secondary disks. */
+void disk_replication_secondary_init(struct disk_replication_secondary *replication, struct machine *machine,
+                                     const struct secondary_disk_options *options);
+void disk_replication_secondary_destroy(struct disk_replication_secondary *replication);
+
+/* What status shows: the last checkpoint's folds summed over the disks,
+ * the memory the buffers and overlays hold, and the failover's fold. */
+struct disk_replication_secondary_stats {
+    struct secondary_disk_fold_report last_commit, failover;
+    uint64_t memory_bytes, checkpoints_loaded;
+    unsigned replicated_disks;
+};
+/* Any thread. */
+void disk_replication_secondary_get_stats(struct disk_replication_secondary *replication,
+                                          struct disk_replication_secondary_stats *stats);
+
+/* Its opaque is a struct disk_replication_secondary. */
+extern const struct colo_checkpoint_device_ops disk_replication_secondary_device;
+
+#endif
