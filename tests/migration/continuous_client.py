@@ -6,8 +6,12 @@ value last acknowledged for that key. At the end it reconnects and reads
 back every acknowledged key. Prints PASS/FAIL lines and the longest gap
 between two replies (the service gap the client saw).
 
-usage: continuous_client.py HOST STOP_FILE [MAX_SECONDS]
+usage: continuous_client.py HOST STOP_FILE [MAX_SECONDS [KEY_PREFIX [SAVE_FILE]]]
+
+KEY_PREFIX (default "m") names the keys; SAVE_FILE, if given, receives the
+acknowledged key -> value as JSON, for a later check (check_keys.py).
 """
+import json
 import os
 import sys
 import time
@@ -24,6 +28,8 @@ def main():
         sys.exit(__doc__)
     host, stop_file = sys.argv[1], sys.argv[2]
     max_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 300
+    key_prefix = sys.argv[4] if len(sys.argv) > 4 else "m"
+    save_file = sys.argv[5] if len(sys.argv) > 5 else None
     failures = 0
     started = time.monotonic()
     reply_times = {"last": started, "longest_gap": 0.0}
@@ -35,7 +41,10 @@ def main():
 
     pairs, acknowledged, error = set_get_pairs(
         host, lambda: not os.path.exists(stop_file) and time.monotonic() - started < max_seconds,
-        "m", 5000, on_reply)
+        key_prefix, 5000, on_reply)
+    if save_file:
+        with open(save_file, "w") as saved:
+            json.dump(acknowledged, saved)
     if error:
         print(f"FAIL: {error}")
         failures += 1

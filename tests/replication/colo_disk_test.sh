@@ -1,0 +1,144 @@
+#!/bin/bash
+# Disk replication end to end with the Linux test guest, whose KV service
+# writes every SET to a log on its disk (/dev/vda) and flushes it before
+# answering OK, and replays the log when it starts (needs root: namespaces,
+# TAP). The topology is colo_failover_test.sh's.
+#
+# 1. B's image is 16 MiB of random bytes, A's is empty: protection must
+#    make B's byte-identical to A's (the initial sync compares chunk hashes
+#    and copies the ones that differ), seen with cmp while the guest does
+#    not write.
+# 2. A client writes keys through checkpoints, A is killed (-9), B fails
+#    over, the client carries on; then the survivor is powered off, and a
+#    fresh `colo run` of B's image alone must answer every key any client
+#    saw acknowledged (before protection, while protected, after failover):
+#    the disk the survivor left is the one its clients were promised.
+# 3. A secondary whose image is smaller: protect is refused with both
+#    sizes named, and the primary keeps serving.
+# Usage: tests/replication/colo_disk_test.sh COLO GUEST_DIR
+set -uo pipefail
+colo=$(realpath "$1") guest_dir=$(realpath "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+client_py=$here/../migration/continuous_client.py
+check_keys_py=$here/../migration/check_keys.py
+boot_timeout=120
+guest=10.97.0.2
+
+source "$here/colo_test_lib.sh"
+colo_test_begin disk dk
+mkdir -p "$work/A" "$work/B" "$work/B2" "$work/C"
+head -c 16M /dev/urandom >"$work/diskB.img"
+
+wait_for_checkpoints() {  # RUN_DIR N
+    local started=$SECONDS count
+    while :; do
+        count=$(replication_field "$1" checkpoints)
+        [ -n "$count" ] && [ "$count" -ge "$2" ] && return 0
+        ((SECONDS - started > 120)) && { echo "only '${count}' checkpoints within 120 s"; return 1; }
+        sleep 0.2
+    done
+}
+
+run_client() {  # TAG SECONDS: in the background; its keys go to keys-TAG.json
+    rm -f "$work/stop-$1"
+    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$work/stop-$1" "$2" "$1-" "$work/keys-$1.json" \
+        >"$work/client-$1.log" 2>&1 &
+    client_pid=$!; pids+=("$client_pid")
+}
+
+finish_client() {  # TAG WHAT
+    touch "$work/stop-$1"
+    wait "$client_pid"; local status=$?
+    sed 's/^/  client: /' "$work/client-$1.log"
+    [ "$status" -eq 0 ] && pass "$2: the client saw no error and read back every acknowledged key" ||
+        fail "$2: the client saw errors (status $status)"
+}
+
+# ---- 1. the initial sync makes a different image the primary's ----
+COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
+primary_pid=$!; pids+=("$primary_pid")
+wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
+run_client before 60
+sleep 3
+finish_client before "before protection"
+
+COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47100 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
+secondary_pid=$!; pids+=("$secondary_pid")
+wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
+cmp -s "$work/diskA.img" "$work/diskB.img" && fail "the two images were the same before protection"
+if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1; then
+    pass "$(cat "$work/protect.log")"
+else
+    fail "colo protect failed: $(cat "$work/protect.log")"; exit 1
+fi
+wait_for_checkpoints "$work/A" 5 || { fail "no checkpoints"; tail -5 "$work/primary.log" "$work/secondary.log"; exit 1; }
+sync_json=$(on_host "$work/A" "$colo" status guarded --json | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['replication'].get('disk_sync')))")
+echo "  disk sync: $sync_json"
+differing=$(echo "$sync_json" | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['chunks_differing'] if d and d['done'] else '')")
+[ -n "$differing" ] && [ "$differing" -eq 256 ] &&
+    pass "the sync found all 256 chunks of the random image different and finished" ||
+    fail "disk sync status: $sync_json"
+# The guest writes its disk only on SET: idle, the images must be equal at
+# every checkpoint (the secondary's own writes stay in its overlay).
+if cmp "$work/diskA.img" "$work/diskB.img"; then
+    pass "the secondary's image is byte-identical to the primary's after the initial sync"
+else
+    fail "the images differ after protection"
+fi
+
+# ---- 2. writes through checkpoints, kill -9, failover, a fresh boot ----
+run_client protected 120
+wait_for_checkpoints "$work/A" 40 || fail "checkpoints under writes"
+sleep 2
+disk_bytes=$(replication_field "$work/A" last_checkpoint_disk_bytes)
+echo "  last checkpoint's disk part: $disk_bytes bytes; secondary: $(on_host "$work/B" "$colo" status guarded --json | python3 -c "import json,sys; print(json.load(sys.stdin)['replication'].get('disks'))")"
+kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+wait_for "$work/secondary.log" "failed over" "failover" "$secondary_pid" 10 &&
+    pass "the secondary failed over after kill -9 of the primary"
+sleep 3
+finish_client protected "through the failover"
+run_client after 60
+sleep 3
+finish_client after "on the survivor"
+
+# The survivor powers off (the KV service's POWEROFF); then its image alone.
+ip netns exec "$client_ns" python3 "$here/../../guests/linux/kvclient.py" "$guest" poweroff >"$work/poweroff.log" 2>&1
+if wait_exit "$secondary_pid" 60; then
+    pass "the survivor powered off"
+else
+    fail "the survivor did not power off"; kill -9 "$secondary_pid" 2>/dev/null
+fi
+COLO_RUN_DIR=$work/B2 ip netns exec "$hosts_ns" "$colo" run "$work/b.cfg" >"$work/fresh.log" 2>&1 </dev/null &
+fresh_pid=$!; pids+=("$fresh_pid")
+wait_for "$work/fresh.log" "colo-guest: services ready" "fresh boot of B's image" "$fresh_pid" || exit 1
+if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/keys-before.json" \
+    "$work/keys-protected.json" "$work/keys-after.json" 2>&1); then
+    pass "a fresh boot of the survivor's image alone: ${out#PASS: }"
+else
+    fail "a fresh boot of the survivor's image: $out"
+fi
+
+# ---- 3. a secondary with a smaller image: refused, the primary serves on ----
+truncate -s 8M "$work/diskC.img"
+make_config tapA "$work/diskC.img" >"$work/c.cfg"
+COLO_RUN_DIR=$work/C ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/c.cfg" >"$work/secondary3.log" 2>&1 </dev/null &
+secondary3_pid=$!; pids+=("$secondary3_pid")
+wait_for "$work/secondary3.log" "waiting for the primary" "third secondary listening" "$secondary3_pid" || exit 1
+on_host "$work/B2" "$colo" protect guarded 127.0.0.1:47101 >"$work/protect3.log" 2>&1
+started=$SECONDS reason=""
+while ((SECONDS - started < 30)); do
+    reason=$(replication_field "$work/B2" ended)
+    [ -n "$reason" ] && break
+    sleep 0.2
+done
+echo "$reason" | grep -q "is 16777216 bytes, the destination's is 8388608 bytes" &&
+    pass "a smaller secondary image is refused: $reason" ||
+    fail "smaller image: end reason '$reason'; $(tail -3 "$work/secondary3.log")"
+if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/keys-before.json" "$work/keys-protected.json" \
+    "$work/keys-after.json" 2>&1); then
+    pass "the primary serves on after the refused protection"
+else
+    fail "after the refused protection: $out"
+fi
+echo "colo_disk_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
