@@ -115,7 +115,9 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         goto done;
 
     const struct migration_companion *companion = options->companion;
-    if (companion && companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)
+    if (companion && (stream_write_checkpoint_state(&sender.writer, MIGRATION_COMPANION_REQUEST, err) < 0 ||
+                      stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
+                      (companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)))
         goto done;
 
     /* Logging starts before the full copy, so every page written during it
@@ -268,15 +270,33 @@ int migration_receive_with_companion(struct machine *machine, struct stream_read
                                      const struct migration_companion *companion, struct error *err)
 {
     int fd = reader->fd;
-    if (companion && companion->receive_start && companion->receive_start(companion->opaque, fd, err) < 0)
-        return -1;
-    struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), machine_configuration_hash(machine) };
+    uint64_t configuration_hash = machine_configuration_hash(machine);
+    /* With a companion the check waits until it has answered: the source
+     * then compares the disks and names what differs. */
+    struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), companion ? 0 : configuration_hash };
     if (stream_read_header(reader, &expected, err) < 0)
         return -1;
-    for (;;) {
+    for (bool first = true;; first = false) {
         uint32_t terminator = 0;
         if (stream_receive(reader, machine, &terminator, err) < 0)
             return -1;
+        bool requested = false;
+        for (uint64_t i = 0; i < reader->checkpoint_states_received && i < STREAM_RECENT_CHECKPOINT_STATES; i++)
+            requested |= reader->recent_checkpoint_states[i] == MIGRATION_COMPANION_REQUEST;
+        if (first && companion && !requested && reader->configuration_hash != configuration_hash)
+            return error_set(err, "stream was made for another machine configuration (devices or MACs differ)");
+        if (requested != (first && companion) && (requested || first))
+            return error_set(err, requested ? "the source copies its disks: this side must receive with --copy-disks"
+                                            : "this side copies the disks, but the source does not send them: "
+                                              "migrate with --copy-disks");
+        if (requested) {
+            /* The answer stands for the run's acknowledgement. */
+            if (companion->receive_start && companion->receive_start(companion->opaque, fd, err) < 0)
+                return -1;
+            if (reader->configuration_hash != configuration_hash)
+                return error_set(err, "stream was made for another machine configuration (devices or MACs differ)");
+            continue;
+        }
         bool final = terminator == STREAM_RECORD_END;
         if (companion && companion->run_received) {
             if (companion->run_received(companion->opaque, reader, final, err) < 0)

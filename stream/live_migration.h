@@ -31,17 +31,26 @@ struct migration_progress {
 struct stream_writer;
 struct stream_reader;
 
+/* The CHECKPOINT_STATE id of the companion's request ("DSYN"). */
+#define MIGRATION_COMPANION_REQUEST 0x4453594eu
+
 /* What moves with the RAM when storage is not shared: the disks
- * (disk/disk_sync.h). Its records travel in the migration's own runs, so
+ * (disk/disk_sync.h). A source with a companion starts with a run that
+ * asks for it (a CHECKPOINT_STATE MIGRATION_COMPANION_REQUEST, then
+ * CHECKPOINT_END): a destination with a companion answers with what its
+ * receive_start sends instead of the run's acknowledgement; one without
+ * refuses the migration (the source's read then fails), and so does a
+ * destination with a companion whose source sends no request: both sides
+ * must agree to copy the disks. Its records travel in the migration's own runs, so
  * the destination applies them with the same all-or-nothing rule, and its
  * last part goes in the stop-and-copy, with the VM paused, so the
  * destination's disks are the source's at the moment of the VM state it
  * gets. Every hook may be NULL; each returns 0 or -1 with err set. */
 struct migration_companion {
     void *opaque;
-    /* Source, after the header and before the RAM's full copy, VM running:
-     * may read what receive_start sent (on writer->fd) and send runs of
-     * its own, each ended by migration_end_round. */
+    /* Source, after the header and the request, before the RAM's full
+     * copy, VM running: reads what receive_start sent (on writer->fd),
+     * then may send runs of its own, each ended by migration_end_round. */
     int (*before_copy)(void *opaque, struct stream_writer *writer, struct error *err);
     /* Source, in each pre-copy round, VM running: records that go in the
      * round, after its pages. */
@@ -49,7 +58,7 @@ struct migration_companion {
     /* Source, the stop-and-copy, VM paused: the last records, before the
      * machine state. */
     int (*stop_and_copy)(void *opaque, struct stream_writer *writer, struct error *err);
-    /* Destination, before the header is read: may send the source what it
+    /* Destination, on the source's request: sends the source what it
      * needs (on fd, which before_copy reads). */
     int (*receive_start)(void *opaque, int fd, struct error *err);
     /* Destination, after each run arrived whole and was applied, before it

@@ -163,8 +163,9 @@ struct stream_record {
 
 struct stream_reader {
     int fd;
-    uint8_t *buffer;   /* one record body */
-    uint64_t ram_size; /* from the header, to check page indices */
+    uint8_t *buffer;             /* one record body */
+    uint64_t ram_size;           /* from the header, to check page indices */
+    uint64_t configuration_hash; /* from the header */
     /* Disks of the machine the stream is for, to check DISK_WRITE disk
      * indices: MACHINE_MAX_DISKS until stream_receive sets its machine's. */
     uint32_t disk_count;
@@ -187,7 +188,10 @@ struct stream_reader {
 int stream_reader_init(struct stream_reader *reader, int fd, struct error *err);
 void stream_reader_destroy(struct stream_reader *reader);
 /* Reads and checks the header against the expected machine (ram size and
- * configuration hash); the error says what differs. */
+ * configuration hash); the error says what differs. An expected
+ * configuration hash of 0 is not checked: the caller checks
+ * reader->configuration_hash later (a migration that copies disks first
+ * lets the source compare the disks, to name what differs). */
 int stream_read_header(struct stream_reader *reader, const struct stream_header *expected, struct error *err);
 /* Reads one record and checks it. 1: a record; 0: clean end of file
  * before any byte of a record; -1: error (names the record number, its

@@ -136,9 +136,10 @@ int stream_read_header(struct stream_reader *reader, const struct stream_header 
                          describe_size(ram_size, theirs, sizeof theirs),
                          describe_size(expected->ram_size, ours, sizeof ours));
     }
-    if (configuration_hash != expected->configuration_hash)
+    if (expected->configuration_hash != 0 && configuration_hash != expected->configuration_hash)
         return error_set(err, "stream was made for another machine configuration (devices or MACs differ)");
     reader->ram_size = ram_size;
+    reader->configuration_hash = configuration_hash;
     return 0;
 }
 
