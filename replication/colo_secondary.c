@@ -253,8 +253,12 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
             secondary->options.on_suspended(secondary->options.hook_opaque, svm);
         if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 || receive_checkpoint(secondary, err) < 0)
             return -1;
-        if (colo_checkpoint_devices_load(&secondary->devices, &secondary->reader, &cause) < 0)
+        if (colo_checkpoint_devices_load(&secondary->devices, &secondary->reader, &cause) < 0) {
+            /* The SVM's memory is this checkpoint's, a device's part (a
+             * disk) is not: no VM to take over with. */
+            secondary->svm_consistent = false;
             return fail(secondary, err, "loading the devices' part of the checkpoint", &cause);
+        }
         if (secondary->options.on_checkpoint_applied)
             secondary->options.on_checkpoint_applied(secondary->options.hook_opaque, svm);
 
@@ -305,8 +309,8 @@ int colo_secondary_failover(struct colo_secondary *secondary, struct error *err)
                               "never completed, so the SVM is not a VM");
     if (!secondary->svm_consistent)
         return error_set(err,
-                         "secondary (%s): cannot take over: a checkpoint failed after the SVM was "
-                         "rolled back and before it was applied",
+                         "secondary (%s): cannot take over: a checkpoint failed part way (after the SVM "
+                         "was rolled back, or while its devices, such as a disk, loaded it)",
                          colo_secondary_state_name(state));
     /* SUSPENDED: whatever part of a checkpoint had arrived was only staged,
      * and is gone with stream_receive's failure; the SVM's RAM, harts and

@@ -18,7 +18,7 @@ packages=(
     linux-source-6.1 bc flex bison libssl-dev libelf-dev cpio                 # Linux guest kernel
     mmdebstrap qemu-user-static binfmt-support arch-test  # the Debian guest's root (guests/debian)
     e2fsprogs zstd                                        # ... packed as ext4, cached compressed
-    redis-tools postgresql-client                         # clients of the Debian guest's services
+    redis-tools postgresql-client python3-psycopg2        # clients of the Debian guest's services
     postgresql-15                                         # pgbench (bench/, docs/benchmarks.md)
 )
 

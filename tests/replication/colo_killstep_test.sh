@@ -21,7 +21,11 @@
 #     the hook's line "colo: test hook: killing the primary at STEP");
 #   - the secondary failed over within $failover_limit s;
 #   - the client's one connection carried on without a reset, and every
-#     acknowledged key reads back.
+#     acknowledged key reads back;
+#   - the disk (disk replication): the survivor is powered off, and a fresh
+#     `colo run` of its image alone answers every key the client saw
+#     acknowledged (the guest's KV service logs each SET to its disk and
+#     replays the log at start).
 # Usage: tests/replication/colo_killstep_test.sh COLO GUEST_DIR [STEP...]
 #   (STEPs default to all five and "random")
 set -uo pipefail
@@ -31,6 +35,8 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(before-new svm-suspended mid-pages after-end after-ready random)
 here=$(cd "$(dirname "$0")" && pwd)
 client_py=$here/../migration/continuous_client.py
+check_keys_py=$here/../migration/check_keys.py
+kvclient_py=$here/../../guests/linux/kvclient.py
 boot_timeout=120
 death_timeout=120            # seconds from protect to the primary's death (initial copy + checkpoints)
 failover_limit=10            # seconds from the primary's death to "failed over"
@@ -83,7 +89,10 @@ trial() {  # STEP NUMBER
         { end_trial "$primary_pid" "$secondary_pid"; return; }
 
     rm -f "$dir/stop"
-    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$dir/stop" 200 >"$dir/client.log" 2>&1 &
+    # Keys of this trial only (t3-0, t3-1, ...): the fresh boot below must
+    # not pass on an older trial's values.
+    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$dir/stop" 200 "t$number-" "$dir/keys.json" \
+        >"$dir/client.log" 2>&1 &
     local client_pid=$!; pids+=("$client_pid")
     sleep 1
     # --output-delay 50: the client's reply waits 50 ms for its checkpoint,
@@ -163,6 +172,24 @@ trial() {  # STEP NUMBER
         fi
     else
         fail "$step: the client did not finish within 60 s"; cat "$dir/client.log"
+    fi
+    # The survivor's disk alone: power it off, boot its image afresh.
+    ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" poweroff >"$dir/poweroff.log" 2>&1
+    if wait_exit "$secondary_pid" 60; then
+        mkdir -p "$dir/F"
+        COLO_RUN_DIR=$dir/F ip netns exec "$hosts_ns" "$colo" run "$work/b.cfg" >"$dir/fresh.log" 2>&1 </dev/null &
+        local fresh_pid=$!; pids+=("$fresh_pid")
+        if wait_for "$dir/fresh.log" "colo-guest: services ready" "$step: fresh boot of the survivor's image" "$fresh_pid"; then
+            local out
+            if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$dir/keys.json" 2>&1); then
+                pass "$step: a fresh boot of the survivor's image alone: ${out#PASS: }"
+            else
+                fail "$step: a fresh boot of the survivor's image: $out"
+            fi
+        fi
+        end_trial "$fresh_pid"
+    else
+        fail "$step: the survivor did not power off within 60 s"
     fi
     end_trial "$primary_pid" "$secondary_pid" "$client_pid"
     echo "  trial $number ($step) took $((SECONDS - t0)) s"
