@@ -12,14 +12,17 @@
 #      colo run: the Debian VM (10.90.0.2)                   colo secondary
 #
 # 1. The Debian VM (trixie riscv64: Redis 8, PostgreSQL 17) boots on host
-#    A, read-only root, Redis keeping its data in memory.
-# 2. `colo protect` makes host B's VM a copy of it and keeps it one, a
-#    checkpoint whenever the VM has output to release.
-# 3. The client runs Debian 12's redis-benchmark and a writer that records
-#    every key Redis acknowledged.
+#    A from its own copy of the disk, read-write: PostgreSQL keeps its data
+#    on the disk, Redis in memory. pgbench's tables are created.
+# 2. `colo protect` makes host B's VM a copy of it, disk included, and keeps
+#    it one, a checkpoint whenever the VM has output to release.
+# 3. The client runs Debian 12's redis-benchmark and pgbench, a writer that
+#    records every key Redis acknowledged and one that records every
+#    PostgreSQL commit it saw acknowledged.
 # 4. Host A's colo is killed with kill -9 in the middle.
 # 5. Host B takes over; the workload finishes there; every acknowledged key
-#    is read back.
+#    and commit is read back, pgbench's balances add up; then the VM on B
+#    is powered off and e2fsck finds its disk clean.
 # It prints a summary and one line of JSON, and removes everything it made
 # (namespaces, processes, files), also when interrupted.
 #
@@ -92,8 +95,8 @@ wait_for() { # LOG TEXT TIMEOUT PID
     done
 }
 
-# Each host has its own copy of the disk; the VM's root is read-only (disks
-# are not replicated yet: issue 11), so both copies stay identical.
+# Each host has its own copy of the disk (B's a pre-provisioned copy of the
+# same image: protect then sends only the chunks A's run has changed).
 mkdir -p "$work/run-a" "$work/run-b"
 for side in a b; do
     cp --sparse=always "$image" "$work/$side.ext4"
@@ -101,8 +104,8 @@ for side in a b; do
 name    = "debian"
 memory  = 512
 kernel  = "$kernel"
-cmdline = "console=ttyS0 quiet root=/dev/vda ro init=/sbin/colo-init colo.ip=$guest/24"
-disks   = [ "path=$work/$side.ext4,readonly" ]
+cmdline = "console=ttyS0 quiet root=/dev/vda rw init=/sbin/colo-init colo.ip=$guest/24"
+disks   = [ "path=$work/$side.ext4" ]
 nics    = [ "tap=tap0,mac=52:54:00:12:34:56" ]
 console = "stdio"
 CFG
@@ -120,10 +123,17 @@ wait_for "$work/host-a.log" "colo-guest: services ready" 300 "$primary_pid"
 boot_ready_s=$(python3 -c "import time; print(round(time.time() - $started, 2))")
 grep "colo-guest:" "$work/host-a.log" | sed 's/^/   console A | /'
 note "the VM's services answered ${boot_ready_s} s after colo run started"
+on client pgbench -h "$guest" -U postgres -i -s 1 -q postgres >"$work/pgbench-init.log" 2>&1 ||
+    { echo "demo: pgbench -i failed:" >&2; tail -5 "$work/pgbench-init.log" >&2; exit 1; }
+note "pgbench's tables created (scale 1: 100,000 accounts), on the VM's disk"
 
 say "host B: colo secondary, waiting for its primary on $host_b:47100"
+# Its console input is a FIFO: after the failover, "poweroff" shuts the VM
+# down cleanly there.
+mkfifo "$work/console-b"
+exec 8<>"$work/console-b"
 ip netns exec "$prefix-b" env COLO_RUN_DIR="$work/run-b" "$colo" secondary --listen "$host_b:47100" "$work/b.cfg" \
-    </dev/null >"$work/host-b.log" 2>&1 &
+    <"$work/console-b" >"$work/host-b.log" 2>&1 &
 secondary_pid=$!; pids+=("$secondary_pid")
 wait_for "$work/host-b.log" "waiting for the primary" 30 "$secondary_pid"
 
@@ -135,8 +145,13 @@ while checkpoints=$(status_field a checkpoints); [ -z "$checkpoints" ] || [ "$ch
     sleep 0.2
 done
 note "protected: host B holds a copy of the running VM, $checkpoints checkpoints so far"
+on a "$colo" status debian --json | python3 -c "
+import json, sys
+s = json.load(sys.stdin)['replication'].get('disk_sync') or {}
+print(f\"   disk: {s.get('bytes_compared', 0) / 2**20:,.0f} MiB compared with host B's copy, \"
+      f\"{s.get('chunks_differing', 0)} chunks differed, {s.get('bytes_sent', 0) / 2**20:,.1f} MiB sent\")" || true
 
-say "client: redis-benchmark and a writer that records every acknowledged key"
+say "client: redis-benchmark, pgbench, and writers that record every acknowledged key and commit"
 on client redis-cli -h "$guest" SET demo:greeting "hello from the client" | sed 's/^/   redis-cli> /'
 on client python3 "$repo/scripts/lib/redis_writer.py" "$guest" 6379 "$work/stop-writer" demo \
     >"$work/writer.json" 2>"$work/writer.err" &
@@ -146,6 +161,12 @@ writer_pid=$!; pids+=("$writer_pid")
 on client bash -c 'while [ ! -e "$1" ]; do redis-benchmark -h "$2" -t set,get -n 2000 -c 4 -d 64 -r 100000 --csv || echo "round failed: exit $?" >&2; done' \
     _ "$work/stop-benchmark" "$guest" >"$work/benchmark.csv" 2>"$work/benchmark.err" &
 benchmark_pid=$!; pids+=("$benchmark_pid")
+on client "$repo/scripts/lib/pg_writer.py" write "$guest" "$work/stop-writer" "$work/commits.json" \
+    >"$work/pg-writer.json" 2>"$work/pg-writer.err" &
+pg_writer_pid=$!; pids+=("$pg_writer_pid")
+on client pgbench -h "$guest" -U postgres -c 2 -T "$((load_seconds + 2))" -n postgres \
+    >"$work/pgbench.log" 2>&1 &
+pgbench_pid=$!; pids+=("$pgbench_pid")
 half=$((load_seconds / 2))
 for second in $(seq 1 "$half"); do
     sleep 1
@@ -172,7 +193,41 @@ touch "$work/stop-benchmark" "$work/stop-writer"
 wait "$benchmark_pid" 2>/dev/null || true
 writer_status=0
 wait "$writer_pid" || writer_status=$?
+wait "$pg_writer_pid" || true
+pgbench_status=0
+wait "$pgbench_pid" || pgbench_status=$?
 greeting=$(on client redis-cli -h "$guest" GET demo:greeting 2>&1 || true)
+# pgbench's invariant: every transaction moved the same delta in accounts,
+# tellers, branches and history.
+balances=$(on client psql -h "$guest" -U postgres -X -A -t -c "SELECT (SELECT sum(abalance) FROM pgbench_accounts) =
+    (SELECT sum(bbalance) FROM pgbench_branches) AND (SELECT sum(bbalance) FROM pgbench_branches) =
+    (SELECT sum(tbalance) FROM pgbench_tellers) AND (SELECT sum(tbalance) FROM pgbench_tellers) =
+    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)" 2>&1 || true)
+pgbench_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.log" | head -1)
+pgbench_failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench.log" | head -1)
+pgbench_transactions=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.log" | head -1)
+read -r commits_acknowledged commits_missing pg_writer_errors pg_gap_ms < <(python3 - "$work/pg-writer.json" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+    print(r["commits_acknowledged"], r["commits_missing"], r["client_errors"], r["service_gap_ms"])
+except Exception:
+    print(0, 0, 1, 0)
+PY
+)
+
+say "host B: poweroff on the VM's console; then e2fsck -fn on host B's copy of the disk"
+echo poweroff >&8
+stopped=0
+for _ in $(seq 1 1200); do kill -0 "$secondary_pid" 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+grep "colo-guest:.*\(stopp\|power\)" "$work/host-b.log" | tail -3 | sed 's/^/   console B | /' || true
+image_clean=false
+if [ "$stopped" -eq 1 ] && e2fsck -fn "$work/b.ext4" >"$work/e2fsck.log" 2>&1; then
+    image_clean=true
+    note "e2fsck: $(tail -1 "$work/e2fsck.log")"
+else
+    note "e2fsck: NOT clean (or the VM did not stop): $(tail -2 "$work/e2fsck.log" 2>/dev/null | tr '\n' ' ')"
+fi
 
 benchmark_errors=$(grep -ci "error\|reset\|refused\|failed" "$work/benchmark.err" || true)
 benchmark_rounds=$(grep -c '^"SET"' "$work/benchmark.csv" || true)
@@ -194,7 +249,9 @@ except Exception:
     print(0, 0, 0, 1, 0)
 PY
 )
-client_errors=$((benchmark_errors + writer_errors))
+pgbench_errors=$(grep -ci "error\|abort\|terminat" "$work/pgbench.log" || true)
+[ "$pgbench_status" -ne 0 ] && pgbench_errors=$((pgbench_errors + 1))
+client_errors=$((benchmark_errors + writer_errors + pg_writer_errors + pgbench_errors))
 
 say "summary"
 note "boot: the Debian VM served Redis and PostgreSQL ${boot_ready_s} s after colo run"
@@ -203,12 +260,19 @@ note "failover: host B took over ${failover_s} s after kill -9 of host A's colo"
 note "writer: ${keys_acknowledged} keys acknowledged, ${keys_missing} missing, ${keys_wrong} wrong after the failover;"
 note "        longest wait for an acknowledgement ${service_gap_ms} ms (the service gap)"
 note "redis-benchmark: ${benchmark_rounds} rounds (${benchmark_rates}), ${benchmark_errors} errors"
+note "PostgreSQL: ${commits_acknowledged} commits acknowledged, ${commits_missing} missing in the survivor's database;"
+note "        longest wait for a commit ${pg_gap_ms} ms; pgbench: ${pgbench_transactions:-0} transactions, ${pgbench_tps:-0} tps,"
+note "        ${pgbench_failed:-?} failed; balances add up: ${balances}"
+note "disk: host B's image after poweroff is $([ "$image_clean" = true ] && echo clean || echo NOT clean) (e2fsck -fn)"
 note "the key set before protection: '$greeting'"
 note "client errors in all: ${client_errors}"
 verdict=0
 if [ "$client_errors" -eq 0 ] && [ "$keys_missing" -eq 0 ] && [ "$keys_wrong" -eq 0 ] &&
-    [ "$keys_acknowledged" -gt 0 ] && [ "$greeting" = "hello from the client" ]; then
-    note "RESULT: the VM survived the death of its host; no client error, no acknowledged write lost"
+    [ "$keys_acknowledged" -gt 0 ] && [ "$greeting" = "hello from the client" ] &&
+    [ "$commits_acknowledged" -gt 0 ] && [ "$commits_missing" -eq 0 ] && [ "$balances" = t ] &&
+    [ "$image_clean" = true ]; then
+    note "RESULT: the VM survived the death of its host; no client error, no acknowledged write or commit lost,"
+    note "        and the survivor's disk is a clean filesystem"
 else
     note "RESULT: FAILED (see the logs in $work)"
     [ -s "$work/writer.err" ] && sed 's/^/   writer | /' "$work/writer.err" | head -5
@@ -222,7 +286,10 @@ print(json.dumps({
     "failover_s": $failover_s, "service_gap_ms": $service_gap_ms,
     "client_errors": $client_errors, "keys_acknowledged": $keys_acknowledged,
     "keys_missing": $keys_missing, "keys_wrong": $keys_wrong,
+    "commits_acknowledged": $commits_acknowledged, "commits_missing": $commits_missing,
+    "pgbench_tps": ${pgbench_tps:-0}, "pgbench_failed": ${pgbench_failed:-None},
+    "pgbench_balances_add_up": $([ "$balances" = t ] && echo True || echo False),
+    "image_clean": $([ "$image_clean" = true ] && echo True || echo False),
 }))
 PY
-on b "$colo" quit debian >/dev/null 2>&1 || true
 exit "$verdict"

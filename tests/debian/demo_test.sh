@@ -1,8 +1,9 @@
 #!/bin/bash
 # The README's first command, end to end: scripts/demo.sh (a release build
 # in build/, the Debian VM protected across two namespaced hosts, kill -9
-# of the primary under a Redis workload) must end with the VM serving on
-# the secondary, no client error and every acknowledged key there.
+# of the primary under a Redis and PostgreSQL workload) must end with the
+# VM serving on the secondary, no client error, every acknowledged key and
+# commit there, pgbench's balances adding up and the survivor's disk clean.
 # Usage: tests/debian/demo_test.sh SOURCE_DIR
 set -uo pipefail
 source_dir=$(realpath "$1")
@@ -27,6 +28,11 @@ checks = [
     ("no key with a wrong value", result.get("keys_wrong") == 0),
     ("keys were acknowledged", (result.get("keys_acknowledged") or 0) > 0),
     ("checkpoints were taken", (result.get("checkpoints") or 0) > 0),
+    ("commits were acknowledged", (result.get("commits_acknowledged") or 0) > 0),
+    ("no acknowledged commit missing", result.get("commits_missing") == 0),
+    ("pgbench ran, no failed transaction", (result.get("pgbench_tps") or 0) > 0 and result.get("pgbench_failed") == 0),
+    ("pgbench's balances add up on the survivor", result.get("pgbench_balances_add_up") is True),
+    ("the survivor's disk is clean (e2fsck -fn)", result.get("image_clean") is True),
 ]
 for what, ok in checks:
     print(("PASS: " if ok else "FAIL: ") + what)
