@@ -15,6 +15,9 @@
 #    the disk the survivor left is the one its clients were promised.
 # 3. A secondary whose image is smaller: protect is refused with both
 #    sizes named, and the primary keeps serving.
+# 4. A secondary whose image lies on a full filesystem (a 128 KiB tmpfs):
+#    the sync's writes fail; the secondary exits naming the image and the
+#    error, the primary's protection ends and it keeps serving.
 # Usage: tests/replication/colo_disk_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -140,5 +143,41 @@ if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/key
 else
     fail "after the refused protection: $out"
 fi
+# ---- 4. a secondary on a full filesystem: the sync fails, the primary serves on ----
+mkdir -p "$work/small" "$work/D"
+mount -t tmpfs -o size=128k colo-disk-test "$work/small"
+trap 'umount -l "$work/small" 2>/dev/null; e2e_cleanup' EXIT
+truncate -s 16M "$work/small/diskD.img"
+make_config tapA "$work/small/diskD.img" >"$work/d.cfg"
+COLO_RUN_DIR=$work/D ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 "$work/d.cfg" >"$work/secondary4.log" 2>&1 </dev/null &
+secondary4_pid=$!; pids+=("$secondary4_pid")
+wait_for "$work/secondary4.log" "waiting for the primary" "fourth secondary listening" "$secondary4_pid" || exit 1
+on_host "$work/B2" "$colo" protect guarded 127.0.0.1:47102 >"$work/protect4.log" 2>&1
+if wait_exit "$secondary4_pid" 60; then
+    fail "the secondary on a full filesystem exited 0"
+elif [ $? -eq 124 ]; then
+    fail "the secondary on a full filesystem still runs"
+elif grep -q "diskD.img): writing .*No space left on device" "$work/secondary4.log"; then
+    pass "the secondary on a full filesystem stops naming the image: $(grep -m1 "No space" "$work/secondary4.log")"
+else
+    fail "the secondary on a full filesystem: $(tail -3 "$work/secondary4.log")"
+fi
+started=$SECONDS reason=""
+while ((SECONDS - started < 30)); do
+    reason=$(replication_field "$work/B2" ended)
+    state=$(replication_field "$work/B2" state)
+    [ "$state" = unprotected ] && [ -n "$reason" ] && break
+    sleep 0.2
+done
+[ "$state" = unprotected ] && pass "the primary's protection ended: $reason" ||
+    fail "the primary after the failed sync: state '$state', '$reason'"
+if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/keys-before.json" "$work/keys-protected.json" \
+    "$work/keys-after.json" 2>&1); then
+    pass "the primary serves on after the failed sync"
+else
+    fail "after the failed sync: $out"
+fi
+umount -l "$work/small"
+
 echo "colo_disk_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
