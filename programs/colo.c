@@ -23,8 +23,8 @@ static void print_usage(FILE *out)
                  "       colo run PROGRAM.elf [options]\n"
                  "       colo run [VM.cfg] --load FILE [options]\n"
                  "       colo restore FILE [options]   (same as colo run --load FILE)\n"
-                 "       colo receive --listen ADDR:PORT VM.cfg [options]\n"
-                 "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n"
+                 "       colo receive --listen ADDR:PORT VM.cfg [--copy-disks] [options]\n"
+                 "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N] [--copy-disks]\n"
                  "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
                  "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS]\n"
                  "       colo checkpoint NAME\n"
@@ -56,7 +56,11 @@ static void print_usage(FILE *out)
                  "machine (memory, disks, NIC MACs; its TAP may differ). colo migrate\n"
                  "moves a running VM there live: the full copy and rounds of dirty pages\n"
                  "while it runs, then a stop-and-copy within --max-downtime (default 5 ms)\n"
-                 "if the guest's dirty rate allows.\n"
+                 "if the guest's dirty rate allows. The disks stay where they are (shared\n"
+                 "storage) unless both sides say --copy-disks: then the VM's disks move\n"
+                 "with it, into the receiving VM.cfg's images (same sizes), which end up\n"
+                 "identical to the source's; only the chunks that differ are sent. One side\n"
+                 "alone with --copy-disks: both refuse, and the VM keeps running.\n"
                  "\n"
                  "colo secondary builds a COLO secondary (SVM) from VM.cfg and waits on\n"
                  "ADDR:PORT for `colo protect` of the primary VM: an initial live copy,\n"
@@ -126,7 +130,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
     uint64_t memory_mib = 128, instructions_per_tick = 10, max_instructions = 0, heartbeat_timeout_ms = 200;
     struct {
         const char *load_path, *save_path, *name, *control_socket, *incoming;
-        bool deterministic, print_state, start_paused;
+        bool deterministic, print_state, start_paused, copy_disks;
     } options = { 0 };
     for (int i = 0; i < argc; i++) {
         const char *argument = argv[i];
@@ -164,6 +168,8 @@ static int command_run(int argc, char **argv, enum run_mode mode)
                 return usage_error("%s needs ADDR:PORT", argument);
             options.incoming = next;
             i++;
+        } else if (strcmp(argument, "--copy-disks") == 0 && mode == RUN_RECEIVE) {
+            options.copy_disks = true;
         } else if (strcmp(argument, "--heartbeat-timeout") == 0 && mode == RUN_SECONDARY) {
             if (!parse_unsigned(next, &heartbeat_timeout_ms) || heartbeat_timeout_ms > 3600000)
                 return usage_error("--heartbeat-timeout needs milliseconds (0: none), got '%s'",
@@ -214,6 +220,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
         .elf_path = program_is_config ? NULL : program,
         .load_path = options.load_path,
         .listen_address = options.incoming,
+        .copy_disks = options.copy_disks,
         .name = options.name,
         .control_socket = options.control_socket,
         .start_paused = options.start_paused,

@@ -10,8 +10,23 @@
 
 /* ---- the client: colo migrate ---- */
 
+static double mebibytes(const json_t *event, const char *key)
+{
+    return (double)json_integer_value(json_object_get(event, key)) / 1048576.0;
+}
+
 static void print_progress(const json_t *event)
 {
+    /* With --copy-disks: the disks' full compare comes first (events of
+     * the "disks" phase), then their bytes sent go on with the RAM's
+     * rounds. */
+    bool disks = json_object_get(event, "disk_bytes_total") != NULL;
+    const char *phase = json_string_value(json_object_get(event, "phase"));
+    if (disks && phase && strcmp(phase, "disks") == 0) {
+        fprintf(stderr, "\rdisks: %.1f of %.1f MiB compared, %.1f MiB sent   ", mebibytes(event, "disk_bytes_compared"),
+                mebibytes(event, "disk_bytes_total"), mebibytes(event, "disk_bytes_sent"));
+        return;
+    }
     json_int_t total = json_integer_value(json_object_get(event, "pages_total"));
     json_int_t remaining = json_integer_value(json_object_get(event, "pages_remaining"));
     json_int_t sent = json_integer_value(json_object_get(event, "pages_sent"));
@@ -27,12 +42,15 @@ static void print_progress(const json_t *event)
         stderr,
         "\r[%-*.*s] round %d%s  %" JSON_INTEGER_FORMAT " pages sent, %" JSON_INTEGER_FORMAT " remaining  %.1f MB/s   ",
         width, filled, "##############################", round, stop ? " (stop-and-copy)" : "", sent, remaining, rate);
+    if (disks)
+        fprintf(stderr, "disks: %.1f MiB sent   ", mebibytes(event, "disk_bytes_sent"));
 }
 
 int colo_migrate_main(int argc, char **argv)
 {
     double max_downtime_ms = 0;
     long max_rounds = -1;
+    bool copy_disks = false;
     const char *name = NULL, *destination = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--max-downtime") == 0 && i + 1 < argc) {
@@ -49,10 +67,12 @@ int colo_migrate_main(int argc, char **argv)
                 fprintf(stderr, "colo migrate: --max-rounds needs 0..1000, got '%s'\n", argv[i]);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--copy-disks") == 0) {
+            copy_disks = true;
         } else if (argv[i][0] == '-') {
             fprintf(stderr,
                     "colo migrate: unknown option '%s'\n"
-                    "usage: colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n",
+                    "usage: colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N] [--copy-disks]\n",
                     argv[i]);
             return 2;
         } else if (!name) {
@@ -65,7 +85,7 @@ int colo_migrate_main(int argc, char **argv)
         }
     }
     if (!name || !destination) {
-        fprintf(stderr, "usage: colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]\n");
+        fprintf(stderr, "usage: colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N] [--copy-disks]\n");
         return 2;
     }
     char socket_path[4096];
@@ -93,6 +113,8 @@ int colo_migrate_main(int argc, char **argv)
         json_object_set_new(request, "max_downtime_ms", json_real(max_downtime_ms));
     if (max_rounds >= 0)
         json_object_set_new(request, "max_rounds", json_integer(max_rounds));
+    if (copy_disks)
+        json_object_set_new(request, "copy_disks", json_true());
     status = control_client_send(&requests, request, 5000, &err);
     json_decref(request);
     int exit_status = 1;
@@ -117,6 +139,17 @@ int colo_migrate_main(int argc, char **argv)
                        json_integer_value(json_object_get(message, "pages_sent")),
                        json_integer_value(json_object_get(message, "final_pages")),
                        (double)json_integer_value(json_object_get(message, "bytes_sent")) / 1048576.0);
+                if (json_object_get(message, "disk_bytes_total"))
+                    printf("disks of %s: %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+                           " bytes compared (%" JSON_INTEGER_FORMAT " chunks differing), %" JSON_INTEGER_FORMAT
+                           " bytes sent (%" JSON_INTEGER_FORMAT " dirty rounds, %" JSON_INTEGER_FORMAT
+                           " blocks while paused)\n",
+                           name, json_integer_value(json_object_get(message, "disk_bytes_compared")),
+                           json_integer_value(json_object_get(message, "disk_bytes_total")),
+                           json_integer_value(json_object_get(message, "disk_chunks_differing")),
+                           json_integer_value(json_object_get(message, "disk_bytes_sent")),
+                           json_integer_value(json_object_get(message, "disk_dirty_rounds")),
+                           json_integer_value(json_object_get(message, "disk_final_blocks")));
                 exit_status = 0;
             } else {
                 fprintf(stderr, "colo migrate: %s\n", json_string_value(json_object_get(message, "error")));

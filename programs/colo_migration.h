@@ -3,7 +3,8 @@
 #ifndef COLO_PROGRAMS_COLO_MIGRATION_H
 #define COLO_PROGRAMS_COLO_MIGRATION_H
 
-/* `colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]`. */
+/* `colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N]
+ * [--copy-disks]`. */
 int colo_migrate_main(int argc, char **argv);
 
 #endif

@@ -146,7 +146,7 @@ static int build_machine(struct vm *vm, bool first_run, struct error *err)
         return vm_replication_start_secondary(vm->replication, vm->machine, options->listen_address,
                                               options->heartbeat_timeout_ms, err);
     case VM_START_RECEIVE:
-        return vm_migration_receive(vm->machine, options->listen_address, vm->name, err);
+        return vm_migration_receive(vm->machine, options->listen_address, vm->name, options->copy_disks, err);
     case VM_START_RESTORE: {
         int loaded = vm_save_file_load(&vm->save_file, vm->machine, options->load_path, err);
         vm_save_file_close(&vm->save_file);

@@ -31,6 +31,7 @@ struct vm_options {
     const char *elf_path;
     const char *load_path;
     const char *listen_address;
+    bool copy_disks;            /* receive: the disks come with the migration */
     const char *name;           /* NULL: the configuration's, else the file's base name */
     const char *control_socket; /* NULL: $COLO_RUN_DIR/NAME.sock */
     bool start_paused;

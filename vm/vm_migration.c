@@ -1,31 +1,58 @@
 /* Live migration of one VM: the server side of the "migrate" command (the
  * source) and the receiving side of `colo receive` (the destination). The
- * stream and the rounds are stream/live_migration.c's. */
+ * stream and the rounds are stream/live_migration.c's; with "copy_disks"
+ * the disks go along, as the migration's companion (disk/disk_sync.h). */
 #include "vm_migration.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "disk_sync.h"
 #include "live_migration.h"
 #include "machine.h"
 #include "socket.h"
+#include "stream.h"
 
 /* ---- the source: the "migrate" command ---- */
 
 struct migration_job {
     struct vm_control *control;
     char destination[300];
+    bool copy_disks;
     struct migration_options options;
     double last_event; /* progress events at most every 0.1 s */
+    /* With copy_disks, from disk_sync_source_init until after the
+     * migration: the RAM's progress events carry its progress, and a
+     * ticker posts it before the RAM moves (the full compare and the
+     * first dirty rounds). */
+    struct disk_sync_source *disk_sync;
+    pthread_t ticker;
+    atomic_bool ticker_stop, ram_started;
 };
+
+/* The disk sync's part of a progress event. */
+static void add_disk_progress(struct migration_job *job, json_t *event)
+{
+    if (!job->disk_sync)
+        return;
+    struct disk_sync_progress progress;
+    disk_sync_source_get_progress(job->disk_sync, &progress);
+    json_object_set_new(event, "disk_bytes_total", json_integer((json_int_t)progress.bytes_total));
+    json_object_set_new(event, "disk_bytes_compared", json_integer((json_int_t)progress.bytes_compared));
+    json_object_set_new(event, "disk_bytes_sent", json_integer((json_int_t)progress.bytes_sent));
+    json_object_set_new(event, "disk_compared", json_boolean(progress.compared));
+}
 
 static void post_progress(void *opaque, const struct migration_progress *progress)
 {
     struct migration_job *job = opaque;
+    atomic_store(&job->ram_started, true);
     double now = clock_monotonic_seconds();
     bool finished_round = progress->pages_remaining == 0;
     if (!finished_round && !progress->stop_and_copy && now - job->last_event < 0.1)
@@ -37,9 +64,39 @@ static void post_progress(void *opaque, const struct migration_progress *progres
         (json_int_t)progress->pages_remaining, "bytes_sent", (json_int_t)progress->bytes_sent, "megabytes_per_second",
         progress->megabytes_per_second, "stop_and_copy", progress->stop_and_copy);
     if (event) {
+        add_disk_progress(job, event);
         vm_control_post_event(job->control, event);
         json_decref(event);
     }
+}
+
+/* The disks' full compare and first dirty rounds run before the RAM's
+ * first page, so no RAM progress comes meanwhile: this thread posts the
+ * disks' instead, every 0.1 s until the RAM's begins. */
+static void *disk_progress_ticker(void *opaque)
+{
+    struct migration_job *job = opaque;
+    while (!atomic_load(&job->ticker_stop) && !atomic_load(&job->ram_started)) {
+        json_t *event = json_pack("{s:s, s:s}", "event", "migration", "phase", "disks");
+        if (event) {
+            add_disk_progress(job, event);
+            vm_control_post_event(job->control, event);
+            json_decref(event);
+        }
+        clock_sleep_ms(100);
+    }
+    return NULL;
+}
+
+/* Takes the disks' wrappers out again; the machine is paused around it
+ * (it already is after a migration that succeeded). */
+static void destroy_disk_sync(struct migration_job *job, struct machine *machine)
+{
+    machine_pause(machine);
+    disk_sync_source_destroy(job->disk_sync);
+    machine_resume(machine);
+    free(job->disk_sync);
+    job->disk_sync = NULL;
 }
 
 static int run_migration(void *opaque, struct machine *machine, json_t *reply, bool *stop_vm, struct error *err)
@@ -50,9 +107,42 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
         return -1;
     job->options.progress = post_progress;
     job->options.progress_opaque = job;
+    bool ticking = false;
+    if (job->copy_disks) {
+        job->disk_sync = calloc(1, sizeof *job->disk_sync);
+        if (!job->disk_sync) {
+            close(fd);
+            return error_set(err, "out of memory");
+        }
+        /* The wrappers go in with the VM paused, so no write slips past
+         * the dirty log. */
+        machine_pause(machine);
+        int status = disk_sync_source_init(job->disk_sync, machine, NULL, err);
+        machine_resume(machine);
+        if (status < 0) {
+            free(job->disk_sync);
+            job->disk_sync = NULL;
+            close(fd);
+            error_prefix(err, "migration to %s failed: ", job->destination);
+            return error_append(err, "; the VM keeps running here");
+        }
+        job->options.companion = disk_sync_source_companion(job->disk_sync);
+        atomic_store(&job->ticker_stop, false);
+        atomic_store(&job->ram_started, false);
+        ticking = pthread_create(&job->ticker, NULL, disk_progress_ticker, job) == 0;
+    }
     struct migration_result result;
     int status = migration_send(machine, fd, &job->options, &result, err);
     close(fd);
+    if (ticking) {
+        atomic_store(&job->ticker_stop, true);
+        pthread_join(job->ticker, NULL);
+    }
+    struct disk_sync_progress disks = { 0 };
+    if (job->disk_sync) {
+        disk_sync_source_get_progress(job->disk_sync, &disks);
+        destroy_disk_sync(job, machine);
+    }
     if (status < 0) {
         error_prefix(err, "migration to %s failed: ", job->destination);
         return error_append(err, "; the VM keeps running here");
@@ -66,11 +156,23 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
     json_object_set_new(reply, "total_seconds", json_real(result.total_seconds));
     json_object_set_new(reply, "downtime_ms", json_real(result.downtime_seconds * 1000));
     json_object_set_new(reply, "downtime_sent_ms", json_real(result.downtime_sent_seconds * 1000));
+    char disk_summary[200] = "";
+    if (job->copy_disks) {
+        json_object_set_new(reply, "disk_bytes_total", json_integer((json_int_t)disks.bytes_total));
+        json_object_set_new(reply, "disk_bytes_compared", json_integer((json_int_t)disks.bytes_compared));
+        json_object_set_new(reply, "disk_chunks_differing", json_integer((json_int_t)disks.chunks_differing));
+        json_object_set_new(reply, "disk_bytes_sent", json_integer((json_int_t)disks.bytes_sent));
+        json_object_set_new(reply, "disk_dirty_rounds", json_integer((json_int_t)disks.dirty_rounds));
+        json_object_set_new(reply, "disk_final_blocks", json_integer((json_int_t)disks.final_blocks));
+        snprintf(disk_summary, sizeof disk_summary,
+                 "; disks: %" PRIu64 " of %" PRIu64 " bytes compared, %" PRIu64 " bytes sent", disks.bytes_compared,
+                 disks.bytes_total, disks.bytes_sent);
+    }
     fprintf(stderr,
             "colo run: migrated to %s in %.2f s, downtime %.2f ms (%.2f ms to the last byte sent; %u rounds, %" PRIu64
-            " pages, %" PRIu64 " in the last)\n",
+            " pages, %" PRIu64 " in the last)%s\n",
             job->destination, result.total_seconds, result.downtime_seconds * 1000, result.downtime_sent_seconds * 1000,
-            result.rounds, result.pages_sent, result.final_pages);
+            result.rounds, result.pages_sent, result.final_pages, disk_summary);
     *stop_vm = true; /* the VM runs at the destination now */
     return 0;
 }
@@ -86,6 +188,12 @@ static int handle_migrate(void *opaque, const json_t *request, json_t *reply, st
     if (!job)
         return error_set(err, "out of memory");
     job->control = control;
+    json_t *copy_disks = json_object_get(request, "copy_disks");
+    if (copy_disks && !json_is_boolean(copy_disks)) {
+        free(job);
+        return error_set(err, "\"copy_disks\" must be true or false");
+    }
+    job->copy_disks = json_is_true(copy_disks);
     snprintf(job->destination, sizeof job->destination, "%s", destination);
     migration_options_defaults(&job->options);
     json_t *downtime = json_object_get(request, "max_downtime_ms");
@@ -125,18 +233,37 @@ int vm_migration_register(struct vm_control *control, struct error *err)
 
 /* ---- the destination ---- */
 
-int vm_migration_receive(struct machine *machine, const char *address, const char *name, struct error *err)
+/* The migration itself, on the accepted connection: with copy_disks a
+ * reader of our own, so the disks' sync can be its companion. */
+static int receive_migration(struct machine *machine, int fd, bool copy_disks, struct disk_sync_destination *disks,
+                             struct error *err)
+{
+    if (!copy_disks)
+        return migration_receive(machine, fd, err);
+    disk_sync_destination_init(disks, machine);
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, err) < 0)
+        return -1;
+    int status = migration_receive_with_companion(machine, &reader, disk_sync_destination_companion(disks), err);
+    stream_reader_destroy(&reader);
+    return status;
+}
+
+int vm_migration_receive(struct machine *machine, const char *address, const char *name, bool copy_disks,
+                         struct error *err)
 {
     int listener = socket_listen(address, err);
     if (listener < 0)
         return -1;
-    fprintf(stderr, "colo receive: %s: waiting for a migration on %s\n", name, address);
+    fprintf(stderr, "colo receive: %s: waiting for a migration%s on %s\n", name, copy_disks ? " with its disks" : "",
+            address);
     int fd = socket_accept(listener, err);
     close(listener);
     if (fd < 0)
         return -1;
     double started = clock_monotonic_seconds();
-    int status = migration_receive(machine, fd, err);
+    struct disk_sync_destination disks = { 0 };
+    int status = receive_migration(machine, fd, copy_disks, &disks, err);
     close(fd);
     if (status < 0) {
         error_prefix(err, "incoming migration failed: ");
@@ -144,7 +271,12 @@ int vm_migration_receive(struct machine *machine, const char *address, const cha
     }
     for (unsigned i = 0; i < machine_nic_count(machine); i++)
         virtio_net_announce(machine_nic(machine, i));
-    fprintf(stderr, "colo receive: %s: received in %.2f s; running here now\n", name,
-            clock_monotonic_seconds() - started);
+    char disk_summary[200] = "";
+    if (copy_disks)
+        snprintf(disk_summary, sizeof disk_summary,
+                 " (disks: %" PRIu64 " bytes hashed, %" PRIu64 " bytes written in %" PRIu64 " writes)",
+                 disks.bytes_hashed, disks.bytes_written, disks.writes);
+    fprintf(stderr, "colo receive: %s: received in %.2f s%s; running here now\n", name,
+            clock_monotonic_seconds() - started, disk_summary);
     return 0;
 }
