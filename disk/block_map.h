@@ -11,9 +11,13 @@
 #include <stdint.h>
 
 struct block_map_slot {
-    uint64_t index;  /* the block's index in the image */
-    uint8_t *data;   /* the block's bytes (owned), or NULL: see the user */
+    uint64_t index; /* the block's index in the image */
+    uint8_t *data;  /* the block's bytes (owned), or NULL: see the user */
+    /* Where the bytes are instead when `spilled` is set (data is NULL
+     * then): an offset in the user's spill file (secondary_disk.c). */
+    uint64_t spill_offset;
     uint8_t sectors; /* which 512-byte sectors of the block hold data, bit n for sector n */
+    bool spilled;
     bool used;
 };
 

@@ -92,7 +92,8 @@ void secondary_disk_device_failover_report(const struct secondary_disk_device *d
  * for this disk into the buffer, then into the base. The buffer is only
  * filled here, so a checkpoint cut off (load never called) leaves the disk
  * as it was. A write the buffer refuses (outside the image, past the
- * bound, out of memory) aborts the epoch: a partial buffer must never be
+ * bound without a spill directory, out of memory, a failed write to the
+ * spill file) aborts the epoch: a partial buffer must never be
  * committed; the loop stops on the error. */
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {

@@ -2,9 +2,12 @@
 #include "secondary_disk.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block_map.h"
 #include "clock.h"
@@ -27,10 +30,22 @@ struct secondary_disk {
     /* The SVM's writes: every slot's block is whole (all sectors); data
      * NULL means the SVM discarded the whole block and reads zeros. */
     struct block_map overlay;
-    /* The PVM's writes of this epoch: data is always a block, `sectors`
+    /* The PVM's writes of this epoch: data is a block, or NULL for a
+     * block in the spill file (`spilled`, at spill_offset); `sectors`
      * says which of its sectors were written (only those are folded, so a
      * partial write needs no read of the base). */
     struct block_map buffer;
+    /* The spill file (-1: none), unlinked from the start: spilled block n
+     * has the block-sized slot at n * SECONDARY_DISK_BLOCK_SIZE. Only
+     * emptied all at once with the buffer, so appending needs no index of
+     * free slots. */
+    int spill_fd;
+    char *spill_directory;     /* for messages */
+    uint64_t spilled_blocks;   /* slots in use */
+    uint64_t spill_file_bytes; /* the file's length: the end of its furthest write */
+    /* A PVM write failed part way (out of memory, the spill file): the
+     * buffer lacks part of the epoch, so only an abort may end it. */
+    bool epoch_incomplete;
     uint8_t *staging; /* FOLD_STAGING_BYTES */
     uint64_t checkpoints_committed;
     uint64_t checkpoints_aborted;
@@ -239,6 +254,9 @@ static void disk_destroy(struct block_backend *backend)
     block_map_clear(&disk->overlay);
     block_map_clear(&disk->buffer);
     block_backend_destroy(disk->base);
+    if (disk->spill_fd >= 0)
+        close(disk->spill_fd);
+    free(disk->spill_directory);
     free(disk->staging);
     free(disk);
 }
@@ -252,6 +270,29 @@ static const struct block_backend_ops secondary_disk_ops = {
     .destroy = disk_destroy,
 };
 
+/* An unnamed file in `directory`: O_TMPFILE, or where the filesystem
+ * cannot make one, a name unlinked at once. Either way nothing is left
+ * behind when the process ends, crash or not. */
+static int spill_file_create(const char *directory, const char *image, struct error *err)
+{
+    int fd = open(directory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    if (errno == EOPNOTSUPP || errno == EISDIR) {
+        char name[4096];
+        if (snprintf(name, sizeof name, "%s/colo-spill-XXXXXX", directory) >= (int)sizeof name) {
+            errno = ENAMETOOLONG;
+        } else {
+            fd = mkostemp(name, O_CLOEXEC);
+            if (fd >= 0) {
+                unlink(name);
+                return fd;
+            }
+        }
+    }
+    return error_set(err, "cannot make the spill file of image %s in %s: %s", image, directory, strerror(errno));
+}
+
 struct secondary_disk *secondary_disk_create(struct block_backend *base, const struct secondary_disk_options *options,
                                              struct error *err)
 {
@@ -259,14 +300,28 @@ struct secondary_disk *secondary_disk_create(struct block_backend *base, const s
         error_set(err, "the secondary's image %s is read-only: checkpoints write to it", base->name);
         return NULL;
     }
+    const char *spill_directory = options ? options->spill_directory : NULL;
     struct secondary_disk *disk = calloc(1, sizeof *disk);
     uint8_t *staging = malloc(FOLD_STAGING_BYTES);
-    if (!disk || !staging) {
+    char *directory_copy = spill_directory ? strdup(spill_directory) : NULL;
+    if (!disk || !staging || (spill_directory && !directory_copy)) {
         free(disk);
         free(staging);
+        free(directory_copy);
         error_set(err, "out of memory for the secondary disk of image %s", base->name);
         return NULL;
     }
+    disk->spill_fd = -1;
+    if (spill_directory) {
+        disk->spill_fd = spill_file_create(spill_directory, base->name, err);
+        if (disk->spill_fd < 0) {
+            free(disk);
+            free(staging);
+            free(directory_copy);
+            return NULL;
+        }
+    }
+    disk->spill_directory = directory_copy;
     disk->backend = (struct block_backend){
         .ops = &secondary_disk_ops,
         .name = base->name,
@@ -279,6 +334,56 @@ struct secondary_disk *secondary_disk_create(struct block_backend *base, const s
     return disk;
 }
 
+/* Writes all of [data, data + length) at `offset` of the spill file. */
+static int spill_write(struct secondary_disk *disk, uint64_t offset, const uint8_t *data, size_t length,
+                       struct error *err)
+{
+    for (size_t done = 0; done < length;) {
+        ssize_t written = pwrite(disk->spill_fd, data + done, length - done, (off_t)(offset + done));
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0)
+            return error_set(
+                err, "cannot write %zu bytes at offset %" PRIu64 " of the spill file in %s of image %s: %s", length,
+                offset, disk->spill_directory, disk->backend.name, written < 0 ? strerror(errno) : "no room");
+        done += (size_t)written;
+    }
+    if (offset + length > disk->spill_file_bytes)
+        disk->spill_file_bytes = offset + length;
+    return 0;
+}
+
+/* Reads [offset, offset + length) of the spill file into `data`. */
+static int spill_read(const struct secondary_disk *disk, uint64_t offset, uint8_t *data, size_t length,
+                      struct error *err)
+{
+    for (size_t done = 0; done < length;) {
+        ssize_t got = pread(disk->spill_fd, data + done, length - done, (off_t)(offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return error_set(err, "cannot read %zu bytes at offset %" PRIu64 " of the spill file in %s of image %s: %s",
+                             length, offset, disk->spill_directory, disk->backend.name,
+                             got < 0 ? strerror(errno) : "it is shorter");
+        done += (size_t)got;
+    }
+    return 0;
+}
+
+/* Drops the buffer, the spill file's blocks with it. */
+static void buffer_clear(struct secondary_disk *disk)
+{
+    block_map_clear(&disk->buffer);
+    /* A truncate that fails only keeps the space: the next epoch's blocks
+     * start again at offset 0 and write over it, and only the sectors
+     * they wrote are ever read back. */
+    if (disk->spill_fd >= 0 && (disk->spilled_blocks > 0 || disk->spill_file_bytes > 0) &&
+        ftruncate(disk->spill_fd, 0) == 0)
+        disk->spill_file_bytes = 0;
+    disk->spilled_blocks = 0;
+    disk->epoch_incomplete = false;
+}
+
 static int refuse_if_done(const struct secondary_disk *disk, struct error *err, const char *what)
 {
     if (disk->broken)
@@ -287,6 +392,31 @@ static int refuse_if_done(const struct secondary_disk *disk, struct error *err, 
     if (disk->failed_over)
         return error_set(err, "%s on image %s: the disk has failed over", what, disk->backend.name);
     return 0;
+}
+
+/* A new buffer block for block `index`: in memory while the buffer is
+ * under its bound (or has no spill file), else the next slot of the spill
+ * file (its bytes are written by the caller). NULL when out of memory. */
+static struct block_map_slot *buffer_block_add(struct secondary_disk *disk, uint64_t index, struct error *err)
+{
+    uint64_t in_memory = disk->buffer.count - disk->spilled_blocks;
+    bool spill = disk->spill_fd >= 0 && disk->buffer_limit_bytes &&
+                 (in_memory + 1) * SECONDARY_DISK_BLOCK_SIZE > disk->buffer_limit_bytes;
+    uint8_t *block = spill ? NULL : malloc(SECONDARY_DISK_BLOCK_SIZE);
+    struct block_map_slot *slot = spill || block ? block_map_insert(&disk->buffer, index) : NULL;
+    if (!slot) {
+        free(block);
+        error_set(err, "out of memory for the buffer of the primary's writes for image %s", disk->backend.name);
+        return NULL;
+    }
+    if (spill) {
+        slot->spilled = true;
+        slot->spill_offset = disk->spilled_blocks * SECONDARY_DISK_BLOCK_SIZE;
+        disk->spilled_blocks++;
+    } else {
+        slot->data = block;
+    }
+    return slot;
 }
 
 int secondary_disk_buffer_write(struct secondary_disk *disk, uint64_t offset, const void *data, size_t length,
@@ -299,36 +429,38 @@ int secondary_disk_buffer_write(struct secondary_disk *disk, uint64_t offset, co
                          "a primary write of %zu bytes at offset %" PRIu64
                          " is not whole sectors inside image %s (%" PRIu64 " bytes)",
                          length, offset, disk->backend.name, disk->backend.size);
-    /* Count the new blocks first: a write that would pass the bound
-     * changes nothing. */
-    uint64_t new_blocks = 0;
-    for (uint64_t index = offset / SECONDARY_DISK_BLOCK_SIZE;
-         length > 0 && index <= (offset + length - 1) / SECONDARY_DISK_BLOCK_SIZE; index++)
-        new_blocks += block_map_find(&disk->buffer, index) == NULL;
-    uint64_t held = (disk->buffer.count + new_blocks) * SECONDARY_DISK_BLOCK_SIZE;
-    if (disk->buffer_limit_bytes && held > disk->buffer_limit_bytes)
-        /* Spilling to a file beyond the bound is a later piece (issue 11). */
-        return error_set(err,
-                         "the buffer of the primary's writes for image %s would hold %" PRIu64
-                         " bytes, over its bound of %" PRIu64 " (spilling to a file is not built yet)",
-                         disk->backend.name, held, disk->buffer_limit_bytes);
+    if (disk->spill_fd < 0) {
+        /* Count the new blocks first: a write that would pass the bound
+         * changes nothing. */
+        uint64_t new_blocks = 0;
+        for (uint64_t index = offset / SECONDARY_DISK_BLOCK_SIZE;
+             length > 0 && index <= (offset + length - 1) / SECONDARY_DISK_BLOCK_SIZE; index++)
+            new_blocks += block_map_find(&disk->buffer, index) == NULL;
+        uint64_t held = (disk->buffer.count + new_blocks) * SECONDARY_DISK_BLOCK_SIZE;
+        if (disk->buffer_limit_bytes && held > disk->buffer_limit_bytes)
+            return error_set(err,
+                             "the buffer of the primary's writes for image %s would hold %" PRIu64
+                             " bytes, over its bound of %" PRIu64 " (and there is no spill directory)",
+                             disk->backend.name, held, disk->buffer_limit_bytes);
+    }
     const uint8_t *in = data;
     while (length > 0) {
         struct block_part part = first_part(disk, offset, length);
         struct block_map_slot *slot = block_map_find(&disk->buffer, part.index);
-        if (!slot) {
-            uint8_t *block = malloc(SECONDARY_DISK_BLOCK_SIZE);
-            slot = block ? block_map_insert(&disk->buffer, part.index) : NULL;
-            if (!slot) {
-                free(block);
-                /* The blocks before this one hold their part: the epoch's
-                 * buffer is incomplete, and its checkpoint must not commit. */
-                return error_set(err, "out of memory for the buffer of the primary's writes for image %s",
-                                 disk->backend.name);
-            }
-            slot->data = block;
+        if (!slot && !(slot = buffer_block_add(disk, part.index, err))) {
+            /* The blocks before this one hold their part: the epoch's
+             * buffer is incomplete, and its checkpoint must not commit. */
+            disk->epoch_incomplete = true;
+            return -1;
         }
-        memcpy(slot->data + part.start, in, part.length);
+        if (slot->data) {
+            memcpy(slot->data + part.start, in, part.length);
+        } else if (spill_write(disk, slot->spill_offset + part.start, in, part.length, err) < 0) {
+            /* The sectors of this part may hold some of it: they are not
+             * marked, and the epoch is incomplete anyway. */
+            disk->epoch_incomplete = true;
+            return error_prefix(err, "the primary's write not buffered: ");
+        }
         slot->sectors |= disk_part_sectors(part.start, part.length);
         in += part.length;
         offset += part.length;
@@ -371,6 +503,23 @@ static int fold_add(struct fold *fold, uint64_t offset, const uint8_t *bytes, si
     return 0;
 }
 
+/* Adds [offset, offset + length) with the bytes at spill_offset of the
+ * spill file. A failed read after a write to the base leaves a mix of two
+ * checkpoints there: the disk is broken as after a failed base write. */
+static int fold_add_spilled(struct fold *fold, uint64_t offset, uint64_t spill_offset, size_t length, struct error *err)
+{
+    int result;
+    uint8_t *into = disk_run_stager_reserve(&fold->stager, offset, length, &result, err);
+    if (!into)
+        return -1;
+    if (spill_read(fold->disk, spill_offset, into, length, err) < 0) {
+        if (fold->report->writes > 0)
+            fold->disk->broken = true;
+        return -1;
+    }
+    return 0;
+}
+
 /* Writes a map's blocks into the base in offset order: the written
  * sectors of each (runs of them), discarded blocks as zeros. */
 static int fold_map(struct secondary_disk *disk, const struct block_map *map, struct secondary_disk_fold_report *report,
@@ -392,8 +541,10 @@ static int fold_map(struct secondary_disk *disk, const struct block_map *map, st
         report->blocks++;
         size_t sector = 0, run_start, run_end;
         while (result == 0 && disk_next_sector_run(slot->sectors, length, &sector, &run_start, &run_end))
-            result = fold_add(&fold, start + run_start, slot->data ? slot->data + run_start : NULL, run_end - run_start,
-                              err);
+            result = slot->spilled ? fold_add_spilled(&fold, start + run_start, slot->spill_offset + run_start,
+                                                      run_end - run_start, err)
+                                   : fold_add(&fold, start + run_start, slot->data ? slot->data + run_start : NULL,
+                                              run_end - run_start, err);
     }
     if (result == 0)
         result = disk_run_stager_flush(&fold.stager, err) < 0 ? -1 : 0;
@@ -409,10 +560,15 @@ int secondary_disk_checkpoint_commit(struct secondary_disk *disk, struct seconda
     *report = (struct secondary_disk_fold_report){ 0 };
     if (refuse_if_done(disk, err, "a checkpoint") < 0)
         return -1;
+    if (disk->epoch_incomplete)
+        return error_set(err,
+                         "a checkpoint on image %s: a primary write of its epoch was not buffered whole, the "
+                         "checkpoint must be aborted",
+                         disk->backend.name);
     uint64_t started = clock_monotonic_ns();
     if (fold_map(disk, &disk->buffer, report, err) < 0)
         return error_prefix(err, "checkpoint not applied to the disk: ");
-    block_map_clear(&disk->buffer);
+    buffer_clear(disk);
     block_map_clear(&disk->overlay);
     report->duration_ns = clock_monotonic_ns() - started;
     disk->checkpoints_committed++;
@@ -425,7 +581,7 @@ void secondary_disk_checkpoint_abort(struct secondary_disk *disk)
 {
     if (disk->broken || disk->failed_over)
         return; /* a broken disk keeps its buffer (secondary_disk.h); after failover it has none */
-    block_map_clear(&disk->buffer);
+    buffer_clear(disk);
     disk->checkpoints_aborted++;
 }
 
@@ -439,7 +595,7 @@ int secondary_disk_failover(struct secondary_disk *disk, struct secondary_disk_f
     uint64_t started = clock_monotonic_ns();
     if (fold_map(disk, &disk->overlay, report, err) < 0)
         return error_prefix(err, "failover: ");
-    block_map_clear(&disk->buffer);
+    buffer_clear(disk);
     block_map_clear(&disk->overlay);
     int result = block_backend_flush(disk->base);
     if (result < 0) {
@@ -480,6 +636,8 @@ void secondary_disk_get_stats(const struct secondary_disk *disk, struct secondar
         .checkpoints_aborted = disk->checkpoints_aborted,
         .folded_blocks_total = disk->folded_blocks_total,
         .folded_bytes_total = disk->folded_bytes_total,
+        .spilled_blocks = disk->spilled_blocks,
+        .spill_file_bytes = disk->spill_file_bytes,
         .broken = disk->broken,
         .failed_over = disk->failed_over,
     };

@@ -3,14 +3,22 @@
  * writes; its writes never reach the base; a commit folds the buffer into
  * the base and empties the overlay; an abort changes nothing but the
  * buffer; a failover folds the overlay and drops the buffer; a failing
- * base write breaks the disk; the buffer's bound; and a randomized run
- * against a byte-array model of the three parts. Over a real image file
- * and over an in-memory backend that can fail on demand. */
+ * base write breaks the disk; the buffer's bound; the spill file past
+ * the bound (rewrites of spilled blocks, a directory that is not there, a
+ * full filesystem); and randomized runs against a byte-array model of the
+ * three parts, in memory and spilling. Over a real image file and over an
+ * in-memory backend that can fail on demand. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "block_file.h"
@@ -22,16 +30,22 @@
 
 enum { BLOCK = SECONDARY_DISK_BLOCK_SIZE, SECTOR = SECONDARY_DISK_SECTOR_SIZE };
 
-static struct secondary_disk *make_disk(struct block_backend *base, uint64_t buffer_limit)
+static struct secondary_disk *make_spilling_disk(struct block_backend *base, uint64_t buffer_limit,
+                                                 const char *spill_directory)
 {
     struct error err;
-    struct secondary_disk_options options = { .buffer_limit_bytes = buffer_limit };
+    struct secondary_disk_options options = { .buffer_limit_bytes = buffer_limit, .spill_directory = spill_directory };
     struct secondary_disk *disk = secondary_disk_create(base, &options, &err);
     if (!disk) {
         printf("FAIL: secondary_disk_create: %s\n", err.message);
         exit(1);
     }
     return disk;
+}
+
+static struct secondary_disk *make_disk(struct block_backend *base, uint64_t buffer_limit)
+{
+    return make_spilling_disk(base, buffer_limit, NULL);
 }
 
 static void fill(uint8_t *data, size_t length, uint8_t value)
@@ -306,8 +320,11 @@ static uint64_t random_next(void)
 
 /* The model: `base` is the image as of the last checkpoint, `svm` what
  * the SVM reads (its overlay over the base), `pvm` the base with the
- * epoch's buffer applied (what the commit makes the base). */
-static void test_model(void)
+ * epoch's buffer applied (what the commit makes the base). With a bound
+ * of a few blocks and a spill directory most of the buffer is in the
+ * spill file, and most PVM writes rewrite a block already there; the
+ * buffer's memory must stay within the bound. */
+static void test_model(uint64_t buffer_limit, const char *spill_directory)
 {
     const uint64_t size = 24 * BLOCK + 5 * SECTOR;
     const uint64_t sectors = size / SECTOR;
@@ -316,10 +333,11 @@ static void test_model(void)
     memcpy(base, memory->bytes, size);
     memcpy(svm_view, base, size);
     memcpy(pvm, base, size);
-    struct secondary_disk *disk = make_disk(&memory->backend, 0);
+    struct secondary_disk *disk = make_spilling_disk(&memory->backend, buffer_limit, spill_directory);
     struct block_backend *svm = secondary_disk_backend(disk);
     struct error err;
     int failures_before = test_check_failures;
+    uint64_t most_spilled = 0, spilled_commits = 0;
     for (int step = 0; step < 4000 && test_check_failures == failures_before; step++) {
         uint64_t first = random_next() % sectors;
         uint64_t count = 1 + random_next() % 20;
@@ -344,6 +362,9 @@ static void test_model(void)
                   "step %d: SVM read of %llu bytes at %llu differs from the model", step, (unsigned long long)length,
                   (unsigned long long)offset);
         } else if (operation < 95) {
+            struct secondary_disk_stats stats;
+            secondary_disk_get_stats(disk, &stats);
+            spilled_commits += stats.spilled_blocks > 0;
             CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) == 0, "step %d: commit: %s", step, err.message);
             memcpy(base, pvm, size);
             memcpy(svm_view, base, size);
@@ -352,7 +373,24 @@ static void test_model(void)
             memcpy(pvm, base, size);
         }
         CHECK(memcmp(memory->bytes, base, size) == 0, "step %d: the base differs from the model", step);
+        struct secondary_disk_stats stats;
+        secondary_disk_get_stats(disk, &stats);
+        if (stats.spilled_blocks > most_spilled)
+            most_spilled = stats.spilled_blocks;
+        CHECK(!buffer_limit || (stats.buffered_blocks - stats.spilled_blocks) * BLOCK <= buffer_limit,
+              "step %d: %llu of the buffer's blocks in memory, over the bound", step,
+              (unsigned long long)(stats.buffered_blocks - stats.spilled_blocks));
+        CHECK(stats.spill_file_bytes <= stats.spilled_blocks * BLOCK &&
+                  (stats.spilled_blocks == 0) == (stats.spill_file_bytes == 0),
+              "step %d: a spill file of %llu bytes for %llu spilled blocks", step,
+              (unsigned long long)stats.spill_file_bytes, (unsigned long long)stats.spilled_blocks);
     }
+    if (spill_directory)
+        CHECK(most_spilled >= 10 && spilled_commits >= 10,
+              "the buffer hardly spilled: at most %llu blocks, %llu commits with spilled blocks",
+              (unsigned long long)most_spilled, (unsigned long long)spilled_commits);
+    else
+        CHECK(most_spilled == 0, "a disk without a spill directory spilled");
     CHECK(block_backend_read(svm, 0, data, size) == 0 && memcmp(data, svm_view, size) == 0,
           "the SVM's whole disk differs from the model");
     CHECK(secondary_disk_failover(disk, NULL, &err) == 0, "failover: %s", err.message);
@@ -362,6 +400,247 @@ static void test_model(void)
     free(pvm);
     free(data);
     block_backend_destroy(svm);
+}
+
+/* ---- the spill file ---- */
+
+/* True when `directory` holds no entry: the spill file has no name. */
+static bool directory_empty(const char *directory)
+{
+    DIR *listing = opendir(directory);
+    if (!listing)
+        return false;
+    bool empty = true;
+    for (struct dirent *entry; (entry = readdir(listing));)
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, ".."))
+            empty = false;
+    closedir(listing);
+    return empty;
+}
+
+/* The length of the open file in `directory` (the spill file, which has
+ * no name there: found through /proc/self/fd); -1 when there is none. */
+static long long spill_file_length(const char *directory)
+{
+    DIR *listing = opendir("/proc/self/fd");
+    if (!listing)
+        return -1;
+    long long length = -1;
+    size_t prefix = strlen(directory);
+    for (struct dirent *entry; (entry = readdir(listing));) {
+        char link[300], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", entry->d_name);
+        ssize_t got = readlink(link, target, sizeof target - 1);
+        if (got <= (ssize_t)prefix || strncmp(target, directory, prefix) != 0 || target[prefix] != '/')
+            continue;
+        struct stat status;
+        if (stat(link, &status) == 0)
+            length = (long long)status.st_size;
+    }
+    closedir(listing);
+    return length;
+}
+
+/* Blocks past the bound go to the spill file; a rewrite of a spilled block
+ * (whole or a few sectors) keeps the last bytes; the commit folds exactly
+ * the written sectors of memory and spilled blocks alike; an abort drops
+ * the spilled blocks; the file has no name in the directory. */
+static void test_spill_rewrites(const char *directory)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    uint8_t *initial = malloc(16 * BLOCK), *expected = malloc(16 * BLOCK);
+    memcpy(initial, memory->bytes, 16 * BLOCK);
+    memcpy(expected, initial, 16 * BLOCK);
+    struct secondary_disk *disk = make_spilling_disk(&memory->backend, BLOCK, directory);
+    struct block_backend *svm = secondary_disk_backend(disk);
+    CHECK(directory_empty(directory), "the spill file has a name in %s", directory);
+    struct error err;
+    uint8_t data[2 * BLOCK];
+    /* Block 3 in memory (the bound is one block), 9 and 10 spilled. */
+    fill(data, BLOCK, 0x31);
+    CHECK(secondary_disk_buffer_write(disk, 3 * BLOCK, data, BLOCK, &err) == 0, "write: %s", err.message);
+    memset(expected + 3 * BLOCK, 0x31, BLOCK);
+    fill(data, 2 * BLOCK, 0x91);
+    CHECK(secondary_disk_buffer_write(disk, 9 * BLOCK, data, 2 * BLOCK, &err) == 0, "write: %s", err.message);
+    memset(expected + 9 * BLOCK, 0x91, 2 * BLOCK);
+    struct secondary_disk_stats stats;
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 3 && stats.spilled_blocks == 2 && stats.spill_file_bytes == 2 * BLOCK &&
+              stats.memory_bytes == BLOCK,
+          "stats after spilling: %llu buffered, %llu spilled, %llu file bytes, %llu memory bytes",
+          (unsigned long long)stats.buffered_blocks, (unsigned long long)stats.spilled_blocks,
+          (unsigned long long)stats.spill_file_bytes, (unsigned long long)stats.memory_bytes);
+    CHECK(spill_file_length(directory) == 2 * BLOCK, "the spill file holds %lld bytes, not two blocks",
+          spill_file_length(directory));
+    /* Rewrites: two sectors inside block 9, then all of block 10, then
+     * one sector of it again; a partial new block 12 (its other sectors
+     * must stay the base's). */
+    fill(data, 2 * SECTOR, 0x92);
+    CHECK(secondary_disk_buffer_write(disk, 9 * BLOCK + 3 * SECTOR, data, 2 * SECTOR, &err) == 0, "rewrite");
+    memset(expected + 9 * BLOCK + 3 * SECTOR, 0x92, 2 * SECTOR);
+    fill(data, BLOCK, 0xa1);
+    CHECK(secondary_disk_buffer_write(disk, 10 * BLOCK, data, BLOCK, &err) == 0, "rewrite");
+    fill(data, SECTOR, 0xa2);
+    CHECK(secondary_disk_buffer_write(disk, 10 * BLOCK + 7 * SECTOR, data, SECTOR, &err) == 0, "rewrite");
+    memset(expected + 10 * BLOCK, 0xa1, BLOCK);
+    memset(expected + 10 * BLOCK + 7 * SECTOR, 0xa2, SECTOR);
+    fill(data, SECTOR, 0xc1);
+    CHECK(secondary_disk_buffer_write(disk, 12 * BLOCK + 2 * SECTOR, data, SECTOR, &err) == 0, "partial");
+    memset(expected + 12 * BLOCK + 2 * SECTOR, 0xc1, SECTOR);
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 4 && stats.spilled_blocks == 3 && stats.buffered_bytes == 3 * BLOCK + SECTOR,
+          "stats after the rewrites: %llu buffered, %llu spilled, %llu bytes",
+          (unsigned long long)stats.buffered_blocks, (unsigned long long)stats.spilled_blocks,
+          (unsigned long long)stats.buffered_bytes);
+    /* The SVM reads the base, none of it. */
+    uint8_t *read_back = malloc(16 * BLOCK);
+    CHECK(block_backend_read(svm, 0, read_back, 16 * BLOCK) == 0 && memcmp(read_back, initial, 16 * BLOCK) == 0,
+          "the SVM sees the buffer");
+    CHECK(memcmp(memory->bytes, initial, 16 * BLOCK) == 0, "the buffer reached the base before the commit");
+
+    struct secondary_disk_fold_report report;
+    CHECK(secondary_disk_checkpoint_commit(disk, &report, &err) == 0, "commit: %s", err.message);
+    CHECK(memcmp(memory->bytes, expected, 16 * BLOCK) == 0, "the base after the commit is not the PVM's writes");
+    CHECK(report.blocks == 4 && report.bytes == 3 * BLOCK + SECTOR && report.writes == 3,
+          "fold report: %llu blocks, %llu bytes, %llu writes", (unsigned long long)report.blocks,
+          (unsigned long long)report.bytes, (unsigned long long)report.writes);
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 0 && stats.spilled_blocks == 0 && stats.spill_file_bytes == 0,
+          "the commit left the spill file with %llu blocks, %llu bytes", (unsigned long long)stats.spilled_blocks,
+          (unsigned long long)stats.spill_file_bytes);
+    CHECK(spill_file_length(directory) == 0, "the commit left %lld bytes in the spill file",
+          spill_file_length(directory));
+
+    /* Spilled blocks of an aborted epoch never reach the base, and the
+     * next epoch's spilled blocks are its own (the file starts over). */
+    fill(data, 2 * BLOCK, 0xd1);
+    CHECK(secondary_disk_buffer_write(disk, 0, data, 2 * BLOCK, &err) == 0 &&
+              secondary_disk_buffer_write(disk, 5 * BLOCK, data, BLOCK, &err) == 0,
+          "write: %s", err.message);
+    secondary_disk_checkpoint_abort(disk);
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.spilled_blocks == 0 && stats.spill_file_bytes == 0 && stats.checkpoints_aborted == 1,
+          "the abort left the spill file");
+    CHECK(spill_file_length(directory) == 0, "the abort left %lld bytes in the spill file",
+          spill_file_length(directory));
+    CHECK(memcmp(memory->bytes, expected, 16 * BLOCK) == 0, "an aborted epoch changed the base");
+    fill(data, SECTOR, 0xe1);
+    CHECK(secondary_disk_buffer_write(disk, 14 * BLOCK, data, SECTOR, &err) == 0 &&
+              secondary_disk_buffer_write(disk, 15 * BLOCK + SECTOR, data, SECTOR, &err) == 0,
+          "write: %s", err.message);
+    memset(expected + 14 * BLOCK, 0xe1, SECTOR);
+    memset(expected + 15 * BLOCK + SECTOR, 0xe1, SECTOR);
+    CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) == 0, "commit: %s", err.message);
+    CHECK(memcmp(memory->bytes, expected, 16 * BLOCK) == 0, "the epoch after an abort folded the aborted bytes");
+    CHECK(directory_empty(directory), "the spill file has a name in %s", directory);
+    free(read_back);
+    free(initial);
+    free(expected);
+    block_backend_destroy(svm);
+    CHECK(directory_empty(directory), "the disk left a file in %s", directory);
+}
+
+/* A spill directory that is not there: the create fails naming it and the
+ * image, and the base stays the caller's. */
+static void test_spill_directory_missing(const char *directory)
+{
+    char missing[256];
+    snprintf(missing, sizeof missing, "%s/not-there", directory);
+    struct memory_backend *memory = memory_backend_create(4 * BLOCK);
+    struct error err;
+    err.message[0] = 0;
+    struct secondary_disk_options options = { .buffer_limit_bytes = BLOCK, .spill_directory = missing };
+    CHECK(secondary_disk_create(&memory->backend, &options, &err) == NULL, "a missing spill directory accepted");
+    CHECK(strstr(err.message, missing) && strstr(err.message, "memory.img") && strstr(err.message, "spill file"),
+          "the message does not name the spill directory and the image: %s", err.message);
+    block_backend_destroy(&memory->backend);
+}
+
+/* A spill directory on a filesystem of 16 KiB: a small tmpfs in this
+ * process's own mount namespace (root, or a user namespace); where
+ * neither can be had, a file size limit makes the spill file's write fail
+ * the same way. Returns the mount point, or NULL with the limit set. */
+static const char *full_filesystem(char *mount_point, size_t size, bool *mounted)
+{
+    snprintf(mount_point, size, "/tmp/secondary_disk_spill.XXXXXX");
+    if (!mkdtemp(mount_point)) {
+        printf("FAIL: mkdtemp: %s\n", strerror(errno));
+        exit(1);
+    }
+    *mounted = unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+               mount("tmpfs", mount_point, "tmpfs", 0, "size=16k") == 0;
+    if (!*mounted) {
+        fprintf(stderr, "no tmpfs of our own (%s): a file size limit of 16 KiB instead\n", strerror(errno));
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit limit = { .rlim_cur = 16 * 1024, .rlim_max = RLIM_INFINITY };
+        if (setrlimit(RLIMIT_FSIZE, &limit) < 0) {
+            printf("FAIL: setrlimit: %s\n", strerror(errno));
+            exit(1);
+        }
+    }
+    return mount_point;
+}
+
+/* The spill file's write fails (the filesystem is full): the PVM write
+ * fails naming the spill file, the epoch cannot be committed, an abort
+ * leaves the base as it was and frees the file, and the next epoch
+ * spills and commits again. */
+static void test_spill_full(void)
+{
+    char mount_point[64];
+    bool mounted;
+    full_filesystem(mount_point, sizeof mount_point, &mounted);
+    const uint64_t size = 32 * BLOCK;
+    struct memory_backend *memory = memory_backend_create(size);
+    uint8_t *initial = malloc(size);
+    memcpy(initial, memory->bytes, size);
+    struct secondary_disk *disk = make_spilling_disk(&memory->backend, 2 * BLOCK, mount_point);
+    struct error err;
+    uint8_t data[BLOCK];
+    fill(data, BLOCK, 0x5a);
+    int result = 0;
+    unsigned written = 0;
+    for (; written < 32 && result == 0; written++)
+        result = secondary_disk_buffer_write(disk, written * BLOCK, data, BLOCK, &err);
+    CHECK(result < 0, "%u blocks buffered on a 16 KiB filesystem", written);
+    CHECK(written > 2 && written <= 2 + 5, "the spill file filled after %u blocks", written);
+    CHECK(strstr(err.message, "spill file") && strstr(err.message, mount_point) && strstr(err.message, "memory.img") &&
+              strstr(err.message, strerror(mounted ? ENOSPC : EFBIG)),
+          "the message does not name the spill file and the failure: %s", err.message);
+    struct secondary_disk_stats stats;
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.spilled_blocks > 0, "nothing spilled before the failure");
+    err.message[0] = 0;
+    CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) < 0 && strstr(err.message, "aborted"),
+          "an incomplete epoch committed: %s", err.message);
+    CHECK(memcmp(memory->bytes, initial, size) == 0 && memory->writes == 0, "the refused commit changed the base");
+    CHECK(!secondary_disk_broken(disk), "a spill failure broke the disk");
+    secondary_disk_checkpoint_abort(disk);
+    CHECK(memcmp(memory->bytes, initial, size) == 0, "the abort changed the base");
+    secondary_disk_get_stats(disk, &stats);
+    CHECK(stats.buffered_blocks == 0 && stats.spill_file_bytes == 0 && stats.checkpoints_aborted == 1 &&
+              stats.checkpoints_committed == 0,
+          "after the abort: %llu blocks, %llu file bytes", (unsigned long long)stats.buffered_blocks,
+          (unsigned long long)stats.spill_file_bytes);
+    CHECK(spill_file_length(mount_point) == 0, "the abort left %lld bytes in the spill file",
+          spill_file_length(mount_point));
+    /* The abort gave the room back: an epoch that fits spills and commits. */
+    for (unsigned block = 0; block < 4; block++)
+        CHECK(secondary_disk_buffer_write(disk, (20 + block) * BLOCK, data, BLOCK, &err) == 0,
+              "after the abort, block %u: %s", block, err.message);
+    CHECK(secondary_disk_checkpoint_commit(disk, NULL, &err) == 0, "commit after the abort: %s", err.message);
+    CHECK(test_bytes_all(memory->bytes + 20 * BLOCK, 4 * BLOCK, 0x5a) &&
+              memcmp(memory->bytes, initial, 20 * BLOCK) == 0,
+          "the commit after the abort");
+    block_backend_destroy(secondary_disk_backend(disk));
+    free(initial);
+    if (mounted) {
+        umount(mount_point);
+    } else {
+        struct rlimit limit = { .rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY };
+        setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    rmdir(mount_point);
 }
 
 int main(void)
@@ -375,10 +654,14 @@ int main(void)
     snprintf(path, sizeof path, "%s/base.img", directory);
     test_over_file(path);
     unlink(path);
-    rmdir(directory);
     test_edges();
     test_failing_commit();
     test_buffer_bound();
-    test_model();
+    test_model(0, NULL);
+    test_model(3 * BLOCK, directory);
+    test_spill_rewrites(directory);
+    test_spill_directory_missing(directory);
+    rmdir(directory);
+    test_spill_full();
     return test_check_finish("secondary_disk_test");
 }
