@@ -1,6 +1,7 @@
 /* A protected VM's disks (disk_replication.h). */
 #include "disk_replication.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,7 +93,19 @@ static int secondary_setup(void *opaque)
         replication->disk_count = i;
         if (image->read_only)
             continue;
-        struct secondary_disk *disk = secondary_disk_create(image, &replication->options, &replication->setup_error);
+        /* Spilling goes beside the image unless told otherwise: that
+         * filesystem is the one meant to hold this disk's bytes. */
+        struct secondary_disk_options options = replication->options;
+        char directory[4096];
+        if (!options.spill_directory && options.buffer_limit_bytes) {
+            const char *slash = strrchr(image->name, '/');
+            if (slash)
+                snprintf(directory, sizeof directory, "%.*s", (int)(slash - image->name), image->name);
+            else
+                snprintf(directory, sizeof directory, ".");
+            options.spill_directory = directory[0] ? directory : "/";
+        }
+        struct secondary_disk *disk = secondary_disk_create(image, &options, &replication->setup_error);
         if (!disk) {
             pthread_mutex_unlock(&replication->lock);
             return -1;

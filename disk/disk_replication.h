@@ -59,7 +59,9 @@ struct disk_replication_secondary {
     pthread_mutex_t lock;
 };
 
-/* Before the initial copy; options (may be NULL) for the secondary disks. */
+/* Before the initial copy; options (may be NULL) for the secondary disks.
+ * With a buffer bound and no spill directory, each disk spills beside its
+ * image. */
 void disk_replication_secondary_init(struct disk_replication_secondary *replication, struct machine *machine,
                                      const struct secondary_disk_options *options);
 void disk_replication_secondary_destroy(struct disk_replication_secondary *replication);

@@ -27,6 +27,9 @@
  * blocks beyond are read back from the image at the checkpoint
  * (primary_disk.h). */
 #define VM_REPLICATION_DISK_EPOCH_MEMORY (64u << 20)
+/* The most of an epoch's writes a secondary's disk buffers in memory; the
+ * rest spills to a file beside the image (secondary_disk.h). */
+#define VM_REPLICATION_DISK_BUFFER_MEMORY (64u << 20)
 
 enum vm_replication_role { ROLE_NONE, ROLE_PRIMARY, ROLE_SECONDARY };
 
@@ -38,6 +41,9 @@ struct vm_replication {
      * blocks beyond are read back from the image at the checkpoint
      * (primary_disk.h). */
 #define VM_REPLICATION_DISK_EPOCH_MEMORY (64u << 20)
+/* The most of an epoch's writes a secondary's disk buffers in memory; the
+ * rest spills to a file beside the image (secondary_disk.h). */
+#define VM_REPLICATION_DISK_BUFFER_MEMORY (64u << 20)
 
     enum vm_replication_role role;
     const char *phase; /* what status says beside the loop's state; NULL: the loop's state */

@@ -89,7 +89,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
         return -1;
     vm_replication_mark(replication, &replication->mirror_reader_initialized);
     machine_pause(machine); /* handed to the loop paused, once */
-    disk_replication_secondary_init(&replication->secondary_disks, machine, NULL);
+    struct secondary_disk_options disk_options = { .buffer_limit_bytes = VM_REPLICATION_DISK_BUFFER_MEMORY };
+    disk_replication_secondary_init(&replication->secondary_disks, machine, &disk_options);
     vm_replication_mark(replication, &replication->secondary_disks_initialized);
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
