@@ -21,11 +21,11 @@
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
-check_keys_py=$here/check_keys.py
 boot_timeout=120
 guest=10.94.0.2
 
 source "$here/../support/e2e_lib.sh"
+source "$here/../support/kv_keys.sh"
 e2e_begin migration-disks md 10.94.0.1/24 tapA tapB
 
 truncate -s 16M "$work/diskA.img"
@@ -49,31 +49,6 @@ mkdir -p "$work/A" "$work/B1" "$work/B2" "$work/B" "$work/B3"
 vm_state() {  # RUN_DIR
     on_host "$1" "$colo" status moving --json 2>/dev/null |
         python3 -c "import json,sys; print(json.load(sys.stdin).get('state',''))" 2>/dev/null
-}
-
-run_client() {  # TAG SECONDS: in the background; its keys go to keys-TAG.json
-    rm -f "$work/stop-$1"
-    on_client python3 "$here/continuous_client.py" "$guest" "$work/stop-$1" "$2" "$1-" "$work/keys-$1.json" \
-        >"$work/client-$1.log" 2>&1 &
-    client_pid=$!; pids+=("$client_pid")
-}
-
-finish_client() {  # TAG WHAT
-    touch "$work/stop-$1"
-    wait "$client_pid"; local status=$?
-    sed 's/^/  client: /' "$work/client-$1.log"
-    [ "$status" -eq 0 ] && pass "$2: the client saw no error and read back every acknowledged key" ||
-        fail "$2: the client saw errors (status $status)"
-}
-
-check_keys() {  # WHAT TAG...: every key the clients TAG... saw acknowledged reads back
-    local what=$1 files=() out; shift
-    for tag in "$@"; do files+=("$work/keys-$tag.json"); done
-    if out=$(on_client python3 "$check_keys_py" "$guest" "${files[@]}" 2>&1); then
-        pass "$what: ${out#PASS: }"
-    else
-        fail "$what: $out"
-    fi
 }
 
 last_message() {  # FILE: its last line that is not a progress line

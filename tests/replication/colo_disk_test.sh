@@ -22,40 +22,14 @@
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
-client_py=$here/../migration/continuous_client.py
-check_keys_py=$here/../migration/check_keys.py
 boot_timeout=120
 guest=10.97.0.2
 
 source "$here/colo_test_lib.sh"
+source "$here/../support/kv_keys.sh"
 colo_test_begin disk dk
 mkdir -p "$work/A" "$work/B" "$work/B2" "$work/C"
 head -c 16M /dev/urandom >"$work/diskB.img"
-
-wait_for_checkpoints() {  # RUN_DIR N
-    local started=$SECONDS count
-    while :; do
-        count=$(replication_field "$1" checkpoints)
-        [ -n "$count" ] && [ "$count" -ge "$2" ] && return 0
-        ((SECONDS - started > 120)) && { echo "only '${count}' checkpoints within 120 s"; return 1; }
-        sleep 0.2
-    done
-}
-
-run_client() {  # TAG SECONDS: in the background; its keys go to keys-TAG.json
-    rm -f "$work/stop-$1"
-    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$work/stop-$1" "$2" "$1-" "$work/keys-$1.json" \
-        >"$work/client-$1.log" 2>&1 &
-    client_pid=$!; pids+=("$client_pid")
-}
-
-finish_client() {  # TAG WHAT
-    touch "$work/stop-$1"
-    wait "$client_pid"; local status=$?
-    sed 's/^/  client: /' "$work/client-$1.log"
-    [ "$status" -eq 0 ] && pass "$2: the client saw no error and read back every acknowledged key" ||
-        fail "$2: the client saw errors (status $status)"
-}
 
 # ---- 1. the initial sync makes a different image the primary's ----
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
@@ -114,12 +88,7 @@ fi
 COLO_RUN_DIR=$work/B2 ip netns exec "$hosts_ns" "$colo" run "$work/b.cfg" >"$work/fresh.log" 2>&1 </dev/null &
 fresh_pid=$!; pids+=("$fresh_pid")
 wait_for "$work/fresh.log" "colo-guest: services ready" "fresh boot of B's image" "$fresh_pid" || exit 1
-if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/keys-before.json" \
-    "$work/keys-protected.json" "$work/keys-after.json" 2>&1); then
-    pass "a fresh boot of the survivor's image alone: ${out#PASS: }"
-else
-    fail "a fresh boot of the survivor's image: $out"
-fi
+check_keys "a fresh boot of the survivor's image alone" before protected after
 
 # ---- 3. a secondary with a smaller image: refused, the primary serves on ----
 truncate -s 8M "$work/diskC.img"
@@ -137,12 +106,7 @@ done
 echo "$reason" | grep -q "is 16777216 bytes, the destination's is 8388608 bytes" &&
     pass "a smaller secondary image is refused: $reason" ||
     fail "smaller image: end reason '$reason'; $(tail -3 "$work/secondary3.log")"
-if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/keys-before.json" "$work/keys-protected.json" \
-    "$work/keys-after.json" 2>&1); then
-    pass "the primary serves on after the refused protection"
-else
-    fail "after the refused protection: $out"
-fi
+check_keys "the primary serves on after the refused protection" before protected after
 # ---- 4. a secondary on a full filesystem: the sync fails, the primary serves on ----
 mkdir -p "$work/small" "$work/D"
 mount -t tmpfs -o size=128k colo-disk-test "$work/small"
@@ -171,12 +135,7 @@ while ((SECONDS - started < 30)); do
 done
 [ "$state" = unprotected ] && pass "the primary's protection ended: $reason" ||
     fail "the primary after the failed sync: state '$state', '$reason'"
-if out=$(ip netns exec "$client_ns" python3 "$check_keys_py" "$guest" "$work/keys-before.json" "$work/keys-protected.json" \
-    "$work/keys-after.json" 2>&1); then
-    pass "the primary serves on after the failed sync"
-else
-    fail "after the failed sync: $out"
-fi
+check_keys "the primary serves on after the failed sync" before protected after
 umount -l "$work/small"
 
 echo "colo_disk_test: $passed passed, $failed failed"

@@ -37,16 +37,6 @@ mkdir -p "$work/A" "$work/B" "$work/A2"
 # on_host), so that $! is colo itself (ip netns exec execs it): kill -9
 # must hit the colo process, not a subshell.
 
-wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N
-    local started=$SECONDS count
-    while :; do
-        count=$(replication_field "$1" checkpoints)
-        [ -n "$count" ] && [ "$count" -ge "$2" ] && return 0
-        ((SECONDS - started > 120)) && { echo "only '${count}' checkpoints within 120 s"; return 1; }
-        sleep 0.2
-    done
-}
-
 start_client() {  # TAG
     rm -f "$work/stop-$1"
     ip netns exec "$client_ns" python3 "$client_py" "$guest" "$work/stop-$1" 200 >"$work/client-$1.log" 2>&1 &

@@ -6,8 +6,8 @@
 # namespaces, on_host, wait_for, wait_exit) it provides the topology with
 # two "hosts" in one namespace (tapA for the primary, tapB for the
 # secondary) and a client namespace; a.cfg and b.cfg (the same VM,
-# "guarded", each side with its own disk: no disk replication yet); and
-# replication_field.
+# "guarded", each side with its own disk, which protect makes the same);
+# replication_field and wait_for_checkpoints.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../support/e2e_lib.sh"
 
@@ -34,4 +34,14 @@ colo_test_begin() {  # NAME TAG: the work directory's and the namespaces' names
 replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty if none)
     on_host "$1" "$colo" status guarded --json 2>/dev/null |
         python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('$2',''))" 2>/dev/null
+}
+
+wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N (120 s at most)
+    local started=$SECONDS count
+    while :; do
+        count=$(replication_field "$1" checkpoints)
+        [ -n "$count" ] && [ "$count" -ge "$2" ] && return 0
+        ((SECONDS - started > 120)) && { echo "only '${count}' checkpoints within 120 s"; return 1; }
+        sleep 0.2
+    done
 }
