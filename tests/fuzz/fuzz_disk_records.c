@@ -37,6 +37,7 @@
 #include "crc32c.h"
 #include "disk_checkpoint_device.h"
 #include "disk_runs.h"
+#include "fuzz_stream_crcs.h"
 #include "fuzz_target.h"
 #include "machine.h"
 #include "memory_block_backend.h"
@@ -75,34 +76,6 @@ static void give_up(const char *what, const struct error *err)
 {
     fprintf(stderr, "fuzz_disk_records: %s%s%s\n", what, err ? ": " : "", err ? err->message : "");
     abort();
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* A copy of the input with the CRC of every whole record made right. */
-static const uint8_t *with_crcs_fixed(const uint8_t *data, size_t size)
-{
-    if (size > fixed_capacity) {
-        fixed_input = realloc(fixed_input, size);
-        if (!fixed_input)
-            abort();
-        fixed_capacity = size;
-    }
-    memcpy(fixed_input, data, size);
-    for (size_t offset = STREAM_HEADER_LENGTH; offset < size && size - offset >= STREAM_RECORD_HEADER_LENGTH;) {
-        uint8_t *record = fixed_input + offset;
-        size_t length = get_u32(record + 4);
-        if (length > size - offset - STREAM_RECORD_HEADER_LENGTH)
-            break;
-        uint32_t crc = crc32c_extend(crc32c(record, 8), record + STREAM_RECORD_HEADER_LENGTH, length);
-        for (unsigned i = 0; i < 4; i++)
-            record[8 + i] = (uint8_t)(crc >> (8 * i));
-        offset += STREAM_RECORD_HEADER_LENGTH + ((length + 7) & ~(size_t)7);
-    }
-    return fixed_input;
 }
 
 /* A machine with the first `count` disks, over scratch images nobody
@@ -359,7 +332,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool abort_epochs = data[0] & 4;
     data++, size--;
     if (fix_crcs && size > 0)
-        data = with_crcs_fixed(data, size);
+        data = fuzz_stream_with_crcs_fixed(data, size, &fixed_input, &fixed_capacity);
     if (ftruncate(input_fd, 0) < 0 || (size && pwrite(input_fd, data, size, 0) != (ssize_t)size) ||
         lseek(input_fd, 0, SEEK_SET) != 0)
         abort();

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "fuzz_stream_crcs.h"
 #include "fuzz_target.h"
 #include "machine_devices.h"
 #include "stream.h"
@@ -55,34 +56,6 @@ static struct stream_reader fresh_reader;
 static uint8_t ram_before[FUZZ_RAM_SIZE];
 static uint8_t *fixed_input;
 static size_t fixed_capacity;
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* A copy of the input with the CRC of every whole record made right. */
-static const uint8_t *with_crcs_fixed(const uint8_t *data, size_t size)
-{
-    if (size > fixed_capacity) {
-        fixed_input = realloc(fixed_input, size);
-        if (!fixed_input)
-            abort();
-        fixed_capacity = size;
-    }
-    memcpy(fixed_input, data, size);
-    for (size_t offset = STREAM_HEADER_LENGTH; offset < size && size - offset >= STREAM_RECORD_HEADER_LENGTH;) {
-        uint8_t *record = fixed_input + offset;
-        size_t length = get_u32(record + 4);
-        if (length > size - offset - STREAM_RECORD_HEADER_LENGTH)
-            break;
-        uint32_t crc = crc32c_extend(crc32c(record, 8), record + STREAM_RECORD_HEADER_LENGTH, length);
-        for (unsigned i = 0; i < 4; i++)
-            record[8 + i] = (uint8_t)(crc >> (8 * i));
-        offset += STREAM_RECORD_HEADER_LENGTH + ((length + 7) & ~(size_t)7);
-    }
-    return fixed_input;
-}
 
 static void save(struct state_writer *writer)
 {
@@ -242,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     machine = data[0] & 2 ? machine_with_disk : machine_without_disks;
     data++, size--;
     if (fix_crcs && size > 0)
-        data = with_crcs_fixed(data, size);
+        data = fuzz_stream_with_crcs_fixed(data, size, &fixed_input, &fixed_capacity);
     /* The input as a file the reader reads with read(), as from a socket. */
     if (ftruncate(input_fd, 0) < 0 || (size && pwrite(input_fd, data, size, 0) != (ssize_t)size) ||
         lseek(input_fd, 0, SEEK_SET) != 0)

@@ -1,0 +1,40 @@
+/* For the fuzz targets that read streams: most mutations break a record's
+ * CRC, and a stream with a bad CRC is rejected before anything else is
+ * looked at. These targets therefore also try each input with every whole
+ * record's CRC made right, so the checks behind the CRC get fuzzed too. */
+#ifndef COLO_TESTS_FUZZ_STREAM_CRCS_H
+#define COLO_TESTS_FUZZ_STREAM_CRCS_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc32c.h"
+#include "stream.h"
+
+/* The copy lives in *buffer (grown as needed, kept from input to input). */
+static inline const uint8_t *fuzz_stream_with_crcs_fixed(const uint8_t *data, size_t size, uint8_t **buffer,
+                                                         size_t *capacity)
+{
+    if (size > *capacity) {
+        *buffer = realloc(*buffer, size);
+        if (!*buffer)
+            abort();
+        *capacity = size;
+    }
+    uint8_t *fixed = *buffer;
+    memcpy(fixed, data, size);
+    for (size_t offset = STREAM_HEADER_LENGTH; offset < size && size - offset >= STREAM_RECORD_HEADER_LENGTH;) {
+        uint8_t *record = fixed + offset;
+        size_t length = (size_t)record[4] | (size_t)record[5] << 8 | (size_t)record[6] << 16 | (size_t)record[7] << 24;
+        if (length > size - offset - STREAM_RECORD_HEADER_LENGTH)
+            break;
+        uint32_t crc = crc32c_extend(crc32c(record, 8), record + STREAM_RECORD_HEADER_LENGTH, length);
+        for (unsigned i = 0; i < 4; i++)
+            record[8 + i] = (uint8_t)(crc >> (8 * i));
+        offset += STREAM_RECORD_HEADER_LENGTH + ((length + 7) & ~(size_t)7);
+    }
+    return fixed;
+}
+
+#endif
