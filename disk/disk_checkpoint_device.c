@@ -58,8 +58,28 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
                             primary_disk_backend(device->disk)->name);
     context.report.blocks = stats.epoch_blocks;
     primary_disk_epoch_clear(device->disk);
-    device->last = context.report;
+    /* With what the pre-copy sent of the same checkpoint. */
+    device->last = (struct primary_disk_checkpoint_report){
+        .blocks = context.report.blocks + device->precopied.blocks,
+        .bytes = context.report.bytes + device->precopied.bytes,
+        .records = context.report.records + device->precopied.records,
+        .precopy_bytes = device->precopied.bytes,
+    };
+    device->precopied = (struct primary_disk_checkpoint_report){ 0 };
     device->checkpoints_saved++;
+    return 0;
+}
+
+int primary_disk_device_precopy(struct primary_disk_device *device, struct stream_writer *writer, struct error *err)
+{
+    struct save_context context = { .device = device, .writer = writer, .err = err };
+    int result = primary_disk_precopy_for_each(device->disk, save_run, &context, err);
+    primary_disk_precopy_finish(device->disk);
+    if (result < 0)
+        return error_prefix(err, "disk %u (%s): sending the epoch's writes ahead of the pause: ", device->index,
+                            primary_disk_backend(device->disk)->name);
+    device->precopied.bytes += context.report.bytes;
+    device->precopied.records += context.report.records;
     return 0;
 }
 

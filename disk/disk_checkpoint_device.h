@@ -24,23 +24,31 @@
 
 /* What one checkpoint's save sent for a disk, for the checkpoint report. */
 struct primary_disk_checkpoint_report {
-    uint64_t blocks;  /* blocks the epoch wrote or discarded */
-    uint64_t bytes;   /* data bytes in the DISK_WRITE records */
-    uint64_t records; /* runs handed to the writer (a run past
-                         STREAM_MAX_DISK_WRITE is split by the writer) */
+    uint64_t blocks;        /* blocks the epoch wrote or discarded */
+    uint64_t bytes;         /* data bytes in the DISK_WRITE records */
+    uint64_t records;       /* runs handed to the writer (a run past
+                               STREAM_MAX_DISK_WRITE is split by the writer) */
+    uint64_t precopy_bytes; /* of bytes, sent by the pre-copy (VM running) */
 };
 
 /* The opaque of primary_disk_checkpoint_device. */
 struct primary_disk_device {
     struct primary_disk *disk;
     uint32_t index;
-    struct primary_disk_checkpoint_report last; /* the last save that succeeded */
+    struct primary_disk_checkpoint_report last;      /* the last save that succeeded */
+    struct primary_disk_checkpoint_report precopied; /* the current checkpoint's pre-copy so far */
     uint64_t checkpoints_saved;
 };
 
 extern const struct colo_checkpoint_device_ops primary_disk_checkpoint_device;
 
 void primary_disk_device_init(struct primary_disk_device *device, struct primary_disk *disk, uint32_t index);
+/* The checkpoint's pre-copy (VM running, after primary_disk_precopy_begin
+ * on the device's disk with the VM paused, whose count the caller adds to
+ * precopied.blocks): the moved-aside writes as DISK_WRITE records, then
+ * freed. The save's report adds them to its own (a block written before
+ * and after the pre-copy counts twice: it is sent twice). */
+int primary_disk_device_precopy(struct primary_disk_device *device, struct stream_writer *writer, struct error *err);
 /* The last checkpoint's counters (all zero before the first save). */
 void primary_disk_device_last_report(const struct primary_disk_device *device,
                                      struct primary_disk_checkpoint_report *report);

@@ -39,6 +39,7 @@ void disk_replication_primary_last_report(struct disk_replication_primary *repli
         report->blocks += replication->devices[i].last.blocks;
         report->bytes += replication->devices[i].last.bytes;
         report->records += replication->devices[i].last.records;
+        report->precopy_bytes += replication->devices[i].last.precopy_bytes;
     }
     pthread_mutex_unlock(&replication->lock);
 }
@@ -56,7 +57,32 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
     return status;
 }
 
+/* VM running: the epoch's writes so far go now, the pause sends only
+ * those since. The logs are swapped with the VM paused for that alone. */
+static int primary_precopy(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct disk_replication_primary *replication = opaque;
+    machine_pause(replication->sync.machine);
+    for (unsigned i = 0; i < replication->disk_count; i++)
+        if (replication->devices[i].disk)
+            replication->devices[i].precopied.blocks += primary_disk_precopy_begin(replication->devices[i].disk);
+    machine_resume(replication->sync.machine);
+    int status = 0;
+    pthread_mutex_lock(&replication->lock);
+    for (unsigned i = 0; i < replication->disk_count; i++) {
+        if (!replication->devices[i].disk)
+            continue;
+        if (status == 0)
+            status = primary_disk_device_precopy(&replication->devices[i], writer, err);
+        else
+            primary_disk_precopy_finish(replication->devices[i].disk); /* the loop ends on the error */
+    }
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
 const struct colo_checkpoint_device_ops disk_replication_primary_device = {
+    .precopy = primary_precopy,
     .save = primary_save,
 };
 

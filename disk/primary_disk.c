@@ -27,6 +27,11 @@ struct primary_disk {
      * `epoch` (the two are disjoint). bitmap_words words. */
     uint64_t *epoch_overflow;
     uint64_t epoch_overflow_blocks;
+    /* The part of the epoch a checkpoint's pre-copy moved aside
+     * (primary_disk_precopy_begin), same shape; empty otherwise. */
+    struct block_map precopy;
+    uint64_t *precopy_overflow;
+    uint64_t precopy_overflow_blocks;
     uint64_t *dirty_log; /* bitmap_words words */
     bool dirty_log_enabled;
     uint8_t *staging; /* PRIMARY_DISK_RUN_MAXIMUM_BYTES, for the iteration */
@@ -216,7 +221,9 @@ static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t
 static void free_disk(struct primary_disk *disk)
 {
     block_map_clear(&disk->epoch);
+    block_map_clear(&disk->precopy);
     free(disk->epoch_overflow);
+    free(disk->precopy_overflow);
     free(disk->dirty_log);
     free(disk->staging);
     free(disk);
@@ -256,11 +263,13 @@ struct primary_disk *primary_disk_create(struct block_backend *base, const struc
     uint64_t block_count = (base->size + PRIMARY_DISK_BLOCK_SIZE - 1) / PRIMARY_DISK_BLOCK_SIZE;
     size_t words = (size_t)((block_count + 63) / 64);
     uint64_t *epoch_overflow = calloc(words ? words : 1, sizeof *epoch_overflow);
+    uint64_t *precopy_overflow = calloc(words ? words : 1, sizeof *precopy_overflow);
     uint64_t *dirty_log = calloc(words ? words : 1, sizeof *dirty_log);
     uint8_t *staging = malloc(PRIMARY_DISK_RUN_MAXIMUM_BYTES);
-    if (!disk || !epoch_overflow || !dirty_log || !staging) {
+    if (!disk || !epoch_overflow || !precopy_overflow || !dirty_log || !staging) {
         free(disk);
         free(epoch_overflow);
+        free(precopy_overflow);
         free(dirty_log);
         free(staging);
         error_set(err, "out of memory for the primary disk of image %s", base->name);
@@ -276,6 +285,7 @@ struct primary_disk *primary_disk_create(struct block_backend *base, const struc
     disk->epoch_memory_limit_bytes = options ? options->epoch_memory_limit_bytes : 0;
     disk->block_count = block_count;
     disk->epoch_overflow = epoch_overflow;
+    disk->precopy_overflow = precopy_overflow;
     disk->dirty_log = dirty_log;
     disk->staging = staging;
     return disk;
@@ -329,12 +339,15 @@ static int sender_add_slot(struct sender *sender, const struct block_map_slot *s
     return 0;
 }
 
-int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
-                                struct error *err)
+/* The runs of one log (the epoch's, or the part the pre-copy moved
+ * aside): its copied blocks and its overflow ones, merged in offset
+ * order. */
+static int log_for_each(struct primary_disk *disk, const struct block_map *map, const uint64_t *overflow_bitmap,
+                        primary_disk_run_function run, void *opaque, struct error *err)
 {
     size_t count;
-    struct block_map_slot **sorted = block_map_sorted(&disk->epoch, &count);
-    if (!sorted && disk->epoch.count > 0) {
+    struct block_map_slot **sorted = block_map_sorted(map, &count);
+    if (!sorted && map->count > 0) {
         error_set(err, "out of memory to send the epoch's writes of image %s", disk->backend.name);
         return -ENOMEM;
     }
@@ -347,14 +360,14 @@ int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_func
     /* Two disjoint sets in offset order: the copied blocks (sorted) and the
      * overflow ones (the bitmap), merged. */
     size_t at = 0;
-    uint64_t overflow = bit_next(disk->epoch_overflow, 0, disk->block_count);
+    uint64_t overflow = bit_next(overflow_bitmap, 0, disk->block_count);
     while (result == 0 && (at < count || overflow < disk->block_count)) {
         if (at < count && sorted[at]->index < overflow) {
             result = sender_add_slot(&sender, sorted[at], err);
             at++;
         } else {
             result = sender_add(&sender, overflow * PRIMARY_DISK_BLOCK_SIZE, NULL, block_length(disk, overflow), err);
-            overflow = bit_next(disk->epoch_overflow, overflow + 1, disk->block_count);
+            overflow = bit_next(overflow_bitmap, overflow + 1, disk->block_count);
         }
     }
     if (result == 0)
@@ -363,12 +376,39 @@ int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_func
     return result;
 }
 
+int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
+                                struct error *err)
+{
+    return log_for_each(disk, &disk->epoch, disk->epoch_overflow, run, opaque, err);
+}
+
+uint64_t primary_disk_precopy_begin(struct primary_disk *disk)
+{
+    if (disk->precopy.count || disk->precopy_overflow_blocks)
+        abort(); /* the last pre-copy was not finished */
+    struct block_map map = disk->precopy;
+    disk->precopy = disk->epoch;
+    disk->epoch = map;
+    uint64_t *bitmap = disk->precopy_overflow;
+    disk->precopy_overflow = disk->epoch_overflow;
+    disk->epoch_overflow = bitmap;
+    disk->precopy_overflow_blocks = disk->epoch_overflow_blocks;
+    disk->epoch_overflow_blocks = 0;
+    return disk->precopy.count + disk->precopy_overflow_blocks;
+}
+
+int primary_disk_precopy_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
+                                  struct error *err)
+{
+    return log_for_each(disk, &disk->precopy, disk->precopy_overflow, run, opaque, err);
+}
+
 /* Bytes the iteration sends for the copied blocks. */
-static uint64_t epoch_copied_bytes(const struct primary_disk *disk)
+static uint64_t copied_bytes(const struct primary_disk *disk, const struct block_map *map)
 {
     uint64_t bytes = 0;
-    for (size_t at = 0; at < disk->epoch.capacity; at++) {
-        const struct block_map_slot *slot = &disk->epoch.slots[at];
+    for (size_t at = 0; at < map->capacity; at++) {
+        const struct block_map_slot *slot = &map->slots[at];
         if (!slot->used)
             continue;
         size_t length = block_length(disk, slot->index);
@@ -381,24 +421,36 @@ static uint64_t epoch_copied_bytes(const struct primary_disk *disk)
     return bytes;
 }
 
-static uint64_t epoch_overflow_bytes(const struct primary_disk *disk)
+static uint64_t overflow_bytes(const struct primary_disk *disk, const uint64_t *bitmap)
 {
     uint64_t bytes = 0;
-    for (uint64_t index = bit_next(disk->epoch_overflow, 0, disk->block_count); index < disk->block_count;
-         index = bit_next(disk->epoch_overflow, index + 1, disk->block_count))
+    for (uint64_t index = bit_next(bitmap, 0, disk->block_count); index < disk->block_count;
+         index = bit_next(bitmap, index + 1, disk->block_count))
         bytes += block_length(disk, index);
     return bytes;
 }
 
+/* Adds a log to the totals and empties it. */
+static void log_clear(struct primary_disk *disk, struct block_map *map, uint64_t *overflow_bitmap,
+                      uint64_t *overflow_blocks)
+{
+    disk->blocks_total += map->count + *overflow_blocks;
+    disk->bytes_total += copied_bytes(disk, map) + overflow_bytes(disk, overflow_bitmap);
+    disk->overflow_blocks_total += *overflow_blocks;
+    block_map_clear(map);
+    memset(overflow_bitmap, 0, primary_disk_bitmap_words(disk) * sizeof *overflow_bitmap);
+    *overflow_blocks = 0;
+}
+
+void primary_disk_precopy_finish(struct primary_disk *disk)
+{
+    log_clear(disk, &disk->precopy, disk->precopy_overflow, &disk->precopy_overflow_blocks);
+}
+
 void primary_disk_epoch_clear(struct primary_disk *disk)
 {
-    disk->blocks_total += disk->epoch.count + disk->epoch_overflow_blocks;
-    disk->bytes_total += epoch_copied_bytes(disk) + epoch_overflow_bytes(disk);
-    disk->overflow_blocks_total += disk->epoch_overflow_blocks;
+    log_clear(disk, &disk->epoch, disk->epoch_overflow, &disk->epoch_overflow_blocks);
     disk->epochs_cleared++;
-    block_map_clear(&disk->epoch);
-    memset(disk->epoch_overflow, 0, primary_disk_bitmap_words(disk) * sizeof *disk->epoch_overflow);
-    disk->epoch_overflow_blocks = 0;
 }
 
 void primary_disk_dirty_log_enable(struct primary_disk *disk, bool enable)
@@ -438,7 +490,7 @@ void primary_disk_get_stats(const struct primary_disk *disk, struct primary_disk
 {
     *stats = (struct primary_disk_stats){
         .epoch_blocks = disk->epoch.count + disk->epoch_overflow_blocks,
-        .epoch_bytes = epoch_copied_bytes(disk) + epoch_overflow_bytes(disk),
+        .epoch_bytes = copied_bytes(disk, &disk->epoch) + overflow_bytes(disk, disk->epoch_overflow),
         .epoch_overflow_blocks = disk->epoch_overflow_blocks,
         .epoch_memory_bytes = disk->epoch.count * (uint64_t)PRIMARY_DISK_BLOCK_SIZE,
         .epochs_cleared = disk->epochs_cleared,

@@ -110,6 +110,22 @@ int primary_disk_epoch_for_each(struct primary_disk *disk, primary_disk_run_func
  * totals. The next epoch begins. */
 void primary_disk_epoch_clear(struct primary_disk *disk);
 
+/* The checkpoint's pre-copy: most of an epoch's writes go to the
+ * secondary while the VM still runs, so the pause sends only those since.
+ *
+ * _begin (VM paused, the previous pre-copy finished) moves the epoch's log
+ * so far aside and starts an empty one; it returns the blocks moved.
+ * _for_each (VM running) hands their runs to `run` like
+ * primary_disk_epoch_for_each; overflow blocks are read from the base
+ * now, and a block the guest writes meanwhile is in the new epoch too, so
+ * its later record (sent with the VM paused) wins at the secondary, which
+ * applies a checkpoint's records in order. _finish frees what was moved
+ * aside and adds it to the totals. */
+uint64_t primary_disk_precopy_begin(struct primary_disk *disk);
+int primary_disk_precopy_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
+                                  struct error *err);
+void primary_disk_precopy_finish(struct primary_disk *disk);
+
 /* Words of a dirty bitmap for this disk (bit i: block i of
  * PRIMARY_DISK_BLOCK_SIZE bytes; the last block may be short). */
 size_t primary_disk_bitmap_words(const struct primary_disk *disk);

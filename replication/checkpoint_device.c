@@ -62,6 +62,18 @@ static int device_failed(struct error *err, const struct colo_checkpoint_device 
     return error_set(err, "checkpoint device %s failed in %s: %s", device->name, phase, cause->message);
 }
 
+int colo_checkpoint_devices_precopy(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                    struct error *err)
+{
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        struct error cause = { "" };
+        if (device->ops->precopy && device->ops->precopy(device->opaque, writer, &cause) < 0)
+            return device_failed(err, device, "precopy", &cause);
+    }
+    return 0;
+}
+
 int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                  struct error *err)
 {

@@ -6,6 +6,10 @@
  *   setup       once, after the initial copy, before the VM first runs
  *   commit      at the start of every interval (the previous checkpoint is
  *               now the committed state)
+ *   precopy     primary, after CHECKPOINT_NEW with the VM still running
+ *               (the pre-copy, colo_primary_options.precopy): records that
+ *               go in the checkpoint ahead of the pause, so it sends less
+ *               (a disk's writes of the epoch so far)
  *   postsuspend after the VM paused for a checkpoint
  *   save        primary, VM paused: the device's part of the checkpoint, as
  *               stream records after the pages and before the machine state
@@ -36,6 +40,7 @@ struct colo_checkpoint_device_ops {
     int (*postsuspend)(void *opaque);
     int (*preresume)(void *opaque);
     int (*commit)(void *opaque);
+    int (*precopy)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*save)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*load)(void *opaque, const struct stream_reader *reader, struct error *err);
     void (*release)(void *opaque);
@@ -72,6 +77,8 @@ int colo_checkpoint_devices_call(struct colo_checkpoint_devices *devices, enum c
                                  struct error *err);
 /* The phases with arguments: each device in order; the first failure stops
  * and its error names the device. */
+int colo_checkpoint_devices_precopy(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                    struct error *err);
 int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                  struct error *err);
 int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,

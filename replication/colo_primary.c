@@ -353,8 +353,9 @@ static int send_precopy(struct colo_primary *primary, uint64_t *pages_sent, stru
             return fail(primary, err, "sending the checkpoint's pre-copy", &cause);
         kill_point(primary, COLO_KILL_MID_PAGES);
     }
-    if (count && (stream_write_pages(&primary->writer, primary->pvm, primary->pages, count, &cause) < 0 ||
-                  stream_flush(&primary->writer, &cause) < 0))
+    if ((count && stream_write_pages(&primary->writer, primary->pvm, primary->pages, count, &cause) < 0) ||
+        colo_checkpoint_devices_precopy(&primary->devices, &primary->writer, &cause) < 0 ||
+        stream_flush(&primary->writer, &cause) < 0)
         return fail(primary, err, "sending the checkpoint's pre-copy", &cause);
     *pages_sent = count;
     return 0;

@@ -26,6 +26,7 @@ static void post_checkpoint_event(void *opaque, const struct colo_checkpoint_rep
     json_t *fields = vm_replication_checkpoint_report_json(report);
     json_object_set_new(fields, "disk_blocks", json_integer((json_int_t)disk.blocks));
     json_object_set_new(fields, "disk_bytes", json_integer((json_int_t)disk.bytes));
+    json_object_set_new(fields, "disk_precopy_bytes", json_integer((json_int_t)disk.precopy_bytes));
     json_t *event = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "checkpoint", "checkpoint", fields);
     if (event) {
         vm_control_post_event(replication->control, event);

@@ -355,10 +355,17 @@ static void test_model(void)
     uint8_t *data = malloc(size);
     uint64_t sectors = size / SECTOR;
     srand(11);
-    uint64_t overflow_seen = 0;
+    uint64_t overflow_seen = 0, precopied = 0;
     for (int epoch = 0; epoch < 300; epoch++) {
         int requests = rand() % 24;
+        /* Every other epoch has a checkpoint pre-copy halfway: what was
+         * written so far is moved aside and sent first, the rest (and
+         * what is written again) after; in that order they give the base. */
+        bool precopy = epoch % 2 == 1;
+        struct run_log precopy_log = { .image = previous, .well_formed = true };
         for (int request = 0; request < requests; request++) {
+            if (precopy && request == requests / 2)
+                precopied += primary_disk_precopy_begin(disk);
             uint64_t first = (uint64_t)rand() % sectors;
             uint64_t count = 1 + (uint64_t)rand() % 20;
             if (first + count > sectors)
@@ -375,12 +382,19 @@ static void test_model(void)
         struct primary_disk_stats stats;
         primary_disk_get_stats(disk, &stats);
         overflow_seen += stats.epoch_overflow_blocks;
+        if (precopy) {
+            struct error err;
+            CHECK(primary_disk_precopy_for_each(disk, log_run, &precopy_log, &err) == 0 && precopy_log.well_formed,
+                  "epoch %d: the pre-copy's runs", epoch);
+            primary_disk_precopy_finish(disk);
+        }
         iterate(disk, previous, __LINE__);
         CHECK(memcmp(previous, memory->bytes, size) == 0, "epoch %d: the runs applied do not give the base", epoch);
         memcpy(previous, memory->bytes, size); /* one failure is reported once */
         primary_disk_epoch_clear(disk);
     }
     CHECK(overflow_seen > 0, "the model never passed the memory bound");
+    CHECK(precopied > 0, "the model never pre-copied a block");
     free(previous);
     free(data);
     block_backend_destroy(backend);
