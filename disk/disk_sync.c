@@ -23,6 +23,17 @@ void disk_sync_hash(const void *data, size_t length, uint8_t hash[16])
     memcpy(hash, canonical.digest, 16);
 }
 
+/* The chunk's hash without reading it when it lies in a hole (all zeros):
+ * 1; 0 when it must be read. */
+static int hash_if_hole(struct block_backend *image, uint64_t offset, size_t length, uint8_t hash[16])
+{
+    if (block_backend_next_data(image, offset) < offset + length)
+        return 0;
+    static const uint8_t zeros[DISK_SYNC_CHUNK_SIZE];
+    disk_sync_hash(zeros, length, hash);
+    return 1;
+}
+
 static uint64_t chunk_count(uint64_t size)
 {
     return (size + DISK_SYNC_CHUNK_SIZE - 1) / DISK_SYNC_CHUNK_SIZE;
@@ -237,11 +248,16 @@ static int send_differing_chunks(struct disk_sync_source *sync, struct stream_wr
         for (uint64_t chunk = 0; chunk < chunk_count(size); chunk++) {
             uint64_t offset = chunk * DISK_SYNC_CHUNK_SIZE;
             size_t length = chunk_length(size, chunk);
-            if (read_image(disk, i, offset, sync->buffer, length, err) < 0)
-                return -1;
             uint8_t hash[16];
-            disk_sync_hash(sync->buffer, length, hash);
+            bool hole = hash_if_hole(disk->image, offset, length, hash);
+            if (!hole && read_image(disk, i, offset, sync->buffer, length, err) < 0)
+                return -1;
+            if (!hole)
+                disk_sync_hash(sync->buffer, length, hash);
             if (memcmp(hash, hashes[i] + chunk * STREAM_DISK_HASH_SIZE, 16) != 0) {
+                /* A hole here and data there: the zeros go over. */
+                if (hole)
+                    memset(sync->buffer, 0, length);
                 atomic_fetch_add(&sync->chunks_differing, 1);
                 if (send_data(sync, writer, i, offset, length, err) < 0)
                     return -1;
@@ -397,13 +413,16 @@ static int send_hashes(void *opaque, int fd, struct error *err)
         uint64_t chunks = chunk_count(image->size), first = 0;
         for (uint64_t c = 0; c < chunks; c++) {
             size_t length = chunk_length(image->size, c);
-            int result = block_backend_read(image, c * DISK_SYNC_CHUNK_SIZE, chunk, length);
-            if (result < 0) {
-                errno = -result;
-                error_set_errno(err, "disk %u (%s): reading it to compare with the source's", i, image->name);
-                goto done;
+            uint8_t *hash = hashes + (c - first) * STREAM_DISK_HASH_SIZE;
+            if (!hash_if_hole(image, c * DISK_SYNC_CHUNK_SIZE, length, hash)) {
+                int result = block_backend_read(image, c * DISK_SYNC_CHUNK_SIZE, chunk, length);
+                if (result < 0) {
+                    errno = -result;
+                    error_set_errno(err, "disk %u (%s): reading it to compare with the source's", i, image->name);
+                    goto done;
+                }
+                disk_sync_hash(chunk, length, hash);
             }
-            disk_sync_hash(chunk, length, hashes + (c - first) * STREAM_DISK_HASH_SIZE);
             sync->bytes_hashed += length;
             if (c + 1 - first == HASHES_PER_RECORD || c + 1 == chunks) {
                 if (stream_write_disk_hashes(&writer, i, DISK_SYNC_CHUNK_SIZE, image->size, first, hashes,

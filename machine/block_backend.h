@@ -30,6 +30,12 @@ struct block_backend_ops {
     /* The range's contents are no longer needed: they may read as zeros
      * or as what they were. Refused (-EROFS) by a read-only backend. */
     int (*discard)(struct block_backend *backend, uint64_t offset, uint64_t length);
+    /* Optional: the first offset at or after `offset` that may hold data
+     * (bytes before it, from `offset` on, read as zeros: a hole), or the
+     * size when none does. Lets a reader skip holes instead of reading
+     * zeros (the disks' sync hashes a 2 GiB mostly empty image). Without
+     * it, every byte may hold data. */
+    uint64_t (*next_data)(struct block_backend *backend, uint64_t offset);
     /* Releases everything, the backend itself included. */
     void (*destroy)(struct block_backend *backend);
 };
@@ -59,6 +65,11 @@ static inline int block_backend_flush(struct block_backend *backend)
 static inline int block_backend_discard(struct block_backend *backend, uint64_t offset, uint64_t length)
 {
     return backend->ops->discard(backend, offset, length);
+}
+
+static inline uint64_t block_backend_next_data(struct block_backend *backend, uint64_t offset)
+{
+    return backend->ops->next_data ? backend->ops->next_data(backend, offset) : offset;
 }
 
 static inline void block_backend_destroy(struct block_backend *backend)

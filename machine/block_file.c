@@ -87,6 +87,20 @@ static int file_discard(struct block_backend *backend, uint64_t offset, uint64_t
     return result < 0 ? -errno : 0;
 }
 
+/* lseek's SEEK_DATA: the filesystem knows its holes (and its unwritten
+ * extents, with the page cache in view). Any failure but "no data after
+ * this" counts as data, so nothing is ever skipped that might hold some. */
+static uint64_t file_next_data(struct block_backend *backend, uint64_t offset)
+{
+    struct block_file *file = (struct block_file *)backend;
+    if (offset >= backend->size)
+        return backend->size;
+    off_t data = lseek(file->fd, (off_t)offset, SEEK_DATA);
+    if (data < 0)
+        return errno == ENXIO ? backend->size : offset;
+    return (uint64_t)data < backend->size ? (uint64_t)data : backend->size;
+}
+
 static void file_destroy(struct block_backend *backend)
 {
     struct block_file *file = (struct block_file *)backend;
@@ -101,6 +115,7 @@ static const struct block_backend_ops file_ops = {
     .write = file_write,
     .flush = file_flush,
     .discard = file_discard,
+    .next_data = file_next_data,
     .destroy = file_destroy,
 };
 
