@@ -90,3 +90,59 @@ void block_map_clear(struct block_map *map)
     free(map->slots);
     *map = (struct block_map){ 0 };
 }
+
+void block_map_clear_into(struct block_map *map, struct block_pool *pool)
+{
+    for (size_t at = 0; at < map->capacity; at++)
+        if (map->slots[at].used) {
+            block_pool_put(pool, map->slots[at].data);
+            map->slots[at].data = NULL;
+        }
+    block_map_clear(map);
+}
+
+void block_pool_init(struct block_pool *pool, size_t block_size, size_t limit)
+{
+    *pool = (struct block_pool){ .limit = limit, .block_size = block_size };
+    pthread_mutex_init(&pool->lock, NULL);
+}
+
+void block_pool_destroy(struct block_pool *pool)
+{
+    for (size_t i = 0; i < pool->count; i++)
+        free(pool->blocks[i]);
+    free(pool->blocks);
+    pool->blocks = NULL;
+    pool->count = 0;
+    pthread_mutex_destroy(&pool->lock);
+}
+
+void *block_pool_get(struct block_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    void *block = pool->count ? pool->blocks[--pool->count] : NULL;
+    pthread_mutex_unlock(&pool->lock);
+    return block ? block : malloc(pool->block_size);
+}
+
+void block_pool_put(struct block_pool *pool, void *block)
+{
+    if (!block)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    if (pool->count == pool->limit) {
+        pthread_mutex_unlock(&pool->lock);
+        free(block);
+        return;
+    }
+    if (!pool->blocks) {
+        pool->blocks = malloc(pool->limit * sizeof *pool->blocks);
+        if (!pool->blocks) {
+            pthread_mutex_unlock(&pool->lock);
+            free(block);
+            return;
+        }
+    }
+    pool->blocks[pool->count++] = block;
+    pthread_mutex_unlock(&pool->lock);
+}

@@ -6,6 +6,7 @@
 #ifndef COLO_DISK_BLOCK_MAP_H
 #define COLO_DISK_BLOCK_MAP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,5 +42,27 @@ struct block_map_slot **block_map_sorted(const struct block_map *map, size_t *co
 
 /* Drops every entry and frees their data and the table. */
 void block_map_clear(struct block_map *map);
+
+/* Blocks an epoch freed, kept for the next: a disk's maps are emptied at
+ * every checkpoint and filled again right after, and handing the memory
+ * back to the system only to fault it in again cost more than the copying
+ * (docs/benchmarks.md, "Disk replication: checkpoint cost"). Up to
+ * `limit` blocks are kept; beyond, they are freed. Thread-safe: a primary
+ * disk's machine thread takes blocks while its loop gives the pre-copy's
+ * back. */
+struct block_pool {
+    pthread_mutex_t lock;
+    void **blocks;
+    size_t count, limit, block_size;
+};
+
+void block_pool_init(struct block_pool *pool, size_t block_size, size_t limit);
+void block_pool_destroy(struct block_pool *pool);
+/* A block of block_size bytes (contents undefined); NULL when out of memory. */
+void *block_pool_get(struct block_pool *pool);
+/* Takes a block back (NULL is ignored). */
+void block_pool_put(struct block_pool *pool, void *block);
+/* block_map_clear, with the entries' data given to the pool. */
+void block_map_clear_into(struct block_map *map, struct block_pool *pool);
 
 #endif

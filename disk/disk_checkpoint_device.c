@@ -108,6 +108,47 @@ void secondary_disk_device_failover_report(const struct secondary_disk_device *d
     *report = device->failover;
 }
 
+int secondary_disk_device_buffer_write(struct secondary_disk_device *device, const struct stream_disk_write *write,
+                                       struct error *err)
+{
+    if (secondary_disk_buffer_write(device->disk, write->offset, write->data, write->length, err) < 0) {
+        secondary_disk_checkpoint_abort(device->disk);
+        return error_prefix(err, "disk %u (%s): buffering the primary's write: ", device->index,
+                            secondary_disk_backend(device->disk)->name);
+    }
+    device->pending_records++;
+    return 0;
+}
+
+int secondary_disk_device_buffer(struct secondary_disk_device *device, const struct stream_reader *reader,
+                                 struct error *err)
+{
+    size_t cursor = 0, length;
+    const uint8_t *body;
+    while (stream_received_disk_write_next(reader, &cursor, &body, &length)) {
+        struct stream_disk_write write;
+        stream_disk_write_fields(body, length, &write);
+        if (write.disk != device->index)
+            continue; /* another disk's device takes it */
+        if (secondary_disk_device_buffer_write(device, &write, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int secondary_disk_device_commit(struct secondary_disk_device *device, struct error *err)
+{
+    struct secondary_disk_fold_report report;
+    if (secondary_disk_checkpoint_commit(device->disk, &report, err) < 0)
+        return error_prefix(err, "disk %u (%s): committing the checkpoint: ", device->index,
+                            secondary_disk_backend(device->disk)->name);
+    device->last_commit = report;
+    device->last_records = device->pending_records;
+    device->pending_records = 0;
+    device->checkpoints_loaded++;
+    return 0;
+}
+
 /* The checkpoint just received arrived whole and was applied: its writes
  * for this disk into the buffer, then into the base. The buffer is only
  * filled here, so a checkpoint cut off (load never called) leaves the disk
@@ -118,28 +159,9 @@ void secondary_disk_device_failover_report(const struct secondary_disk_device *d
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {
     struct secondary_disk_device *device = opaque;
-    const char *name = secondary_disk_backend(device->disk)->name;
-    size_t cursor = 0, length;
-    const uint8_t *body;
-    uint64_t records = 0;
-    while (stream_received_disk_write_next(reader, &cursor, &body, &length)) {
-        struct stream_disk_write write;
-        stream_disk_write_fields(body, length, &write);
-        if (write.disk != device->index)
-            continue; /* another disk's device takes it */
-        if (secondary_disk_buffer_write(device->disk, write.offset, write.data, write.length, err) < 0) {
-            secondary_disk_checkpoint_abort(device->disk);
-            return error_prefix(err, "disk %u (%s): buffering the checkpoint's write: ", device->index, name);
-        }
-        records++;
-    }
-    struct secondary_disk_fold_report report;
-    if (secondary_disk_checkpoint_commit(device->disk, &report, err) < 0)
-        return error_prefix(err, "disk %u (%s): committing the checkpoint: ", device->index, name);
-    device->last_commit = report;
-    device->last_records = records;
-    device->checkpoints_loaded++;
-    return 0;
+    if (secondary_disk_device_buffer(device, reader, err) < 0)
+        return -1;
+    return secondary_disk_device_commit(device, err);
 }
 
 /* The SVM takes over: its own writes since the last checkpoint become the

@@ -21,6 +21,7 @@
 #include "checkpoint_device.h"
 #include "primary_disk.h"
 #include "secondary_disk.h"
+#include "stream.h"
 
 /* What one checkpoint's save sent for a disk, for the checkpoint report. */
 struct primary_disk_checkpoint_report {
@@ -59,13 +60,25 @@ struct secondary_disk_device {
     uint32_t index;
     struct secondary_disk_fold_report last_commit; /* the last load's fold */
     struct secondary_disk_fold_report failover;    /* the failover's fold */
-    uint64_t last_records;                         /* DISK_WRITE records the last load buffered */
+    uint64_t last_records;                         /* DISK_WRITE records the last commit folded */
+    uint64_t pending_records;                      /* buffered since the last commit */
     uint64_t checkpoints_loaded;
 };
 
 extern const struct colo_checkpoint_device_ops secondary_disk_checkpoint_device;
 
 void secondary_disk_device_init(struct secondary_disk_device *device, struct secondary_disk *disk, uint32_t index);
+
+/* The parts of the device's load, for a caller that buffers and commits
+ * at different moments (disk_replication.h folds after SVM_READY, and
+ * buffers writes streamed ahead of the checkpoint): buffer one write, or
+ * the run's writes for this disk; a refused write aborts the epoch (the
+ * buffer is dropped) and fails. Commit folds the buffer into the base. */
+int secondary_disk_device_buffer_write(struct secondary_disk_device *device, const struct stream_disk_write *write,
+                                       struct error *err);
+int secondary_disk_device_buffer(struct secondary_disk_device *device, const struct stream_reader *reader,
+                                 struct error *err);
+int secondary_disk_device_commit(struct secondary_disk_device *device, struct error *err);
 /* The fold of the last checkpoint that loaded (all zero before the first). */
 void secondary_disk_device_last_commit(const struct secondary_disk_device *device,
                                        struct secondary_disk_fold_report *report);

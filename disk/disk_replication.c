@@ -145,6 +145,9 @@ static int secondary_setup(void *opaque)
     return 0;
 }
 
+/* The checkpoint arrived whole and the SVM holds its memory: its disk
+ * writes into the buffers. The fold into the bases waits for preresume,
+ * after SVM_READY: the primary's pause does not wait for it. */
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {
     struct disk_replication_secondary *replication = opaque;
@@ -159,20 +162,47 @@ static int secondary_load(void *opaque, const struct stream_reader *reader, stru
     int status = 0;
     pthread_mutex_lock(&replication->lock);
     for (unsigned i = 0; i < replication->disk_count && status == 0; i++)
-        if (replication->devices[i].disk &&
-            secondary_disk_checkpoint_device.load(&replication->devices[i], reader, err) < 0)
+        if (replication->devices[i].disk && secondary_disk_device_buffer(&replication->devices[i], reader, err) < 0)
             status = -1;
+    replication->loaded = status == 0;
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
+/* Lock held: folds every disk's buffer of a loaded checkpoint. */
+static int commit_loaded(struct disk_replication_secondary *replication, struct error *err)
+{
+    if (!replication->loaded)
+        return 0;
+    replication->loaded = false;
+    for (unsigned i = 0; i < replication->disk_count; i++)
+        if (replication->devices[i].disk && secondary_disk_device_commit(&replication->devices[i], err) < 0)
+            return -1;
+    return 0;
+}
+
+/* After SVM_READY, before the SVM resumes. A failed fold leaves a broken
+ * disk: the loop ends and the secondary refuses to take over. */
+static int secondary_preresume(void *opaque)
+{
+    struct disk_replication_secondary *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    int status = commit_loaded(replication, &replication->commit_error);
     pthread_mutex_unlock(&replication->lock);
     return status;
 }
 
 /* Every disk, even after one failed: the VM runs here now whatever
- * happens (colo_checkpoint_devices_failover); the first error. */
+ * happens (colo_checkpoint_devices_failover); the first error. A
+ * checkpoint that was loaded but not yet folded (the loop ended between
+ * SVM_READY and preresume) is the SVM's memory already: folded first. */
 static int secondary_failover(void *opaque, struct error *err)
 {
     struct disk_replication_secondary *replication = opaque;
     int status = 0;
     pthread_mutex_lock(&replication->lock);
+    if (commit_loaded(replication, err) < 0)
+        status = -1;
     for (unsigned i = 0; i < replication->disk_count; i++) {
         struct error cause;
         if (replication->devices[i].disk &&
@@ -214,5 +244,6 @@ void disk_replication_secondary_get_stats(struct disk_replication_secondary *rep
 const struct colo_checkpoint_device_ops disk_replication_secondary_device = {
     .setup = secondary_setup,
     .load = secondary_load,
+    .preresume = secondary_preresume,
     .failover = secondary_failover,
 };

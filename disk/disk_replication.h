@@ -11,8 +11,10 @@
  *   secondary  the initial copy writes the primary's blocks straight into
  *              the images (disk_sync_destination); setup, before the SVM
  *              first runs, wraps every writable disk in a secondary_disk;
- *              each checkpoint's load buffers and commits its disk's
- *              records; failover folds the SVM's own writes. A record for
+ *              each checkpoint's load buffers its disks' records, and
+ *              preresume (after SVM_READY: not in the primary's pause)
+ *              folds them into the bases; failover folds a loaded
+ *              checkpoint not yet folded, then the SVM's own writes. A record for
  *              a disk that is read-only here is an error, never ignored.
  *
  * The wrappers belong to the virtio-blk devices once in place (the
@@ -54,6 +56,8 @@ struct disk_replication_secondary {
     unsigned disk_count;
     struct secondary_disk_device devices[MACHINE_MAX_DISKS]; /* .disk NULL: read-only here */
     struct error setup_error;                                /* why setup failed (the phase has no error argument) */
+    struct error commit_error;                               /* why preresume's fold failed (the same) */
+    bool loaded;                                             /* a checkpoint's writes are buffered, not yet folded */
     /* Guards the devices and their disks' statistics: the loop loads,
      * status reads. */
     pthread_mutex_t lock;

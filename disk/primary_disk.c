@@ -14,6 +14,9 @@ _Static_assert((int)PRIMARY_DISK_BLOCK_SIZE == (int)DISK_BLOCK_SIZE &&
                "the primary's disk uses disk_runs.h's blocks");
 _Static_assert(PRIMARY_DISK_RUN_MAXIMUM_BYTES % PRIMARY_DISK_BLOCK_SIZE == 0, "a run holds whole blocks");
 
+/* Freed blocks kept for the next epoch: 64 MiB at most. */
+enum { PRIMARY_DISK_POOL_BLOCKS = 16384 };
+
 struct primary_disk {
     struct block_backend backend; /* first: the backend pointer is the disk's */
     struct block_backend *base;   /* owned */
@@ -34,7 +37,8 @@ struct primary_disk {
     uint64_t precopy_overflow_blocks;
     uint64_t *dirty_log; /* bitmap_words words */
     bool dirty_log_enabled;
-    uint8_t *staging; /* PRIMARY_DISK_RUN_MAXIMUM_BYTES, for the iteration */
+    struct block_pool pool; /* the logs' blocks, from epoch to epoch */
+    uint8_t *staging;       /* PRIMARY_DISK_RUN_MAXIMUM_BYTES, for the iteration */
     uint64_t epochs_cleared;
     uint64_t blocks_total;
     uint64_t bytes_total;
@@ -120,12 +124,12 @@ static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8
             if (!slot) {
                 uint64_t held = (disk->epoch.count + 1) * (uint64_t)PRIMARY_DISK_BLOCK_SIZE;
                 bool within = disk->epoch_memory_limit_bytes == 0 || held <= disk->epoch_memory_limit_bytes;
-                uint8_t *block = within ? malloc(PRIMARY_DISK_BLOCK_SIZE) : NULL;
+                uint8_t *block = within ? block_pool_get(&disk->pool) : NULL;
                 slot = block ? block_map_insert(&disk->epoch, index) : NULL;
                 if (slot)
                     slot->data = block;
                 else {
-                    free(block);
+                    block_pool_put(&disk->pool, block);
                     bit_set(disk->epoch_overflow, index);
                     disk->epoch_overflow_blocks++;
                 }
@@ -222,6 +226,7 @@ static void free_disk(struct primary_disk *disk)
 {
     block_map_clear(&disk->epoch);
     block_map_clear(&disk->precopy);
+    block_pool_destroy(&disk->pool);
     free(disk->epoch_overflow);
     free(disk->precopy_overflow);
     free(disk->dirty_log);
@@ -286,6 +291,7 @@ struct primary_disk *primary_disk_create(struct block_backend *base, const struc
     disk->block_count = block_count;
     disk->epoch_overflow = epoch_overflow;
     disk->precopy_overflow = precopy_overflow;
+    block_pool_init(&disk->pool, PRIMARY_DISK_BLOCK_SIZE, PRIMARY_DISK_POOL_BLOCKS);
     disk->dirty_log = dirty_log;
     disk->staging = staging;
     return disk;
@@ -437,7 +443,7 @@ static void log_clear(struct primary_disk *disk, struct block_map *map, uint64_t
     disk->blocks_total += map->count + *overflow_blocks;
     disk->bytes_total += copied_bytes(disk, map) + overflow_bytes(disk, overflow_bitmap);
     disk->overflow_blocks_total += *overflow_blocks;
-    block_map_clear(map);
+    block_map_clear_into(map, &disk->pool);
     memset(overflow_bitmap, 0, primary_disk_bitmap_words(disk) * sizeof *overflow_bitmap);
     *overflow_blocks = 0;
 }

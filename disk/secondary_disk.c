@@ -18,6 +18,8 @@ enum {
      * into one buffer of this size. */
     FOLD_STAGING_BYTES = 64 * SECONDARY_DISK_BLOCK_SIZE,
     ALL_SECTORS = (1u << DISK_SECTORS_PER_BLOCK) - 1,
+    /* Freed blocks a pool keeps for the next epoch: 64 MiB. */
+    SECONDARY_DISK_POOL_BLOCKS = 16384,
 };
 _Static_assert((int)SECONDARY_DISK_BLOCK_SIZE == (int)DISK_BLOCK_SIZE &&
                    (int)SECONDARY_DISK_SECTOR_SIZE == (int)DISK_SECTOR_SIZE,
@@ -47,6 +49,10 @@ struct secondary_disk {
      * buffer lacks part of the epoch, so only an abort may end it. */
     bool epoch_incomplete;
     uint8_t *staging; /* FOLD_STAGING_BYTES */
+    /* Freed blocks kept for the next epoch, one pool per map: the buffer
+     * is filled on the replication loop's thread, the overlay on the
+     * machine's. */
+    struct block_pool buffer_pool, overlay_pool;
     uint64_t checkpoints_committed;
     uint64_t checkpoints_aborted;
     uint64_t folded_blocks_total;
@@ -146,7 +152,7 @@ static struct block_map_slot *overlay_block(struct secondary_disk *disk, uint64_
     struct block_map_slot *slot = block_map_find(&disk->overlay, index);
     if (slot && slot->data)
         return slot;
-    uint8_t *data = malloc(SECONDARY_DISK_BLOCK_SIZE);
+    uint8_t *data = block_pool_get(&disk->overlay_pool);
     if (!data) {
         *result = -ENOMEM;
         return NULL;
@@ -157,14 +163,14 @@ static struct block_map_slot *overlay_block(struct secondary_disk *disk, uint64_
     else if (!whole) {
         int read_result = block_backend_read(disk->base, index * SECONDARY_DISK_BLOCK_SIZE, data, length);
         if (read_result < 0) {
-            free(data);
+            block_pool_put(&disk->overlay_pool, data);
             *result = read_result;
             return NULL;
         }
     }
     slot = block_map_insert(&disk->overlay, index);
     if (!slot) {
-        free(data);
+        block_pool_put(&disk->overlay_pool, data);
         *result = -ENOMEM;
         return NULL;
     }
@@ -233,7 +239,7 @@ static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t
             struct block_map_slot *slot = block_map_insert(&disk->overlay, part.index);
             if (!slot)
                 return -ENOMEM;
-            free(slot->data);
+            block_pool_put(&disk->overlay_pool, slot->data);
             slot->data = NULL;
             slot->sectors = ALL_SECTORS;
         } else {
@@ -253,6 +259,8 @@ static void disk_destroy(struct block_backend *backend)
     struct secondary_disk *disk = (struct secondary_disk *)backend;
     block_map_clear(&disk->overlay);
     block_map_clear(&disk->buffer);
+    block_pool_destroy(&disk->buffer_pool);
+    block_pool_destroy(&disk->overlay_pool);
     block_backend_destroy(disk->base);
     if (disk->spill_fd >= 0)
         close(disk->spill_fd);
@@ -331,6 +339,11 @@ struct secondary_disk *secondary_disk_create(struct block_backend *base, const s
     disk->base = base;
     disk->buffer_limit_bytes = options ? options->buffer_limit_bytes : 0;
     disk->staging = staging;
+    /* As much as the buffer may hold in memory (64 MiB without a bound). */
+    size_t pool_blocks = disk->buffer_limit_bytes ? (size_t)(disk->buffer_limit_bytes / SECONDARY_DISK_BLOCK_SIZE)
+                                                  : SECONDARY_DISK_POOL_BLOCKS;
+    block_pool_init(&disk->buffer_pool, SECONDARY_DISK_BLOCK_SIZE, pool_blocks);
+    block_pool_init(&disk->overlay_pool, SECONDARY_DISK_BLOCK_SIZE, SECONDARY_DISK_POOL_BLOCKS);
     return disk;
 }
 
@@ -373,7 +386,7 @@ static int spill_read(const struct secondary_disk *disk, uint64_t offset, uint8_
 /* Drops the buffer, the spill file's blocks with it. */
 static void buffer_clear(struct secondary_disk *disk)
 {
-    block_map_clear(&disk->buffer);
+    block_map_clear_into(&disk->buffer, &disk->buffer_pool);
     /* A truncate that fails only keeps the space: the next epoch's blocks
      * start again at offset 0 and write over it, and only the sectors
      * they wrote are ever read back. */
@@ -402,10 +415,10 @@ static struct block_map_slot *buffer_block_add(struct secondary_disk *disk, uint
     uint64_t in_memory = disk->buffer.count - disk->spilled_blocks;
     bool spill = disk->spill_fd >= 0 && disk->buffer_limit_bytes &&
                  (in_memory + 1) * SECONDARY_DISK_BLOCK_SIZE > disk->buffer_limit_bytes;
-    uint8_t *block = spill ? NULL : malloc(SECONDARY_DISK_BLOCK_SIZE);
+    uint8_t *block = spill ? NULL : block_pool_get(&disk->buffer_pool);
     struct block_map_slot *slot = spill || block ? block_map_insert(&disk->buffer, index) : NULL;
     if (!slot) {
-        free(block);
+        block_pool_put(&disk->buffer_pool, block);
         error_set(err, "out of memory for the buffer of the primary's writes for image %s", disk->backend.name);
         return NULL;
     }
@@ -569,7 +582,7 @@ int secondary_disk_checkpoint_commit(struct secondary_disk *disk, struct seconda
     if (fold_map(disk, &disk->buffer, report, err) < 0)
         return error_prefix(err, "checkpoint not applied to the disk: ");
     buffer_clear(disk);
-    block_map_clear(&disk->overlay);
+    block_map_clear_into(&disk->overlay, &disk->overlay_pool);
     report->duration_ns = clock_monotonic_ns() - started;
     disk->checkpoints_committed++;
     disk->folded_blocks_total += report->blocks;

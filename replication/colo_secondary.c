@@ -264,9 +264,14 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
 
         /* The SVM is the PVM at this checkpoint: the primary may release
          * the output it held back for it. */
-        if (send_message(secondary, COLO_CHECKPOINT_SVM_READY, err) < 0 ||
-            call_devices(secondary, COLO_DEVICE_PRERESUME, err) < 0)
+        if (send_message(secondary, COLO_CHECKPOINT_SVM_READY, err) < 0)
             return -1;
+        if (call_devices(secondary, COLO_DEVICE_PRERESUME, err) < 0) {
+            /* A device did not finish taking the checkpoint in (a disk's
+             * fold): the SVM's memory is ahead of it. */
+            secondary->svm_consistent = false;
+            return -1;
+        }
         resume_svm(secondary);
         set_state(secondary, COLO_SECONDARY_RESUMED);
         if (send_message(secondary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)

@@ -31,6 +31,8 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     if (replication->secondary_disks.setup_error.message[0])
         vm_replication_log(replication, "the disks' setup failed: %s",
                            replication->secondary_disks.setup_error.message);
+    if (replication->secondary_disks.commit_error.message[0])
+        vm_replication_log(replication, "a disk's fold failed: %s", replication->secondary_disks.commit_error.message);
     if (result->outcome == COLO_FAILOVER_REFUSED) {
         vm_replication_log(replication, "failover refused: %s; stopping", result->refused);
         pthread_mutex_lock(&replication->lock);

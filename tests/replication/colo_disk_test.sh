@@ -15,7 +15,7 @@
 #    the disk the survivor left is the one its clients were promised.
 # 3. A secondary whose image is smaller: protect is refused with both
 #    sizes named, and the primary keeps serving.
-# 4. A secondary whose image lies on a full filesystem (a 128 KiB tmpfs):
+# 4. A secondary whose image lies on a full filesystem (a 16 KiB tmpfs):
 #    the sync's writes fail; the secondary exits naming the image and the
 #    error, the primary's protection ends and it keeps serving.
 # Usage: tests/replication/colo_disk_test.sh COLO GUEST_DIR
@@ -109,7 +109,7 @@ echo "$reason" | grep -q "is 16777216 bytes, the destination's is 8388608 bytes"
 check_keys "the primary serves on after the refused protection" before protected after
 # ---- 4. a secondary on a full filesystem: the sync fails, the primary serves on ----
 mkdir -p "$work/small" "$work/D"
-mount -t tmpfs -o size=128k colo-disk-test "$work/small"
+mount -t tmpfs -o size=16k colo-disk-test "$work/small"
 trap 'umount -l "$work/small" 2>/dev/null; e2e_cleanup' EXIT
 truncate -s 16M "$work/small/diskD.img"
 make_config tapA "$work/small/diskD.img" >"$work/d.cfg"
