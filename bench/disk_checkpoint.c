@@ -1,9 +1,9 @@
 /* The disk's share of a COLO checkpoint, measured in one process
  * (docs/benchmarks.md, "Disk replication: checkpoint cost"; issue 11).
  *
- * Two sparse raw images in a temporary directory: the primary's, wrapped in
- * a primary_disk, and the secondary's, wrapped in a secondary_disk. The
- * main thread plays the primary: between checkpoints it makes N random
+ * Two sparse raw images (1 GiB unless --image-mib says otherwise) in a
+ * temporary directory: the primary's, wrapped in a primary_disk, and the
+ * secondary's, wrapped in a secondary_disk. The main thread plays the primary: between checkpoints it makes N random
  * guest writes through the primary disk's backend (the VM running, not
  * timed); then, with the clock running, it does what colo_primary does
  * with the VM paused once the pages are out: the primary disk device's
@@ -31,9 +31,10 @@
  * the whole epoch buffered (its peak).
  *
  * Usage: disk_checkpoint [-n CHECKPOINTS] [--levels N,N,...]
- *        [--sizes BYTES,...] [--socketpair] [DIRECTORY]
+ *        [--sizes BYTES,...] [--image-mib MIB] [--socketpair] [DIRECTORY]
  * DIRECTORY defaults to $TMPDIR, then /tmp. The table goes to stdout, then
- * one JSON line starting with {"benchmark":"disk_checkpoint". */
+ * one JSON line starting with {"benchmark":"disk_checkpoint". At the end
+ * the two images must be equal (exit status 1 otherwise). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -57,7 +58,7 @@
 #include "stream.h"
 
 enum {
-    IMAGE_BYTES = 1 << 30,
+    DEFAULT_IMAGE_MIB = 1024,
     WARMUP_CHECKPOINTS = 3,
     MAX_LEVELS = 8,
     MAX_SIZES = 4,
@@ -75,6 +76,7 @@ struct options {
     unsigned sizes[MAX_SIZES]; /* bytes per guest write */
     size_t size_count;
     bool socketpair;
+    uint64_t image_bytes;
 };
 
 /* What the secondary measured for one checkpoint (clock_monotonic_ns). */
@@ -353,9 +355,31 @@ static int run_level(struct rig *rig, unsigned level, unsigned size, unsigned ch
     return 0;
 }
 
+/* After the last commit the secondary's base must be the primary's image
+ * (the SVM's last writes are in the overlay, not the base): a benchmark
+ * of a replication that lost writes would measure nothing. */
+static int check_images_equal(struct block_backend *primary_base, struct block_backend *secondary_base,
+                              uint8_t *primary_bytes, uint8_t *secondary_bytes, size_t chunk, struct error *err)
+{
+    for (uint64_t offset = 0; offset < primary_base->size; offset += chunk) {
+        size_t length = primary_base->size - offset < chunk ? (size_t)(primary_base->size - offset) : chunk;
+        int result = block_backend_read(primary_base, offset, primary_bytes, length);
+        if (result == 0)
+            result = block_backend_read(secondary_base, offset, secondary_bytes, length);
+        if (result < 0)
+            return error_set(err, "reading the images at %" PRIu64 ": %s", offset, strerror(-result));
+        if (memcmp(primary_bytes, secondary_bytes, length) != 0)
+            return error_set(err,
+                             "the secondary's image differs from the primary's in the MiB at %" PRIu64
+                             " after the last checkpoint",
+                             offset);
+    }
+    return 0;
+}
+
 /* ---- set-up ---- */
 
-static struct block_backend *make_image(const char *directory, const char *name, struct error *err)
+static struct block_backend *make_image(const char *directory, const char *name, uint64_t bytes, struct error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", directory, name);
@@ -364,7 +388,7 @@ static struct block_backend *make_image(const char *directory, const char *name,
         error_set_errno(err, "creating %s", path);
         return NULL;
     }
-    int result = ftruncate(fd, IMAGE_BYTES);
+    int result = ftruncate(fd, (off_t)bytes);
     close(fd);
     if (result < 0) {
         error_set_errno(err, "sizing %s", path);
@@ -437,6 +461,7 @@ static int parse_options(int argc, char **argv, struct options *options)
         .level_count = 4,
         .sizes = { 4096, 512 },
         .size_count = 2,
+        .image_bytes = (uint64_t)DEFAULT_IMAGE_MIB << 20,
     };
     for (int i = 1; i < argc; i++) {
         const char *argument = argv[i];
@@ -451,6 +476,10 @@ static int parse_options(int argc, char **argv, struct options *options)
             for (size_t s = 0; s < options->size_count; s++)
                 if (options->sizes[s] == 0 || options->sizes[s] % 512 || options->sizes[s] > 1024 * 1024)
                     return -1;
+        } else if (strcmp(argument, "--image-mib") == 0 && i + 1 < argc) {
+            options->image_bytes = (uint64_t)strtoull(argv[++i], NULL, 10) << 20;
+            if (options->image_bytes < 1u << 20)
+                return -1;
         } else if (strcmp(argument, "--socketpair") == 0)
             options->socketpair = true;
         else if (argument[0] != '-')
@@ -475,8 +504,9 @@ static double mib(uint64_t bytes)
 
 static void print_table(const struct run_result *runs, size_t run_count, const struct options *options)
 {
-    printf("\n%u checkpoints per row (after %d warm-up), %s, 1 GiB sparse images in %s\n", options->checkpoints,
-           WARMUP_CHECKPOINTS, options->socketpair ? "UNIX socketpair" : "TCP loopback", options->directory);
+    printf("\n%u checkpoints per row (after %d warm-up), %s, %" PRIu64 " MiB sparse images in %s\n",
+           options->checkpoints, WARMUP_CHECKPOINTS, options->socketpair ? "UNIX socketpair" : "TCP loopback",
+           options->image_bytes >> 20, options->directory);
     printf("times in ms; added = save start to commit done; MiB = stream bytes per checkpoint;\n"
            "memory = secondary buffer+overlay at its peak / primary epoch log, MiB\n\n");
     printf("%6s %5s | %7s %7s %7s | %7s %7s %7s %7s %7s | %8s %7s | %8s %8s\n", "writes", "size", "added50", "added99",
@@ -493,8 +523,9 @@ static void print_table(const struct run_result *runs, size_t run_count, const s
 
 static void print_json(const struct run_result *runs, size_t run_count, const struct options *options)
 {
-    printf("{\"benchmark\":\"disk_checkpoint\",\"checkpoints\":%u,\"transport\":\"%s\",\"image_bytes\":%d,\"rows\":[",
-           options->checkpoints, options->socketpair ? "socketpair" : "tcp", IMAGE_BYTES);
+    printf("{\"benchmark\":\"disk_checkpoint\",\"checkpoints\":%u,\"transport\":\"%s\",\"image_bytes\":%" PRIu64
+           ",\"rows\":[",
+           options->checkpoints, options->socketpair ? "socketpair" : "tcp", options->image_bytes);
     for (size_t r = 0; r < run_count; r++) {
         const struct run_result *run = &runs[r];
         printf("%s{\"writes\":%u,\"write_bytes\":%u,\"added_ms_p50\":%.4f,\"added_ms_p99\":%.4f,"
@@ -519,7 +550,7 @@ static int run_all(const struct options *options, const char *directory, struct 
 {
     struct rig rig = { .fd = -1 };
     struct secondary_disk *secondary_disk = NULL;
-    struct block_backend *primary_base = make_image(directory, "primary.img", err);
+    struct block_backend *primary_base = make_image(directory, "primary.img", options->image_bytes, err);
     if (!primary_base)
         return -1;
     rig.primary = primary_disk_create(primary_base, &(struct primary_disk_options){ 0 }, err);
@@ -527,7 +558,7 @@ static int run_all(const struct options *options, const char *directory, struct 
         block_backend_destroy(primary_base);
         return -1;
     }
-    struct block_backend *secondary_base = make_image(directory, "secondary.img", err);
+    struct block_backend *secondary_base = make_image(directory, "secondary.img", options->image_bytes, err);
     if (secondary_base) {
         secondary_disk = secondary_disk_create(secondary_base, &(struct secondary_disk_options){ 0 }, err);
         if (!secondary_disk)
@@ -572,6 +603,8 @@ static int run_all(const struct options *options, const char *directory, struct 
                 *err = rig.secondary.err;
                 result = -1;
             }
+            if (result == 0)
+                result = check_images_equal(primary_base, secondary_base, data, svm_data, 1024 * 1024, err);
         }
         stream_writer_destroy(&rig.writer);
     } else if (!data || !svm_data)
@@ -591,7 +624,7 @@ int main(int argc, char **argv)
     struct options options;
     if (parse_options(argc, argv, &options) < 0) {
         fprintf(stderr, "usage: disk_checkpoint [-n CHECKPOINTS] [--levels N,N,...] [--sizes BYTES,...] "
-                        "[--socketpair] [DIRECTORY]\n");
+                        "[--image-mib MIB] [--socketpair] [DIRECTORY]\n");
         return 2;
     }
     char directory[4096];
