@@ -7,7 +7,8 @@
 # second thread that reads the records, buffers them in a secondary_disk
 # and commits them into its image. Prints the host, the table (added time
 # p50/p99, save, send, buffering, fold, stream bytes, memory of both sides)
-# and one JSON line. No root, no guest, no network namespace.
+# and one JSON line; fails if the secondary's image does not end equal to
+# the primary's. No root, no guest, no network namespace.
 #
 # Usage: bench/run_disk.sh [options] [BUILD_DIR]
 #   BUILD_DIR        release build directory (default: build-rel; made with
@@ -17,6 +18,7 @@
 #   --levels LIST    guest writes per checkpoint (default 0,100,1000,10000)
 #   --sizes LIST     bytes per guest write (default 4096,512)
 #   --dir DIR        where the two images go (default: $TMPDIR, then /tmp)
+#   --image-mib N    size of each sparse image (default 1024)
 #   --socketpair     a UNIX socketpair instead of TCP loopback
 #   --no-build       run the binary as it is
 #   -h, --help       this text
@@ -48,7 +50,7 @@ die() {
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) [ $# -ge 2 ] || die "-n needs a number"; arguments+=(-n "$2"); shift 2 ;;
-        --levels|--sizes) [ $# -ge 2 ] || die "$1 needs a list"; arguments+=("$1" "$2"); shift 2 ;;
+        --levels|--sizes|--image-mib) [ $# -ge 2 ] || die "$1 needs a value"; arguments+=("$1" "$2"); shift 2 ;;
         --dir) [ $# -ge 2 ] || die "--dir needs a directory"; image_dir=$2; shift 2 ;;
         --socketpair) arguments+=(--socketpair); shift ;;
         --no-build) build=0; shift ;;
