@@ -234,6 +234,8 @@ static void *secondary_thread(void *opaque)
     while ((result = secondary_checkpoint(secondary, &reader, &staged, &secondary->err)) == 1)
         ;
     secondary->result = result;
+    if (result < 0)
+        shutdown(secondary->fd, SHUT_RDWR); /* the primary waiting for an answer sees the end */
     free(staged.data);
     stream_reader_destroy(&reader);
     return NULL;
@@ -289,6 +291,7 @@ struct rig {
     struct stream_writer writer;
     int fd;
     struct secondary secondary;
+    bool secondary_silent; /* a checkpoint failed for want of an answer */
 };
 
 static int one_checkpoint(struct rig *rig, struct checkpoint_sample *sample, struct error *err)
@@ -311,9 +314,12 @@ static int one_checkpoint(struct rig *rig, struct checkpoint_sample *sample, str
     do
         got = read(rig->fd, &answer, 1);
     while (got < 0 && errno == EINTR);
-    if (got != 1 || answer != ANSWER_BYTE)
-        return error_set(err, "the secondary did not answer: %s",
-                         rig->secondary.result < 0 ? rig->secondary.err.message : "connection closed");
+    if (got != 1 || answer != ANSWER_BYTE) {
+        /* The secondary's own error, if it has one, is read after the
+         * join (run_all): its thread may still be setting it. */
+        rig->secondary_silent = true;
+        return error_set(err, "the secondary did not answer");
+    }
 
     pthread_mutex_lock(&rig->secondary.lock);
     struct secondary_sample secondary = rig->secondary.last;
@@ -599,7 +605,7 @@ static int run_all(const struct options *options, const char *directory, struct 
             if (stream_write_end(&rig.writer, &ignored) < 0 || stream_flush(&rig.writer, &ignored) < 0)
                 shutdown(rig.fd, SHUT_RDWR);
             pthread_join(thread, NULL);
-            if (result == 0 && rig.secondary.result < 0) {
+            if ((result == 0 || rig.secondary_silent) && rig.secondary.result < 0) {
                 *err = rig.secondary.err;
                 result = -1;
             }
@@ -643,13 +649,13 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/secondary.img", directory);
     unlink(path);
     rmdir(directory);
-    if (result < 0) {
+    if (result < 0)
         fprintf(stderr, "disk_checkpoint: %s\n", err.message);
-        return 1;
+    else {
+        print_table(runs, run_count, &options);
+        print_json(runs, run_count, &options);
     }
-    print_table(runs, run_count, &options);
-    print_json(runs, run_count, &options);
     for (size_t r = 0; r < run_count; r++)
         free(runs[r].samples);
-    return 0;
+    return result < 0 ? 1 : 0;
 }
