@@ -20,18 +20,26 @@
  * SVM: as many writes of the same size as the PVM's, into the overlay
  * (not timed).
  *
- * Per checkpoint: added = commit done - save started (one clock, both
- * threads), less the time of the secondary_disk_get_stats call that reads
- * the buffer's peak memory (the real loop does not make it). The answer's
- * trip back is not in it; CHECKPOINT_END's trip is, and the real loop pays
- * it with or without disks, so the N = 0 row is the floor. Also: the save
+ * The sequence is the loops' (docs/replication.md, "Disks"): the
+ * checkpoint's pre-copy first, with the VM still running (the primary
+ * device's precopy: the epoch so far goes out; --no-precopy leaves it
+ * out); then, with the clock running, the save of what was written since
+ * (nothing here: the guest's writes all come before), CHECKPOINT_END and
+ * the wait for the secondary's first answer, SVM_READY's stand-in, sent
+ * once every record is buffered. The fold follows it (preresume), then a
+ * second answer (SVM_RESUMED's stand-in) before the next epoch.
+ *
+ * Per checkpoint: added = SVM_READY received - save started: the disk's
+ * part of the PVM's pause. CHECKPOINT_END's and the answer's trips are in
+ * it, and the real loop pays them with or without disks, so the N = 0 row
+ * is the floor. Also: the save
  * alone, the send of what the save left in the writer, the secondary's
  * buffering and the fold (commit) alone, the stream bytes, the primary's
  * epoch_memory_bytes before the save and the secondary's memory_bytes with
  * the whole epoch buffered (its peak).
  *
  * Usage: disk_checkpoint [-n CHECKPOINTS] [--levels N,N,...]
- *        [--sizes BYTES,...] [--image-mib MIB] [--socketpair] [DIRECTORY]
+ *        [--sizes BYTES,...] [--image-mib MIB] [--socketpair] [--no-precopy] [DIRECTORY]
  * DIRECTORY defaults to $TMPDIR, then /tmp. The table goes to stdout, then
  * one JSON line starting with {"benchmark":"disk_checkpoint". At the end
  * the two images must be equal (exit status 1 otherwise). */
@@ -76,6 +84,7 @@ struct options {
     unsigned sizes[MAX_SIZES]; /* bytes per guest write */
     size_t size_count;
     bool socketpair;
+    bool no_precopy;
     uint64_t image_bytes;
 };
 
@@ -195,6 +204,12 @@ static int secondary_checkpoint(struct secondary *secondary, struct stream_reade
         }
     }
     sample.buffered = clock_monotonic_ns();
+    /* SVM_READY: the checkpoint is buffered whole; the fold comes after
+     * (disk_replication.c folds in preresume), out of the primary's
+     * pause. */
+    uint8_t ready = ANSWER_BYTE;
+    if (write(secondary->fd, &ready, 1) != 1)
+        return error_set_errno(err, "sending the answer");
     struct secondary_disk_stats stats;
     secondary_disk_get_stats(secondary->disk, &stats);
     sample.memory_bytes = stats.memory_bytes;
@@ -216,8 +231,11 @@ static int secondary_checkpoint(struct secondary *secondary, struct stream_reade
     if (guest_writes(secondary_disk_backend(secondary->disk), svm_writes, svm_write_bytes, &secondary->svm_random_state,
                      secondary->svm_data, err) < 0)
         return error_prefix(err, "the SVM's ");
-    uint8_t answer = ANSWER_BYTE;
-    if (write(secondary->fd, &answer, 1) != 1)
+    /* SVM_RESUMED's stand-in: the primary's next checkpoint waits for
+     * this checkpoint's fold and the SVM's writes, as the real loop waits
+     * for SVM_RESUMED before its next CHECKPOINT_NEW. */
+    uint8_t resumed = ANSWER_BYTE;
+    if (write(secondary->fd, &resumed, 1) != 1)
         return error_set_errno(err, "sending the answer");
     return 1;
 }
@@ -292,6 +310,7 @@ struct rig {
     int fd;
     struct secondary secondary;
     bool secondary_silent; /* a checkpoint failed for want of an answer */
+    bool precopy;          /* the checkpoint's pre-copy (default; --no-precopy: off) */
 };
 
 static int one_checkpoint(struct rig *rig, struct checkpoint_sample *sample, struct error *err)
@@ -302,6 +321,13 @@ static int one_checkpoint(struct rig *rig, struct checkpoint_sample *sample, str
     sample->blocks = stats.epoch_blocks;
     uint64_t bytes_before = rig->writer.bytes_written;
 
+    /* The checkpoint's pre-copy, the VM still running (not in the pause):
+     * the epoch's writes so far go now. */
+    if (rig->precopy) {
+        primary_disk_precopy_begin(rig->primary);
+        if (primary_disk_device_precopy(&rig->device, &rig->writer, err) < 0 || stream_flush(&rig->writer, err) < 0)
+            return -1;
+    }
     uint64_t started = clock_monotonic_ns();
     if (primary_disk_checkpoint_device.save(&rig->device, &rig->writer, err) < 0)
         return -1;
@@ -321,10 +347,19 @@ static int one_checkpoint(struct rig *rig, struct checkpoint_sample *sample, str
         return error_set(err, "the secondary did not answer");
     }
 
+    uint64_t ready = clock_monotonic_ns();
+    /* The second answer: the fold is done (not in the pause). */
+    do
+        got = read(rig->fd, &answer, 1);
+    while (got < 0 && errno == EINTR);
+    if (got != 1 || answer != ANSWER_BYTE) {
+        rig->secondary_silent = true;
+        return error_set(err, "the secondary did not answer after its fold");
+    }
     pthread_mutex_lock(&rig->secondary.lock);
     struct secondary_sample secondary = rig->secondary.last;
     pthread_mutex_unlock(&rig->secondary.lock);
-    sample->added = secondary.committed - started - secondary.stats_duration;
+    sample->added = ready - started;
     sample->save = saved - started;
     sample->send = sent - saved;
     sample->buffer = secondary.buffered - secondary.end_received;
@@ -488,6 +523,8 @@ static int parse_options(int argc, char **argv, struct options *options)
                 return -1;
         } else if (strcmp(argument, "--socketpair") == 0)
             options->socketpair = true;
+        else if (strcmp(argument, "--no-precopy") == 0)
+            options->no_precopy = true;
         else if (argument[0] != '-')
             options->directory = argument;
         else
@@ -513,7 +550,7 @@ static void print_table(const struct run_result *runs, size_t run_count, const s
     printf("\n%u checkpoints per row (after %d warm-up), %s, %" PRIu64 " MiB sparse images in %s\n",
            options->checkpoints, WARMUP_CHECKPOINTS, options->socketpair ? "UNIX socketpair" : "TCP loopback",
            options->image_bytes >> 20, options->directory);
-    printf("times in ms; added = save start to commit done; MiB = stream bytes per checkpoint;\n"
+    printf("times in ms; added = save start to SVM_READY (the fold after it); MiB = stream bytes per checkpoint;\n"
            "memory = secondary buffer+overlay at its peak / primary epoch log, MiB\n\n");
     printf("%6s %5s | %7s %7s %7s | %7s %7s %7s %7s %7s | %8s %7s | %8s %8s\n", "writes", "size", "added50", "added99",
            "max", "save50", "send50", "buff50", "fold50", "fold99", "MiB", "records", "sec.mem", "pri.mem");
@@ -554,7 +591,7 @@ static void print_json(const struct run_result *runs, size_t run_count, const st
 static int run_all(const struct options *options, const char *directory, struct run_result *runs, size_t *run_count,
                    struct error *err)
 {
-    struct rig rig = { .fd = -1 };
+    struct rig rig = { .fd = -1, .precopy = !options->no_precopy };
     struct secondary_disk *secondary_disk = NULL;
     struct block_backend *primary_base = make_image(directory, "primary.img", options->image_bytes, err);
     if (!primary_base)
@@ -630,7 +667,7 @@ int main(int argc, char **argv)
     struct options options;
     if (parse_options(argc, argv, &options) < 0) {
         fprintf(stderr, "usage: disk_checkpoint [-n CHECKPOINTS] [--levels N,N,...] [--sizes BYTES,...] "
-                        "[--image-mib MIB] [--socketpair] [DIRECTORY]\n");
+                        "[--image-mib MIB] [--socketpair] [--no-precopy] [DIRECTORY]\n");
         return 2;
     }
     char directory[4096];

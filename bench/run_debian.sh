@@ -23,10 +23,14 @@
 #    default interval and output delay, a few checkpoints, then the same
 #    redis-benchmark), with the primary's checkpoints and downtime p50/p99
 #    from `colo status NAME --json` ("replication").
-# 3. PostgreSQL: `pgbench -i -s BENCH_PGBENCH_SCALE` (wall time) and then
-#    `pgbench -T BENCH_PGBENCH_SECONDS -c 4` (tps), rw root on a fresh copy
-#    per machine, colo vs QEMU. Not under protection: disks are not
-#    replicated yet.
+# 3. PostgreSQL, rw root on a fresh copy per run: colo unprotected, colo
+#    protected (a secondary on tapB over its own copy of the image, the
+#    disk replicated), QEMU: `pgbench -i -s BENCH_PGBENCH_SCALE` (wall
+#    time), `pgbench -T BENCH_PGBENCH_SECONDS -c 4` (tps), then the
+#    synchronous writes: BENCH_DSYNC_WRITES fsync'd 4 KiB writes inside the
+#    guest (coreutils dd oflag=dsync, run by PostgreSQL's COPY TO PROGRAM;
+#    the mean) and single-row commits for BENCH_COMMIT_SECONDS s
+#    (scripts/lib/pg_writer.py; p50 and p99).
 # Every VM is powered off cleanly ("poweroff" on its console).
 #
 # Usage: bench/run_debian.sh [COLO [KERNEL [IMAGE]]]
@@ -34,7 +38,9 @@
 #   build/guests/debian/root.ext4 (never written: the script copies it).
 # Environment: BENCH_BOOTS (3), BENCH_REDIS_REQUESTS (20000),
 #   BENCH_PGBENCH_SCALE (10), BENCH_PGBENCH_SECONDS (60),
-#   BENCH_CHECKPOINTS (5, before the protected redis-benchmark),
+#   BENCH_CHECKPOINTS (5, before the protected runs), BENCH_DSYNC_WRITES
+#   (500), BENCH_COMMIT_SECONDS (10), BENCH_SECTIONS (boot,redis,postgresql:
+#   which parts run),
 #   BENCH_BOOT_TIMEOUT (300 s), BENCH_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
@@ -47,6 +53,10 @@ redis_requests=${BENCH_REDIS_REQUESTS:-20000}
 pgbench_scale=${BENCH_PGBENCH_SCALE:-10}
 pgbench_seconds=${BENCH_PGBENCH_SECONDS:-60}
 checkpoints_before=${BENCH_CHECKPOINTS:-5}
+dsync_writes=${BENCH_DSYNC_WRITES:-500}
+commit_seconds=${BENCH_COMMIT_SECONDS:-10}
+sections=${BENCH_SECTIONS:-boot,redis,postgresql}
+has_section() { case ",$sections," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 boot_timeout=${BENCH_BOOT_TIMEOUT:-300}
 boot_target=2
 guest=10.98.0.2
@@ -241,6 +251,7 @@ copy_image colo || exit 1
 copy_image qemu || exit 1
 
 # ---- 1. boot ----------------------------------------------------------------
+if has_section boot; then
 echo "== boot to 'PostgreSQL ready' and 'Redis ready' (wall clock from starting the VM process; ro root)"
 declare -A boot_postgresql boot_redis
 for round in $(seq 1 "$boots"); do
@@ -272,8 +283,10 @@ else
 fi
 echo "$boot_target_line"
 echo
+fi
 
 # ---- 2. Redis -----------------------------------------------------------------
+if has_section redis; then
 echo "== Redis: redis-benchmark -t set,get -n $redis_requests -c 4 -d 64 (requests/s; ro root, state in guest RAM)"
 port=$((47400 + $$ % 500))
 copy_image secondary || exit 1
@@ -334,37 +347,110 @@ if wait_services "redis qemu" && wait_reachable "redis qemu" && rates=$(redis_be
 fi
 stop_vm "redis qemu"
 echo
+fi
 
 # ---- 3. PostgreSQL ------------------------------------------------------------
-echo "== PostgreSQL: pgbench -i -s $pgbench_scale (wall time), then pgbench -T $pgbench_seconds -c 4 (tps); rw root, a fresh copy each"
-echo "   (colo unprotected only: disks are not replicated yet, so a protected VM's disk writes would not be)"
-for machine in colo qemu; do
+if has_section postgresql; then
+echo "== PostgreSQL: pgbench -i -s $pgbench_scale (wall time), pgbench -T $pgbench_seconds -c 4 (tps), then the"
+echo "   synchronous writes: $dsync_writes fsync'd 4 KiB writes in the guest (dd oflag=dsync, mean) and"
+echo "   single-row commits for $commit_seconds s (scripts/lib/pg_writer.py, p50/p99); rw root, a fresh copy each;"
+echo "   colo unprotected, colo protected (its disk replicated to a secondary with its own copy), QEMU"
+
+# Protects the colo VM with a secondary on tapB over its own copy of the
+# image; waits for the disk sync and a few checkpoints.
+protect_vm() {  # WHAT
+    copy_image secondary-rw || return 1
+    make_config tapB "$work/secondary-rw.ext4" rw >"$work/secondary-rw.cfg"
+    rm -rf "$work/run-b"; mkdir -p "$work/run-b"
+    COLO_RUN_DIR=$work/run-b ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$port" \
+        "$work/secondary-rw.cfg" >"$work/secondary-rw.log" 2>&1 </dev/null &
+    secondary_pid=$!; pids+=("$secondary_pid")
+    local started=$SECONDS
+    until grep -q "waiting for the primary" "$work/secondary-rw.log"; do
+        if ! kill -0 "$secondary_pid" 2>/dev/null || ((SECONDS - started >= 60)); then
+            problem "$1: colo secondary did not start"; return 1
+        fi
+        sleep 0.05
+    done
+    on_host "$work/run-a" "$colo" protect "$name" "127.0.0.1:$port" >"$work/protect-rw.log" 2>&1 ||
+        { problem "$1: colo protect: $(cat "$work/protect-rw.log")"; return 1; }
+    started=$SECONDS
+    until [ "$(replication_field checkpoints)" -ge "$checkpoints_before" ] 2>/dev/null; do
+        ((SECONDS - started > 300)) && { problem "$1: no checkpoints within 300 s"; return 1; }
+        sleep 0.1
+    done
+    sync_line=$(on_host "$work/run-a" "$colo" status "$name" --json | python3 -c "
+import json, sys
+s = json.load(sys.stdin)['replication']['disk_sync']
+print(f\"disk sync: {s['bytes_compared'] / 2**20:.0f} MiB compared, {s['chunks_differing']} chunks differed, \"
+      f\"{s['bytes_sent'] / 2**20:.1f} MiB sent\")")
+    echo "pgbench colo protected: $sync_line"
+}
+
+pg_measure() {  # MACHINE KEY
+    local machine=$1 key=$2 started
+    started=$(now)
+    client "$pgbench" -h "$guest" -U postgres -i -s "$pgbench_scale" postgres >"$work/pgbench-init-$key.out" 2>&1 ||
+        { problem "pgbench -i $key failed: $(tail -3 "$work/pgbench-init-$key.out")"; return 1; }
+    result[pgbench_init_$key]=$(printf '%.2f' "$(echo "$(now) - $started" | bc)")
+    client "$pgbench" -h "$guest" -U postgres -T "$pgbench_seconds" -c 4 postgres >"$work/pgbench-run-$key.out" 2>&1 ||
+        { problem "pgbench $key failed: $(tail -3 "$work/pgbench-run-$key.out")"; return 1; }
+    local tps transactions latency
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$work/pgbench-run-$key.out")
+    [ -n "$tps" ] || tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench-run-$key.out" | tail -1)
+    result[pgbench_tps_$key]=$(printf '%.1f' "$tps")
+    transactions=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench-run-$key.out")
+    latency=$(sed -n 's/^latency average = \(.*\)$/\1/p' "$work/pgbench-run-$key.out")
+    echo "pgbench $key: init -s $pgbench_scale ${result[pgbench_init_$key]} s; -T $pgbench_seconds -c 4: ${result[pgbench_tps_$key]} tps ($transactions transactions, latency average $latency)"
+    # fsync'd 4 KiB writes inside the guest: dd as the postgres user
+    # (COPY ... TO PROGRAM), into PostgreSQL's own filesystem.
+    local out seconds
+    client psql -h "$guest" -U postgres -X -q -Atc "COPY (SELECT 1) TO PROGRAM 'dd if=/dev/zero of=/var/lib/postgresql/dsync.test bs=4k count=$dsync_writes oflag=dsync 2>/var/lib/postgresql/dsync.out; rm -f /var/lib/postgresql/dsync.test'" \
+        >/dev/null 2>&1 &&
+        out=$(client psql -h "$guest" -U postgres -X -Atc "SELECT pg_read_file('/var/lib/postgresql/dsync.out')" 2>&1) ||
+        { problem "dsync writes $key failed: $out"; return 1; }
+    seconds=$(echo "$out" | sed -n 's/.* copied, \([0-9.]*\) s,.*/\1/p' | tail -1)
+    if [ -n "$seconds" ]; then
+        result[dsync_$key]=$(printf '%.3f' "$(echo "$seconds * 1000 / $dsync_writes" | bc -l)")
+        echo "fsync'd 4 KiB writes $key: $dsync_writes in $seconds s, mean ${result[dsync_$key]} ms"
+    else
+        problem "dsync writes $key: no figure in '$out'"
+    fi
+    rm -f "$work/stop-writer"
+    (sleep "$commit_seconds"; touch "$work/stop-writer") &
+    out=$(client scripts/lib/pg_writer.py write "$guest" "$work/stop-writer" "$work/commits-$key.json" 2>&1 | tail -1)
+    result[commit_$key]=$(echo "$out" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['latency_p50_ms']} / {r['latency_p99_ms']}\")" 2>/dev/null || echo -)
+    echo "single-row commits $key: $out"
+}
+
+port=$((47400 + $$ % 500 + 1))
+for run in colo colo-protected qemu; do
+    machine=${run%-protected}
     rm -f "$work/$machine.ext4"
-    copy_image "$machine-rw" || continue
-    start_vm "$machine" "pgbench-$machine" "$work/$machine-rw.ext4" rw
-    if wait_services "pgbench $machine" && wait_reachable "pgbench $machine"; then
-        started=$(now)
-        if client "$pgbench" -h "$guest" -U postgres -i -s "$pgbench_scale" postgres >"$work/pgbench-init-$machine.out" 2>&1; then
-            init_s=$(echo "$(now) - $started" | bc)
-            result[pgbench_init_$machine]=$(printf '%.2f' "$init_s")
-            if client "$pgbench" -h "$guest" -U postgres -T "$pgbench_seconds" -c 4 postgres >"$work/pgbench-run-$machine.out" 2>&1; then
-                tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$work/pgbench-run-$machine.out")
-                [ -n "$tps" ] || tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench-run-$machine.out" | tail -1)
-                result[pgbench_tps_$machine]=$(printf '%.1f' "$tps")
-                transactions=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench-run-$machine.out")
-                latency=$(sed -n 's/^latency average = \(.*\)$/\1/p' "$work/pgbench-run-$machine.out")
-                echo "pgbench $machine: init -s $pgbench_scale ${result[pgbench_init_$machine]} s; -T $pgbench_seconds -c 4: ${result[pgbench_tps_$machine]} tps ($transactions transactions, latency average $latency)"
-            else
-                problem "pgbench $machine failed: $(tail -3 "$work/pgbench-run-$machine.out")"
-            fi
-        else
-            problem "pgbench -i $machine failed: $(tail -3 "$work/pgbench-init-$machine.out")"
+    copy_image "$run-rw" || continue
+    start_vm "$machine" "pgbench-$run" "$work/$run-rw.ext4" rw
+    if wait_services "pgbench $run" && wait_reachable "pgbench $run" &&
+        { [ "$run" != colo-protected ] || protect_vm "pgbench $run"; }; then
+        pg_measure "$machine" "$run"
+        if [ "$run" = colo-protected ]; then
+            state=$(replication_field state)
+            echo "pgbench colo protected: primary $(replication_field checkpoints) checkpoints, downtime p50 $(replication_field downtime_p50_ms) ms p99 $(replication_field downtime_p99_ms) ms, state $state"
+            [ "$state" = unprotected ] && problem "pgbench colo protected: the primary lost its secondary"
         fi
     fi
-    stop_vm "pgbench $machine" 300
-    rm -f "$work/$machine-rw.ext4"
+    if [ "$run" = colo-protected ] && [ -n "${secondary_pid:-}" ]; then
+        kill -9 "$secondary_pid" 2>/dev/null; wait "$secondary_pid" 2>/dev/null
+        ip -n "$hosts_ns" link set dev tapB type bridge_slave flush 2>/dev/null
+        rm -f "$work/secondary-rw.ext4"
+    fi
+    stop_vm "pgbench $run" 300
+    rm -f "$work/$run-rw.ext4"
 done
+ratio() { python3 -c "a, b = '${result[$1]:-}', '${result[$2]:-}'; print(f'{float(a) / float(b) * 100:.0f} %' if a not in ('', '-') and b not in ('', '-') else '-')"; }
+echo "pgbench protected / unprotected: $(ratio pgbench_tps_colo-protected pgbench_tps_colo) of the tps (target: at least 70 %);" \
+    "fsync'd write latency protected / unprotected: $(ratio dsync_colo-protected dsync_colo) (target: at most 150 %)"
 echo
+fi
 
 # ---- summary ------------------------------------------------------------------
 value() { echo "${result[$1]:--}"; }
@@ -378,8 +464,10 @@ row "Redis SET (requests/s)" "$(value redis_set_colo)" "$(value redis_set_qemu)"
 row "Redis GET (requests/s)" "$(value redis_get_colo)" "$(value redis_get_qemu)" "$(value redis_get_protected)"
 row "checkpoints (primary, total)" "" "" "$(value checkpoints)"
 row "checkpoint downtime p50 / p99 (ms)" "" "" "$(value downtime)"
-row "pgbench -i -s $pgbench_scale (s)" "$(value pgbench_init_colo)" "$(value pgbench_init_qemu)" "not replicated"
-row "pgbench -T $pgbench_seconds -c 4 (tps)" "$(value pgbench_tps_colo)" "$(value pgbench_tps_qemu)" "not replicated"
+row "pgbench -i -s $pgbench_scale (s)" "$(value pgbench_init_colo)" "$(value pgbench_init_qemu)" "$(value pgbench_init_colo-protected)"
+row "pgbench -T $pgbench_seconds -c 4 (tps)" "$(value pgbench_tps_colo)" "$(value pgbench_tps_qemu)" "$(value pgbench_tps_colo-protected)"
+row "fsync'd 4 KiB write, mean of $dsync_writes (ms)" "$(value dsync_colo)" "$(value dsync_qemu)" "$(value dsync_colo-protected)"
+row "single-row commit p50 / p99 (ms)" "$(value commit_colo)" "$(value commit_qemu)" "$(value commit_colo-protected)"
 echo "$boot_target_line"
 if [ "$problems" -gt 0 ]; then
     echo "$problems problem(s), see above"
