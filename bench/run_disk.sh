@@ -20,6 +20,9 @@
 #   --dir DIR        where the two images go (default: $TMPDIR, then /tmp)
 #   --image-mib N    size of each sparse image (default 1024)
 #   --socketpair     a UNIX socketpair instead of TCP loopback
+#   --sync-repeats N the initial sync benchmark after it (bench/disk_sync.c:
+#                    a 2 GiB image sparse, full and pre-provisioned, over TCP
+#                    loopback), median of N runs (default 3; 0: skip it)
 #   --no-build       run the binary as it is
 #   -h, --help       this text
 # Default paths are relative to the source tree, so the script works from
@@ -36,6 +39,7 @@ source_root=$(dirname "$script_dir")
 build_dir="$source_root/build-rel"
 arguments=()
 build=1
+sync_repeats=3
 
 usage() {
     # The comment block at the top of this file, from "Usage:" on.
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
         --levels|--sizes|--image-mib) [ $# -ge 2 ] || die "$1 needs a value"; arguments+=("$1" "$2"); shift 2 ;;
         --dir) [ $# -ge 2 ] || die "--dir needs a directory"; image_dir=$2; shift 2 ;;
         --socketpair) arguments+=(--socketpair); shift ;;
+        --sync-repeats) [ $# -ge 2 ] || die "--sync-repeats needs a number"; sync_repeats=$2; shift 2 ;;
         --no-build) build=0; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; exit 2 ;;
@@ -66,7 +71,8 @@ if [ "$build" = 1 ]; then
         meson setup "$build_dir" "$source_root" -Dbuildtype=release -Dlinux_guest=false -Ddebian_guest=false \
             >/dev/null || die "meson setup $build_dir failed"
     fi
-    ninja -C "$build_dir" -j2 bench/disk_checkpoint >/dev/null || die "building bench/disk_checkpoint failed"
+    ninja -C "$build_dir" -j2 bench/disk_checkpoint bench/disk_sync_bench >/dev/null ||
+        die "building bench/disk_checkpoint and bench/disk_sync_bench failed"
 fi
 binary="$build_dir/bench/disk_checkpoint"
 [ -x "$binary" ] || die "no $binary: build first"
@@ -82,5 +88,9 @@ echo "revision:    $(git -C "$source_root" rev-parse --short HEAD 2>/dev/null ||
 echo "load:        $(cut -d' ' -f1-3 /proc/loadavg) (before)"
 status=0
 "$binary" "${arguments[@]}" || status=1
+if [ "$sync_repeats" -gt 0 ]; then
+    echo
+    "$build_dir/bench/disk_sync_bench" "${image_dir:-${TMPDIR:-/tmp}}" "$sync_repeats" || status=1
+fi
 echo "load:        $(cut -d' ' -f1-3 /proc/loadavg) (after)"
 exit $status
