@@ -286,6 +286,29 @@ static void print_status(const json_t *reply)
         if (json_object_get(replication, "ended"))
             printf(" (ended: %s)", string_field(replication, "ended"));
         printf("\n");
+        /* The disks' part: the initial sync's progress, then each
+         * checkpoint's writes (primary) or folds (secondary). */
+        const json_t *sync = json_object_get(replication, "disk_sync");
+        if (sync) {
+            double total = (double)integer_field(sync, "bytes_total") / (1 << 20);
+            double compared = (double)integer_field(sync, "bytes_compared") / (1 << 20);
+            printf("  disk sync     %s: %.0f of %.0f MiB compared, %" JSON_INTEGER_FORMAT
+                   " chunks differed, %.1f MiB sent",
+                   json_is_true(json_object_get(sync, "done")) ? "done" : "in progress", compared, total,
+                   integer_field(sync, "chunks_differing"), (double)integer_field(sync, "bytes_sent") / (1 << 20));
+            if (json_object_get(replication, "last_checkpoint_disk_blocks"))
+                printf("; last checkpoint %" JSON_INTEGER_FORMAT " blocks, %.1f KiB",
+                       integer_field(replication, "last_checkpoint_disk_blocks"),
+                       (double)integer_field(replication, "last_checkpoint_disk_bytes") / 1024);
+            printf("\n");
+        }
+        const json_t *disks = json_object_get(replication, "disks");
+        if (disks)
+            printf("  disks         %" JSON_INTEGER_FORMAT " replicated; last fold %" JSON_INTEGER_FORMAT
+                   " blocks in %.2f ms; %.1f MiB buffered\n",
+                   integer_field(disks, "replicated_disks"), integer_field(disks, "last_fold_blocks"),
+                   json_number_value(json_object_get(disks, "last_fold_ms")),
+                   (double)integer_field(disks, "memory_bytes") / (1 << 20));
     }
     fflush(stdout);
 }

@@ -55,6 +55,12 @@ differing=$(echo "$sync_json" | python3 -c "import json,sys; d=json.load(sys.std
 [ -n "$differing" ] && [ "$differing" -eq 256 ] &&
     pass "the sync found all 256 chunks of the random image different and finished" ||
     fail "disk sync status: $sync_json"
+line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "disk sync")
+echo "$line" | grep -q "disk sync     done: 16 of 16 MiB compared, 256 chunks differed" &&
+    pass "colo status on A:$line" || fail "colo status on A has no disk sync line: '$line'"
+line=$(on_host "$work/B" "$colo" status guarded 2>/dev/null | grep "^  disks ")
+echo "$line" | grep -q "1 replicated; last fold" && pass "colo status on B:$line" ||
+    fail "colo status on B has no disks line: '$line'"
 # The guest writes its disk only on SET: idle, the images must be equal at
 # every checkpoint (the secondary's own writes stay in its overlay).
 if cmp "$work/diskA.img" "$work/diskB.img"; then
