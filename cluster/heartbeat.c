@@ -44,7 +44,7 @@ void failure_detector_init(struct failure_detector *detector, int timeout_ms,
                            void (*on_peer_dead)(void *opaque, const char *reason), void *opaque)
 {
     memset(detector, 0, sizeof *detector);
-    detector->timeout_ms = timeout_ms;
+    atomic_init(&detector->timeout_ms, timeout_ms);
     detector->on_peer_dead = on_peer_dead;
     detector->opaque = opaque;
     atomic_init(&detector->last_heard_ns, clock_monotonic_ns());
@@ -64,13 +64,22 @@ void failure_detector_heard(struct failure_detector *detector, bool heartbeat)
         atomic_fetch_add(&detector->heartbeats, 1);
 }
 
+void failure_detector_set_timeout(struct failure_detector *detector, int timeout_ms)
+{
+    /* The silence so far counts from now: a longer wait ended by a
+     * shorter timeout is not a death. */
+    atomic_store(&detector->last_heard_ns, clock_monotonic_ns());
+    atomic_store(&detector->timeout_ms, timeout_ms);
+}
+
 bool failure_detector_check(struct failure_detector *detector)
 {
-    if (detector->timeout_ms > 0) {
+    int timeout_ms = atomic_load(&detector->timeout_ms);
+    if (timeout_ms > 0) {
         uint64_t silent_ns = clock_monotonic_ns() - atomic_load(&detector->last_heard_ns);
-        if (silent_ns > (uint64_t)detector->timeout_ms * 1000000u)
+        if (silent_ns > (uint64_t)timeout_ms * 1000000u)
             failure_detector_declare_peer_dead(detector, "no heartbeat from the primary for %.0f ms (timeout %d ms)",
-                                               (double)silent_ns / 1e6, detector->timeout_ms);
+                                               (double)silent_ns / 1e6, timeout_ms);
     }
     return failure_detector_peer_dead(detector, NULL, 0);
 }

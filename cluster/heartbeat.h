@@ -47,7 +47,7 @@ void heartbeat_sender_stop(struct heartbeat_sender *sender);
 /* ---- the failure detector (secondary) ---- */
 
 struct failure_detector {
-    int timeout_ms; /* silence that means "dead"; 0: only explicit declarations */
+    atomic_int timeout_ms; /* silence that means "dead"; 0: only explicit declarations */
     void (*on_peer_dead)(void *opaque, const char *reason);
     void *opaque;
     _Atomic uint64_t last_heard_ns; /* monotonic */
@@ -60,6 +60,11 @@ struct failure_detector {
 void failure_detector_init(struct failure_detector *detector, int timeout_ms,
                            void (*on_peer_dead)(void *opaque, const char *reason), void *opaque);
 void failure_detector_destroy(struct failure_detector *detector);
+/* Changes the timeout (any thread), the silence counting from now. A
+ * secondary is patient during the initial copy, when there is nothing to
+ * take over yet and a loaded host's scheduling gaps would only end the
+ * protection, then strict. */
+void failure_detector_set_timeout(struct failure_detector *detector, int timeout_ms);
 /* Something arrived from the peer (heartbeat: it was a beat). Any thread. */
 void failure_detector_heard(struct failure_detector *detector, bool heartbeat);
 /* Called regularly (at least every interval) by whoever waits for the

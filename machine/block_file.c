@@ -135,7 +135,7 @@ struct block_backend *block_file_open(const char *path, bool read_only, struct e
     strcpy(file->path, path);
     int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) {
-        error_set_errno(err, "cannot open image %s%s", path, read_only ? " (read-only)" : "");
+        error_set_errno(err, "cannot open image %s%s", path, read_only ? " (read-only)" : " for reading and writing");
         free(file);
         return NULL;
     }

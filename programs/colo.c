@@ -240,7 +240,11 @@ static int command_run(int argc, char **argv, enum run_mode mode)
     struct error err;
     int status = vm_create(&waiter.vm, &vm_options, &err);
     if (status != 0) {
-        fprintf(stderr, "colo run: %s\n", err.message);
+        fprintf(stderr, "colo %s: %s\n",
+                mode == RUN_SECONDARY ? "secondary"
+                : mode == RUN_RECEIVE ? "receive"
+                                      : "run",
+                err.message);
         return status;
     }
     pthread_t signal_waiter;

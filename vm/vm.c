@@ -173,12 +173,20 @@ static void destroy_machine(struct vm *vm)
     vm->machine = NULL;
 }
 
+/* The command the operator ran, for messages. */
+static const char *program_name(const struct vm *vm)
+{
+    return vm->options.start == VM_START_SECONDARY ? "colo secondary"
+           : vm->options.start == VM_START_RECEIVE ? "colo receive"
+                                                   : "colo run";
+}
+
 /* A guest kernel panic (pvpanic): one line that names the files an
  * operator should look at, a root disk that does not mount being the
  * usual cause. */
 static void report_guest_panic(const struct vm *vm)
 {
-    const char *program = vm->options.start == VM_START_SECONDARY ? "colo secondary" : "colo run";
+    const char *program = program_name(vm);
     if (!vm->config) {
         fprintf(stderr, "colo run: %s: the guest panicked (pvpanic); program %s\n", vm->name,
                 vm->options.elf_path ? vm->options.elf_path : vm->options.load_path);
@@ -263,7 +271,7 @@ int vm_run(struct vm *vm)
     struct error err;
     for (bool first_run = true;; first_run = false) {
         if (build_machine(vm, first_run, &err) < 0) {
-            fprintf(stderr, "colo run: %s\n", err.message);
+            fprintf(stderr, "%s: %s\n", program_name(vm), err.message);
             if (vm->machine)
                 destroy_machine(vm);
             return VM_EXIT_RUNTIME_ERROR;

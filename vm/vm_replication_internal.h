@@ -31,20 +31,16 @@
  * rest spills to a file beside the image (secondary_disk.h). */
 #define VM_REPLICATION_DISK_BUFFER_MEMORY (64u << 20)
 
+/* The heartbeat timeout of a secondary during the initial copy (the
+ * configured one applies after it, when a takeover becomes possible). */
+#define VM_REPLICATION_INITIAL_COPY_HEARTBEAT_TIMEOUT_MS 10000
+
 enum vm_replication_role { ROLE_NONE, ROLE_PRIMARY, ROLE_SECONDARY };
 
 struct vm_replication {
     struct vm_control *control;
     char name[64];
     pthread_mutex_t lock; /* guards role, phase, end_reason and the flags below */
-    /* The most block data a primary's checkpoint epoch copies in memory;
-     * blocks beyond are read back from the image at the checkpoint
-     * (primary_disk.h). */
-#define VM_REPLICATION_DISK_EPOCH_MEMORY (64u << 20)
-/* The most of an epoch's writes a secondary's disk buffers in memory; the
- * rest spills to a file beside the image (secondary_disk.h). */
-#define VM_REPLICATION_DISK_BUFFER_MEMORY (64u << 20)
-
     enum vm_replication_role role;
     const char *phase; /* what status says beside the loop's state; NULL: the loop's state */
     char end_reason[512];

@@ -57,6 +57,19 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     vm_replication_post_event(replication, "failed over", result->replication_ended);
 }
 
+/* After the initial copy the SVM is a VM that can take over: from now on
+ * the heartbeat's own timeout decides (the checkpoint device's setup). */
+static int detector_setup(void *opaque)
+{
+    struct vm_replication *replication = opaque;
+    failure_detector_set_timeout(&replication->detector, replication->heartbeat_timeout_ms);
+    return 0;
+}
+
+static const struct colo_checkpoint_device_ops detector_device = {
+    .setup = detector_setup,
+};
+
 int vm_replication_start_secondary(struct vm_replication *replication, struct machine *machine, const char *address,
                                    int heartbeat_timeout_ms, struct error *err)
 {
@@ -66,7 +79,14 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     replication->phase = "waiting";
     replication->machine = machine;
     pthread_mutex_unlock(&replication->lock);
-    failure_detector_init(&replication->detector, heartbeat_timeout_ms, on_primary_dead, replication);
+    /* Patient until the initial copy is done: nothing can be taken over
+     * before (a takeover is refused), so a scheduling gap on a loaded host
+     * would only end the protection; a primary that is really gone still
+     * breaks the connection, or stays silent for this long. */
+    int initial_copy_timeout_ms = heartbeat_timeout_ms;
+    if (heartbeat_timeout_ms > 0 && heartbeat_timeout_ms < VM_REPLICATION_INITIAL_COPY_HEARTBEAT_TIMEOUT_MS)
+        initial_copy_timeout_ms = VM_REPLICATION_INITIAL_COPY_HEARTBEAT_TIMEOUT_MS;
+    failure_detector_init(&replication->detector, initial_copy_timeout_ms, on_primary_dead, replication);
     vm_replication_mark(replication, &replication->detector_initialized);
     /* Mute the NICs before anything runs: no frame out, no backend read. */
     output_buffer_init(&replication->output, machine, true);
@@ -112,6 +132,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
                                   &replication->committed, err) < 0 ||
         colo_secondary_add_device(&replication->secondary, "output", &output_buffer_secondary_device,
                                   &replication->output, err) < 0 ||
+        colo_secondary_add_device(&replication->secondary, "failure detector", &detector_device, replication, err) <
+            0 ||
         colo_secondary_start(&replication->secondary, err) < 0)
         return -1;
     pthread_mutex_lock(&replication->lock);

@@ -18,6 +18,12 @@
 # 4. A secondary whose image lies on a full filesystem (a 16 KiB tmpfs):
 #    the sync's writes fail; the secondary exits naming the image and the
 #    error, the primary's protection ends and it keeps serving.
+# 5. A secondary whose image cannot be opened for writing (a read-only bind
+#    mount): `colo secondary` fails at once, naming the image.
+# 6. The primary frozen (SIGSTOP) for 0.6 s during the initial copy, three
+#    times the heartbeat timeout: the secondary waits (nothing can be taken
+#    over yet, and a loaded host's scheduling gaps look just like this),
+#    and the protection is established when it resumes.
 # Usage: tests/replication/colo_disk_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -116,7 +122,7 @@ check_keys "the primary serves on after the refused protection" before protected
 # ---- 4. a secondary on a full filesystem: the sync fails, the primary serves on ----
 mkdir -p "$work/small" "$work/D"
 mount -t tmpfs -o size=16k colo-disk-test "$work/small"
-trap 'umount -l "$work/small" 2>/dev/null; e2e_cleanup' EXIT
+trap 'umount -l "$work/small" "$work/ro" 2>/dev/null; e2e_cleanup' EXIT
 truncate -s 16M "$work/small/diskD.img"
 make_config tapA "$work/small/diskD.img" >"$work/d.cfg"
 COLO_RUN_DIR=$work/D ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 "$work/d.cfg" >"$work/secondary4.log" 2>&1 </dev/null &
@@ -143,6 +149,43 @@ done
     fail "the primary after the failed sync: state '$state', '$reason'"
 check_keys "the primary serves on after the failed sync" before protected after
 umount -l "$work/small"
+
+# ---- 5. a secondary image that cannot be opened for writing ----
+mkdir -p "$work/ro" "$work/E"
+truncate -s 16M "$work/ro/diskE.img"
+mount --bind "$work/ro" "$work/ro" && mount -o remount,bind,ro "$work/ro"
+make_config tapA "$work/ro/diskE.img" >"$work/e.cfg"
+if out=$(COLO_RUN_DIR=$work/E ip netns exec "$hosts_ns" timeout 20 "$colo" secondary --listen 127.0.0.1:47103 \
+    "$work/e.cfg" 2>&1 </dev/null); then
+    fail "a secondary on a read-only image started"
+elif echo "$out" | grep -q "colo secondary: cannot open image $work/ro/diskE.img for reading and writing: Read-only file system"; then
+    pass "a secondary whose image cannot be written: $out"
+else
+    fail "a secondary on a read-only image: '$out'"
+fi
+umount -l "$work/ro"
+
+# ---- 6. a frozen primary during the initial copy: the secondary waits ----
+mkdir -p "$work/F"
+truncate -s 16M "$work/diskF.img"
+make_config tapA "$work/diskF.img" >"$work/f.cfg"
+COLO_RUN_DIR=$work/F ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47104 "$work/f.cfg" >"$work/secondary6.log" 2>&1 </dev/null &
+secondary6_pid=$!; pids+=("$secondary6_pid")
+wait_for "$work/secondary6.log" "waiting for the primary" "sixth secondary listening" "$secondary6_pid" || exit 1
+on_host "$work/B2" "$colo" protect guarded 127.0.0.1:47104 >"$work/protect6.log" 2>&1
+wait_for "$work/secondary6.log" "the primary connected" "sixth secondary connected" "$secondary6_pid" 30
+kill -STOP "$fresh_pid"
+state_frozen=$(replication_field "$work/F" state)
+sleep 0.6
+kill -CONT "$fresh_pid"
+if [ "$state_frozen" != SETUPED ]; then
+    fail "the primary was not frozen during the initial copy (the secondary was '$state_frozen')"
+elif wait_for_checkpoints "$work/B2" 5 >/dev/null && [ "$(replication_field "$work/F" role)" = secondary ] &&
+    ! grep -q "no heartbeat" "$work/secondary6.log"; then
+    pass "a primary frozen 0.6 s during the initial copy: the secondary waited, $(replication_field "$work/B2" checkpoints) checkpoints since"
+else
+    fail "a primary frozen during the initial copy: $(grep -m1 "no heartbeat\|ended" "$work/secondary6.log")"
+fi
 
 echo "colo_disk_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
