@@ -37,7 +37,7 @@ steps=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
 pg_writer=$here/../../scripts/lib/pg_writer.py
 boot_timeout=240     # an ASan build of colo, on a loaded 2-core machine
-protect_timeout=180  # seconds from protect to a synced disk and checkpoints
+protect_timeout=120  # seconds from protect to a synced disk and checkpoints
 failover_limit=10    # seconds from the primary's death to "failed over"
 pgbench_seconds=15   # pgbench -T: outlasts the death, the failover and a few seconds more
 guest=10.94.0.2
@@ -152,9 +152,12 @@ trial() { # STEP NUMBER
         synced=$(status_field "$dir/A" "(r.get('disk_sync') or {}).get('done')")
         checkpoints=$(status_field "$dir/A" "r.get('checkpoints', '')")
         [ "$synced" = True ] && [ -n "$checkpoints" ] && [ "$checkpoints" -ge 2 ] && break
-        if ((SECONDS - protect_started > protect_timeout)) || ! kill -0 "$primary_pid" 2>/dev/null; then
-            fail "$step: no synced disk and checkpoints $protect_timeout s after protect (disk_sync done '$synced', checkpoints '$checkpoints')"
-            tail -5 "$dir/primary.log" "$dir/secondary.log"
+        # A protection that ended (the primary runs on unprotected, the
+        # secondary stopped) ends the trial now.
+        if ((SECONDS - protect_started > protect_timeout)) || ! kill -0 "$primary_pid" 2>/dev/null ||
+            ! kill -0 "$secondary_pid" 2>/dev/null || grep -q "running on unprotected" "$dir/primary.log"; then
+            fail "$step: no synced disk and checkpoints $((SECONDS - protect_started)) s after protect (disk_sync done '$synced', checkpoints '$checkpoints')"
+            tail -n 3 "$dir/primary.log"; tail -n 5 "$dir/secondary.log"
             end_trial "$primary_pid" "$secondary_pid"; return
         fi
         sleep 0.2
@@ -175,8 +178,8 @@ trial() { # STEP NUMBER
     if [ "$step" = random ]; then
         local delay_ms=$((1000 + RANDOM % 3001))
         sleep "$((delay_ms / 1000)).$(printf %03d $((delay_ms % 1000)))"
-        echo "  killing the primary from outside after $delay_ms ms of workload (checkpoint $(status_field "$dir/A" "r.get('checkpoints', '')"))"
         kill -9 "$primary_pid"
+        echo "  killed the primary from outside after $delay_ms ms of workload"
     fi
     local status=0
     # (2>/dev/null: bash's "Killed" notice for the job)
@@ -189,7 +192,7 @@ trial() { # STEP NUMBER
     echo "  the primary died $((died_ms - workload_started_ms)) ms into the workload"
     local line
     if [ "$status" -ne 137 ]; then
-        fail "$step: the primary exited with status $status, not by SIGKILL"; tail -5 "$dir/primary.log"
+        fail "$step: the primary exited with status $status, not by SIGKILL"; tail -n 5 "$dir/primary.log"
     elif [ "$step" = random ]; then
         pass "$step: the primary died by SIGKILL (status 137)"
     elif line=$(grep -m1 "colo: test hook: killing the primary at $step " "$dir/primary.log"); then
