@@ -56,6 +56,7 @@ checkpoints_before=${BENCH_CHECKPOINTS:-5}
 dsync_writes=${BENCH_DSYNC_WRITES:-500}
 commit_seconds=${BENCH_COMMIT_SECONDS:-10}
 sections=${BENCH_SECTIONS:-boot,redis,postgresql}
+boot_target_line=""
 has_section() { case ",$sections," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 boot_timeout=${BENCH_BOOT_TIMEOUT:-300}
 boot_target=2
@@ -468,7 +469,7 @@ row "pgbench -i -s $pgbench_scale (s)" "$(value pgbench_init_colo)" "$(value pgb
 row "pgbench -T $pgbench_seconds -c 4 (tps)" "$(value pgbench_tps_colo)" "$(value pgbench_tps_qemu)" "$(value pgbench_tps_colo-protected)"
 row "fsync'd 4 KiB write, mean of $dsync_writes (ms)" "$(value dsync_colo)" "$(value dsync_qemu)" "$(value dsync_colo-protected)"
 row "single-row commit p50 / p99 (ms)" "$(value commit_colo)" "$(value commit_qemu)" "$(value commit_colo-protected)"
-echo "$boot_target_line"
+[ -z "$boot_target_line" ] || echo "$boot_target_line"
 if [ "$problems" -gt 0 ]; then
     echo "$problems problem(s), see above"
     exit 1
