@@ -238,6 +238,12 @@ done:
     return status;
 }
 
+static void report_progress(struct disk_sync_source *sync)
+{
+    if (sync->on_progress)
+        sync->on_progress(sync->on_progress_opaque);
+}
+
 /* The full pass: every chunk whose hash differs from the destination's. */
 static int send_differing_chunks(struct disk_sync_source *sync, struct stream_writer *writer, uint8_t **hashes,
                                  struct error *err)
@@ -267,6 +273,7 @@ static int send_differing_chunks(struct disk_sync_source *sync, struct stream_wr
                 if (migration_end_round(writer, err) < 0)
                     return -1;
                 sync->run_bytes = 0;
+                report_progress(sync);
             }
         }
     }
@@ -325,6 +332,7 @@ static int before_copy(void *opaque, struct stream_writer *writer, struct error 
     if (send_differing_chunks(sync, writer, hashes, err) < 0 || migration_end_round(writer, err) < 0)
         goto done;
     atomic_store(&sync->compared, true);
+    report_progress(sync);
     /* What the guest wrote during the pass, in rounds while they shrink. */
     for (unsigned round = 0; round < DISK_SYNC_MAX_DIRTY_ROUNDS; round++) {
         uint64_t blocks;
@@ -333,6 +341,7 @@ static int before_copy(void *opaque, struct stream_writer *writer, struct error 
             goto done;
         atomic_fetch_add(&sync->dirty_rounds, 1);
         atomic_fetch_add(&sync->dirty_blocks_sent, blocks);
+        report_progress(sync);
         if (blocks < DISK_SYNC_SMALL_DIRTY_BLOCKS)
             break;
     }

@@ -90,6 +90,10 @@ struct disk_sync_source {
     uint8_t *buffer;    /* a chunk, or a run of blocks */
     uint64_t run_bytes; /* sent since the last run ended */
     struct migration_companion companion;
+    /* Called on the migrating thread after each run of the full pass and
+     * each dirty round (may be NULL; set after init): progress events. */
+    void (*on_progress)(void *opaque);
+    void *on_progress_opaque;
     /* Progress, shared with status readers. */
     _Atomic uint64_t bytes_total, bytes_compared, chunks_differing, bytes_sent, dirty_rounds, dirty_blocks_sent,
         final_blocks;

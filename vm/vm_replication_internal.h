@@ -62,6 +62,7 @@ struct vm_replication {
     bool primary_disks_initialized;
     /* The last checkpoint's disk part (blocks, bytes), for status. */
     struct primary_disk_checkpoint_report last_disk_report;
+    double last_progress_event; /* the disk sync's, on the primary thread */
     pthread_t primary_thread;
     bool primary_thread_joinable;
 #ifdef COLO_TEST_HOOKS

@@ -49,6 +49,9 @@ COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.
 secondary_pid=$!; pids+=("$secondary_pid")
 wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
 cmp -s "$work/diskA.img" "$work/diskB.img" && fail "the two images were the same before protection"
+COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" events --json guarded >"$work/events.jsonl" 2>/dev/null &
+events_pid=$!; pids+=("$events_pid")
+sleep 0.3
 if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1; then
     pass "$(cat "$work/protect.log")"
 else
@@ -61,6 +64,17 @@ differing=$(echo "$sync_json" | python3 -c "import json,sys; d=json.load(sys.std
 [ -n "$differing" ] && [ "$differing" -eq 256 ] &&
     pass "the sync found all 256 chunks of the random image different and finished" ||
     fail "disk sync status: $sync_json"
+progress=$(python3 - "$work/events.jsonl" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+sync = [e["disk_sync"] for e in events if e.get("what") == "disk sync"]
+print(f"{len(sync)} {sync[-1]['bytes_compared'] if sync else 0} {sync[-1]['compared'] if sync else False}")
+PY
+)
+read -r progress_events progress_compared progress_done <<<"$progress"
+[ "${progress_events:-0}" -ge 1 ] && [ "$progress_compared" = 16777216 ] && [ "$progress_done" = True ] &&
+    pass "colo events: $progress_events disk sync progress events, the last with all 16 MiB compared" ||
+    fail "colo events: disk sync progress '$progress'"
 line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "disk sync")
 echo "$line" | grep -q "disk sync     done: 16 of 16 MiB compared, 256 chunks differed" &&
     pass "colo status on A:$line" || fail "colo status on A has no disk sync line: '$line'"
