@@ -11,12 +11,11 @@
  * secondary's one-byte answer (SVM_READY's stand-in). A second thread
  * plays the secondary on the other end of a TCP loopback connection set up
  * as the replication connection is (TCP_NODELAY, 256 KiB socket buffers):
- * it reads records with stream_read_record (what stream_receive does),
- * copies the DISK_WRITE bodies aside as stream_receive stages them, and at
- * CHECKPOINT_END does what secondary_disk_checkpoint_device's load does:
- * every body into secondary_disk_buffer_write, then
- * secondary_disk_checkpoint_commit (the fold into the base, which also
- * empties the overlay). Between checkpoints that thread also plays the
+ * it reads records with stream_read_record (what stream_receive does)
+ * and puts each DISK_WRITE into the buffer as it comes
+ * (secondary_disk_buffer_write, as the loop's disk-write sink does), and
+ * after its answer to CHECKPOINT_END folds them
+ * (secondary_disk_checkpoint_commit, which also empties the overlay). Between checkpoints that thread also plays the
  * SVM: as many writes of the same size as the PVM's, into the overlay
  * (not timed).
  *
@@ -32,9 +31,9 @@
  * Per checkpoint: added = SVM_READY received - save started: the disk's
  * part of the PVM's pause. CHECKPOINT_END's and the answer's trips are in
  * it, and the real loop pays them with or without disks, so the N = 0 row
- * is the floor. Also: the save
- * alone, the send of what the save left in the writer, the secondary's
- * buffering and the fold (commit) alone, the stream bytes, the primary's
+ * is the floor. Also: the save alone, the send of what the save left in
+ * the writer, the secondary's buffering (all its buffer_write calls, most
+ * of them before the pause) and the fold (commit) alone, the stream bytes, the primary's
  * epoch_memory_bytes before the save and the secondary's memory_bytes with
  * the whole epoch buffered (its peak).
  *
@@ -91,6 +90,7 @@ struct options {
 /* What the secondary measured for one checkpoint (clock_monotonic_ns). */
 struct secondary_sample {
     uint64_t end_received;   /* CHECKPOINT_END read */
+    uint64_t buffering;      /* the buffer_write calls, as the records came */
     uint64_t buffered;       /* every DISK_WRITE in the buffer */
     uint64_t stats_duration; /* the get_stats call, left out of "added" */
     uint64_t committed;      /* the fold done */
@@ -141,39 +141,13 @@ static int guest_writes(struct block_backend *backend, unsigned count, unsigned 
     return 0;
 }
 
-/* stream_receive's staging of DISK_WRITE bodies: each after its u32
- * length, the memory kept from checkpoint to checkpoint. */
-struct staged_bodies {
-    uint8_t *data;
-    size_t length, capacity;
-};
-
-static int stage_body(struct staged_bodies *staged, const struct stream_record *record, struct error *err)
-{
-    size_t needed = staged->length + sizeof(uint32_t) + record->length;
-    if (needed > staged->capacity) {
-        size_t capacity = staged->capacity ? staged->capacity : 64 * 1024;
-        while (capacity < needed)
-            capacity *= 2;
-        uint8_t *data = realloc(staged->data, capacity);
-        if (!data)
-            return error_set(err, "out of memory staging %zu bytes of disk writes", needed);
-        staged->data = data;
-        staged->capacity = capacity;
-    }
-    uint32_t length = record->length;
-    memcpy(staged->data + staged->length, &length, sizeof length);
-    memcpy(staged->data + staged->length + sizeof length, record->body, record->length);
-    staged->length = needed;
-    return 0;
-}
-
-/* One checkpoint on the secondary: 1 done, 0 the primary sent END, -1. */
-static int secondary_checkpoint(struct secondary *secondary, struct stream_reader *reader, struct staged_bodies *staged,
-                                struct error *err)
+/* One checkpoint on the secondary: 1 done, 0 the primary sent END, -1.
+ * Each DISK_WRITE goes into the buffer as it is read, as the loop's sink
+ * does (stream_reader.disk_write_sink, disk_replication.c's receive). */
+static int secondary_checkpoint(struct secondary *secondary, struct stream_reader *reader, struct error *err)
 {
     struct secondary_sample sample = { 0 };
-    staged->length = 0;
+    uint64_t buffering = 0;
     for (;;) {
         struct stream_record record;
         int got = stream_read_record(reader, &record, err);
@@ -185,24 +159,18 @@ static int secondary_checkpoint(struct secondary *secondary, struct stream_reade
             break;
         if (record.type != STREAM_RECORD_DISK_WRITE)
             return error_set(err, "unexpected record type %" PRIu32, record.type);
-        if (stage_body(staged, &record, err) < 0)
-            return -1;
-        sample.disk_write_records++;
-    }
-    sample.end_received = clock_monotonic_ns();
-    /* secondary_disk_checkpoint_device's load, with the peak read between
-     * its buffering and its commit. */
-    for (size_t cursor = 0; cursor < staged->length;) {
-        uint32_t length;
-        memcpy(&length, staged->data + cursor, sizeof length);
+        uint64_t started = clock_monotonic_ns();
         struct stream_disk_write write;
-        stream_disk_write_fields(staged->data + cursor + sizeof length, length, &write);
-        cursor += sizeof length + length;
+        stream_disk_write_fields(record.body, record.length, &write);
         if (secondary_disk_buffer_write(secondary->disk, write.offset, write.data, write.length, err) < 0) {
             secondary_disk_checkpoint_abort(secondary->disk);
             return -1;
         }
+        buffering += clock_monotonic_ns() - started;
+        sample.disk_write_records++;
     }
+    sample.end_received = clock_monotonic_ns();
+    sample.buffering = buffering;
     sample.buffered = clock_monotonic_ns();
     /* SVM_READY: the checkpoint is buffered whole; the fold comes after
      * (disk_replication.c folds in preresume), out of the primary's
@@ -244,17 +212,15 @@ static void *secondary_thread(void *opaque)
 {
     struct secondary *secondary = opaque;
     struct stream_reader reader;
-    struct staged_bodies staged = { 0 };
     secondary->result = -1;
     if (stream_reader_init(&reader, secondary->fd, &secondary->err) < 0)
         return NULL;
     int result;
-    while ((result = secondary_checkpoint(secondary, &reader, &staged, &secondary->err)) == 1)
+    while ((result = secondary_checkpoint(secondary, &reader, &secondary->err)) == 1)
         ;
     secondary->result = result;
     if (result < 0)
         shutdown(secondary->fd, SHUT_RDWR); /* the primary waiting for an answer sees the end */
-    free(staged.data);
     stream_reader_destroy(&reader);
     return NULL;
 }
@@ -362,7 +328,7 @@ static int one_checkpoint(struct rig *rig, struct checkpoint_sample *sample, str
     sample->added = ready - started;
     sample->save = saved - started;
     sample->send = sent - saved;
-    sample->buffer = secondary.buffered - secondary.end_received;
+    sample->buffer = secondary.buffering;
     sample->fold = secondary.committed - (secondary.buffered + secondary.stats_duration);
     sample->fold_writes = secondary.fold_writes;
     sample->secondary_memory = secondary.memory_bytes;

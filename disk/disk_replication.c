@@ -145,9 +145,29 @@ static int secondary_setup(void *opaque)
     return 0;
 }
 
+/* A checkpoint's disk write as it arrives (the SVM paused): into its
+ * disk's buffer now, so the buffering overlaps the rest of the transfer.
+ * If the checkpoint never arrives whole, load never comes and failover
+ * drops the buffer. */
+static int secondary_receive(void *opaque, const uint8_t *body, size_t length, struct error *err)
+{
+    struct disk_replication_secondary *replication = opaque;
+    struct stream_disk_write write;
+    stream_disk_write_fields(body, length, &write);
+    pthread_mutex_lock(&replication->lock);
+    int status = 0;
+    if (write.disk >= replication->disk_count || !replication->devices[write.disk].disk)
+        status = error_set(err, "the checkpoint writes disk %u, which is read-only here", write.disk);
+    else
+        status = secondary_disk_device_buffer_write(&replication->devices[write.disk], &write, err);
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
 /* The checkpoint arrived whole and the SVM holds its memory: its disk
- * writes into the buffers. The fold into the bases waits for preresume,
- * after SVM_READY: the primary's pause does not wait for it. */
+ * writes into the buffers (those the reader staged; with the loop's sink,
+ * receive took them already). The fold into the bases waits for
+ * preresume, after SVM_READY: the primary's pause does not wait for it. */
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {
     struct disk_replication_secondary *replication = opaque;
@@ -243,6 +263,7 @@ void disk_replication_secondary_get_stats(struct disk_replication_secondary *rep
 
 const struct colo_checkpoint_device_ops disk_replication_secondary_device = {
     .setup = secondary_setup,
+    .receive = secondary_receive,
     .load = secondary_load,
     .preresume = secondary_preresume,
     .failover = secondary_failover,

@@ -11,7 +11,8 @@
  *   secondary  the initial copy writes the primary's blocks straight into
  *              the images (disk_sync_destination); setup, before the SVM
  *              first runs, wraps every writable disk in a secondary_disk;
- *              each checkpoint's load buffers its disks' records, and
+ *              each checkpoint's records are buffered as they arrive
+ *              (receive), its load marks them whole, and
  *              preresume (after SVM_READY: not in the primary's pause)
  *              folds them into the bases; failover folds a loaded
  *              checkpoint not yet folded, then the SVM's own writes. A record for

@@ -86,6 +86,18 @@ int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct
     return 0;
 }
 
+int colo_checkpoint_devices_receive(void *opaque, const uint8_t *body, size_t length, struct error *err)
+{
+    struct colo_checkpoint_devices *devices = opaque;
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        struct error cause = { "" };
+        if (device->ops->receive && device->ops->receive(device->opaque, body, length, &cause) < 0)
+            return device_failed(err, device, "receive", &cause);
+    }
+    return 0;
+}
+
 int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
                                  struct error *err)
 {

@@ -13,6 +13,10 @@
  *   postsuspend after the VM paused for a checkpoint
  *   save        primary, VM paused: the device's part of the checkpoint, as
  *               stream records after the pages and before the machine state
+ *   receive     secondary, while a checkpoint arrives (the SVM paused): a
+ *               DISK_WRITE record, as soon as it is read (the run may
+ *               still fail: then load never comes, and failover must drop
+ *               what receive took)
  *   load        secondary, once a checkpoint was applied whole and before
  *               SVM_READY: the device's records of that checkpoint
  *   release     primary, VM paused, after SVM_READY: the SVM holds the
@@ -29,6 +33,7 @@
 #define COLO_REPLICATION_CHECKPOINT_DEVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -42,6 +47,7 @@ struct colo_checkpoint_device_ops {
     int (*commit)(void *opaque);
     int (*precopy)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*save)(void *opaque, struct stream_writer *writer, struct error *err);
+    int (*receive)(void *opaque, const uint8_t *body, size_t length, struct error *err);
     int (*load)(void *opaque, const struct stream_reader *reader, struct error *err);
     void (*release)(void *opaque);
     int (*failover)(void *opaque, struct error *err);
@@ -81,6 +87,9 @@ int colo_checkpoint_devices_precopy(struct colo_checkpoint_devices *devices, str
                                     struct error *err);
 int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                  struct error *err);
+/* For stream_reader.disk_write_sink: every device's receive, in order
+ * (opaque: the struct colo_checkpoint_devices). */
+int colo_checkpoint_devices_receive(void *opaque, const uint8_t *body, size_t length, struct error *err);
 int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
                                  struct error *err);
 void colo_checkpoint_devices_release(struct colo_checkpoint_devices *devices);

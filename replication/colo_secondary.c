@@ -230,6 +230,10 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
     machine_dirty_log_enable(svm, true);
     machine_preimages_enable(svm, true);
     secondary->replicating = true;
+    /* From now on a checkpoint's disk writes go to the devices as they
+     * arrive, not after the run: their buffering overlaps the transfer. */
+    secondary->reader.disk_write_sink = colo_checkpoint_devices_receive;
+    secondary->reader.disk_write_sink_opaque = &secondary->devices;
     if (call_devices(secondary, COLO_DEVICE_SETUP, err) < 0 ||
         send_message(secondary, COLO_CHECKPOINT_SVM_READY, err) < 0)
         return -1;

@@ -180,6 +180,14 @@ struct stream_reader {
      * run, kept until the next stream_receive starts
      * (stream_received_output_next, stream_received_disk_write_next). */
     struct stream_staged_records output, disk_writes;
+    /* Optional: DISK_WRITE records are handed to this as they arrive,
+     * before the run is whole, instead of being staged (so
+     * stream_received_disk_write_next gives none). A run cut off or
+     * rejected later has handed some: the sink's owner must drop them (a
+     * COLO secondary's failover drops the epoch's buffer). A sink that
+     * fails ends the run like a bad record, nothing applied. */
+    int (*disk_write_sink)(void *opaque, const uint8_t *body, size_t length, struct error *err);
+    void *disk_write_sink_opaque;
     /* stream_receive's page staging, kept from run to run so that a small
      * checkpoint does not pay for setting it up (stream_receive.c). */
     struct stream_page_staging *staging;

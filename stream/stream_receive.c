@@ -386,9 +386,15 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
             if (stage_record(&reader->output, STAGING_MAX_OUTPUT_BYTES, "output", &record, err) < 0)
                 break;
         } else if (record.type == STREAM_RECORD_DISK_WRITE) {
-            /* Kept for the caller; nothing writes it to the machine. */
-            if (stage_record(&reader->disk_writes, STAGING_MAX_DISK_WRITE_BYTES, "disk writes", &record, err) < 0)
+            /* Kept for the caller, or handed over now; nothing writes it
+             * to the machine. */
+            if (reader->disk_write_sink) {
+                if (reader->disk_write_sink(reader->disk_write_sink_opaque, record.body, record.length, err) < 0)
+                    break;
+            } else if (stage_record(&reader->disk_writes, STAGING_MAX_DISK_WRITE_BYTES, "disk writes", &record, err) <
+                       0) {
                 break;
+            }
         } else if (record.type == STREAM_RECORD_DISK_HASHES) {
             /* Only ever sent the other way, outside any run. */
             reader->rejected_records++;

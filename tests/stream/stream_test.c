@@ -628,6 +628,26 @@ static bool image_is_zero(int image_fd)
     return true;
 }
 
+/* A disk-write sink that notes the offsets it was handed, and fails on
+ * the record fail_at (1-based; 0: never). */
+struct sink_log {
+    uint64_t offsets[8];
+    size_t count;
+    size_t fail_at;
+};
+
+static int log_disk_write(void *opaque, const uint8_t *body, size_t length, struct error *err)
+{
+    struct sink_log *log = opaque;
+    struct stream_disk_write write;
+    stream_disk_write_fields(body, length, &write);
+    if (++log->count == log->fail_at)
+        return error_set(err, "the sink refuses record %zu", log->count);
+    if (log->count <= 8)
+        log->offsets[log->count - 1] = write.offset;
+    return 0;
+}
+
 /* The DISK_WRITE records stream_received_disk_write_next hands out. */
 static size_t received_disk_writes(const struct stream_reader *reader, struct stream_disk_write *writes, size_t max)
 {
@@ -741,6 +761,38 @@ static void test_disk_write_records(void)
     stream_reader_destroy(&reader);
     close(fd);
     free(before.state.data);
+
+    /* With a sink: each record is handed over as it is read, none staged;
+     * a sink that fails ends the run with nothing applied. */
+    for (int failing = 0; failing <= 1; failing++) {
+        int sunk_image_fd;
+        struct machine *sunk = create_machine_with_disk(&sunk_image_fd);
+        struct snapshot untouched = take_snapshot(sunk);
+        struct sink_log log = { .fail_at = failing ? 2 : 0 };
+        fd = fd_with(stream.data, stream.length);
+        if (stream_reader_init(&reader, fd, &err) < 0)
+            die("reader", &err);
+        reader.disk_write_sink = log_disk_write;
+        reader.disk_write_sink_opaque = &log;
+        int result = stream_read_header(&reader, &expected, &err) == 0
+                         ? stream_receive(&reader, sunk, &terminator, &err)
+                         : -1;
+        if (!failing) {
+            CHECK(result == 0 && log.count == 3 && log.offsets[0] == 3 * 512 && log.offsets[1] == 1u << 20 &&
+                      log.offsets[2] == (1u << 20) + STREAM_MAX_DISK_WRITE,
+                  "sink: %d, %zu records (%s)", result, log.count, result ? err.message : "");
+            CHECK(received_disk_writes(&reader, writes, 4) == 0, "with a sink, disk writes were staged too");
+        } else {
+            CHECK(result < 0 && strstr(err.message, "the sink refuses record 2") && snapshot_matches(sunk, &untouched),
+                  "a failing sink: %d \"%s\", the machine %s", result, result ? err.message : "",
+                  snapshot_matches(sunk, &untouched) ? "untouched" : "changed");
+        }
+        stream_reader_destroy(&reader);
+        close(fd);
+        free(untouched.state.data);
+        test_machine_destroy(sunk);
+        close(sunk_image_fd);
+    }
 
     /* Cut anywhere inside the second run (at and between records): that
      * run hands out nothing, and the first run's records are gone too. */
