@@ -62,6 +62,11 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
 static int primary_precopy(void *opaque, struct stream_writer *writer, struct error *err)
 {
     struct disk_replication_primary *replication = opaque;
+    bool written = false;
+    for (unsigned i = 0; i < replication->disk_count; i++)
+        written |= replication->devices[i].disk && primary_disk_epoch_written(replication->devices[i].disk);
+    if (!written)
+        return 0; /* no pause for nothing */
     machine_pause(replication->sync.machine);
     for (unsigned i = 0; i < replication->disk_count; i++)
         if (replication->devices[i].disk)
@@ -81,7 +86,11 @@ static int primary_precopy(void *opaque, struct stream_writer *writer, struct er
     return status;
 }
 
+/* Between checkpoints, the PVM running: the same as the pre-copy, so an
+ * epoch's writes cross the wire as the guest makes them (every few
+ * milliseconds) rather than all at its end. */
 const struct colo_checkpoint_device_ops disk_replication_primary_device = {
+    .stream = primary_precopy,
     .precopy = primary_precopy,
     .save = primary_save,
 };

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,10 @@ struct primary_disk {
      * `epoch` (the two are disjoint). bitmap_words words. */
     uint64_t *epoch_overflow;
     uint64_t epoch_overflow_blocks;
+    /* Set by every recorded write or discard, cleared when the epoch is
+     * moved aside or cleared: the loop's stream phase reads it with the
+     * VM running, to skip the pause when nothing was written. */
+    atomic_bool epoch_written;
     /* The part of the epoch a checkpoint's pre-copy moved aside
      * (primary_disk_precopy_begin), same shape; empty otherwise. */
     struct block_map precopy;
@@ -114,6 +119,7 @@ static void dirty_log_mark(struct primary_disk *disk, uint64_t offset, uint64_t 
  * copied (the bound, or no memory) is marked as overflow instead. */
 static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8_t *bytes, uint64_t length)
 {
+    atomic_store_explicit(&disk->epoch_written, true, memory_order_relaxed);
     while (length > 0) {
         uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE;
         size_t start = (size_t)(offset % PRIMARY_DISK_BLOCK_SIZE);
@@ -163,6 +169,7 @@ static void epoch_record_failed(struct primary_disk *disk, uint64_t offset, uint
 {
     if (length == 0)
         return;
+    atomic_store_explicit(&disk->epoch_written, true, memory_order_relaxed);
     for (uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE; index <= (offset + length - 1) / PRIMARY_DISK_BLOCK_SIZE;
          index++) {
         if (bit_test(disk->epoch_overflow, index))
@@ -400,6 +407,7 @@ uint64_t primary_disk_precopy_begin(struct primary_disk *disk)
     disk->epoch_overflow = bitmap;
     disk->precopy_overflow_blocks = disk->epoch_overflow_blocks;
     disk->epoch_overflow_blocks = 0;
+    atomic_store_explicit(&disk->epoch_written, false, memory_order_relaxed);
     return disk->precopy.count + disk->precopy_overflow_blocks;
 }
 
@@ -453,9 +461,15 @@ void primary_disk_precopy_finish(struct primary_disk *disk)
     log_clear(disk, &disk->precopy, disk->precopy_overflow, &disk->precopy_overflow_blocks);
 }
 
+bool primary_disk_epoch_written(struct primary_disk *disk)
+{
+    return atomic_load_explicit(&disk->epoch_written, memory_order_relaxed);
+}
+
 void primary_disk_epoch_clear(struct primary_disk *disk)
 {
     log_clear(disk, &disk->epoch, disk->epoch_overflow, &disk->epoch_overflow_blocks);
+    atomic_store_explicit(&disk->epoch_written, false, memory_order_relaxed);
     disk->epochs_cleared++;
 }
 

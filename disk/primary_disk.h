@@ -122,6 +122,9 @@ void primary_disk_epoch_clear(struct primary_disk *disk);
  * applies a checkpoint's records in order. _finish frees what was moved
  * aside and adds it to the totals. */
 uint64_t primary_disk_precopy_begin(struct primary_disk *disk);
+/* Any thread, VM running: whether the epoch has a write since it began or
+ * was last moved aside (a hint: a write a moment later is not seen). */
+bool primary_disk_epoch_written(struct primary_disk *disk);
 int primary_disk_precopy_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
                                   struct error *err);
 void primary_disk_precopy_finish(struct primary_disk *disk);

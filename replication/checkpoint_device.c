@@ -62,6 +62,26 @@ static int device_failed(struct error *err, const struct colo_checkpoint_device 
     return error_set(err, "checkpoint device %s failed in %s: %s", device->name, phase, cause->message);
 }
 
+int colo_checkpoint_devices_stream(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                   struct error *err)
+{
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        struct error cause = { "" };
+        if (device->ops->stream && device->ops->stream(device->opaque, writer, &cause) < 0)
+            return device_failed(err, device, "stream", &cause);
+    }
+    return 0;
+}
+
+bool colo_checkpoint_devices_streaming(const struct colo_checkpoint_devices *devices)
+{
+    for (size_t i = 0; i < devices->count; i++)
+        if (devices->devices[i].ops->stream)
+            return true;
+    return false;
+}
+
 int colo_checkpoint_devices_precopy(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                     struct error *err)
 {

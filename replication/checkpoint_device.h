@@ -6,6 +6,11 @@
  *   setup       once, after the initial copy, before the VM first runs
  *   commit      at the start of every interval (the previous checkpoint is
  *               now the committed state)
+ *   stream      primary, between checkpoints (the VM running), on the
+ *               loop's thread, every colo_primary_options.stream_interval_ms
+ *               at most: records that go ahead of the next checkpoint (a
+ *               disk's writes so far); the secondary's receive takes them
+ *               as they arrive
  *   precopy     primary, after CHECKPOINT_NEW with the VM still running
  *               (the pre-copy, colo_primary_options.precopy): records that
  *               go in the checkpoint ahead of the pause, so it sends less
@@ -32,6 +37,7 @@
 #ifndef COLO_REPLICATION_CHECKPOINT_DEVICE_H
 #define COLO_REPLICATION_CHECKPOINT_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +51,7 @@ struct colo_checkpoint_device_ops {
     int (*postsuspend)(void *opaque);
     int (*preresume)(void *opaque);
     int (*commit)(void *opaque);
+    int (*stream)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*precopy)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*save)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*receive)(void *opaque, const uint8_t *body, size_t length, struct error *err);
@@ -83,6 +90,10 @@ int colo_checkpoint_devices_call(struct colo_checkpoint_devices *devices, enum c
                                  struct error *err);
 /* The phases with arguments: each device in order; the first failure stops
  * and its error names the device. */
+int colo_checkpoint_devices_stream(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                   struct error *err);
+/* Whether any device has a stream phase. */
+bool colo_checkpoint_devices_streaming(const struct colo_checkpoint_devices *devices);
 int colo_checkpoint_devices_precopy(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                     struct error *err);
 int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,

@@ -43,6 +43,7 @@ void colo_primary_options_defaults(struct colo_primary_options *options)
     memset(options, 0, sizeof *options);
     migration_options_defaults(&options->migration);
     options->max_interval_ms = 1000;
+    options->stream_interval_ms = 2;
     options->message_timeout_ms = 5000;
     options->precopy = true;
 }
@@ -286,13 +287,17 @@ static void kill_point(const struct colo_primary *primary, enum colo_kill_step s
 }
 #endif
 
-enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP };
+/* TRIGGER_STREAM is no checkpoint: time for the devices' stream phase. */
+enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP, TRIGGER_STREAM };
 
 /* Waits until the interval since `since_us` has passed, a checkpoint is
  * requested, held output's deadline passes, or a stop. */
 static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t since_us)
 {
     uint64_t interval_deadline_us = since_us + (uint64_t)primary->options.max_interval_ms * 1000u;
+    uint64_t stream_deadline_us = colo_checkpoint_devices_streaming(&primary->devices)
+                                      ? primary->last_stream_us + (uint64_t)primary->options.stream_interval_ms * 1000u
+                                      : UINT64_MAX;
     enum trigger trigger = TRIGGER_INTERVAL;
     pthread_mutex_lock(&primary->lock);
     for (;;) {
@@ -314,10 +319,17 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
             trigger = TRIGGER_INTERVAL;
             break;
         }
+        if (stream_deadline_us <= now_us) {
+            /* Not a checkpoint: the requests and the output deadline stay. */
+            pthread_mutex_unlock(&primary->lock);
+            return TRIGGER_STREAM;
+        }
         /* Re-read on every wake-up: the output deadline may have moved. */
         uint64_t deadline_us = interval_deadline_us;
         if (primary->output_deadline_us && primary->output_deadline_us < deadline_us)
             deadline_us = primary->output_deadline_us;
+        if (stream_deadline_us < deadline_us)
+            deadline_us = stream_deadline_us;
         struct timespec deadline = { (time_t)(deadline_us / 1000000u), (long)(deadline_us % 1000000u) * 1000 };
         pthread_cond_timedwait(&primary->triggered, &primary->lock, &deadline);
     }
@@ -432,12 +444,19 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         return -1;
     set_state(primary, COLO_PRIMARY_RUNNING);
     uint64_t interval_started_us = clock_monotonic_us();
+    primary->last_stream_us = interval_started_us;
 
     for (;;) {
         primary->checkpoint_number = primary->stats.checkpoints + 1;
         if (call_devices(primary, COLO_DEVICE_COMMIT, err) < 0)
             return -1;
-        enum trigger trigger = wait_for_trigger(primary, interval_started_us);
+        enum trigger trigger;
+        while ((trigger = wait_for_trigger(primary, interval_started_us)) == TRIGGER_STREAM) {
+            if (colo_checkpoint_devices_stream(&primary->devices, &primary->writer, &cause) < 0 ||
+                stream_flush(&primary->writer, &cause) < 0)
+                return fail(primary, err, "streaming ahead of the checkpoint", &cause);
+            primary->last_stream_us = clock_monotonic_us();
+        }
         if (trigger == TRIGGER_STOP)
             return 0;
 
@@ -496,6 +515,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         if (primary->options.on_checkpoint)
             primary->options.on_checkpoint(primary->options.on_checkpoint_opaque, &report);
         interval_started_us = resumed_at_us;
+        primary->last_stream_us = resumed_at_us;
         if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
             return -1;
         set_state(primary, COLO_PRIMARY_RUNNING);

@@ -84,6 +84,9 @@ struct colo_primary_options {
      * still runs (and the SVM suspends), so that only what it dirties
      * meanwhile is sent with it paused. Default on. */
     bool precopy;
+    /* How often, at most, the devices' stream phase sends what they have
+     * ahead of the next checkpoint while the PVM runs (a disk's writes). */
+    unsigned stream_interval_ms; /* default 2 */
     /* Waits for each of the secondary's replies. */
     int message_timeout_ms; /* default 5000 */
     /* Called after each checkpoint, with the PVM running again (not in
@@ -132,6 +135,7 @@ struct colo_primary {
     pthread_cond_t triggered;
     bool checkpoint_requested, stop_requested;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
+    uint64_t last_stream_us;     /* the devices' last stream phase (loop thread only) */
     struct colo_primary_stats stats;
     uint64_t downtimes_us[COLO_DOWNTIME_HISTORY]; /* ring of the last downtimes */
 

@@ -30,7 +30,9 @@ const char *colo_message_name(uint32_t id);
 int colo_send_message(struct stream_writer *writer, enum colo_message message, struct error *err);
 
 /* Waits up to timeout_ms (negative: forever) for the next record, which
- * must be the CHECKPOINT_STATE `expected`. Anything else is an error that
+ * must be the CHECKPOINT_STATE `expected`; DISK_WRITE records before it
+ * go to the reader's disk_write_sink when it has one (the primary streams
+ * an epoch's disk writes ahead of its checkpoint), and the wait goes on. Anything else is an error that
  * names the expected message and `context` (the caller's state, e.g.
  * "secondary, RESUMED"): a timeout, end of stream, a corrupt record, a
  * record of another type, another message id. */

@@ -39,10 +39,10 @@
 #define TIME_SCALE 1u
 #endif
 
-static struct machine *create(const char *elf)
+static struct machine *create(const char *elf, const char *disk_image)
 {
-    struct machine *machine = test_machine_create(
-        &(struct test_machine_options){ .ram_size = 16u << 20, .deterministic_time = true, .elf = elf });
+    struct machine *machine = test_machine_create(&(struct test_machine_options){
+        .ram_size = 16u << 20, .deterministic_time = true, .elf = elf, .disk_image = disk_image });
     /* store_forever: stores to GUEST_PAGES pages from 1 MiB into RAM. */
     machine->harts[0].state.x[10] = GUEST_PAGES;
     machine->harts[0].state.x[11] = MACHINE_RAM_BASE + (256ull << GUEST_PAGE_SHIFT);
@@ -181,6 +181,45 @@ static const struct colo_checkpoint_device_ops recording_ops = {
     .teardown = device_teardown,
 };
 
+/* Streaming between checkpoints (the stream phase on the primary, receive
+ * on the secondary): the primary's device sends a numbered DISK_WRITE
+ * record each time it is called; the secondary's takes them in order. */
+struct streaming_device {
+    uint32_t sent;     /* primary: records sent */
+    uint32_t received; /* secondary: records taken, in order */
+    uint32_t out_of_order;
+    uint64_t checkpoints_seen_at_first; /* primary: checkpoints before the first stream */
+    struct colo_primary *primary;
+};
+
+static int device_stream(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct streaming_device *device = opaque;
+    uint8_t sector[512] = { 0 };
+    device->sent++;
+    memcpy(sector, &device->sent, sizeof device->sent);
+    return stream_write_disk_write(writer, 0, (uint64_t)(device->sent % 16) * 512, sector, sizeof sector, err);
+}
+
+static int device_receive(void *opaque, const uint8_t *body, size_t length, struct error *err)
+{
+    (void)err;
+    struct streaming_device *device = opaque;
+    struct stream_disk_write write;
+    stream_disk_write_fields(body, length, &write);
+    uint32_t number;
+    memcpy(&number, write.data, sizeof number);
+    if (number != device->received + 1)
+        device->out_of_order++;
+    device->received = number;
+    return 0;
+}
+
+static const struct colo_checkpoint_device_ops streaming_ops = {
+    .stream = device_stream,
+    .receive = device_receive,
+};
+
 /* Setup, the first commit, then postsuspend-preresume-commit for each of
  * `checkpoints`, then teardown. */
 static bool calls_are_in_order(const struct recording_device *device, uint64_t checkpoints)
@@ -210,8 +249,20 @@ int main(int argc, char **argv)
         perror("socketpair");
         return 1;
     }
-    struct machine *pvm = create(argv[1]);
-    struct machine *svm = create(argv[1]);
+    /* Each side its own (unused) disk: the streamed records name disk 0. */
+    char pvm_disk[] = "/tmp/colo-checkpoint-test-pvm.XXXXXX", svm_disk[] = "/tmp/colo-checkpoint-test-svm.XXXXXX";
+    int pvm_disk_fd = mkstemp(pvm_disk), svm_disk_fd = mkstemp(svm_disk);
+    if (pvm_disk_fd < 0 || svm_disk_fd < 0 || ftruncate(pvm_disk_fd, 1 << 20) < 0 ||
+        ftruncate(svm_disk_fd, 1 << 20) < 0) {
+        perror("disk images");
+        return 1;
+    }
+    close(pvm_disk_fd);
+    close(svm_disk_fd);
+    struct machine *pvm = create(argv[1], pvm_disk);
+    struct machine *svm = create(argv[1], svm_disk);
+    unlink(pvm_disk);
+    unlink(svm_disk);
     /* The SVM is handed to the secondary paused. */
     machine_pause(svm);
     pthread_t pvm_thread, svm_thread;
@@ -238,10 +289,13 @@ int main(int argc, char **argv)
 
     struct error err;
     static struct recording_device primary_device, secondary_device;
+    static struct streaming_device primary_streamer, secondary_streamer;
     if (colo_secondary_init(&secondary, svm, fds[1], &secondary_options, &err) < 0 ||
         colo_primary_init(&primary, pvm, fds[0], &primary_options, &err) < 0 ||
         colo_secondary_add_device(&secondary, "recorder", &recording_ops, &secondary_device, &err) < 0 ||
         colo_primary_add_device(&primary, "recorder", &recording_ops, &primary_device, &err) < 0 ||
+        colo_secondary_add_device(&secondary, "streamer", &streaming_ops, &secondary_streamer, &err) < 0 ||
+        colo_primary_add_device(&primary, "streamer", &streaming_ops, &primary_streamer, &err) < 0 ||
         colo_secondary_start(&secondary, &err) < 0 || colo_primary_start(&primary, &err) < 0) {
         fprintf(stderr, "FAIL: cannot start: %s\n", err.message);
         return 1;
@@ -328,6 +382,16 @@ int main(int argc, char **argv)
     CHECK(secondary_stats.preimages_overwritten_total > 0,
           "no rollback left a page to the checkpoint that overwrites it");
     CHECK(stats.requested_checkpoints > 0, "no requested checkpoint happened");
+    /* The interval is 20 ms (scaled), the stream phase every 2 ms: many
+     * streams, all taken in order by the secondary (the last may still be
+     * in flight when the primary stopped). */
+    printf("streamed %u records between checkpoints, the secondary took %u (%u out of order)\n", primary_streamer.sent,
+           secondary_streamer.received, secondary_streamer.out_of_order);
+    CHECK(primary_streamer.sent >= stats.checkpoints, "only %u streams in %llu checkpoints", primary_streamer.sent,
+          (unsigned long long)stats.checkpoints);
+    CHECK(secondary_streamer.received + 1 >= primary_streamer.sent && secondary_streamer.out_of_order == 0,
+          "the secondary took %u of %u streamed records, %u out of order", secondary_streamer.received,
+          primary_streamer.sent, secondary_streamer.out_of_order);
     CHECK(stats.output_checkpoints > 0, "none of %u output deadlines (%u ms, interval %u ms) triggered a checkpoint",
           exchange.output_deadlines_set, 2 * TIME_SCALE, 20 * TIME_SCALE);
     CHECK(stats.checkpoints > stats.requested_checkpoints + stats.output_checkpoints,
