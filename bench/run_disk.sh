@@ -20,6 +20,9 @@
 #   --dir DIR        where the two images go (default: $TMPDIR, then /tmp)
 #   --image-mib N    size of each sparse image (default 1024)
 #   --socketpair     a UNIX socketpair instead of TCP loopback
+#   --no-precopy     no checkpoint pre-copy (the whole epoch in the pause)
+#   --stream-every N the loop's stream phase after every N guest writes
+#                    (a guest writing steadily; default: none, one burst)
 #   --sync-repeats N the initial sync benchmark after it (bench/disk_sync.c:
 #                    a 2 GiB image sparse, full and pre-provisioned, over TCP
 #                    loopback), median of N runs (default 3; 0: skip it)
@@ -56,7 +59,8 @@ while [ $# -gt 0 ]; do
         -n) [ $# -ge 2 ] || die "-n needs a number"; arguments+=(-n "$2"); shift 2 ;;
         --levels|--sizes|--image-mib) [ $# -ge 2 ] || die "$1 needs a value"; arguments+=("$1" "$2"); shift 2 ;;
         --dir) [ $# -ge 2 ] || die "--dir needs a directory"; image_dir=$2; shift 2 ;;
-        --socketpair) arguments+=(--socketpair); shift ;;
+        --socketpair|--no-precopy) arguments+=("$1"); shift ;;
+        --stream-every) [ $# -ge 2 ] || die "$1 needs a value"; arguments+=("$1" "$2"); shift 2 ;;
         --sync-repeats) [ $# -ge 2 ] || die "--sync-repeats needs a number"; sync_repeats=$2; shift 2 ;;
         --no-build) build=0; shift ;;
         -h|--help) usage; exit 0 ;;
