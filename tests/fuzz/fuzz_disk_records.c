@@ -37,7 +37,7 @@
 #include "crc32c.h"
 #include "disk_checkpoint_device.h"
 #include "disk_runs.h"
-#include "fuzz_stream_crcs.h"
+#include "fuzz_stream_support.h"
 #include "fuzz_target.h"
 #include "machine.h"
 #include "memory_block_backend.h"
@@ -361,12 +361,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         }
     }
-    /* What the reader allocated as it went is reused by the next input's
-     * copy (fuzz_stream_reader.c). */
-    fresh_reader.staging = reader.staging;
-    fresh_reader.output = (struct stream_staged_records){ .data = reader.output.data,
-                                                          .capacity = reader.output.capacity };
-    fresh_reader.disk_writes = (struct stream_staged_records){ .data = reader.disk_writes.data,
-                                                               .capacity = reader.disk_writes.capacity };
+    fuzz_stream_keep_reader_memory(&fresh_reader, &reader);
     return 0;
 }

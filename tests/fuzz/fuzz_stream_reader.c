@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "fuzz_stream_crcs.h"
+#include "fuzz_stream_support.h"
 #include "fuzz_target.h"
 #include "machine_devices.h"
 #include "stream.h"
@@ -269,13 +269,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         }
     }
-    /* What the reader allocates as it goes (its page staging and its
-     * buffers of OUTPUT and DISK_WRITE records, kept from run to run) was made in
-     * this copy of the reader: the next input's copy reuses it. */
-    fresh_reader.staging = reader.staging;
-    fresh_reader.output = (struct stream_staged_records){ .data = reader.output.data,
-                                                          .capacity = reader.output.capacity };
-    fresh_reader.disk_writes = (struct stream_staged_records){ .data = reader.disk_writes.data,
-                                                               .capacity = reader.disk_writes.capacity };
+    fuzz_stream_keep_reader_memory(&fresh_reader, &reader);
     return 0;
 }

@@ -1,9 +1,12 @@
-/* For the fuzz targets that read streams: most mutations break a record's
- * CRC, and a stream with a bad CRC is rejected before anything else is
- * looked at. These targets therefore also try each input with every whole
- * record's CRC made right, so the checks behind the CRC get fuzzed too. */
-#ifndef COLO_TESTS_FUZZ_STREAM_CRCS_H
-#define COLO_TESTS_FUZZ_STREAM_CRCS_H
+/* For the fuzz targets that read streams (fuzz_stream_reader.c,
+ * fuzz_disk_records.c).
+ *
+ * Most mutations break a record's CRC, and a stream with a bad CRC is
+ * rejected before anything else is looked at: these targets also try each
+ * input with every whole record's CRC made right, so the checks behind
+ * the CRC get fuzzed too. */
+#ifndef COLO_TESTS_FUZZ_STREAM_SUPPORT_H
+#define COLO_TESTS_FUZZ_STREAM_SUPPORT_H
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,6 +38,17 @@ static inline const uint8_t *fuzz_stream_with_crcs_fixed(const uint8_t *data, si
         offset += STREAM_RECORD_HEADER_LENGTH + ((length + 7) & ~(size_t)7);
     }
     return fixed;
+}
+
+/* What a reader allocated as it went (its page staging and its buffers of
+ * OUTPUT and DISK_WRITE records, kept from run to run) was made in the
+ * copy `used`: the next input's copy, made from `fresh`, reuses it. */
+static inline void fuzz_stream_keep_reader_memory(struct stream_reader *fresh, const struct stream_reader *used)
+{
+    fresh->staging = used->staging;
+    fresh->output = (struct stream_staged_records){ .data = used->output.data, .capacity = used->output.capacity };
+    fresh->disk_writes = (struct stream_staged_records){ .data = used->disk_writes.data,
+                                                         .capacity = used->disk_writes.capacity };
 }
 
 #endif
