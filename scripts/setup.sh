@@ -20,6 +20,7 @@ packages=(
     e2fsprogs zstd                                        # ... packed as ext4, cached compressed
     redis-tools postgresql-client python3-psycopg2        # clients of the Debian guest's services
     postgresql-15                                         # pgbench (bench/, docs/benchmarks.md)
+    corosync corosync-qdevice corosync-qnetd              # the cluster lab (scripts/lib/cluster_lab.sh)
 )
 
 missing=()

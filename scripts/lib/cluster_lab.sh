@@ -1,0 +1,172 @@
+# A Corosync cluster on one machine, for the tests and the demo (issue 12;
+# ../shared/cluster-notes.md): two nodes (a, b) and a witness (w), each in
+# its own network, mount and UTS namespace, on a bridge in a "switch"
+# namespace. Each node's mount namespace has private /run, /etc/corosync,
+# /var/lib/corosync, /var/lib/pacemaker, /var/log and /dev/shm (corosync's
+# pid lock and sockets, libqb's ring buffers), so the daemons of one node
+# never see another's. Source it; every function takes the lab's PREFIX
+# (namespace names) and DIR (its files).
+#
+#   cluster_lab_create PREFIX DIR       the namespaces and the network
+#   cluster_lab_run PREFIX DIR NODE CMD...   CMD inside NODE (a, b or w)
+#   cluster_lab_start_corosync PREFIX DIR    corosync on a and b, then the
+#                                       witness's qnetd and the nodes' qdevice
+#   cluster_lab_quorate PREFIX DIR NODE  true when NODE's votequorum says so
+#   cluster_lab_destroy PREFIX DIR      kills every daemon, removes it all
+#
+# Addresses: a 10.93.0.1, b 10.93.0.2, w 10.93.0.3 (/24). The timers are
+# the notes' tuned ones: token 200 ms, knet pings every 200 ms with a 1 s
+# timeout, qdevice timeout 2 s.
+
+cluster_lab_nodes="a b w"
+
+cluster_lab_address() { # NODE
+    case "$1" in a) echo 10.93.0.1 ;; b) echo 10.93.0.2 ;; w) echo 10.93.0.3 ;; esac
+}
+
+cluster_lab_run() { # PREFIX DIR NODE COMMAND...
+    local prefix=$1 dir=$2 node=$3
+    shift 3
+    nsenter --net="/run/netns/$prefix-$node" --mount="$dir/ns/$node.mnt" --uts="$dir/ns/$node.uts" -- "$@"
+}
+
+cluster_lab_create() { # PREFIX DIR
+    local prefix=$1 dir=$2 node
+    mkdir -p "$dir/ns" || return 1
+    # The namespace files must live on a private mount to be bind targets.
+    mount --bind "$dir/ns" "$dir/ns" && mount --make-private "$dir/ns" || return 1
+    ip netns add "$prefix-sw" || return 1
+    ip -n "$prefix-sw" link add br0 type bridge && ip -n "$prefix-sw" link set br0 up || return 1
+    for node in $cluster_lab_nodes; do
+        ip netns add "$prefix-$node" || return 1
+        ip link add "eth-$prefix-$node" type veth peer name "p-$node" || return 1
+        ip link set "eth-$prefix-$node" netns "$prefix-$node" name eth0 || return 1
+        ip link set "p-$node" netns "$prefix-sw" || return 1
+        ip -n "$prefix-sw" link set "p-$node" master br0 up || return 1
+        ip -n "$prefix-$node" addr add "$(cluster_lab_address "$node")/24" dev eth0 || return 1
+        ip -n "$prefix-$node" link set eth0 up && ip -n "$prefix-$node" link set lo up || return 1
+        mkdir -p "$dir/$node"/{run,etc,lib-corosync,lib-pacemaker,log/corosync,log/pacemaker,shm} || return 1
+        touch "$dir/ns/$node.mnt" "$dir/ns/$node.uts"
+        unshare --mount="$dir/ns/$node.mnt" --uts="$dir/ns/$node.uts" --propagation private sh -c "
+            set -e
+            mount --bind '$dir/$node/run' /run
+            mkdir -p /run/netns
+            mount --bind '$dir/$node/etc' /etc/corosync
+            mount --bind '$dir/$node/lib-corosync' /var/lib/corosync
+            mount --bind '$dir/$node/lib-pacemaker' /var/lib/pacemaker
+            mount --bind '$dir/$node/log' /var/log
+            mount -t tmpfs -o size=64m tmpfs /dev/shm
+            hostname node-$node" || return 1
+    done
+}
+
+cluster_lab_write_config() { # PREFIX DIR NODE
+    local dir=$2 node=$3
+    cat >"$dir/$node/etc/corosync.conf" <<CONF
+totem {
+    version: 2
+    cluster_name: colo-lab
+    transport: knet
+    token: 200
+    knet_ping_interval: 200
+    knet_ping_timeout: 1000
+    crypto_cipher: none
+    crypto_hash: none
+}
+nodelist {
+    node {
+        ring0_addr: 10.93.0.1
+        nodeid: 1
+        name: node-a
+    }
+    node {
+        ring0_addr: 10.93.0.2
+        nodeid: 2
+        name: node-b
+    }
+}
+quorum {
+    provider: corosync_votequorum
+    device {
+        model: net
+        votes: 1
+        timeout: 2000
+        net {
+            host: 10.93.0.3
+            algorithm: ffsplit
+            tls: off
+        }
+    }
+}
+logging {
+    to_logfile: yes
+    logfile: /var/log/corosync/corosync.log
+    to_stderr: no
+    to_syslog: no
+    timestamp: hires
+}
+CONF
+}
+
+# Waits (bounded, SECONDS) until COMMAND succeeds inside NODE.
+cluster_lab_wait() { # PREFIX DIR NODE SECONDS COMMAND...
+    local prefix=$1 dir=$2 node=$3 limit=$4 started=$SECONDS
+    shift 4
+    until cluster_lab_run "$prefix" "$dir" "$node" "$@" >/dev/null 2>&1; do
+        ((SECONDS - started >= limit)) && return 1
+        sleep 0.1
+    done
+}
+
+cluster_lab_members() { # PREFIX DIR NODE: how many nodes NODE's corosync has as members
+    cluster_lab_run "$1" "$2" "$3" corosync-quorumtool -s 2>/dev/null | sed -n 's/^Nodes: *\([0-9]*\).*/\1/p'
+}
+
+cluster_lab_quorate() { # PREFIX DIR NODE
+    cluster_lab_run "$1" "$2" "$3" corosync-quorumtool -s 2>/dev/null | grep -q "^Quorate: *Yes"
+}
+
+cluster_lab_start_corosync() { # PREFIX DIR
+    local prefix=$1 dir=$2 node
+    for node in a b; do
+        cluster_lab_write_config "$prefix" "$dir" "$node"
+        cluster_lab_run "$prefix" "$dir" "$node" corosync -f >"$dir/$node/corosync.out" 2>&1 &
+        echo $! >"$dir/$node/corosync.pid"
+    done
+    # qdevice only once both are members (corosync 3.1.7 aborted once when
+    # it came first: ../shared/cluster-notes.md).
+    local started=$SECONDS
+    until [ "$(cluster_lab_members "$prefix" "$dir" a)" = 2 ] && [ "$(cluster_lab_members "$prefix" "$dir" b)" = 2 ]; do
+        ((SECONDS - started >= 30)) && { echo "cluster lab: the nodes did not see each other within 30 s" >&2; return 1; }
+        sleep 0.1
+    done
+    mkdir -p "$dir/w/etc/qnetd"
+    cluster_lab_run "$prefix" "$dir" w corosync-qnetd -f -s off >"$dir/w/qnetd.out" 2>&1 &
+    echo $! >"$dir/w/qnetd.pid"
+    sleep 0.5
+    for node in a b; do
+        cluster_lab_run "$prefix" "$dir" "$node" corosync-qdevice -f >"$dir/$node/qdevice.out" 2>&1 &
+        echo $! >"$dir/$node/qdevice.pid"
+    done
+    for node in a b; do
+        cluster_lab_wait "$prefix" "$dir" "$node" 30 sh -c 'corosync-quorumtool -s | grep -q "^Quorate: *Yes" &&
+            corosync-quorumtool -s | grep -q "Qdevice"' ||
+            { echo "cluster lab: node $node not quorate with its qdevice within 30 s" >&2; return 1; }
+    done
+}
+
+cluster_lab_destroy() { # PREFIX DIR
+    local prefix=$1 dir=$2 node pid
+    for node in $cluster_lab_nodes; do
+        # Everything that runs in the node's network namespace.
+        for pid in $(ip netns pids "$prefix-$node" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    done
+    sleep 0.2
+    for node in $cluster_lab_nodes; do
+        ip netns del "$prefix-$node" 2>/dev/null
+        umount "$dir/ns/$node.mnt" "$dir/ns/$node.uts" 2>/dev/null
+    done
+    ip netns del "$prefix-sw" 2>/dev/null
+    umount "$dir/ns" 2>/dev/null
+    return 0
+}
