@@ -154,20 +154,28 @@ static int secondary_setup(void *opaque)
     return 0;
 }
 
-/* A checkpoint's disk write as it arrives (the SVM paused): into its
- * disk's buffer now, so the buffering overlaps the rest of the transfer.
- * If the checkpoint never arrives whole, load never comes and failover
- * drops the buffer. */
+/* A write for a disk this side does not replicate (read-only here) is an
+ * error, never ignored: 0, or -1 with err set. */
+static int refuse_read_only(const struct disk_replication_secondary *replication, uint32_t disk, struct error *err)
+{
+    if (disk >= replication->disk_count || !replication->devices[disk].disk)
+        return error_set(err, "the checkpoint writes disk %u, which is read-only here", disk);
+    return 0;
+}
+
+/* A disk write of the coming checkpoint as it arrives, streamed between
+ * checkpoints (the SVM running: it never reads the buffer) or inside one
+ * (the SVM paused): into its disk's buffer now, so the buffering overlaps
+ * the transfer. If the checkpoint never arrives whole, load never comes
+ * and failover drops the buffer. */
 static int secondary_receive(void *opaque, const uint8_t *body, size_t length, struct error *err)
 {
     struct disk_replication_secondary *replication = opaque;
     struct stream_disk_write write;
     stream_disk_write_fields(body, length, &write);
     pthread_mutex_lock(&replication->lock);
-    int status = 0;
-    if (write.disk >= replication->disk_count || !replication->devices[write.disk].disk)
-        status = error_set(err, "the checkpoint writes disk %u, which is read-only here", write.disk);
-    else
+    int status = refuse_read_only(replication, write.disk, err);
+    if (status == 0)
         status = secondary_disk_device_buffer_write(&replication->devices[write.disk], &write, err);
     pthread_mutex_unlock(&replication->lock);
     return status;
@@ -185,8 +193,8 @@ static int secondary_load(void *opaque, const struct stream_reader *reader, stru
     while (stream_received_disk_write_next(reader, &cursor, &body, &length)) {
         struct stream_disk_write write;
         stream_disk_write_fields(body, length, &write);
-        if (write.disk >= replication->disk_count || !replication->devices[write.disk].disk)
-            return error_set(err, "the checkpoint writes disk %u, which is read-only here", write.disk);
+        if (refuse_read_only(replication, write.disk, err) < 0)
+            return -1;
     }
     int status = 0;
     pthread_mutex_lock(&replication->lock);

@@ -18,6 +18,30 @@ enum {
 };
 _Static_assert(DISK_SECTORS_PER_BLOCK <= 8, "a block's sectors must fit block_map_slot.sectors");
 
+/* Bitmaps of blocks (the primary disk's logs, the sync's rounds): bit i
+ * of word i / 64 is block i. */
+static inline bool disk_bit_test(const uint64_t *bitmap, uint64_t index)
+{
+    return (bitmap[index / 64] >> (index % 64)) & 1;
+}
+
+static inline void disk_bit_set(uint64_t *bitmap, uint64_t index)
+{
+    bitmap[index / 64] |= 1ull << (index % 64);
+}
+
+/* The first set bit at or after `from`, or `limit` when none is. */
+static inline uint64_t disk_bit_next(const uint64_t *bitmap, uint64_t from, uint64_t limit)
+{
+    while (from < limit) {
+        uint64_t word = bitmap[from / 64] >> (from % 64);
+        if (word)
+            return from + (uint64_t)__builtin_ctzll(word) < limit ? from + (uint64_t)__builtin_ctzll(word) : limit;
+        from = (from / 64 + 1) * 64;
+    }
+    return limit;
+}
+
 /* Bytes of block `index` inside an image of image_size bytes. */
 static inline size_t disk_block_length(uint64_t image_size, uint64_t index)
 {

@@ -8,11 +8,14 @@
 
 #include "clock.h"
 #include "colo_protocol.h"
+#include "disk_runs.h"
 #include "stream.h"
 #include "virtio_blk.h"
 
 /* A run of dirty blocks is at most one DISK_WRITE record. */
 #define BLOCKS_PER_WRITE (STREAM_MAX_DISK_WRITE / PRIMARY_DISK_BLOCK_SIZE)
+/* Chunks between two progress reports of the full pass: 1 MiB. */
+#define PROGRESS_CHUNKS 16u
 /* Hashes per DISK_HASHES record: 1 MiB of hashes. */
 #define HASHES_PER_RECORD 65536u
 
@@ -273,8 +276,10 @@ static int send_differing_chunks(struct disk_sync_source *sync, struct stream_wr
                 if (migration_end_round(writer, err) < 0)
                     return -1;
                 sync->run_bytes = 0;
-                report_progress(sync);
             }
+            /* Every 1 MiB compared: the callback limits its own rate. */
+            if (chunk % PROGRESS_CHUNKS == PROGRESS_CHUNKS - 1)
+                report_progress(sync);
         }
     }
     return 0;
@@ -302,13 +307,10 @@ static int send_dirty_blocks(struct disk_sync_source *sync, struct stream_writer
             continue;
         uint64_t count = primary_disk_block_count(disk->primary);
         uint64_t size = disk->image->size;
-        for (uint64_t block = 0; block < count;) {
-            if (!(disk->bitmap[block / 64] >> (block % 64) & 1)) {
-                block++;
-                continue;
-            }
+        for (uint64_t block = disk_bit_next(disk->bitmap, 0, count); block < count;
+             block = disk_bit_next(disk->bitmap, block, count)) {
             uint64_t first = block;
-            while (block < count && block - first < BLOCKS_PER_WRITE && (disk->bitmap[block / 64] >> (block % 64) & 1))
+            while (block < count && block - first < BLOCKS_PER_WRITE && disk_bit_test(disk->bitmap, block))
                 block++;
             uint64_t offset = first * PRIMARY_DISK_BLOCK_SIZE;
             uint64_t end = block * PRIMARY_DISK_BLOCK_SIZE < size ? block * PRIMARY_DISK_BLOCK_SIZE : size;

@@ -90,8 +90,9 @@ struct disk_sync_source {
     uint8_t *buffer;    /* a chunk, or a run of blocks */
     uint64_t run_bytes; /* sent since the last run ended */
     struct migration_companion companion;
-    /* Called on the migrating thread after each run of the full pass and
-     * each dirty round (may be NULL; set after init): progress events. */
+    /* Called on the migrating thread every 1 MiB of the full pass, at its
+     * end and after each dirty round (may be NULL; set after init):
+     * progress events. It limits its own rate. */
     void (*on_progress)(void *opaque);
     void *on_progress_opaque;
     /* Progress, shared with status readers. */

@@ -72,28 +72,6 @@ size_t primary_disk_bitmap_words(const struct primary_disk *disk)
     return (size_t)((disk->block_count + 63) / 64);
 }
 
-static bool bit_test(const uint64_t *bitmap, uint64_t index)
-{
-    return (bitmap[index / 64] >> (index % 64)) & 1;
-}
-
-static void bit_set(uint64_t *bitmap, uint64_t index)
-{
-    bitmap[index / 64] |= 1ull << (index % 64);
-}
-
-/* The first set bit at or after `from`, or `limit` when none is. */
-static uint64_t bit_next(const uint64_t *bitmap, uint64_t from, uint64_t limit)
-{
-    while (from < limit) {
-        uint64_t word = bitmap[from / 64] >> (from % 64);
-        if (word)
-            return from + (uint64_t)__builtin_ctzll(word) < limit ? from + (uint64_t)__builtin_ctzll(word) : limit;
-        from = (from / 64 + 1) * 64;
-    }
-    return limit;
-}
-
 /* Bytes of block `index` inside the image: the last block may be short. */
 static size_t block_length(const struct primary_disk *disk, uint64_t index)
 {
@@ -111,7 +89,7 @@ static void dirty_log_mark(struct primary_disk *disk, uint64_t offset, uint64_t 
         return;
     for (uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE; index <= (offset + length - 1) / PRIMARY_DISK_BLOCK_SIZE;
          index++)
-        bit_set(disk->dirty_log, index);
+        disk_bit_set(disk->dirty_log, index);
 }
 
 /* Records [offset, offset + length) of the epoch with these bytes (NULL:
@@ -125,7 +103,7 @@ static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8
         size_t start = (size_t)(offset % PRIMARY_DISK_BLOCK_SIZE);
         size_t room = block_length(disk, index) - start;
         size_t part = length < room ? (size_t)length : room;
-        if (!bit_test(disk->epoch_overflow, index)) {
+        if (!disk_bit_test(disk->epoch_overflow, index)) {
             struct block_map_slot *slot = block_map_find(&disk->epoch, index);
             if (!slot) {
                 uint64_t held = (disk->epoch.count + 1) * (uint64_t)PRIMARY_DISK_BLOCK_SIZE;
@@ -136,7 +114,7 @@ static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8
                     slot->data = block;
                 else {
                     block_pool_put(&disk->pool, block);
-                    bit_set(disk->epoch_overflow, index);
+                    disk_bit_set(disk->epoch_overflow, index);
                     disk->epoch_overflow_blocks++;
                 }
             }
@@ -172,7 +150,7 @@ static void epoch_record_failed(struct primary_disk *disk, uint64_t offset, uint
     atomic_store_explicit(&disk->epoch_written, true, memory_order_relaxed);
     for (uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE; index <= (offset + length - 1) / PRIMARY_DISK_BLOCK_SIZE;
          index++) {
-        if (bit_test(disk->epoch_overflow, index))
+        if (disk_bit_test(disk->epoch_overflow, index))
             continue;
         struct block_map_slot *slot = block_map_find(&disk->epoch, index);
         size_t whole = block_length(disk, index);
@@ -182,10 +160,22 @@ static void epoch_record_failed(struct primary_disk *disk, uint64_t offset, uint
             if (block_backend_read(disk->base, index * PRIMARY_DISK_BLOCK_SIZE, slot->data, whole) == 0)
                 slot->sectors = disk_part_sectors(0, whole);
         } else {
-            bit_set(disk->epoch_overflow, index);
+            disk_bit_set(disk->epoch_overflow, index);
             disk->epoch_overflow_blocks++;
         }
     }
+}
+
+/* After the base took a write (bytes) or a discard (NULL), or refused it
+ * (result < 0): the logs learn of it; returns the result. */
+static int record_request(struct primary_disk *disk, uint64_t offset, const void *bytes, uint64_t length, int result)
+{
+    dirty_log_mark(disk, offset, length);
+    if (result < 0)
+        epoch_record_failed(disk, offset, length);
+    else
+        epoch_record(disk, offset, bytes, length);
+    return result < 0 ? result : 0;
 }
 
 /* The guest's write: the base first; what the base took is recorded (a
@@ -196,14 +186,7 @@ static int disk_write(struct block_backend *backend, uint64_t offset, const void
     struct primary_disk *disk = (struct primary_disk *)backend;
     if (!request_valid(disk, offset, length))
         return -EINVAL;
-    int result = block_backend_write(disk->base, offset, buffer, length);
-    dirty_log_mark(disk, offset, length);
-    if (result < 0) {
-        epoch_record_failed(disk, offset, length);
-        return result;
-    }
-    epoch_record(disk, offset, buffer, length);
-    return 0;
+    return record_request(disk, offset, buffer, length, block_backend_write(disk->base, offset, buffer, length));
 }
 
 /* The guest's flush is the base's (fdatasync for a file), as without
@@ -219,14 +202,7 @@ static int disk_discard(struct block_backend *backend, uint64_t offset, uint64_t
     struct primary_disk *disk = (struct primary_disk *)backend;
     if (!request_valid(disk, offset, length))
         return -EINVAL;
-    int result = block_backend_discard(disk->base, offset, length);
-    dirty_log_mark(disk, offset, length);
-    if (result < 0) {
-        epoch_record_failed(disk, offset, length);
-        return result;
-    }
-    epoch_record(disk, offset, NULL, length);
-    return 0;
+    return record_request(disk, offset, NULL, length, block_backend_discard(disk->base, offset, length));
 }
 
 static void free_disk(struct primary_disk *disk)
@@ -373,14 +349,14 @@ static int log_for_each(struct primary_disk *disk, const struct block_map *map, 
     /* Two disjoint sets in offset order: the copied blocks (sorted) and the
      * overflow ones (the bitmap), merged. */
     size_t at = 0;
-    uint64_t overflow = bit_next(overflow_bitmap, 0, disk->block_count);
+    uint64_t overflow = disk_bit_next(overflow_bitmap, 0, disk->block_count);
     while (result == 0 && (at < count || overflow < disk->block_count)) {
         if (at < count && sorted[at]->index < overflow) {
             result = sender_add_slot(&sender, sorted[at], err);
             at++;
         } else {
             result = sender_add(&sender, overflow * PRIMARY_DISK_BLOCK_SIZE, NULL, block_length(disk, overflow), err);
-            overflow = bit_next(overflow_bitmap, overflow + 1, disk->block_count);
+            overflow = disk_bit_next(overflow_bitmap, overflow + 1, disk->block_count);
         }
     }
     if (result == 0)
@@ -438,8 +414,8 @@ static uint64_t copied_bytes(const struct primary_disk *disk, const struct block
 static uint64_t overflow_bytes(const struct primary_disk *disk, const uint64_t *bitmap)
 {
     uint64_t bytes = 0;
-    for (uint64_t index = bit_next(bitmap, 0, disk->block_count); index < disk->block_count;
-         index = bit_next(bitmap, index + 1, disk->block_count))
+    for (uint64_t index = disk_bit_next(bitmap, 0, disk->block_count); index < disk->block_count;
+         index = disk_bit_next(bitmap, index + 1, disk->block_count))
         bytes += block_length(disk, index);
     return bytes;
 }

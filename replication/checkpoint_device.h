@@ -18,10 +18,11 @@
  *   postsuspend after the VM paused for a checkpoint
  *   save        primary, VM paused: the device's part of the checkpoint, as
  *               stream records after the pages and before the machine state
- *   receive     secondary, while a checkpoint arrives (the SVM paused): a
- *               DISK_WRITE record, as soon as it is read (the run may
- *               still fail: then load never comes, and failover must drop
- *               what receive took)
+ *   receive     secondary, on the loop's thread: a DISK_WRITE record as
+ *               soon as it is read, streamed between checkpoints (the SVM
+ *               running) or inside one (the SVM paused); the checkpoint
+ *               may still fail: then load never comes, and failover must
+ *               drop what receive took
  *   load        secondary, once a checkpoint was applied whole and before
  *               SVM_READY: the device's records of that checkpoint
  *   release     primary, VM paused, after SVM_READY: the SVM holds the

@@ -5,8 +5,6 @@
 #include "vm_migration.h"
 
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +26,10 @@ struct migration_job {
     struct migration_options options;
     double last_event; /* progress events at most every 0.1 s */
     /* With copy_disks, from disk_sync_source_init until after the
-     * migration: the RAM's progress events carry its progress, and a
-     * ticker posts it before the RAM moves (the full compare and the
-     * first dirty rounds). */
+     * migration: the RAM's progress events carry its progress, and the
+     * sync's own progress calls post it before the RAM moves (the full
+     * compare and the first dirty rounds). */
     struct disk_sync_source *disk_sync;
-    pthread_t ticker;
-    atomic_bool ticker_stop, ram_started;
 };
 
 /* The disk sync's part of a progress event. */
@@ -52,7 +48,6 @@ static void add_disk_progress(struct migration_job *job, json_t *event)
 static void post_progress(void *opaque, const struct migration_progress *progress)
 {
     struct migration_job *job = opaque;
-    atomic_store(&job->ram_started, true);
     double now = clock_monotonic_seconds();
     bool finished_round = progress->pages_remaining == 0;
     if (!finished_round && !progress->stop_and_copy && now - job->last_event < 0.1)
@@ -71,21 +66,24 @@ static void post_progress(void *opaque, const struct migration_progress *progres
 }
 
 /* The disks' full compare and first dirty rounds run before the RAM's
- * first page, so no RAM progress comes meanwhile: this thread posts the
- * disks' instead, every 0.1 s until the RAM's begins. */
-static void *disk_progress_ticker(void *opaque)
+ * first page, so no RAM progress comes meanwhile: the sync reports its
+ * own (disk_sync_source.on_progress, on the migrating thread), posted at
+ * most every 0.1 s and when the compare is done. */
+static void post_disk_progress(void *opaque)
 {
     struct migration_job *job = opaque;
-    while (!atomic_load(&job->ticker_stop) && !atomic_load(&job->ram_started)) {
-        json_t *event = json_pack("{s:s, s:s}", "event", "migration", "phase", "disks");
-        if (event) {
-            add_disk_progress(job, event);
-            vm_control_post_event(job->control, event);
-            json_decref(event);
-        }
-        clock_sleep_ms(100);
+    double now = clock_monotonic_seconds();
+    struct disk_sync_progress progress;
+    disk_sync_source_get_progress(job->disk_sync, &progress);
+    if (!progress.compared && now - job->last_event < 0.1)
+        return;
+    job->last_event = now;
+    json_t *event = json_pack("{s:s, s:s}", "event", "migration", "phase", "disks");
+    if (event) {
+        add_disk_progress(job, event);
+        vm_control_post_event(job->control, event);
+        json_decref(event);
     }
-    return NULL;
 }
 
 /* Takes the disks' wrappers out again; the machine is paused around it
@@ -107,7 +105,6 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
         return -1;
     job->options.progress = post_progress;
     job->options.progress_opaque = job;
-    bool ticking = false;
     if (job->copy_disks) {
         job->disk_sync = calloc(1, sizeof *job->disk_sync);
         if (!job->disk_sync) {
@@ -127,17 +124,12 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
             return error_append(err, "; the VM keeps running here");
         }
         job->options.companion = disk_sync_source_companion(job->disk_sync);
-        atomic_store(&job->ticker_stop, false);
-        atomic_store(&job->ram_started, false);
-        ticking = pthread_create(&job->ticker, NULL, disk_progress_ticker, job) == 0;
+        job->disk_sync->on_progress = post_disk_progress;
+        job->disk_sync->on_progress_opaque = job;
     }
     struct migration_result result;
     int status = migration_send(machine, fd, &job->options, &result, err);
     close(fd);
-    if (ticking) {
-        atomic_store(&job->ticker_stop, true);
-        pthread_join(job->ticker, NULL);
-    }
     struct disk_sync_progress disks = { 0 };
     if (job->disk_sync) {
         disk_sync_source_get_progress(job->disk_sync, &disks);
