@@ -26,14 +26,20 @@ void disk_sync_hash(const void *data, size_t length, uint8_t hash[16])
     memcpy(hash, canonical.digest, 16);
 }
 
+static const uint8_t zero_chunk[DISK_SYNC_CHUNK_SIZE];
+
 /* The chunk's hash without reading it when it lies in a hole (all zeros):
- * 1; 0 when it must be read. */
-static int hash_if_hole(struct block_backend *image, uint64_t offset, size_t length, uint8_t hash[16])
+ * 1; 0 when it must be read. zero_hash is a whole zero chunk's, hashed
+ * once by the caller (only a short last chunk needs its own). */
+static int hash_if_hole(struct block_backend *image, uint64_t offset, size_t length, const uint8_t zero_hash[16],
+                        uint8_t hash[16])
 {
     if (block_backend_next_data(image, offset) < offset + length)
         return 0;
-    static const uint8_t zeros[DISK_SYNC_CHUNK_SIZE];
-    disk_sync_hash(zeros, length, hash);
+    if (length == DISK_SYNC_CHUNK_SIZE)
+        memcpy(hash, zero_hash, 16);
+    else
+        disk_sync_hash(zero_chunk, length, hash);
     return 1;
 }
 
@@ -251,6 +257,8 @@ static void report_progress(struct disk_sync_source *sync)
 static int send_differing_chunks(struct disk_sync_source *sync, struct stream_writer *writer, uint8_t **hashes,
                                  struct error *err)
 {
+    uint8_t zero_hash[16];
+    disk_sync_hash(zero_chunk, sizeof zero_chunk, zero_hash);
     for (unsigned i = 0; i < sync->disk_count; i++) {
         struct disk_sync_source_disk *disk = &sync->disks[i];
         uint64_t size = disk->image->size;
@@ -258,7 +266,7 @@ static int send_differing_chunks(struct disk_sync_source *sync, struct stream_wr
             uint64_t offset = chunk * DISK_SYNC_CHUNK_SIZE;
             size_t length = chunk_length(size, chunk);
             uint8_t hash[16];
-            bool hole = hash_if_hole(disk->image, offset, length, hash);
+            bool hole = hash_if_hole(disk->image, offset, length, zero_hash, hash);
             if (!hole && read_image(disk, i, offset, sync->buffer, length, err) < 0)
                 return -1;
             if (!hole)
@@ -409,6 +417,8 @@ static int send_hashes(void *opaque, int fd, struct error *err)
 {
     struct disk_sync_destination *sync = opaque;
     double started = clock_monotonic_seconds();
+    uint8_t zero_hash[16];
+    disk_sync_hash(zero_chunk, sizeof zero_chunk, zero_hash);
     struct stream_writer writer;
     if (stream_writer_init(&writer, fd, err) < 0)
         return -1;
@@ -425,7 +435,7 @@ static int send_hashes(void *opaque, int fd, struct error *err)
         for (uint64_t c = 0; c < chunks; c++) {
             size_t length = chunk_length(image->size, c);
             uint8_t *hash = hashes + (c - first) * STREAM_DISK_HASH_SIZE;
-            if (!hash_if_hole(image, c * DISK_SYNC_CHUNK_SIZE, length, hash)) {
+            if (!hash_if_hole(image, c * DISK_SYNC_CHUNK_SIZE, length, zero_hash, hash)) {
                 int result = block_backend_read(image, c * DISK_SYNC_CHUNK_SIZE, chunk, length);
                 if (result < 0) {
                     errno = -result;
