@@ -57,8 +57,9 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
     char reason[200];
     switch (event->kind) {
     case TAKEOVER_EVENT_PEER_PROCESS_LEFT:
+        decision->peer_process_left = true;
         if (decision->frozen)
-            return TAKEOVER_NONE; /* confirm first (a newer ring, quorate) */
+            return TAKEOVER_NONE; /* confirm first (our sync) */
         return decide(decision, TAKEOVER_TAKE_OVER, "the peer's colo process left while its node is a member");
     case TAKEOVER_EVENT_SUSPICION:
         return claim(decision, "the peer's heartbeat is silent");
@@ -67,6 +68,8 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
     case TAKEOVER_EVENT_CLAIM:
         if (event->epoch <= decision->epoch)
             return TAKEOVER_NONE; /* an old claim, already decided */
+        if (!decision->peer_node_in_ring)
+            return TAKEOVER_NONE; /* delivered in a ring without the peer: its verdict decides */
         if (event->from_us && event->epoch == decision->claimed_epoch) {
             decision->epoch = event->epoch;
             if (decision->frozen)
@@ -101,13 +104,10 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
             decision->quorum_ring = event->ring_id;
             decision->quorum_quorate = event->quorate;
         }
-        if (decision->frozen) {
-            if (!event->quorate) {
-                snprintf(reason, sizeof reason, "after a freeze, ring %llu is not quorate",
-                         (unsigned long long)event->ring_id);
-                return decide(decision, TAKEOVER_STAND_DOWN, reason);
-            }
-            decision->frozen = false; /* confirmed: still ours, a newer ring is quorate */
+        if (decision->frozen && !event->quorate) {
+            snprintf(reason, sizeof reason, "after a freeze, ring %llu is not quorate",
+                     (unsigned long long)event->ring_id);
+            return decide(decision, TAKEOVER_STAND_DOWN, reason);
         }
         if (decision->waiting_ring && event->ring_id == decision->waiting_ring) {
             snprintf(reason, sizeof reason, "the peer's node left; ring %llu is %squorate",
@@ -119,6 +119,22 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
         return decide(decision, TAKEOVER_STAND_DOWN, "our own Corosync is gone: no verdict can come");
     case TAKEOVER_EVENT_RESUMED_FROM_FREEZE:
         decision->frozen = true;
+        return TAKEOVER_NONE;
+    case TAKEOVER_EVENT_SYNC:
+        /* Every claim sent before our sync was delivered before it. */
+        if (!decision->frozen || !event->quorate || decision->waiting_ring)
+            return TAKEOVER_NONE;
+        decision->frozen = false;
+        if (decision->claimed_epoch && decision->epoch == decision->claimed_epoch) {
+            snprintf(reason, sizeof reason, "our claim for epoch %llu was delivered first (confirmed after a freeze)",
+                     (unsigned long long)decision->epoch);
+            return decide(decision, TAKEOVER_TAKE_OVER, reason);
+        }
+        if (decision->peer_process_left)
+            return decide(decision, TAKEOVER_TAKE_OVER,
+                          "the peer's colo process left while its node is a member (confirmed after a freeze)");
+        snprintf(decision->reason, sizeof decision->reason,
+                 "after a freeze: confirmed, no newer claim and the ring is quorate");
         return TAKEOVER_NONE;
     }
     return TAKEOVER_NONE;

@@ -18,8 +18,12 @@
  *     over; not quorate, stand down;
  *   - our own Corosync is gone: stand down (no verdict will ever come);
  *   - after a freeze (the caller saw its clock jump), release nothing until
- *     a ring at least as new as the last one seen is quorate and no claim
- *     for a newer epoch came from the peer.
+ *     a message sent to the group after waking (a sync) is delivered back
+ *     with the ring quorate: CPG's total order then guarantees that any
+ *     claim the peer sent while we slept was delivered before it, so no
+ *     claim of the peer's for a newer epoch means the VM is still ours.
+ *     A quorum notification alone does not confirm: it comes on another
+ *     channel, unordered with the claims.
  * "Stand down" means never release output again: a primary drops what it
  * holds and stops its VM, a secondary stays a secondary. */
 #ifndef COLO_CLUSTER_TAKEOVER_DECISION_H
@@ -37,13 +41,14 @@ enum takeover_event_kind {
     TAKEOVER_EVENT_CLAIM,               /* a claim delivered in total order: epoch, from_us */
     TAKEOVER_EVENT_ENGINE_LOST,         /* our own Corosync is gone */
     TAKEOVER_EVENT_RESUMED_FROM_FREEZE, /* our clock jumped: we were not running */
+    TAKEOVER_EVENT_SYNC,                /* our sync message came back: quorate (as it is now) */
 };
 
 struct takeover_event {
     enum takeover_event_kind kind;
     uint64_t ring_id;       /* MEMBERSHIP, QUORUM */
     bool peer_node_in_ring; /* MEMBERSHIP */
-    bool quorate;           /* QUORUM */
+    bool quorate;           /* QUORUM, SYNC */
     uint64_t epoch;         /* CLAIM */
     bool from_us;           /* CLAIM */
 };
@@ -64,6 +69,7 @@ struct takeover_decision {
     uint64_t waiting_ring;  /* a ring without the peer whose verdict decides; 0: none */
     bool peer_node_in_ring; /* in the newest ring */
     bool frozen;            /* resumed from a freeze, not confirmed yet */
+    bool peer_process_left; /* CPG said so (while frozen: acted on once confirmed) */
     uint64_t quorum_ring;   /* the newest ring a quorum verdict came for (it may come
                                before that ring's membership) */
     bool quorum_quorate;

@@ -30,6 +30,17 @@ cluster_lab_run() { # PREFIX DIR NODE COMMAND...
     nsenter --net="/run/netns/$prefix-$node" --mount="$dir/ns/$node.mnt" --uts="$dir/ns/$node.uts" -- "$@"
 }
 
+# Starts COMMAND inside NODE in the background, its output appended to
+# LOG, and writes its pid (the command's own, so kill -9 reaches it) to
+# PIDFILE.
+cluster_lab_spawn() { # PREFIX DIR NODE PIDFILE LOG COMMAND...
+    local prefix=$1 dir=$2 node=$3 pidfile=$4 log=$5
+    shift 5
+    nsenter --net="/run/netns/$prefix-$node" --mount="$dir/ns/$node.mnt" --uts="$dir/ns/$node.uts" -- "$@" \
+        >>"$log" 2>&1 &
+    echo $! >"$pidfile"
+}
+
 cluster_lab_create() { # PREFIX DIR
     local prefix=$1 dir=$2 node
     mkdir -p "$dir/ns" || return 1
@@ -68,10 +79,16 @@ totem {
     cluster_name: colo-lab
     transport: knet
     token: 200
-    knet_ping_interval: 200
-    knet_ping_timeout: 1000
     crypto_cipher: none
     crypto_hash: none
+    # Per link, or they are ignored: without them knet pings every 50 ms
+    # with a 100 ms timeout (from the token) and the link flaps every few
+    # seconds, each flap a new ring (../shared/cluster-notes.md).
+    interface {
+        linknumber: 0
+        knet_ping_interval: 200
+        knet_ping_timeout: 1000
+    }
 }
 nodelist {
     node {
@@ -130,8 +147,7 @@ cluster_lab_start_corosync() { # PREFIX DIR
     local prefix=$1 dir=$2 node
     for node in a b; do
         cluster_lab_write_config "$prefix" "$dir" "$node"
-        cluster_lab_run "$prefix" "$dir" "$node" corosync -f >"$dir/$node/corosync.out" 2>&1 &
-        echo $! >"$dir/$node/corosync.pid"
+        cluster_lab_spawn "$prefix" "$dir" "$node" "$dir/$node/corosync.pid" "$dir/$node/corosync.out" corosync -f
     done
     # qdevice only once both are members (corosync 3.1.7 aborted once when
     # it came first: ../shared/cluster-notes.md).
@@ -141,12 +157,10 @@ cluster_lab_start_corosync() { # PREFIX DIR
         sleep 0.1
     done
     mkdir -p "$dir/w/etc/qnetd"
-    cluster_lab_run "$prefix" "$dir" w corosync-qnetd -f -s off >"$dir/w/qnetd.out" 2>&1 &
-    echo $! >"$dir/w/qnetd.pid"
+    cluster_lab_spawn "$prefix" "$dir" w "$dir/w/qnetd.pid" "$dir/w/qnetd.out" corosync-qnetd -f -s off
     sleep 0.5
     for node in a b; do
-        cluster_lab_run "$prefix" "$dir" "$node" corosync-qdevice -f >"$dir/$node/qdevice.out" 2>&1 &
-        echo $! >"$dir/$node/qdevice.pid"
+        cluster_lab_spawn "$prefix" "$dir" "$node" "$dir/$node/qdevice.pid" "$dir/$node/qdevice.out" corosync-qdevice -f
     done
     for node in a b; do
         cluster_lab_wait "$prefix" "$dir" "$node" 30 sh -c 'corosync-quorumtool -s | grep -q "^Quorate: *Yes" &&

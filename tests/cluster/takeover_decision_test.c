@@ -18,6 +18,7 @@
 #define RING(id, peer) \
     ((struct takeover_event){ .kind = TAKEOVER_EVENT_MEMBERSHIP, .ring_id = (id), .peer_node_in_ring = (peer) })
 #define QUORUM(id, q) ((struct takeover_event){ .kind = TAKEOVER_EVENT_QUORUM, .ring_id = (id), .quorate = (q) })
+#define SYNC(q) ((struct takeover_event){ .kind = TAKEOVER_EVENT_SYNC, .quorate = (q) })
 #define CLAIM(e, ours) ((struct takeover_event){ .kind = TAKEOVER_EVENT_CLAIM, .epoch = (e), .from_us = (ours) })
 
 static enum takeover_verdict feed(struct takeover_decision *decision, struct takeover_event event)
@@ -89,6 +90,14 @@ static void test_peer_node_left(void)
     CHECK(feed(&isolated, QUORUM(11, false)) == TAKEOVER_STAND_DOWN, "isolated: not quorate: %s", isolated.reason);
     CHECK(!takeover_decision_may_release(&isolated), "an isolated side may still release");
 
+    /* A split ring: each side's own claim is delivered in its own new
+     * ring, without the peer. Counting it would make two owners. */
+    struct takeover_decision split = fresh();
+    CHECK(feed(&split, LINK_LOST) == TAKEOVER_SEND_CLAIM, "split: the claim goes out");
+    feed(&split, RING(15, false));
+    CHECK(feed(&split, CLAIM(2, true)) == TAKEOVER_NONE, "a claim delivered without the peer wins: %s", split.reason);
+    CHECK(feed(&split, QUORUM(15, false)) == TAKEOVER_STAND_DOWN, "split, not quorate: %s", split.reason);
+
     /* The verdict for the ring may come before its membership. */
     struct takeover_decision early = fresh();
     CHECK(feed(&early, QUORUM(12, true)) == TAKEOVER_NONE, "early verdict alone");
@@ -118,8 +127,31 @@ static void test_freeze(void)
     CHECK(feed(&still_ours, QUORUM(9, true)) == TAKEOVER_NONE && !takeover_decision_may_release(&still_ours),
           "a verdict for an older ring confirms");
     feed(&still_ours, RING(13, true));
-    CHECK(feed(&still_ours, QUORUM(13, true)) == TAKEOVER_NONE && takeover_decision_may_release(&still_ours),
-          "a quorate newer ring with the peer does not confirm");
+    CHECK(feed(&still_ours, QUORUM(13, true)) == TAKEOVER_NONE && !takeover_decision_may_release(&still_ours),
+          "a quorum notification (unordered with the claims) confirms");
+    CHECK(feed(&still_ours, SYNC(false)) == TAKEOVER_NONE && !takeover_decision_may_release(&still_ours),
+          "our sync without quorum confirms");
+    CHECK(feed(&still_ours, SYNC(true)) == TAKEOVER_NONE && takeover_decision_may_release(&still_ours),
+          "our sync delivered, quorate, no newer claim does not confirm");
+
+    struct takeover_decision won_asleep = fresh();
+    feed(&won_asleep, LINK_LOST);
+    feed(&won_asleep, FROZE);
+    CHECK(feed(&won_asleep, CLAIM(2, true)) == TAKEOVER_NONE, "our claim acted on before the sync");
+    CHECK(feed(&won_asleep, SYNC(true)) == TAKEOVER_TAKE_OVER, "our claim delivered first, confirmed: %s",
+          won_asleep.reason);
+
+    struct takeover_decision left_asleep = fresh();
+    feed(&left_asleep, FROZE);
+    feed(&left_asleep, PROCESS_LEFT);
+    CHECK(feed(&left_asleep, SYNC(true)) == TAKEOVER_TAKE_OVER, "the peer left, confirmed: %s", left_asleep.reason);
+
+    struct takeover_decision overtaken = fresh();
+    feed(&overtaken, FROZE);
+    CHECK(feed(&overtaken, CLAIM(2, false)) == TAKEOVER_STAND_DOWN, "a claim delivered before our sync: %s",
+          overtaken.reason);
+    CHECK(feed(&overtaken, SYNC(true)) == TAKEOVER_STAND_DOWN && !takeover_decision_may_release(&overtaken),
+          "stood down, then released after the sync");
 
     struct takeover_decision alone = fresh();
     feed(&alone, FROZE);
