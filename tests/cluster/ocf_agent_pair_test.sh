@@ -69,14 +69,14 @@ agent_on() {  # NODE ACTION [VAR=VALUE...]: the agent's exit status (its log in 
         OCF_RESKEY_CRM_meta_interval=0 "$@" "$agent" "$action" >>"$work/$node/agent.log" 2>&1
 }
 expect() {  # WANTED WHAT NODE ACTION [VAR=VALUE...]
-    local wanted=$1 what=$2; shift 2
+    local wanted=$1 what=$2 node=$3; shift 2
     agent_on "$@"
     local rc=$?
     if [ "$rc" -eq "$wanted" ]; then
         pass "$what: $rc"
     else
         fail "$what: $rc, wanted $wanted"
-        tail -n 8 "$work/$3/agent.log" 2>/dev/null | sed 's/^/  /'
+        tail -n 8 "$work/$node/agent.log" 2>/dev/null | sed 's/^/  /'
     fi
 }
 field() {  # NODE PATH: a field of the node's `colo status --json` (replication.state, ...)
