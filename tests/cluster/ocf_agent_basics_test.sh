@@ -155,18 +155,37 @@ fake 0 "notify post-promote on nodeA" notify "$peers" OCF_RESKEY_CRM_meta_on_nod
     OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=promote \
     OCF_RESKEY_CRM_meta_notify_promote_uname=nodeA
 status_reply '{"role":"primary","checkpoints":3,"state":"RUNNING"}'
-fake 0 "notify post-start of nodeB to a protected primary" notify "$peers" OCF_RESKEY_CRM_meta_on_node=nodeA \
-    OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start \
-    OCF_RESKEY_CRM_meta_notify_start_uname=nodeB
+fake 0 "promote of a protected primary (confirms)" promote "$peers" OCF_RESKEY_CRM_meta_on_node=nodeA
 status_reply '{"role":"secondary","state":"waiting"}'
 fake 0 "notify post-start of nodeA on nodeA, a secondary" notify "$peers" OCF_RESKEY_CRM_meta_on_node=nodeA \
     OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start \
     OCF_RESKEY_CRM_meta_notify_start_uname="nodeA nodeB"
 if grep -q "^protect" "$work/fake-calls"; then
-    fail "a notify protected where it must not: $(grep "^protect" "$work/fake-calls")"
+    fail "a notify or promote protected where it must not: $(grep "^protect" "$work/fake-calls")"
 else
     pass "no protect from pre-start, post-promote, a protected primary or a secondary"
 fi
+
+# A primary that has not yet noticed its secondary's restart (still
+# RUNNING for a few status calls): notify waits for it, then protects.
+cat >"$work/fake-colo" <<'SH'
+#!/bin/sh
+# Replicating for the first 4 status calls, unprotected after.
+dir=$(dirname "$0")
+echo "$*" >>"$dir/fake-calls"
+[ "$1" = status ] || exit 0
+count=$(($(cat "$dir/fake-count" 2>/dev/null || echo 0) + 1))
+echo "$count" >"$dir/fake-count"
+state=RUNNING
+[ "$count" -gt 4 ] && state=unprotected
+echo "{\"ok\":true,\"name\":\"basics\",\"state\":\"running\",\"replication\":{\"role\":\"primary\",\"state\":\"$state\"}}"
+SH
+: >"$work/fake-calls"
+fake 0 "notify post-start of nodeB to a primary that notices the loss late" notify "$peers" \
+    OCF_RESKEY_CRM_meta_on_node=nodeA OCF_RESKEY_CRM_meta_notify_type=post \
+    OCF_RESKEY_CRM_meta_notify_operation=start OCF_RESKEY_CRM_meta_notify_start_uname=nodeB
+grep -q "^protect basics 10.0.0.2:4800" "$work/fake-calls" && pass "notify waited for the primary to be unprotected and protected it" ||
+    fail "notify did not protect after the primary noticed the loss: $(cat "$work/fake-calls")"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
