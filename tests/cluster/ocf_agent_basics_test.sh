@@ -166,6 +166,21 @@ else
     pass "no protect from pre-start, post-promote, a protected primary or a secondary"
 fi
 
+# The options colo secondary gets: --cluster only when the parameter is
+# set, the extra options as words. (The stand-in exits at once: start fails.)
+rm -f "$work/fake-status"
+: >"$work/fake-calls"
+fake 1 "start with cluster=corosync against a colo that exits" start OCF_RESKEY_cluster=corosync \
+    OCF_RESKEY_extra_options="--memory 64"
+grep -q -- "^secondary --listen 127.0.0.1:47500 --name basics --cluster corosync --memory 64 $work/vm.cfg" \
+    "$work/fake-calls" && pass "start passes --cluster corosync and the extra options to colo secondary" ||
+    fail "colo secondary got other arguments: $(grep -v '^status' "$work/fake-calls")"
+: >"$work/fake-calls"
+fake 1 "start without cluster against a colo that exits" start
+grep -q -- "^secondary --listen 127.0.0.1:47500 --name basics $work/vm.cfg" "$work/fake-calls" &&
+    pass "start passes no --cluster when the parameter is empty" ||
+    fail "colo secondary got other arguments: $(grep -v '^status' "$work/fake-calls")"
+
 # A primary that has not yet noticed its secondary's restart (still
 # RUNNING for a few status calls): notify waits for it, then protects.
 cat >"$work/fake-colo" <<'SH'
