@@ -21,6 +21,7 @@ packages=(
     redis-tools postgresql-client python3-psycopg2        # clients of the Debian guest's services
     postgresql-15                                         # pgbench (bench/, docs/benchmarks.md)
     corosync corosync-qdevice corosync-qnetd              # the cluster lab (scripts/lib/cluster_lab.sh)
+    pacemaker pacemaker-cli-utils resource-agents fence-agents libcpg-dev libquorum-dev libvotequorum-dev libcmap-dev  # Pacemaker, the OCF agent's tests (ocf-tester), Corosync's C APIs
 )
 
 missing=()

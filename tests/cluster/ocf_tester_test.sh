@@ -1,0 +1,74 @@
+#!/bin/bash
+# The colo OCF resource agent (scripts/ocf/colo) against Pacemaker's own
+# conformance checker, ocf-tester (package resource-agents), with a real
+# colo and the tiny Linux guest (needs root: a network namespace with the
+# VM's TAP, removed at the end, also on failure). ocf-tester runs
+# meta-data (validated against ra-api-1.dtd), validate-all, probes, start
+# (a waiting secondary), monitor, notify, promote (a cold start: the
+# secondary gives way to `colo run`), demote (back to a waiting
+# secondary), each twice where it must be idempotent, and stop.
+# Exits 77 (skipped) only when the guest is not built.
+# Usage: tests/cluster/ocf_tester_test.sh COLO GUEST_DIR SOURCE_DIR
+set -uo pipefail
+colo=$(realpath "$1") guest_dir=$2 source_dir=$(realpath "$3")
+agent=$source_dir/scripts/ocf/colo
+if [ ! -f "$guest_dir/Image" ] || [ ! -f "$guest_dir/initramfs.cpio" ]; then
+    echo "SKIP: the Linux guest is not built (meson -Dlinux_guest=true)"
+    exit 77
+fi
+guest_dir=$(realpath "$guest_dir")
+source "$source_dir/tests/support/e2e_lib.sh"
+command -v ocf-tester >/dev/null || { echo "FAIL: ocf-tester is not installed (resource-agents, scripts/setup.sh)"; exit 1; }
+
+e2e_begin ocf-tester ot 10.93.0.1/24 tapA
+# The agent's colo processes are not children of this script: end
+# everything left in the namespace before it goes.
+cleanup() {
+    local left
+    left=$(ip netns pids "$hosts_ns" 2>/dev/null) && [ -n "$left" ] && kill -9 $left 2>/dev/null
+    e2e_cleanup
+}
+trap cleanup EXIT
+
+truncate -s 16M "$work/disk.img"
+cat >"$work/tester.cfg" <<CFG
+name = "ocftest"
+memory = 128
+kernel = "$guest_dir/Image"
+initrd = "$guest_dir/initramfs.cpio"
+cmdline = "console=ttyS0 colo.ip=10.93.0.2/24"
+disks = [ "path=$work/disk.img" ]
+nics = [ "tap=tapA,mac=52:54:00:aa:bb:31" ]
+console = "stdio"
+CFG
+mkdir -p "$work/run" "$work/rsc"
+
+# The agent must be readable by "nobody" (ocf-tester runs meta-data as
+# nobody); the work directory is the agent's state, not the agent.
+if ip netns exec "$hosts_ns" env OCF_ROOT=/usr/lib/ocf COLO_RUN_DIR="$work/run" HA_RSCTMP="$work/rsc" \
+    ocf-tester -n colo-test -o config="$work/tester.cfg" -o listen=127.0.0.1:47400 \
+    -o colo_binary="$colo" "$agent" >"$work/ocf-tester.log" 2>&1; then
+    pass "ocf-tester: $(tail -n 1 "$work/ocf-tester.log")"
+else
+    fail "ocf-tester failed"
+    sed 's/^/  /' "$work/ocf-tester.log"
+fi
+
+log=$work/rsc/colo-colo-test/ocftest.log
+if grep -q "waiting for the primary on 127.0.0.1:47400" "$log" 2>/dev/null &&
+    grep -q "services ready" "$log"; then
+    pass "colo ran as a waiting secondary and booted the guest as the primary (log $log)"
+else
+    fail "the agent's colo log lacks the secondary's wait or the guest's boot"
+    tail -n 20 "$log" 2>/dev/null
+fi
+
+left=$(ip netns pids "$hosts_ns")
+if [ -z "$left" ]; then
+    pass "nothing is left running after the final stop"
+else
+    fail "processes left after stop: $(ps -o pid=,args= -p "$(echo $left | tr ' ' ,)")"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
