@@ -26,7 +26,7 @@ static void print_usage(FILE *out)
                  "       colo receive --listen ADDR:PORT VM.cfg [--copy-disks] [options]\n"
                  "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N] [--copy-disks]\n"
                  "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
-                 "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS]\n"
+                 "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] [--heartbeat-timeout MS]\n"
                  "       colo checkpoint NAME\n"
                  "       colo failover NAME\n"
                  "\n"
@@ -50,6 +50,10 @@ static void print_usage(FILE *out)
                  "  --control-socket PATH     listen here instead of $COLO_RUN_DIR/NAME.sock\n"
                  "                            (COLO_RUN_DIR defaults to /run/colo)\n"
                  "  --paused                  start paused: `colo resume NAME` starts the VM\n"
+                 "  --cluster corosync|none   who may take over when the pair loses touch: with\n"
+                 "                            corosync (both hosts), Corosync's membership and\n"
+                 "                            quorum decide (docs/cluster.md); none (default): the\n"
+                 "                            side that suspects acts alone, and split brain is possible\n"
                  "\n"
                  "colo receive waits on ADDR:PORT for `colo migrate` from another host and\n"
                  "then runs the VM like `colo run VM.cfg`; VM.cfg must describe the same\n"
@@ -72,7 +76,12 @@ static void print_usage(FILE *out)
                  "When the primary goes away (or `colo failover NAME`), the SVM takes\n"
                  "over on its own TAP. --heartbeat-timeout MS (default 200, 0: none) is\n"
                  "how long the secondary waits without a heartbeat from the primary (one\n"
-                 "every 20 ms) before it takes it for dead. docs/replication.md has the details.\n"
+                 "every 20 ms) before it takes it for dead; the secondary beats back, and\n"
+                 "protect's --heartbeat-timeout (default 200; 5000 without a cluster) bounds\n"
+                 "how long the primary waits for a hung secondary. With --cluster corosync\n"
+                 "neither acts on a suspicion alone: the cluster's verdict decides who owns\n"
+                 "the VM, and the other copy stands down (exit status 3). docs/replication.md\n"
+                 "has the details.\n"
                  "  --help                    this text\n");
 }
 
@@ -130,7 +139,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
     uint64_t memory_mib = 128, instructions_per_tick = 10, max_instructions = 0, heartbeat_timeout_ms = 200;
     struct {
         const char *load_path, *save_path, *name, *control_socket, *incoming;
-        bool deterministic, print_state, start_paused, copy_disks;
+        bool deterministic, print_state, start_paused, copy_disks, cluster;
     } options = { 0 };
     for (int i = 0; i < argc; i++) {
         const char *argument = argv[i];
@@ -174,6 +183,11 @@ static int command_run(int argc, char **argv, enum run_mode mode)
             if (!parse_unsigned(next, &heartbeat_timeout_ms) || heartbeat_timeout_ms > 3600000)
                 return usage_error("--heartbeat-timeout needs milliseconds (0: none), got '%s'",
                                    next ? next : "nothing");
+            i++;
+        } else if (strcmp(argument, "--cluster") == 0) {
+            if (!next || (strcmp(next, "corosync") != 0 && strcmp(next, "none") != 0))
+                return usage_error("--cluster needs 'corosync' or 'none', got '%s'", next ? next : "nothing");
+            options.cluster = strcmp(next, "corosync") == 0;
             i++;
         } else if (strcmp(argument, "--print-state") == 0) {
             options.print_state = true;
@@ -229,6 +243,7 @@ static int command_run(int argc, char **argv, enum run_mode mode)
         .instructions_per_tick = instructions_per_tick,
         .max_instructions = max_instructions,
         .heartbeat_timeout_ms = (int)heartbeat_timeout_ms,
+        .cluster = options.cluster,
         .print_state = options.print_state,
         .save_on_exit = options.save_path,
     };

@@ -40,10 +40,18 @@ static int call_vm(const char *program, const char *name, json_t *request, json_
 int colo_protect_main(int argc, char **argv)
 {
     const char *name = NULL, *destination = NULL;
-    long interval_ms = -1, output_delay_ms = -1;
-    const char *usage = "usage: colo protect NAME HOST:PORT [--interval MS] [--output-delay MS]\n";
+    long interval_ms = -1, output_delay_ms = -1, heartbeat_timeout_ms = -1;
+    const char *usage = "usage: colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] "
+                        "[--heartbeat-timeout MS]\n";
     for (int i = 0; i < argc; i++) {
-        if ((strcmp(argv[i], "--interval") == 0 || strcmp(argv[i], "--output-delay") == 0) && i + 1 < argc) {
+        if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
+            char *end;
+            heartbeat_timeout_ms = strtol(argv[++i], &end, 10);
+            if (*end || !*argv[i] || heartbeat_timeout_ms < 0 || heartbeat_timeout_ms > 3600000) {
+                fprintf(stderr, "colo protect: --heartbeat-timeout needs 0..3600000 ms, got '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if ((strcmp(argv[i], "--interval") == 0 || strcmp(argv[i], "--output-delay") == 0) && i + 1 < argc) {
             bool interval = strcmp(argv[i], "--interval") == 0;
             char *end;
             long value = strtol(argv[++i], &end, 10);
@@ -71,6 +79,8 @@ int colo_protect_main(int argc, char **argv)
         json_object_set_new(request, "interval_ms", json_integer(interval_ms));
     if (output_delay_ms >= 0)
         json_object_set_new(request, "output_delay_ms", json_integer(output_delay_ms));
+    if (heartbeat_timeout_ms >= 0)
+        json_object_set_new(request, "heartbeat_timeout_ms", json_integer(heartbeat_timeout_ms));
     int status = call_vm("colo protect", name, request, &reply);
     json_decref(request);
     if (status == 0)

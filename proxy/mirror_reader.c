@@ -236,3 +236,11 @@ const struct colo_checkpoint_device_ops mirror_reader_device = {
     .setup = mirror_reader_setup,
     .failover = mirror_reader_failover,
 };
+
+bool mirror_reader_send_heartbeat(void *opaque)
+{
+    struct mirror_reader *reader = opaque;
+    uint8_t beat[MIRROR_WORD_SIZE];
+    mirror_encode_word(beat, 0, 0);
+    return send(reader->fd, beat, sizeof beat, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof beat;
+}

@@ -68,6 +68,10 @@ int mirror_reader_start(struct mirror_reader *reader, struct error *err);
 void mirror_reader_stop(struct mirror_reader *reader);
 /* After the machine is gone. */
 void mirror_reader_destroy(struct mirror_reader *reader);
+/* Sends one heartbeat back to the primary on the mirror connection (a
+ * heartbeat_sender's send_beat; the primary's mirror_sender watch hears
+ * it). Never blocks: a full socket skips the beat. */
+bool mirror_reader_send_heartbeat(void *reader);
 void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_stats *stats);
 
 #endif

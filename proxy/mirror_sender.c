@@ -3,9 +3,12 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include "heartbeat.h"
 #include "machine.h"
 #include "mirror_framing.h"
 #include "virtio_net.h"
@@ -103,6 +106,10 @@ void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, i
     atomic_init(&sender->broken, false);
     atomic_init(&sender->frames, 0);
     atomic_init(&sender->dropped, 0);
+    atomic_init(&sender->beats_heard, 0);
+    atomic_init(&sender->watch_stop, false);
+    sender->watching = false;
+    sender->detector = NULL;
     for (unsigned i = 0; i < machine_nic_count(machine); i++)
         virtio_net_set_backend_frame_observer(machine_nic(machine, i), mirror_frame, sender);
 }
@@ -118,6 +125,60 @@ void mirror_sender_destroy(struct mirror_sender *sender)
      * would race with the machine thread, which may be inside one. */
     mirror_sender_stop(sender);
     pthread_mutex_destroy(&sender->lock);
+}
+
+static void *watch_thread(void *opaque)
+{
+    struct mirror_sender *sender = opaque;
+    uint8_t bytes[256];
+    while (!atomic_load(&sender->watch_stop)) {
+        struct pollfd p = { .fd = sender->fd, .events = POLLIN };
+        int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS / 2);
+        if (ready > 0) {
+            ssize_t n = recv(sender->fd, bytes, sizeof bytes, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                failure_detector_declare_peer_dead(sender->detector, "the mirror connection %s",
+                                                   n == 0 ? "was closed by the secondary" : strerror(errno));
+                break;
+            }
+            bool only_beats = true;
+            for (ssize_t i = 0; i < n; i++)
+                only_beats = only_beats && bytes[i] == 0;
+            if (!only_beats) {
+                failure_detector_declare_peer_dead(sender->detector,
+                                                   "the secondary sent something other than heartbeats on the "
+                                                   "mirror connection");
+                break;
+            }
+            if (n > 0) {
+                atomic_fetch_add(&sender->beats_heard, (uint64_t)n / MIRROR_WORD_SIZE);
+                failure_detector_heard(sender->detector, true);
+            }
+        }
+        if (failure_detector_check(sender->detector))
+            break;
+    }
+    return NULL;
+}
+
+int mirror_sender_watch_start(struct mirror_sender *sender, struct failure_detector *detector, struct error *err)
+{
+    sender->detector = detector;
+    atomic_store(&sender->watch_stop, false);
+    int failed = pthread_create(&sender->watch_thread, NULL, watch_thread, sender);
+    if (failed)
+        return error_set(err, "cannot start the secondary's watch thread: %s", strerror(failed));
+    sender->watching = true;
+    return 0;
+}
+
+void mirror_sender_watch_stop(struct mirror_sender *sender)
+{
+    if (!sender->watching)
+        return;
+    atomic_store(&sender->watch_stop, true);
+    pthread_join(sender->watch_thread, NULL);
+    sender->watching = false;
 }
 
 static int mirror_sender_setup(void *opaque)

@@ -22,7 +22,9 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
 {
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
-    if (!buffer->holding) {
+    if (buffer->muted) {
+        buffer->stats.dropped_muted++;
+    } else if (!buffer->holding) {
         virtio_net_transmit_to_backend(NULL, net, header, frame, length);
     } else {
         uint8_t *copy = buffer->held_count < OUTPUT_HELD_FRAMES_MAX &&
@@ -64,6 +66,9 @@ void output_buffer_init(struct output_buffer *buffer, struct machine *machine, b
     buffer->holding = holding;
     buffer->primary = NULL;
     buffer->output_delay_ms = 0;
+    buffer->muted = false;
+    buffer->may_release = NULL;
+    buffer->may_release_opaque = NULL;
     buffer->held_count = buffer->held_bytes = 0;
     memset(&buffer->stats, 0, sizeof buffer->stats);
     /* takes_offloads: the hook forwards the guest's frames with their
@@ -81,10 +86,31 @@ void output_buffer_set_primary(struct output_buffer *buffer, struct colo_primary
     pthread_mutex_unlock(&buffer->lock);
 }
 
+void output_buffer_set_release_gate(struct output_buffer *buffer, bool (*may_release)(void *opaque), void *opaque)
+{
+    pthread_mutex_lock(&buffer->lock);
+    buffer->may_release = may_release;
+    buffer->may_release_opaque = opaque;
+    pthread_mutex_unlock(&buffer->lock);
+}
+
+void output_buffer_mute(struct output_buffer *buffer)
+{
+    pthread_mutex_lock(&buffer->lock);
+    buffer->stats.dropped_muted += buffer->held_count;
+    for (size_t i = 0; i < buffer->held_count; i++)
+        free(buffer->held[i].data);
+    buffer->held_count = buffer->held_bytes = 0;
+    buffer->muted = true;
+    buffer->primary = NULL;
+    pthread_mutex_unlock(&buffer->lock);
+}
+
 void output_buffer_release_and_pass(struct output_buffer *buffer)
 {
     pthread_mutex_lock(&buffer->lock);
-    release_locked(buffer);
+    if (!buffer->muted)
+        release_locked(buffer);
     buffer->holding = false;
     buffer->primary = NULL;
     pthread_mutex_unlock(&buffer->lock);
@@ -145,7 +171,12 @@ static void primary_release(void *opaque)
 {
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
-    release_locked(buffer);
+    /* Asked at the last moment: a process that was stopped between the
+     * SVM's READY and here may no longer own the VM. */
+    if (buffer->muted || (buffer->may_release && !buffer->may_release(buffer->may_release_opaque)))
+        buffer->stats.releases_refused++;
+    else
+        release_locked(buffer);
     pthread_mutex_unlock(&buffer->lock);
 }
 

@@ -45,6 +45,8 @@ struct output_buffer_stats {
     uint64_t held_now, held_total, released_total, dropped_full;
     uint64_t dropped_by_checkpoint; /* secondary: SVM frames a checkpoint made void */
     uint64_t released_at_failover;  /* secondary: SVM frames sent at the failover */
+    uint64_t releases_refused;      /* primary: releases the gate said no to */
+    uint64_t dropped_muted;         /* frames dropped after output_buffer_mute */
 };
 
 struct output_buffer {
@@ -53,6 +55,11 @@ struct output_buffer {
     bool holding;
     struct colo_primary *primary; /* primary: asked for checkpoints; NULL on a secondary */
     unsigned output_delay_ms;
+    bool muted; /* stood down: nothing leaves, ever */
+    /* Asked right before each release on a primary (the cluster's word:
+     * takeover_guard_may_release); NULL: always. */
+    bool (*may_release)(void *opaque);
+    void *may_release_opaque;
     struct held_frame held[OUTPUT_HELD_FRAMES_MAX];
     size_t held_count, held_bytes;
     struct output_buffer_stats stats;
@@ -69,9 +76,15 @@ extern const struct colo_checkpoint_device_ops output_buffer_secondary_device;
 void output_buffer_init(struct output_buffer *buffer, struct machine *machine, bool holding);
 /* Primary: the loop asked for checkpoints by held output (before setup). */
 void output_buffer_set_primary(struct output_buffer *buffer, struct colo_primary *primary, unsigned output_delay_ms);
+/* Primary: a release whose gate says no keeps the frames held (they leave
+ * with a later release once the gate agrees, or never). */
+void output_buffer_set_release_gate(struct output_buffer *buffer, bool (*may_release)(void *opaque), void *opaque);
 /* Sends what is held (in order) and passes frames from now on: the end of
  * protection on a primary. */
 void output_buffer_release_and_pass(struct output_buffer *buffer);
+/* Drops what is held and every frame from now on: a copy that stood down
+ * (another one owns the VM) must never be heard again. */
+void output_buffer_mute(struct output_buffer *buffer);
 /* Frees what is held; the hooks stay installed and pass frames. */
 void output_buffer_destroy(struct output_buffer *buffer);
 void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_stats *stats);

@@ -30,6 +30,14 @@ static void *monitor_thread(void *opaque)
     snprintf(result.replication_ended, sizeof result.replication_ended, "%s", ended.message);
     result.from_state = colo_secondary_state(secondary);
     struct error err;
+    char why[sizeof result.refused] = "";
+    if (failover->gate.may_take_over && !failover->gate.may_take_over(failover->gate.opaque, why, sizeof why)) {
+        result.outcome = COLO_FAILOVER_REFUSED;
+        snprintf(result.refused, sizeof result.refused, "%s", why);
+        finish(failover, &result);
+        machine_request_stop(secondary->svm);
+        return NULL;
+    }
     if (colo_secondary_failover(secondary, &err) < 0) {
         result.outcome = COLO_FAILOVER_REFUSED;
         snprintf(result.refused, sizeof result.refused, "%s", err.message);
@@ -48,11 +56,14 @@ static void *monitor_thread(void *opaque)
 }
 
 int colo_failover_start(struct colo_failover *failover, struct colo_secondary *secondary,
+                        const struct colo_failover_gate *gate,
                         void (*on_finished)(void *opaque, const struct colo_failover_result *result), void *opaque,
                         struct error *err)
 {
     memset(failover, 0, sizeof *failover);
     failover->secondary = secondary;
+    if (gate)
+        failover->gate = *gate;
     failover->on_finished = on_finished;
     failover->opaque = opaque;
     pthread_mutex_init(&failover->lock, NULL);

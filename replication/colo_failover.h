@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "colo_secondary.h"
 #include "error.h"
@@ -30,8 +31,17 @@ struct colo_failover_result {
     char refused[512];           /* REFUSED: why */
 };
 
+/* Asked once the loop has ended, before anything is taken over: whether
+ * this side may own the VM (the cluster's verdict, which may take a
+ * while). false refuses the takeover with the reason written to why. */
+struct colo_failover_gate {
+    bool (*may_take_over)(void *opaque, char *why, size_t size);
+    void *opaque;
+};
+
 struct colo_failover {
     struct colo_secondary *secondary;
+    struct colo_failover_gate gate;
     /* Called once on the monitor's thread when the outcome is known. */
     void (*on_finished)(void *opaque, const struct colo_failover_result *result);
     void *opaque;
@@ -42,8 +52,9 @@ struct colo_failover {
     struct colo_failover_result result; /* under lock */
 };
 
-/* Starts the monitor of a started secondary. */
+/* Starts the monitor of a started secondary; gate may be NULL (always). */
 int colo_failover_start(struct colo_failover *failover, struct colo_secondary *secondary,
+                        const struct colo_failover_gate *gate,
                         void (*on_finished)(void *opaque, const struct colo_failover_result *result), void *opaque,
                         struct error *err);
 /* Waits up to timeout_ms for the outcome (PENDING when it did not come). */

@@ -122,7 +122,7 @@ int vm_create(struct vm **result, const struct vm_options *options, struct error
         .config = vm->config,
     };
     if (vm_control_create(&vm->control, &control_options, err) < 0 || vm_migration_register(vm->control, err) < 0 ||
-        vm_replication_create(&vm->replication, vm->control, vm->name, err) < 0)
+        vm_replication_create(&vm->replication, vm->control, vm->name, vm->options.cluster, err) < 0)
         goto fail;
     *result = vm;
     return 0;
@@ -214,9 +214,15 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
         return (int)(machine_exit_code(vm->machine) & 0xff);
     case MACHINE_EXIT_INSTRUCTION_LIMIT:
         return VM_EXIT_OK;
-    case MACHINE_EXIT_STOPPED:
+    case MACHINE_EXIT_STOPPED: {
         /* quit (or save) from the control socket ends the VM cleanly;
          * Ctrl-C or SIGTERM interrupts it. */
+        char why[300];
+        if (vm_replication_stood_down(vm->replication, why, sizeof why)) {
+            fprintf(stderr, "colo %s: %s: stopped: %s (the other copy owns the VM)\n",
+                    vm->options.start == VM_START_SECONDARY ? "secondary" : "run", vm->name, why);
+            return VM_EXIT_STOOD_DOWN;
+        }
         if (vm->options.start == VM_START_SECONDARY && vm_replication_failover_refused(vm->replication)) {
             fprintf(stderr,
                     "colo secondary: %s: stopped: the primary went away before the initial copy was "
@@ -230,6 +236,7 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
         }
         fprintf(stderr, "colo run: stopped\n");
         return VM_EXIT_INTERRUPTED;
+    }
     case MACHINE_EXIT_GUEST_PANIC:
         report_guest_panic(vm);
         return VM_EXIT_RUNTIME_ERROR;

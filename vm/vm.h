@@ -40,6 +40,7 @@ struct vm_options {
     uint64_t instructions_per_tick; /* with deterministic time; at least 1 */
     uint64_t max_instructions;      /* 0: no limit */
     int heartbeat_timeout_ms;       /* secondary */
+    bool cluster;                   /* takeovers follow Corosync (--cluster corosync) */
     bool print_state;               /* pc, instret and hashes on stderr at the end */
     const char *save_on_exit;       /* save the machine here when the run ends */
 };
@@ -49,6 +50,7 @@ enum {
     VM_EXIT_OK = 0,
     VM_EXIT_RUNTIME_ERROR = 1,
     VM_EXIT_USAGE = 2,         /* a configuration or option that cannot work */
+    VM_EXIT_STOOD_DOWN = 3,    /* the other copy owns the VM (the cluster's verdict): this one stopped */
     VM_EXIT_INTERRUPTED = 130, /* Ctrl-C, SIGTERM */
 };
 

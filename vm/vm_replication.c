@@ -92,11 +92,12 @@ static void status_fields(void *opaque, json_t *reply)
         vm_replication_secondary_status(replication, fields);
     if (replication->end_reason[0])
         json_object_set_new(fields, "ended", json_string(replication->end_reason));
+    vm_replication_cluster_status(replication, fields);
     pthread_mutex_unlock(&replication->lock);
     json_object_set_new(reply, "replication", fields);
 }
 
-int vm_replication_create(struct vm_replication **result, struct vm_control *control, const char *name,
+int vm_replication_create(struct vm_replication **result, struct vm_control *control, const char *name, bool cluster,
                           struct error *err)
 {
     *result = NULL;
@@ -105,6 +106,7 @@ int vm_replication_create(struct vm_replication **result, struct vm_control *con
         return error_set(err, "out of memory");
     replication->control = control;
     snprintf(replication->name, sizeof replication->name, "%s", name);
+    replication->cluster = cluster;
     pthread_mutex_init(&replication->lock, NULL);
     replication->replication_fd = replication->mirror_fd = -1;
 #ifdef COLO_TEST_HOOKS
@@ -141,6 +143,9 @@ void vm_replication_destroy(struct vm_replication *replication)
         return;
     if (replication->primary_thread_joinable)
         pthread_join(replication->primary_thread, NULL);
+    vm_replication_guard_stop(replication);
+    if (replication->secondary_detector_initialized)
+        failure_detector_destroy(&replication->secondary_detector);
     if (replication->primary_initialized)
         colo_primary_destroy(&replication->primary);
     if (replication->mirror_initialized)

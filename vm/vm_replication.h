@@ -17,6 +17,7 @@
 #define COLO_VM_VM_REPLICATION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "error.h"
 #include "vm_control.h"
@@ -25,9 +26,11 @@ struct machine;
 struct vm_replication;
 
 /* Registers "protect", "checkpoint", "failover" and the "replication"
- * status fields. */
+ * status fields. cluster: takeovers follow Corosync's membership and
+ * quorum (the group "colo-NAME"; vm_replication_cluster.c); false: a
+ * suspicion acts alone and split brain is possible. */
 int vm_replication_create(struct vm_replication **replication, struct vm_control *control, const char *name,
-                          struct error *err);
+                          bool cluster, struct error *err);
 void vm_replication_destroy(struct vm_replication *replication);
 
 /* `colo secondary`, with `machine` created (its backends attached) but not
@@ -42,6 +45,9 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
 /* After the machine's run: true when the secondary refused to fail over
  * (the run then ended by its stop request). */
 bool vm_replication_failover_refused(struct vm_replication *replication);
+/* After the machine's run: true when this copy stood down because the
+ * other owns the VM (the cluster's verdict), with why. */
+bool vm_replication_stood_down(struct vm_replication *replication, char *reason, size_t size);
 /* Right after the machine's run returned (quit, power off, reboot), before
  * vm_control_machine_stopped: a primary's loop is told to stop (the
  * secondary then takes the VM over: replication does not yet tell it the

@@ -15,6 +15,7 @@
 #include "mirror_reader.h"
 #include "mirror_sender.h"
 #include "output_buffer.h"
+#include "takeover_guard.h"
 #include "vm_replication.h"
 
 /* Without the comparing proxy every frame of the PVM waits for the next
@@ -35,6 +36,15 @@
  * configured one applies after it, when a takeover becomes possible). */
 #define VM_REPLICATION_INITIAL_COPY_HEARTBEAT_TIMEOUT_MS 10000
 
+/* The longest a side waits for the cluster's verdict once the peer seems
+ * gone (with Corosync it comes within a few seconds; none means the peer
+ * may own the VM, so the side stands down). */
+#define VM_REPLICATION_VERDICT_TIMEOUT_MS 30000
+/* Without a cluster the primary acts alone on a silent secondary, and the
+ * secondary on a silent primary: the primary is patient (as its message
+ * timeout was) so that a scheduling gap does not split the pair. */
+#define VM_REPLICATION_NO_CLUSTER_SECONDARY_TIMEOUT_MS 5000
+
 enum vm_replication_role { ROLE_NONE, ROLE_PRIMARY, ROLE_SECONDARY };
 
 struct vm_replication {
@@ -47,6 +57,13 @@ struct vm_replication {
     struct machine *machine;
     struct output_buffer output; /* both roles: the transmit hook */
     bool output_initialized;
+    /* Who may own the VM (vm_replication_cluster.c): one guard per
+     * protection, on both roles. */
+    bool cluster; /* --cluster corosync */
+    struct takeover_guard guard;
+    bool guard_started;
+    char decision[300]; /* the last final verdict and why, for status */
+    bool stood_down;    /* another copy owns the VM: this one stopped */
 
     /* Primary. */
     char destination[300];
@@ -58,6 +75,13 @@ struct vm_replication {
     struct mirror_sender mirror;
     bool mirror_initialized;
     struct heartbeat_sender heartbeat;
+    /* The secondary's beats, heard on the mirror connection: a hung
+     * secondary is suspected within this timeout (protect's
+     * heartbeat_timeout_ms) after the initial copy. */
+    int secondary_timeout_ms;
+    struct failure_detector secondary_detector;
+    bool secondary_detector_initialized;
+    bool initial_copy_done;
     struct disk_replication_primary primary_disks;
     bool primary_disks_initialized;
     /* The last checkpoint's disk part (blocks, bytes), for status. */
@@ -77,6 +101,7 @@ struct vm_replication {
     bool secondary_initialized;
     struct mirror_reader mirror_reader;
     bool mirror_reader_initialized;
+    struct heartbeat_sender beats_to_primary;
     struct committed_output committed;
     bool committed_initialized;
     struct disk_replication_secondary secondary_disks;
@@ -98,6 +123,19 @@ void vm_replication_post_event(struct vm_replication *replication, const char *w
  * primary, SO_RCVBUF on the secondary). */
 void vm_replication_limit_in_flight(int fd, int option);
 json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report);
+
+/* The takeover guard (vm_replication_cluster.c). Starts a new guard for a
+ * new protection (stopping the last); logs loudly without a cluster. */
+int vm_replication_guard_start(struct vm_replication *replication, struct error *err);
+void vm_replication_guard_stop(struct vm_replication *replication);
+/* Reports cause (the link lost, the peer silent) and waits for the final
+ * verdict; no verdict in time counts as standing down. */
+enum takeover_verdict vm_replication_verdict(struct vm_replication *replication, enum takeover_event_kind cause,
+                                             char *reason, size_t size);
+/* The secondary's failover gate (colo_failover_gate). */
+bool vm_replication_may_take_over(void *opaque, char *why, size_t size);
+/* The "cluster" status object, lock held. */
+void vm_replication_cluster_status(struct vm_replication *replication, json_t *fields);
 
 /* The control commands (vm_replication_primary.c, _secondary.c). */
 int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *reply, struct error *err);

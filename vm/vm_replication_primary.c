@@ -56,6 +56,35 @@ static void post_disk_sync_progress(void *opaque)
     }
 }
 
+/* The secondary's beats went silent, or its mirror connection broke:
+ * end the loop wherever it waits (a hung secondary must not hold the
+ * clients' output longer than this); the end path asks the cluster. */
+static void on_secondary_dead(void *opaque, const char *reason)
+{
+    struct vm_replication *replication = opaque;
+    vm_replication_log(replication, "the secondary seems gone: %s", reason);
+    pthread_mutex_lock(&replication->lock);
+    int replication_fd = replication->replication_fd;
+    pthread_mutex_unlock(&replication->lock);
+    if (replication_fd >= 0)
+        shutdown(replication_fd, SHUT_RDWR);
+}
+
+/* After the initial copy (the devices' setup, the SVM built): the
+ * secondary's silence counts from now on, with its configured timeout,
+ * and an end of the loop needs the cluster's verdict. */
+static int watch_setup(void *opaque)
+{
+    struct vm_replication *replication = opaque;
+    vm_replication_mark(replication, &replication->initial_copy_done);
+    failure_detector_set_timeout(&replication->secondary_detector, replication->secondary_timeout_ms);
+    return 0;
+}
+
+static const struct colo_checkpoint_device_ops watch_device = {
+    .setup = watch_setup,
+};
+
 static void *primary_thread(void *opaque)
 {
     struct vm_replication *replication = opaque;
@@ -95,7 +124,8 @@ static void *primary_thread(void *opaque)
         options.migration.companion = disk_sync_source_companion(&replication->primary_disks.sync);
         heartbeating = disks_ready &&
                        heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
-                                              mirror_sender_send_heartbeat, &replication->mirror, &err) == 0;
+                                              mirror_sender_send_heartbeat, &replication->mirror, &err) == 0 &&
+                       mirror_sender_watch_start(&replication->mirror, &replication->secondary_detector, &err) == 0;
     }
     if (heartbeating &&
         colo_primary_init(&replication->primary, replication->machine, replication_fd, &options, &err) == 0) {
@@ -109,7 +139,8 @@ static void *primary_thread(void *opaque)
             colo_primary_add_device(&replication->primary, "output", &output_buffer_primary_device,
                                     &replication->output, &err) == 0 &&
             colo_primary_add_device(&replication->primary, "disks", &disk_replication_primary_device,
-                                    &replication->primary_disks, &err) == 0) {
+                                    &replication->primary_disks, &err) == 0 &&
+            colo_primary_add_device(&replication->primary, "secondary watch", &watch_device, replication, &err) == 0) {
             vm_replication_log(replication,
                                "protecting with %s (checkpoint at least every %u ms, and within %u ms "
                                "of held output)",
@@ -118,12 +149,30 @@ static void *primary_thread(void *opaque)
             status = colo_primary_run(&replication->primary, &err);
         }
     }
-    /* The loop left the PVM running with its dirty log off. Whatever it
-     * holds goes out now: nothing else will ever release it. */
-    if (replication->mirror_initialized)
+    /* The loop left the PVM running with its dirty log off, its output
+     * still held. Ended on purpose (quit, poweroff), or before the
+     * secondary had a VM, it is ours alone. Otherwise the secondary may
+     * be taking over: the cluster decides, and until then nothing leaves. */
+    enum takeover_verdict verdict = TAKEOVER_TAKE_OVER;
+    char verdict_reason[256] = "";
+    if (status < 0 && replication->initial_copy_done)
+        verdict = vm_replication_verdict(replication, TAKEOVER_EVENT_LINK_LOST, verdict_reason, sizeof verdict_reason);
+    if (replication->mirror_initialized) {
+        mirror_sender_watch_stop(&replication->mirror);
         mirror_sender_stop(&replication->mirror);
+    }
     heartbeat_sender_stop(&replication->heartbeat);
-    output_buffer_release_and_pass(&replication->output);
+    if (verdict == TAKEOVER_TAKE_OVER) {
+        output_buffer_release_and_pass(&replication->output);
+    } else {
+        /* Another copy owns the VM: this one is never heard again. */
+        output_buffer_mute(&replication->output);
+        pthread_mutex_lock(&replication->lock);
+        replication->stood_down = true;
+        if (!replication->decision[0])
+            snprintf(replication->decision, sizeof replication->decision, "stand down: %s", verdict_reason);
+        pthread_mutex_unlock(&replication->lock);
+    }
     /* Unprotected, the disks are the images alone again. */
     if (replication->primary_disks_initialized) {
         pthread_mutex_lock(&replication->lock);
@@ -134,7 +183,7 @@ static void *primary_thread(void *opaque)
         machine_resume(replication->machine);
     }
     pthread_mutex_lock(&replication->lock);
-    replication->phase = "unprotected";
+    replication->phase = verdict == TAKEOVER_TAKE_OVER ? "unprotected" : "stood down";
     snprintf(replication->end_reason, sizeof replication->end_reason, "%s", status < 0 ? err.message : "stopped");
     if (replication->replication_fd >= 0)
         close(replication->replication_fd);
@@ -142,9 +191,16 @@ static void *primary_thread(void *opaque)
         close(replication->mirror_fd);
     replication->replication_fd = replication->mirror_fd = -1;
     pthread_mutex_unlock(&replication->lock);
-    vm_replication_log(replication, "the secondary is lost (%s); running on unprotected", replication->end_reason);
-    vm_replication_post_event(replication, "unprotected", replication->end_reason);
-    vm_control_end_operation(replication->control, false);
+    if (verdict == TAKEOVER_TAKE_OVER) {
+        vm_replication_log(replication, "the secondary is lost (%s); running on unprotected", replication->end_reason);
+        vm_replication_post_event(replication, "unprotected", replication->end_reason);
+        vm_control_end_operation(replication->control, false);
+    } else {
+        vm_replication_log(replication, "standing down (%s): the other copy owns the VM; stopping this one",
+                           verdict_reason);
+        vm_control_end_operation(replication->control, false);
+        machine_request_stop(replication->machine);
+    }
     return NULL;
 }
 
@@ -162,6 +218,10 @@ static void forget_previous_protection(struct vm_replication *replication)
     if (replication->mirror_initialized)
         mirror_sender_destroy(&replication->mirror);
     replication->mirror_initialized = false;
+    if (replication->secondary_detector_initialized)
+        failure_detector_destroy(&replication->secondary_detector);
+    replication->secondary_detector_initialized = false;
+    replication->initial_copy_done = false;
 }
 
 int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *reply, struct error *err)
@@ -176,6 +236,14 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
         if (!json_is_integer(interval) || json_integer_value(interval) < 1 || json_integer_value(interval) > 600000)
             return error_set(err, "\"interval_ms\" must be a whole number from 1 to 600000");
         interval_ms = (unsigned)json_integer_value(interval);
+    }
+    int heartbeat_timeout_ms = 200;
+    json_t *heartbeat_timeout = json_object_get(request, "heartbeat_timeout_ms");
+    if (heartbeat_timeout) {
+        if (!json_is_integer(heartbeat_timeout) || json_integer_value(heartbeat_timeout) < 0 ||
+            json_integer_value(heartbeat_timeout) > 3600000)
+            return error_set(err, "\"heartbeat_timeout_ms\" must be a whole number from 0 to 3600000");
+        heartbeat_timeout_ms = (int)json_integer_value(heartbeat_timeout);
     }
     unsigned output_delay_ms = VM_REPLICATION_DEFAULT_OUTPUT_DELAY_MS;
     json_t *output_delay = json_object_get(request, "output_delay_ms");
@@ -219,6 +287,23 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
         vm_replication_mark(replication, &replication->output_initialized);
     }
     machine_resume(machine);
+    /* Who may own the VM, for this protection (it needs the output buffer:
+     * its release gate). Corosync unreachable fails the protect here. */
+    if (vm_replication_guard_start(replication, err) < 0) {
+        pthread_mutex_lock(&replication->lock);
+        replication->phase = "unprotected";
+        snprintf(replication->end_reason, sizeof replication->end_reason, "%s", err->message);
+        pthread_mutex_unlock(&replication->lock);
+        vm_control_end_operation(replication->control, false);
+        return -1;
+    }
+    replication->secondary_timeout_ms = heartbeat_timeout_ms > 0 ? heartbeat_timeout_ms
+                                                                 : VM_REPLICATION_NO_CLUSTER_SECONDARY_TIMEOUT_MS;
+    if (!replication->cluster && replication->secondary_timeout_ms < VM_REPLICATION_NO_CLUSTER_SECONDARY_TIMEOUT_MS)
+        replication->secondary_timeout_ms = VM_REPLICATION_NO_CLUSTER_SECONDARY_TIMEOUT_MS;
+    failure_detector_init(&replication->secondary_detector, VM_REPLICATION_INITIAL_COPY_HEARTBEAT_TIMEOUT_MS,
+                          on_secondary_dead, replication);
+    vm_replication_mark(replication, &replication->secondary_detector_initialized);
     if (pthread_create(&replication->primary_thread, NULL, primary_thread, replication) != 0) {
         vm_control_end_operation(replication->control, false);
         return error_set(err, "cannot start the primary's thread");
@@ -227,6 +312,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     json_object_set_new(reply, "destination", json_string(destination));
     json_object_set_new(reply, "interval_ms", json_integer(interval_ms));
     json_object_set_new(reply, "output_delay_ms", json_integer(output_delay_ms));
+    json_object_set_new(reply, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
     return 0;
 }
 
@@ -314,6 +400,8 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
         mirrored = atomic_load(&replication->mirror.frames);
         mirror_dropped = atomic_load(&replication->mirror.dropped);
     }
+    json_object_set_new(fields, "releases_refused", json_integer((json_int_t)output.releases_refused));
+    json_object_set_new(fields, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
     json_object_set_new(fields, "mirrored_frames", json_integer((json_int_t)mirrored));
     json_object_set_new(fields, "mirror_dropped", json_integer((json_int_t)mirror_dropped));
     json_object_set_new(fields, "state", json_string(state));

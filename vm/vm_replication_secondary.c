@@ -37,7 +37,7 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
         vm_replication_log(replication, "failover refused: %s; stopping", result->refused);
         pthread_mutex_lock(&replication->lock);
         replication->failover_refused = true;
-        replication->phase = "failover refused";
+        replication->phase = replication->stood_down ? "stood down" : "failover refused";
         snprintf(replication->end_reason, sizeof replication->end_reason, "%s", result->refused);
         pthread_mutex_unlock(&replication->lock);
         vm_replication_post_event(replication, "failover refused", result->refused);
@@ -79,6 +79,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     replication->phase = "waiting";
     replication->machine = machine;
     pthread_mutex_unlock(&replication->lock);
+    if (vm_replication_guard_start(replication, err) < 0)
+        return -1;
     /* Patient until the initial copy is done: nothing can be taken over
      * before (a takeover is refused), so a scheduling gap on a loaded host
      * would only end the protection; a primary that is really gone still
@@ -139,9 +141,13 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     pthread_mutex_lock(&replication->lock);
     replication->phase = NULL;
     pthread_mutex_unlock(&replication->lock);
+    /* The failover waits for the cluster's verdict first. */
+    struct colo_failover_gate gate = { .may_take_over = vm_replication_may_take_over, .opaque = replication };
     if (mirror_reader_start(&replication->mirror_reader, err) < 0 ||
-        colo_failover_start(&replication->failover, &replication->secondary, on_failover_finished, replication, err) <
-            0)
+        colo_failover_start(&replication->failover, &replication->secondary, &gate, on_failover_finished, replication,
+                            err) < 0 ||
+        heartbeat_sender_start(&replication->beats_to_primary, HEARTBEAT_INTERVAL_MS, mirror_reader_send_heartbeat,
+                               &replication->mirror_reader, err) < 0)
         return -1;
     vm_replication_mark(replication, &replication->failover_started);
     vm_replication_log(replication, "the primary connected; receiving the initial copy");
@@ -234,5 +240,6 @@ void vm_replication_secondary_machine_stopped(struct vm_replication *replication
         return;
     failure_detector_declare_peer_dead(&replication->detector, "the VM stopped here");
     colo_failover_join(&replication->failover);
+    heartbeat_sender_stop(&replication->beats_to_primary);
     mirror_reader_stop(&replication->mirror_reader);
 }
