@@ -78,7 +78,7 @@ bool failure_detector_check(struct failure_detector *detector)
     if (timeout_ms > 0) {
         uint64_t silent_ns = clock_monotonic_ns() - atomic_load(&detector->last_heard_ns);
         if (silent_ns > (uint64_t)timeout_ms * 1000000u)
-            failure_detector_declare_peer_dead(detector, "no heartbeat from the primary for %.0f ms (timeout %d ms)",
+            failure_detector_declare_peer_dead(detector, "no heartbeat from the peer for %.0f ms (timeout %d ms)",
                                                (double)silent_ns / 1e6, timeout_ms);
     }
     return failure_detector_peer_dead(detector, NULL, 0);

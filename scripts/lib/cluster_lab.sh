@@ -12,6 +12,10 @@
 #   cluster_lab_start_corosync PREFIX DIR    corosync on a and b, then the
 #                                       witness's qnetd and the nodes' qdevice
 #   cluster_lab_quorate PREFIX DIR NODE  true when NODE's votequorum says so
+#   cluster_lab_add_vm_networks PREFIX DIR   the networks of a protected
+#                                       VM: replication, and a client LAN
+#   cluster_lab_spawn PREFIX DIR NODE PIDFILE LOG CMD...   CMD in the
+#                                       background, its own pid in PIDFILE
 #   cluster_lab_destroy PREFIX DIR      kills every daemon, removes it all
 #
 # Addresses: a 10.93.0.1, b 10.93.0.2, w 10.93.0.3 (/24). The timers are
@@ -169,6 +173,42 @@ cluster_lab_start_corosync() { # PREFIX DIR
     done
 }
 
+# The networks of a VM protected across the lab's nodes a and b, besides
+# the cluster network (10.93.0.0/24, Corosync and the witness):
+#   replication: each node's rep0 on a bridge "rep" in the switch
+#     namespace, 10.94.0.1 (a) and 10.94.0.2 (b); port p-rep-NODE
+#   client LAN: each node has a bridge br0 with tap0 (its VM's TAP) and an
+#     uplink to the bridge "lan" in the switch namespace (port p-lan-NODE);
+#     PREFIX-client is on it with 10.97.0.1/24.
+# Only the VMs' frames cross the LAN ports (the nodes have no address on
+# it, IPv6 is off), so the packets each p-lan-NODE receives are the frames
+# that node's copy of the VM released.
+cluster_lab_add_vm_networks() { # PREFIX DIR
+    local prefix=$1 node sw=$1-sw
+    ip -n "$sw" link add rep type bridge && ip -n "$sw" link set rep up || return 1
+    ip -n "$sw" link add lan type bridge && ip -n "$sw" link set lan up || return 1
+    for node in a b; do
+        ip netns exec "$prefix-$node" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
+            net.ipv6.conf.default.disable_ipv6=1 || return 1
+        ip -n "$prefix-$node" link add rep0 type veth peer name "p-rep-$node" netns "$sw" || return 1
+        ip -n "$sw" link set "p-rep-$node" master rep up || return 1
+        ip -n "$prefix-$node" addr add "10.94.0.$([ "$node" = a ] && echo 1 || echo 2)/24" dev rep0 || return 1
+        ip -n "$prefix-$node" link set rep0 up || return 1
+        ip -n "$prefix-$node" link add br0 type bridge && ip -n "$prefix-$node" link set br0 up || return 1
+        ip -n "$prefix-$node" link add uplink type veth peer name "p-lan-$node" netns "$sw" || return 1
+        ip -n "$prefix-$node" link set uplink master br0 up || return 1
+        ip -n "$sw" link set "p-lan-$node" master lan up || return 1
+        ip -n "$prefix-$node" tuntap add dev tap0 mode tap || return 1
+        ip -n "$prefix-$node" link set tap0 master br0 up || return 1
+    done
+    ip netns add "$prefix-client" || return 1
+    ip netns exec "$prefix-client" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$prefix-client" link set lo up || return 1
+    ip -n "$prefix-client" link add veth0 type veth peer name p-client netns "$sw" || return 1
+    ip -n "$sw" link set p-client master lan up || return 1
+    ip -n "$prefix-client" addr add 10.97.0.1/24 dev veth0 && ip -n "$prefix-client" link set veth0 up || return 1
+}
+
 cluster_lab_destroy() { # PREFIX DIR
     local prefix=$1 dir=$2 node pid
     for node in $cluster_lab_nodes; do
@@ -180,6 +220,8 @@ cluster_lab_destroy() { # PREFIX DIR
         ip netns del "$prefix-$node" 2>/dev/null
         umount "$dir/ns/$node.mnt" "$dir/ns/$node.uts" 2>/dev/null
     done
+    for pid in $(ip netns pids "$prefix-client" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns del "$prefix-client" 2>/dev/null
     ip netns del "$prefix-sw" 2>/dev/null
     umount "$dir/ns" 2>/dev/null
     return 0

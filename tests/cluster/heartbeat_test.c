@@ -57,7 +57,7 @@ static void test_silence(void)
     clock_sleep_ms(80);
     CHECK(failure_detector_check(&detector), "80 ms of silence with a 50 ms timeout: dead");
     CHECK(atomic_load(&deaths.count) == 1, "the action ran once (%d)", atomic_load(&deaths.count));
-    CHECK(strstr(deaths.reason, "no heartbeat from the primary") != NULL, "reason: %s", deaths.reason);
+    CHECK(strstr(deaths.reason, "no heartbeat from the peer") != NULL, "reason: %s", deaths.reason);
     failure_detector_heard(&detector, true);
     CHECK(failure_detector_check(&detector), "a beat after the decision does not undo it");
     failure_detector_destroy(&detector);

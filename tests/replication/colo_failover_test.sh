@@ -155,7 +155,7 @@ wait_for_checkpoints "$work/B" 20 >/dev/null || fail "the third protection took 
 kill -STOP "$secondary_pid"
 stopped_at=$SECONDS
 if wait_for "$work/secondary3.log" "failed over" "failover on silence" "$secondary3_pid" "$failover_limit"; then
-    grep -q "no heartbeat from the primary" "$work/secondary3.log" &&
+    grep -q "no heartbeat from the peer" "$work/secondary3.log" &&
         pass "a hung primary was noticed by the heartbeat: $(grep -o 'no heartbeat.*' "$work/secondary3.log" | head -1); failed over within $((SECONDS - stopped_at + 1)) s" ||
         fail "failed over, but not because of the heartbeat: $(grep 'colo secondary' "$work/secondary3.log" | tail -3)"
 fi
