@@ -309,6 +309,27 @@ static void print_status(const json_t *reply)
                    integer_field(disks, "replicated_disks"), integer_field(disks, "last_fold_blocks"),
                    json_number_value(json_object_get(disks, "last_fold_ms")),
                    (double)integer_field(disks, "memory_bytes") / (1 << 20));
+        /* Who may own the VM: "cluster  corosync, node 1, peer node 2 (in the
+         * group), ring 9 of 2 nodes, quorate, epoch 1; decision: none". */
+        const json_t *cluster = json_object_get(replication, "cluster");
+        if (cluster && strcmp(string_field(cluster, "mode"), "corosync") == 0 &&
+            json_object_get(cluster, "connected")) {
+            printf("  cluster       corosync%s, node %" JSON_INTEGER_FORMAT ", peer node %" JSON_INTEGER_FORMAT
+                   " (%s), ring %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+                   " nodes, %s, epoch %" JSON_INTEGER_FORMAT "%s; decision: %s%s%s\n",
+                   json_is_true(json_object_get(cluster, "connected")) ? "" : " (LOST)", integer_field(cluster, "node"),
+                   integer_field(cluster, "peer_node"),
+                   json_is_true(json_object_get(cluster, "peer_present")) ? "in the group" : "not in the group",
+                   integer_field(cluster, "ring"), integer_field(cluster, "ring_members"),
+                   json_is_true(json_object_get(cluster, "quorate")) ? "quorate" : "NOT QUORATE",
+                   integer_field(cluster, "epoch"),
+                   json_is_true(json_object_get(cluster, "frozen")) ? ", woken from a freeze (unconfirmed)" : "",
+                   string_field(cluster, "decision"), *string_field(cluster, "reason") ? ": " : "",
+                   string_field(cluster, "reason"));
+        } else if (cluster && strcmp(string_field(cluster, "mode"), "none") == 0) {
+            printf("  cluster       NONE: split brain is possible if the replication link fails while both "
+                   "hosts live (--cluster corosync)\n");
+        }
     }
     fflush(stdout);
 }

@@ -199,18 +199,18 @@ heal() {
     done
 }
 
-# ---- the primary's process killed: it left the group, b takes over at once ----
-if start_pair; then
+trial_primary_killed() { # its process left the group: b takes over at once
+    start_pair || return
     fault_at=$(now)
     kill -9 "$primary_pid"
     after=$(decided_after b "failed over" 10) &&
         pass "primary killed: b failed over $after ms after kill -9 ($(grep -o 'cluster: take over: .*' "$dir/t$trial/secondary.log" | head -1))" ||
         fail "primary killed: b did not fail over"
     end_trial "primary killed" b 137
-fi
+}
 
-# ---- the primary frozen: b's claim wins; a wakes and stands down ----
-if start_pair; then
+trial_primary_frozen() { # b's claim wins; a wakes and stands down
+    start_pair || return
     fault_at=$(now)
     kill -STOP "$primary_pid"
     after=$(decided_after b "failed over" 10) && pass "primary frozen: b failed over after $after ms" ||
@@ -218,10 +218,10 @@ if start_pair; then
     sleep 1
     kill -CONT "$primary_pid"
     end_trial "primary frozen 1 s" b 3
-fi
+}
 
-# ---- the secondary frozen: a's claim wins, a runs on; b wakes, stands down ----
-if start_pair; then
+trial_secondary_frozen() { # a's claim wins, a runs on; b wakes and stands down
+    start_pair || return
     fault_at=$(now)
     kill -STOP "$secondary_pid"
     after=$(decided_after a "running on unprotected" 10) &&
@@ -229,24 +229,25 @@ if start_pair; then
     sleep 1
     kill -CONT "$secondary_pid"
     end_trial "secondary frozen 1 s" a 3
-fi
+}
 
-# ---- the replication link cut, Corosync up: the ordered claim decides ----
-for cut_seconds in 1 5; do
-    start_pair || break
+trial_link_cut() { # SECONDS: the replication link only, Corosync up: the ordered claim decides
+    start_pair || return
     fault_at=$(now)
     ip -n "$prefix-sw" link set p-rep-a down
-    sleep "$cut_seconds"
+    sleep "$1"
     ip -n "$prefix-sw" link set p-rep-a up
     sleep 2
-    if grep -q "failed over" "$dir/t$trial/secondary.log"; then survivor=b; else survivor=a; fi
-    pass "replication link cut for $cut_seconds s: $survivor kept the VM ($(grep -ho 'cluster: take over: .*' "$dir/t$trial/"*.log | head -1))"
-    end_trial "link cut $cut_seconds s" "$survivor" 3
-done
+    local survivor=a
+    grep -q "failed over" "$dir/t$trial/secondary.log" && survivor=b
+    pass "replication link cut for $1 s: $survivor kept the VM ($(grep -ho 'cluster: take over: .*' "$dir/t$trial/"*.log | head -1))"
+    end_trial "link cut $1 s" "$survivor" 3
+}
 
-# ---- node a cut off from everything: a loses quorum and stands down ----
-if start_pair; then
+trial_isolated() { # node a cut off from everything: a loses quorum and stands down
+    start_pair || return
     fault_at=$(now)
+    local port
     for port in p-a p-rep-a p-lan-a; do ip -n "$prefix-sw" link set "$port" down; done
     after=$(decided_after b "failed over" 15) && pass "a isolated: b failed over after $after ms" ||
         fail "a isolated: b did not fail over"
@@ -254,10 +255,10 @@ if start_pair; then
         fail "a isolated: a did not stand down"
     end_trial "a isolated" b 3
     heal
-fi
+}
 
-# ---- corosync killed on a: a cannot hear a verdict and stands down ----
-if start_pair; then
+trial_corosync_killed() { # on a: a cannot hear a verdict and stands down
+    start_pair || return
     fault_at=$(now)
     kill -9 "$(cat "$dir/a/corosync.pid")"
     after=$(decided_after a "stand down" 10) && pass "corosync killed on a: a stood down after $after ms" ||
@@ -265,7 +266,34 @@ if start_pair; then
     after=$(decided_after b "failed over" 15) && pass "corosync killed on a: b failed over after $after ms" ||
         fail "corosync killed on a: b did not fail over"
     end_trial "corosync killed on a" b 3
-fi
+    # Corosync back on a, for any trial after this one.
+    cluster_lab_spawn "$prefix" "$dir" a "$dir/a/corosync.pid" "$dir/a/corosync.out" corosync -f
+    sleep 1
+    kill -9 "$(cat "$dir/a/qdevice.pid")" 2>/dev/null
+    cluster_lab_spawn "$prefix" "$dir" a "$dir/a/qdevice.pid" "$dir/a/qdevice.out" corosync-qdevice -f
+    heal
+}
+
+trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins, a stands down
+    start_pair || return
+    local line
+    line=$(on_node a "$colo" status guarded | grep "^  cluster")
+    if echo "$line" | grep -q "cluster *corosync, node 1, peer node 2 (in the group), ring [0-9]* of 2 nodes, quorate, epoch 1; decision: none"; then
+        pass "colo status on a:$line"
+    else
+        fail "colo status on a: '$line'"
+    fi
+    fault_at=$(now)
+    on_node b "$colo" failover guarded >"$dir/t$trial/failover.log" 2>&1 &&
+        pass "colo failover on b: $(cat "$dir/t$trial/failover.log") after $(ms_since "$fault_at") ms" ||
+        fail "colo failover on b: $(cat "$dir/t$trial/failover.log")"
+    end_trial "colo failover by hand" b 3
+}
+
+# COLO_CLUSTER_TRIALS picks trials by name (bench/run_cluster.sh repeats them).
+for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 isolated corosync_killed manual_failover}; do
+    trial_"${name%%:*}" $( [[ $name == *:* ]] && echo "${name#*:}")
+done
 
 echo "colo_cluster_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
