@@ -87,6 +87,17 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
     case TAKEOVER_EVENT_MEMBERSHIP:
         if (event->ring_id <= decision->ring_id && decision->ring_id != 0)
             return TAKEOVER_NONE; /* not newer */
+        if (decision->frozen && decision->ring_id != 0) {
+            /* The cluster reconfigured while we were not running: the peer
+             * may have taken over by a quorum verdict we never saw, and no
+             * claim of its tells us. */
+            snprintf(reason, sizeof reason,
+                     "after a freeze, the ring changed (%llu to %llu) while we were not running: the peer may "
+                     "own the VM",
+                     (unsigned long long)decision->ring_id, (unsigned long long)event->ring_id);
+            decision->ring_id = event->ring_id;
+            return decide(decision, TAKEOVER_STAND_DOWN, reason);
+        }
         decision->ring_id = event->ring_id;
         decision->peer_node_in_ring = event->peer_node_in_ring;
         decision->waiting_ring = event->peer_node_in_ring ? 0 : event->ring_id;

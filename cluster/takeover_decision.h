@@ -23,7 +23,10 @@
  *     claim the peer sent while we slept was delivered before it, so no
  *     claim of the peer's for a newer epoch means the VM is still ours.
  *     A quorum notification alone does not confirm: it comes on another
- *     channel, unordered with the claims.
+ *     channel, unordered with the claims. A new ring seen after a freeze
+ *     means stand down: the cluster reconfigured while we slept, and the
+ *     peer may have taken over by a quorum verdict we never saw (its
+ *     claim, if any, went to a ring we were not in).
  * "Stand down" means never release output again: a primary drops what it
  * holds and stops its VM, a secondary stays a secondary. */
 #ifndef COLO_CLUSTER_TAKEOVER_DECISION_H

@@ -40,8 +40,7 @@ static void feed(struct takeover_guard *guard, const struct takeover_event *even
         }
     }
     if (announce) {
-        fprintf(stderr, "colo cluster: %s: %s\n", takeover_verdict_name(verdict), reason);
-        if (guard->on_final)
+        if (guard->on_final) /* the owner logs it, with its name */
             guard->on_final(guard->opaque, verdict, reason);
     }
 }

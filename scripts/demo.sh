@@ -6,11 +6,20 @@
 # and the Debian guest's image (about 5 minutes the first time; both are
 # cached in /var/cache/colo), then:
 #
-#   colo-demo-client  10.90.0.1 ----+---- LAN switch (colo-demo-lan) ----+
-#                                   |                                    |
-#   colo-demo-a "host A" 10.90.0.11 (br0: uplink, tap0)   colo-demo-b "host B" 10.90.0.12
-#      colo run: the Debian VM (10.90.0.2)                   colo secondary
+#   colo-demo-client 10.90.0.1 ---- LAN ----+----------------------------+
+#                                           |                            |
+#   colo-demo-a "host A" (br0: uplink, tap0)        colo-demo-b "host B" (br0: uplink, tap0)
+#      corosync, corosync-qdevice                      corosync, corosync-qdevice
+#      colo run --cluster corosync:                    colo secondary --cluster corosync
+#        the Debian VM (10.90.0.2)
+#   colo-demo-w "the witness": corosync-qnetd
+#   A, B and the witness share a cluster network (10.93.0.0/24); A and B a
+#   replication network (10.94.0.0/24). Each host has its own network,
+#   mount and UTS namespaces (scripts/lib/cluster_lab.sh).
 #
+# 0. Corosync starts on both hosts, with the witness's vote: the safe
+#    configuration, where a copy that loses touch never serves beside the
+#    other (docs/cluster.md).
 # 1. The Debian VM (trixie riscv64: Redis 8, PostgreSQL 17) boots on host
 #    A from its own copy of the disk, read-write: PostgreSQL keeps its data
 #    on the disk, Redis in memory. pgbench's tables are created.
@@ -42,8 +51,8 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "demo: run me as root (network namespaces, TAP devices)" >&2; exit 1; }
 
-source scripts/lib/netns.sh
-prefix=colo-demo guest=10.90.0.2 host_b=10.90.0.12
+source scripts/lib/cluster_lab.sh
+prefix=colo-demo guest=10.90.0.2 host_b=10.94.0.2
 say() { printf '\n== %s\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 
@@ -61,7 +70,7 @@ cleanup() {
     local status=$?
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    netns_destroy_two_hosts "$prefix"
+    cluster_lab_destroy "$prefix" "$work/lab"
     if [ "$keep_logs" -eq 1 ] || [ "$status" -ne 0 ]; then
         echo "demo: logs kept in $work" >&2
         rm -f "$work"/*.ext4
@@ -71,13 +80,33 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted; cleaning up" >&2; exit 130' INT TERM
-netns_destroy_two_hosts "$prefix"
-netns_create_two_hosts "$prefix" 10.90.0.1/24 10.90.0.11/24 "$host_b/24"
+cluster_lab_destroy "$prefix" "$work/lab"
+cluster_lab_create "$prefix" "$work/lab" && cluster_lab_add_vm_networks "$prefix" "$work/lab" 10.90.0.1/24 ||
+    { echo "demo: cannot build the hosts' namespaces" >&2; exit 1; }
 
 on() { # HOST(a|b|client) COMMAND...: runs in that "host"
     local where=$1; shift
-    ip netns exec "$prefix-$where" env COLO_RUN_DIR="$work/run-$where" "$@"
+    if [ "$where" = client ]; then
+        ip netns exec "$prefix-client" "$@"
+    else
+        cluster_lab_run "$prefix" "$work/lab" "$where" env COLO_RUN_DIR="$work/run-$where" "$@"
+    fi
 }
+# Starts colo on HOST in the background as a simple command (so $! is
+# colo itself and kill -9 hits it, not a subshell), its stdin INPUT.
+start_colo() { # HOST INPUT LOG ARGS...
+    local where=$1 input=$2 log=$3
+    shift 3
+    nsenter --net="/run/netns/$prefix-$where" --mount="$work/lab/ns/$where.mnt" --uts="$work/lab/ns/$where.uts" -- \
+        env COLO_RUN_DIR="$work/run-$where" "$colo" "$@" <"$input" >"$log" 2>&1 &
+    started_pid=$!
+    pids+=("$started_pid")
+}
+
+say "Corosync on hosts A and B, corosync-qnetd on the witness (the tie-breaking vote)"
+cluster_lab_start_corosync "$prefix" "$work/lab" ||
+    { echo "demo: the cluster did not come up" >&2; tail -5 "$work"/lab/?/corosync.out >&2; exit 1; }
+on a corosync-quorumtool -s | grep -E "^(Quorate|Nodes|Expected votes|Total votes):" | sed 's/^/   host A: /' || true
 status_field() { # HOST FIELD...: fields of one `colo status --json`'s replication, '|' between
     local host=$1; shift
     on "$host" "$colo" status debian --json 2>/dev/null | python3 -c "
@@ -114,10 +143,8 @@ done
 say "host A: colo run debian (Debian trixie riscv64, Redis 8 + PostgreSQL 17)"
 sed 's/^/   | /' "$work/a.cfg"
 started=$(date +%s.%N)
-# Started as a simple command, not through `on`: `ip netns exec` and `env`
-# exec, so $! is colo itself and kill -9 hits it (not a subshell).
-ip netns exec "$prefix-a" env COLO_RUN_DIR="$work/run-a" "$colo" run "$work/a.cfg" </dev/null >"$work/host-a.log" 2>&1 &
-primary_pid=$!; pids+=("$primary_pid")
+start_colo a /dev/null "$work/host-a.log" run "$work/a.cfg" --cluster corosync
+primary_pid=$started_pid
 wait_for "$work/host-a.log" "colo-guest: Redis ready" 300 "$primary_pid"
 wait_for "$work/host-a.log" "colo-guest: services ready" 300 "$primary_pid"
 boot_ready_s=$(python3 -c "import time; print(round(time.time() - $started, 2))")
@@ -132,9 +159,8 @@ say "host B: colo secondary, waiting for its primary on $host_b:47100"
 # down cleanly there.
 mkfifo "$work/console-b"
 exec 8<>"$work/console-b"
-ip netns exec "$prefix-b" env COLO_RUN_DIR="$work/run-b" "$colo" secondary --listen "$host_b:47100" "$work/b.cfg" \
-    <"$work/console-b" >"$work/host-b.log" 2>&1 &
-secondary_pid=$!; pids+=("$secondary_pid")
+start_colo b "$work/console-b" "$work/host-b.log" secondary --listen "$host_b:47100" "$work/b.cfg" --cluster corosync
+secondary_pid=$started_pid
 wait_for "$work/host-b.log" "waiting for the primary" 30 "$secondary_pid"
 
 say "host A: colo protect debian $host_b:47100"
@@ -182,8 +208,11 @@ killed_at=$(date +%s.%N)
 { kill -9 "$primary_pid"; wait "$primary_pid"; } 2>/dev/null || true
 wait_for "$work/host-b.log" "failed over" 30 "$secondary_pid"
 failover_s=$(echo "$(date +%s.%N) - $killed_at" | bc | awk '{printf "%.2f", $1}')
-grep "failed over" "$work/host-b.log" | head -1 | sed 's/^/   host B | /'
+grep -E "cluster: take over|failed over" "$work/host-b.log" | head -2 | sed 's/^/   host B | /'
 note "host B took over ${failover_s} s after the kill; the workload goes on against it"
+takeover_reason=$(on b "$colo" status debian --json 2>/dev/null | python3 -c "
+import json, sys
+print(json.load(sys.stdin).get('replication', {}).get('cluster', {}).get('reason', ''))" 2>/dev/null || true)
 for second in $(seq "$((half + 1))" "$load_seconds"); do
     sleep 1
     note "t=${second}s  VM on host B: $(status_field b state)"
@@ -284,6 +313,7 @@ print(json.dumps({
     "boot_ready_s": $boot_ready_s, "checkpoints": ${checkpoints:-0},
     "downtime_p50_ms": ${downtime_p50_ms:-None}, "downtime_p99_ms": ${downtime_p99_ms:-None},
     "failover_s": $failover_s, "service_gap_ms": $service_gap_ms,
+    "cluster": "corosync", "takeover_reason": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$takeover_reason"),
     "client_errors": $client_errors, "keys_acknowledged": $keys_acknowledged,
     "keys_missing": $keys_missing, "keys_wrong": $keys_wrong,
     "commits_acknowledged": $commits_acknowledged, "commits_missing": $commits_missing,

@@ -12,7 +12,7 @@
 #   cluster_lab_start_corosync PREFIX DIR    corosync on a and b, then the
 #                                       witness's qnetd and the nodes' qdevice
 #   cluster_lab_quorate PREFIX DIR NODE  true when NODE's votequorum says so
-#   cluster_lab_add_vm_networks PREFIX DIR   the networks of a protected
+#   cluster_lab_add_vm_networks PREFIX DIR [CLIENT_CIDR]   the networks of a protected
 #                                       VM: replication, and a client LAN
 #   cluster_lab_spawn PREFIX DIR NODE PIDFILE LOG CMD...   CMD in the
 #                                       background, its own pid in PIDFILE
@@ -179,12 +179,12 @@ cluster_lab_start_corosync() { # PREFIX DIR
 #     namespace, 10.94.0.1 (a) and 10.94.0.2 (b); port p-rep-NODE
 #   client LAN: each node has a bridge br0 with tap0 (its VM's TAP) and an
 #     uplink to the bridge "lan" in the switch namespace (port p-lan-NODE);
-#     PREFIX-client is on it with 10.97.0.1/24.
+#     PREFIX-client is on it with CLIENT_CIDR (default 10.97.0.1/24).
 # Only the VMs' frames cross the LAN ports (the nodes have no address on
 # it, IPv6 is off), so the packets each p-lan-NODE receives are the frames
 # that node's copy of the VM released.
-cluster_lab_add_vm_networks() { # PREFIX DIR
-    local prefix=$1 node sw=$1-sw
+cluster_lab_add_vm_networks() { # PREFIX DIR [CLIENT_CIDR]
+    local prefix=$1 node sw=$1-sw client_cidr=${3:-10.97.0.1/24}
     ip -n "$sw" link add rep type bridge && ip -n "$sw" link set rep up || return 1
     ip -n "$sw" link add lan type bridge && ip -n "$sw" link set lan up || return 1
     for node in a b; do
@@ -206,23 +206,24 @@ cluster_lab_add_vm_networks() { # PREFIX DIR
     ip -n "$prefix-client" link set lo up || return 1
     ip -n "$prefix-client" link add veth0 type veth peer name p-client netns "$sw" || return 1
     ip -n "$sw" link set p-client master lan up || return 1
-    ip -n "$prefix-client" addr add 10.97.0.1/24 dev veth0 && ip -n "$prefix-client" link set veth0 up || return 1
+    ip -n "$prefix-client" addr add "$client_cidr" dev veth0 && ip -n "$prefix-client" link set veth0 up || return 1
 }
 
+# Never fails (safe in traps and under set -e).
 cluster_lab_destroy() { # PREFIX DIR
     local prefix=$1 dir=$2 node pid
     for node in $cluster_lab_nodes; do
         # Everything that runs in the node's network namespace.
-        for pid in $(ip netns pids "$prefix-$node" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+        for pid in $(ip netns pids "$prefix-$node" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     done
     sleep 0.2
     for node in $cluster_lab_nodes; do
-        ip netns del "$prefix-$node" 2>/dev/null
-        umount "$dir/ns/$node.mnt" "$dir/ns/$node.uts" 2>/dev/null
+        ip netns del "$prefix-$node" 2>/dev/null || true
+        umount "$dir/ns/$node.mnt" "$dir/ns/$node.uts" 2>/dev/null || true
     done
-    for pid in $(ip netns pids "$prefix-client" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns del "$prefix-client" 2>/dev/null
-    ip netns del "$prefix-sw" 2>/dev/null
-    umount "$dir/ns" 2>/dev/null
+    for pid in $(ip netns pids "$prefix-client" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$prefix-client" 2>/dev/null || true
+    ip netns del "$prefix-sw" 2>/dev/null || true
+    umount "$dir/ns" 2>/dev/null || true
     return 0
 }

@@ -33,6 +33,9 @@ checks = [
     ("pgbench ran, no failed transaction", (result.get("pgbench_tps") or 0) > 0 and result.get("pgbench_failed") == 0),
     ("pgbench's balances add up on the survivor", result.get("pgbench_balances_add_up") is True),
     ("the survivor's disk is clean (e2fsck -fn)", result.get("image_clean") is True),
+    ("the pair ran on Corosync and B took over by the cluster's rule",
+     result.get("cluster") == "corosync" and any(word in (result.get("takeover_reason") or "")
+                                                 for word in ("left", "claim"))),
 ]
 for what, ok in checks:
     print(("PASS: " if ok else "FAIL: ") + what)

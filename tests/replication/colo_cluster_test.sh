@@ -146,11 +146,16 @@ end_trial() {
     touch "$t/stop-watch"
     sleep 0.1
     local lan
+    local two_copies=0
     if lan=$(python3 "$watch_py" check "$t/lan.out" --from "$fault_at"); then
         pass "$what: never two copies on the LAN: $lan"
     else
         fail "$what: $lan"
+        two_copies=1
     fi
+    # One line per trial for bench/run_cluster.sh.
+    echo "TRIAL kind=${FUNCNAME[1]#trial_} service_ms=${service_ms:-} two_copies=$two_copies client_gap_ms=$(grep -o 'longest gap between replies [0-9.]*' "$t/client.log" | grep -o '[0-9.]*$' | head -1)"
+    service_ms=""
     local loser_pid survivor_pid
     [ "$loser" = a ] && loser_pid=$primary_pid || loser_pid=$secondary_pid
     [ "$survivor" = a ] && survivor_pid=$primary_pid || survivor_pid=$secondary_pid
@@ -203,7 +208,7 @@ trial_primary_killed() { # its process left the group: b takes over at once
     start_pair || return
     fault_at=$(now)
     kill -9 "$primary_pid"
-    after=$(decided_after b "failed over" 10) &&
+    after=$(decided_after b "failed over" 10) && service_ms=$after &&
         pass "primary killed: b failed over $after ms after kill -9 ($(grep -o 'cluster: take over: .*' "$dir/t$trial/secondary.log" | head -1))" ||
         fail "primary killed: b did not fail over"
     end_trial "primary killed" b 137
@@ -213,7 +218,7 @@ trial_primary_frozen() { # b's claim wins; a wakes and stands down
     start_pair || return
     fault_at=$(now)
     kill -STOP "$primary_pid"
-    after=$(decided_after b "failed over" 10) && pass "primary frozen: b failed over after $after ms" ||
+    after=$(decided_after b "failed over" 10) && service_ms=$after && pass "primary frozen: b failed over after $after ms" ||
         fail "primary frozen: b did not fail over"
     sleep 1
     kill -CONT "$primary_pid"
@@ -224,7 +229,7 @@ trial_secondary_frozen() { # a's claim wins, a runs on; b wakes and stands down
     start_pair || return
     fault_at=$(now)
     kill -STOP "$secondary_pid"
-    after=$(decided_after a "running on unprotected" 10) &&
+    after=$(decided_after a "running on unprotected" 10) && service_ms=$after &&
         pass "secondary frozen: a runs on unprotected after $after ms" || fail "secondary frozen: a did not carry on"
     sleep 1
     kill -CONT "$secondary_pid"
@@ -235,7 +240,15 @@ trial_link_cut() { # SECONDS: the replication link only, Corosync up: the ordere
     start_pair || return
     fault_at=$(now)
     ip -n "$prefix-sw" link set p-rep-a down
-    sleep "$1"
+    local started=$SECONDS
+    until grep -q "failed over" "$dir/t$trial/secondary.log" || grep -q "running on unprotected" "$dir/t$trial/primary.log"; do
+        ((SECONDS - started > 10)) && break
+        sleep 0.01
+    done
+    service_ms=$(ms_since "$fault_at")
+    local left
+    left=$(echo "$1 - $service_ms / 1000" | bc -l)
+    [ "$(echo "$left > 0" | bc)" = 1 ] && sleep "$left"
     ip -n "$prefix-sw" link set p-rep-a up
     sleep 2
     local survivor=a
@@ -249,7 +262,7 @@ trial_isolated() { # node a cut off from everything: a loses quorum and stands d
     fault_at=$(now)
     local port
     for port in p-a p-rep-a p-lan-a; do ip -n "$prefix-sw" link set "$port" down; done
-    after=$(decided_after b "failed over" 15) && pass "a isolated: b failed over after $after ms" ||
+    after=$(decided_after b "failed over" 15) && service_ms=$after && pass "a isolated: b failed over after $after ms" ||
         fail "a isolated: b did not fail over"
     after=$(decided_after a "stand down" 15) && pass "a isolated: a stood down after $after ms" ||
         fail "a isolated: a did not stand down"
@@ -263,15 +276,48 @@ trial_corosync_killed() { # on a: a cannot hear a verdict and stands down
     kill -9 "$(cat "$dir/a/corosync.pid")"
     after=$(decided_after a "stand down" 10) && pass "corosync killed on a: a stood down after $after ms" ||
         fail "corosync killed on a: a did not stand down"
-    after=$(decided_after b "failed over" 15) && pass "corosync killed on a: b failed over after $after ms" ||
+    after=$(decided_after b "failed over" 15) && service_ms=$after &&
+        pass "corosync killed on a: b failed over after $after ms" ||
         fail "corosync killed on a: b did not fail over"
     end_trial "corosync killed on a" b 3
-    # Corosync back on a, for any trial after this one.
+    restart_corosync_a
+}
+
+restart_corosync_a() { # for any trial after this one
+    kill -9 "$(cat "$dir/a/qdevice.pid")" "$(cat "$dir/a/corosync.pid")" 2>/dev/null
+    sleep 0.2
     cluster_lab_spawn "$prefix" "$dir" a "$dir/a/corosync.pid" "$dir/a/corosync.out" corosync -f
     sleep 1
-    kill -9 "$(cat "$dir/a/qdevice.pid")" 2>/dev/null
     cluster_lab_spawn "$prefix" "$dir" a "$dir/a/qdevice.pid" "$dir/a/qdevice.out" corosync-qdevice -f
     heal
+}
+
+trial_host_hung() { # every process of node a stopped 3 s (corosync too): b takes over by quorum; a wakes and stands down
+    start_pair || return
+    local node_pids
+    node_pids=$(ip netns pids "$prefix-a")
+    fault_at=$(now)
+    kill -STOP $node_pids
+    after=$(decided_after b "failed over" 15) && pass "host a hung: b failed over after $after ms" ||
+        fail "host a hung: b did not fail over"
+    service_ms=$after
+    sleep 3
+    kill -CONT $node_pids
+    after=$(decided_after a "stand down" 15) && pass "host a hung: a woke and stood down $after ms after the fault" ||
+        fail "host a hung: a did not stand down after waking"
+    end_trial "host a hung 3 s" b 3
+    heal
+}
+
+trial_host_dead() { # every process of node a killed (-9), corosync too: b takes over by quorum
+    start_pair || return
+    fault_at=$(now)
+    kill -9 $(ip netns pids "$prefix-a")
+    after=$(decided_after b "failed over" 15) && pass "host a dead: b failed over after $after ms" ||
+        fail "host a dead: b did not fail over"
+    service_ms=$after
+    end_trial "host a dead" b 137
+    restart_corosync_a
 }
 
 trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins, a stands down
@@ -291,7 +337,7 @@ trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins
 }
 
 # COLO_CLUSTER_TRIALS picks trials by name (bench/run_cluster.sh repeats them).
-for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 isolated corosync_killed manual_failover}; do
+for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 isolated host_hung host_dead corosync_killed manual_failover}; do
     trial_"${name%%:*}" $( [[ $name == *:* ]] && echo "${name#*:}")
 done
 
