@@ -30,7 +30,8 @@ static void feed(struct takeover_guard *guard, const struct takeover_event *even
     }
     pthread_mutex_unlock(&guard->lock);
     if (claim_epoch) {
-        fprintf(stderr, "colo cluster: %s\n", reason);
+        if (guard->on_final)
+            guard->on_final(guard->opaque, TAKEOVER_SEND_CLAIM, reason);
         struct error err;
         if (corosync_engine_send_claim(&guard->engine, claim_epoch, &err) < 0) {
             /* A claim that cannot be sent cannot win: our Corosync is

@@ -40,8 +40,9 @@ struct takeover_guard {
     pthread_cond_t decided;
     struct takeover_decision decision; /* under lock */
     uint64_t decisions;
-    /* Called once, outside the lock, on the thread that fed the final
-     * verdict (TAKE_OVER or STAND_DOWN). */
+    /* Called outside the lock, on the thread that fed the event: once for
+     * the final verdict (TAKE_OVER or STAND_DOWN), and for each claim sent
+     * (SEND_CLAIM, before it goes out). */
     void (*on_final)(void *opaque, enum takeover_verdict verdict, const char *reason);
     void *opaque;
     bool final_announced;

@@ -89,6 +89,12 @@ int colo_protect_main(int argc, char **argv)
                "replication\n",
                name, destination, json_integer_value(json_object_get(reply, "interval_ms")),
                json_integer_value(json_object_get(reply, "output_delay_ms")), name);
+    const char *cluster = status == 0 ? json_string_value(json_object_get(reply, "cluster")) : NULL;
+    if (status == 0 && (!cluster || strcmp(cluster, "corosync") != 0))
+        fprintf(stderr,
+                "colo protect: WARNING: %s runs without a cluster (colo run/secondary --cluster corosync): "
+                "if the replication link fails while both hosts live, both copies may serve (split brain)\n",
+                name);
     json_decref(reply);
     return status;
 }

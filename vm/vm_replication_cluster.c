@@ -12,10 +12,16 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* The guard's verdict, once final, on whichever thread fed it. */
+/* The guard's verdict, once final, or a claim it sends, on whichever
+ * thread fed it. */
 static void on_final(void *opaque, enum takeover_verdict verdict, const char *reason)
 {
     struct vm_replication *replication = opaque;
+    if (verdict == TAKEOVER_SEND_CLAIM) {
+        vm_replication_log(replication, "cluster: %s", reason);
+        vm_replication_post_event(replication, "claim sent", reason);
+        return;
+    }
     pthread_mutex_lock(&replication->lock);
     enum vm_replication_role role = replication->role;
     int replication_fd = replication->replication_fd;
@@ -77,6 +83,14 @@ enum takeover_verdict vm_replication_verdict(struct vm_replication *replication,
 bool vm_replication_may_take_over(void *opaque, char *why, size_t size)
 {
     struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    bool stopping = replication->secondary_stopping;
+    pthread_mutex_unlock(&replication->lock);
+    if (stopping) {
+        /* Our own VM is ending: nothing to take over, nothing to claim. */
+        snprintf(why, size, "the VM is being stopped here");
+        return false;
+    }
     char reason[256];
     enum takeover_verdict verdict = vm_replication_verdict(replication, TAKEOVER_EVENT_SUSPICION, reason,
                                                            sizeof reason);

@@ -109,6 +109,9 @@ struct vm_replication {
     struct colo_failover failover;
     bool failover_started;
     bool failover_done, failover_refused;
+    /* The SVM's machine is being stopped here (quit, Ctrl-C): its end is
+     * no sign of the primary's death and claims nothing. */
+    bool secondary_stopping;
 };
 
 /* Sets one of the flags above under the lock: the control server's thread

@@ -66,6 +66,8 @@ static void on_secondary_dead(void *opaque, const char *reason)
     pthread_mutex_lock(&replication->lock);
     int replication_fd = replication->replication_fd;
     pthread_mutex_unlock(&replication->lock);
+    /* Claim first (see on_primary_dead on the secondary). */
+    takeover_guard_report(&replication->guard, TAKEOVER_EVENT_SUSPICION);
     if (replication_fd >= 0)
         shutdown(replication_fd, SHUT_RDWR);
 }
@@ -313,6 +315,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     json_object_set_new(reply, "interval_ms", json_integer(interval_ms));
     json_object_set_new(reply, "output_delay_ms", json_integer(output_delay_ms));
     json_object_set_new(reply, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
+    json_object_set_new(reply, "cluster", json_string(replication->cluster ? "corosync" : "none"));
     return 0;
 }
 

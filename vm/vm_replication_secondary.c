@@ -19,6 +19,14 @@ static void on_primary_dead(void *opaque, const char *reason)
 {
     struct vm_replication *replication = opaque;
     vm_replication_log(replication, "%s", reason);
+    pthread_mutex_lock(&replication->lock);
+    bool stopping = replication->secondary_stopping;
+    pthread_mutex_unlock(&replication->lock);
+    /* The claim goes out before the connection is shut down: the primary
+     * notices the shutdown at once and claims too, and the side that
+     * suspected first must be first in the group's order. */
+    if (!stopping && replication->guard_started)
+        takeover_guard_report(&replication->guard, TAKEOVER_EVENT_SUSPICION);
     shutdown(replication->replication_fd, SHUT_RDWR);
 }
 
@@ -238,6 +246,9 @@ void vm_replication_secondary_machine_stopped(struct vm_replication *replication
      * (The monitor's failover then acts on a machine that no longer runs.) */
     if (!replication->failover_started)
         return;
+    pthread_mutex_lock(&replication->lock);
+    replication->secondary_stopping = true;
+    pthread_mutex_unlock(&replication->lock);
     failure_detector_declare_peer_dead(&replication->detector, "the VM stopped here");
     colo_failover_join(&replication->failover);
     heartbeat_sender_stop(&replication->beats_to_primary);

@@ -20,7 +20,9 @@
 #
 # Addresses: a 10.93.0.1, b 10.93.0.2, w 10.93.0.3 (/24). The timers are
 # the notes' tuned ones: token 200 ms, knet pings every 200 ms with a 1 s
-# timeout, qdevice timeout 2 s.
+# timeout, qdevice timeout 800 ms with qdevice's and qnetd's heartbeat
+# minimums lowered to 200 ms (a dead host's peer quorate alone in about
+# 0.5 s; ../shared/cluster-notes.md).
 
 cluster_lab_nodes="a b w"
 
@@ -111,7 +113,7 @@ quorum {
     device {
         model: net
         votes: 1
-        timeout: 2000
+        timeout: 800
         net {
             host: 10.93.0.3
             algorithm: ffsplit
@@ -161,10 +163,10 @@ cluster_lab_start_corosync() { # PREFIX DIR
         sleep 0.1
     done
     mkdir -p "$dir/w/etc/qnetd"
-    cluster_lab_spawn "$prefix" "$dir" w "$dir/w/qnetd.pid" "$dir/w/qnetd.out" corosync-qnetd -f -s off
+    cluster_lab_spawn "$prefix" "$dir" w "$dir/w/qnetd.pid" "$dir/w/qnetd.out" corosync-qnetd -f -s off -S heartbeat_interval_min=200
     sleep 0.5
     for node in a b; do
-        cluster_lab_spawn "$prefix" "$dir" "$node" "$dir/$node/qdevice.pid" "$dir/$node/qdevice.out" corosync-qdevice -f
+        cluster_lab_start_qdevice "$prefix" "$dir" "$node"
     done
     for node in a b; do
         cluster_lab_wait "$prefix" "$dir" "$node" 30 sh -c 'corosync-quorumtool -s | grep -q "^Quorate: *Yes" &&
@@ -207,6 +209,24 @@ cluster_lab_add_vm_networks() { # PREFIX DIR [CLIENT_CIDR]
     ip -n "$prefix-client" link add veth0 type veth peer name p-client netns "$sw" || return 1
     ip -n "$sw" link set p-client master lan up || return 1
     ip -n "$prefix-client" addr add "$client_cidr" dev veth0 && ip -n "$prefix-client" link set veth0 up || return 1
+}
+
+# Starts NODE's qdevice (its corosync must be running), with the lab's
+# heartbeat minimum.
+cluster_lab_start_qdevice() { # PREFIX DIR NODE
+    cluster_lab_spawn "$1" "$2" "$3" "$2/$3/qdevice.pid" "$2/$3/qdevice.out" \
+        corosync-qdevice -f -S net_heartbeat_interval_min=200
+}
+
+# Kills NODE's corosync and qdevice if they run, starts them again.
+cluster_lab_restart_corosync() { # PREFIX DIR NODE
+    local prefix=$1 dir=$2 node=$3
+    kill -9 "$(cat "$dir/$node/qdevice.pid")" "$(cat "$dir/$node/corosync.pid")" 2>/dev/null || true
+    sleep 0.2
+    cluster_lab_spawn "$prefix" "$dir" "$node" "$dir/$node/corosync.pid" "$dir/$node/corosync.out" corosync -f
+    # qdevice only once corosync answers (see cluster_lab_start_corosync).
+    cluster_lab_wait "$prefix" "$dir" "$node" 30 corosync-quorumtool -s || return 1
+    cluster_lab_start_qdevice "$prefix" "$dir" "$node"
 }
 
 # Never fails (safe in traps and under set -e).

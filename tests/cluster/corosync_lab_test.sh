@@ -66,7 +66,7 @@ kill -9 "$(cat "$dir/b/qdevice.pid")" 2>/dev/null
 cluster_lab_spawn "$prefix" "$dir" b "$dir/b/corosync.pid" "$dir/b/corosync.out" corosync -f
 both_members() { [ "$(cluster_lab_members "$prefix" "$dir" a)" = 2 ] && [ "$(cluster_lab_members "$prefix" "$dir" b)" = 2 ]; }
 until_true 30 both_members || fail "b did not rejoin within 30 s"
-cluster_lab_spawn "$prefix" "$dir" b "$dir/b/qdevice.pid" "$dir/b/qdevice.out" corosync-qdevice -f
+cluster_lab_start_qdevice "$prefix" "$dir" b
 b_quorate() { cluster_lab_quorate "$prefix" "$dir" b; }
 until_true 30 b_quorate && pass "b rejoined and is quorate again" || fail "b not quorate after rejoining"
 sleep 2

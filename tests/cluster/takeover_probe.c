@@ -22,6 +22,10 @@ static double reported_at;
 static void on_final(void *opaque, enum takeover_verdict verdict, const char *reason)
 {
     (void)opaque;
+    if (verdict == TAKEOVER_SEND_CLAIM) {
+        printf("claim: %s\n", reason);
+        return;
+    }
     printf("final %s ms=%.0f at=%.3f: %s\n", verdict == TAKEOVER_TAKE_OVER ? "take-over" : "stand-down",
            (clock_monotonic_seconds() - reported_at) * 1000, (double)clock_realtime_ns() / 1e9, reason);
     fflush(stdout);

@@ -20,8 +20,10 @@
 #     on the same connection.
 # The faults: the primary frozen (SIGSTOP 1 s), the secondary frozen, the
 # replication link cut with Corosync up (for 1 s and for 5 s), node a
-# isolated from everything, corosync killed on a, and kill -9 of the
-# primary (its process left the group: the fastest path). Times from the
+# isolated from everything, host a hung (every process stopped 3 s) and
+# dead (every process killed), corosync killed on a and on b, colo
+# failover by hand, and kill -9 of the primary (its process left the
+# group: the fastest path). Times from the
 # fault to the survivor's decision are printed.
 # Usage: colo_cluster_test.sh COLO GUEST_DIR SOURCE_DIR
 set -uo pipefail
@@ -280,16 +282,25 @@ trial_corosync_killed() { # on a: a cannot hear a verdict and stands down
         pass "corosync killed on a: b failed over after $after ms" ||
         fail "corosync killed on a: b did not fail over"
     end_trial "corosync killed on a" b 3
-    restart_corosync_a
+    restart_corosync a
 }
 
-restart_corosync_a() { # for any trial after this one
-    kill -9 "$(cat "$dir/a/qdevice.pid")" "$(cat "$dir/a/corosync.pid")" 2>/dev/null
-    sleep 0.2
-    cluster_lab_spawn "$prefix" "$dir" a "$dir/a/corosync.pid" "$dir/a/corosync.out" corosync -f
-    sleep 1
-    cluster_lab_spawn "$prefix" "$dir" a "$dir/a/qdevice.pid" "$dir/a/qdevice.out" corosync-qdevice -f
+restart_corosync() { # NODE: for any trial after this one
+    cluster_lab_restart_corosync "$prefix" "$dir" "$1" || fail "corosync on $1 did not restart"
     heal
+}
+
+trial_corosync_killed_b() { # on b, the secondary's host: b stands down, a runs on
+    start_pair || return
+    fault_at=$(now)
+    kill -9 "$(cat "$dir/b/corosync.pid")"
+    after=$(decided_after b "stand down" 10) && pass "corosync killed on b: b stood down after $after ms" ||
+        fail "corosync killed on b: b did not stand down"
+    after=$(decided_after a "running on unprotected" 15) && service_ms=$after &&
+        pass "corosync killed on b: a runs on unprotected after $after ms" ||
+        fail "corosync killed on b: a did not carry on"
+    end_trial "corosync killed on b" a 3
+    restart_corosync b
 }
 
 trial_host_hung() { # every process of node a stopped 3 s (corosync too): b takes over by quorum; a wakes and stands down
@@ -317,7 +328,7 @@ trial_host_dead() { # every process of node a killed (-9), corosync too: b takes
         fail "host a dead: b did not fail over"
     service_ms=$after
     end_trial "host a dead" b 137
-    restart_corosync_a
+    restart_corosync a
 }
 
 trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins, a stands down
@@ -337,7 +348,7 @@ trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins
 }
 
 # COLO_CLUSTER_TRIALS picks trials by name (bench/run_cluster.sh repeats them).
-for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 isolated host_hung host_dead corosync_killed manual_failover}; do
+for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 isolated host_hung host_dead corosync_killed corosync_killed_b manual_failover}; do
     trial_"${name%%:*}" $( [[ $name == *:* ]] && echo "${name#*:}")
 done
 
