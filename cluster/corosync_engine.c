@@ -169,6 +169,8 @@ static void engine_lost(struct corosync_engine *engine, const char *what, cs_err
     emit(engine, (struct takeover_event){ .kind = TAKEOVER_EVENT_ENGINE_LOST });
 }
 
+static int send_pending(struct corosync_engine *engine);
+
 static void *engine_thread(void *opaque)
 {
     struct corosync_engine *engine = opaque;
@@ -184,9 +186,16 @@ static void *engine_thread(void *opaque)
             { .fd = quorum_fd, .events = POLLIN },
             { .fd = engine->wake_fd, .events = POLLIN },
         };
-        int ready = poll(fds, 3, COROSYNC_ENGINE_PASS_MS);
+        bool pending = atomic_load(&engine->pending_claim) || atomic_load(&engine->pending_sync);
+        int ready = poll(fds, 3, pending ? 2 : COROSYNC_ENGINE_PASS_MS);
         if (ready < 0 && errno != EINTR)
             break;
+        if (ready > 0 && fds[2].revents) {
+            uint64_t count;
+            if (read(engine->wake_fd, &count, sizeof count) < 0) {
+                /* Nothing to read: another pass drained it. */
+            }
+        }
         uint64_t now_ns = clock_monotonic_ns();
         if (now_ns - previous_ns > freeze_ns) {
             /* First mark ourselves frozen, then send the sync that may
@@ -198,6 +207,10 @@ static void *engine_thread(void *opaque)
         }
         previous_ns = now_ns;
         atomic_store(&engine->last_pass_ns, now_ns);
+        if (send_pending(engine) < 0) {
+            engine_lost(engine, "CPG", CS_ERR_LIBRARY);
+            break;
+        }
         if (ready <= 0)
             continue;
         if (fds[0].revents) {
@@ -299,6 +312,8 @@ int corosync_engine_start(struct corosync_engine *engine, const char *group_name
     engine->status.local_node = local_node;
     engine->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     atomic_init(&engine->stop, false);
+    atomic_init(&engine->pending_claim, 0);
+    atomic_init(&engine->pending_sync, false);
     atomic_init(&engine->last_pass_ns, clock_monotonic_ns());
     int failed = engine->wake_fd < 0 ? errno : pthread_create(&engine->thread, NULL, engine_thread, engine);
     if (failed) {
@@ -314,20 +329,15 @@ int corosync_engine_start(struct corosync_engine *engine, const char *group_name
     return 0;
 }
 
-static int send_message(struct corosync_engine *engine, enum corosync_message_kind kind, uint64_t epoch,
-                        struct error *err)
+/* One attempt: 0 sent, 1 Corosync said try again, -1 failed (err set). */
+static int try_send(struct corosync_engine *engine, enum corosync_message_kind kind, uint64_t epoch, struct error *err)
 {
     uint8_t message[COROSYNC_MESSAGE_SIZE];
     corosync_message_encode(message, kind, epoch);
     struct iovec iov = { .iov_base = message, .iov_len = sizeof message };
-    cs_error_t result;
-    /* TRY_AGAIN: Corosync is busy forming a ring; the message must go. */
-    for (int attempt = 0;; attempt++) {
-        result = cpg_mcast_joined(engine->cpg_handle, CPG_TYPE_AGREED, &iov, 1);
-        if (result != CS_ERR_TRY_AGAIN || attempt >= 500)
-            break;
-        clock_sleep_ms(2);
-    }
+    cs_error_t result = cpg_mcast_joined(engine->cpg_handle, CPG_TYPE_AGREED, &iov, 1);
+    if (result == CS_ERR_TRY_AGAIN)
+        return 1;
     if (result != CS_OK)
         return error_set(err, "cannot send a %s to the cluster group (error %d)",
                          kind == COROSYNC_MESSAGE_CLAIM ? "claim" : "sync message", (int)result);
@@ -337,14 +347,59 @@ static int send_message(struct corosync_engine *engine, enum corosync_message_ki
     return 0;
 }
 
+static void wake(struct corosync_engine *engine)
+{
+    uint64_t one = 1;
+    if (write(engine->wake_fd, &one, sizeof one) < 0) {
+        /* The thread passes every few ms anyway. */
+    }
+}
+
 int corosync_engine_send_claim(struct corosync_engine *engine, uint64_t epoch, struct error *err)
 {
-    return send_message(engine, COROSYNC_MESSAGE_CLAIM, epoch, err);
+    int sent = try_send(engine, COROSYNC_MESSAGE_CLAIM, epoch, err);
+    if (sent == 1) {
+        atomic_store(&engine->pending_claim, epoch);
+        wake(engine);
+    }
+    return sent < 0 ? -1 : 0;
 }
 
 int corosync_engine_send_sync(struct corosync_engine *engine, struct error *err)
 {
-    return send_message(engine, COROSYNC_MESSAGE_SYNC, 0, err);
+    int sent = try_send(engine, COROSYNC_MESSAGE_SYNC, 0, err);
+    if (sent == 1) {
+        atomic_store(&engine->pending_sync, true);
+        wake(engine);
+    }
+    return sent < 0 ? -1 : 0;
+}
+
+/* The engine's thread: what Corosync refused for now, once more. Returns
+ * -1 when Corosync is unusable. */
+static int send_pending(struct corosync_engine *engine)
+{
+    struct error err;
+    uint64_t claim = atomic_load(&engine->pending_claim);
+    if (claim) {
+        int sent = try_send(engine, COROSYNC_MESSAGE_CLAIM, claim, &err);
+        if (sent < 0) {
+            fprintf(stderr, "colo cluster: %s: %s\n", engine->group_name, err.message);
+            return -1;
+        }
+        if (sent == 0)
+            atomic_compare_exchange_strong(&engine->pending_claim, &claim, 0);
+    }
+    if (atomic_load(&engine->pending_sync)) {
+        int sent = try_send(engine, COROSYNC_MESSAGE_SYNC, 0, &err);
+        if (sent < 0) {
+            fprintf(stderr, "colo cluster: %s: %s\n", engine->group_name, err.message);
+            return -1;
+        }
+        if (sent == 0)
+            atomic_store(&engine->pending_sync, false);
+    }
+    return 0;
 }
 
 bool corosync_engine_alive_within(struct corosync_engine *engine, unsigned max_age_ms)
@@ -364,10 +419,7 @@ void corosync_engine_stop(struct corosync_engine *engine)
     if (!engine->started)
         return;
     atomic_store(&engine->stop, true);
-    uint64_t one = 1;
-    if (write(engine->wake_fd, &one, sizeof one) < 0) {
-        /* The thread passes every few ms anyway. */
-    }
+    wake(engine);
     pthread_join(engine->thread, NULL);
     struct cpg_name name;
     set_group_name(&name, engine->group_name);

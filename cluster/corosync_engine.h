@@ -47,8 +47,13 @@ struct corosync_engine {
     void *opaque;
     uint64_t cpg_handle, quorum_handle;
     uint32_t local_node, local_pid;
-    int wake_fd; /* an eventfd: stop */
+    int wake_fd; /* an eventfd: stop, or a message to send */
     atomic_bool stop;
+    /* Messages Corosync asked us to send again later (TRY_AGAIN, while it
+     * forms a ring): the engine's thread retries them every pass, so no
+     * caller ever blocks on Corosync. 0 / false: none. */
+    _Atomic uint64_t pending_claim;
+    atomic_bool pending_sync;
     /* The engine thread's last pass (monotonic ns): a process that was not
      * running (SIGSTOP, a stalled host) sees it old when it wakes. */
     _Atomic uint64_t last_pass_ns;
@@ -63,10 +68,13 @@ struct corosync_engine {
 int corosync_engine_start(struct corosync_engine *engine, const char *group_name,
                           void (*on_event)(void *opaque, const struct takeover_event *event), void *opaque,
                           struct error *err);
-/* Sends a claim for EPOCH (any thread). */
+/* Sends a claim for EPOCH (any thread; never blocks: when Corosync says
+ * try again, the engine's thread sends it as soon as Corosync takes it).
+ * Fails only when Corosync is unusable. */
 int corosync_engine_send_claim(struct corosync_engine *engine, uint64_t epoch, struct error *err);
-/* Sends a sync message to the group (its delivery comes back as a
- * TAKEOVER_EVENT_SYNC event with the quorum verdict as it is then). */
+/* Sends a sync message to the group, the same way (its delivery comes
+ * back as a TAKEOVER_EVENT_SYNC event with the quorum verdict as it is
+ * then). */
 int corosync_engine_send_sync(struct corosync_engine *engine, struct error *err);
 /* The engine's thread ran within the last max_age_ms. */
 bool corosync_engine_alive_within(struct corosync_engine *engine, unsigned max_age_ms);
