@@ -72,7 +72,7 @@ cluster_lab_create() { # PREFIX DIR
             mount --bind '$dir/$node/lib-corosync' /var/lib/corosync
             mount --bind '$dir/$node/lib-pacemaker' /var/lib/pacemaker
             mount --bind '$dir/$node/log' /var/log
-            mount -t tmpfs -o size=64m tmpfs /dev/shm
+            mount -t tmpfs -o size=256m tmpfs /dev/shm
             hostname node-$node" || return 1
     done
 }
@@ -223,6 +223,9 @@ cluster_lab_restart_corosync() { # PREFIX DIR NODE
     local prefix=$1 dir=$2 node=$3
     kill -9 "$(cat "$dir/$node/qdevice.pid")" "$(cat "$dir/$node/corosync.pid")" 2>/dev/null || true
     sleep 0.2
+    # libqb's ring buffers of a killed corosync and its killed clients stay
+    # in the node's /dev/shm and fill it after a few restarts.
+    cluster_lab_run "$prefix" "$dir" "$node" sh -c 'rm -rf /dev/shm/qb-*' || true
     cluster_lab_spawn "$prefix" "$dir" "$node" "$dir/$node/corosync.pid" "$dir/$node/corosync.out" corosync -f
     # qdevice only once corosync answers (see cluster_lab_start_corosync).
     cluster_lab_wait "$prefix" "$dir" "$node" 30 corosync-quorumtool -s || return 1

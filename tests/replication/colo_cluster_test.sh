@@ -348,7 +348,7 @@ trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins
 }
 
 # COLO_CLUSTER_TRIALS picks trials by name (bench/run_cluster.sh repeats them).
-for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 isolated host_hung host_dead corosync_killed corosync_killed_b manual_failover}; do
+for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 link_cut:30 isolated host_hung host_dead corosync_killed corosync_killed_b manual_failover}; do
     trial_"${name%%:*}" $( [[ $name == *:* ]] && echo "${name#*:}")
 done
 
