@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "checkpoint_device.h"
+#include "colo_protocol.h"
 #include "error.h"
 #include "live_migration.h"
 #include "stream.h"
@@ -134,6 +135,8 @@ struct colo_primary {
     pthread_mutex_t lock;
     pthread_cond_t triggered;
     bool checkpoint_requested, stop_requested;
+    bool ending; /* colo_primary_end: the stop tells the secondary */
+    enum colo_ending_reason ending_reason;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
     uint64_t last_stream_us;     /* the devices' last stream phase (loop thread only) */
     struct colo_primary_stats stats;
@@ -172,6 +175,13 @@ void colo_primary_request_checkpoint(struct colo_primary *primary);
 void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds);
 /* From any thread: end the loop at its next wait for a trigger. */
 void colo_primary_stop(struct colo_primary *primary);
+/* From any thread: the VM ends on purpose (a guest poweroff or reboot,
+ * `colo quit`): the loop ends at its next wait for a trigger, once the
+ * checkpoint in progress (if any) completed, and tells the secondary first
+ * (PRIMARY_ENDING with the reason), so that it does not take over. It
+ * waits up to message_timeout_ms for the secondary's SVM_ENDED: 0 when it
+ * came, -1 with an error when not (the secondary may then take over). */
+void colo_primary_end(struct colo_primary *primary, enum colo_ending_reason reason);
 
 enum colo_primary_state colo_primary_state(struct colo_primary *primary);
 void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_stats *stats);
