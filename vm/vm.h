@@ -48,7 +48,11 @@ struct vm_options {
 enum {
     VM_EXIT_OK = 0,
     VM_EXIT_RUNTIME_ERROR = 1,
-    VM_EXIT_USAGE = 2,         /* a configuration or option that cannot work */
+    VM_EXIT_USAGE = 2, /* a configuration or option that cannot work */
+    /* `colo secondary`: its primary's guest rebooted, so the pair ended
+     * (no takeover); the primary runs on unprotected: start a secondary
+     * and protect again. */
+    VM_EXIT_PRIMARY_REBOOTED = 3,
     VM_EXIT_INTERRUPTED = 130, /* Ctrl-C, SIGTERM */
 };
 

@@ -135,15 +135,13 @@ static void *primary_thread(void *opaque)
     }
     pthread_mutex_lock(&replication->lock);
     replication->phase = "unprotected";
-    snprintf(replication->end_reason, sizeof replication->end_reason, "%s", status < 0 ? err.message : "stopped");
     if (replication->replication_fd >= 0)
         close(replication->replication_fd);
     if (replication->mirror_fd >= 0)
         close(replication->mirror_fd);
     replication->replication_fd = replication->mirror_fd = -1;
     pthread_mutex_unlock(&replication->lock);
-    vm_replication_log(replication, "the secondary is lost (%s); running on unprotected", replication->end_reason);
-    vm_replication_post_event(replication, "unprotected", replication->end_reason);
+    vm_replication_primary_loop_ended(replication, status, &err);
     vm_control_end_operation(replication->control, false);
     return NULL;
 }
@@ -324,8 +322,9 @@ void vm_replication_primary_machine_stopped(struct vm_replication *replication)
     pthread_mutex_lock(&replication->lock);
     bool looping = replication->primary_initialized && !replication->phase;
     pthread_mutex_unlock(&replication->lock);
-    /* The loop ends at its next wait for a trigger and ends its operation,
-     * which vm_control_machine_stopped waits for. */
+    /* The loop ends at its next wait for a trigger (telling the secondary
+     * when the VM ends on purpose) and ends its operation, which
+     * vm_control_machine_stopped waits for. */
     if (looping)
-        colo_primary_stop(&replication->primary);
+        vm_replication_stop_primary_loop(replication);
 }
