@@ -445,6 +445,12 @@ static int end_replication(struct colo_primary *primary, struct error *err)
     pthread_mutex_unlock(&primary->lock);
     if (!ending)
         return 0;
+#ifdef COLO_TEST_HOOKS
+    /* Test only (colo_primary.h): the SVM's guest then ends first. */
+    const char *delay = getenv("COLO_TEST_ENDING_DELAY_MS");
+    if (delay && *delay)
+        clock_sleep_ms((unsigned)strtoul(delay, NULL, 10));
+#endif
     if (send_message(primary, colo_ending_message(reason), err) < 0 || wait_message(primary, COLO_SVM_ENDED, err) < 0)
         return -1;
     return 0;

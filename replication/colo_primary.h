@@ -204,6 +204,9 @@ uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double p
  * K)" on stderr and raises SIGKILL: no cleanup, no release of held output,
  * nothing flushed but what the step says. Returns -1 for an unknown step or
  * a bad N, so a typo cannot make a test pass without the kill. */
+/* Test only, too: COLO_TEST_ENDING_DELAY_MS=N makes colo_primary_end wait
+ * N ms before it sends PRIMARY_ENDING, so that a secondary whose own
+ * guest ends the same way (it runs the same guest) ends first. */
 #ifdef COLO_TEST_HOOKS
 int colo_primary_kill_hook_from_env(struct colo_primary_kill_hook *hook, struct error *err);
 #endif

@@ -12,7 +12,12 @@
 # 3. the guest reboots (REBOOT): the primary's VM comes back up, says it is
 #    unprotected after a reboot (status and events), the secondary exits
 #    with status 3 and did not take over: exactly one VM runs;
-# 4. a secondary that waits for its primary ends on `colo quit` and on
+# 4. the SVM's own guest (the same guest, fed the same requests) powers off
+#    or reboots before the primary's word comes (the test hook
+#    COLO_TEST_ENDING_DELAY_MS holds PRIMARY_ENDING back 3 s): the
+#    secondary waits for the word instead of taking over, and never boots
+#    a fresh VM of its own;
+# 5. a secondary that waits for its primary ends on `colo quit` and on
 #    SIGTERM within 2 s, exit status 0.
 # Usage: tests/replication/colo_ending_test.sh COLO GUEST_DIR
 set -uo pipefail
@@ -41,7 +46,8 @@ start_pair() {  # TRIAL PORT
     make_config tapA "$dir/diskA.img" >"$dir/a.cfg"
     make_config tapB "$dir/diskB.img" >"$dir/b.cfg"
     b_frames=$(tap_frames tapB)
-    COLO_RUN_DIR=$dir/A ip netns exec "$hosts_ns" "$colo" run "$dir/a.cfg" >"$dir/primary.log" 2>&1 </dev/null &
+    COLO_TEST_ENDING_DELAY_MS=${ending_delay_ms:-} COLO_RUN_DIR=$dir/A ip netns exec "$hosts_ns" "$colo" run \
+        "$dir/a.cfg" >"$dir/primary.log" 2>&1 </dev/null &
     primary_pid=$!; pids+=("$primary_pid")
     wait_for "$dir/primary.log" "colo-guest: services ready" "$1: primary boot" "$primary_pid" || return 1
     COLO_RUN_DIR=$dir/B ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$2" "$dir/b.cfg" \
@@ -129,7 +135,24 @@ PY
     wait_exit "$primary_pid" 30 || fail "reboot: the primary did not quit"
 fi
 
-# ---- 4. a waiting secondary ends on quit and on SIGTERM ----
+# ---- 4. the SVM's guest ends first; the secondary waits for the word ----
+svm_first() {  # TRIAL PORT ACTION REASON STATUS
+    ending_delay_ms=3000 start_pair "$1" "$2" || return
+    ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" "$3" >"$dir/$3.log" 2>&1
+    wait_exit "$secondary_pid" 30; local status=$?
+    [ "$status" -eq "$5" ] && pass "$1: the secondary exited $status" ||
+        { fail "$1: the secondary's exit status is $status, not $5"; kill -9 "$secondary_pid" 2>/dev/null; }
+    grep -q "the SVM's guest ended by itself ($4)" "$dir/secondary.log" &&
+        pass "$1: $(grep -o "the SVM's guest ended by itself.*" "$dir/secondary.log" | head -1)" ||
+        fail "$1: the SVM's guest did not end first (the trial tests nothing)"
+    check_no_takeover "$1" "$4"
+    on_host "$dir/A" "$colo" quit guarded >/dev/null 2>&1
+    wait_exit "$primary_pid" 30 >/dev/null || kill -9 "$primary_pid" 2>/dev/null
+}
+svm_first svm-poweroff-first 47205 poweroff poweroff 0
+svm_first svm-reboot-first 47206 reboot reboot 3
+
+# ---- 5. a waiting secondary ends on quit and on SIGTERM ----
 waiting_secondary() {  # TRIAL PORT HOW
     mkdir -p "$work/$1"
     COLO_RUN_DIR=$work/$1 ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$2" "$work/b.cfg" \
