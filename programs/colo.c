@@ -70,7 +70,10 @@ static void print_usage(FILE *out)
                  "once);\n"
                  "`colo checkpoint NAME` takes one now and prints where its pause went.\n"
                  "When the primary goes away (or `colo failover NAME`), the SVM takes\n"
-                 "over on its own TAP. --heartbeat-timeout MS (default 200, 0: none) is\n"
+                 "over on its own TAP; when the VM ends on purpose (a guest poweroff or\n"
+                 "`colo quit` on the primary) both copies end and colo secondary exits 0;\n"
+                 "after a guest reboot the primary runs on unprotected and colo secondary\n"
+                 "exits 3. --heartbeat-timeout MS (default 200, 0: none) is\n"
                  "how long the secondary waits without a heartbeat from the primary (one\n"
                  "every 20 ms) before it takes it for dead. docs/replication.md has the details.\n"
                  "  --help                    this text\n");

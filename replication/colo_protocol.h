@@ -25,7 +25,7 @@ enum colo_message {
      * a message is one u32, so the reason is in the id). Sent between
      * checkpoints, after the last one completed. */
     COLO_PRIMARY_ENDING_POWEROFF = 5, /* the guest powered off (or ended by itself) */
-    COLO_PRIMARY_ENDING_QUIT = 6,     /* `colo quit` (or a save) on the primary */
+    COLO_PRIMARY_ENDING_QUIT = 6,     /* `colo quit` on the primary */
     COLO_PRIMARY_ENDING_REBOOT = 7,   /* the guest rebooted; the primary runs on unprotected */
     COLO_SVM_ENDED = 8,               /* secondary: heard PRIMARY_ENDING; its SVM stops, no takeover */
 };
