@@ -155,9 +155,10 @@ int colo_primary_add_device(struct colo_primary *primary, const char *name,
                             const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err);
 
 /* Runs the loop on the calling thread until colo_primary_stop (0, state
- * RUNNING) or a failure (-1, with an error naming the step and the state,
- * which stays as it was). Either way the PVM is left running, with its
- * dirty log off: it runs on unprotected. */
+ * RUNNING), colo_primary_end (0 once the secondary confirmed) or a
+ * failure (-1, with an error naming the step and the state, which stays
+ * as it was). Either way the PVM is left running, with its dirty log off:
+ * it runs on unprotected. */
 int colo_primary_run(struct colo_primary *primary, struct error *err);
 int colo_primary_start(struct colo_primary *primary, struct error *err);
 int colo_primary_join(struct colo_primary *primary, struct error *err);
