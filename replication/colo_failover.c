@@ -26,9 +26,18 @@ static void *monitor_thread(void *opaque)
     struct colo_secondary *secondary = failover->secondary;
     struct colo_failover_result result = { .outcome = COLO_FAILOVER_DONE };
     struct error ended = { "" };
-    colo_secondary_join(secondary, &ended);
+    int loop_result = colo_secondary_join(secondary, &ended);
     snprintf(result.replication_ended, sizeof result.replication_ended, "%s", ended.message);
     result.from_state = colo_secondary_state(secondary);
+    if (loop_result > 0 && atomic_load(&secondary->primary_ended)) {
+        /* Both copies end: the SVM never runs on its own, its devices keep
+         * what they hold. */
+        result.outcome = COLO_FAILOVER_PEER_ENDED;
+        result.ending_reason = secondary->ending_reason;
+        finish(failover, &result);
+        machine_request_stop(secondary->svm);
+        return NULL;
+    }
     struct error err;
     char why[sizeof result.refused] = "";
     if (failover->gate.may_take_over && !failover->gate.may_take_over(failover->gate.opaque, why, sizeof why)) {

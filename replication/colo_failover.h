@@ -7,7 +7,10 @@
  * the machine is then asked to stop, once the owner heard); and every checkpoint device's
  * failover phase runs with the SVM paused (the mirror hands the NICs their
  * own network, the output buffers send what the SVM's timeline owes the
- * world), in the order they were added. */
+ * world), in the order they were added. A loop that ended because the
+ * primary ended the VM on purpose (PRIMARY_ENDING: a guest poweroff, a
+ * reboot, `colo quit`) is no failure: nothing is taken over, and the
+ * machine is asked to stop (PEER_ENDED). */
 #ifndef COLO_REPLICATION_COLO_FAILOVER_H
 #define COLO_REPLICATION_COLO_FAILOVER_H
 
@@ -22,13 +25,17 @@ enum colo_failover_outcome {
     COLO_FAILOVER_PENDING, /* replication goes on */
     COLO_FAILOVER_DONE,    /* the SVM runs as the VM */
     COLO_FAILOVER_REFUSED, /* no consistent SVM: the machine was asked to stop */
+    /* The primary ended the VM on purpose (PRIMARY_ENDING): no takeover,
+     * the machine was asked to stop. */
+    COLO_FAILOVER_PEER_ENDED,
 };
 
 struct colo_failover_result {
     enum colo_failover_outcome outcome;
     enum colo_secondary_state from_state;
-    char replication_ended[512]; /* why the loop ended */
-    char refused[512];           /* REFUSED: why */
+    char replication_ended[512];           /* why the loop ended */
+    char refused[512];                     /* REFUSED: why */
+    enum colo_ending_reason ending_reason; /* PEER_ENDED: the primary's reason */
 };
 
 /* Asked once the loop has ended, before anything is taken over: whether

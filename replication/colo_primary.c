@@ -144,6 +144,18 @@ void colo_primary_stop(struct colo_primary *primary)
     pthread_mutex_unlock(&primary->lock);
 }
 
+void colo_primary_end(struct colo_primary *primary, enum colo_ending_reason reason)
+{
+    pthread_mutex_lock(&primary->lock);
+    if (!primary->stop_requested) {
+        primary->ending = true;
+        primary->ending_reason = reason;
+    }
+    primary->stop_requested = true;
+    pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
 void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_stats *stats)
 {
     pthread_mutex_lock(&primary->lock);
@@ -421,6 +433,29 @@ static void record_checkpoint(struct colo_primary *primary, const struct colo_ch
     pthread_mutex_unlock(&primary->lock);
 }
 
+/* The stop, between checkpoints: nothing is held for an unfinished one.
+ * Ending on purpose, the secondary hears it first and confirms, so that
+ * nothing the primary then does (closing the connections) looks like its
+ * death. */
+static int end_replication(struct colo_primary *primary, struct error *err)
+{
+    pthread_mutex_lock(&primary->lock);
+    bool ending = primary->ending;
+    enum colo_ending_reason reason = primary->ending_reason;
+    pthread_mutex_unlock(&primary->lock);
+    if (!ending)
+        return 0;
+#ifdef COLO_TEST_HOOKS
+    /* Test only (colo_primary.h): the SVM's guest then ends first. */
+    const char *delay = getenv("COLO_TEST_ENDING_DELAY_MS");
+    if (delay && *delay)
+        clock_sleep_ms((unsigned)strtoul(delay, NULL, 10));
+#endif
+    if (send_message(primary, colo_ending_message(reason), err) < 0 || wait_message(primary, COLO_SVM_ENDED, err) < 0)
+        return -1;
+    return 0;
+}
+
 static int primary_loop(struct colo_primary *primary, struct error *err)
 {
     struct machine *pvm = primary->pvm;
@@ -458,7 +493,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             primary->last_stream_us = clock_monotonic_us();
         }
         if (trigger == TRIGGER_STOP)
-            return 0;
+            return end_replication(primary, err);
 
         set_state(primary, COLO_PRIMARY_CHECKPOINTING);
         kill_point(primary, COLO_KILL_BEFORE_NEW);

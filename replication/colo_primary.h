@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "checkpoint_device.h"
+#include "colo_protocol.h"
 #include "error.h"
 #include "live_migration.h"
 #include "stream.h"
@@ -134,6 +135,8 @@ struct colo_primary {
     pthread_mutex_t lock;
     pthread_cond_t triggered;
     bool checkpoint_requested, stop_requested;
+    bool ending; /* colo_primary_end: the stop tells the secondary */
+    enum colo_ending_reason ending_reason;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
     uint64_t last_stream_us;     /* the devices' last stream phase (loop thread only) */
     struct colo_primary_stats stats;
@@ -152,9 +155,10 @@ int colo_primary_add_device(struct colo_primary *primary, const char *name,
                             const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err);
 
 /* Runs the loop on the calling thread until colo_primary_stop (0, state
- * RUNNING) or a failure (-1, with an error naming the step and the state,
- * which stays as it was). Either way the PVM is left running, with its
- * dirty log off: it runs on unprotected. */
+ * RUNNING), colo_primary_end (0 once the secondary confirmed) or a
+ * failure (-1, with an error naming the step and the state, which stays
+ * as it was). Either way the PVM is left running, with its dirty log off:
+ * it runs on unprotected. */
 int colo_primary_run(struct colo_primary *primary, struct error *err);
 int colo_primary_start(struct colo_primary *primary, struct error *err);
 int colo_primary_join(struct colo_primary *primary, struct error *err);
@@ -172,6 +176,13 @@ void colo_primary_request_checkpoint(struct colo_primary *primary);
 void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds);
 /* From any thread: end the loop at its next wait for a trigger. */
 void colo_primary_stop(struct colo_primary *primary);
+/* From any thread: the VM ends on purpose (a guest poweroff or reboot,
+ * `colo quit`): the loop ends at its next wait for a trigger, once the
+ * checkpoint in progress (if any) completed, and tells the secondary first
+ * (PRIMARY_ENDING with the reason), so that it does not take over. It
+ * waits up to message_timeout_ms for the secondary's SVM_ENDED: 0 when it
+ * came, -1 with an error when not (the secondary may then take over). */
+void colo_primary_end(struct colo_primary *primary, enum colo_ending_reason reason);
 
 enum colo_primary_state colo_primary_state(struct colo_primary *primary);
 void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_stats *stats);
@@ -194,6 +205,9 @@ uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double p
  * K)" on stderr and raises SIGKILL: no cleanup, no release of held output,
  * nothing flushed but what the step says. Returns -1 for an unknown step or
  * a bad N, so a typo cannot make a test pass without the kill. */
+/* Test only, too: COLO_TEST_ENDING_DELAY_MS=N makes colo_primary_end wait
+ * N ms before it sends PRIMARY_ENDING, so that a secondary whose own
+ * guest ends the same way (it runs the same guest) ends first. */
 #ifdef COLO_TEST_HOOKS
 int colo_primary_kill_hook_from_env(struct colo_primary_kill_hook *hook, struct error *err);
 #endif

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -21,9 +22,64 @@ const char *colo_message_name(uint32_t id)
         return "CHECKPOINT_SVM_RESUMED";
     case COLO_CHECKPOINT_HEARTBEAT:
         return "CHECKPOINT_HEARTBEAT";
+    case COLO_PRIMARY_ENDING_POWEROFF:
+        return "PRIMARY_ENDING(poweroff)";
+    case COLO_PRIMARY_ENDING_QUIT:
+        return "PRIMARY_ENDING(quit)";
+    case COLO_PRIMARY_ENDING_REBOOT:
+        return "PRIMARY_ENDING(reboot)";
+    case COLO_SVM_ENDED:
+        return "SVM_ENDED";
     default:
         return NULL;
     }
+}
+
+const char *colo_ending_reason_name(enum colo_ending_reason reason)
+{
+    switch (reason) {
+    case COLO_ENDING_POWEROFF:
+        return "poweroff";
+    case COLO_ENDING_QUIT:
+        return "quit";
+    case COLO_ENDING_REBOOT:
+        return "reboot";
+    }
+    return "?";
+}
+
+enum colo_message colo_ending_message(enum colo_ending_reason reason)
+{
+    switch (reason) {
+    case COLO_ENDING_POWEROFF:
+        return COLO_PRIMARY_ENDING_POWEROFF;
+    case COLO_ENDING_QUIT:
+        return COLO_PRIMARY_ENDING_QUIT;
+    case COLO_ENDING_REBOOT:
+        return COLO_PRIMARY_ENDING_REBOOT;
+    }
+    abort(); /* not a reason */
+}
+
+bool colo_message_is_ending(uint32_t id, enum colo_ending_reason *reason)
+{
+    enum colo_ending_reason found;
+    switch (id) {
+    case COLO_PRIMARY_ENDING_POWEROFF:
+        found = COLO_ENDING_POWEROFF;
+        break;
+    case COLO_PRIMARY_ENDING_QUIT:
+        found = COLO_ENDING_QUIT;
+        break;
+    case COLO_PRIMARY_ENDING_REBOOT:
+        found = COLO_ENDING_REBOOT;
+        break;
+    default:
+        return false;
+    }
+    if (reason)
+        *reason = found;
+    return true;
 }
 
 int colo_send_message(struct stream_writer *writer, enum colo_message message, struct error *err)
@@ -56,6 +112,12 @@ int colo_wait_readable(int fd, int timeout_ms)
 
 int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms, const char *context,
                       struct error *err)
+{
+    return colo_wait_message_or_ending(reader, expected, timeout_ms, context, NULL, err);
+}
+
+int colo_wait_message_or_ending(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
+                                const char *context, enum colo_ending_reason *reason, struct error *err)
 {
     const char *expected_name = colo_message_name(expected);
     /* The timeout covers the wait for the record's first byte. The rest of
@@ -93,6 +155,8 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
         return error_set(err, "%s: waiting for %s, got a %s record", context, expected_name,
                          stream_record_type_name(record.type));
     uint32_t id = stream_get_u32(record.body);
+    if (id != (uint32_t)expected && reason && colo_message_is_ending(id, reason))
+        return 1;
     if (id != (uint32_t)expected) {
         const char *name = colo_message_name(id);
         if (name)

@@ -7,6 +7,7 @@
 #ifndef COLO_REPLICATION_COLO_PROTOCOL_H
 #define COLO_REPLICATION_COLO_PROTOCOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -20,7 +21,28 @@ enum colo_message {
     COLO_CHECKPOINT_SVM_READY = 2,     /* secondary: SVM built (first) or checkpoint applied */
     COLO_CHECKPOINT_SVM_RESUMED = 3,   /* secondary: SVM runs again */
     COLO_CHECKPOINT_HEARTBEAT = 4,     /* reserved for the cluster layer; not sent yet */
+    /* primary: the VM ends on purpose, do not take over (PRIMARY_ENDING;
+     * a message is one u32, so the reason is in the id). Sent between
+     * checkpoints, after the last one completed. */
+    COLO_PRIMARY_ENDING_POWEROFF = 5, /* the guest powered off (or ended by itself) */
+    COLO_PRIMARY_ENDING_QUIT = 6,     /* `colo quit` on the primary */
+    COLO_PRIMARY_ENDING_REBOOT = 7,   /* the guest rebooted; the primary runs on unprotected */
+    COLO_SVM_ENDED = 8,               /* secondary: heard PRIMARY_ENDING; its SVM stops, no takeover */
 };
+
+/* Why a primary ends a protected VM on purpose (PRIMARY_ENDING). */
+enum colo_ending_reason {
+    COLO_ENDING_POWEROFF,
+    COLO_ENDING_QUIT,
+    COLO_ENDING_REBOOT,
+};
+
+/* "poweroff", "quit", "reboot". */
+const char *colo_ending_reason_name(enum colo_ending_reason reason);
+/* The PRIMARY_ENDING message that carries `reason`. */
+enum colo_message colo_ending_message(enum colo_ending_reason reason);
+/* True when id is a PRIMARY_ENDING message; its reason goes to *reason. */
+bool colo_message_is_ending(uint32_t id, enum colo_ending_reason *reason);
 
 /* "CHECKPOINT_NEW" etc., or NULL for an unknown id. */
 const char *colo_message_name(uint32_t id);
@@ -38,6 +60,10 @@ int colo_send_message(struct stream_writer *writer, enum colo_message message, s
  * record of another type, another message id. */
 int colo_wait_message(struct stream_reader *reader, enum colo_message expected, int timeout_ms, const char *context,
                       struct error *err);
+/* The same, but a PRIMARY_ENDING message instead of `expected` is no
+ * error: 1, its reason in *reason (what a secondary waits with). */
+int colo_wait_message_or_ending(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
+                                const char *context, enum colo_ending_reason *reason, struct error *err);
 
 /* Waits up to timeout_ms (negative: forever) for fd to become readable (a
  * byte or end of file). 1: readable, 0: timed out, -1: poll failed. */

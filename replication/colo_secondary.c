@@ -38,6 +38,7 @@ int colo_secondary_init(struct colo_secondary *secondary, struct machine *svm, i
     else
         colo_secondary_options_defaults(&secondary->options);
     atomic_init(&secondary->state, COLO_SECONDARY_SETUPED);
+    atomic_init(&secondary->primary_ended, false);
     secondary->svm_paused = true; /* the caller's pause */
     secondary->svm_consistent = true;
     if (stream_reader_init(&secondary->reader, fd, err) < 0)
@@ -119,13 +120,48 @@ static int send_message(struct colo_secondary *secondary, enum colo_message mess
     return 0;
 }
 
+/* The loop's end when the primary ends the VM on purpose: 1, no takeover. */
+static int primary_ended(struct colo_secondary *secondary, enum colo_ending_reason reason, struct error *err)
+{
+    secondary->ending_reason = reason;
+    atomic_store(&secondary->primary_ended, true);
+    error_set(err, "secondary (%s), checkpoint %llu: the primary ended the VM on purpose (%s)",
+              colo_secondary_state_name(colo_secondary_state(secondary)),
+              (unsigned long long)secondary->checkpoint_number, colo_ending_reason_name(reason));
+    return 1;
+}
+
+/* 0, -1 on a failure, or 1 when the primary ended the VM instead. */
 static int wait_message(struct colo_secondary *secondary, enum colo_message expected, int timeout_ms, struct error *err)
 {
     char context[96];
     snprintf(context, sizeof context, "secondary (%s), checkpoint %llu",
              colo_secondary_state_name(colo_secondary_state(secondary)),
              (unsigned long long)secondary->checkpoint_number);
-    return colo_wait_message(&secondary->reader, expected, timeout_ms, context, err);
+    enum colo_ending_reason reason;
+    int got = colo_wait_message_or_ending(&secondary->reader, expected, timeout_ms, context, &reason, err);
+    if (got == 1) {
+        /* The primary waits for this before it lets go of anything; a
+         * primary already gone is no reason to take over either. */
+        struct error ignored;
+        (void)colo_send_message(&secondary->writer, COLO_SVM_ENDED, &ignored);
+        return primary_ended(secondary, reason, err);
+    }
+    return got;
+}
+
+/* A checkpoint that did not arrive whole, and a PRIMARY_ENDING among its
+ * records: the primary gave up the checkpoint to end the VM on purpose
+ * (stream_receive notes the messages of a run and goes on). */
+static bool ending_in_run(const struct stream_reader *reader, enum colo_ending_reason *reason)
+{
+    uint64_t count = reader->checkpoint_states_received;
+    if (count > STREAM_RECENT_CHECKPOINT_STATES)
+        count = STREAM_RECENT_CHECKPOINT_STATES;
+    for (uint64_t i = 0; i < count; i++)
+        if (colo_message_is_ending(reader->recent_checkpoint_states[i], reason))
+            return true;
+    return false;
 }
 
 /* Called by stream_receive once the checkpoint has arrived whole, just
@@ -177,12 +213,17 @@ static int receive_checkpoint(struct colo_secondary *secondary, struct error *er
     uint64_t pages_before = secondary->reader.pages_read;
     uint32_t terminator = 0;
     bool consistent_before = secondary->svm_consistent;
-    if (stream_receive_with_hook(&secondary->reader, secondary->svm, &terminator, roll_back_svm, secondary, &cause) < 0)
+    if (stream_receive_with_hook(&secondary->reader, secondary->svm, &terminator, roll_back_svm, secondary, &cause) <
+        0) {
+        enum colo_ending_reason reason;
+        if (ending_in_run(&secondary->reader, &reason))
+            return primary_ended(secondary, reason, err);
         return fail(secondary, err,
                     secondary->svm_consistent ? "receiving the checkpoint (nothing of it applied)"
                                               : "applying the checkpoint after the rollback (the SVM is "
                                                 "now inconsistent)",
                     &cause);
+    }
     if (terminator != STREAM_RECORD_CHECKPOINT_END) {
         /* END: the primary ended replication. It was applied whole, so the
          * SVM is consistent; report it as the end of the stream. */
@@ -245,9 +286,11 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
     for (;;) {
         secondary->checkpoint_number = secondary->stats.checkpoints + 1;
         /* The state the SVM runs from is now the committed one. */
-        if (call_devices(secondary, COLO_DEVICE_COMMIT, err) < 0 ||
-            wait_message(secondary, COLO_CHECKPOINT_NEW, secondary->options.new_checkpoint_timeout_ms, err) < 0)
+        if (call_devices(secondary, COLO_DEVICE_COMMIT, err) < 0)
             return -1;
+        int waited = wait_message(secondary, COLO_CHECKPOINT_NEW, secondary->options.new_checkpoint_timeout_ms, err);
+        if (waited != 0)
+            return waited;
 
         suspend_svm(secondary);
         if (call_devices(secondary, COLO_DEVICE_POSTSUSPEND, err) < 0)
@@ -255,8 +298,11 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
         set_state(secondary, COLO_SECONDARY_SUSPENDED);
         if (secondary->options.on_suspended)
             secondary->options.on_suspended(secondary->options.hook_opaque, svm);
-        if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0 || receive_checkpoint(secondary, err) < 0)
+        if (send_message(secondary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
+        int received = receive_checkpoint(secondary, err);
+        if (received != 0)
+            return received;
         if (colo_checkpoint_devices_load(&secondary->devices, &secondary->reader, &cause) < 0) {
             /* The SVM's memory is this checkpoint's, a device's part (a
              * disk) is not: no VM to take over with. */
@@ -305,7 +351,7 @@ int colo_secondary_join(struct colo_secondary *secondary, struct error *err)
         return error_set(err, "the secondary's thread was not started");
     pthread_join(secondary->thread, NULL);
     secondary->thread_started = false;
-    if (secondary->result < 0 && err)
+    if (secondary->result != 0 && err)
         *err = secondary->error;
     return secondary->result;
 }

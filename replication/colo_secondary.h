@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "checkpoint_device.h"
+#include "colo_protocol.h"
 #include "error.h"
 #include "live_migration.h"
 #include "stream.h"
@@ -95,6 +96,10 @@ struct colo_secondary {
     pthread_mutex_t stats_lock;
     struct colo_secondary_stats stats;
 
+    /* The primary ended the VM on purpose (PRIMARY_ENDING): no takeover. */
+    atomic_bool primary_ended;
+    enum colo_ending_reason ending_reason; /* when primary_ended */
+
     pthread_t thread;
     bool thread_started;
     int result;
@@ -113,11 +118,15 @@ void colo_secondary_destroy(struct colo_secondary *secondary);
 int colo_secondary_add_device(struct colo_secondary *secondary, const char *name,
                               const struct colo_checkpoint_device_ops *ops, void *opaque, struct error *err);
 
-/* Runs the loop on the calling thread. It only ends on a failure (the
- * stream broke, timed out or carried something unexpected; a device
- * failed): -1, with an error naming the step and the state, and the state
- * left as it was (colo_secondary_state). It does nothing about the failure:
- * that is colo_secondary_failover's job. */
+/* Runs the loop on the calling thread. It ends on a failure (the stream
+ * broke, timed out or carried something unexpected; a device failed): -1,
+ * with an error naming the step and the state, and the state left as it
+ * was (colo_secondary_state). It does nothing about the failure: that is
+ * colo_secondary_failover's job. Or it ends because the primary ended the
+ * VM on purpose (PRIMARY_ENDING, between checkpoints or in place of one):
+ * 1, with err saying so, primary_ended set and the reason in
+ * ending_reason; the SVM is left as it is, for its owner to stop (no
+ * takeover). */
 int colo_secondary_run(struct colo_secondary *secondary, struct error *err);
 
 /* The same on a thread of its own; join returns its result and error. */

@@ -201,9 +201,59 @@ static void report_guest_panic(const struct vm *vm)
             vm->config->kernel, disks);
 }
 
+/* A `colo secondary` that ended without a VM to run: its primary ended the
+ * VM on purpose, or it was asked to stop before a primary came. */
+static bool secondary_end_on_purpose(struct vm *vm, int *status)
+{
+    enum colo_ending_reason reason;
+    if (vm_replication_primary_ended(vm->replication, &reason)) {
+        fprintf(stderr, "colo secondary: %s: the primary ended the VM on purpose (%s); no takeover%s\n", vm->name,
+                colo_ending_reason_name(reason),
+                reason == COLO_ENDING_REBOOT ? " (the primary runs on unprotected after its reboot: start a "
+                                               "secondary and protect it again; exit status 4)"
+                                             : "");
+        *status = reason == COLO_ENDING_REBOOT ? VM_EXIT_PRIMARY_REBOOTED : VM_EXIT_OK;
+        return true;
+    }
+    if (vm_replication_stopped_waiting(vm->replication)) {
+        fprintf(stderr, "colo secondary: %s: stopped while waiting for a primary\n", vm->name);
+        *status = VM_EXIT_OK;
+        return true;
+    }
+    return false;
+}
+
+/* Whether the run's end is the VM's end on purpose (a protected primary's
+ * secondary then ends too instead of taking over), and why. A panic or an
+ * interruption (SIGTERM) is not: the secondary takes over as today. */
+static bool ends_on_purpose(struct vm *vm, enum machine_exit_reason reason, bool reboot, enum colo_ending_reason *why)
+{
+    switch (reason) {
+    case MACHINE_EXIT_RESET:
+        *why = reboot ? COLO_ENDING_REBOOT : COLO_ENDING_POWEROFF;
+        return true;
+    case MACHINE_EXIT_POWEROFF:
+    case MACHINE_EXIT_CODE:
+    case MACHINE_EXIT_INSTRUCTION_LIMIT:
+        *why = COLO_ENDING_POWEROFF;
+        return true;
+    case MACHINE_EXIT_STOPPED:
+        *why = COLO_ENDING_QUIT;
+        return vm_control_quit_requested(vm->control);
+    case MACHINE_EXIT_GUEST_PANIC:
+    case MACHINE_RUNNING:
+        break;
+    }
+    return false;
+}
+
 /* What the run's end means for the program. */
 static int exit_status(struct vm *vm, enum machine_exit_reason reason)
 {
+    int status;
+    if (vm->options.start == VM_START_SECONDARY && reason != MACHINE_EXIT_GUEST_PANIC &&
+        secondary_end_on_purpose(vm, &status))
+        return status;
     switch (reason) {
     case MACHINE_EXIT_POWEROFF:
         return VM_EXIT_OK;
@@ -288,10 +338,17 @@ int vm_run(struct vm *vm)
         if (atomic_load(&vm->interrupted))
             machine_request_stop(vm->machine);
         enum machine_exit_reason reason = machine_run(vm->machine, vm->options.max_instructions);
+        bool reboot = reason == MACHINE_EXIT_RESET && vm->config;
+        enum colo_ending_reason ending;
+        if (ends_on_purpose(vm, reason, reboot, &ending))
+            vm_replication_vm_ending(vm->replication, ending);
         vm_replication_machine_stopped(vm->replication);
+        /* A secondary's SVM is no VM of its own: its guest's reset ends
+         * it (the primary's PRIMARY_ENDING says what the pair does). */
+        if (reboot && vm_replication_secondary_without_vm(vm->replication))
+            reboot = false;
         if (reason == MACHINE_EXIT_GUEST_PANIC)
             post_guest_panicked(vm);
-        bool reboot = reason == MACHINE_EXIT_RESET && vm->config;
         vm_control_machine_stopped(vm->control, reboot);
         if (!reboot) {
             int status = report_last_machine(vm, exit_status(vm, reason));
@@ -310,6 +367,8 @@ void vm_interrupt(struct vm *vm)
 {
     atomic_store(&vm->interrupted, true);
     vm_control_interrupt(vm->control);
+    if (vm->replication)
+        vm_replication_stop_waiting(vm->replication);
 }
 
 void vm_destroy(struct vm *vm)

@@ -49,8 +49,12 @@ struct vm_options {
 enum {
     VM_EXIT_OK = 0,
     VM_EXIT_RUNTIME_ERROR = 1,
-    VM_EXIT_USAGE = 2,         /* a configuration or option that cannot work */
-    VM_EXIT_STOOD_DOWN = 3,    /* the other copy owns the VM (the cluster's verdict): this one stopped */
+    VM_EXIT_USAGE = 2,      /* a configuration or option that cannot work */
+    VM_EXIT_STOOD_DOWN = 3, /* the other copy owns the VM (the cluster's verdict): this one stopped */
+    /* `colo secondary`: its primary's guest rebooted, so the pair ended
+     * (no takeover); the primary runs on unprotected: start a secondary
+     * and protect again. */
+    VM_EXIT_PRIMARY_REBOOTED = 4,
     VM_EXIT_INTERRUPTED = 130, /* Ctrl-C, SIGTERM */
 };
 

@@ -71,8 +71,14 @@ void vm_replication_machine_stopped(struct vm_replication *replication)
     pthread_mutex_unlock(&replication->lock);
     if (role == ROLE_PRIMARY)
         vm_replication_primary_machine_stopped(replication);
-    else if (role == ROLE_SECONDARY)
+    else if (role == ROLE_SECONDARY) {
+        vm_replication_secondary_await_primary(replication);
         vm_replication_secondary_machine_stopped(replication);
+    }
+    /* vm_replication_vm_ending is for this stop only. */
+    pthread_mutex_lock(&replication->lock);
+    replication->ending = false;
+    pthread_mutex_unlock(&replication->lock);
 }
 
 /* On the control server's thread, with the control's lock held. */

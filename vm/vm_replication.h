@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "colo_protocol.h"
 #include "error.h"
 #include "vm_control.h"
 
@@ -48,11 +49,28 @@ bool vm_replication_failover_refused(struct vm_replication *replication);
 /* After the machine's run: true when this copy stood down because the
  * other owns the VM (the cluster's verdict), with why. */
 bool vm_replication_stood_down(struct vm_replication *replication, char *reason, size_t size);
+/* Right after the machine's run returned, before
+ * vm_replication_machine_stopped, when the VM ends on purpose (a guest
+ * poweroff or reboot, `colo quit`): a primary's loop will tell its
+ * secondary (PRIMARY_ENDING), which then ends without taking over. */
+void vm_replication_vm_ending(struct vm_replication *replication, enum colo_ending_reason reason);
 /* Right after the machine's run returned (quit, power off, reboot), before
  * vm_control_machine_stopped: a primary's loop is told to stop (the
- * secondary then takes the VM over: replication does not yet tell it the
- * VM ended on purpose), a secondary's threads are ended, so that nothing
- * uses the machine once it is destroyed. */
+ * secondary takes the VM over, unless vm_replication_vm_ending said the VM
+ * ends on purpose), a secondary's threads are ended, so that nothing uses
+ * the machine once it is destroyed. */
 void vm_replication_machine_stopped(struct vm_replication *replication);
+/* After a secondary's run: true when it ended because the primary ended
+ * the VM on purpose (no takeover), the primary's reason in *reason. */
+bool vm_replication_primary_ended(struct vm_replication *replication, enum colo_ending_reason *reason);
+/* `colo secondary` was asked to end (quit, SIGTERM) before a primary
+ * connected: wakes its wait (vm_replication_start_secondary then returns
+ * with no loop started, and the machine stops as it starts). Any thread. */
+void vm_replication_stop_waiting(struct vm_replication *replication);
+/* After the run: true for a secondary that has no VM of its own to run
+ * (it did not take over): a guest reset must not boot a fresh VM there. */
+bool vm_replication_secondary_without_vm(struct vm_replication *replication);
+/* After a secondary's run: true when it ended while waiting for a primary. */
+bool vm_replication_stopped_waiting(struct vm_replication *replication);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "colo_failover.h"
@@ -112,6 +113,14 @@ struct vm_replication {
     /* The SVM's machine is being stopped here (quit, Ctrl-C): its end is
      * no sign of the primary's death and claims nothing. */
     bool secondary_stopping;
+
+    /* The lifecycle (vm_replication_lifecycle.c). Under lock. */
+    bool ending; /* vm_replication_vm_ending: the VM ends on purpose */
+    enum colo_ending_reason ending_reason;
+    bool primary_ended; /* secondary: the primary ended the VM (no takeover) */
+    enum colo_ending_reason primary_ending_reason;
+    atomic_bool stop_waiting; /* secondary: asked to end before a primary came */
+    bool stopped_waiting;     /* ... and it did */
 };
 
 /* Sets one of the flags above under the lock: the control server's thread
@@ -147,6 +156,18 @@ int vm_replication_handle_failover(void *opaque, const json_t *request, json_t *
 /* The status fields of each role, lock held. */
 void vm_replication_primary_status(struct vm_replication *replication, json_t *fields);
 void vm_replication_secondary_status(struct vm_replication *replication, json_t *fields);
+/* The lifecycle (vm_replication_lifecycle.c): the primary's stop, on
+ * purpose or not (vm_replication_vm_ending); the end_reason and log line
+ * of a primary whose loop ended; the secondary's outcome when the primary
+ * ended the VM, and its wait for that word when its own guest powered off
+ * or rebooted first (the SVM runs the same guest); a waiting secondary's accept that quit and SIGTERM end
+ * (-1 with err, or 0 and *fd = -1 when asked to stop). */
+void vm_replication_stop_primary_loop(struct vm_replication *replication);
+void vm_replication_primary_loop_ended(struct vm_replication *replication, int status, const struct error *err);
+void vm_replication_secondary_primary_ended(struct vm_replication *replication,
+                                            const struct colo_failover_result *result);
+void vm_replication_secondary_await_primary(struct vm_replication *replication);
+int vm_replication_accept_unless_stopped(struct vm_replication *replication, int listener, int *fd, struct error *err);
 /* Ends the primary's or the secondary's threads (vm_replication_machine_stopped). */
 void vm_replication_primary_machine_stopped(struct vm_replication *replication);
 void vm_replication_secondary_machine_stopped(struct vm_replication *replication);

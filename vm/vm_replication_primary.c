@@ -186,7 +186,8 @@ static void *primary_thread(void *opaque)
     }
     pthread_mutex_lock(&replication->lock);
     replication->phase = verdict == TAKEOVER_TAKE_OVER ? "unprotected" : "stood down";
-    snprintf(replication->end_reason, sizeof replication->end_reason, "%s", status < 0 ? err.message : "stopped");
+    if (verdict != TAKEOVER_TAKE_OVER)
+        snprintf(replication->end_reason, sizeof replication->end_reason, "stood down: %s", verdict_reason);
     if (replication->replication_fd >= 0)
         close(replication->replication_fd);
     if (replication->mirror_fd >= 0)
@@ -194,12 +195,12 @@ static void *primary_thread(void *opaque)
     replication->replication_fd = replication->mirror_fd = -1;
     pthread_mutex_unlock(&replication->lock);
     if (verdict == TAKEOVER_TAKE_OVER) {
-        vm_replication_log(replication, "the secondary is lost (%s); running on unprotected", replication->end_reason);
-        vm_replication_post_event(replication, "unprotected", replication->end_reason);
+        vm_replication_primary_loop_ended(replication, status, &err);
         vm_control_end_operation(replication->control, false);
     } else {
         vm_replication_log(replication, "standing down (%s): the other copy owns the VM; stopping this one",
                            verdict_reason);
+        vm_replication_post_event(replication, "stood down", verdict_reason);
         vm_control_end_operation(replication->control, false);
         machine_request_stop(replication->machine);
     }
@@ -415,8 +416,9 @@ void vm_replication_primary_machine_stopped(struct vm_replication *replication)
     pthread_mutex_lock(&replication->lock);
     bool looping = replication->primary_initialized && !replication->phase;
     pthread_mutex_unlock(&replication->lock);
-    /* The loop ends at its next wait for a trigger and ends its operation,
-     * which vm_control_machine_stopped waits for. */
+    /* The loop ends at its next wait for a trigger (telling the secondary
+     * when the VM ends on purpose) and ends its operation, which
+     * vm_control_machine_stopped waits for. */
     if (looping)
-        colo_primary_stop(&replication->primary);
+        vm_replication_stop_primary_loop(replication);
 }

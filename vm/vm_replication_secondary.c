@@ -36,6 +36,10 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     struct vm_replication *replication = opaque;
     const char *from = colo_secondary_state_name(result->from_state);
     vm_replication_log(replication, "replication ended in state %s: %s", from, result->replication_ended);
+    if (result->outcome == COLO_FAILOVER_PEER_ENDED) {
+        vm_replication_secondary_primary_ended(replication, result);
+        return;
+    }
     if (replication->secondary_disks.setup_error.message[0])
         vm_replication_log(replication, "the disks' setup failed: %s",
                            replication->secondary_disks.setup_error.message);
@@ -109,13 +113,15 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
         return -1;
     vm_replication_log(replication, "waiting for the primary on %s", address);
     /* The primary connects twice, in this order: replication, mirror. */
-    replication->replication_fd = socket_accept(listener, err);
+    int accepted = vm_replication_accept_unless_stopped(replication, listener, &replication->replication_fd, err);
     vm_replication_limit_in_flight(replication->replication_fd, SO_RCVBUF);
-    if (replication->replication_fd >= 0)
-        replication->mirror_fd = socket_accept(listener, err);
+    if (accepted == 0 && replication->replication_fd >= 0)
+        accepted = vm_replication_accept_unless_stopped(replication, listener, &replication->mirror_fd, err);
     close(listener);
-    if (replication->replication_fd < 0 || replication->mirror_fd < 0)
+    if (accepted < 0)
         return -1;
+    if (replication->replication_fd < 0 || replication->mirror_fd < 0)
+        return 0; /* asked to stop while waiting: the machine stops as it starts */
     if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector, err) <
         0)
         return -1;
