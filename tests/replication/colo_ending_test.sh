@@ -175,7 +175,7 @@ svm_first() {  # TRIAL PORT ACTION REASON STATUS
     fail "$1: the SVM's guest never ended first in 4 attempts (the trial tested nothing)"
 }
 svm_first svm-poweroff-first 47205 poweroff poweroff 0
-svm_first svm-reboot-first 47206 reboot reboot 3
+svm_first svm-reboot-first 47206 reboot reboot 4
 
 # ---- 5. a waiting secondary ends on quit and on SIGTERM ----
 waiting_secondary() {  # TRIAL PORT HOW
