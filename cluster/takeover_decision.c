@@ -57,6 +57,8 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
     char reason[200];
     switch (event->kind) {
     case TAKEOVER_EVENT_PEER_PROCESS_LEFT:
+        if (!decision->peer_node_in_ring)
+            return TAKEOVER_NONE; /* its node is gone too: the ring's verdict decides */
         decision->peer_process_left = true;
         if (decision->frozen)
             return TAKEOVER_NONE; /* confirm first (our sync) */

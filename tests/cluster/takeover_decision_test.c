@@ -98,6 +98,14 @@ static void test_peer_node_left(void)
     CHECK(feed(&split, CLAIM(2, true)) == TAKEOVER_NONE, "a claim delivered without the peer wins: %s", split.reason);
     CHECK(feed(&split, QUORUM(15, false)) == TAKEOVER_STAND_DOWN, "split, not quorate: %s", split.reason);
 
+    /* The peer's node left, then CPG reports its process gone too: only
+     * the ring's verdict counts (a lost node must not look like a crash). */
+    struct takeover_decision node_gone = fresh();
+    feed(&node_gone, RING(16, false));
+    CHECK(feed(&node_gone, PROCESS_LEFT) == TAKEOVER_NONE, "a process left with its node took over: %s",
+          node_gone.reason);
+    CHECK(feed(&node_gone, QUORUM(16, false)) == TAKEOVER_STAND_DOWN, "then not quorate: %s", node_gone.reason);
+
     /* The verdict for the ring may come before its membership. */
     struct takeover_decision early = fresh();
     CHECK(feed(&early, QUORUM(12, true)) == TAKEOVER_NONE, "early verdict alone");
