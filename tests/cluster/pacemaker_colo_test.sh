@@ -14,11 +14,12 @@
 #    decision (the agent's log, and the times), restarts node-a's instance
 #    as a new secondary, and the notify protects the VM to it again.
 # 3. kill -9 of corosync on the promoted node (node-b): node-a's colo
-#    takes over on the quorum verdict; Pacemaker fences node-b with the
+#    takes over (its own decision); Pacemaker fences node-b with the
 #    test agent (nothing runs in node-b's namespace afterwards) and
 #    promotes node-a.
-# Throughout, crm_mon on the nodes is sampled every 100 ms: never two
-# promoted instances; on the client LAN the copies never both release
+# Throughout, crm_mon on the nodes is sampled every 100 ms (or as fast as
+# it answers: on a loaded host one takes 0.5-1 s): never two promoted
+# instances; on the client LAN the copies never both release
 # output; at the end every key the client saw acknowledged reads back.
 # Times of each step are printed. Exits 77 when the guest is not built.
 # Usage: pacemaker_colo_test.sh COLO GUEST_DIR SOURCE_DIR
