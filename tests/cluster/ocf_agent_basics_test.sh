@@ -49,7 +49,7 @@ root = ET.parse(sys.argv[1]).getroot()
 assert root.tag == "resource-agent" and root.get("name") == "colo", root.tag
 assert root.findtext("version") == "1.1", "OCF version"
 parameters = {p.get("name"): p for p in root.iter("parameter")}
-for name in ("config", "name", "listen", "peers", "cluster", "colo_binary", "extra_options"):
+for name in ("config", "name", "listen", "peers", "cluster", "colo_binary", "extra_options", "secondary_options"):
     assert name in parameters, "parameter " + name
     assert parameters[name].findtext("longdesc").strip(), "description of " + name
 assert parameters["config"].get("required") == "1" and parameters["listen"].get("required") == "1"
@@ -133,6 +133,27 @@ status_reply '{"role":"secondary","state":"failover refused"}'
 fake 1 "monitor of a secondary that refused to take over" monitor
 status_reply '{"role":"primary","checkpoints":3,"state":"RUNNING"}'
 fake 8 "monitor of a protected primary" monitor
+
+# ---- promotion scores (a stand-in crm_attribute records them) ----
+mkdir -p "$work/sbin"
+printf '#!/bin/sh\necho "$*" >>"%s/scores"\n' "$work" >"$work/sbin/crm_attribute"
+chmod +x "$work/sbin/crm_attribute"
+scored() { fake "$@" OCF_RESKEY_crm_feature_set=3.16.1 HA_SBIN_DIR="$work/sbin"; }
+last_score() { tail -n 1 "$work/scores" 2>/dev/null | sed -n 's/.*-v \([0-9]*\).*/\1/p'; }
+status_reply '{"role":"primary","checkpoints":3,"state":"RUNNING"}'
+scored 8 "monitor of the running VM, in a cluster" monitor OCF_RESKEY_CRM_meta_interval=10000
+[ "$(last_score)" = 1000 ] && pass "the running VM's host scores 1000" ||
+    fail "the running VM's host scores '$(last_score)' ($(cat "$work/scores" 2>/dev/null))"
+# The promoted VM died here (no answer, exit status 1 recorded): Pacemaker
+# must not prefer this host for the promotion that follows its recovery.
+rm -f "$work/fake-status"
+mkdir -p "$work/rsc/colo-basics"
+echo promoted >"$work/rsc/colo-basics/basics.role"
+echo 1 >"$work/rsc/colo-basics/basics.exit"
+scored 9 "monitor of a promoted VM that died" monitor OCF_RESKEY_CRM_meta_interval=10000
+[ "$(last_score)" = 1 ] && pass "a dead promoted VM's host scores 1, below any live instance" ||
+    fail "a dead promoted VM's host scores '$(last_score)' ($(tail -n 1 "$work/scores" 2>/dev/null))"
+rm -rf "$work/rsc/colo-basics" "$work/scores"
 status_reply '{"role":"primary","state":"unprotected"}'
 fake 8 "monitor of an unprotected primary" monitor
 status_reply ''
