@@ -26,6 +26,14 @@
 
 cluster_lab_nodes="a b w"
 
+# Exits the calling test with a FAIL line when a Corosync tool is missing.
+cluster_lab_require_tools() {
+    local tool
+    for tool in corosync corosync-qnetd corosync-qdevice corosync-quorumtool; do
+        command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (scripts/setup.sh)"; exit 1; }
+    done
+}
+
 cluster_lab_address() { # NODE
     case "$1" in a) echo 10.93.0.1 ;; b) echo 10.93.0.2 ;; w) echo 10.93.0.3 ;; esac
 }
@@ -209,6 +217,26 @@ cluster_lab_add_vm_networks() { # PREFIX DIR [CLIENT_CIDR]
     ip -n "$prefix-client" link add veth0 type veth peer name p-client netns "$sw" || return 1
     ip -n "$sw" link set p-client master lan up || return 1
     ip -n "$prefix-client" addr add "$client_cidr" dev veth0 && ip -n "$prefix-client" link set veth0 up || return 1
+}
+
+# The tiny guest's VM, as each node runs it ("guarded", 128 MiB, its own
+# 16 MiB disk image DIR/disk-NODE.img, tap0 with one MAC): DIR/a.cfg and
+# DIR/b.cfg, the guest at GUEST_IP/24 with its memory churner on.
+cluster_lab_write_vm_configs() { # DIR GUEST_DIR GUEST_IP
+    local dir=$1 guest_dir=$2 guest_ip=$3 node
+    truncate -s 16M "$dir/disk-a.img" "$dir/disk-b.img" || return 1
+    for node in a b; do
+        cat >"$dir/$node.cfg" <<CFG
+name = "guarded"
+memory = 128
+kernel = "$guest_dir/Image"
+initrd = "$guest_dir/initramfs.cpio"
+cmdline = "console=ttyS0 colo.ip=$guest_ip/24 colo.churn=2000"
+disks = [ "path=$dir/disk-$node.img" ]
+nics = [ "tap=tap0,mac=52:54:00:aa:bb:12" ]
+console = "stdio"
+CFG
+    done
 }
 
 # Starts NODE's qdevice (its corosync must be running), with the lab's

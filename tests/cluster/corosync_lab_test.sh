@@ -14,9 +14,7 @@ set -uo pipefail
 source_dir=$(realpath "$1")
 source "$source_dir/tests/support/e2e_lib.sh"
 source "$source_dir/scripts/lib/cluster_lab.sh"
-for tool in corosync corosync-qnetd corosync-qdevice corosync-quorumtool; do
-    command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (scripts/setup.sh)"; exit 1; }
-done
+cluster_lab_require_tools
 
 dir=$(mktemp -d /tmp/colo-lab-test.XXXXXX)
 prefix=clt$$

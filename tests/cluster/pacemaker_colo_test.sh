@@ -69,19 +69,7 @@ pass "Corosync and the witness up, both nodes quorate after $(seconds_since "$be
 pacemaker_lab_install "$prefix" "$dir" "$source_dir/scripts/ocf/colo" colo "$fence_agent" ||
     { fail "cannot install the agents in the nodes"; exit 1; }
 
-truncate -s 16M "$dir/disk-a.img" "$dir/disk-b.img"
-for node in a b; do
-    cat >"$dir/$node.cfg" <<CFG
-name = "guarded"
-memory = 128
-kernel = "$guest_dir/Image"
-initrd = "$guest_dir/initramfs.cpio"
-cmdline = "console=ttyS0 colo.ip=$guest/24 colo.churn=2000"
-disks = [ "path=$dir/disk-$node.img" ]
-nics = [ "tap=tap0,mac=52:54:00:aa:bb:12" ]
-console = "stdio"
-CFG
-done
+cluster_lab_write_vm_configs "$dir" "$guest_dir" "$guest"
 node_parameters() { # NODE INDEX: this node's VM.cfg and listen address, by a rule on #uname
     cat <<XML
     <instance_attributes id="colo-node-$1" score="$((10 - $2))">

@@ -32,9 +32,7 @@ source "$source_dir/tests/support/e2e_lib.sh"
 source "$source_dir/scripts/lib/cluster_lab.sh"
 client_py=$source_dir/tests/migration/continuous_client.py
 watch_py=$source_dir/tests/support/lan_output_watch.py
-for tool in corosync corosync-qnetd corosync-qdevice corosync-quorumtool; do
-    command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (scripts/setup.sh)"; exit 1; }
-done
+cluster_lab_require_tools
 boot_timeout=120
 guest=10.97.0.2
 # Both sides' heartbeat timeout: the suspicion that starts a claim. Two
@@ -60,19 +58,7 @@ cluster_lab_create "$prefix" "$dir" && cluster_lab_add_vm_networks "$prefix" "$d
 cluster_lab_start_corosync "$prefix" "$dir" || { fail "the cluster did not come up"; exit 1; }
 pass "lab up: two nodes and a witness, quorate; replication and client networks"
 
-truncate -s 16M "$dir/disk-a.img" "$dir/disk-b.img"
-for node in a b; do
-    cat >"$dir/$node.cfg" <<CFG
-name = "guarded"
-memory = 128
-kernel = "$guest_dir/Image"
-initrd = "$guest_dir/initramfs.cpio"
-cmdline = "console=ttyS0 colo.ip=$guest/24 colo.churn=2000"
-disks = [ "path=$dir/disk-$node.img" ]
-nics = [ "tap=tap0,mac=52:54:00:aa:bb:12" ]
-console = "stdio"
-CFG
-done
+cluster_lab_write_vm_configs "$dir" "$guest_dir" "$guest"
 
 on_node() { # NODE COMMAND...: with that node's control sockets
     local node=$1
@@ -272,17 +258,19 @@ trial_isolated() { # node a cut off from everything: a loses quorum and stands d
     heal
 }
 
-trial_corosync_killed() { # on a: a cannot hear a verdict and stands down
+trial_corosync_killed() { # NODE: that node's copy cannot hear a verdict and stands down; the other serves
+    local node=$1 other survivor_says
+    [ "$node" = a ] && other=b survivor_says="failed over" || other=a survivor_says="running on unprotected"
     start_pair || return
     fault_at=$(now)
-    kill -9 "$(cat "$dir/a/corosync.pid")"
-    after=$(decided_after a "stand down" 10) && pass "corosync killed on a: a stood down after $after ms" ||
-        fail "corosync killed on a: a did not stand down"
-    after=$(decided_after b "failed over" 15) && service_ms=$after &&
-        pass "corosync killed on a: b failed over after $after ms" ||
-        fail "corosync killed on a: b did not fail over"
-    end_trial "corosync killed on a" b 3
-    restart_corosync a
+    kill -9 "$(cat "$dir/$node/corosync.pid")"
+    after=$(decided_after "$node" "stand down" 10) && pass "corosync killed on $node: $node stood down after $after ms" ||
+        fail "corosync killed on $node: $node did not stand down"
+    after=$(decided_after "$other" "$survivor_says" 15) && service_ms=$after &&
+        pass "corosync killed on $node: $other serves ($survivor_says) after $after ms" ||
+        fail "corosync killed on $node: $other did not carry on"
+    end_trial "corosync killed on $node" "$other" 3
+    restart_corosync "$node"
 }
 
 restart_corosync() { # NODE: for any trial after this one
@@ -290,18 +278,6 @@ restart_corosync() { # NODE: for any trial after this one
     heal
 }
 
-trial_corosync_killed_b() { # on b, the secondary's host: b stands down, a runs on
-    start_pair || return
-    fault_at=$(now)
-    kill -9 "$(cat "$dir/b/corosync.pid")"
-    after=$(decided_after b "stand down" 10) && pass "corosync killed on b: b stood down after $after ms" ||
-        fail "corosync killed on b: b did not stand down"
-    after=$(decided_after a "running on unprotected" 15) && service_ms=$after &&
-        pass "corosync killed on b: a runs on unprotected after $after ms" ||
-        fail "corosync killed on b: a did not carry on"
-    end_trial "corosync killed on b" a 3
-    restart_corosync b
-}
 
 trial_host_hung() { # every process of node a stopped 3 s (corosync too): b takes over by quorum; a wakes and stands down
     start_pair || return
@@ -348,7 +324,7 @@ trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins
 }
 
 # COLO_CLUSTER_TRIALS picks trials by name (bench/run_cluster.sh repeats them).
-for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 link_cut:30 isolated host_hung host_dead corosync_killed corosync_killed_b manual_failover}; do
+for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 link_cut:30 isolated host_hung host_dead corosync_killed:a corosync_killed:b manual_failover}; do
     trial_"${name%%:*}" $( [[ $name == *:* ]] && echo "${name#*:}")
 done
 
