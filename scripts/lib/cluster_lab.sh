@@ -55,15 +55,30 @@ cluster_lab_spawn() { # PREFIX DIR NODE PIDFILE LOG COMMAND...
     echo $! >"$pidfile"
 }
 
+# `ip netns add`, then checks the namespace can be entered: once in CI the
+# demo's first `ip -n NAME` right after a successful add found no
+# namespace file ("Cannot open network namespace"); a fresh add cures it.
+cluster_lab_netns_add() { # NAME
+    local attempt
+    for attempt in 1 2 3; do
+        ip netns add "$1" || true
+        ip netns exec "$1" true 2>/dev/null && return 0
+        echo "cluster lab: namespace $1 cannot be entered after its creation (attempt $attempt); again" >&2
+        ip netns del "$1" 2>/dev/null || true
+        sleep 0.2
+    done
+    return 1
+}
+
 cluster_lab_create() { # PREFIX DIR
     local prefix=$1 dir=$2 node
     mkdir -p "$dir/ns" || return 1
     # The namespace files must live on a private mount to be bind targets.
     mount --bind "$dir/ns" "$dir/ns" && mount --make-private "$dir/ns" || return 1
-    ip netns add "$prefix-sw" || return 1
+    cluster_lab_netns_add "$prefix-sw" || return 1
     ip -n "$prefix-sw" link add br0 type bridge && ip -n "$prefix-sw" link set br0 up || return 1
     for node in $cluster_lab_nodes; do
-        ip netns add "$prefix-$node" || return 1
+        cluster_lab_netns_add "$prefix-$node" || return 1
         ip link add "eth-$prefix-$node" type veth peer name "p-$node" || return 1
         ip link set "eth-$prefix-$node" netns "$prefix-$node" name eth0 || return 1
         ip link set "p-$node" netns "$prefix-sw" || return 1
@@ -211,7 +226,7 @@ cluster_lab_add_vm_networks() { # PREFIX DIR [CLIENT_CIDR]
         ip -n "$prefix-$node" tuntap add dev tap0 mode tap || return 1
         ip -n "$prefix-$node" link set tap0 master br0 up || return 1
     done
-    ip netns add "$prefix-client" || return 1
+    cluster_lab_netns_add "$prefix-client" || return 1
     ip netns exec "$prefix-client" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     ip -n "$prefix-client" link set lo up || return 1
     ip -n "$prefix-client" link add veth0 type veth peer name p-client netns "$sw" || return 1
