@@ -71,8 +71,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     # The lab's daemons are this shell's children too: end them before
     # waiting, or the wait never returns.
-    cluster_lab_destroy "$prefix" "$work/lab"
-    wait 2>/dev/null || true
+    { cluster_lab_destroy "$prefix" "$work/lab"; wait || true; } 2>/dev/null
     if [ "$keep_logs" -eq 1 ] || [ "$status" -ne 0 ]; then
         echo "demo: logs kept in $work" >&2
         rm -f "$work"/*.ext4
