@@ -6,10 +6,13 @@ value last acknowledged for that key. At the end it reconnects and reads
 back every acknowledged key. Prints PASS/FAIL lines and the longest gap
 between two replies (the service gap the client saw).
 
-usage: continuous_client.py HOST STOP_FILE [MAX_SECONDS [KEY_PREFIX [SAVE_FILE]]]
+usage: continuous_client.py HOST STOP_FILE [MAX_SECONDS [KEY_PREFIX [SAVE_FILE [FAULT_FILE]]]]
 
-KEY_PREFIX (default "m") names the keys; SAVE_FILE, if given, receives the
-acknowledged key -> value as JSON, for a later check (check_keys.py).
+KEY_PREFIX (default "m") names the keys; SAVE_FILE (or "-"), if given,
+receives the acknowledged key -> value as JSON, for a later check
+(check_keys.py). FAULT_FILE, if given: the longest gap counts only the
+gaps that end after that file appeared (the fault's, not the start of a
+protection's).
 """
 import json
 import os
@@ -29,14 +32,16 @@ def main():
     host, stop_file = sys.argv[1], sys.argv[2]
     max_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 300
     key_prefix = sys.argv[4] if len(sys.argv) > 4 else "m"
-    save_file = sys.argv[5] if len(sys.argv) > 5 else None
+    save_file = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
+    fault_file = sys.argv[6] if len(sys.argv) > 6 else None
     failures = 0
     started = time.monotonic()
     reply_times = {"last": started, "longest_gap": 0.0}
 
     def on_reply():
         now = time.monotonic()
-        reply_times["longest_gap"] = max(reply_times["longest_gap"], now - reply_times["last"])
+        if fault_file is None or os.path.exists(fault_file):
+            reply_times["longest_gap"] = max(reply_times["longest_gap"], now - reply_times["last"])
         reply_times["last"] = now
 
     pairs, acknowledged, error = set_get_pairs(
@@ -50,7 +55,7 @@ def main():
         failures += 1
     else:
         print(f"PASS: one connection, {pairs} SET+GET pairs without an error; longest gap between replies "
-              f"{reply_times['longest_gap'] * 1000:.1f} ms")
+              f"{reply_times['longest_gap'] * 1000:.1f} ms{' (since the fault)' if fault_file else ''}")
     try:
         wrong = count_wrong_keys(host, acknowledged)
         if wrong:

@@ -95,7 +95,8 @@ start_pair() {
     pids+=("$secondary_pid")
     wait_for "$t/secondary.log" "waiting for the primary" "trial $trial: secondary" "$secondary_pid" || return 1
     rm -f "$t/stop-client" "$t/stop-watch"
-    ip netns exec "$prefix-client" python3 "$client_py" "$guest" "$t/stop-client" 300 >"$t/client.log" 2>&1 &
+    ip netns exec "$prefix-client" python3 "$client_py" "$guest" "$t/stop-client" 300 m - "$t/fault" \
+        >"$t/client.log" 2>&1 &
     client_pid=$!
     pids+=("$client_pid")
     ip netns exec "$prefix-sw" python3 "$watch_py" watch "$t/stop-watch" "$t/lan.out" p-lan-a p-lan-b &
@@ -195,6 +196,7 @@ heal() {
 trial_primary_killed() { # its process left the group: b takes over at once
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     kill -9 "$primary_pid"
     after=$(decided_after b "failed over" 10) && service_ms=$after &&
         pass "primary killed: b failed over $after ms after kill -9 ($(grep -o 'cluster: take over: .*' "$dir/t$trial/secondary.log" | head -1))" ||
@@ -205,6 +207,7 @@ trial_primary_killed() { # its process left the group: b takes over at once
 trial_primary_frozen() { # b's claim wins; a wakes and stands down
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     kill -STOP "$primary_pid"
     after=$(decided_after b "failed over" 10) && service_ms=$after && pass "primary frozen: b failed over after $after ms" ||
         fail "primary frozen: b did not fail over"
@@ -216,6 +219,7 @@ trial_primary_frozen() { # b's claim wins; a wakes and stands down
 trial_secondary_frozen() { # a's claim wins, a runs on; b wakes and stands down
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     kill -STOP "$secondary_pid"
     after=$(decided_after a "running on unprotected" 10) && service_ms=$after &&
         pass "secondary frozen: a runs on unprotected after $after ms" || fail "secondary frozen: a did not carry on"
@@ -227,6 +231,7 @@ trial_secondary_frozen() { # a's claim wins, a runs on; b wakes and stands down
 trial_link_cut() { # SECONDS: the replication link only, Corosync up: the ordered claim decides
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     ip -n "$prefix-sw" link set p-rep-a down
     local started=$SECONDS
     until grep -q "failed over" "$dir/t$trial/secondary.log" || grep -q "running on unprotected" "$dir/t$trial/primary.log"; do
@@ -248,6 +253,7 @@ trial_link_cut() { # SECONDS: the replication link only, Corosync up: the ordere
 trial_isolated() { # node a cut off from everything: a loses quorum and stands down
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     local port
     for port in p-a p-rep-a p-lan-a; do ip -n "$prefix-sw" link set "$port" down; done
     after=$(decided_after b "failed over" 15) && service_ms=$after && pass "a isolated: b failed over after $after ms" ||
@@ -263,6 +269,7 @@ trial_corosync_killed() { # NODE: that node's copy cannot hear a verdict and sta
     [ "$node" = a ] && other=b survivor_says="failed over" || other=a survivor_says="running on unprotected"
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     kill -9 "$(cat "$dir/$node/corosync.pid")"
     after=$(decided_after "$node" "stand down" 10) && pass "corosync killed on $node: $node stood down after $after ms" ||
         fail "corosync killed on $node: $node did not stand down"
@@ -284,6 +291,7 @@ trial_host_hung() { # every process of node a stopped 3 s (corosync too): b take
     local node_pids
     node_pids=$(ip netns pids "$prefix-a")
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     kill -STOP $node_pids
     after=$(decided_after b "failed over" 15) && pass "host a hung: b failed over after $after ms" ||
         fail "host a hung: b did not fail over"
@@ -299,6 +307,7 @@ trial_host_hung() { # every process of node a stopped 3 s (corosync too): b take
 trial_host_dead() { # every process of node a killed (-9), corosync too: b takes over by quorum
     start_pair || return
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     kill -9 $(ip netns pids "$prefix-a")
     after=$(decided_after b "failed over" 15) && pass "host a dead: b failed over after $after ms" ||
         fail "host a dead: b did not fail over"
@@ -317,6 +326,7 @@ trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins
         fail "colo status on a: '$line'"
     fi
     fault_at=$(now)
+    touch "$dir/t$trial/fault"
     on_node b "$colo" failover guarded >"$dir/t$trial/failover.log" 2>&1 &&
         pass "colo failover on b: $(cat "$dir/t$trial/failover.log") after $(ms_since "$fault_at") ms" ||
         fail "colo failover on b: $(cat "$dir/t$trial/failover.log")"
