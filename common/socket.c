@@ -80,7 +80,7 @@ int socket_listen(const char *host_and_port, struct error *err)
     int fd = socket(addresses->ai_family, addresses->ai_socktype | SOCK_CLOEXEC, addresses->ai_protocol);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, addresses->ai_addr, addresses->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+        bind(fd, addresses->ai_addr, addresses->ai_addrlen) < 0 || listen(fd, 8) < 0) {
         error_set_errno(err, "cannot listen on %s", host_and_port);
         if (fd >= 0)
             close(fd);

@@ -12,7 +12,8 @@
  * connection, or -1. Blocks for as long as the kernel's connect does. */
 int socket_connect(const char *host_and_port, struct error *err);
 
-/* A listening socket (SO_REUSEADDR, backlog 1) on HOST:PORT, or -1. */
+/* A listening socket (SO_REUSEADDR, backlog 8: the real peer waits there
+ * while a stranger is refused) on HOST:PORT, or -1. */
 int socket_listen(const char *host_and_port, struct error *err);
 
 /* The next connection on a listening socket (retried after signals), or -1. */
