@@ -82,6 +82,7 @@ colo=$(realpath "$colo") kernel=$(realpath "$kernel") image=$(realpath "$image")
 source scripts/lib/netns.sh
 
 work=$(mktemp -d /tmp/colo-bench-debian.XXXXXX)
+"$colo" keygen psk "$work/pair.psk" --identity debian >/dev/null
 hosts_ns=colo-bd$$-hosts client_ns=colo-bd$$-client
 problems=0
 pids=()
@@ -124,6 +125,8 @@ cmdline = "$(cmdline_for "$3")"
 disks = [ "path=$2" ]
 nics = [ "tap=$1,mac=$mac" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk = "$work/pair.psk"
 CFG
 }
 

@@ -36,7 +36,8 @@
 #    the heartbeat timeout tells the secondary.
 #
 # Usage: bench/run_replication.sh [COLO [GUEST_DIR]]   (defaults: build/...)
-# Environment: REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
+# Environment: REP_AUTH (psk: TLS 1.3 with a pre-shared key, the default;
+#   none: plain TCP, to measure what TLS costs), REP_LEVELS ("0 100 1000 10000"), REP_INTERVAL_MS (100),
 #   REP_CHECKPOINTS (100), REP_KILLS (5), REP_FREEZES (3), REP_REQUESTS (200, per latency run),
 #   REP_OUTPUT_DELAYS ("0 2 10 100"), REP_HEARTBEAT_TIMEOUT_MS (the secondary's default if unset),
 #   REP_KEEP_LOGS=1 to keep the work directory.
@@ -103,8 +104,12 @@ cmdline = "console=ttyS0 colo.ip=$guest/24"
 disks = [ "path=$2" ]
 nics = [ "tap=$1,mac=52:54:00:96:00:02" ]
 console = "stdio"
+replication_auth = "$rep_auth"
 CFG
+    [ "$rep_auth" = psk ] && echo "replication_psk = \"$work/pair.psk\""
 }
+rep_auth=${REP_AUTH:-psk}
+"$colo" keygen psk "$work/pair.psk" --identity repbench >/dev/null
 make_config tapA "$work/diskA.img" >"$work/a.cfg"
 make_config tapB "$work/diskB.img" >"$work/b.cfg"
 on_host() { local run_dir=$1; shift; COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"; }

@@ -1,6 +1,7 @@
 /* colo's link to Corosync (corosync_engine.h). */
 #include "corosync_engine.h"
 
+#include <corosync/cmap.h>
 #include <corosync/cpg.h>
 #include <corosync/quorum.h>
 #include <errno.h>
@@ -171,6 +172,21 @@ static void engine_lost(struct corosync_engine *engine, const char *what, cs_err
 
 static int send_pending(struct corosync_engine *engine);
 
+/* Corosync's token timeout (runtime.config.totem.token, in ms): the
+ * shortest time in which the others can form a ring without this node. 0
+ * if it cannot be read: then every freeze counts as that long. */
+static uint32_t read_token_timeout(void)
+{
+    cmap_handle_t handle;
+    uint32_t token = 0;
+    if (cmap_initialize(&handle) != CS_OK)
+        return 0;
+    if (cmap_get_uint32(handle, "runtime.config.totem.token", &token) != CS_OK)
+        token = 0;
+    cmap_finalize(handle);
+    return token;
+}
+
 static void *engine_thread(void *opaque)
 {
     struct corosync_engine *engine = opaque;
@@ -200,7 +216,9 @@ static void *engine_thread(void *opaque)
         if (now_ns - previous_ns > freeze_ns) {
             /* First mark ourselves frozen, then send the sync that may
              * confirm us, and only then look fresh again. */
-            emit(engine, (struct takeover_event){ .kind = TAKEOVER_EVENT_RESUMED_FROM_FREEZE });
+            emit(engine, (struct takeover_event){ .kind = TAKEOVER_EVENT_RESUMED_FROM_FREEZE,
+                                                  .freeze_ms = (now_ns - previous_ns) / 1000000u,
+                                                  .ring_exclusion_ms = engine->token_timeout_ms });
             struct error err;
             if (corosync_engine_send_sync(engine, &err) < 0)
                 fprintf(stderr, "colo cluster: %s: %s\n", engine->group_name, err.message);
@@ -254,6 +272,7 @@ int corosync_engine_start(struct corosync_engine *engine, const char *group_name
     engine->wake_fd = -1;
     pthread_mutex_init(&engine->lock, NULL);
     engine->local_pid = (uint32_t)getpid();
+    engine->token_timeout_ms = read_token_timeout();
 
     cpg_model_v1_data_t cpg_model = {
         .model = CPG_MODEL_V1,

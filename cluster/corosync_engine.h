@@ -47,7 +47,8 @@ struct corosync_engine {
     void *opaque;
     uint64_t cpg_handle, quorum_handle;
     uint32_t local_node, local_pid;
-    int wake_fd; /* an eventfd: stop, or a message to send */
+    uint32_t token_timeout_ms; /* Corosync's; 0: unknown */
+    int wake_fd;               /* an eventfd: stop, or a message to send */
     atomic_bool stop;
     /* Messages Corosync asked us to send again later (TRY_AGAIN, while it
      * forms a ring): the engine's thread retries them every pass, so no

@@ -153,8 +153,14 @@ static int open_session(struct peer_connection *connection, enum peer_side side,
     do {
         status = gnutls_handshake(session);
     } while (status < 0 && status != GNUTLS_E_TIMEDOUT && !gnutls_error_is_fatal(status));
-    if (status < 0)
+    if (status < 0) {
+        /* Tell the peer why (a wrong key, an untrusted certificate), so its
+         * operator reads the reason too, not just a closed connection. */
+        if (status != GNUTLS_E_TIMEDOUT && status != GNUTLS_E_PREMATURE_TERMINATION && status != GNUTLS_E_PUSH_ERROR &&
+            status != GNUTLS_E_PULL_ERROR && status != GNUTLS_E_FATAL_ALERT_RECEIVED)
+            (void)gnutls_alert_send_appropriate(session, status);
         return handshake_error(connection, status, err);
+    }
     status = gnutls_prf_rfc5705(session, strlen(BINDING_LABEL), BINDING_LABEL, 0, NULL, PEER_BINDING_SIZE,
                                 (char *)connection->binding);
     if (status < 0)

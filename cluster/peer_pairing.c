@@ -113,9 +113,18 @@ static int connect_channel(const char *host_and_port, const struct peer_credenti
     uint8_t bytes[PEER_HELLO_SIZE], reply[PEER_HELLO_REPLY_SIZE], expected[PEER_HELLO_REPLY_SIZE];
     peer_hello_encode(&sent, bytes);
     encode_reply(hello->channel, expected);
+    bool plain = peer_credentials_auth(credentials) == PEER_AUTH_NONE;
     if (peer_connection_send(*connection, bytes, sizeof bytes, err) < 0 ||
-        peer_connection_receive(*connection, reply, sizeof reply, 5 * options->handshake_timeout_ms, err) < 0)
+        peer_connection_receive(*connection, reply, sizeof reply, 5 * options->handshake_timeout_ms, err) < 0) {
+        if (plain)
+            error_append(err, " (does the secondary use TLS? this side has replication_auth = \"none\")");
         return error_prefix(err, "the secondary at %s did not take the %s connection: ", host_and_port, name);
+    }
+    if (plain && reply[0] == 0x15 && reply[1] == 0x03)
+        return error_set(err,
+                         "the secondary at %s answered with a TLS alert: it uses TLS, this side has "
+                         "replication_auth = \"none\"",
+                         host_and_port);
     if (memcmp(reply, expected, sizeof reply) != 0)
         return error_set(err,
                          "the secondary at %s answered the %s connection's hello with something else: is it "

@@ -52,6 +52,11 @@ static enum takeover_verdict claim(struct takeover_decision *decision, const cha
 
 enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision, const struct takeover_event *event)
 {
+    /* A takeover decided while we were frozen (the quorum verdict of a ring
+     * without the peer) releases once our sync confirms we run in order. */
+    if (event->kind == TAKEOVER_EVENT_SYNC && decision->final == TAKEOVER_TAKE_OVER && decision->frozen &&
+        event->quorate)
+        decision->frozen = decision->frozen_long = false;
     if (decision->final != TAKEOVER_NONE)
         return decision->final;
     char reason[200];
@@ -89,21 +94,22 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
     case TAKEOVER_EVENT_MEMBERSHIP:
         if (event->ring_id <= decision->ring_id && decision->ring_id != 0)
             return TAKEOVER_NONE; /* not newer */
-        if (decision->frozen && decision->ring_id != 0) {
+        if (decision->frozen_long && decision->ring_id != 0) {
             /* The cluster reconfigured while we were not running: the peer
              * may have taken over by a quorum verdict we never saw, and no
              * claim of its tells us. */
             snprintf(reason, sizeof reason,
-                     "after a freeze, the ring changed (%llu to %llu) while we were not running: the peer may "
-                     "own the VM",
-                     (unsigned long long)decision->ring_id, (unsigned long long)event->ring_id);
+                     "after a freeze of %llu ms, the ring changed (%llu to %llu) while we were not running: the "
+                     "peer may own the VM",
+                     (unsigned long long)decision->freeze_ms, (unsigned long long)decision->ring_id,
+                     (unsigned long long)event->ring_id);
             decision->ring_id = event->ring_id;
             return decide(decision, TAKEOVER_STAND_DOWN, reason);
         }
         decision->ring_id = event->ring_id;
         decision->peer_node_in_ring = event->peer_node_in_ring;
         decision->waiting_ring = event->peer_node_in_ring ? 0 : event->ring_id;
-        if (decision->waiting_ring && decision->quorum_ring == event->ring_id && !decision->frozen) {
+        if (decision->waiting_ring && decision->quorum_ring == event->ring_id) {
             /* The verdict for this ring came first. */
             snprintf(reason, sizeof reason, "the peer's node left; ring %llu is %squorate",
                      (unsigned long long)event->ring_id, decision->quorum_quorate ? "" : "not ");
@@ -132,12 +138,15 @@ enum takeover_verdict takeover_decision_feed(struct takeover_decision *decision,
         return decide(decision, TAKEOVER_STAND_DOWN, "our own Corosync is gone: no verdict can come");
     case TAKEOVER_EVENT_RESUMED_FROM_FREEZE:
         decision->frozen = true;
+        decision->freeze_ms = event->freeze_ms;
+        if (event->ring_exclusion_ms == 0 || event->freeze_ms >= event->ring_exclusion_ms)
+            decision->frozen_long = true;
         return TAKEOVER_NONE;
     case TAKEOVER_EVENT_SYNC:
         /* Every claim sent before our sync was delivered before it. */
         if (!decision->frozen || !event->quorate || decision->waiting_ring)
             return TAKEOVER_NONE;
-        decision->frozen = false;
+        decision->frozen = decision->frozen_long = false;
         if (decision->claimed_epoch && decision->epoch == decision->claimed_epoch) {
             snprintf(reason, sizeof reason, "our claim for epoch %llu was delivered first (confirmed after a freeze)",
                      (unsigned long long)decision->epoch);

@@ -24,9 +24,13 @@
  *     claim of the peer's for a newer epoch means the VM is still ours.
  *     A quorum notification alone does not confirm: it comes on another
  *     channel, unordered with the claims. A new ring seen after a freeze
- *     means stand down: the cluster reconfigured while we slept, and the
+ *     at least as long as Corosync's token timeout means stand down: the
+ *     cluster may have reconfigured without us while we slept, and the
  *     peer may have taken over by a quorum verdict we never saw (its
- *     claim, if any, went to a ring we were not in).
+ *     claim, if any, went to a ring we were not in). After a shorter
+ *     freeze (a scheduling gap on a loaded host) no ring can have formed
+ *     without us, so a new ring is judged as any other; only the release
+ *     waits for the sync.
  * "Stand down" means never release output again: a primary drops what it
  * holds and stops its VM, a secondary stays a secondary. */
 #ifndef COLO_CLUSTER_TAKEOVER_DECISION_H
@@ -54,6 +58,11 @@ struct takeover_event {
     bool quorate;           /* QUORUM, SYNC */
     uint64_t epoch;         /* CLAIM */
     bool from_us;           /* CLAIM */
+    /* RESUMED_FROM_FREEZE: how long we were not running, and the shortest
+     * time in which the cluster can form a ring without us (Corosync's
+     * token timeout; 0: unknown, so every freeze counts as that long). */
+    uint64_t freeze_ms;
+    uint64_t ring_exclusion_ms;
 };
 
 enum takeover_verdict {
@@ -72,6 +81,8 @@ struct takeover_decision {
     uint64_t waiting_ring;  /* a ring without the peer whose verdict decides; 0: none */
     bool peer_node_in_ring; /* in the newest ring */
     bool frozen;            /* resumed from a freeze, not confirmed yet */
+    bool frozen_long;       /* ... long enough for a ring to form without us */
+    uint64_t freeze_ms;     /* the last freeze, for the reasons */
     bool peer_process_left; /* CPG said so (while frozen: acted on once confirmed) */
     uint64_t quorum_ring;   /* the newest ring a quorum verdict came for (it may come
                                before that ring's membership) */

@@ -254,7 +254,21 @@ static int nic_option(struct parser *parser, unsigned line, const char *key, con
 }
 
 static const char *const known_keys[] = {
-    "name", "memory", "firmware", "kernel", "initrd", "cmdline", "disks", "nics", "console", "vcpus",
+    "name",
+    "memory",
+    "firmware",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "disks",
+    "nics",
+    "console",
+    "vcpus",
+    "replication_auth",
+    "replication_psk",
+    "replication_certificate",
+    "replication_key",
+    "replication_ca",
 };
 
 static int apply(struct parser *parser, const char *key, const struct value *value, struct vm_config *config)
@@ -294,6 +308,28 @@ static int apply(struct parser *parser, const char *key, const struct value *val
             config->console = VM_CONSOLE_NONE;
         else
             return parse_error(parser, value->line, "console: expected \"stdio\" or \"none\"");
+    } else if (strcmp(key, "replication_auth") == 0) {
+        static const char *const names[] = { [VM_REPLICATION_AUTH_PSK] = "psk",
+                                             [VM_REPLICATION_AUTH_CERTIFICATE] = "certificate",
+                                             [VM_REPLICATION_AUTH_NONE] = "none" };
+        for (size_t i = VM_REPLICATION_AUTH_PSK; value->kind == VALUE_STRING && i < sizeof names / sizeof names[0];
+             i++) {
+            if (strcmp(value->string, names[i]) == 0) {
+                config->replication_auth = (enum vm_replication_auth)i;
+                return 0;
+            }
+        }
+        return parse_error(parser, value->line,
+                           "replication_auth: expected \"psk\", \"certificate\" or \"none\" (plain TCP, "
+                           "unauthenticated)");
+    } else if (strcmp(key, "replication_psk") == 0) {
+        return set_path(parser, value, key, config->replication_psk, sizeof config->replication_psk);
+    } else if (strcmp(key, "replication_certificate") == 0) {
+        return set_path(parser, value, key, config->replication_certificate, sizeof config->replication_certificate);
+    } else if (strcmp(key, "replication_key") == 0) {
+        return set_path(parser, value, key, config->replication_key, sizeof config->replication_key);
+    } else if (strcmp(key, "replication_ca") == 0) {
+        return set_path(parser, value, key, config->replication_ca, sizeof config->replication_ca);
     } else if (strcmp(key, "disks") == 0) {
         if (value->kind != VALUE_LIST)
             return parse_error(parser, value->line, "disks: expected a list like [ \"path=disk.img\" ]");
@@ -327,7 +363,7 @@ static int apply(struct parser *parser, const char *key, const struct value *val
         }
         config->nic_count = value->item_count;
     } else {
-        char known[256] = "";
+        char known[512] = "";
         for (size_t i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++) {
             strncat(known, known_keys[i], sizeof known - strlen(known) - 1);
             if (i + 1 < sizeof known_keys / sizeof known_keys[0])
@@ -403,6 +439,23 @@ int vm_config_parse_text(const char *text, size_t length, const char *file_name,
         error_set(err, "%s: missing key 'memory' (MiB, e.g. memory = 256)", file_name);
     else if (!config->kernel[0])
         error_set(err, "%s: missing key 'kernel' (path to a RISC-V Linux Image)", file_name);
+    else if (config->replication_auth == VM_REPLICATION_AUTH_PSK && !config->replication_psk[0])
+        error_set(err,
+                  "%s: replication_auth = \"psk\" needs replication_psk = \"FILE\" (make one with `colo "
+                  "keygen psk FILE`)",
+                  file_name);
+    else if (config->replication_auth == VM_REPLICATION_AUTH_CERTIFICATE &&
+             (!config->replication_certificate[0] || !config->replication_key[0] || !config->replication_ca[0]))
+        error_set(err,
+                  "%s: replication_auth = \"certificate\" needs replication_certificate, replication_key and "
+                  "replication_ca",
+                  file_name);
+    else if (config->replication_auth != VM_REPLICATION_AUTH_PSK && config->replication_psk[0])
+        error_set(err, "%s: replication_psk is set but replication_auth is not \"psk\"", file_name);
+    else if (config->replication_auth != VM_REPLICATION_AUTH_CERTIFICATE &&
+             (config->replication_certificate[0] || config->replication_key[0] || config->replication_ca[0]))
+        error_set(err, "%s: replication_certificate, _key or _ca is set but replication_auth is not \"certificate\"",
+                  file_name);
     else
         result = 0;
 done:
@@ -515,6 +568,25 @@ int vm_config_format(const struct vm_config *config, char *text, size_t capacity
     }
     append_text(text, capacity, &used, " ]\nconsole = \"%s\"\n",
                 config->console == VM_CONSOLE_STDIO ? "stdio" : "none");
+    static const char *const auth_names[] = { [VM_REPLICATION_AUTH_PSK] = "psk",
+                                              [VM_REPLICATION_AUTH_CERTIFICATE] = "certificate",
+                                              [VM_REPLICATION_AUTH_NONE] = "none" };
+    if (config->replication_auth != VM_REPLICATION_AUTH_UNSET)
+        append_text(text, capacity, &used, "replication_auth = \"%s\"\n", auth_names[config->replication_auth]);
+    const struct {
+        const char *key, *path;
+    } auth_paths[] = { { "replication_psk", config->replication_psk },
+                       { "replication_certificate", config->replication_certificate },
+                       { "replication_key", config->replication_key },
+                       { "replication_ca", config->replication_ca } };
+    for (size_t i = 0; i < sizeof auth_paths / sizeof auth_paths[0]; i++) {
+        if (!auth_paths[i].path[0])
+            continue;
+        absolute_path(auth_paths[i].path, path, sizeof path);
+        append_text(text, capacity, &used, "%s = ", auth_paths[i].key);
+        append_quoted(text, capacity, &used, path);
+        append_text(text, capacity, &used, "\n");
+    }
     if (used >= capacity - 1)
         return error_set(err, "the configuration of %s is too long to save", config->name);
     text[used] = '\0';

@@ -10,6 +10,10 @@
  *     nics    = [ "tap=tap0,mac=52:54:00:12:34:56" ]
  *     console = "stdio"                   # or "none"
  *     firmware = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf"
+ *     replication_auth = "psk"            # or "certificate", or "none" (plain TCP)
+ *     replication_psk = "web.psk"         # `colo keygen psk web.psk`
+ *     # replication_certificate = "a.pem", replication_key = "a.key",
+ *     # replication_ca = "ca.pem"         # with "certificate"
  *
  * Every error names the file, the line, the key and what was expected. */
 #ifndef COLO_CONTROL_VM_CONFIG_H
@@ -24,6 +28,15 @@
 #include "machine_boot.h"
 
 #define VM_CONFIG_PATH_MAX 4096
+
+/* How replication peers authenticate (docs/security.md); unset: protect
+ * and `colo secondary` refuse to start and say how to set it. */
+enum vm_replication_auth {
+    VM_REPLICATION_AUTH_UNSET,
+    VM_REPLICATION_AUTH_PSK,
+    VM_REPLICATION_AUTH_CERTIFICATE,
+    VM_REPLICATION_AUTH_NONE,
+};
 
 enum vm_console {
     VM_CONSOLE_STDIO,
@@ -42,6 +55,11 @@ struct vm_config {
     unsigned nic_count;
     struct machine_nic_config nics[MACHINE_MAX_NICS];
     enum vm_console console;
+    enum vm_replication_auth replication_auth;
+    char replication_psk[VM_CONFIG_PATH_MAX];
+    char replication_certificate[VM_CONFIG_PATH_MAX];
+    char replication_key[VM_CONFIG_PATH_MAX];
+    char replication_ca[VM_CONFIG_PATH_MAX];
 };
 
 /* Parses a configuration file. */

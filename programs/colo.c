@@ -29,6 +29,7 @@ static void print_usage(FILE *out)
                  "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] [--heartbeat-timeout MS]\n"
                  "       colo checkpoint NAME\n"
                  "       colo failover NAME\n"
+                 "       colo keygen psk FILE [--identity NAME]\n"
                  "\n"
                  "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
                  "name ending in .cfg) describes a Linux VM: kernel, initrd, disks, NICs\n"
@@ -322,6 +323,12 @@ static int protect_main(const char *command, int argc, char **argv)
     return colo_protect_main(argc, argv);
 }
 
+static int keygen_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return colo_keygen_main(argc, argv);
+}
+
 static int checkpoint_main(const char *command, int argc, char **argv)
 {
     (void)command;
@@ -355,6 +362,7 @@ static const struct {
     { "protect", protect_main },
     { "checkpoint", checkpoint_main },
     { "failover", failover_main },
+    { "keygen", keygen_main },
     { "status", colo_client_main },
     { "pause", colo_client_main },
     { "resume", colo_client_main },

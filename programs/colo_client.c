@@ -330,6 +330,28 @@ static void print_status(const json_t *reply)
             printf("  cluster       NONE: split brain is possible if the replication link fails while both "
                    "hosts live (--cluster corosync)\n");
         }
+        /* Who the peer is and who was turned away: "peer  TLS 1.3, pre-shared
+         * key of identity web; 10.0.0.2:41000 (identity web); refused 2 ...". */
+        const json_t *peer = json_object_get(replication, "peer");
+        if (peer) {
+            json_int_t refused = integer_field(peer, "refused_authentication") + integer_field(peer, "refused_hello") +
+                                 integer_field(peer, "refused_unpaired") + integer_field(peer, "refused_during_run");
+            if (json_is_true(json_object_get(peer, "authenticated")))
+                printf("  peer          %s", string_field(peer, "transport"));
+            else
+                printf("  peer          PLAIN TCP, unauthenticated: anyone on the replication network can take "
+                       "this VM (replication_auth)");
+            if (*string_field(peer, "peer"))
+                printf("; %s", string_field(peer, "peer"));
+            printf("; refused %" JSON_INTEGER_FORMAT, refused);
+            if (refused)
+                printf(" (authentication %" JSON_INTEGER_FORMAT ", hello %" JSON_INTEGER_FORMAT
+                       ", unpaired %" JSON_INTEGER_FORMAT ", during the run %" JSON_INTEGER_FORMAT "; last: %s)",
+                       integer_field(peer, "refused_authentication"), integer_field(peer, "refused_hello"),
+                       integer_field(peer, "refused_unpaired"), integer_field(peer, "refused_during_run"),
+                       string_field(peer, "last_refusal"));
+            printf("\n");
+        }
     }
     fflush(stdout);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "control_client.h"
+#include "vm_replication.h"
 
 /* ---- the clients ---- */
 
@@ -139,4 +140,41 @@ int colo_failover_main(int argc, char **argv)
     if (status == 0)
         printf("%s failed over: it runs here now\n", argv[0]);
     return status;
+}
+
+/* ---- the pair's credentials ---- */
+
+int colo_keygen_main(int argc, char **argv)
+{
+    const char *usage = "usage: colo keygen psk FILE [--identity NAME]\n"
+                        "Writes a new pre-shared key for a replication pair (mode 0600; an existing\n"
+                        "file is never overwritten): IDENTITY:HEXKEY, the format of GnuTLS's psktool.\n"
+                        "Copy it to both hosts and name it in both VM.cfg files:\n"
+                        "    replication_auth = \"psk\"\n"
+                        "    replication_psk = \"FILE\"\n"
+                        "Certificates: see docs/security.md (GnuTLS's certtool).\n";
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc < 2 || strcmp(argv[0], "psk") != 0) {
+        fprintf(stderr, "colo keygen: expected 'psk FILE'\n%s", usage);
+        return 2;
+    }
+    const char *path = argv[1], *identity = "colo";
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--identity") == 0 && i + 1 < argc) {
+            identity = argv[++i];
+        } else {
+            fprintf(stderr, "colo keygen: unexpected '%s'\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    struct error err;
+    if (vm_replication_generate_psk(path, identity, &err) < 0) {
+        fprintf(stderr, "colo keygen: %s\n", err.message);
+        return 1;
+    }
+    printf("wrote a pre-shared key of identity %s to %s\n", identity, path);
+    return 0;
 }

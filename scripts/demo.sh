@@ -128,6 +128,9 @@ wait_for() { # LOG TEXT TIMEOUT PID
 # Each host has its own copy of the disk (B's a pre-provisioned copy of the
 # same image: protect then sends only the chunks A's run has changed).
 mkdir -p "$work/run-a" "$work/run-b"
+# The pair's pre-shared key: both hosts hold it, and nobody else can
+# become either's peer (docs/security.md).
+"$colo" keygen psk "$work/pair.psk" --identity debian >/dev/null
 for side in a b; do
     cp --sparse=always "$image" "$work/$side.ext4"
     cat >"$work/$side.cfg" <<CFG
@@ -138,6 +141,8 @@ cmdline = "console=ttyS0 quiet root=/dev/vda rw init=/sbin/colo-init colo.ip=$gu
 disks   = [ "path=$work/$side.ext4" ]
 nics    = [ "tap=tap0,mac=52:54:00:12:34:56" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk  = "$work/pair.psk"
 CFG
 done
 

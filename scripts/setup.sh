@@ -14,6 +14,7 @@ packages=(
     iproute2                                 # network namespaces in tests
     libjansson-dev                           # JSON for the control socket
     libxxhash-dev                            # block hashes of the disk sync (disk/disk_sync.c)
+    libgnutls28-dev gnutls-bin               # TLS between replication peers; certtool, psktool, gnutls-cli (docs/security.md)
     gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu libc6-dev-riscv64-cross  # Linux guest userland
     linux-source-6.1 bc flex bison libssl-dev libelf-dev cpio                 # Linux guest kernel
     mmdebstrap qemu-user-static binfmt-support arch-test  # the Debian guest's root (guests/debian)

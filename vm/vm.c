@@ -10,6 +10,7 @@
 
 #include "machine.h"
 #include "machine_boot.h"
+#include "peer_credentials.h"
 #include "vm_config.h"
 #include "vm_control.h"
 #include "vm_migration.h"
@@ -30,6 +31,27 @@ struct vm {
 
 /* The configuration: from VM.cfg, or the one a save file carries (a save
  * file rebuilds its VM: TAPs, disks, MACs). */
+/* VM.cfg's replication_* keys, for the replication's peers. */
+static void set_replication_auth(struct vm *vm)
+{
+    static const enum peer_auth kinds[] = {
+        [VM_REPLICATION_AUTH_UNSET] = PEER_AUTH_UNSET,
+        [VM_REPLICATION_AUTH_PSK] = PEER_AUTH_PSK,
+        [VM_REPLICATION_AUTH_CERTIFICATE] = PEER_AUTH_CERTIFICATE,
+        [VM_REPLICATION_AUTH_NONE] = PEER_AUTH_NONE,
+    };
+    struct peer_auth_config *auth = calloc(1, sizeof *auth);
+    if (!auth)
+        return; /* unset: protect says how to configure it */
+    auth->auth = kinds[vm->config->replication_auth];
+    snprintf(auth->psk_path, sizeof auth->psk_path, "%s", vm->config->replication_psk);
+    snprintf(auth->certificate_path, sizeof auth->certificate_path, "%s", vm->config->replication_certificate);
+    snprintf(auth->key_path, sizeof auth->key_path, "%s", vm->config->replication_key);
+    snprintf(auth->ca_path, sizeof auth->ca_path, "%s", vm->config->replication_ca);
+    vm_replication_set_auth(vm->replication, auth);
+    free(auth);
+}
+
 static int read_configuration(struct vm *vm, struct error *err)
 {
     bool from_save_file = !vm->options.config_path && vm->save_file.config_text && vm->save_file.config_text[0];
@@ -124,6 +146,8 @@ int vm_create(struct vm **result, const struct vm_options *options, struct error
     if (vm_control_create(&vm->control, &control_options, err) < 0 || vm_migration_register(vm->control, err) < 0 ||
         vm_replication_create(&vm->replication, vm->control, vm->name, vm->options.cluster, err) < 0)
         goto fail;
+    if (vm->config)
+        set_replication_auth(vm);
     *result = vm;
     return 0;
 fail:

@@ -49,21 +49,6 @@ json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_repor
                      (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
 }
 
-/* The checkpoint's pre-copy is sent while the PVM runs; the PVM pauses
- * once the primary's flush returns. Whatever still sits in socket buffers
- * then is read by the secondary during the downtime, and loopback TCP
- * buffers grow to megabytes. Small buffers on the replication connection
- * keep that backlog to a few hundred KiB (throughput on a LAN or loopback
- * does not need more). */
-#define REPLICATION_SOCKET_BUFFER (256 * 1024)
-
-void vm_replication_limit_in_flight(int fd, int option)
-{
-    int size = REPLICATION_SOCKET_BUFFER;
-    if (fd >= 0)
-        (void)setsockopt(fd, SOL_SOCKET, option, &size, sizeof size);
-}
-
 void vm_replication_machine_stopped(struct vm_replication *replication)
 {
     pthread_mutex_lock(&replication->lock);
@@ -99,6 +84,7 @@ static void status_fields(void *opaque, json_t *reply)
     if (replication->end_reason[0])
         json_object_set_new(fields, "ended", json_string(replication->end_reason));
     vm_replication_cluster_status(replication, fields);
+    vm_replication_peer_status(replication, fields);
     pthread_mutex_unlock(&replication->lock);
     json_object_set_new(reply, "replication", fields);
 }
@@ -115,6 +101,7 @@ int vm_replication_create(struct vm_replication **result, struct vm_control *con
     replication->cluster = cluster;
     pthread_mutex_init(&replication->lock, NULL);
     replication->replication_fd = replication->mirror_fd = -1;
+    replication->listener = replication->listener_stop = -1;
 #ifdef COLO_TEST_HOOKS
     if (colo_primary_kill_hook_from_env(&replication->kill_hook, err) < 0) {
         vm_replication_destroy(replication);
@@ -170,10 +157,7 @@ void vm_replication_destroy(struct vm_replication *replication)
         failure_detector_destroy(&replication->detector);
     if (replication->output_initialized)
         output_buffer_destroy(&replication->output);
-    if (replication->replication_fd >= 0)
-        close(replication->replication_fd);
-    if (replication->mirror_fd >= 0)
-        close(replication->mirror_fd);
+    vm_replication_destroy_peer(replication);
     pthread_mutex_destroy(&replication->lock);
     free(replication);
 }

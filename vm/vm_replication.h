@@ -24,6 +24,7 @@
 #include "vm_control.h"
 
 struct machine;
+struct peer_auth_config;
 struct vm_replication;
 
 /* Registers "protect", "checkpoint", "failover" and the "replication"
@@ -33,6 +34,12 @@ struct vm_replication;
 int vm_replication_create(struct vm_replication **replication, struct vm_control *control, const char *name,
                           bool cluster, struct error *err);
 void vm_replication_destroy(struct vm_replication *replication);
+/* How the replication peers authenticate (VM.cfg's replication_* keys;
+ * NULL: not configured, so protect and `colo secondary` refuse). Loaded
+ * from the files at each protect and `colo secondary`. */
+void vm_replication_set_auth(struct vm_replication *replication, const struct peer_auth_config *auth);
+/* `colo keygen psk`: a new key file for a pair (cluster/peer_credentials.h). */
+int vm_replication_generate_psk(const char *path, const char *identity, struct error *err);
 
 /* `colo secondary`, with `machine` created (its backends attached) but not
  * run yet: mutes its NICs, waits for the primary's two connections on

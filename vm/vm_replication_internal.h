@@ -16,6 +16,7 @@
 #include "mirror_reader.h"
 #include "mirror_sender.h"
 #include "output_buffer.h"
+#include "peer_pairing.h"
 #include "takeover_guard.h"
 #include "vm_replication.h"
 
@@ -114,6 +115,22 @@ struct vm_replication {
      * no sign of the primary's death and claims nothing. */
     bool secondary_stopping;
 
+    /* The peer (vm_replication_peer.c): who it must be, the pair of
+     * connections, the strangers refused. The strings and counters under
+     * lock; credentials, pair and listener are the role's thread's. */
+    struct peer_auth_config auth_config;
+    struct peer_credentials *credentials; /* loaded at each protect and colo secondary */
+    struct peer_pair pair;
+    char transport[320]; /* what the credentials are, for status */
+    bool authenticated;
+    char peer_description[400]; /* who the peer proved to be */
+    uint64_t refused[PEER_REFUSAL_KINDS];
+    uint64_t refused_during_run;
+    char last_refusal[700];
+    int listener, listener_stop; /* the secondary's, after the pairing; -1: none */
+    pthread_t late_connections;
+    bool late_connections_running;
+
     /* The lifecycle (vm_replication_lifecycle.c). Under lock. */
     bool ending; /* vm_replication_vm_ending: the VM ends on purpose */
     enum colo_ending_reason ending_reason;
@@ -131,9 +148,14 @@ void vm_replication_log(struct vm_replication *replication, const char *format, 
     __attribute__((format(printf, 2, 3)));
 /* An event {"event": "replication", "what": WHAT, "detail": DETAIL}. */
 void vm_replication_post_event(struct vm_replication *replication, const char *what, const char *detail);
-/* Small socket buffers on the replication connection (SO_SNDBUF on the
- * primary, SO_RCVBUF on the secondary). */
-void vm_replication_limit_in_flight(int fd, int option);
+/* The checkpoint's pre-copy is sent while the PVM runs; the PVM pauses
+ * once the primary's flush returns. Whatever still sits in socket buffers
+ * then is read by the secondary during the downtime, and loopback TCP
+ * buffers grow to megabytes. Small buffers on the replication connection
+ * (SO_SNDBUF on the primary, SO_RCVBUF on the secondary) keep that backlog
+ * to a few hundred KiB (throughput on a LAN or loopback does not need
+ * more). */
+#define REPLICATION_SOCKET_BUFFER (256 << 10)
 json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report);
 
 /* The takeover guard (vm_replication_cluster.c). Starts a new guard for a
@@ -167,7 +189,17 @@ void vm_replication_primary_loop_ended(struct vm_replication *replication, int s
 void vm_replication_secondary_primary_ended(struct vm_replication *replication,
                                             const struct colo_failover_result *result);
 void vm_replication_secondary_await_primary(struct vm_replication *replication);
-int vm_replication_accept_unless_stopped(struct vm_replication *replication, int listener, int *fd, struct error *err);
+bool vm_replication_waiting_stopped(struct vm_replication *replication);
+/* The peer (vm_replication_peer.c). The primary's two connections to
+ * replication->destination; the secondary's wait on address for its
+ * primary (0 with replication_fd -1 when asked to stop); closing both
+ * (and the secondary's listener); freeing the credentials too; the "peer"
+ * status object, lock held. */
+int vm_replication_connect_peer(struct vm_replication *replication, struct error *err);
+int vm_replication_accept_peer(struct vm_replication *replication, const char *address, struct error *err);
+void vm_replication_close_peer(struct vm_replication *replication);
+void vm_replication_destroy_peer(struct vm_replication *replication);
+void vm_replication_peer_status(struct vm_replication *replication, json_t *fields);
 /* Ends the primary's or the secondary's threads (vm_replication_machine_stopped). */
 void vm_replication_primary_machine_stopped(struct vm_replication *replication);
 void vm_replication_secondary_machine_stopped(struct vm_replication *replication);

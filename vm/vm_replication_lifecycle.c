@@ -14,7 +14,6 @@
 #include "socket.h"
 
 /* How often a waiting secondary looks at its stop request. */
-#define WAITING_POLL_MS 50
 
 void vm_replication_vm_ending(struct vm_replication *replication, enum colo_ending_reason reason)
 {
@@ -145,29 +144,18 @@ bool vm_replication_stopped_waiting(struct vm_replication *replication)
     return stopped;
 }
 
-/* accept does not return for a quit or a signal: wait in short polls and
- * look at both in between (50 ms is far below what an operator notices). */
-int vm_replication_accept_unless_stopped(struct vm_replication *replication, int listener, int *fd, struct error *err)
+/* Asked to stop before a primary came (a quit, a signal)? Then it says so
+ * in status and the log. The pairing asks every 50 ms, far below what an
+ * operator notices. */
+bool vm_replication_waiting_stopped(struct vm_replication *replication)
 {
-    *fd = -1;
-    for (;;) {
-        if (atomic_load(&replication->stop_waiting) || vm_control_quit_requested(replication->control)) {
-            pthread_mutex_lock(&replication->lock);
-            replication->stopped_waiting = true;
-            replication->phase = "stopped while waiting";
-            snprintf(replication->end_reason, sizeof replication->end_reason,
-                     "asked to stop before a primary connected");
-            pthread_mutex_unlock(&replication->lock);
-            vm_replication_log(replication, "stopped while waiting for a primary (nothing to protect yet)");
-            return 0;
-        }
-        struct pollfd waiting = { .fd = listener, .events = POLLIN };
-        int ready = poll(&waiting, 1, WAITING_POLL_MS);
-        if (ready < 0 && errno != EINTR)
-            return error_set_errno(err, "waiting for the primary");
-        if (ready > 0) {
-            *fd = socket_accept(listener, err);
-            return *fd < 0 ? -1 : 0;
-        }
-    }
+    if (!atomic_load(&replication->stop_waiting) && !vm_control_quit_requested(replication->control))
+        return false;
+    pthread_mutex_lock(&replication->lock);
+    replication->stopped_waiting = true;
+    replication->phase = "stopped while waiting";
+    snprintf(replication->end_reason, sizeof replication->end_reason, "asked to stop before a primary connected");
+    pthread_mutex_unlock(&replication->lock);
+    vm_replication_log(replication, "stopped while waiting for a primary (nothing to protect yet)");
+    return true;
 }

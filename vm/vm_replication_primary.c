@@ -101,13 +101,11 @@ static void *primary_thread(void *opaque)
     options.kill_hook = replication->kill_hook;
 #endif
 
-    int replication_fd = socket_connect(replication->destination, &err);
-    vm_replication_limit_in_flight(replication_fd, SO_SNDBUF);
-    int mirror_fd = replication_fd >= 0 ? socket_connect(replication->destination, &err) : -1;
-    pthread_mutex_lock(&replication->lock);
-    replication->replication_fd = replication_fd;
-    replication->mirror_fd = mirror_fd;
-    pthread_mutex_unlock(&replication->lock);
+    int replication_fd = -1, mirror_fd = -1;
+    if (vm_replication_connect_peer(replication, &err) == 0) {
+        replication_fd = replication->replication_fd;
+        mirror_fd = replication->mirror_fd;
+    }
     bool heartbeating = false, disks_ready = false;
     if (mirror_fd >= 0) {
         /* The hooks and the disks' wrappers change with the PVM paused. */
@@ -188,12 +186,8 @@ static void *primary_thread(void *opaque)
     replication->phase = verdict == TAKEOVER_TAKE_OVER ? "unprotected" : "stood down";
     if (verdict != TAKEOVER_TAKE_OVER)
         snprintf(replication->end_reason, sizeof replication->end_reason, "stood down: %s", verdict_reason);
-    if (replication->replication_fd >= 0)
-        close(replication->replication_fd);
-    if (replication->mirror_fd >= 0)
-        close(replication->mirror_fd);
-    replication->replication_fd = replication->mirror_fd = -1;
     pthread_mutex_unlock(&replication->lock);
+    vm_replication_close_peer(replication);
     if (verdict == TAKEOVER_TAKE_OVER) {
         vm_replication_primary_loop_ended(replication, status, &err);
         vm_control_end_operation(replication->control, false);

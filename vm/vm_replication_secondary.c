@@ -108,19 +108,11 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     committed_output_init(&replication->committed, machine);
     vm_replication_mark(replication, &replication->committed_initialized);
 
-    int listener = socket_listen(address, err);
-    if (listener < 0)
+    /* The primary's two connections, authenticated and paired; strangers
+     * are refused meanwhile (vm_replication_peer.c). */
+    if (vm_replication_accept_peer(replication, address, err) < 0)
         return -1;
-    vm_replication_log(replication, "waiting for the primary on %s", address);
-    /* The primary connects twice, in this order: replication, mirror. */
-    int accepted = vm_replication_accept_unless_stopped(replication, listener, &replication->replication_fd, err);
-    vm_replication_limit_in_flight(replication->replication_fd, SO_RCVBUF);
-    if (accepted == 0 && replication->replication_fd >= 0)
-        accepted = vm_replication_accept_unless_stopped(replication, listener, &replication->mirror_fd, err);
-    close(listener);
-    if (accepted < 0)
-        return -1;
-    if (replication->replication_fd < 0 || replication->mirror_fd < 0)
+    if (replication->replication_fd < 0)
         return 0; /* asked to stop while waiting: the machine stops as it starts */
     if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector, err) <
         0)
@@ -259,4 +251,5 @@ void vm_replication_secondary_machine_stopped(struct vm_replication *replication
     colo_failover_join(&replication->failover);
     heartbeat_sender_stop(&replication->beats_to_primary);
     mirror_reader_stop(&replication->mirror_reader);
+    vm_replication_close_peer(replication);
 }

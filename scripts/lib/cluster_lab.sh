@@ -236,10 +236,13 @@ cluster_lab_add_vm_networks() { # PREFIX DIR [CLIENT_CIDR]
 
 # The tiny guest's VM, as each node runs it ("guarded", 128 MiB, its own
 # 16 MiB disk image DIR/disk-NODE.img, tap0 with one MAC): DIR/a.cfg and
-# DIR/b.cfg, the guest at GUEST_IP/24 with its memory churner on.
-cluster_lab_write_vm_configs() { # DIR GUEST_DIR GUEST_IP
-    local dir=$1 guest_dir=$2 guest_ip=$3 node
+# DIR/b.cfg, the guest at GUEST_IP/24 with its memory churner on; the pair
+# authenticates with the pre-shared key DIR/pair.psk, made by COLO.
+cluster_lab_write_vm_configs() { # DIR GUEST_DIR GUEST_IP COLO
+    local dir=$1 guest_dir=$2 guest_ip=$3 colo=$4 node
     truncate -s 16M "$dir/disk-a.img" "$dir/disk-b.img" || return 1
+    rm -f "$dir/pair.psk"
+    "$colo" keygen psk "$dir/pair.psk" --identity guarded >/dev/null || return 1
     for node in a b; do
         cat >"$dir/$node.cfg" <<CFG
 name = "guarded"
@@ -250,6 +253,8 @@ cmdline = "console=ttyS0 colo.ip=$guest_ip/24 colo.churn=2000"
 disks = [ "path=$dir/disk-$node.img" ]
 nics = [ "tap=tap0,mac=52:54:00:aa:bb:12" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk = "$dir/pair.psk"
 CFG
     done
 }

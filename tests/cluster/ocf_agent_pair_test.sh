@@ -43,6 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 declare -A port=([A]=47601 [B]=47602)
+"$colo" keygen psk "$work/pair.psk" --identity pair >/dev/null
 for node in A B; do
     mkdir -p "$work/$node/run" "$work/$node/rsc"
     truncate -s 16M "$work/$node/disk.img"
@@ -55,6 +56,8 @@ cmdline = "console=ttyS0 colo.ip=10.94.0.2/24"
 disks = [ "path=$work/$node/disk.img" ]
 nics = [ "tap=tap$node,mac=52:54:00:aa:bb:41" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk = "$work/pair.psk"
 CFG
 done
 peers="nodeA=127.0.0.1:${port[A]} nodeB=127.0.0.1:${port[B]}"

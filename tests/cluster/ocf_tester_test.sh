@@ -40,7 +40,10 @@ cmdline = "console=ttyS0 colo.ip=10.93.0.2/24"
 disks = [ "path=$work/disk.img" ]
 nics = [ "tap=tapA,mac=52:54:00:aa:bb:31" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk = "$work/pair.psk"
 CFG
+"$colo" keygen psk "$work/pair.psk" --identity ocftest >/dev/null
 mkdir -p "$work/run" "$work/rsc"
 
 # The agent must be readable by "nobody" (ocf-tester runs meta-data as

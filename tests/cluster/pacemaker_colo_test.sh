@@ -69,7 +69,7 @@ pass "Corosync and the witness up, both nodes quorate after $(seconds_since "$be
 pacemaker_lab_install "$prefix" "$dir" "$source_dir/scripts/ocf/colo" colo "$fence_agent" ||
     { fail "cannot install the agents in the nodes"; exit 1; }
 
-cluster_lab_write_vm_configs "$dir" "$guest_dir" "$guest"
+cluster_lab_write_vm_configs "$dir" "$guest_dir" "$guest" "$colo"
 node_parameters() { # NODE INDEX: this node's VM.cfg and listen address, by a rule on #uname
     cat <<XML
     <instance_attributes id="colo-node-$1" score="$((10 - $2))">

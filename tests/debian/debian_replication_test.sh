@@ -58,8 +58,11 @@ cmdline = "console=ttyS0 quiet root=/dev/vda rw init=/sbin/colo-init colo.ip=$gu
 disks = [ "path=$2" ]
 nics = [ "tap=$1,mac=52:54:00:de:b1:04" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk = "$work/pair.psk"
 CFG
 }
+"$colo" keygen psk "$work/pair.psk" --identity debian >/dev/null
 
 sql() { on_client timeout 60 psql -h "$guest" -U postgres -X -q -A -t -c "$1" postgres; }
 

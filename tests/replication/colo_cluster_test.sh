@@ -58,7 +58,7 @@ cluster_lab_create "$prefix" "$dir" && cluster_lab_add_vm_networks "$prefix" "$d
 cluster_lab_start_corosync "$prefix" "$dir" || { fail "the cluster did not come up"; exit 1; }
 pass "lab up: two nodes and a witness, quorate; replication and client networks"
 
-cluster_lab_write_vm_configs "$dir" "$guest_dir" "$guest"
+cluster_lab_write_vm_configs "$dir" "$guest_dir" "$guest" "$colo"
 
 on_node() { # NODE COMMAND...: with that node's control sockets
     local node=$1

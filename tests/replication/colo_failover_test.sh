@@ -193,13 +193,23 @@ kill -9 "$secondary3_pid"; wait "$secondary3_pid" 2>/dev/null
 sleep 3
 finish_client four "failover by hand"
 
-COLO_RUN_DIR=$work/B5 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47104 "$work/a.cfg" \
+# A "primary" that pairs and dies after the first bytes of its stream: on
+# plain TCP (replication_auth = "none") a script can speak the pairing's
+# hellos (cluster/peer_pairing.h); with TLS it could not.
+sed 's/^replication_auth = .*/replication_auth = "none"/; /^replication_psk/d' "$work/a.cfg" >"$work/plain.cfg"
+COLO_RUN_DIR=$work/B5 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47104 "$work/plain.cfg" \
     --name early >"$work/secondary5.log" 2>&1 </dev/null &
 secondary5_pid=$!; pids+=("$secondary5_pid")
 wait_for "$work/secondary5.log" "waiting for the primary" "fifth secondary listening" "$secondary5_pid" || exit 1
 ip netns exec "$hosts_ns" python3 -c '
-import socket
-a = socket.create_connection(("127.0.0.1", 47104)); b = socket.create_connection(("127.0.0.1", 47104))
+import os, socket
+binding = os.urandom(32)
+def hello(channel):
+    connection = socket.create_connection(("127.0.0.1", 47104))
+    connection.sendall(b"COLOPAIR" + bytes([1, channel, 0, 0]) + binding)
+    assert connection.recv(12) == b"COLOPAIR" + bytes([1, channel, 0, 0])
+    return connection
+a = hello(1); b = hello(2)
 a.sendall(b"COLOSTRM"); a.close(); b.close()'
 started=$SECONDS
 while kill -0 "$secondary5_pid" 2>/dev/null && ((SECONDS - started < 20)); do sleep 0.1; done

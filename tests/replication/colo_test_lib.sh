@@ -6,7 +6,8 @@
 # namespaces, on_host, wait_for, wait_exit) it provides the topology with
 # two "hosts" in one namespace (tapA for the primary, tapB for the
 # secondary) and a client namespace; a.cfg and b.cfg (the same VM,
-# "guarded", each side with its own disk, which protect makes the same);
+# "guarded", each side with its own disk, which protect makes the same;
+# the pair authenticates with the pre-shared key pair.psk);
 # replication_field and wait_for_checkpoints.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../support/e2e_lib.sh"
@@ -21,12 +22,15 @@ cmdline = "console=ttyS0 colo.ip=$guest/24 colo.churn=2000"
 disks = [ "path=$2" ]
 nics = [ "tap=$1,mac=52:54:00:aa:bb:02" ]
 console = "stdio"
+replication_auth = "psk"
+replication_psk = "$work/pair.psk"
 CFG
 }
 
-colo_test_begin() {  # NAME TAG: the work directory's and the namespaces' names
-    e2e_begin "$1" "$2" 10.97.0.1/24 tapA tapB
+colo_test_begin() {  # NAME TAG [TAP...]: the work directory's and the namespaces' names; more TAPs
+    e2e_begin "$1" "$2" 10.97.0.1/24 tapA tapB "${@:3}"
     truncate -s 16M "$work/diskA.img" "$work/diskB.img"
+    "$colo" keygen psk "$work/pair.psk" --identity guarded >/dev/null
     make_config tapA "$work/diskA.img" >"$work/a.cfg"
     make_config tapB "$work/diskB.img" >"$work/b.cfg"
 }
