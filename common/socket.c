@@ -155,7 +155,10 @@ int socket_connect_within(const char *host_and_port, int timeout_ms, struct erro
             snprintf(timed_out, sizeof timed_out, "timed out after %d ms (no answer)", share);
             what = timed_out;
         }
-        int wrote = snprintf(reasons + used, sizeof reasons - used, "%s%s %s", used ? "; " : "", numeric, what);
+        /* One address: the message names it already. */
+        int wrote = addresses->ai_next
+                        ? snprintf(reasons + used, sizeof reasons - used, "%s%s %s", used ? "; " : "", numeric, what)
+                        : snprintf(reasons, sizeof reasons, "%s", what);
         if (wrote > 0)
             used = used + (size_t)wrote < sizeof reasons ? used + (size_t)wrote : sizeof reasons - 1;
     }
