@@ -122,5 +122,14 @@ int migration_receive_with_reader(struct machine *machine, struct stream_reader 
  * the disks too. */
 int migration_receive_with_companion(struct machine *machine, struct stream_reader *reader,
                                      const struct migration_companion *companion, struct error *err);
+/* The same, calling the two sides here_name and there_name ("secondary",
+ * "primary") where a machine that differs is refused: with a companion,
+ * the source describes its machine first (MACHINE), and this side answers
+ * a difference with a REFUSAL naming each one ("the secondary's RAM is
+ * 256 MiB, the primary's 512 MiB"), which the source's companion reads
+ * instead of its answer; err has the same words. */
+int migration_receive_between(struct machine *machine, struct stream_reader *reader,
+                              const struct migration_companion *companion, const char *here_name,
+                              const char *there_name, struct error *err);
 
 #endif
