@@ -203,13 +203,6 @@ static int receive_hashes(struct disk_sync_source *sync, int fd, uint8_t **hashe
         }
         if (record.type == STREAM_RECORD_CHECKPOINT_END)
             break;
-        if (record.type == STREAM_RECORD_REFUSAL) {
-            /* The destination compared the machines and names what differs. */
-            char text[STREAM_MAX_REFUSAL + 1];
-            stream_refusal_text(record.body, record.length, text, sizeof text);
-            error_set(err, "refused: %s", text);
-            goto done;
-        }
         if (record.type != STREAM_RECORD_DISK_HASHES) {
             error_set(err, "the destination sent a record of type %u where its disk hashes were expected", record.type);
             goto done;

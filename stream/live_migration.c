@@ -1,6 +1,7 @@
 #include "live_migration.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,45 @@ int migration_end_round(struct stream_writer *writer, struct error *err)
     return wait_for_acknowledgement(writer->fd, MIGRATION_ROUND_APPLIED, err);
 }
 
+/* The destination's answer to the request run: it takes the machine, or
+ * a REFUSAL that says why not. */
+static int wait_for_machine_answer(int fd, struct error *err)
+{
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, err) < 0)
+        return -1;
+    int status = -1;
+    struct pollfd watch = { .fd = fd, .events = POLLIN };
+    int ready;
+    do {
+        ready = poll(&watch, 1, MIGRATION_MACHINE_ANSWER_TIMEOUT_MS);
+    } while (ready < 0 && errno == EINTR);
+    struct stream_record record;
+    int got = ready > 0 ? stream_read_record(&reader, &record, err) : -1;
+    if (ready == 0) {
+        error_set(err, "the destination did not answer within %d s whether it takes the machine",
+                  MIGRATION_MACHINE_ANSWER_TIMEOUT_MS / 1000);
+    } else if (ready < 0) {
+        error_set_errno(err, "waiting for the destination's answer");
+    } else if (got == 0) {
+        error_set(err, "the destination closed the connection instead of answering (see its log)");
+    } else if (got > 0 && record.type == STREAM_RECORD_REFUSAL) {
+        char text[STREAM_MAX_REFUSAL + 1];
+        stream_refusal_text(record.body, record.length, text, sizeof text);
+        error_set(err, "refused: %s", text);
+    } else if (got > 0 && (record.type != STREAM_RECORD_CHECKPOINT_STATE ||
+                           stream_get_u32(record.body) != MIGRATION_MACHINE_ACCEPTED)) {
+        error_set(err, "the destination answered with a %s record, not whether it takes the machine",
+                  stream_record_type_name(record.type));
+    } else if (got > 0) {
+        status = 0;
+    } else {
+        error_prefix(err, "the destination's answer: ");
+    }
+    stream_reader_destroy(&reader);
+    return status;
+}
+
 int migration_send(struct machine *machine, int fd, const struct migration_options *options,
                    struct migration_result *result, struct error *err)
 {
@@ -122,7 +162,11 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
     if (companion && (stream_write_machine(&sender.writer, &description, err) < 0 ||
                       stream_write_checkpoint_state(&sender.writer, MIGRATION_COMPANION_REQUEST, err) < 0 ||
                       stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
-                      (companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)))
+                      wait_for_machine_answer(fd, err) < 0))
+        goto done;
+    if (companion && options->machine_accepted)
+        options->machine_accepted(options->progress_opaque);
+    if (companion && companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)
         goto done;
 
     /* Logging starts before the full copy, so every page written during it
@@ -343,6 +387,19 @@ static int receive_machine(struct machine *machine, struct stream_reader *reader
     return 0;
 }
 
+static int accept_machine(int fd, struct error *err)
+{
+    struct stream_writer writer;
+    if (stream_writer_init(&writer, fd, err) < 0)
+        return -1;
+    int status = stream_write_checkpoint_state(&writer, MIGRATION_MACHINE_ACCEPTED, err) < 0 ||
+                         stream_flush(&writer, err) < 0
+                     ? -1
+                     : 0;
+    stream_writer_destroy(&writer);
+    return status;
+}
+
 int migration_receive_between(struct machine *machine, struct stream_reader *reader,
                               const struct migration_companion *companion, const char *here_name,
                               const char *there_name, struct error *err)
@@ -356,7 +413,7 @@ int migration_receive_between(struct machine *machine, struct stream_reader *rea
     if (stream_read_header(reader, &expected, err) < 0)
         return -1;
     if (companion) {
-        if (receive_machine(machine, reader, here_name, there_name, err) < 0)
+        if (receive_machine(machine, reader, here_name, there_name, err) < 0 || accept_machine(fd, err) < 0)
             return -1;
         /* The answer stands for the run's acknowledgement. */
         if (companion->receive_start && companion->receive_start(companion->opaque, fd, err) < 0)

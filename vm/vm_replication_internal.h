@@ -75,8 +75,8 @@ struct vm_replication {
     unsigned interval_ms;
     unsigned output_delay_ms;
     int connect_timeout_ms;
-    /* The secondary took the machine (its disks' hashes came) and the
-     * pages flow: what `colo protect` waits for. */
+    /* The secondary took the machine (MIGRATION_MACHINE_ACCEPTED): what
+     * `colo protect` waits for. */
     bool initial_copy_started;
     struct colo_primary primary;
     bool primary_initialized;

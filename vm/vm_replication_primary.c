@@ -87,14 +87,11 @@ static const struct colo_checkpoint_device_ops watch_device = {
     .setup = watch_setup,
 };
 
-/* The first pages of the initial copy go out once the secondary has
- * accepted the machine (it answered with its disks' hashes). */
-static void note_initial_copy_progress(void *opaque, const struct migration_progress *progress)
+/* The secondary took the machine (same RAM, devices, disk sizes, MACs):
+ * the initial copy starts, with its disks' hashes. */
+static void note_machine_accepted(void *opaque)
 {
-    (void)progress;
-    struct vm_replication *replication = opaque;
-    if (!replication->initial_copy_started)
-        vm_replication_mark(replication, &replication->initial_copy_started);
+    vm_replication_mark(opaque, &((struct vm_replication *)opaque)->initial_copy_started);
 }
 
 static void *primary_thread(void *opaque)
@@ -107,7 +104,7 @@ static void *primary_thread(void *opaque)
     options.max_interval_ms = replication->interval_ms;
     options.on_checkpoint = post_checkpoint_event;
     options.on_checkpoint_opaque = replication;
-    options.migration.progress = note_initial_copy_progress;
+    options.migration.machine_accepted = note_machine_accepted;
     options.migration.progress_opaque = replication;
 #ifdef COLO_TEST_HOOKS
     options.kill_hook = replication->kill_hook;
