@@ -71,6 +71,7 @@ void peer_pair_close(struct peer_pair *pair)
 
 void peer_pairing_options_defaults(struct peer_pairing_options *options)
 {
+    options->connect_timeout_ms = 10000;
     options->handshake_timeout_ms = 2000;
     options->pair_timeout_ms = 10000;
     options->stream_socket_buffer = 0;
@@ -97,7 +98,7 @@ static int connect_channel(const char *host_and_port, const struct peer_credenti
                            struct peer_connection **connection, struct error *err)
 {
     const char *name = channel_name(hello->channel);
-    int fd = socket_connect(host_and_port, err);
+    int fd = socket_connect_within(host_and_port, options->connect_timeout_ms, err);
     if (fd < 0)
         return error_prefix(err, "the %s connection: ", name);
     if (hello->channel == PEER_CHANNEL_STREAM && options->stream_socket_buffer > 0)

@@ -57,6 +57,7 @@ struct peer_pair {
 void peer_pair_close(struct peer_pair *pair);
 
 struct peer_pairing_options {
+    int connect_timeout_ms;   /* the primary: per TCP connect (socket_connect_within) */
     int handshake_timeout_ms; /* per connection: handshake and hello */
     int pair_timeout_ms;      /* the secondary: from a stream to its mirror */
     /* The stream's TCP socket buffer (SO_SNDBUF on the client, SO_RCVBUF on

@@ -12,6 +12,13 @@
  * connection, or -1. Blocks for as long as the kernel's connect does. */
 int socket_connect(const char *host_and_port, struct error *err);
 
+/* The same within timeout_ms (> 0) in all: the addresses of HOST are
+ * tried in turn, each with a fair share of what is left, and none waits
+ * for the kernel's SYN retries (a host that drops packets would take over
+ * two minutes). On failure the message names HOST:PORT and says for each
+ * address tried whether it was refused, unreachable or timed out. */
+int socket_connect_within(const char *host_and_port, int timeout_ms, struct error *err);
+
 /* A listening socket (SO_REUSEADDR, backlog 8: the real peer waits there
  * while a stranger is refused) on HOST:PORT, or -1. */
 int socket_listen(const char *host_and_port, struct error *err);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,6 +616,103 @@ uint64_t machine_configuration_hash(const struct machine *machine)
     if (!machine->rng)
         hash = fnv1a_mix(hash, 0x6e6f2d726e67ull); /* "no-rng" */
     return hash;
+}
+
+void machine_describe(const struct machine *machine, struct machine_description *description)
+{
+    memset(description, 0, sizeof *description);
+    description->ram_size = machine->ram.size;
+    description->hart_count = machine->config.hart_count;
+    description->disk_count = machine->config.disk_count;
+    for (unsigned i = 0; i < machine->config.disk_count; i++) {
+        description->disk_sizes[i] = machine->disks[i]->backend->size;
+        description->disk_read_only[i] = machine->disks[i]->backend->read_only;
+    }
+    description->nic_count = machine->config.nic_count;
+    for (unsigned i = 0; i < machine->config.nic_count; i++)
+        memcpy(description->nic_macs[i], machine->config.nics[i].mac, 6);
+    description->has_rng = machine->rng != NULL;
+}
+
+/* "256 MiB" when whole MiB, else bytes. */
+static void describe_bytes(uint64_t bytes, char *text, size_t size)
+{
+    if (bytes % (1024 * 1024) == 0)
+        snprintf(text, size, "%llu MiB", (unsigned long long)(bytes >> 20));
+    else
+        snprintf(text, size, "%llu bytes", (unsigned long long)bytes);
+}
+
+static void describe_mac(const uint8_t mac[6], char *text, size_t size)
+{
+    snprintf(text, size, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+}
+
+/* Appends "; " (after the first) and one difference; cut short at the end. */
+__attribute__((format(printf, 4, 5))) static void add_difference(char *text, size_t size, size_t *used,
+                                                                 const char *format, ...)
+{
+    if (*used + 1 >= size)
+        return;
+    if (*used) {
+        int wrote = snprintf(text + *used, size - *used, "; ");
+        *used += wrote > 0 ? (size_t)wrote : 0;
+        if (*used >= size)
+            *used = size - 1;
+    }
+    va_list arguments;
+    va_start(arguments, format);
+    int wrote = vsnprintf(text + *used, size - *used, format, arguments);
+    va_end(arguments);
+    *used += wrote > 0 ? (size_t)wrote : 0;
+    if (*used >= size)
+        *used = size - 1;
+}
+
+bool machine_description_difference(const struct machine_description *here, const char *here_name,
+                                    const struct machine_description *there, const char *there_name, char *text,
+                                    size_t size)
+{
+    size_t used = 0;
+    if (size)
+        text[0] = '\0';
+    char ours[48], theirs[48];
+    if (here->ram_size != there->ram_size) {
+        describe_bytes(here->ram_size, ours, sizeof ours);
+        describe_bytes(there->ram_size, theirs, sizeof theirs);
+        add_difference(text, size, &used, "the %s's RAM is %s, the %s's %s", here_name, ours, there_name, theirs);
+    }
+    if (here->hart_count != there->hart_count)
+        add_difference(text, size, &used, "the %s has %u harts, the %s %u", here_name, here->hart_count, there_name,
+                       there->hart_count);
+    if (here->disk_count != there->disk_count)
+        add_difference(text, size, &used, "the %s has %u disks, the %s %u", here_name, here->disk_count, there_name,
+                       there->disk_count);
+    for (unsigned i = 0; i < here->disk_count && i < there->disk_count && i < MACHINE_MAX_DISKS; i++) {
+        if (here->disk_sizes[i] != there->disk_sizes[i])
+            add_difference(text, size, &used, "disk %u: the %s's image is %llu bytes, the %s's %llu", i, here_name,
+                           (unsigned long long)here->disk_sizes[i], there_name,
+                           (unsigned long long)there->disk_sizes[i]);
+        if (here->disk_read_only[i] != there->disk_read_only[i])
+            add_difference(text, size, &used, "disk %u is %s on the %s, %s on the %s", i,
+                           here->disk_read_only[i] ? "read-only" : "writable", here_name,
+                           there->disk_read_only[i] ? "read-only" : "writable", there_name);
+    }
+    if (here->nic_count != there->nic_count)
+        add_difference(text, size, &used, "the %s has %u NICs, the %s %u", here_name, here->nic_count, there_name,
+                       there->nic_count);
+    for (unsigned i = 0; i < here->nic_count && i < there->nic_count && i < MACHINE_MAX_NICS; i++) {
+        if (memcmp(here->nic_macs[i], there->nic_macs[i], 6) == 0)
+            continue;
+        describe_mac(here->nic_macs[i], ours, sizeof ours);
+        describe_mac(there->nic_macs[i], theirs, sizeof theirs);
+        add_difference(text, size, &used, "nic %u: MAC %s on the %s, %s on the %s", i, ours, here_name, theirs,
+                       there_name);
+    }
+    if (here->has_rng != there->has_rng)
+        add_difference(text, size, &used, "the %s has %s entropy device (virtio-rng), the %s %s", here_name,
+                       here->has_rng ? "an" : "no", there_name, there->has_rng ? "has one" : "none");
+    return used > 0;
 }
 
 uint64_t machine_ram_hash(const struct machine *machine)

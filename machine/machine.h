@@ -175,6 +175,32 @@ uint64_t machine_pc(const struct machine *machine);
  * RAM size, harts, and the devices (kinds, order, NIC MACs, disk sizes). */
 uint64_t machine_configuration_hash(const struct machine *machine);
 
+/* What machine_configuration_hash covers, field by field: two machines
+ * with equal descriptions have equal hashes. Exchanged before a copy
+ * between hosts (stream MACHINE_DESCRIPTION), so a refusal can name what
+ * differs instead of a hash. */
+struct machine_description {
+    uint64_t ram_size; /* bytes */
+    uint32_t hart_count;
+    uint32_t disk_count;
+    uint64_t disk_sizes[MACHINE_MAX_DISKS]; /* bytes */
+    bool disk_read_only[MACHINE_MAX_DISKS];
+    uint32_t nic_count;
+    uint8_t nic_macs[MACHINE_MAX_NICS][6];
+    bool has_rng; /* the entropy device (virtio-rng) */
+};
+
+void machine_describe(const struct machine *machine, struct machine_description *description);
+
+/* Every way `here` differs from `there`, as one sentence into text (at
+ * most size bytes, cut short if need be), each side called by its name
+ * ("secondary", "primary"): "the secondary's RAM is 256 MiB, the
+ * primary's 512 MiB; nic 0: MAC 52:54:00:00:00:01 on the secondary,
+ * 52:54:00:00:00:02 on the primary". False (text empty) when they agree. */
+bool machine_description_difference(const struct machine_description *here, const char *here_name,
+                                    const struct machine_description *there, const char *there_name, char *text,
+                                    size_t size);
+
 /* FNV-1a 64-bit hash of all of guest RAM, for tests. */
 uint64_t machine_ram_hash(const struct machine *machine);
 /* FNV-1a 64-bit hash of hart 0's saved state (exactly what is guest

@@ -27,6 +27,7 @@ static void print_usage(FILE *out)
                  "       colo migrate NAME HOST:PORT [--max-downtime MS] [--max-rounds N] [--copy-disks]\n"
                  "       colo secondary --listen ADDR:PORT VM.cfg [--heartbeat-timeout MS] [options]\n"
                  "       colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] [--heartbeat-timeout MS]\n"
+                 "                    [--connect-timeout MS] [--wait-timeout MS | --no-wait]   (colo protect --help)\n"
                  "       colo checkpoint NAME\n"
                  "       colo failover NAME\n"
                  "       colo keygen psk FILE [--identity NAME]\n"
@@ -84,8 +85,11 @@ static void print_usage(FILE *out)
                  "protect's --heartbeat-timeout (default 200; 5000 without a cluster) bounds\n"
                  "how long the primary waits for a hung secondary. With --cluster corosync\n"
                  "neither acts on a suspicion alone: the cluster's verdict decides who owns\n"
-                 "the VM, and the other copy stands down (exit status 3). docs/replication.md\n"
-                 "has the details.\n"
+                 "the VM, and the other copy stands down (exit status 3). colo protect\n"
+                 "returns once the initial copy has started, or exits 1 saying why it\n"
+                 "cannot (refused, unreachable, timed out within --connect-timeout, or\n"
+                 "what differs between the two machines). docs/replication.md has the\n"
+                 "details.\n"
                  "  --help                    this text\n");
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "control_client.h"
 #include "vm_replication.h"
 
@@ -38,32 +39,149 @@ static int call_vm(const char *program, const char *name, json_t *request, json_
     return 0;
 }
 
+static const char protect_usage[] =
+    "usage: colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] [--heartbeat-timeout MS]\n"
+    "                    [--connect-timeout MS] [--wait-timeout MS | --no-wait]\n";
+
+static const char protect_help[] = "\n"
+                                   "Makes the running VM NAME the COLO primary of the `colo secondary` waiting\n"
+                                   "at HOST:PORT, and waits until the initial copy has started: the secondary\n"
+                                   "took the connection and accepted the machine (same RAM, devices, disk\n"
+                                   "sizes, NIC MACs). The copy and the checkpoints then go on in the VM's\n"
+                                   "process; `colo status NAME` and `colo events NAME` follow them.\n"
+                                   "\n"
+                                   "  --interval MS           a checkpoint at least every MS (default 100)\n"
+                                   "  --output-delay MS       held output asks for a checkpoint within MS (default 0)\n"
+                                   "  --heartbeat-timeout MS  how long the primary waits for a silent secondary\n"
+                                   "                          (default 200; 5000 without a cluster)\n"
+                                   "  --connect-timeout MS    each connection to the secondary within MS (default\n"
+                                   "                          10000): a host that drops packets is \"timed out\"\n"
+                                   "  --wait-timeout MS       wait at most MS for the initial copy to start (default\n"
+                                   "                          30000; 0: for ever)\n"
+                                   "  --no-wait               return once the VM took the request, as before\n"
+                                   "\n"
+                                   "exit status:\n"
+                                   "  0  the initial copy has started (with --no-wait: the request was taken)\n"
+                                   "  1  protection failed, and why is printed: the connection was refused,\n"
+                                   "     the host is unreachable, the connection timed out, the secondary\n"
+                                   "     refused the machine (it names the difference: RAM, disk, NIC, ...),\n"
+                                   "     the request was refused, or no VM NAME runs; the VM runs on unprotected\n"
+                                   "  2  usage error\n"
+                                   "  3  the initial copy had not started within --wait-timeout; the VM goes on\n"
+                                   "     trying (`colo status NAME`)\n";
+
+/* A whole number of milliseconds from min to max, or -1 (after saying so). */
+static long parse_milliseconds(const char *option, const char *text, long min, long max)
+{
+    char *end;
+    long value = strtol(text, &end, 10);
+    if (*end || !*text || value < min || value > max) {
+        fprintf(stderr, "colo protect: %s needs %ld..%ld ms, got '%s'\n", option, min, max, text);
+        return -1;
+    }
+    return value;
+}
+
+static const char *replication_text(const json_t *replication, const char *field)
+{
+    const char *text = json_string_value(json_object_get(replication, field));
+    return text ? text : "";
+}
+
+/* Polls the VM's status until the primary says the initial copy started
+ * (0), or that the protection ended (1, the reason printed), or wait_ms
+ * passed (3). The VM's control thread never waits for the connection:
+ * this client does, so status keeps answering meanwhile. */
+static int wait_for_initial_copy(const char *name, const char *destination, long wait_ms)
+{
+    char socket_path[4096];
+    struct error err;
+    struct control_client client;
+    if (control_socket_path(name, socket_path, sizeof socket_path, &err) < 0 ||
+        control_client_connect(&client, socket_path, 5000, &err) < 0) {
+        fprintf(stderr, "colo protect: %s: cannot follow the protection: %s\n", name, err.message);
+        return 1;
+    }
+    json_t *request = json_pack("{s:s}", "command", "status");
+    uint64_t started = clock_monotonic_ms();
+    char state[64] = "connecting";
+    int result = -1, unexplained_ends = 0;
+    while (result < 0) {
+        json_t *reply = NULL;
+        int called = control_client_call(&client, request, &reply, 5000, &err);
+        if (called != CONTROL_CLIENT_OK) {
+            fprintf(stderr, "colo protect: %s: %s while waiting for the initial copy to %s\n", name,
+                    called == CONTROL_CLIENT_ERROR ? err.message : "the VM stopped answering", destination);
+            result = 1;
+            break;
+        }
+        const json_t *replication = json_object_get(reply, "replication");
+        snprintf(state, sizeof state, "%s", replication_text(replication, "state"));
+        const char *ended = replication_text(replication, "ended");
+        const char *vm_state = json_string_value(json_object_get(reply, "state"));
+        if (json_is_true(json_object_get(replication, "initial_copy_started")) || strcmp(state, "RUNNING") == 0 ||
+            strcmp(state, "CHECKPOINTING") == 0) {
+            result = 0;
+        } else if (strcmp(state, "unprotected") == 0 || strcmp(state, "stood down") == 0) {
+            /* The reason follows the state by a moment. */
+            if (*ended || ++unexplained_ends > 20) {
+                fprintf(stderr, "colo protect: %s: protection with %s failed: %s\n", name, destination,
+                        *ended ? ended : state);
+                result = 1;
+            }
+        } else if (vm_state && (strcmp(vm_state, "stopped") == 0 || strcmp(vm_state, "stopping") == 0)) {
+            fprintf(stderr, "colo protect: %s: the VM ended before the initial copy to %s started\n", name,
+                    destination);
+            result = 1;
+        } else if (wait_ms > 0 && clock_monotonic_ms() - started >= (uint64_t)wait_ms) {
+            fprintf(stderr,
+                    "colo protect: %s: the initial copy to %s has not started within %.1f s (state %s); the VM "
+                    "goes on trying: see `colo status %s`\n",
+                    name, destination, (double)wait_ms / 1000, state, name);
+            result = 3;
+        }
+        json_decref(reply);
+        if (result < 0)
+            clock_sleep_ms(50);
+    }
+    json_decref(request);
+    control_client_close(&client);
+    return result;
+}
+
 int colo_protect_main(int argc, char **argv)
 {
     const char *name = NULL, *destination = NULL;
-    long interval_ms = -1, output_delay_ms = -1, heartbeat_timeout_ms = -1;
-    const char *usage = "usage: colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] "
-                        "[--heartbeat-timeout MS]\n";
+    long interval_ms = -1, output_delay_ms = -1, heartbeat_timeout_ms = -1, connect_timeout_ms = -1;
+    long wait_timeout_ms = 30000;
+    bool wait = true;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
-            char *end;
-            heartbeat_timeout_ms = strtol(argv[++i], &end, 10);
-            if (*end || !*argv[i] || heartbeat_timeout_ms < 0 || heartbeat_timeout_ms > 3600000) {
-                fprintf(stderr, "colo protect: --heartbeat-timeout needs 0..3600000 ms, got '%s'\n", argv[i]);
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("%s%s", protect_usage, protect_help);
+            return 0;
+        } else if (strcmp(argv[i], "--no-wait") == 0) {
+            wait = false;
+        } else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
+            if ((heartbeat_timeout_ms = parse_milliseconds(argv[i], argv[i + 1], 0, 3600000)) < 0)
                 return 2;
-            }
+            i++;
+        } else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc) {
+            if ((connect_timeout_ms = parse_milliseconds(argv[i], argv[i + 1], 1, 600000)) < 0)
+                return 2;
+            i++;
+        } else if (strcmp(argv[i], "--wait-timeout") == 0 && i + 1 < argc) {
+            if ((wait_timeout_ms = parse_milliseconds(argv[i], argv[i + 1], 0, 3600000)) < 0)
+                return 2;
+            i++;
         } else if ((strcmp(argv[i], "--interval") == 0 || strcmp(argv[i], "--output-delay") == 0) && i + 1 < argc) {
             bool interval = strcmp(argv[i], "--interval") == 0;
-            char *end;
-            long value = strtol(argv[++i], &end, 10);
-            if (*end || !*argv[i] || value < (interval ? 1 : 0) || value > 600000) {
-                fprintf(stderr, "colo protect: %s needs %s..600000 ms, got '%s'\n", argv[i - 1], interval ? "1" : "0",
-                        argv[i]);
+            long value = parse_milliseconds(argv[i], argv[i + 1], interval ? 1 : 0, 600000);
+            if (value < 0)
                 return 2;
-            }
             *(interval ? &interval_ms : &output_delay_ms) = value;
+            i++;
         } else if (argv[i][0] == '-' || (name && destination)) {
-            fprintf(stderr, "colo protect: unexpected '%s'\n%s", argv[i], usage);
+            fprintf(stderr, "colo protect: unexpected '%s'\n%s", argv[i], protect_usage);
             return 2;
         } else if (!name) {
             name = argv[i];
@@ -72,7 +190,7 @@ int colo_protect_main(int argc, char **argv)
         }
     }
     if (!name || !destination) {
-        fputs(usage, stderr);
+        fputs(protect_usage, stderr);
         return 2;
     }
     json_t *request = json_pack("{s:s, s:s}", "command", "protect", "destination", destination), *reply = NULL;
@@ -82,14 +200,19 @@ int colo_protect_main(int argc, char **argv)
         json_object_set_new(request, "output_delay_ms", json_integer(output_delay_ms));
     if (heartbeat_timeout_ms >= 0)
         json_object_set_new(request, "heartbeat_timeout_ms", json_integer(heartbeat_timeout_ms));
+    if (connect_timeout_ms > 0)
+        json_object_set_new(request, "connect_timeout_ms", json_integer(connect_timeout_ms));
     int status = call_vm("colo protect", name, request, &reply);
     json_decref(request);
+    if (status == 0 && wait)
+        status = wait_for_initial_copy(name, destination, wait_timeout_ms);
     if (status == 0)
         printf("protecting %s with the secondary at %s (checkpoint at least every %" JSON_INTEGER_FORMAT
-               " ms, and within %" JSON_INTEGER_FORMAT " ms of held output); `colo status %s` shows the "
+               " ms, and within %" JSON_INTEGER_FORMAT " ms of held output)%s; `colo status %s` shows the "
                "replication\n",
                name, destination, json_integer_value(json_object_get(reply, "interval_ms")),
-               json_integer_value(json_object_get(reply, "output_delay_ms")), name);
+               json_integer_value(json_object_get(reply, "output_delay_ms")),
+               wait ? ": the initial copy has started" : "", name);
     const char *cluster = status == 0 ? json_string_value(json_object_get(reply, "cluster")) : NULL;
     if (status == 0 && (!cluster || strcmp(cluster, "corosync") != 0))
         fprintf(stderr,

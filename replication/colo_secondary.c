@@ -262,8 +262,8 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
     /* The initial copy: a live migration of the PVM into the SVM, on the
      * same reader we keep for the checkpoints (the reader takes no byte
      * beyond the migration's END). */
-    if (migration_receive_with_companion(svm, &secondary->reader, secondary->options.initial_copy_companion, &cause) <
-        0)
+    if (migration_receive_between(svm, &secondary->reader, secondary->options.initial_copy_companion, "secondary",
+                                  "primary", &cause) < 0)
         return fail(secondary, err, "receiving the initial copy", &cause);
 
     /* Log from here: the SVM is now the PVM as of the migration's end,

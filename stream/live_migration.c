@@ -1,6 +1,7 @@
 #include "live_migration.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "clock.h"
 #include "machine.h"
 #include "stream.h"
+#include "stream_internal.h"
 
 /* The destination's one-byte acknowledgements: a pre-copy round is applied
  * (so the source's rate and its choice of the last round reflect what the
@@ -89,6 +91,45 @@ int migration_end_round(struct stream_writer *writer, struct error *err)
     return wait_for_acknowledgement(writer->fd, MIGRATION_ROUND_APPLIED, err);
 }
 
+/* The destination's answer to the request run: it takes the machine, or
+ * a REFUSAL that says why not. */
+static int wait_for_machine_answer(int fd, struct error *err)
+{
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, err) < 0)
+        return -1;
+    int status = -1;
+    struct pollfd watch = { .fd = fd, .events = POLLIN };
+    int ready;
+    do {
+        ready = poll(&watch, 1, MIGRATION_MACHINE_ANSWER_TIMEOUT_MS);
+    } while (ready < 0 && errno == EINTR);
+    struct stream_record record;
+    int got = ready > 0 ? stream_read_record(&reader, &record, err) : -1;
+    if (ready == 0) {
+        error_set(err, "the destination did not answer within %d s whether it takes the machine",
+                  MIGRATION_MACHINE_ANSWER_TIMEOUT_MS / 1000);
+    } else if (ready < 0) {
+        error_set_errno(err, "waiting for the destination's answer");
+    } else if (got == 0) {
+        error_set(err, "the destination closed the connection instead of answering (see its log)");
+    } else if (got > 0 && record.type == STREAM_RECORD_REFUSAL) {
+        char text[STREAM_MAX_REFUSAL + 1];
+        stream_refusal_text(record.body, record.length, text, sizeof text);
+        error_set(err, "refused: %s", text);
+    } else if (got > 0 && (record.type != STREAM_RECORD_CHECKPOINT_STATE ||
+                           stream_get_u32(record.body) != MIGRATION_MACHINE_ACCEPTED)) {
+        error_set(err, "the destination answered with a %s record, not whether it takes the machine",
+                  stream_record_type_name(record.type));
+    } else if (got > 0) {
+        status = 0;
+    } else {
+        error_prefix(err, "the destination's answer: ");
+    }
+    stream_reader_destroy(&reader);
+    return status;
+}
+
 int migration_send(struct machine *machine, int fd, const struct migration_options *options,
                    struct migration_result *result, struct error *err)
 {
@@ -115,9 +156,17 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
         goto done;
 
     const struct migration_companion *companion = options->companion;
-    if (companion && (stream_write_checkpoint_state(&sender.writer, MIGRATION_COMPANION_REQUEST, err) < 0 ||
+    /* With a companion the destination compares the machines first. */
+    struct machine_description description;
+    machine_describe(machine, &description);
+    if (companion && (stream_write_machine(&sender.writer, &description, err) < 0 ||
+                      stream_write_checkpoint_state(&sender.writer, MIGRATION_COMPANION_REQUEST, err) < 0 ||
                       stream_write_checkpoint_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0 ||
-                      (companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)))
+                      wait_for_machine_answer(fd, err) < 0))
+        goto done;
+    if (companion && options->machine_accepted)
+        options->machine_accepted(options->progress_opaque);
+    if (companion && companion->before_copy && companion->before_copy(companion->opaque, &sender.writer, err) < 0)
         goto done;
 
     /* Logging starts before the full copy, so every page written during it
@@ -269,34 +318,117 @@ int migration_receive_with_reader(struct machine *machine, struct stream_reader 
 int migration_receive_with_companion(struct machine *machine, struct stream_reader *reader,
                                      const struct migration_companion *companion, struct error *err)
 {
+    return migration_receive_between(machine, reader, companion, "destination", "source", err);
+}
+
+/* Tells the source why (REFUSAL, which its companion reads instead of an
+ * answer), then fails with the same words here. */
+static int refuse(struct stream_reader *reader, const char *text, struct error *err)
+{
+    struct stream_writer writer;
+    struct error ignored;
+    if (stream_writer_init(&writer, reader->fd, &ignored) == 0) {
+        if (stream_write_refusal(&writer, text, &ignored) == 0)
+            (void)stream_flush(&writer, &ignored);
+        stream_writer_destroy(&writer);
+    }
+    return error_set(err, "%s", text);
+}
+
+/* The first run of a migration with a companion: the source's MACHINE and
+ * its request, nothing else. A machine that differs is refused, naming
+ * each difference on both sides. */
+static int receive_machine(struct machine *machine, struct stream_reader *reader, const char *here_name,
+                           const char *there_name, struct error *err)
+{
+    struct machine_description ours, theirs;
+    bool described = false, requested = false;
+    for (;;) {
+        struct stream_record record;
+        int got = stream_read_record(reader, &record, err);
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            return error_set(err, "the %s closed the connection before describing its machine", there_name);
+        if (record.type == STREAM_RECORD_CHECKPOINT_END)
+            break;
+        if (record.type == STREAM_RECORD_MACHINE) {
+            stream_machine_fields(record.body, &theirs);
+            described = true;
+        } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE &&
+                   stream_get_u32(record.body) == MIGRATION_COMPANION_REQUEST) {
+            requested = true;
+        } else {
+            requested = false;
+            break;
+        }
+    }
+    if (!requested)
+        return error_set(err, "this side copies the disks, but the source does not send them: "
+                              "migrate with --copy-disks");
+    if (!described) {
+        char text[200];
+        snprintf(text, sizeof text, "the %s did not describe its machine (MACHINE): it runs another colo version",
+                 there_name);
+        return refuse(reader, text, err);
+    }
+    machine_describe(machine, &ours);
+    char difference[STREAM_MAX_REFUSAL - 64], text[STREAM_MAX_REFUSAL];
+    if (machine_description_difference(&ours, here_name, &theirs, there_name, difference, sizeof difference)) {
+        snprintf(text, sizeof text, "the machines differ: %s", difference);
+        return refuse(reader, text, err);
+    }
+    /* The header must agree with what the source described. */
+    if (reader->ram_size != ours.ram_size || reader->configuration_hash != machine_configuration_hash(machine))
+        return refuse(reader,
+                      "the machines differ: the stream header's RAM size or configuration hash is not the "
+                      "described machine's",
+                      err);
+    return 0;
+}
+
+static int accept_machine(int fd, struct error *err)
+{
+    struct stream_writer writer;
+    if (stream_writer_init(&writer, fd, err) < 0)
+        return -1;
+    int status = stream_write_checkpoint_state(&writer, MIGRATION_MACHINE_ACCEPTED, err) < 0 ||
+                         stream_flush(&writer, err) < 0
+                     ? -1
+                     : 0;
+    stream_writer_destroy(&writer);
+    return status;
+}
+
+int migration_receive_between(struct machine *machine, struct stream_reader *reader,
+                              const struct migration_companion *companion, const char *here_name,
+                              const char *there_name, struct error *err)
+{
     int fd = reader->fd;
     uint64_t configuration_hash = machine_configuration_hash(machine);
-    /* With a companion the check waits until it has answered: the source
-     * then compares the disks and names what differs. */
-    struct stream_header expected = { STREAM_VERSION, machine_ram_size(machine), companion ? 0 : configuration_hash };
+    /* With a companion the machines are compared field by field in the
+     * first run (receive_machine), so a refusal names what differs. */
+    struct stream_header expected = { STREAM_VERSION, companion ? 0 : machine_ram_size(machine),
+                                      companion ? 0 : configuration_hash };
     if (stream_read_header(reader, &expected, err) < 0)
         return -1;
-    for (bool first = true;; first = false) {
+    if (companion) {
+        if (receive_machine(machine, reader, here_name, there_name, err) < 0 || accept_machine(fd, err) < 0)
+            return -1;
+        /* The answer stands for the run's acknowledgement. */
+        if (companion->receive_start && companion->receive_start(companion->opaque, fd, err) < 0)
+            return -1;
+    }
+    for (;;) {
         uint32_t terminator = 0;
         if (stream_receive(reader, machine, &terminator, err) < 0)
             return -1;
         bool requested = false;
         for (uint64_t i = 0; i < reader->checkpoint_states_received && i < STREAM_RECENT_CHECKPOINT_STATES; i++)
             requested |= reader->recent_checkpoint_states[i] == MIGRATION_COMPANION_REQUEST;
-        if (first && companion && !requested && reader->configuration_hash != configuration_hash)
-            return error_set(err, "stream was made for another machine configuration (devices or MACs differ)");
-        if (requested != (first && companion) && (requested || first))
-            return error_set(err, requested ? "the source copies its disks: this side must receive with --copy-disks"
-                                            : "this side copies the disks, but the source does not send them: "
-                                              "migrate with --copy-disks");
-        if (requested) {
-            /* The answer stands for the run's acknowledgement. */
-            if (companion->receive_start && companion->receive_start(companion->opaque, fd, err) < 0)
-                return -1;
-            if (reader->configuration_hash != configuration_hash)
-                return error_set(err, "stream was made for another machine configuration (devices or MACs differ)");
-            continue;
-        }
+        if (requested)
+            return error_set(err, companion ? "the source asked twice to copy the disks"
+                                            : "the source copies its disks: this side must receive with --copy-disks");
         bool final = terminator == STREAM_RECORD_END;
         if (companion && companion->run_received) {
             if (companion->run_received(companion->opaque, reader, final, err) < 0)

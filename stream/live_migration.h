@@ -33,12 +33,19 @@ struct stream_reader;
 
 /* The CHECKPOINT_STATE id of the companion's request ("DSYN"). */
 #define MIGRATION_COMPANION_REQUEST 0x4453594eu
+/* The destination's CHECKPOINT_STATE that it takes the source's machine
+ * ("MACH" reversed: "HCAM"), sent before what its companion sends; a
+ * REFUSAL instead says why not. */
+#define MIGRATION_MACHINE_ACCEPTED 0x4843414du
+/* How long a source waits for that answer. */
+#define MIGRATION_MACHINE_ANSWER_TIMEOUT_MS (60 * 1000)
 
 /* What moves with the RAM when storage is not shared: the disks
  * (disk/disk_sync.h). A source with a companion starts with a run that
- * asks for it (a CHECKPOINT_STATE MIGRATION_COMPANION_REQUEST, then
- * CHECKPOINT_END): a destination with a companion answers with what its
- * receive_start sends instead of the run's acknowledgement; one without
+ * asks for it (MACHINE, a CHECKPOINT_STATE MIGRATION_COMPANION_REQUEST,
+ * then CHECKPOINT_END): a destination with a companion compares the
+ * machines and answers MIGRATION_MACHINE_ACCEPTED (or a REFUSAL), then
+ * what its receive_start sends, instead of the run's acknowledgement; one without
  * refuses the migration (the source's read then fails), and so does a
  * destination with a companion whose source sends no request: both sides
  * must agree to copy the disks. Its records travel in the migration's own runs, so
@@ -74,6 +81,11 @@ struct migration_options {
     /* Called from the migrating thread after every chunk of pages. */
     void (*progress)(void *opaque, const struct migration_progress *progress);
     void *progress_opaque;
+    /* With a companion: called once the destination took the machine
+     * (MIGRATION_MACHINE_ACCEPTED), before the companion's before_copy;
+     * a COLO primary's "the initial copy has started". May be NULL;
+     * gets progress_opaque. */
+    void (*machine_accepted)(void *opaque);
     /* For a COLO primary (replication/colo_primary.c): on success, leave the
      * dirty log on (cleared at the pause, so it holds exactly what the VM
      * writes after the state that was sent) instead of turning it off. The
@@ -122,5 +134,15 @@ int migration_receive_with_reader(struct machine *machine, struct stream_reader 
  * the disks too. */
 int migration_receive_with_companion(struct machine *machine, struct stream_reader *reader,
                                      const struct migration_companion *companion, struct error *err);
+/* The same, calling the two sides here_name and there_name ("secondary",
+ * "primary") where a machine that differs is refused: with a companion,
+ * the source describes its machine first (MACHINE), and this side answers
+ * a difference with a REFUSAL naming each one ("the secondary's RAM is
+ * 256 MiB, the primary's 512 MiB"), which migration_send reads instead of
+ * MIGRATION_MACHINE_ACCEPTED and fails with ("refused: ..."); err has the
+ * same words. */
+int migration_receive_between(struct machine *machine, struct stream_reader *reader,
+                              const struct migration_companion *companion, const char *here_name,
+                              const char *there_name, struct error *err);
 
 #endif

@@ -23,6 +23,12 @@
  *                     destination's image holds, so the source sends only
  *                     the chunks that differ (disk/disk_sync.h); sent
  *                     destination -> source, never inside a run
+ *   MACHINE           the sender's machine_description (120 bytes): sent
+ *                     first in a migration that copies disks, so the
+ *                     receiver can name what differs
+ *   REFUSAL           1..1024 bytes of text, no NUL: why the receiver
+ *                     will not take the stream (receiver -> sender,
+ *                     instead of its DISK_HASHES)
  *   HART_STATE        one "HART" section of the machine state
  *                     (docs/machine-state.md)
  *   DEVICE_STATE      u32 device id, u32 version, then that device's
@@ -69,7 +75,17 @@ enum stream_record_type {
     STREAM_RECORD_OUTPUT = 8,
     STREAM_RECORD_DISK_WRITE = 9,
     STREAM_RECORD_DISK_HASHES = 10,
+    STREAM_RECORD_MACHINE = 11,
+    STREAM_RECORD_REFUSAL = 12,
 };
+
+/* MACHINE: u64 ram_size, u32 hart_count, u32 disk_count, u32 nic_count,
+ * u32 flags (bit 0: an entropy device), 4 disk slots of u64 size, u32
+ * read_only, u32 zero, 4 NIC slots of a 6-byte MAC and 2 zero bytes;
+ * slots past the counts are zero. */
+#define STREAM_MACHINE_LENGTH 120u
+/* REFUSAL: text, at most this long. */
+#define STREAM_MAX_REFUSAL 1024u
 
 /* OUTPUT: u32 nic, u32 zero, the NIC's 12-byte header, then the frame. */
 #define STREAM_OUTPUT_PREFIX 20u
@@ -142,6 +158,13 @@ int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_
  * its checks leaves no record behind. */
 int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_t offset, const void *data,
                             size_t length, struct error *err);
+/* The machine's description (MACHINE). */
+struct machine_description;
+int stream_write_machine(struct stream_writer *writer, const struct machine_description *description,
+                         struct error *err);
+/* Why this side refuses (REFUSAL); a longer text is cut to
+ * STREAM_MAX_REFUSAL bytes. */
+int stream_write_refusal(struct stream_writer *writer, const char *text, struct error *err);
 /* Hashes of `count` chunks (1 .. STREAM_MAX_DISK_HASHES) of disk `disk`,
  * from chunk first_chunk on; chunk_size and disk_size as the record says. */
 int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32_t chunk_size, uint64_t disk_size,
@@ -196,8 +219,8 @@ struct stream_reader {
 int stream_reader_init(struct stream_reader *reader, int fd, struct error *err);
 void stream_reader_destroy(struct stream_reader *reader);
 /* Reads and checks the header against the expected machine (ram size and
- * configuration hash); the error says what differs. An expected
- * configuration hash of 0 is not checked: the caller checks
+ * configuration hash); the error says what differs. An expected RAM size
+ * or configuration hash of 0 is not checked: the caller checks
  * reader->configuration_hash later (a migration that copies disks first
  * lets the source compare the disks, to name what differs). */
 int stream_read_header(struct stream_reader *reader, const struct stream_header *expected, struct error *err);
@@ -266,6 +289,12 @@ struct stream_disk_hashes {
     size_t count;
 };
 void stream_disk_hashes_fields(const uint8_t *body, size_t length, struct stream_disk_hashes *fields);
+
+/* A MACHINE record's body (from stream_read_record, checked). */
+struct machine_description;
+void stream_machine_fields(const uint8_t *body, struct machine_description *description);
+/* A REFUSAL record's text, NUL-terminated into text (cut to size). */
+void stream_refusal_text(const uint8_t *body, size_t length, char *text, size_t size);
 /* Inside before_apply: true when the run about to be applied writes this
  * RAM page (as data or as a zero page). */
 bool stream_receive_writes_page(const struct stream_reader *reader, uint64_t page);

@@ -32,6 +32,10 @@ const char *stream_record_type_name(uint32_t type)
         return "DISK_WRITE";
     case STREAM_RECORD_DISK_HASHES:
         return "DISK_HASHES";
+    case STREAM_RECORD_MACHINE:
+        return "MACHINE";
+    case STREAM_RECORD_REFUSAL:
+        return "REFUSAL";
     case STREAM_RECORD_HART_STATE:
         return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE:
@@ -130,7 +134,7 @@ int stream_read_header(struct stream_reader *reader, const struct stream_header 
     if (header_length != STREAM_HEADER_LENGTH)
         return error_set(err, "stream header length is %u, version %u headers are %u bytes", header_length,
                          STREAM_VERSION, STREAM_HEADER_LENGTH);
-    if (ram_size != expected->ram_size) {
+    if (expected->ram_size != 0 && ram_size != expected->ram_size) {
         char theirs[40], ours[40];
         return error_set(err, "stream is for a machine with %s of RAM, this one has %s",
                          describe_size(ram_size, theirs, sizeof theirs),
@@ -186,6 +190,10 @@ static const char *length_problem(uint32_t type, uint32_t length)
             (length - STREAM_DISK_HASHES_PREFIX) % STREAM_DISK_HASH_SIZE != 0)
             return "is not 24 + 16 * count bytes for a count of at least 1";
         return NULL;
+    case STREAM_RECORD_MACHINE:
+        return length != STREAM_MACHINE_LENGTH ? "is not 120" : NULL;
+    case STREAM_RECORD_REFUSAL:
+        return length == 0 || length > STREAM_MAX_REFUSAL ? "is not 1 to 1024 bytes of text" : NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -296,6 +304,27 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
         if (chunk_size < 4096 || chunk_size > STREAM_MAX_DISK_WRITE || (chunk_size & (chunk_size - 1)) != 0)
             return reject(reader, number, name, err, "chunk size %u is not a power of two from 4096 to %u", chunk_size,
                           STREAM_MAX_DISK_WRITE);
+    } else if (type == STREAM_RECORD_MACHINE) {
+        uint32_t disks = stream_get_u32(body + 12), nics = stream_get_u32(body + 16);
+        if (disks > MACHINE_MAX_DISKS || nics > MACHINE_MAX_NICS)
+            return reject(reader, number, name, err, "%u disks and %u NICs, more than a machine has (%u, %u)", disks,
+                          nics, MACHINE_MAX_DISKS, MACHINE_MAX_NICS);
+        if (stream_get_u32(body + 20) > 1)
+            return reject(reader, number, name, err, "flags 0x%08x has unknown bits", stream_get_u32(body + 20));
+        for (uint32_t i = 0; i < MACHINE_MAX_DISKS; i++) {
+            uint32_t read_only = stream_get_u32(body + 32 + 16 * i), zero = stream_get_u32(body + 36 + 16 * i);
+            if (read_only > 1 || zero != 0 || (i >= disks && (stream_get_u64(body + 24 + 16 * i) || read_only)))
+                return reject(reader, number, name, err, "disk slot %u is not a size, 0 or 1, and 0", i);
+        }
+        for (uint32_t i = 0; i < MACHINE_MAX_NICS; i++) {
+            static const uint8_t zero[8];
+            const uint8_t *slot = body + 88 + 8 * i;
+            if (memcmp(slot + 6, zero, 2) != 0 || (i >= nics && memcmp(slot, zero, 6) != 0))
+                return reject(reader, number, name, err, "NIC slot %u is not a MAC and 2 zero bytes", i);
+        }
+    } else if (type == STREAM_RECORD_REFUSAL) {
+        if (memchr(body, 0, length))
+            return reject(reader, number, name, err, "the text has a NUL byte");
     } else if (type == STREAM_RECORD_HART_STATE) {
         uint32_t section_id = stream_get_u32(body);
         uint32_t section_length = stream_get_u32(body + 8);

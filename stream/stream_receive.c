@@ -271,6 +271,31 @@ void stream_disk_hashes_fields(const uint8_t *body, size_t length, struct stream
     };
 }
 
+void stream_machine_fields(const uint8_t *body, struct machine_description *description)
+{
+    memset(description, 0, sizeof *description);
+    description->ram_size = stream_get_u64(body);
+    description->hart_count = stream_get_u32(body + 8);
+    description->disk_count = stream_get_u32(body + 12);
+    description->nic_count = stream_get_u32(body + 16);
+    description->has_rng = stream_get_u32(body + 20) & 1;
+    for (unsigned i = 0; i < description->disk_count && i < MACHINE_MAX_DISKS; i++) {
+        description->disk_sizes[i] = stream_get_u64(body + 24 + 16 * i);
+        description->disk_read_only[i] = stream_get_u32(body + 32 + 16 * i) != 0;
+    }
+    for (unsigned i = 0; i < description->nic_count && i < MACHINE_MAX_NICS; i++)
+        memcpy(description->nic_macs[i], body + 88 + 8 * i, 6);
+}
+
+void stream_refusal_text(const uint8_t *body, size_t length, char *text, size_t size)
+{
+    if (!size)
+        return;
+    size_t copied = length < size - 1 ? length : size - 1;
+    memcpy(text, body, copied);
+    text[copied] = '\0';
+}
+
 void stream_output_frame_fields(const uint8_t *body, size_t length, struct stream_output_frame *fields)
 {
     *fields = (struct stream_output_frame){
@@ -395,12 +420,16 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
                        0) {
                 break;
             }
-        } else if (record.type == STREAM_RECORD_DISK_HASHES) {
+        } else if (record.type == STREAM_RECORD_DISK_HASHES || record.type == STREAM_RECORD_REFUSAL) {
             /* Only ever sent the other way, outside any run. */
             reader->rejected_records++;
-            error_set(err, "record %llu (DISK_HASHES): not allowed inside a run",
-                      (unsigned long long)reader->records_read);
+            error_set(err, "record %llu (%s): not allowed inside a run", (unsigned long long)reader->records_read,
+                      stream_record_type_name(record.type));
             break;
+        } else if (record.type == STREAM_RECORD_MACHINE) {
+            /* For a receiver that compares machines before the copy
+             * (migration_receive_with_companion); the header's hash is
+             * what this one goes by. */
         } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE) {
             /* A protocol message inside a run: noted for the caller. */
             note_checkpoint_state(reader, stream_get_u32(record.body));

@@ -341,6 +341,34 @@ int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32
                         err);
 }
 
+int stream_write_machine(struct stream_writer *writer, const struct machine_description *description, struct error *err)
+{
+    if (description->disk_count > MACHINE_MAX_DISKS || description->nic_count > MACHINE_MAX_NICS)
+        return error_set(err, "a machine of %u disks and %u NICs cannot be described (at most %u and %u)",
+                         description->disk_count, description->nic_count, MACHINE_MAX_DISKS, MACHINE_MAX_NICS);
+    uint8_t body[STREAM_MACHINE_LENGTH] = { 0 };
+    stream_put_u64(body, description->ram_size);
+    stream_put_u32(body + 8, description->hart_count);
+    stream_put_u32(body + 12, description->disk_count);
+    stream_put_u32(body + 16, description->nic_count);
+    stream_put_u32(body + 20, description->has_rng ? 1 : 0);
+    for (unsigned i = 0; i < description->disk_count; i++) {
+        stream_put_u64(body + 24 + 16 * i, description->disk_sizes[i]);
+        stream_put_u32(body + 32 + 16 * i, description->disk_read_only[i] ? 1 : 0);
+    }
+    for (unsigned i = 0; i < description->nic_count; i++)
+        memcpy(body + 88 + 8 * i, description->nic_macs[i], 6);
+    return write_record(writer, STREAM_RECORD_MACHINE, body, sizeof body, NULL, 0, err);
+}
+
+int stream_write_refusal(struct stream_writer *writer, const char *text, struct error *err)
+{
+    size_t length = strnlen(text, STREAM_MAX_REFUSAL);
+    if (length == 0)
+        return error_set(err, "a refusal needs a reason");
+    return write_record(writer, STREAM_RECORD_REFUSAL, text, length, NULL, 0, err);
+}
+
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err)
 {
     return write_record(writer, STREAM_RECORD_CHECKPOINT_END, NULL, 0, NULL, 0, err);

@@ -25,6 +25,10 @@
  * --output-delay). 0, at once, measured best for both latency and
  * throughput (docs/benchmarks.md). */
 #define VM_REPLICATION_DEFAULT_OUTPUT_DELAY_MS 0
+/* How long protect's connections to the secondary may take (protect's
+ * connect_timeout_ms): a host that drops packets is named within this,
+ * not after the kernel's two minutes of SYN retries. */
+#define VM_REPLICATION_DEFAULT_CONNECT_TIMEOUT_MS 10000
 
 /* The most block data a primary's checkpoint epoch copies in memory;
  * blocks beyond are read back from the image at the checkpoint
@@ -71,6 +75,10 @@ struct vm_replication {
     char destination[300];
     unsigned interval_ms;
     unsigned output_delay_ms;
+    int connect_timeout_ms;
+    /* The secondary took the machine (MIGRATION_MACHINE_ACCEPTED): what
+     * `colo protect` waits for. */
+    bool initial_copy_started;
     struct colo_primary primary;
     bool primary_initialized;
     int replication_fd, mirror_fd;

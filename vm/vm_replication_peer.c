@@ -70,6 +70,7 @@ int vm_replication_connect_peer(struct vm_replication *replication, struct error
     struct peer_pairing_options options;
     peer_pairing_options_defaults(&options);
     options.stream_socket_buffer = REPLICATION_SOCKET_BUFFER;
+    options.connect_timeout_ms = replication->connect_timeout_ms;
     struct peer_pair pair;
     if (peer_pairing_connect(replication->destination, replication->credentials, &options, &pair, err) < 0)
         return -1;

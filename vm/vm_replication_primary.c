@@ -87,6 +87,13 @@ static const struct colo_checkpoint_device_ops watch_device = {
     .setup = watch_setup,
 };
 
+/* The secondary took the machine (same RAM, devices, disk sizes, MACs):
+ * the initial copy starts, with its disks' hashes. */
+static void note_machine_accepted(void *opaque)
+{
+    vm_replication_mark(opaque, &((struct vm_replication *)opaque)->initial_copy_started);
+}
+
 static void *primary_thread(void *opaque)
 {
     struct vm_replication *replication = opaque;
@@ -97,6 +104,8 @@ static void *primary_thread(void *opaque)
     options.max_interval_ms = replication->interval_ms;
     options.on_checkpoint = post_checkpoint_event;
     options.on_checkpoint_opaque = replication;
+    options.migration.machine_accepted = note_machine_accepted;
+    options.migration.progress_opaque = replication;
 #ifdef COLO_TEST_HOOKS
     options.kill_hook = replication->kill_hook;
 #endif
@@ -219,6 +228,7 @@ static void forget_previous_protection(struct vm_replication *replication)
         failure_detector_destroy(&replication->secondary_detector);
     replication->secondary_detector_initialized = false;
     replication->initial_copy_done = false;
+    replication->initial_copy_started = false;
 }
 
 int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *reply, struct error *err)
@@ -250,6 +260,14 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
             return error_set(err, "\"output_delay_ms\" must be a whole number from 0 to 600000");
         output_delay_ms = (unsigned)json_integer_value(output_delay);
     }
+    int connect_timeout_ms = VM_REPLICATION_DEFAULT_CONNECT_TIMEOUT_MS;
+    json_t *connect_timeout = json_object_get(request, "connect_timeout_ms");
+    if (connect_timeout) {
+        if (!json_is_integer(connect_timeout) || json_integer_value(connect_timeout) < 1 ||
+            json_integer_value(connect_timeout) > 600000)
+            return error_set(err, "\"connect_timeout_ms\" must be a whole number from 1 to 600000");
+        connect_timeout_ms = (int)json_integer_value(connect_timeout);
+    }
     pthread_mutex_lock(&replication->lock);
     /* A secondary that failed over is a plain VM and may be protected in
      * turn; a primary whose secondary went away too. */
@@ -273,6 +291,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     replication->machine = machine;
     replication->interval_ms = interval_ms;
     replication->output_delay_ms = output_delay_ms;
+    replication->connect_timeout_ms = connect_timeout_ms;
     snprintf(replication->destination, sizeof replication->destination, "%s", destination);
     pthread_mutex_unlock(&replication->lock);
     /* The hook is installed with the PVM paused; it passes frames through
@@ -310,6 +329,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     json_object_set_new(reply, "interval_ms", json_integer(interval_ms));
     json_object_set_new(reply, "output_delay_ms", json_integer(output_delay_ms));
     json_object_set_new(reply, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
+    json_object_set_new(reply, "connect_timeout_ms", json_integer(connect_timeout_ms));
     json_object_set_new(reply, "cluster", json_string(replication->cluster ? "corosync" : "none"));
     return 0;
 }
@@ -353,6 +373,7 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
     if (!state)
         state = colo_primary_state_name(colo_primary_state(&replication->primary));
     json_object_set_new(fields, "peer", json_string(replication->destination));
+    json_object_set_new(fields, "initial_copy_started", json_boolean(replication->initial_copy_started));
     if (replication->primary_initialized) {
         struct colo_primary *primary = &replication->primary;
         struct colo_primary_stats stats;

@@ -90,6 +90,16 @@ expect_error "protect: bad interval"     "--interval needs 1\.\.600000 ms, got '
 expect_error "protect: bad output delay" "--output-delay needs 0\.\.600000 ms, got '-1'" -- "$colo" protect vm 127.0.0.1:1 --output-delay -1
 expect_error "protect: delay not a number" "--output-delay needs 0\.\.600000 ms, got 'soon'" -- "$colo" protect vm 127.0.0.1:1 --output-delay soon
 expect_error "protect: no destination"   'usage: colo protect NAME HOST:PORT'  -- "$colo" protect vm
+expect_error "protect: bad connect timeout" "--connect-timeout needs 1\.\.600000 ms, got '0'" -- "$colo" protect vm 127.0.0.1:1 --connect-timeout 0
+expect_error "protect: bad wait timeout" "--wait-timeout needs 0\.\.3600000 ms, got 'long'" -- "$colo" protect vm 127.0.0.1:1 --wait-timeout long
+expect_error "protect: no VM"            'no VM named nosuchvm is running'    -- "$colo" protect nosuchvm 127.0.0.1:1
+# protect --help documents its exit statuses.
+if "$colo" protect --help >"$work/out" 2>&1 && grep -q "^  3  the initial copy had not started within --wait-timeout" "$work/out" &&
+    grep -q "^  1  protection failed" "$work/out"; then
+    echo "ok   protect --help: exit statuses"; passed=$((passed + 1))
+else
+    echo "FAIL protect --help: no exit statuses"; cat "$work/out"; failures=$((failures + 1))
+fi
 expect_error "checkpoint: no VM"         'no VM named nosuchvm is running'    -- "$colo" checkpoint nosuchvm
 expect_error "checkpoint: two names"     'usage: colo checkpoint NAME'        -- "$colo" checkpoint a b
 

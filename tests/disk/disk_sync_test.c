@@ -153,13 +153,21 @@ struct sender {
     int result;
     struct error err;
     struct disk_sync_progress progress;
+    unsigned machine_accepted; /* calls of migration_options.machine_accepted */
 };
+
+static void count_machine_accepted(void *opaque)
+{
+    ((struct sender *)opaque)->machine_accepted++;
+}
 
 static void *send_thread(void *opaque)
 {
     struct sender *sender = opaque;
     struct migration_options options;
     migration_options_defaults(&options);
+    options.machine_accepted = count_machine_accepted;
+    options.progress_opaque = sender;
     if (sender->copy_disks) {
         if (disk_sync_source_init(&sender->sync, sender->machine, NULL, &sender->err) < 0) {
             sender->result = -1;
@@ -195,6 +203,7 @@ struct outcome {
     char send_error[512], receive_error[512];
     struct disk_sync_progress progress;
     unsigned rounds_seen;
+    unsigned machine_accepted;
 };
 
 /* One migration from an image to another; the images are closed after. */
@@ -234,6 +243,7 @@ static struct outcome migrate(const char *source, const char *destination, bool 
         snprintf(outcome.send_error, sizeof outcome.send_error, "%s", sender.err.message);
     outcome.progress = sender.progress;
     outcome.rounds_seen = sender.writes.rounds_seen;
+    outcome.machine_accepted = sender.machine_accepted;
     test_machine_destroy(sender.machine);
     test_machine_destroy(target);
     close(fds[0]);
@@ -249,6 +259,8 @@ static void test_different_image(void)
     CHECK(outcome.sent == 0 && outcome.received == 0, "different image: %s / %s", outcome.send_error,
           outcome.receive_error);
     CHECK(files_equal(path_of("a.img"), path_of("b.img")), "different image: the images differ after the sync");
+    CHECK(outcome.machine_accepted == 1, "different image: the machine accepted %u times, expected once",
+          outcome.machine_accepted);
     CHECK(outcome.progress.chunks_differing == IMAGE / CHUNK && outcome.progress.bytes_sent >= IMAGE &&
               outcome.progress.done,
           "different image: %llu chunks differing, %llu bytes sent",
@@ -304,9 +316,14 @@ static void test_sizes_differ(void)
     make_source(path_of("a.img"), IMAGE);
     make_sparse(path_of("b.img"), IMAGE / 2);
     struct outcome outcome = migrate(path_of("a.img"), path_of("b.img"), false, true, true, false);
-    CHECK(outcome.sent < 0 && strstr(outcome.send_error, "is 4194304 bytes, the destination's is 2097152 bytes"),
-          "sizes differ: the source says '%s'", outcome.send_error);
-    CHECK(outcome.received < 0, "sizes differ: the destination accepted");
+    /* The destination compares the machines and names the sizes; the source
+     * hears its words. */
+    const char *sizes = "the machines differ: disk 0: the destination's image is 2097152 bytes, the source's 4194304";
+    CHECK(outcome.sent < 0 && strstr(outcome.send_error, sizes), "sizes differ: the source says '%s'",
+          outcome.send_error);
+    CHECK(outcome.received < 0 && strstr(outcome.receive_error, sizes), "sizes differ: the destination says '%s'",
+          outcome.receive_error);
+    CHECK(outcome.machine_accepted == 0, "sizes differ: the source heard the machine accepted");
 }
 
 /* A read-only disk on both sides (a machine's configuration says which):

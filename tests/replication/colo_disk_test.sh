@@ -129,7 +129,7 @@ while ((SECONDS - started < 30)); do
     [ -n "$reason" ] && break
     sleep 0.2
 done
-echo "$reason" | grep -q "is 16777216 bytes, the destination's is 8388608 bytes" &&
+echo "$reason" | grep -q "disk 0: the secondary's image is 8388608 bytes, the primary's 16777216" &&
     pass "a smaller secondary image is refused: $reason" ||
     fail "smaller image: end reason '$reason'; $(tail -3 "$work/secondary3.log")"
 check_keys "the primary serves on after the refused protection" before protected after

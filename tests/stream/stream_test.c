@@ -1198,6 +1198,21 @@ static void disk_offset_wraps(uint8_t *b)
     put_u64(b + 8, UINT64_MAX - 511);
 }
 
+static void machine_five_disks(uint8_t *b)
+{
+    put_u32(b + 12, 5);
+}
+
+static void machine_unused_nic_slot(uint8_t *b)
+{
+    b[88] = 0x52; /* a MAC in NIC slot 0 of a machine without NICs */
+}
+
+static void refusal_text(uint8_t *b)
+{
+    memcpy(b, "no", 2);
+}
+
 static void test_record_shapes(void)
 {
     struct machine *target = create_machine();
@@ -1236,7 +1251,16 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(11, 0, NULL, "record 1 (type 11): unknown record type");
+    CASE(13, 0, NULL, "record 1 (type 13): unknown record type");
+    CASE(STREAM_RECORD_MACHINE, 0, NULL, "record 1 (MACHINE): length 0 is not 120");
+    CASE(STREAM_RECORD_MACHINE, 120, machine_five_disks,
+         "record 1 (MACHINE): 5 disks and 0 NICs, more than a machine has (4, 4)");
+    CASE(STREAM_RECORD_MACHINE, 120, machine_unused_nic_slot,
+         "record 1 (MACHINE): NIC slot 0 is not a MAC and 2 zero bytes");
+    CASE(STREAM_RECORD_REFUSAL, 0, NULL, "record 1 (REFUSAL): length 0 is not 1 to 1024 bytes of text");
+    CASE(STREAM_RECORD_REFUSAL, 1025, NULL, "record 1 (REFUSAL): length 1025 is not 1 to 1024 bytes of text");
+    CASE(STREAM_RECORD_REFUSAL, 3, refusal_text, "record 1 (REFUSAL): the text has a NUL byte");
+    CASE(STREAM_RECORD_REFUSAL, 2, refusal_text, "record 1 (REFUSAL): not allowed inside a run");
     CASE(STREAM_RECORD_DISK_HASHES, 24, NULL,
          "record 1 (DISK_HASHES): length 24 is not 24 + 16 * count bytes for a count of at least 1");
     CASE(STREAM_RECORD_DISK_HASHES, 24 + 20, NULL,
@@ -1319,6 +1343,77 @@ static void test_record_shapes(void)
     test_machine_destroy(target);
 }
 
+/* MACHINE through a socket and back, field for field; the differences
+ * between two descriptions in words, naming both sides. */
+static void test_machine_descriptions(void)
+{
+    struct machine_description primary = {
+        .ram_size = 512u << 20,
+        .hart_count = 1,
+        .disk_count = 2,
+        .disk_sizes = { 1u << 30, 2147483648u },
+        .disk_read_only = { false, true },
+        .nic_count = 1,
+        .nic_macs = { { 0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02 } },
+        .has_rng = true,
+    };
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+        die("socketpair", NULL);
+    struct stream_writer writer;
+    struct stream_reader reader;
+    struct error err;
+    if (stream_writer_init(&writer, fds[0], &err) < 0 || stream_reader_init(&reader, fds[1], &err) < 0)
+        die("writer/reader", &err);
+    CHECK(stream_write_machine(&writer, &primary, &err) == 0 && stream_write_refusal(&writer, "too small", &err) == 0 &&
+              stream_flush(&writer, &err) == 0,
+          "writing MACHINE and REFUSAL: %s", err.message);
+    struct stream_record record;
+    struct machine_description received;
+    CHECK(stream_read_record(&reader, &record, &err) == 1 && record.type == STREAM_RECORD_MACHINE,
+          "reading MACHINE: %s", err.message);
+    stream_machine_fields(record.body, &received);
+    CHECK(memcmp(&received, &primary, sizeof received) == 0, "MACHINE did not come back the same");
+    char text[16];
+    CHECK(stream_read_record(&reader, &record, &err) == 1 && record.type == STREAM_RECORD_REFUSAL,
+          "reading REFUSAL: %s", err.message);
+    stream_refusal_text(record.body, record.length, text, sizeof text);
+    CHECK(strcmp(text, "too small") == 0, "REFUSAL text '%s'", text);
+    stream_writer_destroy(&writer);
+    stream_reader_destroy(&reader);
+    close(fds[0]);
+    close(fds[1]);
+
+    char difference[1024];
+    CHECK(!machine_description_difference(&primary, "secondary", &received, "primary", difference, sizeof difference) &&
+              difference[0] == 0,
+          "equal machines differ: '%s'", difference);
+    struct machine_description secondary = primary;
+    secondary.ram_size = 256u << 20;
+    secondary.disk_sizes[1] = 1073741824u;
+    secondary.disk_read_only[1] = false;
+    secondary.nic_macs[0][5] = 0x03;
+    secondary.has_rng = false;
+    machine_description_difference(&secondary, "secondary", &primary, "primary", difference, sizeof difference);
+    const char *expected = "the secondary's RAM is 256 MiB, the primary's 512 MiB; disk 1: the secondary's image is "
+                           "1073741824 bytes, the primary's 2147483648; disk 1 is writable on the secondary, "
+                           "read-only on the primary; nic 0: MAC 52:54:00:aa:bb:03 on the secondary, "
+                           "52:54:00:aa:bb:02 on the primary; the secondary has no entropy device (virtio-rng), the "
+                           "primary has one";
+    CHECK(strcmp(difference, expected) == 0, "differences:\n  '%s'\nexpected\n  '%s'", difference, expected);
+    secondary = primary;
+    secondary.disk_count = 1;
+    secondary.nic_count = 2;
+    machine_description_difference(&secondary, "destination", &primary, "source", difference, sizeof difference);
+    CHECK(strcmp(difference, "the destination has 1 disks, the source 2; the destination has 2 NICs, the source 1") ==
+              0,
+          "counts: '%s'", difference);
+    /* A short buffer gets a cut sentence, never an overrun. */
+    char small[20];
+    machine_description_difference(&secondary, "destination", &primary, "source", small, sizeof small);
+    CHECK(strlen(small) == sizeof small - 1, "cut short: '%s'", small);
+}
+
 /* A peer that went away is an error from stream_flush, not a SIGPIPE. */
 static void test_peer_gone(void)
 {
@@ -1353,6 +1448,7 @@ int main(void)
     test_corruption();
     test_round_trip();
     test_peer_gone();
+    test_machine_descriptions();
     if (test_check_failures) {
         fprintf(stderr, "%d failure(s)\n", test_check_failures);
         return 1;
