@@ -93,10 +93,14 @@ static int handshake_error(struct peer_connection *connection, int status, struc
                  credentials->auth == PEER_AUTH_PSK ? "; do both hosts hold the same key file?"
                                                     : "; is our certificate one of the peer's CA?");
         hint = verify_text;
+    } else if (status == GNUTLS_E_CERTIFICATE_REQUIRED || status == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+        /* A client sends only a certificate of a CA the server names. */
+        hint = " (the peer presented no certificate: it holds none of the pair's CA)";
     } else if (credentials->auth == PEER_AUTH_PSK &&
                (status == GNUTLS_E_DECRYPTION_FAILED || status == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
                 status == GNUTLS_E_ERROR_IN_FINISHED_PACKET || status == GNUTLS_E_INSUFFICIENT_CREDENTIALS ||
-                status == GNUTLS_E_NO_CIPHER_SUITES)) {
+                status == GNUTLS_E_NO_CIPHER_SUITES || status == GNUTLS_E_KEYFILE_ERROR)) {
+        /* GNUTLS_E_KEYFILE_ERROR: our key callback knows no such identity. */
         hint = " (wrong pre-shared key or identity: do both hosts hold the same key file?)";
     }
     return error_set(err, "authentication of %s failed: %s%s", connection->peer, gnutls_strerror(status), hint);
