@@ -114,8 +114,13 @@ static int connect_channel(const char *host_and_port, const struct peer_credenti
     peer_hello_encode(&sent, bytes);
     encode_reply(hello->channel, expected);
     if (peer_connection_send(*connection, bytes, sizeof bytes, err) < 0 ||
-        peer_connection_receive(*connection, reply, sizeof reply, 5 * options->handshake_timeout_ms, err) < 0)
+        peer_connection_receive(*connection, reply, sizeof reply, 5 * options->handshake_timeout_ms, err) < 0) {
+        /* A secondary that expects TLS hangs up on our plain hello. */
+        if (peer_credentials_auth(credentials) == PEER_AUTH_NONE)
+            error_append(err, " (is its replication_auth \"none\" too? a secondary that uses TLS hangs up on plain "
+                              "TCP)");
         return error_prefix(err, "the secondary at %s did not take the %s connection: ", host_and_port, name);
+    }
     if (memcmp(reply, expected, sizeof reply) != 0)
         return error_set(err,
                          "the secondary at %s answered the %s connection's hello with something else: is it "

@@ -587,7 +587,7 @@ static void test_psk_strangers(const char *directory)
     struct wrong_client other_identity_client = { other_identity, "same key file", "authentication of" };
     check_stranger(__LINE__, "psk: another identity", server, client, &options, stranger_wrong_credentials,
                    &other_identity_client, false, PEER_REFUSED_AUTHENTICATION, "key");
-    struct wrong_client plain_client = { plain, "the secondary at", NULL };
+    struct wrong_client plain_client = { plain, "the secondary at", "hangs up on plain TCP" };
     check_stranger(__LINE__, "psk: a plain-TCP primary", server, client, &options, stranger_wrong_credentials,
                    &plain_client, false, PEER_REFUSED_AUTHENTICATION, "does not speak TLS");
     check_stranger(__LINE__, "psk: 200 bytes of garbage", server, client, &options, stranger_garbage, NULL, false,
