@@ -247,6 +247,7 @@ struct secondary {
     struct refusal refusals[REFUSALS_MAX];
     int refusal_count;
     atomic_bool stop;
+    atomic_bool finished;
     int result;
     struct peer_pair pair;
     struct error err;
@@ -283,6 +284,7 @@ static void *secondary_run(void *opaque)
     };
     secondary->result = peer_pairing_accept(secondary->listener, secondary->credentials, &secondary->options, &waiter,
                                             &secondary->pair, &secondary->err);
+    atomic_store(&secondary->finished, true);
     return NULL;
 }
 
@@ -299,6 +301,7 @@ static bool secondary_start(struct secondary *secondary, const struct peer_crede
     pthread_mutex_init(&secondary->lock, NULL);
     pthread_cond_init(&secondary->changed, NULL);
     atomic_store(&secondary->stop, false);
+    atomic_store(&secondary->finished, false);
     pthread_create(&secondary->thread, NULL, secondary_run, secondary);
     return true;
 }
@@ -645,6 +648,44 @@ static void test_plain_strangers(const char *directory)
 done:
     peer_credentials_destroy(plain);
     peer_credentials_destroy(psk);
+}
+
+/* The waiting secondary ends when asked to (nothing paired), and when its
+ * listener fails (an error, not a stream of refusals). */
+static void test_waiting_ends(void)
+{
+    struct peer_auth_config config = { .auth = PEER_AUTH_NONE };
+    struct peer_credentials *plain;
+    struct error err;
+    if (peer_credentials_load(&plain, &config, &err) < 0) {
+        CHECK(false, "plain credentials: %s", err.message);
+        return;
+    }
+    struct peer_pairing_options options;
+    short_options(&options);
+    struct secondary *secondary = calloc(1, sizeof *secondary);
+    if (secondary_start(secondary, plain, &options)) {
+        secondary_join(secondary);
+        CHECK(secondary->result == 0 && !secondary->pair.stream && !secondary->pair.mirror &&
+                  secondary->refusal_count == 0,
+              "asked to stop: result %d, %d refusals", secondary->result, secondary->refusal_count);
+    }
+    if (secondary_start(secondary, plain, &options)) {
+        /* A listener that no longer listens: accept fails with EINVAL. */
+        shutdown(secondary->listener, SHUT_RDWR);
+        double deadline = clock_monotonic_seconds() + WAIT_SECONDS;
+        while (!atomic_load(&secondary->finished) && clock_monotonic_seconds() < deadline)
+            nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000000L }, NULL);
+        bool finished = atomic_load(&secondary->finished);
+        secondary_join(secondary);
+        CHECK(finished && secondary->result < 0 && !secondary->pair.stream && secondary->refusal_count == 0,
+              "a failed listener: %s, result %d, %d refusals ('%s')", finished ? "returned" : "still waiting",
+              secondary->result, secondary->refusal_count, secondary->refusal_count ? secondary->refusals[0].why : "");
+        CHECK(secondary->result == 0 || strstr(secondary->err.message, "accept"), "a failed listener: '%s'",
+              secondary->err.message);
+    }
+    free(secondary);
+    peer_credentials_destroy(plain);
 }
 
 /* ---- through a pair ------------------------------------------------- */
@@ -1233,6 +1274,7 @@ int main(void)
         }
     }
     if (keys) {
+        test_waiting_ends();
         test_psk_strangers(directory);
         test_plain_strangers(directory);
         test_carries(directory);
