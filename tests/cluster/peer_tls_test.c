@@ -383,6 +383,7 @@ static bool real_primary_pairs(int line, struct secondary *secondary, const char
 struct stranger_run {
     const char *address;
     int held[2];
+    struct peer_connection *held_connection;
 };
 
 typedef void stranger_action(int line, struct stranger_run *run, const void *context);
@@ -433,6 +434,7 @@ static void check_stranger(int line, const char *name, const struct peer_credent
         if (run.held[i] >= 0)
             close(run.held[i]);
     }
+    peer_connection_close(run.held_connection);
     free(secondary);
 }
 
@@ -526,6 +528,7 @@ struct tls_hello {
     const struct peer_credentials *credentials;
     enum peer_channel channel;
     bool wait_for_reply; /* a stream that is accepted, then never followed by its mirror */
+    bool hold;           /* after the reply, keep it open and return */
 };
 
 static void stranger_tls_hello(int line, struct stranger_run *run, const void *context)
@@ -552,6 +555,10 @@ static void stranger_tls_hello(int line, struct stranger_run *run, const void *c
     if (tls->wait_for_reply)
         CHECK_AT(line, peer_connection_receive(connection, reply, sizeof reply, 10000, &err) == 0,
                  "a stream's hello not answered: %s", err.message);
+    if (tls->hold) {
+        run->held_connection = connection;
+        return;
+    }
     /* Read the refusal as end of file, so the refusal happened before we
      * close, then close. */
     uint8_t more;
@@ -595,10 +602,10 @@ static void test_psk_strangers(const char *directory)
                    &plain_client, false, PEER_REFUSED_AUTHENTICATION, "does not speak TLS");
     check_stranger(__LINE__, "psk: 200 bytes of garbage", server, client, &options, stranger_garbage, NULL, false,
                    PEER_REFUSED_AUTHENTICATION, "authentication of");
-    struct tls_hello unbound_mirror = { client, PEER_CHANNEL_MIRROR, false };
+    struct tls_hello unbound_mirror = { client, PEER_CHANNEL_MIRROR, false, false };
     check_stranger(__LINE__, "psk: a mirror of no stream", server, client, &options, stranger_tls_hello,
                    &unbound_mirror, false, PEER_REFUSED_UNPAIRED, "belongs to no stream");
-    struct tls_hello unbound_stream = { client, PEER_CHANNEL_STREAM, false };
+    struct tls_hello unbound_stream = { client, PEER_CHANNEL_STREAM, false, false };
     check_stranger(__LINE__, "psk: a stream of another session", server, client, &options, stranger_tls_hello,
                    &unbound_stream, false, PEER_REFUSED_HELLO, "binding is not this session's");
 
@@ -608,9 +615,14 @@ static void test_psk_strangers(const char *directory)
                    PEER_REFUSED_AUTHENTICATION, "sent nothing");
     quick = options;
     quick.pair_timeout_ms = 500;
-    struct tls_hello lonely_stream = { client, PEER_CHANNEL_STREAM, true };
+    struct tls_hello lonely_stream = { client, PEER_CHANNEL_STREAM, true, false };
     check_stranger(__LINE__, "psk: a stream without its mirror", server, client, &quick, stranger_tls_hello,
                    &lonely_stream, false, PEER_REFUSED_UNPAIRED, "no mirror within 500 ms");
+    /* A primary that starts over (its protect failed half way): its new
+     * stream replaces the old one, and the new mirror pairs with it. */
+    struct tls_hello abandoned_stream = { client, PEER_CHANNEL_STREAM, true, true };
+    check_stranger(__LINE__, "psk: a stream, then a newer one", server, client, &options, stranger_tls_hello,
+                   &abandoned_stream, true, PEER_REFUSED_UNPAIRED, "replaced by a newer one");
 done:
     peer_credentials_destroy(server);
     peer_credentials_destroy(client);
@@ -645,6 +657,8 @@ static void test_plain_strangers(const char *directory)
     quick.pair_timeout_ms = 500;
     check_stranger(__LINE__, "plain: a stream without its mirror", plain, plain, &quick, stranger_plain_hello, &stream,
                    false, PEER_REFUSED_UNPAIRED, "no mirror within 500 ms");
+    check_stranger(__LINE__, "plain: a stream, then a newer one", plain, plain, &options, stranger_plain_hello, &stream,
+                   true, PEER_REFUSED_UNPAIRED, "replaced by a newer one");
 done:
     peer_credentials_destroy(plain);
     peer_credentials_destroy(psk);
