@@ -107,8 +107,9 @@ static int handshake_error(struct peer_connection *connection, int status, struc
 }
 
 /* The alert that tells the peer why its handshake failed: for a
- * certificate, the precise reason (GnuTLS's own choice is "bad
- * certificate" for all of them). */
+ * certificate or a PSK identity, the precise reason (GnuTLS's own choice
+ * is "bad certificate" for every certificate, "internal error" for an
+ * unknown identity). */
 static void send_refusal_alert(gnutls_session_t session, int status)
 {
     if (status == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
@@ -121,6 +122,12 @@ static void send_refusal_alert(gnutls_session_t session, int status)
             (void)gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_UNKNOWN_CA);
             return;
         }
+    }
+    if (status == GNUTLS_E_KEYFILE_ERROR) {
+        /* Our key callback knows no such identity (GnuTLS would say
+         * "internal error"); identities are not secret. */
+        (void)gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_UNKNOWN_PSK_IDENTITY);
+        return;
     }
     (void)gnutls_alert_send_appropriate(session, status);
 }

@@ -594,7 +594,8 @@ static void test_psk_strangers(const char *directory)
     struct wrong_client wrong_key_client = { wrong_key, "same key file", "authentication of" };
     check_stranger(__LINE__, "psk: the same identity, another key", server, client, &options,
                    stranger_wrong_credentials, &wrong_key_client, false, PEER_REFUSED_AUTHENTICATION, "key");
-    struct wrong_client other_identity_client = { other_identity, "same key file", "authentication of" };
+    struct wrong_client other_identity_client = { other_identity, "same key file",
+                                                  "PSK username is missing or not known" };
     check_stranger(__LINE__, "psk: another identity", server, client, &options, stranger_wrong_credentials,
                    &other_identity_client, false, PEER_REFUSED_AUTHENTICATION, "key");
     struct wrong_client plain_client = { plain, "the secondary at", "hangs up on plain TCP" };
