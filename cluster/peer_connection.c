@@ -93,13 +93,43 @@ static int handshake_error(struct peer_connection *connection, int status, struc
                  credentials->auth == PEER_AUTH_PSK ? "; do both hosts hold the same key file?"
                                                     : "; is our certificate one of the peer's CA?");
         hint = verify_text;
+    } else if (status == GNUTLS_E_CERTIFICATE_REQUIRED || status == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+        /* A client sends only a certificate of a CA the server names. */
+        hint = " (the peer presented no certificate: it holds none of the pair's CA)";
     } else if (credentials->auth == PEER_AUTH_PSK &&
                (status == GNUTLS_E_DECRYPTION_FAILED || status == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
                 status == GNUTLS_E_ERROR_IN_FINISHED_PACKET || status == GNUTLS_E_INSUFFICIENT_CREDENTIALS ||
-                status == GNUTLS_E_NO_CIPHER_SUITES)) {
+                status == GNUTLS_E_NO_CIPHER_SUITES || status == GNUTLS_E_KEYFILE_ERROR)) {
+        /* GNUTLS_E_KEYFILE_ERROR: our key callback knows no such identity. */
         hint = " (wrong pre-shared key or identity: do both hosts hold the same key file?)";
     }
     return error_set(err, "authentication of %s failed: %s%s", connection->peer, gnutls_strerror(status), hint);
+}
+
+/* The alert that tells the peer why its handshake failed: for a
+ * certificate or a PSK identity, the precise reason (GnuTLS's own choice
+ * is "bad certificate" for every certificate, "internal error" for an
+ * unknown identity). */
+static void send_refusal_alert(gnutls_session_t session, int status)
+{
+    if (status == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+        unsigned verify = gnutls_session_get_verify_cert_status(session);
+        if (verify & GNUTLS_CERT_EXPIRED) {
+            (void)gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_CERTIFICATE_EXPIRED);
+            return;
+        }
+        if (verify & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA)) {
+            (void)gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_UNKNOWN_CA);
+            return;
+        }
+    }
+    if (status == GNUTLS_E_KEYFILE_ERROR) {
+        /* Our key callback knows no such identity (GnuTLS would say
+         * "internal error"); identities are not secret. */
+        (void)gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_UNKNOWN_PSK_IDENTITY);
+        return;
+    }
+    (void)gnutls_alert_send_appropriate(session, status);
 }
 
 static void describe_certificate_peer(struct peer_connection *connection)
@@ -154,11 +184,12 @@ static int open_session(struct peer_connection *connection, enum peer_side side,
         status = gnutls_handshake(session);
     } while (status < 0 && status != GNUTLS_E_TIMEDOUT && !gnutls_error_is_fatal(status));
     if (status < 0) {
-        /* Tell the peer why (a wrong key, an untrusted certificate), so its
-         * operator reads the reason too, not just a closed connection. */
+        /* Tell the peer why (a TLS alert), so its operator reads "illegal
+         * parameter" or "unknown CA" rather than a closed connection. Not
+         * when the peer is gone or sent its own alert. */
         if (status != GNUTLS_E_TIMEDOUT && status != GNUTLS_E_PREMATURE_TERMINATION && status != GNUTLS_E_PUSH_ERROR &&
             status != GNUTLS_E_PULL_ERROR && status != GNUTLS_E_FATAL_ALERT_RECEIVED)
-            (void)gnutls_alert_send_appropriate(session, status);
+            send_refusal_alert(session, status);
         return handshake_error(connection, status, err);
     }
     status = gnutls_prf_rfc5705(session, strlen(BINDING_LABEL), BINDING_LABEL, 0, NULL, PEER_BINDING_SIZE,
@@ -201,6 +232,16 @@ int peer_connection_open(struct peer_connection **result, const struct peer_cred
     return 0;
 }
 
+/* With TLS 1.3 a client's handshake ends before the server has checked
+ * its certificate: a refusal comes as an alert after it. */
+static int refused_with_alert(struct peer_connection *connection, struct error *err)
+{
+    return error_set(
+        err, "%s refused us after the handshake, with the alert \"%s\"%s", connection->peer,
+        gnutls_alert_get_name(gnutls_alert_get(connection->session)),
+        connection->credentials->auth == PEER_AUTH_CERTIFICATE ? ": is our certificate one of the peer's CA?" : "");
+}
+
 int peer_connection_send(struct peer_connection *connection, const void *data, size_t size, struct error *err)
 {
     const unsigned char *bytes = data;
@@ -210,10 +251,18 @@ int peer_connection_send(struct peer_connection *connection, const void *data, s
         if (sent == GNUTLS_E_AGAIN || sent == GNUTLS_E_INTERRUPTED ||
             (sent < 0 && errno == EINTR && !connection->session))
             continue;
+        if (sent < 0 && connection->session) {
+            /* The peer may have refused us with an alert we did not read
+             * yet (TLS 1.3: after our side of the handshake): say that. */
+            unsigned char ignored;
+            gnutls_record_set_timeout(connection->session, 200);
+            ssize_t alert = gnutls_record_recv(connection->session, &ignored, 1);
+            if (alert == GNUTLS_E_FATAL_ALERT_RECEIVED)
+                return refused_with_alert(connection, err);
+            return error_set(err, "sending to %s: %s", connection->peer, gnutls_strerror((int)sent));
+        }
         if (sent < 0)
-            return connection->session
-                       ? error_set(err, "sending to %s: %s", connection->peer, gnutls_strerror((int)sent))
-                       : error_set_errno(err, "sending to %s", connection->peer);
+            return error_set_errno(err, "sending to %s", connection->peer);
         bytes += sent;
         size -= (size_t)sent;
     }
@@ -237,6 +286,10 @@ int peer_connection_receive(struct peer_connection *connection, void *data, size
                 continue;
             if (got == GNUTLS_E_TIMEDOUT)
                 return error_set(err, "%s sent nothing for %d ms", connection->peer, timeout_ms);
+            /* With TLS 1.3 a client's handshake ends before the server
+             * has checked its certificate: a refusal comes here. */
+            if (got == GNUTLS_E_FATAL_ALERT_RECEIVED)
+                return refused_with_alert(connection, err);
             if (got < 0)
                 return error_set(err, "receiving from %s: %s", connection->peer, gnutls_strerror((int)got));
         } else {

@@ -64,7 +64,8 @@ int peer_credentials_load(struct peer_credentials **credentials, const struct pe
                           struct error *err);
 void peer_credentials_destroy(struct peer_credentials *credentials);
 enum peer_auth peer_credentials_auth(const struct peer_credentials *credentials);
-/* For status and logs: "tls-psk identity web", "tls-certificate CN=a", "plain TCP (unauthenticated)". */
+/* For status and logs: "TLS 1.3, pre-shared key of identity web", "TLS 1.3,
+ * certificate CN=a", "plain TCP (unauthenticated)". */
 const char *peer_credentials_describe(const struct peer_credentials *credentials);
 
 #endif

@@ -245,6 +245,13 @@ int peer_pairing_accept(int listener, const struct peer_credentials *credentials
         struct error accept_err;
         int fd = socket_accept(listener, &accept_err);
         if (fd < 0) {
+            /* The listener's own end (closed, no longer listening, not a
+             * socket): no connection will ever come, so do not count
+             * refusals forever. */
+            if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EOPNOTSUPP) {
+                peer_connection_close(stream);
+                return error_set(err, "waiting for the primary: %s", accept_err.message);
+            }
             /* A client that reset before we took it, or no descriptor left:
              * not the listener's end. */
             refuse(waiter, PEER_REFUSED_AUTHENTICATION, "%s", accept_err.message);
