@@ -41,7 +41,7 @@ for kind in ${kinds//,/ }; do
 done
 log=$(mktemp /tmp/colo-bench-cluster.XXXXXX)
 echo "host: $(nproc) cores, $(uname -r), corosync $(corosync -v 2>/dev/null | grep -o '[0-9.]*' | head -1)"
-echo "timers: token 200 ms, knet ping 200/1000 ms, qdevice timeout 800 ms with heartbeat minimums 200 ms (ffsplit), colo heartbeat timeout 500 ms both ways"
+echo "timers: token 200 ms, knet ping 200/1000 ms, qdevice timeout 600 ms with heartbeat minimums 200 ms (ffsplit), colo heartbeat timeout 500 ms both ways"
 status=0
 COLO_CLUSTER_TRIALS=$list bash "$source_root/tests/replication/colo_cluster_test.sh" \
     "$build/programs/colo" "$build/guests/linux" "$source_root" >"$log" 2>&1 || status=1

@@ -20,9 +20,13 @@
 #
 # Addresses: a 10.93.0.1, b 10.93.0.2, w 10.93.0.3 (/24). The timers are
 # the notes' tuned ones: token 200 ms, knet pings every 200 ms with a 1 s
-# timeout, qdevice timeout 800 ms with qdevice's and qnetd's heartbeat
+# timeout, qdevice timeout 600 ms with qdevice's and qnetd's heartbeat
 # minimums lowered to 200 ms (a dead host's peer quorate alone in about
-# 0.5 s; ../shared/cluster-notes.md).
+# 0.5 s; ../shared/cluster-notes.md). 600, not the notes' 800: a hung
+# host's connection to the witness stays open, and qnetd gives the other
+# partition its vote only when the hung node's qdevice heartbeat (0.8 x
+# the timeout) has failed; at 800 one hung-host takeover in 50 took 1.02 s
+# (docs/benchmarks.md).
 
 cluster_lab_nodes="a b w"
 
@@ -136,7 +140,7 @@ quorum {
     device {
         model: net
         votes: 1
-        timeout: 800
+        timeout: 600
         net {
             host: 10.93.0.3
             algorithm: ffsplit
