@@ -137,6 +137,9 @@ void vm_replication_destroy(struct vm_replication *replication)
     if (replication->primary_thread_joinable)
         pthread_join(replication->primary_thread, NULL);
     vm_replication_guard_stop(replication);
+    /* A secondary that failed over and became a primary keeps no thread
+     * of its first role past this point either. */
+    vm_replication_secondary_retire(replication);
     if (replication->secondary_detector_initialized)
         failure_detector_destroy(&replication->secondary_detector);
     if (replication->primary_initialized)

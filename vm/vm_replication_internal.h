@@ -211,5 +211,8 @@ void vm_replication_peer_status(struct vm_replication *replication, json_t *fiel
 /* Ends the primary's or the secondary's threads (vm_replication_machine_stopped). */
 void vm_replication_primary_machine_stopped(struct vm_replication *replication);
 void vm_replication_secondary_machine_stopped(struct vm_replication *replication);
+/* A secondary's threads end (heartbeat, mirror reader, failover monitor)
+ * and its pair closes; safe to call again. */
+void vm_replication_secondary_retire(struct vm_replication *replication);
 
 #endif

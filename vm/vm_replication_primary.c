@@ -283,6 +283,10 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     struct machine *machine = vm_control_begin_operation(replication->control, VM_STATE_PROTECTED, false, err);
     if (!machine)
         return -1;
+    /* A secondary that failed over: its threads toward the old primary end
+     * before the new pair's connections exist. */
+    if (role == ROLE_SECONDARY)
+        vm_replication_secondary_retire(replication);
     forget_previous_protection(replication);
     pthread_mutex_lock(&replication->lock);
     replication->role = ROLE_PRIMARY;

@@ -238,18 +238,28 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     json_object_set_new(fields, "state", json_string(state));
 }
 
-void vm_replication_secondary_machine_stopped(struct vm_replication *replication)
+/* The secondary's threads end: its machine is about to go, or the VM that
+ * failed over here is being protected in turn. The heartbeat to the old
+ * primary writes to the old mirror connection's descriptor; once that is
+ * closed its number may belong to the new pair's connections, so the
+ * sender must be gone first. Idempotent. */
+void vm_replication_secondary_retire(struct vm_replication *replication)
 {
-    /* The secondary's threads use the machine: end them before it goes.
-     * (The monitor's failover then acts on a machine that no longer runs.) */
     if (!replication->failover_started)
         return;
     pthread_mutex_lock(&replication->lock);
     replication->secondary_stopping = true;
     pthread_mutex_unlock(&replication->lock);
+    /* (The monitor's failover then acts on a machine that no longer runs.) */
     failure_detector_declare_peer_dead(&replication->detector, "the VM stopped here");
     colo_failover_join(&replication->failover);
     heartbeat_sender_stop(&replication->beats_to_primary);
     mirror_reader_stop(&replication->mirror_reader);
     vm_replication_close_peer(replication);
+}
+
+void vm_replication_secondary_machine_stopped(struct vm_replication *replication)
+{
+    /* The secondary's threads use the machine: end them before it goes. */
+    vm_replication_secondary_retire(replication);
 }
