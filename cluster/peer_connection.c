@@ -3,9 +3,7 @@
  * a plain descriptor. */
 #include "peer_connection.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -20,6 +18,7 @@
 
 #include "clock.h"
 #include "peer_credentials_internal.h"
+#include "socket.h"
 
 /* AES-128-GCM first: the fastest on hosts with AES instructions (3 GB/s
  * here), and what checkpoints pay for. TLS 1.3 only. */
@@ -42,26 +41,6 @@ struct peer_connection {
     unsigned char to_app_buffer[RELAY_BUFFER];
     unsigned char to_peer_buffer[RELAY_BUFFER];
 };
-
-static void describe_address(int fd, char *text, size_t size)
-{
-    struct sockaddr_storage address;
-    socklen_t length = sizeof address;
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(fd, (struct sockaddr *)&address, &length) == 0) {
-        if (address.ss_family == AF_INET) {
-            const struct sockaddr_in *in = (const struct sockaddr_in *)&address;
-            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-            port = ntohs(in->sin_port);
-        } else if (address.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&address;
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            port = ntohs(in6->sin6_port);
-        }
-    }
-    snprintf(text, size, "%s:%u", host, port);
-}
 
 /* What a failed handshake means, in an operator's words. */
 static int handshake_error(struct peer_connection *connection, int status, struct error *err)
@@ -222,7 +201,7 @@ int peer_connection_open(struct peer_connection **result, const struct peer_cred
     connection->credentials = credentials;
     connection->tcp_fd = connection->app_fd = tcp_fd;
     connection->relay_fd = -1;
-    describe_address(tcp_fd, connection->address, sizeof connection->address);
+    socket_peer_address(tcp_fd, connection->address, sizeof connection->address);
     snprintf(connection->peer, sizeof connection->peer, "%s", connection->address);
     if (credentials->auth != PEER_AUTH_NONE && open_session(connection, side, timeout_ms, err) < 0) {
         peer_connection_close(connection);

@@ -203,3 +203,14 @@ int socket_listen(const char *host_and_port, struct error *err)
     freeaddrinfo(addresses);
     return fd;
 }
+
+void socket_peer_address(int fd, char *text, size_t size)
+{
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "0";
+    if (getpeername(fd, (struct sockaddr *)&address, &length) == 0)
+        (void)getnameinfo((struct sockaddr *)&address, length, host, sizeof host, port, sizeof port,
+                          NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(text, size, "%s:%s", host, port);
+}

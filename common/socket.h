@@ -6,6 +6,8 @@
 #ifndef COLO_COMMON_SOCKET_H
 #define COLO_COMMON_SOCKET_H
 
+#include <stddef.h>
+
 #include "error.h"
 
 /* A connected socket to the first address of HOST that takes the
@@ -25,5 +27,9 @@ int socket_listen(const char *host_and_port, struct error *err);
 
 /* The next connection on a listening socket (retried after signals), or -1. */
 int socket_accept(int listener, struct error *err);
+
+/* The remote end of a connected socket as HOST:PORT (numeric), for
+ * messages; "?:0" when it cannot be told. */
+void socket_peer_address(int fd, char *text, size_t size);
 
 #endif

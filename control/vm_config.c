@@ -253,6 +253,13 @@ static int nic_option(struct parser *parser, unsigned line, const char *key, con
                        name);
 }
 
+/* replication_auth's values, as VM.cfg spells them (parse and format). */
+static const char *const replication_auth_names[] = {
+    [VM_REPLICATION_AUTH_PSK] = "psk",
+    [VM_REPLICATION_AUTH_CERTIFICATE] = "certificate",
+    [VM_REPLICATION_AUTH_NONE] = "none",
+};
+
 static const char *const known_keys[] = {
     "name",
     "memory",
@@ -309,12 +316,9 @@ static int apply(struct parser *parser, const char *key, const struct value *val
         else
             return parse_error(parser, value->line, "console: expected \"stdio\" or \"none\"");
     } else if (strcmp(key, "replication_auth") == 0) {
-        static const char *const names[] = { [VM_REPLICATION_AUTH_PSK] = "psk",
-                                             [VM_REPLICATION_AUTH_CERTIFICATE] = "certificate",
-                                             [VM_REPLICATION_AUTH_NONE] = "none" };
-        for (size_t i = VM_REPLICATION_AUTH_PSK; value->kind == VALUE_STRING && i < sizeof names / sizeof names[0];
-             i++) {
-            if (strcmp(value->string, names[i]) == 0) {
+        for (size_t i = VM_REPLICATION_AUTH_PSK;
+             value->kind == VALUE_STRING && i < sizeof replication_auth_names / sizeof replication_auth_names[0]; i++) {
+            if (strcmp(value->string, replication_auth_names[i]) == 0) {
                 config->replication_auth = (enum vm_replication_auth)i;
                 return 0;
             }
@@ -568,11 +572,9 @@ int vm_config_format(const struct vm_config *config, char *text, size_t capacity
     }
     append_text(text, capacity, &used, " ]\nconsole = \"%s\"\n",
                 config->console == VM_CONSOLE_STDIO ? "stdio" : "none");
-    static const char *const auth_names[] = { [VM_REPLICATION_AUTH_PSK] = "psk",
-                                              [VM_REPLICATION_AUTH_CERTIFICATE] = "certificate",
-                                              [VM_REPLICATION_AUTH_NONE] = "none" };
     if (config->replication_auth != VM_REPLICATION_AUTH_UNSET)
-        append_text(text, capacity, &used, "replication_auth = \"%s\"\n", auth_names[config->replication_auth]);
+        append_text(text, capacity, &used, "replication_auth = \"%s\"\n",
+                    replication_auth_names[config->replication_auth]);
     const struct {
         const char *key, *path;
     } auth_paths[] = { { "replication_psk", config->replication_psk },

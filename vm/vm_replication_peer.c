@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,15 +123,8 @@ static void *refuse_late_connections(void *opaque)
         int fd = socket_accept(replication->listener, &err);
         if (fd < 0)
             continue;
-        struct sockaddr_storage address;
-        socklen_t length = sizeof address;
-        char who[96] = "an unknown address";
-        if (getpeername(fd, (struct sockaddr *)&address, &length) == 0) {
-            char host[64] = "?", port[16] = "?";
-            if (getnameinfo((struct sockaddr *)&address, length, host, sizeof host, port, sizeof port,
-                            NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-                snprintf(who, sizeof who, "%s:%s", host, port);
-        }
+        char who[96];
+        socket_peer_address(fd, who, sizeof who);
         close(fd);
         char why[160];
         snprintf(why, sizeof why, "%s connected while this secondary is paired with its primary", who);
