@@ -8,6 +8,7 @@
  * secondary's failover gate, the primary's release gate, and status. */
 #include "vm_replication_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,9 +59,21 @@ int vm_replication_guard_start(struct vm_replication *replication, struct error 
     vm_replication_mark(replication, &replication->guard_started);
     if (replication->output_initialized)
         output_buffer_set_release_gate(&replication->output, may_release, replication);
-    if (replication->cluster)
-        vm_replication_log(replication, "cluster: joined the Corosync group %s", group);
-    else
+    if (replication->cluster) {
+        /* The freeze rule's yardstick (corosync_engine.c), so an operator
+         * can see which value this process judges by. */
+        uint32_t token_ms = replication->guard.engine.token_timeout_ms;
+        if (token_ms)
+            vm_replication_log(replication,
+                               "cluster: joined the Corosync group %s (token timeout %" PRIu32
+                               " ms: a pause of this process shorter than that is not a stand-down)",
+                               group, token_ms);
+        else
+            vm_replication_log(replication,
+                               "cluster: joined the Corosync group %s (Corosync's token timeout is unreadable: "
+                               "any pause of this process over 100 ms makes it stand down on a new ring)",
+                               group);
+    } else
         vm_replication_log(replication, "WARNING: no cluster configured (--cluster corosync): if the replication link "
                                         "fails while both hosts live, both copies may serve (split brain)");
     return 0;

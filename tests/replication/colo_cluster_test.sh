@@ -111,6 +111,13 @@ start_pair() {
     done
     [ "$(status_field a mode)" = corosync ] && [ "$(status_field b mode)" = corosync ] ||
         { fail "trial $trial: status does not show the cluster (a: '$(status_field a mode)')"; return 1; }
+    # The freeze rule judges by Corosync's token timeout, read from cmap:
+    # the lab sets 200 ms, and an unreadable 0 would make any pause count.
+    if [ "$trial" -eq 1 ]; then
+        grep -q "token timeout 200 ms" "$t/secondary.log" &&
+            pass "the secondary read Corosync's token timeout: $(grep -o 'token timeout 200 ms' "$t/secondary.log" | head -1)" ||
+            fail "the secondary did not log the lab's token timeout: $(grep 'joined the Corosync group' "$t/secondary.log")"
+    fi
     sleep 1
 }
 
