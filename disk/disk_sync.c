@@ -96,6 +96,13 @@ int disk_sync_source_init(struct disk_sync_source *sync, struct machine *machine
         total += disk->image->size;
         if (disk->image->read_only)
             continue;
+        /* The image changes from now on (the VM runs on, protected or
+         * migrated): a history it still had would soon be stale. */
+        if (disk_history_invalidate(disk->image->name, err) < 0) {
+            sync->disk_count = i;
+            disk_sync_source_destroy(sync);
+            return error_prefix(err, "disk %u: ", i);
+        }
         disk->primary = primary_disk_create(disk->image, options, err);
         size_t words = disk->primary ? primary_disk_bitmap_words(disk->primary) : 0;
         disk->bitmap = disk->primary ? calloc(words ? words : 1, sizeof *disk->bitmap) : NULL;
