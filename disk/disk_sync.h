@@ -5,9 +5,9 @@
  * secondary's base starts as the PVM's disk; `colo migrate --copy-disks`
  * too.
  *
- *   destination  before the stream header: hashes every chunk of its
- *                images and sends them (DISK_HASHES records, then
- *                CHECKPOINT_END);
+ *   destination  after the history exchange below: hashes every chunk
+ *                of the images the source compares and sends them
+ *                (DISK_HASHES records, then CHECKPOINT_END);
  *   source       compares: reads each chunk of its own image, with the VM
  *                running, and sends the chunks whose hashes differ as
  *                DISK_WRITE runs of at most DISK_SYNC_RUN_BYTES, each
