@@ -71,12 +71,12 @@ finish_client survivor "on the survivor"
 COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
 wait_for "$work/secondary2.log" "waiting for the primary" "A's secondary listening" "$secondary2_pid" || exit 1
-grep -q "disk 0: history unknown" "$work/secondary2.log" &&
-    pass "A's crashed image: $(grep -m1 'history unknown' "$work/secondary2.log" | sed 's/^colo secondary: guarded: //')" ||
-    fail "A's secondary did not say its image's history is unknown"
 on_host "$work/B" "$colo" protect guarded 127.0.0.1:47101 --interval 100 >"$work/protect2.log" 2>&1 ||
     { fail "colo protect B -> A failed: $(cat "$work/protect2.log")"; exit 1; }
 wait_for_checkpoints "$work/B" 10 >/dev/null || { fail "no checkpoints B -> A"; exit 1; }
+grep -q "disk 0: history unknown" "$work/secondary2.log" &&
+    pass "A's crashed image: $(grep -m1 'history unknown' "$work/secondary2.log" | sed 's/^colo secondary: guarded: //')" ||
+    fail "A's secondary did not say its image's history is unknown"
 echo "  disk sync: $(sync_field "$work/B" "json.dumps(d)" 2>/dev/null || sync_field "$work/B" "d")"
 mode=$(sync_field "$work/B" "','.join(d.get('modes', []))")
 compared=$(sync_field "$work/B" "d.get('bytes_compared')")
@@ -116,12 +116,12 @@ finish_client tracked "on B before the reprotect"
 COLO_RUN_DIR=$work/A3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 "$work/a.cfg" >"$work/secondary3.log" 2>&1 </dev/null &
 secondary3_pid=$!; pids+=("$secondary3_pid")
 wait_for "$work/secondary3.log" "waiting for the primary" "A's second secondary listening" "$secondary3_pid" || exit 1
-grep -q "disk 0 is checkpoint" "$work/secondary3.log" &&
-    pass "A's image: $(grep -m1 'disk 0 is checkpoint' "$work/secondary3.log" | sed 's/^colo secondary: guarded: //')" ||
-    fail "A's secondary does not know its image's history"
 on_host "$work/B3" "$colo" protect guarded 127.0.0.1:47102 --interval 100 >"$work/protect3.log" 2>&1 ||
     { fail "colo protect B -> A (incremental) failed: $(cat "$work/protect3.log")"; exit 1; }
 wait_for_checkpoints "$work/B3" 10 >/dev/null || { fail "no checkpoints B -> A (incremental)"; exit 1; }
+grep -q "disk 0 is checkpoint" "$work/secondary3.log" &&
+    pass "A's image: $(grep -m1 'disk 0 is checkpoint' "$work/secondary3.log" | sed 's/^colo secondary: guarded: //')" ||
+    fail "A's secondary does not know its image's history"
 echo "  disk sync: $(sync_field "$work/B3" "d")"
 mode=$(sync_field "$work/B3" "','.join(d.get('modes', []))")
 compared=$(sync_field "$work/B3" "d.get('bytes_compared')")
