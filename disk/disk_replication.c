@@ -69,6 +69,10 @@ int disk_replication_primary_record_history(struct disk_replication_primary *rep
     pthread_mutex_lock(&replication->lock);
     uint64_t checkpoint = replication->checkpoints;
     int status = 1;
+    if (!atomic_load(&replication->sync.done)) {
+        snprintf(why, why_size, "the initial copy did not complete");
+        status = 0;
+    }
     for (unsigned i = 0; i < replication->disk_count && status == 1; i++) {
         struct primary_disk_device *device = &replication->devices[i];
         if (!device->disk)
@@ -339,6 +343,10 @@ int disk_replication_secondary_record_history(struct disk_replication_secondary 
                               "unknown");
     int status = 0;
     pthread_mutex_lock(&replication->lock);
+    /* The setup wraps the disks after the initial copy: before, the
+     * images are a mix of both sides (disk_sync.h). */
+    if (replication->disk_count != machine_disk_count(replication->machine))
+        status = error_set(err, "the initial copy did not complete");
     for (unsigned i = 0; i < replication->disk_count && status == 0; i++) {
         struct secondary_disk *disk = replication->devices[i].disk;
         if (!disk)

@@ -3,7 +3,8 @@
 # checked byte for byte (docs/replication.md, "Reprotect and the image's
 # history"; needs root: namespaces, TAP). The topology is
 # colo_failover_test.sh's; the guest's KV service writes every SET to its
-# disk.
+# disk. Heartbeat timeouts of 2 s: kill -9 breaks the connection at once,
+# and a loaded test host must not fail over by itself.
 #
 # 1. A protects to B while a client writes keys; A is killed (-9), B fails
 #    over and the client writes more on the survivor.
@@ -50,10 +51,10 @@ recorded() {  # LOG: "checkpoint N of protection X" from its history line, or em
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
 primary_pid=$!; pids+=("$primary_pid")
 wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
-COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47100 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
+COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47100 --heartbeat-timeout 2000 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
 secondary_pid=$!; pids+=("$secondary_pid")
 wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
-on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1 ||
+on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 --heartbeat-timeout 2000 >"$work/protect.log" 2>&1 ||
     { fail "colo protect A -> B failed: $(cat "$work/protect.log")"; exit 1; }
 wait_for_checkpoints "$work/A" 5 >/dev/null || { fail "no checkpoints A -> B"; exit 1; }
 run_client protected 120
@@ -68,10 +69,10 @@ sleep 3
 finish_client survivor "on the survivor"
 
 # ---- 2. protect B -> A (A's history unknown: hashes), quit, cmp ----
-COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
+COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
 wait_for "$work/secondary2.log" "waiting for the primary" "A's secondary listening" "$secondary2_pid" || exit 1
-on_host "$work/B" "$colo" protect guarded 127.0.0.1:47101 --interval 100 >"$work/protect2.log" 2>&1 ||
+on_host "$work/B" "$colo" protect guarded 127.0.0.1:47101 --interval 100 --heartbeat-timeout 2000 >"$work/protect2.log" 2>&1 ||
     { fail "colo protect B -> A failed: $(cat "$work/protect2.log")"; exit 1; }
 wait_for_checkpoints "$work/B" 10 >/dev/null || { fail "no checkpoints B -> A"; exit 1; }
 grep -q "disk 0: history unknown" "$work/secondary2.log" &&
@@ -113,11 +114,17 @@ grep -q "its writes are tracked from there" "$work/primary3.log" &&
 run_client tracked 60
 sleep 3
 finish_client tracked "on B before the reprotect"
-COLO_RUN_DIR=$work/A3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 "$work/a.cfg" >"$work/secondary3.log" 2>&1 </dev/null &
+COLO_RUN_DIR=$work/A3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary3.log" 2>&1 </dev/null &
 secondary3_pid=$!; pids+=("$secondary3_pid")
 wait_for "$work/secondary3.log" "waiting for the primary" "A's second secondary listening" "$secondary3_pid" || exit 1
-on_host "$work/B3" "$colo" protect guarded 127.0.0.1:47102 --interval 100 >"$work/protect3.log" 2>&1 ||
+COLO_RUN_DIR=$work/B3 ip netns exec "$hosts_ns" "$colo" events --json guarded >"$work/events3.jsonl" 2>/dev/null &
+events_pid=$!; pids+=("$events_pid")
+sleep 0.3
+on_host "$work/B3" "$colo" protect guarded 127.0.0.1:47102 --interval 100 --heartbeat-timeout 2000 --follow >"$work/protect3.log" 2>&1 ||
     { fail "colo protect B -> A (incremental) failed: $(cat "$work/protect3.log")"; exit 1; }
+grep -q "100%.*(disk 0 incremental)" "$work/protect3.log" && grep -q "^protected:" "$work/protect3.log" &&
+    pass "colo protect --follow: $(grep -m1 '100%' "$work/protect3.log")" ||
+    fail "colo protect --follow printed: $(cat "$work/protect3.log")"
 wait_for_checkpoints "$work/B3" 10 >/dev/null || { fail "no checkpoints B -> A (incremental)"; exit 1; }
 grep -q "disk 0 is checkpoint" "$work/secondary3.log" &&
     pass "A's image: $(grep -m1 'disk 0 is checkpoint' "$work/secondary3.log" | sed 's/^colo secondary: guarded: //')" ||
@@ -134,6 +141,19 @@ grep -q "disk sync done: disk 0 incremental" "$work/primary3.log" &&
     pass "B's log: $(grep -m1 'disk sync done' "$work/primary3.log" | sed 's/^colo [a-z]*: guarded: //')" ||
     fail "B's log has no incremental disk sync line"
 [ -f "$work/diskA.img.colo-history" ] && fail "A's history is still there after the sync wrote its image"
+kill "$events_pid" 2>/dev/null
+events=$(python3 - "$work/events3.jsonl" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+started = [e["disk_sync"] for e in events if e.get("what") == "disk sync started"]
+done = [e["disk_sync"] for e in events if e.get("what") == "disk sync done"]
+ok = (len(started) == 1 and started[0]["modes"] == ["incremental"] and len(done) == 1 and done[0]["done"]
+      and done[0]["tracked_blocks_sent"] > 0)
+print(("ok " if ok else "bad ") + json.dumps({"started": started, "done": done}))
+PY
+)
+[ "${events%% *}" = ok ] && pass "colo events: disk sync started (incremental) and done" ||
+    fail "colo events for the disk sync: $events"
 check_keys "B serves every key after the incremental reprotect" protected survivor tracked
 quit_pair "$work/B3" "$primary3_pid" "$secondary3_pid" "incremental B -> A"
 if cmp "$work/diskA.img" "$work/diskB.img"; then
