@@ -17,6 +17,9 @@
 #    client writes a few keys; A's image becomes a secondary again and B
 #    protects to it: the sync is incremental, sends only about the written
 #    blocks (a small part of the image), compares nothing; quit, cmp again.
+# 4. The other direction: `colo run` on A's image, A protects to B's
+#    (incremental, the guest writing), A is killed, B fails over and
+#    protects to A's image by hashes; quit, cmp.
 # Usage: tests/replication/colo_reprotect_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -160,6 +163,46 @@ if cmp "$work/diskA.img" "$work/diskB.img"; then
     pass "after the incremental B -> A and quit, the images are byte-identical"
 else
     fail "after the incremental B -> A and quit, the images differ"
+fi
+
+# ---- 4. the other direction: colo run on A's image, A -> B incremental,
+# kill -9 A, B fails over, B -> A by hashes, quit, cmp ----
+mkdir -p "$work/A4" "$work/B4" "$work/A5"
+COLO_RUN_DIR=$work/A4 ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary4.log" 2>&1 </dev/null &
+primary4_pid=$!; pids+=("$primary4_pid")
+wait_for "$work/primary4.log" "colo-guest: services ready" "A's boot" "$primary4_pid" || exit 1
+run_client again 60
+sleep 2
+COLO_RUN_DIR=$work/B4 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47103 --heartbeat-timeout 2000 "$work/b.cfg" >"$work/secondary4.log" 2>&1 </dev/null &
+secondary4_pid=$!; pids+=("$secondary4_pid")
+wait_for "$work/secondary4.log" "waiting for the primary" "B's secondary listening" "$secondary4_pid" || exit 1
+on_host "$work/A4" "$colo" protect guarded 127.0.0.1:47103 --interval 100 --heartbeat-timeout 2000 >"$work/protect4.log" 2>&1 ||
+    { fail "colo protect A -> B (incremental) failed: $(cat "$work/protect4.log")"; exit 1; }
+wait_for_checkpoints "$work/A4" 20 >/dev/null || { fail "no checkpoints A -> B (incremental)"; exit 1; }
+mode=$(sync_field "$work/A4" "','.join(d.get('modes', []))")
+tracked=$(sync_field "$work/A4" "d.get('tracked_blocks_sent')")
+[ "$mode" = incremental ] && [ -n "$tracked" ] && [ "$tracked" -lt $((image_blocks / 10)) ] &&
+    pass "A -> B incremental (the guest writing meanwhile): $tracked of $image_blocks blocks sent" ||
+    fail "A -> B: mode '$mode', $tracked tracked blocks (expected incremental, few)"
+kill -9 "$primary4_pid"; wait "$primary4_pid" 2>/dev/null
+wait_for "$work/secondary4.log" "failed over" "failover to B" "$secondary4_pid" 10 &&
+    pass "B failed over after kill -9 of A"
+sleep 2
+finish_client again "through the second failover"
+COLO_RUN_DIR=$work/A5 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47104 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary5.log" 2>&1 </dev/null &
+secondary5_pid=$!; pids+=("$secondary5_pid")
+wait_for "$work/secondary5.log" "waiting for the primary" "A's third secondary listening" "$secondary5_pid" || exit 1
+on_host "$work/B4" "$colo" protect guarded 127.0.0.1:47104 --interval 100 --heartbeat-timeout 2000 >"$work/protect5.log" 2>&1 ||
+    { fail "colo protect B -> A after the second failover failed: $(cat "$work/protect5.log")"; exit 1; }
+wait_for_checkpoints "$work/B4" 10 >/dev/null || { fail "no checkpoints B -> A after the second failover"; exit 1; }
+mode=$(sync_field "$work/B4" "','.join(d.get('modes', []))")
+[ "$mode" = hashes ] && pass "B -> A after A crashed again: hashes" || fail "B -> A: mode '$mode', expected hashes"
+check_keys "B serves every key after the second failover" protected survivor tracked again
+quit_pair "$work/B4" "$secondary4_pid" "$secondary5_pid" "B -> A after the second failover"
+if cmp "$work/diskA.img" "$work/diskB.img"; then
+    pass "after the second failover's reprotect and quit, the images are byte-identical"
+else
+    fail "after the second failover's reprotect and quit, the images differ"
 fi
 
 echo "colo_reprotect_test: $passed passed, $failed failed"
