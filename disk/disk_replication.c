@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disk_history.h"
+#include "disk_tracker.h"
 #include "stream.h"
 #include "virtio_blk.h"
 
@@ -53,6 +55,51 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
         if (replication->devices[i].disk &&
             primary_disk_checkpoint_device.save(&replication->devices[i], writer, err) < 0)
             status = -1;
+    /* A save that succeeded is the checkpoint's: one that then fails to
+     * reach the secondary ends the protection, and nothing is recorded. */
+    if (status == 0)
+        replication->checkpoints++;
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
+int disk_replication_primary_record_history(struct disk_replication_primary *replication, char *why, size_t why_size,
+                                            struct error *err)
+{
+    pthread_mutex_lock(&replication->lock);
+    uint64_t checkpoint = replication->checkpoints;
+    int status = 1;
+    if (!atomic_load(&replication->sync.done)) {
+        snprintf(why, why_size, "the initial copy did not complete");
+        status = 0;
+    }
+    for (unsigned i = 0; i < replication->disk_count && status == 1; i++) {
+        struct primary_disk_device *device = &replication->devices[i];
+        if (!device->disk)
+            continue;
+        struct primary_disk_stats stats;
+        primary_disk_get_stats(device->disk, &stats);
+        if (stats.epoch_blocks || device->precopied.blocks) {
+            snprintf(why, why_size, "disk %u was written after checkpoint %llu", i, (unsigned long long)checkpoint);
+            status = 0;
+        }
+    }
+    for (unsigned i = 0; i < replication->disk_count && status == 1; i++) {
+        struct primary_disk_device *device = &replication->devices[i];
+        if (!device->disk)
+            continue;
+        struct block_backend *image = primary_disk_backend(device->disk);
+        struct disk_history history = { .checkpoint = checkpoint, .disk_size = image->size };
+        memcpy(history.protection, replication->sync.protection, sizeof history.protection);
+        int result = block_backend_flush(image);
+        if (result < 0) {
+            error_set(err, "disk %u: cannot flush image %s: %s", i, image->name, strerror(-result));
+            status = -1;
+        } else if (disk_history_write(image->name, &history, err) < 0) {
+            error_prefix(err, "disk %u: ", i);
+            status = -1;
+        }
+    }
     pthread_mutex_unlock(&replication->lock);
     return status;
 }
@@ -215,6 +262,7 @@ static int commit_loaded(struct disk_replication_secondary *replication, struct 
     for (unsigned i = 0; i < replication->disk_count; i++)
         if (replication->devices[i].disk && secondary_disk_device_commit(&replication->devices[i], err) < 0)
             return -1;
+    replication->checkpoints_committed++;
     return 0;
 }
 
@@ -229,6 +277,8 @@ static int secondary_preresume(void *opaque)
     return status;
 }
 
+static void track_survivor(struct disk_replication_secondary *replication, unsigned i, const uint64_t *folded);
+
 /* Every disk, even after one failed: the VM runs here now whatever
  * happens (colo_checkpoint_devices_failover); the first error. A
  * checkpoint that was loaded but not yet folded (the loop ended between
@@ -242,11 +292,70 @@ static int secondary_failover(void *opaque, struct error *err)
         status = -1;
     for (unsigned i = 0; i < replication->disk_count; i++) {
         struct error cause;
-        if (replication->devices[i].disk &&
-            secondary_disk_checkpoint_device.failover(&replication->devices[i], &cause) < 0 && status == 0) {
-            *err = cause;
+        if (!replication->devices[i].disk)
+            continue;
+        /* The overlay's blocks are the first the survivor wrote since its
+         * last checkpoint: marked before the fold empties it. */
+        uint64_t *folded = NULL;
+        if (status == 0 && replication->sync.protection_known)
+            folded = calloc(
+                (secondary_disk_backend(replication->devices[i].disk)->size / SECONDARY_DISK_BLOCK_SIZE) / 64 + 2,
+                sizeof *folded);
+        if (folded)
+            secondary_disk_mark_overlay(replication->devices[i].disk, folded);
+        if (secondary_disk_checkpoint_device.failover(&replication->devices[i], &cause) < 0) {
+            if (status == 0)
+                *err = cause;
             status = -1;
+        } else if (folded && status == 0) {
+            track_survivor(replication, i, folded);
         }
+        free(folded);
+    }
+    pthread_mutex_unlock(&replication->lock);
+    return status;
+}
+
+/* Lock held, the SVM paused: the survivor's writes to disk i since its
+ * last checkpoint (the folded overlay, then every request) are tracked,
+ * for the next protection's sync. Without memory it is not: that sync
+ * compares hashes. */
+static void track_survivor(struct disk_replication_secondary *replication, unsigned i, const uint64_t *folded)
+{
+    struct virtio_blk *device = machine_disk(replication->machine, i);
+    struct block_backend *backend = virtio_blk_backend(device);
+    struct disk_history history = { .checkpoint = replication->checkpoints_committed, .disk_size = backend->size };
+    memcpy(history.protection, replication->sync.protection, sizeof history.protection);
+    struct error ignored;
+    struct disk_tracker *tracker = disk_tracker_create(backend, &history, &ignored);
+    if (!tracker)
+        return;
+    disk_tracker_mark_bitmap(tracker, folded);
+    if (virtio_blk_replace_backend(device, disk_tracker_backend(tracker)) != backend)
+        abort(); /* same size and flag by construction */
+    replication->trackers[i] = tracker;
+}
+
+int disk_replication_secondary_record_history(struct disk_replication_secondary *replication, struct error *err)
+{
+    if (!replication->sync.protection_known)
+        return error_set(err, "the primary sent no protection id (an older version): the images' history is "
+                              "unknown");
+    int status = 0;
+    pthread_mutex_lock(&replication->lock);
+    /* The setup wraps the disks after the initial copy: before, the
+     * images are a mix of both sides (disk_sync.h). */
+    if (replication->disk_count != machine_disk_count(replication->machine))
+        status = error_set(err, "the initial copy did not complete");
+    for (unsigned i = 0; i < replication->disk_count && status == 0; i++) {
+        struct secondary_disk *disk = replication->devices[i].disk;
+        if (!disk)
+            continue;
+        struct block_backend *image = secondary_disk_backend(disk);
+        struct disk_history history = { .checkpoint = replication->checkpoints_committed, .disk_size = image->size };
+        memcpy(history.protection, replication->sync.protection, sizeof history.protection);
+        if (secondary_disk_flush_base(disk, err) < 0 || disk_history_write(image->name, &history, err) < 0)
+            status = error_prefix(err, "disk %u: ", i);
     }
     pthread_mutex_unlock(&replication->lock);
     return status;

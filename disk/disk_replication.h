@@ -19,7 +19,16 @@
  *              a disk that is read-only here is an error, never ignored.
  *
  * The wrappers belong to the virtio-blk devices once in place (the
- * secondary's stay after failover: they pass every request through). */
+ * secondary's stay after failover: they pass every request through).
+ *
+ * Both sides number the checkpoints alike: 0 is the end of the initial
+ * copy, each checkpoint the primary saved and the secondary folded counts
+ * one. With the protection's id (drawn by the primary, told to the
+ * secondary in the initial sync's plan) that names a state of the images
+ * (disk_history.h): a side that ends on purpose with its images exactly
+ * at a checkpoint records it (_record_history), and a secondary that
+ * fails over tracks its writes since its last checkpoint (disk_tracker.h)
+ * so that the next protection sends only those. */
 #ifndef COLO_DISK_DISK_REPLICATION_H
 #define COLO_DISK_DISK_REPLICATION_H
 
@@ -34,6 +43,7 @@ struct disk_replication_primary {
     struct disk_sync_source sync;
     unsigned disk_count;
     struct primary_disk_device devices[MACHINE_MAX_DISKS]; /* .disk NULL: read-only */
+    uint64_t checkpoints;                                  /* saved; under lock */
     /* Guards the devices' reports: the loop saves, status reads. */
     pthread_mutex_t lock;
 };
@@ -47,6 +57,15 @@ void disk_replication_primary_destroy(struct disk_replication_primary *replicati
 void disk_replication_primary_last_report(struct disk_replication_primary *replication,
                                           struct primary_disk_checkpoint_report *report);
 
+/* The PVM paused or stopped right after a checkpoint, the loop over or
+ * waiting: when no disk was written since that checkpoint, flushes the
+ * images and records each one's history (checkpoint `checkpoints` of the
+ * sync's protection): 1. 0 with why set when a disk was written since
+ * (nothing recorded: its history stays unknown); -1 with err set when a
+ * flush or a write failed. */
+int disk_replication_primary_record_history(struct disk_replication_primary *replication, char *why, size_t why_size,
+                                            struct error *err);
+
 /* Its opaque is a struct disk_replication_primary. */
 extern const struct colo_checkpoint_device_ops disk_replication_primary_device;
 
@@ -59,6 +78,9 @@ struct disk_replication_secondary {
     struct error setup_error;                                /* why setup failed (the phase has no error argument) */
     struct error commit_error;                               /* why preresume's fold failed (the same) */
     bool loaded;                                             /* a checkpoint's writes are buffered, not yet folded */
+    uint64_t checkpoints_committed;                          /* folded into the bases since the initial copy */
+    /* The trackers failover put over the disks (NULL: none). */
+    struct disk_tracker *trackers[MACHINE_MAX_DISKS];
     /* Guards the devices and their disks' statistics: the loop loads,
      * status reads. */
     pthread_mutex_t lock;
@@ -81,6 +103,12 @@ struct disk_replication_secondary_stats {
 /* Any thread. */
 void disk_replication_secondary_get_stats(struct disk_replication_secondary *replication,
                                           struct disk_replication_secondary_stats *stats);
+
+/* The primary ended the VM on purpose: the bases are exactly the last
+ * folded checkpoint. Flushes each and records its history: 0; -1 with
+ * err set (the first failure) when one could not be (no protection id
+ * came, a disk is broken, a flush or a write failed). */
+int disk_replication_secondary_record_history(struct disk_replication_secondary *replication, struct error *err);
 
 /* Its opaque is a struct disk_replication_secondary. */
 extern const struct colo_checkpoint_device_ops disk_replication_secondary_device;

@@ -2,6 +2,7 @@
 #include "disk_sync.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -9,6 +10,7 @@
 #include "clock.h"
 #include "colo_protocol.h"
 #include "disk_runs.h"
+#include "disk_tracker.h"
 #include "stream.h"
 #include "virtio_blk.h"
 
@@ -24,6 +26,19 @@ void disk_sync_hash(const void *data, size_t length, uint8_t hash[16])
     XXH128_canonical_t canonical;
     XXH128_canonicalFromHash(&canonical, XXH3_128bits(data, length));
     memcpy(hash, canonical.digest, 16);
+}
+
+const char *disk_sync_mode_name(enum disk_sync_mode mode)
+{
+    switch (mode) {
+    case DISK_SYNC_MODE_INCREMENTAL:
+        return "incremental";
+    case DISK_SYNC_MODE_HASHES:
+        return "hashes";
+    case DISK_SYNC_MODE_UNDECIDED:
+        break;
+    }
+    return "undecided";
 }
 
 static const uint8_t zero_chunk[DISK_SYNC_CHUNK_SIZE];
@@ -77,9 +92,17 @@ int disk_sync_source_init(struct disk_sync_source *sync, struct machine *machine
         struct disk_sync_source_disk *disk = &sync->disks[i];
         disk->device = machine_disk(machine, i);
         disk->image = virtio_blk_backend(disk->device);
+        disk->tracker = disk_tracker_of(disk->image);
         total += disk->image->size;
         if (disk->image->read_only)
             continue;
+        /* The image changes from now on (the VM runs on, protected or
+         * migrated): a history it still had would soon be stale. */
+        if (disk_history_invalidate(disk->image->name, err) < 0) {
+            sync->disk_count = i;
+            disk_sync_source_destroy(sync);
+            return error_prefix(err, "disk %u: ", i);
+        }
         disk->primary = primary_disk_create(disk->image, options, err);
         size_t words = disk->primary ? primary_disk_bitmap_words(disk->primary) : 0;
         disk->bitmap = disk->primary ? calloc(words ? words : 1, sizeof *disk->bitmap) : NULL;
@@ -98,6 +121,7 @@ int disk_sync_source_init(struct disk_sync_source *sync, struct machine *machine
         primary_disk_dirty_log_enable(disk->primary, true);
     }
     atomic_store(&sync->bytes_total, total);
+    disk_history_new_protection(sync->protection);
     sync->companion = (struct migration_companion){
         .opaque = sync,
         .before_copy = before_copy,
@@ -144,9 +168,19 @@ void disk_sync_source_get_progress(struct disk_sync_source *sync, struct disk_sy
         .dirty_rounds = atomic_load(&sync->dirty_rounds),
         .dirty_blocks_sent = atomic_load(&sync->dirty_blocks_sent),
         .final_blocks = atomic_load(&sync->final_blocks),
+        .tracked_blocks_sent = atomic_load(&sync->tracked_blocks_sent),
+        .bytes_planned = atomic_load(&sync->bytes_planned),
+        .bytes_done = atomic_load(&sync->bytes_done),
+        .disk_count = sync->disk_count,
+        .planned = atomic_load(&sync->planned),
         .compared = atomic_load(&sync->compared),
         .done = atomic_load(&sync->done),
     };
+    for (unsigned i = 0; i < sync->disk_count && i < MACHINE_MAX_DISKS; i++) {
+        progress->modes[i] = (enum disk_sync_mode)atomic_load(&sync->disks[i].mode);
+        progress->incremental_disks += progress->modes[i] == DISK_SYNC_MODE_INCREMENTAL;
+        progress->hashed_disks += progress->modes[i] == DISK_SYNC_MODE_HASHES;
+    }
 }
 
 static int send_data(struct disk_sync_source *sync, struct stream_writer *writer, unsigned index, uint64_t offset,
@@ -171,16 +205,35 @@ static int read_image(struct disk_sync_source_disk *disk, unsigned index, uint64
     return 0;
 }
 
-/* The destination's hashes, every disk's, into one array per disk (freed
- * by the caller): DISK_HASHES records until CHECKPOINT_END. Each disk's
- * size must be ours: the error names both. */
-static int receive_hashes(struct disk_sync_source *sync, int fd, uint8_t **hashes, struct error *err)
+/* What the destination sends, until its CHECKPOINT_END: DISK_HISTORY
+ * records (its images' histories, into theirs / known) and DISK_HASHES
+ * (into one array per disk, freed by the caller; received counts them).
+ * Each disk's size must be ours: the error names both. */
+struct from_destination {
+    uint8_t *hashes[MACHINE_MAX_DISKS];
+    uint64_t received[MACHINE_MAX_DISKS];
+    struct disk_history theirs[MACHINE_MAX_DISKS];
+    bool known[MACHINE_MAX_DISKS];
+    bool histories, any_hashes;
+};
+
+static int check_size(struct disk_sync_source_disk *disk, unsigned index, uint64_t theirs, struct error *err)
+{
+    if (theirs == disk->image->size)
+        return 0;
+    return error_set(err,
+                     "disk %u: this image (%s) is %llu bytes, the destination's is %llu bytes: the images must "
+                     "be the same size",
+                     index, disk->image->name, (unsigned long long)disk->image->size, (unsigned long long)theirs);
+}
+
+static int receive_from_destination(struct disk_sync_source *sync, int fd, struct from_destination *from,
+                                    struct error *err)
 {
     struct stream_reader reader;
     if (stream_reader_init(&reader, fd, err) < 0)
         return -1;
     reader.disk_count = sync->disk_count;
-    uint64_t received[MACHINE_MAX_DISKS] = { 0 };
     int status = -1;
     for (;;) {
         int readable = colo_wait_readable(fd, DISK_SYNC_HASH_TIMEOUT_MS);
@@ -203,6 +256,18 @@ static int receive_hashes(struct disk_sync_source *sync, int fd, uint8_t **hashe
         }
         if (record.type == STREAM_RECORD_CHECKPOINT_END)
             break;
+        if (record.type == STREAM_RECORD_DISK_HISTORY) {
+            struct stream_disk_history fields;
+            stream_disk_history_fields(record.body, &fields);
+            if (check_size(&sync->disks[fields.disk], fields.disk, fields.disk_size, err) < 0)
+                goto done;
+            from->histories = true;
+            from->known[fields.disk] = (fields.flags & STREAM_DISK_HISTORY_KNOWN) != 0;
+            memcpy(from->theirs[fields.disk].protection, fields.protection, DISK_HISTORY_PROTECTION_SIZE);
+            from->theirs[fields.disk].checkpoint = fields.checkpoint;
+            from->theirs[fields.disk].disk_size = fields.disk_size;
+            continue;
+        }
         if (record.type != STREAM_RECORD_DISK_HASHES) {
             error_set(err, "the destination sent a record of type %u where its disk hashes were expected", record.type);
             goto done;
@@ -211,40 +276,43 @@ static int receive_hashes(struct disk_sync_source *sync, int fd, uint8_t **hashe
         stream_disk_hashes_fields(record.body, record.length, &fields);
         struct disk_sync_source_disk *disk = &sync->disks[fields.disk];
         uint64_t ours = disk->image->size;
-        if (fields.disk_size != ours) {
-            error_set(err,
-                      "disk %u: this image (%s) is %llu bytes, the destination's is %llu bytes: the images must "
-                      "be the same size",
-                      fields.disk, disk->image->name, (unsigned long long)ours, (unsigned long long)fields.disk_size);
+        if (check_size(disk, fields.disk, fields.disk_size, err) < 0)
             goto done;
-        }
-        if (fields.chunk_size != DISK_SYNC_CHUNK_SIZE || fields.first_chunk != received[fields.disk] ||
-            fields.count > chunk_count(ours) - received[fields.disk]) {
+        uint64_t *received = &from->received[fields.disk];
+        if (fields.chunk_size != DISK_SYNC_CHUNK_SIZE || fields.first_chunk != *received ||
+            fields.count > chunk_count(ours) - *received) {
             error_set(err, "disk %u: the destination's hashes are not the chunks expected (chunk size %u, from %llu)",
                       fields.disk, fields.chunk_size, (unsigned long long)fields.first_chunk);
             goto done;
         }
-        if (!hashes[fields.disk]) {
-            hashes[fields.disk] = malloc(chunk_count(ours) * STREAM_DISK_HASH_SIZE);
-            if (!hashes[fields.disk]) {
+        if (!from->hashes[fields.disk]) {
+            from->hashes[fields.disk] = malloc(chunk_count(ours) * STREAM_DISK_HASH_SIZE);
+            if (!from->hashes[fields.disk]) {
                 error_set(err, "out of memory for the destination's disk hashes");
                 goto done;
             }
         }
-        memcpy(hashes[fields.disk] + received[fields.disk] * STREAM_DISK_HASH_SIZE, fields.hashes,
+        memcpy(from->hashes[fields.disk] + *received * STREAM_DISK_HASH_SIZE, fields.hashes,
                fields.count * STREAM_DISK_HASH_SIZE);
-        received[fields.disk] += fields.count;
+        *received += fields.count;
+        from->any_hashes = true;
     }
-    for (unsigned i = 0; i < sync->disk_count; i++)
-        if (received[i] != chunk_count(sync->disks[i].image->size)) {
-            error_set(err, "disk %u: the destination sent %llu of %llu chunk hashes", i,
-                      (unsigned long long)received[i], (unsigned long long)chunk_count(sync->disks[i].image->size));
-            goto done;
-        }
     status = 0;
 done:
     stream_reader_destroy(&reader);
     return status;
+}
+
+/* Every hashed disk's hashes arrived whole. */
+static int check_hashes_complete(struct disk_sync_source *sync, const struct from_destination *from, struct error *err)
+{
+    for (unsigned i = 0; i < sync->disk_count; i++) {
+        uint64_t expected = chunk_count(sync->disks[i].image->size);
+        if (atomic_load(&sync->disks[i].mode) == DISK_SYNC_MODE_HASHES && from->received[i] != expected)
+            return error_set(err, "disk %u: the destination sent %llu of %llu chunk hashes", i,
+                             (unsigned long long)from->received[i], (unsigned long long)expected);
+    }
+    return 0;
 }
 
 static void report_progress(struct disk_sync_source *sync)
@@ -253,44 +321,96 @@ static void report_progress(struct disk_sync_source *sync)
         sync->on_progress(sync->on_progress_opaque);
 }
 
-/* The full pass: every chunk whose hash differs from the destination's. */
-static int send_differing_chunks(struct disk_sync_source *sync, struct stream_writer *writer, uint8_t **hashes,
-                                 struct error *err)
+/* Ends the current run once it holds DISK_SYNC_RUN_BYTES. */
+static int end_full_run(struct disk_sync_source *sync, struct stream_writer *writer, struct error *err)
+{
+    if (sync->run_bytes < DISK_SYNC_RUN_BYTES)
+        return 0;
+    if (migration_end_round(writer, err) < 0)
+        return -1;
+    sync->run_bytes = 0;
+    return 0;
+}
+
+/* The full pass of a hashed disk: every chunk whose hash differs from the
+ * destination's. */
+static int send_differing_chunks(struct disk_sync_source *sync, struct stream_writer *writer, unsigned i,
+                                 const uint8_t *hashes, struct error *err)
 {
     uint8_t zero_hash[16];
     disk_sync_hash(zero_chunk, sizeof zero_chunk, zero_hash);
-    for (unsigned i = 0; i < sync->disk_count; i++) {
-        struct disk_sync_source_disk *disk = &sync->disks[i];
-        uint64_t size = disk->image->size;
-        for (uint64_t chunk = 0; chunk < chunk_count(size); chunk++) {
-            uint64_t offset = chunk * DISK_SYNC_CHUNK_SIZE;
-            size_t length = chunk_length(size, chunk);
-            uint8_t hash[16];
-            bool hole = hash_if_hole(disk->image, offset, length, zero_hash, hash);
-            if (!hole && read_image(disk, i, offset, sync->buffer, length, err) < 0)
+    struct disk_sync_source_disk *disk = &sync->disks[i];
+    uint64_t size = disk->image->size;
+    for (uint64_t chunk = 0; chunk < chunk_count(size); chunk++) {
+        uint64_t offset = chunk * DISK_SYNC_CHUNK_SIZE;
+        size_t length = chunk_length(size, chunk);
+        uint8_t hash[16];
+        bool hole = hash_if_hole(disk->image, offset, length, zero_hash, hash);
+        if (!hole && read_image(disk, i, offset, sync->buffer, length, err) < 0)
+            return -1;
+        if (!hole)
+            disk_sync_hash(sync->buffer, length, hash);
+        if (memcmp(hash, hashes + chunk * STREAM_DISK_HASH_SIZE, 16) != 0) {
+            /* A hole here and data there: the zeros go over. */
+            if (hole)
+                memset(sync->buffer, 0, length);
+            atomic_fetch_add(&sync->chunks_differing, 1);
+            if (send_data(sync, writer, i, offset, length, err) < 0)
                 return -1;
-            if (!hole)
-                disk_sync_hash(sync->buffer, length, hash);
-            if (memcmp(hash, hashes[i] + chunk * STREAM_DISK_HASH_SIZE, 16) != 0) {
-                /* A hole here and data there: the zeros go over. */
-                if (hole)
-                    memset(sync->buffer, 0, length);
-                atomic_fetch_add(&sync->chunks_differing, 1);
-                if (send_data(sync, writer, i, offset, length, err) < 0)
-                    return -1;
-            }
-            atomic_fetch_add(&sync->bytes_compared, length);
-            if (sync->run_bytes >= DISK_SYNC_RUN_BYTES) {
-                if (migration_end_round(writer, err) < 0)
-                    return -1;
-                sync->run_bytes = 0;
-            }
-            /* Every 1 MiB compared: the callback limits its own rate. */
-            if (chunk % PROGRESS_CHUNKS == PROGRESS_CHUNKS - 1)
-                report_progress(sync);
+        }
+        atomic_fetch_add(&sync->bytes_compared, length);
+        atomic_fetch_add(&sync->bytes_done, length);
+        if (end_full_run(sync, writer, err) < 0)
+            return -1;
+        /* Every 1 MiB compared: the callback limits its own rate. */
+        if (chunk % PROGRESS_CHUNKS == PROGRESS_CHUNKS - 1)
+            report_progress(sync);
+    }
+    return 0;
+}
+
+/* Sends the blocks set in disk i's bitmap, in runs of at most one record;
+ * full_pass: counts them as the first pass's work, ending runs on the way. */
+static int send_bitmap_blocks(struct disk_sync_source *sync, struct stream_writer *writer, unsigned i, bool full_pass,
+                              struct error *err)
+{
+    struct disk_sync_source_disk *disk = &sync->disks[i];
+    uint64_t count = primary_disk_block_count(disk->primary);
+    uint64_t size = disk->image->size;
+    for (uint64_t block = disk_bit_next(disk->bitmap, 0, count); block < count;
+         block = disk_bit_next(disk->bitmap, block, count)) {
+        uint64_t first = block;
+        while (block < count && block - first < BLOCKS_PER_WRITE && disk_bit_test(disk->bitmap, block))
+            block++;
+        uint64_t offset = first * PRIMARY_DISK_BLOCK_SIZE;
+        uint64_t end = block * PRIMARY_DISK_BLOCK_SIZE < size ? block * PRIMARY_DISK_BLOCK_SIZE : size;
+        size_t length = (size_t)(end - offset);
+        if (read_image(disk, i, offset, sync->buffer, length, err) < 0 ||
+            send_data(sync, writer, i, offset, length, err) < 0)
+            return -1;
+        if (full_pass) {
+            atomic_fetch_add(&sync->tracked_blocks_sent, block - first);
+            atomic_fetch_add(&sync->bytes_done, length);
+            if (end_full_run(sync, writer, err) < 0)
+                return -1;
+            report_progress(sync);
         }
     }
     return 0;
+}
+
+/* The first pass of an incremental disk: the blocks written since the
+ * history both sides share (read with the VM paused; a block written
+ * after is in the dirty log too, and goes again in a round). */
+static int send_tracked_blocks(struct disk_sync_source *sync, struct stream_writer *writer, unsigned i,
+                               struct error *err)
+{
+    struct disk_sync_source_disk *disk = &sync->disks[i];
+    machine_pause(sync->machine);
+    memset(disk->bitmap, 0, primary_disk_bitmap_words(disk->primary) * sizeof *disk->bitmap);
+    disk_tracker_read(disk->tracker, disk->bitmap);
+    machine_resume(sync->machine);
+    return send_bitmap_blocks(sync, writer, i, true, err);
 }
 
 /* The blocks written since the last call, VM running or paused (paused:
@@ -309,37 +429,81 @@ static int send_dirty_blocks(struct disk_sync_source *sync, struct stream_writer
     if (!paused)
         machine_resume(sync->machine);
     *blocks_sent = total;
-    for (unsigned i = 0; i < sync->disk_count && total; i++) {
+    for (unsigned i = 0; i < sync->disk_count && total; i++)
+        if (sync->disks[i].primary && send_bitmap_blocks(sync, writer, i, false, err) < 0)
+            return -1;
+    return 0;
+}
+
+/* Decides each disk's mode from the destination's histories (none: a
+ * destination of the version before, which sent its hashes at once) and
+ * tells it the plan. */
+static int send_plan(struct disk_sync_source *sync, struct stream_writer *writer, const struct from_destination *from,
+                     struct error *err)
+{
+    uint64_t planned = 0;
+    for (unsigned i = 0; i < sync->disk_count; i++) {
         struct disk_sync_source_disk *disk = &sync->disks[i];
-        if (!disk->primary)
-            continue;
-        uint64_t count = primary_disk_block_count(disk->primary);
-        uint64_t size = disk->image->size;
-        for (uint64_t block = disk_bit_next(disk->bitmap, 0, count); block < count;
-             block = disk_bit_next(disk->bitmap, block, count)) {
-            uint64_t first = block;
-            while (block < count && block - first < BLOCKS_PER_WRITE && disk_bit_test(disk->bitmap, block))
-                block++;
-            uint64_t offset = first * PRIMARY_DISK_BLOCK_SIZE;
-            uint64_t end = block * PRIMARY_DISK_BLOCK_SIZE < size ? block * PRIMARY_DISK_BLOCK_SIZE : size;
-            size_t length = (size_t)(end - offset);
-            if (read_image(disk, i, offset, sync->buffer, length, err) < 0 ||
-                send_data(sync, writer, i, offset, length, err) < 0)
-                return -1;
+        struct disk_history ours;
+        bool incremental = from->histories && from->known[i] && disk->primary && disk->tracker &&
+                           disk_tracker_history(disk->tracker, &ours) && disk_history_equal(&ours, &from->theirs[i]) &&
+                           ours.disk_size == disk->image->size;
+        atomic_store(&disk->mode, incremental ? DISK_SYNC_MODE_INCREMENTAL : DISK_SYNC_MODE_HASHES);
+        if (incremental) {
+            uint64_t *scratch = calloc(disk_tracker_bitmap_words(disk->tracker) + 1, sizeof *scratch);
+            if (!scratch)
+                return error_set(err, "out of memory for the disk sync's plan");
+            machine_pause(sync->machine);
+            uint64_t blocks = disk_tracker_read(disk->tracker, scratch);
+            machine_resume(sync->machine);
+            free(scratch);
+            planned += blocks * PRIMARY_DISK_BLOCK_SIZE;
+        } else {
+            planned += disk->image->size;
         }
+        if (from->histories && stream_write_disk_history(writer, i, incremental ? STREAM_DISK_HISTORY_INCREMENTAL : 0,
+                                                         disk->image->size, sync->protection, 0, err) < 0)
+            return -1;
     }
+    atomic_store(&sync->bytes_planned, planned);
+    atomic_store(&sync->planned, true);
+    report_progress(sync);
+    if (!from->histories)
+        return 0;
+    if (stream_write_checkpoint_end(writer, err) < 0 || stream_flush(writer, err) < 0)
+        return error_prefix(err, "sending the disk sync's plan: ");
     return 0;
 }
 
 static int before_copy(void *opaque, struct stream_writer *writer, struct error *err)
 {
     struct disk_sync_source *sync = opaque;
-    uint8_t *hashes[MACHINE_MAX_DISKS] = { 0 };
+    struct from_destination *from = calloc(1, sizeof *from);
     int status = -1;
-    if (stream_flush(writer, err) < 0 || receive_hashes(sync, writer->fd, hashes, err) < 0)
+    if (!from)
+        return error_set(err, "out of memory for the disk sync");
+    if (stream_flush(writer, err) < 0 || receive_from_destination(sync, writer->fd, from, err) < 0)
+        goto done;
+    if (from->histories && from->any_hashes) {
+        error_set(err, "the destination sent disk hashes before the source's plan");
+        goto done;
+    }
+    if (send_plan(sync, writer, from, err) < 0)
+        goto done;
+    /* With the plan sent, the hashes of the disks that need them. */
+    if (from->histories && receive_from_destination(sync, writer->fd, from, err) < 0)
+        goto done;
+    if (check_hashes_complete(sync, from, err) < 0)
         goto done;
     sync->run_bytes = 0;
-    if (send_differing_chunks(sync, writer, hashes, err) < 0 || migration_end_round(writer, err) < 0)
+    for (unsigned i = 0; i < sync->disk_count; i++) {
+        int sent = atomic_load(&sync->disks[i].mode) == DISK_SYNC_MODE_INCREMENTAL
+                       ? send_tracked_blocks(sync, writer, i, err)
+                       : send_differing_chunks(sync, writer, i, from->hashes[i], err);
+        if (sent < 0)
+            goto done;
+    }
+    if (migration_end_round(writer, err) < 0)
         goto done;
     atomic_store(&sync->compared, true);
     report_progress(sync);
@@ -358,7 +522,8 @@ static int before_copy(void *opaque, struct stream_writer *writer, struct error 
     status = 0;
 done:
     for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++)
-        free(hashes[i]);
+        free(from->hashes[i]);
+    free(from);
     return status;
 }
 
@@ -374,7 +539,8 @@ static int round_blocks(void *opaque, struct stream_writer *writer, struct error
 
 /* VM paused: the last blocks, and from here on the primary disks' epochs
  * hold exactly what the guest writes after the state the destination
- * gets (a COLO primary's first checkpoint sends them). */
+ * gets (a COLO primary's first checkpoint sends them). The trackers'
+ * history is the old protection's: the new one has its own from here on. */
 static int stop_and_copy(void *opaque, struct stream_writer *writer, struct error *err)
 {
     struct disk_sync_source *sync = opaque;
@@ -382,12 +548,16 @@ static int stop_and_copy(void *opaque, struct stream_writer *writer, struct erro
     if (send_dirty_blocks(sync, writer, true, &blocks, err) < 0)
         return -1;
     atomic_store(&sync->final_blocks, blocks);
-    for (unsigned i = 0; i < sync->disk_count; i++)
+    for (unsigned i = 0; i < sync->disk_count; i++) {
         if (sync->disks[i].primary) {
             primary_disk_dirty_log_enable(sync->disks[i].primary, false);
             primary_disk_epoch_clear(sync->disks[i].primary);
         }
+        if (sync->disks[i].tracker)
+            disk_tracker_stop(sync->disks[i].tracker);
+    }
     atomic_store(&sync->done, true);
+    report_progress(sync);
     return 0;
 }
 
@@ -412,7 +582,95 @@ const struct migration_companion *disk_sync_destination_companion(struct disk_sy
     return &sync->companion;
 }
 
-/* Every disk's chunk hashes, then CHECKPOINT_END. */
+void disk_sync_destination_read_histories(struct disk_sync_destination *sync,
+                                          void (*why)(void *opaque, unsigned disk, const char *reason), void *opaque)
+{
+    for (unsigned i = 0; i < machine_disk_count(sync->machine); i++) {
+        struct block_backend *image = virtio_blk_backend(machine_disk(sync->machine, i));
+        char reason[600];
+        sync->history_known[i] = false;
+        if (image->read_only)
+            continue;
+        sync->history_known[i] = disk_history_read(image->name, &sync->history[i], reason, sizeof reason);
+        if (sync->history_known[i] && sync->history[i].disk_size != image->size) {
+            snprintf(reason, sizeof reason, "its history is for another size");
+            sync->history_known[i] = false;
+        }
+        if (!sync->history_known[i] && why)
+            why(opaque, i, reason);
+    }
+}
+
+/* The source's plan: a DISK_HISTORY per disk, then CHECKPOINT_END. */
+static int receive_plan(struct disk_sync_destination *sync, int fd, struct error *err)
+{
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, err) < 0)
+        return -1;
+    reader.disk_count = machine_disk_count(sync->machine);
+    int status = -1;
+    for (;;) {
+        int readable = colo_wait_readable(fd, DISK_SYNC_HASH_TIMEOUT_MS);
+        if (readable <= 0) {
+            if (readable == 0)
+                error_set(err, "the source sent no disk sync plan within %d s", DISK_SYNC_HASH_TIMEOUT_MS / 1000);
+            else
+                error_set_errno(err, "waiting for the source's disk sync plan");
+            goto done;
+        }
+        struct stream_record record;
+        int got = stream_read_record(&reader, &record, err);
+        if (got < 0) {
+            error_prefix(err, "the source's disk sync plan: ");
+            goto done;
+        }
+        if (got == 0) {
+            error_set(err, "the source closed the connection before sending its disk sync plan");
+            goto done;
+        }
+        if (record.type == STREAM_RECORD_CHECKPOINT_END)
+            break;
+        if (record.type != STREAM_RECORD_DISK_HISTORY) {
+            error_set(err, "the source sent a record of type %u where its disk sync plan was expected", record.type);
+            goto done;
+        }
+        struct stream_disk_history fields;
+        stream_disk_history_fields(record.body, &fields);
+        bool incremental = (fields.flags & STREAM_DISK_HISTORY_INCREMENTAL) != 0;
+        if (incremental && !sync->history_known[fields.disk]) {
+            error_set(err, "the source plans to send disk %u's recent writes only, but its history is unknown here",
+                      fields.disk);
+            goto done;
+        }
+        sync->modes[fields.disk] = incremental ? DISK_SYNC_MODE_INCREMENTAL : DISK_SYNC_MODE_HASHES;
+        memcpy(sync->protection, fields.protection, DISK_HISTORY_PROTECTION_SIZE);
+        sync->protection_known = true;
+    }
+    for (unsigned i = 0; i < machine_disk_count(sync->machine); i++)
+        if (sync->modes[i] == DISK_SYNC_MODE_UNDECIDED) {
+            error_set(err, "the source's disk sync plan leaves out disk %u", i);
+            goto done;
+        }
+    status = 0;
+done:
+    stream_reader_destroy(&reader);
+    return status;
+}
+
+/* The images change from now on: their histories go first, so a crash
+ * never leaves one that says "valid". */
+static int invalidate_histories(struct disk_sync_destination *sync, struct error *err)
+{
+    for (unsigned i = 0; i < machine_disk_count(sync->machine); i++) {
+        struct block_backend *image = virtio_blk_backend(machine_disk(sync->machine, i));
+        if (!image->read_only && disk_history_invalidate(image->name, err) < 0)
+            return error_prefix(err, "disk %u: ", i);
+    }
+    return 0;
+}
+
+/* The exchange (disk_sync.h): the histories, the source's plan, then the
+ * chunk hashes of the disks the plan compares, then CHECKPOINT_END. */
 static int send_hashes(void *opaque, int fd, struct error *err)
 {
     struct disk_sync_destination *sync = opaque;
@@ -429,7 +687,25 @@ static int send_hashes(void *opaque, int fd, struct error *err)
         error_set(err, "out of memory for the disk hashes");
         goto done;
     }
+    static const uint8_t unknown[DISK_HISTORY_PROTECTION_SIZE];
     for (unsigned i = 0; i < machine_disk_count(sync->machine); i++) {
+        struct block_backend *image = virtio_blk_backend(machine_disk(sync->machine, i));
+        sync->modes[i] = DISK_SYNC_MODE_UNDECIDED;
+        bool known = sync->history_known[i];
+        if (stream_write_disk_history(&writer, i, known ? STREAM_DISK_HISTORY_KNOWN : 0, image->size,
+                                      known ? sync->history[i].protection : unknown,
+                                      known ? sync->history[i].checkpoint : 0, err) < 0)
+            goto done;
+    }
+    if (stream_write_checkpoint_end(&writer, err) < 0 || stream_flush(&writer, err) < 0) {
+        error_prefix(err, "sending the images' histories to the source: ");
+        goto done;
+    }
+    if (receive_plan(sync, fd, err) < 0 || invalidate_histories(sync, err) < 0)
+        goto done;
+    for (unsigned i = 0; i < machine_disk_count(sync->machine); i++) {
+        if (sync->modes[i] != DISK_SYNC_MODE_HASHES)
+            continue;
         struct block_backend *image = virtio_blk_backend(machine_disk(sync->machine, i));
         uint64_t chunks = chunk_count(image->size), first = 0;
         for (uint64_t c = 0; c < chunks; c++) {

@@ -5,9 +5,9 @@
  * secondary's base starts as the PVM's disk; `colo migrate --copy-disks`
  * too.
  *
- *   destination  before the stream header: hashes every chunk of its
- *                images and sends them (DISK_HASHES records, then
- *                CHECKPOINT_END);
+ *   destination  after the history exchange below: hashes every chunk
+ *                of the images the source compares and sends them
+ *                (DISK_HASHES records, then CHECKPOINT_END);
  *   source       compares: reads each chunk of its own image, with the VM
  *                running, and sends the chunks whose hashes differ as
  *                DISK_WRITE runs of at most DISK_SYNC_RUN_BYTES, each
@@ -21,6 +21,25 @@
  *   destination  writes each run's blocks straight into its images (its VM
  *                does not run yet), and flushes them before acknowledging
  *                the end.
+ *
+ * Before any hash, the two sides exchange what they know of the images'
+ * histories (disk_history.h, DISK_HISTORY records, docs/stream.md):
+ *
+ *   destination  first, each disk's history (its sidecar, read by the
+ *                caller), then CHECKPOINT_END;
+ *   source       the plan: per disk, incremental when it tracks the
+ *                writes since that same history (disk_tracker.h, its
+ *                own image the same size), else hashes; with it the new
+ *                protection's id; then CHECKPOINT_END;
+ *   destination  removes its images' histories (they will change), then
+ *                the hashes of the other disks only, then CHECKPOINT_END;
+ *   source       an incremental disk gets only its tracked blocks
+ *                (neither side reads the whole image), the others the
+ *                compare above; the dirty rounds and the stop-and-copy
+ *                go on as ever, and the trackers stop at the end.
+ *
+ * A destination of the version before (DISK_HASHES first) gets the
+ * compare for every disk.
  *
  * So at the VM state the destination loads, its disks are the source's at
  * the same instant. A sync that fails part way leaves the destination's
@@ -42,6 +61,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "disk_history.h"
+#include "disk_tracker.h"
 #include "error.h"
 #include "live_migration.h"
 #include "machine.h"
@@ -62,6 +83,16 @@ enum {
     DISK_SYNC_HASH_TIMEOUT_MS = 300 * 1000,
 };
 
+/* How a disk was synced: only the blocks written since a shared history,
+ * the chunks whose hashes differ, or (a destination of an older version,
+ * which sends hashes at once) the same compare, "hashes". */
+enum disk_sync_mode {
+    DISK_SYNC_MODE_UNDECIDED,
+    DISK_SYNC_MODE_INCREMENTAL,
+    DISK_SYNC_MODE_HASHES,
+};
+const char *disk_sync_mode_name(enum disk_sync_mode mode);
+
 /* What a sync did so far; any thread may read it (disk_sync_source_get_progress). */
 struct disk_sync_progress {
     uint64_t bytes_total;    /* the images' sizes, summed */
@@ -69,10 +100,18 @@ struct disk_sync_progress {
     uint64_t chunks_differing;
     uint64_t bytes_sent; /* DISK_WRITE data: the full pass and the rounds */
     uint64_t dirty_rounds;
-    uint64_t dirty_blocks_sent; /* by the rounds after the full pass */
-    uint64_t final_blocks;      /* in the stop-and-copy */
-    bool compared;              /* the full pass is over */
-    bool done;                  /* the stop-and-copy sent the last blocks */
+    uint64_t dirty_blocks_sent;   /* by the rounds after the full pass */
+    uint64_t final_blocks;        /* in the stop-and-copy */
+    uint64_t tracked_blocks_sent; /* by the incremental disks' pass */
+    /* The first pass's work: the hashed disks' sizes plus the incremental
+     * disks' tracked bytes, and how much of it is done (for a percentage). */
+    uint64_t bytes_planned, bytes_done;
+    unsigned incremental_disks, hashed_disks;
+    enum disk_sync_mode modes[MACHINE_MAX_DISKS];
+    unsigned disk_count;
+    bool planned;  /* the modes are decided */
+    bool compared; /* the full pass is over */
+    bool done;     /* the stop-and-copy sent the last blocks */
 };
 
 struct disk_sync_source_disk {
@@ -80,7 +119,8 @@ struct disk_sync_source_disk {
     struct block_backend *image;  /* what the sync reads: the primary disk's base */
     struct primary_disk *primary; /* NULL for a read-only disk (nothing writes it) */
     uint64_t *bitmap;             /* dirty blocks of one round */
-    const uint8_t *theirs;        /* the destination's hashes, during before_copy */
+    struct disk_tracker *tracker; /* the writes since a history, or NULL */
+    _Atomic int mode;             /* enum disk_sync_mode */
 };
 
 struct disk_sync_source {
@@ -90,6 +130,9 @@ struct disk_sync_source {
     uint8_t *buffer;    /* a chunk, or a run of blocks */
     uint64_t run_bytes; /* sent since the last run ended */
     struct migration_companion companion;
+    /* The new protection's id, sent to the destination with the plan
+     * (drawn at init; a caller may set its own before the sync). */
+    uint8_t protection[DISK_HISTORY_PROTECTION_SIZE];
     /* Called on the migrating thread every 1 MiB of the full pass, at its
      * end and after each dirty round (may be NULL; set after init):
      * progress events. It limits its own rate. */
@@ -97,8 +140,8 @@ struct disk_sync_source {
     void *on_progress_opaque;
     /* Progress, shared with status readers. */
     _Atomic uint64_t bytes_total, bytes_compared, chunks_differing, bytes_sent, dirty_rounds, dirty_blocks_sent,
-        final_blocks;
-    atomic_bool compared, done;
+        final_blocks, tracked_blocks_sent, bytes_planned, bytes_done;
+    atomic_bool planned, compared, done;
 };
 
 /* With the machine paused (machine_pause) or not yet running: wraps every
@@ -119,6 +162,15 @@ void disk_sync_source_get_progress(struct disk_sync_source *sync, struct disk_sy
 struct disk_sync_destination {
     struct machine *machine;
     struct migration_companion companion;
+    /* Each image's history (disk_sync_destination_read_histories, or the
+     * caller), told to the source first. */
+    struct disk_history history[MACHINE_MAX_DISKS];
+    bool history_known[MACHINE_MAX_DISKS];
+    /* From the source's plan: how each disk is synced, and the
+     * protection's id (protection_known: the source sent a plan). */
+    enum disk_sync_mode modes[MACHINE_MAX_DISKS];
+    uint8_t protection[DISK_HISTORY_PROTECTION_SIZE];
+    bool protection_known;
     bool written[MACHINE_MAX_DISKS];
     uint64_t bytes_hashed, bytes_written, writes;
     double hash_seconds;
@@ -128,6 +180,11 @@ struct disk_sync_destination {
  * is the one receiving (not running), whose disks are plain images. */
 void disk_sync_destination_init(struct disk_sync_destination *sync, struct machine *machine);
 const struct migration_companion *disk_sync_destination_companion(struct disk_sync_destination *sync);
+/* Reads every writable image's history sidecar into sync->history; for
+ * each one that is unknown, `why` (may be NULL) is called with the disk
+ * and the reason (for the log). */
+void disk_sync_destination_read_histories(struct disk_sync_destination *sync,
+                                          void (*why)(void *opaque, unsigned disk, const char *reason), void *opaque);
 
 /* The hash of a chunk as DISK_HASHES carries it (XXH3-128, canonical). */
 void disk_sync_hash(const void *data, size_t length, uint8_t hash[16]);

@@ -622,6 +622,23 @@ int secondary_disk_failover(struct secondary_disk *disk, struct secondary_disk_f
     return 0;
 }
 
+void secondary_disk_mark_overlay(const struct secondary_disk *disk, uint64_t *bitmap)
+{
+    for (size_t at = 0; at < disk->overlay.capacity; at++)
+        if (disk->overlay.slots[at].used)
+            disk_bit_set(bitmap, disk->overlay.slots[at].index);
+}
+
+int secondary_disk_flush_base(struct secondary_disk *disk, struct error *err)
+{
+    if (refuse_if_done(disk, err, "recording the base's history") < 0)
+        return -1;
+    int result = block_backend_flush(disk->base);
+    if (result < 0)
+        return error_set(err, "cannot flush image %s: %s", disk->backend.name, strerror(-result));
+    return 0;
+}
+
 static void count_map(const struct secondary_disk *disk, const struct block_map *map, uint64_t *blocks, uint64_t *bytes,
                       uint64_t *memory)
 {

@@ -151,6 +151,19 @@ void secondary_disk_checkpoint_abort(struct secondary_disk *disk);
  * the overlay, or all of it without the flush's promise). */
 int secondary_disk_failover(struct secondary_disk *disk, struct secondary_disk_fold_report *report, struct error *err);
 
+/* Before a failover: sets bit i of `bitmap` (a bit per block of
+ * SECONDARY_DISK_BLOCK_SIZE bytes) for every block the overlay holds, the
+ * blocks the failover will fold into the base (the survivor's tracker
+ * counts them as written since the last checkpoint). */
+void secondary_disk_mark_overlay(const struct secondary_disk *disk, uint64_t *bitmap);
+
+/* The secondary ends on purpose with the base as the last checkpoint
+ * left it: makes it durable (the commits do not flush), so its history
+ * can be recorded. -1 with err set when the flush fails, the disk is
+ * broken or it failed over (then the base is the SVM's, not a
+ * checkpoint). */
+int secondary_disk_flush_base(struct secondary_disk *disk, struct error *err);
+
 /* True once a fold into the base failed: the base is no consistent disk. */
 bool secondary_disk_broken(const struct secondary_disk *disk);
 

@@ -296,6 +296,15 @@ static void print_status(const json_t *reply)
                    " chunks differed, %.1f MiB sent",
                    json_is_true(json_object_get(sync, "done")) ? "done" : "in progress", compared, total,
                    integer_field(sync, "chunks_differing"), (double)integer_field(sync, "bytes_sent") / (1 << 20));
+            /* How each disk went: "(disk 0 incremental: 12 blocks; 100%)". */
+            const json_t *modes = json_object_get(sync, "modes");
+            if (json_array_size(modes)) {
+                printf(" (");
+                for (size_t i = 0; i < json_array_size(modes); i++)
+                    printf("%sdisk %zu %s", i ? ", " : "", i, json_string_value(json_array_get(modes, i)));
+                printf(": %" JSON_INTEGER_FORMAT " tracked blocks; %.0f%%)", integer_field(sync, "tracked_blocks_sent"),
+                       json_number_value(json_object_get(sync, "percent")));
+            }
             if (json_object_get(replication, "last_checkpoint_disk_blocks"))
                 printf("; last checkpoint %" JSON_INTEGER_FORMAT " blocks, %.1f KiB",
                        integer_field(replication, "last_checkpoint_disk_blocks"),

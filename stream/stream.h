@@ -29,6 +29,14 @@
  *   REFUSAL           1..1024 bytes of text, no NUL: why the receiver
  *                     will not take the stream (receiver -> sender,
  *                     instead of its DISK_HASHES)
+ *   DISK_HISTORY      u32 disk, u32 flags, u64 disk_size, u8
+ *                     protection[16], u64 checkpoint: the initial
+ *                     sync's exchange about an image's history
+ *                     (disk/disk_sync.h), outside any run: destination
+ *                     -> source, what its image holds (flags bit 0: the
+ *                     history is known); source -> destination, the
+ *                     plan (bit 0: only the blocks written since come,
+ *                     no hashes needed) and the new protection's id
  *   HART_STATE        one "HART" section of the machine state
  *                     (docs/machine-state.md)
  *   DEVICE_STATE      u32 device id, u32 version, then that device's
@@ -77,6 +85,7 @@ enum stream_record_type {
     STREAM_RECORD_DISK_HASHES = 10,
     STREAM_RECORD_MACHINE = 11,
     STREAM_RECORD_REFUSAL = 12,
+    STREAM_RECORD_DISK_HISTORY = 13,
 };
 
 /* MACHINE: u64 ram_size, u32 hart_count, u32 disk_count, u32 nic_count,
@@ -105,6 +114,12 @@ enum stream_record_type {
 #define STREAM_DISK_HASHES_PREFIX 24u
 #define STREAM_DISK_HASH_SIZE 16u
 #define STREAM_MAX_DISK_HASHES ((STREAM_MAX_RECORD_LENGTH - STREAM_DISK_HASHES_PREFIX) / STREAM_DISK_HASH_SIZE)
+
+/* DISK_HISTORY: u32 disk, u32 flags, u64 disk_size, u8 protection[16],
+ * u64 checkpoint. */
+#define STREAM_DISK_HISTORY_LENGTH 40u
+#define STREAM_DISK_HISTORY_KNOWN 1u       /* destination -> source */
+#define STREAM_DISK_HISTORY_INCREMENTAL 1u /* source -> destination */
 
 struct stream_header {
     uint32_t version;
@@ -169,6 +184,9 @@ int stream_write_refusal(struct stream_writer *writer, const char *text, struct 
  * from chunk first_chunk on; chunk_size and disk_size as the record says. */
 int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32_t chunk_size, uint64_t disk_size,
                              uint64_t first_chunk, const uint8_t *hashes, size_t count, struct error *err);
+/* One disk's DISK_HISTORY. */
+int stream_write_disk_history(struct stream_writer *writer, uint32_t disk, uint32_t flags, uint64_t disk_size,
+                              const uint8_t protection[16], uint64_t checkpoint, struct error *err);
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
 int stream_write_end(struct stream_writer *writer, struct error *err);
 /* Sends everything buffered (writes are only batched, never reordered). */
@@ -289,6 +307,16 @@ struct stream_disk_hashes {
     size_t count;
 };
 void stream_disk_hashes_fields(const uint8_t *body, size_t length, struct stream_disk_hashes *fields);
+
+/* A DISK_HISTORY record's body (from stream_read_record, checked). */
+struct stream_disk_history {
+    uint32_t disk;
+    uint32_t flags;
+    uint64_t disk_size;
+    uint8_t protection[16];
+    uint64_t checkpoint;
+};
+void stream_disk_history_fields(const uint8_t *body, struct stream_disk_history *fields);
 
 /* A MACHINE record's body (from stream_read_record, checked). */
 struct machine_description;

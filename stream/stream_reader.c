@@ -36,6 +36,8 @@ const char *stream_record_type_name(uint32_t type)
         return "MACHINE";
     case STREAM_RECORD_REFUSAL:
         return "REFUSAL";
+    case STREAM_RECORD_DISK_HISTORY:
+        return "DISK_HISTORY";
     case STREAM_RECORD_HART_STATE:
         return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE:
@@ -194,6 +196,8 @@ static const char *length_problem(uint32_t type, uint32_t length)
         return length != STREAM_MACHINE_LENGTH ? "is not 120" : NULL;
     case STREAM_RECORD_REFUSAL:
         return length == 0 || length > STREAM_MAX_REFUSAL ? "is not 1 to 1024 bytes of text" : NULL;
+    case STREAM_RECORD_DISK_HISTORY:
+        return length != STREAM_DISK_HISTORY_LENGTH ? "is not 40" : NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -322,6 +326,13 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
             if (memcmp(slot + 6, zero, 2) != 0 || (i >= nics && memcmp(slot, zero, 6) != 0))
                 return reject(reader, number, name, err, "NIC slot %u is not a MAC and 2 zero bytes", i);
         }
+    } else if (type == STREAM_RECORD_DISK_HISTORY) {
+        uint32_t disk = stream_get_u32(body), flags = stream_get_u32(body + 4);
+        if (disk >= reader->disk_count)
+            return reject(reader, number, name, err, "disk %u is outside the machine's %u disks", disk,
+                          reader->disk_count);
+        if (flags > 1)
+            return reject(reader, number, name, err, "flags 0x%08x has unknown bits", flags);
     } else if (type == STREAM_RECORD_REFUSAL) {
         if (memchr(body, 0, length))
             return reject(reader, number, name, err, "the text has a NUL byte");

@@ -271,6 +271,15 @@ void stream_disk_hashes_fields(const uint8_t *body, size_t length, struct stream
     };
 }
 
+void stream_disk_history_fields(const uint8_t *body, struct stream_disk_history *fields)
+{
+    fields->disk = stream_get_u32(body);
+    fields->flags = stream_get_u32(body + 4);
+    fields->disk_size = stream_get_u64(body + 8);
+    memcpy(fields->protection, body + 16, 16);
+    fields->checkpoint = stream_get_u64(body + 32);
+}
+
 void stream_machine_fields(const uint8_t *body, struct machine_description *description)
 {
     memset(description, 0, sizeof *description);
@@ -420,7 +429,8 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
                        0) {
                 break;
             }
-        } else if (record.type == STREAM_RECORD_DISK_HASHES || record.type == STREAM_RECORD_REFUSAL) {
+        } else if (record.type == STREAM_RECORD_DISK_HASHES || record.type == STREAM_RECORD_REFUSAL ||
+                   record.type == STREAM_RECORD_DISK_HISTORY) {
             /* Only ever sent the other way, outside any run. */
             reader->rejected_records++;
             error_set(err, "record %llu (%s): not allowed inside a run", (unsigned long long)reader->records_read,

@@ -341,6 +341,21 @@ int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32
                         err);
 }
 
+int stream_write_disk_history(struct stream_writer *writer, uint32_t disk, uint32_t flags, uint64_t disk_size,
+                              const uint8_t protection[16], uint64_t checkpoint, struct error *err)
+{
+    if (disk >= MACHINE_MAX_DISKS)
+        return error_set(err, "disk %u cannot be written to the stream (a machine has at most %u disks)", disk,
+                         MACHINE_MAX_DISKS);
+    uint8_t body[STREAM_DISK_HISTORY_LENGTH];
+    stream_put_u32(body, disk);
+    stream_put_u32(body + 4, flags);
+    stream_put_u64(body + 8, disk_size);
+    memcpy(body + 16, protection, 16);
+    stream_put_u64(body + 32, checkpoint);
+    return write_record(writer, STREAM_RECORD_DISK_HISTORY, body, sizeof body, NULL, 0, err);
+}
+
 int stream_write_machine(struct stream_writer *writer, const struct machine_description *description, struct error *err)
 {
     if (description->disk_count > MACHINE_MAX_DISKS || description->nic_count > MACHINE_MAX_NICS)

@@ -164,6 +164,10 @@ static int build_machine(struct vm *vm, bool first_run, struct error *err)
         return -1;
     const struct vm_options *options = &vm->options;
     enum vm_start start = first_run ? options->start : VM_START_BOOT;
+    /* A secondary's images are the initial sync's (it reads their
+     * histories for it); any other start changes them from here on. */
+    if (start != VM_START_SECONDARY)
+        vm_replication_start_disks(vm->replication, vm->machine, start != VM_START_RECEIVE);
     switch (start) {
     case VM_START_SECONDARY:
         /* The SVM: built here, filled and run by the secondary loop. */

@@ -77,6 +77,22 @@ void vm_replication_stop_waiting(struct vm_replication *replication);
 /* After the run: true for a secondary that has no VM of its own to run
  * (it did not take over): a guest reset must not boot a fresh VM there. */
 bool vm_replication_secondary_without_vm(struct vm_replication *replication);
+/* A VM about to run on its images (colo run, a restore, a guest reboot):
+ * each writable image whose history (disk/disk_history.h) is valid gets
+ * its writes tracked from there when `track` (a later protect whose
+ * secondary holds that same history sends only those), and every
+ * history is removed, since the image changes from now on. The machine
+ * is built, not running. A migration's destination passes track false. */
+void vm_replication_start_disks(struct vm_replication *replication, struct machine *machine, bool track);
+/* The images are now exactly the last checkpoint's: record it (each
+ * image's IMAGE.colo-history). Called when the VM ends on purpose (the
+ * primary after its loop ended with the PVM stopped, the secondary told
+ * by PRIMARY_ENDING), and by a switchover on the old primary once its
+ * PVM is paused after the final checkpoint. A primary whose disks were
+ * written after the last checkpoint records nothing. 1: recorded; 0: not
+ * (logged why); -1: a failure (logged). Posts "disk history recorded" or
+ * "disk history unknown". */
+int vm_replication_record_disk_history(struct vm_replication *replication);
 /* After a secondary's run: true when it ended while waiting for a primary. */
 bool vm_replication_stopped_waiting(struct vm_replication *replication);
 

@@ -96,7 +96,8 @@ struct vm_replication {
     bool primary_disks_initialized;
     /* The last checkpoint's disk part (blocks, bytes), for status. */
     struct primary_disk_checkpoint_report last_disk_report;
-    double last_progress_event; /* the disk sync's, on the primary thread */
+    double last_progress_event;  /* the disk sync's, on the primary thread */
+    bool disk_sync_start_posted; /* its "disk sync started" event (the plan), on the primary thread */
     pthread_t primary_thread;
     bool primary_thread_joinable;
 #ifdef COLO_TEST_HOOKS
@@ -165,6 +166,15 @@ void vm_replication_post_event(struct vm_replication *replication, const char *w
  * more). */
 #define REPLICATION_SOCKET_BUFFER (256 << 10)
 json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report);
+
+/* The images' histories (vm_replication_history.c). A secondary, before
+ * its initial copy: reads its images' histories for the sync (and logs
+ * the unknown ones, with why). */
+void vm_replication_read_secondary_histories(struct vm_replication *replication);
+/* The disk sync's progress for status (modes, bytes, percent), and one
+ * line for the log. */
+json_t *vm_replication_disk_sync_json(const struct disk_sync_progress *progress);
+void vm_replication_describe_disk_sync(const struct disk_sync_progress *progress, char *text, size_t size);
 
 /* The takeover guard (vm_replication_cluster.c). Starts a new guard for a
  * new protection (stopping the last); logs loudly without a cluster. */

@@ -42,6 +42,28 @@ static void post_disk_sync_progress(void *opaque)
     double now = clock_monotonic_seconds();
     struct disk_sync_progress progress;
     disk_sync_source_get_progress(&replication->primary_disks.sync, &progress);
+    if (progress.planned && !replication->disk_sync_start_posted) {
+        /* The copy's plan: how each disk goes, and how much. */
+        replication->disk_sync_start_posted = true;
+        json_t *started = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "disk sync started", "disk_sync",
+                                    vm_replication_disk_sync_json(&progress));
+        if (started) {
+            vm_control_post_event(replication->control, started);
+            json_decref(started);
+        }
+    }
+    if (progress.done) {
+        json_t *done = json_pack("{s:s, s:s, s:o}", "event", "replication", "what", "disk sync done", "disk_sync",
+                                 vm_replication_disk_sync_json(&progress));
+        if (done) {
+            vm_control_post_event(replication->control, done);
+            json_decref(done);
+        }
+        char text[400];
+        vm_replication_describe_disk_sync(&progress, text, sizeof text);
+        vm_replication_log(replication, "disk sync done: %s", text);
+        return;
+    }
     if (!progress.compared && now - replication->last_progress_event < 0.1)
         return;
     replication->last_progress_event = now;
@@ -94,6 +116,17 @@ static void note_machine_accepted(void *opaque)
     vm_replication_mark(opaque, &((struct vm_replication *)opaque)->initial_copy_started);
 }
 
+/* The loop ended because the VM ends on purpose (quit, poweroff, reboot). */
+static bool primary_ended_on_purpose(struct vm_replication *replication)
+{
+    if (!replication->primary_initialized)
+        return false;
+    pthread_mutex_lock(&replication->primary.lock);
+    bool ending = replication->primary.ending;
+    pthread_mutex_unlock(&replication->primary.lock);
+    return ending;
+}
+
 static void *primary_thread(void *opaque)
 {
     struct vm_replication *replication = opaque;
@@ -125,6 +158,7 @@ static void *primary_thread(void *opaque)
         disks_ready = disk_replication_primary_init(&replication->primary_disks, replication->machine, &disk_options,
                                                     &err) == 0;
         if (disks_ready) {
+            replication->disk_sync_start_posted = false;
             vm_replication_mark(replication, &replication->primary_disks_initialized);
             replication->primary_disks.sync.on_progress = post_disk_sync_progress;
             replication->primary_disks.sync.on_progress_opaque = replication;
@@ -182,6 +216,10 @@ static void *primary_thread(void *opaque)
             snprintf(replication->decision, sizeof replication->decision, "stand down: %s", verdict_reason);
         pthread_mutex_unlock(&replication->lock);
     }
+    /* Ended on purpose after a checkpoint, the PVM stopped: the images
+     * may be exactly that checkpoint (the secondary's are). */
+    if (status == 0 && replication->primary_disks_initialized && primary_ended_on_purpose(replication))
+        vm_replication_record_disk_history(replication);
     /* Unprotected, the disks are the images alone again. */
     if (replication->primary_disks_initialized) {
         pthread_mutex_lock(&replication->lock);
@@ -400,11 +438,7 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
     if (replication->primary_disks_initialized) {
         struct disk_sync_progress sync;
         disk_sync_source_get_progress(&replication->primary_disks.sync, &sync);
-        json_t *disks = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "bytes_total", (json_int_t)sync.bytes_total,
-                                  "bytes_compared", (json_int_t)sync.bytes_compared, "chunks_differing",
-                                  (json_int_t)sync.chunks_differing, "bytes_sent", (json_int_t)sync.bytes_sent,
-                                  "dirty_rounds", (json_int_t)sync.dirty_rounds, "final_blocks",
-                                  (json_int_t)sync.final_blocks, "done", sync.done);
+        json_t *disks = vm_replication_disk_sync_json(&sync);
         if (disks)
             json_object_set_new(fields, "disk_sync", disks);
         json_object_set_new(fields, "last_checkpoint_disk_blocks",

@@ -122,6 +122,7 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     struct secondary_disk_options disk_options = { .buffer_limit_bytes = VM_REPLICATION_DISK_BUFFER_MEMORY };
     disk_replication_secondary_init(&replication->secondary_disks, machine, &disk_options);
     vm_replication_mark(replication, &replication->secondary_disks_initialized);
+    vm_replication_read_secondary_histories(replication);
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
     options.initial_copy_companion = disk_sync_destination_companion(&replication->secondary_disks.sync);
@@ -262,4 +263,8 @@ void vm_replication_secondary_machine_stopped(struct vm_replication *replication
 {
     /* The secondary's threads use the machine: end them before it goes. */
     vm_replication_secondary_retire(replication);
+    /* Ended by the primary on purpose: the bases are its last checkpoint. */
+    enum colo_ending_reason reason;
+    if (vm_replication_primary_ended(replication, &reason))
+        vm_replication_record_disk_history(replication);
 }

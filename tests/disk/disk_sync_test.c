@@ -7,7 +7,12 @@
  * through the primary disk from the migrating thread's hooks, as the
  * machine's thread would between them); sizes that differ, read-only
  * disks whose images differ, and a companion on one side only are refused
- * with errors that say so. */
+ * with errors that say so. With image histories (disk_history.h): a
+ * destination whose image holds the history the source tracked its writes
+ * from gets only those blocks (no hashes, nothing compared), one with
+ * another history gets the hash compare; either way the images end
+ * byte-identical, the destination's history is removed, and the tracker
+ * stops. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,13 +23,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "disk_history.h"
 #include "disk_sync.h"
+#include "disk_tracker.h"
 #include "live_migration.h"
 #include "stream.h"
 
 #include "test_check.h"
 #include "test_image_file.h"
 #include "test_machine.h"
+#include "virtio_blk.h"
 
 enum { IMAGE = 4 << 20, CHUNK = DISK_SYNC_CHUNK_SIZE };
 
@@ -145,6 +153,9 @@ static int guest_stop_and_copy(void *opaque, struct stream_writer *writer, struc
 
 struct sender {
     struct machine *machine;
+    struct disk_tracker *tracker; /* over the source's disk, or NULL */
+    bool tracker_still_tracks;
+    uint8_t protection[DISK_HISTORY_PROTECTION_SIZE];
     int fd;
     bool copy_disks, guest;
     struct disk_sync_source sync;
@@ -192,6 +203,9 @@ static void *send_thread(void *opaque)
     sender->result = migration_send(sender->machine, sender->fd, &options, &result, &sender->err);
     if (sender->copy_disks) {
         disk_sync_source_get_progress(&sender->sync, &sender->progress);
+        memcpy(sender->protection, sender->sync.protection, sizeof sender->protection);
+        struct disk_history ignored;
+        sender->tracker_still_tracks = sender->tracker && disk_tracker_history(sender->tracker, &ignored);
         disk_sync_source_destroy(&sender->sync);
     }
     shutdown(sender->fd, SHUT_RDWR);
@@ -204,11 +218,41 @@ struct outcome {
     struct disk_sync_progress progress;
     unsigned rounds_seen;
     unsigned machine_accepted;
+    /* The destination's side of the history exchange. */
+    enum disk_sync_mode destination_mode;
+    uint64_t bytes_hashed;
+    bool protection_matches; /* the destination learned the source's protection id */
+    bool tracker_still_tracks;
 };
 
+/* The blocks the "guest" wrote since the tracked history: 3 blocks, two
+ * of them adjacent, one inside a run of zeros (a hole in the source). */
+static const uint64_t tracked_offsets[] = { 8192, 12288, 40 * CHUNK + 4096 };
+#define TRACKED_BLOCKS 3u
+
+/* Puts a tracker with `history` over the source machine's disk and writes
+ * the tracked blocks through it. */
+static struct disk_tracker *track_source(struct machine *machine, const struct disk_history *history)
+{
+    struct virtio_blk *device = machine_disk(machine, 0);
+    struct error err;
+    struct disk_tracker *tracker = disk_tracker_create(virtio_blk_backend(device), history, &err);
+    CHECK(tracker != NULL, "tracker: %s", err.message);
+    if (!tracker)
+        exit(1);
+    virtio_blk_replace_backend(device, disk_tracker_backend(tracker));
+    uint8_t block[DISK_TRACKER_BLOCK_SIZE];
+    for (unsigned i = 0; i < TRACKED_BLOCKS; i++) {
+        memset(block, 0xa0 + (int)i, sizeof block);
+        CHECK(block_backend_write(disk_tracker_backend(tracker), tracked_offsets[i], block, sizeof block) == 0,
+              "tracker: the write at %llu failed", (unsigned long long)tracked_offsets[i]);
+    }
+    return tracker;
+}
+
 /* One migration from an image to another; the images are closed after. */
-static struct outcome migrate(const char *source, const char *destination, bool read_only, bool source_copies,
-                              bool destination_copies, bool guest)
+static struct outcome migrate_tracked(const char *source, const char *destination, bool read_only, bool source_copies,
+                                      bool destination_copies, bool guest, const struct disk_history *tracked)
 {
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
@@ -221,12 +265,15 @@ static struct outcome migrate(const char *source, const char *destination, bool 
         .machine = test_machine_create(&source_options), .fd = fds[0], .copy_disks = source_copies, .guest = guest
     };
     struct machine *target = test_machine_create(&destination_options);
+    if (tracked)
+        sender.tracker = track_source(sender.machine, tracked);
     pthread_t thread;
     pthread_create(&thread, NULL, send_thread, &sender);
 
     struct outcome outcome = { 0 };
     struct disk_sync_destination sync;
     disk_sync_destination_init(&sync, target);
+    disk_sync_destination_read_histories(&sync, NULL, NULL);
     struct stream_reader reader;
     struct error err = { 0 };
     outcome.received = stream_reader_init(&reader, fds[1], &err);
@@ -244,11 +291,104 @@ static struct outcome migrate(const char *source, const char *destination, bool 
     outcome.progress = sender.progress;
     outcome.rounds_seen = sender.writes.rounds_seen;
     outcome.machine_accepted = sender.machine_accepted;
+    outcome.destination_mode = sync.modes[0];
+    outcome.bytes_hashed = sync.bytes_hashed;
+    outcome.protection_matches = sync.protection_known &&
+                                 memcmp(sync.protection, sender.protection, sizeof sender.protection) == 0;
+    outcome.tracker_still_tracks = sender.tracker_still_tracks;
     test_machine_destroy(sender.machine);
     test_machine_destroy(target);
     close(fds[0]);
     close(fds[1]);
     return outcome;
+}
+
+static struct outcome migrate(const char *source, const char *destination, bool read_only, bool source_copies,
+                              bool destination_copies, bool guest)
+{
+    return migrate_tracked(source, destination, read_only, source_copies, destination_copies, guest, NULL);
+}
+
+static bool history_file_exists(const char *image)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s%s", image, DISK_HISTORY_SUFFIX);
+    return access(path, F_OK) == 0;
+}
+
+/* The destination's image is the state the source tracked from: only the
+ * tracked blocks cross, nothing is hashed or compared. */
+static void test_incremental(void)
+{
+    make_source(path_of("a.img"), IMAGE);
+    copy_file(path_of("a.img"), path_of("b.img"));
+    struct disk_history history = { .protection = { 1, 2, 3 }, .checkpoint = 42, .disk_size = IMAGE };
+    struct error err;
+    CHECK(disk_history_write(path_of("b.img"), &history, &err) == 0, "incremental: %s", err.message);
+    struct outcome outcome = migrate_tracked(path_of("a.img"), path_of("b.img"), false, true, true, false, &history);
+    CHECK(outcome.sent == 0 && outcome.received == 0, "incremental: %s / %s", outcome.send_error,
+          outcome.receive_error);
+    CHECK(outcome.progress.modes[0] == DISK_SYNC_MODE_INCREMENTAL && outcome.progress.incremental_disks == 1 &&
+              outcome.destination_mode == DISK_SYNC_MODE_INCREMENTAL,
+          "incremental: the source chose %s, the destination heard %s", disk_sync_mode_name(outcome.progress.modes[0]),
+          disk_sync_mode_name(outcome.destination_mode));
+    CHECK(outcome.progress.tracked_blocks_sent == TRACKED_BLOCKS &&
+              outcome.progress.bytes_sent == TRACKED_BLOCKS * DISK_TRACKER_BLOCK_SIZE,
+          "incremental: %llu tracked blocks, %llu bytes sent, expected %u blocks",
+          (unsigned long long)outcome.progress.tracked_blocks_sent, (unsigned long long)outcome.progress.bytes_sent,
+          TRACKED_BLOCKS);
+    CHECK(outcome.progress.bytes_compared == 0 && outcome.bytes_hashed == 0,
+          "incremental: %llu bytes compared, %llu hashed: a whole image was read",
+          (unsigned long long)outcome.progress.bytes_compared, (unsigned long long)outcome.bytes_hashed);
+    CHECK(outcome.progress.bytes_planned == TRACKED_BLOCKS * DISK_TRACKER_BLOCK_SIZE &&
+              outcome.progress.bytes_done == outcome.progress.bytes_planned,
+          "incremental: %llu of %llu planned bytes done", (unsigned long long)outcome.progress.bytes_done,
+          (unsigned long long)outcome.progress.bytes_planned);
+    CHECK(files_equal(path_of("a.img"), path_of("b.img")), "incremental: the images differ after the sync");
+    CHECK(!history_file_exists(path_of("b.img")), "incremental: the destination's history was not removed");
+    CHECK(outcome.protection_matches, "incremental: the destination did not learn the protection id");
+    CHECK(!outcome.tracker_still_tracks, "incremental: the tracker still tracks after the sync used it");
+}
+
+/* Another history there (checkpoint 41, not 42): the hash compare, and
+ * still equal images. */
+static void test_history_mismatch(void)
+{
+    make_source(path_of("a.img"), IMAGE);
+    copy_file(path_of("a.img"), path_of("b.img"));
+    struct disk_history tracked = { .protection = { 1, 2, 3 }, .checkpoint = 42, .disk_size = IMAGE };
+    struct disk_history theirs = tracked;
+    theirs.checkpoint = 41;
+    struct error err;
+    CHECK(disk_history_write(path_of("b.img"), &theirs, &err) == 0, "history mismatch: %s", err.message);
+    struct outcome outcome = migrate_tracked(path_of("a.img"), path_of("b.img"), false, true, true, false, &tracked);
+    CHECK(outcome.sent == 0 && outcome.received == 0, "history mismatch: %s / %s", outcome.send_error,
+          outcome.receive_error);
+    CHECK(outcome.progress.modes[0] == DISK_SYNC_MODE_HASHES && outcome.destination_mode == DISK_SYNC_MODE_HASHES,
+          "history mismatch: the source chose %s", disk_sync_mode_name(outcome.progress.modes[0]));
+    CHECK(outcome.progress.bytes_compared == IMAGE && outcome.bytes_hashed == IMAGE &&
+              outcome.progress.chunks_differing == 2,
+          "history mismatch: %llu compared, %llu hashed, %llu chunks differing (expected the whole image, 2)",
+          (unsigned long long)outcome.progress.bytes_compared, (unsigned long long)outcome.bytes_hashed,
+          (unsigned long long)outcome.progress.chunks_differing);
+    CHECK(files_equal(path_of("a.img"), path_of("b.img")), "history mismatch: the images differ after the sync");
+    CHECK(!history_file_exists(path_of("b.img")), "history mismatch: the destination's history was not removed");
+    CHECK(!outcome.tracker_still_tracks, "history mismatch: the tracker still tracks after the sync");
+}
+
+/* A history but nothing tracked at the source (a plain VM): the compare. */
+static void test_history_untracked_source(void)
+{
+    make_source(path_of("a.img"), IMAGE);
+    make_random(path_of("b.img"), IMAGE);
+    struct disk_history history = { .protection = { 9 }, .checkpoint = 1, .disk_size = IMAGE };
+    struct error err;
+    CHECK(disk_history_write(path_of("b.img"), &history, &err) == 0, "untracked source: %s", err.message);
+    struct outcome outcome = migrate(path_of("a.img"), path_of("b.img"), false, true, true, false);
+    CHECK(outcome.sent == 0 && outcome.received == 0 && outcome.progress.modes[0] == DISK_SYNC_MODE_HASHES,
+          "untracked source: %s / %s, mode %s", outcome.send_error, outcome.receive_error,
+          disk_sync_mode_name(outcome.progress.modes[0]));
+    CHECK(files_equal(path_of("a.img"), path_of("b.img")), "untracked source: the images differ after the sync");
 }
 
 static void test_different_image(void)
@@ -366,6 +506,9 @@ int main(void)
     test_sizes_differ();
     test_read_only_destination();
     test_one_side_only();
+    test_incremental();
+    test_history_mismatch();
+    test_history_untracked_source();
     char command[300];
     snprintf(command, sizeof command, "rm -rf %s", directory);
     if (system(command) != 0)

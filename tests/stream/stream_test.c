@@ -1251,7 +1251,7 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(13, 0, NULL, "record 1 (type 13): unknown record type");
+    CASE(14, 0, NULL, "record 1 (type 14): unknown record type");
     CASE(STREAM_RECORD_MACHINE, 0, NULL, "record 1 (MACHINE): length 0 is not 120");
     CASE(STREAM_RECORD_MACHINE, 120, machine_five_disks,
          "record 1 (MACHINE): 5 disks and 0 NICs, more than a machine has (4, 4)");
