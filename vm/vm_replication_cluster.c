@@ -25,6 +25,7 @@ static void on_final(void *opaque, enum takeover_verdict verdict, const char *re
     pthread_mutex_lock(&replication->lock);
     enum vm_replication_role role = replication->role;
     int replication_fd = replication->replication_fd;
+    bool switching_over = replication->switching_over;
     snprintf(replication->decision, sizeof replication->decision, "%s: %s", takeover_verdict_name(verdict), reason);
     pthread_mutex_unlock(&replication->lock);
     vm_replication_log(replication, "cluster: %s: %s", takeover_verdict_name(verdict), reason);
@@ -35,8 +36,11 @@ static void on_final(void *opaque, enum takeover_verdict verdict, const char *re
      * next is the loops' end paths' (they ask the guard again). */
     if (role == ROLE_SECONDARY && replication->detector_initialized)
         failure_detector_declare_peer_dead(&replication->detector, "cluster: %s", reason);
-    else if (role == ROLE_PRIMARY && replication_fd >= 0)
+    else if (role == ROLE_PRIMARY && replication_fd >= 0 && !switching_over)
         shutdown(replication_fd, SHUT_RDWR);
+    /* During a switchover the secondary's claim is the handover itself
+     * (the PVM is paused and released all it had): its answer is on the
+     * way, and the primary's loop waits for it (bounded). */
 }
 
 static bool may_release(void *opaque)
