@@ -293,7 +293,7 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
          * Ctrl-C or SIGTERM interrupts it. */
         char why[600];
         if (vm_replication_switched_over(vm->replication, why, sizeof why)) {
-            fprintf(stderr, "colo run: %s: %s\n", vm->name, why);
+            fprintf(stderr, "%s: %s: %s\n", program_name(vm), vm->name, why);
             return VM_EXIT_OK;
         }
         if (vm_replication_stood_down(vm->replication, why, sizeof why)) {

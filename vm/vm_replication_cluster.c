@@ -34,13 +34,14 @@ static void on_final(void *opaque, enum takeover_verdict verdict, const char *re
         output_buffer_mute(&replication->output); /* at once: another copy owns the VM */
     /* Either way the replication ends now, wherever it waits; what happens
      * next is the loops' end paths' (they ask the guard again). */
-    if (role == ROLE_SECONDARY && replication->detector_initialized)
+    if (role == ROLE_SECONDARY && replication->detector_initialized && !switching_over)
         failure_detector_declare_peer_dead(&replication->detector, "cluster: %s", reason);
     else if (role == ROLE_PRIMARY && replication_fd >= 0 && !switching_over)
         shutdown(replication_fd, SHUT_RDWR);
     /* During a switchover the secondary's claim is the handover itself
-     * (the PVM is paused and released all it had): its answer is on the
-     * way, and the primary's loop waits for it (bounded). */
+     * (the PVM is paused and released all it had): the secondary's loop
+     * ended already and its answer goes over the connection, which the
+     * primary's loop waits on (bounded): neither side cuts it. */
 }
 
 static bool may_release(void *opaque)

@@ -93,7 +93,9 @@ struct vm_replication {
     bool secondary_detector_initialized;
     bool initial_copy_done;
     /* `colo switchover` (vm_replication_primary.c): under way, the
-     * secondary's silence and its claim are the handover, not a contest;
+     * secondary's silence and its claim are the handover, not a contest,
+     * and the replication connection carries the answer: nothing cuts it
+     * (on both roles: the secondary sets it when it takes the switchover);
      * done, this copy stopped for good (the VM runs on the peer). */
     bool switching_over;
     bool switched_over;

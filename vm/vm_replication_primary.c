@@ -337,6 +337,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     forget_previous_protection(replication);
     pthread_mutex_lock(&replication->lock);
     replication->role = ROLE_PRIMARY;
+    replication->switching_over = false; /* a secondary that took a switchover over */
     replication->phase = "connecting";
     replication->end_reason[0] = 0;
     replication->machine = machine;

@@ -21,7 +21,12 @@ static void on_primary_dead(void *opaque, const char *reason)
     vm_replication_log(replication, "%s", reason);
     pthread_mutex_lock(&replication->lock);
     bool stopping = replication->secondary_stopping;
+    bool switching_over = replication->switching_over;
     pthread_mutex_unlock(&replication->lock);
+    /* A switchover: the loop ended on the primary's word, and the answer
+     * still has to go over the connection. */
+    if (switching_over)
+        return;
     /* The claim goes out before the connection is shut down: the primary
      * notices the shutdown at once and claims too, and the side that
      * suspected first must be first in the group's order. */
@@ -90,6 +95,8 @@ static bool may_switch_over(void *opaque, char *why, size_t size)
     struct vm_replication *replication = opaque;
     pthread_mutex_lock(&replication->lock);
     bool stopping = replication->secondary_stopping || replication->ending;
+    if (!stopping)
+        replication->switching_over = true;
     pthread_mutex_unlock(&replication->lock);
     if (stopping) {
         snprintf(why, size, "the VM is being stopped here");
