@@ -526,8 +526,20 @@ static int switch_over(struct colo_primary *primary, uint64_t paused_at_us, stru
     enum colo_message answer;
     if (send_message(primary, COLO_SWITCHOVER, err) < 0 ||
         colo_wait_message(&primary->reader, COLO_CHECKPOINT_SVM_RESUMED, primary->options.message_timeout_ms, context,
-                          err) < 0 ||
-        colo_wait_message_of(&primary->reader, answers, 2, timeout_ms, context, &answer, err) < 0) {
+                          err) < 0) {
+        set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
+        return -1;
+    }
+    /* Until the answer: what comes in for the VM goes to the secondary. */
+    uint64_t deadline_ms = clock_monotonic_ms() + (uint64_t)timeout_ms;
+    while (primary->options.while_switching_over) {
+        primary->options.while_switching_over(primary->options.while_switching_over_opaque);
+        if (colo_wait_readable(primary->fd, 1) != 0 || clock_monotonic_ms() >= deadline_ms)
+            break;
+    }
+    uint64_t now_ms = clock_monotonic_ms();
+    int left_ms = now_ms < deadline_ms ? (int)(deadline_ms - now_ms) : 0;
+    if (colo_wait_message_of(&primary->reader, answers, 2, left_ms, context, &answer, err) < 0) {
         set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
         return -1;
     }

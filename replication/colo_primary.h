@@ -115,6 +115,13 @@ struct colo_primary_options {
      * the downtime), on the loop's thread. */
     void (*on_checkpoint)(void *opaque, const struct colo_checkpoint_report *report);
     void *on_checkpoint_opaque;
+    /* Called about every millisecond on the loop's thread while the PVM
+     * is paused for good and the loop waits for the secondary's answer to
+     * SWITCHOVER: what still comes in for the VM (its NICs' backends) goes
+     * to the secondary (the mirror) instead of waiting in a queue that
+     * nobody reads again. May be NULL. */
+    void (*while_switching_over)(void *opaque);
+    void *while_switching_over_opaque;
     /* Test hook, after SVM_READY and the devices' release. */
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;

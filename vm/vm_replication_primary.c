@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "machine.h"
 #include "socket.h"
+#include "virtio_net.h"
 
 /* Every checkpoint is an event ("colo events NAME" shows them): where each
  * pause went, for an operator asking why the service stutters, and for
@@ -102,6 +103,18 @@ static void note_machine_accepted(void *opaque)
     vm_replication_mark(opaque, &((struct vm_replication *)opaque)->initial_copy_started);
 }
 
+/* The switchover's wait (colo_primary_options.while_switching_over): the
+ * PVM is paused for good, so nothing reads its NICs' backends any more;
+ * what the clients send until the secondary's announce moves the VM's MACs
+ * is mirrored to the SVM instead of being lost (the clients' TCP would
+ * send it again only after its retransmission timeout, 200 ms or more). */
+static void mirror_input_while_switching_over(void *opaque)
+{
+    struct vm_replication *replication = opaque;
+    for (unsigned i = 0; i < machine_nic_count(replication->machine); i++)
+        virtio_net_drain_backend_to_observer(machine_nic(replication->machine, i));
+}
+
 static void *primary_thread(void *opaque)
 {
     struct vm_replication *replication = opaque;
@@ -112,6 +125,8 @@ static void *primary_thread(void *opaque)
     options.max_interval_ms = replication->interval_ms;
     options.on_checkpoint = post_checkpoint_event;
     options.on_checkpoint_opaque = replication;
+    options.while_switching_over = mirror_input_while_switching_over;
+    options.while_switching_over_opaque = replication;
     options.migration.machine_accepted = note_machine_accepted;
     options.migration.progress_opaque = replication;
 #ifdef COLO_TEST_HOOKS

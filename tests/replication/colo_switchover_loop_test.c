@@ -7,7 +7,8 @@
  *      loop returns 0 (DONE, a measured gap), the PVM stays paused and runs
  *      no instruction more, the monitor says DONE with `switchover` set,
  *      the devices' failover ran once, the committed output was forgotten
- *      (primary_released_output), the SVM runs;
+ *      (primary_released_output), the input was looked after while the
+ *      primary waited (while_switching_over), the SVM runs;
  *   2. the secondary refuses on its loop's thread (may_switch_over): the
  *      primary hears SVM_SWITCHOVER_REFUSED, resumes the PVM and goes on
  *      checkpointing; the secondary goes on too;
@@ -61,7 +62,7 @@ static void *run_thread(void *machine)
     return NULL;
 }
 
-static int failovers_called, released_called;
+static int failovers_called, released_called, switching_calls;
 static int count_failover(void *opaque, struct error *err)
 {
     (void)opaque, (void)err;
@@ -75,6 +76,12 @@ static void count_released(void *opaque)
 {
     (void)opaque;
     released_called++;
+}
+
+static void count_switching(void *opaque)
+{
+    (void)opaque;
+    switching_calls++;
 }
 
 static bool refuse_in_loop(void *opaque, char *why, size_t size)
@@ -123,7 +130,7 @@ static void run_pair(enum pair_case which)
     const char *name = which == PAIR_DONE              ? "switchover"
                        : which == PAIR_REFUSED_IN_LOOP ? "switchover refused by the secondary's loop"
                                                        : "switchover refused by the failover gate";
-    failovers_called = released_called = 0;
+    failovers_called = released_called = switching_calls = 0;
     struct machine *pvm = create(), *svm = create();
     machine_pause(svm);
     pthread_t pvm_thread, svm_thread;
@@ -138,6 +145,7 @@ static void run_pair(enum pair_case which)
     struct colo_primary_options options;
     colo_primary_options_defaults(&options);
     options.max_interval_ms = 20;
+    options.while_switching_over = count_switching;
     struct colo_secondary_options secondary_options;
     colo_secondary_options_defaults(&secondary_options);
     if (which == PAIR_REFUSED_IN_LOOP)
@@ -184,6 +192,7 @@ static void run_pair(enum pair_case which)
               result.replication_ended);
         CHECK(failovers_called == 1, "%s: the devices' failover ran %d times", name, failovers_called);
         CHECK(released_called == 1, "%s: the committed output was not forgotten (%d)", name, released_called);
+        CHECK(switching_calls >= 1, "%s: the input was not looked after while waiting for the answer", name);
         CHECK(svm->pause_depth == 0 && !svm->ram.dirty_log_enabled, "%s: the SVM is not a plain running VM", name);
         instret = machine_instructions_retired(svm);
         clock_sleep_ms(50);

@@ -54,6 +54,13 @@ finish_client() {  # TAG WHAT
     else
         fail "$2: the client saw errors (status $status)"
     fi
+    # The client's own gap since the switchover: bounded here (ASan); a
+    # request lost on the old primary's TAP would show as a TCP
+    # retransmission (200 ms or more) on top of the handover.
+    local client_gap
+    client_gap=$(grep -o 'longest gap between replies [0-9.]*' "$work/client-$1.log" | grep -o '[0-9.]*$')
+    [ -n "$client_gap" ] && python3 -c "import sys; sys.exit(0 if float('$client_gap') < $gap_limit_ms else 1)" ||
+        fail "$2: the client's longest gap since the switchover is '$client_gap' ms"
 }
 
 now() { date +%s.%N; }
