@@ -164,8 +164,9 @@ static int wait_new_checkpoint(struct colo_secondary *secondary, struct error *e
         char why[256] = "";
         if (secondary->options.may_switch_over &&
             !secondary->options.may_switch_over(secondary->options.switch_over_opaque, why, sizeof why)) {
-            secondary->switchovers_refused++;
-            fprintf(stderr, "colo secondary: switchover refused: %s\n", why);
+            pthread_mutex_lock(&secondary->stats_lock);
+            secondary->stats.switchovers_refused++;
+            pthread_mutex_unlock(&secondary->stats_lock);
             if (send_message(secondary, COLO_SVM_SWITCHOVER_REFUSED, err) < 0)
                 return -1;
             continue;

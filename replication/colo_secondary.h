@@ -63,8 +63,8 @@ struct colo_secondary_options {
      * disk/disk_sync.h); NULL: nothing. */
     const struct migration_companion *initial_copy_companion;
     /* Asked on the loop's thread when the primary asks for a switchover
-     * (SWITCHOVER): false refuses it (SVM_SWITCHOVER_REFUSED, the reason into
-     * why, and the loop goes on); NULL: always. */
+     * (SWITCHOVER): false refuses it (SVM_SWITCHOVER_REFUSED; the hook
+     * says why to whom it concerns, and the loop goes on); NULL: always. */
     bool (*may_switch_over)(void *opaque, char *why, size_t size);
     void *switch_over_opaque;
 };
@@ -82,6 +82,7 @@ struct colo_secondary_stats {
      * (that it really ran between checkpoints). */
     uint64_t last_interval_instructions;
     uint64_t interval_instructions_total;
+    uint64_t switchovers_refused; /* SWITCHOVER answered SVM_SWITCHOVER_REFUSED by may_switch_over */
 };
 
 struct colo_secondary {
@@ -109,7 +110,6 @@ struct colo_secondary {
      * checkpoints): the loop ended with 2 for the SVM to take over; the
      * primary waits for SVM_TOOK_OVER or SVM_SWITCHOVER_REFUSED. */
     atomic_bool switchover_requested;
-    uint64_t switchovers_refused;
 
     pthread_t thread;
     bool thread_started;

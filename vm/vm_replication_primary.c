@@ -453,10 +453,11 @@ int vm_replication_handle_switchover(void *opaque, const json_t *request, json_t
     bool looping = role == ROLE_PRIMARY && replication->primary_initialized && !replication->phase;
     bool copied = replication->initial_copy_done;
     bool busy = replication->switching_over;
+    bool took_over = replication->failover_done;
     if (looping && copied && !busy)
         replication->switching_over = true;
     pthread_mutex_unlock(&replication->lock);
-    if (role == ROLE_SECONDARY && !replication->failover_done)
+    if (role == ROLE_SECONDARY && !took_over)
         return error_set(err, "this VM is a COLO secondary: a switchover is asked of its primary "
                               "(colo switchover NAME on the primary's host)");
     if (!looping)

@@ -100,6 +100,8 @@ static bool may_switch_over(void *opaque, char *why, size_t size)
     pthread_mutex_unlock(&replication->lock);
     if (stopping) {
         snprintf(why, size, "the VM is being stopped here");
+        vm_replication_log(replication, "the primary asked for a switchover: refused (%s)", why);
+        vm_replication_post_event(replication, "switchover refused", why);
         return false;
     }
     vm_replication_log(replication, "the primary asked for a switchover: taking the VM over");
@@ -250,6 +252,7 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
         struct colo_secondary_stats stats;
         colo_secondary_get_stats(&replication->secondary, &stats);
         json_object_set_new(fields, "checkpoints", json_integer((json_int_t)stats.checkpoints));
+        json_object_set_new(fields, "switchovers_refused", json_integer((json_int_t)stats.switchovers_refused));
     } else {
         json_object_set_new(fields, "checkpoints", json_integer(0));
     }

@@ -207,8 +207,10 @@ static void run_pair(enum pair_case which)
             wait_checkpoints(&primary, before.checkpoints + 4, name);
             CHECK(colo_failover_wait(&failover, 0, NULL) == COLO_FAILOVER_PENDING, "%s: the secondary's loop ended",
                   name);
-            CHECK(secondary.switchovers_refused == 1, "%s: %llu refusals counted", name,
-                  (unsigned long long)secondary.switchovers_refused);
+            struct colo_secondary_stats secondary_stats;
+            colo_secondary_get_stats(&secondary, &secondary_stats);
+            CHECK(secondary_stats.switchovers_refused == 1, "%s: %llu refusals counted", name,
+                  (unsigned long long)secondary_stats.switchovers_refused);
             colo_primary_stop(&primary);
         }
         if (which == PAIR_REFUSED_AT_GATE) {
