@@ -532,14 +532,22 @@ static int switch_over(struct colo_primary *primary, uint64_t paused_at_us, stru
     }
     /* Until the answer: what comes in for the VM goes to the secondary. */
     uint64_t deadline_ms = clock_monotonic_ms() + (uint64_t)timeout_ms;
-    while (primary->options.while_switching_over) {
-        primary->options.while_switching_over(primary->options.while_switching_over_opaque);
-        if (colo_wait_readable(primary->fd, 1) != 0 || clock_monotonic_ms() >= deadline_ms)
-            break;
+    bool readable = false;
+    if (primary->options.while_switching_over) {
+        do {
+            primary->options.while_switching_over(primary->options.while_switching_over_opaque);
+            readable = colo_wait_readable(primary->fd, 1) != 0;
+        } while (!readable && clock_monotonic_ms() < deadline_ms);
+    } else {
+        readable = colo_wait_readable(primary->fd, timeout_ms) != 0;
     }
-    uint64_t now_ms = clock_monotonic_ms();
-    int left_ms = now_ms < deadline_ms ? (int)(deadline_ms - now_ms) : 0;
-    if (colo_wait_message_of(&primary->reader, answers, 2, left_ms, context, &answer, err) < 0) {
+    if (!readable) {
+        error_set(err, "%s: no answer to SWITCHOVER within %d ms", context, timeout_ms);
+        set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
+        return -1;
+    }
+    if (colo_wait_message_of(&primary->reader, answers, 2, primary->options.message_timeout_ms, context, &answer, err) <
+        0) {
         set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
         return -1;
     }
