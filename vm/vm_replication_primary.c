@@ -451,7 +451,9 @@ int vm_replication_handle_switchover(void *opaque, const json_t *request, json_t
     pthread_mutex_lock(&replication->lock);
     enum vm_replication_role role = replication->role;
     bool looping = role == ROLE_PRIMARY && replication->primary_initialized && !replication->phase;
-    bool copied = replication->initial_copy_done;
+    /* The initial copy is over once the SVM runs (the loop's RUNNING). */
+    bool copied = replication->initial_copy_done && replication->primary_initialized &&
+                  colo_primary_state(&replication->primary) != COLO_PRIMARY_MIGRATING;
     bool busy = replication->switching_over;
     bool took_over = replication->failover_done;
     if (looping && copied && !busy)

@@ -115,23 +115,23 @@ if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47110 --interval 100 --he
 else
     fail "colo protect failed: $(cat "$work/protect.log")"; exit 1
 fi
-# The initial copy is in progress right after protect returns (it waits for
-# it to start): a switchover then is refused. The copy may be over before
-# the command comes: then there is nothing to check.
+# The initial copy is in progress right after protect returns (it waits
+# for it to start): with the secondary frozen (SIGSTOP) it cannot end, and
+# a switchover then is refused. A copy that ended before the freeze
+# leaves nothing to check (a fast build on an idle host).
+kill -STOP "$secondary_pid"
+sleep 0.3
 if [ "$(replication_field "$work/A" state)" = MIGRATING ]; then
     on_host "$work/A" "$colo" switchover guarded >"$work/refused.log" 2>&1; status=$?
     if [ "$status" -eq 1 ] && grep -q "initial copy .* in progress" "$work/refused.log"; then
         pass "switchover during the initial copy: refused: $(cat "$work/refused.log")"
-    elif [ "$status" -eq 0 ]; then
-        fail "switchover during the initial copy succeeded: $(cat "$work/refused.log")"; exit 1
     else
-        grep -q "initial copy" "$work/refused.log" || [ "$(replication_field "$work/A" state)" != MIGRATING ] &&
-            echo "  (the initial copy ended while the command came: $(cat "$work/refused.log"))" ||
-            fail "switchover during the initial copy: status $status: $(cat "$work/refused.log")"
+        fail "switchover during the initial copy: status $status: $(cat "$work/refused.log")"
     fi
 else
     echo "  (the initial copy was over before a switchover could be tried during it)"
 fi
+kill -CONT "$secondary_pid"
 if message=$(wait_for_checkpoints "$work/A" 30); then
     pass "A took 30 checkpoints (p50 downtime $(replication_field "$work/A" downtime_p50_ms) ms)"
 else
