@@ -11,10 +11,14 @@
 #    verifying keys; `colo switchover` on A: the command succeeds and
 #    prints the service gap (bounded here: ASan), A's colo exits 0 saying
 #    so (and its events say "switched over"), B runs the VM ("failed over",
-#    "switched over from ..."), the client carried on without an error and
-#    every acknowledged key reads back; a refusal on the secondary first;
+#    "switched over from ..."), re-sent none of the primary's held frames
+#    (A released them; held output waits up to 200 ms here so that the
+#    final checkpoint carries some), the client carried on without an
+#    error and every acknowledged key reads back; a refusal on the
+#    secondary first;
 # 2. failback: a secondary on A again (its old image), B protects to it,
-#    `colo switchover` on B: the VM runs on A again, the client is fine;
+#    `colo switchover` on B: the VM runs on A again, the client is fine
+#    (default output delay: its longest gap is the switchover's);
 #    refusals on the unprotected VM (B after 1) along the way.
 # Throughout, at no moment did both copies release output: the frames out
 # of tapA and tapB (tests/support/lan_output_watch.py) come from one TAP,
@@ -109,8 +113,10 @@ on_host "$work/A" "$colo" switchover >/dev/null 2>&1; [ $? -eq 2 ] && pass "colo
 client_started=$(now)
 start_client one
 sleep 1
+# Held output waits up to 200 ms for a checkpoint, so that the final one
+# carries some: the secondary must not send it again (the primary did).
 if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47110 --interval 100 --heartbeat-timeout 2000 \
-    >"$work/protect.log" 2>&1; then
+    --output-delay 200 >"$work/protect.log" 2>&1; then
     pass "$(grep -m1 "^protecting" "$work/protect.log")"
 else
     fail "colo protect failed: $(cat "$work/protect.log")"; exit 1
