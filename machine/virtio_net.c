@@ -375,6 +375,30 @@ void virtio_net_poll_backend(struct virtio_net *net)
         notify_received(net);
 }
 
+size_t virtio_net_drain_backend_to_observer(struct virtio_net *net)
+{
+    struct net_backend *backend = net->backend;
+    if (!backend || !backend->ops->receive || !net->backend_frame_observer)
+        return 0;
+    uint8_t *frame = malloc(VIRTIO_NET_MAX_FRAME);
+    if (!frame)
+        return 0;
+    size_t drained = 0;
+    for (;;) {
+        struct virtio_net_header header;
+        ssize_t length = backend->ops->receive(backend, &header, frame, VIRTIO_NET_MAX_FRAME);
+        if (length < 0)
+            break; /* empty (EAGAIN), or the backend is gone */
+        if (length == 0)
+            continue;
+        header.buffer_count = 0;
+        net->backend_frame_observer(net->backend_frame_observer_opaque, net, &header, frame, (size_t)length);
+        drained++;
+    }
+    free(frame);
+    return drained;
+}
+
 static void on_backend_readable(void *opaque)
 {
     virtio_net_poll_backend(opaque);

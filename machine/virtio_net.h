@@ -72,6 +72,11 @@ void virtio_net_set_backend_receive(struct virtio_net *net, bool enabled);
 /* Installs the observer of frames read from the backend (the header is
  * the backend's, buffer_count 0). Same threads as above. */
 void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque);
+/* With the machine paused for good (a COLO primary that handed the VM to
+ * its secondary): reads every frame the backend has queued and shows it
+ * to the observer only (the mirror takes it to the VM's new home); the
+ * guest never gets it. How many; 0 without a backend or observer. */
+size_t virtio_net_drain_backend_to_observer(struct virtio_net *net);
 /* Delivers one Ethernet frame with its header to the guest; header NULL
  * means a plain frame (all zero). The device sets buffer_count, and drops
  * DATA_VALID if the guest did not negotiate GUEST_CSUM. Returns false when

@@ -30,6 +30,7 @@ static void print_usage(FILE *out)
                  "                    [--connect-timeout MS] [--wait-timeout MS | --no-wait]   (colo protect --help)\n"
                  "       colo checkpoint NAME\n"
                  "       colo failover NAME\n"
+                 "       colo switchover NAME [--timeout S]\n"
                  "       colo keygen psk FILE [--identity NAME]\n"
                  "\n"
                  "Runs a VM on colo's RV64GC machine (QEMU virt memory map). VM.cfg (a\n"
@@ -75,6 +76,9 @@ static void print_usage(FILE *out)
                  "and held output asks for one within --output-delay ms (default 0: at\n"
                  "once);\n"
                  "`colo checkpoint NAME` takes one now and prints where its pause went.\n"
+                 "`colo switchover NAME` on the primary's host moves the VM to the\n"
+                 "secondary on purpose (a final checkpoint, then the SVM takes over;\n"
+                 "the primary's colo exits 0).\n"
                  "When the primary goes away (or `colo failover NAME`), the SVM takes\n"
                  "over on its own TAP; when the VM ends on purpose (a guest poweroff or\n"
                  "`colo quit` on the primary) both copies end and colo secondary exits 0;\n"
@@ -345,6 +349,12 @@ static int failover_main(const char *command, int argc, char **argv)
     return colo_failover_main(argc, argv);
 }
 
+static int switchover_main(const char *command, int argc, char **argv)
+{
+    (void)command;
+    return colo_switchover_main(argc, argv);
+}
+
 static int help_main(const char *command, int argc, char **argv)
 {
     (void)command, (void)argc, (void)argv;
@@ -366,6 +376,7 @@ static const struct {
     { "protect", protect_main },
     { "checkpoint", checkpoint_main },
     { "failover", failover_main },
+    { "switchover", switchover_main },
     { "keygen", keygen_main },
     { "status", colo_client_main },
     { "pause", colo_client_main },

@@ -14,7 +14,14 @@
 
 /* ---- the clients ---- */
 
+static int call_vm_within(const char *program, const char *name, json_t *request, json_t **reply, int timeout_ms);
+
 static int call_vm(const char *program, const char *name, json_t *request, json_t **reply)
+{
+    return call_vm_within(program, name, request, reply, 15000);
+}
+
+static int call_vm_within(const char *program, const char *name, json_t *request, json_t **reply, int timeout_ms)
 {
     char socket_path[4096];
     struct error err;
@@ -27,7 +34,7 @@ static int call_vm(const char *program, const char *name, json_t *request, json_
         fprintf(stderr, "%s: no VM named %s is running: %s\n", program, name, err.message);
         return 1;
     }
-    int status = control_client_call(&client, request, reply, 15000, &err);
+    int status = control_client_call(&client, request, reply, timeout_ms, &err);
     control_client_close(&client);
     if (status != CONTROL_CLIENT_OK) {
         fprintf(stderr, "%s: %s\n", program, status == CONTROL_CLIENT_ERROR ? err.message : "no answer");
@@ -336,6 +343,68 @@ int colo_failover_main(int argc, char **argv)
     json_decref(reply);
     if (status == 0)
         printf("%s failed over: it runs here now\n", argv[0]);
+    return status;
+}
+
+static const char switchover_usage[] = "usage: colo switchover NAME [--timeout S]   (on the primary's host)\n";
+
+static const char switchover_help[] = "\n"
+                                      "Moves the protected VM NAME to its secondary on purpose, so that this host\n"
+                                      "can be drained: a final checkpoint with the VM paused here, the output it\n"
+                                      "covers released, then the secondary takes over (its disks, its network\n"
+                                      "announce) and the VM runs there; this copy stops and its colo exits 0.\n"
+                                      "No acknowledged write is lost; the service gap is printed (the VM paused\n"
+                                      "here until the secondary's answer came). Protect the VM again from the\n"
+                                      "new host to a `colo secondary` here to move it back.\n"
+                                      "\n"
+                                      "  --timeout S   wait at most S seconds (1..60, default 10) for the\n"
+                                      "                secondary's answer once the final checkpoint is done\n"
+                                      "\n"
+                                      "exit status:\n"
+                                      "  0  switched over: the VM runs on the secondary\n"
+                                      "  1  refused, and why is printed: not a protected primary (a secondary, an\n"
+                                      "     unprotected VM), the initial copy still in progress, the secondary\n"
+                                      "     refused (the VM runs on here, protected), or no answer came (the VM\n"
+                                      "     stays paused here unless the cluster says the secondary did not take\n"
+                                      "     over: see `colo status NAME`)\n"
+                                      "  2  usage error\n";
+
+int colo_switchover_main(int argc, char **argv)
+{
+    const char *name = NULL;
+    long timeout_s = 10;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("%s%s", switchover_usage, switchover_help);
+            return 0;
+        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            char *end;
+            timeout_s = strtol(argv[i + 1], &end, 10);
+            if (*end || !argv[i + 1][0] || timeout_s < 1 || timeout_s > 60) {
+                fprintf(stderr, "colo switchover: --timeout needs 1..60 s, got '%s'\n", argv[i + 1]);
+                return 2;
+            }
+            i++;
+        } else if (argv[i][0] == '-' || name) {
+            fprintf(stderr, "colo switchover: unexpected '%s'\n%s", argv[i], switchover_usage);
+            return 2;
+        } else {
+            name = argv[i];
+        }
+    }
+    if (!name) {
+        fputs(switchover_usage, stderr);
+        return 2;
+    }
+    json_t *request = json_pack("{s:s, s:I}", "command", "switchover", "timeout_ms", (json_int_t)timeout_s * 1000);
+    json_t *reply = NULL;
+    /* The VM answers within the final checkpoint's waits and --timeout. */
+    int status = call_vm_within("colo switchover", name, request, &reply, (int)timeout_s * 1000 + 20000);
+    json_decref(request);
+    if (status == 0)
+        printf("%s switched over: the VM runs on %s now (service gap %.1f ms); this copy stopped\n", name,
+               json_string_value(json_object_get(reply, "peer")), json_number_value(json_object_get(reply, "gap_ms")));
+    json_decref(reply);
     return status;
 }
 

@@ -7,6 +7,7 @@
 int colo_protect_main(int argc, char **argv);
 int colo_checkpoint_main(int argc, char **argv);
 int colo_failover_main(int argc, char **argv);
+int colo_switchover_main(int argc, char **argv);
 /* `colo keygen psk FILE`: a new pre-shared key for a pair. */
 int colo_keygen_main(int argc, char **argv);
 

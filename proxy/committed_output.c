@@ -38,6 +38,13 @@ uint64_t committed_output_sent_at_failover(struct committed_output *output)
     return sent;
 }
 
+void committed_output_forget(struct committed_output *output)
+{
+    pthread_mutex_lock(&output->lock);
+    drop_locked(output);
+    pthread_mutex_unlock(&output->lock);
+}
+
 /* After a checkpoint was applied: the primary's output behind it replaces
  * the previous checkpoint's. The reader checked each record's shape. */
 static int committed_load(void *opaque, const struct stream_reader *reader, struct error *err)

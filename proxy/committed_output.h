@@ -31,5 +31,9 @@ extern const struct colo_checkpoint_device_ops committed_output_device;
 void committed_output_init(struct committed_output *output, struct machine *machine);
 void committed_output_destroy(struct committed_output *output);
 uint64_t committed_output_sent_at_failover(struct committed_output *output);
+/* A planned switchover: the primary released its output behind the last
+ * checkpoint itself (as the next CHECKPOINT_NEW would prove): the copy
+ * goes, and the failover sends nothing of it. */
+void committed_output_forget(struct committed_output *output);
 
 #endif

@@ -20,6 +20,21 @@ static void finish(struct colo_failover *failover, const struct colo_failover_re
     pthread_mutex_unlock(&failover->lock);
 }
 
+/* No takeover: the machine is asked to stop, once the owner heard; a
+ * primary waiting for a switchover's answer hears it too (it may then run
+ * on: this side will not). */
+static void refuse(struct colo_failover *failover, struct colo_failover_result *result, const char *why)
+{
+    result->outcome = COLO_FAILOVER_REFUSED;
+    snprintf(result->refused, sizeof result->refused, "%s", why);
+    if (result->switchover) {
+        struct error ignored;
+        (void)colo_send_message(&failover->secondary->writer, COLO_SVM_SWITCHOVER_REFUSED, &ignored);
+    }
+    finish(failover, result);
+    machine_request_stop(failover->secondary->svm);
+}
+
 static void *monitor_thread(void *opaque)
 {
     struct colo_failover *failover = opaque;
@@ -39,19 +54,16 @@ static void *monitor_thread(void *opaque)
         return NULL;
     }
     struct error err;
+    result.switchover = loop_result == 2 && atomic_load(&secondary->switchover_requested);
+    if (result.switchover && failover->gate.primary_released_output)
+        failover->gate.primary_released_output(failover->gate.opaque);
     char why[sizeof result.refused] = "";
     if (failover->gate.may_take_over && !failover->gate.may_take_over(failover->gate.opaque, why, sizeof why)) {
-        result.outcome = COLO_FAILOVER_REFUSED;
-        snprintf(result.refused, sizeof result.refused, "%s", why);
-        finish(failover, &result);
-        machine_request_stop(secondary->svm);
+        refuse(failover, &result, why);
         return NULL;
     }
     if (colo_secondary_failover(secondary, &err) < 0) {
-        result.outcome = COLO_FAILOVER_REFUSED;
-        snprintf(result.refused, sizeof result.refused, "%s", err.message);
-        finish(failover, &result);
-        machine_request_stop(secondary->svm);
+        refuse(failover, &result, err.message);
         return NULL;
     }
     /* The devices act with the SVM paused: nothing it sends can overtake
@@ -60,6 +72,9 @@ static void *monitor_thread(void *opaque)
     if (colo_checkpoint_devices_failover(&secondary->devices, &err) < 0)
         fprintf(stderr, "colo secondary: failover: %s (the VM runs here all the same)\n", err.message);
     machine_resume(secondary->svm);
+    /* The primary waits for this, its PVM paused: answer first. */
+    if (result.switchover && colo_send_message(&secondary->writer, COLO_SVM_TOOK_OVER, &err) < 0)
+        fprintf(stderr, "colo secondary: switchover: %s (the VM runs here all the same)\n", err.message);
     finish(failover, &result);
     return NULL;
 }

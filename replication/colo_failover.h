@@ -10,7 +10,10 @@
  * world), in the order they were added. A loop that ended because the
  * primary ended the VM on purpose (PRIMARY_ENDING: a guest poweroff, a
  * reboot, `colo quit`) is no failure: nothing is taken over, and the
- * machine is asked to stop (PEER_ENDED). */
+ * machine is asked to stop (PEER_ENDED). A loop that ended on the
+ * primary's SWITCHOVER (a planned switchover) takes the same path as a
+ * failure, gate included, and answers the primary: SVM_TOOK_OVER once the
+ * SVM runs as the VM, SVM_SWITCHOVER_REFUSED when it may not. */
 #ifndef COLO_REPLICATION_COLO_FAILOVER_H
 #define COLO_REPLICATION_COLO_FAILOVER_H
 
@@ -36,6 +39,9 @@ struct colo_failover_result {
     char replication_ended[512];           /* why the loop ended */
     char refused[512];                     /* REFUSED: why */
     enum colo_ending_reason ending_reason; /* PEER_ENDED: the primary's reason */
+    /* The primary asked for it (SWITCHOVER): DONE answered SVM_TOOK_OVER,
+     * REFUSED answered SVM_SWITCHOVER_REFUSED. */
+    bool switchover;
 };
 
 /* Asked once the loop has ended, before anything is taken over: whether
@@ -44,6 +50,11 @@ struct colo_failover_result {
 struct colo_failover_gate {
     bool (*may_take_over)(void *opaque, char *why, size_t size);
     void *opaque;
+    /* A planned switchover (the loop ended on SWITCHOVER): called first,
+     * before the gate. The primary released all its output up to the last
+     * checkpoint itself, so whatever copy of it the owner keeps for a
+     * failover (committed output) must not go out again. May be NULL. */
+    void (*primary_released_output)(void *opaque);
 };
 
 struct colo_failover {

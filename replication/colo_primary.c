@@ -38,6 +38,25 @@ const char *colo_checkpoint_trigger_name(enum colo_checkpoint_trigger trigger)
     return "?";
 }
 
+const char *colo_switchover_outcome_name(enum colo_switchover_outcome outcome)
+{
+    switch (outcome) {
+    case COLO_SWITCHOVER_NONE:
+        return "none";
+    case COLO_SWITCHOVER_PENDING:
+        return "pending";
+    case COLO_SWITCHOVER_DONE:
+        return "done";
+    case COLO_SWITCHOVER_REFUSED:
+        return "refused";
+    case COLO_SWITCHOVER_UNKNOWN:
+        return "unknown";
+    case COLO_SWITCHOVER_FAILED:
+        return "failed";
+    }
+    return "?";
+}
+
 void colo_primary_options_defaults(struct colo_primary_options *options)
 {
     memset(options, 0, sizeof *options);
@@ -153,6 +172,33 @@ void colo_primary_end(struct colo_primary *primary, enum colo_ending_reason reas
     }
     primary->stop_requested = true;
     pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
+void colo_primary_switch_over(struct colo_primary *primary, int timeout_ms)
+{
+    pthread_mutex_lock(&primary->lock);
+    primary->switchover_requested = true;
+    primary->switchover_timeout_ms = timeout_ms;
+    primary->switchover = (struct colo_switchover_status){ .outcome = COLO_SWITCHOVER_PENDING };
+    pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
+void colo_primary_switchover_status(struct colo_primary *primary, struct colo_switchover_status *status)
+{
+    pthread_mutex_lock(&primary->lock);
+    *status = primary->switchover;
+    pthread_mutex_unlock(&primary->lock);
+}
+
+static void set_switchover(struct colo_primary *primary, enum colo_switchover_outcome outcome, uint64_t gap_us,
+                           const char *error)
+{
+    pthread_mutex_lock(&primary->lock);
+    primary->switchover.outcome = outcome;
+    primary->switchover.gap_us = gap_us;
+    snprintf(primary->switchover.error, sizeof primary->switchover.error, "%s", error ? error : "");
     pthread_mutex_unlock(&primary->lock);
 }
 
@@ -300,7 +346,7 @@ static void kill_point(const struct colo_primary *primary, enum colo_kill_step s
 #endif
 
 /* TRIGGER_STREAM is no checkpoint: time for the devices' stream phase. */
-enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP, TRIGGER_STREAM };
+enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP, TRIGGER_STREAM, TRIGGER_SWITCHOVER };
 
 /* Waits until the interval since `since_us` has passed, a checkpoint is
  * requested, held output's deadline passes, or a stop. */
@@ -315,6 +361,11 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
     for (;;) {
         if (primary->stop_requested) {
             trigger = TRIGGER_STOP;
+            break;
+        }
+        if (primary->switchover_requested) {
+            primary->switchover_requested = false;
+            trigger = TRIGGER_SWITCHOVER;
             break;
         }
         if (primary->checkpoint_requested) {
@@ -456,6 +507,60 @@ static int end_replication(struct colo_primary *primary, struct error *err)
     return 0;
 }
 
+/* The final checkpoint is applied and its output released; the PVM is
+ * paused since paused_at_us. Hands the VM over: 0 when the secondary took
+ * over, 1 when it refused (its SVM_RESUMED read: the loop goes on), -1
+ * when nobody knows (UNKNOWN). */
+static int switch_over(struct colo_primary *primary, uint64_t paused_at_us, struct error *err)
+{
+    pthread_mutex_lock(&primary->lock);
+    int timeout_ms = primary->switchover_timeout_ms;
+    pthread_mutex_unlock(&primary->lock);
+    /* From the first byte of SWITCHOVER on the secondary may take over:
+     * this copy must not run again unless told it did not. */
+    primary->keep_paused = true;
+    char context[96];
+    snprintf(context, sizeof context, "primary (switching over), checkpoint %llu",
+             (unsigned long long)primary->checkpoint_number);
+    static const enum colo_message answers[] = { COLO_SVM_TOOK_OVER, COLO_SVM_SWITCHOVER_REFUSED };
+    enum colo_message answer;
+    if (send_message(primary, COLO_SWITCHOVER, err) < 0 ||
+        colo_wait_message(&primary->reader, COLO_CHECKPOINT_SVM_RESUMED, primary->options.message_timeout_ms, context,
+                          err) < 0) {
+        set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
+        return -1;
+    }
+    /* Until the answer: what comes in for the VM goes to the secondary. */
+    uint64_t deadline_ms = clock_monotonic_ms() + (uint64_t)timeout_ms;
+    bool readable = false;
+    if (primary->options.while_switching_over) {
+        do {
+            primary->options.while_switching_over(primary->options.while_switching_over_opaque);
+            readable = colo_wait_readable(primary->fd, 1) != 0;
+        } while (!readable && clock_monotonic_ms() < deadline_ms);
+    } else {
+        readable = colo_wait_readable(primary->fd, timeout_ms) != 0;
+    }
+    if (!readable) {
+        error_set(err, "%s: no answer to SWITCHOVER within %d ms", context, timeout_ms);
+        set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
+        return -1;
+    }
+    if (colo_wait_message_of(&primary->reader, answers, 2, primary->options.message_timeout_ms, context, &answer, err) <
+        0) {
+        set_switchover(primary, COLO_SWITCHOVER_UNKNOWN, 0, err->message);
+        return -1;
+    }
+    uint64_t gap_us = clock_monotonic_us() - paused_at_us;
+    if (answer == COLO_SVM_SWITCHOVER_REFUSED) {
+        primary->keep_paused = false;
+        set_switchover(primary, COLO_SWITCHOVER_REFUSED, gap_us, "the secondary refused to take over");
+        return 1;
+    }
+    set_switchover(primary, COLO_SWITCHOVER_DONE, gap_us, NULL);
+    return 0;
+}
+
 static int primary_loop(struct colo_primary *primary, struct error *err)
 {
     struct machine *pvm = primary->pvm;
@@ -501,9 +606,9 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             return -1;
         struct colo_checkpoint_report report = {
             .number = primary->checkpoint_number,
-            .trigger = trigger == TRIGGER_REQUEST  ? COLO_TRIGGER_REQUEST
-                       : trigger == TRIGGER_OUTPUT ? COLO_TRIGGER_OUTPUT
-                                                   : COLO_TRIGGER_INTERVAL,
+            .trigger = trigger == TRIGGER_REQUEST || trigger == TRIGGER_SWITCHOVER ? COLO_TRIGGER_REQUEST
+                       : trigger == TRIGGER_OUTPUT                                 ? COLO_TRIGGER_OUTPUT
+                                                                                   : COLO_TRIGGER_INTERVAL,
         };
         uint64_t bytes_before = primary->writer.bytes_written;
         if (primary->options.precopy && send_precopy(primary, &report.precopy_pages, err) < 0)
@@ -535,6 +640,18 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         pthread_mutex_unlock(&primary->lock);
         if (primary->options.after_svm_ready)
             primary->options.after_svm_ready(primary->options.hook_opaque, pvm);
+        bool resumed_read = false;
+        if (trigger == TRIGGER_SWITCHOVER) {
+            int switched = switch_over(primary, paused_at_us, err);
+            if (switched <= 0) {
+                report.downtime_us = clock_monotonic_us() - paused_at_us;
+                report.dirty_pages += report.precopy_pages;
+                report.bytes = primary->writer.bytes_written - bytes_before;
+                record_checkpoint(primary, &report);
+                return switched;
+            }
+            resumed_read = true; /* refused: the SVM runs on as a secondary */
+        }
         if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
             return -1;
         resume_pvm(primary);
@@ -551,7 +668,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             primary->options.on_checkpoint(primary->options.on_checkpoint_opaque, &report);
         interval_started_us = resumed_at_us;
         primary->last_stream_us = resumed_at_us;
-        if (wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
+        if (!resumed_read && wait_message(primary, COLO_CHECKPOINT_SVM_RESUMED, err) < 0)
             return -1;
         set_state(primary, COLO_PRIMARY_RUNNING);
     }
@@ -560,9 +677,18 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
 int colo_primary_run(struct colo_primary *primary, struct error *err)
 {
     int result = primary_loop(primary, err);
+    /* A switchover asked for and not even begun fails with the loop. */
+    pthread_mutex_lock(&primary->lock);
+    bool switchover_pending = primary->switchover.outcome == COLO_SWITCHOVER_PENDING;
+    primary->switchover_requested = false;
+    pthread_mutex_unlock(&primary->lock);
+    if (switchover_pending)
+        set_switchover(primary, COLO_SWITCHOVER_FAILED, 0,
+                       result < 0 ? err->message : "the replication ended before the final checkpoint");
     /* Stopped or lost the secondary: the PVM runs on, unprotected (the
-     * held output is for the proxy to release, once it exists). */
-    if (primary->pvm_paused)
+     * held output is for the proxy to release, once it exists). After a
+     * SWITCHOVER went out it stays paused: the secondary may run the VM. */
+    if (primary->pvm_paused && !primary->keep_paused)
         resume_pvm(primary);
     machine_dirty_log_enable(primary->pvm, false);
     return result;

@@ -76,6 +76,27 @@ struct colo_primary_kill_hook {
     uint64_t after_checkpoints;
 };
 
+/* Where a planned switchover (colo_primary_switch_over) stands. */
+enum colo_switchover_outcome {
+    COLO_SWITCHOVER_NONE,    /* none asked for */
+    COLO_SWITCHOVER_PENDING, /* asked for, the final checkpoint not over yet */
+    COLO_SWITCHOVER_DONE,    /* SVM_TOOK_OVER: the VM runs on the secondary; the PVM stays paused */
+    COLO_SWITCHOVER_REFUSED, /* SVM_SWITCHOVER_REFUSED: the PVM runs on, protected */
+    /* SWITCHOVER was (or may have been) sent, and no answer came: the
+     * secondary may have taken over. The PVM stays paused; the loop ended
+     * (-1): whether it may ever run again is for the caller to find out. */
+    COLO_SWITCHOVER_UNKNOWN,
+    COLO_SWITCHOVER_FAILED, /* the loop failed before SWITCHOVER went out: the PVM runs on */
+};
+
+const char *colo_switchover_outcome_name(enum colo_switchover_outcome outcome);
+
+struct colo_switchover_status {
+    enum colo_switchover_outcome outcome;
+    uint64_t gap_us; /* DONE: the PVM paused until SVM_TOOK_OVER arrived */
+    char error[512]; /* UNKNOWN, FAILED: why */
+};
+
 struct colo_primary_options {
     struct migration_options migration; /* keep_dirty_log is forced on */
     /* The longest interval between checkpoints (from one resume of the
@@ -94,6 +115,13 @@ struct colo_primary_options {
      * the downtime), on the loop's thread. */
     void (*on_checkpoint)(void *opaque, const struct colo_checkpoint_report *report);
     void *on_checkpoint_opaque;
+    /* Called about every millisecond on the loop's thread while the PVM
+     * is paused for good and the loop waits for the secondary's answer to
+     * SWITCHOVER: what still comes in for the VM (its NICs' backends) goes
+     * to the secondary (the mirror) instead of waiting in a queue that
+     * nobody reads again. May be NULL. */
+    void (*while_switching_over)(void *opaque);
+    void *while_switching_over_opaque;
     /* Test hook, after SVM_READY and the devices' release. */
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;
@@ -138,7 +166,12 @@ struct colo_primary {
     bool ending; /* colo_primary_end: the stop tells the secondary */
     enum colo_ending_reason ending_reason;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
-    uint64_t last_stream_us;     /* the devices' last stream phase (loop thread only) */
+    /* A planned switchover (colo_primary_switch_over). */
+    bool switchover_requested;
+    int switchover_timeout_ms;
+    struct colo_switchover_status switchover;
+    bool keep_paused;        /* SWITCHOVER went out: never resume the PVM by ourselves */
+    uint64_t last_stream_us; /* the devices' last stream phase (loop thread only) */
     struct colo_primary_stats stats;
     uint64_t downtimes_us[COLO_DOWNTIME_HISTORY]; /* ring of the last downtimes */
 
@@ -158,7 +191,8 @@ int colo_primary_add_device(struct colo_primary *primary, const char *name,
  * RUNNING), colo_primary_end (0 once the secondary confirmed) or a
  * failure (-1, with an error naming the step and the state, which stays
  * as it was). Either way the PVM is left running, with its dirty log off:
- * it runs on unprotected. */
+ * it runs on unprotected; except after a switchover's SWITCHOVER went out
+ * (colo_primary_switch_over): then it is left paused. */
 int colo_primary_run(struct colo_primary *primary, struct error *err);
 int colo_primary_start(struct colo_primary *primary, struct error *err);
 int colo_primary_join(struct colo_primary *primary, struct error *err);
@@ -183,6 +217,17 @@ void colo_primary_stop(struct colo_primary *primary);
  * waits up to message_timeout_ms for the secondary's SVM_ENDED: 0 when it
  * came, -1 with an error when not (the secondary may then take over). */
 void colo_primary_end(struct colo_primary *primary, enum colo_ending_reason reason);
+
+/* From any thread: a planned switchover. The loop's next checkpoint is
+ * the last: the PVM pauses for it and is never resumed; once SVM_READY
+ * came and the output it covers was released, SWITCHOVER goes out, and
+ * the loop waits up to timeout_ms for the secondary's answer. SVM_TOOK_OVER:
+ * the loop ends (0), the PVM paused for good (DONE). SVM_SWITCHOVER_REFUSED:
+ * the PVM resumes and the loop goes on (REFUSED). No answer, or the
+ * connection broke after SWITCHOVER went out: the loop ends (-1) with the
+ * PVM paused (UNKNOWN). colo_primary_switchover_status follows it. */
+void colo_primary_switch_over(struct colo_primary *primary, int timeout_ms);
+void colo_primary_switchover_status(struct colo_primary *primary, struct colo_switchover_status *status);
 
 enum colo_primary_state colo_primary_state(struct colo_primary *primary);
 void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_stats *stats);

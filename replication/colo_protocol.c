@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,12 @@ const char *colo_message_name(uint32_t id)
         return "PRIMARY_ENDING(reboot)";
     case COLO_SVM_ENDED:
         return "SVM_ENDED";
+    case COLO_SWITCHOVER:
+        return "SWITCHOVER";
+    case COLO_SVM_TOOK_OVER:
+        return "SVM_TOOK_OVER";
+    case COLO_SVM_SWITCHOVER_REFUSED:
+        return "SVM_SWITCHOVER_REFUSED";
     default:
         return NULL;
     }
@@ -116,13 +123,14 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
     return colo_wait_message_or_ending(reader, expected, timeout_ms, context, NULL, err);
 }
 
-int colo_wait_message_or_ending(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
-                                const char *context, enum colo_ending_reason *reason, struct error *err)
+/* Reads the next message (after the disk writes streamed ahead of it):
+ * 0 with its id, or -1 with an error naming what was awaited. */
+static int read_message(struct stream_reader *reader, int timeout_ms, const char *context, const char *expected_name,
+                        uint32_t *id, struct error *err)
 {
-    const char *expected_name = colo_message_name(expected);
     /* The timeout covers the wait for the record's first byte. The rest of
      * a 16-byte message follows at once; a peer that stalls inside one is
-     * for the heartbeat (not built yet) to detect. */
+     * for the heartbeat to detect. */
     int readable = colo_wait_readable(reader->fd, timeout_ms);
     if (readable < 0)
         return error_set_errno(err, "%s: waiting for %s", context, expected_name);
@@ -154,14 +162,44 @@ int colo_wait_message_or_ending(struct stream_reader *reader, enum colo_message 
     if (record.type != STREAM_RECORD_CHECKPOINT_STATE)
         return error_set(err, "%s: waiting for %s, got a %s record", context, expected_name,
                          stream_record_type_name(record.type));
-    uint32_t id = stream_get_u32(record.body);
+    *id = stream_get_u32(record.body);
+    return 0;
+}
+
+static int unexpected_message(uint32_t id, const char *context, const char *expected_name, struct error *err)
+{
+    const char *name = colo_message_name(id);
+    if (name)
+        return error_set(err, "%s: waiting for %s, got %s", context, expected_name, name);
+    return error_set(err, "%s: waiting for %s, got unknown message id %u", context, expected_name, id);
+}
+
+int colo_wait_message_or_ending(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
+                                const char *context, enum colo_ending_reason *reason, struct error *err)
+{
+    const char *expected_name = colo_message_name(expected);
+    uint32_t id;
+    if (read_message(reader, timeout_ms, context, expected_name, &id, err) < 0)
+        return -1;
     if (id != (uint32_t)expected && reason && colo_message_is_ending(id, reason))
         return 1;
-    if (id != (uint32_t)expected) {
-        const char *name = colo_message_name(id);
-        if (name)
-            return error_set(err, "%s: waiting for %s, got %s", context, expected_name, name);
-        return error_set(err, "%s: waiting for %s, got unknown message id %u", context, expected_name, id);
-    }
+    if (id != (uint32_t)expected)
+        return unexpected_message(id, context, expected_name, err);
     return 0;
+}
+
+int colo_wait_message_of(struct stream_reader *reader, const enum colo_message *accepted, size_t count, int timeout_ms,
+                         const char *context, enum colo_message *got, struct error *err)
+{
+    const char *expected_name = colo_message_name(accepted[0]);
+    uint32_t id;
+    if (read_message(reader, timeout_ms, context, expected_name, &id, err) < 0)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (id == (uint32_t)accepted[i]) {
+            *got = accepted[i];
+            return 0;
+        }
+    }
+    return unexpected_message(id, context, expected_name, err);
 }

@@ -8,6 +8,7 @@
 #define COLO_REPLICATION_COLO_PROTOCOL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -28,6 +29,16 @@ enum colo_message {
     COLO_PRIMARY_ENDING_QUIT = 6,     /* `colo quit` on the primary */
     COLO_PRIMARY_ENDING_REBOOT = 7,   /* the guest rebooted; the primary runs on unprotected */
     COLO_SVM_ENDED = 8,               /* secondary: heard PRIMARY_ENDING; its SVM stops, no takeover */
+    /* A planned switchover (`colo switchover`): the primary sends
+     * SWITCHOVER right after a checkpoint's SVM_READY, with the PVM paused
+     * for good and everything up to that checkpoint released by itself:
+     * "take over now". The secondary reads it where it waits for the next
+     * CHECKPOINT_NEW and answers SVM_TOOK_OVER once the SVM runs as the VM,
+     * or SVM_SWITCHOVER_REFUSED (its log and status say why) and goes on as a
+     * secondary. */
+    COLO_SWITCHOVER = 9,
+    COLO_SVM_TOOK_OVER = 10,
+    COLO_SVM_SWITCHOVER_REFUSED = 11,
 };
 
 /* Why a primary ends a protected VM on purpose (PRIMARY_ENDING). */
@@ -64,6 +75,11 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
  * error: 1, its reason in *reason (what a secondary waits with). */
 int colo_wait_message_or_ending(struct stream_reader *reader, enum colo_message expected, int timeout_ms,
                                 const char *context, enum colo_ending_reason *reason, struct error *err);
+/* Waits like colo_wait_message for one message that must be one of the
+ * `count` ids in `accepted`; the one that came goes to *got. Errors name
+ * the first as the one awaited (the usual one: CHECKPOINT_NEW). */
+int colo_wait_message_of(struct stream_reader *reader, const enum colo_message *accepted, size_t count, int timeout_ms,
+                         const char *context, enum colo_message *got, struct error *err);
 
 /* Waits up to timeout_ms (negative: forever) for fd to become readable (a
  * byte or end of file). 1: readable, 0: timed out, -1: poll failed. */

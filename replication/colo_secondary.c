@@ -39,6 +39,7 @@ int colo_secondary_init(struct colo_secondary *secondary, struct machine *svm, i
         colo_secondary_options_defaults(&secondary->options);
     atomic_init(&secondary->state, COLO_SECONDARY_SETUPED);
     atomic_init(&secondary->primary_ended, false);
+    atomic_init(&secondary->switchover_requested, false);
     secondary->svm_paused = true; /* the caller's pause */
     secondary->svm_consistent = true;
     if (stream_reader_init(&secondary->reader, fd, err) < 0)
@@ -131,23 +132,51 @@ static int primary_ended(struct colo_secondary *secondary, enum colo_ending_reas
     return 1;
 }
 
-/* 0, -1 on a failure, or 1 when the primary ended the VM instead. */
-static int wait_message(struct colo_secondary *secondary, enum colo_message expected, int timeout_ms, struct error *err)
+/* Between checkpoints (the one wait where the primary's messages other
+ * than the checkpoint's come): CHECKPOINT_NEW (0), the primary's end of
+ * the VM (1), a switchover this side takes (2), or a failure
+ * (-1). A switchover it refuses is answered and the wait goes on. */
+static int wait_new_checkpoint(struct colo_secondary *secondary, struct error *err)
 {
-    char context[96];
-    snprintf(context, sizeof context, "secondary (%s), checkpoint %llu",
-             colo_secondary_state_name(colo_secondary_state(secondary)),
-             (unsigned long long)secondary->checkpoint_number);
-    enum colo_ending_reason reason;
-    int got = colo_wait_message_or_ending(&secondary->reader, expected, timeout_ms, context, &reason, err);
-    if (got == 1) {
-        /* The primary waits for this before it lets go of anything; a
-         * primary already gone is no reason to take over either. */
-        struct error ignored;
-        (void)colo_send_message(&secondary->writer, COLO_SVM_ENDED, &ignored);
-        return primary_ended(secondary, reason, err);
+    static const enum colo_message accepted[] = {
+        COLO_CHECKPOINT_NEW,        COLO_SWITCHOVER, COLO_PRIMARY_ENDING_POWEROFF, COLO_PRIMARY_ENDING_QUIT,
+        COLO_PRIMARY_ENDING_REBOOT,
+    };
+    for (;;) {
+        char context[96];
+        snprintf(context, sizeof context, "secondary (%s), checkpoint %llu",
+                 colo_secondary_state_name(colo_secondary_state(secondary)),
+                 (unsigned long long)secondary->checkpoint_number);
+        enum colo_message got;
+        if (colo_wait_message_of(&secondary->reader, accepted, sizeof accepted / sizeof accepted[0],
+                                 secondary->options.new_checkpoint_timeout_ms, context, &got, err) < 0)
+            return -1;
+        if (got == COLO_CHECKPOINT_NEW)
+            return 0;
+        enum colo_ending_reason reason;
+        if (colo_message_is_ending(got, &reason)) {
+            /* The primary waits for this before it lets go of anything; a
+             * primary already gone is no reason to take over either. */
+            struct error ignored;
+            (void)colo_send_message(&secondary->writer, COLO_SVM_ENDED, &ignored);
+            return primary_ended(secondary, reason, err);
+        }
+        char why[256] = "";
+        if (secondary->options.may_switch_over &&
+            !secondary->options.may_switch_over(secondary->options.switch_over_opaque, why, sizeof why)) {
+            pthread_mutex_lock(&secondary->stats_lock);
+            secondary->stats.switchovers_refused++;
+            pthread_mutex_unlock(&secondary->stats_lock);
+            if (send_message(secondary, COLO_SVM_SWITCHOVER_REFUSED, err) < 0)
+                return -1;
+            continue;
+        }
+        atomic_store(&secondary->switchover_requested, true);
+        error_set(err, "secondary (%s), checkpoint %llu: the primary asked for a switchover",
+                  colo_secondary_state_name(colo_secondary_state(secondary)),
+                  (unsigned long long)secondary->checkpoint_number);
+        return 2;
     }
-    return got;
 }
 
 /* A checkpoint that did not arrive whole, and a PRIMARY_ENDING among its
@@ -288,7 +317,7 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
         /* The state the SVM runs from is now the committed one. */
         if (call_devices(secondary, COLO_DEVICE_COMMIT, err) < 0)
             return -1;
-        int waited = wait_message(secondary, COLO_CHECKPOINT_NEW, secondary->options.new_checkpoint_timeout_ms, err);
+        int waited = wait_new_checkpoint(secondary, err);
         if (waited != 0)
             return waited;
 

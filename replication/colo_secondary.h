@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "checkpoint_device.h"
@@ -61,6 +62,11 @@ struct colo_secondary_options {
     /* What moves with the initial copy besides RAM (the disks' sync,
      * disk/disk_sync.h); NULL: nothing. */
     const struct migration_companion *initial_copy_companion;
+    /* Asked on the loop's thread when the primary asks for a switchover
+     * (SWITCHOVER): false refuses it (SVM_SWITCHOVER_REFUSED; the hook
+     * says why to whom it concerns, and the loop goes on); NULL: always. */
+    bool (*may_switch_over)(void *opaque, char *why, size_t size);
+    void *switch_over_opaque;
 };
 
 void colo_secondary_options_defaults(struct colo_secondary_options *options);
@@ -76,6 +82,7 @@ struct colo_secondary_stats {
      * (that it really ran between checkpoints). */
     uint64_t last_interval_instructions;
     uint64_t interval_instructions_total;
+    uint64_t switchovers_refused; /* SWITCHOVER answered SVM_SWITCHOVER_REFUSED by may_switch_over */
 };
 
 struct colo_secondary {
@@ -99,6 +106,10 @@ struct colo_secondary {
     /* The primary ended the VM on purpose (PRIMARY_ENDING): no takeover. */
     atomic_bool primary_ended;
     enum colo_ending_reason ending_reason; /* when primary_ended */
+    /* The primary asked for a planned switchover (SWITCHOVER, between
+     * checkpoints): the loop ended with 2 for the SVM to take over; the
+     * primary waits for SVM_TOOK_OVER or SVM_SWITCHOVER_REFUSED. */
+    atomic_bool switchover_requested;
 
     pthread_t thread;
     bool thread_started;
@@ -126,7 +137,10 @@ int colo_secondary_add_device(struct colo_secondary *secondary, const char *name
  * VM on purpose (PRIMARY_ENDING, between checkpoints or in place of one):
  * 1, with err saying so, primary_ended set and the reason in
  * ending_reason; the SVM is left as it is, for its owner to stop (no
- * takeover). */
+ * takeover). Or it ends because the primary asked for a switchover
+ * (SWITCHOVER, between checkpoints): 2, with err saying so and
+ * switchover_requested set; the SVM runs on, for the failover to make it
+ * the VM (colo_failover.h), which answers the primary. */
 int colo_secondary_run(struct colo_secondary *secondary, struct error *err);
 
 /* The same on a thread of its own; join returns its result and error. */

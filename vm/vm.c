@@ -295,7 +295,11 @@ static int exit_status(struct vm *vm, enum machine_exit_reason reason)
     case MACHINE_EXIT_STOPPED: {
         /* quit (or save) from the control socket ends the VM cleanly;
          * Ctrl-C or SIGTERM interrupts it. */
-        char why[300];
+        char why[600];
+        if (vm_replication_switched_over(vm->replication, why, sizeof why)) {
+            fprintf(stderr, "%s: %s: %s\n", program_name(vm), vm->name, why);
+            return VM_EXIT_OK;
+        }
         if (vm_replication_stood_down(vm->replication, why, sizeof why)) {
             fprintf(stderr, "colo %s: %s: stopped: %s (the other copy owns the VM)\n",
                     vm->options.start == VM_START_SECONDARY ? "secondary" : "run", vm->name, why);

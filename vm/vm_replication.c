@@ -120,6 +120,7 @@ int vm_replication_create(struct vm_replication **result, struct vm_control *con
     struct control_server *server = vm_control_server(control);
     if (control_server_register(server, "protect", vm_replication_handle_protect, replication, err) < 0 ||
         control_server_register(server, "failover", vm_replication_handle_failover, replication, err) < 0 ||
+        control_server_register(server, "switchover", vm_replication_handle_switchover, replication, err) < 0 ||
         control_server_register(server, "checkpoint", vm_replication_handle_checkpoint, replication, err) < 0) {
         vm_replication_destroy(replication);
         return -1;

@@ -56,6 +56,9 @@ bool vm_replication_failover_refused(struct vm_replication *replication);
 /* After the machine's run: true when this copy stood down because the
  * other owns the VM (the cluster's verdict), with why. */
 bool vm_replication_stood_down(struct vm_replication *replication, char *reason, size_t size);
+/* Whether this primary handed the VM over (`colo switchover`) and stopped
+ * for good, and the line that says so. */
+bool vm_replication_switched_over(struct vm_replication *replication, char *line, size_t size);
 /* Right after the machine's run returned, before
  * vm_replication_machine_stopped, when the VM ends on purpose (a guest
  * poweroff or reboot, `colo quit`): a primary's loop will tell its

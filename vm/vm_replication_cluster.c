@@ -26,18 +26,31 @@ static void on_final(void *opaque, enum takeover_verdict verdict, const char *re
     pthread_mutex_lock(&replication->lock);
     enum vm_replication_role role = replication->role;
     int replication_fd = replication->replication_fd;
+    bool switching_over = replication->switching_over;
     snprintf(replication->decision, sizeof replication->decision, "%s: %s", takeover_verdict_name(verdict), reason);
     pthread_mutex_unlock(&replication->lock);
-    vm_replication_log(replication, "cluster: %s: %s", takeover_verdict_name(verdict), reason);
-    vm_replication_post_event(replication, verdict == TAKEOVER_TAKE_OVER ? "takeover decided" : "stood down", reason);
+    /* A switching primary's "stand down" is the secondary's claim taking
+     * the VM, as asked: no standing down (its PVM stays paused anyway). */
+    bool handed_over = role == ROLE_PRIMARY && switching_over && verdict == TAKEOVER_STAND_DOWN;
+    vm_replication_log(replication, "cluster: %s: %s%s", takeover_verdict_name(verdict), reason,
+                       handed_over ? " (the switchover's handover)" : "");
+    vm_replication_post_event(replication,
+                              verdict == TAKEOVER_TAKE_OVER ? "takeover decided"
+                              : handed_over                 ? "switchover claimed by the peer"
+                                                            : "stood down",
+                              reason);
     if (verdict == TAKEOVER_STAND_DOWN && replication->output_initialized)
         output_buffer_mute(&replication->output); /* at once: another copy owns the VM */
     /* Either way the replication ends now, wherever it waits; what happens
      * next is the loops' end paths' (they ask the guard again). */
-    if (role == ROLE_SECONDARY && replication->detector_initialized)
+    if (role == ROLE_SECONDARY && replication->detector_initialized && !switching_over)
         failure_detector_declare_peer_dead(&replication->detector, "cluster: %s", reason);
-    else if (role == ROLE_PRIMARY && replication_fd >= 0)
+    else if (role == ROLE_PRIMARY && replication_fd >= 0 && !switching_over)
         shutdown(replication_fd, SHUT_RDWR);
+    /* During a switchover the secondary's claim is the handover itself
+     * (the PVM is paused and released all it had): the secondary's loop
+     * ended already and its answer goes over the connection, which the
+     * primary's loop waits on (bounded): neither side cuts it. */
 }
 
 static bool may_release(void *opaque)

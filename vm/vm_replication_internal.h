@@ -92,6 +92,13 @@ struct vm_replication {
     struct failure_detector secondary_detector;
     bool secondary_detector_initialized;
     bool initial_copy_done;
+    /* `colo switchover` (vm_replication_primary.c): under way, the
+     * secondary's silence and its claim are the handover, not a contest,
+     * and the replication connection carries the answer: nothing cuts it
+     * (on both roles: the secondary sets it when it takes the switchover);
+     * done, this copy stopped for good (the VM runs on the peer). */
+    bool switching_over;
+    bool switched_over;
     struct disk_replication_primary primary_disks;
     bool primary_disks_initialized;
     /* The last checkpoint's disk part (blocks, bytes), for status. */
@@ -120,6 +127,7 @@ struct vm_replication {
     struct colo_failover failover;
     bool failover_started;
     bool failover_done, failover_refused;
+    bool took_over_by_switchover; /* the failover was the primary's switchover */
     /* The SVM's machine is being stopped here (quit, Ctrl-C): its end is
      * no sign of the primary's death and claims nothing. */
     bool secondary_stopping;
@@ -193,6 +201,7 @@ void vm_replication_cluster_status(struct vm_replication *replication, json_t *f
 int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *reply, struct error *err);
 int vm_replication_handle_checkpoint(void *opaque, const json_t *request, json_t *reply, struct error *err);
 int vm_replication_handle_failover(void *opaque, const json_t *request, json_t *reply, struct error *err);
+int vm_replication_handle_switchover(void *opaque, const json_t *request, json_t *reply, struct error *err);
 /* The status fields of each role, lock held. */
 void vm_replication_primary_status(struct vm_replication *replication, json_t *fields);
 void vm_replication_secondary_status(struct vm_replication *replication, json_t *fields);

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "machine.h"
 #include "socket.h"
+#include "virtio_net.h"
 
 /* Every checkpoint is an event ("colo events NAME" shows them): where each
  * pause went, for an operator asking why the service stutters, and for
@@ -84,10 +85,18 @@ static void post_disk_sync_progress(void *opaque)
 static void on_secondary_dead(void *opaque, const char *reason)
 {
     struct vm_replication *replication = opaque;
-    vm_replication_log(replication, "the secondary seems gone: %s", reason);
     pthread_mutex_lock(&replication->lock);
     int replication_fd = replication->replication_fd;
+    bool switching_over = replication->switching_over;
     pthread_mutex_unlock(&replication->lock);
+    if (switching_over) {
+        /* The secondary is taking the VM over on our word: its silence
+         * now is no failure, and this side claims nothing (the switchover
+         * has its own bounded wait for the answer). */
+        vm_replication_log(replication, "the secondary seems gone during the switchover: %s (not contested)", reason);
+        return;
+    }
+    vm_replication_log(replication, "the secondary seems gone: %s", reason);
     /* Claim first (see on_primary_dead on the secondary). */
     takeover_guard_report(&replication->guard, TAKEOVER_EVENT_SUSPICION);
     if (replication_fd >= 0)
@@ -127,6 +136,18 @@ static bool primary_ended_on_purpose(struct vm_replication *replication)
     return ending;
 }
 
+/* The switchover's wait (colo_primary_options.while_switching_over): the
+ * PVM is paused for good, so nothing reads its NICs' backends any more;
+ * what the clients send until the secondary's announce moves the VM's MACs
+ * is mirrored to the SVM instead of being lost (the clients' TCP would
+ * send it again only after its retransmission timeout, 200 ms or more). */
+static void mirror_input_while_switching_over(void *opaque)
+{
+    struct vm_replication *replication = opaque;
+    for (unsigned i = 0; i < machine_nic_count(replication->machine); i++)
+        virtio_net_drain_backend_to_observer(machine_nic(replication->machine, i));
+}
+
 static void *primary_thread(void *opaque)
 {
     struct vm_replication *replication = opaque;
@@ -137,6 +158,8 @@ static void *primary_thread(void *opaque)
     options.max_interval_ms = replication->interval_ms;
     options.on_checkpoint = post_checkpoint_event;
     options.on_checkpoint_opaque = replication;
+    options.while_switching_over = mirror_input_while_switching_over;
+    options.while_switching_over_opaque = replication;
     options.migration.machine_accepted = note_machine_accepted;
     options.migration.progress_opaque = replication;
 #ifdef COLO_TEST_HOOKS
@@ -195,11 +218,36 @@ static void *primary_thread(void *opaque)
     /* The loop left the PVM running with its dirty log off, its output
      * still held. Ended on purpose (quit, poweroff), or before the
      * secondary had a VM, it is ours alone. Otherwise the secondary may
-     * be taking over: the cluster decides, and until then nothing leaves. */
+     * be taking over: the cluster decides, and until then nothing leaves.
+     * After a switchover's SWITCHOVER went out the PVM was left paused:
+     * switched over, it never runs again; without an answer, only the
+     * cluster can say that the secondary did not take over. */
+    struct colo_switchover_status switchover = { .outcome = COLO_SWITCHOVER_NONE };
+    if (replication->primary_initialized)
+        colo_primary_switchover_status(&replication->primary, &switchover);
+    bool switched = switchover.outcome == COLO_SWITCHOVER_DONE;
     enum takeover_verdict verdict = TAKEOVER_TAKE_OVER;
     char verdict_reason[256] = "";
-    if (status < 0 && replication->initial_copy_done)
+    if (switched) {
+        verdict = TAKEOVER_STAND_DOWN;
+        snprintf(verdict_reason, sizeof verdict_reason, "switched over: the VM runs on %.200s now",
+                 replication->destination);
+    } else if (switchover.outcome == COLO_SWITCHOVER_UNKNOWN && !replication->cluster) {
+        verdict = TAKEOVER_STAND_DOWN;
+        snprintf(verdict_reason, sizeof verdict_reason,
+                 "no answer to the switchover (%.100s) and no cluster to ask: the secondary may run the VM, so "
+                 "this copy stays stopped",
+                 switchover.error);
+    } else if (status < 0 && replication->initial_copy_done) {
         verdict = vm_replication_verdict(replication, TAKEOVER_EVENT_LINK_LOST, verdict_reason, sizeof verdict_reason);
+        /* The cluster's word that the VM is still ours: the secondary did
+         * not take over, so the PVM the switchover left paused runs on. */
+        if (switchover.outcome == COLO_SWITCHOVER_UNKNOWN && verdict == TAKEOVER_TAKE_OVER) {
+            vm_replication_log(replication, "the switchover got no answer, and the cluster says the VM is still "
+                                            "ours: resuming it here");
+            machine_resume(replication->machine);
+        }
+    }
     if (replication->mirror_initialized) {
         mirror_sender_watch_stop(&replication->mirror);
         mirror_sender_stop(&replication->mirror);
@@ -211,14 +259,20 @@ static void *primary_thread(void *opaque)
         /* Another copy owns the VM: this one is never heard again. */
         output_buffer_mute(&replication->output);
         pthread_mutex_lock(&replication->lock);
-        replication->stood_down = true;
-        if (!replication->decision[0])
-            snprintf(replication->decision, sizeof replication->decision, "stand down: %s", verdict_reason);
+        if (switched) {
+            replication->switched_over = true;
+        } else {
+            replication->stood_down = true;
+            if (!replication->decision[0] || switchover.outcome == COLO_SWITCHOVER_UNKNOWN)
+                snprintf(replication->decision, sizeof replication->decision, "stand down: %s", verdict_reason);
+        }
         pthread_mutex_unlock(&replication->lock);
     }
-    /* Ended on purpose after a checkpoint, the PVM stopped: the images
-     * may be exactly that checkpoint (the secondary's are). */
-    if (status == 0 && replication->primary_disks_initialized && primary_ended_on_purpose(replication))
+    /* Ended on purpose after a checkpoint, or switched over (the PVM left
+     * paused after the final one): the images may be exactly that
+     * checkpoint (the secondary's are), so the way back can be incremental. */
+    if (replication->primary_disks_initialized &&
+        (switched || (status == 0 && primary_ended_on_purpose(replication))))
         vm_replication_record_disk_history(replication);
     /* Unprotected, the disks are the images alone again. */
     if (replication->primary_disks_initialized) {
@@ -230,12 +284,22 @@ static void *primary_thread(void *opaque)
         machine_resume(replication->machine);
     }
     pthread_mutex_lock(&replication->lock);
-    replication->phase = verdict == TAKEOVER_TAKE_OVER ? "unprotected" : "stood down";
-    if (verdict != TAKEOVER_TAKE_OVER)
+    replication->phase = switched ? "switched over" : verdict == TAKEOVER_TAKE_OVER ? "unprotected" : "stood down";
+    if (switched)
+        snprintf(replication->end_reason, sizeof replication->end_reason,
+                 "switched over: the VM runs on %.300s now; this copy stopped (service gap %.1f ms)",
+                 replication->destination, (double)switchover.gap_us / 1000);
+    else if (verdict != TAKEOVER_TAKE_OVER)
         snprintf(replication->end_reason, sizeof replication->end_reason, "stood down: %s", verdict_reason);
+    replication->switching_over = false;
     pthread_mutex_unlock(&replication->lock);
     vm_replication_close_peer(replication);
-    if (verdict == TAKEOVER_TAKE_OVER) {
+    if (switched) {
+        vm_replication_log(replication, "%s", replication->end_reason);
+        vm_replication_post_event(replication, "switched over", replication->end_reason);
+        vm_control_end_operation(replication->control, false);
+        machine_request_stop(replication->machine);
+    } else if (verdict == TAKEOVER_TAKE_OVER) {
         vm_replication_primary_loop_ended(replication, status, &err);
         vm_control_end_operation(replication->control, false);
     } else {
@@ -328,6 +392,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     forget_previous_protection(replication);
     pthread_mutex_lock(&replication->lock);
     replication->role = ROLE_PRIMARY;
+    replication->switching_over = false; /* a secondary that took a switchover over */
     replication->phase = "connecting";
     replication->end_reason[0] = 0;
     replication->machine = machine;
@@ -409,6 +474,85 @@ int vm_replication_handle_checkpoint(void *opaque, const json_t *request, json_t
     return error_set(err, "no checkpoint completed within 5 s of the request");
 }
 
+/* `colo switchover`: the secondary takes the VM over on purpose, with the
+ * PVM paused for the final checkpoint and never resumed (docs/replication.md,
+ * "Switchover"). Answers once the secondary took over, with the service
+ * gap, or why not. */
+int vm_replication_handle_switchover(void *opaque, const json_t *request, json_t *reply, struct error *err)
+{
+    struct vm_replication *replication = opaque;
+    int timeout_ms = 10000;
+    json_t *timeout = json_object_get(request, "timeout_ms");
+    if (timeout) {
+        if (!json_is_integer(timeout) || json_integer_value(timeout) < 1 || json_integer_value(timeout) > 60000)
+            return error_set(err, "\"timeout_ms\" must be a whole number from 1 to 60000");
+        timeout_ms = (int)json_integer_value(timeout);
+    }
+    pthread_mutex_lock(&replication->lock);
+    enum vm_replication_role role = replication->role;
+    bool looping = role == ROLE_PRIMARY && replication->primary_initialized && !replication->phase;
+    /* The initial copy is over once the SVM runs (the loop's RUNNING). */
+    bool copied = replication->initial_copy_done && replication->primary_initialized &&
+                  colo_primary_state(&replication->primary) != COLO_PRIMARY_MIGRATING;
+    bool busy = replication->switching_over;
+    bool took_over = replication->failover_done;
+    if (looping && copied && !busy)
+        replication->switching_over = true;
+    pthread_mutex_unlock(&replication->lock);
+    if (role == ROLE_SECONDARY && !took_over)
+        return error_set(err, "this VM is a COLO secondary: a switchover is asked of its primary "
+                              "(colo switchover NAME on the primary's host)");
+    if (!looping)
+        return error_set(err, "this VM is not a protected COLO primary: there is no secondary to switch over to");
+    if (!copied)
+        return error_set(err, "the initial copy to the secondary is still in progress: switch over once it is "
+                              "complete (colo status NAME)");
+    if (busy)
+        return error_set(err, "a switchover is already under way");
+    vm_replication_log(replication, "switching over to %s", replication->destination);
+    vm_replication_post_event(replication, "switchover", replication->destination);
+    colo_primary_switch_over(&replication->primary, timeout_ms);
+    /* The final checkpoint, SVM_RESUMED and the answer: within the loop's
+     * own timeouts; a loop that ended meanwhile says so in the outcome. */
+    struct colo_switchover_status switchover;
+    uint64_t deadline_ms = clock_monotonic_ms() + (uint64_t)timeout_ms + 3u * 5000u;
+    for (;;) {
+        colo_primary_switchover_status(&replication->primary, &switchover);
+        if (switchover.outcome != COLO_SWITCHOVER_PENDING || clock_monotonic_ms() > deadline_ms)
+            break;
+        clock_sleep_ms(1);
+    }
+    if (switchover.outcome == COLO_SWITCHOVER_DONE) {
+        json_object_set_new(reply, "switched_over", json_true());
+        json_object_set_new(reply, "peer", json_string(replication->destination));
+        json_object_set_new(reply, "gap_ms", json_real((double)switchover.gap_us / 1000));
+        return 0;
+    }
+    if (switchover.outcome != COLO_SWITCHOVER_UNKNOWN) {
+        pthread_mutex_lock(&replication->lock);
+        replication->switching_over = false;
+        pthread_mutex_unlock(&replication->lock);
+    }
+    switch (switchover.outcome) {
+    case COLO_SWITCHOVER_REFUSED:
+        vm_replication_post_event(replication, "switchover refused", "by the secondary");
+        return error_set(err, "the secondary refused to take over (its log and `colo status` say why); the VM "
+                              "runs on here, protected");
+    case COLO_SWITCHOVER_FAILED:
+        return error_set(err, "the switchover failed before the handover (%s); the VM runs on here", switchover.error);
+    case COLO_SWITCHOVER_UNKNOWN:
+        return error_set(err,
+                         "no answer from the secondary after SWITCHOVER (%s): it may run the VM, so this copy "
+                         "stays paused %s (colo status NAME)",
+                         switchover.error,
+                         replication->cluster ? "until the cluster says the VM is still ours"
+                                              : "for good (no cluster to ask)");
+    default:
+        return error_set(err, "the switchover did not complete in time (%s)",
+                         colo_switchover_outcome_name(switchover.outcome));
+    }
+}
+
 void vm_replication_primary_status(struct vm_replication *replication, json_t *fields)
 {
     const char *state = replication->phase;
@@ -461,6 +605,18 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
     json_object_set_new(fields, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
     json_object_set_new(fields, "mirrored_frames", json_integer((json_int_t)mirrored));
     json_object_set_new(fields, "mirror_dropped", json_integer((json_int_t)mirror_dropped));
+    if (replication->primary_initialized) {
+        struct colo_switchover_status switchover;
+        colo_primary_switchover_status(&replication->primary, &switchover);
+        if (switchover.outcome != COLO_SWITCHOVER_NONE) {
+            json_t *object = json_pack("{s:s, s:f}", "outcome", colo_switchover_outcome_name(switchover.outcome),
+                                       "gap_ms", (double)switchover.gap_us / 1000);
+            if (object && switchover.error[0])
+                json_object_set_new(object, "error", json_string(switchover.error));
+            if (object)
+                json_object_set_new(fields, "switchover", object);
+        }
+    }
     json_object_set_new(fields, "state", json_string(state));
 }
 
@@ -474,4 +630,13 @@ void vm_replication_primary_machine_stopped(struct vm_replication *replication)
      * vm_control_machine_stopped waits for. */
     if (looping)
         vm_replication_stop_primary_loop(replication);
+}
+
+bool vm_replication_switched_over(struct vm_replication *replication, char *line, size_t size)
+{
+    pthread_mutex_lock(&replication->lock);
+    bool switched = replication->switched_over;
+    snprintf(line, size, "%s", replication->end_reason);
+    pthread_mutex_unlock(&replication->lock);
+    return switched;
 }

@@ -21,7 +21,12 @@ static void on_primary_dead(void *opaque, const char *reason)
     vm_replication_log(replication, "%s", reason);
     pthread_mutex_lock(&replication->lock);
     bool stopping = replication->secondary_stopping;
+    bool switching_over = replication->switching_over;
     pthread_mutex_unlock(&replication->lock);
+    /* A switchover: the loop ended on the primary's word, and the answer
+     * still has to go over the connection. */
+    if (switching_over)
+        return;
     /* The claim goes out before the connection is shut down: the primary
      * notices the shutdown at once and claims too, and the side that
      * suspected first must be first in the group's order. */
@@ -57,16 +62,57 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     }
     pthread_mutex_lock(&replication->lock);
     replication->failover_done = true;
+    /* "failed over" either way: what runs the VM here (the OCF agent reads it). */
     replication->phase = "failed over";
-    snprintf(replication->end_reason, sizeof replication->end_reason, "%s", result->replication_ended);
+    replication->took_over_by_switchover = result->switchover;
+    if (result->switchover)
+        snprintf(replication->end_reason, sizeof replication->end_reason, "switched over from %.400s",
+                 replication->peer_description[0] ? replication->peer_description : "the primary");
+    else
+        snprintf(replication->end_reason, sizeof replication->end_reason, "%s", result->replication_ended);
     pthread_mutex_unlock(&replication->lock);
     struct output_buffer_stats output;
     output_buffer_get_stats(&replication->output, &output);
+    if (result->switchover) {
+        vm_replication_log(replication,
+                           "%s: the VM runs here now (sent %" PRIu64 " frames the SVM held since the last "
+                           "checkpoint; the primary released its own)",
+                           replication->end_reason, output.released_at_failover);
+        vm_replication_post_event(replication, "switched over", replication->end_reason);
+        return;
+    }
     vm_replication_log(replication,
                        "failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the "
                        "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since)",
                        from, committed_output_sent_at_failover(&replication->committed), output.released_at_failover);
     vm_replication_post_event(replication, "failed over", result->replication_ended);
+}
+
+/* The primary's SWITCHOVER, on the loop's thread: refused only when this
+ * VM is being stopped here. */
+static bool may_switch_over(void *opaque, char *why, size_t size)
+{
+    struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    bool stopping = replication->secondary_stopping || replication->ending;
+    if (!stopping)
+        replication->switching_over = true;
+    pthread_mutex_unlock(&replication->lock);
+    if (stopping) {
+        snprintf(why, size, "the VM is being stopped here");
+        vm_replication_log(replication, "the primary asked for a switchover: refused (%s)", why);
+        vm_replication_post_event(replication, "switchover refused", why);
+        return false;
+    }
+    vm_replication_log(replication, "the primary asked for a switchover: taking the VM over");
+    return true;
+}
+
+/* A switchover's failover: the primary released its held output itself. */
+static void primary_released_output(void *opaque)
+{
+    struct vm_replication *replication = opaque;
+    committed_output_forget(&replication->committed);
 }
 
 /* After the initial copy the SVM is a VM that can take over: from now on
@@ -126,6 +172,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     struct colo_secondary_options options;
     colo_secondary_options_defaults(&options);
     options.initial_copy_companion = disk_sync_destination_companion(&replication->secondary_disks.sync);
+    options.may_switch_over = may_switch_over;
+    options.switch_over_opaque = replication;
     if (colo_secondary_init(&replication->secondary, machine, replication->replication_fd, &options, err) < 0)
         return -1;
     vm_replication_mark(replication, &replication->secondary_initialized);
@@ -149,7 +197,9 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
     replication->phase = NULL;
     pthread_mutex_unlock(&replication->lock);
     /* The failover waits for the cluster's verdict first. */
-    struct colo_failover_gate gate = { .may_take_over = vm_replication_may_take_over, .opaque = replication };
+    struct colo_failover_gate gate = { .may_take_over = vm_replication_may_take_over,
+                                       .opaque = replication,
+                                       .primary_released_output = primary_released_output };
     if (mirror_reader_start(&replication->mirror_reader, err) < 0 ||
         colo_failover_start(&replication->failover, &replication->secondary, &gate, on_failover_finished, replication,
                             err) < 0 ||
@@ -203,6 +253,7 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
         struct colo_secondary_stats stats;
         colo_secondary_get_stats(&replication->secondary, &stats);
         json_object_set_new(fields, "checkpoints", json_integer((json_int_t)stats.checkpoints));
+        json_object_set_new(fields, "switchovers_refused", json_integer((json_int_t)stats.switchovers_refused));
     } else {
         json_object_set_new(fields, "checkpoints", json_integer(0));
     }
@@ -212,6 +263,7 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     json_object_set_new(fields, "dropped_transmits", json_integer((json_int_t)output.dropped_by_checkpoint));
     json_object_set_new(fields, "held_frames", json_integer((json_int_t)output.held_now));
     if (replication->failover_done) {
+        json_object_set_new(fields, "switched_over", json_boolean(replication->took_over_by_switchover));
         json_object_set_new(fields, "released_at_failover", json_integer((json_int_t)output.released_at_failover));
         json_object_set_new(fields, "primary_output_sent_at_failover",
                             json_integer((json_int_t)committed_output_sent_at_failover(&replication->committed)));

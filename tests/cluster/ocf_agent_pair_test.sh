@@ -18,8 +18,11 @@
 #    recovering it); promote confirms (0); nodeA's monitor says failed
 #    promoted (9).
 # 5. stop on nodeA (0, then 7), start again, and nodeB's notify post-start
-#    of nodeA protects the survivor to nodeA. Both stop (0); nothing is
-#    left running.
+#    of nodeA protects the survivor to nodeA.
+# 6. demote of nodeB, the protected primary, is a switchover (what
+#    `crm resource move` does): nodeA's colo runs the VM ("switched over
+#    from ..."), nodeB waits as a secondary again, nodeA's promote confirms
+#    and protects to nodeB. Both stop (0); nothing is left running.
 # Exits 77 (skipped) only when the guest is not built.
 # Usage: tests/cluster/ocf_agent_pair_test.sh COLO GUEST_DIR SOURCE_DIR
 set -uo pipefail
@@ -169,6 +172,28 @@ else
     fail "nodeB is not protected: state '$(field B replication.state)', ended '$(field B replication.ended)'"
 fi
 expect 0 "nodeA: monitor of the new secondary" A monitor OCF_RESKEY_CRM_meta_interval=11000
+
+# ---- 6. demote of the protected primary is a switchover (crm resource move) ----
+expect 0 "nodeB: demote of the protected primary" B demote
+grep -q "switched over: the VM runs on" "$work/B/agent.log" &&
+    pass "nodeB's demote switched over: $(grep -o 'pair switched over.*' "$work/B/agent.log" | tail -1)" ||
+    fail "nodeB's demote did not switch over: $(tail -n 3 "$work/B/agent.log")"
+if wait_field A replication.state "failed over" 10 && field A replication.ended | grep -q "^switched over from"; then
+    pass "nodeA's colo runs the VM: $(field A replication.ended)"
+else
+    fail "nodeA: state '$(field A replication.state)', ended '$(field A replication.ended)'"
+fi
+expect 0 "nodeB: monitor after demote" B monitor OCF_RESKEY_CRM_meta_interval=11000
+[ "$(field B replication.state)" = waiting ] && pass "nodeB runs a waiting secondary again" ||
+    fail "nodeB's state after demote is '$(field B replication.state)'"
+expect 8 "nodeA: monitor after the switchover" A monitor OCF_RESKEY_CRM_meta_interval=10000
+expect 0 "nodeA: promote confirms the switchover" A promote
+if wait_field A replication.checkpoints '^([3-9]|[1-9][0-9]+)$' 60; then
+    pass "nodeA's promote protected the VM to nodeB again ($(field A replication.checkpoints) checkpoints)"
+else
+    fail "nodeA is not protected after promote: state '$(field A replication.state)'"
+fi
+
 expect 0 "nodeA: stop" A stop
 expect 0 "nodeB: stop" B stop
 expect 0 "nodeB: stop again" B stop

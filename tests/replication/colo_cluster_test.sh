@@ -23,7 +23,8 @@
 # isolated from everything, host a hung (every process stopped 3 s) and
 # dead (every process killed), corosync killed on a and on b, colo
 # failover by hand, and kill -9 of the primary (its process left the
-# group: the fastest path). Times from the
+# group: the fastest path); and a planned `colo switchover` (b's ordered
+# claim takes the epoch, a claims nothing and exits 0). Times from the
 # fault to the survivor's decision are printed.
 # Usage: colo_cluster_test.sh COLO GUEST_DIR SOURCE_DIR
 set -uo pipefail
@@ -340,8 +341,29 @@ trial_manual_failover() { # colo failover on b obeys the cluster: b's claim wins
     end_trial "colo failover by hand" b 3
 }
 
+trial_switchover() { # colo switchover on a: b's ordered claim takes the epoch, a yields and exits 0
+    start_pair || return
+    fault_at=$(now)
+    touch "$dir/t$trial/fault"
+    if on_node a "$colo" switchover guarded >"$dir/t$trial/switchover.log" 2>&1; then
+        pass "colo switchover on a: $(cat "$dir/t$trial/switchover.log") ($(ms_since "$fault_at") ms for the command)"
+    else
+        fail "colo switchover on a: $(cat "$dir/t$trial/switchover.log")"
+    fi
+    service_ms=$(grep -o "service gap [0-9.]*" "$dir/t$trial/switchover.log" | grep -o "[0-9.]*$")
+    local epoch
+    epoch=$(status_field b epoch)
+    [ "$epoch" = 2 ] && [ "$(status_field b decision)" = "take over" ] &&
+        pass "colo switchover: b owns the VM in epoch 2 by its claim ($(status_field b reason))" ||
+        fail "colo switchover: b's epoch '$epoch', decision '$(status_field b decision)'"
+    grep -q "switched over: the VM runs on" "$dir/t$trial/primary.log" && ! grep -q "claim sent" "$dir/t$trial/primary.log" &&
+        pass "colo switchover: a claimed nothing and says: $(grep -o 'switched over: the VM runs on.*' "$dir/t$trial/primary.log" | tail -1)" ||
+        fail "colo switchover: a's log: $(grep 'colo' "$dir/t$trial/primary.log" | tail -3)"
+    end_trial "colo switchover" b 0
+}
+
 # COLO_CLUSTER_TRIALS picks trials by name (bench/run_cluster.sh repeats them).
-for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 link_cut:30 isolated host_hung host_dead corosync_killed:a corosync_killed:b manual_failover}; do
+for name in ${COLO_CLUSTER_TRIALS:-primary_killed primary_frozen secondary_frozen link_cut:1 link_cut:5 link_cut:30 isolated host_hung host_dead corosync_killed:a corosync_killed:b manual_failover switchover}; do
     trial_"${name%%:*}" $( [[ $name == *:* ]] && echo "${name#*:}")
 done
 

@@ -424,6 +424,47 @@ hang_up:
     test_machine_destroy(svm);
 }
 
+/* The switchover's messages: their names, and the wait for one of a few
+ * (what the secondary waits with between checkpoints, and the primary for
+ * the switchover's answer). */
+static void run_message_names_and_choices(void)
+{
+    CHECK(strcmp(colo_message_name(COLO_SWITCHOVER), "SWITCHOVER") == 0 &&
+              strcmp(colo_message_name(COLO_SVM_TOOK_OVER), "SVM_TOOK_OVER") == 0 &&
+              strcmp(colo_message_name(COLO_SVM_SWITCHOVER_REFUSED), "SVM_SWITCHOVER_REFUSED") == 0,
+          "colo_message_name does not know the switchover's messages");
+    CHECK(COLO_SWITCHOVER == 9 && COLO_SVM_TOOK_OVER == 10 && COLO_SVM_SWITCHOVER_REFUSED == 11,
+          "the switchover's message ids moved (they are on the wire)");
+    CHECK(colo_message_name(12) == NULL, "id 12 has a name");
+    int fds[2];
+    open_pair(fds);
+    struct stream_writer writer;
+    struct stream_reader reader;
+    struct error err;
+    stream_writer_init(&writer, fds[0], &err);
+    stream_reader_init(&reader, fds[1], &err);
+    static const enum colo_message answers[] = { COLO_SVM_TOOK_OVER, COLO_SVM_SWITCHOVER_REFUSED };
+    enum colo_message got = COLO_CHECKPOINT_NEW;
+    send_or_complain(&writer, COLO_SVM_SWITCHOVER_REFUSED);
+    CHECK(colo_wait_message_of(&reader, answers, 2, 1000, "test", &got, &err) == 0 &&
+              got == COLO_SVM_SWITCHOVER_REFUSED,
+          "SVM_SWITCHOVER_REFUSED was not taken as an answer (%s)", err.message);
+    send_or_complain(&writer, COLO_SVM_TOOK_OVER);
+    CHECK(colo_wait_message_of(&reader, answers, 2, 1000, "test", &got, &err) == 0 && got == COLO_SVM_TOOK_OVER,
+          "SVM_TOOK_OVER was not taken as an answer (%s)", err.message);
+    send_or_complain(&writer, COLO_CHECKPOINT_SVM_RESUMED);
+    CHECK(colo_wait_message_of(&reader, answers, 2, 1000, "test", &got, &err) < 0 &&
+              strstr(err.message, "waiting for SVM_TOOK_OVER, got CHECKPOINT_SVM_RESUMED") != NULL,
+          "another message was not refused as an answer: %s", err.message);
+    CHECK(colo_wait_message_of(&reader, answers, 2, 50, "test", &got, &err) < 0 &&
+              strstr(err.message, "timed out after 50 ms waiting for SVM_TOOK_OVER") != NULL,
+          "no answer did not time out: %s", err.message);
+    stream_writer_destroy(&writer);
+    stream_reader_destroy(&reader);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -432,6 +473,7 @@ int main(int argc, char **argv)
     }
     guest_elf = argv[1];
     signal(SIGPIPE, SIG_IGN);
+    run_message_names_and_choices();
     for (size_t i = 0; i < sizeof primary_cases / sizeof primary_cases[0]; i++)
         run_primary_case(&primary_cases[i]);
     for (size_t i = 0; i < sizeof secondary_cases / sizeof secondary_cases[0]; i++)
