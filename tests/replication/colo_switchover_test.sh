@@ -201,6 +201,13 @@ if message=$(wait_for_checkpoints "$work/B" 30); then
 else
     fail "checkpoints of B: $message"; exit 1
 fi
+# A stopped at the final checkpoint and recorded its image's history; B
+# tracked its writes since it took over: only those go back to A.
+if grep -q "disk sync done: disk 0 incremental" "$work/secondary.log"; then
+    pass "failback resync: $(grep -m1 'disk sync done' "$work/secondary.log" | sed 's/^colo [a-z]*: guarded: //')"
+else
+    fail "failback resync was not incremental: $(grep -m1 'disk sync done' "$work/secondary.log"); A: $(grep -m1 'history' "$work/primary.log")"
+fi
 sleep 2
 touch "$work/switched-two"
 if on_host "$work/B" "$colo" switchover guarded >"$work/switchover2.log" 2>&1; then
