@@ -271,8 +271,7 @@ static void *primary_thread(void *opaque)
     /* Ended on purpose after a checkpoint, or switched over (the PVM left
      * paused after the final one): the images may be exactly that
      * checkpoint (the secondary's are), so the way back can be incremental. */
-    if (replication->primary_disks_initialized &&
-        (switched || (status == 0 && primary_ended_on_purpose(replication))))
+    if (replication->primary_disks_initialized && (switched || (status == 0 && primary_ended_on_purpose(replication))))
         vm_replication_record_disk_history(replication);
     /* Unprotected, the disks are the images alone again. */
     if (replication->primary_disks_initialized) {
