@@ -13,6 +13,9 @@
 #    itself; Pacemaker promotes node-b, whose promote confirms colo's
 #    decision (the agent's log, and the times), restarts node-a's instance
 #    as a new secondary, and the notify protects the VM to it again.
+# 2b. crm_resource --move of the promoted role to node-a and back: each
+#    a `colo switchover` (the agent's demote), the promote confirms it,
+#    and the new secondary is resynced incrementally.
 # 3. kill -9 of corosync on the promoted node (node-b): node-a's colo
 #    takes over (its own decision); Pacemaker fences node-b with the
 #    test agent (nothing runs in node-b's namespace afterwards) and
@@ -319,6 +322,54 @@ check_watch "primary killed" "$fault_at"
     pass "primary killed: crm_mon: $(colo_roles b | tr '\n' ' ')" ||
     fail "primary killed: crm_mon shows '$(colo_roles b | tr '\n' ' ')'"
 sleep 4
+
+# ---- 2b. crm_resource --move of the promoted role: a switchover, and back ---
+# Pacemaker demotes the promoted instance (the agent's demote is `colo
+# switchover`: the peer's secondary takes the VM, this host starts a new
+# secondary on its image, whose history is recorded), then promotes the
+# peer, whose promote confirms what colo did and protects to the new
+# secondary: an incremental resync. Then back, so step 3 finds node-b
+# promoted as before.
+move_promoted() { # TO FROM
+    local to=$1 from=$2 what="crm_resource --move to node-$1"
+    local log_to log_from to_lines from_lines pm_from_lines moved="" in_step="" move_at
+    log_to=$(colo_file "$to" log) log_from=$(colo_file "$from" log)
+    to_lines=$(lines_of "$log_to") from_lines=$(lines_of "$log_from")
+    pm_from_lines=$(lines_of "$dir/$from/log/pacemaker/pacemaker.log")
+    start_sampler "$dir/samples-move-$to" a b
+    sleep 1
+    move_at=$(now)
+    on_node a crm_resource --resource colo-clone --move --promoted --node "node-$to" >"$dir/move-$to.log" 2>&1 ||
+        { fail "$what: $(cat "$dir/move-$to.log")"; stop_sampler "$dir/samples-move-$to" "$what"; return 1; }
+    in_step_now() {
+        [ "$(promoted_on "$to")" = "node-$to" ] && [ "$(status_field "$to" role)" = primary ] &&
+            [ "$(status_field "$from" role)" = secondary ] && checkpoints_over "$to" 20
+    }
+    while [ -z "$in_step" ] && (($(echo "$(now) - $move_at < 120" | bc))); do
+        [ -z "$moved" ] && log_has_since "$log_to" "$to_lines" "switched over from" && moved=$(seconds_since "$move_at")
+        [ -n "$moved" ] && in_step_now && in_step=$(seconds_since "$move_at")
+        sleep 0.2
+    done
+    on_node a crm_resource --resource colo-clone --clear >>"$dir/move-$to.log" 2>&1 ||
+        fail "$what: --clear: $(tail -2 "$dir/move-$to.log")"
+    [ -n "$moved" ] &&
+        pass "$what: the VM switched over to node-$to after $moved s ($(tail -n +"$((from_lines + 1))" "$log_from" | grep -o 'service gap [0-9.]* ms' | head -1))" ||
+        fail "$what: no switchover to node-$to (node-$to: $(status_field "$to" role) $(status_field "$to" state))"
+    tail -n +"$((pm_from_lines + 1))" "$dir/$from/log/pacemaker/pacemaker.log" | grep -q "demote handed the VM to the peer's secondary (switchover)" &&
+        pass "$what: node-$from's demote was the switchover" ||
+        fail "$what: node-$from's demote did not say it switched over"
+    [ -n "$in_step" ] &&
+        pass "$what: node-$to promoted and protecting to node-$from again, $(status_field "$to" checkpoints) checkpoints, after $in_step s" ||
+        fail "$what: not back in step (crm_mon: $(colo_roles "$to" | tr '\n' ' '); node-$to $(status_field "$to" role) $(status_field "$to" state), node-$from $(status_field "$from" role) $(status_field "$from" state))"
+    tail -n +"$((to_lines + 1))" "$log_to" | grep -q "disk sync done: disk 0 incremental" &&
+        pass "$what: the resync to node-$from was incremental ($(tail -n +"$((to_lines + 1))" "$log_to" | grep -o 'disk sync done: .*' | head -1))" ||
+        fail "$what: the resync to node-$from was not incremental: $(tail -n +"$((to_lines + 1))" "$log_to" | grep -o 'disk sync done: .*' | head -1)"
+    stop_sampler "$dir/samples-move-$to" "$what"
+    check_watch "$what" "$move_at"
+    sleep 4
+}
+move_promoted a b
+move_promoted b a
 
 # ---- 3. kill -9 of corosync on the promoted node (node-b) ------------------
 touch "$dir/stop-watch"
