@@ -64,7 +64,7 @@ primary_pid=$!; pids+=("$primary_pid")
 wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
 pass "the VM booted on A (churning 2000 pages/s)"
 
-COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47100 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
+COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47100 "$work/b.cfg" --heartbeat-timeout 1000 >"$work/secondary.log" 2>&1 </dev/null &
 secondary_pid=$!; pids+=("$secondary_pid")
 wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
 
@@ -115,7 +115,7 @@ sleep 5
 finish_client one "failover"
 
 # ---- 2. protect the survivor; kill its secondary: the primary runs on ----
-COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
+COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" --heartbeat-timeout 1000 >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
 wait_for "$work/secondary2.log" "waiting for the primary" "second secondary listening" "$secondary2_pid" || exit 1
 start_client two
@@ -220,7 +220,7 @@ fi
 
 # ---- 5. quit of a protected VM ends its colo cleanly (no hang) ----
 mkdir -p "$work/A6"
-COLO_RUN_DIR=$work/A6 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47105 "$work/a.cfg" \
+COLO_RUN_DIR=$work/A6 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47105 "$work/a.cfg" --heartbeat-timeout 1000 \
     >"$work/secondary6.log" 2>&1 </dev/null &
 secondary6_pid=$!; pids+=("$secondary6_pid")
 wait_for "$work/secondary6.log" "waiting for the primary" "sixth secondary listening" "$secondary6_pid" || exit 1

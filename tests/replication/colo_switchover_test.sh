@@ -227,8 +227,33 @@ finish_client two "failback B -> A"
 lan_check "$failback_started" "failback B -> A"
 
 touch "$work/stop-watch"
+
+# ---- 3. B's image after its switchover: incremental again, then cmp ----
+# B stopped at the final checkpoint and recorded its image's history; A
+# tracked since. Protect A -> B, quit on purpose (the secondary ends
+# without taking over, at the same checkpoint): the images must be the
+# same bytes, which checks the switchover's history and the tracked
+# resync end to end.
+mkdir -p "$work/B3"
+COLO_RUN_DIR=$work/B3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47112 "$work/b.cfg" \
+    --heartbeat-timeout 2000 >"$work/secondary3.log" 2>&1 </dev/null &
+secondary3_pid=$!; pids+=("$secondary3_pid")
+wait_for "$work/secondary3.log" "waiting for the primary" "secondary on B listening again" "$secondary3_pid" || exit 1
+on_host "$work/A2" "$colo" protect guarded 127.0.0.1:47112 --interval 100 --heartbeat-timeout 2000 \
+    >"$work/protect3.log" 2>&1 || { fail "colo protect A -> B failed: $(cat "$work/protect3.log")"; exit 1; }
+wait_for_checkpoints "$work/A2" 10 >/dev/null || { fail "no checkpoints A -> B after the failback"; exit 1; }
+grep -q "disk sync done: disk 0 incremental" "$work/secondary2.log" &&
+    pass "A -> B after the failback: $(grep 'disk sync done' "$work/secondary2.log" | tail -1 | sed 's/^colo [a-z]*: guarded: //')" ||
+    fail "A -> B after the failback was not incremental: $(grep 'disk sync done' "$work/secondary2.log" | tail -1)"
 on_host "$work/A2" "$colo" quit guarded >/dev/null 2>&1
 wait_exit "$secondary2_pid" 20; status=$?
 [ "$status" -eq 0 ] && pass "the VM on A quits cleanly" || { fail "the VM on A: status $status at quit"; tail -10 "$work/secondary2.log"; }
+wait_exit "$secondary3_pid" 20; status=$?
+[ "$status" -eq 0 ] && pass "B's secondary ends with it (status 0)" || { fail "B's secondary: status $status"; tail -5 "$work/secondary3.log"; }
+if cmp "$work/diskA.img" "$work/diskB.img" >/dev/null; then
+    pass "after switchover, failback and an incremental resync the two images are byte-identical ($(stat -c %s "$work/diskA.img") bytes)"
+else
+    fail "the images differ: $(cmp "$work/diskA.img" "$work/diskB.img" | head -1)"
+fi
 echo "colo_switchover_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
