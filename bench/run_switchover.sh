@@ -114,11 +114,20 @@ start_secondary() {  # HOST: a secondary on HOST with its image
 # reprotect line and records it. The timing starts before `colo protect`.
 protect() {
     local label=$1 started copy
-    started=$(now)
+    echo "protect $primary_host -> $secondary_host ($label):" >>"$work/copy-trace.log"
+    # The poller runs first (`colo protect` returns once the copy started);
+    # the clock starts once it is ready.
+    local start_file=$work/protect$serial.start waited=0
+    SWITCHOVER_TRACE=$work/copy-trace.log python3 "$helper" wait-copy "$primary_dir/guarded.sock" "$start_file" 600 \
+        >"$work/copy$serial.json" &
+    local poller=$!; pids+=("$poller")
+    while [ ! -f "$start_file.ready" ] && ((waited < 300)); do sleep 0.1; waited=$((waited + 1)); done
+    now >"$start_file"
     on_host "$primary_dir" "$colo" protect guarded "127.0.0.1:$port" --interval "$interval" \
         --heartbeat-timeout "$heartbeat" >"$work/protect$serial.log" 2>&1 ||
         { fail "colo protect $primary_host -> $secondary_host: $(cat "$work/protect$serial.log")"; return 1; }
-    copy=$(python3 "$helper" wait-copy "$primary_dir/guarded.sock" "$started" 600)
+    wait "$poller"
+    copy=$(cat "$work/copy$serial.json")
     python3 - "$copy" "$label" "$primary_host -> $secondary_host" "$results" <<'PY' || fail "$label: the initial copy did not complete or the sync was not the expected one: $copy"
 import json, sys
 copy, label, direction, results = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]

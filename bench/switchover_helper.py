@@ -9,13 +9,16 @@ usage:
         checked, every acknowledged key read back at the end; OUT_JSON gets
         the pairs, the error, the keys, the lost keys and the reply times
         (wall clock)
-  switchover_helper.py wait-copy SOCKET STARTED LIMIT
-        polls the primary's status over its control socket every 10 ms
-        until the initial copy is complete (state RUNNING or CHECKPOINTING)
-        or LIMIT seconds pass; STARTED is the wall-clock time `colo protect`
-        was started; JSON: copy_s (to the initial copy complete), pass_s (to
+  switchover_helper.py wait-copy SOCKET START_FILE LIMIT
+        once the VM answers, creates START_FILE.ready and waits for
+        START_FILE (the wall-clock time `colo protect` was started); then
+        polls the VM's status over its control socket every 10 ms until the
+        initial copy is complete (state RUNNING or CHECKPOINTING) or LIMIT
+        seconds pass; JSON: copy_s (to the initial copy complete), pass_s (to
         the first poll that saw the disks' planned pass over: bytes_done at
-        bytes_planned), state, and the disk_sync object of that moment
+        bytes_planned), state, and the disk_sync object of that moment;
+        with SWITCHOVER_TRACE=FILE, each change of the state and the
+        disk_sync counters is appended to FILE
   switchover_helper.py windows CLIENT_JSON TIME...
         for each TIME (a switchover's start, wall clock), the longest
         silence between two replies from the last reply before it to 3 s
@@ -63,28 +66,61 @@ def status(path):
 
 
 def wait_copy_main(args):
-    path, started, limit = args[0], float(args[1]), float(args[2])
+    path, start_file, limit = args[0], args[1], float(args[2])
+    # Python starts slowly on a loaded host: the script waits for READY
+    # before it writes the start time and runs `colo protect`.
+    while True:
+        try:
+            status(path)
+            break
+        except (OSError, ValueError):
+            time.sleep(0.01)
+    open(start_file + ".ready", "w").close()
+    while not os.path.exists(start_file) or not open(start_file).read().strip():
+        time.sleep(0.002)
+    started = float(open(start_file).read())
+    trace = open(os.environ["SWITCHOVER_TRACE"], "a") if os.environ.get("SWITCHOVER_TRACE") else None
+    last_sample = None
+    protecting = False  # started before `colo protect`: the VM may not be a primary yet
     result = {"copy_s": None, "pass_s": None, "state": None, "disk_sync": None}
     while time.time() - started < limit:
+        asked = time.time()
         try:
             replication = status(path).get("replication") or {}
-        except (OSError, ValueError):
+        except (OSError, ValueError) as problem:
+            if trace:
+                print(f"{asked - started:7.3f} s: status failed after {time.time() - asked:.3f} s: {problem!r}",
+                      file=trace, flush=True)
             time.sleep(0.01)
             continue
         now = time.time()
-        result["state"] = replication.get("state")
+        if trace and now - asked > 0.1:
+            print(f"{asked - started:7.3f} s: status took {now - asked:.3f} s", file=trace, flush=True)
+        state = result["state"] = replication.get("state")
         sync = replication.get("disk_sync")
-        if sync:
+        if trace:
+            sample = (state, replication.get("initial_copy_started"),
+                      sync and (sync.get("bytes_done"), sync.get("bytes_planned"), sync.get("dirty_rounds"),
+                                sync.get("done")))
+            if sample != last_sample:
+                print(f"{now - started:7.3f} s: state {sample[0]}, copy started {sample[1]}, disk sync "
+                      f"(bytes done, planned, dirty rounds, done) {sample[2]}", file=trace, flush=True)
+                last_sample = sample
+        protecting = protecting or state in ("connecting", "MIGRATING") or replication.get("initial_copy_started")
+        if protecting and sync:
             result["disk_sync"] = sync
             # The planned pass (tracked blocks, or the compare) is over
-            # before the RAM's pre-copy; `done` comes with the stop-and-copy.
-            passed = sync.get("done") or sync.get("bytes_done", 0) >= sync.get("bytes_planned", 0)
+            # before the dirty rounds and the RAM's pre-copy; `done` comes
+            # with the stop-and-copy.
+            passed = (sync.get("done") or sync.get("dirty_rounds", 0) > 0 or
+                      0 < sync.get("bytes_planned", 0) <= sync.get("bytes_done", 0))
             if passed and result["pass_s"] is None:
                 result["pass_s"] = round(now - started, 3)
-        if result["state"] in ("RUNNING", "CHECKPOINTING"):
+        if state in ("RUNNING", "CHECKPOINTING"):
+            result["disk_sync"] = sync
             result["copy_s"] = round(now - started, 3)
             break
-        if result["state"] in ("unprotected", "stood down"):
+        if protecting and state in ("unprotected", "stood down"):
             result["ended"] = replication.get("ended")
             break
         time.sleep(0.01)
