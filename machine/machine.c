@@ -846,6 +846,14 @@ void machine_pause(struct machine *machine)
     pthread_mutex_unlock(&machine->control_lock);
 }
 
+unsigned machine_pause_depth(struct machine *machine)
+{
+    pthread_mutex_lock(&machine->control_lock);
+    unsigned depth = machine->pause_depth;
+    pthread_mutex_unlock(&machine->control_lock);
+    return depth;
+}
+
 void machine_resume(struct machine *machine)
 {
     pthread_mutex_lock(&machine->control_lock);

@@ -92,6 +92,9 @@ enum machine_exit_reason machine_run(struct machine *machine, uint64_t instructi
 /* From another thread: stop at the next instruction boundary and wait,
  * with a bounded wait (one slice). Returns once paused. */
 void machine_pause(struct machine *machine);
+/* How many machine_pause calls are in force, read under the control lock
+ * (any thread; a value at one instant, for checks and status). */
+unsigned machine_pause_depth(struct machine *machine);
 void machine_resume(struct machine *machine);
 void machine_request_stop(struct machine *machine);
 

@@ -181,7 +181,7 @@ static void run_pair(enum pair_case which)
         CHECK(after.checkpoints == before.checkpoints + 1, "%s: %llu checkpoints before, %llu after", name,
               (unsigned long long)before.checkpoints, (unsigned long long)after.checkpoints);
         /* The PVM never runs again. */
-        CHECK(pvm->pause_depth > 0, "%s: the PVM was resumed", name);
+        CHECK(machine_pause_depth(pvm) > 0, "%s: the PVM was resumed", name);
         uint64_t instret = machine_instructions_retired(pvm);
         clock_sleep_ms(50);
         CHECK(machine_instructions_retired(pvm) == instret, "%s: the PVM still runs", name);
@@ -193,15 +193,22 @@ static void run_pair(enum pair_case which)
         CHECK(failovers_called == 1, "%s: the devices' failover ran %d times", name, failovers_called);
         CHECK(released_called == 1, "%s: the committed output was not forgotten (%d)", name, released_called);
         CHECK(switching_calls >= 1, "%s: the input was not looked after while waiting for the answer", name);
-        CHECK(svm->pause_depth == 0 && !svm->ram.dirty_log_enabled, "%s: the SVM is not a plain running VM", name);
+        CHECK(machine_pause_depth(svm) == 0 && !svm->ram.dirty_log_enabled, "%s: the SVM is not a plain running VM",
+              name);
+        /* Read with the SVM paused: its counters belong to its vCPU thread. */
+        machine_pause(svm);
         instret = machine_instructions_retired(svm);
+        machine_resume(svm);
         clock_sleep_ms(50);
-        CHECK(machine_instructions_retired(svm) > instret, "%s: the SVM does not run", name);
+        machine_pause(svm);
+        uint64_t instret_later = machine_instructions_retired(svm);
+        machine_resume(svm);
+        CHECK(instret_later > instret, "%s: the SVM does not run", name);
         close(fds[0]);
     } else {
         CHECK(status.outcome == COLO_SWITCHOVER_REFUSED, "%s: outcome %s", name,
               colo_switchover_outcome_name(status.outcome));
-        CHECK(pvm->pause_depth == 0, "%s: the PVM was left paused", name);
+        CHECK(machine_pause_depth(pvm) == 0, "%s: the PVM was left paused", name);
         if (which == PAIR_REFUSED_IN_LOOP) {
             /* Both go on: more checkpoints. */
             wait_checkpoints(&primary, before.checkpoints + 4, name);
@@ -303,7 +310,7 @@ static void run_unanswered(void)
           colo_switchover_outcome_name(status.outcome));
     CHECK(strstr(status.error, "no answer to SWITCHOVER within 300 ms") != NULL,
           "%s: the error does not say no answer came: %s", name, status.error);
-    CHECK(pvm->pause_depth > 0, "%s: the PVM was resumed without an answer", name);
+    CHECK(machine_pause_depth(pvm) > 0, "%s: the PVM was resumed without an answer", name);
     machine_request_stop(pvm);
     pthread_join(pvm_thread, NULL);
     colo_primary_destroy(&primary);
