@@ -165,7 +165,9 @@ checkpoints_over() { # NODE COUNT
 }
 is_promoted_alone() { [ "$(promoted_on "$2")" = "node-$1" ]; }
 log_has_since() { # FILE LINE TEXT: TEXT after line LINE
-    tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -q "$3"
+    # grep -c reads to the end: grep -q's early exit would give tail a
+    # SIGPIPE, which pipefail turns into "not found".
+    tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -c "$3" >/dev/null
 }
 lines_of() { wc -l <"$1" 2>/dev/null || echo 0; }
 
@@ -355,13 +357,13 @@ move_promoted() { # TO FROM
     [ -n "$moved" ] &&
         pass "$what: the VM switched over to node-$to after $moved s ($(tail -n +"$((from_lines + 1))" "$log_from" | grep -o 'service gap [0-9.]* ms' | head -1))" ||
         fail "$what: no switchover to node-$to (node-$to: $(status_field "$to" role) $(status_field "$to" state))"
-    tail -n +"$((pm_from_lines + 1))" "$dir/$from/log/pacemaker/pacemaker.log" | grep -q "demote handed the VM to the peer's secondary (switchover)" &&
+    log_has_since "$dir/$from/log/pacemaker/pacemaker.log" "$pm_from_lines" "demote handed the VM to the peer's secondary (switchover)" &&
         pass "$what: node-$from's demote was the switchover" ||
         fail "$what: node-$from's demote did not say it switched over"
     [ -n "$in_step" ] &&
         pass "$what: node-$to promoted and protecting to node-$from again, $(status_field "$to" checkpoints) checkpoints, after $in_step s" ||
         fail "$what: not back in step (crm_mon: $(colo_roles "$to" | tr '\n' ' '); node-$to $(status_field "$to" role) $(status_field "$to" state), node-$from $(status_field "$from" role) $(status_field "$from" state))"
-    tail -n +"$((to_lines + 1))" "$log_to" | grep -q "disk sync done: disk 0 incremental" &&
+    log_has_since "$log_to" "$to_lines" "disk sync done: disk 0 incremental" &&
         pass "$what: the resync to node-$from was incremental ($(tail -n +"$((to_lines + 1))" "$log_to" | grep -o 'disk sync done: .*' | head -1))" ||
         fail "$what: the resync to node-$from was not incremental: $(tail -n +"$((to_lines + 1))" "$log_to" | grep -o 'disk sync done: .*' | head -1)"
     stop_sampler "$dir/samples-move-$to" "$what"

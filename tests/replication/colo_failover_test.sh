@@ -23,40 +23,19 @@
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
-client_py=$here/../migration/continuous_client.py
 boot_timeout=120
 failover_limit=10            # seconds from kill -9 of the primary to "failed over"
 checkpoints_wanted=30
 guest=10.97.0.2
 
 source "$here/colo_test_lib.sh"
+source "$here/../support/kv_keys.sh"
 colo_test_begin failover ft
 mkdir -p "$work/A" "$work/B" "$work/A2"
 
 # Background colo processes are started as simple commands (not through
 # on_host), so that $! is colo itself (ip netns exec execs it): kill -9
 # must hit the colo process, not a subshell.
-
-start_client() {  # TAG
-    rm -f "$work/stop-$1"
-    ip netns exec "$client_ns" python3 "$client_py" "$guest" "$work/stop-$1" 200 >"$work/client-$1.log" 2>&1 &
-    client_pid=$!; pids+=("$client_pid")
-}
-
-finish_client() {  # TAG WHAT
-    touch "$work/stop-$1"
-    local waited=0
-    while kill -0 "$client_pid" 2>/dev/null && ((waited < 600)); do sleep 0.1; waited=$((waited + 1)); done
-    wait "$client_pid"; local status=$?
-    sed 's/^/  client: /' "$work/client-$1.log"
-    local passes
-    passes=$(grep -c "^PASS" "$work/client-$1.log")
-    if [ "$status" -eq 0 ] && [ "$passes" -eq 2 ]; then
-        pass "$2: the client's one connection carried on and every acknowledged key reads back"
-    else
-        fail "$2: the client saw errors (status $status)"
-    fi
-}
 
 # ---- 1. protect, then kill the primary: the secondary takes over ----
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
@@ -68,7 +47,7 @@ COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.
 secondary_pid=$!; pids+=("$secondary_pid")
 wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
 
-start_client one
+run_client one 200
 sleep 1
 if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1; then
     pass "$(cat "$work/protect.log")"
@@ -118,7 +97,7 @@ finish_client one "failover"
 COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" --heartbeat-timeout 1000 >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
 wait_for "$work/secondary2.log" "waiting for the primary" "second secondary listening" "$secondary2_pid" || exit 1
-start_client two
+run_client two 200
 sleep 1
 if on_host "$work/B" "$colo" protect guarded 127.0.0.1:47101 --interval 100 >"$work/protect2.log" 2>&1; then
     pass "$(cat "$work/protect2.log")"
@@ -147,7 +126,7 @@ COLO_RUN_DIR=$work/A3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0
     --heartbeat-timeout 300 >"$work/secondary3.log" 2>&1 </dev/null &
 secondary3_pid=$!; pids+=("$secondary3_pid")
 wait_for "$work/secondary3.log" "waiting for the primary" "third secondary listening" "$secondary3_pid" || exit 1
-start_client three
+run_client three 200
 sleep 1
 on_host "$work/B" "$colo" protect guarded 127.0.0.1:47102 --interval 100 >"$work/protect3.log" 2>&1 ||
     fail "third colo protect failed: $(cat "$work/protect3.log")"
@@ -171,7 +150,7 @@ COLO_RUN_DIR=$work/B4 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0
     --heartbeat-timeout 0 >"$work/secondary4.log" 2>&1 </dev/null &
 secondary4_pid=$!; pids+=("$secondary4_pid")
 wait_for "$work/secondary4.log" "waiting for the primary" "fourth secondary listening" "$secondary4_pid" || exit 1
-start_client four
+run_client four 200
 sleep 1
 on_host "$work/A3" "$colo" protect guarded 127.0.0.1:47103 --interval 100 >"$work/protect4.log" 2>&1 ||
     fail "fourth colo protect failed: $(cat "$work/protect4.log")"

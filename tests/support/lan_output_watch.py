@@ -12,6 +12,10 @@ VMs' frames cross each host's LAN port).
       (exit 1) when the releasing port changed more than once: one copy,
       then the other, then the first again means two copies released
       output during the same period. --from: ignore what came before.
+      Ports whose counts changed in the same sample cannot be ordered
+      (a handover's last frame and the next copy's first often fall
+      into one 2 ms sample): the port that was releasing before counts
+      first, so only a change seen in different samples is a finding.
 """
 import os
 import sys
@@ -38,10 +42,19 @@ def watch(stop_file, out_path, ports):
 def check(out_path, start):
     runs = []  # [port, first_time, last_time, frames]
     previous = {}
+    samples = []  # [(stamp text, [(port, count), ...])]: one per watch pass
     with open(out_path) as f:
         for line in f:
-            stamp, port, count = line.split()
-            stamp, count = float(stamp), int(count)
+            stamp_text, port, count = line.split()
+            if samples and samples[-1][0] == stamp_text:
+                samples[-1][1].append((port, int(count)))
+            else:
+                samples.append((stamp_text, [(port, int(count))]))
+    for stamp_text, changes in samples:
+        current = runs[-1][0] if runs else None
+        changes.sort(key=lambda change: change[0] != current)
+        for port, count in changes:
+            stamp = float(stamp_text)
             before = previous.get(port)
             previous[port] = count
             if before is None or stamp < start:
