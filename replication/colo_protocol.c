@@ -128,36 +128,27 @@ int colo_wait_message(struct stream_reader *reader, enum colo_message expected, 
 static int read_message(struct stream_reader *reader, int timeout_ms, const char *context, const char *expected_name,
                         uint32_t *id, struct error *err)
 {
-    /* The timeout covers the wait for the record's first byte. The rest of
-     * a 16-byte message follows at once; a peer that stalls inside one is
-     * for the heartbeat to detect. */
-    int readable = colo_wait_readable(reader->fd, timeout_ms);
-    if (readable < 0)
-        return error_set_errno(err, "%s: waiting for %s", context, expected_name);
-    if (readable == 0)
-        return error_set(err, "%s: timed out after %d ms waiting for %s", context, timeout_ms, expected_name);
-
+    /* The timeout covers the wait for each record's first byte. The rest
+     * of a 16-byte message follows at once; a peer that stalls inside one
+     * is for the heartbeat to detect. Disk writes the primary streams
+     * ahead of its next checkpoint go to the reader's sink, and the wait
+     * goes on. */
     struct stream_record record;
-    int got = stream_read_record(reader, &record, err);
-    if (got < 0)
-        return error_prefix(err, "%s: waiting for %s: ", context, expected_name);
-    if (got == 0)
-        return error_set(err, "%s: the peer closed the connection while we waited for %s", context, expected_name);
-    /* Disk writes the primary streams ahead of its next checkpoint go to
-     * the reader's sink, and the wait goes on. */
-    while (record.type == STREAM_RECORD_DISK_WRITE && reader->disk_write_sink) {
-        if (reader->disk_write_sink(reader->disk_write_sink_opaque, record.body, record.length, err) < 0)
-            return error_prefix(err, "%s: a disk write streamed ahead of %s: ", context, expected_name);
-        readable = colo_wait_readable(reader->fd, timeout_ms);
+    for (;;) {
+        int readable = colo_wait_readable(reader->fd, timeout_ms);
         if (readable < 0)
             return error_set_errno(err, "%s: waiting for %s", context, expected_name);
         if (readable == 0)
             return error_set(err, "%s: timed out after %d ms waiting for %s", context, timeout_ms, expected_name);
-        got = stream_read_record(reader, &record, err);
+        int got = stream_read_record(reader, &record, err);
         if (got < 0)
             return error_prefix(err, "%s: waiting for %s: ", context, expected_name);
         if (got == 0)
             return error_set(err, "%s: the peer closed the connection while we waited for %s", context, expected_name);
+        if (record.type != STREAM_RECORD_DISK_WRITE || !reader->disk_write_sink)
+            break;
+        if (reader->disk_write_sink(reader->disk_write_sink_opaque, record.body, record.length, err) < 0)
+            return error_prefix(err, "%s: a disk write streamed ahead of %s: ", context, expected_name);
     }
     if (record.type != STREAM_RECORD_CHECKPOINT_STATE)
         return error_set(err, "%s: waiting for %s, got a %s record", context, expected_name,
