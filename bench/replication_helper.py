@@ -107,8 +107,14 @@ def collect_main(args):
         "kib_p50": round(median([e["bytes"] for e in events]) / 1024, 1),
         "rate_per_s": round(rate, 1) if rate else None,
     }
-    for phase in ("suspend", "send", "apply", "resume"):
+    for phase in ("pause", "send", "apply", "resume", "suspend"):
         summary[phase + "_p50_ms"] = median([e[phase + "_ms"] for e in events])
+    # Before the pause, the PVM running: the secondary confirming a large
+    # pre-copy (0 where the pre-copy was too small to be confirmed).
+    summary["confirm_p50_ms"] = median([e.get("confirm_ms", 0) for e in events])
+    # From the pause until this checkpoint's output was released (the
+    # PVM may have run again before: resumed_before_ready).
+    summary["output_p50_ms"] = median([e.get("output_ms", 0) for e in events])
     print(json.dumps(summary))
 
 
@@ -165,14 +171,16 @@ def report_main(args):
     print("dirtied per checkpoint (the churner's rate x the interval, plus the guest's own writes):")
     print()
     print(f"{'target pages':>12} | {'interval':>8} | {'ckpts':>5} | {'pages p50 (min-max)':>21} | {'KiB p50':>8} | "
-          f"{'p50 ms':>7} | {'p99 ms':>7} | {'max ms':>7} | {'ckpt/s':>6} | phases p50 ms: suspend send apply resume")
+          f"{'p50 ms':>7} | {'p99 ms':>7} | {'max ms':>7} | {'ckpt/s':>6} | phases p50 ms: pause send apply resume (suspend; confirm; output)")
     for r in levels:
         print(f"{r['level']:>12} | {r['interval_ms']:>6}ms | {fmt(r.get('checkpoints')):>5} | "
               f"{fmt(r.get('pages_p50')):>7} ({fmt(r.get('pages_min'))}-{fmt(r.get('pages_max'))})".ljust(46) + " | "
               f"{fmt(r.get('kib_p50'), '8.1f'):>8} | {fmt(r.get('downtime_p50_ms'), '7.2f'):>7} | "
               f"{fmt(r.get('downtime_p99_ms'), '7.2f'):>7} | {fmt(r.get('downtime_max_ms'), '7.2f'):>7} | "
-              f"{fmt(r.get('rate_per_s'), '6.1f'):>6} | {fmt(r.get('suspend_p50_ms'), '.2f')} "
-              f"{fmt(r.get('send_p50_ms'), '.2f')} {fmt(r.get('apply_p50_ms'), '.2f')} {fmt(r.get('resume_p50_ms'), '.2f')}")
+              f"{fmt(r.get('rate_per_s'), '6.1f'):>6} | {fmt(r.get('pause_p50_ms'), '.2f')} "
+              f"{fmt(r.get('send_p50_ms'), '.2f')} {fmt(r.get('apply_p50_ms'), '.2f')} {fmt(r.get('resume_p50_ms'), '.2f')} "
+              f"({fmt(r.get('suspend_p50_ms'), '.2f')}; {fmt(r.get('confirm_p50_ms'), '.2f')}; "
+              f"{fmt(r.get('output_p50_ms'), '.2f')})")
     if maxrate:
         print()
         print("Highest checkpoint rate (interval 1 ms):")

@@ -36,9 +36,10 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
             buffer->held[buffer->held_count++] = (struct held_frame){ net, *header, length, copy };
             buffer->held_bytes += length;
             buffer->stats.held_total++;
-            /* The first frame held since the last release: it may wait at
-             * most output_delay_ms for the checkpoint that lets it out. */
-            if (buffer->held_count == 1 && buffer->primary)
+            /* The first frame held since the last checkpoint's pause: it
+             * may wait at most output_delay_ms for the checkpoint that lets
+             * it out. */
+            if (buffer->held_count == buffer->checkpoint_frames + 1 && buffer->primary)
                 colo_primary_request_checkpoint_within(buffer->primary, buffer->output_delay_ms);
         } else {
             buffer->stats.dropped_full++;
@@ -47,16 +48,26 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     pthread_mutex_unlock(&buffer->lock);
 }
 
-/* Lock held. The machine is paused, or its thread waits on the lock in
- * the hook, so the NICs are not used concurrently. */
+/* Lock held: the first `count` held frames leave, the others move up. The
+ * machine is paused, or its thread waits on the lock in the hook, so the
+ * NICs are not used concurrently. */
+static size_t release_first_locked(struct output_buffer *buffer, size_t count)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < count; i++)
+        bytes += buffer->held[i].length;
+    held_frames_send_and_free(buffer->held, count);
+    memmove(buffer->held, buffer->held + count, (buffer->held_count - count) * sizeof buffer->held[0]);
+    buffer->stats.released_total += count;
+    buffer->held_count -= count;
+    buffer->held_bytes -= bytes;
+    buffer->checkpoint_frames = 0;
+    return count;
+}
+
 static size_t release_locked(struct output_buffer *buffer)
 {
-    size_t count = buffer->held_count;
-    held_frames_send_and_free(buffer->held, count);
-    buffer->stats.released_total += count;
-    buffer->held_count = 0;
-    buffer->held_bytes = 0;
-    return count;
+    return release_first_locked(buffer, buffer->held_count);
 }
 
 void output_buffer_init(struct output_buffer *buffer, struct machine *machine, bool holding)
@@ -69,7 +80,7 @@ void output_buffer_init(struct output_buffer *buffer, struct machine *machine, b
     buffer->muted = false;
     buffer->may_release = NULL;
     buffer->may_release_opaque = NULL;
-    buffer->held_count = buffer->held_bytes = 0;
+    buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
     memset(&buffer->stats, 0, sizeof buffer->stats);
     /* takes_offloads: the hook forwards the guest's frames with their
      * headers to a vnet-header backend, so both sides offer what a plain
@@ -100,7 +111,7 @@ void output_buffer_mute(struct output_buffer *buffer)
     buffer->stats.dropped_muted += buffer->held_count;
     for (size_t i = 0; i < buffer->held_count; i++)
         free(buffer->held[i].data);
-    buffer->held_count = buffer->held_bytes = 0;
+    buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
     buffer->muted = true;
     buffer->primary = NULL;
     pthread_mutex_unlock(&buffer->lock);
@@ -121,7 +132,7 @@ void output_buffer_destroy(struct output_buffer *buffer)
     pthread_mutex_lock(&buffer->lock);
     for (size_t i = 0; i < buffer->held_count; i++)
         free(buffer->held[i].data);
-    buffer->held_count = buffer->held_bytes = 0;
+    buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
     buffer->holding = false;
     buffer->primary = NULL;
     pthread_mutex_unlock(&buffer->lock);
@@ -147,6 +158,17 @@ static int primary_setup(void *opaque)
     return 0;
 }
 
+/* The PVM just paused for a checkpoint: what is held now is what this
+ * checkpoint lets out (the PVM may resume before its release). */
+static int primary_postsuspend(void *opaque)
+{
+    struct output_buffer *buffer = opaque;
+    pthread_mutex_lock(&buffer->lock);
+    buffer->checkpoint_frames = buffer->held_count;
+    pthread_mutex_unlock(&buffer->lock);
+    return 0;
+}
+
 /* PVM paused, inside the checkpoint: a copy of what is held goes to the
  * secondary with it. */
 static int primary_save(void *opaque, struct stream_writer *writer, struct error *err)
@@ -165,8 +187,8 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
     return result;
 }
 
-/* PVM paused, the SVM has applied the checkpoint: what the PVM sent before
- * it may leave now. */
+/* The SVM has applied the checkpoint: what the PVM sent before its pause
+ * may leave now (not what it sent since, if it runs again). */
 static void primary_release(void *opaque)
 {
     struct output_buffer *buffer = opaque;
@@ -176,12 +198,13 @@ static void primary_release(void *opaque)
     if (buffer->muted || (buffer->may_release && !buffer->may_release(buffer->may_release_opaque)))
         buffer->stats.releases_refused++;
     else
-        release_locked(buffer);
+        release_first_locked(buffer, buffer->checkpoint_frames);
     pthread_mutex_unlock(&buffer->lock);
 }
 
 const struct colo_checkpoint_device_ops output_buffer_primary_device = {
     .setup = primary_setup,
+    .postsuspend = primary_postsuspend,
     .save = primary_save,
     .release = primary_release,
 };

@@ -4,8 +4,12 @@
  *
  * Primary: from the device's setup on, frames are held until the SVM has
  * the checkpoint that follows them (the release phase, after SVM_READY:
- * DESIGN.md's output commit); the first frame held since a release asks
- * the primary's loop for a checkpoint within output_delay_ms; a copy of
+ * DESIGN.md's output commit). The PVM may run on while the secondary
+ * applies a checkpoint (colo_primary_options.resume_before_ready), so the
+ * checkpoint's pause (postsuspend) marks how many of the held frames are
+ * its own, and the release lets out only those. The first frame held
+ * after that mark asks the primary's loop for a checkpoint within
+ * output_delay_ms; a copy of
  * what is held travels with each checkpoint as OUTPUT records (the save
  * phase), for the secondary to send if the primary dies before releasing.
  *
@@ -62,10 +66,14 @@ struct output_buffer {
     void *may_release_opaque;
     struct held_frame held[OUTPUT_HELD_FRAMES_MAX];
     size_t held_count, held_bytes;
+    /* Primary: of the held frames, how many the checkpoint in progress
+     * covers (set at its pause; the rest came after the PVM resumed). */
+    size_t checkpoint_frames;
     struct output_buffer_stats stats;
 };
 
-/* The primary's device (setup: hold; save: OUTPUT records; release) and the
+/* The primary's device (setup: hold; postsuspend: mark; save: OUTPUT
+ * records; release) and the
  * secondary's (preresume: drop; failover: send and pass). */
 extern const struct colo_checkpoint_device_ops output_buffer_primary_device;
 extern const struct colo_checkpoint_device_ops output_buffer_secondary_device;

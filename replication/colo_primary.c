@@ -65,6 +65,8 @@ void colo_primary_options_defaults(struct colo_primary_options *options)
     options->stream_interval_ms = 2;
     options->message_timeout_ms = 5000;
     options->precopy = true;
+    options->precopy_confirm_bytes = 256 * 1024;
+    options->resume_before_ready = true;
 }
 
 int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
@@ -276,7 +278,7 @@ static void resume_pvm(struct colo_primary *primary)
 #ifdef COLO_TEST_HOOKS
 static const char *const kill_step_names[] = {
     [COLO_KILL_BEFORE_NEW] = "before-new",       /* just before sending CHECKPOINT_NEW */
-    [COLO_KILL_SVM_SUSPENDED] = "svm-suspended", /* SVM_SUSPENDED read, no page sent */
+    [COLO_KILL_SVM_SUSPENDED] = "svm-suspended", /* PVM paused, SVM_SUSPENDED read, no paused page sent */
     [COLO_KILL_MID_PAGES] = "mid-pages",         /* about half the dirty pages sent and flushed */
     [COLO_KILL_AFTER_END] = "after-end",         /* CHECKPOINT_END flushed, SVM_READY not read */
     [COLO_KILL_AFTER_READY] = "after-ready",     /* SVM_READY read, held output not released */
@@ -432,7 +434,40 @@ static int send_precopy(struct colo_primary *primary, uint64_t *pages_sent, stru
         colo_checkpoint_devices_precopy(&primary->devices, &primary->writer, &cause) < 0 ||
         stream_flush(&primary->writer, &cause) < 0)
         return fail(primary, err, "sending the checkpoint's pre-copy", &cause);
-    *pages_sent = count;
+    *pages_sent += count;
+    return 0;
+}
+
+/* The pre-copy, in rounds while the PVM runs. A large round is still on
+ * its way when its flush returns (in socket buffers, in the relays, being
+ * decrypted): the secondary confirms it (PRECOPY_SENT, then its
+ * SVM_PRECOPY_RECEIVED; the first confirmation waits for its
+ * SVM_SUSPENDED too, which *suspended then says), and what the PVM dirtied
+ * meanwhile goes in the next round, up to COLO_PRECOPY_MAX_ROUNDS. So the
+ * pause sends and waits for little, whatever the transport costs. */
+static int precopy(struct colo_primary *primary, struct colo_checkpoint_report *report, bool *suspended,
+                   struct error *err)
+{
+    uint64_t started_us = clock_monotonic_us();
+    uint64_t round_started = primary->writer.bytes_written;
+    if (send_precopy(primary, &report->precopy_pages, err) < 0)
+        return -1;
+    report->precopy_rounds = 1;
+    while (primary->writer.bytes_written - round_started >= primary->options.precopy_confirm_bytes) {
+        if (send_message(primary, COLO_PRECOPY_SENT, err) < 0 ||
+            (!*suspended && wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0) ||
+            wait_message(primary, COLO_SVM_PRECOPY_RECEIVED, err) < 0)
+            return -1;
+        *suspended = true;
+        report->precopy_confirmed = true;
+        if (report->precopy_rounds == COLO_PRECOPY_MAX_ROUNDS)
+            break;
+        round_started = primary->writer.bytes_written;
+        if (send_precopy(primary, &report->precopy_pages, err) < 0)
+            return -1;
+        report->precopy_rounds++;
+    }
+    report->confirm_us = clock_monotonic_us() - started_us;
     return 0;
 }
 
@@ -611,33 +646,57 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
                                                                                    : COLO_TRIGGER_INTERVAL,
         };
         uint64_t bytes_before = primary->writer.bytes_written;
-        if (primary->options.precopy && send_precopy(primary, &report.precopy_pages, err) < 0)
+        bool suspended = false;
+        if (primary->options.precopy && precopy(primary, &report, &suspended, err) < 0)
             return -1;
+        /* The SVM suspends as soon as it reads CHECKPOINT_NEW: wait for
+         * that with the PVM still running, not in its downtime. */
+        uint64_t suspend_wait_started_us = clock_monotonic_us();
+        if (!suspended && wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
+            return -1;
+        report.suspend_us = clock_monotonic_us() - suspend_wait_started_us;
         uint64_t paused_at_us = clock_monotonic_us();
         machine_pause(pvm);
         primary->pvm_paused = true;
-        if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0 ||
-            wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
+        /* Output held until this pause goes out with this checkpoint: a
+         * deadline it set is met. What the PVM holds after its resume asks
+         * anew (the output buffer's postsuspend marks where this
+         * checkpoint's output ends). */
+        pthread_mutex_lock(&primary->lock);
+        primary->output_deadline_us = 0;
+        pthread_mutex_unlock(&primary->lock);
+        if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0)
             return -1;
         uint64_t suspended_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_SVM_SUSPENDED);
         if (send_checkpoint(primary, &report.dirty_pages, err) < 0) /* COLO_KILL_MID_PAGES inside */
             return -1;
         uint64_t sent_at_us = clock_monotonic_us();
+        if (primary->options.after_checkpoint_sent)
+            primary->options.after_checkpoint_sent(primary->options.hook_opaque, pvm);
         kill_point(primary, COLO_KILL_AFTER_END);
+        /* The checkpoint is on its way whole: the PVM runs on while the
+         * secondary applies it (its cipher work too, over TLS). What the
+         * PVM does from here belongs to the next checkpoint, and its output
+         * stays held until that one is applied. The final checkpoint of a
+         * switchover is the exception: that PVM must not run again. */
+        uint64_t resumed_at_us = 0;
+        bool resumed_early = primary->options.resume_before_ready && trigger != TRIGGER_SWITCHOVER;
+        if (resumed_early) {
+            if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
+                return -1;
+            resume_pvm(primary);
+            resumed_at_us = clock_monotonic_us();
+        }
         if (wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
             return -1;
         uint64_t ready_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_AFTER_READY);
 
-        /* The SVM holds this checkpoint: everything the PVM did up to it
-         * is safe to show the world. */
+        /* The SVM holds this checkpoint: everything the PVM did up to its
+         * pause is safe to show the world. */
         colo_checkpoint_devices_release(&primary->devices);
-        /* Output held during the pre-copy went out with the rest: a
-         * deadline it set is met. (The PVM is paused: nothing new is held.) */
-        pthread_mutex_lock(&primary->lock);
-        primary->output_deadline_us = 0;
-        pthread_mutex_unlock(&primary->lock);
+        uint64_t released_at_us = clock_monotonic_us();
         if (primary->options.after_svm_ready)
             primary->options.after_svm_ready(primary->options.hook_opaque, pvm);
         bool resumed_read = false;
@@ -652,17 +711,21 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             }
             resumed_read = true; /* refused: the SVM runs on as a secondary */
         }
-        if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
-            return -1;
-        resume_pvm(primary);
-        uint64_t resumed_at_us = clock_monotonic_us();
+        if (!resumed_early) {
+            if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
+                return -1;
+            resume_pvm(primary);
+            resumed_at_us = clock_monotonic_us();
+        }
         report.dirty_pages += report.precopy_pages;
         report.bytes = primary->writer.bytes_written - bytes_before;
+        report.resumed_before_ready = resumed_early;
         report.downtime_us = resumed_at_us - paused_at_us;
-        report.suspend_us = suspended_at_us - paused_at_us;
+        report.pause_us = suspended_at_us - paused_at_us;
         report.send_us = sent_at_us - suspended_at_us;
         report.apply_us = ready_at_us - sent_at_us;
-        report.resume_us = resumed_at_us - ready_at_us;
+        report.resume_us = resumed_early ? resumed_at_us - sent_at_us : resumed_at_us - ready_at_us;
+        report.output_us = released_at_us - paused_at_us;
         record_checkpoint(primary, &report);
         if (primary->options.on_checkpoint)
             primary->options.on_checkpoint(primary->options.on_checkpoint_opaque, &report);

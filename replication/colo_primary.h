@@ -50,15 +50,26 @@ const char *colo_checkpoint_trigger_name(enum colo_checkpoint_trigger trigger);
 struct colo_checkpoint_report {
     uint64_t number; /* 1, 2, ... */
     enum colo_checkpoint_trigger trigger;
-    uint64_t dirty_pages;   /* sent (zero pages included; a page sent in the
-                               pre-copy and again while paused counts twice) */
-    uint64_t precopy_pages; /* of those, sent before the pause */
-    uint64_t bytes;         /* sent for it */
-    uint64_t downtime_us;   /* PVM paused, pause to resume */
-    uint64_t suspend_us;    /* pause until SVM_SUSPENDED arrived */
-    uint64_t send_us;       /* dirty log, pages, state, CHECKPOINT_END sent */
-    uint64_t apply_us;      /* until SVM_READY: the secondary's rollback and apply */
-    uint64_t resume_us;     /* output release, devices, resume */
+    uint64_t dirty_pages;      /* sent (zero pages included; a page sent in the
+                                  pre-copy and again while paused counts twice) */
+    uint64_t precopy_pages;    /* of those, sent before the pause */
+    uint64_t bytes;            /* sent for it */
+    unsigned precopy_rounds;   /* 0: no pre-copy; see colo_primary_options.precopy_confirm_bytes */
+    bool precopy_confirmed;    /* the secondary had (most of) the pre-copy before the pause */
+    uint64_t confirm_us;       /* PVM running: the pre-copy's rounds, sent and confirmed */
+    bool resumed_before_ready; /* the PVM ran on while the secondary applied */
+    uint64_t downtime_us;      /* PVM paused, pause to resume */
+    uint64_t suspend_us;       /* PVM running, after the pre-copy: waiting for
+                                  SVM_SUSPENDED (0 when a pre-copy round's
+                                  confirmation waited for it) */
+    uint64_t pause_us;         /* the PVM's pause and the devices' postsuspend */
+    uint64_t send_us;          /* dirty log, pages, state, CHECKPOINT_END sent */
+    uint64_t apply_us;         /* sent until SVM_READY: the secondary's rollback and
+                                  apply (the PVM running when resumed_before_ready) */
+    uint64_t resume_us;        /* devices and resume: after the send when
+                                  resumed_before_ready, else after SVM_READY and
+                                  the output release */
+    uint64_t output_us;        /* pause until the checkpoint's output was released */
 };
 
 /* The test-only kill hook's steps (see colo_primary_kill_hook_from_env). */
@@ -97,6 +108,9 @@ struct colo_switchover_status {
     char error[512]; /* UNKNOWN, FAILED: why */
 };
 
+/* Pre-copy rounds per checkpoint, at most (colo_primary_options). */
+#define COLO_PRECOPY_MAX_ROUNDS 3u
+
 struct colo_primary_options {
     struct migration_options migration; /* keep_dirty_log is forced on */
     /* The longest interval between checkpoints (from one resume of the
@@ -106,6 +120,21 @@ struct colo_primary_options {
      * still runs (and the SVM suspends), so that only what it dirties
      * meanwhile is sent with it paused. Default on. */
     bool precopy;
+    /* A pre-copy round of at least this many bytes is confirmed before
+     * the pause: the primary sends PRECOPY_SENT and waits, the PVM
+     * running, for SVM_PRECOPY_RECEIVED, so that the secondary has read
+     * (and over TLS, decrypted) it before the downtime starts rather than
+     * in it; what the PVM dirtied meanwhile goes in another round, up to
+     * COLO_PRECOPY_MAX_ROUNDS. A smaller round goes without the round
+     * trip. Default 256 KiB; 0: every round is confirmed. */
+    uint64_t precopy_confirm_bytes;
+    /* Resume the PVM once the checkpoint is sent whole, before the
+     * secondary has applied it (SVM_READY): the downtime is then the pause
+     * and the send alone. What the PVM does after the resume belongs to
+     * the next checkpoint; the output release still waits for SVM_READY
+     * and lets out only what was held before the pause. Default on; never
+     * for a switchover's final checkpoint. */
+    bool resume_before_ready;
     /* How often, at most, the devices' stream phase sends what they have
      * ahead of the next checkpoint while the PVM runs (a disk's writes). */
     unsigned stream_interval_ms; /* default 2 */
@@ -122,7 +151,10 @@ struct colo_primary_options {
      * nobody reads again. May be NULL. */
     void (*while_switching_over)(void *opaque);
     void *while_switching_over_opaque;
-    /* Test hook, after SVM_READY and the devices' release. */
+    /* Test hook, the PVM paused and the checkpoint sent whole. */
+    void (*after_checkpoint_sent)(void *opaque, struct machine *pvm);
+    /* Test hook, after SVM_READY and the devices' release (the PVM may
+     * be running: resume_before_ready). */
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;
 #ifdef COLO_TEST_HOOKS

@@ -37,6 +37,10 @@ const char *colo_message_name(uint32_t id)
         return "SVM_TOOK_OVER";
     case COLO_SVM_SWITCHOVER_REFUSED:
         return "SVM_SWITCHOVER_REFUSED";
+    case COLO_PRECOPY_SENT:
+        return "PRECOPY_SENT";
+    case COLO_SVM_PRECOPY_RECEIVED:
+        return "SVM_PRECOPY_RECEIVED";
     default:
         return NULL;
     }

@@ -39,6 +39,14 @@ enum colo_message {
     COLO_SWITCHOVER = 9,
     COLO_SVM_TOOK_OVER = 10,
     COLO_SVM_SWITCHOVER_REFUSED = 11,
+    /* A pre-copy that was large (colo_primary.c): the primary sends
+     * PRECOPY_SENT inside the checkpoint's run right after the pre-copy,
+     * and the secondary answers SVM_PRECOPY_RECEIVED once it has read and
+     * staged everything before it. Only then does the primary pause the
+     * PVM, so that the transfer of the pre-copy (and its cipher work over
+     * TLS) happens while the PVM runs, not in its downtime. */
+    COLO_PRECOPY_SENT = 12,
+    COLO_SVM_PRECOPY_RECEIVED = 13,
 };
 
 /* Why a primary ends a protected VM on purpose (PRIMARY_ENDING). */

@@ -227,6 +227,17 @@ static int roll_back_svm(void *opaque, struct machine *svm, struct error *err)
     return 0;
 }
 
+/* A message inside a checkpoint's run, as it arrives: the primary waits
+ * for the answer to PRECOPY_SENT with the PVM running and pauses it only
+ * then (colo_primary.c). Others are only noted by the reader. */
+static int answer_in_run(void *opaque, uint32_t id, struct error *err)
+{
+    struct colo_secondary *secondary = opaque;
+    if (id != COLO_PRECOPY_SENT)
+        return 0;
+    return colo_send_message(&secondary->writer, COLO_SVM_PRECOPY_RECEIVED, err);
+}
+
 /* Receives one checkpoint (PVM pages, state, CHECKPOINT_END) and applies it. */
 static int receive_checkpoint(struct colo_secondary *secondary, struct error *err)
 {
@@ -304,6 +315,8 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
      * arrive, not after the run: their buffering overlaps the transfer. */
     secondary->reader.disk_write_sink = colo_checkpoint_devices_receive;
     secondary->reader.disk_write_sink_opaque = &secondary->devices;
+    secondary->reader.message_sink = answer_in_run;
+    secondary->reader.message_sink_opaque = secondary;
     if (call_devices(secondary, COLO_DEVICE_SETUP, err) < 0 ||
         send_message(secondary, COLO_CHECKPOINT_SVM_READY, err) < 0)
         return -1;

@@ -229,6 +229,12 @@ struct stream_reader {
      * fails ends the run like a bad record, nothing applied. */
     int (*disk_write_sink)(void *opaque, const uint8_t *body, size_t length, struct error *err);
     void *disk_write_sink_opaque;
+    /* Optional: called with each CHECKPOINT_STATE id inside a run as it
+     * arrives (after it is noted), so that the receiver can answer before
+     * the run is whole (a COLO secondary confirms the pre-copy). A sink
+     * that fails ends the run like a bad record, nothing applied. */
+    int (*message_sink)(void *opaque, uint32_t id, struct error *err);
+    void *message_sink_opaque;
     /* stream_receive's page staging, kept from run to run so that a small
      * checkpoint does not pay for setting it up (stream_receive.c). */
     struct stream_page_staging *staging;

@@ -442,7 +442,10 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
              * what this one goes by. */
         } else if (record.type == STREAM_RECORD_CHECKPOINT_STATE) {
             /* A protocol message inside a run: noted for the caller. */
-            note_checkpoint_state(reader, stream_get_u32(record.body));
+            uint32_t id = stream_get_u32(record.body);
+            note_checkpoint_state(reader, id);
+            if (reader->message_sink && reader->message_sink(reader->message_sink_opaque, id, err) < 0)
+                break;
         } else {
             /* CHECKPOINT_END or END: the run is whole. */
             if (before_apply && before_apply(opaque, machine, err) < 0)

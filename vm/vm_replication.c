@@ -41,12 +41,16 @@ void vm_replication_post_event(struct vm_replication *replication, const char *w
 
 json_t *vm_replication_checkpoint_report_json(const struct colo_checkpoint_report *report)
 {
-    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "number", (json_int_t)report->number,
-                     "trigger", colo_checkpoint_trigger_name(report->trigger), "dirty_pages",
-                     (json_int_t)report->dirty_pages, "precopy_pages", (json_int_t)report->precopy_pages, "bytes",
-                     (json_int_t)report->bytes, "downtime_ms", (double)report->downtime_us / 1000, "suspend_ms",
-                     (double)report->suspend_us / 1000, "send_ms", (double)report->send_us / 1000, "apply_ms",
-                     (double)report->apply_us / 1000, "resume_ms", (double)report->resume_us / 1000);
+    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:b, s:f, s:f, s:b, s:f, s:f, s:f, s:f, s:f, s:f}", "number",
+                     (json_int_t)report->number, "trigger", colo_checkpoint_trigger_name(report->trigger),
+                     "dirty_pages", (json_int_t)report->dirty_pages, "precopy_pages", (json_int_t)report->precopy_pages,
+                     "precopy_rounds", (json_int_t)report->precopy_rounds, "bytes", (json_int_t)report->bytes,
+                     "precopy_confirmed", report->precopy_confirmed, "confirm_ms", (double)report->confirm_us / 1000,
+                     "output_ms", (double)report->output_us / 1000, "resumed_before_ready",
+                     report->resumed_before_ready, "downtime_ms", (double)report->downtime_us / 1000, "suspend_ms",
+                     (double)report->suspend_us / 1000, "pause_ms", (double)report->pause_us / 1000, "send_ms",
+                     (double)report->send_us / 1000, "apply_ms", (double)report->apply_us / 1000, "resume_ms",
+                     (double)report->resume_us / 1000);
 }
 
 void vm_replication_machine_stopped(struct vm_replication *replication)

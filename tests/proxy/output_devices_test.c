@@ -116,6 +116,7 @@ int main(void)
     struct machine *svm_probe = test_machine_create(&(struct test_machine_options){ .nic = true });
     struct stream_header header = { STREAM_VERSION, machine_ram_size(svm_probe),
                                     machine_configuration_hash(svm_probe) };
+    CHECK(output_buffer_primary_device.postsuspend(&primary_output) == 0, "postsuspend");
     CHECK(stream_writer_init(&writer, fd, &err) == 0 && stream_write_header(&writer, &header, &err) == 0 &&
               output_buffer_primary_device.save(&primary_output, &writer, &err) == 0 &&
               stream_write_checkpoint_end(&writer, &err) == 0 && stream_flush(&writer, &err) == 0,
@@ -123,14 +124,26 @@ int main(void)
     stream_writer_destroy(&writer);
     test_machine_destroy(svm_probe);
 
+    /* The PVM resumed once the checkpoint was sent, before SVM_READY: what
+     * it sends now belongs to the next checkpoint and stays held. */
+    guest_sends(pvm, 0x04, 64);
     output_buffer_primary_device.release(&primary_output);
     check_recorded(&primary_wire, "released", (const uint8_t[]){ 0x01, 0x02, 0x03 }, 3, __LINE__);
-    guest_sends(pvm, 0x04, 64);
-    check_recorded(&primary_wire, "held again after the release", (const uint8_t[]){ 0x01, 0x02, 0x03 }, 3, __LINE__);
-    output_buffer_release_and_pass(&primary_output);
+    output_buffer_get_stats(&primary_output, &stats);
+    CHECK(stats.held_now == 1, "%llu frames held after the release, expected the one sent after the pause",
+          (unsigned long long)stats.held_now);
+    /* The next checkpoint lets it out. */
+    CHECK(output_buffer_primary_device.postsuspend(&primary_output) == 0, "postsuspend");
+    output_buffer_primary_device.release(&primary_output);
+    check_recorded(&primary_wire, "released by the next checkpoint", (const uint8_t[]){ 0x01, 0x02, 0x03, 0x04 }, 4,
+                   __LINE__);
     guest_sends(pvm, 0x05, 65);
+    check_recorded(&primary_wire, "held again after the release", (const uint8_t[]){ 0x01, 0x02, 0x03, 0x04 }, 4,
+                   __LINE__);
+    output_buffer_release_and_pass(&primary_output);
+    guest_sends(pvm, 0x06, 66);
     check_recorded(&primary_wire, "the end of protection sends and passes",
-                   (const uint8_t[]){ 0x01, 0x02, 0x03, 0x04, 0x05 }, 5, __LINE__);
+                   (const uint8_t[]){ 0x01, 0x02, 0x03, 0x04, 0x05, 0x06 }, 6, __LINE__);
 
     /* ---- secondary ---- */
     struct recorder secondary_wire;

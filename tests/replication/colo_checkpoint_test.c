@@ -62,6 +62,9 @@ struct snapshot_exchange {
     uint64_t applied; /* checkpoints applied so far */
     uint64_t ram_hash;
     struct state_writer state;
+    /* The PVM as it was sent, taken with it paused (after_checkpoint_sent). */
+    uint64_t pvm_hash;
+    struct state_writer pvm_state;
     /* results */
     unsigned compared, ram_mismatches, state_mismatches, svm_ran_intervals, requests_made, output_deadlines_set;
     struct colo_secondary *secondary;
@@ -88,13 +91,22 @@ static void on_svm_checkpoint_applied(void *opaque, struct machine *svm)
 
 /* Checkpoints that carried dirty pages (the PVM writes all the time, but a
  * checkpoint requested during the one before it may start before the PVM
- * ran an instruction in between). */
-static unsigned checkpoints_with_pages;
+ * ran an instruction in between), and those whose pre-copy the secondary
+ * confirmed before the pause (all of them: the threshold is 0 here). */
+struct checkpoint_counts {
+    unsigned with_pages, precopy_confirmed, precopy_rounds, resumed_before_ready;
+};
+
 static void count_checkpoint_pages(void *opaque, const struct colo_checkpoint_report *report)
 {
-    (void)opaque;
+    struct checkpoint_counts *counts = opaque; /* the primary's thread only */
     if (report->dirty_pages > 0)
-        checkpoints_with_pages++;
+        counts->with_pages++;
+    if (report->precopy_confirmed)
+        counts->precopy_confirmed++;
+    counts->precopy_rounds += report->precopy_rounds;
+    if (report->resumed_before_ready)
+        counts->resumed_before_ready++;
 }
 
 static void on_svm_suspended(void *opaque, struct machine *svm)
@@ -109,15 +121,25 @@ static void on_svm_suspended(void *opaque, struct machine *svm)
     pthread_mutex_unlock(&exchange->lock);
 }
 
-/* After SVM_READY, with the PVM still paused and the SVM's snapshot taken
- * before it sent SVM_READY. */
-static void after_svm_ready(void *opaque, struct machine *pvm)
+/* After SVM_READY: the PVM's snapshot was taken when the checkpoint was
+ * sent, the SVM's before it sent SVM_READY. */
+static void after_checkpoint_sent(void *opaque, struct machine *pvm)
 {
     struct snapshot_exchange *exchange = opaque;
-    struct state_writer pvm_state;
-    state_writer_init(&pvm_state);
-    machine_save_state(pvm, &pvm_state);
-    uint64_t pvm_hash = machine_ram_hash(pvm);
+    /* The primary's thread alone writes these, and reads them in
+     * after_svm_ready. */
+    state_writer_free(&exchange->pvm_state);
+    state_writer_init(&exchange->pvm_state);
+    machine_save_state(pvm, &exchange->pvm_state);
+    exchange->pvm_hash = machine_ram_hash(pvm);
+}
+
+static void after_svm_ready(void *opaque, struct machine *pvm)
+{
+    (void)pvm; /* it may run again already (resume_before_ready) */
+    struct snapshot_exchange *exchange = opaque;
+    const struct state_writer pvm_state = exchange->pvm_state;
+    uint64_t pvm_hash = exchange->pvm_hash;
     pthread_mutex_lock(&exchange->lock);
     exchange->compared++;
     if (pvm_hash != exchange->ram_hash) {
@@ -132,7 +154,6 @@ static void after_svm_ready(void *opaque, struct machine *pvm)
                 pvm_state.length, exchange->state.length);
     }
     pthread_mutex_unlock(&exchange->lock);
-    state_writer_free(&pvm_state);
 }
 
 /* A checkpoint device that only records the order of its calls, one
@@ -274,6 +295,7 @@ int main(int argc, char **argv)
     struct snapshot_exchange exchange = { .secondary = &secondary, .primary = &primary };
     pthread_mutex_init(&exchange.lock, NULL);
     state_writer_init(&exchange.state);
+    state_writer_init(&exchange.pvm_state);
 
     struct colo_secondary_options secondary_options;
     colo_secondary_options_defaults(&secondary_options);
@@ -283,9 +305,15 @@ int main(int argc, char **argv)
     struct colo_primary_options primary_options;
     colo_primary_options_defaults(&primary_options);
     primary_options.max_interval_ms = 20 * TIME_SCALE;
+    primary_options.after_checkpoint_sent = after_checkpoint_sent;
     primary_options.after_svm_ready = after_svm_ready;
     primary_options.hook_opaque = &exchange;
     primary_options.on_checkpoint = count_checkpoint_pages;
+    struct checkpoint_counts counts = { 0 };
+    primary_options.on_checkpoint_opaque = &counts;
+    /* Every pre-copy confirmed before the pause: the SVM must still be the
+     * PVM at each checkpoint with the round trip in between. */
+    primary_options.precopy_confirm_bytes = 0;
 
     struct error err;
     static struct recording_device primary_device, secondary_device;
@@ -396,10 +424,20 @@ int main(int argc, char **argv)
           exchange.output_deadlines_set, 2 * TIME_SCALE, 20 * TIME_SCALE);
     CHECK(stats.checkpoints > stats.requested_checkpoints + stats.output_checkpoints,
           "no checkpoint came from the interval");
-    printf("%u of %llu checkpoints carried dirty pages\n", checkpoints_with_pages,
-           (unsigned long long)stats.checkpoints);
-    CHECK(stats.total_dirty_pages > 0 && checkpoints_with_pages >= stats.checkpoints / 2,
-          "dirty pages were sent in only %u of %llu checkpoints", checkpoints_with_pages,
+    printf("%u of %llu checkpoints carried dirty pages, %u had their pre-copy confirmed\n", counts.with_pages,
+           (unsigned long long)stats.checkpoints, counts.precopy_confirmed);
+    CHECK(stats.total_dirty_pages > 0 && counts.with_pages >= stats.checkpoints / 2,
+          "dirty pages were sent in only %u of %llu checkpoints", counts.with_pages,
+          (unsigned long long)stats.checkpoints);
+    CHECK(counts.precopy_confirmed == stats.checkpoints, "only %u of %llu pre-copies were confirmed before the pause",
+          counts.precopy_confirmed, (unsigned long long)stats.checkpoints);
+    CHECK(counts.precopy_rounds == COLO_PRECOPY_MAX_ROUNDS * stats.checkpoints,
+          "%u pre-copy rounds in %llu checkpoints, expected %u each (every round is confirmed)", counts.precopy_rounds,
+          (unsigned long long)stats.checkpoints, COLO_PRECOPY_MAX_ROUNDS);
+    /* The default: the PVM ran on while the SVM applied each checkpoint,
+     * and the SVM still matched the PVM as sent (compared above). */
+    CHECK(counts.resumed_before_ready == stats.checkpoints,
+          "the PVM resumed before SVM_READY in %u of %llu checkpoints", counts.resumed_before_ready,
           (unsigned long long)stats.checkpoints);
     CHECK(colo_primary_downtime_percentile(&primary, 50) > 0, "no downtime recorded");
 
@@ -416,6 +454,7 @@ int main(int argc, char **argv)
     close(fds[0]);
     close(fds[1]);
     state_writer_free(&exchange.state);
+    state_writer_free(&exchange.pvm_state);
     test_machine_destroy(pvm);
     test_machine_destroy(svm);
     if (test_check_failures) {

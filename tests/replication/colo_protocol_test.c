@@ -435,7 +435,11 @@ static void run_message_names_and_choices(void)
           "colo_message_name does not know the switchover's messages");
     CHECK(COLO_SWITCHOVER == 9 && COLO_SVM_TOOK_OVER == 10 && COLO_SVM_SWITCHOVER_REFUSED == 11,
           "the switchover's message ids moved (they are on the wire)");
-    CHECK(colo_message_name(12) == NULL, "id 12 has a name");
+    CHECK(COLO_PRECOPY_SENT == 12 && COLO_SVM_PRECOPY_RECEIVED == 13 &&
+              strcmp(colo_message_name(COLO_PRECOPY_SENT), "PRECOPY_SENT") == 0 &&
+              strcmp(colo_message_name(COLO_SVM_PRECOPY_RECEIVED), "SVM_PRECOPY_RECEIVED") == 0,
+          "the pre-copy's messages moved or lost their names");
+    CHECK(colo_message_name(14) == NULL, "id 14 has a name");
     int fds[2];
     open_pair(fds);
     struct stream_writer writer;
