@@ -5,7 +5,7 @@
  * Primary: from the device's setup on, frames are held until the SVM has
  * the checkpoint that follows them (the release phase, after SVM_READY:
  * DESIGN.md's output commit). The PVM may run on while the secondary
- * applies a checkpoint (colo_primary_options.resume_before_ready), so the
+ * applies a checkpoint (colo_primary_options.resume_before_ready_bytes), so the
  * checkpoint's pause (postsuspend) marks how many of the held frames are
  * its own, and the release lets out only those. The first frame held
  * after that mark asks the primary's loop for a checkpoint within

@@ -66,7 +66,7 @@ void colo_primary_options_defaults(struct colo_primary_options *options)
     options->message_timeout_ms = 5000;
     options->precopy = true;
     options->precopy_confirm_bytes = 256 * 1024;
-    options->resume_before_ready = true;
+    options->resume_before_ready_bytes = 256 * 1024;
 }
 
 int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
@@ -675,13 +675,15 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         if (primary->options.after_checkpoint_sent)
             primary->options.after_checkpoint_sent(primary->options.hook_opaque, pvm);
         kill_point(primary, COLO_KILL_AFTER_END);
-        /* The checkpoint is on its way whole: the PVM runs on while the
-         * secondary applies it (its cipher work too, over TLS). What the
-         * PVM does from here belongs to the next checkpoint, and its output
-         * stays held until that one is applied. The final checkpoint of a
-         * switchover is the exception: that PVM must not run again. */
+        /* The checkpoint is on its way whole: a large one lets the PVM
+         * run on while the secondary applies it (its cipher work too, over
+         * TLS). What the PVM does from here belongs to the next
+         * checkpoint, and its output stays held until that one is applied.
+         * The final checkpoint of a switchover is the exception: that PVM
+         * must not run again. */
         uint64_t resumed_at_us = 0;
-        bool resumed_early = primary->options.resume_before_ready && trigger != TRIGGER_SWITCHOVER;
+        bool resumed_early = trigger != TRIGGER_SWITCHOVER && primary->writer.bytes_written - bytes_before >=
+                                                                 primary->options.resume_before_ready_bytes;
         if (resumed_early) {
             if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
                 return -1;

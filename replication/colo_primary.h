@@ -128,13 +128,17 @@ struct colo_primary_options {
      * COLO_PRECOPY_MAX_ROUNDS. A smaller round goes without the round
      * trip. Default 256 KiB; 0: every round is confirmed. */
     uint64_t precopy_confirm_bytes;
-    /* Resume the PVM once the checkpoint is sent whole, before the
+    /* A checkpoint that sent at least this many bytes (pre-copy
+     * included) resumes the PVM once it is sent whole, before the
      * secondary has applied it (SVM_READY): the downtime is then the pause
      * and the send alone. What the PVM does after the resume belongs to
      * the next checkpoint; the output release still waits for SVM_READY
-     * and lets out only what was held before the pause. Default on; never
-     * for a switchover's final checkpoint. */
-    bool resume_before_ready;
+     * and lets out only what was held before the pause. Smaller ones keep
+     * the PVM paused until SVM_READY: their apply is short, and on a
+     * host shared with the secondary a running PVM slowed it (KV latency
+     * over TLS +20-30 %, docs/benchmarks.md). Never for a switchover's
+     * final checkpoint. Default 256 KiB; 0: always; UINT64_MAX: never. */
+    uint64_t resume_before_ready_bytes;
     /* How often, at most, the devices' stream phase sends what they have
      * ahead of the next checkpoint while the PVM runs (a disk's writes). */
     unsigned stream_interval_ms; /* default 2 */
@@ -154,7 +158,7 @@ struct colo_primary_options {
     /* Test hook, the PVM paused and the checkpoint sent whole. */
     void (*after_checkpoint_sent)(void *opaque, struct machine *pvm);
     /* Test hook, after SVM_READY and the devices' release (the PVM may
-     * be running: resume_before_ready). */
+     * be running: resume_before_ready_bytes). */
     void (*after_svm_ready)(void *opaque, struct machine *pvm);
     void *hook_opaque;
 #ifdef COLO_TEST_HOOKS

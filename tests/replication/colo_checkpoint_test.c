@@ -136,7 +136,7 @@ static void after_checkpoint_sent(void *opaque, struct machine *pvm)
 
 static void after_svm_ready(void *opaque, struct machine *pvm)
 {
-    (void)pvm; /* it may run again already (resume_before_ready) */
+    (void)pvm; /* it may run again already (resume_before_ready_bytes) */
     struct snapshot_exchange *exchange = opaque;
     const struct state_writer pvm_state = exchange->pvm_state;
     uint64_t pvm_hash = exchange->pvm_hash;
@@ -314,6 +314,7 @@ int main(int argc, char **argv)
     /* Every pre-copy confirmed before the pause: the SVM must still be the
      * PVM at each checkpoint with the round trip in between. */
     primary_options.precopy_confirm_bytes = 0;
+    primary_options.resume_before_ready_bytes = 0;
 
     struct error err;
     static struct recording_device primary_device, secondary_device;
@@ -434,7 +435,7 @@ int main(int argc, char **argv)
     CHECK(counts.precopy_rounds == COLO_PRECOPY_MAX_ROUNDS * stats.checkpoints,
           "%u pre-copy rounds in %llu checkpoints, expected %u each (every round is confirmed)", counts.precopy_rounds,
           (unsigned long long)stats.checkpoints, COLO_PRECOPY_MAX_ROUNDS);
-    /* The default: the PVM ran on while the SVM applied each checkpoint,
+    /* The PVM ran on while the SVM applied each checkpoint (threshold 0),
      * and the SVM still matched the PVM as sent (compared above). */
     CHECK(counts.resumed_before_ready == stats.checkpoints,
           "the PVM resumed before SVM_READY in %u of %llu checkpoints", counts.resumed_before_ready,
