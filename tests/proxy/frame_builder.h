@@ -111,7 +111,8 @@ static inline size_t frame_build(uint8_t *out, const struct frame_spec *spec, co
     }
     size_t segment_length = header_length + payload_length;
     memset(segment, 0, header_length);
-    memcpy(segment + header_length, payload, payload_length);
+    if (payload_length)
+        memcpy(segment + header_length, payload, payload_length);
     if (spec->protocol == 6) {
         frame_put_16(segment, spec->source_port);
         frame_put_16(segment + 2, spec->destination_port);
