@@ -197,7 +197,20 @@ static uint32_t flow_index(const struct output_compare *compare, const struct co
     return (uint32_t)(flow - compare->flows);
 }
 
-/* ---- The pending surplus, under the byte budget. ---- */
+/* ---- The pending surplus, under the byte budget. The budget bounds the
+ * memory allocated for it (the buffers' capacity), not only the bytes in
+ * them; an emptied buffer of more than PENDING_KEPT bytes is freed, so
+ * one flow's burst does not hold memory the others need. ---- */
+
+#define PENDING_KEPT 2048
+
+static void pending_free(struct output_compare *compare, struct compare_flow *flow)
+{
+    compare->buffered_capacity -= flow->pending_capacity;
+    free(flow->pending);
+    flow->pending = NULL;
+    flow->pending_capacity = 0;
+}
 
 static bool pending_append(struct output_compare *compare, struct compare_flow *flow, const uint8_t *first,
                            size_t first_length, const uint8_t *second, size_t second_length)
@@ -211,14 +224,21 @@ static bool pending_append(struct output_compare *compare, struct compare_flow *
         flow->pending_start = 0;
         size_t needed = flow->pending_length + length;
         if (needed > flow->pending_capacity) {
-            size_t capacity = flow->pending_capacity ? flow->pending_capacity : 2048;
+            size_t capacity = flow->pending_capacity > PENDING_KEPT ? flow->pending_capacity : PENDING_KEPT;
             while (capacity < needed)
                 capacity *= 2;
+            size_t others = compare->buffered_capacity - flow->pending_capacity;
+            size_t budget = compare->limits.buffered_bytes_max;
+            if (others + capacity > budget)
+                capacity = needed; /* no room to double: exactly what is needed */
+            if (others + capacity > budget)
+                return false;
             uint8_t *grown = realloc(flow->pending, capacity);
             if (!grown)
                 return false;
             flow->pending = grown;
             flow->pending_capacity = capacity;
+            compare->buffered_capacity = others + capacity;
         }
     }
     uint8_t *tail = flow->pending + flow->pending_start + flow->pending_length;
@@ -236,8 +256,11 @@ static void pending_consume(struct output_compare *compare, struct compare_flow 
     flow->pending_start += length;
     flow->pending_length -= length;
     compare->buffered_bytes -= length;
-    if (flow->pending_length == 0)
+    if (flow->pending_length == 0) {
         flow->pending_start = 0;
+        if (flow->pending_capacity > PENDING_KEPT)
+            pending_free(compare, flow);
+    }
 }
 
 static void overflow(struct output_compare *compare, struct compare_flow *flow, struct output_compare_result *result)
@@ -615,6 +638,8 @@ void output_compare_reset(struct output_compare *compare)
         struct compare_flow *flow = &compare->flows[i];
         flow->in_use = false;
         flow->pending_start = flow->pending_length = 0;
+        if (flow->pending_capacity > PENDING_KEPT)
+            pending_free(compare, flow);
     }
     for (unsigned i = 0; i < compare->limits.held_frames_max; i++)
         compare->held[i].state = HELD_FREE;

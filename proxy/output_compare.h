@@ -58,7 +58,7 @@ enum output_compare_cause {
 struct output_compare_limits {
     unsigned flows_max;                          /* TCP connections and other flows at once */
     unsigned held_frames_max;                    /* PVM frames tracked until released */
-    size_t buffered_bytes_max;                   /* what one side sent ahead of the other, over all flows */
+    size_t buffered_bytes_max;                   /* memory for what one side sent ahead of the other, over all flows */
     struct fragment_reassembly_limits fragments; /* for each side */
 };
 
@@ -95,7 +95,8 @@ struct output_compare {
     uint64_t oldest_handle;    /* the oldest not yet taken; next_handle if none */
     uint64_t *ready;           /* handles released and not yet taken: a ring */
     unsigned ready_head, ready_count;
-    size_t buffered_bytes;
+    size_t buffered_bytes;                    /* in the flows' pending buffers */
+    size_t buffered_capacity;                 /* those buffers' size: at most buffered_bytes_max */
     struct fragment_reassembly reassembly[2]; /* by side */
     struct output_compare_counters counters;
 };

@@ -448,8 +448,41 @@ static void test_malformed_and_bounds(void)
     output_compare_destroy(&compare);
 }
 
+/* The byte budget bounds the memory of the buffers, and an emptied
+ * buffer gives its memory back. */
+static void test_buffer_memory(void)
+{
+    struct output_compare compare;
+    init(&compare, 8, 16, 4096);
+    uint64_t taken[8];
+    static char stream[1800];
+    memset(stream, 's', sizeof stream);
+    struct frame_spec tcp = tcp_spec(ISN, PACKET_TCP_ACK);
+    struct output_compare_result result;
+    uint64_t segment = primary_bytes(&compare, &tcp, (const uint8_t *)stream, 1400, &result);
+    tcp.sequence += 1400;
+    primary_bytes(&compare, &tcp, (const uint8_t *)stream, 1400, &result);
+    CHECK(!result.difference && compare.buffered_bytes == 2800 && compare.buffered_capacity <= 4096,
+          "2800 bytes buffered in at most 4096 (%zu)", compare.buffered_capacity);
+    struct frame_spec udp = datagram_spec(4, 17);
+    primary(&compare, &udp, "no room for this one's buffer", &result);
+    CHECK(result.difference && result.cause == OUTPUT_COMPARE_CAUSE_OVERFLOW, "the budget is on memory");
+    tcp.sequence = ISN;
+    secondary_bytes(&compare, &tcp, (const uint8_t *)stream, 1000);
+    tcp.sequence += 1000;
+    result = secondary_bytes(&compare, &tcp, (const uint8_t *)stream, 1800);
+    CHECK(!result.difference && take_all(&compare, taken, 8) == 2 && taken[0] == segment, "the stream matched");
+    CHECK(compare.buffered_bytes == 0 && compare.buffered_capacity <= 2048, "its buffer given back (%zu)",
+          compare.buffered_capacity);
+    udp.source_port++;
+    primary(&compare, &udp, "room now", &result);
+    CHECK(!result.difference, "another flow buffers again");
+    output_compare_destroy(&compare);
+}
+
 int main(void)
 {
+    test_buffer_memory();
     test_segmentation_does_not_matter();
     test_connection_events();
     test_different_payload();
