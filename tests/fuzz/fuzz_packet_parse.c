@@ -8,10 +8,14 @@
  * client frame shifted inbound (then given to the comparator as an SVM
  * frame too, for the coverage), 3 a checkpoint (no length, no frame);
  * op >> 2: microseconds the caller's clock moves first, times 1000. A
- * length past the end takes what is left. Each frame is copied into a
+ * length past the end takes what is left. An input whose first byte is
+ * 0xff is a twin run: every frame goes to the comparator from both sides,
+ * PVM then SVM, unshifted; two VMs that send the same frames never differ
+ * in payload or TCP events, whatever the frames. Each frame is copied into a
  * buffer of exactly its size, so ASan sees any read past it. Every parsed
  * view must point inside its frame, the comparator's handles must come
  * back at most once, and nothing may crash: bad frames are differences. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     uint64_t now_us = 0, outstanding = 0;
     size_t offset = 0;
+    bool twin = size > 0 && data[0] == 0xff;
+    if (twin)
+        offset = 1;
     while (offset < size) {
         uint8_t op = data[offset++];
         now_us += (uint64_t)(op >> 2) * 1000;
@@ -86,7 +93,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         offset += length;
         check_view(frame, length);
         struct output_compare_result result;
-        if ((op & 3) == 0) {
+        if (twin) {
+            uint64_t handle;
+            result = output_compare_add_primary(&compare, frame, length, now_us, &handle);
+            if (handle != OUTPUT_COMPARE_HANDLE_NONE)
+                outstanding++;
+            struct output_compare_result second = output_compare_add_secondary(&compare, frame, length, now_us);
+            if (second.difference &&
+                (second.cause == OUTPUT_COMPARE_CAUSE_PAYLOAD || second.cause == OUTPUT_COMPARE_CAUSE_TCP_EVENT))
+                abort(); /* the same frames differ */
+        } else if ((op & 3) == 0) {
             uint64_t handle;
             result = output_compare_add_primary(&compare, frame, length, now_us, &handle);
             if (handle != OUTPUT_COMPARE_HANDLE_NONE)

@@ -296,6 +296,36 @@ static void malformed_seeds(void)
     write_seed("bad-udp-length", &seed);
 }
 
+/* Twin runs (a first byte of 0xff): the same frames from both VMs. */
+static void twin_seeds(void)
+{
+    struct seed seed = { .bytes = { 0xff }, .length = 1 };
+    struct frame_spec spec = spec_of(4, 6, true);
+    spec.tcp_flags = 0x12;
+    add(&seed, OP_PRIMARY, &spec, "", 0);
+    spec.tcp_flags = 0x18;
+    spec.sequence++;
+    add(&seed, OP_PRIMARY, &spec, "twin data", 9);
+    spec.sequence += 9;
+    spec.tcp_flags = 0x11;
+    add(&seed, OP_PRIMARY, &spec, "", 0);
+    spec = spec_of(6, 17, true);
+    add(&seed, OP_PRIMARY, &spec, "udp", 3);
+    write_seed("twin-tcp-and-udp", &seed);
+
+    char payload[600];
+    memset(payload, 'f', sizeof payload);
+    uint8_t whole[FRAME_BUILDER_MAX], fragment[FRAME_BUILDER_MAX];
+    seed.length = 1;
+    spec = spec_of(4, 17, true);
+    frame_build(whole, &spec, (const uint8_t *)payload, sizeof payload);
+    record(&seed, OP_PRIMARY, fragment, frame_fragment(fragment, &spec, whole, 304, 304, false, 5));
+    record(&seed, OP_PRIMARY, fragment, frame_fragment(fragment, &spec, whole, 0, 304, true, 5));
+    record(&seed, OP_CHECKPOINT, NULL, 0);
+    record(&seed, OP_PRIMARY, fragment, frame_fragment(fragment, &spec, whole, 0, 304, true, 6));
+    write_seed("twin-fragments", &seed);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -307,5 +337,6 @@ int main(int argc, char **argv)
     datagram_seeds();
     fragment_seeds();
     malformed_seeds();
+    twin_seeds();
     return 0;
 }
