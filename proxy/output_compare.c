@@ -22,6 +22,7 @@ struct compare_flow {
     bool in_use, tcp, diverged;
     bool base_known; /* TCP: where the stream starts is known */
     uint8_t key[KEY_SIZE];
+    uint32_t hash;
     uint32_t end[2]; /* by side */
     uint8_t event_type[2][EVENTS_MAX];
     uint32_t event_position[2][EVENTS_MAX]; /* FIN: the sequence number it takes */
@@ -66,16 +67,83 @@ static struct compare_held *held_at(const struct output_compare *compare, uint64
     return &compare->held[handle % compare->limits.held_frames_max];
 }
 
+/* ---- The flow table: flows live from one checkpoint to the next, and
+ * datagram flows leave it once nothing of theirs waits. ---- */
+
+#define FLOWS_LIMIT (1u << 24)
+
+static void free_all_flows(struct output_compare *compare)
+{
+    memset(compare->flow_slots, 0, ((size_t)compare->flow_slot_mask + 1) * sizeof *compare->flow_slots);
+    compare->free_flow_count = 0;
+    for (uint32_t i = compare->limits.flows_max; i-- > 0;) {
+        compare->flows[i].in_use = false;
+        compare->free_flows[compare->free_flow_count++] = i;
+    }
+}
+
+/* FNV-1a: the keys are not chosen by an adversary who sees the table's
+ * size (and a bad spread costs time, never correctness). */
+static uint32_t key_hash(const uint8_t key[KEY_SIZE])
+{
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i < KEY_SIZE; i++)
+        hash = (hash ^ key[i]) * 16777619u;
+    return hash;
+}
+
+static struct compare_flow *lookup_flow(const struct output_compare *compare, const uint8_t key[KEY_SIZE],
+                                        uint32_t hash)
+{
+    for (uint32_t slot = hash & compare->flow_slot_mask;; slot = (slot + 1) & compare->flow_slot_mask) {
+        uint32_t entry = compare->flow_slots[slot];
+        if (!entry)
+            return NULL;
+        struct compare_flow *flow = &compare->flows[entry - 1];
+        if (flow->hash == hash && memcmp(flow->key, key, KEY_SIZE) == 0)
+            return flow;
+    }
+}
+
+/* Takes the flow out of the table: its slot is emptied and the entries
+ * after it in the probe run move back where a lookup still finds them. */
+static void remove_flow(struct output_compare *compare, struct compare_flow *flow)
+{
+    uint32_t mask = compare->flow_slot_mask, index = (uint32_t)(flow - compare->flows);
+    uint32_t hole = flow->hash & mask;
+    while (compare->flow_slots[hole] != index + 1)
+        hole = (hole + 1) & mask;
+    for (uint32_t next = (hole + 1) & mask; compare->flow_slots[next]; next = (next + 1) & mask) {
+        uint32_t home = compare->flows[compare->flow_slots[next] - 1].hash & mask;
+        /* The entry at next may fill the hole if its home is not in the
+         * cyclic range (hole, next]. */
+        bool home_between = hole <= next ? home > hole && home <= next : home > hole || home <= next;
+        if (!home_between) {
+            compare->flow_slots[hole] = compare->flow_slots[next];
+            hole = next;
+        }
+    }
+    compare->flow_slots[hole] = 0;
+    flow->in_use = false;
+    compare->free_flows[compare->free_flow_count++] = index;
+}
+
 int output_compare_init(struct output_compare *compare, const struct output_compare_limits *limits, struct error *error)
 {
     memset(compare, 0, sizeof *compare);
-    if (limits->flows_max == 0 || limits->held_frames_max == 0)
-        return error_set(error, "output compare: flows_max and held_frames_max must be positive");
+    if (limits->flows_max == 0 || limits->flows_max > FLOWS_LIMIT || limits->held_frames_max == 0)
+        return error_set(error, "output compare: flows_max must be 1 to %u, held_frames_max positive", FLOWS_LIMIT);
     compare->limits = *limits;
+    uint32_t slots = 2;
+    while (slots < 2 * limits->flows_max)
+        slots *= 2;
+    compare->flow_slot_mask = slots - 1;
     compare->flows = calloc(limits->flows_max, sizeof *compare->flows);
+    compare->flow_slots = calloc(slots, sizeof *compare->flow_slots);
+    compare->free_flows = calloc(limits->flows_max, sizeof *compare->free_flows);
     compare->held = calloc(limits->held_frames_max, sizeof *compare->held);
     compare->ready = calloc(limits->held_frames_max, sizeof *compare->ready);
-    if (!compare->flows || !compare->held || !compare->ready) {
+    if (!compare->flows || !compare->flow_slots || !compare->free_flows || !compare->held || !compare->ready) {
         output_compare_destroy(compare);
         return error_set(error, "output compare: out of memory");
     }
@@ -86,6 +154,7 @@ int output_compare_init(struct output_compare *compare, const struct output_comp
         }
     }
     compare->next_handle = compare->oldest_handle = 1;
+    free_all_flows(compare);
     return 0;
 }
 
@@ -96,6 +165,9 @@ void output_compare_destroy(struct output_compare *compare)
             free(compare->flows[i].pending);
     }
     free(compare->flows);
+    free(compare->flow_slots);
+    free(compare->free_flows);
+    compare->flow_slots = compare->free_flows = NULL;
     free(compare->held);
     free(compare->ready);
     compare->flows = NULL;
@@ -121,10 +193,6 @@ static void diverge(struct output_compare *compare, struct compare_flow *flow, s
     flow->diverged = true;
     note_difference(compare, result, cause);
 }
-
-/* ---- The flow table. A linear search: flows live from one checkpoint
- * to the next, and datagram flows leave the table once nothing of theirs
- * waits. ---- */
 
 static void flow_key(const struct packet_view *view, uint8_t key[KEY_SIZE])
 {
@@ -167,29 +235,32 @@ static void flow_key(const struct packet_view *view, uint8_t key[KEY_SIZE])
 
 static struct compare_flow *find_flow(struct output_compare *compare, const uint8_t key[KEY_SIZE], bool tcp, bool *full)
 {
-    struct compare_flow *free_flow = NULL;
     *full = false;
-    for (unsigned i = 0; i < compare->limits.flows_max; i++) {
-        struct compare_flow *flow = &compare->flows[i];
-        if (flow->in_use && memcmp(flow->key, key, KEY_SIZE) == 0)
-            return flow;
-        if (!flow->in_use && !free_flow)
-            free_flow = flow;
-    }
-    if (!free_flow) {
+    uint32_t hash = key_hash(key);
+    struct compare_flow *flow = lookup_flow(compare, key, hash);
+    if (flow)
+        return flow;
+    if (compare->free_flow_count == 0) {
         *full = true;
         return NULL;
     }
-    uint8_t *pending = free_flow->pending;
-    size_t capacity = free_flow->pending_capacity;
-    memset(free_flow, 0, sizeof *free_flow);
-    free_flow->pending = pending; /* its buffer is kept for the next flow */
-    free_flow->pending_capacity = capacity;
-    free_flow->in_use = true;
-    free_flow->tcp = tcp;
-    free_flow->base_known = !tcp; /* message counts start at 0 */
-    memcpy(free_flow->key, key, KEY_SIZE);
-    return free_flow;
+    uint32_t index = compare->free_flows[--compare->free_flow_count];
+    flow = &compare->flows[index];
+    uint8_t *pending = flow->pending;
+    size_t capacity = flow->pending_capacity;
+    memset(flow, 0, sizeof *flow);
+    flow->pending = pending; /* its buffer is kept for the next flow */
+    flow->pending_capacity = capacity;
+    flow->in_use = true;
+    flow->tcp = tcp;
+    flow->base_known = !tcp; /* message counts start at 0 */
+    memcpy(flow->key, key, KEY_SIZE);
+    flow->hash = hash;
+    uint32_t slot = hash & compare->flow_slot_mask;
+    while (compare->flow_slots[slot])
+        slot = (slot + 1) & compare->flow_slot_mask;
+    compare->flow_slots[slot] = index + 1;
+    return flow;
 }
 
 static uint32_t flow_index(const struct output_compare *compare, const struct compare_flow *flow)
@@ -516,7 +587,7 @@ static void settle_flow(struct output_compare *compare, const struct requirement
     struct compare_flow *flow = &compare->flows[requirement->flow - 1];
     release_ready(compare, flow);
     if (!flow->tcp && !flow->diverged && !flow->held_head && flow->pending_length == 0)
-        flow->in_use = false;
+        remove_flow(compare, flow);
 }
 
 static struct output_compare_result add_frame(struct output_compare *compare, int side, const uint8_t *frame,
@@ -636,11 +707,11 @@ void output_compare_reset(struct output_compare *compare)
 {
     for (unsigned i = 0; i < compare->limits.flows_max; i++) {
         struct compare_flow *flow = &compare->flows[i];
-        flow->in_use = false;
         flow->pending_start = flow->pending_length = 0;
         if (flow->pending_capacity > PENDING_KEPT)
             pending_free(compare, flow);
     }
+    free_all_flows(compare);
     for (unsigned i = 0; i < compare->limits.held_frames_max; i++)
         compare->held[i].state = HELD_FREE;
     compare->oldest_handle = compare->next_handle;

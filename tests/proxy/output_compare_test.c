@@ -480,8 +480,35 @@ static void test_buffer_memory(void)
     output_compare_destroy(&compare);
 }
 
+/* Many flows in the table, matched (and so removed) in a scrambled
+ * order: every lookup after a removal still finds its flow. */
+static void test_many_flows(void)
+{
+    struct output_compare compare;
+    init(&compare, 64, 128, 1 << 20);
+    struct frame_spec udp = datagram_spec(4, 17);
+    uint64_t handles[60], taken[8];
+    for (int round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < 60; i++) {
+            udp.source_port = (uint16_t)((i * 7919u + 13) % 65521u); /* spread: some share a home slot */
+            handles[i] = primary(&compare, &udp, "datagram", NULL);
+        }
+        CHECK(compare.free_flow_count == 4, "60 flows in a table of 64 (%u free)", compare.free_flow_count);
+        for (unsigned step = 0; step < 60; step++) {
+            unsigned i = (step * 37 + (unsigned)round * 11) % 60;
+            udp.source_port = (uint16_t)((i * 7919u + 13) % 65521u);
+            struct output_compare_result result = secondary(&compare, &udp, "datagram");
+            CHECK(!result.difference && take_all(&compare, taken, 8) == 1 && taken[0] == handles[i],
+                  "round %d: flow %u matched its own datagram", round, i);
+        }
+        CHECK(compare.free_flow_count == 64, "every flow left the table (%u free)", compare.free_flow_count);
+    }
+    output_compare_destroy(&compare);
+}
+
 int main(void)
 {
+    test_many_flows();
     test_buffer_memory();
     test_segmentation_does_not_matter();
     test_connection_events();
