@@ -403,28 +403,70 @@ static uint8_t add_event(struct output_compare *compare, struct compare_flow *fl
     return (uint8_t)(index + 1);
 }
 
+/* Whether a SYN from this side starts a new connection on the same
+ * ports: after this side's FIN or RST, or (the PVM's, all in one sequence
+ * space) a SYN with another ISN. The SVM's SYN numbers are not compared:
+ * its first SYN is unshifted, a late retransmission may be shifted. */
+static bool new_connection(const struct compare_flow *flow, int side, uint32_t sequence)
+{
+    for (uint8_t i = 0; i < flow->event_count[side]; i++) {
+        uint8_t type = flow->event_type[side][i];
+        if (type == EVENT_FIN || type == EVENT_RST)
+            return true;
+        if (type == EVENT_SYN && side == OUTPUT_COMPARE_PRIMARY && flow->event_position[side][i] != sequence)
+            return true;
+    }
+    return false;
+}
+
+/* All of the old connection matched and left: it can start over. */
+static bool flow_quiet(const struct compare_flow *flow)
+{
+    return flow->pending_length == 0 && !flow->held_head && flow->event_count[0] == flow->events_matched &&
+           flow->event_count[1] == flow->events_matched;
+}
+
+static void restart_flow(struct compare_flow *flow)
+{
+    flow->base_known = false;
+    flow->end[0] = flow->end[1] = 0;
+    flow->event_count[0] = flow->event_count[1] = flow->events_matched = 0;
+    flow->pending_start = 0;
+}
+
 static void add_tcp(struct output_compare *compare, struct compare_flow *flow, int side, const struct packet_view *view,
                     struct requirement *requirement, struct output_compare_result *result)
 {
     uint8_t flags = view->tcp_flags;
     bool syn = flags & PACKET_TCP_SYN, fin = flags & PACKET_TCP_FIN, rst = flags & PACKET_TCP_RST;
     uint32_t data_start = view->tcp_sequence + (syn ? 1 : 0);
+    requirement->kind = REQUIRE_FLOW;
+    requirement->flow = flow_index(compare, flow) + 1;
+    requirement->needs_position = false;
+    requirement->events = 0;
+    if (syn && new_connection(flow, side, view->tcp_sequence)) {
+        /* Without this, the new connection's bytes would be placed in the
+         * old one's stream, where they could pass for retransmissions. */
+        if (!flow_quiet(flow)) {
+            compare->counters.tcp_restarts_refused++;
+            diverge(compare, flow, result, OUTPUT_COMPARE_CAUSE_PROTOCOL);
+            return;
+        }
+        restart_flow(flow);
+        compare->counters.tcp_restarts++;
+    }
     if (!flow->base_known && (!syn || side == OUTPUT_COMPARE_PRIMARY)) {
         /* The SVM's SYN is in its own sequence space (sent before the
          * secondary knew the shift): it cannot say where the stream starts. */
         flow->base_known = true;
         flow->end[0] = flow->end[1] = data_start;
     }
-    requirement->kind = REQUIRE_FLOW;
-    requirement->flow = flow_index(compare, flow) + 1;
-    requirement->needs_position = false;
-    requirement->events = 0;
     if (!syn && !fin && !rst && view->payload_length == 0) {
         requirement->kind = REQUIRE_NOTHING; /* a pure ACK or window update */
         return;
     }
     if (syn)
-        requirement->events = add_event(compare, flow, side, EVENT_SYN, 0, result);
+        requirement->events = add_event(compare, flow, side, EVENT_SYN, view->tcp_sequence, result);
     if (view->payload_length && !flow->diverged) {
         if (flow->base_known) {
             add_stream(compare, flow, side, data_start, view->payload, view->payload_length, result);

@@ -49,7 +49,7 @@ enum output_compare_cause {
     OUTPUT_COMPARE_CAUSE_PAYLOAD,     /* different bytes */
     OUTPUT_COMPARE_CAUSE_TCP_EVENT,   /* different SYN/FIN/RST, or a FIN elsewhere */
     OUTPUT_COMPARE_CAUSE_TIMEOUT,     /* a PVM frame waited too long (the caller says so) */
-    OUTPUT_COMPARE_CAUSE_PROTOCOL,    /* fragments that do not reassemble */
+    OUTPUT_COMPARE_CAUSE_PROTOCOL,    /* fragments that do not reassemble; a TCP port reused too early */
     OUTPUT_COMPARE_CAUSE_PARSE_ERROR, /* a frame the parser rejects */
     OUTPUT_COMPARE_CAUSE_OVERFLOW,    /* a bounded table or buffer was full */
     OUTPUT_COMPARE_CAUSE_COUNT
@@ -73,6 +73,8 @@ struct output_compare_counters {
     /* Drops, each also a difference (overflow) so a checkpoint clears it. */
     uint64_t dropped_held_full, dropped_flow_table_full, dropped_buffer_full;
     uint64_t dropped_out_of_order; /* a TCP segment past a gap in its side's stream: waits for a retransmission */
+    uint64_t tcp_restarts;         /* a new connection on the ports of a finished one */
+    uint64_t tcp_restarts_refused; /* ... of one not finished: a difference (protocol) */
     uint64_t checkpoints;          /* output_compare_reset calls */
 };
 

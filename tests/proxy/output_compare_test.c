@@ -506,8 +506,56 @@ static void test_many_flows(void)
     output_compare_destroy(&compare);
 }
 
+/* The same ports again after the connection closed: a new stream, whose
+ * bytes must match the SVM's, not pass for retransmissions of the old. */
+static void test_port_reuse(void)
+{
+    struct output_compare compare;
+    init(&compare, 8, 32, 1 << 20);
+    uint64_t taken[8];
+    struct output_compare_result result;
+    /* Old connection (from before the checkpoint): data and FIN, matched. */
+    struct frame_spec spec = tcp_spec(ISN, PACKET_TCP_ACK | PACKET_TCP_FIN);
+    primary(&compare, &spec, "old stream bytes", NULL);
+    secondary(&compare, &spec, "old stream bytes");
+    CHECK(take_all(&compare, taken, 8) == 1, "the old connection closed");
+    /* A new connection: its ISN lies behind the old stream's end. */
+    spec = tcp_spec(ISN - 5000, PACKET_TCP_SYN | PACKET_TCP_ACK);
+    uint64_t syn = primary(&compare, &spec, "", &result);
+    CHECK(!result.difference && take_all(&compare, taken, 8) == 0, "the new SYN waits for the SVM's");
+    struct frame_spec svm = tcp_spec(123, PACKET_TCP_SYN | PACKET_TCP_ACK);
+    secondary(&compare, &svm, "");
+    CHECK(take_all(&compare, taken, 8) == 1 && taken[0] == syn, "the SYNs matched");
+    spec = tcp_spec(ISN - 4999, PACKET_TCP_ACK);
+    uint64_t data = primary(&compare, &spec, "new", NULL);
+    CHECK(take_all(&compare, taken, 8) == 0, "new bytes wait for the SVM's");
+    result = secondary(&compare, &spec, "NEW");
+    CHECK(result.difference && result.cause == OUTPUT_COMPARE_CAUSE_PAYLOAD, "and are compared with them");
+    (void)data;
+
+    /* A new SYN while the old connection still has unmatched bytes. */
+    spec = tcp_spec(7000, PACKET_TCP_ACK | PACKET_TCP_FIN);
+    spec.source_port = 8080;
+    primary(&compare, &spec, "x", NULL);
+    secondary(&compare, &spec, "x");
+    take_all(&compare, taken, 8);
+    spec = tcp_spec(7001, PACKET_TCP_ACK);
+    spec.source_port = 8080;
+    svm = spec;
+    secondary(&compare, &svm, "late"); /* the SVM's, unmatched: the flow is not quiet */
+    spec = tcp_spec(90000, PACKET_TCP_SYN);
+    spec.source_port = 8080;
+    primary(&compare, &spec, "", &result);
+    CHECK(result.difference && result.cause == OUTPUT_COMPARE_CAUSE_PROTOCOL, "reuse before the old one finished");
+    struct output_compare_counters counters;
+    output_compare_get_counters(&compare, &counters, NULL, NULL);
+    CHECK(counters.tcp_restarts == 1 && counters.tcp_restarts_refused == 1, "restarts counted");
+    output_compare_destroy(&compare);
+}
+
 int main(void)
 {
+    test_port_reuse();
     test_many_flows();
     test_buffer_memory();
     test_segmentation_does_not_matter();
