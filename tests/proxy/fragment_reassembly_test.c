@@ -158,8 +158,64 @@ static void test_errors(void)
     fragment_reassembly_destroy(&reassembly);
 }
 
+/* An IPv6 fragment with a hop-by-hop header before its fragment header:
+ * that header is part of the unfragmentable part, kept in the datagram,
+ * and its next-header byte (not the fixed header's) names the upper layer
+ * again. */
+static size_t ipv6_fragment_after_hop_by_hop(uint8_t *out, const uint8_t *whole, size_t offset, size_t length,
+                                             bool more)
+{
+    memcpy(out, whole, 14 + 40);
+    uint8_t *ip = out + 14;
+    ip[6] = 0; /* hop-by-hop */
+    frame_put_16(ip + 4, (unsigned)(8 + 8 + length));
+    uint8_t *hop = ip + 40;
+    memset(hop, 0, 8);
+    hop[0] = 44; /* then the fragment header */
+    hop[2] = 1;  /* PadN of 4 */
+    hop[3] = 4;
+    uint8_t *fragment = hop + 8;
+    fragment[0] = whole[14 + 6];
+    fragment[1] = 0;
+    frame_put_16(fragment + 2, (unsigned)offset | (more ? 1 : 0));
+    frame_put_32(fragment + 4, 99);
+    memcpy(fragment + 8, whole + 14 + 40 + offset, length);
+    return 14 + 40 + 16 + length;
+}
+
+static void test_ipv6_extension_before_fragment(void)
+{
+    struct fragment_reassembly reassembly;
+    init(&reassembly, 2, 1 << 20);
+    uint8_t payload[200], whole[FRAME_BUILDER_MAX], frame[FRAME_BUILDER_MAX];
+    memset(payload, 'h', sizeof payload);
+    struct frame_spec spec = spec_of(6, 17);
+    frame_build(whole, &spec, payload, sizeof payload); /* 208 bytes of UDP */
+    const uint8_t *datagram = NULL;
+    size_t length = 0;
+    uint64_t serial;
+    struct packet_view view;
+    size_t frame_length = ipv6_fragment_after_hop_by_hop(frame, whole, 104, 104, false);
+    CHECK(packet_parse(frame, frame_length, &view) == PACKET_PARSE_OK && view.fragment && view.ip_header_length == 48 &&
+              view.ipv6_fragment_next_header_offset == 40,
+          "fragment after hop-by-hop parses");
+    fragment_reassembly_add(&reassembly, &view, 0, &datagram, &length, &serial);
+    frame_length = ipv6_fragment_after_hop_by_hop(frame, whole, 0, 104, true);
+    packet_parse(frame, frame_length, &view);
+    CHECK(fragment_reassembly_add(&reassembly, &view, 0, &datagram, &length, &serial) == FRAGMENT_COMPLETE, "complete");
+    CHECK(length == 40 + 8 + 208 && packet_read_16(datagram + 4) == 8 + 208 && datagram[6] == 0 && datagram[40] == 17,
+          "hop-by-hop kept, its next header now UDP, payload length without the fragment header");
+    struct packet_view whole_view;
+    CHECK(packet_parse_network(PACKET_ETHERTYPE_IPV6, datagram, length, &whole_view) == PACKET_PARSE_OK &&
+              whole_view.transport == PACKET_TRANSPORT_UDP && whole_view.payload_length == 200 &&
+              memcmp(whole_view.payload, payload, 200) == 0,
+          "the reassembled datagram parses as the UDP sent");
+    fragment_reassembly_destroy(&reassembly);
+}
+
 int main(void)
 {
+    test_ipv6_extension_before_fragment();
     test_ipv4_out_of_order();
     test_ipv6_interleaved();
     test_errors();
