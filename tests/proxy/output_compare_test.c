@@ -553,8 +553,107 @@ static void test_port_reuse(void)
     output_compare_destroy(&compare);
 }
 
+static uint32_t random_state = 12345;
+
+static uint32_t random_below(uint32_t bound)
+{
+    random_state = random_state * 1103515245u + 12345u;
+    return (random_state >> 8) % bound;
+}
+
+struct cut_segment {
+    uint32_t start, length;
+    bool fin;
+};
+
+/* The stream [0, length) cut at random, the FIN on the last piece or
+ * alone; returns the number of segments. */
+static unsigned cut_stream(uint32_t length, struct cut_segment *segments)
+{
+    unsigned count = 0;
+    for (uint32_t start = 0; start < length;) {
+        uint32_t piece = 1 + random_below(length - start < 600 ? length - start : 600);
+        segments[count++] = (struct cut_segment){ .start = start, .length = piece };
+        start += piece;
+    }
+    if (random_below(2))
+        segments[count - 1].fin = true;
+    else
+        segments[count++] = (struct cut_segment){ .start = length, .length = 0, .fin = true };
+    return count;
+}
+
+/* The claim itself: any two cuttings of one stream, interleaved in any
+ * order, with retransmissions, match and release every PVM segment in
+ * order; one byte changed anywhere is a payload difference. */
+static void test_random_cuttings(void)
+{
+    static uint8_t stream[4000];
+    static struct cut_segment cuts[2][4100];
+    for (int trial = 0; trial < 120; trial++) {
+        struct output_compare compare;
+        init(&compare, 4, 8192, 1 << 20);
+        uint32_t length = 1 + random_below(sizeof stream);
+        for (uint32_t i = 0; i < length; i++)
+            stream[i] = (uint8_t)random_below(256);
+        bool corrupt = trial % 3 == 2;
+        uint32_t corrupt_at = random_below(length);
+        unsigned count[2], next[2] = { 0, 0 };
+        for (int side = 0; side < 2; side++)
+            count[side] = cut_stream(length, cuts[side]);
+        if (trial % 2) {
+            /* The edges of pieces are where comparisons start and stop. */
+            const struct cut_segment *edge = &cuts[trial % 4 == 1][random_below(count[trial % 4 == 1])];
+            if (edge->length)
+                corrupt_at = edge->start + (random_below(2) ? edge->length - 1 : 0);
+        }
+        uint64_t last_taken = 0;
+        unsigned released = 0, primary_segments = 0;
+        bool differed = false, order_kept = true;
+        while (next[0] < count[0] || next[1] < count[1]) {
+            int side = next[0] == count[0] ? 1 : next[1] == count[1] ? 0 : (int)random_below(2);
+            /* Now and then a retransmission of an earlier segment. */
+            bool retransmit = next[side] > 0 && random_below(8) == 0;
+            const struct cut_segment *cut = &cuts[side][retransmit ? random_below(next[side]) : next[side]++];
+            struct frame_spec spec = tcp_spec(ISN + cut->start, PACKET_TCP_ACK | (cut->fin ? PACKET_TCP_FIN : 0));
+            uint8_t bytes[600];
+            memcpy(bytes, stream + cut->start, cut->length);
+            if (corrupt && side == 1 && corrupt_at >= cut->start && corrupt_at < cut->start + cut->length)
+                bytes[corrupt_at - cut->start] ^= 0x40;
+            struct output_compare_result result;
+            if (side == 0) {
+                primary_bytes(&compare, &spec, bytes, cut->length, &result);
+                primary_segments++;
+            } else {
+                result = secondary_bytes(&compare, &spec, bytes, cut->length);
+            }
+            if (result.difference) {
+                CHECK(corrupt && result.cause == OUTPUT_COMPARE_CAUSE_PAYLOAD, "trial %d: a %s difference", trial,
+                      output_compare_cause_name(result.cause));
+                differed = true;
+            }
+            uint64_t handle;
+            while (output_compare_take_releasable(&compare, &handle)) {
+                order_kept = order_kept && handle > last_taken;
+                last_taken = handle;
+                released++;
+            }
+        }
+        if (corrupt) {
+            CHECK(differed && released < primary_segments, "trial %d: the changed byte at %u was found", trial,
+                  corrupt_at);
+        } else {
+            CHECK(!differed && released == primary_segments && order_kept,
+                  "trial %d: %u bytes, %u of %u PVM segments released in order", trial, length, released,
+                  primary_segments);
+        }
+        output_compare_destroy(&compare);
+    }
+}
+
 int main(void)
 {
+    test_random_cuttings();
     test_port_reuse();
     test_many_flows();
     test_buffer_memory();
