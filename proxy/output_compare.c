@@ -12,17 +12,15 @@
 
 #include "output_compare.h"
 
-#define KEY_SIZE 48
+#define KEY_SIZE FLOW_KEY_SIZE
 #define EVENTS_MAX 3 /* SYN, FIN, RST: each at most once per side */
 #define MESSAGE_PREFIX 4
 
 enum tcp_event { EVENT_SYN = 1, EVENT_FIN, EVENT_RST };
 
 struct compare_flow {
-    bool in_use, tcp, diverged;
+    bool tcp, diverged;
     bool base_known; /* TCP: where the stream starts is known */
-    uint8_t key[KEY_SIZE];
-    uint32_t hash;
     uint32_t end[2]; /* by side */
     uint8_t event_type[2][EVENTS_MAX];
     uint32_t event_position[2][EVENTS_MAX]; /* FIN: the sequence number it takes */
@@ -67,83 +65,18 @@ static struct compare_held *held_at(const struct output_compare *compare, uint64
     return &compare->held[handle % compare->limits.held_frames_max];
 }
 
-/* ---- The flow table: flows live from one checkpoint to the next, and
- * datagram flows leave it once nothing of theirs waits. ---- */
-
-#define FLOWS_LIMIT (1u << 24)
-
-static void free_all_flows(struct output_compare *compare)
-{
-    memset(compare->flow_slots, 0, ((size_t)compare->flow_slot_mask + 1) * sizeof *compare->flow_slots);
-    compare->free_flow_count = 0;
-    for (uint32_t i = compare->limits.flows_max; i-- > 0;) {
-        compare->flows[i].in_use = false;
-        compare->free_flows[compare->free_flow_count++] = i;
-    }
-}
-
-/* FNV-1a: the keys are not chosen by an adversary who sees the table's
- * size (and a bad spread costs time, never correctness). */
-static uint32_t key_hash(const uint8_t key[KEY_SIZE])
-{
-    uint32_t hash = 2166136261u;
-    for (size_t i = 0; i < KEY_SIZE; i++)
-        hash = (hash ^ key[i]) * 16777619u;
-    return hash;
-}
-
-static struct compare_flow *lookup_flow(const struct output_compare *compare, const uint8_t key[KEY_SIZE],
-                                        uint32_t hash)
-{
-    for (uint32_t slot = hash & compare->flow_slot_mask;; slot = (slot + 1) & compare->flow_slot_mask) {
-        uint32_t entry = compare->flow_slots[slot];
-        if (!entry)
-            return NULL;
-        struct compare_flow *flow = &compare->flows[entry - 1];
-        if (flow->hash == hash && memcmp(flow->key, key, KEY_SIZE) == 0)
-            return flow;
-    }
-}
-
-/* Takes the flow out of the table: its slot is emptied and the entries
- * after it in the probe run move back where a lookup still finds them. */
-static void remove_flow(struct output_compare *compare, struct compare_flow *flow)
-{
-    uint32_t mask = compare->flow_slot_mask, index = (uint32_t)(flow - compare->flows);
-    uint32_t hole = flow->hash & mask;
-    while (compare->flow_slots[hole] != index + 1)
-        hole = (hole + 1) & mask;
-    for (uint32_t next = (hole + 1) & mask; compare->flow_slots[next]; next = (next + 1) & mask) {
-        uint32_t home = compare->flows[compare->flow_slots[next] - 1].hash & mask;
-        /* The entry at next may fill the hole if its home is not in the
-         * cyclic range (hole, next]. */
-        bool home_between = hole <= next ? home > hole && home <= next : home > hole || home <= next;
-        if (!home_between) {
-            compare->flow_slots[hole] = compare->flow_slots[next];
-            hole = next;
-        }
-    }
-    compare->flow_slots[hole] = 0;
-    flow->in_use = false;
-    compare->free_flows[compare->free_flow_count++] = index;
-}
-
 int output_compare_init(struct output_compare *compare, const struct output_compare_limits *limits, struct error *error)
 {
     memset(compare, 0, sizeof *compare);
-    if (limits->flows_max == 0 || limits->flows_max > FLOWS_LIMIT || limits->held_frames_max == 0)
-        return error_set(error, "output compare: flows_max must be 1 to %u, held_frames_max positive", FLOWS_LIMIT);
+    if (limits->held_frames_max == 0)
+        return error_set(error, "output compare: held_frames_max must be positive");
+    if (flow_table_init(&compare->flow_table, limits->flows_max, error) != 0)
+        return error_prefix(error, "output compare: ");
     compare->limits = *limits;
-    uint32_t slots = 2;
-    while (slots < 2 * limits->flows_max)
-        slots *= 2;
-    compare->flow_slot_mask = slots - 1;
     compare->flows = calloc(limits->flows_max, sizeof *compare->flows);
-    compare->flow_slots = calloc(slots, sizeof *compare->flow_slots);
-    compare->free_flows = calloc(limits->flows_max, sizeof *compare->free_flows);
     compare->held = calloc(limits->held_frames_max, sizeof *compare->held);
     compare->ready = calloc(limits->held_frames_max, sizeof *compare->ready);
-    if (!compare->flows || !compare->flow_slots || !compare->free_flows || !compare->held || !compare->ready) {
+    if (!compare->flows || !compare->held || !compare->ready) {
         output_compare_destroy(compare);
         return error_set(error, "output compare: out of memory");
     }
@@ -154,7 +87,6 @@ int output_compare_init(struct output_compare *compare, const struct output_comp
         }
     }
     compare->next_handle = compare->oldest_handle = 1;
-    free_all_flows(compare);
     return 0;
 }
 
@@ -165,9 +97,7 @@ void output_compare_destroy(struct output_compare *compare)
             free(compare->flows[i].pending);
     }
     free(compare->flows);
-    free(compare->flow_slots);
-    free(compare->free_flows);
-    compare->flow_slots = compare->free_flows = NULL;
+    flow_table_destroy(&compare->flow_table);
     free(compare->held);
     free(compare->ready);
     compare->flows = NULL;
@@ -233,33 +163,25 @@ static void flow_key(const struct packet_view *view, uint8_t key[KEY_SIZE])
     }
 }
 
-static struct compare_flow *find_flow(struct output_compare *compare, const uint8_t key[KEY_SIZE], bool tcp, bool *full)
+/* The flow of key, made if new: NULL when the table is full. Flows live
+ * from one checkpoint to the next; datagram flows leave the table once
+ * nothing of theirs waits. */
+static struct compare_flow *find_flow(struct output_compare *compare, const uint8_t key[KEY_SIZE], bool tcp)
 {
-    *full = false;
-    uint32_t hash = key_hash(key);
-    struct compare_flow *flow = lookup_flow(compare, key, hash);
-    if (flow)
-        return flow;
-    if (compare->free_flow_count == 0) {
-        *full = true;
+    uint32_t entry = flow_table_find(&compare->flow_table, key);
+    if (entry != FLOW_TABLE_NONE)
+        return &compare->flows[entry];
+    entry = flow_table_insert(&compare->flow_table, key);
+    if (entry == FLOW_TABLE_NONE)
         return NULL;
-    }
-    uint32_t index = compare->free_flows[--compare->free_flow_count];
-    flow = &compare->flows[index];
+    struct compare_flow *flow = &compare->flows[entry];
     uint8_t *pending = flow->pending;
     size_t capacity = flow->pending_capacity;
     memset(flow, 0, sizeof *flow);
     flow->pending = pending; /* its buffer is kept for the next flow */
     flow->pending_capacity = capacity;
-    flow->in_use = true;
     flow->tcp = tcp;
     flow->base_known = !tcp; /* message counts start at 0 */
-    memcpy(flow->key, key, KEY_SIZE);
-    flow->hash = hash;
-    uint32_t slot = hash & compare->flow_slot_mask;
-    while (compare->flow_slots[slot])
-        slot = (slot + 1) & compare->flow_slot_mask;
-    compare->flow_slots[slot] = index + 1;
     return flow;
 }
 
@@ -525,8 +447,8 @@ static void add_packet(struct output_compare *compare, int side, const struct pa
     requirement->kind = REQUIRE_CHECKPOINT;
     uint8_t key[KEY_SIZE];
     flow_key(view, key);
-    bool tcp = view->transport == PACKET_TRANSPORT_TCP, full;
-    struct compare_flow *flow = find_flow(compare, key, tcp, &full);
+    bool tcp = view->transport == PACKET_TRANSPORT_TCP;
+    struct compare_flow *flow = find_flow(compare, key, tcp);
     if (!flow) {
         compare->counters.dropped_flow_table_full++;
         note_difference(compare, result, OUTPUT_COMPARE_CAUSE_OVERFLOW);
@@ -629,7 +551,7 @@ static void settle_flow(struct output_compare *compare, const struct requirement
     struct compare_flow *flow = &compare->flows[requirement->flow - 1];
     release_ready(compare, flow);
     if (!flow->tcp && !flow->diverged && !flow->held_head && flow->pending_length == 0)
-        remove_flow(compare, flow);
+        flow_table_remove(&compare->flow_table, flow_index(compare, flow));
 }
 
 static struct output_compare_result add_frame(struct output_compare *compare, int side, const uint8_t *frame,
@@ -753,7 +675,7 @@ void output_compare_reset(struct output_compare *compare)
         if (flow->pending_capacity > PENDING_KEPT)
             pending_free(compare, flow);
     }
-    free_all_flows(compare);
+    flow_table_clear(&compare->flow_table);
     for (unsigned i = 0; i < compare->limits.held_frames_max; i++)
         compare->held[i].state = HELD_FREE;
     compare->oldest_handle = compare->next_handle;

@@ -42,6 +42,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "flow_table.h"
 #include "fragment_reassembly.h"
 #include "packet_parse.h"
 
@@ -91,13 +92,8 @@ struct compare_held;
 
 struct output_compare {
     struct output_compare_limits limits;
-    struct compare_flow *flows;
-    /* The flows by key: open addressing with linear probing, at least
-     * twice flows_max slots, each a flow's index + 1 (0: empty). */
-    uint32_t *flow_slots;
-    uint32_t flow_slot_mask;
-    uint32_t *free_flows; /* a stack of the unused flows' indices */
-    uint32_t free_flow_count;
+    struct compare_flow *flows; /* by their entry in flow_table */
+    struct flow_table flow_table;
     struct compare_held *held; /* a ring indexed by handle */
     uint64_t next_handle;      /* handles start at 1 */
     uint64_t oldest_handle;    /* the oldest not yet taken; next_handle if none */

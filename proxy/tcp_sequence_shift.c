@@ -5,15 +5,13 @@
 #include "packet_parse.h"
 #include "tcp_sequence_shift.h"
 
-#define KEY_SIZE 44 /* VLAN ids, the VM's port and the peer's, the VM's address and the peer's */
+#define KEY_SIZE FLOW_KEY_SIZE /* VLAN ids, the VM's port and the peer's, the VM's address and the peer's */
 #define TCP_OPTION_END 0
 #define TCP_OPTION_NOP 1
 #define TCP_OPTION_SACK 5
 
 struct tcp_shift_connection {
-    bool in_use;
     bool offset_known;
-    uint8_t key[KEY_SIZE];
     uint32_t svm_isn;
     uint32_t offset; /* ISN(PVM) - ISN(SVM), modulo 2^32 */
 };
@@ -21,11 +19,13 @@ struct tcp_shift_connection {
 int tcp_sequence_shift_init(struct tcp_sequence_shift *shift, unsigned connections_max, struct error *error)
 {
     memset(shift, 0, sizeof *shift);
-    if (connections_max == 0)
-        return error_set(error, "tcp sequence shift: connections_max must be positive");
+    if (flow_table_init(&shift->table, connections_max, error) != 0)
+        return error_prefix(error, "tcp sequence shift: ");
     shift->connections = calloc(connections_max, sizeof *shift->connections);
-    if (!shift->connections)
+    if (!shift->connections) {
+        flow_table_destroy(&shift->table);
         return error_set(error, "tcp sequence shift: out of memory");
+    }
     shift->connections_max = connections_max;
     return 0;
 }
@@ -34,12 +34,12 @@ void tcp_sequence_shift_destroy(struct tcp_sequence_shift *shift)
 {
     free(shift->connections);
     shift->connections = NULL;
+    flow_table_destroy(&shift->table);
 }
 
 void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift)
 {
-    for (unsigned i = 0; i < shift->connections_max; i++)
-        shift->connections[i].in_use = false;
+    flow_table_clear(&shift->table);
 }
 
 void tcp_sequence_shift_update_checksum_16(uint8_t *checksum, uint16_t old_word, uint16_t new_word)
@@ -74,12 +74,8 @@ static void connection_key(const struct packet_view *view, bool outbound, uint8_
 
 static struct tcp_shift_connection *find(struct tcp_sequence_shift *shift, const uint8_t key[KEY_SIZE])
 {
-    for (unsigned i = 0; i < shift->connections_max; i++) {
-        struct tcp_shift_connection *connection = &shift->connections[i];
-        if (connection->in_use && memcmp(connection->key, key, KEY_SIZE) == 0)
-            return connection;
-    }
-    return NULL;
+    uint32_t entry = flow_table_find(&shift->table, key);
+    return entry == FLOW_TABLE_NONE ? NULL : &shift->connections[entry];
 }
 
 /* Parses a TCP frame; false for anything else (left alone). */
@@ -104,17 +100,14 @@ bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *fram
         /* A SYN with another ISN is a new connection on the same ports. */
         if (!connection || connection->svm_isn != view.tcp_sequence) {
             if (!connection) {
-                for (unsigned i = 0; i < shift->connections_max && !connection; i++)
-                    if (!shift->connections[i].in_use)
-                        connection = &shift->connections[i];
-                if (!connection) {
+                uint32_t entry = flow_table_insert(&shift->table, key);
+                if (entry == FLOW_TABLE_NONE) {
                     shift->counters.dropped_table_full++;
                     return false;
                 }
+                connection = &shift->connections[entry];
             }
-            connection->in_use = true;
             connection->offset_known = false;
-            memcpy(connection->key, key, KEY_SIZE);
             connection->svm_isn = view.tcp_sequence;
             shift->counters.connections++;
         }

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "flow_table.h"
 
 struct tcp_shift_connection;
 
@@ -48,7 +49,8 @@ struct tcp_sequence_shift_counters {
 
 struct tcp_sequence_shift {
     unsigned connections_max;
-    struct tcp_shift_connection *connections;
+    struct tcp_shift_connection *connections; /* by their entry in table */
+    struct flow_table table;
     struct tcp_sequence_shift_counters counters;
 };
 
