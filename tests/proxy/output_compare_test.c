@@ -381,6 +381,23 @@ static void test_fragments(void)
     output_compare_get_counters(&compare, &counters, NULL, &secondary_fragments);
     CHECK(secondary_fragments.overlapping == 1 && counters.differences[OUTPUT_COMPARE_CAUSE_PROTOCOL] == 1,
           "overlap counted");
+
+    /* A PVM datagram whose last fragment never comes: its first fragment
+     * is what the caller's timeout sees, and the reset clears it. */
+    output_compare_reset(&compare);
+    take_all(&compare, taken, 8);
+    length = frame_fragment(fragment, &udp, whole, 0, 400, true, 44);
+    uint64_t lonely_us = ++now_us, lonely;
+    output_compare_add_primary(&compare, fragment, length, lonely_us, &lonely);
+    struct frame_spec other = datagram_spec(4, 17);
+    other.source_port = 99;
+    primary(&compare, &other, "later", NULL);
+    uint64_t oldest;
+    CHECK(output_compare_oldest_unmatched_us(&compare, &oldest) && oldest == lonely_us,
+          "the lonely fragment is the oldest unmatched");
+    CHECK(take_all(&compare, taken, 8) == 0, "and it does not leave");
+    output_compare_reset(&compare);
+    CHECK(!output_compare_oldest_unmatched_us(&compare, &oldest), "the checkpoint takes it");
     output_compare_destroy(&compare);
 }
 
