@@ -1,0 +1,182 @@
+/* The secondary's TCP sequence shift (tcp_sequence_shift.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "packet_parse.h"
+#include "tcp_sequence_shift.h"
+
+#define KEY_SIZE FLOW_KEY_SIZE /* VLAN ids, the VM's port and the peer's, the VM's address and the peer's */
+#define TCP_OPTION_END 0
+#define TCP_OPTION_NOP 1
+#define TCP_OPTION_SACK 5
+
+struct tcp_shift_connection {
+    bool offset_known;
+    uint32_t svm_isn;
+    uint32_t offset; /* ISN(PVM) - ISN(SVM), modulo 2^32 */
+};
+
+int tcp_sequence_shift_init(struct tcp_sequence_shift *shift, unsigned connections_max, struct error *error)
+{
+    memset(shift, 0, sizeof *shift);
+    if (flow_table_init(&shift->table, connections_max, error) != 0)
+        return error_prefix(error, "tcp sequence shift: ");
+    shift->connections = calloc(connections_max, sizeof *shift->connections);
+    if (!shift->connections) {
+        flow_table_destroy(&shift->table);
+        return error_set(error, "tcp sequence shift: out of memory");
+    }
+    shift->connections_max = connections_max;
+    return 0;
+}
+
+void tcp_sequence_shift_destroy(struct tcp_sequence_shift *shift)
+{
+    free(shift->connections);
+    shift->connections = NULL;
+    flow_table_destroy(&shift->table);
+}
+
+void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift)
+{
+    flow_table_clear(&shift->table);
+}
+
+void tcp_sequence_shift_update_checksum_16(uint8_t *checksum, uint16_t old_word, uint16_t new_word)
+{
+    /* HC' = ~(~HC + ~m + m'), in one's complement arithmetic. */
+    uint32_t sum = (uint16_t)~packet_read_16(checksum) + (uint32_t)(uint16_t)~old_word + new_word;
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    packet_write_16(checksum, (uint16_t)~sum);
+}
+
+void tcp_sequence_shift_update_checksum_32(uint8_t *checksum, uint32_t old_value, uint32_t new_value)
+{
+    tcp_sequence_shift_update_checksum_16(checksum, (uint16_t)(old_value >> 16), (uint16_t)(new_value >> 16));
+    tcp_sequence_shift_update_checksum_16(checksum, (uint16_t)old_value, (uint16_t)new_value);
+}
+
+/* The connection as the VM sees it: its own end first either way. */
+static void connection_key(const struct packet_view *view, bool outbound, uint8_t key[KEY_SIZE])
+{
+    memset(key, 0, KEY_SIZE);
+    key[0] = (uint8_t)view->vlan_count;
+    for (unsigned i = 0; i < view->vlan_count; i++)
+        packet_write_16(key + 1 + 2 * i, view->vlan_tci[i] & 0x0fff);
+    const uint8_t *vm_address = outbound ? view->source_address : view->destination_address;
+    const uint8_t *peer_address = outbound ? view->destination_address : view->source_address;
+    packet_write_16(key + 5, outbound ? view->source_port : view->destination_port);
+    packet_write_16(key + 7, outbound ? view->destination_port : view->source_port);
+    memcpy(key + 9, vm_address, view->address_length);
+    memcpy(key + 25, peer_address, view->address_length);
+}
+
+static struct tcp_shift_connection *find(struct tcp_sequence_shift *shift, const uint8_t key[KEY_SIZE])
+{
+    uint32_t entry = flow_table_find(&shift->table, key);
+    return entry == FLOW_TABLE_NONE ? NULL : &shift->connections[entry];
+}
+
+/* Parses a TCP frame; false for anything else (left alone). */
+static bool parse_tcp(struct tcp_sequence_shift *shift, const uint8_t *frame, size_t length, struct packet_view *view)
+{
+    if (packet_parse(frame, length, view) != PACKET_PARSE_OK)
+        return false;
+    if (view->fragment && view->protocol == PACKET_PROTOCOL_TCP)
+        shift->counters.fragments_passed++;
+    return view->transport == PACKET_TRANSPORT_TCP;
+}
+
+bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *frame, size_t length, bool checksum_partial)
+{
+    struct packet_view view;
+    if (!parse_tcp(shift, frame, length, &view))
+        return false;
+    uint8_t key[KEY_SIZE];
+    connection_key(&view, true, key);
+    struct tcp_shift_connection *connection = find(shift, key);
+    if (view.tcp_flags & PACKET_TCP_SYN) {
+        /* A SYN with another ISN is a new connection on the same ports. */
+        if (!connection || connection->svm_isn != view.tcp_sequence) {
+            if (!connection) {
+                uint32_t entry = flow_table_insert(&shift->table, key);
+                if (entry == FLOW_TABLE_NONE) {
+                    shift->counters.dropped_table_full++;
+                    return false;
+                }
+                connection = &shift->connections[entry];
+            }
+            connection->offset_known = false;
+            connection->svm_isn = view.tcp_sequence;
+            shift->counters.connections++;
+        }
+    }
+    if (!connection || !connection->offset_known || connection->offset == 0)
+        return false;
+    uint8_t *tcp = frame + (view.transport_header - frame);
+    uint32_t shifted = view.tcp_sequence + connection->offset;
+    packet_write_32(tcp + 4, shifted);
+    if (!checksum_partial)
+        tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_sequence, shifted);
+    shift->counters.outbound_rewritten++;
+    return true;
+}
+
+/* Shifts the edges of each SACK block in the options by -offset. */
+static void shift_sack_blocks(struct tcp_sequence_shift *shift, uint8_t *tcp, size_t header_length, uint32_t offset,
+                              bool checksum_partial)
+{
+    size_t position = 20;
+    while (position < header_length) {
+        uint8_t kind = tcp[position];
+        if (kind == TCP_OPTION_END)
+            return;
+        if (kind == TCP_OPTION_NOP) {
+            position++;
+            continue;
+        }
+        if (header_length - position < 2)
+            return;
+        size_t option_length = tcp[position + 1];
+        if (option_length < 2 || option_length > header_length - position)
+            return; /* malformed options: left as they are, for the SVM's stack to judge */
+        if (kind == TCP_OPTION_SACK && (option_length - 2) % 8 == 0) {
+            for (size_t edge = position + 2; edge < position + option_length; edge += 4) {
+                uint32_t old_value = packet_read_32(tcp + edge), new_value = old_value - offset;
+                packet_write_32(tcp + edge, new_value);
+                if (!checksum_partial)
+                    tcp_sequence_shift_update_checksum_32(tcp + 16, old_value, new_value);
+            }
+            shift->counters.sack_blocks_rewritten += (option_length - 2) / 8;
+        }
+        position += option_length;
+    }
+}
+
+bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame, size_t length, bool checksum_partial)
+{
+    struct packet_view view;
+    if (!parse_tcp(shift, frame, length, &view) || !(view.tcp_flags & PACKET_TCP_ACK))
+        return false;
+    uint8_t key[KEY_SIZE];
+    connection_key(&view, false, key);
+    struct tcp_shift_connection *connection = find(shift, key);
+    if (!connection)
+        return false;
+    if (!connection->offset_known) {
+        connection->offset = view.tcp_acknowledgment - 1 - connection->svm_isn;
+        connection->offset_known = true;
+        shift->counters.offsets_learned++;
+    }
+    if (connection->offset == 0)
+        return false;
+    uint8_t *tcp = frame + (view.transport_header - frame);
+    uint32_t shifted = view.tcp_acknowledgment - connection->offset;
+    packet_write_32(tcp + 8, shifted);
+    if (!checksum_partial)
+        tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_acknowledgment, shifted);
+    shift_sack_blocks(shift, tcp, view.transport_header_length, connection->offset, checksum_partial);
+    shift->counters.inbound_rewritten++;
+    return true;
+}

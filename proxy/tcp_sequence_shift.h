@@ -1,0 +1,77 @@
+/* The secondary's side of the comparing proxy: for each TCP connection
+ * opened since the last checkpoint, the SVM chose its own initial sequence
+ * number (ISN), not the PVM's, while the client only ever sees the PVM's.
+ * So the secondary shifts the SVM's sequence space onto the PVM's:
+ *
+ *   - outbound (SVM -> compare): seq += offset, where offset = ISN(PVM) -
+ *     ISN(SVM); the SVM's own SYN goes out unshifted when the offset is not
+ *     known yet (the comparator takes a SYN as an event only);
+ *   - inbound (the mirrored client frames -> SVM): ack -= offset, and the
+ *     edges of SACK blocks (RFC 2018), which name the VM's bytes too.
+ *
+ * The SVM's ISN comes from its outbound SYN (or SYN-ACK); the PVM's from
+ * the first inbound segment with an ACK after it, the client's SYN-ACK or
+ * handshake ACK, whose ack is ISN(PVM) + 1. Connections older than the
+ * last checkpoint need nothing (the SVM is a copy of the PVM then), and a
+ * checkpoint (tcp_sequence_shift_reset) forgets every offset.
+ *
+ * Checksums are updated incrementally (RFC 1624). A frame whose checksum
+ * the device will finish (virtio's NEEDS_CSUM: the field holds the
+ * pseudo-header sum, which covers neither seq, ack nor options) keeps its
+ * field as it is.
+ *
+ * Not rewritten: TCP timestamps (each VM's own clock; the comparator does
+ * not compare them, and a stack accepts an echo it did not send as an RTT
+ * sample only), and IP fragments of TCP segments (TCP sets DF; a fragment
+ * is passed as it is, and counted). Bounded: at most connections_max
+ * connections at once; one more is counted and not shifted (the comparator
+ * then sees a difference, and the checkpoint that follows starts over).
+ * Single-threaded: the caller serializes. */
+#ifndef COLO_PROXY_TCP_SEQUENCE_SHIFT_H
+#define COLO_PROXY_TCP_SEQUENCE_SHIFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "flow_table.h"
+
+struct tcp_shift_connection;
+
+struct tcp_sequence_shift_counters {
+    uint64_t connections; /* opened by the SVM since a checkpoint, over all time */
+    uint64_t offsets_learned;
+    uint64_t outbound_rewritten, inbound_rewritten, sack_blocks_rewritten;
+    uint64_t dropped_table_full; /* connections not shifted: no room */
+    uint64_t fragments_passed;   /* TCP in IP fragments: not shifted */
+};
+
+struct tcp_sequence_shift {
+    unsigned connections_max;
+    struct tcp_shift_connection *connections; /* by their entry in table */
+    struct flow_table table;
+    struct tcp_sequence_shift_counters counters;
+};
+
+int tcp_sequence_shift_init(struct tcp_sequence_shift *shift, unsigned connections_max, struct error *error);
+void tcp_sequence_shift_destroy(struct tcp_sequence_shift *shift);
+
+/* A frame the SVM sent: learns its ISN from a SYN, shifts seq. Returns
+ * whether the frame changed. */
+bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *frame, size_t length,
+                                 bool checksum_partial);
+
+/* A mirrored client frame on its way to the SVM: learns the offset, shifts
+ * ack and SACK blocks. Returns whether the frame changed. */
+bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame, size_t length, bool checksum_partial);
+
+/* A checkpoint: the SVM is the PVM again; every offset is forgotten. */
+void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift);
+
+/* RFC 1624 equation 3: the checksum field at `checksum` after a 16-bit
+ * word it covers went from old_word to new_word. */
+void tcp_sequence_shift_update_checksum_16(uint8_t *checksum, uint16_t old_word, uint16_t new_word);
+void tcp_sequence_shift_update_checksum_32(uint8_t *checksum, uint32_t old_value, uint32_t new_value);
+
+#endif
