@@ -682,8 +682,8 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
          * The final checkpoint of a switchover is the exception: that PVM
          * must not run again. */
         uint64_t resumed_at_us = 0;
-        bool resumed_early = trigger != TRIGGER_SWITCHOVER && primary->writer.bytes_written - bytes_before >=
-                                                                 primary->options.resume_before_ready_bytes;
+        bool resumed_early = trigger != TRIGGER_SWITCHOVER &&
+                             primary->writer.bytes_written - bytes_before >= primary->options.resume_before_ready_bytes;
         if (resumed_early) {
             if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
                 return -1;
