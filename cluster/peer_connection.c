@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,9 +318,20 @@ static void relay_end(struct peer_connection *connection)
     shutdown(connection->relay_fd, SHUT_RDWR);
 }
 
+/* The relays run as SCHED_BATCH: they do not preempt on wake-up the
+ * threads whose latency makes the checkpoint's pause (a vCPU parking, the
+ * replication loop resuming it); they still get the CPU as soon as one is
+ * free. Best effort: without it they run as before. */
+static void relay_thread_yields_on_wakeup(void)
+{
+    struct sched_param parameters = { .sched_priority = 0 };
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &parameters);
+}
+
 static void *relay_to_app(void *opaque)
 {
     struct peer_connection *connection = opaque;
+    relay_thread_yields_on_wakeup();
     for (;;) {
         ssize_t got = gnutls_record_recv(connection->session, connection->to_app_buffer, RELAY_BUFFER);
         if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED)
@@ -347,6 +359,7 @@ end:
 static void *relay_to_peer(void *opaque)
 {
     struct peer_connection *connection = opaque;
+    relay_thread_yields_on_wakeup();
     for (;;) {
         ssize_t got = read(connection->relay_fd, connection->to_peer_buffer, RELAY_BUFFER);
         if (got < 0 && errno == EINTR)
