@@ -19,6 +19,10 @@
 # 3. B is protected once more; its colo process is frozen (SIGSTOP, so its
 #    connections stay open): the secondary notices by the heartbeat alone
 #    and fails over; the client carries on.
+# 4. `colo failover` by hand; 5. `colo quit` of a protected VM.
+# In parts 1-4, at no moment did two copies release output: the frames out
+# of tapA and tapB (tests/support/lan_output_watch.py) come from one TAP,
+# then from the other, never back and forth.
 # Usage: tests/replication/colo_failover_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -37,7 +41,10 @@ mkdir -p "$work/A" "$work/B" "$work/A2"
 # on_host), so that $! is colo itself (ip netns exec execs it): kill -9
 # must hit the colo process, not a subshell.
 
+lan_watch_start tapA tapB
+
 # ---- 1. protect, then kill the primary: the secondary takes over ----
+part_started=$(now)
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
 primary_pid=$!; pids+=("$primary_pid")
 wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
@@ -92,8 +99,10 @@ fi
     fail "colo status on B: '$(replication_field "$work/B" state)'"
 sleep 5
 finish_client one "failover"
+lan_check "$part_started" "kill -9 of the primary"
 
 # ---- 2. protect the survivor; kill its secondary: the primary runs on ----
+part_started=$(now)
 COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47101 "$work/a.cfg" --heartbeat-timeout 1000 >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
 wait_for "$work/secondary2.log" "waiting for the primary" "second secondary listening" "$secondary2_pid" || exit 1
@@ -117,10 +126,12 @@ state=$(replication_field "$work/B" state)
     fail "primary state after losing its secondary: '$state'"
 sleep 3
 finish_client two "secondary lost"
+lan_check "$part_started" "kill -9 of the secondary"
 kill -0 "$secondary_pid" 2>/dev/null && pass "the VM still runs on B" || fail "the VM on B is gone"
 
 # ---- 3. a primary that hangs (SIGSTOP: its connections stay open) is
 # noticed by the heartbeat alone, and the secondary takes over ----
+part_started=$(now)
 mkdir -p "$work/A3"
 COLO_RUN_DIR=$work/A3 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47102 "$work/a.cfg" \
     --heartbeat-timeout 300 >"$work/secondary3.log" 2>&1 </dev/null &
@@ -141,10 +152,12 @@ fi
 kill -9 "$secondary_pid"; wait "$secondary_pid" 2>/dev/null
 sleep 3
 finish_client three "hung primary"
+lan_check "$part_started" "a hung primary"
 
 # ---- 4. failover by hand; and a secondary without a whole copy refuses ----
 # (heartbeat off: only `colo failover` may end it; the primary is frozen
 # first, as an operator would make sure the primary is gone.)
+part_started=$(now)
 mkdir -p "$work/B4" "$work/B5"   # B5 uses tapA, free once A3 is gone
 COLO_RUN_DIR=$work/B4 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47103 "$work/b.cfg" \
     --heartbeat-timeout 0 >"$work/secondary4.log" 2>&1 </dev/null &
@@ -171,6 +184,7 @@ fi
 kill -9 "$secondary3_pid"; wait "$secondary3_pid" 2>/dev/null
 sleep 3
 finish_client four "failover by hand"
+lan_check "$part_started" "failover by hand"
 
 # A "primary" that pairs and dies after the first bytes of its stream: on
 # plain TCP (replication_auth = "none") a script can speak the pairing's

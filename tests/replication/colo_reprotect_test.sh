@@ -20,6 +20,8 @@
 # 4. The other direction: `colo run` on A's image, A protects to B's
 #    (incremental, the guest writing), A is killed, B fails over and
 #    protects to A's image by hashes; quit, cmp.
+# In both failovers (1 and 4), at no moment did two copies release output:
+# the frames out of tapA and tapB come from one TAP, then from the other.
 # Usage: tests/replication/colo_reprotect_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -50,7 +52,10 @@ recorded() {  # LOG: "checkpoint N of protection X" from its history line, or em
     grep -o "the disks are checkpoint [0-9]* of protection [0-9a-f]*" "$1" | tail -1 | sed 's/^the disks are //'
 }
 
+lan_watch_start tapA tapB
+
 # ---- 1. protect A -> B, writes, kill -9 A, B fails over ----
+part_started=$(now)
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
 primary_pid=$!; pids+=("$primary_pid")
 wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
@@ -67,6 +72,7 @@ wait_for "$work/secondary.log" "failed over" "failover" "$secondary_pid" 10 &&
     pass "B failed over after kill -9 of A"
 sleep 2
 finish_client protected "through the failover"
+lan_check "$part_started" "kill -9 of A"
 run_client survivor 60
 sleep 3
 finish_client survivor "on the survivor"
@@ -168,6 +174,7 @@ fi
 # ---- 4. the other direction: colo run on A's image, A -> B incremental,
 # kill -9 A, B fails over, B -> A by hashes, quit, cmp ----
 mkdir -p "$work/A4" "$work/B4" "$work/A5"
+part_started=$(now)
 COLO_RUN_DIR=$work/A4 ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary4.log" 2>&1 </dev/null &
 primary4_pid=$!; pids+=("$primary4_pid")
 wait_for "$work/primary4.log" "colo-guest: services ready" "A's boot" "$primary4_pid" || exit 1
@@ -189,6 +196,7 @@ wait_for "$work/secondary4.log" "failed over" "failover to B" "$secondary4_pid" 
     pass "B failed over after kill -9 of A"
 sleep 2
 finish_client again "through the second failover"
+lan_check "$part_started" "kill -9 of A after the incremental reprotect"
 COLO_RUN_DIR=$work/A5 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47104 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary5.log" 2>&1 </dev/null &
 secondary5_pid=$!; pids+=("$secondary5_pid")
 wait_for "$work/secondary5.log" "waiting for the primary" "A's third secondary listening" "$secondary5_pid" || exit 1

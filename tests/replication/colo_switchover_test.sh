@@ -27,7 +27,6 @@
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
-watch_py=$here/../support/lan_output_watch.py
 boot_timeout=120
 guest=10.97.0.2
 gap_limit_ms=1000 # the target is 50 ms in a release build; sanitized test builds only bound it
@@ -55,21 +54,8 @@ finish_switchover_client() {  # TAG WHAT
         fail "$2: the client's longest gap since the switchover is '$client_gap' ms"
 }
 
-now() { date +%s.%N; }
-
 # "SECONDS PORT COUNT" lines for the frames out of each TAP, all along.
-rm -f "$work/stop-watch"
-ip netns exec "$hosts_ns" python3 "$watch_py" watch "$work/stop-watch" "$work/lan.out" tapA tapB &
-pids+=("$!")
-
-lan_check() {  # FROM WHAT: one copy released output, then the other, never both
-    local out
-    if out=$(python3 "$watch_py" check "$work/lan.out" --from "$1"); then
-        pass "$2: one copy released output at a time: $out"
-    else
-        fail "$2: $out"
-    fi
-}
+lan_watch_start tapA tapB
 
 # refused DIR WHAT PATTERN: `colo switchover` there fails with exit 1 and says PATTERN
 refused() {
