@@ -94,7 +94,7 @@ static const struct metric_definition metrics[] = {
     COUNTER_LABELED("colo_checkpoints_triggered_total", "trigger=\"request\"", "replication.checkpoints_by_request",
                     NULL),
     GAUGE_LABELED("colo_checkpoint_downtime_seconds", "quantile=\"0.5\"", "replication.downtime_p50_ms",
-                  MILLISECONDS, "How long checkpoints paused the primary's VM, percentiles of recent checkpoints"),
+                  MILLISECONDS, "How long checkpoints paused the primary's VM, percentiles of the last 1024"),
     GAUGE_LABELED("colo_checkpoint_downtime_seconds", "quantile=\"0.99\"", "replication.downtime_p99_ms",
                   MILLISECONDS, NULL),
     GAUGE_SCALED("colo_checkpoint_downtime_max_seconds", "replication.downtime_max_ms", MILLISECONDS,
