@@ -298,15 +298,15 @@ static bool write_value(FILE *out, const json_t *value, double scale)
 }
 
 /* One sample of DEFINITION from VALUE (an array element's when INDEX_LABEL
- * is set), if VALUE has what it needs. */
-static void write_sample(FILE *out, const struct metric_definition *definition, const char *vm_name,
+ * is set), if VALUE has what it needs. False when out of memory. */
+static bool write_sample(FILE *out, const struct metric_definition *definition, const char *vm_name,
                          const json_t *value, const char *index_label, size_t index)
 {
     char *text = NULL;
     size_t size = 0;
     FILE *sample = open_memstream(&text, &size);
     if (!sample)
-        return;
+        return false;
     fprintf(sample, "%s{vm=\"", definition->name);
     write_escaped(sample, vm_name, true);
     fputc('"', sample);
@@ -336,27 +336,27 @@ static void write_sample(FILE *out, const struct metric_definition *definition, 
         complete = write_value(sample, value, definition->scale);
         fputc('\n', sample);
     }
-    if (fclose(sample) == 0 && complete)
+    bool written = fclose(sample) == 0;
+    if (written && complete)
         fputs(text, out);
     free(text);
+    return written;
 }
 
-/* Every sample of DEFINITION in STATUS. */
-static void write_samples(FILE *out, const struct metric_definition *definition, const char *vm_name,
+/* Every sample of DEFINITION in STATUS. False when out of memory. */
+static bool write_samples(FILE *out, const struct metric_definition *definition, const char *vm_name,
                           const json_t *status)
 {
     const char *path = definition->path;
     const char *bracket = strchr(path, '[');
     if (!bracket) {
         const json_t *value = lookup(status, path, strlen(path));
-        if (value)
-            write_sample(out, definition, vm_name, value, NULL, 0);
-        return;
+        return !value || write_sample(out, definition, vm_name, value, NULL, 0);
     }
     /* "disks[disk].read_requests": the array, the index's label, the rest. */
     const char *close = strchr(bracket, ']');
     if (!close)
-        return;
+        abort(); /* a row of the table is malformed */
     char index_label[32];
     snprintf(index_label, sizeof index_label, "%.*s", (int)(close - bracket - 1), bracket + 1);
     const char *rest = close[1] == '.' ? close + 2 : close + 1;
@@ -366,9 +366,10 @@ static void write_samples(FILE *out, const struct metric_definition *definition,
     json_array_foreach(array, index, element)
     {
         const json_t *value = lookup(element, rest, strlen(rest));
-        if (value)
-            write_sample(out, definition, vm_name, value, index_label, index);
+        if (value && !write_sample(out, definition, vm_name, value, index_label, index))
+            return false;
     }
+    return true;
 }
 
 char *colo_metrics_format(const char *vm_name, const json_t *status)
@@ -394,10 +395,11 @@ char *colo_metrics_format(const char *vm_name, const json_t *status)
             free(text);
             return NULL;
         }
-        for (size_t row = first; row < METRIC_COUNT; row++)
+        bool written = true;
+        for (size_t row = first; row < METRIC_COUNT && written; row++)
             if (strcmp(metrics[row].name, family->name) == 0)
-                write_samples(samples_out, &metrics[row], vm_name, status);
-        if (fclose(samples_out) != 0) {
+                written = write_samples(samples_out, &metrics[row], vm_name, status);
+        if (fclose(samples_out) != 0 || !written) {
             free(samples);
             fclose(out);
             free(text);

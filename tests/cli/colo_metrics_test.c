@@ -1,8 +1,8 @@
 /* colo_metrics_format (programs/colo_metrics.c): a fixed status reply of a
- * protected primary and a minimal one without replication, turned into
- * Prometheus text. Checks exact lines, label escaping, the exposition
- * format's grammar (version 0.0.4) line by line, one HELP and TYPE per
- * family with its samples together, and that counters end in _total. */
+ * protected primary, of a secondary after a failover, and minimal ones
+ * without replication or still connecting, turned into Prometheus text. Checks exact lines, label escaping, the
+ * exposition format's grammar (version 0.0.4) line by line, one HELP and TYPE per family with its samples together, and
+ * that counters end in _total. */
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -307,9 +307,44 @@ static void test_without_replication(void)
     free(text);
 }
 
+/* A secondary after a failover: its own figures, in the families shared
+ * with the primary's (dropped output, dropped mirror frames). */
+static void test_secondary(void)
+{
+    char *text = format(
+        "db", "{\"name\": \"db\", \"state\": \"running\", \"replication\": {\"role\": \"secondary\","
+              " \"checkpoints\": 77, \"switchovers_refused\": 1, \"dropped_transmits\": 12, \"held_frames\": 0,"
+              " \"switched_over\": false, \"released_at_failover\": 4, \"primary_output_sent_at_failover\": 2,"
+              " \"mirrored_frames_received\": 50, \"mirrored_frames_delivered\": 49, \"mirrored_frames_dropped\": 1,"
+              " \"disks\": {\"replicated_disks\": 1, \"last_fold_blocks\": 3, \"last_fold_bytes\": 12288,"
+              " \"last_fold_ms\": 0.25, \"memory_bytes\": 65536, \"failover_fold_blocks\": 9,"
+              " \"failover_fold_bytes\": 36864, \"failover_fold_ms\": 1.5},"
+              " \"heartbeat_timeout_ms\": 200, \"cluster\": {\"mode\": \"none\"}, \"state\": \"failed over\"}}");
+    static const char *const expected[] = {
+        "colo_replication_role{vm=\"db\",role=\"secondary\"} 1",
+        "colo_replication_info{vm=\"db\",state=\"failed over\"} 1",
+        "colo_checkpoints_total{vm=\"db\"} 77",
+        "colo_output_frames_dropped_total{vm=\"db\",reason=\"checkpoint\"} 12",
+        "colo_mirror_frames_dropped_total{vm=\"db\"} 1",
+        "colo_mirror_frames_delivered_total{vm=\"db\"} 49",
+        "colo_switched_over{vm=\"db\"} 0",
+        "colo_disk_failover_fold_seconds{vm=\"db\"} 0.0015",
+        "colo_cluster_info{vm=\"db\",mode=\"none\"} 1",
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        CHECK(has_line(text, expected[i]), "secondary: no line %s", expected[i]);
+    CHECK(!strstr(text, "reason=\"buffer_full\""), "secondary: the primary's buffer_full drops");
+    CHECK(!strstr(text, "colo_mirror_frames_sent_total"), "secondary: the primary's mirrored frames");
+    check_exposition(text);
+    if (failures)
+        fprintf(stderr, "---- the secondary's metrics ----\n%s", text);
+    free(text);
+}
+
 int main(void)
 {
     test_primary();
+    test_secondary();
     test_without_replication();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
