@@ -252,6 +252,7 @@ static void test_primary(void)
         "colo_nic_info{vm=\"web\",nic=\"0\",tap=\"tap0\",mac=\"52:54:00:12:34:56\"} 1",
         "colo_nic_dropped_frames_total{vm=\"web\",nic=\"0\",reason=\"too_large\"} 2",
         "colo_last_checkpoint_phase_seconds{vm=\"web\",phase=\"send\"} 0.002",
+        "colo_last_checkpoint_precopy_confirmed{vm=\"web\"} 1",
         "colo_disk_sync_progress_ratio{vm=\"web\"} 0.5",
         "colo_mirror_frames_dropped_total{vm=\"web\"} 1",
         "colo_cluster_quorate{vm=\"web\"} 1",
