@@ -379,6 +379,7 @@ static const struct {
     { "switchover", switchover_main },
     { "keygen", keygen_main },
     { "status", colo_client_main },
+    { "metrics", colo_client_main },
     { "pause", colo_client_main },
     { "resume", colo_client_main },
     { "save", colo_client_main },

@@ -1,4 +1,4 @@
-/* colo status/pause/resume/save/quit/events: requests to a running VM's
+/* colo status/metrics/pause/resume/save/quit/events: requests to a running VM's
  * control socket (see colo_client.h). */
 #include "colo_client.h"
 
@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "colo_metrics.h"
 #include "control_client.h"
 #include "vm.h" /* vm_name_is_valid */
 
@@ -19,7 +20,15 @@
 #define EXIT_USAGE 2
 #define DEFAULT_TIMEOUT_MS 5000
 
-enum client_command { COMMAND_STATUS, COMMAND_PAUSE, COMMAND_RESUME, COMMAND_SAVE, COMMAND_QUIT, COMMAND_EVENTS };
+enum client_command {
+    COMMAND_STATUS,
+    COMMAND_METRICS,
+    COMMAND_PAUSE,
+    COMMAND_RESUME,
+    COMMAND_SAVE,
+    COMMAND_QUIT,
+    COMMAND_EVENTS
+};
 
 static const struct {
     const char *name;
@@ -27,6 +36,7 @@ static const struct {
     const char *arguments; /* for usage lines */
 } commands[] = {
     { "status", COMMAND_STATUS, "[--json] NAME" },
+    { "metrics", COMMAND_METRICS, "NAME" },
     { "pause", COMMAND_PAUSE, "NAME" },
     { "resume", COMMAND_RESUME, "NAME" },
     { "save", COMMAND_SAVE, "[--keep-running] NAME FILE" },
@@ -53,7 +63,8 @@ void colo_client_print_usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "       colo %s %s\n", commands[i].name, commands[i].arguments);
     fprintf(out, "\n"
-                 "status prints the VM's state and counters (--json: the raw reply); pause\n"
+                 "status prints the VM's state and counters (--json: the raw reply); metrics\n"
+                 "prints the same figures as Prometheus text (exposition format 0.0.4); pause\n"
                  "and resume stop and restart its harts; save writes its whole state to\n"
                  "FILE (for `colo run --load FILE`) and ends the VM, unless --keep-running;\n"
                  "quit ends it (colo run exits 0); events prints state changes and other\n"
@@ -108,7 +119,7 @@ static int parse_arguments(struct client_options *options, int argc, char **argv
                 return usage_error(options, "--timeout needs a number of seconds, got '%s'", next ? next : "nothing");
             options->timeout_given = true;
             i++;
-        } else if (strcmp(argument, "--json") == 0) {
+        } else if (strcmp(argument, "--json") == 0 && options->command != COMMAND_METRICS) {
             options->json = true;
         } else if (strcmp(argument, "--keep-running") == 0 && options->command == COMMAND_SAVE) {
             options->keep_running = true;
@@ -365,6 +376,25 @@ static void print_status(const json_t *reply)
     fflush(stdout);
 }
 
+/* The status as Prometheus text. The vm label is the name the VM gives
+ * itself, which --control-socket without a NAME also has. */
+static bool print_metrics(const struct client_options *options, const json_t *reply)
+{
+    const char *name = json_string_value(json_object_get(reply, "name"));
+    char *text = colo_metrics_format(name ? name : vm_label(options), reply);
+    if (!text) {
+        fprintf(stderr, "colo metrics: out of memory\n");
+        return false;
+    }
+    fputs(text, stdout);
+    free(text);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "colo metrics: cannot write the metrics: %s\n", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 /* "12:34:56.789 state: paused", or the event's other fields as JSON. */
 static void print_event(const json_t *event)
 {
@@ -468,6 +498,8 @@ static void print_result(const struct client_options *options, const json_t *rep
     case COMMAND_STATUS:
         print_status(reply);
         break;
+    case COMMAND_METRICS:
+        break;
     case COMMAND_PAUSE:
     case COMMAND_RESUME:
     case COMMAND_QUIT:
@@ -498,7 +530,8 @@ int colo_client_main(const char *command_name, int argc, char **argv)
     if (options.command == COMMAND_EVENTS)
         return run_events(&options);
 
-    json_t *request = json_pack("{s:s}", "command", command_name);
+    /* metrics asks for the status and prints it another way. */
+    json_t *request = json_pack("{s:s}", "command", options.command == COMMAND_METRICS ? "status" : command_name);
     if (options.command == COMMAND_SAVE) {
         char *file = absolute_path(options.file);
         if (!file) {
@@ -521,12 +554,15 @@ int colo_client_main(const char *command_name, int argc, char **argv)
     if (!reply)
         return EXIT_ERROR;
     bool ok = json_is_true(json_object_get(reply, "ok"));
-    if (options.json)
+    bool printed = true;
+    if (ok && options.command == COMMAND_METRICS)
+        printed = print_metrics(&options, reply);
+    else if (options.json)
         print_json_line(reply);
     else if (ok)
         print_result(&options, reply);
     if (!ok)
         fprintf(stderr, "colo %s: %s: %s\n", command_name, vm_label(&options), string_field(reply, "error"));
     json_decref(reply);
-    return ok ? 0 : EXIT_ERROR;
+    return ok && printed ? 0 : EXIT_ERROR;
 }

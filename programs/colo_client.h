@@ -1,5 +1,5 @@
 /* The `colo` subcommands that talk to a running VM over its control socket:
- * status, pause, resume, save, quit, events (docs/control.md). */
+ * status, metrics, pause, resume, save, quit, events (docs/control.md). */
 #ifndef COLO_PROGRAMS_COLO_CLIENT_H
 #define COLO_PROGRAMS_COLO_CLIENT_H
 

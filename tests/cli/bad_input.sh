@@ -180,6 +180,37 @@ else
 fi
 wait "$panic_vm"
 
+# `colo metrics`: Prometheus text from a running (paused) VM, and a clear
+# message for a VM that is not there.
+expect_error "metrics: no VM"            'colo metrics: no VM named nosuchvm is running' -- "$colo" metrics nosuchvm
+expect_error "metrics: no name"          "colo metrics: needs the VM's NAME" -- "$colo" metrics
+"$colo" run "$good_elf" --name metrics-vm --paused >/dev/null 2>"$work/metrics-vm.err" </dev/null &
+metrics_vm=$!
+for _ in $(seq 200); do [ -S "$COLO_RUN_DIR/metrics-vm.sock" ] && break; sleep 0.05; done
+if "$colo" metrics metrics-vm >"$work/metrics.txt" 2>"$work/err" &&
+    grep -qx 'colo_vm_state{vm="metrics-vm",state="paused"} 1' "$work/metrics.txt" &&
+    grep -qx '# TYPE colo_instructions_total counter' "$work/metrics.txt" &&
+    grep -qx 'colo_memory_bytes{vm="metrics-vm"} [0-9]*' "$work/metrics.txt" &&
+    ! grep -q -e '^colo_replication' -e 'runtime error' -e Sanitizer "$work/metrics.txt" "$work/err" &&
+    python3 - "$work/metrics.txt" <<'PY'
+import re, sys
+# Every line per the exposition format 0.0.4, as colo writes it.
+sample = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*\{vm="metrics-vm"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*")*\} '
+                    r'([-+]?[0-9.eE+-]+|NaN|[+-]Inf)')
+comment = re.compile(r'# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge))')
+bad = [line for line in open(sys.argv[1]).read().splitlines() if not (sample.fullmatch(line) or comment.fullmatch(line))]
+for line in bad:
+    print('not exposition format:', line)
+sys.exit(1 if bad else 0)
+PY
+then
+    echo "ok   metrics of a running VM"; passed=$((passed + 1))
+else
+    echo "FAIL metrics of a running VM:"; cat "$work/metrics.txt" "$work/err"; failures=$((failures + 1))
+fi
+"$colo" quit metrics-vm >/dev/null 2>&1
+wait "$metrics_vm"
+
 # The same through OpenSBI and a Linux VM's configuration: a stand-in
 # "kernel" (an Image header whose code jumps past it, then stores PANICKED
 # to pvpanic) ends `colo run VM.cfg` with a message naming kernel and disks.
