@@ -274,6 +274,17 @@ static void resume_pvm(struct colo_primary *primary)
     primary->pvm_paused = false;
 }
 
+/* After a checkpoint: the devices' preresume, then the PVM runs again;
+ * when, in *resumed_at_us. */
+static int resume_after_checkpoint(struct colo_primary *primary, uint64_t *resumed_at_us, struct error *err)
+{
+    if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
+        return -1;
+    resume_pvm(primary);
+    *resumed_at_us = clock_monotonic_us();
+    return 0;
+}
+
 /* ---- the test-only kill hook (colo_primary.h), built with -Dtest_hooks=true ---- */
 #ifdef COLO_TEST_HOOKS
 static const char *const kill_step_names[] = {
@@ -441,12 +452,12 @@ static int send_precopy(struct colo_primary *primary, uint64_t *pages_sent, stru
 /* The pre-copy, in rounds while the PVM runs. A large round is still on
  * its way when its flush returns (in socket buffers, in the relays, being
  * decrypted): the secondary confirms it (PRECOPY_SENT, then its
- * SVM_PRECOPY_RECEIVED; the first confirmation waits for its
- * SVM_SUSPENDED too, which *suspended then says), and what the PVM dirtied
- * meanwhile goes in the next round, up to COLO_PRECOPY_MAX_ROUNDS. So the
- * pause sends and waits for little, whatever the transport costs. */
-static int precopy(struct colo_primary *primary, struct colo_checkpoint_report *report, bool *suspended,
-                   struct error *err)
+ * SVM_PRECOPY_RECEIVED; the first confirmation reads its SVM_SUSPENDED
+ * first, so report->precopy_confirmed also says that one was read), and
+ * what the PVM dirtied meanwhile goes in the next round, up to
+ * COLO_PRECOPY_MAX_ROUNDS. So the pause sends and waits for little,
+ * whatever the transport costs. */
+static int precopy(struct colo_primary *primary, struct colo_checkpoint_report *report, struct error *err)
 {
     uint64_t started_us = clock_monotonic_us();
     uint64_t round_started = primary->writer.bytes_written;
@@ -455,10 +466,9 @@ static int precopy(struct colo_primary *primary, struct colo_checkpoint_report *
     report->precopy_rounds = 1;
     while (primary->writer.bytes_written - round_started >= primary->options.precopy_confirm_bytes) {
         if (send_message(primary, COLO_PRECOPY_SENT, err) < 0 ||
-            (!*suspended && wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0) ||
+            (!report->precopy_confirmed && wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0) ||
             wait_message(primary, COLO_SVM_PRECOPY_RECEIVED, err) < 0)
             return -1;
-        *suspended = true;
         report->precopy_confirmed = true;
         if (report->precopy_rounds == COLO_PRECOPY_MAX_ROUNDS)
             break;
@@ -646,13 +656,13 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
                                                                                    : COLO_TRIGGER_INTERVAL,
         };
         uint64_t bytes_before = primary->writer.bytes_written;
-        bool suspended = false;
-        if (primary->options.precopy && precopy(primary, &report, &suspended, err) < 0)
+        if (primary->options.precopy && precopy(primary, &report, err) < 0)
             return -1;
         /* The SVM suspends as soon as it reads CHECKPOINT_NEW: wait for
-         * that with the PVM still running, not in its downtime. */
+         * that with the PVM still running, not in its downtime (a
+         * confirmed pre-copy has read it already). */
         uint64_t suspend_wait_started_us = clock_monotonic_us();
-        if (!suspended && wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
+        if (!report.precopy_confirmed && wait_message(primary, COLO_CHECKPOINT_SVM_SUSPENDED, err) < 0)
             return -1;
         report.suspend_us = clock_monotonic_us() - suspend_wait_started_us;
         uint64_t paused_at_us = clock_monotonic_us();
@@ -667,7 +677,7 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         pthread_mutex_unlock(&primary->lock);
         if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0)
             return -1;
-        uint64_t suspended_at_us = clock_monotonic_us();
+        uint64_t devices_paused_at_us = clock_monotonic_us();
         kill_point(primary, COLO_KILL_SVM_SUSPENDED);
         if (send_checkpoint(primary, &report.dirty_pages, err) < 0) /* COLO_KILL_MID_PAGES inside */
             return -1;
@@ -684,12 +694,8 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         uint64_t resumed_at_us = 0;
         bool resumed_early = trigger != TRIGGER_SWITCHOVER &&
                              primary->writer.bytes_written - bytes_before >= primary->options.resume_before_ready_bytes;
-        if (resumed_early) {
-            if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
-                return -1;
-            resume_pvm(primary);
-            resumed_at_us = clock_monotonic_us();
-        }
+        if (resumed_early && resume_after_checkpoint(primary, &resumed_at_us, err) < 0)
+            return -1;
         if (wait_message(primary, COLO_CHECKPOINT_SVM_READY, err) < 0)
             return -1;
         uint64_t ready_at_us = clock_monotonic_us();
@@ -713,18 +719,14 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
             }
             resumed_read = true; /* refused: the SVM runs on as a secondary */
         }
-        if (!resumed_early) {
-            if (call_devices(primary, COLO_DEVICE_PRERESUME, err) < 0)
-                return -1;
-            resume_pvm(primary);
-            resumed_at_us = clock_monotonic_us();
-        }
+        if (!resumed_early && resume_after_checkpoint(primary, &resumed_at_us, err) < 0)
+            return -1;
         report.dirty_pages += report.precopy_pages;
         report.bytes = primary->writer.bytes_written - bytes_before;
         report.resumed_before_ready = resumed_early;
         report.downtime_us = resumed_at_us - paused_at_us;
-        report.pause_us = suspended_at_us - paused_at_us;
-        report.send_us = sent_at_us - suspended_at_us;
+        report.pause_us = devices_paused_at_us - paused_at_us;
+        report.send_us = sent_at_us - devices_paused_at_us;
         report.apply_us = ready_at_us - sent_at_us;
         report.resume_us = resumed_early ? resumed_at_us - sent_at_us : resumed_at_us - ready_at_us;
         report.output_us = released_at_us - paused_at_us;
