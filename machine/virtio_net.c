@@ -315,6 +315,12 @@ void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_fr
     net->backend_frame_observer_opaque = opaque;
 }
 
+void virtio_net_set_backend_receive_filter(struct virtio_net *net, virtio_net_receive_filter filter, void *opaque)
+{
+    net->backend_receive_filter = filter;
+    net->backend_receive_filter_opaque = opaque;
+}
+
 static void drop_parked_frame(struct virtio_net *net)
 {
     if (net->parked_length > 0)
@@ -361,6 +367,9 @@ void virtio_net_poll_backend(struct virtio_net *net)
         net->parked_header.buffer_count = 0;
         if (net->backend_frame_observer)
             net->backend_frame_observer(net->backend_frame_observer_opaque, net, &net->parked_header, net->parked_frame,
+                                        (size_t)length);
+        if (net->backend_receive_filter)
+            net->backend_receive_filter(net->backend_receive_filter_opaque, &net->parked_header, net->parked_frame,
                                         (size_t)length);
         enum receive_result result = deliver_frame(net, &net->parked_header, net->parked_frame, (size_t)length);
         if (result == RECEIVE_NO_BUFFERS) {
@@ -413,7 +422,7 @@ void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net, const 
     if (!net->backend)
         return; /* no backend: like an unplugged cable */
     if (net_backend_send(net->backend, header, frame, length) < 0)
-        net->transmit_errors++;
+        __atomic_fetch_add(&net->transmit_errors, 1, __ATOMIC_RELAXED);
 }
 
 static void transmit_all(struct virtio_net *net)

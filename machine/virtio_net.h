@@ -48,6 +48,11 @@ struct virtio_net;
 typedef void (*virtio_net_frame_hook)(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
                                       const uint8_t *frame, size_t length);
 
+/* A frame read from the backend, which the filter may rewrite in place
+ * (same length) before the guest gets it. */
+typedef void (*virtio_net_receive_filter)(void *opaque, const struct virtio_net_header *header, uint8_t *frame,
+                                          size_t length);
+
 /* What a NIC says about itself, for status and metrics. */
 struct virtio_net_stats {
     uint8_t mac[6];
@@ -72,6 +77,9 @@ void virtio_net_set_backend_receive(struct virtio_net *net, bool enabled);
 /* Installs the observer of frames read from the backend (the header is
  * the backend's, buffer_count 0). Same threads as above. */
 void virtio_net_set_backend_frame_observer(struct virtio_net *net, virtio_net_frame_hook observer, void *opaque);
+/* Installs the filter of frames read from the backend (runs after the
+ * observer). Same threads as above. */
+void virtio_net_set_backend_receive_filter(struct virtio_net *net, virtio_net_receive_filter filter, void *opaque);
 /* With the machine paused for good (a COLO primary that handed the VM to
  * its secondary): reads every frame the backend has queued and shows it
  * to the observer only (the mirror takes it to the VM's new home); the
@@ -90,7 +98,9 @@ bool virtio_net_receive_with_header(struct virtio_net *net, const struct virtio_
 bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t length);
 /* The default transmit hook: sends the frame to the backend (a transmit
  * error when it refuses it; dropped silently without a backend, like an
- * unplugged cable). */
+ * unplugged cable). A transmit hook may also call it from another thread,
+ * as long as it serializes its own calls (the backends' send is
+ * thread-safe; the error count is atomic). */
 void virtio_net_transmit_to_backend(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
                                     const uint8_t *frame, size_t length);
 /* Tells the network where the VM's MAC now lives (after a migration or a

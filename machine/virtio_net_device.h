@@ -33,6 +33,11 @@ struct virtio_net {
      * (the COLO primary mirrors them to the secondary); NULL: none. */
     virtio_net_frame_hook backend_frame_observer;
     void *backend_frame_observer_opaque;
+    /* Rewrites each frame read from the backend in place, after the
+     * observer and before the guest gets it (a COLO secondary that took
+     * over keeps shifting TCP sequence numbers); NULL: none. */
+    virtio_net_receive_filter backend_receive_filter;
+    void *backend_receive_filter_opaque;
     virtio_net_frame_hook transmit_hook;
     void *transmit_hook_opaque;
     bool transmit_hook_takes_offloads; /* see virtio_net_set_transmit_hook */

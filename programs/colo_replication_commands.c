@@ -48,8 +48,9 @@ static int call_vm_within(const char *program, const char *name, json_t *request
 }
 
 static const char protect_usage[] =
-    "usage: colo protect NAME HOST:PORT [--interval MS] [--output-delay MS] [--heartbeat-timeout MS]\n"
-    "                    [--connect-timeout MS] [--wait-timeout MS | --no-wait] [--follow]\n";
+    "usage: colo protect NAME HOST:PORT [--mode compare|buffered] [--compare-timeout MS] [--interval MS]\n"
+    "                    [--output-delay MS] [--heartbeat-timeout MS] [--connect-timeout MS]\n"
+    "                    [--wait-timeout MS | --no-wait] [--follow]\n";
 
 static const char protect_help[] = "\n"
                                    "Makes the running VM NAME the COLO primary of the `colo secondary` waiting\n"
@@ -58,8 +59,14 @@ static const char protect_help[] = "\n"
                                    "sizes, NIC MACs). The copy and the checkpoints then go on in the VM's\n"
                                    "process; `colo status NAME` and `colo events NAME` follow them.\n"
                                    "\n"
+                                   "  --mode compare          (default) a reply leaves as soon as the secondary's\n"
+                                   "                          VM sent the same; a difference asks for a checkpoint\n"
+                                   "  --mode buffered         every reply waits for the next checkpoint\n"
+                                   "  --compare-timeout MS    compare: a reply without its twin after MS asks for a\n"
+                                   "                          checkpoint (default 5)\n"
                                    "  --interval MS           a checkpoint at least every MS (default 100)\n"
-                                   "  --output-delay MS       held output asks for a checkpoint within MS (default 0)\n"
+                                   "  --output-delay MS       buffered: held output asks for a checkpoint within MS\n"
+                                   "                          (default 0)\n"
                                    "  --heartbeat-timeout MS  how long the primary waits for a silent secondary\n"
                                    "                          (default 200; 5000 without a cluster)\n"
                                    "  --connect-timeout MS    each connection to the secondary within MS (default\n"
@@ -230,7 +237,8 @@ int colo_protect_main(int argc, char **argv)
 {
     const char *name = NULL, *destination = NULL;
     long interval_ms = -1, output_delay_ms = -1, heartbeat_timeout_ms = -1, connect_timeout_ms = -1;
-    long wait_timeout_ms = 30000;
+    long wait_timeout_ms = 30000, compare_timeout_ms = -1;
+    const char *mode = NULL;
     bool wait = true, follow = false;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -246,6 +254,16 @@ int colo_protect_main(int argc, char **argv)
             i++;
         } else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc) {
             if ((connect_timeout_ms = parse_milliseconds(argv[i], argv[i + 1], 1, 600000)) < 0)
+                return 2;
+            i++;
+        } else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) {
+            mode = argv[++i];
+            if (strcmp(mode, "compare") != 0 && strcmp(mode, "buffered") != 0) {
+                fprintf(stderr, "colo protect: --mode must be compare or buffered, not '%s'\n%s", mode, protect_usage);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--compare-timeout") == 0 && i + 1 < argc) {
+            if ((compare_timeout_ms = parse_milliseconds(argv[i], argv[i + 1], 0, 600000)) < 0)
                 return 2;
             i++;
         } else if (strcmp(argv[i], "--wait-timeout") == 0 && i + 1 < argc) {
@@ -279,6 +297,10 @@ int colo_protect_main(int argc, char **argv)
         json_object_set_new(request, "output_delay_ms", json_integer(output_delay_ms));
     if (heartbeat_timeout_ms >= 0)
         json_object_set_new(request, "heartbeat_timeout_ms", json_integer(heartbeat_timeout_ms));
+    if (mode)
+        json_object_set_new(request, "mode", json_string(mode));
+    if (compare_timeout_ms >= 0)
+        json_object_set_new(request, "compare_timeout_ms", json_integer(compare_timeout_ms));
     if (connect_timeout_ms > 0)
         json_object_set_new(request, "connect_timeout_ms", json_integer(connect_timeout_ms));
     int status = call_vm("colo protect", name, request, &reply);

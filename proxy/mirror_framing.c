@@ -1,6 +1,10 @@
 /* The mirror connection's framing (mirror_framing.h). */
 #include "mirror_framing.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, struct mirror_message *message)
 {
     if (length < MIRROR_WORD_SIZE)
@@ -10,7 +14,12 @@ long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, stru
     size_t frame_length = word & MIRROR_LENGTH_MASK;
     unsigned nic = word >> 24;
     if (frame_length == 0) {
-        /* A heartbeat is the word 0: a NIC index without a frame is not. */
+        /* A heartbeat is the word 0, a boundary 0xff000000: any other NIC
+         * index without a frame is not a message. */
+        if (nic == MIRROR_BOUNDARY_NIC) {
+            *message = (struct mirror_message){ .boundary = true };
+            return MIRROR_WORD_SIZE;
+        }
         if (nic != 0)
             return MIRROR_PARSE_MALFORMED;
         *message = (struct mirror_message){ .heartbeat = true };
@@ -37,4 +46,33 @@ void mirror_encode_word(uint8_t word[MIRROR_WORD_SIZE], unsigned nic, size_t len
     word[1] = (uint8_t)(value >> 8);
     word[2] = (uint8_t)(value >> 16);
     word[3] = (uint8_t)(value >> 24);
+}
+
+enum mirror_send_result mirror_send_message(int fd, const struct iovec *parts, int part_count)
+{
+    size_t total = 0;
+    for (int i = 0; i < part_count; i++)
+        total += parts[i].iov_len;
+    struct msghdr message = { .msg_iov = (struct iovec *)parts, .msg_iovlen = (size_t)part_count };
+    ssize_t sent = sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? MIRROR_WOULD_BLOCK : MIRROR_BROKEN;
+    /* Partly sent: the rest must follow, or the framing is lost. */
+    size_t done = (size_t)sent, offset = 0;
+    for (int i = 0; i < part_count && done < total; i++) {
+        size_t part_end = offset + parts[i].iov_len;
+        while (done < part_end) {
+            const uint8_t *bytes = (const uint8_t *)parts[i].iov_base + (done - offset);
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            if (poll(&p, 1, 1000) <= 0)
+                return MIRROR_BROKEN;
+            ssize_t n = send(fd, bytes, part_end - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return MIRROR_BROKEN;
+            if (n > 0)
+                done += (size_t)n;
+        }
+        offset = part_end;
+    }
+    return MIRROR_SENT;
 }

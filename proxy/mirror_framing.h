@@ -1,5 +1,6 @@
-/* The mirror connection's framing (primary -> secondary), one message per
- * frame the PVM read from its network backend:
+/* The mirror connection's framing. Primary -> secondary: one message per
+ * frame the PVM read from its network backend; secondary -> primary: one
+ * per frame the SVM sent (for the comparing proxy). Both directions:
  *
  *   u32 little-endian word: bits 0..23 the frame's length, bits 24..31 the
  *       NIC's index (a frame is at most VIRTIO_NET_MAX_FRAME < 2^24 bytes)
@@ -7,6 +8,9 @@
  *   the 12-byte virtio-net header the backend gave with it (wire form)
  *
  * A word of 0 (no frame, no header) is a heartbeat (cluster/heartbeat.h).
+ * The word 0xff000000 (secondary -> primary only) is a checkpoint
+ * boundary: the SVM was just rebuilt from a checkpoint (or first built),
+ * so what follows is output of the next epoch.
  * docs/replication.md has the whole; mirror_parse has a fuzz target. */
 #ifndef COLO_PROXY_MIRROR_FRAMING_H
 #define COLO_PROXY_MIRROR_FRAMING_H
@@ -14,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "virtio_net.h"
 
@@ -21,8 +26,11 @@
 #define MIRROR_LENGTH_MASK 0xffffffu
 #define MIRROR_MESSAGE_MAX (MIRROR_WORD_SIZE + VIRTIO_NET_MAX_FRAME + VIRTIO_NET_HEADER_SIZE)
 
+#define MIRROR_BOUNDARY_NIC 0xffu
+
 struct mirror_message {
     bool heartbeat;       /* then nothing below is set */
+    bool boundary;        /* likewise */
     unsigned nic;         /* < the nic_count given to mirror_parse */
     const uint8_t *frame; /* inside the parsed buffer */
     size_t length;
@@ -38,7 +46,17 @@ enum { MIRROR_PARSE_INCOMPLETE = 0, MIRROR_PARSE_MALFORMED = -1 };
  * connection must be given up). */
 long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, struct mirror_message *message);
 
-/* The word for a frame of `length` bytes from NIC `nic` (0, 0: a heartbeat). */
+/* The word for a frame of `length` bytes from NIC `nic` (0, 0: a heartbeat;
+ * MIRROR_BOUNDARY_NIC, 0: a checkpoint boundary). */
 void mirror_encode_word(uint8_t word[MIRROR_WORD_SIZE], unsigned nic, size_t length);
+
+enum mirror_send_result { MIRROR_SENT, MIRROR_WOULD_BLOCK, MIRROR_BROKEN };
+
+/* Writes one whole message to a non-blocking-safe stream socket; the
+ * caller serializes the writers. Never blocks long: a full socket before
+ * the first byte is MIRROR_WOULD_BLOCK (nothing sent: the message may be
+ * dropped), and a partial write is finished within a bounded wait or the
+ * connection is MIRROR_BROKEN (its framing would be lost). */
+enum mirror_send_result mirror_send_message(int fd, const struct iovec *parts, int part_count);
 
 #endif

@@ -32,6 +32,10 @@ static bool take_messages(struct mirror_reader *reader)
             failure_detector_heard(reader->detector, true);
             continue;
         }
+        if (message.boundary) { /* the secondary's word: never the primary's */
+            ok = false;
+            break;
+        }
         pthread_mutex_lock(&reader->lock);
         reader->received++;
         uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX ? malloc(message.length)
@@ -110,6 +114,8 @@ static void on_frames_ready(void *opaque)
     pthread_mutex_lock(&reader->lock);
     for (size_t i = 0; i < reader->queued; i++) {
         struct mirrored_frame *f = &reader->queue[i];
+        if (reader->inbound_filter)
+            reader->inbound_filter(reader->inbound_filter_opaque, &f->header, f->data, f->length);
         if (virtio_net_receive_with_header(machine_nic(reader->machine, f->nic), &f->header, f->data, f->length))
             reader->delivered++;
         free(f->data);
@@ -129,6 +135,10 @@ int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, in
     atomic_init(&reader->stop, false);
     atomic_init(&reader->svm_built, false);
     pthread_mutex_init(&reader->lock, NULL);
+    pthread_mutex_init(&reader->write_lock, NULL);
+    atomic_init(&reader->write_broken, false);
+    atomic_init(&reader->returned, 0);
+    atomic_init(&reader->return_dropped, 0);
     reader->frames_ready = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (reader->frames_ready < 0)
         return error_set_errno(err, "cannot create an eventfd");
@@ -170,6 +180,7 @@ void mirror_reader_destroy(struct mirror_reader *reader)
         close(reader->frames_ready);
     reader->frames_ready = -1;
     pthread_mutex_destroy(&reader->lock);
+    pthread_mutex_destroy(&reader->write_lock);
 }
 
 void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_stats *stats)
@@ -180,6 +191,8 @@ void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_
         .delivered = reader->delivered,
         .dropped = reader->dropped,
         .heartbeats = failure_detector_heartbeats(reader->detector),
+        .returned = atomic_load(&reader->returned),
+        .return_dropped = atomic_load(&reader->return_dropped),
     };
     pthread_mutex_unlock(&reader->lock);
 }
@@ -237,10 +250,69 @@ const struct colo_checkpoint_device_ops mirror_reader_device = {
     .failover = mirror_reader_failover,
 };
 
+/* One writer at a time: heartbeats (their thread), the SVM's frames (the
+ * machine thread) and boundaries (the loop's thread). */
+static enum mirror_send_result write_message(struct mirror_reader *reader, const struct iovec *parts, int part_count)
+{
+    if (atomic_load(&reader->write_broken))
+        return MIRROR_BROKEN;
+    pthread_mutex_lock(&reader->write_lock);
+    enum mirror_send_result result = mirror_send_message(reader->fd, parts, part_count);
+    pthread_mutex_unlock(&reader->write_lock);
+    if (result == MIRROR_BROKEN)
+        atomic_store(&reader->write_broken, true); /* the reader or the loop notices the loss */
+    return result;
+}
+
 bool mirror_reader_send_heartbeat(void *opaque)
 {
     struct mirror_reader *reader = opaque;
     uint8_t beat[MIRROR_WORD_SIZE];
     mirror_encode_word(beat, 0, 0);
-    return send(reader->fd, beat, sizeof beat, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof beat;
+    struct iovec part = { beat, sizeof beat };
+    return write_message(reader, &part, 1) == MIRROR_SENT;
+}
+
+void mirror_reader_return_frame(struct mirror_reader *reader, unsigned nic, const struct virtio_net_header *header,
+                                const uint8_t *frame, size_t length)
+{
+    if (length == 0 || length > VIRTIO_NET_MAX_FRAME)
+        return;
+    uint8_t word[MIRROR_WORD_SIZE];
+    mirror_encode_word(word, nic, length);
+    uint8_t header_bytes[VIRTIO_NET_HEADER_SIZE];
+    virtio_net_header_encode(header, header_bytes);
+    struct iovec parts[3] = {
+        { word, sizeof word },
+        { (void *)frame, length },
+        { header_bytes, sizeof header_bytes },
+    };
+    if (write_message(reader, parts, 3) == MIRROR_SENT)
+        atomic_fetch_add(&reader->returned, 1);
+    else
+        atomic_fetch_add(&reader->return_dropped, 1);
+}
+
+bool mirror_reader_send_boundary(struct mirror_reader *reader)
+{
+    uint8_t word[MIRROR_WORD_SIZE];
+    mirror_encode_word(word, MIRROR_BOUNDARY_NIC, 0);
+    struct iovec part = { word, sizeof word };
+    /* A boundary must not be lost (the primary would compare the next
+     * epoch's output against this one's): a full socket waits for room. */
+    for (int tries = 0; tries < 1000; tries++) {
+        enum mirror_send_result result = write_message(reader, &part, 1);
+        if (result != MIRROR_WOULD_BLOCK)
+            return result == MIRROR_SENT;
+        struct pollfd p = { .fd = reader->fd, .events = POLLOUT };
+        poll(&p, 1, 1);
+    }
+    atomic_store(&reader->write_broken, true);
+    return false;
+}
+
+void mirror_reader_set_inbound_filter(struct mirror_reader *reader, virtio_net_receive_filter filter, void *opaque)
+{
+    reader->inbound_filter = filter;
+    reader->inbound_filter_opaque = opaque;
 }

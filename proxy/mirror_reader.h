@@ -37,6 +37,7 @@ struct mirrored_frame {
 
 struct mirror_reader_stats {
     uint64_t received, delivered, dropped, heartbeats;
+    uint64_t returned, return_dropped; /* the SVM's frames sent back to the primary, or not (socket full) */
 };
 
 struct mirror_reader {
@@ -55,6 +56,14 @@ struct mirror_reader {
     struct mirrored_frame queue[MIRROR_QUEUE_MAX];
     size_t queued;
     uint64_t received, delivered, dropped;
+    /* The other direction: heartbeats, the SVM's frames and boundaries. */
+    pthread_mutex_t write_lock; /* one writer at a time on fd */
+    atomic_bool write_broken;
+    atomic_uint_fast64_t returned, return_dropped;
+    /* Rewrites each mirrored frame before the SVM gets it (the TCP
+     * sequence shift); NULL: none. Set before the machine runs. */
+    virtio_net_receive_filter inbound_filter;
+    void *inbound_filter_opaque;
 };
 
 extern const struct colo_checkpoint_device_ops mirror_reader_device;
@@ -72,6 +81,16 @@ void mirror_reader_destroy(struct mirror_reader *reader);
  * heartbeat_sender's send_beat; the primary's mirror_sender watch hears
  * it). Never blocks: a full socket skips the beat. */
 bool mirror_reader_send_heartbeat(void *reader);
+/* The comparing proxy's return path: a frame the SVM sent goes back to
+ * the primary (never blocks: a full socket drops it, counted; the primary
+ * then times out on its twin and checkpoints). */
+void mirror_reader_return_frame(struct mirror_reader *reader, unsigned nic, const struct virtio_net_header *header,
+                                const uint8_t *frame, size_t length);
+/* The SVM was just built or rebuilt from a checkpoint (it is paused):
+ * what it sends from now on belongs to the next epoch. Waits for room up
+ * to a second; false: the connection is lost. */
+bool mirror_reader_send_boundary(struct mirror_reader *reader);
+void mirror_reader_set_inbound_filter(struct mirror_reader *reader, virtio_net_receive_filter filter, void *opaque);
 void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_stats *stats);
 
 #endif

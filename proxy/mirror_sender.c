@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -13,58 +14,22 @@
 #include "mirror_framing.h"
 #include "virtio_net.h"
 
-/* Writes one whole message. Never blocks long: a full socket drops a frame
- * (the SVM misses it; after a failover TCP retransmits it), and a partial
- * write is finished within a bounded wait or the connection is given up
- * (the framing would be lost). Returns false when the message was dropped. */
+/* Writes one whole message (mirror_send_message): a full socket drops a
+ * frame (the SVM misses it; after a failover TCP retransmits it); a
+ * partial write that cannot be finished gives the connection up. Returns
+ * false when the message was dropped. */
 static bool send_message(struct mirror_sender *sender, struct iovec *parts, int part_count, bool is_frame)
 {
     if (atomic_load(&sender->broken))
         return false;
-    size_t total = 0;
-    for (int i = 0; i < part_count; i++)
-        total += parts[i].iov_len;
     pthread_mutex_lock(&sender->lock);
-    struct msghdr message = { .msg_iov = parts, .msg_iovlen = (size_t)part_count };
-    ssize_t sent = sendmsg(sender->fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    bool ok = sent == (ssize_t)total;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (is_frame)
-            atomic_fetch_add(&sender->dropped, 1);
-    } else if (sent < 0) {
-        atomic_store(&sender->broken, true);
-    } else if (!ok) {
-        size_t done = (size_t)sent;
-        for (int i = 0; i < part_count && done < total; i++) {
-            size_t skip = done;
-            for (int j = 0; j < i; j++)
-                skip -= parts[j].iov_len;
-            if (skip >= parts[i].iov_len)
-                continue;
-            const uint8_t *bytes = (const uint8_t *)parts[i].iov_base + skip;
-            size_t left = parts[i].iov_len - skip;
-            while (left > 0) {
-                struct pollfd p = { .fd = sender->fd, .events = POLLOUT };
-                if (poll(&p, 1, 1000) <= 0)
-                    break;
-                ssize_t n = send(sender->fd, bytes, left, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                    break;
-                if (n > 0) {
-                    bytes += n;
-                    left -= (size_t)n;
-                    done += (size_t)n;
-                }
-            }
-            if (left > 0)
-                break;
-        }
-        ok = done == total;
-        if (!ok)
-            atomic_store(&sender->broken, true);
-    }
+    enum mirror_send_result result = mirror_send_message(sender->fd, parts, part_count);
     pthread_mutex_unlock(&sender->lock);
-    return ok;
+    if (result == MIRROR_WOULD_BLOCK && is_frame)
+        atomic_fetch_add(&sender->dropped, 1);
+    else if (result == MIRROR_BROKEN)
+        atomic_store(&sender->broken, true);
+    return result == MIRROR_SENT;
 }
 
 /* Machine thread: a frame the PVM read from its backend goes to the SVM too. */
@@ -107,6 +72,13 @@ void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, i
     atomic_init(&sender->frames, 0);
     atomic_init(&sender->dropped, 0);
     atomic_init(&sender->beats_heard, 0);
+    atomic_init(&sender->boundaries_heard, 0);
+    atomic_init(&sender->secondary_frames, 0);
+    sender->secondary_frame = NULL;
+    sender->secondary_boundary = NULL;
+    sender->secondary_opaque = NULL;
+    sender->watch_buffer = malloc(MIRROR_MESSAGE_MAX);
+    sender->watch_buffered = 0;
     atomic_init(&sender->watch_stop, false);
     sender->watching = false;
     sender->detector = NULL;
@@ -124,34 +96,68 @@ void mirror_sender_destroy(struct mirror_sender *sender)
     /* The observers stay installed and see mirroring off: removing them
      * would race with the machine thread, which may be inside one. */
     mirror_sender_stop(sender);
+    free(sender->watch_buffer);
+    sender->watch_buffer = NULL;
     pthread_mutex_destroy(&sender->lock);
+}
+
+/* The watch thread: what the secondary sent is heard, and its SVM frames
+ * and boundaries go to the comparing proxy. Returns false when the
+ * buffer holds something that is not a message. */
+static bool take_messages(struct mirror_sender *sender)
+{
+    size_t offset = 0;
+    bool ok = true;
+    unsigned nic_count = machine_nic_count(sender->machine);
+    for (;;) {
+        struct mirror_message message;
+        long size = mirror_parse(sender->watch_buffer + offset, sender->watch_buffered - offset, nic_count, &message);
+        if (size == MIRROR_PARSE_MALFORMED)
+            ok = false;
+        if (size <= 0)
+            break;
+        offset += (size_t)size;
+        if (message.heartbeat) {
+            atomic_fetch_add(&sender->beats_heard, 1);
+        } else if (message.boundary) {
+            atomic_fetch_add(&sender->boundaries_heard, 1);
+            if (sender->secondary_boundary)
+                sender->secondary_boundary(sender->secondary_opaque);
+        } else {
+            atomic_fetch_add(&sender->secondary_frames, 1);
+            if (sender->secondary_frame)
+                sender->secondary_frame(sender->secondary_opaque, message.nic, &message.header, message.frame,
+                                        message.length);
+        }
+    }
+    memmove(sender->watch_buffer, sender->watch_buffer + offset, sender->watch_buffered - offset);
+    sender->watch_buffered -= offset;
+    return ok;
 }
 
 static void *watch_thread(void *opaque)
 {
     struct mirror_sender *sender = opaque;
-    uint8_t bytes[256];
     while (!atomic_load(&sender->watch_stop)) {
         struct pollfd p = { .fd = sender->fd, .events = POLLIN };
         int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS / 2);
         if (ready > 0) {
-            ssize_t n = recv(sender->fd, bytes, sizeof bytes, MSG_DONTWAIT);
+            ssize_t n = recv(sender->fd, sender->watch_buffer + sender->watch_buffered,
+                             MIRROR_MESSAGE_MAX - sender->watch_buffered, MSG_DONTWAIT);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 failure_detector_declare_peer_dead(sender->detector, "the mirror connection %s",
                                                    n == 0 ? "was closed by the secondary" : strerror(errno));
                 break;
             }
-            bool only_beats = true;
-            for (ssize_t i = 0; i < n; i++)
-                only_beats = only_beats && bytes[i] == 0;
-            if (!only_beats) {
-                failure_detector_declare_peer_dead(sender->detector,
-                                                   "the secondary sent something other than heartbeats on the "
-                                                   "mirror connection");
-                break;
-            }
             if (n > 0) {
-                atomic_fetch_add(&sender->beats_heard, (uint64_t)n / MIRROR_WORD_SIZE);
+                sender->watch_buffered += (size_t)n;
+                if (!take_messages(sender)) {
+                    failure_detector_declare_peer_dead(sender->detector,
+                                                       "the secondary sent something that is not a message on the "
+                                                       "mirror connection");
+                    break;
+                }
+                /* Anything whole from the secondary says it is alive. */
                 failure_detector_heard(sender->detector, true);
             }
         }
@@ -161,8 +167,19 @@ static void *watch_thread(void *opaque)
     return NULL;
 }
 
+void mirror_sender_set_secondary_output(struct mirror_sender *sender, mirror_secondary_frame_fn frame,
+                                        void (*boundary)(void *opaque), void *opaque)
+{
+    sender->secondary_frame = frame;
+    sender->secondary_boundary = boundary;
+    sender->secondary_opaque = opaque;
+}
+
 int mirror_sender_watch_start(struct mirror_sender *sender, struct failure_detector *detector, struct error *err)
 {
+    if (!sender->watch_buffer)
+        return error_set(err, "out of memory for the secondary's watch");
+    sender->watch_buffered = 0;
     sender->detector = detector;
     atomic_store(&sender->watch_stop, false);
     int failed = pthread_create(&sender->watch_thread, NULL, watch_thread, sender);

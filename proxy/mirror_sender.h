@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "checkpoint_device.h"
@@ -16,6 +17,11 @@
 struct machine;
 
 struct failure_detector;
+struct virtio_net_header;
+
+/* A frame the SVM sent, which the secondary returned on the mirror. */
+typedef void (*mirror_secondary_frame_fn)(void *opaque, unsigned nic, const struct virtio_net_header *header,
+                                          const uint8_t *frame, size_t length);
 
 struct mirror_sender {
     struct machine *machine;
@@ -26,6 +32,14 @@ struct mirror_sender {
     pthread_t watch_thread;
     bool watching;
     atomic_uint_fast64_t beats_heard;
+    atomic_uint_fast64_t boundaries_heard, secondary_frames;
+    /* Where the SVM's frames and checkpoint boundaries go (the watch
+     * thread calls them): the comparing proxy. NULL: dropped. */
+    mirror_secondary_frame_fn secondary_frame;
+    void (*secondary_boundary)(void *opaque);
+    void *secondary_opaque;
+    uint8_t *watch_buffer; /* a partial message, MIRROR_MESSAGE_MAX; the watch thread's */
+    size_t watch_buffered;
     pthread_mutex_t lock;  /* one writer at a time on fd: frames and heartbeats */
     atomic_bool mirroring; /* the SVM exists: send it the PVM's input */
     atomic_bool broken;    /* a write failed: stop writing (the loop notices the loss) */
@@ -48,8 +62,12 @@ void mirror_sender_stop(struct mirror_sender *sender);
  * of a hung secondary within the detector's timeout instead of blocking
  * in a checkpoint. Starts a thread that reads them, tells the detector
  * what it hears, checks it every few ms, and declares the secondary dead
- * when the connection closes or carries anything but beats. */
+ * when the connection closes or carries anything but messages. The SVM's
+ * frames and boundaries that come back on it go to the functions set by
+ * mirror_sender_set_secondary_output (before the watch starts). */
 int mirror_sender_watch_start(struct mirror_sender *sender, struct failure_detector *detector, struct error *err);
 void mirror_sender_watch_stop(struct mirror_sender *sender);
+void mirror_sender_set_secondary_output(struct mirror_sender *sender, mirror_secondary_frame_fn frame,
+                                        void (*boundary)(void *opaque), void *opaque);
 
 #endif

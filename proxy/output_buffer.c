@@ -1,12 +1,38 @@
 /* The VM's network output while it is replicated (output_buffer.h). */
 #include "output_buffer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "colo_primary.h"
 #include "machine.h"
+#include "mirror_reader.h"
 #include "stream.h"
+
+#define SHIFT_CONNECTIONS_MAX 4096
+
+const char *output_mode_name(enum output_mode mode)
+{
+    return mode == OUTPUT_MODE_COMPARE ? "compare" : "buffered";
+}
+
+void output_compare_options_defaults(struct output_compare_options *options)
+{
+    *options = (struct output_compare_options){
+        .mode = OUTPUT_MODE_COMPARE,
+        .compare_timeout_ms = OUTPUT_COMPARE_DEFAULT_TIMEOUT_MS,
+        .storm_checkpoints = OUTPUT_STORM_CHECKPOINTS,
+        .storm_window_ms = OUTPUT_STORM_WINDOW_MS,
+        .fallback_ms = OUTPUT_FALLBACK_MS,
+    };
+}
+
+static bool checksum_partial(const struct virtio_net_header *header)
+{
+    return header->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
+}
 
 void held_frames_send_and_free(struct held_frame *frames, size_t count)
 {
@@ -15,6 +41,8 @@ void held_frames_send_and_free(struct held_frame *frames, size_t count)
         free(frames[i].data);
     }
 }
+
+static void compare_primary_frame_locked(struct output_buffer *buffer, struct held_frame *frame);
 
 /* Machine thread: every frame the guest sends. */
 static void transmit_frame(void *opaque, struct virtio_net *net, const struct virtio_net_header *header,
@@ -25,6 +53,13 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     if (buffer->muted) {
         buffer->stats.dropped_muted++;
     } else if (!buffer->holding) {
+        /* A secondary that took over keeps its connections in the
+         * client's sequence space. */
+        if (buffer->shift && buffer->shift_scratch && length <= VIRTIO_NET_MAX_FRAME) {
+            memcpy(buffer->shift_scratch, frame, length);
+            tcp_sequence_shift_outbound(buffer->shift, buffer->shift_scratch, length, checksum_partial(header));
+            frame = buffer->shift_scratch;
+        }
         virtio_net_transmit_to_backend(NULL, net, header, frame, length);
     } else {
         uint8_t *copy = buffer->held_count < OUTPUT_HELD_FRAMES_MAX &&
@@ -33,14 +68,25 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
                             : NULL;
         if (copy) {
             memcpy(copy, frame, length);
-            buffer->held[buffer->held_count++] = (struct held_frame){ net, *header, length, copy };
+            if (buffer->shift)
+                tcp_sequence_shift_outbound(buffer->shift, copy, length, checksum_partial(header));
+            /* A secondary: the primary compares what the SVM said. */
+            if (buffer->return_to) {
+                int nic = machine_nic_index(buffer->machine, net);
+                mirror_reader_return_frame(buffer->return_to, nic < 0 ? 0 : (unsigned)nic, header, copy, length);
+            }
+            struct held_frame *held = &buffer->held[buffer->held_count++];
+            *held = (struct held_frame){ net, *header, length, copy, OUTPUT_COMPARE_HANDLE_NONE, false };
             buffer->held_bytes += length;
             buffer->stats.held_total++;
-            /* The first frame held since the last checkpoint's pause: it
-             * may wait at most output_delay_ms for the checkpoint that lets
-             * it out. */
-            if (buffer->held_count == buffer->checkpoint_frames + 1 && buffer->primary)
+            if (buffer->primary && buffer->comparing) {
+                compare_primary_frame_locked(buffer, held);
+            } else if (buffer->held_count == buffer->checkpoint_frames + 1 && buffer->primary) {
+                /* The first frame held since the last checkpoint's pause:
+                 * it may wait at most output_delay_ms for the checkpoint
+                 * that lets it out. */
                 colo_primary_request_checkpoint_within(buffer->primary, buffer->output_delay_ms);
+            }
         } else {
             buffer->stats.dropped_full++;
         }
@@ -65,6 +111,259 @@ static size_t release_first_locked(struct output_buffer *buffer, size_t count)
     return count;
 }
 
+/* ---- the primary's comparing (compare mode) ---- */
+
+/* Lock held: the frames the comparator released are marked; they leave
+ * now unless a checkpoint's own frames wait for its SVM_READY (those go
+ * first: the order of one flow is kept) or the release gate says no
+ * (they leave with a later release). */
+static void release_matched_locked(struct output_buffer *buffer)
+{
+    uint64_t handle;
+    while (output_compare_take_releasable(&buffer->compare, &handle)) {
+        for (size_t i = buffer->checkpoint_frames; i < buffer->held_count; i++) {
+            if (buffer->held[i].handle == handle) {
+                buffer->held[i].matched = true;
+                break;
+            }
+        }
+    }
+    if (buffer->checkpoint_frames > 0)
+        return;
+    bool any = false;
+    for (size_t i = 0; i < buffer->held_count && !any; i++)
+        any = buffer->held[i].matched;
+    if (!any)
+        return;
+    if (buffer->muted || (buffer->may_release && !buffer->may_release(buffer->may_release_opaque))) {
+        buffer->stats.releases_refused++;
+        return;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < buffer->held_count; i++) {
+        struct held_frame *frame = &buffer->held[i];
+        if (frame->matched) {
+            buffer->held_bytes -= frame->length;
+            buffer->stats.released_total++;
+            buffer->stats.released_matched++;
+            held_frames_send_and_free(frame, 1);
+        } else {
+            buffer->held[kept++] = *frame;
+        }
+    }
+    buffer->held_count = kept;
+}
+
+/* Lock held: the deadline of the oldest PVM frame without its twin. */
+static void update_deadline_locked(struct output_buffer *buffer)
+{
+    uint64_t added_us, deadline_us = 0;
+    if (buffer->comparing && output_compare_oldest_unmatched_us(&buffer->compare, &added_us))
+        deadline_us = added_us + (uint64_t)buffer->compare_options.compare_timeout_ms * 1000u;
+    if (deadline_us != buffer->deadline_us) {
+        buffer->deadline_us = deadline_us;
+        colo_primary_set_output_deadline(buffer->primary, deadline_us);
+    }
+}
+
+static void after_compare_locked(struct output_buffer *buffer, const struct output_compare_result *result)
+{
+    if (result->difference && !buffer->difference_seen) {
+        buffer->difference_seen = true;
+        colo_primary_request_checkpoint(buffer->primary);
+    }
+    if (result->releasable)
+        release_matched_locked(buffer);
+    update_deadline_locked(buffer);
+}
+
+static void compare_primary_frame_locked(struct output_buffer *buffer, struct held_frame *frame)
+{
+    struct output_compare_result result = output_compare_add_primary(&buffer->compare, frame->data, frame->length,
+                                                                     clock_monotonic_us(), &frame->handle);
+    after_compare_locked(buffer, &result);
+}
+
+void output_buffer_secondary_frame(void *opaque, unsigned nic, const struct virtio_net_header *header,
+                                   const uint8_t *frame, size_t length)
+{
+    (void)nic;
+    (void)header;
+    struct output_buffer *buffer = opaque;
+    pthread_mutex_lock(&buffer->lock);
+    if (buffer->primary && buffer->compare_ready && buffer->holding) {
+        if (buffer->boundaries_heard != buffer->epochs_expected) {
+            buffer->stats.secondary_frames_stale++;
+        } else if (buffer->comparing) {
+            buffer->stats.secondary_frames_compared++;
+            struct output_compare_result result = output_compare_add_secondary(&buffer->compare, frame, length,
+                                                                               clock_monotonic_us());
+            after_compare_locked(buffer, &result);
+        }
+    }
+    pthread_mutex_unlock(&buffer->lock);
+}
+
+void output_buffer_secondary_boundary(void *opaque)
+{
+    struct output_buffer *buffer = opaque;
+    pthread_mutex_lock(&buffer->lock);
+    buffer->boundaries_heard++;
+    pthread_mutex_unlock(&buffer->lock);
+}
+
+static void set_mode_locked(struct output_buffer *buffer, bool comparing, const char *reason)
+{
+    buffer->comparing = comparing;
+    buffer->stats.mode_now = comparing ? OUTPUT_MODE_COMPARE : OUTPUT_MODE_BUFFERED;
+    snprintf(buffer->mode_reason, sizeof buffer->mode_reason, "%s", reason);
+    buffer->mode_changed = true;
+}
+
+/* Lock held, the PVM paused for a checkpoint (compare mode): the epoch
+ * ends; a checkpoint a difference asked for counts toward a storm. */
+static void end_epoch_locked(struct output_buffer *buffer)
+{
+    const struct output_compare_options *options = &buffer->compare_options;
+    uint64_t now_us = clock_monotonic_us(), added_us;
+    buffer->epochs_expected++;
+    if (buffer->comparing) {
+        if (!buffer->difference_seen && output_compare_oldest_unmatched_us(&buffer->compare, &added_us) &&
+            now_us >= added_us + (uint64_t)options->compare_timeout_ms * 1000u) {
+            output_compare_note_timeout(&buffer->compare);
+            buffer->difference_seen = true;
+        }
+        output_compare_reset(&buffer->compare);
+        for (size_t i = 0; i < buffer->held_count; i++) {
+            buffer->held[i].handle = OUTPUT_COMPARE_HANDLE_NONE;
+            buffer->held[i].matched = false; /* this checkpoint lets it out */
+        }
+    }
+    buffer->deadline_us = 0; /* the loop cleared its deadline at the pause */
+    if (buffer->difference_seen) {
+        buffer->stats.checkpoints_by_difference++;
+        unsigned count = options->storm_checkpoints;
+        buffer->storm_times_us[buffer->storm_next++ % OUTPUT_STORM_RING] = now_us;
+        if (buffer->comparing && count > 0 && buffer->storm_next >= count &&
+            now_us - buffer->storm_times_us[(buffer->storm_next - count) % OUTPUT_STORM_RING] <=
+                (uint64_t)options->storm_window_ms * 1000u) {
+            char reason[160];
+            snprintf(reason, sizeof reason,
+                     "checkpoint storm: %u checkpoints forced by differences within %u ms; releasing output per "
+                     "checkpoint for %u ms",
+                     count, options->storm_window_ms, options->fallback_ms);
+            set_mode_locked(buffer, false, reason);
+            buffer->stats.storms++;
+            buffer->fallback_until_us = now_us + (uint64_t)options->fallback_ms * 1000u;
+            buffer->storm_next = 0;
+        }
+    }
+    buffer->difference_seen = false;
+    if (!buffer->comparing && options->mode == OUTPUT_MODE_COMPARE && now_us >= buffer->fallback_until_us) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "comparing again after %u ms of releasing output per checkpoint",
+                 options->fallback_ms);
+        set_mode_locked(buffer, true, reason);
+    }
+}
+
+int output_buffer_set_compare(struct output_buffer *buffer, const struct output_compare_options *options,
+                              struct error *err)
+{
+    if (options->storm_checkpoints > OUTPUT_STORM_RING)
+        return error_set(err, "a checkpoint storm is at most %u checkpoints", OUTPUT_STORM_RING);
+    pthread_mutex_lock(&buffer->lock);
+    if (buffer->compare_ready)
+        output_compare_destroy(&buffer->compare);
+    buffer->compare_ready = false;
+    buffer->compare_options = *options;
+    int result = 0;
+    if (options->mode == OUTPUT_MODE_COMPARE) {
+        struct output_compare_limits limits = {
+            .flows_max = 4096,
+            .held_frames_max = OUTPUT_HELD_FRAMES_MAX,
+            .buffered_bytes_max = 16u << 20,
+            .fragments = { .datagrams_max = 16, .total_bytes_max = 1u << 20, .expiry_us = 1000000 },
+        };
+        result = output_compare_init(&buffer->compare, &limits, err);
+        buffer->compare_ready = result == 0;
+    }
+    buffer->epochs_expected = 1; /* the SVM's first boundary comes at its setup */
+    buffer->boundaries_heard = 0;
+    buffer->difference_seen = false;
+    buffer->deadline_us = 0;
+    buffer->fallback_until_us = 0;
+    buffer->storm_next = 0;
+    buffer->mode_changed = false;
+    buffer->comparing = buffer->compare_ready;
+    buffer->stats.mode_now = buffer->comparing ? OUTPUT_MODE_COMPARE : OUTPUT_MODE_BUFFERED;
+    snprintf(buffer->mode_reason, sizeof buffer->mode_reason, "%s",
+             buffer->comparing ? "comparing the two VMs' output" : "asked for (--mode buffered)");
+    for (size_t i = 0; i < buffer->held_count; i++)
+        buffer->held[i].handle = OUTPUT_COMPARE_HANDLE_NONE;
+    pthread_mutex_unlock(&buffer->lock);
+    return result;
+}
+
+bool output_buffer_take_mode_change(struct output_buffer *buffer, enum output_mode *mode, char *reason, size_t size)
+{
+    pthread_mutex_lock(&buffer->lock);
+    bool changed = buffer->mode_changed;
+    buffer->mode_changed = false;
+    *mode = buffer->stats.mode_now;
+    snprintf(reason, size, "%s", buffer->mode_reason);
+    pthread_mutex_unlock(&buffer->lock);
+    return changed;
+}
+
+void output_buffer_get_compare_counters(struct output_buffer *buffer, struct output_compare_counters *counters)
+{
+    pthread_mutex_lock(&buffer->lock);
+    if (buffer->compare_ready)
+        output_compare_get_counters(&buffer->compare, counters, NULL, NULL);
+    else
+        memset(counters, 0, sizeof *counters);
+    pthread_mutex_unlock(&buffer->lock);
+}
+
+/* ---- the secondary's return path and sequence shift ---- */
+
+/* Machine thread: a frame on its way into the SVM (mirrored, or from the
+ * NIC's own backend after a failover). */
+static void shift_inbound(void *opaque, const struct virtio_net_header *header, uint8_t *frame, size_t length)
+{
+    struct output_buffer *buffer = opaque;
+    pthread_mutex_lock(&buffer->lock);
+    if (buffer->shift)
+        tcp_sequence_shift_inbound(buffer->shift, frame, length, checksum_partial(header));
+    pthread_mutex_unlock(&buffer->lock);
+}
+
+int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirror_reader *reader, struct error *err)
+{
+    struct tcp_sequence_shift *shift = calloc(1, sizeof *shift);
+    uint8_t *scratch = malloc(VIRTIO_NET_MAX_FRAME);
+    if (!shift || !scratch || tcp_sequence_shift_init(shift, SHIFT_CONNECTIONS_MAX, err) < 0) {
+        free(shift);
+        free(scratch);
+        return err->message[0] ? -1 : error_set(err, "out of memory for the TCP sequence shift");
+    }
+    pthread_mutex_lock(&buffer->lock);
+    if (buffer->shift) {
+        tcp_sequence_shift_destroy(buffer->shift);
+        free(buffer->shift);
+    }
+    free(buffer->shift_scratch);
+    buffer->shift = shift;
+    buffer->shift_scratch = scratch;
+    buffer->return_to = reader;
+    pthread_mutex_unlock(&buffer->lock);
+    mirror_reader_set_inbound_filter(reader, shift_inbound, buffer);
+    for (unsigned i = 0; i < machine_nic_count(buffer->machine); i++)
+        virtio_net_set_backend_receive_filter(machine_nic(buffer->machine, i), shift_inbound, buffer);
+    return 0;
+}
+
 static size_t release_locked(struct output_buffer *buffer)
 {
     return release_first_locked(buffer, buffer->held_count);
@@ -82,6 +381,15 @@ void output_buffer_init(struct output_buffer *buffer, struct machine *machine, b
     buffer->may_release_opaque = NULL;
     buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
     memset(&buffer->stats, 0, sizeof buffer->stats);
+    output_compare_options_defaults(&buffer->compare_options);
+    buffer->compare_options.mode = OUTPUT_MODE_BUFFERED;
+    buffer->compare_ready = buffer->comparing = buffer->difference_seen = buffer->mode_changed = false;
+    buffer->epochs_expected = buffer->boundaries_heard = buffer->deadline_us = buffer->fallback_until_us = 0;
+    buffer->storm_next = 0;
+    buffer->mode_reason[0] = 0;
+    buffer->return_to = NULL;
+    buffer->shift = NULL;
+    buffer->shift_scratch = NULL;
     /* takes_offloads: the hook forwards the guest's frames with their
      * headers to a vnet-header backend, so both sides offer what a plain
      * TAP would, and the PVM's and the SVM's negotiated features match. */
@@ -114,6 +422,7 @@ void output_buffer_mute(struct output_buffer *buffer)
     buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
     buffer->muted = true;
     buffer->primary = NULL;
+    buffer->comparing = false;
     pthread_mutex_unlock(&buffer->lock);
 }
 
@@ -124,6 +433,7 @@ void output_buffer_release_and_pass(struct output_buffer *buffer)
         release_locked(buffer);
     buffer->holding = false;
     buffer->primary = NULL;
+    buffer->comparing = false;
     pthread_mutex_unlock(&buffer->lock);
 }
 
@@ -135,6 +445,18 @@ void output_buffer_destroy(struct output_buffer *buffer)
     buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
     buffer->holding = false;
     buffer->primary = NULL;
+    buffer->comparing = false;
+    if (buffer->compare_ready)
+        output_compare_destroy(&buffer->compare);
+    buffer->compare_ready = false;
+    if (buffer->shift) {
+        tcp_sequence_shift_destroy(buffer->shift);
+        free(buffer->shift);
+    }
+    buffer->shift = NULL;
+    free(buffer->shift_scratch);
+    buffer->shift_scratch = NULL;
+    buffer->return_to = NULL;
     pthread_mutex_unlock(&buffer->lock);
 }
 
@@ -143,6 +465,9 @@ void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_
     pthread_mutex_lock(&buffer->lock);
     *stats = buffer->stats;
     stats->held_now = buffer->held_count;
+    snprintf(stats->mode_reason, sizeof stats->mode_reason, "%s", buffer->mode_reason);
+    if (buffer->shift)
+        stats->shift = buffer->shift->counters;
     pthread_mutex_unlock(&buffer->lock);
 }
 
@@ -165,6 +490,8 @@ static int primary_postsuspend(void *opaque)
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
     buffer->checkpoint_frames = buffer->held_count;
+    if (buffer->compare_ready)
+        end_epoch_locked(buffer);
     pthread_mutex_unlock(&buffer->lock);
     return 0;
 }
@@ -199,6 +526,9 @@ static void primary_release(void *opaque)
         buffer->stats.releases_refused++;
     else
         release_first_locked(buffer, buffer->checkpoint_frames);
+    /* Frames of the next epoch the SVM matched meanwhile. */
+    if (buffer->comparing && buffer->checkpoint_frames == 0)
+        release_matched_locked(buffer);
     pthread_mutex_unlock(&buffer->lock);
 }
 
@@ -222,7 +552,26 @@ static int secondary_preresume(void *opaque)
     buffer->stats.dropped_by_checkpoint += buffer->held_count;
     buffer->held_count = 0;
     buffer->held_bytes = 0;
+    /* The SVM is the PVM again: no connection of its own. */
+    if (buffer->shift)
+        tcp_sequence_shift_reset(buffer->shift);
+    struct mirror_reader *reader = buffer->return_to;
     pthread_mutex_unlock(&buffer->lock);
+    /* What the SVM sends from here is the next epoch's. */
+    if (reader)
+        mirror_reader_send_boundary(reader);
+    return 0;
+}
+
+/* The SVM was built (paused): its first output starts the first epoch. */
+static int secondary_setup(void *opaque)
+{
+    struct output_buffer *buffer = opaque;
+    pthread_mutex_lock(&buffer->lock);
+    struct mirror_reader *reader = buffer->return_to;
+    pthread_mutex_unlock(&buffer->lock);
+    if (reader)
+        mirror_reader_send_boundary(reader);
     return 0;
 }
 
@@ -236,11 +585,13 @@ static int secondary_failover(void *opaque, struct error *err)
     pthread_mutex_lock(&buffer->lock);
     buffer->stats.released_at_failover = release_locked(buffer);
     buffer->holding = false;
+    buffer->return_to = NULL; /* the mirror is gone; the shift stays for the SVM's connections */
     pthread_mutex_unlock(&buffer->lock);
     return 0;
 }
 
 const struct colo_checkpoint_device_ops output_buffer_secondary_device = {
+    .setup = secondary_setup,
     .preresume = secondary_preresume,
     .failover = secondary_failover,
 };

@@ -30,10 +30,42 @@
 #include <stdint.h>
 
 #include "checkpoint_device.h"
+#include "output_compare.h"
+#include "tcp_sequence_shift.h"
 #include "virtio_net.h"
 
 struct machine;
 struct colo_primary;
+struct mirror_reader;
+
+/* How a primary releases its output (issue 14, docs/proxy.md). */
+enum output_mode {
+    /* Every frame waits for the checkpoint that follows it (Remus-like). */
+    OUTPUT_MODE_BUFFERED,
+    /* A frame leaves as soon as the SVM sent its twin; a difference or a
+     * frame without a twin after compare_timeout_ms asks for a
+     * checkpoint. A checkpoint storm falls back to buffered for a while. */
+    OUTPUT_MODE_COMPARE,
+};
+
+const char *output_mode_name(enum output_mode mode);
+
+struct output_compare_options {
+    enum output_mode mode;
+    unsigned compare_timeout_ms;
+    /* A storm: storm_checkpoints checkpoints forced by differences
+     * (timeouts included) within storm_window_ms. Then output is released
+     * per checkpoint for fallback_ms, and compared again after. */
+    unsigned storm_checkpoints, storm_window_ms, fallback_ms;
+};
+
+#define OUTPUT_COMPARE_DEFAULT_TIMEOUT_MS 5
+#define OUTPUT_STORM_CHECKPOINTS 20
+#define OUTPUT_STORM_WINDOW_MS 1000
+#define OUTPUT_FALLBACK_MS 2000
+#define OUTPUT_STORM_RING 64 /* storm_checkpoints is at most this */
+
+void output_compare_options_defaults(struct output_compare_options *options);
 
 #define OUTPUT_HELD_FRAMES_MAX 8192
 #define OUTPUT_HELD_BYTES_MAX (64u << 20)
@@ -43,6 +75,8 @@ struct held_frame {
     struct virtio_net_header header;
     size_t length;
     uint8_t *data;
+    uint64_t handle; /* the comparator's (OUTPUT_COMPARE_HANDLE_NONE: not compared) */
+    bool matched;    /* its twin came: it leaves at the next chance */
 };
 
 struct output_buffer_stats {
@@ -51,6 +85,16 @@ struct output_buffer_stats {
     uint64_t released_at_failover;  /* secondary: SVM frames sent at the failover */
     uint64_t releases_refused;      /* primary: releases the gate said no to */
     uint64_t dropped_muted;         /* frames dropped after output_buffer_mute */
+    /* Primary, compare mode. */
+    uint64_t released_matched;          /* frames that left because the SVM sent the same */
+    uint64_t checkpoints_by_difference; /* checkpoints a difference or a timeout asked for */
+    uint64_t storms;                    /* falls back to buffered */
+    uint64_t secondary_frames_stale;    /* SVM frames of an epoch already checkpointed: ignored */
+    uint64_t secondary_frames_compared; /* SVM frames given to the comparator */
+    enum output_mode mode_now;          /* what it does now */
+    char mode_reason[160];              /* ... and why */
+    /* Secondary: the TCP sequence shift (tcp_sequence_shift.h). */
+    struct tcp_sequence_shift_counters shift;
 };
 
 struct output_buffer {
@@ -70,6 +114,27 @@ struct output_buffer {
      * covers (set at its pause; the rest came after the PVM resumed). */
     size_t checkpoint_frames;
     struct output_buffer_stats stats;
+
+    /* Primary, compare mode (output_buffer_set_compare). */
+    struct output_compare_options compare_options;
+    struct output_compare compare;
+    bool compare_ready;        /* compare is initialized */
+    bool comparing;            /* compare mode and not fallen back: PVM frames go to the comparator */
+    bool difference_seen;      /* this epoch: a difference or timeout asked for its checkpoint */
+    uint64_t epochs_expected;  /* the SVM's boundaries this protection should have sent by now */
+    uint64_t boundaries_heard; /* ... and has: equal means its frames are of the PVM's epoch */
+    uint64_t fallback_until_us;
+    uint64_t deadline_us;                       /* what the primary's loop was told last */
+    uint64_t storm_times_us[OUTPUT_STORM_RING]; /* the last checkpoints forced by differences */
+    unsigned storm_next;
+    char mode_reason[160];
+    bool mode_changed; /* since output_buffer_take_mode_change */
+
+    /* Secondary (output_buffer_set_secondary_return): the SVM's frames are
+     * shifted onto the PVM's sequence space and sent back to the primary. */
+    struct mirror_reader *return_to;
+    struct tcp_sequence_shift *shift; /* NULL: none; stays after a failover */
+    uint8_t *shift_scratch;           /* a frame passed after the failover, shifted */
 };
 
 /* The primary's device (setup: hold; postsuspend: mark; save: OUTPUT
@@ -84,6 +149,26 @@ extern const struct colo_checkpoint_device_ops output_buffer_secondary_device;
 void output_buffer_init(struct output_buffer *buffer, struct machine *machine, bool holding);
 /* Primary: the loop asked for checkpoints by held output (before setup). */
 void output_buffer_set_primary(struct output_buffer *buffer, struct colo_primary *primary, unsigned output_delay_ms);
+/* Primary, before its device's setup: how output is released. Compare
+ * mode allocates the comparator. */
+int output_buffer_set_compare(struct output_buffer *buffer, const struct output_compare_options *options,
+                              struct error *err);
+/* Primary, the mirror sender's watch thread: a frame the SVM sent, and the
+ * SVM's checkpoint boundary (mirror_framing.h). */
+void output_buffer_secondary_frame(void *buffer, unsigned nic, const struct virtio_net_header *header,
+                                   const uint8_t *frame, size_t length);
+void output_buffer_secondary_boundary(void *buffer);
+/* Primary, the loop's thread after a checkpoint: whether the mode changed
+ * since the last call, and why (for an event). */
+bool output_buffer_take_mode_change(struct output_buffer *buffer, enum output_mode *mode, char *reason, size_t size);
+/* Primary: the comparator's counters (zero when it never compared). */
+void output_buffer_get_compare_counters(struct output_buffer *buffer, struct output_compare_counters *counters);
+/* Secondary, before the machine runs: the SVM's frames go back to the
+ * primary through the mirror reader, shifted (TCP sequence numbers), and
+ * frames into the SVM are shifted back: the mirrored ones and, after a
+ * failover, the NICs' own. */
+int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirror_reader *reader, struct error *err);
+
 /* Primary: a release whose gate says no keeps the frames held (they leave
  * with a later release once the gate agrees, or never). */
 void output_buffer_set_release_gate(struct output_buffer *buffer, bool (*may_release)(void *opaque), void *opaque);

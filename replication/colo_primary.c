@@ -157,6 +157,18 @@ void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsign
     pthread_mutex_unlock(&primary->lock);
 }
 
+void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t deadline_us)
+{
+    pthread_mutex_lock(&primary->lock);
+    if (primary->output_deadline_us != deadline_us) {
+        bool sooner = deadline_us && (primary->output_deadline_us == 0 || deadline_us < primary->output_deadline_us);
+        primary->output_deadline_us = deadline_us;
+        if (sooner)
+            pthread_cond_broadcast(&primary->triggered);
+    }
+    pthread_mutex_unlock(&primary->lock);
+}
+
 void colo_primary_stop(struct colo_primary *primary)
 {
     pthread_mutex_lock(&primary->lock);

@@ -245,6 +245,9 @@ void colo_primary_request_checkpoint(struct colo_primary *primary);
  * call. The deadline is forgotten when a checkpoint starts. */
 void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds);
 /* From any thread: end the loop at its next wait for a trigger. */
+/* Sets the output deadline outright, later or sooner (clock_monotonic_us;
+ * 0: none): the comparing proxy's oldest unmatched frame moves it. */
+void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t deadline_us);
 void colo_primary_stop(struct colo_primary *primary);
 /* From any thread: the VM ends on purpose (a guest poweroff or reboot,
  * `colo quit`): the loop ends at its next wait for a trigger, once the

@@ -75,6 +75,7 @@ struct vm_replication {
     char destination[300];
     unsigned interval_ms;
     unsigned output_delay_ms;
+    struct output_compare_options compare_options; /* protect's mode and compare_timeout_ms */
     int connect_timeout_ms;
     /* The secondary took the machine (MIGRATION_MACHINE_ACCEPTED): what
      * `colo protect` waits for. */

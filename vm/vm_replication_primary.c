@@ -33,6 +33,42 @@ static void post_checkpoint_event(void *opaque, const struct colo_checkpoint_rep
         vm_control_post_event(replication->control, event);
         json_decref(event);
     }
+    /* The comparing proxy fell back after a storm, or compares again. */
+    enum output_mode mode;
+    char reason[160];
+    if (output_buffer_take_mode_change(&replication->output, &mode, reason, sizeof reason)) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "%s: %s", output_mode_name(mode), reason);
+        vm_replication_log(replication, "output release mode %s", detail);
+        vm_replication_post_event(replication, "output mode", detail);
+    }
+}
+
+/* The comparing proxy's part of the primary's status. */
+static json_t *compare_json(struct vm_replication *replication, const struct output_buffer_stats *output)
+{
+    struct output_compare_counters counters;
+    output_buffer_get_compare_counters(&replication->output, &counters);
+    json_t *differences = json_object();
+    for (int cause = 0; cause < OUTPUT_COMPARE_CAUSE_COUNT; cause++)
+        json_object_set_new(differences, output_compare_cause_name((enum output_compare_cause)cause),
+                            json_integer((json_int_t)counters.differences[cause]));
+    json_t *dropped = json_pack("{s:I, s:I, s:I, s:I}", "held_full", (json_int_t)counters.dropped_held_full,
+                                "flow_table_full", (json_int_t)counters.dropped_flow_table_full, "buffer_full",
+                                (json_int_t)counters.dropped_buffer_full, "out_of_order",
+                                (json_int_t)counters.dropped_out_of_order);
+    json_t *object = json_pack(
+        "{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "mode_now",
+        output_mode_name(output->mode_now), "reason", output->mode_reason, "timeout_ms",
+        (int)replication->compare_options.compare_timeout_ms, "released_matched", (json_int_t)output->released_matched,
+        "released_at_once", (json_int_t)counters.released_at_once, "matched_bytes", (json_int_t)counters.matched_bytes,
+        "matched_messages", (json_int_t)counters.matched_messages, "primary_frames",
+        (json_int_t)counters.primary_frames, "secondary_frames", (json_int_t)output->secondary_frames_compared,
+        "secondary_frames_stale", (json_int_t)output->secondary_frames_stale, "checkpoints_by_difference",
+        (json_int_t)output->checkpoints_by_difference, "storms", (json_int_t)output->storms, "tcp_restarts",
+        (json_int_t)counters.tcp_restarts, "differences", differences ? differences : json_object(), "dropped",
+        dropped ? dropped : json_object());
+    return object ? object : json_object();
 }
 
 /* The disks' initial sync, as events (`colo events NAME`), at most every
@@ -188,6 +224,9 @@ static void *primary_thread(void *opaque)
         }
         machine_resume(replication->machine);
         options.migration.companion = disk_sync_source_companion(&replication->primary_disks.sync);
+        /* The SVM's output comes back on the mirror, for the compare. */
+        mirror_sender_set_secondary_output(&replication->mirror, output_buffer_secondary_frame,
+                                           output_buffer_secondary_boundary, &replication->output);
         heartbeating = disks_ready &&
                        heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
                                               mirror_sender_send_heartbeat, &replication->mirror, &err) == 0 &&
@@ -200,17 +239,25 @@ static void *primary_thread(void *opaque)
         replication->phase = NULL;
         pthread_mutex_unlock(&replication->lock);
         output_buffer_set_primary(&replication->output, &replication->primary, replication->output_delay_ms);
-        if (colo_primary_add_device(&replication->primary, "mirror", &mirror_sender_device, &replication->mirror,
+        if (output_buffer_set_compare(&replication->output, &replication->compare_options, &err) == 0 &&
+            colo_primary_add_device(&replication->primary, "mirror", &mirror_sender_device, &replication->mirror,
                                     &err) == 0 &&
             colo_primary_add_device(&replication->primary, "output", &output_buffer_primary_device,
                                     &replication->output, &err) == 0 &&
             colo_primary_add_device(&replication->primary, "disks", &disk_replication_primary_device,
                                     &replication->primary_disks, &err) == 0 &&
             colo_primary_add_device(&replication->primary, "secondary watch", &watch_device, replication, &err) == 0) {
-            vm_replication_log(replication,
-                               "protecting with %s (checkpoint at least every %u ms, and within %u ms "
-                               "of held output)",
-                               replication->destination, replication->interval_ms, replication->output_delay_ms);
+            if (replication->compare_options.mode == OUTPUT_MODE_COMPARE)
+                vm_replication_log(replication,
+                                   "protecting with %s (checkpoint at least every %u ms; output compared with "
+                                   "the secondary's, a checkpoint within %u ms of a frame without its twin)",
+                                   replication->destination, replication->interval_ms,
+                                   replication->compare_options.compare_timeout_ms);
+            else
+                vm_replication_log(replication,
+                                   "protecting with %s (checkpoint at least every %u ms, and within %u ms "
+                                   "of held output)",
+                                   replication->destination, replication->interval_ms, replication->output_delay_ms);
             vm_replication_post_event(replication, "protecting", replication->destination);
             status = colo_primary_run(&replication->primary, &err);
         }
@@ -361,6 +408,25 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
             return error_set(err, "\"output_delay_ms\" must be a whole number from 0 to 600000");
         output_delay_ms = (unsigned)json_integer_value(output_delay);
     }
+    struct output_compare_options compare_options;
+    output_compare_options_defaults(&compare_options);
+    json_t *mode = json_object_get(request, "mode");
+    if (mode) {
+        const char *name = json_string_value(mode);
+        if (name && strcmp(name, "compare") == 0)
+            compare_options.mode = OUTPUT_MODE_COMPARE;
+        else if (name && strcmp(name, "buffered") == 0)
+            compare_options.mode = OUTPUT_MODE_BUFFERED;
+        else
+            return error_set(err, "\"mode\" must be \"compare\" or \"buffered\"");
+    }
+    json_t *compare_timeout = json_object_get(request, "compare_timeout_ms");
+    if (compare_timeout) {
+        if (!json_is_integer(compare_timeout) || json_integer_value(compare_timeout) < 0 ||
+            json_integer_value(compare_timeout) > 600000)
+            return error_set(err, "\"compare_timeout_ms\" must be a whole number from 0 to 600000");
+        compare_options.compare_timeout_ms = (unsigned)json_integer_value(compare_timeout);
+    }
     int connect_timeout_ms = VM_REPLICATION_DEFAULT_CONNECT_TIMEOUT_MS;
     json_t *connect_timeout = json_object_get(request, "connect_timeout_ms");
     if (connect_timeout) {
@@ -397,6 +463,7 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     replication->machine = machine;
     replication->interval_ms = interval_ms;
     replication->output_delay_ms = output_delay_ms;
+    replication->compare_options = compare_options;
     replication->connect_timeout_ms = connect_timeout_ms;
     snprintf(replication->destination, sizeof replication->destination, "%s", destination);
     pthread_mutex_unlock(&replication->lock);
@@ -434,6 +501,8 @@ int vm_replication_handle_protect(void *opaque, const json_t *request, json_t *r
     json_object_set_new(reply, "destination", json_string(destination));
     json_object_set_new(reply, "interval_ms", json_integer(interval_ms));
     json_object_set_new(reply, "output_delay_ms", json_integer(output_delay_ms));
+    json_object_set_new(reply, "mode", json_string(output_mode_name(compare_options.mode)));
+    json_object_set_new(reply, "compare_timeout_ms", json_integer(compare_options.compare_timeout_ms));
     json_object_set_new(reply, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
     json_object_set_new(reply, "connect_timeout_ms", json_integer(connect_timeout_ms));
     json_object_set_new(reply, "cluster", json_string(replication->cluster ? "corosync" : "none"));
@@ -601,6 +670,9 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
         mirror_dropped = atomic_load(&replication->mirror.dropped);
     }
     json_object_set_new(fields, "releases_refused", json_integer((json_int_t)output.releases_refused));
+    json_object_set_new(fields, "output_mode", json_string(output_mode_name(replication->compare_options.mode)));
+    if (replication->compare_options.mode == OUTPUT_MODE_COMPARE)
+        json_object_set_new(fields, "compare", compare_json(replication, &output));
     json_object_set_new(fields, "heartbeat_timeout_ms", json_integer(replication->secondary_timeout_ms));
     json_object_set_new(fields, "mirrored_frames", json_integer((json_int_t)mirrored));
     json_object_set_new(fields, "mirror_dropped", json_integer((json_int_t)mirror_dropped));

@@ -164,6 +164,9 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
         0)
         return -1;
     vm_replication_mark(replication, &replication->mirror_reader_initialized);
+    /* The SVM's output goes back to the primary for the compare. */
+    if (output_buffer_set_secondary_return(&replication->output, &replication->mirror_reader, err) < 0)
+        return -1;
     machine_pause(machine); /* handed to the loop paused, once */
     struct secondary_disk_options disk_options = { .buffer_limit_bytes = VM_REPLICATION_DISK_BUFFER_MEMORY };
     disk_replication_secondary_init(&replication->secondary_disks, machine, &disk_options);
@@ -274,6 +277,16 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     json_object_set_new(fields, "mirrored_frames_received", json_integer((json_int_t)mirror.received));
     json_object_set_new(fields, "mirrored_frames_delivered", json_integer((json_int_t)mirror.delivered));
     json_object_set_new(fields, "mirrored_frames_dropped", json_integer((json_int_t)mirror.dropped));
+    json_object_set_new(fields, "returned_frames", json_integer((json_int_t)mirror.returned));
+    json_object_set_new(fields, "returned_frames_dropped", json_integer((json_int_t)mirror.return_dropped));
+    json_t *shift = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "connections", (json_int_t)output.shift.connections,
+                              "offsets_learned", (json_int_t)output.shift.offsets_learned, "outbound_rewritten",
+                              (json_int_t)output.shift.outbound_rewritten, "inbound_rewritten",
+                              (json_int_t)output.shift.inbound_rewritten, "sack_blocks_rewritten",
+                              (json_int_t)output.shift.sack_blocks_rewritten, "dropped_table_full",
+                              (json_int_t)output.shift.dropped_table_full);
+    if (shift)
+        json_object_set_new(fields, "tcp_sequence_shift", shift);
     if (replication->secondary_disks_initialized) {
         struct disk_replication_secondary_stats disks;
         disk_replication_secondary_get_stats(&replication->secondary_disks, &disks);

@@ -3,7 +3,8 @@
  * byte picks the VM's NIC count (0..4); the rest is the stream, parsed
  * message by message as the mirror reader does. Every message is either
  * whole and inside the buffer, incomplete, or malformed: never a crash or
- * a read past the end, and a parsed frame re-encodes to the same bytes. */
+ * a read past the end, and a parsed frame, heartbeat or boundary
+ * re-encodes to the same bytes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         if ((size_t)parsed > length - offset)
             abort(); /* a message longer than what was there */
-        if (!message.heartbeat) {
+        if (message.heartbeat || message.boundary) {
+            if (parsed != MIRROR_WORD_SIZE || (message.heartbeat && message.boundary))
+                abort(); /* a bare word, one or the other */
+            uint8_t word[MIRROR_WORD_SIZE];
+            mirror_encode_word(word, message.boundary ? MIRROR_BOUNDARY_NIC : 0, 0);
+            if (memcmp(word, buffer + offset, sizeof word) != 0)
+                abort();
+        } else {
             if (message.nic >= nic_count || message.length == 0 || message.length > VIRTIO_NET_MAX_FRAME ||
                 message.frame != buffer + offset + MIRROR_WORD_SIZE)
                 abort();
