@@ -226,6 +226,7 @@ static void end_epoch_locked(struct output_buffer *buffer)
 {
     const struct output_compare_options *options = &buffer->compare_options;
     uint64_t now_us = clock_monotonic_us(), added_us;
+    bool storm = false;
     buffer->epochs_expected++;
     if (buffer->comparing) {
         if (!buffer->difference_seen && output_compare_oldest_unmatched_us(&buffer->compare, &added_us) &&
@@ -256,10 +257,14 @@ static void end_epoch_locked(struct output_buffer *buffer)
             buffer->stats.storms++;
             buffer->fallback_until_us = now_us + (uint64_t)options->fallback_ms * 1000u;
             buffer->storm_next = 0;
+            storm = true;
         }
     }
     buffer->difference_seen = false;
-    if (!buffer->comparing && options->mode == OUTPUT_MODE_COMPARE && now_us >= buffer->fallback_until_us) {
+    /* Not at the storm's own pause (fallback_ms 0): the next checkpoint
+     * is released buffered, and the storm's mode change is not overwritten
+     * before the loop took it. */
+    if (!storm && !buffer->comparing && options->mode == OUTPUT_MODE_COMPARE && now_us >= buffer->fallback_until_us) {
         char reason[160];
         snprintf(reason, sizeof reason, "comparing again after %u ms of releasing output per checkpoint",
                  options->fallback_ms);
