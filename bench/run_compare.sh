@@ -1,0 +1,144 @@
+#!/bin/bash
+# The comparing proxy's benchmark (issue 14; needs root: network
+# namespaces, TAP). One run, the same Linux guest three ways, as
+# bench/run_replication.sh lays out the hosts:
+#
+#   unprotected          the VM alone
+#   compare              colo protect --mode compare (the default): a reply
+#                        leaves once the secondary's VM sent the same
+#   buffered             colo protect --mode buffered: every reply waits
+#                        for a checkpoint (Remus-like, the old behaviour)
+#
+# For each: the KV latency (CMP_REQUESTS sequential SETs then as many GETs
+# on one connection: p50/p99 of each), the stream service's throughput
+# (CMP_STREAM_MIB each way), the checkpoints taken during the KV run per
+# 1,000 requests (the interval's included) and, for compare, the
+# differences by cause and the frames released by a match (`colo status
+# --json`, replication.compare). Then CMP_KILLS trials of kill -9 of the
+# primary in compare mode: the service gap a client sees (SET+GET pairs on
+# one connection, every acknowledged key read back after).
+#
+# Usage: bench/run_compare.sh [COLO [GUEST_DIR]]   (defaults: build/...)
+# Environment: CMP_INTERVAL_MS (100), CMP_REQUESTS (1000), CMP_STREAM_MIB
+#   (8), CMP_KILLS (10), CMP_MODES ("unprotected compare buffered"),
+#   REP_AUTH (psk, the default; none: plain TCP), REP_KEEP_LOGS=1 keeps the
+#   work directory.
+set -uo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+cd "$(dirname "$0")/.."
+colo=${1:-build/programs/colo}
+guest_dir=${2:-build/guests/linux}
+interval=${CMP_INTERVAL_MS:-100}
+requests=${CMP_REQUESTS:-1000}
+stream_mib=${CMP_STREAM_MIB:-8}
+kills=${CMP_KILLS:-10}
+modes=${CMP_MODES:-unprotected compare buffered}
+boot_timeout=120
+helper=$(realpath bench/replication_helper.py)
+guest=10.96.0.2
+bench=run_compare
+source bench/pair_lib.sh
+
+replication_status() {  # the primary's replication status, JSON
+    on_host "$work/A" "$colo" status repbench --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin).get('replication', {})))" 2>/dev/null
+}
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], 0))" "$1" "$2"; }
+
+echo "load at start: $(load)"
+for mode in $modes; do
+    start_pair "$mode" || continue
+    churn 0
+    if [ "$mode" != unprotected ]; then
+        protect "$interval" --mode "$mode" || continue
+        sleep 1
+    fi
+    before=$(replication_status)
+    latency=$(client timeout 600 python3 "$helper" latency "$guest" "$requests") || { problem "latency ($mode)"; continue; }
+    after=$(replication_status)
+    stream=$(client timeout 600 python3 "$helper" stream "$guest" "$stream_mib") || { problem "stream ($mode)"; continue; }
+    final=$(replication_status)
+    result=$(python3 - "$mode" "$latency" "$stream" "${before:-{\}}" "${after:-{\}}" "${final:-{\}}" "$requests" <<'PY'
+import json, sys
+mode, latency, stream = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+before, after, final = (json.loads(a) for a in sys.argv[4:7])
+requests = int(sys.argv[7]) * 2
+out = {"kind": "service", "mode": mode, **latency, **stream}
+if mode != "unprotected":
+    during = after.get("checkpoints", 0) - before.get("checkpoints", 0)
+    out["checkpoints_per_1000"] = round(during * 1000 / requests, 1)
+    out["checkpoints_by_output"] = after.get("checkpoints_by_output", 0) - before.get("checkpoints_by_output", 0)
+    compare = final.get("compare")
+    if compare:
+        out["released_matched"] = compare["released_matched"]
+        out["released_total"] = final.get("released_total")
+        out["differences"] = compare["differences"]
+        out["checkpoints_by_difference"] = compare["checkpoints_by_difference"]
+        out["storms"] = compare["storms"]
+        out["mode_now"] = compare["mode_now"]
+print(json.dumps(out))
+PY
+)
+    echo "  $mode: $result"
+    record "$result"
+    [ "$mode" != unprotected ] && [ "$(field "$final" state)" = unprotected ] && problem "$mode: the primary lost its secondary"
+done
+
+for trial in $(seq 1 "$kills"); do
+    tag=kill$trial
+    start_pair "$tag" || continue
+    churn 1000
+    protect "$interval" --mode compare || continue
+    rm -f "$work/stop"
+    client python3 "$helper" client "$guest" "$work/stop" >"$work/$tag-client.json" 2>"$work/$tag-client.err" &
+    client_pid=$!; pids+=("$client_pid")
+    sleep 3
+    killed_at=$(date +%s.%N)
+    kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+    wait_for "$work/$tag-secondary.log" "failed over" "failover ($tag)" "$secondary_pid" 10
+    sleep 3
+    touch "$work/stop"
+    for _ in $(seq 1 600); do kill -0 "$client_pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$client_pid"
+    gap=$(python3 "$helper" gap "$work/$tag-client.json" "$killed_at") || { problem "no client result ($tag)"; continue; }
+    echo "  $tag: $gap"
+    record "$(json_add "$gap" kind=kill trial="$trial")"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if not d['error'] and d['lost_keys']==0 else 1)" \
+        "$work/$tag-client.json" || problem "$tag: the client saw an error or lost keys"
+done
+stop_all
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+service = [r for r in rows if r["kind"] == "service"]
+base = next((r for r in service if r["mode"] == "unprotected"), None)
+print()
+print(f"{'mode':<12} {'SET p50':>8} {'SET p99':>8} {'GET p50':>8} {'GET p99':>8} {'out MB/s':>9} {'in MB/s':>8} {'ckpt/1000':>9}")
+for r in service:
+    print(f"{r['mode']:<12} {r['set_p50_ms']:>8} {r['set_p99_ms']:>8} {r['get_p50_ms']:>8} {r['get_p99_ms']:>8} "
+          f"{r.get('guest_to_client_MBps', '-'):>9} {r.get('client_to_guest_MBps', '-'):>8} {r.get('checkpoints_per_1000', '-'):>9}")
+if base:
+    for r in service:
+        if r is base:
+            continue
+        ratios = {k: round(r[k] / base[k], 2) for k in ("set_p50_ms", "set_p99_ms", "get_p50_ms", "get_p99_ms")
+                  if base.get(k)}
+        through = {k: f"{round(100 * r[k] / base[k])} %" for k in ("guest_to_client_MBps", "client_to_guest_MBps") if base.get(k) and k in r}
+        print(f"{r['mode']}: latency x unprotected {ratios}; throughput {through}")
+for r in service:
+    if "differences" in r:
+        print(f"{r['mode']}: released by match {r['released_matched']} of {r['released_total']}; "
+              f"checkpoints forced by differences {r['checkpoints_by_difference']}, storms {r['storms']}; "
+              f"differences {r['differences']}")
+kills = [r for r in rows if r["kind"] == "kill" and r.get("gap_ms") is not None]
+if kills:
+    gaps = sorted(r["gap_ms"] for r in kills)
+    p99 = gaps[min(len(gaps) - 1, max(0, -(-99 * len(gaps) // 100) - 1))]
+    print(f"kill -9 in compare mode: {len(kills)} trials, service gap p50 {gaps[len(gaps) // 2]} ms, "
+          f"p99 {p99} ms, max {gaps[-1]} ms; lost keys {sum(r['lost_keys'] or 0 for r in kills)}, "
+          f"errors {sum(1 for r in kills if r['error'])}")
+PY
+echo
+echo "load at end: $(load)"
+[ "$problems" -eq 0 ] || { echo "$problems problem(s), see above"; exit 1; }
