@@ -22,7 +22,8 @@
 # Environment: CMP_INTERVAL_MS (100), CMP_REQUESTS (1000), CMP_STREAM_MIB
 #   (8), CMP_KILLS (10), CMP_MODES ("unprotected compare buffered"),
 #   REP_AUTH (psk, the default; none: plain TCP), REP_KEEP_LOGS=1 keeps the
-#   work directory.
+#   work directory, CMP_CAPTURE=1 captures the client's side of each kill
+#   trial (tcpdump, into the work directory).
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
@@ -90,6 +91,10 @@ for trial in $(seq 1 "$kills"); do
     churn 1000
     protect "$interval" --mode compare || continue
     rm -f "$work/stop"
+    if [ "${CMP_CAPTURE:-0}" = 1 ]; then
+        client tcpdump -i veth0 -w "$work/$tag.pcap" -U tcp port 7000 >/dev/null 2>&1 &
+        pids+=("$!")
+    fi
     client python3 "$helper" client "$guest" "$work/stop" >"$work/$tag-client.json" 2>"$work/$tag-client.err" &
     client_pid=$!; pids+=("$client_pid")
     sleep 3
