@@ -50,6 +50,13 @@ static const char primary_status[] =
     "  \"last_checkpoint_disk_blocks\": 8, \"last_checkpoint_disk_bytes\": 32768,"
     "  \"held_frames\": 3, \"held_total\": 5000, \"released_total\": 4997, \"held_dropped\": 0,"
     "  \"releases_refused\": 0, \"heartbeat_timeout_ms\": 200, \"mirrored_frames\": 600, \"mirror_dropped\": 1,"
+    "  \"output_mode\": \"compare\", \"compare\": {\"mode_now\": \"buffered\", \"reason\": \"checkpoint storm\","
+    "   \"timeout_ms\": 5, \"released_matched\": 4000, \"released_at_once\": 900, \"matched_bytes\": 123456,"
+    "   \"matched_messages\": 12, \"primary_frames\": 4990, \"secondary_frames\": 4980,"
+    "   \"secondary_frames_stale\": 7, \"checkpoints_by_difference\": 21, \"storms\": 1, \"tcp_restarts\": 0,"
+    "   \"differences\": {\"payload\": 11, \"tcp_event\": 1, \"timeout\": 9, \"protocol\": 0,"
+    "    \"parse_error\": 0, \"overflow\": 0},"
+    "   \"dropped\": {\"held_full\": 0, \"flow_table_full\": 0, \"buffer_full\": 0, \"out_of_order\": 2}},"
     "  \"ended\": \"a \\\"quoted\\\" C:\\\\path\\nsecond line\","
     "  \"cluster\": {\"mode\": \"corosync\", \"connected\": true, \"node\": 1, \"peer_node\": 2,"
     "   \"peer_present\": true, \"ring\": 9, \"ring_members\": 2, \"quorate\": true, \"quorum_ring\": 9,"
@@ -263,6 +270,17 @@ static void test_primary(void)
         "colo_peer_info{vm=\"web\",transport=\"TLS 1.3, pre-shared key\",peer=\"10.0.0.2:41000\","
         "last_refusal=\"bad \\\"key\\\"\"} 1",
         "colo_heartbeat_timeout_seconds{vm=\"web\"} 0.2",
+        "colo_output_mode{vm=\"web\",output_mode=\"compare\"} 1",
+        "colo_compare_mode{vm=\"web\",mode_now=\"buffered\",reason=\"checkpoint storm\"} 1",
+        "# TYPE colo_compare_released_matched_total counter",
+        "colo_compare_released_matched_total{vm=\"web\"} 4000",
+        "colo_compare_checkpoints_total{vm=\"web\"} 21",
+        "colo_compare_storms_total{vm=\"web\"} 1",
+        "# HELP colo_compare_differences_total Output differences between the two VMs, by cause",
+        "colo_compare_differences_total{vm=\"web\",cause=\"payload\"} 11",
+        "colo_compare_differences_total{vm=\"web\",cause=\"timeout\"} 9",
+        "colo_compare_differences_total{vm=\"web\",cause=\"overflow\"} 0",
+        "colo_compare_dropped_total{vm=\"web\",reason=\"out_of_order\"} 2",
     };
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         CHECK(has_line(text, expected[i]), "primary: no line %s", expected[i]);

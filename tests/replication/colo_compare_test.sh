@@ -1,0 +1,150 @@
+#!/bin/bash
+# The comparing proxy end to end (issue 14; needs root: namespaces, TAP).
+# Same topology as colo_failover_test.sh:
+#
+#   client ns: veth0 10.97.0.1 ---- veth1 -- br0 -- tapA -- colo run + protect   (primary, "host A")
+#                                           \--- tapB -- colo secondary          (secondary, "host B")
+#
+# 1. `colo protect --mode compare` with a long interval (30 s), so that
+#    nothing but the compare asks for checkpoints. A client opens its
+#    connection after the protection started and writes and verifies keys
+#    for a few seconds: every answer is right, the replies left by a match
+#    (released_matched, most of what was released), the checkpoints per
+#    1,000 requests are few, the secondary shifted the connection's
+#    sequence numbers (it opened after the last checkpoint), and status
+#    and metrics show the differences by cause.
+# 2. A second client connection opens, no checkpoint follows, and the
+#    primary is killed (-9): the secondary fails over, and that connection
+#    (its SVM side has its own initial sequence number, which the client
+#    never saw) carries on after the failover, every acknowledged key
+#    reads back, and one copy released output at a time.
+# 3. The survivor is protected again with --mode buffered by a new
+#    secondary: nothing is released by a match, and status says buffered.
+# Usage: tests/replication/colo_compare_test.sh COLO GUEST_DIR
+set -uo pipefail
+colo=$(realpath "$1") guest_dir=$(realpath "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+boot_timeout=120
+failover_limit=10
+guest=10.97.0.2
+
+source "$here/colo_test_lib.sh"
+source "$here/../support/kv_keys.sh"
+colo_test_begin compare cm
+mkdir -p "$work/A" "$work/B" "$work/A2"
+
+compare_field() {  # RUN_DIR FIELD...: a field of status's replication.compare, dotted path below it
+    on_host "$1" "$colo" status guarded --json 2>/dev/null | python3 -c "
+import json, sys
+value = json.load(sys.stdin).get('replication', {}).get('compare', {})
+for key in sys.argv[1:]:
+    value = value.get(key, '') if isinstance(value, dict) else ''
+print(value)" "${@:2}" 2>/dev/null
+}
+secondary_shift() {  # RUN_DIR FIELD: a counter of the secondary's tcp_sequence_shift
+    on_host "$1" "$colo" status guarded --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('tcp_sequence_shift',{}).get('$2',''))" 2>/dev/null
+}
+pairs_of() { grep -o '[0-9]* SET+GET pairs' "$work/client-$1.log" | cut -d' ' -f1; }
+
+lan_watch_start tapA tapB
+part_started=$(now)
+COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
+primary_pid=$!; pids+=("$primary_pid")
+wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
+COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47110 "$work/b.cfg" --heartbeat-timeout 1000 >"$work/secondary.log" 2>&1 </dev/null &
+secondary_pid=$!; pids+=("$secondary_pid")
+wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
+
+# ---- 1. compare mode: replies leave by a match ----
+if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47110 --mode compare --interval 30000 >"$work/protect.log" 2>&1; then
+    pass "$(head -1 "$work/protect.log")"
+else
+    fail "colo protect failed: $(cat "$work/protect.log")"; exit 1
+fi
+started=$SECONDS
+until [ "$(replication_field "$work/A" state)" = RUNNING ] || ((SECONDS - started > 120)); do sleep 0.2; done
+[ "$(replication_field "$work/A" output_mode)" = compare ] && pass "status: output_mode compare" ||
+    fail "status: output_mode '$(replication_field "$work/A" output_mode)'"
+checkpoints_before=$(replication_field "$work/A" checkpoints)
+matched_before=$(compare_field "$work/A" released_matched)
+released_before=$(replication_field "$work/A" released_total)
+run_client warm 60
+sleep 4
+finish_client warm "compare mode"
+checkpoints_after=$(replication_field "$work/A" checkpoints)
+matched=$(( $(compare_field "$work/A" released_matched) - matched_before ))
+released=$(( $(replication_field "$work/A" released_total) - released_before ))
+requests=$(( $(pairs_of warm) * 2 ))
+during=$((checkpoints_after - checkpoints_before))
+per_1000=$(python3 -c "print(round($during * 1000 / max($requests, 1), 1))")
+differences=$(compare_field "$work/A" differences)
+if [ "$requests" -ge 200 ] && [ "$matched" -gt 0 ] && [ $((matched * 10)) -ge $((released * 9)) ]; then
+    pass "compare: $matched of $released frames released by a match during $requests requests"
+else
+    fail "compare: $matched of $released frames released by a match during $requests requests"
+fi
+# Buffered mode takes one per reply (1,000 per 1,000); compare's are the
+# differences and timeouts alone here.
+if python3 -c "import sys; sys.exit(0 if $per_1000 <= 20 else 1)"; then
+    pass "compare: $during checkpoints during $requests requests ($per_1000 per 1,000); differences $differences"
+else
+    fail "compare: $during checkpoints during $requests requests ($per_1000 per 1,000); differences $differences"
+fi
+offsets=$(secondary_shift "$work/B" offsets_learned)
+[ -n "$offsets" ] && [ "$offsets" -ge 1 ] &&
+    pass "the secondary shifted the new connection: $offsets offsets learned, $(secondary_shift "$work/B" outbound_rewritten) frames out and $(secondary_shift "$work/B" inbound_rewritten) in rewritten, $(replication_field "$work/B" returned_frames) SVM frames returned" ||
+    fail "the secondary learned no sequence offset ('$offsets')"
+metrics=$(on_host "$work/A" "$colo" metrics guarded 2>&1)
+if echo "$metrics" | grep -Eq '^colo_compare_differences_total\{vm="guarded",cause="payload"\} [0-9]+$' &&
+    echo "$metrics" | grep -Eq '^colo_compare_released_matched_total\{vm="guarded"\} [1-9][0-9]*$'; then
+    pass "colo metrics: $(echo "$metrics" | grep -E '^colo_compare_(released_matched|differences)_total' | tr '\n' ' ')"
+else
+    fail "colo metrics has no compare counters: $(echo "$metrics" | grep compare | tr '\n' ' ')"
+fi
+
+# ---- 2. kill -9 with a connection opened since the last checkpoint ----
+# The connection must not be checkpointed before the kill: then only the
+# secondary's sequence shift, kept after the failover, lets it carry on.
+for attempt in 1 2 3; do
+    checkpoints_at_open=$(replication_field "$work/A" checkpoints)
+    run_client "kept$attempt" 200 "$work/killed"
+    sleep 2
+    [ "$(replication_field "$work/A" checkpoints)" = "$checkpoints_at_open" ] && break
+    echo "  (attempt $attempt: a checkpoint came after the connection opened; opening another)"
+    finish_client "kept$attempt" "a connection checkpointed before the kill"
+done
+tag=kept$attempt
+[ "$(replication_field "$work/A" checkpoints)" = "$checkpoints_at_open" ] &&
+    pass "no checkpoint since $tag's connection opened ($checkpoints_at_open in all)" ||
+    fail "every attempt saw a checkpoint after its connection opened"
+touch "$work/killed"
+kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+killed_at=$SECONDS
+wait_for "$work/secondary.log" "failed over" "failover" "$secondary_pid" "$failover_limit" &&
+    pass "the secondary failed over within $((SECONDS - killed_at + 1)) s of kill -9"
+sleep 3
+finish_client "$tag" "kill -9 with a connection newer than the last checkpoint"
+check_keys "the keys of both clients" warm "$tag"
+lan_check "$part_started" "compare mode, kill -9 of the primary"
+
+# ---- 3. buffered mode on the survivor ----
+COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47111 "$work/a.cfg" --heartbeat-timeout 1000 >"$work/secondary2.log" 2>&1 </dev/null &
+secondary2_pid=$!; pids+=("$secondary2_pid")
+wait_for "$work/secondary2.log" "waiting for the primary" "second secondary listening" "$secondary2_pid" || exit 1
+if on_host "$work/B" "$colo" protect guarded 127.0.0.1:47111 --mode buffered --interval 100 >"$work/protect2.log" 2>&1; then
+    pass "$(head -1 "$work/protect2.log")"
+else
+    fail "colo protect --mode buffered failed: $(cat "$work/protect2.log")"; exit 1
+fi
+wait_for_checkpoints "$work/B" 5 >/dev/null
+run_client buffered 60
+sleep 2
+finish_client buffered "buffered mode"
+mode=$(replication_field "$work/B" output_mode) compare=$(replication_field "$work/B" compare)
+by_output=$(replication_field "$work/B" checkpoints_by_output)
+[ "$mode" = buffered ] && [ -z "$compare" ] && [ "${by_output:-0}" -gt 0 ] &&
+    pass "buffered: status says $mode, no compare counters, $by_output checkpoints asked for by held output" ||
+    fail "buffered: mode '$mode', compare '$compare', checkpoints by output '$by_output'"
+echo "colo_compare_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
