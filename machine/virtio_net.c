@@ -435,9 +435,9 @@ static void transmit_all(struct virtio_net *net)
         served++;
         uint64_t readable = chain.readable_length;
         if (readable < VIRTIO_NET_HEADER_SIZE || readable > PACKET_BUFFER_SIZE) {
-            net->transmit_errors++;
+            __atomic_fetch_add(&net->transmit_errors, 1, __ATOMIC_RELAXED);
         } else if (virtio_chain_read(&net->transport, &chain, 0, packet, (size_t)readable) != readable) {
-            net->transmit_errors++;
+            __atomic_fetch_add(&net->transmit_errors, 1, __ATOMIC_RELAXED);
         } else {
             /* Without CSUM the driver must send zeros (and the unit test
              * sends garbage): the header only means something once the
@@ -596,7 +596,7 @@ void virtio_net_get_stats(const struct virtio_net *net, struct virtio_net_stats 
     stats->dropped_no_buffers = net->dropped_no_buffers;
     stats->dropped_too_large = net->dropped_too_large;
     stats->dropped_offloads = net->dropped_offloads;
-    stats->transmit_errors = net->transmit_errors;
+    stats->transmit_errors = __atomic_load_n(&net->transmit_errors, __ATOMIC_RELAXED);
 }
 
 /* ---- state ----------------------------------------------------------------- */

@@ -94,9 +94,10 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     pthread_mutex_unlock(&buffer->lock);
 }
 
-/* Lock held: the first `count` held frames leave, the others move up. The
- * machine is paused, or its thread waits on the lock in the hook, so the
- * NICs are not used concurrently. */
+/* Lock held: the first `count` held frames leave, the others move up.
+ * Sends to the backends are serialized by the lock (the machine thread's
+ * hook takes it too); the TAP's send keeps no state, and the NIC's error
+ * count is atomic, so the machine may run meanwhile. */
 static size_t release_first_locked(struct output_buffer *buffer, size_t count)
 {
     size_t bytes = 0;
@@ -240,7 +241,12 @@ static void end_epoch_locked(struct output_buffer *buffer)
             buffer->held[i].matched = false; /* this checkpoint lets it out */
         }
     }
-    buffer->deadline_us = 0; /* the loop cleared its deadline at the pause */
+    /* The loop cleared its deadline at the pause; a frame matched since
+     * (the watch thread) may have set one for a frame this checkpoint
+     * releases anyway. */
+    buffer->deadline_us = 0;
+    if (buffer->primary)
+        colo_primary_set_output_deadline(buffer->primary, 0);
     if (buffer->difference_seen) {
         buffer->stats.checkpoints_by_difference++;
         unsigned count = options->storm_checkpoints;

@@ -25,6 +25,12 @@ struct compare_flow {
     uint8_t event_type[2][EVENTS_MAX];
     uint32_t event_position[2][EVENTS_MAX]; /* FIN: the sequence number it takes */
     uint8_t event_count[2], events_matched;
+    /* TCP: the highest ack the SVM sent. A PVM segment acknowledges what
+     * the client sent; it may leave only once the SVM acknowledged as
+     * much, or the client could take data for delivered that the SVM,
+     * after a failover, never had. */
+    bool secondary_ack_known;
+    uint32_t secondary_ack;
     /* The surplus of the side ahead: TCP bytes, or messages each after a
      * 32-bit length. */
     uint8_t *pending;
@@ -36,9 +42,9 @@ enum held_state { HELD_FREE, HELD_WAITING, HELD_READY };
 
 struct compare_held {
     uint8_t state;
-    bool needs_position;
+    bool needs_position, needs_ack;
     uint8_t events_needed;
-    uint32_t position_needed;
+    uint32_t position_needed, ack_needed;
     uint32_t flow; /* index + 1; 0: not linked (fragments, or only the checkpoint releases it) */
     uint64_t handle, added_us;
     uint64_t fragment_serial; /* nonzero: waits for that datagram to be whole */
@@ -49,8 +55,8 @@ struct compare_held {
 struct requirement {
     enum { REQUIRE_CHECKPOINT, REQUIRE_NOTHING, REQUIRE_FLOW } kind;
     uint32_t flow;
-    bool needs_position;
-    uint32_t position;
+    bool needs_position, needs_ack;
+    uint32_t position, ack;
     uint8_t events;
 };
 
@@ -354,6 +360,7 @@ static void restart_flow(struct compare_flow *flow)
     flow->end[0] = flow->end[1] = 0;
     flow->event_count[0] = flow->event_count[1] = flow->events_matched = 0;
     flow->pending_start = 0;
+    flow->secondary_ack_known = false;
 }
 
 static void add_tcp(struct output_compare *compare, struct compare_flow *flow, int side, const struct packet_view *view,
@@ -365,6 +372,7 @@ static void add_tcp(struct output_compare *compare, struct compare_flow *flow, i
     requirement->kind = REQUIRE_FLOW;
     requirement->flow = flow_index(compare, flow) + 1;
     requirement->needs_position = false;
+    requirement->needs_ack = false;
     requirement->events = 0;
     if (syn && new_connection(flow, side, view->tcp_sequence)) {
         /* Without this, the new connection's bytes would be placed in the
@@ -377,6 +385,16 @@ static void add_tcp(struct output_compare *compare, struct compare_flow *flow, i
         restart_flow(flow);
         compare->counters.tcp_restarts++;
     }
+    if (flags & PACKET_TCP_ACK) {
+        if (side == OUTPUT_COMPARE_PRIMARY) {
+            requirement->needs_ack = true;
+            requirement->ack = view->tcp_acknowledgment;
+        } else if (!flow->secondary_ack_known ||
+                   sequence_difference(view->tcp_acknowledgment, flow->secondary_ack) > 0) {
+            flow->secondary_ack_known = true;
+            flow->secondary_ack = view->tcp_acknowledgment;
+        }
+    }
     if (!flow->base_known && (!syn || side == OUTPUT_COMPARE_PRIMARY)) {
         /* The SVM's SYN is in its own sequence space (sent before the
          * secondary knew the shift): it cannot say where the stream starts. */
@@ -384,7 +402,10 @@ static void add_tcp(struct output_compare *compare, struct compare_flow *flow, i
         flow->end[0] = flow->end[1] = data_start;
     }
     if (!syn && !fin && !rst && view->payload_length == 0) {
-        requirement->kind = REQUIRE_NOTHING; /* a pure ACK or window update */
+        /* A pure ACK or window update: nothing to compare, but what it
+         * acknowledges must be the SVM's too. */
+        if (!requirement->needs_ack && side == OUTPUT_COMPARE_PRIMARY)
+            requirement->kind = REQUIRE_NOTHING;
         return;
     }
     if (syn)
@@ -507,6 +528,9 @@ static void release_ready(struct output_compare *compare, struct compare_flow *f
             break;
         if (held->events_needed > flow->events_matched)
             break;
+        if (held->needs_ack &&
+            (!flow->secondary_ack_known || sequence_difference(held->ack_needed, flow->secondary_ack) > 0))
+            break;
         make_ready(compare, held);
         compare->counters.released_matched++;
         flow->held_head = held->next_in_flow;
@@ -530,6 +554,8 @@ static void apply_requirement(struct output_compare *compare, struct compare_hel
         held->flow = requirement->flow;
         held->needs_position = requirement->needs_position;
         held->position_needed = requirement->position;
+        held->needs_ack = requirement->needs_ack;
+        held->ack_needed = requirement->ack;
         held->events_needed = requirement->events;
         held->next_in_flow = 0;
         if (flow->held_tail)

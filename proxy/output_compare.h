@@ -10,8 +10,11 @@
  *     segmentation is not a difference; SYN, FIN and RST are events of the
  *     connection, compared in order (FIN also by its position in the
  *     stream). ACK numbers, windows, options, timestamps and checksums are
- *     not compared. A PVM segment may leave once all its bytes and events
- *     were matched; one without either (a pure ACK) at once.
+ *     not compared, but a PVM segment's ack must be covered: it may leave
+ *     once all its bytes and events were matched and the SVM acknowledged
+ *     at least as much of the client's stream (else a client could take
+ *     bytes for delivered that the SVM never got, and never send them
+ *     again after a failover). A pure ACK needs only the latter.
  *   - UDP, ICMP, ICMPv6 and other IP protocols, per flow (addresses,
  *     protocol, ports or ICMP echo id; neighbour discovery is a flow of its
  *     own): each datagram's payload (ICMP: the message but its checksum),
