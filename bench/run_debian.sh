@@ -31,6 +31,16 @@
 #    guest (coreutils dd oflag=dsync, run by PostgreSQL's COPY TO PROGRAM;
 #    the mean) and single-row commits for BENCH_COMMIT_SECONDS s
 #    (scripts/lib/pg_writer.py; p50 and p99).
+# 4. compare (issue 14's comparing proxy), ro root, pgbench -i -s 1 before
+#    protect: colo unprotected, protected --mode compare, protected --mode
+#    buffered (a fresh secondary each): redis-benchmark -t set,get -n
+#    BENCH_COMPARE_REQUESTS -c 1 -d 64 (p50/p99 of SET and GET, from its
+#    --csv) and pgbench -S -c 1 -T BENCH_COMPARE_SECONDS (p50/p99 of the
+#    transactions' latencies in its --log); for the protected runs the
+#    checkpoints during each tool's run per 1,000 requests, the frames
+#    released by a match and the differences by cause (`colo status
+#    --json`); then compare / unprotected for each p50 (target: at most
+#    1.3x) and p99 (at most 2x).
 # Every VM is powered off cleanly ("poweroff" on its console).
 #
 # Usage: bench/run_debian.sh [COLO [KERNEL [IMAGE]]]
@@ -39,8 +49,9 @@
 # Environment: BENCH_BOOTS (3), BENCH_REDIS_REQUESTS (20000),
 #   BENCH_PGBENCH_SCALE (10), BENCH_PGBENCH_SECONDS (60),
 #   BENCH_CHECKPOINTS (5, before the protected runs), BENCH_DSYNC_WRITES
-#   (500), BENCH_COMMIT_SECONDS (10), BENCH_SECTIONS (boot,redis,postgresql:
-#   which parts run),
+#   (500), BENCH_COMMIT_SECONDS (10), BENCH_COMPARE_REQUESTS (5000),
+#   BENCH_COMPARE_SECONDS (10), BENCH_SECTIONS (boot,redis,postgresql,compare:
+#   which parts run; compare alone takes about 2-3 minutes),
 #   BENCH_BOOT_TIMEOUT (300 s), BENCH_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
@@ -55,7 +66,9 @@ pgbench_seconds=${BENCH_PGBENCH_SECONDS:-60}
 checkpoints_before=${BENCH_CHECKPOINTS:-5}
 dsync_writes=${BENCH_DSYNC_WRITES:-500}
 commit_seconds=${BENCH_COMMIT_SECONDS:-10}
-sections=${BENCH_SECTIONS:-boot,redis,postgresql}
+compare_requests=${BENCH_COMPARE_REQUESTS:-5000}
+compare_seconds=${BENCH_COMPARE_SECONDS:-10}
+sections=${BENCH_SECTIONS:-boot,redis,postgresql,compare}
 boot_target_line=""
 has_section() { case ",$sections," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 boot_timeout=${BENCH_BOOT_TIMEOUT:-300}
@@ -456,9 +469,195 @@ echo "pgbench protected / unprotected: $(ratio pgbench_tps_colo-protected pgbenc
 echo
 fi
 
+# ---- 4. compare ---------------------------------------------------------------
+if has_section compare; then
+echo "== compare: request latency under the comparing proxy (issue 14); ro root, state in guest RAM; colo"
+echo "   unprotected, protected --mode compare, protected --mode buffered (a fresh secondary each):"
+echo "   redis-benchmark -t set,get -n $compare_requests -c 1 -d 64 (p50/p99 of each), then pgbench -S -c 1"
+echo "   -T $compare_seconds after pgbench -i -s 1 (run before protect; p50/p99 from --log's per-transaction latency);"
+echo "   the primary's checkpoints during each tool's run per 1,000 requests (redis: 2 x $compare_requests; pgbench:"
+echo "   its transactions) and, in compare mode, the frames released by a match and the differences by cause"
+port=$((47400 + $$ % 500 + 2))
+
+# Sets compare_redis to "SET_p50 SET_p99 GET_p50 GET_p99" (ms): one
+# connection, one request at a time; redis-benchmark 7's --csv has the
+# percentiles ("test","rps","avg_latency_ms","min_latency_ms",
+# "p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms").
+compare_redis_latency() {  # WHAT
+    local csv
+    csv=$(client timeout 900 redis-benchmark -h "$guest" -p 6379 -t set,get -n "$compare_requests" -c 1 -d 64 --csv 2>&1) ||
+        { problem "$1: redis-benchmark failed: $(echo "$csv" | tail -2)"; return 1; }
+    compare_redis=$(python3 - "$csv" <<'PY'
+import csv, io, sys
+rows = list(csv.reader(io.StringIO(sys.argv[1])))
+header = next(r for r in rows if r and r[0] == "test")
+p50, p99 = header.index("p50_latency_ms"), header.index("p99_latency_ms")
+got = {r[0]: r for r in rows if r and r[0] in ("SET", "GET")}
+print(" ".join(f"{float(got[t][c]):.3f}" for t in ("SET", "GET") for c in (p50, p99)))
+PY
+) || { problem "$1: no SET/GET percentiles in redis-benchmark's output: $(echo "$csv" | head -3 | tr '\n' '|')"; return 1; }
+}
+
+# Sets compare_pg to "p50 p99 TRANSACTIONS" (ms): pgbench -S, one client,
+# each transaction's latency from its log (3rd column, µs).
+compare_pg_latency() {  # WHAT KEY
+    rm -f "$work/pglog-$2".*
+    client timeout $((compare_seconds + 120)) "$pgbench" -h "$guest" -U postgres -n -S -c 1 -T "$compare_seconds" \
+        --log --log-prefix="$work/pglog-$2" postgres >"$work/pgbench-S-$2.out" 2>&1 ||
+        { problem "$1: pgbench -S failed: $(tail -3 "$work/pgbench-S-$2.out")"; return 1; }
+    compare_pg=$(python3 - "$work/pglog-$2" <<'PY'
+import glob, sys
+lat = sorted(int(line.split()[2]) for f in glob.glob(sys.argv[1] + ".*") for line in open(f) if line.strip())
+rank = lambda p: lat[min(len(lat) - 1, max(0, -(-p * len(lat) // 100) - 1))]
+print(f"{rank(50) / 1000:.3f} {rank(99) / 1000:.3f} {len(lat)}")
+PY
+) || { problem "$1: no transactions in pgbench's log"; return 1; }
+}
+
+compare_status() {  # the primary's "replication" status, JSON ({} unprotected)
+    on_host "$work/run-a" "$colo" status "$name" --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin).get('replication') or {}))" 2>/dev/null || echo '{}'
+}
+
+# What the primary did between two status snapshots, per 1,000 requests.
+compare_during() {  # BEFORE AFTER REQUESTS: "N.N checkpoints/1000; ..."
+    python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+before, after, requests = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+d = lambda a, b, k: a.get(k, 0) - b.get(k, 0)
+out = f"{d(after, before, 'checkpoints') * 1000 / max(requests, 1):.1f} checkpoints/1000"
+out += f" ({d(after, before, 'checkpoints')} for {requests} requests)"
+ca, cb = after.get("compare"), before.get("compare") or {}
+if ca:
+    was = cb.get("differences") or {}
+    differences = ", ".join(f"{k} {v - was.get(k, 0)}" for k, v in ca["differences"].items())
+    out += (f"; released by a match {d(ca, cb, 'released_matched')} of {d(after, before, 'released_total')} frames;"
+            f" differences: {differences}; checkpoints by difference {d(ca, cb, 'checkpoints_by_difference')},"
+            f" storms {d(ca, cb, 'storms')}, mode now {ca['mode_now']}")
+print(out)
+PY
+}
+
+# Starts a secondary on tapB over a fresh copy of the image and protects
+# the colo VM in MODE; waits for a few checkpoints.
+compare_protect() {  # MODE
+    copy_image secondary || return 1
+    make_config tapB "$work/secondary.ext4" ro >"$work/secondary.cfg"
+    rm -rf "$work/run-b"; mkdir -p "$work/run-b"
+    : >"$work/secondary-$1.log"  # exists before the secondary's own redirection makes it
+    COLO_RUN_DIR=$work/run-b ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$port" "$work/secondary.cfg" \
+        >"$work/secondary-$1.log" 2>&1 </dev/null &
+    secondary_pid=$!; pids+=("$secondary_pid")
+    local started=$SECONDS
+    until grep -q "waiting for the primary" "$work/secondary-$1.log"; do
+        if ! kill -0 "$secondary_pid" 2>/dev/null || ((SECONDS - started >= 60)); then
+            problem "compare $1: colo secondary did not start"; tail -20 "$work/secondary-$1.log" | sed 's/^/    /'; return 1
+        fi
+        sleep 0.05
+    done
+    on_host "$work/run-a" "$colo" protect "$name" "127.0.0.1:$port" --mode "$1" >"$work/protect-$1.log" 2>&1 ||
+        { problem "compare $1: colo protect: $(cat "$work/protect-$1.log")"; return 1; }
+    started=$SECONDS
+    until [ "$(replication_field checkpoints)" -ge "$checkpoints_before" ] 2>/dev/null; do
+        ((SECONDS - started > 120)) && { problem "compare $1: fewer than $checkpoints_before checkpoints within 120 s"; return 1; }
+        sleep 0.1
+    done
+    local output_mode
+    output_mode=$(replication_field output_mode)
+    [ "$output_mode" = "$1" ] || { problem "compare $1: status says output_mode '$output_mode'"; return 1; }
+}
+
+for config in unprotected compare buffered; do
+    secondary_pid=""
+    start_vm colo "compare-$config" "$work/colo.ext4" ro
+    if wait_services "compare $config" && wait_reachable "compare $config" &&
+        client "$pgbench" -h "$guest" -U postgres -i -s 1 postgres >"$work/pgbench-init-compare-$config.out" 2>&1 &&
+        { [ "$config" = unprotected ] || compare_protect "$config"; }; then
+        before=$(compare_status)
+        if compare_redis_latency "compare $config"; then
+            after_redis=$(compare_status)
+            read -r set50 set99 get50 get99 <<<"$compare_redis"
+            result[cmp_set_$config]="$set50 / $set99" result[cmp_get_$config]="$get50 / $get99"
+            result[cmp_set50_$config]=$set50 result[cmp_set99_$config]=$set99
+            result[cmp_get50_$config]=$get50 result[cmp_get99_$config]=$get99
+            line="compare $config: redis SET p50 $set50 ms p99 $set99 ms, GET p50 $get50 ms p99 $get99 ms"
+            if [ "$config" != unprotected ]; then
+                during=$(compare_during "$before" "$after_redis" $((compare_requests * 2)))
+                result[cmp_ckpt_redis_$config]=${during%% *}
+                line+="; $during"
+            fi
+            echo "$line"
+            if compare_pg_latency "compare $config" "$config"; then
+                after_pg=$(compare_status)
+                read -r pg50 pg99 transactions <<<"$compare_pg"
+                result[cmp_pg_$config]="$pg50 / $pg99"
+                result[cmp_pg50_$config]=$pg50 result[cmp_pg99_$config]=$pg99
+                line="compare $config: pgbench -S p50 $pg50 ms p99 $pg99 ms ($transactions transactions)"
+                if [ "$config" != unprotected ]; then
+                    during=$(compare_during "$after_redis" "$after_pg" "$transactions")
+                    result[cmp_ckpt_pg_$config]=${during%% *}
+                    line+="; $during"
+                fi
+                echo "$line"
+            fi
+            if [ "$config" != unprotected ]; then
+                state=$(replication_field state)
+                echo "compare $config: the primary's replication status at the end: $(compare_status | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+keep = {k: r.get(k) for k in ('state', 'output_mode', 'checkpoints', 'released_total', 'held_dropped', 'downtime_p50_ms', 'downtime_p99_ms')}
+c = r.get('compare')
+if c:
+    keep['compare'] = {k: c.get(k) for k in ('mode_now', 'reason', 'released_matched', 'differences', 'checkpoints_by_difference', 'storms', 'dropped')}
+print(json.dumps(keep))")"
+                [ "$state" = unprotected ] && problem "compare $config: the primary lost its secondary"
+            fi
+        fi
+    elif [ -f "$work/pgbench-init-compare-$config.out" ] && ! grep -q "^done in" "$work/pgbench-init-compare-$config.out"; then
+        problem "compare $config: pgbench -i: $(tail -3 "$work/pgbench-init-compare-$config.out")"
+    fi
+    if [ -n "$secondary_pid" ]; then
+        # The secondary first, so that it does not take over when the primary powers off.
+        kill -9 "$secondary_pid" 2>/dev/null; wait "$secondary_pid" 2>/dev/null
+        ip -n "$hosts_ns" link set dev tapB type bridge_slave flush 2>/dev/null
+        rm -f "$work/secondary.ext4"
+    fi
+    stop_vm "compare $config"
+done
+
+cmp_ratio() {  # KEY: compare / unprotected
+    python3 -c "a, b = '${result[${1}_compare]:-}', '${result[${1}_unprotected]:-}'; print(f'{float(a) / float(b):.2f}x' if a and b and float(b) > 0 else '-')"
+}
+cmp_target() {  # KEY LIMIT: met / NOT met
+    python3 -c "
+a, b = '${result[${1}_compare]:-}', '${result[${1}_unprotected]:-}'
+print('not measured' if not (a and b and float(b) > 0) else 'met' if float(a) / float(b) <= $2 else 'NOT met')"
+}
+echo
+printf '| %-13s | %17s | %17s | %18s | %16s | %17s |\n' configuration "SET p50/p99 (ms)" "GET p50/p99 (ms)" \
+    "pgbench -S p50/p99" "ckpt/1000 redis" "ckpt/1000 pgbench"
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..15})" "$(printf -- '-%.0s' {1..19})" "$(printf -- '-%.0s' {1..19})" \
+    "$(printf -- '-%.0s' {1..20})" "$(printf -- '-%.0s' {1..18})" "$(printf -- '-%.0s' {1..19})"
+for config in unprotected compare buffered; do
+    printf '| %-13s | %17s | %17s | %18s | %16s | %17s |\n' "$config" "${result[cmp_set_$config]:--}" \
+        "${result[cmp_get_$config]:--}" "${result[cmp_pg_$config]:--}" "${result[cmp_ckpt_redis_$config]:--}" \
+        "${result[cmp_ckpt_pg_$config]:--}"
+done
+echo
+compare_target_line="compare / unprotected (targets: p50 at most 1.3x, p99 at most 2x):"
+for what in set get pg; do
+    case $what in set) label="Redis SET" ;; get) label="Redis GET" ;; pg) label="pgbench -S" ;; esac
+    line="  $label: p50 $(cmp_ratio "cmp_${what}50") ($(cmp_target "cmp_${what}50" 1.3)), p99 $(cmp_ratio "cmp_${what}99") ($(cmp_target "cmp_${what}99" 2))"
+    compare_target_line+=$'\n'"$line"
+done
+echo "$compare_target_line"
+echo
+fi
+
 # ---- summary ------------------------------------------------------------------
 value() { echo "${result[$1]:--}"; }
 echo "== summary ($(date -u '+%F %T UTC'), load $(cut -d' ' -f1-3 /proc/loadavg))"
+if has_section boot || has_section redis || has_section postgresql; then
 printf '| %-44s | %12s | %12s | %14s |\n' measurement colo qemu "colo protected"
 printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..16})"
 row() { printf '| %-44s | %12s | %12s | %14s |\n' "$1" "$2" "$3" "$4"; }
@@ -472,7 +671,9 @@ row "pgbench -i -s $pgbench_scale (s)" "$(value pgbench_init_colo)" "$(value pgb
 row "pgbench -T $pgbench_seconds -c 4 (tps)" "$(value pgbench_tps_colo)" "$(value pgbench_tps_qemu)" "$(value pgbench_tps_colo-protected)"
 row "fsync'd 4 KiB write, mean of $dsync_writes (ms)" "$(value dsync_colo)" "$(value dsync_qemu)" "$(value dsync_colo-protected)"
 row "single-row commit p50 / p99 (ms)" "$(value commit_colo)" "$(value commit_qemu)" "$(value commit_colo-protected)"
+fi
 [ -z "$boot_target_line" ] || echo "$boot_target_line"
+[ -z "${compare_target_line:-}" ] || echo "$compare_target_line"
 if [ "$problems" -gt 0 ]; then
     echo "$problems problem(s), see above"
     exit 1

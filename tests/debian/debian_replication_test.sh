@@ -71,6 +71,96 @@ status_field() { # RUN_DIR PYTHON_EXPRESSION (of r, status's "replication"); emp
         python3 -c "import json,sys; r=json.load(sys.stdin).get('replication') or {}; print($2)" 2>/dev/null
 }
 
+status_json() { # RUN_DIR: the primary's "replication" status as JSON ({} if none)
+    on_host "$1" "$colo" status debian --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin).get('replication') or {}))" 2>/dev/null || echo '{}'
+}
+
+# The comparing proxy (issue 14, the default mode), once the primary is
+# protected and before the workload: 200 SETs then 200 GETs on one
+# redis-cli connection, one request at a time, and 50 queries with known
+# answers in one psql session. Every answer must be what was set or
+# computed, the primary must say output_mode compare, replies must have
+# left by a match (released_matched grew, for Redis and for PostgreSQL
+# each), and the checkpoints the traffic caused meanwhile (by held output
+# or a request: a difference, a reply without its twin) must be at most
+# 100 per 1,000 requests: a reply that waits for a checkpoint, as in
+# buffered mode, makes it about 1,000. The total, with the 100 ms
+# interval's (10 a second, however slow the build), is printed.
+compare_check() { # STEP DIR
+    local step=$1 dir=$2 before after_redis after_pg i started_ms redis_ms pg_ms
+    local redis_requests=200 pg_queries=50
+    before=$(status_json "$dir/A")
+    started_ms=$(date +%s%3N)
+    { for i in $(seq 1 "$redis_requests"); do echo "SET k$i v$i"; done
+      for i in $(seq 1 "$redis_requests"); do echo "GET k$i"; done; } |
+        on_client timeout 60 redis-cli -h "$guest" >"$dir/compare-redis.out" 2>&1
+    redis_ms=$(($(date +%s%3N) - started_ms))
+    after_redis=$(status_json "$dir/A")
+    { for i in $(seq 1 "$redis_requests"); do echo OK; done
+      for i in $(seq 1 "$redis_requests"); do echo "v$i"; done; } >"$dir/compare-redis.expected"
+    if cmp -s "$dir/compare-redis.out" "$dir/compare-redis.expected"; then
+        pass "$step: compare mode: Redis answered $redis_requests SETs and $redis_requests GETs with what was set ($redis_ms ms)"
+    else
+        fail "$step: compare mode: Redis's answers differ from what was set: $(diff "$dir/compare-redis.expected" "$dir/compare-redis.out" | head -4 | tr '\n' '|')"
+    fi
+    started_ms=$(date +%s%3N)
+    { echo "SELECT count(*) FROM pgbench_accounts;"
+      for i in $(seq 2 "$pg_queries"); do echo "SELECT $i * $i + 1;"; done; } |
+        on_client timeout 60 psql -h "$guest" -U postgres -X -q -A -t postgres >"$dir/compare-pg.out" 2>&1
+    pg_ms=$(($(date +%s%3N) - started_ms))
+    after_pg=$(status_json "$dir/A")
+    { echo 100000; for i in $(seq 2 "$pg_queries"); do echo $((i * i + 1)); done; } >"$dir/compare-pg.expected"
+    if cmp -s "$dir/compare-pg.out" "$dir/compare-pg.expected"; then
+        pass "$step: compare mode: PostgreSQL answered $pg_queries queries as known (pgbench_accounts has 100000 rows; $pg_ms ms)"
+    else
+        fail "$step: compare mode: PostgreSQL's answers differ from the known ones: $(diff "$dir/compare-pg.expected" "$dir/compare-pg.out" | head -4 | tr '\n' '|')"
+    fi
+    local verdict
+    verdict=$(python3 - "$before" "$after_redis" "$after_pg" $((redis_requests * 2)) "$pg_queries" <<'PY'
+import json, sys
+before, after_redis, after_pg = (json.loads(a) for a in sys.argv[1:4])
+redis_requests, pg_queries = int(sys.argv[4]), int(sys.argv[5])
+def matched(a, b):
+    return (a.get("compare") or {}).get("released_matched", 0) - (b.get("compare") or {}).get("released_matched", 0)
+requests = redis_requests + pg_queries
+if "checkpoints" not in before or "checkpoints" not in after_pg:  # no status: the primary is gone
+    sys.exit(1)
+checkpoints = after_pg["checkpoints"] - before["checkpoints"]
+caused = sum(after_pg.get(k, 0) - before.get(k, 0) for k in ("checkpoints_by_output", "checkpoints_by_request"))
+compare, was = after_pg.get("compare") or {}, before.get("compare") or {}
+differences = {k: v - (was.get("differences") or {}).get(k, 0) for k, v in (compare.get("differences") or {}).items()}
+print(after_pg.get("output_mode"))
+print(matched(after_redis, before), after_redis.get("released_total", 0) - before.get("released_total", 0))
+print(matched(after_pg, after_redis), after_pg.get("released_total", 0) - after_redis.get("released_total", 0))
+print(f"{caused * 1000 / requests:.1f}", caused, checkpoints, f"{checkpoints * 1000 / requests:.1f}", requests)
+print(f"differences {json.dumps(differences)}, checkpoints by difference "
+      f"{compare.get('checkpoints_by_difference', 0) - was.get('checkpoints_by_difference', 0)}, "
+      f"storms {compare.get('storms', 0) - was.get('storms', 0)}, mode now {compare.get('mode_now')}")
+PY
+) || { fail "$step: compare mode: no replication status from the primary (it is gone or unprotected)"; return; }
+    local mode redis_matched redis_released pg_matched pg_released per_1000 caused checkpoints all_per_1000 requests detail
+    { read -r mode; read -r redis_matched redis_released; read -r pg_matched pg_released
+      read -r per_1000 caused checkpoints all_per_1000 requests; read -r detail; } <<<"$verdict"
+    if [ "$mode" = compare ]; then
+        pass "$step: compare mode: the primary's status says output_mode compare"
+    else
+        fail "$step: compare mode: the primary's status says output_mode '$mode'"
+    fi
+    if [ "${redis_matched:-0}" -gt 0 ] 2>/dev/null && [ "${pg_matched:-0}" -gt 0 ] 2>/dev/null; then
+        pass "$step: compare mode: frames released by a match: $redis_matched of $redis_released during Redis, $pg_matched of $pg_released during PostgreSQL"
+    else
+        fail "$step: compare mode: released_matched did not grow: $redis_matched of $redis_released frames during Redis, $pg_matched of $pg_released during PostgreSQL"
+    fi
+    echo "  compare mode: $checkpoints checkpoints for $requests requests ($all_per_1000 per 1,000), $caused of them" \
+        "caused by the traffic ($per_1000 per 1,000); $detail"
+    if [ -n "$per_1000" ] && python3 -c "import sys; sys.exit(not float(sys.argv[1]) <= 100)" "$per_1000"; then
+        pass "$step: compare mode: $per_1000 checkpoints caused per 1,000 requests (at most 100; buffered mode: about 1,000), $all_per_1000 with the interval's"
+    else
+        fail "$step: compare mode: $per_1000 checkpoints caused per 1,000 requests ($caused of $checkpoints for $requests), more than 100"
+    fi
+}
+
 # pgbench's invariant: every transaction adds the same delta to one
 # account, teller and branch and logs it in the history.
 check_invariant() { # WHERE
@@ -170,6 +260,9 @@ trial() { # STEP NUMBER
         sleep 0.2
     done
     echo "  protected, disk synced, $checkpoints checkpoints in $((SECONDS - protect_started)) s; disk sync: $(status_field "$dir/A" "r.get('disk_sync')")"
+    # The comparing proxy's answers, in the first trial only (its
+    # checkpoints count towards $kill_after: a few seconds' worth).
+    [ "$number" -eq 1 ] && compare_check "$step" "$dir"
 
     rm -f "$dir/stop"
     local workload_started_ms=$(date +%s%3N)
