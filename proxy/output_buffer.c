@@ -94,8 +94,9 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
     pthread_mutex_unlock(&buffer->lock);
 }
 
-/* Lock held: the first `count` held frames leave, the others move up.
- * Sends to the backends are serialized by the lock (the machine thread's
+/* Lock held: the first `count` held frames leave, the others move up
+ * (no gate: the end of protection, or a secondary's failover). Sends to
+ * the backends are serialized by the lock (the machine thread's
  * hook takes it too); the TAP's send keeps no state, and the NIC's error
  * count is atomic, so the machine may run meanwhile. */
 static size_t release_first_locked(struct output_buffer *buffer, size_t count)
@@ -110,6 +111,38 @@ static size_t release_first_locked(struct output_buffer *buffer, size_t count)
     buffer->held_bytes -= bytes;
     buffer->checkpoint_frames = 0;
     return count;
+}
+
+/* Lock held, a primary: whether the next frame may leave. Asked right
+ * before each frame, not once per batch: a freeze of this process
+ * (SIGSTOP, a hung host) between the question and the write would let
+ * out frames the cluster has meanwhile given to the other copy, and a
+ * batch's writes take long enough for a freeze to land among them. */
+static bool may_release_now_locked(struct output_buffer *buffer)
+{
+    return !buffer->muted && (!buffer->may_release || buffer->may_release(buffer->may_release_opaque));
+}
+
+/* Lock held: the checkpoint's own frames leave, each as the gate allows;
+ * at a refusal the rest stay held (they leave with a later release once
+ * the gate agrees, or never). */
+static void release_checkpoint_locked(struct output_buffer *buffer)
+{
+    size_t sent = 0, bytes = 0;
+    while (sent < buffer->checkpoint_frames) {
+        if (!may_release_now_locked(buffer)) {
+            buffer->stats.releases_refused++;
+            break;
+        }
+        bytes += buffer->held[sent].length;
+        held_frames_send_and_free(&buffer->held[sent], 1);
+        sent++;
+    }
+    memmove(buffer->held, buffer->held + sent, (buffer->held_count - sent) * sizeof buffer->held[0]);
+    buffer->stats.released_total += sent;
+    buffer->held_count -= sent;
+    buffer->held_bytes -= bytes;
+    buffer->checkpoint_frames -= sent;
 }
 
 /* ---- the primary's comparing (compare mode) ---- */
@@ -136,14 +169,15 @@ static void release_matched_locked(struct output_buffer *buffer)
         any = buffer->held[i].matched;
     if (!any)
         return;
-    if (buffer->muted || (buffer->may_release && !buffer->may_release(buffer->may_release_opaque))) {
-        buffer->stats.releases_refused++;
-        return;
-    }
     size_t kept = 0;
+    bool refused = false;
     for (size_t i = 0; i < buffer->held_count; i++) {
         struct held_frame *frame = &buffer->held[i];
-        if (frame->matched) {
+        if (frame->matched && !refused && !may_release_now_locked(buffer)) {
+            buffer->stats.releases_refused++;
+            refused = true;
+        }
+        if (frame->matched && !refused) {
             buffer->held_bytes -= frame->length;
             buffer->stats.released_total++;
             buffer->stats.released_matched++;
@@ -531,12 +565,9 @@ static void primary_release(void *opaque)
 {
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
-    /* Asked at the last moment: a process that was stopped between the
-     * SVM's READY and here may no longer own the VM. */
-    if (buffer->muted || (buffer->may_release && !buffer->may_release(buffer->may_release_opaque)))
-        buffer->stats.releases_refused++;
-    else
-        release_first_locked(buffer, buffer->checkpoint_frames);
+    /* Asked at the last moment, before each frame: a process that was
+     * stopped between the SVM's READY and here may no longer own the VM. */
+    release_checkpoint_locked(buffer);
     /* Frames of the next epoch the SVM matched meanwhile. */
     if (buffer->comparing && buffer->checkpoint_frames == 0)
         release_matched_locked(buffer);
