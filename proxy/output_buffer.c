@@ -190,11 +190,27 @@ static void release_matched_locked(struct output_buffer *buffer)
 }
 
 /* Lock held: the deadline of the oldest PVM frame without its twin. */
+/* The SVM cannot answer before it runs the latest checkpoint (its
+ * boundary says so): a frame's time to find its twin starts then, or a
+ * PVM that resumed before SVM_READY would time out on every reply of a
+ * secondary still applying, and force checkpoint after checkpoint. Until
+ * that boundary comes, no deadline: the interval bounds the wait. */
+static bool compare_deadline_locked(struct output_buffer *buffer, uint64_t *deadline_us)
+{
+    uint64_t added_us;
+    if (!buffer->comparing || buffer->boundaries_heard != buffer->epochs_expected ||
+        !output_compare_oldest_unmatched_us(&buffer->compare, &added_us))
+        return false;
+    if (added_us < buffer->svm_epoch_started_us)
+        added_us = buffer->svm_epoch_started_us;
+    *deadline_us = added_us + (uint64_t)buffer->compare_options.compare_timeout_ms * 1000u;
+    return true;
+}
+
 static void update_deadline_locked(struct output_buffer *buffer)
 {
-    uint64_t added_us, deadline_us = 0;
-    if (buffer->comparing && output_compare_oldest_unmatched_us(&buffer->compare, &added_us))
-        deadline_us = added_us + (uint64_t)buffer->compare_options.compare_timeout_ms * 1000u;
+    uint64_t deadline_us = 0;
+    compare_deadline_locked(buffer, &deadline_us);
     if (deadline_us != buffer->deadline_us) {
         buffer->deadline_us = deadline_us;
         colo_primary_set_output_deadline(buffer->primary, deadline_us);
@@ -244,6 +260,11 @@ void output_buffer_secondary_boundary(void *opaque)
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
     buffer->boundaries_heard++;
+    if (buffer->boundaries_heard == buffer->epochs_expected) {
+        buffer->svm_epoch_started_us = clock_monotonic_us();
+        if (buffer->primary && buffer->holding)
+            update_deadline_locked(buffer);
+    }
     pthread_mutex_unlock(&buffer->lock);
 }
 
@@ -260,16 +281,17 @@ static void set_mode_locked(struct output_buffer *buffer, bool comparing, const 
 static void end_epoch_locked(struct output_buffer *buffer)
 {
     const struct output_compare_options *options = &buffer->compare_options;
-    uint64_t now_us = clock_monotonic_us(), added_us;
+    uint64_t now_us = clock_monotonic_us(), deadline_us;
     bool storm = false;
-    buffer->epochs_expected++;
     if (buffer->comparing) {
-        if (!buffer->difference_seen && output_compare_oldest_unmatched_us(&buffer->compare, &added_us) &&
-            now_us >= added_us + (uint64_t)options->compare_timeout_ms * 1000u) {
+        if (!buffer->difference_seen && compare_deadline_locked(buffer, &deadline_us) && now_us >= deadline_us) {
             output_compare_note_timeout(&buffer->compare);
             buffer->difference_seen = true;
         }
         output_compare_reset(&buffer->compare);
+    }
+    buffer->epochs_expected++;
+    if (buffer->comparing) {
         for (size_t i = 0; i < buffer->held_count; i++) {
             buffer->held[i].handle = OUTPUT_COMPARE_HANDLE_NONE;
             buffer->held[i].matched = false; /* this checkpoint lets it out */
@@ -335,6 +357,7 @@ int output_buffer_set_compare(struct output_buffer *buffer, const struct output_
     }
     buffer->epochs_expected = 1; /* the SVM's first boundary comes at its setup */
     buffer->boundaries_heard = 0;
+    buffer->svm_epoch_started_us = 0;
     buffer->difference_seen = false;
     buffer->deadline_us = 0;
     buffer->fallback_until_us = 0;
@@ -430,6 +453,7 @@ void output_buffer_init(struct output_buffer *buffer, struct machine *machine, b
     buffer->compare_options.mode = OUTPUT_MODE_BUFFERED;
     buffer->compare_ready = buffer->comparing = buffer->difference_seen = buffer->mode_changed = false;
     buffer->epochs_expected = buffer->boundaries_heard = buffer->deadline_us = buffer->fallback_until_us = 0;
+    buffer->svm_epoch_started_us = 0;
     buffer->storm_next = 0;
     buffer->mode_reason[0] = 0;
     buffer->return_to = NULL;

@@ -118,11 +118,12 @@ struct output_buffer {
     /* Primary, compare mode (output_buffer_set_compare). */
     struct output_compare_options compare_options;
     struct output_compare compare;
-    bool compare_ready;        /* compare is initialized */
-    bool comparing;            /* compare mode and not fallen back: PVM frames go to the comparator */
-    bool difference_seen;      /* this epoch: a difference or timeout asked for its checkpoint */
-    uint64_t epochs_expected;  /* the SVM's boundaries this protection should have sent by now */
-    uint64_t boundaries_heard; /* ... and has: equal means its frames are of the PVM's epoch */
+    bool compare_ready;            /* compare is initialized */
+    bool comparing;                /* compare mode and not fallen back: PVM frames go to the comparator */
+    bool difference_seen;          /* this epoch: a difference or timeout asked for its checkpoint */
+    uint64_t epochs_expected;      /* the SVM's boundaries this protection should have sent by now */
+    uint64_t boundaries_heard;     /* ... and has: equal means its frames are of the PVM's epoch */
+    uint64_t svm_epoch_started_us; /* when the latest boundary came: the SVM runs the latest checkpoint */
     uint64_t fallback_until_us;
     uint64_t deadline_us;                       /* what the primary's loop was told last */
     uint64_t storm_times_us[OUTPUT_STORM_RING]; /* the last checkpoints forced by differences */

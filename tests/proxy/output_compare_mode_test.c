@@ -277,6 +277,20 @@ static void test_deadline(void)
     CHECK(output_deadline_us(rig) == 0, "everything matched: deadline %llu, expected 0",
           (unsigned long long)output_deadline_us(rig));
     CHECK_WIRE(rig, "both matched", "hw");
+    /* A frame sent before the SVM runs the latest checkpoint (the PVM
+     * resumed before SVM_READY) has no deadline until the SVM's boundary
+     * says it runs; then its time starts. */
+    pause_for_checkpoint(rig);
+    output_buffer_primary_device.release(&rig->buffer);
+    pvm_sends(rig, ISN + 10, "early");
+    CHECK(output_deadline_us(rig) == 0, "a deadline %llu while the SVM had not resumed",
+          (unsigned long long)output_deadline_us(rig));
+    uint64_t boundary_us = clock_monotonic_us();
+    output_buffer_secondary_boundary(&rig->buffer);
+    deadline_us = output_deadline_us(rig);
+    CHECK(deadline_us >= boundary_us + 40000 && deadline_us <= clock_monotonic_us() + 40000,
+          "after the boundary: deadline %llu, expected the boundary's time + compare_timeout_ms",
+          (unsigned long long)deadline_us);
     rig_destroy(rig);
 }
 
