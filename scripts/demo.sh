@@ -24,7 +24,9 @@
 #    A from its own copy of the disk, read-write: PostgreSQL keeps its data
 #    on the disk, Redis in memory. pgbench's tables are created.
 # 2. `colo protect` makes host B's VM a copy of it, disk included, and keeps
-#    it one, a checkpoint whenever the VM has output to release.
+#    it one: B's VM gets the same requests, and a reply of A's leaves as
+#    soon as B's VM sent the same (a checkpoint when they differ, and at
+#    least every 100 ms).
 # 3. The client runs Debian 12's redis-benchmark and pgbench, a writer that
 #    records every key Redis acknowledged and one that records every
 #    PostgreSQL commit it saw acknowledged.
@@ -108,12 +110,17 @@ say "Corosync on hosts A and B, corosync-qnetd on the witness (the tie-breaking 
 cluster_lab_start_corosync "$prefix" "$work/lab" ||
     { echo "demo: the cluster did not come up" >&2; tail -5 "$work"/lab/?/corosync.out >&2; exit 1; }
 on a corosync-quorumtool -s | grep -E "^(Quorate|Nodes|Expected votes|Total votes):" | sed 's/^/   host A: /' || true
-status_field() { # HOST FIELD...: fields of one `colo status --json`'s replication, '|' between
+status_field() { # HOST FIELD...: fields of one `colo status --json`'s replication ("a.b": nested), '|' between
     local host=$1; shift
     on "$host" "$colo" status debian --json 2>/dev/null | python3 -c "
 import json, sys
 replication = json.load(sys.stdin).get('replication', {})
-print('|'.join(str(replication.get(field, '')) for field in sys.argv[1:]))" "$@" 2>/dev/null || true
+def field(path):
+    value = replication
+    for key in path.split('.'):
+        value = value.get(key, '') if isinstance(value, dict) else ''
+    return str(value)
+print('|'.join(field(path) for path in sys.argv[1:]))" "$@" 2>/dev/null || true
 }
 wait_for() { # LOG TEXT TIMEOUT PID
     local started=$SECONDS
@@ -202,8 +209,9 @@ pgbench_pid=$!; pids+=("$pgbench_pid")
 half=$((load_seconds / 2))
 for second in $(seq 1 "$half"); do
     sleep 1
-    IFS='|' read -r checkpoints downtime_p50_ms < <(status_field a checkpoints downtime_p50_ms) || true
-    note "t=${second}s  checkpoints $checkpoints, downtime p50 $downtime_p50_ms ms"
+    IFS='|' read -r checkpoints downtime_p50_ms matched released < <(status_field a checkpoints downtime_p50_ms \
+        compare.released_matched released_total) || true
+    note "t=${second}s  checkpoints $checkpoints, downtime p50 $downtime_p50_ms ms; output frames released $released, $matched of them as soon as B's VM sent the same"
 done
 
 # One status, so the three figures are of the same moment.
