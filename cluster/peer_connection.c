@@ -36,6 +36,7 @@ struct peer_connection {
     int relay_fd; /* the relay's end of the socketpair, or -1 */
     pthread_t to_app, to_peer;
     bool relay_running;
+    enum peer_relay_kind relay_kind;
     uint8_t binding[PEER_BINDING_SIZE];
     char address[64]; /* HOST:PORT of the peer */
     char peer[400];   /* the address, and who the peer proved to be */
@@ -318,12 +319,14 @@ static void relay_end(struct peer_connection *connection)
     shutdown(connection->relay_fd, SHUT_RDWR);
 }
 
-/* The relays run as SCHED_BATCH: they do not preempt on wake-up the
+/* A bulk relay runs as SCHED_BATCH: it does not preempt on wake-up the
  * threads whose latency makes the checkpoint's pause (a vCPU parking, the
- * replication loop resuming it); they still get the CPU as soon as one is
- * free. Best effort: without it they run as before. */
-static void relay_thread_yields_on_wakeup(void)
+ * replication loop resuming it); it still gets the CPU as soon as one is
+ * free. Best effort: without it it runs as before. */
+static void relay_thread_yields_on_wakeup(const struct peer_connection *connection)
 {
+    if (connection->relay_kind != PEER_RELAY_BULK)
+        return;
     struct sched_param parameters = { .sched_priority = 0 };
     (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &parameters);
 }
@@ -331,7 +334,7 @@ static void relay_thread_yields_on_wakeup(void)
 static void *relay_to_app(void *opaque)
 {
     struct peer_connection *connection = opaque;
-    relay_thread_yields_on_wakeup();
+    relay_thread_yields_on_wakeup(connection);
     for (;;) {
         ssize_t got = gnutls_record_recv(connection->session, connection->to_app_buffer, RELAY_BUFFER);
         if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED)
@@ -359,7 +362,7 @@ end:
 static void *relay_to_peer(void *opaque)
 {
     struct peer_connection *connection = opaque;
-    relay_thread_yields_on_wakeup();
+    relay_thread_yields_on_wakeup(connection);
     for (;;) {
         ssize_t got = read(connection->relay_fd, connection->to_peer_buffer, RELAY_BUFFER);
         if (got < 0 && errno == EINTR)
@@ -381,10 +384,11 @@ end:
     return NULL;
 }
 
-int peer_connection_start_relay(struct peer_connection *connection, struct error *err)
+int peer_connection_start_relay(struct peer_connection *connection, enum peer_relay_kind kind, struct error *err)
 {
     if (!connection->session)
         return 0; /* plain TCP: the socket itself */
+    connection->relay_kind = kind;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
         return error_set_errno(err, "socketpair for the TLS relay");

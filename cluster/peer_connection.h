@@ -53,7 +53,14 @@ const char *peer_connection_peer(const struct peer_connection *connection);
 
 /* Hands the connection to the layers above: from now on only the
  * descriptor peer_connection_fd returns is used. */
-int peer_connection_start_relay(struct peer_connection *connection, struct error *err);
+/* How the relay threads are scheduled: bulk ones (the checkpoint
+ * stream) as SCHED_BATCH, which never preempt on wake-up the threads
+ * whose latency makes a checkpoint's pause; interactive ones (the
+ * mirror: client frames to the SVM, its replies back for the compare)
+ * as ordinary threads, since every reply waits for them. */
+enum peer_relay_kind { PEER_RELAY_BULK, PEER_RELAY_INTERACTIVE };
+
+int peer_connection_start_relay(struct peer_connection *connection, enum peer_relay_kind kind, struct error *err);
 int peer_connection_fd(const struct peer_connection *connection);
 
 /* Ends it (shuts both ways down, joins the relay) and frees it. */
