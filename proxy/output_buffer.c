@@ -189,8 +189,8 @@ static void release_matched_locked(struct output_buffer *buffer)
     buffer->held_count = kept;
 }
 
-/* Lock held: the deadline of the oldest PVM frame without its twin. */
-/* The SVM cannot answer before it runs the latest checkpoint (its
+/* Lock held: the deadline of the oldest PVM frame without its twin. The
+ * SVM cannot answer before it runs the latest checkpoint (its
  * boundary says so): a frame's time to find its twin starts then, or a
  * PVM that resumed before SVM_READY would time out on every reply of a
  * secondary still applying, and force checkpoint after checkpoint. Until
