@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 
 long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, struct mirror_message *message)
@@ -37,6 +38,29 @@ long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, stru
     };
     virtio_net_header_decode(buffer + MIRROR_WORD_SIZE + frame_length, &message->header);
     return (long)size;
+}
+
+bool mirror_take_messages(uint8_t *buffer, size_t *buffered, unsigned nic_count,
+                          bool (*on_message)(void *opaque, const struct mirror_message *message), void *opaque)
+{
+    size_t offset = 0;
+    bool ok = true;
+    for (;;) {
+        struct mirror_message message;
+        long size = mirror_parse(buffer + offset, *buffered - offset, nic_count, &message);
+        if (size == MIRROR_PARSE_MALFORMED)
+            ok = false;
+        if (size <= 0)
+            break;
+        offset += (size_t)size;
+        if (!on_message(opaque, &message)) {
+            ok = false;
+            break;
+        }
+    }
+    memmove(buffer, buffer + offset, *buffered - offset);
+    *buffered -= offset;
+    return ok;
 }
 
 void mirror_encode_word(uint8_t word[MIRROR_WORD_SIZE], unsigned nic, size_t length)

@@ -46,6 +46,14 @@ enum { MIRROR_PARSE_INCOMPLETE = 0, MIRROR_PARSE_MALFORMED = -1 };
  * connection must be given up). */
 long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, struct mirror_message *message);
 
+/* Takes every whole message out of the first *buffered bytes of buffer,
+ * in order, and gives each to on_message; what is left (the start of a
+ * message) moves to the front. Returns false when the buffer holds
+ * something that is not a message, or on_message returned false: the
+ * framing is lost, the connection must be given up. */
+bool mirror_take_messages(uint8_t *buffer, size_t *buffered, unsigned nic_count,
+                          bool (*on_message)(void *opaque, const struct mirror_message *message), void *opaque);
+
 /* The word for a frame of `length` bytes from NIC `nic` (0, 0: a heartbeat;
  * MIRROR_BOUNDARY_NIC, 0: a checkpoint boundary). */
 void mirror_encode_word(uint8_t word[MIRROR_WORD_SIZE], unsigned nic, size_t length);

@@ -12,51 +12,47 @@
 #include "machine.h"
 #include "mirror_framing.h"
 
-/* Takes the whole messages out of the buffer: heartbeats are only heard,
- * frames are queued for the SVM once it exists. Returns false when the
- * buffer holds something that is not a message. */
+/* One message from the primary: a heartbeat is only heard, a frame is
+ * queued for the SVM once it exists; a boundary is the secondary's word,
+ * never the primary's. */
+static bool take_message(void *opaque, const struct mirror_message *message)
+{
+    struct mirror_reader *reader = opaque;
+    if (message->heartbeat) {
+        failure_detector_heard(reader->detector, true);
+        return true;
+    }
+    if (message->boundary)
+        return false;
+    pthread_mutex_lock(&reader->lock);
+    reader->received++;
+    uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX ? malloc(message->length)
+                                                                                         : NULL;
+    if (copy) {
+        memcpy(copy, message->frame, message->length);
+        reader->queue[reader->queued++] = (struct mirrored_frame){
+            .nic = message->nic,
+            .header = message->header,
+            .length = message->length,
+            .data = copy,
+        };
+        reader->queued_since_wake = true;
+    } else {
+        reader->dropped++;
+    }
+    pthread_mutex_unlock(&reader->lock);
+    return true;
+}
+
+/* Takes the whole messages out of the buffer and wakes the machine
+ * thread for the frames. Returns false when the buffer holds something
+ * that is not a message. */
 static bool take_messages(struct mirror_reader *reader)
 {
-    size_t offset = 0;
-    bool ok = true, queued_any = false;
-    unsigned nic_count = machine_nic_count(reader->machine);
-    for (;;) {
-        struct mirror_message message;
-        long size = mirror_parse(reader->buffer + offset, reader->buffered - offset, nic_count, &message);
-        if (size == MIRROR_PARSE_MALFORMED)
-            ok = false;
-        if (size <= 0)
-            break;
-        offset += (size_t)size;
-        if (message.heartbeat) {
-            failure_detector_heard(reader->detector, true);
-            continue;
-        }
-        if (message.boundary) { /* the secondary's word: never the primary's */
-            ok = false;
-            break;
-        }
-        pthread_mutex_lock(&reader->lock);
-        reader->received++;
-        uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX ? malloc(message.length)
-                                                                                             : NULL;
-        if (copy) {
-            memcpy(copy, message.frame, message.length);
-            reader->queue[reader->queued++] = (struct mirrored_frame){
-                .nic = message.nic,
-                .header = message.header,
-                .length = message.length,
-                .data = copy,
-            };
-            queued_any = true;
-        } else {
-            reader->dropped++;
-        }
-        pthread_mutex_unlock(&reader->lock);
-    }
-    memmove(reader->buffer, reader->buffer + offset, reader->buffered - offset);
-    reader->buffered -= offset;
-    if (queued_any) {
+    reader->queued_since_wake = false;
+    bool ok = mirror_take_messages(reader->buffer, &reader->buffered, machine_nic_count(reader->machine), take_message,
+                                   reader);
+    if (reader->queued_since_wake) {
         uint64_t one = 1;
         ssize_t ignored = write(reader->frames_ready, &one, sizeof one);
         (void)ignored;

@@ -47,12 +47,13 @@ struct mirror_reader {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    atomic_bool svm_built; /* after the initial copy: frames go in from now on */
-    int frames_ready;      /* eventfd */
-    int frames_watch;      /* machine fd watch of frames_ready, or -1 */
-    uint8_t *buffer;       /* a partial message, MIRROR_MESSAGE_MAX */
-    size_t buffered;       /* buffer is the reader thread's (or failover's, once it ended) */
-    pthread_mutex_t lock;  /* guards the queue and the counters */
+    atomic_bool svm_built;  /* after the initial copy: frames go in from now on */
+    int frames_ready;       /* eventfd */
+    int frames_watch;       /* machine fd watch of frames_ready, or -1 */
+    uint8_t *buffer;        /* a partial message, MIRROR_MESSAGE_MAX */
+    size_t buffered;        /* buffer is the reader thread's (or failover's, once it ended) */
+    bool queued_since_wake; /* take_messages queued a frame: wake the machine thread */
+    pthread_mutex_t lock;   /* guards the queue and the counters */
     struct mirrored_frame queue[MIRROR_QUEUE_MAX];
     size_t queued;
     uint64_t received, delivered, dropped;

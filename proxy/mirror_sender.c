@@ -102,37 +102,23 @@ void mirror_sender_destroy(struct mirror_sender *sender)
 }
 
 /* The watch thread: what the secondary sent is heard, and its SVM frames
- * and boundaries go to the comparing proxy. Returns false when the
- * buffer holds something that is not a message. */
-static bool take_messages(struct mirror_sender *sender)
+ * and boundaries go to the comparing proxy. */
+static bool take_message(void *opaque, const struct mirror_message *message)
 {
-    size_t offset = 0;
-    bool ok = true;
-    unsigned nic_count = machine_nic_count(sender->machine);
-    for (;;) {
-        struct mirror_message message;
-        long size = mirror_parse(sender->watch_buffer + offset, sender->watch_buffered - offset, nic_count, &message);
-        if (size == MIRROR_PARSE_MALFORMED)
-            ok = false;
-        if (size <= 0)
-            break;
-        offset += (size_t)size;
-        if (message.heartbeat) {
-            atomic_fetch_add(&sender->beats_heard, 1);
-        } else if (message.boundary) {
-            atomic_fetch_add(&sender->boundaries_heard, 1);
-            if (sender->secondary_boundary)
-                sender->secondary_boundary(sender->secondary_opaque);
-        } else {
-            atomic_fetch_add(&sender->secondary_frames, 1);
-            if (sender->secondary_frame)
-                sender->secondary_frame(sender->secondary_opaque, message.nic, &message.header, message.frame,
-                                        message.length);
-        }
+    struct mirror_sender *sender = opaque;
+    if (message->heartbeat) {
+        atomic_fetch_add(&sender->beats_heard, 1);
+    } else if (message->boundary) {
+        atomic_fetch_add(&sender->boundaries_heard, 1);
+        if (sender->secondary_boundary)
+            sender->secondary_boundary(sender->secondary_opaque);
+    } else {
+        atomic_fetch_add(&sender->secondary_frames, 1);
+        if (sender->secondary_frame)
+            sender->secondary_frame(sender->secondary_opaque, message->nic, &message->header, message->frame,
+                                    message->length);
     }
-    memmove(sender->watch_buffer, sender->watch_buffer + offset, sender->watch_buffered - offset);
-    sender->watch_buffered -= offset;
-    return ok;
+    return true;
 }
 
 static void *watch_thread(void *opaque)
@@ -151,7 +137,8 @@ static void *watch_thread(void *opaque)
             }
             if (n > 0) {
                 sender->watch_buffered += (size_t)n;
-                if (!take_messages(sender)) {
+                if (!mirror_take_messages(sender->watch_buffer, &sender->watch_buffered,
+                                          machine_nic_count(sender->machine), take_message, sender)) {
                     failure_detector_declare_peer_dead(sender->detector,
                                                        "the secondary sent something that is not a message on the "
                                                        "mirror connection");
