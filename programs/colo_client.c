@@ -322,6 +322,33 @@ static void print_status(const json_t *reply)
                        (double)integer_field(replication, "last_checkpoint_disk_bytes") / 1024);
             printf("\n");
         }
+        /* The output's release: "output  compare: 4000 of 4100 frames
+         * released by a match; differences: 3 timeout; 0 storms". */
+        const json_t *compare = json_object_get(replication, "compare");
+        if (compare) {
+            bool fallen_back = strcmp(string_field(compare, "mode_now"), "compare") != 0;
+            printf("  output        compare");
+            if (fallen_back)
+                printf(" (NOW BUFFERED: %s)", string_field(compare, "reason"));
+            printf(": %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+                   " frames released by a match; %" JSON_INTEGER_FORMAT " checkpoints forced; differences:",
+                   integer_field(compare, "released_matched"), integer_field(replication, "released_total"),
+                   integer_field(compare, "checkpoints_by_difference"));
+            const json_t *differences = json_object_get(compare, "differences");
+            const char *cause;
+            const json_t *count;
+            bool any = false;
+            json_object_foreach((json_t *)differences, cause, count)
+            {
+                if (json_integer_value(count)) {
+                    printf(" %" JSON_INTEGER_FORMAT " %s", json_integer_value(count), cause);
+                    any = true;
+                }
+            }
+            printf("%s; %" JSON_INTEGER_FORMAT " storms\n", any ? "" : " none", integer_field(compare, "storms"));
+        } else if (strcmp(string_field(replication, "output_mode"), "buffered") == 0) {
+            printf("  output        buffered: every frame waits for the next checkpoint\n");
+        }
         const json_t *disks = json_object_get(replication, "disks");
         if (disks)
             printf("  disks         %" JSON_INTEGER_FORMAT " replicated; last fold %" JSON_INTEGER_FORMAT

@@ -95,6 +95,9 @@ offsets=$(secondary_shift "$work/B" offsets_learned)
 [ -n "$offsets" ] && [ "$offsets" -ge 1 ] &&
     pass "the secondary shifted the new connection: $offsets offsets learned, $(secondary_shift "$work/B" outbound_rewritten) frames out and $(secondary_shift "$work/B" inbound_rewritten) in rewritten, $(replication_field "$work/B" returned_frames) SVM frames returned" ||
     fail "the secondary learned no sequence offset ('$offsets')"
+line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "^  output ")
+echo "$line" | grep -Eq "^  output +compare: [1-9][0-9]* of [0-9]+ frames released by a match; [0-9]+ checkpoints forced; differences:" &&
+    pass "colo status:$line" || fail "colo status has no compare line: '$line'"
 metrics=$(on_host "$work/A" "$colo" metrics guarded 2>&1)
 if echo "$metrics" | grep -Eq '^colo_compare_differences_total\{vm="guarded",cause="payload"\} [0-9]+$' &&
     echo "$metrics" | grep -Eq '^colo_compare_released_matched_total\{vm="guarded"\} [1-9][0-9]*$'; then
@@ -146,5 +149,8 @@ by_output=$(replication_field "$work/B" checkpoints_by_output)
 [ "$mode" = buffered ] && [ -z "$compare" ] && [ "${by_output:-0}" -gt 0 ] &&
     pass "buffered: status says $mode, no compare counters, $by_output checkpoints asked for by held output" ||
     fail "buffered: mode '$mode', compare '$compare', checkpoints by output '$by_output'"
+line=$(on_host "$work/B" "$colo" status guarded 2>/dev/null | grep "^  output ")
+echo "$line" | grep -q "buffered: every frame waits for the next checkpoint" && pass "colo status:$line" ||
+    fail "colo status has no buffered line: '$line'"
 echo "colo_compare_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
