@@ -56,7 +56,10 @@ wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "
 
 run_client one 200
 sleep 1
-if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1; then
+# Part 1 releases output the buffered way (every reply asks for a
+# checkpoint), which it checks; the compare mode's failover is
+# colo_compare_test.sh's, and parts 2-5 here run in it (the default).
+if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --mode buffered --interval 100 >"$work/protect.log" 2>&1; then
     pass "$(cat "$work/protect.log")"
 else
     fail "colo protect failed: $(cat "$work/protect.log")"; exit 1
