@@ -25,7 +25,11 @@
 #   - "poweroff" on the survivor's console: a clean exit, and
 #     `e2fsck -fn B.img` finds the image clean;
 #   - a fresh `colo run` of B.img alone has every acknowledged commit and
-#     the pgbench invariant.
+#     the pgbench invariant;
+#   - never two copies: from protect to the clients' finish, the frames out
+#     of tapA and tapB (tests/support/lan_watch.sh, one watch for the whole
+#     test: the TAPs persist across trials) came from one TAP, then from
+#     the other, never back and forth.
 # Usage: tests/debian/debian_replication_test.sh COLO KERNEL IMAGE [STEP...]
 #   STEPs: before-new svm-suspended mid-pages after-end after-ready random
 #   (default: all six)
@@ -47,7 +51,9 @@ pgbench_seconds=15   # pgbench -T: outlasts the death, the failover and a few se
 guest=10.94.0.2
 
 source "$here/../support/e2e_lib.sh"
+source "$here/../support/lan_watch.sh"
 e2e_begin pgtrials pg 10.94.0.1/24 tapA tapB
+lan_watch_start tapA tapB
 
 make_config() { # TAP DISK
     cat <<CFG
@@ -238,7 +244,8 @@ trial() { # STEP NUMBER
     fi
     echo "  pgbench -i -s 1: $(grep -o 'done in.*' "$dir/pgbench-init.log")"
 
-    local protect_started=$SECONDS
+    local protect_started=$SECONDS trial_started
+    trial_started=$(now)
     if ! on_host "$dir/A" "$colo" protect debian 127.0.0.1:$port --interval 100 >"$dir/protect.log" 2>&1; then
         fail "$step: colo protect failed: $(cat "$dir/protect.log")"
         end_trial "$primary_pid" "$secondary_pid"; return
@@ -337,6 +344,7 @@ trial() { # STEP NUMBER
     ((pgbench_ended_ms > failed_over_ms + 1000)) ||
         fail "$step: pgbench ended $((failed_over_ms - pgbench_ended_ms)) ms before the failover: raise pgbench_seconds"
     check_invariant "$step: the survivor"
+    lan_check "$trial_started" "$step"
 
     # The survivor's disk: a clean poweroff, e2fsck, then its image alone.
     if poweroff "$step: the survivor" 9 "$secondary_pid"; then

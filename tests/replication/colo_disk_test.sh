@@ -13,6 +13,9 @@
 #    fresh `colo run` of B's image alone must answer every key any client
 #    saw acknowledged (before protection, while protected, after failover):
 #    the disk the survivor left is the one its clients were promised.
+#    From protect to the last client's finish, never two copies: the
+#    frames out of tapA and tapB (tests/support/lan_output_watch.py) came
+#    from one TAP, then from the other, never back and forth.
 # 3. A secondary whose image is smaller: protect is refused with both
 #    sizes named, and the primary keeps serving.
 # 4. A secondary whose image lies on a full filesystem (a 16 KiB tmpfs):
@@ -36,6 +39,7 @@ source "$here/../support/kv_keys.sh"
 colo_test_begin disk dk
 mkdir -p "$work/A" "$work/B" "$work/B2" "$work/C"
 head -c 16M /dev/urandom >"$work/diskB.img"
+lan_watch_start tapA tapB
 
 # ---- 1. the initial sync makes a different image the primary's ----
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
@@ -52,6 +56,7 @@ cmp -s "$work/diskA.img" "$work/diskB.img" && fail "the two images were the same
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" events --json guarded >"$work/events.jsonl" 2>/dev/null &
 events_pid=$!; pids+=("$events_pid")
 sleep 0.3
+part_started=$(now)
 if on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 >"$work/protect.log" 2>&1; then
     pass "$(cat "$work/protect.log")"
 else
@@ -103,6 +108,7 @@ finish_client protected "through the failover"
 run_client after 60
 sleep 3
 finish_client after "on the survivor"
+lan_check "$part_started" "kill -9 of the primary under disk writes"
 
 # The survivor powers off (the KV service's POWEROFF); then its image alone.
 ip netns exec "$client_ns" python3 "$here/../../guests/linux/kvclient.py" "$guest" poweroff >"$work/poweroff.log" 2>&1

@@ -25,7 +25,11 @@
 #   - the disk (disk replication): the survivor is powered off, and a fresh
 #     `colo run` of its image alone answers every key the client saw
 #     acknowledged (the guest's KV service logs each SET to its disk and
-#     replays the log at start).
+#     replays the log at start);
+#   - never two copies: from protect to the client's finish, the frames out
+#     of tapA and tapB (tests/support/lan_output_watch.py, one watch for
+#     the whole test: the TAPs persist across trials) came from one TAP,
+#     then from the other, never back and forth.
 # Usage: tests/replication/colo_killstep_test.sh COLO GUEST_DIR [STEP...]
 #   (STEPs default to all five and "random")
 set -uo pipefail
@@ -49,6 +53,7 @@ guest=10.97.0.2
 
 source "$here/colo_test_lib.sh"
 colo_test_begin killstep ks
+lan_watch_start tapA tapB
 
 # Waits (bounded) for PID to exit; sets $exit_status (empty if it did not).
 wait_exit() {  # PID TIMEOUT
@@ -99,6 +104,8 @@ trial() {  # STEP NUMBER
         >"$dir/client.log" 2>&1 &
     local client_pid=$!; pids+=("$client_pid")
     sleep 1
+    local trial_started
+    trial_started=$(now)
     # --output-delay 50: the client's reply waits 50 ms for its checkpoint,
     # so at before-new the SVM has surely answered the same request (and
     # holds that answer for the failover check below).
@@ -177,6 +184,7 @@ trial() {  # STEP NUMBER
     else
         fail "$step: the client did not finish within 60 s"; cat "$dir/client.log"
     fi
+    lan_check "$trial_started" "$step"
     # The survivor's disk alone: power it off, boot its image afresh.
     ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" poweroff >"$dir/poweroff.log" 2>&1
     if wait_exit "$secondary_pid" 60; then

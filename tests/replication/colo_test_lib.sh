@@ -9,9 +9,11 @@
 # "guarded", each side with its own disk, which protect makes the same;
 # the pair authenticates with the pre-shared key pair.psk);
 # replication_field and wait_for_checkpoints; lan_watch_start and
-# lan_check, the "never two copies" count of who released output.
+# lan_check, the "never two copies" count of who released output
+# (tests/support/lan_watch.sh).
 
 source "$(dirname "${BASH_SOURCE[0]}")/../support/e2e_lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../support/lan_watch.sh"
 
 make_config() {  # TAP DISK
     cat <<CFG
@@ -49,25 +51,4 @@ wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N (120 s 
         ((SECONDS - started > 120)) && { echo "only '${count}' checkpoints within 120 s"; return 1; }
         sleep 0.2
     done
-}
-
-now() { date +%s.%N; }
-
-# Who released the VM's output: "SECONDS PORT COUNT" lines for the frames
-# out of each TAP (a TAP's rx is what its VM sent), from now until the
-# test ends (tests/support/lan_output_watch.py).
-lan_watch_start() {  # TAP...
-    rm -f "$work/stop-watch"
-    ip netns exec "$hosts_ns" python3 "$(dirname "${BASH_SOURCE[0]}")/../support/lan_output_watch.py" \
-        watch "$work/stop-watch" "$work/lan.out" "$@" &
-    pids+=("$!")
-}
-
-lan_check() {  # FROM WHAT: since FROM, one copy released output, then the other, never both
-    local out
-    if out=$(python3 "$(dirname "${BASH_SOURCE[0]}")/../support/lan_output_watch.py" check "$work/lan.out" --from "$1"); then
-        pass "$2: one copy released output at a time: $out"
-    else
-        fail "$2: $out"
-    fi
 }
