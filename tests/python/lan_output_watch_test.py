@@ -40,5 +40,7 @@ check("the old copy again, a sample later", start + ["1.0100 p-lan-b 5", "1.0200
 check("back and forth", start + ["1.0100 p-lan-a 2", "1.0200 p-lan-b 1", "1.0300 p-lan-a 3"], 1)
 check("--from ignores the earlier copy", start + ["1.0100 p-lan-a 2", "1.0200 p-lan-b 1", "1.0300 p-lan-b 3"], 0,
       "--from", "1.015")
+check("nothing recorded", start, 1)
+check("nothing since --from", start + ["1.0100 p-lan-a 2"], 1, "--from", "1.5")
 print(f"lan_output_watch_test: {'FAIL' if failed else 'ok'}")
 sys.exit(1 if failed else 0)

@@ -9,7 +9,8 @@ VMs' frames cross each host's LAN port).
       exists
   lan_output_watch.py check OUT [--from SECONDS]
       prints the order in which the ports released frames, and fails
-      (exit 1) when the releasing port changed more than once: one copy,
+      (exit 1) when nothing was recorded since SECONDS (the watch did not
+      run), or when the releasing port changed more than once: one copy,
       then the other, then the first again means two copies released
       output during the same period. --from: ignore what came before.
       Ports whose counts changed in the same sample cannot be ordered
@@ -66,7 +67,12 @@ def check(out_path, start):
                 runs.append([port, stamp, stamp, count - before])
     summary = ", then ".join(f"{port} {frames} frames ({first - start:.3f}..{last - start:.3f} s)"
                              for port, first, last, frames in runs)
-    print(summary or "no frames")
+    if not runs:
+        # Every caller checks a part with client traffic: nothing seen
+        # means the watch did not run, not that nobody spoke.
+        print("no frames seen: the watch recorded nothing since then")
+        return 1
+    print(summary)
     owners = [run[0] for run in runs]
     if len(set(owners)) != len(owners):
         print("two copies released output: " + " -> ".join(owners))
