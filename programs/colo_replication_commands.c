@@ -307,13 +307,20 @@ int colo_protect_main(int argc, char **argv)
     json_decref(request);
     if (status == 0 && wait)
         status = wait_for_initial_copy(name, destination, wait_timeout_ms);
-    if (status == 0)
-        printf("protecting %s with the secondary at %s (checkpoint at least every %" JSON_INTEGER_FORMAT
-               " ms, and within %" JSON_INTEGER_FORMAT " ms of held output)%s; `colo status %s` shows the "
-               "replication\n",
-               name, destination, json_integer_value(json_object_get(reply, "interval_ms")),
-               json_integer_value(json_object_get(reply, "output_delay_ms")),
-               wait ? ": the initial copy has started" : "", name);
+    if (status == 0) {
+        const char *mode_used = json_string_value(json_object_get(reply, "mode"));
+        bool comparing = mode_used && strcmp(mode_used, "compare") == 0;
+        printf("protecting %s with the secondary at %s (checkpoint at least every %" JSON_INTEGER_FORMAT " ms; ", name,
+               destination, json_integer_value(json_object_get(reply, "interval_ms")));
+        if (comparing)
+            printf("a reply leaves once the secondary's VM sent the same; without its twin, a checkpoint within "
+                   "%" JSON_INTEGER_FORMAT " ms)",
+                   json_integer_value(json_object_get(reply, "compare_timeout_ms")));
+        else
+            printf("buffered: held output asks for a checkpoint within %" JSON_INTEGER_FORMAT " ms)",
+                   json_integer_value(json_object_get(reply, "output_delay_ms")));
+        printf("%s; `colo status %s` shows the replication\n", wait ? ": the initial copy has started" : "", name);
+    }
     if (status == 0 && follow)
         status = follow_protection(name);
     const char *cluster = status == 0 ? json_string_value(json_object_get(reply, "cluster")) : NULL;
