@@ -36,34 +36,24 @@
 
 /* A backend that keeps every frame's TCP sequence number and first payload byte. */
 struct recorder {
-    struct net_backend backend;
+    struct test_wire wire; /* first */
     unsigned count;
     uint32_t sequence[MAX_RECORDED];
     uint8_t first_payload_byte[MAX_RECORDED];
 };
 
-static int record_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
-                       size_t length)
+static void record_frame(struct test_wire *wire, const struct virtio_net_header *header, const uint8_t *frame,
+                         size_t length)
 {
     (void)header;
-    struct recorder *recorder = (struct recorder *)backend;
+    struct recorder *recorder = (struct recorder *)wire;
     if (recorder->count < MAX_RECORDED && length > PAYLOAD_OFFSET) {
         recorder->sequence[recorder->count] = (uint32_t)frame[38] << 24 | (uint32_t)frame[39] << 16 |
                                               (uint32_t)frame[40] << 8 | frame[41];
         recorder->first_payload_byte[recorder->count] = frame[PAYLOAD_OFFSET];
     }
     recorder->count++;
-    return 0;
 }
-
-static void record_destroy(struct net_backend *backend)
-{
-    (void)backend;
-}
-
-static const struct net_backend_ops recorder_ops = { .kind = "recorder",
-                                                     .send = record_send,
-                                                     .destroy = record_destroy };
 
 /* One protected PVM: its machine, wire, output buffer and loop. */
 struct rig {
@@ -80,10 +70,9 @@ static struct rig *rig_create_with(const struct output_compare_options *options)
     if (!rig)
         abort();
     rig->pvm = test_machine_create(&(struct test_machine_options){ .nic = true });
-    rig->wire = (struct recorder){ .backend = { .ops = &recorder_ops, .fd = -1 } };
+    test_wire_attach(rig->pvm, &rig->wire.wire, record_frame);
     struct error err = { 0 };
-    if (virtio_net_attach_backend(machine_nic(rig->pvm, 0), &rig->wire.backend, &err) < 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM, 0, rig->fds) < 0 ||
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, rig->fds) < 0 ||
         colo_primary_init(&rig->primary, rig->pvm, rig->fds[0], NULL, &err) < 0) {
         fprintf(stderr, "FAIL: rig: %s\n", err.message);
         exit(1);

@@ -71,7 +71,7 @@
 /* A backend that records each frame's connection and sequence number;
  * frames leave from the machine, the watch and the loop threads. */
 struct recorder {
-    struct net_backend backend;
+    struct test_wire wire; /* first */
     pthread_mutex_t lock;
     unsigned count, malformed;
     unsigned per_connection[CONNECTIONS];
@@ -83,11 +83,11 @@ static uint32_t get_32(const uint8_t *bytes)
     return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
 }
 
-static int record_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
-                       size_t length)
+static void record_frame(struct test_wire *wire, const struct virtio_net_header *header, const uint8_t *frame,
+                         size_t length)
 {
     (void)header;
-    struct recorder *recorder = (struct recorder *)backend;
+    struct recorder *recorder = (struct recorder *)wire;
     pthread_mutex_lock(&recorder->lock);
     recorder->count++;
     unsigned connection = length > PAYLOAD_OFFSET ? ((unsigned)frame[36] << 8 | frame[37]) - CLIENT_PORT : ~0u;
@@ -96,17 +96,7 @@ static int record_send(struct net_backend *backend, const struct virtio_net_head
     else
         recorder->malformed++;
     pthread_mutex_unlock(&recorder->lock);
-    return 0;
 }
-
-static void record_destroy(struct net_backend *backend)
-{
-    (void)backend;
-}
-
-static const struct net_backend_ops recorder_ops = { .kind = "recorder",
-                                                     .send = record_send,
-                                                     .destroy = record_destroy };
 
 /* A TCP segment from the guest's server (10.0.0.2:80) to a client port;
  * its payload says where it is in the stream, unless `differ`. */
@@ -287,11 +277,10 @@ static void test_primary(void)
     pthread_mutex_init(&rig->steps.lock, NULL);
     pthread_cond_init(&rig->steps.changed, NULL);
     rig->pvm = test_machine_create(&(struct test_machine_options){ .nic = true });
-    rig->wire.backend = (struct net_backend){ .ops = &recorder_ops, .fd = -1 };
     pthread_mutex_init(&rig->wire.lock, NULL);
+    test_wire_attach(rig->pvm, &rig->wire.wire, record_frame);
     struct error err = { 0 };
-    if (virtio_net_attach_backend(machine_nic(rig->pvm, 0), &rig->wire.backend, &err) < 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM, 0, rig->fds) < 0 ||
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, rig->fds) < 0 ||
         colo_primary_init(&rig->primary, rig->pvm, rig->fds[0], NULL, &err) < 0) {
         fprintf(stderr, "FAIL: primary rig: %s\n", err.message);
         exit(1);

@@ -25,44 +25,30 @@
 
 /* A backend that keeps the first byte, length and header of every frame sent. */
 struct recorder {
-    struct net_backend backend;
+    struct test_wire wire; /* first */
     unsigned count;
     uint8_t first_byte[MAX_RECORDED];
     size_t length[MAX_RECORDED];
     uint16_t header_length[MAX_RECORDED];
 };
 
-static int record_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
-                       size_t length)
+static void record_frame(struct test_wire *wire, const struct virtio_net_header *header, const uint8_t *frame,
+                         size_t length)
 {
-    struct recorder *recorder = (struct recorder *)backend;
+    struct recorder *recorder = (struct recorder *)wire;
     if (recorder->count < MAX_RECORDED) {
         recorder->first_byte[recorder->count] = frame[0];
         recorder->length[recorder->count] = length;
         recorder->header_length[recorder->count] = header->header_length;
     }
     recorder->count++;
-    return 0;
 }
-
-static void record_destroy(struct net_backend *backend)
-{
-    (void)backend;
-}
-
-static const struct net_backend_ops recorder_ops = { .kind = "recorder",
-                                                     .send = record_send,
-                                                     .destroy = record_destroy };
 
 static struct machine *machine_with_recorder(struct recorder *recorder)
 {
     struct machine *machine = test_machine_create(&(struct test_machine_options){ .nic = true });
-    *recorder = (struct recorder){ .backend = { .ops = &recorder_ops, .fd = -1 } };
-    struct error err;
-    if (virtio_net_attach_backend(machine_nic(machine, 0), &recorder->backend, &err) < 0) {
-        fprintf(stderr, "FAIL: attach: %s\n", err.message);
-        exit(1);
-    }
+    *recorder = (struct recorder){ .count = 0 };
+    test_wire_attach(machine, &recorder->wire, record_frame);
     return machine;
 }
 

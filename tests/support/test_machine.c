@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtio_net_device.h"
+
 static void give_up(const char *what, const struct error *err)
 {
     fprintf(stderr, "FAIL: cannot set up the test machine: %s%s%s\n", what, err ? ": " : "", err ? err->message : "");
@@ -44,4 +46,28 @@ struct machine *test_machine_create(const struct test_machine_options *options)
 void test_machine_destroy(struct machine *machine)
 {
     machine_destroy(machine);
+}
+
+static int wire_send(struct net_backend *backend, const struct virtio_net_header *header, const uint8_t *frame,
+                     size_t length)
+{
+    struct test_wire *wire = (struct test_wire *)backend;
+    wire->on_frame(wire, header, frame, length);
+    return 0;
+}
+
+static void wire_destroy(struct net_backend *backend)
+{
+    (void)backend; /* the test owns it */
+}
+
+static const struct net_backend_ops wire_ops = { .kind = "test wire", .send = wire_send, .destroy = wire_destroy };
+
+void test_wire_attach(struct machine *machine, struct test_wire *wire, test_wire_frame_fn on_frame)
+{
+    wire->backend = (struct net_backend){ .ops = &wire_ops, .fd = -1 };
+    wire->on_frame = on_frame;
+    struct error err = { 0 };
+    if (virtio_net_attach_backend(machine_nic(machine, 0), &wire->backend, &err) < 0)
+        give_up("attaching the test wire", &err);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "machine.h"
+#include "net_backend.h"
 
 /* The MAC of the NIC asked for with `nic`. */
 #define TEST_MACHINE_MAC                   \
@@ -30,5 +31,20 @@ struct test_machine_options {
 
 struct machine *test_machine_create(const struct test_machine_options *options);
 void test_machine_destroy(struct machine *machine);
+
+/* A net backend for NIC 0 of a test machine that hands every frame sent
+ * to it to on_frame: the test's wire. A test's recorder puts it first
+ * and casts back in on_frame. */
+struct test_wire;
+typedef void (*test_wire_frame_fn)(struct test_wire *wire, const struct virtio_net_header *header, const uint8_t *frame,
+                                   size_t length);
+struct test_wire {
+    struct net_backend backend; /* first: the backend is the struct */
+    test_wire_frame_fn on_frame;
+};
+
+/* Attaches the wire to NIC 0 (the machine made with `nic`); a failure
+ * ends the test. */
+void test_wire_attach(struct machine *machine, struct test_wire *wire, test_wire_frame_fn on_frame);
 
 #endif
