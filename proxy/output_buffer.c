@@ -411,10 +411,15 @@ int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirr
 {
     struct tcp_sequence_shift *shift = calloc(1, sizeof *shift);
     uint8_t *scratch = malloc(VIRTIO_NET_MAX_FRAME);
-    if (!shift || !scratch || tcp_sequence_shift_init(shift, SHIFT_CONNECTIONS_MAX, err) < 0) {
+    if (!shift || !scratch) {
         free(shift);
         free(scratch);
-        return err->message[0] ? -1 : error_set(err, "out of memory for the TCP sequence shift");
+        return error_set(err, "out of memory for the TCP sequence shift");
+    }
+    if (tcp_sequence_shift_init(shift, SHIFT_CONNECTIONS_MAX, err) < 0) {
+        free(shift);
+        free(scratch);
+        return -1;
     }
     pthread_mutex_lock(&buffer->lock);
     if (buffer->shift) {
@@ -439,26 +444,13 @@ static size_t release_locked(struct output_buffer *buffer)
 
 void output_buffer_init(struct output_buffer *buffer, struct machine *machine, bool holding)
 {
+    /* Everything else starts empty, off or NULL. */
+    memset(buffer, 0, sizeof *buffer);
     buffer->machine = machine;
     pthread_mutex_init(&buffer->lock, NULL);
     buffer->holding = holding;
-    buffer->primary = NULL;
-    buffer->output_delay_ms = 0;
-    buffer->muted = false;
-    buffer->may_release = NULL;
-    buffer->may_release_opaque = NULL;
-    buffer->held_count = buffer->held_bytes = buffer->checkpoint_frames = 0;
-    memset(&buffer->stats, 0, sizeof buffer->stats);
     output_compare_options_defaults(&buffer->compare_options);
     buffer->compare_options.mode = OUTPUT_MODE_BUFFERED;
-    buffer->compare_ready = buffer->comparing = buffer->difference_seen = buffer->mode_changed = false;
-    buffer->epochs_expected = buffer->boundaries_heard = buffer->deadline_us = buffer->fallback_until_us = 0;
-    buffer->svm_epoch_started_us = 0;
-    buffer->storm_next = 0;
-    buffer->mode_reason[0] = 0;
-    buffer->return_to = NULL;
-    buffer->shift = NULL;
-    buffer->shift_scratch = NULL;
     /* takes_offloads: the hook forwards the guest's frames with their
      * headers to a vnet-header backend, so both sides offer what a plain
      * TAP would, and the PVM's and the SVM's negotiated features match. */
