@@ -4,6 +4,8 @@
 #include "peer_connection.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,7 +39,9 @@ struct peer_connection {
     int relay_fd; /* the relay's end of the socketpair, or -1 */
     pthread_t to_app, to_peer;
     bool relay_running;
-    enum peer_relay_kind relay_kind;
+    bool direct;
+    unsigned char *send_buffer; /* direct: one message, gathered into as few records as it takes */
+    size_t send_buffer_size;
     uint8_t binding[PEER_BINDING_SIZE];
     char address[64]; /* HOST:PORT of the peer */
     char peer[400];   /* the address, and who the peer proved to be */
@@ -319,14 +324,12 @@ static void relay_end(struct peer_connection *connection)
     shutdown(connection->relay_fd, SHUT_RDWR);
 }
 
-/* A bulk relay runs as SCHED_BATCH: it does not preempt on wake-up the
+/* The relay runs as SCHED_BATCH: it does not preempt on wake-up the
  * threads whose latency makes the checkpoint's pause (a vCPU parking, the
  * replication loop resuming it); it still gets the CPU as soon as one is
  * free. Best effort: without it it runs as before. */
-static void relay_thread_yields_on_wakeup(const struct peer_connection *connection)
+static void relay_thread_yields_on_wakeup(void)
 {
-    if (connection->relay_kind != PEER_RELAY_BULK)
-        return;
     struct sched_param parameters = { .sched_priority = 0 };
     (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &parameters);
 }
@@ -334,7 +337,7 @@ static void relay_thread_yields_on_wakeup(const struct peer_connection *connecti
 static void *relay_to_app(void *opaque)
 {
     struct peer_connection *connection = opaque;
-    relay_thread_yields_on_wakeup(connection);
+    relay_thread_yields_on_wakeup();
     for (;;) {
         ssize_t got = gnutls_record_recv(connection->session, connection->to_app_buffer, RELAY_BUFFER);
         if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED)
@@ -362,7 +365,7 @@ end:
 static void *relay_to_peer(void *opaque)
 {
     struct peer_connection *connection = opaque;
-    relay_thread_yields_on_wakeup(connection);
+    relay_thread_yields_on_wakeup();
     for (;;) {
         ssize_t got = read(connection->relay_fd, connection->to_peer_buffer, RELAY_BUFFER);
         if (got < 0 && errno == EINTR)
@@ -384,11 +387,10 @@ end:
     return NULL;
 }
 
-int peer_connection_start_relay(struct peer_connection *connection, enum peer_relay_kind kind, struct error *err)
+int peer_connection_start_relay(struct peer_connection *connection, struct error *err)
 {
     if (!connection->session)
         return 0; /* plain TCP: the socket itself */
-    connection->relay_kind = kind;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
         return error_set_errno(err, "socketpair for the TLS relay");
@@ -412,6 +414,101 @@ int peer_connection_start_relay(struct peer_connection *connection, enum peer_re
     return 0;
 }
 
+int peer_connection_start_direct(struct peer_connection *connection, struct error *err)
+{
+    if (!connection->session)
+        return 0; /* plain TCP: the socket itself */
+    int flags = fcntl(connection->tcp_fd, F_GETFL);
+    if (flags < 0 || fcntl(connection->tcp_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return error_set_errno(err, "making the peer connection non-blocking");
+    gnutls_record_set_timeout(connection->session, 0);
+    connection->direct = true;
+    return 0;
+}
+
+bool peer_connection_is_direct(const struct peer_connection *connection)
+{
+    return connection->direct;
+}
+
+ssize_t peer_connection_receive_now(struct peer_connection *connection, void *data, size_t size)
+{
+    ssize_t got = gnutls_record_recv(connection->session, data, size);
+    if (got >= 0)
+        return got;
+    if (got == GNUTLS_E_AGAIN) {
+        errno = EAGAIN;
+    } else if (got == GNUTLS_E_INTERRUPTED) {
+        errno = EINTR;
+    } else if (got == GNUTLS_E_PREMATURE_TERMINATION) {
+        return 0; /* the peer's socket closed without a close_notify: a dead peer */
+    } else {
+        errno = EPROTO;
+    }
+    return -1;
+}
+
+bool peer_connection_receive_buffered(struct peer_connection *connection)
+{
+    return gnutls_record_check_pending(connection->session) > 0;
+}
+
+/* Room in the socket for BYTES more, from what it holds unacknowledged
+ * (SIOCOUTQ) against its buffer. An estimate (the kernel counts buffer
+ * overhead too): when it errs, the send waits for room, bounded. */
+static bool send_room_for(const struct peer_connection *connection, size_t bytes)
+{
+    int queued = 0, buffer = 0;
+    socklen_t length = sizeof buffer;
+    if (ioctl(connection->tcp_fd, SIOCOUTQ, &queued) < 0 ||
+        getsockopt(connection->tcp_fd, SOL_SOCKET, SO_SNDBUF, &buffer, &length) < 0)
+        return true; /* cannot tell: try, and let the send say */
+    return (size_t)queued + bytes <= (size_t)buffer / 2;
+}
+
+enum peer_send_result peer_connection_send_message(struct peer_connection *connection, const struct iovec *parts,
+                                                   int part_count)
+{
+    size_t total = 0;
+    for (int i = 0; i < part_count; i++)
+        total += parts[i].iov_len;
+    if (total > connection->send_buffer_size) {
+        unsigned char *bigger = realloc(connection->send_buffer, total);
+        if (!bigger)
+            return PEER_SEND_WOULD_BLOCK;
+        connection->send_buffer = bigger;
+        connection->send_buffer_size = total;
+    }
+    size_t offset = 0;
+    for (int i = 0; i < part_count; i++) {
+        if (parts[i].iov_len)
+            memcpy(connection->send_buffer + offset, parts[i].iov_base, parts[i].iov_len);
+        offset += parts[i].iov_len;
+    }
+    /* A record's header, tag and content type: 22 bytes; 64 is ample. */
+    size_t records = total / 16384 + 1;
+    if (!send_room_for(connection, total + records * 64))
+        return PEER_SEND_WOULD_BLOCK;
+    uint64_t deadline = clock_monotonic_ms() + 1000;
+    size_t sent = 0;
+    while (sent < total) {
+        /* After GNUTLS_E_AGAIN the same call again: the record is sealed
+         * and partly pushed; it finishes or the connection is lost. */
+        ssize_t n = gnutls_record_send(connection->session, connection->send_buffer + sent, total - sent);
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+            int64_t left = (int64_t)(deadline - clock_monotonic_ms());
+            struct pollfd p = { .fd = connection->tcp_fd, .events = POLLOUT };
+            if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
+                return PEER_SEND_BROKEN;
+            continue;
+        }
+        if (n < 0)
+            return PEER_SEND_BROKEN;
+        sent += (size_t)n;
+    }
+    return PEER_SENT;
+}
+
 void peer_connection_close(struct peer_connection *connection)
 {
     if (!connection)
@@ -423,6 +520,7 @@ void peer_connection_close(struct peer_connection *connection)
     }
     if (connection->session)
         gnutls_deinit(connection->session);
+    free(connection->send_buffer);
     if (connection->relay_fd >= 0)
         close(connection->relay_fd);
     if (connection->app_fd >= 0 && connection->app_fd != connection->tcp_fd)

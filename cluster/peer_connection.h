@@ -14,8 +14,11 @@
 #ifndef COLO_CLUSTER_PEER_CONNECTION_H
 #define COLO_CLUSTER_PEER_CONNECTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "error.h"
 #include "peer_credentials.h"
@@ -52,16 +55,38 @@ void peer_connection_binding(const struct peer_connection *connection, uint8_t b
 const char *peer_connection_peer(const struct peer_connection *connection);
 
 /* Hands the connection to the layers above: from now on only the
- * descriptor peer_connection_fd returns is used. */
-/* How the relay threads are scheduled: bulk ones (the checkpoint
- * stream) as SCHED_BATCH, which never preempt on wake-up the threads
- * whose latency makes a checkpoint's pause; interactive ones (the
- * mirror: client frames to the SVM, its replies back for the compare)
- * as ordinary threads, since every reply waits for them. */
-enum peer_relay_kind { PEER_RELAY_BULK, PEER_RELAY_INTERACTIVE };
-
-int peer_connection_start_relay(struct peer_connection *connection, enum peer_relay_kind kind, struct error *err);
+ * descriptor peer_connection_fd returns is used. The relay threads run as
+ * SCHED_BATCH: the relay carries the checkpoint stream, in bulk, and must
+ * not preempt on wake-up the threads whose latency makes a checkpoint's
+ * pause. */
+int peer_connection_start_relay(struct peer_connection *connection, struct error *err);
 int peer_connection_fd(const struct peer_connection *connection);
+
+/* Or no relay (the mirror: small messages, each one waited for): the
+ * layers above read and write the session themselves, through the three
+ * calls below, which saves the relay's two thread hand-offs each way.
+ * One reader thread and one writer at a time (the writers' own lock), as
+ * GnuTLS allows. The TCP socket becomes non-blocking; peer_connection_fd
+ * returns it, to poll. Plain TCP: nothing changes, and the layers above
+ * use the socket as it is (peer_connection_is_direct says false). */
+int peer_connection_start_direct(struct peer_connection *connection, struct error *err);
+bool peer_connection_is_direct(const struct peer_connection *connection);
+
+/* Direct: what has arrived, without waiting. Returns the bytes read, 0
+ * when the peer closed, or -1 with errno EAGAIN (nothing now: poll the
+ * descriptor for POLLIN, unless peer_connection_receive_buffered), EINTR,
+ * or EPROTO (a record that does not authenticate, or a broken session). */
+ssize_t peer_connection_receive_now(struct peer_connection *connection, void *data, size_t size);
+/* Decrypted bytes wait in the session: read them before polling. */
+bool peer_connection_receive_buffered(struct peer_connection *connection);
+
+enum peer_send_result { PEER_SENT, PEER_SEND_WOULD_BLOCK, PEER_SEND_BROKEN };
+/* Direct: one message, whole or not at all. WOULD_BLOCK when the socket
+ * has no room for it (nothing was sent: the caller may drop it); once
+ * begun it is finished within a second or the connection is BROKEN (a
+ * record cut in the middle would break the session). */
+enum peer_send_result peer_connection_send_message(struct peer_connection *connection, const struct iovec *parts,
+                                                   int part_count);
 
 /* Ends it (shuts both ways down, joins the relay) and frees it. */
 void peer_connection_close(struct peer_connection *connection);

@@ -150,8 +150,7 @@ int peer_pairing_connect(const char *host_and_port, const struct peer_credential
         peer_connection_binding(pair->stream, hello.binding);
     hello.channel = PEER_CHANNEL_MIRROR;
     if (connect_channel(host_and_port, credentials, options, &hello, &pair->mirror, err) < 0 ||
-        peer_connection_start_relay(pair->stream, PEER_RELAY_BULK, err) < 0 ||
-        peer_connection_start_relay(pair->mirror, PEER_RELAY_INTERACTIVE, err) < 0)
+        peer_connection_start_relay(pair->stream, err) < 0 || peer_connection_start_direct(pair->mirror, err) < 0)
         goto fail;
     return 0;
 fail:
@@ -295,8 +294,7 @@ int peer_pairing_accept(int listener, const struct peer_credentials *credentials
         }
         pair->stream = stream;
         pair->mirror = connection;
-        if (peer_connection_start_relay(pair->stream, PEER_RELAY_BULK, err) < 0 ||
-            peer_connection_start_relay(pair->mirror, PEER_RELAY_INTERACTIVE, err) < 0) {
+        if (peer_connection_start_relay(pair->stream, err) < 0 || peer_connection_start_direct(pair->mirror, err) < 0) {
             peer_pair_close(pair);
             return -1;
         }

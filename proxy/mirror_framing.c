@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "peer_connection.h"
+
 long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, struct mirror_message *message)
 {
     if (length < MIRROR_WORD_SIZE)
@@ -99,4 +101,51 @@ enum mirror_send_result mirror_send_message(int fd, const struct iovec *parts, i
         offset = part_end;
     }
     return MIRROR_SENT;
+}
+
+struct mirror_channel mirror_channel_of_fd(int fd)
+{
+    return (struct mirror_channel){ .fd = fd, .session = NULL };
+}
+
+struct mirror_channel mirror_channel_of_connection(struct peer_connection *connection)
+{
+    return (struct mirror_channel){
+        .fd = peer_connection_fd(connection),
+        .session = peer_connection_is_direct(connection) ? connection : NULL,
+    };
+}
+
+enum mirror_send_result mirror_channel_send(struct mirror_channel *channel, const struct iovec *parts, int part_count)
+{
+    if (!channel->session)
+        return mirror_send_message(channel->fd, parts, part_count);
+    switch (peer_connection_send_message(channel->session, parts, part_count)) {
+    case PEER_SENT:
+        return MIRROR_SENT;
+    case PEER_SEND_WOULD_BLOCK:
+        return MIRROR_WOULD_BLOCK;
+    case PEER_SEND_BROKEN:
+        break;
+    }
+    return MIRROR_BROKEN;
+}
+
+ssize_t mirror_channel_receive(struct mirror_channel *channel, void *data, size_t size)
+{
+    if (!channel->session)
+        return recv(channel->fd, data, size, MSG_DONTWAIT);
+    ssize_t got = peer_connection_receive_now(channel->session, data, size);
+    channel->may_have_more = got > 0;
+    return got;
+}
+
+int mirror_channel_wait_readable(struct mirror_channel *channel, int timeout_ms)
+{
+    /* A TLS read takes one record at a time and may leave whole ones in
+     * the session: poll only once it said EAGAIN. */
+    if (channel->session && (channel->may_have_more || peer_connection_receive_buffered(channel->session)))
+        return 1;
+    struct pollfd p = { .fd = channel->fd, .events = POLLIN };
+    return poll(&p, 1, timeout_ms);
 }

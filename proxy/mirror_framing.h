@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "virtio_net.h"
@@ -66,5 +67,28 @@ enum mirror_send_result { MIRROR_SENT, MIRROR_WOULD_BLOCK, MIRROR_BROKEN };
  * dropped), and a partial write is finished within a bounded wait or the
  * connection is MIRROR_BROKEN (its framing would be lost). */
 enum mirror_send_result mirror_send_message(int fd, const struct iovec *parts, int part_count);
+
+/* The mirror's connection as its threads use it: the socket, or over TLS
+ * the session itself, read and written by these threads without a relay
+ * (cluster/peer_connection.h, direct). */
+struct peer_connection;
+struct mirror_channel {
+    int fd;                          /* to poll; the stream itself when session is NULL */
+    struct peer_connection *session; /* a direct TLS session, or NULL */
+    bool may_have_more;              /* the reader's: the last TLS read returned data */
+};
+
+/* A channel on a plain socket, or on a connection (its session when it is
+ * direct, else its descriptor). */
+struct mirror_channel mirror_channel_of_fd(int fd);
+struct mirror_channel mirror_channel_of_connection(struct peer_connection *connection);
+/* mirror_send_message on the channel. */
+enum mirror_send_result mirror_channel_send(struct mirror_channel *channel, const struct iovec *parts, int part_count);
+/* What has arrived, without waiting, as recv(MSG_DONTWAIT) says it. */
+ssize_t mirror_channel_receive(struct mirror_channel *channel, void *data, size_t size);
+/* Waits at most timeout_ms for something to read: poll's result. Over TLS
+ * bytes already decrypted count, and after a read that returned data it
+ * does not wait (more may sit in the session's buffer). */
+int mirror_channel_wait_readable(struct mirror_channel *channel, int timeout_ms);
 
 #endif

@@ -68,8 +68,7 @@ static void *reader_thread(void *opaque)
     struct failure_detector *detector = reader->detector;
     failure_detector_heard(detector, false);
     while (!atomic_load(&reader->stop)) {
-        struct pollfd p = { .fd = reader->fd, .events = POLLIN };
-        int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS);
+        int ready = mirror_channel_wait_readable(&reader->channel, HEARTBEAT_INTERVAL_MS);
         if (ready < 0 && errno != EINTR) {
             failure_detector_declare_peer_dead(detector,
                                                "cannot poll the mirror connection; taking the primary for lost");
@@ -80,8 +79,8 @@ static void *reader_thread(void *opaque)
                 return NULL;
             continue;
         }
-        ssize_t got = recv(reader->fd, reader->buffer + reader->buffered, MIRROR_MESSAGE_MAX - reader->buffered,
-                           MSG_DONTWAIT);
+        ssize_t got = mirror_channel_receive(&reader->channel, reader->buffer + reader->buffered,
+                                             MIRROR_MESSAGE_MAX - reader->buffered);
         if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
             continue;
         if (got <= 0) {
@@ -120,12 +119,12 @@ static void on_frames_ready(void *opaque)
     pthread_mutex_unlock(&reader->lock);
 }
 
-int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd, struct failure_detector *detector,
-                       struct error *err)
+int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, struct mirror_channel channel,
+                       struct failure_detector *detector, struct error *err)
 {
     memset(reader, 0, sizeof *reader);
     reader->machine = machine;
-    reader->fd = fd;
+    reader->channel = channel;
     reader->detector = detector;
     reader->frames_watch = -1;
     atomic_init(&reader->stop, false);
@@ -213,8 +212,8 @@ static int mirror_reader_setup(void *opaque)
 static void drain(struct mirror_reader *reader)
 {
     for (int reads = 0; reads < 4096 && reader->buffered < MIRROR_MESSAGE_MAX; reads++) {
-        ssize_t got = recv(reader->fd, reader->buffer + reader->buffered, MIRROR_MESSAGE_MAX - reader->buffered,
-                           MSG_DONTWAIT);
+        ssize_t got = mirror_channel_receive(&reader->channel, reader->buffer + reader->buffered,
+                                             MIRROR_MESSAGE_MAX - reader->buffered);
         if (got <= 0)
             break; /* end of the connection, nothing more now, or an error */
         reader->buffered += (size_t)got;
@@ -253,7 +252,7 @@ static enum mirror_send_result write_message(struct mirror_reader *reader, const
     if (atomic_load(&reader->write_broken))
         return MIRROR_BROKEN;
     pthread_mutex_lock(&reader->write_lock);
-    enum mirror_send_result result = mirror_send_message(reader->fd, parts, part_count);
+    enum mirror_send_result result = mirror_channel_send(&reader->channel, parts, part_count);
     pthread_mutex_unlock(&reader->write_lock);
     if (result == MIRROR_BROKEN)
         atomic_store(&reader->write_broken, true); /* the reader or the loop notices the loss */
@@ -300,7 +299,7 @@ bool mirror_reader_send_boundary(struct mirror_reader *reader)
         enum mirror_send_result result = write_message(reader, &part, 1);
         if (result != MIRROR_WOULD_BLOCK)
             return result == MIRROR_SENT;
-        struct pollfd p = { .fd = reader->fd, .events = POLLOUT };
+        struct pollfd p = { .fd = reader->channel.fd, .events = POLLOUT };
         poll(&p, 1, 1);
     }
     atomic_store(&reader->write_broken, true);

@@ -21,6 +21,7 @@
 #include "checkpoint_device.h"
 #include "error.h"
 #include "heartbeat.h"
+#include "mirror_framing.h"
 #include "virtio_net.h"
 
 struct machine;
@@ -42,7 +43,7 @@ struct mirror_reader_stats {
 
 struct mirror_reader {
     struct machine *machine;
-    int fd;
+    struct mirror_channel channel; /* the reader thread reads it; the writers write it under write_lock */
     struct failure_detector *detector;
     pthread_t thread;
     bool started;
@@ -58,7 +59,7 @@ struct mirror_reader {
     size_t queued;
     uint64_t received, delivered, dropped;
     /* The other direction: heartbeats, the SVM's frames and boundaries. */
-    pthread_mutex_t write_lock; /* one writer at a time on fd */
+    pthread_mutex_t write_lock; /* one writer at a time on the channel */
     atomic_bool write_broken;
     atomic_uint_fast64_t returned, return_dropped;
     /* Rewrites each mirrored frame before the SVM gets it (the TCP
@@ -71,8 +72,8 @@ extern const struct colo_checkpoint_device_ops mirror_reader_device;
 
 /* Mutes the machine's NICs (no backend reads: their input comes from the
  * mirror) before it runs. */
-int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, int fd, struct failure_detector *detector,
-                       struct error *err);
+int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, struct mirror_channel channel,
+                       struct failure_detector *detector, struct error *err);
 int mirror_reader_start(struct mirror_reader *reader, struct error *err);
 /* Ends and joins the thread (nothing if it is not running). */
 void mirror_reader_stop(struct mirror_reader *reader);

@@ -23,7 +23,7 @@ static bool send_message(struct mirror_sender *sender, struct iovec *parts, int 
     if (atomic_load(&sender->broken))
         return false;
     pthread_mutex_lock(&sender->lock);
-    enum mirror_send_result result = mirror_send_message(sender->fd, parts, part_count);
+    enum mirror_send_result result = mirror_channel_send(&sender->channel, parts, part_count);
     pthread_mutex_unlock(&sender->lock);
     if (result == MIRROR_WOULD_BLOCK && is_frame)
         atomic_fetch_add(&sender->dropped, 1);
@@ -62,10 +62,10 @@ bool mirror_sender_send_heartbeat(void *opaque)
     return send_message(sender, &part, 1, false);
 }
 
-void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, int fd)
+void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, struct mirror_channel channel)
 {
     sender->machine = machine;
-    sender->fd = fd;
+    sender->channel = channel;
     pthread_mutex_init(&sender->lock, NULL);
     atomic_init(&sender->mirroring, false);
     atomic_init(&sender->broken, false);
@@ -125,11 +125,10 @@ static void *watch_thread(void *opaque)
 {
     struct mirror_sender *sender = opaque;
     while (!atomic_load(&sender->watch_stop)) {
-        struct pollfd p = { .fd = sender->fd, .events = POLLIN };
-        int ready = poll(&p, 1, HEARTBEAT_INTERVAL_MS / 2);
+        int ready = mirror_channel_wait_readable(&sender->channel, HEARTBEAT_INTERVAL_MS / 2);
         if (ready > 0) {
-            ssize_t n = recv(sender->fd, sender->watch_buffer + sender->watch_buffered,
-                             MIRROR_MESSAGE_MAX - sender->watch_buffered, MSG_DONTWAIT);
+            ssize_t n = mirror_channel_receive(&sender->channel, sender->watch_buffer + sender->watch_buffered,
+                                               MIRROR_MESSAGE_MAX - sender->watch_buffered);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 failure_detector_declare_peer_dead(sender->detector, "the mirror connection %s",
                                                    n == 0 ? "was closed by the secondary" : strerror(errno));

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "checkpoint_device.h"
+#include "mirror_framing.h"
 
 struct machine;
 
@@ -25,7 +26,7 @@ typedef void (*mirror_secondary_frame_fn)(void *opaque, unsigned nic, const stru
 
 struct mirror_sender {
     struct machine *machine;
-    int fd;
+    struct mirror_channel channel; /* the watch thread reads it; the writers write it under lock */
     /* The watch: the secondary's beats coming back on the connection. */
     struct failure_detector *detector;
     atomic_bool watch_stop;
@@ -40,7 +41,7 @@ struct mirror_sender {
     void *secondary_opaque;
     uint8_t *watch_buffer; /* a partial message, MIRROR_MESSAGE_MAX; the watch thread's */
     size_t watch_buffered;
-    pthread_mutex_t lock;  /* one writer at a time on fd: frames and heartbeats */
+    pthread_mutex_t lock;  /* one writer at a time on the channel: frames and heartbeats */
     atomic_bool mirroring; /* the SVM exists: send it the PVM's input */
     atomic_bool broken;    /* a write failed: stop writing (the loop notices the loss) */
     atomic_uint_fast64_t frames, dropped;
@@ -51,7 +52,7 @@ extern const struct colo_checkpoint_device_ops mirror_sender_device;
 
 /* Observes every NIC's backend input (machine paused by the caller or not
  * yet running); nothing is sent before the device's setup. */
-void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, int fd);
+void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, struct mirror_channel channel);
 void mirror_sender_destroy(struct mirror_sender *sender);
 /* Sends one heartbeat (cluster/heartbeat.h's send_beat). */
 bool mirror_sender_send_heartbeat(void *sender);

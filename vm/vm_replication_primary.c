@@ -211,7 +211,8 @@ static void *primary_thread(void *opaque)
     if (mirror_fd >= 0) {
         /* The hooks and the disks' wrappers change with the PVM paused. */
         machine_pause(replication->machine);
-        mirror_sender_init(&replication->mirror, replication->machine, mirror_fd);
+        mirror_sender_init(&replication->mirror, replication->machine,
+                           mirror_channel_of_connection(replication->pair.mirror));
         vm_replication_mark(replication, &replication->mirror_initialized);
         struct primary_disk_options disk_options = { .epoch_memory_limit_bytes = VM_REPLICATION_DISK_EPOCH_MEMORY };
         disks_ready = disk_replication_primary_init(&replication->primary_disks, replication->machine, &disk_options,

@@ -160,8 +160,8 @@ int vm_replication_start_secondary(struct vm_replication *replication, struct ma
         return -1;
     if (replication->replication_fd < 0)
         return 0; /* asked to stop while waiting: the machine stops as it starts */
-    if (mirror_reader_init(&replication->mirror_reader, machine, replication->mirror_fd, &replication->detector, err) <
-        0)
+    if (mirror_reader_init(&replication->mirror_reader, machine, mirror_channel_of_connection(replication->pair.mirror),
+                           &replication->detector, err) < 0)
         return -1;
     vm_replication_mark(replication, &replication->mirror_reader_initialized);
     /* The SVM's output goes back to the primary for the compare. */

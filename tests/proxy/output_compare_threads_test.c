@@ -536,7 +536,7 @@ static void test_secondary(void)
      * socket full is dropped, by design, and counted). */
     int room = 8 << 10;
     setsockopt(rig->fds[0], SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
-    if (mirror_reader_init(&rig->reader, rig->svm, rig->fds[0], &rig->detector, &err) < 0) {
+    if (mirror_reader_init(&rig->reader, rig->svm, mirror_channel_of_fd(rig->fds[0]), &rig->detector, &err) < 0) {
         fprintf(stderr, "FAIL: mirror_reader_init: %s\n", err.message);
         exit(1);
     }
