@@ -421,10 +421,10 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
         struct timespec deadline = { (time_t)(deadline_us / 1000000u), (long)(deadline_us % 1000000u) * 1000 };
         pthread_cond_timedwait(&primary->triggered, &primary->lock, &deadline);
     }
-    /* A request made during the wait is served by this checkpoint;
-     * requests during the checkpoint ask for the next one. Output held
-     * until now goes out after this checkpoint: its deadline is met. */
-    primary->checkpoint_requested = false;
+    /* Output held until now goes out after this checkpoint: its deadline
+     * is met. A request is cleared at the PVM's pause, not here: one made
+     * in between (a difference during the pre-copy) is served by this
+     * checkpoint too. */
     primary->output_deadline_us = 0;
     pthread_mutex_unlock(&primary->lock);
     return trigger;
@@ -681,10 +681,12 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
         machine_pause(pvm);
         primary->pvm_paused = true;
         /* Output held until this pause goes out with this checkpoint: a
-         * deadline it set is met. What the PVM holds after its resume asks
-         * anew (the output buffer's postsuspend marks where this
-         * checkpoint's output ends). */
+         * deadline it set is met, and a request made until now is served
+         * by it (requests from now on ask for the next one). What the PVM
+         * holds after its resume asks anew (the output buffer's
+         * postsuspend marks where this checkpoint's output ends). */
         pthread_mutex_lock(&primary->lock);
+        primary->checkpoint_requested = false;
         primary->output_deadline_us = 0;
         pthread_mutex_unlock(&primary->lock);
         if (call_devices(primary, COLO_DEVICE_POSTSUSPEND, err) < 0)

@@ -3,7 +3,8 @@
  * primary and secondary loops on their own threads, both machines on run
  * threads. At every checkpoint, while both VMs are paused in it, the SVM
  * must be byte-identical to the PVM (RAM hash and saved machine state); the
- * SVM must really run between checkpoints, and rollback must be used. */
+ * SVM must really run between checkpoints, and rollback must be used. A
+ * request made before a checkpoint's pause is served by that checkpoint. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +68,11 @@ struct snapshot_exchange {
     struct state_writer pvm_state;
     /* results */
     unsigned compared, ram_mismatches, state_mismatches, svm_ran_intervals, requests_made, output_deadlines_set;
+    /* A request made while the primary waits for the SVM's suspension,
+     * before its pause (what a difference found during the pre-copy does):
+     * the checkpoint under way serves it. */
+    bool late_request_made;
+    uint64_t late_request_checkpoint, requested_before_late_request;
     struct colo_secondary *secondary;
     struct colo_primary *primary;
 };
@@ -118,6 +124,15 @@ static void on_svm_suspended(void *opaque, struct machine *svm)
     pthread_mutex_lock(&exchange->lock);
     if (stats.last_interval_instructions > 0)
         exchange->svm_ran_intervals++;
+    /* In the interval-only half (no other request pending). */
+    if (!exchange->late_request_made && stats.checkpoints + 1 == WANTED_CHECKPOINTS * 3 / 4) {
+        struct colo_primary_stats primary_stats;
+        colo_primary_get_stats(exchange->primary, &primary_stats);
+        exchange->requested_before_late_request = primary_stats.requested_checkpoints;
+        exchange->late_request_checkpoint = stats.checkpoints + 1;
+        colo_primary_request_checkpoint(exchange->primary);
+        exchange->late_request_made = true;
+    }
     pthread_mutex_unlock(&exchange->lock);
 }
 
@@ -411,6 +426,11 @@ int main(int argc, char **argv)
     CHECK(secondary_stats.preimages_overwritten_total > 0,
           "no rollback left a page to the checkpoint that overwrites it");
     CHECK(stats.requested_checkpoints > 0, "no requested checkpoint happened");
+    CHECK(exchange.late_request_made && stats.requested_checkpoints == exchange.requested_before_late_request,
+          "a request made before checkpoint %llu's pause asked for another checkpoint after it (%llu requested "
+          "checkpoints before, %llu at the end)",
+          (unsigned long long)exchange.late_request_checkpoint,
+          (unsigned long long)exchange.requested_before_late_request, (unsigned long long)stats.requested_checkpoints);
     /* The interval is 20 ms (scaled), the stream phase every 2 ms: many
      * streams, all taken in order by the secondary (the last may still be
      * in flight when the primary stopped). */
