@@ -17,10 +17,15 @@ long mirror_parse(const uint8_t *buffer, size_t length, unsigned nic_count, stru
     size_t frame_length = word & MIRROR_LENGTH_MASK;
     unsigned nic = word >> 24;
     if (frame_length == 0) {
-        /* A heartbeat is the word 0, a boundary 0xff000000: any other NIC
-         * index without a frame is not a message. */
+        /* A heartbeat is the word 0, a boundary 0xff000000, "keep the
+         * SVM's frames" 0xfe000000: any other NIC index without a frame
+         * is not a message. */
         if (nic == MIRROR_BOUNDARY_NIC) {
             *message = (struct mirror_message){ .boundary = true };
+            return MIRROR_WORD_SIZE;
+        }
+        if (nic == MIRROR_NO_RETURN_NIC) {
+            *message = (struct mirror_message){ .no_return = true };
             return MIRROR_WORD_SIZE;
         }
         if (nic != 0)

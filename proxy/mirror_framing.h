@@ -10,7 +10,10 @@
  * A word of 0 (no frame, no header) is a heartbeat (cluster/heartbeat.h).
  * The word 0xff000000 (secondary -> primary only) is a checkpoint
  * boundary: the SVM was just rebuilt from a checkpoint (or first built),
- * so what follows is output of the next epoch.
+ * so what follows is output of the next epoch. The word 0xfe000000
+ * (primary -> secondary only) says the primary releases output per
+ * checkpoint (--mode buffered) and compares nothing: the secondary keeps
+ * the SVM's frames to itself.
  * docs/replication.md has the whole; mirror_parse has a fuzz target. */
 #ifndef COLO_PROXY_MIRROR_FRAMING_H
 #define COLO_PROXY_MIRROR_FRAMING_H
@@ -28,10 +31,12 @@
 #define MIRROR_MESSAGE_MAX (MIRROR_WORD_SIZE + VIRTIO_NET_MAX_FRAME + VIRTIO_NET_HEADER_SIZE)
 
 #define MIRROR_BOUNDARY_NIC 0xffu
+#define MIRROR_NO_RETURN_NIC 0xfeu
 
 struct mirror_message {
     bool heartbeat;       /* then nothing below is set */
     bool boundary;        /* likewise */
+    bool no_return;       /* likewise */
     unsigned nic;         /* < the nic_count given to mirror_parse */
     const uint8_t *frame; /* inside the parsed buffer */
     size_t length;
@@ -56,7 +61,8 @@ bool mirror_take_messages(uint8_t *buffer, size_t *buffered, unsigned nic_count,
                           bool (*on_message)(void *opaque, const struct mirror_message *message), void *opaque);
 
 /* The word for a frame of `length` bytes from NIC `nic` (0, 0: a heartbeat;
- * MIRROR_BOUNDARY_NIC, 0: a checkpoint boundary). */
+ * MIRROR_BOUNDARY_NIC, 0: a checkpoint boundary; MIRROR_NO_RETURN_NIC, 0:
+ * keep the SVM's frames). */
 void mirror_encode_word(uint8_t word[MIRROR_WORD_SIZE], unsigned nic, size_t length);
 
 enum mirror_send_result { MIRROR_SENT, MIRROR_WOULD_BLOCK, MIRROR_BROKEN };

@@ -13,11 +13,15 @@
 #include "mirror_framing.h"
 
 /* One message from the primary: a heartbeat is only heard, a frame is
- * queued for the SVM once it exists; a boundary is the secondary's word,
- * never the primary's. */
+ * queued for the SVM once it exists, "keep the SVM's frames" ends their
+ * return; a boundary is the secondary's word, never the primary's. */
 static bool take_message(void *opaque, const struct mirror_message *message)
 {
     struct mirror_reader *reader = opaque;
+    if (message->no_return) {
+        atomic_store(&reader->returning, false);
+        return true;
+    }
     if (message->heartbeat) {
         failure_detector_heard(reader->detector, true);
         return true;
@@ -134,6 +138,7 @@ int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, st
     atomic_init(&reader->write_broken, false);
     atomic_init(&reader->returned, 0);
     atomic_init(&reader->return_dropped, 0);
+    atomic_init(&reader->returning, true);
     reader->frames_ready = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (reader->frames_ready < 0)
         return error_set_errno(err, "cannot create an eventfd");
@@ -271,7 +276,7 @@ bool mirror_reader_send_heartbeat(void *opaque)
 void mirror_reader_return_frame(struct mirror_reader *reader, unsigned nic, const struct virtio_net_header *header,
                                 const uint8_t *frame, size_t length)
 {
-    if (length == 0 || length > VIRTIO_NET_MAX_FRAME)
+    if (length == 0 || length > VIRTIO_NET_MAX_FRAME || !atomic_load(&reader->returning))
         return;
     uint8_t word[MIRROR_WORD_SIZE];
     mirror_encode_word(word, nic, length);

@@ -62,6 +62,7 @@ struct mirror_reader {
     pthread_mutex_t write_lock; /* one writer at a time on the channel */
     atomic_bool write_broken;
     atomic_uint_fast64_t returned, return_dropped;
+    atomic_bool returning; /* false once the primary said it compares nothing (--mode buffered) */
     /* Rewrites each mirrored frame before the SVM gets it (the TCP
      * sequence shift); NULL: none. Set before the machine runs. */
     virtio_net_receive_filter inbound_filter;

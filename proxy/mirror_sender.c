@@ -77,6 +77,7 @@ void mirror_sender_init(struct mirror_sender *sender, struct machine *machine, s
     sender->secondary_frame = NULL;
     sender->secondary_boundary = NULL;
     sender->secondary_opaque = NULL;
+    sender->keep_secondary_output = false;
     sender->watch_buffer = malloc(MIRROR_MESSAGE_MAX);
     sender->watch_buffered = 0;
     atomic_init(&sender->watch_stop, false);
@@ -106,6 +107,8 @@ void mirror_sender_destroy(struct mirror_sender *sender)
 static bool take_message(void *opaque, const struct mirror_message *message)
 {
     struct mirror_sender *sender = opaque;
+    if (message->no_return)
+        return false; /* the primary's word, never the secondary's */
     if (message->heartbeat) {
         atomic_fetch_add(&sender->beats_heard, 1);
     } else if (message->boundary) {
@@ -184,9 +187,22 @@ void mirror_sender_watch_stop(struct mirror_sender *sender)
     sender->watching = false;
 }
 
+void mirror_sender_keep_secondary_output(struct mirror_sender *sender)
+{
+    sender->keep_secondary_output = true;
+}
+
 static int mirror_sender_setup(void *opaque)
 {
     struct mirror_sender *sender = opaque;
+    if (sender->keep_secondary_output) {
+        /* Before the first frame: the socket is empty, so a refusal means
+         * the connection is gone (the loop notices). */
+        uint8_t word[MIRROR_WORD_SIZE];
+        mirror_encode_word(word, MIRROR_NO_RETURN_NIC, 0);
+        struct iovec part = { word, sizeof word };
+        send_message(sender, &part, 1, false);
+    }
     atomic_store(&sender->mirroring, true);
     return 0;
 }

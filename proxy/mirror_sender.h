@@ -41,9 +41,10 @@ struct mirror_sender {
     void *secondary_opaque;
     uint8_t *watch_buffer; /* a partial message, MIRROR_MESSAGE_MAX; the watch thread's */
     size_t watch_buffered;
-    pthread_mutex_t lock;  /* one writer at a time on the channel: frames and heartbeats */
-    atomic_bool mirroring; /* the SVM exists: send it the PVM's input */
-    atomic_bool broken;    /* a write failed: stop writing (the loop notices the loss) */
+    pthread_mutex_t lock;       /* one writer at a time on the channel: frames and heartbeats */
+    atomic_bool mirroring;      /* the SVM exists: send it the PVM's input */
+    atomic_bool broken;         /* a write failed: stop writing (the loop notices the loss) */
+    bool keep_secondary_output; /* mirror_sender_keep_secondary_output was called */
     atomic_uint_fast64_t frames, dropped;
 };
 
@@ -70,5 +71,9 @@ int mirror_sender_watch_start(struct mirror_sender *sender, struct failure_detec
 void mirror_sender_watch_stop(struct mirror_sender *sender);
 void mirror_sender_set_secondary_output(struct mirror_sender *sender, mirror_secondary_frame_fn frame,
                                         void (*boundary)(void *opaque), void *opaque);
+/* Nothing will be compared (--mode buffered): the device's setup asks the
+ * secondary to keep the SVM's frames (MIRROR_NO_RETURN_NIC), which saves
+ * sending the SVM's whole output back. Before the setup. */
+void mirror_sender_keep_secondary_output(struct mirror_sender *sender);
 
 #endif

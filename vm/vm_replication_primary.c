@@ -228,6 +228,8 @@ static void *primary_thread(void *opaque)
         /* The SVM's output comes back on the mirror, for the compare. */
         mirror_sender_set_secondary_output(&replication->mirror, output_buffer_secondary_frame,
                                            output_buffer_secondary_boundary, &replication->output);
+        if (replication->compare_options.mode == OUTPUT_MODE_BUFFERED)
+            mirror_sender_keep_secondary_output(&replication->mirror);
         heartbeating = disks_ready &&
                        heartbeat_sender_start(&replication->heartbeat, HEARTBEAT_INTERVAL_MS,
                                               mirror_sender_send_heartbeat, &replication->mirror, &err) == 0 &&

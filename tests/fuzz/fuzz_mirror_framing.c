@@ -3,8 +3,8 @@
  * byte picks the VM's NIC count (0..4); the rest is the stream, parsed
  * message by message as the mirror reader does. Every message is either
  * whole and inside the buffer, incomplete, or malformed: never a crash or
- * a read past the end, and a parsed frame, heartbeat or boundary
- * re-encodes to the same bytes. */
+ * a read past the end, and a parsed frame, heartbeat, boundary or "keep
+ * the SVM's frames" re-encodes to the same bytes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,11 +29,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         if ((size_t)parsed > length - offset)
             abort(); /* a message longer than what was there */
-        if (message.heartbeat || message.boundary) {
-            if (parsed != MIRROR_WORD_SIZE || (message.heartbeat && message.boundary))
-                abort(); /* a bare word, one or the other */
+        int words = message.heartbeat + message.boundary + message.no_return;
+        if (words > 0) {
+            if (parsed != MIRROR_WORD_SIZE || words > 1)
+                abort(); /* a bare word, one kind */
             uint8_t word[MIRROR_WORD_SIZE];
-            mirror_encode_word(word, message.boundary ? MIRROR_BOUNDARY_NIC : 0, 0);
+            mirror_encode_word(word,
+                               message.boundary    ? MIRROR_BOUNDARY_NIC
+                               : message.no_return ? MIRROR_NO_RETURN_NIC
+                                                   : 0,
+                               0);
             if (memcmp(word, buffer + offset, sizeof word) != 0)
                 abort();
         } else {

@@ -81,8 +81,14 @@ static void test_boundary(void)
     mirror_encode_word(word, 0, 0);
     CHECK(mirror_parse(word, sizeof word, 1, &message) == MIRROR_WORD_SIZE && !message.boundary && message.heartbeat,
           "a heartbeat is not a boundary");
-    mirror_encode_word(word, MIRROR_BOUNDARY_NIC - 1, 0);
-    CHECK(mirror_parse(word, sizeof word, 1, &message) == MIRROR_PARSE_MALFORMED, "0xfe without a frame");
+    mirror_encode_word(word, MIRROR_NO_RETURN_NIC, 0);
+    for (unsigned nics = 0; nics < 3; nics++) {
+        long size = mirror_parse(word, sizeof word, nics, &message);
+        CHECK(size == MIRROR_WORD_SIZE && message.no_return && !message.boundary && !message.heartbeat,
+              "\"keep the SVM's frames\" parsed with %u NICs", nics);
+    }
+    mirror_encode_word(word, MIRROR_NO_RETURN_NIC - 1, 0);
+    CHECK(mirror_parse(word, sizeof word, 1, &message) == MIRROR_PARSE_MALFORMED, "0xfd without a frame");
 }
 
 /* mirror_send_message writes a whole message the other end parses. */

@@ -21,7 +21,8 @@
 #    never saw) carries on after the failover, every acknowledged key
 #    reads back, and one copy released output at a time.
 # 3. The survivor is protected again with --mode buffered by a new
-#    secondary: nothing is released by a match, and status says buffered.
+#    secondary: nothing is released by a match, status says buffered, and
+#    the new secondary returns none of its SVM's frames.
 # Usage: tests/replication/colo_compare_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -93,6 +94,9 @@ if python3 -c "import sys; sys.exit(0 if $per_1000 <= 50 else 1)"; then
 else
     fail "compare: $during checkpoints during $requests requests ($per_1000 per 1,000); differences $differences"
 fi
+returned=$(replication_field "$work/B" returned_frames)
+[ "${returned:-0}" -ge "$matched" ] && pass "compare: the secondary returned $returned of its SVM's frames" ||
+    fail "compare: the secondary returned '$returned' SVM frames, fewer than the $matched matched"
 offsets=$(secondary_shift "$work/B" offsets_learned)
 [ -n "$offsets" ] && [ "$offsets" -ge 1 ] &&
     pass "the secondary shifted the new connection: $offsets offsets learned, $(secondary_shift "$work/B" outbound_rewritten) frames out and $(secondary_shift "$work/B" inbound_rewritten) in rewritten, $(replication_field "$work/B" returned_frames) SVM frames returned" ||
@@ -154,5 +158,11 @@ by_output=$(replication_field "$work/B" checkpoints_by_output)
 line=$(on_host "$work/B" "$colo" status guarded 2>/dev/null | grep "^  output ")
 echo "$line" | grep -q "buffered: every frame waits for the next checkpoint" && pass "colo status:$line" ||
     fail "colo status has no buffered line: '$line'"
+# Nothing is compared: the new secondary keeps its SVM's replies (the
+# primary's word at setup) instead of sending them all back.
+delivered=$(replication_field "$work/A2" mirrored_frames_delivered) returned=$(replication_field "$work/A2" returned_frames)
+[ "${delivered:-0}" -gt 0 ] && [ "$returned" = 0 ] &&
+    pass "buffered: the secondary's SVM got $delivered client frames and returned none of its replies" ||
+    fail "buffered: the secondary's SVM got '$delivered' client frames and returned '$returned' frames"
 echo "colo_compare_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
