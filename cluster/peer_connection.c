@@ -455,7 +455,10 @@ bool peer_connection_receive_buffered(struct peer_connection *connection)
 
 /* Room in the socket for BYTES more, from what it holds unacknowledged
  * (SIOCOUTQ) against its buffer. An estimate (the kernel counts buffer
- * overhead too): when it errs, the send waits for room, bounded. */
+ * overhead too): when it errs, the send waits for room, bounded. An empty
+ * socket always has room: its buffer may be smaller than twice a message
+ * (a new connection on a real network: the kernel sizes it from the
+ * congestion window, tens of KB), and the message must still go. */
 static bool send_room_for(const struct peer_connection *connection, size_t bytes)
 {
     int queued = 0, buffer = 0;
@@ -463,7 +466,7 @@ static bool send_room_for(const struct peer_connection *connection, size_t bytes
     if (ioctl(connection->tcp_fd, SIOCOUTQ, &queued) < 0 ||
         getsockopt(connection->tcp_fd, SOL_SOCKET, SO_SNDBUF, &buffer, &length) < 0)
         return true; /* cannot tell: try, and let the send say */
-    return (size_t)queued + bytes <= (size_t)buffer / 2;
+    return queued == 0 || (size_t)queued + bytes <= (size_t)buffer / 2;
 }
 
 enum peer_send_result peer_connection_send_message(struct peer_connection *connection, const struct iovec *parts,

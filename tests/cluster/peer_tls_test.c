@@ -8,7 +8,16 @@
  * pairs after every one of them. Then, through a pair: 16 MiB each way at
  * once, byte for byte; a shutdown or a close on one side is end of file on
  * the other; a byte flipped on the wire ends the connection instead of
- * arriving. Also the key file's parser and maker and the hello's form. */
+ * arriving. Over TLS the mirror is direct at both ends (no relay; the
+ * stream keeps its relay; a plain-TCP mirror is its socket): through
+ * send_message and receive_now, a few thousand messages of 1 byte to
+ * 70 KB each way at once, every byte and the order checked; a record read
+ * in part waits in the session (receive_buffered); a receiver that does
+ * not read makes a send refused, whole or nothing (everything sent before
+ * it arrives, nothing of it, and the next send arrives after the drain);
+ * a 64 KB message still goes through a 64 KB socket buffer; the peer's close
+ * is seen within 1 s; a byte flipped on the mirror is EPROTO, never
+ * delivered. Also the key file's parser and maker and the hello's form. */
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -228,6 +237,257 @@ static struct pump *pump_new(int fd, uint64_t seed, size_t size)
     return pump;
 }
 
+/* ---- the mirror: its session read and written directly -------------- */
+
+/* A TLS pair's mirror has no relay (peer_connection.h, direct): its
+ * threads call send_message and receive_now themselves; a plain-TCP
+ * mirror is its socket. These speak to either. */
+
+/* One message through a mirror: direct, send_message, a WOULD_BLOCK
+ * retried once the socket may have room, for at most seconds (retries
+ * counted); plain, the socket. */
+static enum peer_send_result mirror_send(struct peer_connection *connection, const struct iovec *parts, int part_count,
+                                         double seconds, unsigned long *retries)
+{
+    if (!peer_connection_is_direct(connection)) {
+        for (int i = 0; i < part_count; i++) {
+            if (!send_all(peer_connection_fd(connection), parts[i].iov_base, parts[i].iov_len))
+                return PEER_SEND_BROKEN;
+        }
+        return PEER_SENT;
+    }
+    double deadline = clock_monotonic_seconds() + seconds;
+    for (;;) {
+        enum peer_send_result result = peer_connection_send_message(connection, parts, part_count);
+        if (result != PEER_SEND_WOULD_BLOCK)
+            return result;
+        if (retries)
+            (*retries)++;
+        int left_ms = (int)((deadline - clock_monotonic_seconds()) * 1000.0);
+        if (left_ms <= 0)
+            return PEER_SEND_WOULD_BLOCK;
+        struct pollfd writable = { .fd = peer_connection_fd(connection), .events = POLLOUT };
+        if (poll(&writable, 1, left_ms < 10 ? left_ms : 10) > 0) {
+            /* Writable, but not room enough for the whole message yet
+             * (it counts what is unacknowledged): back off a little. */
+            nanosleep(&(struct timespec){ .tv_nsec = 500 * 1000L }, NULL);
+        }
+    }
+}
+
+/* What has arrived on a direct mirror, as its header says to read it:
+ * receive_now, and poll only after EAGAIN and when nothing waits in the
+ * session. > 0 bytes, 0 closed, -1 with errno (ETIMEDOUT: nothing before
+ * the deadline). */
+static ssize_t direct_receive(struct peer_connection *connection, void *data, size_t size, double deadline)
+{
+    for (;;) {
+        ssize_t got = peer_connection_receive_now(connection, data, size);
+        if (got >= 0)
+            return got;
+        if (errno != EAGAIN && errno != EINTR)
+            return -1;
+        int left_ms = (int)((deadline - clock_monotonic_seconds()) * 1000.0);
+        if (left_ms <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (errno == EINTR || peer_connection_receive_buffered(connection))
+            continue;
+        struct pollfd readable = { .fd = peer_connection_fd(connection), .events = POLLIN };
+        (void)poll(&readable, 1, left_ms);
+    }
+}
+
+static bool mirror_receive_all(struct peer_connection *connection, void *data, size_t size, double seconds)
+{
+    if (!peer_connection_is_direct(connection))
+        return receive_all(peer_connection_fd(connection), data, size, seconds);
+    unsigned char *bytes = data;
+    double deadline = clock_monotonic_seconds() + seconds;
+    while (size > 0) {
+        ssize_t got = direct_receive(connection, bytes, size, deadline);
+        if (got <= 0)
+            return false;
+        bytes += got;
+        size -= (size_t)got;
+    }
+    return true;
+}
+
+/* Reads and drops until the peer's close shows: receive_now returns 0, or
+ * fails other than EAGAIN (how, in *ending: 0 or the errno); false if it
+ * does not within seconds. */
+static bool mirror_reads_end_within(struct peer_connection *connection, double seconds, int *ending)
+{
+    if (!peer_connection_is_direct(connection))
+        return reads_end_within(peer_connection_fd(connection), seconds);
+    double deadline = clock_monotonic_seconds() + seconds;
+    unsigned char buffer[4096];
+    for (;;) {
+        ssize_t got = direct_receive(connection, buffer, sizeof buffer, deadline);
+        if (got == 0 || (got < 0 && errno != ETIMEDOUT)) {
+            if (ending)
+                *ending = got == 0 ? 0 : errno;
+            return true;
+        }
+        if (got < 0)
+            return false;
+    }
+}
+
+/* A test message: its payload's length and its sequence number (32 bits
+ * each, host order), then the payload: the pattern of (seed, sequence). */
+#define MESSAGE_HEADER 8u
+#define MESSAGE_MAX 70000u
+
+static uint64_t mix(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t payload_seed(uint64_t seed, uint32_t sequence)
+{
+    return mix(seed + sequence);
+}
+
+/* Mostly small, one in eight longer than a TLS record (16 KiB), and the
+ * edges: 1 byte, a record less one, a record, a record and one, the most. */
+static size_t varied_payload_size(uint64_t seed, uint32_t sequence)
+{
+    static const size_t edges[] = { 1, 16383 - MESSAGE_HEADER, 16384 - MESSAGE_HEADER, 16385 - MESSAGE_HEADER,
+                                    MESSAGE_MAX - MESSAGE_HEADER };
+    if (sequence % 100 < sizeof edges / sizeof edges[0])
+        return edges[sequence % 100];
+    uint64_t h = mix(seed ^ (0x51ull << 40) ^ sequence);
+    if (h % 8 == 0)
+        return 16385 + (size_t)(h >> 8) % (MESSAGE_MAX - MESSAGE_HEADER - 16385);
+    return 1 + (size_t)(h >> 8) % 3000;
+}
+
+static size_t stuffing_payload_size(uint64_t seed, uint32_t sequence)
+{
+    (void)seed;
+    (void)sequence;
+    return 65536 - MESSAGE_HEADER;
+}
+
+/* Fills header and payload (MESSAGE_MAX bytes at least); the parts to send. */
+static void make_message(uint64_t seed, uint32_t sequence, size_t payload_size, unsigned char *header,
+                         unsigned char *payload, struct iovec parts[2])
+{
+    uint32_t fields[2] = { (uint32_t)payload_size, sequence };
+    memcpy(header, fields, MESSAGE_HEADER);
+    fill_pattern(payload_seed(seed, sequence), 0, payload, payload_size);
+    parts[0] = (struct iovec){ header, MESSAGE_HEADER };
+    parts[1] = (struct iovec){ payload, payload_size };
+}
+
+/* Takes messages off a direct mirror and checks each: its length, its
+ * sequence number (the next expected), every byte. */
+struct message_reader {
+    struct peer_connection *connection;
+    uint64_t seed;
+    size_t (*payload_size)(uint64_t seed, uint32_t sequence);
+    uint32_t next;  /* the sequence number expected next */
+    uint32_t until; /* read until next reaches it */
+    unsigned long reads;
+    bool failed; /* the reason in why */
+    int error;   /* a read's: its errno, or -1 for end of file; 0 for a wrong message */
+    char why[200];
+    size_t buffered;
+    unsigned char buffer[MESSAGE_MAX + 65536], expected[MESSAGE_MAX];
+};
+
+/* Checks the whole messages buffered (a header as soon as it is there),
+ * and keeps what is left of the next. */
+static void reader_take(struct message_reader *reader)
+{
+    size_t at = 0;
+    while (!reader->failed && reader->buffered - at >= MESSAGE_HEADER) {
+        uint32_t fields[2];
+        memcpy(fields, reader->buffer + at, MESSAGE_HEADER);
+        size_t expected_size = reader->payload_size(reader->seed, reader->next);
+        if (fields[1] != reader->next || fields[0] != expected_size) {
+            reader->failed = true;
+            snprintf(reader->why, sizeof reader->why, "message %u of %u bytes came where %u of %zu was expected",
+                     fields[1], fields[0], reader->next, expected_size);
+            break;
+        }
+        if (reader->buffered - at < MESSAGE_HEADER + expected_size)
+            break;
+        fill_pattern(payload_seed(reader->seed, reader->next), 0, reader->expected, expected_size);
+        if (memcmp(reader->buffer + at + MESSAGE_HEADER, reader->expected, expected_size) != 0) {
+            reader->failed = true;
+            snprintf(reader->why, sizeof reader->why, "message %u (%zu bytes) is not what was sent", reader->next,
+                     expected_size);
+            break;
+        }
+        at += MESSAGE_HEADER + expected_size;
+        reader->next++;
+    }
+    memmove(reader->buffer, reader->buffer + at, reader->buffered - at);
+    reader->buffered -= at;
+}
+
+/* Reads until message `until` - 1 is checked, or a failure, or nothing
+ * for WAIT_SECONDS. Reads of varied sizes: some end inside a record. */
+static void reader_run(struct message_reader *reader)
+{
+    while (!reader->failed && reader->next < reader->until) {
+        size_t room = sizeof reader->buffer - reader->buffered;
+        size_t want = reader->reads % 3 == 0 ? 1000 : room;
+        if (want > room)
+            want = room;
+        ssize_t got = direct_receive(reader->connection, reader->buffer + reader->buffered, want,
+                                     clock_monotonic_seconds() + WAIT_SECONDS);
+        reader->reads++;
+        if (got <= 0) {
+            reader->failed = true;
+            reader->error = got == 0 ? -1 : errno;
+            snprintf(reader->why, sizeof reader->why, "%s after message %u, %zu bytes of the next",
+                     got == 0 ? "end of file" : strerror(errno), reader->next, reader->buffered);
+            break;
+        }
+        reader->buffered += (size_t)got;
+        reader_take(reader);
+    }
+}
+
+static void *reader_thread(void *opaque)
+{
+    reader_run(opaque);
+    return NULL;
+}
+
+struct message_writer {
+    struct peer_connection *connection;
+    uint64_t seed;
+    uint32_t count;
+    uint32_t sent;
+    unsigned long retries;
+    enum peer_send_result last;
+    unsigned char header[MESSAGE_HEADER], payload[MESSAGE_MAX];
+};
+
+static void *writer_thread(void *opaque)
+{
+    struct message_writer *writer = opaque;
+    writer->last = PEER_SENT;
+    while (writer->sent < writer->count) {
+        struct iovec parts[2];
+        make_message(writer->seed, writer->sent, varied_payload_size(writer->seed, writer->sent), writer->header,
+                     writer->payload, parts);
+        writer->last = mirror_send(writer->connection, parts, 2, WAIT_SECONDS, &writer->retries);
+        if (writer->last != PEER_SENT)
+            break;
+        writer->sent++;
+    }
+    return NULL;
+}
+
 /* ---- the waiting secondary ----------------------------------------- */
 
 #define REFUSALS_MAX 16
@@ -348,6 +608,25 @@ static void check_small_exchange(int line, int a, int b, const char *what)
              "%s: a message did not cross from the secondary", what);
 }
 
+/* The same through the mirrors, as their threads speak: over TLS the
+ * session itself (a byte written to the socket would bypass it). */
+static void check_mirror_exchange(int line, struct peer_connection *a, struct peer_connection *b)
+{
+    char sent[32], received[32];
+    snprintf(sent, sizeof sent, "%-31s", "mirror");
+    struct iovec part = { sent, sizeof sent };
+    CHECK_AT(line,
+             mirror_send(a, &part, 1, WAIT_SECONDS, NULL) == PEER_SENT &&
+                 mirror_receive_all(b, received, sizeof received, WAIT_SECONDS) &&
+                 memcmp(sent, received, sizeof sent) == 0,
+             "mirror: a message did not cross from the primary");
+    CHECK_AT(line,
+             mirror_send(b, &part, 1, WAIT_SECONDS, NULL) == PEER_SENT &&
+                 mirror_receive_all(a, received, sizeof received, WAIT_SECONDS) &&
+                 memcmp(sent, received, sizeof sent) == 0,
+             "mirror: a message did not cross from the secondary");
+}
+
 /* The real primary pairs with the waiting secondary (and the secondary's
  * thread ends); both pairs are left to the caller, data checked to flow. */
 static bool real_primary_pairs(int line, struct secondary *secondary, const char *address,
@@ -372,8 +651,16 @@ static bool real_primary_pairs(int line, struct secondary *secondary, const char
     }
     check_small_exchange(line, peer_connection_fd(primary->stream), peer_connection_fd(secondary->pair.stream),
                          "stream");
-    check_small_exchange(line, peer_connection_fd(primary->mirror), peer_connection_fd(secondary->pair.mirror),
-                         "mirror");
+    /* Over TLS the mirror is direct at both ends, the stream relayed. */
+    bool tls = peer_credentials_auth(credentials) != PEER_AUTH_NONE;
+    CHECK_AT(line,
+             peer_connection_is_direct(primary->mirror) == tls &&
+                 peer_connection_is_direct(secondary->pair.mirror) == tls,
+             "the mirror is direct at the primary: %d, at the secondary: %d; expected %d",
+             peer_connection_is_direct(primary->mirror), peer_connection_is_direct(secondary->pair.mirror), tls);
+    CHECK_AT(line, !peer_connection_is_direct(primary->stream) && !peer_connection_is_direct(secondary->pair.stream),
+             "a stream is direct");
+    check_mirror_exchange(line, primary->mirror, secondary->pair.mirror);
     return true;
 }
 
@@ -740,7 +1027,7 @@ static void check_pair_carries(int line, const char *name, struct peer_pair *pri
              clock_monotonic_seconds() - shut);
     peer_connection_close(secondary->mirror);
     secondary->mirror = NULL;
-    CHECK_AT(line, reads_end_within(peer_connection_fd(primary->mirror), 1.0),
+    CHECK_AT(line, mirror_reads_end_within(primary->mirror, 1.0, NULL),
              "%s: the secondary's mirror closed, the primary read no end of file within 1 s", name);
     peer_pair_close(primary);
     peer_pair_close(secondary);
@@ -768,9 +1055,196 @@ static void check_pairs_and_carries(int line, const char *name, const struct pee
     free(secondary);
 }
 
+/* ---- the mirror, direct --------------------------------------------- */
+
+#define DIRECT_MESSAGES 3000u
+#define STUFFING_MAX 4096u
+
+/* Both ways at once: on each side a writer sends DIRECT_MESSAGES of 1
+ * byte to 70 KB while a reader takes the other side's; every byte and the
+ * order checked. */
+static void check_both_ways(struct peer_connection *primary, struct peer_connection *secondary)
+{
+    struct message_writer *writers[2];
+    struct message_reader *readers[2];
+    struct peer_connection *ends[2] = { primary, secondary };
+    for (int i = 0; i < 2; i++) {
+        writers[i] = calloc(1, sizeof *writers[i]);
+        readers[i] = calloc(1, sizeof *readers[i]);
+        writers[i]->connection = ends[i];
+        writers[i]->seed = 0x7100 + (uint64_t)i;
+        writers[i]->count = DIRECT_MESSAGES;
+        readers[i]->connection = ends[1 - i];
+        readers[i]->seed = writers[i]->seed;
+        readers[i]->payload_size = varied_payload_size;
+        readers[i]->until = DIRECT_MESSAGES;
+    }
+    pthread_t threads[4];
+    double started = clock_monotonic_seconds();
+    for (int i = 0; i < 2; i++) {
+        pthread_create(&threads[2 * i], NULL, writer_thread, writers[i]);
+        pthread_create(&threads[2 * i + 1], NULL, reader_thread, readers[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    static const char *const directions[] = { "primary to secondary", "secondary to primary" };
+    for (int i = 0; i < 2; i++) {
+        CHECK(writers[i]->sent == DIRECT_MESSAGES, "direct, %s: %u of %u messages sent, then %s", directions[i],
+              writers[i]->sent, DIRECT_MESSAGES,
+              writers[i]->last == PEER_SEND_BROKEN ? "a broken connection" : "no room for 20 s");
+        CHECK(!readers[i]->failed && readers[i]->next == DIRECT_MESSAGES, "direct, %s: %u of %u messages read: %s",
+              directions[i], readers[i]->next, DIRECT_MESSAGES, readers[i]->why);
+    }
+    printf("%-40s 2 x %u messages in %.2f s, %lu + %lu retries of a full socket\n", "psk: direct mirror, both ways",
+           DIRECT_MESSAGES, clock_monotonic_seconds() - started, writers[0]->retries, writers[1]->retries);
+    for (int i = 0; i < 2; i++) {
+        free(writers[i]);
+        free(readers[i]);
+    }
+}
+
+/* The secondary does not read: the primary's 64 KB messages are sent until
+ * one is refused. Then everything sent arrives, whole and in order, and
+ * nothing of the refused one: the next message after it does. */
+static void check_whole_or_nothing(struct peer_connection *sender, struct peer_connection *receiver)
+{
+    struct message_writer *writer = calloc(1, sizeof *writer);
+    struct message_reader *reader = calloc(1, sizeof *reader);
+    const uint64_t seed = 0x5555;
+    struct iovec parts[2];
+    enum peer_send_result result = PEER_SENT;
+    uint32_t sent = 0;
+    double deadline = clock_monotonic_seconds() + WAIT_SECONDS;
+    while (sent < STUFFING_MAX && clock_monotonic_seconds() < deadline) {
+        make_message(seed, sent, stuffing_payload_size(seed, sent), writer->header, writer->payload, parts);
+        result = peer_connection_send_message(sender, parts, 2);
+        if (result != PEER_SENT)
+            break;
+        sent++;
+    }
+    CHECK(result == PEER_SEND_WOULD_BLOCK, "whole or nothing: after %u messages of 64 KB not read, %s", sent,
+          result == PEER_SENT ? "still no refusal" : "a broken connection");
+    CHECK(sent > 0, "whole or nothing: an idle connection refused a 64 KB message");
+    reader->connection = receiver;
+    reader->seed = seed;
+    reader->payload_size = stuffing_payload_size;
+    reader->until = sent;
+    reader_run(reader);
+    CHECK(!reader->failed && reader->next == sent, "whole or nothing: %u of the %u messages sent arrived: %s",
+          reader->next, sent, reader->why);
+    printf("%-40s %u messages of 64 KB sent before a refusal, %u arrived\n", "psk: direct mirror, whole or nothing",
+           sent, reader->next);
+    /* The next one (the refused one's number skipped) is sent once there
+     * is room, and is the very next thing to arrive. */
+    if (result == PEER_SEND_WOULD_BLOCK && !reader->failed) {
+        make_message(seed, sent + 1, stuffing_payload_size(seed, sent + 1), writer->header, writer->payload, parts);
+        result = mirror_send(sender, parts, 2, WAIT_SECONDS, NULL);
+        CHECK(result == PEER_SENT, "whole or nothing: after the drain, no send for 20 s");
+        reader->next = sent + 1;
+        reader->until = sent + 2;
+        reader_run(reader);
+        CHECK(!reader->failed && reader->next == sent + 2,
+              "whole or nothing: after the refused message, not the next one: %s", reader->why);
+        CHECK(reader->buffered == 0 && !peer_connection_receive_buffered(receiver),
+              "whole or nothing: %zu bytes more after the last message", reader->buffered);
+    }
+    free(writer);
+    free(reader);
+}
+
+/* A record read in part leaves the rest decrypted in the session: the
+ * reader must not poll for it (nothing more comes on the socket). */
+static void check_receive_buffered(struct peer_connection *sender, struct peer_connection *receiver)
+{
+    struct message_writer *writer = calloc(1, sizeof *writer);
+    struct iovec parts[2];
+    size_t payload_size = 16384 - MESSAGE_HEADER; /* one whole record */
+    make_message(0x6666, 0, payload_size, writer->header, writer->payload, parts);
+    CHECK(mirror_send(sender, parts, 2, WAIT_SECONDS, NULL) == PEER_SENT, "buffered: the record not sent");
+    unsigned char *received = malloc(16384);
+    ssize_t got = direct_receive(receiver, received, 100, clock_monotonic_seconds() + WAIT_SECONDS);
+    CHECK(got == 100, "buffered: reading 100 bytes of a record: %zd (%s)", got, got < 0 ? strerror(errno) : "");
+    CHECK(peer_connection_receive_buffered(receiver), "buffered: the record read in part, its rest not buffered");
+    ssize_t rest = peer_connection_receive_now(receiver, received + 100, 16384 - 100);
+    CHECK(rest == 16384 - 100, "buffered: the rest of the record at once: %zd (%s)", rest,
+          rest < 0 ? strerror(errno) : "");
+    CHECK(!peer_connection_receive_buffered(receiver), "buffered: the whole record read, still buffered");
+    CHECK(got == 100 && rest == 16384 - 100 && memcmp(received, writer->header, MESSAGE_HEADER) == 0 &&
+              memcmp(received + MESSAGE_HEADER, writer->payload, payload_size) == 0,
+          "buffered: the record's bytes are not what was sent");
+    free(received);
+    free(writer);
+}
+
+/* A mirror whose socket buffer is small (a real network's, at first: the
+ * kernel sizes it from the congestion window) still sends its largest
+ * message once the socket is empty. */
+static void check_small_socket_buffer(struct peer_connection *sender, struct peer_connection *receiver)
+{
+    int size = 32768; /* the kernel doubles it */
+    CHECK(setsockopt(peer_connection_fd(sender), SOL_SOCKET, SO_SNDBUF, &size, sizeof size) == 0, "SO_SNDBUF: %s",
+          strerror(errno));
+    struct message_writer *writer = calloc(1, sizeof *writer);
+    struct message_reader *reader = calloc(1, sizeof *reader);
+    struct iovec parts[2];
+    const uint64_t seed = 0x7777;
+    make_message(seed, 0, stuffing_payload_size(seed, 0), writer->header, writer->payload, parts);
+    unsigned long retries = 0;
+    enum peer_send_result result = mirror_send(sender, parts, 2, WAIT_SECONDS, &retries);
+    CHECK(result == PEER_SENT, "a 64 KB socket buffer: a 64 KB message on an idle connection %s (%lu retries)",
+          result == PEER_SEND_BROKEN ? "broke it" : "found no room in 20 s", retries);
+    if (result == PEER_SENT) {
+        reader->connection = receiver;
+        reader->seed = seed;
+        reader->payload_size = stuffing_payload_size;
+        reader->until = 1;
+        reader_run(reader);
+        CHECK(!reader->failed && reader->next == 1, "a 64 KB socket buffer: the message did not arrive: %s",
+              reader->why);
+    }
+    free(writer);
+    free(reader);
+}
+
+static void test_direct_mirror(const char *directory)
+{
+    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
+                                                       NULL);
+    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
+                                                       NULL);
+    struct secondary *secondary = calloc(1, sizeof *secondary);
+    struct peer_pairing_options options;
+    short_options(&options);
+    struct peer_pair primary = { 0 };
+    if (server && client && secondary_start(secondary, server, &options) &&
+        real_primary_pairs(__LINE__, secondary, secondary->address, client, &options, &primary)) {
+        struct peer_connection *ours = primary.mirror, *theirs = secondary->pair.mirror;
+        check_both_ways(ours, theirs);
+        check_receive_buffered(ours, theirs);
+        check_receive_buffered(theirs, ours);
+        check_whole_or_nothing(ours, theirs);
+        check_small_socket_buffer(ours, theirs);
+        /* The primary's mirror closed: the secondary sees it. */
+        peer_connection_close(primary.mirror);
+        primary.mirror = NULL;
+        double closed = clock_monotonic_seconds();
+        int ending = -1;
+        CHECK(mirror_reads_end_within(theirs, 1.0, &ending), "direct: the primary's mirror closed, no end within 1 s");
+        /* Everything was read at both ends: a clean end, no reset. */
+        CHECK(ending <= 0, "direct: the primary's mirror closed, read as %s, not end of file", strerror(ending));
+        printf("%-40s the close seen in %.3f s: %s\n", "psk: direct mirror, closed", clock_monotonic_seconds() - closed,
+               ending == 0 ? "end of file" : strerror(ending));
+        peer_pair_close(&primary);
+        peer_pair_close(&secondary->pair);
+    }
+    free(secondary);
+    peer_credentials_destroy(server);
+    peer_credentials_destroy(client);
+}
+
 /* A proxy between the primary and the secondary that flips one byte of
- * the primary's stream connection after TAMPER_AT bytes (well after the
- * handshake and the hello). */
+ * what the primary sends on one connection (the stream or the mirror)
+ * after TAMPER_AT bytes (well after the handshake and the hello). */
 struct proxy_link {
     int from, to;
     size_t flip_at; /* SIZE_MAX: never */
@@ -807,6 +1281,7 @@ struct proxy {
     pthread_t threads[4];
     int started;
     pthread_t acceptor;
+    int tamper_connection; /* 0 the stream, 1 the mirror */
 };
 
 static void *proxy_accept(void *opaque)
@@ -824,8 +1299,10 @@ static void *proxy_accept(void *opaque)
         }
         proxy->fds[2 * connection] = client;
         proxy->fds[2 * connection + 1] = server;
-        /* The first connection is the stream: tamper with what the primary sends. */
-        proxy->links[2 * connection] = (struct proxy_link){ client, server, connection == 0 ? TAMPER_AT : SIZE_MAX, 0 };
+        /* The first connection is the stream, the second the mirror:
+         * tamper with what the primary sends on one of them. */
+        proxy->links[2 * connection] =
+            (struct proxy_link){ client, server, connection == proxy->tamper_connection ? TAMPER_AT : SIZE_MAX, 0 };
         proxy->links[2 * connection + 1] = (struct proxy_link){ server, client, SIZE_MAX, 0 };
         for (int i = 0; i < 2; i++) {
             pthread_create(&proxy->threads[2 * connection + i], NULL, proxy_forward, &proxy->links[2 * connection + i]);
@@ -835,20 +1312,82 @@ static void *proxy_accept(void *opaque)
     return NULL;
 }
 
-static void test_tampering(const char *directory)
+static void check_stream_tampered(struct peer_pair *primary, struct peer_pair *secondary)
 {
-    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
-    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
+    struct pump *out = pump_new(peer_connection_fd(primary->stream), 0x3333, TAMPER_WRITE_SIZE);
+    struct pump *in = pump_new(peer_connection_fd(secondary->stream), 0x3333, TAMPER_WRITE_SIZE);
+    pthread_t threads[2];
+    pthread_create(&threads[0], NULL, pump_write, out);
+    pthread_create(&threads[1], NULL, pump_read, in);
+    pthread_join(threads[1], NULL);
+    CHECK(in->ended, "a flipped byte: the secondary read no end of file (%zu bytes%s)", in->done,
+          in->mismatch ? ", then a wrong byte" : "");
+    CHECK(!in->mismatch, "a flipped byte: the secondary read a corrupted byte after %zu good ones", in->done);
+    CHECK(in->done > 0 && in->done < TAMPER_WRITE_SIZE, "a flipped byte: %zu bytes arrived", in->done);
+    printf("%-40s end of file after %zu good bytes\n", "psk: one byte flipped on the wire", in->done);
+    /* The connection is over for the primary too (its writer may
+     * have put everything into socket buffers before that: loopback
+     * TCP takes megabytes), and its writer ends. */
+    CHECK(reads_end_within(peer_connection_fd(primary->stream), WAIT_SECONDS),
+          "a flipped byte: the primary's stream did not end");
+    pthread_join(threads[0], NULL);
+    free(out);
+    free(in);
+}
+
+/* On the direct mirror: the record with the flipped byte does not
+ * authenticate, and receive_now says EPROTO instead of delivering it. */
+#define TAMPER_MESSAGES 64u
+
+static size_t record_payload_size(uint64_t seed, uint32_t sequence)
+{
+    (void)seed;
+    (void)sequence;
+    return 16384 - MESSAGE_HEADER;
+}
+
+static void check_mirror_tampered(struct peer_pair *primary, struct peer_pair *secondary)
+{
+    struct message_writer *writer = calloc(1, sizeof *writer);
+    struct message_reader *reader = calloc(1, sizeof *reader);
+    const uint64_t seed = 0x4444;
+    /* 1 MiB, past the flip at 256 KiB: it all fits in loopback's buffers. */
+    uint32_t sent = 0;
+    for (; sent < TAMPER_MESSAGES; sent++) {
+        struct iovec parts[2];
+        make_message(seed, sent, record_payload_size(seed, sent), writer->header, writer->payload, parts);
+        if (mirror_send(primary->mirror, parts, 2, WAIT_SECONDS, NULL) != PEER_SENT)
+            break;
+    }
+    CHECK(sent == TAMPER_MESSAGES, "a flipped byte on the mirror: %u of %u messages sent", sent, TAMPER_MESSAGES);
+    reader->connection = secondary->mirror;
+    reader->seed = seed;
+    reader->payload_size = record_payload_size;
+    reader->until = sent;
+    reader_run(reader);
+    CHECK(reader->failed && reader->error == EPROTO, "a flipped byte on the mirror: %s, not EPROTO (%u good messages)",
+          reader->failed ? reader->why : "every message arrived", reader->next);
+    CHECK(reader->next > 0 && reader->next < TAMPER_MESSAGES, "a flipped byte on the mirror: %u good messages",
+          reader->next);
+    printf("%-40s %s after %u good messages\n", "psk: one byte flipped on the mirror",
+           reader->failed ? strerror(reader->error > 0 ? reader->error : 0) : "nothing", reader->next);
+    free(writer);
+    free(reader);
+}
+
+/* Through a proxy that flips a byte the primary sends on one connection
+ * (0 the stream, 1 the mirror). */
+static void tamper_with(const struct peer_credentials *server, const struct peer_credentials *client, int connection)
+{
     struct secondary *secondary = calloc(1, sizeof *secondary);
     struct proxy *proxy = calloc(1, sizeof *proxy);
     struct peer_pairing_options options;
     short_options(&options);
-    if (!server || !client || !secondary_start(secondary, server, &options))
+    if (!secondary_start(secondary, server, &options))
         goto done;
     for (int i = 0; i < 4; i++)
         proxy->fds[i] = -1;
+    proxy->tamper_connection = connection;
     proxy->upstream = secondary->address;
     proxy->listener = listen_on_loopback(proxy->address, sizeof proxy->address);
     if (proxy->listener < 0) {
@@ -858,25 +1397,10 @@ static void test_tampering(const char *directory)
     pthread_create(&proxy->acceptor, NULL, proxy_accept, proxy);
     struct peer_pair primary = { 0 };
     if (real_primary_pairs(__LINE__, secondary, proxy->address, client, &options, &primary)) {
-        struct pump *out = pump_new(peer_connection_fd(primary.stream), 0x3333, TAMPER_WRITE_SIZE);
-        struct pump *in = pump_new(peer_connection_fd(secondary->pair.stream), 0x3333, TAMPER_WRITE_SIZE);
-        pthread_t threads[2];
-        pthread_create(&threads[0], NULL, pump_write, out);
-        pthread_create(&threads[1], NULL, pump_read, in);
-        pthread_join(threads[1], NULL);
-        CHECK(in->ended, "a flipped byte: the secondary read no end of file (%zu bytes%s)", in->done,
-              in->mismatch ? ", then a wrong byte" : "");
-        CHECK(!in->mismatch, "a flipped byte: the secondary read a corrupted byte after %zu good ones", in->done);
-        CHECK(in->done > 0 && in->done < TAMPER_WRITE_SIZE, "a flipped byte: %zu bytes arrived", in->done);
-        printf("%-40s end of file after %zu good bytes\n", "psk: one byte flipped on the wire", in->done);
-        /* The connection is over for the primary too (its writer may
-         * have put everything into socket buffers before that: loopback
-         * TCP takes megabytes), and its writer ends. */
-        CHECK(reads_end_within(peer_connection_fd(primary.stream), WAIT_SECONDS),
-              "a flipped byte: the primary's stream did not end");
-        pthread_join(threads[0], NULL);
-        free(out);
-        free(in);
+        if (connection == 0)
+            check_stream_tampered(&primary, &secondary->pair);
+        else
+            check_mirror_tampered(&primary, &secondary->pair);
         peer_pair_close(&primary);
         peer_pair_close(&secondary->pair);
     }
@@ -895,6 +1419,18 @@ static void test_tampering(const char *directory)
 done:
     free(proxy);
     free(secondary);
+}
+
+static void test_tampering(const char *directory)
+{
+    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
+                                                       NULL);
+    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
+                                                       NULL);
+    if (server && client) {
+        tamper_with(server, client, 0);
+        tamper_with(server, client, 1);
+    }
     peer_credentials_destroy(server);
     peer_credentials_destroy(client);
 }
@@ -1293,6 +1829,7 @@ int main(void)
         test_psk_strangers(directory);
         test_plain_strangers(directory);
         test_carries(directory);
+        test_direct_mirror(directory);
         test_tampering(directory);
         test_certificates(directory);
     }
