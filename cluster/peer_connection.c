@@ -40,6 +40,13 @@ struct peer_connection {
     pthread_t to_app, to_peer;
     bool relay_running;
     bool direct;
+    /* After the handshake the socket is non-blocking and every GnuTLS call
+     * on the session is made under this lock, never waiting inside it:
+     * GnuTLS lets one thread read while another writes, but not through a
+     * key update (TLS 1.3 KeyUpdate, which GnuTLS sends by itself after
+     * 2^24 records): the session broke within 250 messages when the test
+     * renewed keys while both ends read and wrote. */
+    pthread_mutex_t session_lock;
     unsigned char *send_buffer; /* direct: one message, gathered into as few records as it takes */
     size_t send_buffer_size;
     uint8_t binding[PEER_BINDING_SIZE];
@@ -206,6 +213,7 @@ int peer_connection_open(struct peer_connection **result, const struct peer_cred
         return error_set(err, "out of memory");
     }
     connection->credentials = credentials;
+    pthread_mutex_init(&connection->session_lock, NULL);
     connection->tcp_fd = connection->app_fd = tcp_fd;
     connection->relay_fd = -1;
     socket_peer_address(tcp_fd, connection->address, sizeof connection->address);
@@ -334,14 +342,65 @@ static void relay_thread_yields_on_wakeup(void)
     (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &parameters);
 }
 
+static int make_non_blocking(struct peer_connection *connection, struct error *err)
+{
+    int flags = fcntl(connection->tcp_fd, F_GETFL);
+    if (flags < 0 || fcntl(connection->tcp_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return error_set_errno(err, "making the peer connection non-blocking");
+    gnutls_record_set_timeout(connection->session, 0);
+    return 0;
+}
+
+/* Waits for the socket to be ready for EVENTS until deadline_ms (0: no
+ * deadline). False when time ran out or poll failed. */
+static bool wait_socket(const struct peer_connection *connection, short events, uint64_t deadline_ms)
+{
+    int timeout = -1;
+    if (deadline_ms) {
+        int64_t left = (int64_t)(deadline_ms - clock_monotonic_ms());
+        if (left <= 0)
+            return false;
+        timeout = (int)left;
+    }
+    struct pollfd p = { .fd = connection->tcp_fd, .events = events };
+    return poll(&p, 1, timeout) >= 0 || errno == EINTR;
+}
+
+/* Sends size bytes whole, as records of the session, waiting for room
+ * outside the lock until deadline_ms (0: as long as it takes). After
+ * GNUTLS_E_AGAIN the same call again: the record is sealed and partly
+ * pushed; it finishes or the connection is lost. */
+static bool session_send_all(struct peer_connection *connection, const unsigned char *data, size_t size,
+                             uint64_t deadline_ms)
+{
+    size_t sent = 0;
+    while (sent < size) {
+        pthread_mutex_lock(&connection->session_lock);
+        ssize_t n = gnutls_record_send(connection->session, data + sent, size - sent);
+        pthread_mutex_unlock(&connection->session_lock);
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+            if (!wait_socket(connection, POLLOUT, deadline_ms))
+                return false;
+            continue;
+        }
+        if (n < 0)
+            return false;
+        sent += (size_t)n;
+    }
+    return true;
+}
+
 static void *relay_to_app(void *opaque)
 {
     struct peer_connection *connection = opaque;
     relay_thread_yields_on_wakeup();
     for (;;) {
-        ssize_t got = gnutls_record_recv(connection->session, connection->to_app_buffer, RELAY_BUFFER);
-        if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED)
+        ssize_t got = peer_connection_receive_now(connection, connection->to_app_buffer, RELAY_BUFFER);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!peer_connection_receive_buffered(connection))
+                wait_socket(connection, POLLIN, 0);
             continue;
+        }
         /* 0: the peer closed; below 0: gone, or a record that does not
          * authenticate (tampered with): the connection is over either way. */
         if (got <= 0)
@@ -372,17 +431,9 @@ static void *relay_to_peer(void *opaque)
             continue;
         if (got <= 0)
             break;
-        size_t sent = 0;
-        while (sent < (size_t)got) {
-            ssize_t n = gnutls_record_send(connection->session, connection->to_peer_buffer + sent, (size_t)got - sent);
-            if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-                continue;
-            if (n < 0)
-                goto end;
-            sent += (size_t)n;
-        }
+        if (!session_send_all(connection, connection->to_peer_buffer, (size_t)got, 0))
+            break;
     }
-end:
     relay_end(connection);
     return NULL;
 }
@@ -396,8 +447,9 @@ int peer_connection_start_relay(struct peer_connection *connection, struct error
         return error_set_errno(err, "socketpair for the TLS relay");
     connection->app_fd = pair[0];
     connection->relay_fd = pair[1];
-    /* The relay blocks; the session's handshake timeouts no longer apply. */
-    gnutls_record_set_timeout(connection->session, 0);
+    /* The relay waits in poll, outside the session's lock. */
+    if (make_non_blocking(connection, err) < 0)
+        return -1;
     int status = pthread_create(&connection->to_app, NULL, relay_to_app, connection);
     if (status == 0) {
         status = pthread_create(&connection->to_peer, NULL, relay_to_peer, connection);
@@ -418,10 +470,8 @@ int peer_connection_start_direct(struct peer_connection *connection, struct erro
 {
     if (!connection->session)
         return 0; /* plain TCP: the socket itself */
-    int flags = fcntl(connection->tcp_fd, F_GETFL);
-    if (flags < 0 || fcntl(connection->tcp_fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return error_set_errno(err, "making the peer connection non-blocking");
-    gnutls_record_set_timeout(connection->session, 0);
+    if (make_non_blocking(connection, err) < 0)
+        return -1;
     connection->direct = true;
     return 0;
 }
@@ -433,7 +483,9 @@ bool peer_connection_is_direct(const struct peer_connection *connection)
 
 ssize_t peer_connection_receive_now(struct peer_connection *connection, void *data, size_t size)
 {
+    pthread_mutex_lock(&connection->session_lock);
     ssize_t got = gnutls_record_recv(connection->session, data, size);
+    pthread_mutex_unlock(&connection->session_lock);
     if (got >= 0)
         return got;
     if (got == GNUTLS_E_AGAIN) {
@@ -450,7 +502,24 @@ ssize_t peer_connection_receive_now(struct peer_connection *connection, void *da
 
 bool peer_connection_receive_buffered(struct peer_connection *connection)
 {
-    return gnutls_record_check_pending(connection->session) > 0;
+    pthread_mutex_lock(&connection->session_lock);
+    bool buffered = gnutls_record_check_pending(connection->session) > 0;
+    pthread_mutex_unlock(&connection->session_lock);
+    return buffered;
+}
+
+int peer_connection_update_keys(struct peer_connection *connection)
+{
+    uint64_t deadline = clock_monotonic_ms() + 1000;
+    for (;;) {
+        pthread_mutex_lock(&connection->session_lock);
+        int status = gnutls_session_key_update(connection->session, 0);
+        pthread_mutex_unlock(&connection->session_lock);
+        if (status == 0)
+            return 0;
+        if ((status != GNUTLS_E_AGAIN && status != GNUTLS_E_INTERRUPTED) || !wait_socket(connection, POLLOUT, deadline))
+            return -1;
+    }
 }
 
 /* Room in the socket for BYTES more, from what it holds unacknowledged
@@ -492,24 +561,8 @@ enum peer_send_result peer_connection_send_message(struct peer_connection *conne
     size_t records = total / 16384 + 1;
     if (!send_room_for(connection, total + records * 64))
         return PEER_SEND_WOULD_BLOCK;
-    uint64_t deadline = clock_monotonic_ms() + 1000;
-    size_t sent = 0;
-    while (sent < total) {
-        /* After GNUTLS_E_AGAIN the same call again: the record is sealed
-         * and partly pushed; it finishes or the connection is lost. */
-        ssize_t n = gnutls_record_send(connection->session, connection->send_buffer + sent, total - sent);
-        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-            int64_t left = (int64_t)(deadline - clock_monotonic_ms());
-            struct pollfd p = { .fd = connection->tcp_fd, .events = POLLOUT };
-            if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
-                return PEER_SEND_BROKEN;
-            continue;
-        }
-        if (n < 0)
-            return PEER_SEND_BROKEN;
-        sent += (size_t)n;
-    }
-    return PEER_SENT;
+    return session_send_all(connection, connection->send_buffer, total, clock_monotonic_ms() + 1000) ? PEER_SENT
+                                                                                                     : PEER_SEND_BROKEN;
 }
 
 void peer_connection_close(struct peer_connection *connection)
@@ -524,6 +577,7 @@ void peer_connection_close(struct peer_connection *connection)
     if (connection->session)
         gnutls_deinit(connection->session);
     free(connection->send_buffer);
+    pthread_mutex_destroy(&connection->session_lock);
     if (connection->relay_fd >= 0)
         close(connection->relay_fd);
     if (connection->app_fd >= 0 && connection->app_fd != connection->tcp_fd)

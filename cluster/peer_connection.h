@@ -80,6 +80,13 @@ ssize_t peer_connection_receive_now(struct peer_connection *connection, void *da
 /* Decrypted bytes wait in the session: read them before polling. */
 bool peer_connection_receive_buffered(struct peer_connection *connection);
 
+/* Direct: renews this end's sending keys now (a TLS 1.3 KeyUpdate), as
+ * GnuTLS does by itself after 2^24 records; the mirror sends one record
+ * per message, so a long protection gets there. The writer's call. The
+ * peer's reader takes the update while its own writer writes (the tests
+ * call this to show it). Returns 0, or -1 when the session broke. */
+int peer_connection_update_keys(struct peer_connection *connection);
+
 enum peer_send_result { PEER_SENT, PEER_SEND_WOULD_BLOCK, PEER_SEND_BROKEN };
 /* Direct: one message, whole or not at all. WOULD_BLOCK when the socket
  * has no room for it (nothing was sent: the caller may drop it); once

@@ -11,7 +11,8 @@
  * arriving. Over TLS the mirror is direct at both ends (no relay; the
  * stream keeps its relay; a plain-TCP mirror is its socket): through
  * send_message and receive_now, a few thousand messages of 1 byte to
- * 70 KB each way at once, every byte and the order checked; a record read
+ * 70 KB each way at once, every byte and the order checked, each end
+ * renewing its keys four times meanwhile; a record read
  * in part waits in the session (receive_buffered); a receiver that does
  * not read makes a send refused, whole or nothing (everything sent before
  * it arrives, nothing of it, and the next send arrives after the drain);
@@ -468,6 +469,8 @@ struct message_writer {
     uint32_t count;
     uint32_t sent;
     unsigned long retries;
+    uint32_t key_update_every; /* messages between two KeyUpdates of this end's keys; 0: none */
+    unsigned key_updates, key_update_failures;
     enum peer_send_result last;
     unsigned char header[MESSAGE_HEADER], payload[MESSAGE_MAX];
 };
@@ -484,6 +487,12 @@ static void *writer_thread(void *opaque)
         if (writer->last != PEER_SENT)
             break;
         writer->sent++;
+        if (writer->key_update_every && writer->sent % writer->key_update_every == 0) {
+            if (peer_connection_update_keys(writer->connection) == 0)
+                writer->key_updates++;
+            else
+                writer->key_update_failures++;
+        }
     }
     return NULL;
 }
@@ -1074,6 +1083,10 @@ static void check_both_ways(struct peer_connection *primary, struct peer_connect
         writers[i]->connection = ends[i];
         writers[i]->seed = 0x7100 + (uint64_t)i;
         writers[i]->count = DIRECT_MESSAGES;
+        /* What GnuTLS does by itself every 2^24 records: each end renews
+         * its keys while the other end's reader and writer are busy. Four
+         * times: GnuTLS refuses a peer's ninth update within a second. */
+        writers[i]->key_update_every = DIRECT_MESSAGES / 4;
         readers[i]->connection = ends[1 - i];
         readers[i]->seed = writers[i]->seed;
         readers[i]->payload_size = varied_payload_size;
@@ -1094,6 +1107,9 @@ static void check_both_ways(struct peer_connection *primary, struct peer_connect
               writers[i]->last == PEER_SEND_BROKEN ? "a broken connection" : "no room for 20 s");
         CHECK(!readers[i]->failed && readers[i]->next == DIRECT_MESSAGES, "direct, %s: %u of %u messages read: %s",
               directions[i], readers[i]->next, DIRECT_MESSAGES, readers[i]->why);
+        CHECK(writers[i]->key_updates == 4 && writers[i]->key_update_failures == 0,
+              "direct, %s: %u key updates, %u failed", directions[i], writers[i]->key_updates,
+              writers[i]->key_update_failures);
     }
     printf("%-40s 2 x %u messages in %.2f s, %lu + %lu retries of a full socket\n", "psk: direct mirror, both ways",
            DIRECT_MESSAGES, clock_monotonic_seconds() - started, writers[0]->retries, writers[1]->retries);
