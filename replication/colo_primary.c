@@ -138,12 +138,14 @@ static void set_state(struct colo_primary *primary, enum colo_primary_state stat
     atomic_store(&primary->state, state);
 }
 
-void colo_primary_request_checkpoint(struct colo_primary *primary)
+uint64_t colo_primary_request_checkpoint(struct colo_primary *primary)
 {
     pthread_mutex_lock(&primary->lock);
     primary->checkpoint_requested = true;
+    uint64_t number = ++primary->requests_made;
     pthread_cond_broadcast(&primary->triggered);
     pthread_mutex_unlock(&primary->lock);
+    return number;
 }
 
 void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds)
@@ -538,6 +540,10 @@ static void record_checkpoint(struct colo_primary *primary, const struct colo_ch
     if (report->downtime_us > stats->max_downtime_us)
         stats->max_downtime_us = report->downtime_us;
     stats->last = *report;
+    if (report->requests_served > stats->requests_served) {
+        stats->requests_served = report->requests_served;
+        stats->last_served_request = *report;
+    }
     pthread_mutex_unlock(&primary->lock);
 }
 
@@ -686,6 +692,8 @@ static int primary_loop(struct colo_primary *primary, struct error *err)
          * holds after its resume asks anew (the output buffer's
          * postsuspend marks where this checkpoint's output ends). */
         pthread_mutex_lock(&primary->lock);
+        if (primary->checkpoint_requested)
+            report.requests_served = primary->requests_made;
         primary->checkpoint_requested = false;
         primary->output_deadline_us = 0;
         pthread_mutex_unlock(&primary->lock);

@@ -70,6 +70,7 @@ struct colo_checkpoint_report {
                                   resumed_before_ready, else after SVM_READY and
                                   the output release */
     uint64_t output_us;        /* pause until the checkpoint's output was released */
+    uint64_t requests_served;  /* requests made before its pause: their numbers up to this (0: none) */
 };
 
 /* The test-only kill hook's steps (see colo_primary_kill_hook_from_env). */
@@ -173,8 +174,10 @@ void colo_primary_options_defaults(struct colo_primary_options *options);
 struct colo_primary_stats {
     uint64_t checkpoints;           /* completed */
     uint64_t requested_checkpoints; /* of those, triggered by a request */
-    uint64_t output_checkpoints;    /* of those, triggered by held output */
-    uint64_t last_downtime_us;      /* PVM paused for the checkpoint */
+    uint64_t requests_served;       /* colo_primary_request_checkpoint's numbers, up to this, served */
+    struct colo_checkpoint_report last_served_request; /* the last checkpoint that served a request */
+    uint64_t output_checkpoints;                       /* of those, triggered by held output */
+    uint64_t last_downtime_us;                         /* PVM paused for the checkpoint */
     uint64_t last_dirty_pages;
     uint64_t last_bytes; /* sent for the checkpoint */
     uint64_t total_dirty_pages, total_bytes;
@@ -199,7 +202,8 @@ struct colo_primary {
     pthread_mutex_t lock;
     pthread_cond_t triggered;
     bool checkpoint_requested, stop_requested;
-    bool ending; /* colo_primary_end: the stop tells the secondary */
+    uint64_t requests_made; /* colo_primary_request_checkpoint's last number */
+    bool ending;            /* colo_primary_end: the stop tells the secondary */
     enum colo_ending_reason ending_reason;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
     /* A planned switchover (colo_primary_switch_over). */
@@ -233,10 +237,13 @@ int colo_primary_run(struct colo_primary *primary, struct error *err);
 int colo_primary_start(struct colo_primary *primary, struct error *err);
 int colo_primary_join(struct colo_primary *primary, struct error *err);
 
-/* From any thread: take a checkpoint now (as soon as the current one, if
- * any, is over). This is the one trigger besides the interval; the proxy's
- * "outputs differ" and "a packet waited too long" will call it. */
-void colo_primary_request_checkpoint(struct colo_primary *primary);
+/* From any thread: take a checkpoint of the PVM as it is from now on: the
+ * one under way if the PVM is not paused yet (a request made before the
+ * pause is served by it), else the next, at once. The comparing proxy's
+ * "outputs differ" and `colo checkpoint` call it. Returns the request's
+ * number: once stats.requests_served reaches it, a checkpoint paused the
+ * PVM after the request (stats.last_served_request). */
+uint64_t colo_primary_request_checkpoint(struct colo_primary *primary);
 /* From any thread: take a checkpoint at the latest `milliseconds` from now
  * (earlier if another trigger comes first; an earlier deadline already set
  * stays). What a held packet calls: without the comparing proxy, every

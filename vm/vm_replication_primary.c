@@ -524,15 +524,15 @@ int vm_replication_handle_checkpoint(void *opaque, const json_t *request, json_t
     if (!protecting)
         return error_set(err, "this VM is not a protected COLO primary (no checkpoint to take)");
     struct colo_primary_stats stats;
-    colo_primary_get_stats(&replication->primary, &stats);
-    uint64_t before = stats.checkpoints;
-    colo_primary_request_checkpoint(&replication->primary);
+    uint64_t request_number = colo_primary_request_checkpoint(&replication->primary);
     /* Checkpoints take milliseconds; a loop that stopped meanwhile (the
-     * secondary went away) never serves the request. */
+     * secondary went away) never serves the request. The checkpoint that
+     * serves it may have been under way already (triggered by held
+     * output), if the PVM was not yet paused. */
     for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
         colo_primary_get_stats(&replication->primary, &stats);
-        if (stats.checkpoints > before && stats.last.trigger == COLO_TRIGGER_REQUEST) {
-            json_object_set_new(reply, "checkpoint", vm_replication_checkpoint_report_json(&stats.last));
+        if (stats.requests_served >= request_number) {
+            json_object_set_new(reply, "checkpoint", vm_replication_checkpoint_report_json(&stats.last_served_request));
             return 0;
         }
         pthread_mutex_lock(&replication->lock);

@@ -72,7 +72,7 @@ struct snapshot_exchange {
      * before its pause (what a difference found during the pre-copy does):
      * the checkpoint under way serves it. */
     bool late_request_made;
-    uint64_t late_request_checkpoint, requested_before_late_request;
+    uint64_t late_request_checkpoint, requested_before_late_request, late_request_number;
     struct colo_secondary *secondary;
     struct colo_primary *primary;
 };
@@ -130,7 +130,7 @@ static void on_svm_suspended(void *opaque, struct machine *svm)
         colo_primary_get_stats(exchange->primary, &primary_stats);
         exchange->requested_before_late_request = primary_stats.requested_checkpoints;
         exchange->late_request_checkpoint = stats.checkpoints + 1;
-        colo_primary_request_checkpoint(exchange->primary);
+        exchange->late_request_number = colo_primary_request_checkpoint(exchange->primary);
         exchange->late_request_made = true;
     }
     pthread_mutex_unlock(&exchange->lock);
@@ -431,6 +431,12 @@ int main(int argc, char **argv)
           "checkpoints before, %llu at the end)",
           (unsigned long long)exchange.late_request_checkpoint,
           (unsigned long long)exchange.requested_before_late_request, (unsigned long long)stats.requested_checkpoints);
+    /* colo checkpoint's answer: which checkpoint served it. */
+    CHECK(stats.requests_served >= exchange.late_request_number &&
+              stats.last_served_request.number == exchange.late_request_checkpoint,
+          "request %llu served up to %llu, last by checkpoint %llu (expected %llu)",
+          (unsigned long long)exchange.late_request_number, (unsigned long long)stats.requests_served,
+          (unsigned long long)stats.last_served_request.number, (unsigned long long)exchange.late_request_checkpoint);
     /* The interval is 20 ms (scaled), the stream phase every 2 ms: many
      * streams, all taken in order by the secondary (the last may still be
      * in flight when the primary stopped). */
