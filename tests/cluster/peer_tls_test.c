@@ -79,6 +79,12 @@ static struct peer_credentials *load_credentials(int line, enum peer_auth auth, 
     return credentials;
 }
 
+/* The pair's pre-shared key, "pair.psk": one end's credentials. */
+static struct peer_credentials *load_psk(int line, const char *directory)
+{
+    return load_credentials(line, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL, NULL);
+}
+
 static int listen_on_loopback(char *address, size_t size)
 {
     struct error err;
@@ -873,10 +879,7 @@ static void short_options(struct peer_pairing_options *options)
 
 static void test_psk_strangers(const char *directory)
 {
-    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
-    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
+    struct peer_credentials *server = load_psk(__LINE__, directory), *client = load_psk(__LINE__, directory);
     struct peer_credentials *wrong_key = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "wrong-key.psk", NULL,
                                                           NULL, NULL);
     struct peer_credentials *other_identity = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "other-identity.psk",
@@ -931,7 +934,7 @@ done:
 static void test_plain_strangers(const char *directory)
 {
     struct peer_credentials *plain = load_credentials(__LINE__, PEER_AUTH_NONE, directory, NULL, NULL, NULL, NULL);
-    struct peer_credentials *psk = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL, NULL);
+    struct peer_credentials *psk = load_psk(__LINE__, directory);
     if (!plain || !psk)
         goto done;
     struct peer_pairing_options options;
@@ -1224,10 +1227,7 @@ static void check_small_socket_buffer(struct peer_connection *sender, struct pee
 
 static void test_direct_mirror(const char *directory)
 {
-    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
-    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
+    struct peer_credentials *server = load_psk(__LINE__, directory), *client = load_psk(__LINE__, directory);
     struct secondary *secondary = calloc(1, sizeof *secondary);
     struct peer_pairing_options options;
     short_options(&options);
@@ -1439,10 +1439,7 @@ done:
 
 static void test_tampering(const char *directory)
 {
-    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
-    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
+    struct peer_credentials *server = load_psk(__LINE__, directory), *client = load_psk(__LINE__, directory);
     if (server && client) {
         tamper_with(server, client, 0);
         tamper_with(server, client, 1);
@@ -1555,7 +1552,7 @@ static void test_certificates(const char *directory)
                                                          "stranger.pem", "stranger.key", "other-ca.pem");
     struct peer_credentials *trusting_stranger = load_credentials(__LINE__, PEER_AUTH_CERTIFICATE, directory, NULL,
                                                                   "stranger.pem", "stranger.key", "both-ca.pem");
-    struct peer_credentials *psk = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL, NULL);
+    struct peer_credentials *psk = load_psk(__LINE__, directory);
     check_load_fails(__LINE__, directory, "expired.pem", "expired.key", "ca.pem", "expired", "expired.pem");
     check_load_fails(__LINE__, directory, "future.pem", "future.key", "ca.pem", "not valid before", "future.pem");
     check_load_fails(__LINE__, directory, "a.pem", "stray.key", "ca.pem", "the key is not this certificate's",
@@ -1602,10 +1599,7 @@ done:
 
 static void test_carries(const char *directory)
 {
-    struct peer_credentials *server = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
-    struct peer_credentials *client = load_credentials(__LINE__, PEER_AUTH_PSK, directory, "pair.psk", NULL, NULL,
-                                                       NULL);
+    struct peer_credentials *server = load_psk(__LINE__, directory), *client = load_psk(__LINE__, directory);
     struct peer_credentials *plain = load_credentials(__LINE__, PEER_AUTH_NONE, directory, NULL, NULL, NULL, NULL);
     if (server && client)
         check_pairs_and_carries(__LINE__, "psk: a pair", server, client, "identity web");
