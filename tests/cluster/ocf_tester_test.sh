@@ -73,7 +73,9 @@ if agent_action start && agent_action promote; then
     booted=false
     for _ in $(seq 1 600); do
         # Only what this promotion's colo run wrote counts.
-        if tail -n +"$(($(wc -l <"$log.before") + 1))" "$log" | grep -q "services ready"; then
+        # Not a pipe: with pipefail, tail's SIGPIPE after grep -q's early
+        # exit would fail the test.
+        if grep -q "services ready" < <(tail -n +"$(($(wc -l <"$log.before") + 1))" "$log"); then
             booted=true
             break
         fi

@@ -213,7 +213,7 @@ stop_sampler() { # OUT WHAT
 # (polled every 20 ms; colo's own log has no timestamps).
 note_when() { # FILE LINE TEXT OUT
     (
-        until tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -q "$3"; do
+        until grep -q "$3" < <(tail -n +"$(($2 + 1))" "$1" 2>/dev/null); do
             [ -e "$dir/stop-sampler" ] && exit 0
             sleep 0.02
         done

@@ -105,8 +105,8 @@ line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "^  output ")
 echo "$line" | grep -Eq "^  output +compare: [1-9][0-9]* of [0-9]+ frames released by a match; [0-9]+ checkpoints forced; differences:" &&
     pass "colo status:$line" || fail "colo status has no compare line: '$line'"
 metrics=$(on_host "$work/A" "$colo" metrics guarded 2>&1)
-if echo "$metrics" | grep -Eq '^colo_compare_differences_total\{vm="guarded",cause="payload"\} [0-9]+$' &&
-    echo "$metrics" | grep -Eq '^colo_compare_released_matched_total\{vm="guarded"\} [1-9][0-9]*$'; then
+if grep -Eq '^colo_compare_differences_total\{vm="guarded",cause="payload"\} [0-9]+$' <<<"$metrics" &&
+    grep -Eq '^colo_compare_released_matched_total\{vm="guarded"\} [1-9][0-9]*$' <<<"$metrics"; then
     pass "colo metrics: $(echo "$metrics" | grep -E '^colo_compare_(released_matched|differences)_total' | tr '\n' ' ')"
 else
     fail "colo metrics has no compare counters: $(echo "$metrics" | grep compare | tr '\n' ' ')"

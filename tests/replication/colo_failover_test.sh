@@ -87,9 +87,9 @@ on_host "$work/B" "$colo" checkpoint guarded >"$work/checkpoint-b.log" 2>&1 &&
     pass "colo checkpoint on the secondary is refused: $(cat "$work/checkpoint-b.log")"
 # The same figures for a scraper, from a live protected pair.
 metrics=$(on_host "$work/A" "$colo" metrics guarded 2>&1)
-if echo "$metrics" | grep -Eq '^colo_checkpoints_total\{vm="guarded"\} [1-9][0-9]*$' &&
-    echo "$metrics" | grep -Eq '^colo_checkpoint_downtime_seconds\{vm="guarded",quantile="0.5"\} [0-9.e-]+$' &&
-    echo "$metrics" | grep -q '^colo_replication_role{vm="guarded",role="primary"} 1$'; then
+if grep -Eq '^colo_checkpoints_total\{vm="guarded"\} [1-9][0-9]*$' <<<"$metrics" &&
+    grep -Eq '^colo_checkpoint_downtime_seconds\{vm="guarded",quantile="0.5"\} [0-9.e-]+$' <<<"$metrics" &&
+    grep -q '^colo_replication_role{vm="guarded",role="primary"} 1$' <<<"$metrics"; then
     pass "colo metrics on A: $(echo "$metrics" | grep -c '^colo_') samples, $(echo "$metrics" | grep '^colo_checkpoints_total')"
 else
     fail "colo metrics on A: $(echo "$metrics" | grep -E 'checkpoints_total|downtime_seconds|replication_role' | tr '\n' ' ')"
