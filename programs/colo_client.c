@@ -346,6 +346,16 @@ static void print_status(const json_t *reply)
                 }
             }
             printf("%s; %" JSON_INTEGER_FORMAT " storms\n", any ? "" : " none", integer_field(compare, "storms"));
+            /* "last difference  payload, tcp 10.0.0.2:7000 > 10.0.0.9:4242
+             * (the SVM's frame showed it), 3.2 s ago". */
+            const json_t *last = json_object_get(compare, "last_difference");
+            if (last) {
+                const char *flow = json_string_value(json_object_get(last, "flow"));
+                printf("  last difference %s%s%s (the %s's frame showed it), %.1f s ago\n", string_field(last, "cause"),
+                       flow ? ", " : "", flow ? flow : "",
+                       strcmp(string_field(last, "frame"), "primary") == 0 ? "PVM" : "SVM",
+                       json_number_value(json_object_get(last, "seconds_ago")));
+            }
         } else if (strcmp(string_field(replication, "output_mode"), "buffered") == 0) {
             printf("  output        buffered: every frame waits for the next checkpoint\n");
         }

@@ -285,7 +285,7 @@ static void end_epoch_locked(struct output_buffer *buffer)
     bool storm = false;
     if (buffer->comparing) {
         if (!buffer->difference_seen && compare_deadline_locked(buffer, &deadline_us) && now_us >= deadline_us) {
-            output_compare_note_timeout(&buffer->compare);
+            output_compare_note_timeout(&buffer->compare, now_us);
             buffer->difference_seen = true;
         }
         output_compare_reset(&buffer->compare);

@@ -7,6 +7,7 @@
  * with it then; so only one side's surplus is ever stored. PVM frames wait
  * in a ring of held records, each linked into its flow's queue with what it
  * needs (a position, a number of events) before it may leave. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -580,10 +581,36 @@ static void settle_flow(struct output_compare *compare, const struct requirement
         flow_table_remove(&compare->flow_table, flow_index(compare, flow));
 }
 
+static uint64_t differences_total(const struct output_compare *compare)
+{
+    uint64_t total = 0;
+    for (int cause = 0; cause < OUTPUT_COMPARE_CAUSE_COUNT; cause++)
+        total += compare->counters.differences[cause];
+    return total;
+}
+
+/* What the operator sees of the last difference (status, "last_difference"). */
+static void remember_difference(struct output_compare *compare, enum output_compare_cause cause, bool by_primary,
+                                uint64_t now_us, const struct packet_view *view, const char *otherwise)
+{
+    struct output_compare_difference *last = &compare->counters.last_difference;
+    last->count = differences_total(compare);
+    last->cause = cause;
+    last->by_primary = by_primary;
+    last->at_us = now_us;
+    if (view)
+        packet_describe(view, last->flow, sizeof last->flow);
+    else
+        snprintf(last->flow, sizeof last->flow, "%s", otherwise);
+}
+
 static struct output_compare_result add_frame(struct output_compare *compare, int side, const uint8_t *frame,
                                               size_t length, uint64_t now_us, uint64_t *handle)
 {
     struct output_compare_result result = { .difference = false };
+    uint64_t differences_before = differences_total(compare);
+    const struct packet_view *described = NULL; /* the packet that names the flow */
+    const char *undescribed = "a frame the comparator had no room for";
     struct compare_held *held = NULL;
     if (side == OUTPUT_COMPARE_PRIMARY) {
         compare->counters.primary_frames++;
@@ -591,6 +618,7 @@ static struct output_compare_result add_frame(struct output_compare *compare, in
         if (compare->next_handle - compare->oldest_handle >= compare->limits.held_frames_max) {
             compare->counters.dropped_held_full++;
             note_difference(compare, &result, OUTPUT_COMPARE_CAUSE_OVERFLOW);
+            remember_difference(compare, result.cause, true, now_us, NULL, "a PVM frame beyond the held limit");
             result.releasable = compare->ready_count;
             return result;
         }
@@ -607,10 +635,13 @@ static struct output_compare_result add_frame(struct output_compare *compare, in
     struct packet_view view;
     struct requirement requirement = { .kind = REQUIRE_CHECKPOINT };
     enum packet_parse_result parsed = packet_parse(frame, length, &view);
+    struct packet_view whole;
     if (parsed != PACKET_PARSE_OK) {
         compare->counters.parse_errors[parsed]++;
         note_difference(compare, &result, OUTPUT_COMPARE_CAUSE_PARSE_ERROR);
+        undescribed = packet_parse_result_name(parsed);
     } else if (!view.fragment) {
+        described = &view;
         add_packet(compare, side, &view, &requirement, &result);
         if (held)
             apply_requirement(compare, held, &requirement);
@@ -623,13 +654,15 @@ static struct output_compare_result add_frame(struct output_compare *compare, in
                                                                    &datagram_length, &serial);
         if (held)
             held->fragment_serial = serial;
+        described = &view;
         if (reassembled == FRAGMENT_COMPLETE) {
-            struct packet_view whole = view; /* the Ethernet fields of the last fragment */
+            whole = view; /* the Ethernet fields of the last fragment */
             parsed = packet_parse_network(view.ethertype, datagram, datagram_length, &whole);
             if (parsed != PACKET_PARSE_OK) {
                 compare->counters.parse_errors[parsed]++;
                 note_difference(compare, &result, OUTPUT_COMPARE_CAUSE_PARSE_ERROR);
             } else {
+                described = &whole;
                 add_packet(compare, side, &whole, &requirement, &result);
                 /* Every PVM fragment of the datagram, oldest first. */
                 for (uint64_t other = compare->oldest_handle; held && other < compare->next_handle; other++) {
@@ -645,6 +678,8 @@ static struct output_compare_result add_frame(struct output_compare *compare, in
             note_difference(compare, &result, OUTPUT_COMPARE_CAUSE_PROTOCOL);
         }
     }
+    if (differences_total(compare) != differences_before)
+        remember_difference(compare, result.cause, side == OUTPUT_COMPARE_PRIMARY, now_us, described, undescribed);
     result.releasable = compare->ready_count;
     return result;
 }
@@ -688,9 +723,10 @@ bool output_compare_oldest_unmatched_us(const struct output_compare *compare, ui
     return false;
 }
 
-void output_compare_note_timeout(struct output_compare *compare)
+void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us)
 {
     compare->counters.differences[OUTPUT_COMPARE_CAUSE_TIMEOUT]++;
+    remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, NULL, "");
 }
 
 void output_compare_reset(struct output_compare *compare)

@@ -66,6 +66,15 @@ struct output_compare_limits {
     struct fragment_reassembly_limits fragments; /* for each side */
 };
 
+/* The last difference found, for an operator: what and where. */
+struct output_compare_difference {
+    uint64_t count; /* differences found so far; 0: none yet, nothing below is set */
+    enum output_compare_cause cause;
+    bool by_primary; /* the PVM's frame showed it (else the SVM's) */
+    uint64_t at_us;  /* clock_monotonic_us */
+    char flow[96];   /* packet_describe's words; "" when no packet names it (a timeout) */
+};
+
 struct output_compare_counters {
     uint64_t differences[OUTPUT_COMPARE_CAUSE_COUNT];
     uint64_t parse_errors[PACKET_PARSE_RESULT_COUNT]; /* by what was malformed, both sides */
@@ -80,6 +89,7 @@ struct output_compare_counters {
     uint64_t tcp_restarts;         /* a new connection on the ports of a finished one */
     uint64_t tcp_restarts_refused; /* ... of one not finished: a difference (protocol) */
     uint64_t checkpoints;          /* output_compare_reset calls */
+    struct output_compare_difference last_difference;
 };
 
 enum output_compare_side { OUTPUT_COMPARE_PRIMARY, OUTPUT_COMPARE_SECONDARY };
@@ -135,7 +145,7 @@ bool output_compare_take_releasable(struct output_compare *compare, uint64_t *ha
 bool output_compare_oldest_unmatched_us(const struct output_compare *compare, uint64_t *added_us);
 
 /* The caller's timeout fired: counted as a difference (timeout). */
-void output_compare_note_timeout(struct output_compare *compare);
+void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us);
 
 /* A checkpoint: everything held is released by it, so every handle, flow,
  * buffered byte and fragment is forgotten; counters stay. */

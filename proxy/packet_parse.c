@@ -2,6 +2,8 @@
  * specifications: IEEE 802.1Q, RFC 826 (ARP), RFC 791 (IPv4), RFC 8200
  * (IPv6 and its extension headers), RFC 9293 (TCP), RFC 768 (UDP),
  * RFC 792 and RFC 4443 (ICMP), RFC 4861 (neighbour discovery). */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "packet_parse.h"
@@ -303,4 +305,49 @@ const char *packet_parse_result_name(enum packet_parse_result result)
     if ((unsigned)result >= PACKET_PARSE_RESULT_COUNT)
         return "unknown";
     return names[result];
+}
+
+/* An address as text: [v6] when a port follows, so the colon reads right. */
+static void describe_address(const struct packet_view *view, const uint8_t *address, bool with_port, char *out,
+                             size_t size)
+{
+    char text[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(view->address_length == 16 ? AF_INET6 : AF_INET, address, text, sizeof text);
+    snprintf(out, size, view->address_length == 16 && with_port ? "[%s]" : "%s", text);
+}
+
+void packet_describe(const struct packet_view *view, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (unsigned i = 0; i < view->vlan_count && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "vlan %u ", view->vlan_tci[i] & 0xfffu);
+    if (used >= size)
+        return;
+    if (view->network == PACKET_NETWORK_ARP) {
+        snprintf(out + used, size - used, "arp");
+        return;
+    }
+    if (view->network != PACKET_NETWORK_IPV4 && view->network != PACKET_NETWORK_IPV6) {
+        snprintf(out + used, size - used, "ethertype 0x%04x", view->ethertype);
+        return;
+    }
+    bool ports = view->transport == PACKET_TRANSPORT_TCP || view->transport == PACKET_TRANSPORT_UDP;
+    char source[INET6_ADDRSTRLEN + 2], destination[INET6_ADDRSTRLEN + 2];
+    describe_address(view, view->source_address, ports, source, sizeof source);
+    describe_address(view, view->destination_address, ports, destination, sizeof destination);
+    static const char *const transports[] = {
+        [PACKET_TRANSPORT_TCP] = "tcp",
+        [PACKET_TRANSPORT_UDP] = "udp",
+        [PACKET_TRANSPORT_ICMP] = "icmp",
+        [PACKET_TRANSPORT_ICMPV6] = "icmpv6",
+    };
+    if (ports)
+        snprintf(out + used, size - used, "%s %s:%u > %s:%u", transports[view->transport], source, view->source_port,
+                 destination, view->destination_port);
+    else if (view->transport != PACKET_TRANSPORT_NONE)
+        snprintf(out + used, size - used, "%s %s > %s", transports[view->transport], source, destination);
+    else
+        snprintf(out + used, size - used, "ip protocol %u %s > %s%s", view->protocol, source, destination,
+                 view->fragment ? " (fragment)" : "");
 }

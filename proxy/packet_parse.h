@@ -129,6 +129,12 @@ enum packet_parse_result packet_parse_network(uint16_t ethertype, const uint8_t 
 
 const char *packet_parse_result_name(enum packet_parse_result result);
 
+/* A parsed packet's flow in an operator's words, into out (at most size
+ * bytes, always terminated): "tcp 10.0.0.2:7000 > 10.0.0.9:41234",
+ * "udp [fd00::2]:53 > [fd00::9]:5353", "icmp 10.0.0.2 > 10.0.0.9",
+ * "arp", "ethertype 0x88cc"; VLAN tags first ("vlan 10 ..."). */
+void packet_describe(const struct packet_view *view, char *out, size_t size);
+
 /* Big-endian reads, for the parser and its users. */
 static inline uint16_t packet_read_16(const uint8_t *bytes)
 {

@@ -68,6 +68,20 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
         (json_int_t)output->checkpoints_by_difference, "storms", (json_int_t)output->storms, "tcp_restarts",
         (json_int_t)counters.tcp_restarts, "differences", differences ? differences : json_object(), "dropped",
         dropped ? dropped : json_object());
+    /* What and where the last difference was, for whoever wonders why
+     * checkpoints are forced. */
+    const struct output_compare_difference *last = &counters.last_difference;
+    if (object && last->count) {
+        uint64_t now_us = clock_monotonic_us();
+        json_t *difference = json_pack("{s:s, s:s, s:f, s:I}", "cause", output_compare_cause_name(last->cause), "frame",
+                                       last->by_primary ? "primary" : "secondary", "seconds_ago",
+                                       now_us > last->at_us ? (double)(now_us - last->at_us) / 1e6 : 0.0, "number",
+                                       (json_int_t)last->count);
+        if (difference && last->flow[0])
+            json_object_set_new(difference, "flow", json_string(last->flow));
+        if (difference)
+            json_object_set_new(object, "last_difference", difference);
+    }
     return object ? object : json_object();
 }
 

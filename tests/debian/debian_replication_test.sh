@@ -93,6 +93,10 @@ status_json() { # RUN_DIR: the primary's "replication" status as JSON ({} if non
 # 100 per 1,000 requests: a reply that waits for a checkpoint, as in
 # buffered mode, makes it about 1,000. The total, with the 100 ms
 # interval's (10 a second, however slow the build), is printed.
+last_difference() { # DIR FIELD: a field of the primary's compare.last_difference ("" if none)
+    status_json "$1/A" | python3 -c 'import json,sys; print(((json.load(sys.stdin).get("compare") or {}).get("last_difference") or {}).get(sys.argv[1], ""))' "$2"
+}
+
 compare_check() { # STEP DIR
     local step=$1 dir=$2 before after_redis after_pg i started_ms redis_ms pg_ms
     local redis_requests=200 pg_queries=50
@@ -164,6 +168,28 @@ PY
         pass "$step: compare mode: $per_1000 checkpoints caused per 1,000 requests (at most 100; buffered mode: about 1,000), $all_per_1000 with the interval's"
     else
         fail "$step: compare mode: $per_1000 checkpoints caused per 1,000 requests ($caused of $checkpoints for $requests), more than 100"
+    fi
+    # A query the two VMs answer differently (the microsecond it ran) is a
+    # difference: payload when the SVM's answer came in time (its flow
+    # named), timeout when it came later than --compare-timeout. Up to
+    # three queries for a payload one.
+    local answer last line number_before number attempt
+    number_before=$(last_difference "$dir" number)
+    for attempt in 1 2 3; do
+        answer=$(on_client timeout 30 psql -h "$guest" -U postgres -X -q -A -t -c "SELECT clock_timestamp();" postgres 2>&1)
+        sleep 0.5
+        last="$(last_difference "$dir" cause) $(last_difference "$dir" flow)"
+        [[ "$last" == payload* ]] && break
+    done
+    number=$(last_difference "$dir" number)
+    line=$(on_host "$dir/A" "$colo" status debian 2>/dev/null | grep "^  last difference ")
+    if ! [[ "$answer" =~ ^20[0-9-]+\ [0-9:.]+ ]] || [ "${number:-0}" -le "${number_before:-0}" ] 2>/dev/null; then
+        fail "$step: compare mode: clock_timestamp() answered '$answer', and the differences went from '$number_before' to '$number'"
+    elif [[ "$last" == "payload tcp $guest:5432 > "* && "$line" == "  last difference payload, tcp $guest:5432 > "* ]] ||
+        [[ "$last" == "timeout " && "$line" == "  last difference timeout (the PVM's frame showed it), "* ]]; then
+        pass "$step: compare mode: clock_timestamp() differed ($attempt queries; differences $number_before to $number), and status says so:$line"
+    else
+        fail "$step: compare mode: the last difference after clock_timestamp(): '$last'; colo status: '$line'"
     fi
 }
 

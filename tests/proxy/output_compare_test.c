@@ -217,7 +217,7 @@ static void test_connection_events(void)
           "the oldest unmatched is the FIN of port 81 (%llu, now %llu)", (unsigned long long)oldest,
           (unsigned long long)now_us);
     (void)fin;
-    output_compare_note_timeout(&compare);
+    output_compare_note_timeout(&compare, 0);
     output_compare_reset(&compare);
     CHECK(!output_compare_oldest_unmatched_us(&compare, &oldest) && take_all(&compare, taken, 8) == 0,
           "a checkpoint forgets everything held");
@@ -250,6 +250,13 @@ static void test_different_payload(void)
     result = secondary(&compare, &spec, "500 Oops");
     CHECK(result.difference && result.cause == OUTPUT_COMPARE_CAUSE_PAYLOAD, "different bytes");
     CHECK(take_all(&compare, taken, 8) == 0, "nothing leaves");
+    struct output_compare_counters counters;
+    output_compare_get_counters(&compare, &counters, NULL, NULL);
+    const struct output_compare_difference *last = &counters.last_difference;
+    CHECK(last->count == 1 && last->cause == OUTPUT_COMPARE_CAUSE_PAYLOAD && !last->by_primary &&
+              last->at_us == now_us && strcmp(last->flow, "tcp 10.0.0.2:80 > 10.0.0.1:40000") == 0,
+          "the last difference: count %llu, cause %s, by the %s, flow '%s'", (unsigned long long)last->count,
+          output_compare_cause_name(last->cause), last->by_primary ? "PVM" : "SVM", last->flow);
     /* The flow compares no more, and says so once. */
     spec.sequence = ISN + 15;
     result = secondary(&compare, &spec, "more");
@@ -263,9 +270,10 @@ static void test_different_payload(void)
     CHECK(!result.difference && take_all(&compare, taken, 8) == 1 && taken[0] == first, "first datagram matched");
     result = secondary(&compare, &udp, "query 2");
     CHECK(result.difference && result.cause == OUTPUT_COMPARE_CAUSE_PAYLOAD, "different datagram");
-    struct output_compare_counters counters;
     output_compare_get_counters(&compare, &counters, NULL, NULL);
     CHECK(counters.differences[OUTPUT_COMPARE_CAUSE_PAYLOAD] == 2, "two payload differences");
+    CHECK(last->count == 2 && strcmp(last->flow, "udp 10.0.0.2:53 > 10.0.0.1:6000") == 0,
+          "the last difference is the datagram's: '%s'", last->flow);
     output_compare_destroy(&compare);
 }
 
@@ -433,6 +441,9 @@ static void test_malformed_and_bounds(void)
               counters.parse_errors[PACKET_PARSE_BAD_TCP_DATA_OFFSET] == 1 &&
               counters.differences[OUTPUT_COMPARE_CAUSE_PARSE_ERROR] == 2,
           "parse errors counted by what was malformed");
+    CHECK(counters.last_difference.cause == OUTPUT_COMPARE_CAUSE_PARSE_ERROR && !counters.last_difference.by_primary &&
+              strcmp(counters.last_difference.flow, packet_parse_result_name(PACKET_PARSE_BAD_TCP_DATA_OFFSET)) == 0,
+          "the last difference names what was malformed: '%s'", counters.last_difference.flow);
     CHECK(take_all(&compare, taken, 8) == 0, "a parse error leaves only at the checkpoint");
     output_compare_reset(&compare);
 

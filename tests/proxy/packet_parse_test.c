@@ -1,6 +1,7 @@
 /* The comparing proxy's frame parser (proxy/packet_parse.h): each
  * protocol's fields, VLAN tags, IPv6 extension headers, fragments, and
- * every truncation or bad length is its named result, never a crash. */
+ * every truncation or bad length is its named result, never a crash; and
+ * each kind of packet described in an operator's words. */
 #include <string.h>
 
 #include "frame_builder.h"
@@ -283,8 +284,52 @@ static void test_fragments(void)
           "atomic IPv6 fragment read through");
 }
 
+/* packet_describe: the flow in an operator's words. */
+static void check_description(const uint8_t *frame, size_t length, const char *expected)
+{
+    struct packet_view view;
+    char text[96];
+    CHECK(packet_parse(frame, length, &view) == PACKET_PARSE_OK, "%s parses", expected);
+    packet_describe(&view, text, sizeof text);
+    CHECK(strcmp(text, expected) == 0, "described as '%s', expected '%s'", text, expected);
+}
+
+static void test_describe(void)
+{
+    uint8_t frame[FRAME_BUILDER_MAX];
+    struct frame_spec spec = spec_of(4, 6);
+    check_description(frame, frame_build(frame, &spec, (const uint8_t *)"x", 1), "tcp 192.0.2.2:80 > 192.0.2.1:40000");
+    spec = spec_of(6, 17);
+    check_description(frame, frame_build(frame, &spec, (const uint8_t *)"x", 1),
+                      "udp [2001:db8::2]:80 > [2001:db8::1]:40000");
+    spec = spec_of(4, 1);
+    spec.icmp_type = 8;
+    check_description(frame, frame_build(frame, &spec, (const uint8_t *)"ping", 4), "icmp 192.0.2.2 > 192.0.2.1");
+    spec = spec_of(4, 17);
+    spec.vlan_count = 1;
+    spec.vlan_tpid[0] = PACKET_ETHERTYPE_VLAN;
+    spec.vlan_tci[0] = 0x2000 | 10;
+    check_description(frame, frame_build(frame, &spec, (const uint8_t *)"x", 1),
+                      "vlan 10 udp 192.0.2.2:80 > 192.0.2.1:40000");
+    spec = spec_of(4, 0);
+    size_t length = frame_build_arp(frame, &spec, 2);
+    check_description(frame, length, "arp");
+    frame[12] = 0x88;
+    frame[13] = 0xcc;
+    check_description(frame, length, "ethertype 0x88cc");
+    /* A short buffer is cut, and still terminated. */
+    spec = spec_of(6, 6);
+    length = frame_build(frame, &spec, (const uint8_t *)"x", 1);
+    struct packet_view view;
+    char small[12];
+    CHECK(packet_parse(frame, length, &view) == PACKET_PARSE_OK, "tcp/ipv6 parses");
+    packet_describe(&view, small, sizeof small);
+    CHECK(strcmp(small, "tcp [2001:d") == 0, "cut to its buffer: '%s'", small);
+}
+
 int main(void)
 {
+    test_describe();
     test_tcp_ipv4();
     test_malformed_ipv4();
     test_vlan_tags();
