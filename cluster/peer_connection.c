@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,10 @@ struct peer_connection {
      * 2^24 records): the session broke within 250 messages when the test
      * renewed keys while both ends read and wrote. */
     pthread_mutex_t session_lock;
+#ifdef COLO_TEST_HOOKS
+    _Atomic uint64_t test_update_every; /* bytes; 0: never */
+    atomic_uint test_key_updates;
+#endif
     unsigned char *send_buffer; /* direct: one message, gathered into as few records as it takes */
     size_t send_buffer_size;
     uint8_t binding[PEER_BINDING_SIZE];
@@ -425,6 +430,9 @@ static void *relay_to_peer(void *opaque)
 {
     struct peer_connection *connection = opaque;
     relay_thread_yields_on_wakeup();
+#ifdef COLO_TEST_HOOKS
+    uint64_t sent_total = 0;
+#endif
     for (;;) {
         ssize_t got = read(connection->relay_fd, connection->to_peer_buffer, RELAY_BUFFER);
         if (got < 0 && errno == EINTR)
@@ -433,6 +441,15 @@ static void *relay_to_peer(void *opaque)
             break;
         if (!session_send_all(connection, connection->to_peer_buffer, (size_t)got, 0))
             break;
+#ifdef COLO_TEST_HOOKS
+        uint64_t every = atomic_load(&connection->test_update_every);
+        if (every && (sent_total + (uint64_t)got) / every != sent_total / every) {
+            if (peer_connection_update_keys(connection) < 0)
+                break;
+            atomic_fetch_add(&connection->test_key_updates, 1);
+        }
+        sent_total += (uint64_t)got;
+#endif
     }
     relay_end(connection);
     return NULL;
@@ -521,6 +538,18 @@ int peer_connection_update_keys(struct peer_connection *connection)
             return -1;
     }
 }
+
+#ifdef COLO_TEST_HOOKS
+void peer_connection_test_update_keys_every(struct peer_connection *connection, uint64_t bytes)
+{
+    atomic_store(&connection->test_update_every, bytes);
+}
+
+unsigned peer_connection_test_key_updates(const struct peer_connection *connection)
+{
+    return atomic_load(&connection->test_key_updates);
+}
+#endif
 
 /* Room in the socket for BYTES more, from what it holds unacknowledged
  * (SIOCOUTQ) against its buffer. An estimate (the kernel counts buffer

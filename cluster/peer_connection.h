@@ -87,6 +87,14 @@ bool peer_connection_receive_buffered(struct peer_connection *connection);
  * call this to show it). Returns 0, or -1 when the session broke. */
 int peer_connection_update_keys(struct peer_connection *connection);
 
+#ifdef COLO_TEST_HOOKS
+/* Tests only: the relay's writer renews its sending keys after every
+ * `bytes` it sent (0: never), as GnuTLS does by itself after 2^24
+ * records, which no test can wait for; and how many it made. */
+void peer_connection_test_update_keys_every(struct peer_connection *connection, uint64_t bytes);
+unsigned peer_connection_test_key_updates(const struct peer_connection *connection);
+#endif
+
 enum peer_send_result { PEER_SENT, PEER_SEND_WOULD_BLOCK, PEER_SEND_BROKEN };
 /* Direct: one message, whole or not at all. WOULD_BLOCK when the socket
  * has no room for it (nothing was sent: the caller may drop it); once
