@@ -2,13 +2,13 @@
 #include "mirror_reader.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "machine.h"
 #include "mirror_framing.h"
 
@@ -299,13 +299,16 @@ bool mirror_reader_send_boundary(struct mirror_reader *reader)
     mirror_encode_word(word, MIRROR_BOUNDARY_NIC, 0);
     struct iovec part = { word, sizeof word };
     /* A boundary must not be lost (the primary would compare the next
-     * epoch's output against this one's): a full socket waits for room. */
+     * epoch's output against this one's): a full socket waits for room,
+     * a second at most. A millisecond per try, not poll: over TLS "no
+     * room" is the session's estimate (peer_connection_send_message),
+     * and the socket may poll writable meanwhile, which would spend the
+     * thousand tries at once. */
     for (int tries = 0; tries < 1000; tries++) {
         enum mirror_send_result result = write_message(reader, &part, 1);
         if (result != MIRROR_WOULD_BLOCK)
             return result == MIRROR_SENT;
-        struct pollfd p = { .fd = reader->channel.fd, .events = POLLOUT };
-        poll(&p, 1, 1);
+        clock_sleep_ms(1);
     }
     atomic_store(&reader->write_broken, true);
     return false;
