@@ -573,6 +573,10 @@ enum peer_send_result peer_connection_send_message(struct peer_connection *conne
     size_t total = 0;
     for (int i = 0; i < part_count; i++)
         total += parts[i].iov_len;
+    /* A record's header, tag and content type: 22 bytes; 64 is ample. */
+    size_t records = total / 16384 + 1;
+    if (!send_room_for(connection, total + records * 64))
+        return PEER_SEND_WOULD_BLOCK;
     if (total > connection->send_buffer_size) {
         unsigned char *bigger = realloc(connection->send_buffer, total);
         if (!bigger)
@@ -586,10 +590,6 @@ enum peer_send_result peer_connection_send_message(struct peer_connection *conne
             memcpy(connection->send_buffer + offset, parts[i].iov_base, parts[i].iov_len);
         offset += parts[i].iov_len;
     }
-    /* A record's header, tag and content type: 22 bytes; 64 is ample. */
-    size_t records = total / 16384 + 1;
-    if (!send_room_for(connection, total + records * 64))
-        return PEER_SEND_WOULD_BLOCK;
     return session_send_all(connection, connection->send_buffer, total, clock_monotonic_ms() + 1000) ? PEER_SENT
                                                                                                      : PEER_SEND_BROKEN;
 }

@@ -608,7 +608,6 @@ static struct output_compare_result add_frame(struct output_compare *compare, in
                                               size_t length, uint64_t now_us, uint64_t *handle)
 {
     struct output_compare_result result = { .difference = false };
-    uint64_t differences_before = differences_total(compare);
     const struct packet_view *described = NULL; /* the packet that names the flow */
     const char *undescribed = "a frame the comparator had no room for";
     struct compare_held *held = NULL;
@@ -678,7 +677,7 @@ static struct output_compare_result add_frame(struct output_compare *compare, in
             note_difference(compare, &result, OUTPUT_COMPARE_CAUSE_PROTOCOL);
         }
     }
-    if (differences_total(compare) != differences_before)
+    if (result.difference) /* every difference goes through note_difference */
         remember_difference(compare, result.cause, side == OUTPUT_COMPARE_PRIMARY, now_us, described, undescribed);
     result.releasable = compare->ready_count;
     return result;

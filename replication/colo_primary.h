@@ -174,9 +174,9 @@ void colo_primary_options_defaults(struct colo_primary_options *options);
 struct colo_primary_stats {
     uint64_t checkpoints;           /* completed */
     uint64_t requested_checkpoints; /* of those, triggered by a request */
+    uint64_t output_checkpoints;    /* of those, triggered by held output */
     uint64_t requests_served;       /* colo_primary_request_checkpoint's numbers, up to this, served */
     struct colo_checkpoint_report last_served_request; /* the last checkpoint that served a request */
-    uint64_t output_checkpoints;                       /* of those, triggered by held output */
     uint64_t last_downtime_us;                         /* PVM paused for the checkpoint */
     uint64_t last_dirty_pages;
     uint64_t last_bytes; /* sent for the checkpoint */
