@@ -101,8 +101,9 @@ start_pair() {  # TAG
 }
 
 protect() {  # INTERVAL_MS [PROTECT OPTIONS...]: protect and follow the checkpoint events
-    local interval_ms=$1; shift
-    on_host "$work/A" "$colo" protect repbench "127.0.0.1:$port" --interval "$interval_ms" "$@" >"$work/$tag-protect.log" 2>&1 ||
+    local interval_ms=$1; shift # empty: colo's default
+    on_host "$work/A" "$colo" protect repbench "127.0.0.1:$port" ${interval_ms:+--interval "$interval_ms"} "$@" \
+        >"$work/$tag-protect.log" 2>&1 ||
         { problem "colo protect ($tag): $(cat "$work/$tag-protect.log")"; return 1; }
     on_host "$work/A" "$colo" events --json repbench >"$work/$tag-events.jsonl" 2>/dev/null &
     pids+=("$!")

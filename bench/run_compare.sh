@@ -19,7 +19,8 @@
 # one connection, every acknowledged key read back after).
 #
 # Usage: bench/run_compare.sh [COLO [GUEST_DIR]]   (defaults: build/...)
-# Environment: CMP_INTERVAL_MS (100), CMP_REQUESTS (1000), CMP_STREAM_MIB
+# Environment: CMP_INTERVAL_MS (colo's default: 1000 in compare mode, 100
+#   in buffered mode), CMP_REQUESTS (1000), CMP_STREAM_MIB
 #   (8), CMP_KILLS (10), CMP_MODES ("unprotected compare buffered"),
 #   REP_AUTH (psk, the default; none: plain TCP), REP_KEEP_LOGS=1 keeps the
 #   work directory, CMP_CAPTURE=1 captures the client's side of each kill
@@ -29,7 +30,7 @@ case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}/
 cd "$(dirname "$0")/.."
 colo=${1:-build/programs/colo}
 guest_dir=${2:-build/guests/linux}
-interval=${CMP_INTERVAL_MS:-100}
+interval=${CMP_INTERVAL_MS:-} # empty: colo's default
 requests=${CMP_REQUESTS:-1000}
 stream_mib=${CMP_STREAM_MIB:-8}
 kills=${CMP_KILLS:-10}

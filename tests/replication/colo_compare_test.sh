@@ -141,8 +141,14 @@ lan_check "$part_started" "compare mode, kill -9 of the primary"
 COLO_RUN_DIR=$work/A2 ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47111 "$work/a.cfg" --heartbeat-timeout 1000 >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
 wait_for "$work/secondary2.log" "waiting for the primary" "second secondary listening" "$secondary2_pid" || exit 1
-if on_host "$work/B" "$colo" protect guarded 127.0.0.1:47111 --mode buffered --interval 100 >"$work/protect2.log" 2>&1; then
-    pass "$(head -1 "$work/protect2.log")"
+# No --interval: buffered mode's default, 100 ms (compare mode's is 1000,
+# colo_protect_errors_test.sh checks it).
+if on_host "$work/B" "$colo" protect guarded 127.0.0.1:47111 --mode buffered >"$work/protect2.log" 2>&1; then
+    if grep -q "checkpoint at least every 100 ms" "$work/protect2.log"; then
+        pass "$(head -1 "$work/protect2.log")"
+    else
+        fail "buffered mode's default interval is not 100 ms: $(cat "$work/protect2.log")"
+    fi
 else
     fail "colo protect --mode buffered failed: $(cat "$work/protect2.log")"; exit 1
 fi

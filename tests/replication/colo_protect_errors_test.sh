@@ -11,7 +11,7 @@
 #   - secondaries whose RAM, disk size or NIC MAC differ are refused: protect
 #     exits 1 naming both values, and the secondary's log names them too;
 #   - a good secondary: protect exits 0 once the initial copy has started,
-#     and checkpoints follow.
+#     says compare mode's default interval (1000 ms), and checkpoints follow.
 # Usage: tests/replication/colo_protect_errors_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -132,7 +132,13 @@ refused_secondary "another MAC" "$work/mac.cfg" 47103 \
 # ---- a good pair ----
 start_secondary "$work/b.cfg" 47104 || exit 1
 protect_expect "a good secondary: protect returns once the initial copy started" 0 0 30000 \
-    "the initial copy has started" 127.0.0.1:47104 --interval 100
+    "the initial copy has started" 127.0.0.1:47104
+# Without --interval, compare mode (the default) checkpoints every second.
+if grep -q "checkpoint at least every 1000 ms; a reply leaves once" "$work/protect.log"; then
+    pass "compare mode's default interval is 1000 ms"
+else
+    fail "compare mode's default interval is not 1000 ms: $(cat "$work/protect.log")"
+fi
 if message=$(wait_for_checkpoints "$work/A" 5); then
     pass "the pair then took 5 checkpoints"
 else
