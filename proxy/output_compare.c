@@ -131,7 +131,7 @@ static void diverge(struct output_compare *compare, struct compare_flow *flow, s
     note_difference(compare, result, cause);
 }
 
-static void flow_key(const struct packet_view *view, uint8_t key[KEY_SIZE])
+void output_compare_flow_key(const struct packet_view *view, uint8_t key[FLOW_KEY_SIZE])
 {
     memset(key, 0, KEY_SIZE);
     key[0] = (uint8_t)view->network;
@@ -468,7 +468,7 @@ static void add_packet(struct output_compare *compare, int side, const struct pa
 {
     requirement->kind = REQUIRE_CHECKPOINT;
     uint8_t key[KEY_SIZE];
-    flow_key(view, key);
+    output_compare_flow_key(view, key);
     bool tcp = view->transport == PACKET_TRANSPORT_TCP;
     struct compare_flow *flow = find_flow(compare, key, tcp);
     if (!flow) {

@@ -158,4 +158,8 @@ void output_compare_get_counters(const struct output_compare *compare, struct ou
 
 const char *output_compare_cause_name(enum output_compare_cause cause);
 
+/* The flow a parsed frame belongs to, as the comparator keys it (VLAN ids,
+ * protocol, addresses and ports; a flow's two directions are two flows). */
+void output_compare_flow_key(const struct packet_view *view, uint8_t key[FLOW_KEY_SIZE]);
+
 #endif

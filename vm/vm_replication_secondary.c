@@ -83,8 +83,10 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     }
     vm_replication_log(replication,
                        "failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the "
-                       "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since)",
-                       from, committed_output_sent_at_failover(&replication->committed), output.released_at_failover);
+                       "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since, "
+                       "leaving out %" PRIu64 " older TCP segments)",
+                       from, committed_output_sent_at_failover(&replication->committed), output.released_at_failover,
+                       output.skipped_at_failover);
     vm_replication_post_event(replication, "failed over", result->replication_ended);
 }
 
@@ -268,6 +270,7 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     if (replication->failover_done) {
         json_object_set_new(fields, "switched_over", json_boolean(replication->took_over_by_switchover));
         json_object_set_new(fields, "released_at_failover", json_integer((json_int_t)output.released_at_failover));
+        json_object_set_new(fields, "skipped_at_failover", json_integer((json_int_t)output.skipped_at_failover));
         json_object_set_new(fields, "primary_output_sent_at_failover",
                             json_integer((json_int_t)committed_output_sent_at_failover(&replication->committed)));
     }

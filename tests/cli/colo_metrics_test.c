@@ -333,7 +333,8 @@ static void test_secondary(void)
     char *text = format(
         "db", "{\"name\": \"db\", \"state\": \"running\", \"replication\": {\"role\": \"secondary\","
               " \"checkpoints\": 77, \"switchovers_refused\": 1, \"dropped_transmits\": 12, \"held_frames\": 0,"
-              " \"switched_over\": false, \"released_at_failover\": 4, \"primary_output_sent_at_failover\": 2,"
+              " \"switched_over\": false, \"released_at_failover\": 4, \"skipped_at_failover\": 3,"
+              " \"primary_output_sent_at_failover\": 2,"
               " \"mirrored_frames_received\": 50, \"mirrored_frames_delivered\": 49, \"mirrored_frames_dropped\": 1,"
               " \"disks\": {\"replicated_disks\": 1, \"last_fold_blocks\": 3, \"last_fold_bytes\": 12288,"
               " \"last_fold_ms\": 0.25, \"memory_bytes\": 65536, \"failover_fold_blocks\": 9,"
@@ -347,6 +348,8 @@ static void test_secondary(void)
         "colo_mirror_frames_dropped_total{vm=\"db\"} 1",
         "colo_mirror_frames_delivered_total{vm=\"db\"} 49",
         "colo_switched_over{vm=\"db\"} 0",
+        "colo_output_frames_released_at_failover{vm=\"db\"} 4",
+        "colo_output_frames_skipped_at_failover{vm=\"db\"} 3",
         "colo_disk_failover_fold_seconds{vm=\"db\"} 0.0015",
         "colo_cluster_info{vm=\"db\",mode=\"none\"} 1",
     };

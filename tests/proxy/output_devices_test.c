@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include "committed_output.h"
+#include "frame_builder.h"
 #include "machine_devices.h"
 #include "net_backend.h"
 #include "output_buffer.h"
+#include "packet_parse.h"
 #include "stream.h"
 #include "test_check.h"
 #include "test_machine.h"
@@ -75,8 +77,116 @@ static void check_recorded(const struct recorder *recorder, const char *what, co
                  recorder->length[i], bytes[i]);
 }
 
+/* A backend that keeps, for every frame sent, its TCP sequence number or
+ * its UDP source port: each frame of the failover test has its own. */
+struct labeller {
+    struct test_wire wire; /* first */
+    unsigned count;
+    uint32_t labels[64];
+};
+
+static void label_frame(struct test_wire *wire, const struct virtio_net_header *header, const uint8_t *frame,
+                        size_t length)
+{
+    (void)header;
+    struct labeller *labeller = (struct labeller *)wire;
+    struct packet_view view;
+    uint32_t label = 0;
+    if (packet_parse(frame, length, &view) == PACKET_PARSE_OK)
+        label = view.transport == PACKET_TRANSPORT_TCP ? view.tcp_sequence : view.source_port;
+    if (labeller->count < 64)
+        labeller->labels[labeller->count] = label;
+    labeller->count++;
+}
+
+static void svm_sends_tcp(struct machine *svm, uint16_t port, uint32_t sequence, uint8_t flags, size_t data_length)
+{
+    struct frame_spec spec = { .ip_version = 4,
+                               .source_ip = { 10, 0, 0, 2 },
+                               .destination_ip = { 10, 0, 0, 9 },
+                               .protocol = 6,
+                               .source_port = 7000,
+                               .destination_port = port,
+                               .sequence = sequence,
+                               .acknowledgment = 1,
+                               .tcp_flags = flags,
+                               .window = 1000 };
+    uint8_t frame[FRAME_BUILDER_MAX], data[64];
+    memset(data, 'x', sizeof data);
+    size_t length = frame_build(frame, &spec, data, data_length);
+    struct virtio_net_header header = { 0 };
+    struct virtio_net *net = machine_nic(svm, 0);
+    net->transmit_hook(net->transmit_hook_opaque, net, &header, frame, length);
+}
+
+/* The SVM's held output at a failover: of each TCP flow the newest
+ * OUTPUT_FAILOVER_SEGMENTS_PER_FLOW segments with data and the newest
+ * without go, in the SVM's order; SYN, FIN and anything not TCP go
+ * whatever their age. */
+static void test_failover_leaves_out_older_segments(void)
+{
+    struct labeller wire = { .count = 0 };
+    struct machine *svm = test_machine_create(&(struct test_machine_options){ .nic = true });
+    test_wire_attach(svm, &wire.wire, label_frame);
+    static struct output_buffer output;
+    output_buffer_init(&output, svm, true);
+    enum { ACK = PACKET_TCP_ACK, PSH_ACK = PACKET_TCP_PSH | PACKET_TCP_ACK };
+
+    svm_sends_tcp(svm, 40000, 100, PACKET_TCP_SYN | ACK, 0); /* kept: an event */
+    uint32_t expected[32];
+    unsigned expected_count = 0;
+    expected[expected_count++] = 100;
+    /* 12 data segments on one flow, a pure ACK after every fourth. */
+    for (uint32_t segment = 0; segment < 12; segment++) {
+        svm_sends_tcp(svm, 40000, 1000 + segment, PSH_ACK, 10);
+        if (segment >= 12 - OUTPUT_FAILOVER_SEGMENTS_PER_FLOW)
+            expected[expected_count++] = 1000 + segment;
+        if (segment % 4 == 3) {
+            svm_sends_tcp(svm, 40000, 2000 + segment, ACK, 0);
+            if (segment == 11)
+                expected[expected_count++] = 2000 + segment; /* the newest pure ACK only */
+        }
+    }
+    /* Another flow (another port), and a datagram: both whole. */
+    svm_sends_tcp(svm, 40001, 3000, PSH_ACK, 10);
+    expected[expected_count++] = 3000;
+    struct frame_spec datagram = { .ip_version = 4,
+                                   .source_ip = { 10, 0, 0, 2 },
+                                   .destination_ip = { 10, 0, 0, 9 },
+                                   .protocol = 17,
+                                   .source_port = 5353,
+                                   .destination_port = 5353 };
+    uint8_t frame[FRAME_BUILDER_MAX];
+    size_t length = frame_build(frame, &datagram, (const uint8_t *)"query", 5);
+    struct virtio_net *net = machine_nic(svm, 0);
+    net->transmit_hook(net->transmit_hook_opaque, net, &(struct virtio_net_header){ 0 }, frame, length);
+    expected[expected_count++] = 5353;
+    svm_sends_tcp(svm, 40000, 1012, PACKET_TCP_FIN | ACK, 0); /* kept: an event */
+    expected[expected_count++] = 1012;
+    CHECK(wire.count == 0, "the SVM sent %u frames before its failover", wire.count);
+
+    struct error err;
+    CHECK(output_buffer_secondary_device.failover(&output, &err) == 0, "failover: %s", err.message);
+    CHECK(wire.count == expected_count, "failover sent %u frames, expected %u", wire.count, expected_count);
+    for (unsigned i = 0; i < expected_count && i < wire.count; i++)
+        CHECK(wire.labels[i] == expected[i], "failover frame %u is %u, expected %u", i, wire.labels[i], expected[i]);
+    struct output_buffer_stats stats;
+    output_buffer_get_stats(&output, &stats);
+    CHECK(stats.released_at_failover == expected_count && stats.skipped_at_failover == 4 + 2 && stats.held_now == 0,
+          "released %llu, skipped %llu (expected %u and 6), %llu still held",
+          (unsigned long long)stats.released_at_failover, (unsigned long long)stats.skipped_at_failover, expected_count,
+          (unsigned long long)stats.held_now);
+    /* After the failover the SVM's frames pass at once. */
+    svm_sends_tcp(svm, 40000, 1013, PSH_ACK, 10);
+    CHECK(wire.count == expected_count + 1 && wire.labels[expected_count] == 1013, "a frame after the failover");
+    output_buffer_destroy(&output);
+    test_machine_destroy(svm);
+}
+
 int main(void)
 {
+    test_failover_leaves_out_older_segments();
+
     /* ---- primary ---- */
     struct recorder primary_wire;
     struct machine *pvm = machine_with_recorder(&primary_wire);
