@@ -50,7 +50,8 @@
 #   BENCH_PGBENCH_SCALE (10), BENCH_PGBENCH_SECONDS (60),
 #   BENCH_CHECKPOINTS (5, before the protected runs), BENCH_DSYNC_WRITES
 #   (500), BENCH_COMMIT_SECONDS (10), BENCH_COMPARE_REQUESTS (5000),
-#   BENCH_COMPARE_SECONDS (10), BENCH_SECTIONS (boot,redis,postgresql,compare:
+#   BENCH_COMPARE_SECONDS (10), BENCH_COMPARE_INTERVAL_MS (colo's default),
+#   BENCH_SECTIONS (boot,redis,postgresql,compare:
 #   which parts run; compare alone takes about 2-3 minutes),
 #   BENCH_BOOT_TIMEOUT (300 s), BENCH_KEEP_LOGS=1 to keep the work directory.
 set -uo pipefail
@@ -67,6 +68,7 @@ checkpoints_before=${BENCH_CHECKPOINTS:-5}
 dsync_writes=${BENCH_DSYNC_WRITES:-500}
 commit_seconds=${BENCH_COMMIT_SECONDS:-10}
 compare_requests=${BENCH_COMPARE_REQUESTS:-5000}
+compare_interval=${BENCH_COMPARE_INTERVAL_MS:-} # empty: colo's default
 compare_seconds=${BENCH_COMPARE_SECONDS:-10}
 sections=${BENCH_SECTIONS:-boot,redis,postgresql,compare}
 boot_target_line=""
@@ -555,7 +557,9 @@ compare_protect() {  # MODE
         fi
         sleep 0.05
     done
-    on_host "$work/run-a" "$colo" protect "$name" "127.0.0.1:$port" --mode "$1" >"$work/protect-$1.log" 2>&1 ||
+    # shellcheck disable=SC2086 # the interval, when given, is two words
+    on_host "$work/run-a" "$colo" protect "$name" "127.0.0.1:$port" --mode "$1" \
+        ${compare_interval:+--interval $compare_interval} >"$work/protect-$1.log" 2>&1 ||
         { problem "compare $1: colo protect: $(cat "$work/protect-$1.log")"; return 1; }
     started=$SECONDS
     until [ "$(replication_field checkpoints)" -ge "$checkpoints_before" ] 2>/dev/null; do

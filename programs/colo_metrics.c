@@ -153,7 +153,7 @@ static const struct metric_definition metrics[] = {
     GAUGE("colo_output_frames_released_at_failover", "replication.released_at_failover",
           "The secondary's held output frames sent at its failover"),
     GAUGE("colo_output_frames_skipped_at_failover", "replication.skipped_at_failover",
-          "The secondary's held TCP segments its failover left out (newer ones of their flow went)"),
+          "The secondary's held frames its failover left out (newer ones of their flow went)"),
     GAUGE("colo_committed_output_frames_sent_at_failover", "replication.primary_output_sent_at_failover",
           "The primary's committed output frames the secondary sent at its failover"),
     COUNTER("colo_mirror_frames_sent_total", "replication.mirrored_frames",

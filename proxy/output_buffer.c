@@ -633,47 +633,56 @@ static int secondary_setup(void *opaque)
     return 0;
 }
 
-/* A held TCP segment that only repeats what newer ones say (no SYN, FIN
- * or RST): whether it carries data. False for anything else. */
-static bool plain_tcp_segment(const struct held_frame *frame, struct packet_view *view, bool *carries_data)
+/* What a failover does with one held frame of the SVM's. */
+enum failover_kind {
+    FAILOVER_ALWAYS,      /* TCP's SYN, FIN and RST, fragments, what does not parse */
+    FAILOVER_NEWEST_FEW,  /* data: the flow's newest OUTPUT_FAILOVER_FRAMES_PER_FLOW */
+    FAILOVER_NEWEST_ONLY, /* a TCP segment without data: the flow's newest */
+};
+
+static enum failover_kind failover_kind_of(const struct held_frame *frame, struct packet_view *view)
 {
-    if (packet_parse(frame->data, frame->length, view) != PACKET_PARSE_OK || view->transport != PACKET_TRANSPORT_TCP ||
-        (view->tcp_flags & (PACKET_TCP_SYN | PACKET_TCP_FIN | PACKET_TCP_RST)))
-        return false;
-    *carries_data = view->payload_length > 0;
-    return true;
+    if (packet_parse(frame->data, frame->length, view) != PACKET_PARSE_OK || view->fragment)
+        return FAILOVER_ALWAYS; /* a fragment's datagram needs every piece */
+    if (view->transport != PACKET_TRANSPORT_TCP)
+        return FAILOVER_NEWEST_FEW;
+    if (view->tcp_flags & (PACKET_TCP_SYN | PACKET_TCP_FIN | PACKET_TCP_RST))
+        return FAILOVER_ALWAYS;
+    return view->payload_length > 0 ? FAILOVER_NEWEST_FEW : FAILOVER_NEWEST_ONLY;
 }
 
-/* Lock held, a secondary taking over: marks in skip[] the held TCP segments
- * the failover leaves out. The SVM's output since the last checkpoint goes
+/* Lock held, a secondary taking over: marks in skip[] the held frames the
+ * failover leaves out. The SVM's output since the last checkpoint goes
  * out because the dead primary may not have released its twins; but over
- * a whole interval (a second in compare mode) that was some 1,500
- * segments the client already had. Each drew a duplicate ACK, those filled
- * the TAP's queue before the SVM had read it, and the client's next
- * request was dropped there: a 200 ms retransmission in 3 of 20 kill
- * trials. What a client can lack is a flow's newest segments (the primary
- * released the older ones when their twins matched), and should it lack
- * an older one, the newer one it gets shows the hole in its SACK and the
- * SVM's stack resends it at once. So per flow the newest segments with
- * data go, and the newest without; the rest are skipped. False (nothing
- * skipped) when there is no memory to tell the flows apart. */
+ * a whole interval (a second in compare mode) that was some 1,500 TCP
+ * segments of one connection, which the client already had. Each drew a
+ * duplicate ACK, those filled the TAP's queue before the SVM had read it,
+ * and the client's next request was dropped there: a 200 ms
+ * retransmission in 3 of 20 kill trials. (UDP's were datagrams an
+ * application got twice.) What a client can lack is a flow's newest
+ * frames: the primary released the older ones when their twins matched.
+ * Should it lack an older TCP segment, the newer one it gets shows the
+ * hole in its SACK, and the SVM's stack resends it at once. So per flow
+ * the newest frames with data go, and the newest TCP segment without;
+ * the rest are skipped. False (nothing skipped) when there is no memory
+ * to tell the flows apart. */
 static bool choose_failover_frames_locked(struct output_buffer *buffer, bool *skip)
 {
     size_t count = buffer->held_count;
     struct flow_table flows;
     struct error err;
-    uint16_t *data_segments = calloc(count, sizeof *data_segments);
+    uint16_t *data_frames = calloc(count, sizeof *data_frames);
     bool *acknowledgment_sent = calloc(count, sizeof *acknowledgment_sent);
-    if (!data_segments || !acknowledgment_sent || flow_table_init(&flows, (uint32_t)count, &err) < 0) {
-        free(data_segments);
+    if (!data_frames || !acknowledgment_sent || flow_table_init(&flows, (uint32_t)count, &err) < 0) {
+        free(data_frames);
         free(acknowledgment_sent);
         return false;
     }
-    size_t data_segments_in_all = 0;
+    size_t data_frames_in_all = 0;
     for (size_t i = count; i-- > 0;) {
         struct packet_view view;
-        bool carries_data;
-        if (!plain_tcp_segment(&buffer->held[i], &view, &carries_data))
+        enum failover_kind kind = failover_kind_of(&buffer->held[i], &view);
+        if (kind == FAILOVER_ALWAYS)
             continue;
         uint8_t key[FLOW_KEY_SIZE];
         output_compare_flow_key(&view, key);
@@ -682,12 +691,12 @@ static bool choose_failover_frames_locked(struct output_buffer *buffer, bool *sk
             flow = flow_table_insert(&flows, key);
         if (flow == FLOW_TABLE_NONE)
             abort(); /* an entry per frame at most: never full */
-        if (carries_data) {
-            skip[i] = data_segments[flow] >= OUTPUT_FAILOVER_SEGMENTS_PER_FLOW ||
-                      data_segments_in_all >= OUTPUT_FAILOVER_SEGMENTS_MAX;
+        if (kind == FAILOVER_NEWEST_FEW) {
+            skip[i] = data_frames[flow] >= OUTPUT_FAILOVER_FRAMES_PER_FLOW ||
+                      data_frames_in_all >= OUTPUT_FAILOVER_FRAMES_MAX;
             if (!skip[i]) {
-                data_segments[flow]++;
-                data_segments_in_all++;
+                data_frames[flow]++;
+                data_frames_in_all++;
             }
         } else {
             skip[i] = acknowledgment_sent[flow];
@@ -695,7 +704,7 @@ static bool choose_failover_frames_locked(struct output_buffer *buffer, bool *sk
         }
     }
     flow_table_destroy(&flows);
-    free(data_segments);
+    free(data_frames);
     free(acknowledgment_sent);
     return true;
 }
@@ -725,7 +734,7 @@ static void release_at_failover_locked(struct output_buffer *buffer)
 
 /* The SVM takes over (machine paused; after the committed output of the
  * primary, which is older): what it said since the last checkpoint goes
- * out (but a flow's older TCP segments), and everything after it. */
+ * out (but a flow's older frames), and everything after it. */
 static int secondary_failover(void *opaque, struct error *err)
 {
     (void)err;

@@ -69,11 +69,12 @@ void output_compare_options_defaults(struct output_compare_options *options);
 
 #define OUTPUT_HELD_FRAMES_MAX 8192
 #define OUTPUT_HELD_BYTES_MAX (64u << 20)
-/* A secondary's failover sends, of each TCP flow's held segments, the
- * newest this many that carry data (and the newest without), and at most
- * OUTPUT_FAILOVER_SEGMENTS_MAX such segments in all (secondary_failover). */
-#define OUTPUT_FAILOVER_SEGMENTS_PER_FLOW 8
-#define OUTPUT_FAILOVER_SEGMENTS_MAX 512
+/* A secondary's failover sends, of each flow's held frames, the newest
+ * this many that carry data (and the newest TCP segment without), at most
+ * OUTPUT_FAILOVER_FRAMES_MAX such frames in all; TCP's SYN, FIN and RST
+ * and fragments always (secondary_failover). */
+#define OUTPUT_FAILOVER_FRAMES_PER_FLOW 8
+#define OUTPUT_FAILOVER_FRAMES_MAX 512
 
 struct held_frame {
     struct virtio_net *net;
@@ -88,7 +89,7 @@ struct output_buffer_stats {
     uint64_t held_now, held_total, released_total, dropped_full;
     uint64_t dropped_by_checkpoint; /* secondary: SVM frames a checkpoint made void */
     uint64_t released_at_failover;  /* secondary: SVM frames sent at the failover */
-    uint64_t skipped_at_failover;   /* ... and older TCP segments of theirs left out */
+    uint64_t skipped_at_failover;   /* ... and older frames of their flows left out */
     uint64_t releases_refused;      /* primary: releases the gate said no to */
     uint64_t dropped_muted;         /* frames dropped after output_buffer_mute */
     /* Primary, compare mode. */

@@ -84,7 +84,7 @@ static void on_failover_finished(void *opaque, const struct colo_failover_result
     vm_replication_log(replication,
                        "failed over: the VM runs here now (from state %s; sent %" PRIu64 " frames the "
                        "primary held behind the last checkpoint and %" PRIu64 " the SVM sent since, "
-                       "leaving out %" PRIu64 " older TCP segments)",
+                       "leaving out %" PRIu64 " older frames of their flows)",
                        from, committed_output_sent_at_failover(&replication->committed), output.released_at_failover,
                        output.skipped_at_failover);
     vm_replication_post_event(replication, "failed over", result->replication_ended);

@@ -77,8 +77,10 @@ static void check_recorded(const struct recorder *recorder, const char *what, co
                  recorder->length[i], bytes[i]);
 }
 
-/* A backend that keeps, for every frame sent, its TCP sequence number or
- * its UDP source port: each frame of the failover test has its own. */
+/* A backend that keeps, for every frame sent, a label: a TCP segment's
+ * sequence number, a datagram's source port and first byte, a fragment's
+ * offset. Each frame of the failover test has its own. */
+#define LABEL_FRAGMENT 0x1000000u
 struct labeller {
     struct test_wire wire; /* first */
     unsigned count;
@@ -92,8 +94,14 @@ static void label_frame(struct test_wire *wire, const struct virtio_net_header *
     struct labeller *labeller = (struct labeller *)wire;
     struct packet_view view;
     uint32_t label = 0;
-    if (packet_parse(frame, length, &view) == PACKET_PARSE_OK)
-        label = view.transport == PACKET_TRANSPORT_TCP ? view.tcp_sequence : view.source_port;
+    if (packet_parse(frame, length, &view) == PACKET_PARSE_OK) {
+        if (view.fragment)
+            label = LABEL_FRAGMENT + view.fragment_offset;
+        else if (view.transport == PACKET_TRANSPORT_TCP)
+            label = view.tcp_sequence;
+        else if (view.transport == PACKET_TRANSPORT_UDP && view.payload_length > 0)
+            label = (uint32_t)view.source_port << 8 | view.payload[0];
+    }
     if (labeller->count < 64)
         labeller->labels[labeller->count] = label;
     labeller->count++;
@@ -119,9 +127,15 @@ static void svm_sends_tcp(struct machine *svm, uint16_t port, uint32_t sequence,
     net->transmit_hook(net->transmit_hook_opaque, net, &header, frame, length);
 }
 
-/* The SVM's held output at a failover: of each TCP flow the newest
- * OUTPUT_FAILOVER_SEGMENTS_PER_FLOW segments with data and the newest
- * without go, in the SVM's order; SYN, FIN and anything not TCP go
+static void svm_sends(struct machine *svm, const uint8_t *frame, size_t length)
+{
+    struct virtio_net *net = machine_nic(svm, 0);
+    net->transmit_hook(net->transmit_hook_opaque, net, &(struct virtio_net_header){ 0 }, frame, length);
+}
+
+/* The SVM's held output at a failover: of each flow the newest
+ * OUTPUT_FAILOVER_FRAMES_PER_FLOW frames with data and the newest TCP
+ * segment without go, in the SVM's order; SYN, FIN and fragments go
  * whatever their age. */
 static void test_failover_leaves_out_older_segments(void)
 {
@@ -131,36 +145,57 @@ static void test_failover_leaves_out_older_segments(void)
     static struct output_buffer output;
     output_buffer_init(&output, svm, true);
     enum { ACK = PACKET_TCP_ACK, PSH_ACK = PACKET_TCP_PSH | PACKET_TCP_ACK };
+    uint32_t expected[64];
+    unsigned expected_count = 0, skipped = 0;
 
     svm_sends_tcp(svm, 40000, 100, PACKET_TCP_SYN | ACK, 0); /* kept: an event */
-    uint32_t expected[32];
-    unsigned expected_count = 0;
     expected[expected_count++] = 100;
     /* 12 data segments on one flow, a pure ACK after every fourth. */
     for (uint32_t segment = 0; segment < 12; segment++) {
         svm_sends_tcp(svm, 40000, 1000 + segment, PSH_ACK, 10);
-        if (segment >= 12 - OUTPUT_FAILOVER_SEGMENTS_PER_FLOW)
+        if (segment >= 12 - OUTPUT_FAILOVER_FRAMES_PER_FLOW)
             expected[expected_count++] = 1000 + segment;
+        else
+            skipped++;
         if (segment % 4 == 3) {
             svm_sends_tcp(svm, 40000, 2000 + segment, ACK, 0);
             if (segment == 11)
                 expected[expected_count++] = 2000 + segment; /* the newest pure ACK only */
+            else
+                skipped++;
         }
     }
-    /* Another flow (another port), and a datagram: both whole. */
+    /* Another TCP flow (another port): whole. */
     svm_sends_tcp(svm, 40001, 3000, PSH_ACK, 10);
     expected[expected_count++] = 3000;
+    /* Datagrams: ten on one flow (the newest go), one on another. */
     struct frame_spec datagram = { .ip_version = 4,
                                    .source_ip = { 10, 0, 0, 2 },
                                    .destination_ip = { 10, 0, 0, 9 },
                                    .protocol = 17,
                                    .source_port = 5353,
                                    .destination_port = 5353 };
-    uint8_t frame[FRAME_BUILDER_MAX];
-    size_t length = frame_build(frame, &datagram, (const uint8_t *)"query", 5);
-    struct virtio_net *net = machine_nic(svm, 0);
-    net->transmit_hook(net->transmit_hook_opaque, net, &(struct virtio_net_header){ 0 }, frame, length);
-    expected[expected_count++] = 5353;
+    uint8_t frame[FRAME_BUILDER_MAX], whole[FRAME_BUILDER_MAX], payload[100];
+    for (uint8_t datagram_number = 0; datagram_number < 10; datagram_number++) {
+        uint8_t first = (uint8_t)('a' + datagram_number);
+        svm_sends(svm, frame, frame_build(frame, &datagram, &first, 1));
+        if (datagram_number >= 10 - OUTPUT_FAILOVER_FRAMES_PER_FLOW)
+            expected[expected_count++] = 5353u << 8 | first;
+        else
+            skipped++;
+    }
+    datagram.source_port = 5354;
+    svm_sends(svm, frame, frame_build(frame, &datagram, (const uint8_t *)"z", 1));
+    expected[expected_count++] = 5354u << 8 | 'z';
+    /* A datagram in 14 fragments: every piece goes. */
+    memset(payload, 'f', sizeof payload);
+    frame_build(whole, &datagram, payload, sizeof payload);
+    for (size_t offset = 0; offset < 8 + sizeof payload; offset += 8) {
+        size_t piece = 8 + sizeof payload - offset < 8 ? 8 + sizeof payload - offset : 8;
+        svm_sends(svm, frame,
+                  frame_fragment(frame, &datagram, whole, offset, piece, offset + piece < 8 + sizeof payload, 77));
+        expected[expected_count++] = LABEL_FRAGMENT + (uint32_t)offset;
+    }
     svm_sends_tcp(svm, 40000, 1012, PACKET_TCP_FIN | ACK, 0); /* kept: an event */
     expected[expected_count++] = 1012;
     CHECK(wire.count == 0, "the SVM sent %u frames before its failover", wire.count);
@@ -172,10 +207,10 @@ static void test_failover_leaves_out_older_segments(void)
         CHECK(wire.labels[i] == expected[i], "failover frame %u is %u, expected %u", i, wire.labels[i], expected[i]);
     struct output_buffer_stats stats;
     output_buffer_get_stats(&output, &stats);
-    CHECK(stats.released_at_failover == expected_count && stats.skipped_at_failover == 4 + 2 && stats.held_now == 0,
-          "released %llu, skipped %llu (expected %u and 6), %llu still held",
+    CHECK(stats.released_at_failover == expected_count && stats.skipped_at_failover == skipped && stats.held_now == 0,
+          "released %llu, skipped %llu (expected %u and %u), %llu still held",
           (unsigned long long)stats.released_at_failover, (unsigned long long)stats.skipped_at_failover, expected_count,
-          (unsigned long long)stats.held_now);
+          skipped, (unsigned long long)stats.held_now);
     /* After the failover the SVM's frames pass at once. */
     svm_sends_tcp(svm, 40000, 1013, PSH_ACK, 10);
     CHECK(wire.count == expected_count + 1 && wire.labels[expected_count] == 1013, "a frame after the failover");

@@ -137,7 +137,7 @@ wait_for "$work/secondary.log" "failed over" "failover" "$secondary_pid" "$failo
 # their duplicate ACKs could fill the SVM's TAP queue.
 released=$(replication_field "$work/B" released_at_failover) skipped=$(replication_field "$work/B" skipped_at_failover)
 if [ -n "$skipped" ] && [ "$skipped" -gt 100 ] && [ -n "$released" ] && [ "$released" -le 100 ]; then
-    pass "the failover sent $released of the SVM's held frames and left out $skipped older TCP segments"
+    pass "the failover sent $released of the SVM's held frames and left out $skipped older frames of their flows"
 else
     fail "the failover sent '$released' of the SVM's held frames and left out '$skipped' (expected at most 100, more than 100)"
 fi
