@@ -346,6 +346,11 @@ static void print_status(const json_t *reply)
                 }
             }
             printf("%s; %" JSON_INTEGER_FORMAT " storms\n", any ? "" : " none", integer_field(compare, "storms"));
+            /* "compare wait  p50 0.08 ms, p99 0.61 ms (a reply's wait for the SVM's twin)". */
+            if (json_object_get(compare, "match_wait_p50_ms"))
+                printf("  compare wait  p50 %.2f ms, p99 %.2f ms (a reply's wait for the SVM's twin)\n",
+                       json_number_value(json_object_get(compare, "match_wait_p50_ms")),
+                       json_number_value(json_object_get(compare, "match_wait_p99_ms")));
             /* "last difference  payload, tcp 10.0.0.2:7000 > 10.0.0.9:4242
              * (the SVM's frame showed it), 3.2 s ago". */
             const json_t *last = json_object_get(compare, "last_difference");

@@ -171,6 +171,11 @@ static const struct metric_definition metrics[] = {
          "What the compare does now (buffered after a checkpoint storm) and why"),
     COUNTER("colo_compare_released_matched_total", "replication.compare.released_matched",
             "Output frames released because the secondary's VM sent the same"),
+    GAUGE_LABELED("colo_compare_match_wait_seconds", "quantile=\"0.5\"", "replication.compare.match_wait_p50_ms",
+                  MILLISECONDS, "How long output released by a match waited for the secondary's twin, percentiles of "
+                                "the last 1024"),
+    GAUGE_LABELED("colo_compare_match_wait_seconds", "quantile=\"0.99\"", "replication.compare.match_wait_p99_ms",
+                  MILLISECONDS, NULL),
     COUNTER("colo_compare_released_at_once_total", "replication.compare.released_at_once",
             "Output frames released without a twin (pure TCP acknowledgements)"),
     COUNTER("colo_compare_matched_bytes_total", "replication.compare.matched_bytes", "TCP payload bytes matched"),

@@ -9,6 +9,7 @@
 #include "colo_primary.h"
 #include "machine.h"
 #include "mirror_reader.h"
+#include "percentile.h"
 #include "stream.h"
 
 #define SHIFT_CONNECTIONS_MAX 4096
@@ -76,7 +77,12 @@ static void transmit_frame(void *opaque, struct virtio_net *net, const struct vi
                 mirror_reader_return_frame(buffer->return_to, nic < 0 ? 0 : (unsigned)nic, header, copy, length);
             }
             struct held_frame *held = &buffer->held[buffer->held_count++];
-            *held = (struct held_frame){ net, *header, length, copy, OUTPUT_COMPARE_HANDLE_NONE, false };
+            *held = (struct held_frame){ .net = net,
+                                         .header = *header,
+                                         .length = length,
+                                         .data = copy,
+                                         .handle = OUTPUT_COMPARE_HANDLE_NONE,
+                                         .held_at_us = clock_monotonic_us() };
             buffer->held_bytes += length;
             buffer->stats.held_total++;
             if (buffer->primary && buffer->comparing) {
@@ -178,6 +184,10 @@ static void release_matched_locked(struct output_buffer *buffer)
             refused = true;
         }
         if (frame->matched && !refused) {
+            uint64_t now_us = clock_monotonic_us();
+            buffer->match_waits_us[buffer->match_waits++ % OUTPUT_MATCH_WAIT_HISTORY] = now_us > frame->held_at_us
+                                                                                            ? now_us - frame->held_at_us
+                                                                                            : 0;
             buffer->held_bytes -= frame->length;
             buffer->stats.released_total++;
             buffer->stats.released_matched++;
@@ -523,13 +533,19 @@ void output_buffer_destroy(struct output_buffer *buffer)
 
 void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_stats *stats)
 {
+    uint64_t waits[OUTPUT_MATCH_WAIT_HISTORY];
     pthread_mutex_lock(&buffer->lock);
     *stats = buffer->stats;
     stats->held_now = buffer->held_count;
     snprintf(stats->mode_reason, sizeof stats->mode_reason, "%s", buffer->mode_reason);
     if (buffer->shift)
         stats->shift = buffer->shift->counters;
+    size_t count = buffer->match_waits < OUTPUT_MATCH_WAIT_HISTORY ? (size_t)buffer->match_waits
+                                                                   : OUTPUT_MATCH_WAIT_HISTORY;
+    memcpy(waits, buffer->match_waits_us, count * sizeof waits[0]);
     pthread_mutex_unlock(&buffer->lock);
+    stats->match_wait_p50_us = percentile_nearest_rank(waits, count, 50);
+    stats->match_wait_p99_us = percentile_nearest_rank(waits, count, 99);
 }
 
 /* ---- the primary's device ---- */

@@ -73,6 +73,7 @@ void output_compare_options_defaults(struct output_compare_options *options);
  * this many that carry data (and the newest TCP segment without), at most
  * OUTPUT_FAILOVER_FRAMES_MAX such frames in all; TCP's SYN, FIN and RST
  * and fragments always (secondary_failover). */
+#define OUTPUT_MATCH_WAIT_HISTORY 1024
 #define OUTPUT_FAILOVER_FRAMES_PER_FLOW 8
 #define OUTPUT_FAILOVER_FRAMES_MAX 512
 
@@ -81,8 +82,9 @@ struct held_frame {
     struct virtio_net_header header;
     size_t length;
     uint8_t *data;
-    uint64_t handle; /* the comparator's (OUTPUT_COMPARE_HANDLE_NONE: not compared) */
-    bool matched;    /* its twin came: it leaves at the next chance */
+    uint64_t handle;     /* the comparator's (OUTPUT_COMPARE_HANDLE_NONE: not compared) */
+    bool matched;        /* its twin came: it leaves at the next chance */
+    uint64_t held_at_us; /* clock_monotonic_us when the guest sent it */
 };
 
 struct output_buffer_stats {
@@ -98,8 +100,11 @@ struct output_buffer_stats {
     uint64_t storms;                    /* falls back to buffered */
     uint64_t secondary_frames_stale;    /* SVM frames of an epoch already checkpointed: ignored */
     uint64_t secondary_frames_compared; /* SVM frames given to the comparator */
-    enum output_mode mode_now;          /* what it does now */
-    char mode_reason[160];              /* ... and why */
+    /* How long the frames released by a match waited for their twins:
+     * percentiles of the last OUTPUT_MATCH_WAIT_HISTORY (0 before any). */
+    uint64_t match_wait_p50_us, match_wait_p99_us;
+    enum output_mode mode_now; /* what it does now */
+    char mode_reason[160];     /* ... and why */
     /* Secondary: the TCP sequence shift (tcp_sequence_shift.h). */
     struct tcp_sequence_shift_counters shift;
 };
@@ -125,7 +130,9 @@ struct output_buffer {
     /* Primary, compare mode (output_buffer_set_compare). */
     struct output_compare_options compare_options;
     struct output_compare compare;
-    bool compare_ready;            /* compare is initialized */
+    bool compare_ready;                                 /* compare is initialized */
+    uint64_t match_waits_us[OUTPUT_MATCH_WAIT_HISTORY]; /* a ring: frame n at n % the size */
+    uint64_t match_waits;                               /* frames released by a match, ever */
     bool comparing;                /* compare mode and not fallen back: PVM frames go to the comparator */
     bool difference_seen;          /* this epoch: a difference or timeout asked for its checkpoint */
     uint64_t epochs_expected;      /* the SVM's boundaries this protection should have sent by now */

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "colo_protocol.h"
 #include "machine.h"
+#include "percentile.h"
 
 const char *colo_primary_state_name(enum colo_primary_state state)
 {
@@ -225,12 +226,6 @@ void colo_primary_get_stats(struct colo_primary *primary, struct colo_primary_st
     pthread_mutex_unlock(&primary->lock);
 }
 
-static int compare_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double percent)
 {
     static_assert(COLO_DOWNTIME_HISTORY > 0, "a history");
@@ -240,15 +235,7 @@ uint64_t colo_primary_downtime_percentile(struct colo_primary *primary, double p
                                                                       : COLO_DOWNTIME_HISTORY;
     memcpy(sorted, primary->downtimes_us, count * sizeof sorted[0]);
     pthread_mutex_unlock(&primary->lock);
-    if (count == 0)
-        return 0;
-    qsort(sorted, count, sizeof sorted[0], compare_u64);
-    /* Nearest rank: the smallest value with at least percent% at or below. */
-    double rank = percent / 100.0 * (double)count;
-    size_t index = rank <= 1.0 ? 0 : (size_t)(rank + 0.999999) - 1;
-    if (index >= count)
-        index = count - 1;
-    return sorted[index];
+    return percentile_nearest_rank(sorted, count, percent);
 }
 
 /* "primary (CHECKPOINTING), checkpoint 4, sending the checkpoint: ...". */

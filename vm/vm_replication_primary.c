@@ -68,6 +68,12 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
         (json_int_t)output->checkpoints_by_difference, "storms", (json_int_t)output->storms, "tcp_restarts",
         (json_int_t)counters.tcp_restarts, "differences", differences ? differences : json_object(), "dropped",
         dropped ? dropped : json_object());
+    /* What comparing adds to a reply's latency: how long the frames a
+     * match released waited for the SVM's twin. */
+    if (object && output->released_matched) {
+        json_object_set_new(object, "match_wait_p50_ms", json_real((double)output->match_wait_p50_us / 1000));
+        json_object_set_new(object, "match_wait_p99_ms", json_real((double)output->match_wait_p99_us / 1000));
+    }
     /* What and where the last difference was, for whoever wonders why
      * checkpoints are forced. */
     const struct output_compare_difference *last = &counters.last_difference;

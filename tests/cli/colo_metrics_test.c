@@ -54,6 +54,7 @@ static const char primary_status[] =
     "   \"timeout_ms\": 5, \"released_matched\": 4000, \"released_at_once\": 900, \"matched_bytes\": 123456,"
     "   \"matched_messages\": 12, \"primary_frames\": 4990, \"secondary_frames\": 4980,"
     "   \"secondary_frames_stale\": 7, \"checkpoints_by_difference\": 21, \"storms\": 1, \"tcp_restarts\": 0,"
+    "   \"match_wait_p50_ms\": 0.08, \"match_wait_p99_ms\": 1.5,"
     "   \"differences\": {\"payload\": 11, \"tcp_event\": 1, \"timeout\": 9, \"protocol\": 0,"
     "    \"parse_error\": 0, \"overflow\": 0},"
     "   \"dropped\": {\"held_full\": 0, \"flow_table_full\": 0, \"buffer_full\": 0, \"out_of_order\": 2}},"
@@ -276,6 +277,8 @@ static void test_primary(void)
         "colo_compare_released_matched_total{vm=\"web\"} 4000",
         "colo_compare_checkpoints_total{vm=\"web\"} 21",
         "colo_compare_storms_total{vm=\"web\"} 1",
+        "colo_compare_match_wait_seconds{vm=\"web\",quantile=\"0.5\"} 8e-05",
+        "colo_compare_match_wait_seconds{vm=\"web\",quantile=\"0.99\"} 0.0015",
         "# HELP colo_compare_differences_total Output differences between the two VMs, by cause",
         "colo_compare_differences_total{vm=\"web\",cause=\"payload\"} 11",
         "colo_compare_differences_total{vm=\"web\",cause=\"timeout\"} 9",

@@ -211,9 +211,14 @@ static void test_boundary_gating(void)
     CHECK_WIRE(rig, "an SVM frame before its boundary", "");
 
     output_buffer_secondary_boundary(&rig->buffer);
+    clock_sleep_ms(30); /* the SVM is slow: its wait is counted */
     svm_sends(rig, ISN, "hello");
     CHECK_WIRE(rig, "the twin after the boundary", "h");
     stats = stats_of(rig);
+    CHECK(stats.match_wait_p50_us >= 30000 && stats.match_wait_p50_us < 5000000 &&
+              stats.match_wait_p99_us == stats.match_wait_p50_us,
+          "the frame waited 30 ms and more for its twin; p50 %llu us, p99 %llu us",
+          (unsigned long long)stats.match_wait_p50_us, (unsigned long long)stats.match_wait_p99_us);
     CHECK(stats.released_matched == 1 && stats.held_now == 0 && stats.secondary_frames_compared == 1,
           "after the twin: %llu released matched, %llu held, %llu compared, expected 1, 0, 1",
           (unsigned long long)stats.released_matched, (unsigned long long)stats.held_now,
@@ -234,6 +239,8 @@ static void test_secondary_first(void)
     struct output_buffer_stats stats = stats_of(rig);
     CHECK(stats.held_now == 0 && stats.released_matched == 1, "%llu held, %llu released matched",
           (unsigned long long)stats.held_now, (unsigned long long)stats.released_matched);
+    CHECK(stats.match_wait_p99_us < 30000, "a frame whose twin was there waited %llu us",
+          (unsigned long long)stats.match_wait_p99_us);
     CHECK(output_deadline_us(rig) == 0 && !checkpoint_requested(rig), "a matched frame left a deadline or request");
     rig_destroy(rig);
 }

@@ -104,10 +104,17 @@ offsets=$(secondary_shift "$work/B" offsets_learned)
 line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "^  output ")
 echo "$line" | grep -Eq "^  output +compare: [1-9][0-9]* of [0-9]+ frames released by a match; [0-9]+ checkpoints forced; differences:" &&
     pass "colo status:$line" || fail "colo status has no compare line: '$line'"
+# How long a reply waited for the SVM's twin: more than nothing, less
+# than the compare timeout's order (100 ms here) at the median.
+line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "^  compare wait ")
+p50=$(sed -nE 's/^  compare wait +p50 ([0-9.]+) ms.*/\1/p' <<<"$line")
+[ -n "$p50" ] && python3 -c "import sys; sys.exit(0 if 0 < float(sys.argv[1]) < 100 else 1)" "$p50" &&
+    pass "colo status:$line" || fail "colo status has no plausible compare wait: '$line'"
 metrics=$(on_host "$work/A" "$colo" metrics guarded 2>&1)
 if grep -Eq '^colo_compare_differences_total\{vm="guarded",cause="payload"\} [0-9]+$' <<<"$metrics" &&
-    grep -Eq '^colo_compare_released_matched_total\{vm="guarded"\} [1-9][0-9]*$' <<<"$metrics"; then
-    pass "colo metrics: $(echo "$metrics" | grep -E '^colo_compare_(released_matched|differences)_total' | tr '\n' ' ')"
+    grep -Eq '^colo_compare_released_matched_total\{vm="guarded"\} [1-9][0-9]*$' <<<"$metrics" &&
+    grep -Eq '^colo_compare_match_wait_seconds\{vm="guarded",quantile="0.99"\} [0-9.]+(e-?[0-9]+)?$' <<<"$metrics"; then
+    pass "colo metrics: $(echo "$metrics" | grep -E '^colo_compare_(released_matched_total|differences_total|match_wait)' | tr '\n' ' ')"
 else
     fail "colo metrics has no compare counters: $(echo "$metrics" | grep compare | tr '\n' ' ')"
 fi
