@@ -78,6 +78,11 @@ if mode != "unprotected":
         out["checkpoints_by_difference"] = compare["checkpoints_by_difference"]
         out["storms"] = compare["storms"]
         out["mode_now"] = compare["mode_now"]
+    # The wait for the SVM's twin over the KV requests' last 1,024 frames.
+    kv_compare = after.get("compare") or {}
+    if "match_wait_p50_ms" in kv_compare:
+        out["match_wait_p50_ms"] = kv_compare["match_wait_p50_ms"]
+        out["match_wait_p99_ms"] = kv_compare["match_wait_p99_ms"]
 print(json.dumps(out))
 PY
 )
@@ -136,7 +141,9 @@ for r in service:
     if "differences" in r:
         print(f"{r['mode']}: released by match {r['released_matched']} of {r['released_total']}; "
               f"checkpoints forced by differences {r['checkpoints_by_difference']}, storms {r['storms']}; "
-              f"differences {r['differences']}")
+              f"differences {r['differences']}"
+              + (f"; KV replies waited for the SVM's twin p50 {r['match_wait_p50_ms']:.3f} ms, "
+                 f"p99 {r['match_wait_p99_ms']:.3f} ms" if "match_wait_p50_ms" in r else ""))
 kills = [r for r in rows if r["kind"] == "kill" and r.get("gap_ms") is not None]
 if kills:
     gaps = sorted(r["gap_ms"] for r in kills)
