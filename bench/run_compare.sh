@@ -78,6 +78,8 @@ if mode != "unprotected":
         out["checkpoints_by_difference"] = compare["checkpoints_by_difference"]
         out["storms"] = compare["storms"]
         out["mode_now"] = compare["mode_now"]
+        if compare.get("last_difference"):
+            out["last_difference"] = compare["last_difference"]
     # The wait for the SVM's twin over the KV requests' last 1,024 frames.
     kv_compare = after.get("compare") or {}
     if "match_wait_p50_ms" in kv_compare:

@@ -356,9 +356,11 @@ static void print_status(const json_t *reply)
             const json_t *last = json_object_get(compare, "last_difference");
             if (last) {
                 const char *flow = json_string_value(json_object_get(last, "flow"));
-                printf("  last difference %s%s%s (the %s's frame showed it), %.1f s ago\n", string_field(last, "cause"),
+                bool timeout = strcmp(string_field(last, "cause"), "timeout") == 0;
+                printf("  last difference %s%s%s (the %s's frame %s), %.1f s ago\n", string_field(last, "cause"),
                        flow ? ", " : "", flow ? flow : "",
                        strcmp(string_field(last, "frame"), "primary") == 0 ? "PVM" : "SVM",
+                       timeout ? "had no twin in time" : "showed it",
                        json_number_value(json_object_get(last, "seconds_ago")));
             }
         } else if (strcmp(string_field(replication, "output_mode"), "buffered") == 0) {

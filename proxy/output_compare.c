@@ -722,9 +722,46 @@ bool output_compare_oldest_unmatched_us(const struct output_compare *compare, ui
     return false;
 }
 
+/* What packet_describe needs of a flow, from its key (the inverse of
+ * output_compare_flow_key, for what a description shows). */
+static void view_of_flow_key(const uint8_t key[KEY_SIZE], struct packet_view *view)
+{
+    memset(view, 0, sizeof *view);
+    view->network = (enum packet_network)key[0];
+    view->protocol = key[1];
+    view->ethertype = packet_read_16(key + 2);
+    view->vlan_count = key[4] <= PACKET_VLAN_TAGS_MAX ? key[4] : PACKET_VLAN_TAGS_MAX;
+    for (unsigned i = 0; i < view->vlan_count; i++)
+        view->vlan_tci[i] = packet_read_16(key + 5 + 2 * i);
+    if (view->network != PACKET_NETWORK_IPV4 && view->network != PACKET_NETWORK_IPV6)
+        return;
+    view->address_length = view->network == PACKET_NETWORK_IPV4 ? 4 : 16;
+    view->source_address = key + 13;
+    view->destination_address = key + 29;
+    if (view->protocol == PACKET_PROTOCOL_TCP || view->protocol == PACKET_PROTOCOL_UDP) {
+        view->transport = view->protocol == PACKET_PROTOCOL_TCP ? PACKET_TRANSPORT_TCP : PACKET_TRANSPORT_UDP;
+        view->source_port = packet_read_16(key + 9);
+        view->destination_port = packet_read_16(key + 11);
+    } else if (view->protocol == PACKET_PROTOCOL_ICMP || view->protocol == PACKET_PROTOCOL_ICMPV6) {
+        view->transport = view->protocol == PACKET_PROTOCOL_ICMP ? PACKET_TRANSPORT_ICMP : PACKET_TRANSPORT_ICMPV6;
+    }
+}
+
+/* The timeout names the flow of the oldest PVM frame still waiting for its
+ * twin (timeouts are the usual cause of forced checkpoints, and "timeout"
+ * alone does not say which service the SVM was slow to answer for). */
 void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us)
 {
     compare->counters.differences[OUTPUT_COMPARE_CAUSE_TIMEOUT]++;
+    for (uint64_t handle = compare->oldest_handle; handle < compare->next_handle; handle++) {
+        const struct compare_held *held = held_at(compare, handle);
+        if (held->state == HELD_WAITING && held->flow) {
+            struct packet_view view;
+            view_of_flow_key(compare->flow_table.keys[held->flow - 1], &view);
+            remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, &view, "");
+            return;
+        }
+    }
     remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, NULL, "");
 }
 

@@ -692,8 +692,38 @@ static void test_random_cuttings(void)
     }
 }
 
+/* A timeout names the flow of the oldest PVM frame still without its
+ * twin: the one the SVM was slow to answer for. */
+static void test_timeout_names_its_flow(void)
+{
+    struct output_compare compare;
+    init(&compare, 16, 64, 1 << 20);
+    struct frame_spec spec = tcp_spec(ISN, PACKET_TCP_ACK);
+    primary(&compare, &spec, "answered", NULL);
+    secondary(&compare, &spec, "answered");
+    struct frame_spec udp = datagram_spec(6, 17);
+    primary(&compare, &udp, "no twin yet", NULL);
+    spec.sequence = ISN + 8;
+    primary(&compare, &spec, "no twin either", NULL); /* newer: not the one named */
+    output_compare_note_timeout(&compare, now_us);
+    struct output_compare_counters counters;
+    output_compare_get_counters(&compare, &counters, NULL, NULL);
+    const struct output_compare_difference *last = &counters.last_difference;
+    CHECK(last->cause == OUTPUT_COMPARE_CAUSE_TIMEOUT && last->by_primary &&
+              strcmp(last->flow, "udp [fd00::2]:53 > [fd00::1]:6000") == 0,
+          "the timeout names '%s', expected the oldest waiting datagram's flow", last->flow);
+    /* Once that datagram's twin came, the TCP segment is the oldest. */
+    secondary(&compare, &udp, "no twin yet");
+    output_compare_note_timeout(&compare, now_us);
+    output_compare_get_counters(&compare, &counters, NULL, NULL);
+    CHECK(strcmp(counters.last_difference.flow, "tcp 10.0.0.2:80 > 10.0.0.1:40000") == 0,
+          "the second timeout names '%s'", counters.last_difference.flow);
+    output_compare_destroy(&compare);
+}
+
 int main(void)
 {
+    test_timeout_names_its_flow();
     test_random_cuttings();
     test_port_reuse();
     test_many_flows();

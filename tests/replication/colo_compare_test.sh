@@ -124,8 +124,15 @@ fi
 # secondary's sequence shift, kept after the failover, lets it carry on.
 for attempt in 1 2 3; do
     checkpoints_at_open=$(replication_field "$work/A" checkpoints)
+    returned_at_open=$(replication_field "$work/B" returned_frames)
     run_client "kept$attempt" 200 "$work/killed"
     sleep 2
+    # Traffic enough for the failover to have old segments to leave out
+    # (a loaded runner starts the client slowly): 400 SVM frames, 30 s at most.
+    for _ in $(seq 1 150); do
+        (($(replication_field "$work/B" returned_frames) - returned_at_open >= 400)) && break
+        sleep 0.2
+    done
     [ "$(replication_field "$work/A" checkpoints)" = "$checkpoints_at_open" ] && break
     echo "  (attempt $attempt: a checkpoint came after the connection opened; opening another)"
     finish_client "kept$attempt" "a connection checkpointed before the kill"
