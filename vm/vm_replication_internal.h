@@ -20,12 +20,13 @@
 #include "takeover_guard.h"
 #include "vm_replication.h"
 
+/* protect's --interval by mode (vm_replication_handle_protect says why). */
+#define VM_REPLICATION_DEFAULT_COMPARE_INTERVAL_MS 1000
+#define VM_REPLICATION_DEFAULT_BUFFERED_INTERVAL_MS 100
 /* Without the comparing proxy every frame of the PVM waits for the next
  * checkpoint; a held frame asks for one within this (protect
  * --output-delay). 0, at once, measured best for both latency and
  * throughput (docs/benchmarks.md). */
-#define VM_REPLICATION_DEFAULT_COMPARE_INTERVAL_MS 1000
-#define VM_REPLICATION_DEFAULT_BUFFERED_INTERVAL_MS 100
 #define VM_REPLICATION_DEFAULT_OUTPUT_DELAY_MS 0
 /* How long protect's connections to the secondary may take (protect's
  * connect_timeout_ms): a host that drops packets is named within this,
