@@ -675,8 +675,9 @@ static enum failover_kind failover_kind_of(const struct held_frame *frame, struc
  * duplicate ACK, those filled the TAP's queue before the SVM had read it,
  * and the client's next request was dropped there (a 200 ms
  * retransmission); the send alone held a kill trial's median gap at
- * 22 ms instead of 8. (UDP's were datagrams an application got twice.) What a client can lack is a flow's newest
- * frames: the primary released the older ones when their twins matched.
+ * 22 ms instead of 8. (UDP's were datagrams an application got twice.)
+ * What a client can lack is a flow's newest frames: the primary released
+ * the older ones when their twins matched.
  * Should it lack an older TCP segment, the newer one it gets shows the
  * hole in its SACK, and the SVM's stack resends it at once. So per flow
  * the newest frames with data go, and the newest TCP segment without;

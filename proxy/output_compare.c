@@ -710,16 +710,23 @@ bool output_compare_take_releasable(struct output_compare *compare, uint64_t *ha
     return true;
 }
 
-bool output_compare_oldest_unmatched_us(const struct output_compare *compare, uint64_t *added_us)
+/* The oldest PVM frame still waiting for its twin, or NULL. */
+static const struct compare_held *oldest_waiting(const struct output_compare *compare)
 {
     for (uint64_t handle = compare->oldest_handle; handle < compare->next_handle; handle++) {
         const struct compare_held *held = held_at(compare, handle);
-        if (held->state == HELD_WAITING) {
-            *added_us = held->added_us;
-            return true;
-        }
+        if (held->state == HELD_WAITING)
+            return held;
     }
-    return false;
+    return NULL;
+}
+
+bool output_compare_oldest_unmatched_us(const struct output_compare *compare, uint64_t *added_us)
+{
+    const struct compare_held *held = oldest_waiting(compare);
+    if (held)
+        *added_us = held->added_us;
+    return held != NULL;
 }
 
 /* What packet_describe needs of a flow, from its key (the inverse of
@@ -748,21 +755,17 @@ static void view_of_flow_key(const uint8_t key[KEY_SIZE], struct packet_view *vi
 }
 
 /* The timeout names the flow of the oldest PVM frame still waiting for its
- * twin (timeouts are the usual cause of forced checkpoints, and "timeout"
- * alone does not say which service the SVM was slow to answer for). */
+ * twin, the one whose deadline passed (timeouts are the usual cause of
+ * forced checkpoints, and "timeout" alone does not say which service the
+ * SVM was slow to answer for); nothing when it belongs to no flow. */
 void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us)
 {
     compare->counters.differences[OUTPUT_COMPARE_CAUSE_TIMEOUT]++;
-    for (uint64_t handle = compare->oldest_handle; handle < compare->next_handle; handle++) {
-        const struct compare_held *held = held_at(compare, handle);
-        if (held->state == HELD_WAITING && held->flow) {
-            struct packet_view view;
-            view_of_flow_key(compare->flow_table.keys[held->flow - 1], &view);
-            remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, &view, "");
-            return;
-        }
-    }
-    remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, NULL, "");
+    const struct compare_held *held = oldest_waiting(compare);
+    struct packet_view view;
+    if (held && held->flow)
+        view_of_flow_key(compare->flow_table.keys[held->flow - 1], &view);
+    remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, held && held->flow ? &view : NULL, "");
 }
 
 void output_compare_reset(struct output_compare *compare)
