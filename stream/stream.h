@@ -86,6 +86,7 @@ enum stream_record_type {
     STREAM_RECORD_MACHINE = 11,
     STREAM_RECORD_REFUSAL = 12,
     STREAM_RECORD_DISK_HISTORY = 13,
+    STREAM_RECORD_TCP_SHIFT = 14,
 };
 
 /* MACHINE: u64 ram_size, u32 hart_count, u32 disk_count, u32 nic_count,
@@ -121,6 +122,17 @@ enum stream_record_type {
 #define STREAM_DISK_HISTORY_KNOWN 1u       /* destination -> source */
 #define STREAM_DISK_HISTORY_INCREMENTAL 1u /* source -> destination */
 
+/* TCP_SHIFT: u32 count, u32 zero, then count entries of
+ * STREAM_TCP_SHIFT_ENTRY_LENGTH bytes: a connection's 48-byte key (the
+ * proxy's, opaque here), u32 flags (bit 0: the offset is known), u32 the
+ * VM's initial sequence number, u32 the offset. At most
+ * STREAM_MAX_TCP_SHIFT_ENTRIES per record. */
+#define STREAM_TCP_SHIFT_PREFIX 8u
+#define STREAM_TCP_SHIFT_KEY_LENGTH 48u
+#define STREAM_TCP_SHIFT_ENTRY_LENGTH (STREAM_TCP_SHIFT_KEY_LENGTH + 12u)
+#define STREAM_TCP_SHIFT_OFFSET_KNOWN 1u
+#define STREAM_MAX_TCP_SHIFT_ENTRIES 4096u
+
 struct stream_header {
     uint32_t version;
     uint64_t ram_size;
@@ -128,7 +140,7 @@ struct stream_header {
 };
 
 /* Records a stream_receive run hands to its caller whole (OUTPUT,
- * DISK_WRITE): the bodies back to back, each after its u32 length. The
+ * DISK_WRITE, TCP_SHIFT): the bodies back to back, each after its u32 length. The
  * memory stays from run to run. */
 struct stream_staged_records {
     uint8_t *data;
@@ -187,6 +199,10 @@ int stream_write_disk_hashes(struct stream_writer *writer, uint32_t disk, uint32
 /* One disk's DISK_HISTORY. */
 int stream_write_disk_history(struct stream_writer *writer, uint32_t disk, uint32_t flags, uint64_t disk_size,
                               const uint8_t protection[16], uint64_t checkpoint, struct error *err);
+/* The TCP sequence shift of a survivor's connections (TCP_SHIFT): `count`
+ * entries (0 .. STREAM_MAX_TCP_SHIFT_ENTRIES) of
+ * STREAM_TCP_SHIFT_ENTRY_LENGTH bytes, as the proxy packs them. */
+int stream_write_tcp_shift(struct stream_writer *writer, const uint8_t *entries, size_t count, struct error *err);
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
 int stream_write_end(struct stream_writer *writer, struct error *err);
 /* Sends everything buffered (writes are only batched, never reordered). */
@@ -220,7 +236,7 @@ struct stream_reader {
     /* The OUTPUT and the DISK_WRITE records of the last stream_receive
      * run, kept until the next stream_receive starts
      * (stream_received_output_next, stream_received_disk_write_next). */
-    struct stream_staged_records output, disk_writes;
+    struct stream_staged_records output, disk_writes, tcp_shifts;
     /* Optional: DISK_WRITE records are handed to this as they arrive,
      * before the run is whole, instead of being staged (so
      * stream_received_disk_write_next gives none). A run cut off or
@@ -272,6 +288,11 @@ typedef int (*stream_before_apply)(void *opaque, struct machine *machine, struct
  * and false after the last. */
 bool stream_received_output_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
                                  size_t *length);
+/* After a stream_receive that succeeded: the run's TCP_SHIFT records, in
+ * order, like stream_received_output_next (body: u32 count, u32 zero, the
+ * entries; its shape checked by the reader). */
+bool stream_received_tcp_shift_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
+                                    size_t *length);
 /* An OUTPUT record's body (as stream_received_output_next gives it, its
  * shape checked by the reader) split into its fields. */
 struct stream_output_frame {

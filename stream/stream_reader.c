@@ -38,6 +38,8 @@ const char *stream_record_type_name(uint32_t type)
         return "REFUSAL";
     case STREAM_RECORD_DISK_HISTORY:
         return "DISK_HISTORY";
+    case STREAM_RECORD_TCP_SHIFT:
+        return "TCP_SHIFT";
     case STREAM_RECORD_HART_STATE:
         return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE:
@@ -76,6 +78,8 @@ void stream_reader_destroy(struct stream_reader *reader)
     reader->output = (struct stream_staged_records){ 0 };
     free(reader->disk_writes.data);
     reader->disk_writes = (struct stream_staged_records){ 0 };
+    free(reader->tcp_shifts.data);
+    reader->tcp_shifts = (struct stream_staged_records){ 0 };
 }
 
 /* Reads up to length bytes, stopping early only at end of file. *got says
@@ -198,6 +202,12 @@ static const char *length_problem(uint32_t type, uint32_t length)
         return length == 0 || length > STREAM_MAX_REFUSAL ? "is not 1 to 1024 bytes of text" : NULL;
     case STREAM_RECORD_DISK_HISTORY:
         return length != STREAM_DISK_HISTORY_LENGTH ? "is not 40" : NULL;
+    case STREAM_RECORD_TCP_SHIFT:
+        if (length < STREAM_TCP_SHIFT_PREFIX ||
+            (length - STREAM_TCP_SHIFT_PREFIX) % STREAM_TCP_SHIFT_ENTRY_LENGTH != 0 ||
+            length > STREAM_TCP_SHIFT_PREFIX + STREAM_TCP_SHIFT_ENTRY_LENGTH * STREAM_MAX_TCP_SHIFT_ENTRIES)
+            return "is not 8 + count * 60 for a count of 0 to 4096 connections";
+        return NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:
@@ -283,6 +293,19 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
         if (stream_get_u32(body + 4) != 0)
             return reject(reader, number, name, err, "the field after the NIC is 0x%08x, not zero",
                           stream_get_u32(body + 4));
+    } else if (type == STREAM_RECORD_TCP_SHIFT) {
+        uint32_t count = stream_get_u32(body);
+        if (count != (length - STREAM_TCP_SHIFT_PREFIX) / STREAM_TCP_SHIFT_ENTRY_LENGTH)
+            return reject(reader, number, name, err, "connection count %u does not match the length %u", count, length);
+        if (stream_get_u32(body + 4) != 0)
+            return reject(reader, number, name, err, "the field after the count is 0x%08x, not zero",
+                          stream_get_u32(body + 4));
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t flags = stream_get_u32(body + STREAM_TCP_SHIFT_PREFIX + (size_t)i * STREAM_TCP_SHIFT_ENTRY_LENGTH +
+                                            STREAM_TCP_SHIFT_KEY_LENGTH);
+            if (flags & ~STREAM_TCP_SHIFT_OFFSET_KNOWN)
+                return reject(reader, number, name, err, "connection %u has unknown flags 0x%08x", i, flags);
+        }
     } else if (type == STREAM_RECORD_DISK_WRITE) {
         uint32_t disk = stream_get_u32(body);
         uint64_t offset = stream_get_u64(body + 8);

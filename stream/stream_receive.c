@@ -20,6 +20,9 @@
 #define STAGING_MAX_STATE_BYTES (16u << 20)
 /* OUTPUT records of one run: a COLO primary holds at most 64 MiB. */
 #define STAGING_MAX_OUTPUT_BYTES (64u << 20)
+/* A sender writes one TCP_SHIFT record per run; a few are allowed. */
+#define STAGING_MAX_TCP_SHIFT_BYTES \
+    (4u * (STREAM_TCP_SHIFT_PREFIX + STREAM_TCP_SHIFT_ENTRY_LENGTH * STREAM_MAX_TCP_SHIFT_ENTRIES))
 /* DISK_WRITE records of one run: an epoch's guest disk writes. The
  * consumer (the secondary's disk) bounds its own buffer; this only stops
  * a stream from exhausting memory before the run is whole. */
@@ -249,6 +252,12 @@ bool stream_received_disk_write_next(const struct stream_reader *reader, size_t 
     return next_staged_record(&reader->disk_writes, cursor, body, length);
 }
 
+bool stream_received_tcp_shift_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
+                                    size_t *length)
+{
+    return next_staged_record(&reader->tcp_shifts, cursor, body, length);
+}
+
 void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_disk_write *fields)
 {
     *fields = (struct stream_disk_write){
@@ -382,6 +391,7 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     reader->checkpoint_states_received = 0;
     staged_records_clear(&reader->output);
     staged_records_clear(&reader->disk_writes);
+    staged_records_clear(&reader->tcp_shifts);
     reader->disk_count = machine_disk_count(machine);
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
@@ -418,6 +428,9 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
                 break;
         } else if (record.type == STREAM_RECORD_OUTPUT) {
             if (stage_record(&reader->output, STAGING_MAX_OUTPUT_BYTES, "output", &record, err) < 0)
+                break;
+        } else if (record.type == STREAM_RECORD_TCP_SHIFT) {
+            if (stage_record(&reader->tcp_shifts, STAGING_MAX_TCP_SHIFT_BYTES, "tcp shift", &record, err) < 0)
                 break;
         } else if (record.type == STREAM_RECORD_DISK_WRITE) {
             /* Kept for the caller, or handed over now; nothing writes it
@@ -464,6 +477,7 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
          * not the caller's. */
         staged_records_clear(&reader->output);
         staged_records_clear(&reader->disk_writes);
+        staged_records_clear(&reader->tcp_shifts);
     }
     return result;
 }

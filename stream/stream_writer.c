@@ -290,6 +290,18 @@ int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_
     return write_record(writer, STREAM_RECORD_OUTPUT, prefix, sizeof prefix, frame, length, err);
 }
 
+int stream_write_tcp_shift(struct stream_writer *writer, const uint8_t *entries, size_t count, struct error *err)
+{
+    if (count > STREAM_MAX_TCP_SHIFT_ENTRIES)
+        return error_set(err, "a TCP shift of %zu connections cannot be sent (at most %u)", count,
+                         STREAM_MAX_TCP_SHIFT_ENTRIES);
+    uint8_t prefix[STREAM_TCP_SHIFT_PREFIX];
+    stream_put_u32(prefix, (uint32_t)count);
+    stream_put_u32(prefix + 4, 0);
+    return write_record(writer, STREAM_RECORD_TCP_SHIFT, prefix, sizeof prefix, entries,
+                        count * STREAM_TCP_SHIFT_ENTRY_LENGTH, err);
+}
+
 int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_t offset, const void *data,
                             size_t length, struct error *err)
 {

@@ -549,6 +549,60 @@ static void test_zero_pages(void)
     test_machine_destroy(target);
 }
 
+/* TCP_SHIFT records: what stream_write_tcp_shift writes, a run hands to
+ * its caller whole (after a run that was applied, not after one that was
+ * rejected); more entries than a record holds are refused. */
+static void test_tcp_shift_records(void)
+{
+    struct machine *target = create_machine();
+    int fd = memfd_create("stream-test", MFD_CLOEXEC);
+    struct stream_writer writer;
+    struct error err;
+    if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
+        die("writer", &err);
+    uint8_t entries[2 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
+    for (size_t i = 0; i < sizeof entries; i++)
+        entries[i] = (uint8_t)(i * 7);
+    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 1);
+    put_u32(entries + STREAM_TCP_SHIFT_ENTRY_LENGTH + STREAM_TCP_SHIFT_KEY_LENGTH, 0);
+    struct stream_header header = header_for(target);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_tcp_shift(&writer, entries, 2, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0 && stream_write_tcp_shift(&writer, entries, 0, &err) == 0,
+          "write: %s", err.message);
+    CHECK(stream_write_tcp_shift(&writer, entries, STREAM_MAX_TCP_SHIFT_ENTRIES + 1, &err) < 0 &&
+              contains(err.message, "at most 4096"),
+          "the writer took 4097 connections");
+    /* The second run's flags are not a flag: rejected. */
+    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 3);
+    CHECK(stream_write_tcp_shift(&writer, entries, 1, &err) == 0 && stream_write_checkpoint_end(&writer, &err) == 0 &&
+              stream_flush(&writer, &err) == 0,
+          "write: %s", err.message);
+    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 1);
+    stream_writer_destroy(&writer);
+
+    lseek(fd, 0, SEEK_SET);
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, &err) < 0)
+        die("reader", &err);
+    uint32_t terminator = 0;
+    CHECK(stream_read_header(&reader, &header, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
+          "run with a TCP shift: %s", err.message);
+    size_t cursor = 0, length = 0;
+    const uint8_t *got = NULL;
+    CHECK(stream_received_tcp_shift_next(&reader, &cursor, &got, &length) && length == 8 + sizeof entries &&
+              get_u32(got) == 2 && get_u32(got + 4) == 0 && memcmp(got + 8, entries, sizeof entries) == 0,
+          "the TCP_SHIFT record came back different (length %zu)", length);
+    CHECK(!stream_received_tcp_shift_next(&reader, &cursor, &got, &length), "a second TCP_SHIFT record appeared");
+    CHECK(stream_receive(&reader, target, &terminator, &err) < 0 && contains(err.message, "unknown flags 0x00000003"),
+          "a TCP shift with unknown flags was accepted: %s", err.message);
+    cursor = 0;
+    CHECK(!stream_received_tcp_shift_next(&reader, &cursor, &got, &length),
+          "a rejected run's TCP shift was handed out");
+    stream_reader_destroy(&reader);
+    close(fd);
+    test_machine_destroy(target);
+}
+
 /* OUTPUT records: the caller gets them, in order, after a run that was
  * applied, and not after one that was rejected. */
 static void test_output_records(void)
@@ -1208,6 +1262,18 @@ static void machine_unused_nic_slot(uint8_t *b)
     b[88] = 0x52; /* a MAC in NIC slot 0 of a machine without NICs */
 }
 
+static void shift_field_reserved(uint8_t *b)
+{
+    put_u32(b, 1);
+    put_u32(b + 4, 1);
+}
+
+static void shift_second_flags(uint8_t *b)
+{
+    put_u32(b, 2);
+    put_u32(b + 8 + 60 + 48, 2);
+}
+
 static void refusal_text(uint8_t *b)
 {
     memcpy(b, "no", 2);
@@ -1225,7 +1291,7 @@ static void test_record_shapes(void)
         uint32_t length;
         void (*prepare)(uint8_t *);
         const char *message;
-    } cases[40];
+    } cases[48];
     size_t count = 0;
 #define CASE(type_, length_, prepare_, message_) \
     cases[count++] = (struct shape_case){ type_, length_, prepare_, message_ }
@@ -1251,7 +1317,19 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(14, 0, NULL, "record 1 (type 14): unknown record type");
+    CASE(15, 0, NULL, "record 1 (type 15): unknown record type");
+    CASE(STREAM_RECORD_TCP_SHIFT, 7, NULL,
+         "record 1 (TCP_SHIFT): length 7 is not 8 + count * 60 for a count of 0 to 4096 connections");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 61, NULL,
+         "record 1 (TCP_SHIFT): length 69 is not 8 + count * 60 for a count of 0 to 4096 connections");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 60 * 4097, NULL,
+         "record 1 (TCP_SHIFT): length 245828 is not 8 + count * 60 for a count of 0 to 4096 connections");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 60, NULL,
+         "record 1 (TCP_SHIFT): connection count 0 does not match the length 68");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 60, shift_field_reserved,
+         "record 1 (TCP_SHIFT): the field after the count is 0x00000001, not zero");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 120, shift_second_flags,
+         "record 1 (TCP_SHIFT): connection 1 has unknown flags 0x00000002");
     CASE(STREAM_RECORD_MACHINE, 0, NULL, "record 1 (MACHINE): length 0 is not 120");
     CASE(STREAM_RECORD_MACHINE, 120, machine_five_disks,
          "record 1 (MACHINE): 5 disks and 0 NICs, more than a machine has (4, 4)");
@@ -1441,6 +1519,7 @@ int main(void)
     test_writer_splits_pages();
     test_zero_pages();
     test_output_records();
+    test_tcp_shift_records();
     test_disk_write_writer_checks();
     test_disk_write_records();
     test_staging();
