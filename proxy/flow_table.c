@@ -35,6 +35,16 @@ void flow_table_destroy(struct flow_table *table)
     memset(table, 0, sizeof *table);
 }
 
+uint32_t flow_table_next(const struct flow_table *table, uint32_t *position)
+{
+    while (table->slots && *position <= table->slot_mask) {
+        uint32_t slot = table->slots[(*position)++];
+        if (slot)
+            return slot - 1;
+    }
+    return FLOW_TABLE_NONE;
+}
+
 void flow_table_clear(struct flow_table *table)
 {
     memset(table->slots, 0, ((size_t)table->slot_mask + 1) * sizeof *table->slots);

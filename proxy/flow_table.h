@@ -39,6 +39,11 @@ uint32_t flow_table_insert(struct flow_table *table, const uint8_t key[FLOW_KEY_
 
 void flow_table_remove(struct flow_table *table, uint32_t entry);
 
+/* The entries, each once, in no particular order: start with *position =
+ * 0; FLOW_TABLE_NONE after the last. The table must not change between
+ * calls. */
+uint32_t flow_table_next(const struct flow_table *table, uint32_t *position);
+
 /* Removes every entry. */
 void flow_table_clear(struct flow_table *table);
 

@@ -551,12 +551,38 @@ void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_
 /* ---- the primary's device ---- */
 
 /* After the initial copy, the PVM paused and the SVM built: hold from now. */
+/* Lock held: how many of the survivor's connections a checkpoint must
+ * carry (tcp_sequence_shift.h); *entries gets them when not NULL (the
+ * caller frees). */
+static size_t shift_to_carry_locked(struct output_buffer *buffer, uint8_t **entries)
+{
+    if (entries)
+        *entries = NULL;
+    if (!buffer->shift)
+        return 0;
+    uint8_t *saved = malloc((size_t)buffer->shift->connections_max * STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    if (!saved)
+        return 0; /* the new secondary compares those connections as different, and is checkpointed again */
+    size_t count = tcp_sequence_shift_save(buffer->shift, saved, buffer->shift->connections_max);
+    if (entries && count > 0)
+        *entries = saved;
+    else
+        free(saved);
+    return count;
+}
+
 static int primary_setup(void *opaque)
 {
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
     buffer->holding = true;
+    /* A survivor's shifted connections reach the new SVM only with a
+     * checkpoint (the initial copy carries none): the first one comes at
+     * once, not after an interval of differences. */
+    bool carry = buffer->primary && shift_to_carry_locked(buffer, NULL) > 0;
     pthread_mutex_unlock(&buffer->lock);
+    if (carry)
+        colo_primary_request_checkpoint(buffer->primary);
     return 0;
 }
 
@@ -587,6 +613,15 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
         virtio_net_header_encode(&f->header, header);
         result = stream_write_output(writer, nic < 0 ? 0 : (uint32_t)nic, header, f->data, f->length, err);
     }
+    /* A survivor's connections stay shifted: the new SVM, a copy of this
+     * VM, must shift them the same way (tcp_sequence_shift.h). */
+    uint8_t *entries;
+    size_t count = result == 0 ? shift_to_carry_locked(buffer, &entries) : 0;
+    if (count > 0) {
+        result = stream_write_tcp_shift(writer, entries, count, err);
+        free(entries);
+    }
+    buffer->stats.shift_carried = count;
     pthread_mutex_unlock(&buffer->lock);
     return result;
 }
@@ -626,15 +661,40 @@ static int secondary_preresume(void *opaque)
     buffer->stats.dropped_by_checkpoint += buffer->held_count;
     buffer->held_count = 0;
     buffer->held_bytes = 0;
-    /* The SVM is the PVM again: no connection of its own. */
-    if (buffer->shift)
-        tcp_sequence_shift_reset(buffer->shift);
     struct mirror_reader *reader = buffer->return_to;
     pthread_mutex_unlock(&buffer->lock);
     /* What the SVM sends from here is the next epoch's. */
     if (reader)
         mirror_reader_send_boundary(reader);
     return 0;
+}
+
+/* The checkpoint was applied whole (the SVM paused): the SVM is the PVM
+ * again, with no connection of its own; those the PVM's host kept shifted
+ * from a failover of its own come with the checkpoint (TCP_SHIFT). Done
+ * here, not at preresume: a failover right after this runs this
+ * checkpoint's VM. */
+static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
+{
+    struct output_buffer *buffer = opaque;
+    size_t cursor = 0, length;
+    const uint8_t *body = NULL, *more;
+    bool carried = stream_received_tcp_shift_next(reader, &cursor, &body, &length);
+    if (carried && stream_received_tcp_shift_next(reader, &cursor, &more, &length))
+        return error_set(err, "the checkpoint carries two TCP_SHIFT records");
+    int result = 0;
+    pthread_mutex_lock(&buffer->lock);
+    if (buffer->shift) {
+        if (carried) {
+            size_t count = (length - STREAM_TCP_SHIFT_PREFIX) / STREAM_TCP_SHIFT_ENTRY_LENGTH;
+            result = tcp_sequence_shift_restore(buffer->shift, body + STREAM_TCP_SHIFT_PREFIX, count, err);
+        } else {
+            tcp_sequence_shift_reset(buffer->shift);
+            buffer->shift->counters.restored = 0;
+        }
+    }
+    pthread_mutex_unlock(&buffer->lock);
+    return result;
 }
 
 /* The SVM was built (paused): its first output starts the first epoch. */
@@ -766,6 +826,7 @@ static int secondary_failover(void *opaque, struct error *err)
 
 const struct colo_checkpoint_device_ops output_buffer_secondary_device = {
     .setup = secondary_setup,
+    .load = secondary_load,
     .preresume = secondary_preresume,
     .failover = secondary_failover,
 };

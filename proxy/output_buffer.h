@@ -100,6 +100,7 @@ struct output_buffer_stats {
     uint64_t storms;                    /* falls back to buffered */
     uint64_t secondary_frames_stale;    /* SVM frames of an epoch already checkpointed: ignored */
     uint64_t secondary_frames_compared; /* SVM frames given to the comparator */
+    uint64_t shift_carried;             /* a survivor's shifted connections the last checkpoint carried */
     /* How long the frames released by a match waited for their twins:
      * percentiles of the last OUTPUT_MATCH_WAIT_HISTORY (0 before any). */
     uint64_t match_wait_p50_us, match_wait_p99_us;

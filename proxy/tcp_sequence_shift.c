@@ -3,9 +3,13 @@
 #include <string.h>
 
 #include "packet_parse.h"
+#include "stream.h"
 #include "tcp_sequence_shift.h"
 
 #define KEY_SIZE FLOW_KEY_SIZE /* VLAN ids, the VM's port and the peer's, the VM's address and the peer's */
+#define KEY_USED 41            /* connection_key's bytes; the rest are zero */
+#define KEY_VLANS_MAX 2
+_Static_assert(KEY_SIZE == STREAM_TCP_SHIFT_KEY_LENGTH, "a TCP_SHIFT entry carries a connection key whole");
 #define TCP_OPTION_END 0
 #define TCP_OPTION_NOP 1
 #define TCP_OPTION_SACK 5
@@ -40,6 +44,84 @@ void tcp_sequence_shift_destroy(struct tcp_sequence_shift *shift)
 void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift)
 {
     flow_table_clear(&shift->table);
+}
+
+/* TCP_SHIFT's fields are little-endian, as everything in the stream. */
+static void put_little_endian_32(uint8_t *bytes, uint32_t value)
+{
+    for (unsigned i = 0; i < 4; i++)
+        bytes[i] = (uint8_t)(value >> (8 * i));
+}
+
+static uint32_t get_little_endian_32(const uint8_t *bytes)
+{
+    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 | (uint32_t)bytes[3] << 24;
+}
+
+size_t tcp_sequence_shift_save(const struct tcp_sequence_shift *shift, uint8_t *entries, size_t capacity)
+{
+    size_t count = 0;
+    uint32_t position = 0, entry;
+    while (count < capacity && (entry = flow_table_next(&shift->table, &position)) != FLOW_TABLE_NONE) {
+        const struct tcp_shift_connection *connection = &shift->connections[entry];
+        /* A known offset of 0 shifts nothing: the connection needs no entry
+         * (its SYN makes a new one if the port pair is used again). */
+        if (connection->offset_known && connection->offset == 0)
+            continue;
+        uint8_t *out = entries + count++ * STREAM_TCP_SHIFT_ENTRY_LENGTH;
+        memcpy(out, shift->table.keys[entry], KEY_SIZE);
+        put_little_endian_32(out + KEY_SIZE, connection->offset_known ? STREAM_TCP_SHIFT_OFFSET_KNOWN : 0);
+        put_little_endian_32(out + KEY_SIZE + 4, connection->svm_isn);
+        put_little_endian_32(out + KEY_SIZE + 8, connection->offset);
+    }
+    return count;
+}
+
+/* Whether connection_key could have made this key. */
+static bool key_is_possible(const uint8_t key[KEY_SIZE])
+{
+    if (key[0] > KEY_VLANS_MAX)
+        return false;
+    for (unsigned i = 0; i < KEY_VLANS_MAX; i++) {
+        uint16_t vlan = packet_read_16(key + 1 + 2 * i);
+        if (vlan > 0x0fff || (i >= key[0] && vlan != 0))
+            return false;
+    }
+    for (size_t i = KEY_USED; i < KEY_SIZE; i++)
+        if (key[i] != 0)
+            return false;
+    return true;
+}
+
+int tcp_sequence_shift_restore(struct tcp_sequence_shift *shift, const uint8_t *entries, size_t count,
+                               struct error *error)
+{
+    flow_table_clear(&shift->table);
+    shift->counters.restored = 0;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *in = entries + i * STREAM_TCP_SHIFT_ENTRY_LENGTH;
+        const char *problem = NULL;
+        uint32_t entry = FLOW_TABLE_NONE;
+        if (!key_is_possible(in))
+            problem = "a key no TCP connection has";
+        else if (flow_table_find(&shift->table, in) != FLOW_TABLE_NONE)
+            problem = "a connection that was already given";
+        else if ((entry = flow_table_insert(&shift->table, in)) == FLOW_TABLE_NONE)
+            problem = "more connections than the table holds";
+        if (problem) {
+            flow_table_clear(&shift->table);
+            shift->counters.restored = 0;
+            return error_set(error, "tcp sequence shift: connection %zu of %zu: %s", i + 1, count, problem);
+        }
+        uint32_t flags = get_little_endian_32(in + KEY_SIZE);
+        shift->connections[entry] = (struct tcp_shift_connection){
+            .offset_known = flags & STREAM_TCP_SHIFT_OFFSET_KNOWN,
+            .svm_isn = get_little_endian_32(in + KEY_SIZE + 4),
+            .offset = get_little_endian_32(in + KEY_SIZE + 8),
+        };
+        shift->counters.restored++;
+    }
+    return 0;
 }
 
 void tcp_sequence_shift_update_checksum_16(uint8_t *checksum, uint16_t old_word, uint16_t new_word)

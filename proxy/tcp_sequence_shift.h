@@ -15,6 +15,15 @@
  * last checkpoint need nothing (the SVM is a copy of the PVM then), and a
  * checkpoint (tcp_sequence_shift_reset) forgets every offset.
  *
+ * A secondary that took over keeps its offsets: its VM's connections stay
+ * in its own sequence space, the clients' in the dead PVM's. When it then
+ * protects itself to a new secondary, the new SVM is a copy of that VM,
+ * so each checkpoint carries the offsets (tcp_sequence_shift_save, a
+ * TCP_SHIFT record) and the new secondary starts every epoch from them
+ * (tcp_sequence_shift_restore) instead of from none: the client's frames
+ * the mirror passes on, and the SVM's the comparator gets, are then in
+ * the same spaces as the primary's.
+ *
  * Checksums are updated incrementally (RFC 1624). A frame whose checksum
  * the device will finish (virtio's NEEDS_CSUM: the field holds the
  * pseudo-header sum, which covers neither seq, ack nor options) keeps its
@@ -45,6 +54,7 @@ struct tcp_sequence_shift_counters {
     uint64_t outbound_rewritten, inbound_rewritten, sack_blocks_rewritten;
     uint64_t dropped_table_full; /* connections not shifted: no room */
     uint64_t fragments_passed;   /* TCP in IP fragments: not shifted */
+    uint64_t restored;           /* connections a checkpoint carried in (the last one's) */
 };
 
 struct tcp_sequence_shift {
@@ -68,6 +78,19 @@ bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame
 
 /* A checkpoint: the SVM is the PVM again; every offset is forgotten. */
 void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift);
+
+/* The connections a checkpoint must carry (those that shift something, or
+ * whose offset is not known yet), as TCP_SHIFT entries (stream.h) into
+ * entries[capacity * STREAM_TCP_SHIFT_ENTRY_LENGTH]; returns how many
+ * (at most capacity: the table holds no more than connections_max). */
+size_t tcp_sequence_shift_save(const struct tcp_sequence_shift *shift, uint8_t *entries, size_t capacity);
+
+/* The table becomes the `count` TCP_SHIFT entries: every offset before is
+ * forgotten (a checkpoint's start). A key that cannot be one of ours, a
+ * connection twice, or more than connections_max: -1 with the table
+ * empty (a primary carrying nothing). */
+int tcp_sequence_shift_restore(struct tcp_sequence_shift *shift, const uint8_t *entries, size_t count,
+                               struct error *error);
 
 /* RFC 1624 equation 3: the checksum field at `checksum` after a 16-bit
  * word it covers went from old_word to new_word. */

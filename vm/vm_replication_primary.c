@@ -68,6 +68,10 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
         (json_int_t)output->checkpoints_by_difference, "storms", (json_int_t)output->storms, "tcp_restarts",
         (json_int_t)counters.tcp_restarts, "differences", differences ? differences : json_object(), "dropped",
         dropped ? dropped : json_object());
+    /* A survivor's connections its checkpoints take to the new secondary
+     * shifted (tcp_sequence_shift.h). */
+    if (object)
+        json_object_set_new(object, "shifted_connections_carried", json_integer((json_int_t)output->shift_carried));
     /* What comparing adds to a reply's latency: how long the frames a
      * match released waited for the SVM's twin. */
     if (object && output->released_matched) {

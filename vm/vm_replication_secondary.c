@@ -288,8 +288,12 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
                               (json_int_t)output.shift.inbound_rewritten, "sack_blocks_rewritten",
                               (json_int_t)output.shift.sack_blocks_rewritten, "dropped_table_full",
                               (json_int_t)output.shift.dropped_table_full);
-    if (shift)
+    if (shift) {
+        /* The primary's own shifted connections, from the last checkpoint
+         * (a primary that was a secondary and took over). */
+        json_object_set_new(shift, "carried_by_checkpoint", json_integer((json_int_t)output.shift.restored));
         json_object_set_new(fields, "tcp_sequence_shift", shift);
+    }
     if (replication->secondary_disks_initialized) {
         struct disk_replication_secondary_stats disks;
         disk_replication_secondary_get_stats(&replication->secondary_disks, &disks);

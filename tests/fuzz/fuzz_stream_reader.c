@@ -32,6 +32,7 @@
 #include "fuzz_target.h"
 #include "machine_devices.h"
 #include "stream.h"
+#include "tcp_sequence_shift.h"
 #include "test_machine.h"
 
 /* Small, so that comparing all of RAM after every run is cheap. */
@@ -129,17 +130,51 @@ static void write_seed(const char *path)
     struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
     static const uint64_t first[] = { 0, 15 }, second[] = { 3, 7 }, last[] = { 15 };
     static const uint8_t output_header[12] = { 0 }, output_frame[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    /* A connection on port 7000 to 10.0.0.1:40000, shifted by 0x10000. */
+    static const uint8_t shift_entry[STREAM_TCP_SHIFT_ENTRY_LENGTH] = {
+        [5] = 0x1b, [6] = 0x58, [7] = 0x9c, [8] = 0x40,  [9] = 10, [12] = 2,
+        [25] = 10,  [28] = 1,   [48] = 1,   [52] = 0x10, [58] = 1,
+    };
     if (stream_write_header(&writer, &header, &err) < 0 || stream_write_pages(&writer, machine, first, 2, &err) < 0 ||
         stream_write_checkpoint_end(&writer, &err) < 0 || stream_write_checkpoint_state(&writer, 3, &err) < 0 ||
         stream_write_pages(&writer, machine, second, 2, &err) < 0 ||
         stream_write_output(&writer, 0, output_header, output_frame, sizeof output_frame, &err) < 0 ||
-        stream_write_checkpoint_end(&writer, &err) < 0 || stream_write_pages(&writer, machine, last, 1, &err) < 0 ||
+        stream_write_tcp_shift(&writer, shift_entry, 1, &err) < 0 || stream_write_checkpoint_end(&writer, &err) < 0 ||
+        stream_write_pages(&writer, machine, last, 1, &err) < 0 ||
         stream_write_machine_state(&writer, machine, &err) < 0 || stream_write_end(&writer, &err) < 0 ||
         stream_flush(&writer, &err) < 0 || close(fd) < 0) {
         fprintf(stderr, "cannot write the seed: %s\n", err.message);
         abort();
     }
     stream_writer_destroy(&writer);
+}
+
+/* After a run: its TCP_SHIFT records have the shape the reader promises,
+ * and a secondary's shift takes each whole or not at all. */
+static void check_tcp_shifts(const struct stream_reader *reader)
+{
+    static struct tcp_sequence_shift shift;
+    static bool shift_ready;
+    struct error err;
+    if (!shift_ready && tcp_sequence_shift_init(&shift, STREAM_MAX_TCP_SHIFT_ENTRIES, &err) < 0)
+        abort();
+    shift_ready = true;
+    size_t cursor = 0, length;
+    const uint8_t *body;
+    while (stream_received_tcp_shift_next(reader, &cursor, &body, &length)) {
+        size_t count = (length - STREAM_TCP_SHIFT_PREFIX) / STREAM_TCP_SHIFT_ENTRY_LENGTH;
+        if (length < STREAM_TCP_SHIFT_PREFIX || (length - STREAM_TCP_SHIFT_PREFIX) % STREAM_TCP_SHIFT_ENTRY_LENGTH ||
+            count > STREAM_MAX_TCP_SHIFT_ENTRIES) {
+            fprintf(stderr, "a staged TCP_SHIFT has a bad shape (%zu bytes)\n", length);
+            abort();
+        }
+        int restored = tcp_sequence_shift_restore(&shift, body + STREAM_TCP_SHIFT_PREFIX, count, &err);
+        if ((restored == 0) != (shift.counters.restored == count) || (restored < 0 && shift.counters.restored != 0)) {
+            fprintf(stderr, "a TCP shift of %zu connections was taken in part (%llu)\n", count,
+                    (unsigned long long)shift.counters.restored);
+            abort();
+        }
+    }
 }
 
 /* After a run: its DISK_WRITE records have the shape the reader promises,
@@ -237,6 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* A rejected run hands out nothing; an applied one only records
              * of the right shape, and wrote none of them to the disk. */
             check_disk_writes(&reader);
+            check_tcp_shifts(&reader);
             if (result < 0 && reader.disk_writes.count != 0) {
                 fprintf(stderr, "a rejected run left %zu DISK_WRITE records\n", reader.disk_writes.count);
                 abort();

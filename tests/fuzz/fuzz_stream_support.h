@@ -41,7 +41,7 @@ static inline const uint8_t *fuzz_stream_with_crcs_fixed(const uint8_t *data, si
 }
 
 /* What a reader allocated as it went (its page staging and its buffers of
- * OUTPUT and DISK_WRITE records, kept from run to run) was made in the
+ * OUTPUT, DISK_WRITE and TCP_SHIFT records, kept from run to run) was made in the
  * copy `used`: the next input's copy, made from `fresh`, reuses it. */
 static inline void fuzz_stream_keep_reader_memory(struct stream_reader *fresh, const struct stream_reader *used)
 {
@@ -49,6 +49,8 @@ static inline void fuzz_stream_keep_reader_memory(struct stream_reader *fresh, c
     fresh->output = (struct stream_staged_records){ .data = used->output.data, .capacity = used->output.capacity };
     fresh->disk_writes = (struct stream_staged_records){ .data = used->disk_writes.data,
                                                          .capacity = used->disk_writes.capacity };
+    fresh->tcp_shifts = (struct stream_staged_records){ .data = used->tcp_shifts.data,
+                                                        .capacity = used->tcp_shifts.capacity };
 }
 
 #endif

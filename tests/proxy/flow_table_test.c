@@ -68,10 +68,23 @@ int main(void)
                 break;
             }
         }
+        /* Iterating gives each present entry once, and nothing else. */
+        bool seen[CAPACITY] = { false };
+        uint32_t position = 0, entry, iterated = 0;
+        while ((entry = flow_table_next(&table, &position)) != FLOW_TABLE_NONE) {
+            CHECK(entry < CAPACITY && !seen[entry], "step %u: iteration gave entry %u twice or out of range", step,
+                  entry);
+            if (entry < CAPACITY)
+                seen[entry] = true;
+            iterated++;
+        }
+        CHECK(iterated == present, "step %u: iteration gave %u entries, %u present", step, iterated, present);
         if (test_check_failures > 10)
             break;
     }
     flow_table_clear(&table);
+    uint32_t position = 0;
+    CHECK(flow_table_next(&table, &position) == FLOW_TABLE_NONE, "a cleared table iterates nothing");
     make_key(0, key);
     CHECK(flow_table_free_count(&table) == CAPACITY && flow_table_find(&table, key) == FLOW_TABLE_NONE,
           "clear empties the table");

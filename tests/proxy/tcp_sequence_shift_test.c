@@ -10,6 +10,7 @@
 #include "frame_builder.h"
 #include "output_compare.h"
 #include "packet_parse.h"
+#include "stream.h"
 #include "tcp_sequence_shift.h"
 #include "test_check.h"
 
@@ -234,11 +235,120 @@ static void test_through_the_comparator(void)
     tcp_sequence_shift_destroy(&shift);
 }
 
+/* The client's port of a connection: segment()'s, moved. */
+static struct frame_spec on_port(struct frame_spec spec, bool outbound, uint16_t client_port)
+{
+    if (outbound)
+        spec.destination_port = client_port;
+    else
+        spec.source_port = client_port;
+    return spec;
+}
+
+/* Opens a connection on client_port the SVM answers with svm_isn and the
+ * client acks at acked (the PVM's ISN + 1; 0: no ACK yet). */
+static void open_connection(struct tcp_sequence_shift *shift, uint16_t client_port, uint32_t svm_isn, uint32_t acked)
+{
+    uint8_t frame[FRAME_BUILDER_MAX];
+    struct frame_spec spec = on_port(segment(4, true, svm_isn, CLIENT_ISN + 1, PACKET_TCP_SYN | PACKET_TCP_ACK), true,
+                                     client_port);
+    tcp_sequence_shift_outbound(shift, frame, frame_build(frame, &spec, NULL, 0), false);
+    if (acked) {
+        spec = on_port(segment(4, false, CLIENT_ISN + 1, acked, PACKET_TCP_ACK), false, client_port);
+        tcp_sequence_shift_inbound(shift, frame, frame_build(frame, &spec, NULL, 0), false);
+    }
+}
+
+/* What the table does with the client's ack (inbound) on client_port. */
+static uint32_t ack_shifted_in(struct tcp_sequence_shift *shift, uint16_t client_port, uint32_t ack)
+{
+    uint8_t frame[FRAME_BUILDER_MAX];
+    struct frame_spec spec = on_port(segment(4, false, CLIENT_ISN + 1, ack, PACKET_TCP_ACK), false, client_port);
+    size_t length = frame_build(frame, &spec, (const uint8_t *)"q", 1);
+    tcp_sequence_shift_inbound(shift, frame, length, false);
+    CHECK(frame_checksums_valid(frame, &spec), "inbound checksum after the shift");
+    return parse(frame, length).tcp_acknowledgment;
+}
+
+/* What the table does with the VM's seq (outbound) on client_port. */
+static uint32_t seq_shifted_out(struct tcp_sequence_shift *shift, uint16_t client_port, uint32_t sequence)
+{
+    uint8_t frame[FRAME_BUILDER_MAX];
+    struct frame_spec spec = on_port(segment(4, true, sequence, CLIENT_ISN + 2, PACKET_TCP_ACK), true, client_port);
+    size_t length = frame_build(frame, &spec, (const uint8_t *)"r", 1);
+    tcp_sequence_shift_outbound(shift, frame, length, false);
+    return parse(frame, length).tcp_sequence;
+}
+
+/* A survivor's table goes with each checkpoint to the new secondary
+ * (tcp_sequence_shift_save, _restore): its shifted connections shift there
+ * the same way; one that shifts nothing is not carried; one whose offset
+ * is not known yet learns it there; a restore forgets what was before. */
+static void test_carried_by_checkpoint(void)
+{
+    struct tcp_sequence_shift survivor, secondary;
+    struct error error;
+    CHECK(tcp_sequence_shift_init(&survivor, 8, &error) == 0 && tcp_sequence_shift_init(&secondary, 8, &error) == 0,
+          "init");
+    open_connection(&survivor, 50000, SVM_ISN, PVM_ISN + 1);     /* opened before the failover: shifted */
+    open_connection(&survivor, 50001, 0x7000, 0x7001);           /* opened after it: offset 0 */
+    open_connection(&survivor, 50002, 0x9000, 0);                /* the client's ACK still to come */
+    open_connection(&secondary, 50003, 0x1234, 0x1234 + 77 + 1); /* the new SVM's own, of the last epoch */
+    uint8_t entries[8 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
+    size_t count = tcp_sequence_shift_save(&survivor, entries, 8);
+    CHECK(count == 2, "carried %zu connections, expected 2 (the offset-0 one stays)", count);
+    CHECK(tcp_sequence_shift_restore(&secondary, entries, count, &error) == 0, "restore: %s", error.message);
+    CHECK(secondary.counters.restored == 2, "restored %llu", (unsigned long long)secondary.counters.restored);
+    CHECK(ack_shifted_in(&secondary, 50000, PVM_ISN + 9) == SVM_ISN + 9, "the carried connection's ack is shifted in");
+    CHECK(seq_shifted_out(&secondary, 50000, SVM_ISN + 5) == PVM_ISN + 5, "... and its seq out");
+    CHECK(ack_shifted_in(&secondary, 50001, 0x7005) == 0x7005, "the offset-0 connection passes");
+    CHECK(ack_shifted_in(&secondary, 50003, 0x1234 + 78 + 4) == 0x1234 + 78 + 4,
+          "the last epoch's own connection is forgotten");
+    /* The pending one learns from the client's ACK, as on the survivor. */
+    CHECK(ack_shifted_in(&secondary, 50002, 0x5001) == 0x9001, "the pending connection learned its offset");
+    CHECK(seq_shifted_out(&secondary, 50002, 0x9001) == 0x5001, "... and shifts out by it");
+
+    /* The next checkpoint carries nothing: nothing is shifted. */
+    CHECK(tcp_sequence_shift_restore(&secondary, entries, 0, &error) == 0 && secondary.counters.restored == 0,
+          "an empty restore");
+    CHECK(ack_shifted_in(&secondary, 50000, PVM_ISN + 9) == PVM_ISN + 9, "after an empty restore nothing shifts");
+
+    /* Entries no survivor could have sent: refused, the table left empty. */
+    uint8_t bad[3 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
+    memcpy(bad, entries, STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    memcpy(bad + STREAM_TCP_SHIFT_ENTRY_LENGTH, entries, STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    CHECK(tcp_sequence_shift_restore(&secondary, bad, 2, &error) < 0 && strstr(error.message, "connection 2 of 2") &&
+              strstr(error.message, "already given"),
+          "a connection twice: %s", error.message);
+    CHECK(ack_shifted_in(&secondary, 50000, PVM_ISN + 9) == PVM_ISN + 9 && secondary.counters.restored == 0,
+          "a refused restore leaves nothing");
+    memcpy(bad, entries, STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    bad[0] = 3; /* three VLAN tags */
+    CHECK(tcp_sequence_shift_restore(&secondary, bad, 1, &error) < 0 &&
+              strstr(error.message, "a key no TCP connection"),
+          "three VLAN tags: %s", error.message);
+    memcpy(bad, entries, STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    bad[47] = 1; /* past the addresses */
+    CHECK(tcp_sequence_shift_restore(&secondary, bad, 1, &error) < 0, "a byte past the addresses was taken");
+    memcpy(bad, entries, STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    bad[3] = 7; /* the second VLAN slot of a key without VLANs */
+    CHECK(tcp_sequence_shift_restore(&secondary, bad, 1, &error) < 0, "an unused VLAN slot that is not zero was taken");
+    struct tcp_sequence_shift small;
+    CHECK(tcp_sequence_shift_init(&small, 1, &error) == 0, "init");
+    CHECK(tcp_sequence_shift_restore(&small, entries, 2, &error) < 0 &&
+              strstr(error.message, "more connections than the table holds"),
+          "two connections into a table of one: %s", error.message);
+    tcp_sequence_shift_destroy(&small);
+    tcp_sequence_shift_destroy(&survivor);
+    tcp_sequence_shift_destroy(&secondary);
+}
+
 int main(void)
 {
     test_checksum_update();
     test_client_opens();
     test_vm_opens_ipv6_vlan();
     test_through_the_comparator();
+    test_carried_by_checkpoint();
     return test_check_finish("tcp_sequence_shift_test");
 }

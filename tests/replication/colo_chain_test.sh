@@ -1,0 +1,147 @@
+#!/bin/bash
+# One client connection through two failovers with a reprotect between them
+# (docs/proxy.md, "A survivor's connections"; needs root: namespaces, TAP).
+# The topology is colo_failover_test.sh's.
+#
+# A connection opened after the pair's last checkpoint lives on in the SVM
+# with the SVM's own sequence numbers; when the SVM takes over, its host
+# keeps shifting them onto the numbers the client knows, for as long as the
+# connection lasts. When that survivor protects itself to a new secondary,
+# the new SVM is a copy of its VM: it must shift those connections the same
+# way, or it answers the client's frames in the wrong sequence space (the
+# comparator then sees nothing but differences, a checkpoint storm, and a
+# second failover breaks the connection).
+#
+# 1. A protects to B with checkpoints only when outputs differ; the client
+#    opens its one connection and, before any checkpoint, A is killed (-9):
+#    on B the connection is shifted (retried until no checkpoint came
+#    between the connection's opening and the kill).
+# 2. B protects to A's image (C) on the same connection's traffic: the
+#    checkpoints carry the shifted connection (B's status counts it, C's
+#    too), the comparator matches (no storm, mode compare), the secondary's
+#    shift rewrites the connection's frames.
+# 3. B is killed (-9): C fails over, the client's one connection carries on,
+#    every acknowledged key reads back, and at no moment did two copies
+#    release output.
+# Usage: tests/replication/colo_chain_test.sh COLO GUEST_DIR
+set -uo pipefail
+colo=$(realpath "$1") guest_dir=$(realpath "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+boot_timeout=120
+guest=10.97.0.2
+
+source "$here/colo_test_lib.sh"
+source "$here/../support/kv_keys.sh"
+colo_test_begin chain ch
+mkdir -p "$work/A" "$work/B" "$work/C"
+
+status_field() {  # RUN_DIR EXPRESSION: a Python expression over status's "replication" `r`
+    on_host "$1" "$colo" status guarded --json 2>/dev/null |
+        python3 -c "import json,sys; r=json.load(sys.stdin).get('replication',{}); print($2)" 2>/dev/null
+}
+
+shift_field() {  # RUN_DIR FIELD: a counter of the secondary's TCP sequence shift
+    status_field "$1" "r.get('tcp_sequence_shift',{}).get('$2','')"
+}
+
+wait_until() {  # SECONDS COMMAND...: true once COMMAND succeeds
+    local deadline=$((SECONDS + $1)); shift
+    until "$@"; do
+        ((SECONDS >= deadline)) && return 1
+        sleep 0.05
+    done
+}
+
+learned_more_than() {  # N: B's shift learned more than N offsets
+    local learned; learned=$(shift_field "$work/B" offsets_learned)
+    [ -n "$learned" ] && [ "$learned" -gt "$1" ]
+}
+
+lan_watch_start tapA tapB
+
+# ---- 1. A -> B, the connection opens, A dies before a checkpoint ----
+part_started=$(now)
+COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
+primary_pid=$!; pids+=("$primary_pid")
+wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
+COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47110 --heartbeat-timeout 2000 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
+secondary_pid=$!; pids+=("$secondary_pid")
+wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
+# No periodic checkpoint, and a twin may be late by 500 ms: checkpoints come
+# only from differences, so the connection can open between two of them.
+on_host "$work/A" "$colo" protect guarded 127.0.0.1:47110 --interval 600000 --compare-timeout 500 \
+    --heartbeat-timeout 2000 >"$work/protect.log" 2>&1 ||
+    { fail "colo protect A -> B failed: $(cat "$work/protect.log")"; exit 1; }
+wait_for_checkpoints "$work/A" 1 >/dev/null || { fail "no checkpoint A -> B"; exit 1; }
+tries=0 shifted=
+while ((tries < 10)) && [ -z "$shifted" ]; do
+    tries=$((tries + 1))
+    before=$(replication_field "$work/A" checkpoints) learned=$(shift_field "$work/B" offsets_learned)
+    run_client chain 300
+    if ! wait_until 20 learned_more_than "${learned:-0}"; then
+        fail "try $tries: B's shift learned no offset for the client's connection"; break
+    fi
+    sleep 0.3  # requests on the shifted connection, mirrored to the SVM
+    after=$(replication_field "$work/A" checkpoints)
+    if [ "$after" = "$before" ]; then
+        shifted=yes
+    else
+        # A checkpoint made the SVM a copy of the PVM again: the
+        # connection is no longer the SVM's own. Start over.
+        echo "  try $tries: A checkpointed ($before -> $after) before the kill; again"
+        touch "$work/stop-chain"; wait "$client_pid"
+    fi
+done
+[ -n "$shifted" ] || { fail "no try opened the connection between two checkpoints"; exit 1; }
+pass "the client's connection opened after A's checkpoint $before, in the SVM's own sequence space (try $tries)"
+kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+wait_for "$work/secondary.log" "failed over" "failover to B" "$secondary_pid" 10 &&
+    pass "B failed over after kill -9 of A"
+rewritten=$(shift_field "$work/B" outbound_rewritten)
+sleep 1
+rewritten_later=$(shift_field "$work/B" outbound_rewritten)
+[ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
+    pass "on the survivor B the connection is shifted ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
+    fail "B does not shift the connection: outbound_rewritten '$rewritten' then '$rewritten_later'"
+lan_check "$part_started" "kill -9 of A"
+
+# ---- 2. B -> C (A's image) while the connection carries on ----
+COLO_RUN_DIR=$work/C ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47111 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
+secondary2_pid=$!; pids+=("$secondary2_pid")
+wait_for "$work/secondary2.log" "waiting for the primary" "C listening" "$secondary2_pid" || exit 1
+on_host "$work/B" "$colo" protect guarded 127.0.0.1:47111 --heartbeat-timeout 2000 >"$work/protect2.log" 2>&1 ||
+    { fail "colo protect B -> C failed: $(cat "$work/protect2.log")"; exit 1; }
+wait_for_checkpoints "$work/B" 3 >/dev/null || { fail "no checkpoints B -> C"; exit 1; }
+part_started=$(now)
+matched=$(status_field "$work/B" "r.get('compare',{}).get('released_matched','')")
+sleep 5
+summary=$(status_field "$work/B" "' '.join(str(x) for x in (r.get('compare',{}).get(k,'') for k in
+    ('mode_now','storms','checkpoints_by_difference','released_matched','shifted_connections_carried')))")
+read -r mode storms by_difference matched_later carried <<<"$summary"
+echo "  B's comparator after 5 s: mode $mode, $storms storms, $by_difference checkpoints by difference," \
+    "$matched_later frames released by a match, $carried connections carried"
+[ "$mode" = compare ] && [ "$storms" = 0 ] &&
+    pass "B -> C compares the connection's traffic without a storm ($by_difference checkpoints by difference)" ||
+    fail "B -> C: mode '$mode', $storms storms: the new SVM does not answer the connection as B's VM does" \
+        "($(status_field "$work/B" "r.get('compare',{}).get('last_difference','')"))"
+[ -n "$matched" ] && [ -n "$matched_later" ] && [ "$matched_later" -gt $((matched + 100)) ] &&
+    pass "B released $((matched_later - matched)) frames by a match in 5 s" ||
+    fail "B released '$matched' then '$matched_later' frames by a match"
+[ -n "$carried" ] && [ "$carried" -ge 1 ] && pass "B's checkpoints carry $carried shifted connection(s)" ||
+    fail "B's checkpoints carry '$carried' shifted connections"
+restored=$(shift_field "$work/C" carried_by_checkpoint) rewritten=$(shift_field "$work/C" outbound_rewritten)
+[ -n "$restored" ] && [ "$restored" -ge 1 ] && [ -n "$rewritten" ] && [ "$rewritten" -gt 0 ] &&
+    pass "C took $restored connection(s) from the checkpoint and shifted $rewritten of its VM's segments" ||
+    fail "C: '$restored' connections from the checkpoint, '$rewritten' segments shifted"
+
+# ---- 3. kill -9 B: C carries the connection on ----
+kill -9 "$secondary_pid"; wait "$secondary_pid" 2>/dev/null
+wait_for "$work/secondary2.log" "failed over" "failover to C" "$secondary2_pid" 10 &&
+    pass "C failed over after kill -9 of B"
+sleep 2
+finish_client chain "through both failovers and the reprotect"
+lan_check "$part_started" "kill -9 of B"
+check_keys "C serves every key" chain
+
+echo "colo_chain_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
