@@ -20,9 +20,12 @@
 #    checkpoints carry the shifted connection (B's status counts it, C's
 #    too), the comparator matches (no storm, mode compare), the secondary's
 #    shift rewrites the connection's frames.
-# 3. B is killed (-9): C fails over, the client's one connection carries on,
-#    every acknowledged key reads back, and at no moment did two copies
-#    release output.
+# 3. `colo switchover` on B: C runs the VM, its last checkpoint brought the
+#    table, and the connection carries on.
+# 4. C protects to B's image (D): C's checkpoints carry the table it was
+#    given, no storm; C is killed (-9): D fails over, the client's one
+#    connection carries on, every acknowledged key reads back, and at no
+#    moment did two copies release output.
 # Usage: tests/replication/colo_chain_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -33,7 +36,7 @@ guest=10.97.0.2
 source "$here/colo_test_lib.sh"
 source "$here/../support/kv_keys.sh"
 colo_test_begin chain ch
-mkdir -p "$work/A" "$work/B" "$work/C"
+mkdir -p "$work/A" "$work/B" "$work/C" "$work/D"
 
 status_field() {  # RUN_DIR EXPRESSION: a Python expression over status's "replication" `r`
     on_host "$1" "$colo" status guarded --json 2>/dev/null |
@@ -105,6 +108,31 @@ rewritten_later=$(shift_field "$work/B" outbound_rewritten)
     fail "B does not shift the connection: outbound_rewritten '$rewritten' then '$rewritten_later'"
 lan_check "$part_started" "kill -9 of A"
 
+check_carried() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 5 s of the connection's traffic compared
+    local matched matched_later summary mode storms by_difference carried differences restored rewritten
+    matched=$(status_field "$1" "r.get('compare',{}).get('released_matched','')")
+    sleep 5
+    summary=$(status_field "$1" "' '.join(str(x) for x in (r.get('compare',{}).get(k,'') for k in
+        ('mode_now','storms','checkpoints_by_difference','released_matched','shifted_connections_carried')))")
+    read -r mode storms by_difference matched_later carried <<<"$summary"
+    differences=$(status_field "$1" "', '.join(f'{k} {v}' for k, v in r.get('compare',{}).get('differences',{}).items() if v)")
+    echo "  $3 after 5 s: mode $mode, $storms storms, $by_difference checkpoints by difference ($differences)," \
+        "$matched_later frames released by a match, $carried connections carried"
+    [ "$mode" = compare ] && [ "$storms" = 0 ] &&
+        pass "$3 compares the connection's traffic without a storm ($by_difference checkpoints by difference)" ||
+        fail "$3: mode '$mode', $storms storms: the new SVM does not answer the connection as the primary's VM does" \
+            "($(status_field "$1" "r.get('compare',{}).get('last_difference','')"))"
+    [ -n "$matched" ] && [ -n "$matched_later" ] && [ "$matched_later" -gt $((matched + 100)) ] &&
+        pass "$3: $((matched_later - matched)) frames released by a match in 5 s" ||
+        fail "$3: '$matched' then '$matched_later' frames released by a match"
+    [ -n "$carried" ] && [ "$carried" -ge 1 ] && pass "$3: the checkpoints carry $carried shifted connection(s)" ||
+        fail "$3: the checkpoints carry '$carried' shifted connections"
+    restored=$(shift_field "$2" carried_by_checkpoint) rewritten=$(shift_field "$2" outbound_rewritten)
+    [ -n "$restored" ] && [ "$restored" -ge 1 ] && [ -n "$rewritten" ] && [ "$rewritten" -gt 0 ] &&
+        pass "$3: the secondary took $restored connection(s) from the checkpoint and shifted $rewritten of its VM's segments" ||
+        fail "$3: the secondary took '$restored' connections from the checkpoint, shifted '$rewritten' segments"
+}
+
 # ---- 2. B -> C (A's image) while the connection carries on ----
 COLO_RUN_DIR=$work/C ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47111 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
 secondary2_pid=$!; pids+=("$secondary2_pid")
@@ -113,35 +141,39 @@ on_host "$work/B" "$colo" protect guarded 127.0.0.1:47111 --heartbeat-timeout 20
     { fail "colo protect B -> C failed: $(cat "$work/protect2.log")"; exit 1; }
 wait_for_checkpoints "$work/B" 3 >/dev/null || { fail "no checkpoints B -> C"; exit 1; }
 part_started=$(now)
-matched=$(status_field "$work/B" "r.get('compare',{}).get('released_matched','')")
-sleep 5
-summary=$(status_field "$work/B" "' '.join(str(x) for x in (r.get('compare',{}).get(k,'') for k in
-    ('mode_now','storms','checkpoints_by_difference','released_matched','shifted_connections_carried')))")
-read -r mode storms by_difference matched_later carried <<<"$summary"
-echo "  B's comparator after 5 s: mode $mode, $storms storms, $by_difference checkpoints by difference," \
-    "$matched_later frames released by a match, $carried connections carried"
-[ "$mode" = compare ] && [ "$storms" = 0 ] &&
-    pass "B -> C compares the connection's traffic without a storm ($by_difference checkpoints by difference)" ||
-    fail "B -> C: mode '$mode', $storms storms: the new SVM does not answer the connection as B's VM does" \
-        "($(status_field "$work/B" "r.get('compare',{}).get('last_difference','')"))"
-[ -n "$matched" ] && [ -n "$matched_later" ] && [ "$matched_later" -gt $((matched + 100)) ] &&
-    pass "B released $((matched_later - matched)) frames by a match in 5 s" ||
-    fail "B released '$matched' then '$matched_later' frames by a match"
-[ -n "$carried" ] && [ "$carried" -ge 1 ] && pass "B's checkpoints carry $carried shifted connection(s)" ||
-    fail "B's checkpoints carry '$carried' shifted connections"
-restored=$(shift_field "$work/C" carried_by_checkpoint) rewritten=$(shift_field "$work/C" outbound_rewritten)
-[ -n "$restored" ] && [ "$restored" -ge 1 ] && [ -n "$rewritten" ] && [ "$rewritten" -gt 0 ] &&
-    pass "C took $restored connection(s) from the checkpoint and shifted $rewritten of its VM's segments" ||
-    fail "C: '$restored' connections from the checkpoint, '$rewritten' segments shifted"
+check_carried "$work/B" "$work/C" "B -> C"
 
-# ---- 3. kill -9 B: C carries the connection on ----
-kill -9 "$secondary_pid"; wait "$secondary_pid" 2>/dev/null
-wait_for "$work/secondary2.log" "failed over" "failover to C" "$secondary2_pid" 10 &&
-    pass "C failed over after kill -9 of B"
+# ---- 3. switchover B -> C ----
+if on_host "$work/B" "$colo" switchover guarded >"$work/switchover.log" 2>&1; then
+    pass "colo switchover on B: $(cat "$work/switchover.log")"
+else
+    fail "colo switchover on B: $(cat "$work/switchover.log")"; exit 1
+fi
+wait_exit "$secondary_pid" 20 || fail "B's colo did not exit 0 after the switchover"
+rewritten=$(shift_field "$work/C" outbound_rewritten)
+sleep 1
+rewritten_later=$(shift_field "$work/C" outbound_rewritten)
+[ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
+    pass "C runs the VM and shifts the connection ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
+    fail "C does not shift the connection after the switchover: '$rewritten' then '$rewritten_later'"
+lan_check "$part_started" "switchover B -> C"
+
+# ---- 4. C -> D (B's image), kill -9 C: D carries the connection on ----
+COLO_RUN_DIR=$work/D ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47112 --heartbeat-timeout 2000 "$work/b.cfg" >"$work/secondary3.log" 2>&1 </dev/null &
+secondary3_pid=$!; pids+=("$secondary3_pid")
+wait_for "$work/secondary3.log" "waiting for the primary" "D listening" "$secondary3_pid" || exit 1
+on_host "$work/C" "$colo" protect guarded 127.0.0.1:47112 --heartbeat-timeout 2000 >"$work/protect3.log" 2>&1 ||
+    { fail "colo protect C -> D failed: $(cat "$work/protect3.log")"; exit 1; }
+wait_for_checkpoints "$work/C" 3 >/dev/null || { fail "no checkpoints C -> D"; exit 1; }
+part_started=$(now)
+check_carried "$work/C" "$work/D" "C -> D"
+kill -9 "$secondary2_pid"; wait "$secondary2_pid" 2>/dev/null
+wait_for "$work/secondary3.log" "failed over" "failover to D" "$secondary3_pid" 10 &&
+    pass "D failed over after kill -9 of C"
 sleep 2
-finish_client chain "through both failovers and the reprotect"
-lan_check "$part_started" "kill -9 of B"
-check_keys "C serves every key" chain
+finish_client chain "through two failovers, two reprotects and a switchover"
+lan_check "$part_started" "kill -9 of C"
+check_keys "D serves every key" chain
 
 echo "colo_chain_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
