@@ -215,6 +215,10 @@ static const struct metric_definition metrics[] = {
             "TCP connections the secondary's VM opened since a checkpoint"),
     COUNTER("colo_tcp_sequence_shift_offsets_total", "replication.tcp_sequence_shift.offsets_learned",
             "Sequence offsets the secondary learned (connections shifted)"),
+    GAUGE("colo_tcp_sequence_shift_carried_connections", "replication.compare.shifted_connections_carried",
+          "A primary that took over: its shifted connections the last checkpoint carried to the secondary"),
+    GAUGE("colo_tcp_sequence_shift_carried_connections", "replication.tcp_sequence_shift.carried_by_checkpoint",
+          NULL),
 
     /* Heartbeats, switchover, failover. */
     GAUGE_SCALED("colo_heartbeat_timeout_seconds", "replication.heartbeat_timeout_ms", MILLISECONDS,

@@ -54,7 +54,7 @@ static const char primary_status[] =
     "   \"timeout_ms\": 5, \"released_matched\": 4000, \"released_at_once\": 900, \"matched_bytes\": 123456,"
     "   \"matched_messages\": 12, \"primary_frames\": 4990, \"secondary_frames\": 4980,"
     "   \"secondary_frames_stale\": 7, \"checkpoints_by_difference\": 21, \"storms\": 1, \"tcp_restarts\": 0,"
-    "   \"match_wait_p50_ms\": 0.08, \"match_wait_p99_ms\": 1.5,"
+    "   \"match_wait_p50_ms\": 0.08, \"match_wait_p99_ms\": 1.5, \"shifted_connections_carried\": 3,"
     "   \"differences\": {\"payload\": 11, \"tcp_event\": 1, \"timeout\": 9, \"protocol\": 0,"
     "    \"parse_error\": 0, \"overflow\": 0},"
     "   \"dropped\": {\"held_full\": 0, \"flow_table_full\": 0, \"buffer_full\": 0, \"out_of_order\": 2}},"
@@ -284,6 +284,7 @@ static void test_primary(void)
         "colo_compare_differences_total{vm=\"web\",cause=\"timeout\"} 9",
         "colo_compare_differences_total{vm=\"web\",cause=\"overflow\"} 0",
         "colo_compare_dropped_total{vm=\"web\",reason=\"out_of_order\"} 2",
+        "colo_tcp_sequence_shift_carried_connections{vm=\"web\"} 3",
     };
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         CHECK(has_line(text, expected[i]), "primary: no line %s", expected[i]);
@@ -337,7 +338,7 @@ static void test_secondary(void)
         "db", "{\"name\": \"db\", \"state\": \"running\", \"replication\": {\"role\": \"secondary\","
               " \"checkpoints\": 77, \"switchovers_refused\": 1, \"dropped_transmits\": 12, \"held_frames\": 0,"
               " \"switched_over\": false, \"released_at_failover\": 4, \"skipped_at_failover\": 3,"
-              " \"primary_output_sent_at_failover\": 2,"
+              " \"primary_output_sent_at_failover\": 2, \"tcp_sequence_shift\": {\"carried_by_checkpoint\": 2},"
               " \"mirrored_frames_received\": 50, \"mirrored_frames_delivered\": 49, \"mirrored_frames_dropped\": 1,"
               " \"disks\": {\"replicated_disks\": 1, \"last_fold_blocks\": 3, \"last_fold_bytes\": 12288,"
               " \"last_fold_ms\": 0.25, \"memory_bytes\": 65536, \"failover_fold_blocks\": 9,"
@@ -353,6 +354,7 @@ static void test_secondary(void)
         "colo_switched_over{vm=\"db\"} 0",
         "colo_output_frames_released_at_failover{vm=\"db\"} 4",
         "colo_output_frames_skipped_at_failover{vm=\"db\"} 3",
+        "colo_tcp_sequence_shift_carried_connections{vm=\"db\"} 2",
         "colo_disk_failover_fold_seconds{vm=\"db\"} 0.0015",
         "colo_cluster_info{vm=\"db\",mode=\"none\"} 1",
     };
