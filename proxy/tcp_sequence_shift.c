@@ -64,8 +64,8 @@ size_t tcp_sequence_shift_save(const struct tcp_sequence_shift *shift, uint8_t *
     uint32_t position = 0, entry;
     while (count < capacity && (entry = flow_table_next(&shift->table, &position)) != FLOW_TABLE_NONE) {
         const struct tcp_shift_connection *connection = &shift->connections[entry];
-        /* A known offset of 0 shifts nothing: the connection needs no entry
-         * (its SYN makes a new one if the port pair is used again). */
+        /* A known offset of 0 shifts nothing (a restored entry may say so):
+         * the connection needs no entry. */
         if (connection->offset_known && connection->offset == 0)
             continue;
         uint8_t *out = entries + count++ * STREAM_TCP_SHIFT_ENTRY_LENGTH;
@@ -250,6 +250,13 @@ bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame
         connection->offset = view.tcp_acknowledgment - 1 - connection->svm_isn;
         connection->offset_known = true;
         shift->counters.offsets_learned++;
+        /* Nothing to shift (both VMs chose the same ISN, or a survivor's
+         * own new connection): the entry goes, so that a survivor that
+         * serves for months does not fill its table with them. */
+        if (connection->offset == 0) {
+            flow_table_remove(&shift->table, (uint32_t)(connection - shift->connections));
+            return false;
+        }
     }
     if (connection->offset == 0)
         return false;

@@ -294,6 +294,8 @@ static void test_carried_by_checkpoint(void)
     open_connection(&survivor, 50001, 0x7000, 0x7001);           /* opened after it: offset 0 */
     open_connection(&survivor, 50002, 0x9000, 0);                /* the client's ACK still to come */
     open_connection(&secondary, 50003, 0x1234, 0x1234 + 77 + 1); /* the new SVM's own, of the last epoch */
+    CHECK(flow_table_free_count(&survivor.table) == 8 - 2,
+          "%u entries free: the offset-0 connection's should have gone", flow_table_free_count(&survivor.table));
     uint8_t entries[8 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
     size_t count = tcp_sequence_shift_save(&survivor, entries, 8);
     CHECK(count == 2, "carried %zu connections, expected 2 (the offset-0 one stays)", count);
