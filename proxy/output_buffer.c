@@ -550,7 +550,6 @@ void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_
 
 /* ---- the primary's device ---- */
 
-/* After the initial copy, the PVM paused and the SVM built: hold from now. */
 /* Lock held: how many of the survivor's connections a checkpoint must
  * carry (tcp_sequence_shift.h); *entries gets them when not NULL (the
  * caller frees). */
@@ -571,6 +570,7 @@ static size_t shift_to_carry_locked(struct output_buffer *buffer, uint8_t **entr
     return count;
 }
 
+/* After the initial copy, the PVM paused and the SVM built: hold from now. */
 static int primary_setup(void *opaque)
 {
     struct output_buffer *buffer = opaque;
