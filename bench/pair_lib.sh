@@ -61,8 +61,16 @@ rep_auth=${REP_AUTH:-psk}
 "$colo" keygen psk "$work/pair.psk" --identity repbench >/dev/null
 make_config tapA "$work/diskA.img" >"$work/a.cfg"
 make_config tapB "$work/diskB.img" >"$work/b.cfg"
+# REP_PIN=1: a core per "host", as if the secondary had a machine of its
+# own: the primary (or the unprotected VM) and the client on CPU 0, the
+# secondary on CPU 1 (the threads inherit it). Unset: the scheduler's.
+pin_primary=() pin_secondary=()
+if [ "${REP_PIN:-0}" = 1 ]; then
+    [ "$(nproc)" -ge 2 ] || { echo "$bench: REP_PIN=1 needs 2 CPUs" >&2; exit 2; }
+    pin_primary=(taskset -c 0) pin_secondary=(taskset -c 1)
+fi
 on_host() { local run_dir=$1; shift; COLO_RUN_DIR=$run_dir ip netns exec "$hosts_ns" "$@"; }
-client() { ip netns exec "$client_ns" "$@"; }
+client() { ip netns exec "$client_ns" "${pin_primary[@]}" "$@"; }
 
 wait_for() {  # LOG TEXT WHAT PID [LIMIT]
     local started=$SECONDS limit=${5:-$boot_timeout}
@@ -89,11 +97,13 @@ start_pair() {  # TAG
     rm -rf "$work/A" "$work/B"; mkdir -p "$work/A" "$work/B"
     rm -f "$work"/disk*.img; truncate -s 16M "$work/diskA.img" "$work/diskB.img"
     port=$((port + 1))
-    COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/$tag-primary.log" 2>&1 </dev/null &
+    COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "${pin_primary[@]}" "$colo" run "$work/a.cfg" \
+        >"$work/$tag-primary.log" 2>&1 </dev/null &
     primary_pid=$!; pids+=("$primary_pid")
     local timeout_option=()
     [ -n "${REP_HEARTBEAT_TIMEOUT_MS:-}" ] && timeout_option=(--heartbeat-timeout "$REP_HEARTBEAT_TIMEOUT_MS")
-    COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$port" "${timeout_option[@]}" \
+    COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "${pin_secondary[@]}" "$colo" secondary --listen "127.0.0.1:$port" \
+        "${timeout_option[@]}" \
         "$work/b.cfg" >"$work/$tag-secondary.log" 2>&1 </dev/null &
     secondary_pid=$!; pids+=("$secondary_pid")
     wait_for "$work/$tag-primary.log" "colo-guest: services ready" "boot ($tag)" "$primary_pid" || return 1

@@ -24,7 +24,9 @@
 #   (8), CMP_KILLS (10), CMP_MODES ("unprotected compare buffered"),
 #   REP_AUTH (psk, the default; none: plain TCP), REP_KEEP_LOGS=1 keeps the
 #   work directory, CMP_CAPTURE=1 captures the client's side of each kill
-#   trial (tcpdump, into the work directory).
+#   trial (tcpdump, into the work directory), REP_PIN=1 gives each "host" a
+#   core (the primary or the unprotected VM and the client on CPU 0, the
+#   secondary on CPU 1; bench/pair_lib.sh).
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."

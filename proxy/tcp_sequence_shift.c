@@ -13,11 +13,16 @@ _Static_assert(KEY_SIZE == STREAM_TCP_SHIFT_KEY_LENGTH, "a TCP_SHIFT entry carri
 #define TCP_OPTION_END 0
 #define TCP_OPTION_NOP 1
 #define TCP_OPTION_SACK 5
+#define TCP_OPTION_TIMESTAMPS 8
+#define TCP_OPTION_TIMESTAMPS_LENGTH 10
 
 struct tcp_shift_connection {
     bool offset_known;
     uint32_t svm_isn;
-    uint32_t offset; /* ISN(PVM) - ISN(SVM), modulo 2^32 */
+    uint32_t offset;            /* ISN(PVM) - ISN(SVM), modulo 2^32 */
+    bool syn_had_timestamp;     /* the SVM's SYN carried TCP timestamps */
+    uint32_t svm_syn_timestamp; /* ... and this TSval */
+    uint32_t timestamp_offset;  /* what the SVM's TSval adds (0: its clock is the PVM's) */
 };
 
 int tcp_sequence_shift_init(struct tcp_sequence_shift *shift, unsigned connections_max, struct error *error)
@@ -64,15 +69,18 @@ size_t tcp_sequence_shift_save(const struct tcp_sequence_shift *shift, uint8_t *
     uint32_t position = 0, entry;
     while (count < capacity && (entry = flow_table_next(&shift->table, &position)) != FLOW_TABLE_NONE) {
         const struct tcp_shift_connection *connection = &shift->connections[entry];
-        /* A known offset of 0 shifts nothing (a restored entry may say so):
+        /* Known offsets of 0 shift nothing (a restored entry may say so):
          * the connection needs no entry. */
-        if (connection->offset_known && connection->offset == 0)
+        if (connection->offset_known && connection->offset == 0 && connection->timestamp_offset == 0)
             continue;
         uint8_t *out = entries + count++ * STREAM_TCP_SHIFT_ENTRY_LENGTH;
         memcpy(out, shift->table.keys[entry], KEY_SIZE);
-        put_little_endian_32(out + KEY_SIZE, connection->offset_known ? STREAM_TCP_SHIFT_OFFSET_KNOWN : 0);
+        put_little_endian_32(out + KEY_SIZE, (connection->offset_known ? STREAM_TCP_SHIFT_OFFSET_KNOWN : 0) |
+                                                 (connection->syn_had_timestamp ? STREAM_TCP_SHIFT_SYN_TIMESTAMP : 0));
         put_little_endian_32(out + KEY_SIZE + 4, connection->svm_isn);
         put_little_endian_32(out + KEY_SIZE + 8, connection->offset);
+        put_little_endian_32(out + KEY_SIZE + 12, connection->svm_syn_timestamp);
+        put_little_endian_32(out + KEY_SIZE + 16, connection->timestamp_offset);
     }
     return count;
 }
@@ -118,6 +126,9 @@ int tcp_sequence_shift_restore(struct tcp_sequence_shift *shift, const uint8_t *
             .offset_known = flags & STREAM_TCP_SHIFT_OFFSET_KNOWN,
             .svm_isn = get_little_endian_32(in + KEY_SIZE + 4),
             .offset = get_little_endian_32(in + KEY_SIZE + 8),
+            .syn_had_timestamp = flags & STREAM_TCP_SHIFT_SYN_TIMESTAMP,
+            .svm_syn_timestamp = get_little_endian_32(in + KEY_SIZE + 12),
+            .timestamp_offset = get_little_endian_32(in + KEY_SIZE + 16),
         };
         shift->counters.restored++;
     }
@@ -170,6 +181,41 @@ static bool parse_tcp(struct tcp_sequence_shift *shift, const uint8_t *frame, si
     return view->transport == PACKET_TRANSPORT_TCP;
 }
 
+/* Where the timestamps option (kind 8: TSval, TSecr) sits in the TCP
+ * header, or 0 when it has none (or the options are malformed). */
+static size_t find_timestamps(const uint8_t *tcp, size_t header_length)
+{
+    size_t position = 20;
+    while (position < header_length) {
+        uint8_t kind = tcp[position];
+        if (kind == TCP_OPTION_END)
+            return 0;
+        if (kind == TCP_OPTION_NOP) {
+            position++;
+            continue;
+        }
+        if (header_length - position < 2)
+            return 0;
+        size_t option_length = tcp[position + 1];
+        if (option_length < 2 || option_length > header_length - position)
+            return 0;
+        if (kind == TCP_OPTION_TIMESTAMPS)
+            return option_length == TCP_OPTION_TIMESTAMPS_LENGTH ? position : 0;
+        position += option_length;
+    }
+    return 0;
+}
+
+/* Adds `add` to the 32-bit field at `field` (TSval or TSecr), fixing the
+ * checksum unless the device finishes it. */
+static void add_to_timestamp(uint8_t *tcp, uint8_t *field, uint32_t add, bool checksum_partial)
+{
+    uint32_t old_value = packet_read_32(field), new_value = old_value + add;
+    packet_write_32(field, new_value);
+    if (!checksum_partial)
+        tcp_sequence_shift_update_checksum_32(tcp + 16, old_value, new_value);
+}
+
 bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *frame, size_t length, bool checksum_partial)
 {
     struct packet_view view;
@@ -189,18 +235,30 @@ bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *fram
                 }
                 connection = &shift->connections[entry];
             }
-            connection->offset_known = false;
-            connection->svm_isn = view.tcp_sequence;
+            uint8_t *tcp = frame + (view.transport_header - frame);
+            size_t timestamps = find_timestamps(tcp, view.transport_header_length);
+            *connection = (struct tcp_shift_connection){
+                .svm_isn = view.tcp_sequence,
+                .syn_had_timestamp = timestamps != 0,
+                .svm_syn_timestamp = timestamps ? packet_read_32(tcp + timestamps + 2) : 0,
+            };
             shift->counters.connections++;
         }
     }
-    if (!connection || !connection->offset_known || connection->offset == 0)
+    if (!connection || !connection->offset_known || (connection->offset == 0 && connection->timestamp_offset == 0))
         return false;
     uint8_t *tcp = frame + (view.transport_header - frame);
-    uint32_t shifted = view.tcp_sequence + connection->offset;
-    packet_write_32(tcp + 4, shifted);
-    if (!checksum_partial)
-        tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_sequence, shifted);
+    if (connection->offset != 0) {
+        uint32_t shifted = view.tcp_sequence + connection->offset;
+        packet_write_32(tcp + 4, shifted);
+        if (!checksum_partial)
+            tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_sequence, shifted);
+    }
+    size_t timestamps = connection->timestamp_offset ? find_timestamps(tcp, view.transport_header_length) : 0;
+    if (timestamps) {
+        add_to_timestamp(tcp, tcp + timestamps + 2, connection->timestamp_offset, checksum_partial);
+        shift->counters.timestamps_rewritten++;
+    }
     shift->counters.outbound_rewritten++;
     return true;
 }
@@ -236,6 +294,31 @@ static void shift_sack_blocks(struct tcp_sequence_shift *shift, uint8_t *tcp, si
     }
 }
 
+/* The client's first ACK echoes the PVM's SYN-ACK TSval (TSecr); the
+ * SVM's own SYN-ACK had svm_syn_timestamp. Both VMs' TCP clocks are the
+ * guest's milliseconds plus a per-connection offset from a secret the
+ * guest draws once: when the secret predates the checkpoint, both VMs
+ * have the same one and the difference is only how much later the SVM
+ * answered (a few ms; shifting by it would make the SVM's clock run
+ * late). When the secret was drawn since (a fresh guest's first
+ * connections), the two clocks are far apart at random, and after a
+ * failover the client would drop the SVM's segments as old (PAWS, RFC
+ * 7323) about half the time: then the SVM's TSval is shifted onto the
+ * PVM's, TCP_SHIFT_TIMESTAMP_MARGIN_MS ahead so that the SVM's lateness
+ * at the handshake cannot put it behind. */
+static void learn_timestamp_offset(struct tcp_sequence_shift *shift, struct tcp_shift_connection *connection,
+                                   uint32_t echoed, bool has_timestamps)
+{
+    connection->timestamp_offset = 0;
+    if (!has_timestamps || !connection->syn_had_timestamp || echoed == 0)
+        return;
+    int32_t difference = (int32_t)(echoed - connection->svm_syn_timestamp);
+    if (difference > -TCP_SHIFT_TIMESTAMP_SAME_CLOCK_MS && difference < TCP_SHIFT_TIMESTAMP_SAME_CLOCK_MS)
+        return;
+    connection->timestamp_offset = (uint32_t)difference + TCP_SHIFT_TIMESTAMP_MARGIN_MS;
+    shift->counters.timestamp_offsets_learned++;
+}
+
 bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame, size_t length, bool checksum_partial)
 {
     struct packet_view view;
@@ -246,26 +329,37 @@ bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame
     struct tcp_shift_connection *connection = find(shift, key);
     if (!connection)
         return false;
+    uint8_t *tcp = frame + (view.transport_header - frame);
+    size_t timestamps = find_timestamps(tcp, view.transport_header_length);
     if (!connection->offset_known) {
         connection->offset = view.tcp_acknowledgment - 1 - connection->svm_isn;
         connection->offset_known = true;
         shift->counters.offsets_learned++;
+        learn_timestamp_offset(shift, connection, timestamps ? packet_read_32(tcp + timestamps + 6) : 0,
+                               timestamps != 0);
         /* Nothing to shift (both VMs chose the same ISN, or a survivor's
          * own new connection): the entry goes, so that a survivor that
          * serves for months does not fill its table with them. */
-        if (connection->offset == 0) {
+        if (connection->offset == 0 && connection->timestamp_offset == 0) {
             flow_table_remove(&shift->table, (uint32_t)(connection - shift->connections));
             return false;
         }
     }
-    if (connection->offset == 0)
+    if (connection->offset == 0 && connection->timestamp_offset == 0)
         return false;
-    uint8_t *tcp = frame + (view.transport_header - frame);
-    uint32_t shifted = view.tcp_acknowledgment - connection->offset;
-    packet_write_32(tcp + 8, shifted);
-    if (!checksum_partial)
-        tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_acknowledgment, shifted);
-    shift_sack_blocks(shift, tcp, view.transport_header_length, connection->offset, checksum_partial);
+    if (connection->offset != 0) {
+        uint32_t shifted = view.tcp_acknowledgment - connection->offset;
+        packet_write_32(tcp + 8, shifted);
+        if (!checksum_partial)
+            tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_acknowledgment, shifted);
+        shift_sack_blocks(shift, tcp, view.transport_header_length, connection->offset, checksum_partial);
+    }
+    /* The echo of a TSval (0 echoes nothing: RFC 7323 sends TSecr 0
+     * until there is one). */
+    if (timestamps && connection->timestamp_offset && packet_read_32(tcp + timestamps + 6) != 0) {
+        add_to_timestamp(tcp, tcp + timestamps + 6, (uint32_t)-connection->timestamp_offset, checksum_partial);
+        shift->counters.timestamps_rewritten++;
+    }
     shift->counters.inbound_rewritten++;
     return true;
 }

@@ -29,9 +29,15 @@
  * pseudo-header sum, which covers neither seq, ack nor options) keeps its
  * field as it is.
  *
- * Not rewritten: TCP timestamps (each VM's own clock; the comparator does
- * not compare them, and a stack accepts an echo it did not send as an RTT
- * sample only), and IP fragments of TCP segments (TCP sets DF; a fragment
+ * TCP timestamps (RFC 7323) are each VM's own clock, which the comparator
+ * does not compare. They are shifted only when the two clocks are far
+ * apart (the guest drew its timestamp secret since the checkpoint): the
+ * SVM's TSval out, the client's TSecr in, by the difference the client's
+ * first ACK shows (learn_timestamp_offset in the .c). Otherwise, after a
+ * failover, the client's PAWS check would drop the SVM's segments as old
+ * about half the time, and the connection would hang.
+ *
+ * Not rewritten: IP fragments of TCP segments (TCP sets DF; a fragment
  * is passed as it is, and counted). Bounded: at most connections_max
  * connections at once; one more is counted and not shifted (the comparator
  * then sees a difference, and the checkpoint that follows starts over).
@@ -48,13 +54,21 @@
 
 struct tcp_shift_connection;
 
+/* Timestamps: closer than this, the two VMs' TCP clocks are one clock
+ * (the SVM answered later); farther, they are shifted, and the SVM's runs
+ * this far ahead of the PVM's. In milliseconds, Linux's TCP clock. */
+#define TCP_SHIFT_TIMESTAMP_SAME_CLOCK_MS 1000
+#define TCP_SHIFT_TIMESTAMP_MARGIN_MS 50
+
 struct tcp_sequence_shift_counters {
     uint64_t connections; /* opened by the SVM since a checkpoint, over all time */
     uint64_t offsets_learned;
     uint64_t outbound_rewritten, inbound_rewritten, sack_blocks_rewritten;
-    uint64_t dropped_table_full; /* connections not shifted: no room */
-    uint64_t fragments_passed;   /* TCP in IP fragments: not shifted */
-    uint64_t restored;           /* connections a checkpoint carried in (the last one's) */
+    uint64_t timestamp_offsets_learned; /* connections whose TCP timestamps are shifted */
+    uint64_t timestamps_rewritten;      /* TSvals out and TSecrs in */
+    uint64_t dropped_table_full;        /* connections not shifted: no room */
+    uint64_t fragments_passed;          /* TCP in IP fragments: not shifted */
+    uint64_t restored;                  /* connections a checkpoint carried in (the last one's) */
 };
 
 struct tcp_sequence_shift {

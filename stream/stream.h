@@ -124,13 +124,15 @@ enum stream_record_type {
 
 /* TCP_SHIFT: u32 count, u32 zero, then count entries of
  * STREAM_TCP_SHIFT_ENTRY_LENGTH bytes: a connection's 48-byte key (the
- * proxy's, opaque here), u32 flags (bit 0: the offset is known), u32 the
- * VM's initial sequence number, u32 the offset. At most
- * STREAM_MAX_TCP_SHIFT_ENTRIES per record. */
+ * proxy's, opaque here), u32 flags (bit 0: the offset is known; bit 1:
+ * the VM's SYN carried a TCP timestamp), u32 the VM's initial sequence
+ * number, u32 the offset, u32 the TSval of the VM's SYN, u32 the
+ * timestamp offset. At most STREAM_MAX_TCP_SHIFT_ENTRIES per record. */
 #define STREAM_TCP_SHIFT_PREFIX 8u
 #define STREAM_TCP_SHIFT_KEY_LENGTH 48u
-#define STREAM_TCP_SHIFT_ENTRY_LENGTH (STREAM_TCP_SHIFT_KEY_LENGTH + 12u)
+#define STREAM_TCP_SHIFT_ENTRY_LENGTH (STREAM_TCP_SHIFT_KEY_LENGTH + 20u)
 #define STREAM_TCP_SHIFT_OFFSET_KNOWN 1u
+#define STREAM_TCP_SHIFT_SYN_TIMESTAMP 2u
 #define STREAM_MAX_TCP_SHIFT_ENTRIES 4096u
 
 struct stream_header {

@@ -206,7 +206,7 @@ static const char *length_problem(uint32_t type, uint32_t length)
         if (length < STREAM_TCP_SHIFT_PREFIX ||
             (length - STREAM_TCP_SHIFT_PREFIX) % STREAM_TCP_SHIFT_ENTRY_LENGTH != 0 ||
             length > STREAM_TCP_SHIFT_PREFIX + STREAM_TCP_SHIFT_ENTRY_LENGTH * STREAM_MAX_TCP_SHIFT_ENTRIES)
-            return "is not 8 + count * 60 for a count of 0 to 4096 connections";
+            return "is not 8 + count * 68 for a count of 0 to 4096 connections";
         return NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
@@ -303,7 +303,7 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
         for (uint32_t i = 0; i < count; i++) {
             uint32_t flags = stream_get_u32(body + STREAM_TCP_SHIFT_PREFIX + (size_t)i * STREAM_TCP_SHIFT_ENTRY_LENGTH +
                                             STREAM_TCP_SHIFT_KEY_LENGTH);
-            if (flags & ~STREAM_TCP_SHIFT_OFFSET_KNOWN)
+            if (flags & ~(STREAM_TCP_SHIFT_OFFSET_KNOWN | STREAM_TCP_SHIFT_SYN_TIMESTAMP))
                 return reject(reader, number, name, err, "connection %u has unknown flags 0x%08x", i, flags);
         }
     } else if (type == STREAM_RECORD_DISK_WRITE) {

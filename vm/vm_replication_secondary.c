@@ -292,6 +292,9 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
         /* The primary's own shifted connections, from the last checkpoint
          * (a primary that was a secondary and took over). */
         json_object_set_new(shift, "carried_by_checkpoint", json_integer((json_int_t)output.shift.restored));
+        json_object_set_new(shift, "timestamp_offsets_learned",
+                            json_integer((json_int_t)output.shift.timestamp_offsets_learned));
+        json_object_set_new(shift, "timestamps_rewritten", json_integer((json_int_t)output.shift.timestamps_rewritten));
         json_object_set_new(fields, "tcp_sequence_shift", shift);
     }
     if (replication->secondary_disks_initialized) {

@@ -130,10 +130,11 @@ static void write_seed(const char *path)
     struct stream_header header = { STREAM_VERSION, machine->ram.size, machine_configuration_hash(machine) };
     static const uint64_t first[] = { 0, 15 }, second[] = { 3, 7 }, last[] = { 15 };
     static const uint8_t output_header[12] = { 0 }, output_frame[60] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-    /* A connection on port 7000 to 10.0.0.1:40000, shifted by 0x10000. */
+    /* A connection on port 7000 to 10.0.0.1:40000, shifted by 0x10000, its
+     * timestamps by 0x2000000. */
     static const uint8_t shift_entry[STREAM_TCP_SHIFT_ENTRY_LENGTH] = {
         [5] = 0x1b, [6] = 0x58, [7] = 0x9c, [8] = 0x40,  [9] = 10, [12] = 2,
-        [25] = 10,  [28] = 1,   [48] = 1,   [52] = 0x10, [58] = 1,
+        [25] = 10,  [28] = 1,   [48] = 1,   [52] = 0x10, [58] = 1, [67] = 2,
     };
     if (stream_write_header(&writer, &header, &err) < 0 || stream_write_pages(&writer, machine, first, 2, &err) < 0 ||
         stream_write_checkpoint_end(&writer, &err) < 0 || stream_write_checkpoint_state(&writer, 3, &err) < 0 ||

@@ -345,6 +345,91 @@ static void test_carried_by_checkpoint(void)
     tcp_sequence_shift_destroy(&secondary);
 }
 
+/* A segment with the timestamps option (two NOPs, kind 8). */
+static size_t build_with_timestamps(uint8_t *frame, struct frame_spec *spec, uint8_t options[12], uint32_t tsval,
+                                    uint32_t tsecr, const char *payload)
+{
+    static const uint8_t template[12] = { 1, 1, 8, 10 };
+    memcpy(options, template, sizeof template);
+    frame_put_32(options + 4, tsval);
+    frame_put_32(options + 8, tsecr);
+    spec->tcp_options = options;
+    spec->tcp_options_length = 12;
+    return frame_build(frame, spec, (const uint8_t *)payload, payload ? strlen(payload) : 0);
+}
+
+static uint32_t timestamp_field(const uint8_t *frame, size_t length, unsigned which)
+{
+    return packet_read_32(parse(frame, length).transport_header + 20 + 4 + 4 * which);
+}
+
+/* TCP timestamps: two far-apart clocks (the guest drew its timestamp
+ * secret since the checkpoint) are shifted both ways, 50 ms ahead; two
+ * clocks a few ms apart (the SVM answered later) are left alone, and a
+ * table carries the timestamp offset to a new secondary. */
+static void test_timestamps(void)
+{
+    struct tcp_sequence_shift shift;
+    struct error error;
+    CHECK(tcp_sequence_shift_init(&shift, 8, &error) == 0, "init");
+    uint8_t frame[FRAME_BUILDER_MAX], options[12];
+    const uint32_t svm_clock = 1000, pvm_clock = 3000000000u;
+
+    struct frame_spec spec = segment(4, true, SVM_ISN, CLIENT_ISN + 1, PACKET_TCP_SYN | PACKET_TCP_ACK);
+    size_t length = build_with_timestamps(frame, &spec, options, svm_clock, 77, NULL);
+    CHECK(!tcp_sequence_shift_outbound(&shift, frame, length, false), "the SVM's SYN-ACK: nothing known yet");
+    spec = segment(4, false, CLIENT_ISN + 1, PVM_ISN + 1, PACKET_TCP_ACK);
+    length = build_with_timestamps(frame, &spec, options, 80, pvm_clock, NULL);
+    CHECK(tcp_sequence_shift_inbound(&shift, frame, length, false), "the handshake ACK is shifted");
+    CHECK(timestamp_field(frame, length, 1) == svm_clock - TCP_SHIFT_TIMESTAMP_MARGIN_MS &&
+              frame_checksums_valid(frame, &spec),
+          "the echo in the SVM's clock (50 ms behind its own: the margin): %u", timestamp_field(frame, length, 1));
+    CHECK(shift.counters.timestamp_offsets_learned == 1, "a timestamp offset learned");
+    spec = segment(4, true, SVM_ISN + 1, CLIENT_ISN + 1, PACKET_TCP_ACK | PACKET_TCP_PSH);
+    length = build_with_timestamps(frame, &spec, options, svm_clock + 5, 80, "reply");
+    CHECK(tcp_sequence_shift_outbound(&shift, frame, length, false), "SVM data shifted");
+    CHECK(timestamp_field(frame, length, 0) == pvm_clock + 5 + TCP_SHIFT_TIMESTAMP_MARGIN_MS &&
+              timestamp_field(frame, length, 1) == 80 && frame_checksums_valid(frame, &spec),
+          "TSval in the PVM's clock, 50 ms ahead: %u", timestamp_field(frame, length, 0));
+    spec = segment(4, false, CLIENT_ISN + 1, PVM_ISN + 6, PACKET_TCP_ACK);
+    length = build_with_timestamps(frame, &spec, options, 90, pvm_clock + 5 + TCP_SHIFT_TIMESTAMP_MARGIN_MS, NULL);
+    tcp_sequence_shift_inbound(&shift, frame, length, false);
+    CHECK(timestamp_field(frame, length, 1) == svm_clock + 5 && frame_checksums_valid(frame, &spec),
+          "the echo of the SVM's own TSval comes back as it sent it: %u", timestamp_field(frame, length, 1));
+    spec = segment(4, false, CLIENT_ISN + 1, PVM_ISN + 6, PACKET_TCP_ACK);
+    length = build_with_timestamps(frame, &spec, options, 91, 0, NULL);
+    tcp_sequence_shift_inbound(&shift, frame, length, false);
+    CHECK(timestamp_field(frame, length, 1) == 0, "an echo of 0 (none) stays 0");
+
+    /* Carried to a new secondary with the rest. */
+    uint8_t entries[8 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
+    struct tcp_sequence_shift carried;
+    CHECK(tcp_sequence_shift_init(&carried, 8, &error) == 0, "init");
+    size_t count = tcp_sequence_shift_save(&shift, entries, 8);
+    CHECK(count == 1 && tcp_sequence_shift_restore(&carried, entries, count, &error) == 0, "carried");
+    spec = segment(4, true, SVM_ISN + 6, CLIENT_ISN + 1, PACKET_TCP_ACK | PACKET_TCP_PSH);
+    length = build_with_timestamps(frame, &spec, options, svm_clock + 9, 91, "more");
+    tcp_sequence_shift_outbound(&carried, frame, length, false);
+    CHECK(timestamp_field(frame, length, 0) == pvm_clock + 9 + TCP_SHIFT_TIMESTAMP_MARGIN_MS,
+          "the carried connection's TSval is shifted on the new secondary");
+    tcp_sequence_shift_destroy(&carried);
+
+    /* Clocks 3 ms apart on another connection: one clock, left alone. */
+    spec = on_port(segment(4, true, 0x4000, CLIENT_ISN + 1, PACKET_TCP_SYN | PACKET_TCP_ACK), true, 50010);
+    length = build_with_timestamps(frame, &spec, options, svm_clock, 77, NULL);
+    tcp_sequence_shift_outbound(&shift, frame, length, false);
+    spec = on_port(segment(4, false, CLIENT_ISN + 1, 0x9000 + 1, PACKET_TCP_ACK), false, 50010);
+    length = build_with_timestamps(frame, &spec, options, 80, svm_clock - 3, NULL);
+    tcp_sequence_shift_inbound(&shift, frame, length, false);
+    CHECK(timestamp_field(frame, length, 1) == svm_clock - 3, "near clocks: the echo is left alone");
+    CHECK(shift.counters.timestamp_offsets_learned == 1, "near clocks: no timestamp offset");
+    spec = on_port(segment(4, true, 0x4001, CLIENT_ISN + 1, PACKET_TCP_ACK), true, 50010);
+    length = build_with_timestamps(frame, &spec, options, svm_clock + 1, 80, "x");
+    tcp_sequence_shift_outbound(&shift, frame, length, false);
+    CHECK(timestamp_field(frame, length, 0) == svm_clock + 1, "near clocks: TSval left alone");
+    tcp_sequence_shift_destroy(&shift);
+}
+
 int main(void)
 {
     test_checksum_update();
@@ -352,5 +437,6 @@ int main(void)
     test_vm_opens_ipv6_vlan();
     test_through_the_comparator();
     test_carried_by_checkpoint();
+    test_timestamps();
     return test_check_finish("tcp_sequence_shift_test");
 }

@@ -55,6 +55,28 @@ wait_until() {  # SECONDS COMMAND...: true once COMMAND succeeds
     done
 }
 
+start_secondary() {  # RUN_DIR PORT CONFIG LOG NAME: `colo secondary` there, listening; sets started_pid
+    COLO_RUN_DIR=$1 ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$2" --heartbeat-timeout 2000 "$3" >"$4" 2>&1 </dev/null &
+    started_pid=$!; pids+=("$started_pid")
+    wait_for "$4" "waiting for the primary" "$5 listening" "$started_pid"
+}
+
+protect_to() {  # PRIMARY_RUN_DIR PORT WHAT: protect (compare mode, colo's defaults), 3 checkpoints
+    on_host "$1" "$colo" protect guarded "127.0.0.1:$2" --heartbeat-timeout 2000 >"$work/protect-$2.log" 2>&1 ||
+        { fail "colo protect $3 failed: $(cat "$work/protect-$2.log")"; return 1; }
+    wait_for_checkpoints "$1" 3 >/dev/null || { fail "no checkpoints $3"; return 1; }
+}
+
+check_shifting() {  # RUN_DIR WHAT: the VM's host shifts the connection (1 s of its traffic)
+    local rewritten rewritten_later
+    rewritten=$(shift_field "$1" outbound_rewritten)
+    sleep 1
+    rewritten_later=$(shift_field "$1" outbound_rewritten)
+    [ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
+        pass "$2 ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
+        fail "$2: no, outbound_rewritten '$rewritten' then '$rewritten_later'"
+}
+
 learned_more_than() {  # N: B's shift learned more than N offsets
     local learned; learned=$(shift_field "$work/B" offsets_learned)
     [ -n "$learned" ] && [ "$learned" -gt "$1" ]
@@ -67,9 +89,8 @@ part_started=$(now)
 COLO_RUN_DIR=$work/A ip netns exec "$hosts_ns" "$colo" run "$work/a.cfg" >"$work/primary.log" 2>&1 </dev/null &
 primary_pid=$!; pids+=("$primary_pid")
 wait_for "$work/primary.log" "colo-guest: services ready" "primary boot" "$primary_pid" || exit 1
-COLO_RUN_DIR=$work/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47110 --heartbeat-timeout 2000 "$work/b.cfg" >"$work/secondary.log" 2>&1 </dev/null &
-secondary_pid=$!; pids+=("$secondary_pid")
-wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "$secondary_pid" || exit 1
+start_secondary "$work/B" 47110 "$work/b.cfg" "$work/secondary.log" B || exit 1
+secondary_pid=$started_pid
 # No periodic checkpoint, and a twin may be late by 500 ms: checkpoints come
 # only from differences, so the connection can open between two of them.
 on_host "$work/A" "$colo" protect guarded 127.0.0.1:47110 --interval 600000 --compare-timeout 500 \
@@ -100,12 +121,7 @@ pass "the client's connection opened after A's checkpoint $before, in the SVM's 
 kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
 wait_for "$work/secondary.log" "failed over" "failover to B" "$secondary_pid" 10 &&
     pass "B failed over after kill -9 of A"
-rewritten=$(shift_field "$work/B" outbound_rewritten)
-sleep 1
-rewritten_later=$(shift_field "$work/B" outbound_rewritten)
-[ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
-    pass "on the survivor B the connection is shifted ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
-    fail "B does not shift the connection: outbound_rewritten '$rewritten' then '$rewritten_later'"
+check_shifting "$work/B" "on the survivor B the connection is shifted"
 lan_check "$part_started" "kill -9 of A"
 
 check_carried() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 5 s of the connection's traffic compared
@@ -134,12 +150,9 @@ check_carried() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 5 s of the connecti
 }
 
 # ---- 2. B -> C (A's image) while the connection carries on ----
-COLO_RUN_DIR=$work/C ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47111 --heartbeat-timeout 2000 "$work/a.cfg" >"$work/secondary2.log" 2>&1 </dev/null &
-secondary2_pid=$!; pids+=("$secondary2_pid")
-wait_for "$work/secondary2.log" "waiting for the primary" "C listening" "$secondary2_pid" || exit 1
-on_host "$work/B" "$colo" protect guarded 127.0.0.1:47111 --heartbeat-timeout 2000 >"$work/protect2.log" 2>&1 ||
-    { fail "colo protect B -> C failed: $(cat "$work/protect2.log")"; exit 1; }
-wait_for_checkpoints "$work/B" 3 >/dev/null || { fail "no checkpoints B -> C"; exit 1; }
+start_secondary "$work/C" 47111 "$work/a.cfg" "$work/secondary2.log" C || exit 1
+secondary2_pid=$started_pid
+protect_to "$work/B" 47111 "B -> C" || exit 1
 part_started=$(now)
 check_carried "$work/B" "$work/C" "B -> C"
 
@@ -150,21 +163,13 @@ else
     fail "colo switchover on B: $(cat "$work/switchover.log")"; exit 1
 fi
 wait_exit "$secondary_pid" 20 || fail "B's colo did not exit 0 after the switchover"
-rewritten=$(shift_field "$work/C" outbound_rewritten)
-sleep 1
-rewritten_later=$(shift_field "$work/C" outbound_rewritten)
-[ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
-    pass "C runs the VM and shifts the connection ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
-    fail "C does not shift the connection after the switchover: '$rewritten' then '$rewritten_later'"
+check_shifting "$work/C" "C runs the VM and shifts the connection after the switchover"
 lan_check "$part_started" "switchover B -> C"
 
 # ---- 4. C -> D (B's image), kill -9 C: D carries the connection on ----
-COLO_RUN_DIR=$work/D ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47112 --heartbeat-timeout 2000 "$work/b.cfg" >"$work/secondary3.log" 2>&1 </dev/null &
-secondary3_pid=$!; pids+=("$secondary3_pid")
-wait_for "$work/secondary3.log" "waiting for the primary" "D listening" "$secondary3_pid" || exit 1
-on_host "$work/C" "$colo" protect guarded 127.0.0.1:47112 --heartbeat-timeout 2000 >"$work/protect3.log" 2>&1 ||
-    { fail "colo protect C -> D failed: $(cat "$work/protect3.log")"; exit 1; }
-wait_for_checkpoints "$work/C" 3 >/dev/null || { fail "no checkpoints C -> D"; exit 1; }
+start_secondary "$work/D" 47112 "$work/b.cfg" "$work/secondary3.log" D || exit 1
+secondary3_pid=$started_pid
+protect_to "$work/C" 47112 "C -> D" || exit 1
 part_started=$(now)
 check_carried "$work/C" "$work/D" "C -> D"
 kill -9 "$secondary2_pid"; wait "$secondary2_pid" 2>/dev/null

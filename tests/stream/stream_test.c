@@ -563,7 +563,7 @@ static void test_tcp_shift_records(void)
     uint8_t entries[2 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
     for (size_t i = 0; i < sizeof entries; i++)
         entries[i] = (uint8_t)(i * 7);
-    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 1);
+    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 3);
     put_u32(entries + STREAM_TCP_SHIFT_ENTRY_LENGTH + STREAM_TCP_SHIFT_KEY_LENGTH, 0);
     struct stream_header header = header_for(target);
     CHECK(stream_write_header(&writer, &header, &err) == 0 && stream_write_tcp_shift(&writer, entries, 2, &err) == 0 &&
@@ -573,11 +573,11 @@ static void test_tcp_shift_records(void)
               contains(err.message, "at most 4096"),
           "the writer took 4097 connections");
     /* The second run's flags are not a flag: rejected. */
-    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 3);
+    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 7);
     CHECK(stream_write_tcp_shift(&writer, entries, 1, &err) == 0 && stream_write_checkpoint_end(&writer, &err) == 0 &&
               stream_flush(&writer, &err) == 0,
           "write: %s", err.message);
-    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 1);
+    put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 3);
     stream_writer_destroy(&writer);
 
     lseek(fd, 0, SEEK_SET);
@@ -593,7 +593,7 @@ static void test_tcp_shift_records(void)
               get_u32(got) == 2 && get_u32(got + 4) == 0 && memcmp(got + 8, entries, sizeof entries) == 0,
           "the TCP_SHIFT record came back different (length %zu)", length);
     CHECK(!stream_received_tcp_shift_next(&reader, &cursor, &got, &length), "a second TCP_SHIFT record appeared");
-    CHECK(stream_receive(&reader, target, &terminator, &err) < 0 && contains(err.message, "unknown flags 0x00000003"),
+    CHECK(stream_receive(&reader, target, &terminator, &err) < 0 && contains(err.message, "unknown flags 0x00000007"),
           "a TCP shift with unknown flags was accepted: %s", err.message);
     cursor = 0;
     CHECK(!stream_received_tcp_shift_next(&reader, &cursor, &got, &length),
@@ -1271,7 +1271,7 @@ static void shift_field_reserved(uint8_t *b)
 static void shift_second_flags(uint8_t *b)
 {
     put_u32(b, 2);
-    put_u32(b + 8 + 60 + 48, 2);
+    put_u32(b + 8 + 68 + 48, 4);
 }
 
 static void refusal_text(uint8_t *b)
@@ -1319,17 +1319,17 @@ static void test_record_shapes(void)
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
     CASE(15, 0, NULL, "record 1 (type 15): unknown record type");
     CASE(STREAM_RECORD_TCP_SHIFT, 7, NULL,
-         "record 1 (TCP_SHIFT): length 7 is not 8 + count * 60 for a count of 0 to 4096 connections");
+         "record 1 (TCP_SHIFT): length 7 is not 8 + count * 68 for a count of 0 to 4096 connections");
     CASE(STREAM_RECORD_TCP_SHIFT, 8 + 61, NULL,
-         "record 1 (TCP_SHIFT): length 69 is not 8 + count * 60 for a count of 0 to 4096 connections");
-    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 60 * 4097, NULL,
-         "record 1 (TCP_SHIFT): length 245828 is not 8 + count * 60 for a count of 0 to 4096 connections");
-    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 60, NULL,
-         "record 1 (TCP_SHIFT): connection count 0 does not match the length 68");
-    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 60, shift_field_reserved,
+         "record 1 (TCP_SHIFT): length 69 is not 8 + count * 68 for a count of 0 to 4096 connections");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 68 * 4097, NULL,
+         "record 1 (TCP_SHIFT): length 278604 is not 8 + count * 68 for a count of 0 to 4096 connections");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 68, NULL,
+         "record 1 (TCP_SHIFT): connection count 0 does not match the length 76");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 68, shift_field_reserved,
          "record 1 (TCP_SHIFT): the field after the count is 0x00000001, not zero");
-    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 120, shift_second_flags,
-         "record 1 (TCP_SHIFT): connection 1 has unknown flags 0x00000002");
+    CASE(STREAM_RECORD_TCP_SHIFT, 8 + 136, shift_second_flags,
+         "record 1 (TCP_SHIFT): connection 1 has unknown flags 0x00000004");
     CASE(STREAM_RECORD_MACHINE, 0, NULL, "record 1 (MACHINE): length 0 is not 120");
     CASE(STREAM_RECORD_MACHINE, 120, machine_five_disks,
          "record 1 (MACHINE): 5 disks and 0 NICs, more than a machine has (4, 4)");
