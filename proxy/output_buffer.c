@@ -527,6 +527,8 @@ void output_buffer_destroy(struct output_buffer *buffer)
     buffer->shift = NULL;
     free(buffer->shift_scratch);
     buffer->shift_scratch = NULL;
+    free(buffer->shift_entries);
+    buffer->shift_entries = NULL;
     buffer->return_to = NULL;
     pthread_mutex_unlock(&buffer->lock);
 }
@@ -550,24 +552,19 @@ void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_
 
 /* ---- the primary's device ---- */
 
-/* Lock held: how many of the survivor's connections a checkpoint must
- * carry (tcp_sequence_shift.h); *entries gets them when not NULL (the
- * caller frees). */
-static size_t shift_to_carry_locked(struct output_buffer *buffer, uint8_t **entries)
+/* Lock held: the survivor's connections a checkpoint must carry
+ * (tcp_sequence_shift.h), as TCP_SHIFT entries in buffer->shift_entries;
+ * how many. The buffer is allocated at the first call and kept: the save
+ * runs with the PVM paused. */
+static size_t shift_to_carry_locked(struct output_buffer *buffer)
 {
-    if (entries)
-        *entries = NULL;
     if (!buffer->shift)
         return 0;
-    uint8_t *saved = malloc((size_t)buffer->shift->connections_max * STREAM_TCP_SHIFT_ENTRY_LENGTH);
-    if (!saved)
+    if (!buffer->shift_entries)
+        buffer->shift_entries = malloc((size_t)buffer->shift->connections_max * STREAM_TCP_SHIFT_ENTRY_LENGTH);
+    if (!buffer->shift_entries)
         return 0; /* the new secondary compares those connections as different, and is checkpointed again */
-    size_t count = tcp_sequence_shift_save(buffer->shift, saved, buffer->shift->connections_max);
-    if (entries && count > 0)
-        *entries = saved;
-    else
-        free(saved);
-    return count;
+    return tcp_sequence_shift_save(buffer->shift, buffer->shift_entries, buffer->shift->connections_max);
 }
 
 /* After the initial copy, the PVM paused and the SVM built: hold from now. */
@@ -579,7 +576,7 @@ static int primary_setup(void *opaque)
     /* A survivor's shifted connections reach the new SVM only with a
      * checkpoint (the initial copy carries none): the first one comes at
      * once, not after an interval of differences. */
-    bool carry = buffer->primary && shift_to_carry_locked(buffer, NULL) > 0;
+    bool carry = buffer->primary && shift_to_carry_locked(buffer) > 0;
     pthread_mutex_unlock(&buffer->lock);
     if (carry)
         colo_primary_request_checkpoint(buffer->primary);
@@ -615,12 +612,9 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
     }
     /* A survivor's connections stay shifted: the new SVM, a copy of this
      * VM, must shift them the same way (tcp_sequence_shift.h). */
-    uint8_t *entries;
-    size_t count = result == 0 ? shift_to_carry_locked(buffer, &entries) : 0;
-    if (count > 0) {
-        result = stream_write_tcp_shift(writer, entries, count, err);
-        free(entries);
-    }
+    size_t count = result == 0 ? shift_to_carry_locked(buffer) : 0;
+    if (count > 0)
+        result = stream_write_tcp_shift(writer, buffer->shift_entries, count, err);
     buffer->stats.shift_carried = count;
     pthread_mutex_unlock(&buffer->lock);
     return result;
@@ -677,10 +671,10 @@ static int secondary_preresume(void *opaque)
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {
     struct output_buffer *buffer = opaque;
-    size_t cursor = 0, length;
+    size_t cursor = 0, length, more_length;
     const uint8_t *body = NULL, *more;
     bool carried = stream_received_tcp_shift_next(reader, &cursor, &body, &length);
-    if (carried && stream_received_tcp_shift_next(reader, &cursor, &more, &length))
+    if (carried && stream_received_tcp_shift_next(reader, &cursor, &more, &more_length))
         return error_set(err, "the checkpoint carries two TCP_SHIFT records");
     int result = 0;
     pthread_mutex_lock(&buffer->lock);
@@ -690,7 +684,6 @@ static int secondary_load(void *opaque, const struct stream_reader *reader, stru
             result = tcp_sequence_shift_restore(buffer->shift, body + STREAM_TCP_SHIFT_PREFIX, count, err);
         } else {
             tcp_sequence_shift_reset(buffer->shift);
-            buffer->shift->counters.restored = 0;
         }
     }
     pthread_mutex_unlock(&buffer->lock);

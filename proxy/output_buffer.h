@@ -151,6 +151,7 @@ struct output_buffer {
     struct mirror_reader *return_to;
     struct tcp_sequence_shift *shift; /* NULL: none; stays after a failover */
     uint8_t *shift_scratch;           /* a frame passed after the failover, shifted */
+    uint8_t *shift_entries;           /* a primary that took over: the TCP_SHIFT a checkpoint carries */
 };
 
 /* The primary's device (setup: hold; postsuspend: mark; save: OUTPUT

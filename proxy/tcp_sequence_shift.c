@@ -49,6 +49,7 @@ void tcp_sequence_shift_destroy(struct tcp_sequence_shift *shift)
 void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift)
 {
     flow_table_clear(&shift->table);
+    shift->counters.restored = 0;
 }
 
 /* TCP_SHIFT's fields are little-endian, as everything in the stream. */
@@ -104,8 +105,7 @@ static bool key_is_possible(const uint8_t key[KEY_SIZE])
 int tcp_sequence_shift_restore(struct tcp_sequence_shift *shift, const uint8_t *entries, size_t count,
                                struct error *error)
 {
-    flow_table_clear(&shift->table);
-    shift->counters.restored = 0;
+    tcp_sequence_shift_reset(shift);
     for (size_t i = 0; i < count; i++) {
         const uint8_t *in = entries + i * STREAM_TCP_SHIFT_ENTRY_LENGTH;
         const char *problem = NULL;
@@ -117,8 +117,7 @@ int tcp_sequence_shift_restore(struct tcp_sequence_shift *shift, const uint8_t *
         else if ((entry = flow_table_insert(&shift->table, in)) == FLOW_TABLE_NONE)
             problem = "more connections than the table holds";
         if (problem) {
-            flow_table_clear(&shift->table);
-            shift->counters.restored = 0;
+            tcp_sequence_shift_reset(shift);
             return error_set(error, "tcp sequence shift: connection %zu of %zu: %s", i + 1, count, problem);
         }
         uint32_t flags = get_little_endian_32(in + KEY_SIZE);
@@ -181,34 +180,47 @@ static bool parse_tcp(struct tcp_sequence_shift *shift, const uint8_t *frame, si
     return view->transport == PACKET_TRANSPORT_TCP;
 }
 
-/* Where the timestamps option (kind 8: TSval, TSecr) sits in the TCP
- * header, or 0 when it has none (or the options are malformed). */
-static size_t find_timestamps(const uint8_t *tcp, size_t header_length)
+/* The TCP options one at a time: where the next one at or after *position
+ * starts (*position moves past it, *option_length is its length), or 0 at
+ * the end of the options or at a malformed one (the rest are left as they
+ * are, for the SVM's stack to judge). Start with *position = 20. */
+static size_t next_option(const uint8_t *tcp, size_t header_length, size_t *position, size_t *option_length)
 {
-    size_t position = 20;
-    while (position < header_length) {
-        uint8_t kind = tcp[position];
-        if (kind == TCP_OPTION_END)
+    while (*position < header_length) {
+        size_t at = *position;
+        if (tcp[at] == TCP_OPTION_END)
             return 0;
-        if (kind == TCP_OPTION_NOP) {
-            position++;
+        if (tcp[at] == TCP_OPTION_NOP) {
+            (*position)++;
             continue;
         }
-        if (header_length - position < 2)
+        if (header_length - at < 2)
             return 0;
-        size_t option_length = tcp[position + 1];
-        if (option_length < 2 || option_length > header_length - position)
+        size_t length = tcp[at + 1];
+        if (length < 2 || length > header_length - at)
             return 0;
-        if (kind == TCP_OPTION_TIMESTAMPS)
-            return option_length == TCP_OPTION_TIMESTAMPS_LENGTH ? position : 0;
-        position += option_length;
+        *position = at + length;
+        *option_length = length;
+        return at;
     }
     return 0;
 }
 
-/* Adds `add` to the 32-bit field at `field` (TSval or TSecr), fixing the
- * checksum unless the device finishes it. */
-static void add_to_timestamp(uint8_t *tcp, uint8_t *field, uint32_t add, bool checksum_partial)
+/* Where the timestamps option (kind 8: TSval, TSecr) sits in the TCP
+ * header, or 0 when it has none (or the options are malformed). */
+static size_t find_timestamps(const uint8_t *tcp, size_t header_length)
+{
+    size_t position = 20, length, at;
+    while ((at = next_option(tcp, header_length, &position, &length)) != 0)
+        if (tcp[at] == TCP_OPTION_TIMESTAMPS)
+            return length == TCP_OPTION_TIMESTAMPS_LENGTH ? at : 0;
+    return 0;
+}
+
+/* Adds `add` (mod 2^32) to the 32-bit field at `field` of the TCP header
+ * (seq, ack, a SACK edge, TSval or TSecr), fixing the checksum unless the
+ * device finishes it. */
+static void add_to_field(uint8_t *tcp, uint8_t *field, uint32_t add, bool checksum_partial)
 {
     uint32_t old_value = packet_read_32(field), new_value = old_value + add;
     packet_write_32(field, new_value);
@@ -248,15 +260,11 @@ bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *fram
     if (!connection || !connection->offset_known || (connection->offset == 0 && connection->timestamp_offset == 0))
         return false;
     uint8_t *tcp = frame + (view.transport_header - frame);
-    if (connection->offset != 0) {
-        uint32_t shifted = view.tcp_sequence + connection->offset;
-        packet_write_32(tcp + 4, shifted);
-        if (!checksum_partial)
-            tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_sequence, shifted);
-    }
+    if (connection->offset != 0)
+        add_to_field(tcp, tcp + 4, connection->offset, checksum_partial);
     size_t timestamps = connection->timestamp_offset ? find_timestamps(tcp, view.transport_header_length) : 0;
     if (timestamps) {
-        add_to_timestamp(tcp, tcp + timestamps + 2, connection->timestamp_offset, checksum_partial);
+        add_to_field(tcp, tcp + timestamps + 2, connection->timestamp_offset, checksum_partial);
         shift->counters.timestamps_rewritten++;
     }
     shift->counters.outbound_rewritten++;
@@ -267,30 +275,13 @@ bool tcp_sequence_shift_outbound(struct tcp_sequence_shift *shift, uint8_t *fram
 static void shift_sack_blocks(struct tcp_sequence_shift *shift, uint8_t *tcp, size_t header_length, uint32_t offset,
                               bool checksum_partial)
 {
-    size_t position = 20;
-    while (position < header_length) {
-        uint8_t kind = tcp[position];
-        if (kind == TCP_OPTION_END)
-            return;
-        if (kind == TCP_OPTION_NOP) {
-            position++;
+    size_t position = 20, length, at;
+    while ((at = next_option(tcp, header_length, &position, &length)) != 0) {
+        if (tcp[at] != TCP_OPTION_SACK || (length - 2) % 8 != 0)
             continue;
-        }
-        if (header_length - position < 2)
-            return;
-        size_t option_length = tcp[position + 1];
-        if (option_length < 2 || option_length > header_length - position)
-            return; /* malformed options: left as they are, for the SVM's stack to judge */
-        if (kind == TCP_OPTION_SACK && (option_length - 2) % 8 == 0) {
-            for (size_t edge = position + 2; edge < position + option_length; edge += 4) {
-                uint32_t old_value = packet_read_32(tcp + edge), new_value = old_value - offset;
-                packet_write_32(tcp + edge, new_value);
-                if (!checksum_partial)
-                    tcp_sequence_shift_update_checksum_32(tcp + 16, old_value, new_value);
-            }
-            shift->counters.sack_blocks_rewritten += (option_length - 2) / 8;
-        }
-        position += option_length;
+        for (size_t edge = at + 2; edge < at + length; edge += 4)
+            add_to_field(tcp, tcp + edge, (uint32_t)-offset, checksum_partial);
+        shift->counters.sack_blocks_rewritten += (length - 2) / 8;
     }
 }
 
@@ -330,7 +321,10 @@ bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame
     if (!connection)
         return false;
     uint8_t *tcp = frame + (view.transport_header - frame);
-    size_t timestamps = find_timestamps(tcp, view.transport_header_length);
+    /* Needed to learn the timestamp offset, then only to apply one. */
+    size_t timestamps = !connection->offset_known || connection->timestamp_offset
+                            ? find_timestamps(tcp, view.transport_header_length)
+                            : 0;
     if (!connection->offset_known) {
         connection->offset = view.tcp_acknowledgment - 1 - connection->svm_isn;
         connection->offset_known = true;
@@ -348,16 +342,13 @@ bool tcp_sequence_shift_inbound(struct tcp_sequence_shift *shift, uint8_t *frame
     if (connection->offset == 0 && connection->timestamp_offset == 0)
         return false;
     if (connection->offset != 0) {
-        uint32_t shifted = view.tcp_acknowledgment - connection->offset;
-        packet_write_32(tcp + 8, shifted);
-        if (!checksum_partial)
-            tcp_sequence_shift_update_checksum_32(tcp + 16, view.tcp_acknowledgment, shifted);
+        add_to_field(tcp, tcp + 8, (uint32_t)-connection->offset, checksum_partial);
         shift_sack_blocks(shift, tcp, view.transport_header_length, connection->offset, checksum_partial);
     }
     /* The echo of a TSval (0 echoes nothing: RFC 7323 sends TSecr 0
      * until there is one). */
     if (timestamps && connection->timestamp_offset && packet_read_32(tcp + timestamps + 6) != 0) {
-        add_to_timestamp(tcp, tcp + timestamps + 6, (uint32_t)-connection->timestamp_offset, checksum_partial);
+        add_to_field(tcp, tcp + timestamps + 6, (uint32_t)-connection->timestamp_offset, checksum_partial);
         shift->counters.timestamps_rewritten++;
     }
     shift->counters.inbound_rewritten++;
