@@ -26,15 +26,6 @@ trap cleanup EXIT
 trap 'fail "interrupted"; exit 130' INT TERM
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc | awk '{printf "%.2f", $1}'; }
-# Waits up to LIMIT s for COMMAND (a shell function) to succeed.
-until_true() { # LIMIT COMMAND...
-    local limit=$1 started=$SECONDS
-    shift
-    until "$@"; do
-        ((SECONDS - started >= limit)) && return 1
-        sleep 0.05
-    done
-}
 
 cluster_lab_create "$prefix" "$dir" || { fail "cannot build the lab's namespaces"; exit 1; }
 started=$(now)

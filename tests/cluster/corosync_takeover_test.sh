@@ -33,14 +33,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'fail "interrupted"; exit 130' INT TERM
 now() { date +%s.%N; }
-until_true() { # LIMIT COMMAND...
-    local limit=$1 started=$SECONDS
-    shift
-    until "$@"; do
-        ((SECONDS - started >= limit)) && return 1
-        sleep 0.02
-    done
-}
+until_true_poll=0.02 # e2e_lib.sh's until_true: the takeover's timings are read at this grain
 
 round=0
 # The probe's own pid (cluster_lab_run runs it from a subshell).

@@ -38,23 +38,6 @@ source "$here/../support/kv_keys.sh"
 colo_test_begin chain ch
 mkdir -p "$work/A" "$work/B" "$work/C" "$work/D"
 
-status_field() {  # RUN_DIR EXPRESSION: a Python expression over status's "replication" `r`
-    on_host "$1" "$colo" status guarded --json 2>/dev/null |
-        python3 -c "import json,sys; r=json.load(sys.stdin).get('replication',{}); print($2)" 2>/dev/null
-}
-
-shift_field() {  # RUN_DIR FIELD: a counter of the secondary's TCP sequence shift
-    status_field "$1" "r.get('tcp_sequence_shift',{}).get('$2','')"
-}
-
-wait_until() {  # SECONDS COMMAND...: true once COMMAND succeeds
-    local deadline=$((SECONDS + $1)); shift
-    until "$@"; do
-        ((SECONDS >= deadline)) && return 1
-        sleep 0.05
-    done
-}
-
 start_secondary() {  # RUN_DIR PORT CONFIG LOG NAME: `colo secondary` there, listening; sets started_pid
     COLO_RUN_DIR=$1 ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$2" --heartbeat-timeout 2000 "$3" >"$4" 2>&1 </dev/null &
     started_pid=$!; pids+=("$started_pid")
@@ -102,7 +85,7 @@ while ((tries < 10)) && [ -z "$shifted" ]; do
     tries=$((tries + 1))
     before=$(replication_field "$work/A" checkpoints) learned=$(shift_field "$work/B" offsets_learned)
     run_client chain 300
-    if ! wait_until 20 learned_more_than "${learned:-0}"; then
+    if ! until_true 20 learned_more_than "${learned:-0}"; then
         fail "try $tries: B's shift learned no offset for the client's connection"; break
     fi
     sleep 0.3  # requests on the shifted connection, mirrored to the SVM
@@ -126,18 +109,18 @@ lan_check "$part_started" "kill -9 of A"
 
 check_carried() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 5 s of the connection's traffic compared
     local matched matched_later summary mode storms by_difference carried differences restored rewritten
-    matched=$(status_field "$1" "r.get('compare',{}).get('released_matched','')")
+    matched=$(replication_eval "$1" "r.get('compare',{}).get('released_matched','')")
     sleep 5
-    summary=$(status_field "$1" "' '.join(str(x) for x in (r.get('compare',{}).get(k,'') for k in
+    summary=$(replication_eval "$1" "' '.join(str(x) for x in (r.get('compare',{}).get(k,'') for k in
         ('mode_now','storms','checkpoints_by_difference','released_matched','shifted_connections_carried')))")
     read -r mode storms by_difference matched_later carried <<<"$summary"
-    differences=$(status_field "$1" "', '.join(f'{k} {v}' for k, v in r.get('compare',{}).get('differences',{}).items() if v)")
+    differences=$(replication_eval "$1" "', '.join(f'{k} {v}' for k, v in r.get('compare',{}).get('differences',{}).items() if v)")
     echo "  $3 after 5 s: mode $mode, $storms storms, $by_difference checkpoints by difference ($differences)," \
         "$matched_later frames released by a match, $carried connections carried"
     [ "$mode" = compare ] && [ "$storms" = 0 ] &&
         pass "$3 compares the connection's traffic without a storm ($by_difference checkpoints by difference)" ||
         fail "$3: mode '$mode', $storms storms: the new SVM does not answer the connection as the primary's VM does" \
-            "($(status_field "$1" "r.get('compare',{}).get('last_difference','')"))"
+            "($(replication_eval "$1" "r.get('compare',{}).get('last_difference','')"))"
     [ -n "$matched" ] && [ -n "$matched_later" ] && [ "$matched_later" -gt $((matched + 100)) ] &&
         pass "$3: $((matched_later - matched)) frames released by a match in 5 s" ||
         fail "$3: '$matched' then '$matched_later' frames released by a match"

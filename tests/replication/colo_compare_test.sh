@@ -44,10 +44,6 @@ for key in sys.argv[1:]:
     value = value.get(key, '') if isinstance(value, dict) else ''
 print(value)" "${@:2}" 2>/dev/null
 }
-secondary_shift() {  # RUN_DIR FIELD: a counter of the secondary's tcp_sequence_shift
-    on_host "$1" "$colo" status guarded --json 2>/dev/null |
-        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('tcp_sequence_shift',{}).get('$2',''))" 2>/dev/null
-}
 pairs_of() { grep -o '[0-9]* SET+GET pairs' "$work/client-$1.log" | cut -d' ' -f1; }
 
 lan_watch_start tapA tapB
@@ -97,9 +93,9 @@ fi
 returned=$(replication_field "$work/B" returned_frames)
 [ "${returned:-0}" -ge "$matched" ] && pass "compare: the secondary returned $returned of its SVM's frames" ||
     fail "compare: the secondary returned '$returned' SVM frames, fewer than the $matched matched"
-offsets=$(secondary_shift "$work/B" offsets_learned)
+offsets=$(shift_field "$work/B" offsets_learned)
 [ -n "$offsets" ] && [ "$offsets" -ge 1 ] &&
-    pass "the secondary shifted the new connection: $offsets offsets learned, $(secondary_shift "$work/B" outbound_rewritten) frames out and $(secondary_shift "$work/B" inbound_rewritten) in rewritten, $(replication_field "$work/B" returned_frames) SVM frames returned" ||
+    pass "the secondary shifted the new connection: $offsets offsets learned, $(shift_field "$work/B" outbound_rewritten) frames out and $(shift_field "$work/B" inbound_rewritten) in rewritten, $(replication_field "$work/B" returned_frames) SVM frames returned" ||
     fail "the secondary learned no sequence offset ('$offsets')"
 line=$(on_host "$work/A" "$colo" status guarded 2>/dev/null | grep "^  output ")
 echo "$line" | grep -Eq "^  output +compare: [1-9][0-9]* of [0-9]+ frames released by a match; [0-9]+ checkpoints forced; differences:" &&

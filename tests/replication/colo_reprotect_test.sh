@@ -36,8 +36,7 @@ mkdir -p "$work/A" "$work/B" "$work/A2" "$work/B3" "$work/A3"
 image_blocks=$((16 * 1024 * 1024 / 4096))
 
 sync_field() {  # RUN_DIR EXPRESSION: a Python expression over status's disk_sync `d`
-    on_host "$1" "$colo" status guarded --json 2>/dev/null |
-        python3 -c "import json,sys; d=json.load(sys.stdin).get('replication',{}).get('disk_sync') or {}; print($2)" 2>/dev/null
+    replication_eval "$1" "(lambda d: $2)(r.get('disk_sync') or {})"
 }
 
 quit_pair() {  # PRIMARY_RUN_DIR PRIMARY_PID SECONDARY_PID WHAT: a checkpoint with the guest idle, then quit

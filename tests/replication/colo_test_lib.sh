@@ -8,7 +8,7 @@
 # secondary) and a client namespace; a.cfg and b.cfg (the same VM,
 # "guarded", each side with its own disk, which protect makes the same;
 # the pair authenticates with the pre-shared key pair.psk);
-# replication_field and wait_for_checkpoints; lan_watch_start and
+# replication_eval, replication_field, shift_field and wait_for_checkpoints; lan_watch_start and
 # lan_check, the "never two copies" count of who released output
 # (tests/support/lan_watch.sh).
 
@@ -38,9 +38,17 @@ colo_test_begin() {  # NAME TAG [TAP...]: the work directory's and the namespace
     make_config tapB "$work/diskB.img" >"$work/b.cfg"
 }
 
-replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty if none)
+replication_eval() {  # RUN_DIR EXPRESSION: a Python expression over status's "replication" `r`
     on_host "$1" "$colo" status guarded --json 2>/dev/null |
-        python3 -c "import json,sys; print(json.load(sys.stdin).get('replication',{}).get('$2',''))" 2>/dev/null
+        python3 -c "import json,sys; r=json.load(sys.stdin).get('replication',{}); print($2)" 2>/dev/null
+}
+
+replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty if none)
+    replication_eval "$1" "r.get('$2','')"
+}
+
+shift_field() {  # RUN_DIR FIELD: a counter of a secondary's TCP sequence shift (empty if none)
+    replication_eval "$1" "r.get('tcp_sequence_shift',{}).get('$2','')"
 }
 
 wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N (120 s at most)

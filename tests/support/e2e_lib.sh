@@ -3,8 +3,8 @@
 # a work directory and the topology of scripts/lib/netns.sh (a hosts
 # namespace with a bridge and the given TAPs, a client namespace), removed
 # on exit together with every pid in $pids (the work directory is kept
-# when a check failed); and the helpers on_host, on_client, wait_for and
-# wait_exit. A script sets boot_timeout (seconds, default 120) for
+# when a check failed); and the helpers on_host, on_client, wait_for,
+# until_true and wait_exit. A script sets boot_timeout (seconds, default 120) for
 # wait_for.
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/netns.sh"
@@ -46,6 +46,17 @@ wait_for() { # LOG TEXT WHAT PID [TIMEOUT]
         kill -0 "$4" 2>/dev/null || { fail "$3: process exited"; tail -20 "$1"; return 1; }
         ((SECONDS - started > limit)) && { fail "$3: no '$2' within $limit s"; tail -20 "$1"; return 1; }
         sleep 0.05
+    done
+}
+
+# Polls COMMAND (a shell function, say) every until_true_poll seconds
+# (default 0.05) until it succeeds; false after LIMIT seconds.
+until_true() { # LIMIT COMMAND...
+    local limit=$1 started=$SECONDS
+    shift
+    until "$@"; do
+        ((SECONDS - started >= limit)) && return 1
+        sleep "${until_true_poll:-0.05}"
     done
 }
 
