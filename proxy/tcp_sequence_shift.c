@@ -52,18 +52,6 @@ void tcp_sequence_shift_reset(struct tcp_sequence_shift *shift)
     shift->counters.restored = 0;
 }
 
-/* TCP_SHIFT's fields are little-endian, as everything in the stream. */
-static void put_little_endian_32(uint8_t *bytes, uint32_t value)
-{
-    for (unsigned i = 0; i < 4; i++)
-        bytes[i] = (uint8_t)(value >> (8 * i));
-}
-
-static uint32_t get_little_endian_32(const uint8_t *bytes)
-{
-    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 | (uint32_t)bytes[3] << 24;
-}
-
 size_t tcp_sequence_shift_save(const struct tcp_sequence_shift *shift, uint8_t *entries, size_t capacity)
 {
     size_t count = 0;
@@ -74,14 +62,16 @@ size_t tcp_sequence_shift_save(const struct tcp_sequence_shift *shift, uint8_t *
          * the connection needs no entry. */
         if (connection->offset_known && connection->offset == 0 && connection->timestamp_offset == 0)
             continue;
-        uint8_t *out = entries + count++ * STREAM_TCP_SHIFT_ENTRY_LENGTH;
-        memcpy(out, shift->table.keys[entry], KEY_SIZE);
-        put_little_endian_32(out + KEY_SIZE, (connection->offset_known ? STREAM_TCP_SHIFT_OFFSET_KNOWN : 0) |
-                                                 (connection->syn_had_timestamp ? STREAM_TCP_SHIFT_SYN_TIMESTAMP : 0));
-        put_little_endian_32(out + KEY_SIZE + 4, connection->svm_isn);
-        put_little_endian_32(out + KEY_SIZE + 8, connection->offset);
-        put_little_endian_32(out + KEY_SIZE + 12, connection->svm_syn_timestamp);
-        put_little_endian_32(out + KEY_SIZE + 16, connection->timestamp_offset);
+        stream_tcp_shift_entry_put(entries + count++ * STREAM_TCP_SHIFT_ENTRY_LENGTH,
+                                   &(struct stream_tcp_shift_entry){
+                                       .key = shift->table.keys[entry],
+                                       .flags = (connection->offset_known ? STREAM_TCP_SHIFT_OFFSET_KNOWN : 0) |
+                                                (connection->syn_had_timestamp ? STREAM_TCP_SHIFT_SYN_TIMESTAMP : 0),
+                                       .isn = connection->svm_isn,
+                                       .offset = connection->offset,
+                                       .syn_timestamp = connection->svm_syn_timestamp,
+                                       .timestamp_offset = connection->timestamp_offset,
+                                   });
     }
     return count;
 }
@@ -107,27 +97,27 @@ int tcp_sequence_shift_restore(struct tcp_sequence_shift *shift, const uint8_t *
 {
     tcp_sequence_shift_reset(shift);
     for (size_t i = 0; i < count; i++) {
-        const uint8_t *in = entries + i * STREAM_TCP_SHIFT_ENTRY_LENGTH;
+        struct stream_tcp_shift_entry in;
+        stream_tcp_shift_entry_fields(entries + i * STREAM_TCP_SHIFT_ENTRY_LENGTH, &in);
         const char *problem = NULL;
         uint32_t entry = FLOW_TABLE_NONE;
-        if (!key_is_possible(in))
+        if (!key_is_possible(in.key))
             problem = "a key no TCP connection has";
-        else if (flow_table_find(&shift->table, in) != FLOW_TABLE_NONE)
+        else if (flow_table_find(&shift->table, in.key) != FLOW_TABLE_NONE)
             problem = "a connection that was already given";
-        else if ((entry = flow_table_insert(&shift->table, in)) == FLOW_TABLE_NONE)
+        else if ((entry = flow_table_insert(&shift->table, in.key)) == FLOW_TABLE_NONE)
             problem = "more connections than the table holds";
         if (problem) {
             tcp_sequence_shift_reset(shift);
             return error_set(error, "tcp sequence shift: connection %zu of %zu: %s", i + 1, count, problem);
         }
-        uint32_t flags = get_little_endian_32(in + KEY_SIZE);
         shift->connections[entry] = (struct tcp_shift_connection){
-            .offset_known = flags & STREAM_TCP_SHIFT_OFFSET_KNOWN,
-            .svm_isn = get_little_endian_32(in + KEY_SIZE + 4),
-            .offset = get_little_endian_32(in + KEY_SIZE + 8),
-            .syn_had_timestamp = flags & STREAM_TCP_SHIFT_SYN_TIMESTAMP,
-            .svm_syn_timestamp = get_little_endian_32(in + KEY_SIZE + 12),
-            .timestamp_offset = get_little_endian_32(in + KEY_SIZE + 16),
+            .offset_known = in.flags & STREAM_TCP_SHIFT_OFFSET_KNOWN,
+            .svm_isn = in.isn,
+            .offset = in.offset,
+            .syn_had_timestamp = in.flags & STREAM_TCP_SHIFT_SYN_TIMESTAMP,
+            .svm_syn_timestamp = in.syn_timestamp,
+            .timestamp_offset = in.timestamp_offset,
         };
         shift->counters.restored++;
     }

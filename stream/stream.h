@@ -295,6 +295,16 @@ bool stream_received_output_next(const struct stream_reader *reader, size_t *cur
  * entries; its shape checked by the reader). */
 bool stream_received_tcp_shift_next(const struct stream_reader *reader, size_t *cursor, const uint8_t **body,
                                     size_t *length);
+/* One TCP_SHIFT entry, its fields: stream_tcp_shift_entry_put packs it
+ * (STREAM_TCP_SHIFT_ENTRY_LENGTH bytes), stream_tcp_shift_entry_fields
+ * unpacks it; the key is the proxy's, opaque here. */
+struct stream_tcp_shift_entry {
+    const uint8_t *key; /* STREAM_TCP_SHIFT_KEY_LENGTH bytes */
+    uint32_t flags;     /* STREAM_TCP_SHIFT_OFFSET_KNOWN, STREAM_TCP_SHIFT_SYN_TIMESTAMP */
+    uint32_t isn, offset, syn_timestamp, timestamp_offset;
+};
+void stream_tcp_shift_entry_put(uint8_t *bytes, const struct stream_tcp_shift_entry *entry);
+void stream_tcp_shift_entry_fields(const uint8_t *bytes, struct stream_tcp_shift_entry *entry);
 /* An OUTPUT record's body (as stream_received_output_next gives it, its
  * shape checked by the reader) split into its fields. */
 struct stream_output_frame {

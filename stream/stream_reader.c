@@ -301,10 +301,11 @@ int stream_read_record(struct stream_reader *reader, struct stream_record *recor
             return reject(reader, number, name, err, "the field after the count is 0x%08x, not zero",
                           stream_get_u32(body + 4));
         for (uint32_t i = 0; i < count; i++) {
-            uint32_t flags = stream_get_u32(body + STREAM_TCP_SHIFT_PREFIX + (size_t)i * STREAM_TCP_SHIFT_ENTRY_LENGTH +
-                                            STREAM_TCP_SHIFT_KEY_LENGTH);
-            if (flags & ~(STREAM_TCP_SHIFT_OFFSET_KNOWN | STREAM_TCP_SHIFT_SYN_TIMESTAMP))
-                return reject(reader, number, name, err, "connection %u has unknown flags 0x%08x", i, flags);
+            struct stream_tcp_shift_entry entry;
+            stream_tcp_shift_entry_fields(body + STREAM_TCP_SHIFT_PREFIX + (size_t)i * STREAM_TCP_SHIFT_ENTRY_LENGTH,
+                                          &entry);
+            if (entry.flags & ~(STREAM_TCP_SHIFT_OFFSET_KNOWN | STREAM_TCP_SHIFT_SYN_TIMESTAMP))
+                return reject(reader, number, name, err, "connection %u has unknown flags 0x%08x", i, entry.flags);
         }
     } else if (type == STREAM_RECORD_DISK_WRITE) {
         uint32_t disk = stream_get_u32(body);

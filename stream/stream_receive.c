@@ -258,6 +258,19 @@ bool stream_received_tcp_shift_next(const struct stream_reader *reader, size_t *
     return next_staged_record(&reader->tcp_shifts, cursor, body, length);
 }
 
+void stream_tcp_shift_entry_fields(const uint8_t *bytes, struct stream_tcp_shift_entry *entry)
+{
+    const uint8_t *fields = bytes + STREAM_TCP_SHIFT_KEY_LENGTH;
+    *entry = (struct stream_tcp_shift_entry){
+        .key = bytes,
+        .flags = stream_get_u32(fields),
+        .isn = stream_get_u32(fields + 4),
+        .offset = stream_get_u32(fields + 8),
+        .syn_timestamp = stream_get_u32(fields + 12),
+        .timestamp_offset = stream_get_u32(fields + 16),
+    };
+}
+
 void stream_disk_write_fields(const uint8_t *body, size_t length, struct stream_disk_write *fields)
 {
     *fields = (struct stream_disk_write){

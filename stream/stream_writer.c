@@ -290,6 +290,17 @@ int stream_write_output(struct stream_writer *writer, uint32_t nic, const uint8_
     return write_record(writer, STREAM_RECORD_OUTPUT, prefix, sizeof prefix, frame, length, err);
 }
 
+void stream_tcp_shift_entry_put(uint8_t *bytes, const struct stream_tcp_shift_entry *entry)
+{
+    memcpy(bytes, entry->key, STREAM_TCP_SHIFT_KEY_LENGTH);
+    uint8_t *fields = bytes + STREAM_TCP_SHIFT_KEY_LENGTH;
+    stream_put_u32(fields, entry->flags);
+    stream_put_u32(fields + 4, entry->isn);
+    stream_put_u32(fields + 8, entry->offset);
+    stream_put_u32(fields + 12, entry->syn_timestamp);
+    stream_put_u32(fields + 16, entry->timestamp_offset);
+}
+
 int stream_write_tcp_shift(struct stream_writer *writer, const uint8_t *entries, size_t count, struct error *err)
 {
     if (count > STREAM_MAX_TCP_SHIFT_ENTRIES)
