@@ -573,14 +573,29 @@ static int primary_setup(void *opaque)
     struct output_buffer *buffer = opaque;
     pthread_mutex_lock(&buffer->lock);
     buffer->holding = true;
-    /* A survivor's shifted connections reach the new SVM only with a
-     * checkpoint (the initial copy carries none): the first one comes at
-     * once, not after an interval of differences. */
-    bool carry = buffer->primary && shift_to_carry_locked(buffer) > 0;
     pthread_mutex_unlock(&buffer->lock);
-    if (carry)
-        colo_primary_request_checkpoint(buffer->primary);
     return 0;
+}
+
+/* Lock held: a survivor's shifted connections as one TCP_SHIFT record
+ * (none when there are none). */
+static int write_shift_to_carry_locked(struct output_buffer *buffer, struct stream_writer *writer, struct error *err)
+{
+    size_t count = shift_to_carry_locked(buffer);
+    buffer->stats.shift_carried = count;
+    return count > 0 ? stream_write_tcp_shift(writer, buffer->shift_entries, count, err) : 0;
+}
+
+/* The initial copy's stop-and-copy, the PVM paused: the new SVM, a copy
+ * of this VM, must shift a survivor's connections from its first
+ * instruction on, or a failover before the first checkpoint breaks them. */
+static int primary_initial_save(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct output_buffer *buffer = opaque;
+    pthread_mutex_lock(&buffer->lock);
+    int result = write_shift_to_carry_locked(buffer, writer, err);
+    pthread_mutex_unlock(&buffer->lock);
+    return result;
 }
 
 /* The PVM just paused for a checkpoint: what is held now is what this
@@ -612,10 +627,8 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
     }
     /* A survivor's connections stay shifted: the new SVM, a copy of this
      * VM, must shift them the same way (tcp_sequence_shift.h). */
-    size_t count = result == 0 ? shift_to_carry_locked(buffer) : 0;
-    if (count > 0)
-        result = stream_write_tcp_shift(writer, buffer->shift_entries, count, err);
-    buffer->stats.shift_carried = count;
+    if (result == 0)
+        result = write_shift_to_carry_locked(buffer, writer, err);
     pthread_mutex_unlock(&buffer->lock);
     return result;
 }
@@ -636,6 +649,7 @@ static void primary_release(void *opaque)
 }
 
 const struct colo_checkpoint_device_ops output_buffer_primary_device = {
+    .initial_save = primary_initial_save,
     .setup = primary_setup,
     .postsuspend = primary_postsuspend,
     .save = primary_save,
@@ -663,10 +677,10 @@ static int secondary_preresume(void *opaque)
     return 0;
 }
 
-/* The checkpoint was applied whole (the SVM paused): the SVM is the PVM
- * again, with no connection of its own; those the PVM's host kept shifted
- * from a failover of its own come with the checkpoint (TCP_SHIFT). Done
- * here, not at preresume: a failover right after this runs this
+/* The checkpoint (or the initial copy) was applied whole, the SVM paused:
+ * the SVM is the PVM again, with no connection of its own; those the PVM's
+ * host kept shifted from a failover of its own come with it (TCP_SHIFT).
+ * Done here, not at preresume: a failover right after this runs this
  * checkpoint's VM. */
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {
@@ -820,6 +834,7 @@ static int secondary_failover(void *opaque, struct error *err)
 const struct colo_checkpoint_device_ops output_buffer_secondary_device = {
     .setup = secondary_setup,
     .load = secondary_load,
+    .initial_load = secondary_load,
     .preresume = secondary_preresume,
     .failover = secondary_failover,
 };

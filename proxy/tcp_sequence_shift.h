@@ -68,7 +68,7 @@ struct tcp_sequence_shift_counters {
     uint64_t timestamps_rewritten;      /* TSvals out and TSecrs in */
     uint64_t dropped_table_full;        /* connections not shifted: no room */
     uint64_t fragments_passed;          /* TCP in IP fragments: not shifted */
-    uint64_t restored;                  /* connections a checkpoint carried in (the last one's) */
+    uint64_t restored;                  /* connections carried in by the last checkpoint or the initial copy */
 };
 
 struct tcp_sequence_shift {

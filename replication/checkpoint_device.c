@@ -62,16 +62,31 @@ static int device_failed(struct error *err, const struct colo_checkpoint_device 
     return error_set(err, "checkpoint device %s failed in %s: %s", device->name, phase, cause->message);
 }
 
+/* The phases that write records: the device's function for one of them. */
+enum writer_phase { WRITER_STREAM, WRITER_PRECOPY, WRITER_SAVE, WRITER_INITIAL_SAVE };
+
+static int call_writer_phase(struct colo_checkpoint_devices *devices, enum writer_phase phase,
+                             struct stream_writer *writer, struct error *err)
+{
+    static const char *const names[] = { "stream", "precopy", "save", "initial_save" };
+    for (size_t i = 0; i < devices->count; i++) {
+        const struct colo_checkpoint_device *device = &devices->devices[i];
+        const struct colo_checkpoint_device_ops *ops = device->ops;
+        int (*function)(void *, struct stream_writer *, struct error *) = phase == WRITER_STREAM    ? ops->stream
+                                                                          : phase == WRITER_PRECOPY ? ops->precopy
+                                                                          : phase == WRITER_SAVE    ? ops->save
+                                                                                                    : ops->initial_save;
+        struct error cause = { "" };
+        if (function && function(device->opaque, writer, &cause) < 0)
+            return device_failed(err, device, names[phase], &cause);
+    }
+    return 0;
+}
+
 int colo_checkpoint_devices_stream(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                    struct error *err)
 {
-    for (size_t i = 0; i < devices->count; i++) {
-        const struct colo_checkpoint_device *device = &devices->devices[i];
-        struct error cause = { "" };
-        if (device->ops->stream && device->ops->stream(device->opaque, writer, &cause) < 0)
-            return device_failed(err, device, "stream", &cause);
-    }
-    return 0;
+    return call_writer_phase(devices, WRITER_STREAM, writer, err);
 }
 
 bool colo_checkpoint_devices_streaming(const struct colo_checkpoint_devices *devices)
@@ -85,25 +100,19 @@ bool colo_checkpoint_devices_streaming(const struct colo_checkpoint_devices *dev
 int colo_checkpoint_devices_precopy(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                     struct error *err)
 {
-    for (size_t i = 0; i < devices->count; i++) {
-        const struct colo_checkpoint_device *device = &devices->devices[i];
-        struct error cause = { "" };
-        if (device->ops->precopy && device->ops->precopy(device->opaque, writer, &cause) < 0)
-            return device_failed(err, device, "precopy", &cause);
-    }
-    return 0;
+    return call_writer_phase(devices, WRITER_PRECOPY, writer, err);
 }
 
 int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
                                  struct error *err)
 {
-    for (size_t i = 0; i < devices->count; i++) {
-        const struct colo_checkpoint_device *device = &devices->devices[i];
-        struct error cause = { "" };
-        if (device->ops->save && device->ops->save(device->opaque, writer, &cause) < 0)
-            return device_failed(err, device, "save", &cause);
-    }
-    return 0;
+    return call_writer_phase(devices, WRITER_SAVE, writer, err);
+}
+
+int colo_checkpoint_devices_initial_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                         struct error *err)
+{
+    return call_writer_phase(devices, WRITER_INITIAL_SAVE, writer, err);
 }
 
 int colo_checkpoint_devices_receive(void *opaque, const uint8_t *body, size_t length, struct error *err)
@@ -118,16 +127,30 @@ int colo_checkpoint_devices_receive(void *opaque, const uint8_t *body, size_t le
     return 0;
 }
 
-int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
-                                 struct error *err)
+static int call_reader_phase(struct colo_checkpoint_devices *devices, bool initial, const struct stream_reader *reader,
+                             struct error *err)
 {
     for (size_t i = 0; i < devices->count; i++) {
         const struct colo_checkpoint_device *device = &devices->devices[i];
+        int (*function)(void *, const struct stream_reader *, struct error *) = initial ? device->ops->initial_load
+                                                                                        : device->ops->load;
         struct error cause = { "" };
-        if (device->ops->load && device->ops->load(device->opaque, reader, &cause) < 0)
-            return device_failed(err, device, "load", &cause);
+        if (function && function(device->opaque, reader, &cause) < 0)
+            return device_failed(err, device, initial ? "initial_load" : "load", &cause);
     }
     return 0;
+}
+
+int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
+                                 struct error *err)
+{
+    return call_reader_phase(devices, false, reader, err);
+}
+
+int colo_checkpoint_devices_initial_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
+                                         struct error *err)
+{
+    return call_reader_phase(devices, true, reader, err);
 }
 
 void colo_checkpoint_devices_release(struct colo_checkpoint_devices *devices)

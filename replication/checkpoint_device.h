@@ -3,6 +3,12 @@
  * mirror, later disk replication). They are the one way to extend the
  * loops: each has the phases of the protocol:
  *
+ *   initial_save  primary, the initial copy's stop-and-copy (VM paused):
+ *               records that go with the VM's state into the new SVM (a
+ *               survivor's shifted connections, which the SVM needs from
+ *               its first instruction on)
+ *   initial_load  secondary, once the initial copy was applied whole,
+ *               before setup: the device's records of its last run
  *   setup       once, after the initial copy, before the VM first runs
  *   commit      at the start of every interval (the previous checkpoint is
  *               now the committed state)
@@ -57,6 +63,8 @@ struct colo_checkpoint_device_ops {
     int (*save)(void *opaque, struct stream_writer *writer, struct error *err);
     int (*receive)(void *opaque, const uint8_t *body, size_t length, struct error *err);
     int (*load)(void *opaque, const struct stream_reader *reader, struct error *err);
+    int (*initial_save)(void *opaque, struct stream_writer *writer, struct error *err);
+    int (*initial_load)(void *opaque, const struct stream_reader *reader, struct error *err);
     void (*release)(void *opaque);
     int (*failover)(void *opaque, struct error *err);
     void (*teardown)(void *opaque);
@@ -104,6 +112,10 @@ int colo_checkpoint_devices_save(struct colo_checkpoint_devices *devices, struct
 int colo_checkpoint_devices_receive(void *opaque, const uint8_t *body, size_t length, struct error *err);
 int colo_checkpoint_devices_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
                                  struct error *err);
+int colo_checkpoint_devices_initial_save(struct colo_checkpoint_devices *devices, struct stream_writer *writer,
+                                         struct error *err);
+int colo_checkpoint_devices_initial_load(struct colo_checkpoint_devices *devices, const struct stream_reader *reader,
+                                         struct error *err);
 void colo_checkpoint_devices_release(struct colo_checkpoint_devices *devices);
 /* Every device's failover, even after one failed (the VM runs here now
  * whatever happens; each device does what it can); the first error. */

@@ -70,6 +70,14 @@ void colo_primary_options_defaults(struct colo_primary_options *options)
     options->resume_before_ready_bytes = 256 * 1024;
 }
 
+/* The initial copy's stop-and-copy, the PVM paused: what the devices send
+ * with the VM's state (migration_options.stop_and_copy_records). */
+static int save_initial_devices(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct colo_primary *primary = opaque;
+    return colo_checkpoint_devices_initial_save(&primary->devices, writer, err);
+}
+
 int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
                       const struct colo_primary_options *options, struct error *err)
 {
@@ -81,6 +89,8 @@ int colo_primary_init(struct colo_primary *primary, struct machine *pvm, int fd,
     else
         colo_primary_options_defaults(&primary->options);
     primary->options.migration.keep_dirty_log = true;
+    primary->options.migration.stop_and_copy_records = save_initial_devices;
+    primary->options.migration.stop_and_copy_opaque = primary;
     atomic_init(&primary->state, COLO_PRIMARY_MIGRATING);
     size_t words = machine_dirty_bitmap_words(pvm);
     primary->bitmap = calloc(words, sizeof *primary->bitmap);

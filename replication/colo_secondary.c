@@ -305,6 +305,10 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
     if (migration_receive_between(svm, &secondary->reader, secondary->options.initial_copy_companion, "secondary",
                                   "primary", &cause) < 0)
         return fail(secondary, err, "receiving the initial copy", &cause);
+    /* The records the devices sent with the VM's state (the reader keeps
+     * the last run's until the next one). */
+    if (colo_checkpoint_devices_initial_load(&secondary->devices, &secondary->reader, &cause) < 0)
+        return fail(secondary, err, "the initial copy", &cause);
 
     /* Log from here: the SVM is now the PVM as of the migration's end,
      * which is the first checkpoint to roll back to. */

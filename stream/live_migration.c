@@ -245,6 +245,8 @@ int migration_send(struct machine *machine, int fd, const struct migration_optio
                 if (stream_write_pages(&sender.writer, machine, pages, count, err) < 0 ||
                     (companion && companion->stop_and_copy &&
                      companion->stop_and_copy(companion->opaque, &sender.writer, err) < 0) ||
+                    (options->stop_and_copy_records &&
+                     options->stop_and_copy_records(options->stop_and_copy_opaque, &sender.writer, err) < 0) ||
                     stream_write_machine_state(&sender.writer, machine, err) < 0 ||
                     stream_write_end(&sender.writer, err) < 0 || stream_flush(&sender.writer, err) < 0)
                     goto done;

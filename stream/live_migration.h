@@ -93,6 +93,14 @@ struct migration_options {
     bool keep_dirty_log;
     /* NULL: RAM and machine state only (shared storage). */
     const struct migration_companion *companion;
+    /* May be NULL. Source, the stop-and-copy, VM paused, after the
+     * companion's: records for whoever receives, which reads them off its
+     * reader once the receive returned (the last run's staged records stay
+     * until the next stream_receive): a COLO primary's checkpoint devices
+     * (replication/checkpoint_device.h, initial_save). A destination that
+     * does not look at them ignores them. Gets stop_and_copy_opaque. */
+    int (*stop_and_copy_records)(void *opaque, struct stream_writer *writer, struct error *err);
+    void *stop_and_copy_opaque;
 };
 
 struct migration_result {

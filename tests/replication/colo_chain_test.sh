@@ -22,10 +22,12 @@
 #    shift rewrites the connection's frames.
 # 3. `colo switchover` on B: C runs the VM, its last checkpoint brought the
 #    table, and the connection carries on.
-# 4. C protects to B's image (D): C's checkpoints carry the table it was
-#    given, no storm; C is killed (-9): D fails over, the client's one
-#    connection carries on, every acknowledged key reads back, and at no
-#    moment did two copies release output.
+# 4. C protects to B's image (D) with no periodic checkpoint: the initial
+#    copy carries the table (D answers the connection as C's VM does, no
+#    checkpoint by difference); C is killed (-9) before any checkpoint
+#    could bring it: D fails over, the client's one connection carries on,
+#    every acknowledged key reads back, and at no moment did two copies
+#    release output.
 # Usage: tests/replication/colo_chain_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -149,12 +151,34 @@ wait_exit "$secondary_pid" 20 || fail "B's colo did not exit 0 after the switcho
 check_shifting "$work/C" "C runs the VM and shifts the connection after the switchover"
 lan_check "$part_started" "switchover B -> C"
 
-# ---- 4. C -> D (B's image), kill -9 C: D carries the connection on ----
+check_initial_copy() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 2 s of traffic, no checkpoint needed
+    local summary by_difference matched matched_later checkpoints restored
+    matched=$(replication_eval "$1" "r.get('compare',{}).get('released_matched','')")
+    sleep 2
+    summary=$(replication_eval "$1" "' '.join(str(x) for x in (r.get('compare',{}).get('checkpoints_by_difference',''),
+        r.get('compare',{}).get('released_matched',''), r.get('checkpoints','')))")
+    read -r by_difference matched_later checkpoints <<<"$summary"
+    restored=$(shift_field "$2" carried_by_checkpoint)
+    echo "  $3 2 s after the initial copy: $checkpoints checkpoints, $by_difference by difference," \
+        "$((matched_later - matched)) frames released by a match; the secondary took '$restored' connection(s)"
+    # No checkpoint at all: what D has, it has from the initial copy.
+    [ "$checkpoints" = 0 ] && [ "$matched_later" -gt $((matched + 50)) ] && [ -n "$restored" ] && [ "$restored" -ge 1 ] &&
+        pass "$3: the initial copy carried the shifted connection, its SVM answers it as the PVM does" ||
+        fail "$3: $checkpoints checkpoints ($by_difference by difference), $((matched_later - matched)) frames matched," \
+            "'$restored' connections carried: the new SVM did not have the survivor's connection from the initial copy" \
+            "($(replication_eval "$1" "r.get('compare',{}).get('last_difference','')"))"
+}
+
+# ---- 4. C -> D (B's image), kill -9 C before a checkpoint: D carries on ----
+# No periodic checkpoint: the shifted connection must reach D with the
+# initial copy, and C dies before anything else could bring it.
 start_secondary "$work/D" 47112 "$work/b.cfg" "$work/secondary3.log" D || exit 1
 secondary3_pid=$started_pid
-protect_to "$work/C" 47112 "C -> D" || exit 1
+on_host "$work/C" "$colo" protect guarded 127.0.0.1:47112 --interval 600000 --compare-timeout 500 \
+    --heartbeat-timeout 2000 >"$work/protect-47112.log" 2>&1 ||
+    { fail "colo protect C -> D failed: $(cat "$work/protect-47112.log")"; exit 1; }
 part_started=$(now)
-check_carried "$work/C" "$work/D" "C -> D"
+check_initial_copy "$work/C" "$work/D" "C -> D"
 kill -9 "$secondary2_pid"; wait "$secondary2_pid" 2>/dev/null
 wait_for "$work/secondary3.log" "failed over" "failover to D" "$secondary3_pid" 10 &&
     pass "D failed over after kill -9 of C"

@@ -226,7 +226,39 @@ struct streaming_device {
     uint32_t out_of_order;
     uint64_t checkpoints_seen_at_first; /* primary: checkpoints before the first stream */
     struct colo_primary *primary;
+    /* The initial copy: the primary's initial_save sends one TCP_SHIFT
+     * entry, the secondary's initial_load must find it (before any
+     * stream record). */
+    uint32_t initial_saved, initial_loaded, initial_found;
 };
+
+#define INITIAL_ENTRY_ISN 0xc0105eedu
+
+static int device_initial_save(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct streaming_device *device = opaque;
+    uint8_t key[STREAM_TCP_SHIFT_KEY_LENGTH] = { 1, 2, 3 }, entry[STREAM_TCP_SHIFT_ENTRY_LENGTH];
+    stream_tcp_shift_entry_put(entry, &(struct stream_tcp_shift_entry){ .key = key, .isn = INITIAL_ENTRY_ISN });
+    device->initial_saved++;
+    return stream_write_tcp_shift(writer, entry, 1, err);
+}
+
+static int device_initial_load(void *opaque, const struct stream_reader *reader, struct error *err)
+{
+    (void)err;
+    struct streaming_device *device = opaque;
+    size_t cursor = 0, length;
+    const uint8_t *body;
+    device->initial_loaded++;
+    while (stream_received_tcp_shift_next(reader, &cursor, &body, &length)) {
+        struct stream_tcp_shift_entry entry;
+        stream_tcp_shift_entry_fields(body + STREAM_TCP_SHIFT_PREFIX, &entry);
+        if (length == STREAM_TCP_SHIFT_PREFIX + STREAM_TCP_SHIFT_ENTRY_LENGTH && entry.isn == INITIAL_ENTRY_ISN &&
+            entry.key[0] == 1 && entry.key[2] == 3 && device->received == 0)
+            device->initial_found++;
+    }
+    return 0;
+}
 
 static int device_stream(void *opaque, struct stream_writer *writer, struct error *err)
 {
@@ -254,6 +286,8 @@ static int device_receive(void *opaque, const uint8_t *body, size_t length, stru
 static const struct colo_checkpoint_device_ops streaming_ops = {
     .stream = device_stream,
     .receive = device_receive,
+    .initial_save = device_initial_save,
+    .initial_load = device_initial_load,
 };
 
 /* Setup, the first commit, then postsuspend-preresume-commit for each of
@@ -444,6 +478,10 @@ int main(int argc, char **argv)
            secondary_streamer.received, secondary_streamer.out_of_order);
     CHECK(primary_streamer.sent >= stats.checkpoints, "only %u streams in %llu checkpoints", primary_streamer.sent,
           (unsigned long long)stats.checkpoints);
+    CHECK(primary_streamer.initial_saved == 1 && secondary_streamer.initial_loaded == 1 &&
+              secondary_streamer.initial_found == 1 && primary_streamer.initial_loaded == 0,
+          "initial copy: %u saves, %u loads, the entry found %u times (want 1 each)", primary_streamer.initial_saved,
+          secondary_streamer.initial_loaded, secondary_streamer.initial_found);
     CHECK(secondary_streamer.received + 1 >= primary_streamer.sent && secondary_streamer.out_of_order == 0,
           "the secondary took %u of %u streamed records, %u out of order", secondary_streamer.received,
           primary_streamer.sent, secondary_streamer.out_of_order);
