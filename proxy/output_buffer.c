@@ -417,7 +417,10 @@ static void shift_inbound(void *opaque, const struct virtio_net_header *header, 
     pthread_mutex_unlock(&buffer->lock);
 }
 
-int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirror_reader *reader, struct error *err)
+/* A new, empty TCP sequence shift for the buffer's VM: outbound frames
+ * through it when the buffer passes them, inbound ones from the NICs'
+ * backends (and, on a secondary, the mirror's: its caller's part). */
+static int install_shift(struct output_buffer *buffer, struct mirror_reader *reader, struct error *err)
 {
     struct tcp_sequence_shift *shift = calloc(1, sizeof *shift);
     uint8_t *scratch = malloc(VIRTIO_NET_MAX_FRAME);
@@ -441,10 +444,52 @@ int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirr
     buffer->shift_scratch = scratch;
     buffer->return_to = reader;
     pthread_mutex_unlock(&buffer->lock);
-    mirror_reader_set_inbound_filter(reader, shift_inbound, buffer);
+    if (reader)
+        mirror_reader_set_inbound_filter(reader, shift_inbound, buffer);
     for (unsigned i = 0; i < machine_nic_count(buffer->machine); i++)
         virtio_net_set_backend_receive_filter(machine_nic(buffer->machine, i), shift_inbound, buffer);
     return 0;
+}
+
+int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirror_reader *reader, struct error *err)
+{
+    return install_shift(buffer, reader, err);
+}
+
+/* The run's one TCP_SHIFT record, if it has one: its entries and their
+ * count. */
+static int carried_shift(const struct stream_reader *reader, const uint8_t **entries, size_t *count, struct error *err)
+{
+    size_t cursor = 0, length, more_length;
+    const uint8_t *body = NULL, *more;
+    *entries = NULL;
+    *count = 0;
+    if (!stream_received_tcp_shift_next(reader, &cursor, &body, &length))
+        return 0;
+    if (stream_received_tcp_shift_next(reader, &cursor, &more, &more_length))
+        return error_set(err, "the run carries two TCP_SHIFT records");
+    *entries = body + STREAM_TCP_SHIFT_PREFIX;
+    *count = (length - STREAM_TCP_SHIFT_PREFIX) / STREAM_TCP_SHIFT_ENTRY_LENGTH;
+    return 0;
+}
+
+int output_buffer_adopt_shift(struct output_buffer *buffer, const struct stream_reader *reader, struct error *err)
+{
+    const uint8_t *entries;
+    size_t count;
+    if (carried_shift(reader, &entries, &count, err) < 0)
+        return -1;
+    if (!entries)
+        return 0;
+    pthread_mutex_lock(&buffer->lock);
+    bool has_shift = buffer->shift != NULL;
+    pthread_mutex_unlock(&buffer->lock);
+    if (!has_shift && install_shift(buffer, NULL, err) < 0)
+        return -1;
+    pthread_mutex_lock(&buffer->lock);
+    int result = tcp_sequence_shift_restore(buffer->shift, entries, count, err);
+    pthread_mutex_unlock(&buffer->lock);
+    return result < 0 ? -1 : (int)count;
 }
 
 static size_t release_locked(struct output_buffer *buffer)
@@ -540,6 +585,7 @@ void output_buffer_get_stats(struct output_buffer *buffer, struct output_buffer_
     *stats = buffer->stats;
     stats->held_now = buffer->held_count;
     snprintf(stats->mode_reason, sizeof stats->mode_reason, "%s", buffer->mode_reason);
+    stats->shifting = buffer->shift != NULL;
     if (buffer->shift)
         stats->shift = buffer->shift->counters;
     size_t count = buffer->match_waits < OUTPUT_MATCH_WAIT_HISTORY ? (size_t)buffer->match_waits
@@ -591,11 +637,16 @@ static int write_shift_to_carry_locked(struct output_buffer *buffer, struct stre
  * instruction on, or a failover before the first checkpoint breaks them. */
 static int primary_initial_save(void *opaque, struct stream_writer *writer, struct error *err)
 {
-    struct output_buffer *buffer = opaque;
+    return output_buffer_save_shift(opaque, writer, err) < 0 ? -1 : 0;
+}
+
+int output_buffer_save_shift(struct output_buffer *buffer, struct stream_writer *writer, struct error *err)
+{
     pthread_mutex_lock(&buffer->lock);
     int result = write_shift_to_carry_locked(buffer, writer, err);
+    size_t count = buffer->stats.shift_carried;
     pthread_mutex_unlock(&buffer->lock);
-    return result;
+    return result < 0 ? -1 : (int)count;
 }
 
 /* The PVM just paused for a checkpoint: what is held now is what this
@@ -685,17 +736,15 @@ static int secondary_preresume(void *opaque)
 static int secondary_load(void *opaque, const struct stream_reader *reader, struct error *err)
 {
     struct output_buffer *buffer = opaque;
-    size_t cursor = 0, length, more_length;
-    const uint8_t *body = NULL, *more;
-    bool carried = stream_received_tcp_shift_next(reader, &cursor, &body, &length);
-    if (carried && stream_received_tcp_shift_next(reader, &cursor, &more, &more_length))
-        return error_set(err, "the checkpoint carries two TCP_SHIFT records");
+    const uint8_t *entries;
+    size_t count;
+    if (carried_shift(reader, &entries, &count, err) < 0)
+        return -1;
     int result = 0;
     pthread_mutex_lock(&buffer->lock);
     if (buffer->shift) {
-        if (carried) {
-            size_t count = (length - STREAM_TCP_SHIFT_PREFIX) / STREAM_TCP_SHIFT_ENTRY_LENGTH;
-            result = tcp_sequence_shift_restore(buffer->shift, body + STREAM_TCP_SHIFT_PREFIX, count, err);
+        if (entries) {
+            result = tcp_sequence_shift_restore(buffer->shift, entries, count, err);
         } else {
             tcp_sequence_shift_reset(buffer->shift);
         }

@@ -106,7 +106,9 @@ struct output_buffer_stats {
     uint64_t match_wait_p50_us, match_wait_p99_us;
     enum output_mode mode_now; /* what it does now */
     char mode_reason[160];     /* ... and why */
-    /* Secondary: the TCP sequence shift (tcp_sequence_shift.h). */
+    /* Secondary: the TCP sequence shift (tcp_sequence_shift.h), if it
+     * has one (shifting). */
+    bool shifting;
     struct tcp_sequence_shift_counters shift;
 };
 
@@ -185,6 +187,19 @@ void output_buffer_get_compare_counters(struct output_buffer *buffer, struct out
  * frames into the SVM are shifted back: the mirrored ones and, after a
  * failover, the NICs' own. */
 int output_buffer_set_secondary_return(struct output_buffer *buffer, struct mirror_reader *reader, struct error *err);
+/* A survivor (its host took over and shifts some of its VM's TCP
+ * connections, tcp_sequence_shift.h) whose VM moves by a plain live
+ * migration: its shifted connections as one TCP_SHIFT record, written
+ * with the VM paused; nothing when there are none. Returns how many
+ * connections it wrote, or -1 with err set. */
+int output_buffer_save_shift(struct output_buffer *buffer, struct stream_writer *writer, struct error *err);
+/* The destination of that migration, its VM not yet running, the buffer
+ * passing frames (output_buffer_init with holding false): if the run the
+ * reader received last has a TCP_SHIFT record, the VM's frames are shifted
+ * from now on as the survivor shifted them, both ways. Returns how many
+ * connections it took (0: no record), or -1 with err set (a table no
+ * survivor could send). */
+int output_buffer_adopt_shift(struct output_buffer *buffer, const struct stream_reader *reader, struct error *err);
 
 /* Primary: a release whose gate says no keeps the frames held (they leave
  * with a later release once the gate agrees, or never). */

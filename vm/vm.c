@@ -25,8 +25,9 @@ struct vm {
     struct vm_save_file save_file;
     struct vm_control *control;
     struct vm_replication *replication;
-    struct machine *machine; /* the current one, or NULL between runs */
-    atomic_bool interrupted; /* see vm_interrupt */
+    struct vm_migration_source migration_source; /* the "migrate" command's */
+    struct machine *machine;                     /* the current one, or NULL between runs */
+    atomic_bool interrupted;                     /* see vm_interrupt */
 };
 
 /* The configuration: from VM.cfg, or the one a save file carries (a save
@@ -143,8 +144,11 @@ int vm_create(struct vm **result, const struct vm_options *options, struct error
         .start_paused = options->start_paused,
         .config = vm->config,
     };
-    if (vm_control_create(&vm->control, &control_options, err) < 0 || vm_migration_register(vm->control, err) < 0 ||
+    if (vm_control_create(&vm->control, &control_options, err) < 0 ||
         vm_replication_create(&vm->replication, vm->control, vm->name, vm->options.cluster, err) < 0)
+        goto fail;
+    vm->migration_source = (struct vm_migration_source){ vm->control, vm->replication };
+    if (vm_migration_register(&vm->migration_source, err) < 0)
         goto fail;
     if (vm->config)
         set_replication_auth(vm);
@@ -174,7 +178,8 @@ static int build_machine(struct vm *vm, bool first_run, struct error *err)
         return vm_replication_start_secondary(vm->replication, vm->machine, options->listen_address,
                                               options->heartbeat_timeout_ms, err);
     case VM_START_RECEIVE:
-        return vm_migration_receive(vm->machine, options->listen_address, vm->name, options->copy_disks, err);
+        return vm_migration_receive(vm->machine, options->listen_address, vm->name, options->copy_disks,
+                                    vm->replication, err);
     case VM_START_RESTORE: {
         int loaded = vm_save_file_load(&vm->save_file, vm->machine, options->load_path, err);
         vm_save_file_close(&vm->save_file);

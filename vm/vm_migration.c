@@ -16,11 +16,13 @@
 #include "machine.h"
 #include "socket.h"
 #include "stream.h"
+#include "vm_replication.h"
 
 /* ---- the source: the "migrate" command ---- */
 
 struct migration_job {
     struct vm_control *control;
+    struct vm_replication *replication;
     char destination[300];
     bool copy_disks;
     struct migration_options options;
@@ -105,6 +107,8 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
         return -1;
     job->options.progress = post_progress;
     job->options.progress_opaque = job;
+    job->options.stop_and_copy_records = vm_replication_migration_save;
+    job->options.stop_and_copy_opaque = job->replication;
     if (job->copy_disks) {
         job->disk_sync = calloc(1, sizeof *job->disk_sync);
         if (!job->disk_sync) {
@@ -172,7 +176,8 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
 static int handle_migrate(void *opaque, const json_t *request, json_t *reply, struct error *err)
 {
     (void)reply;
-    struct vm_control *control = opaque;
+    struct vm_migration_source *source = opaque;
+    struct vm_control *control = source->control;
     const char *destination = json_string_value(json_object_get(request, "destination"));
     if (!destination || !*destination)
         return error_set(err, "migrate needs \"destination\": \"HOST:PORT\"");
@@ -180,6 +185,7 @@ static int handle_migrate(void *opaque, const json_t *request, json_t *reply, st
     if (!job)
         return error_set(err, "out of memory");
     job->control = control;
+    job->replication = source->replication;
     json_t *copy_disks = json_object_get(request, "copy_disks");
     if (copy_disks && !json_is_boolean(copy_disks)) {
         free(job);
@@ -218,9 +224,9 @@ static int handle_migrate(void *opaque, const json_t *request, json_t *reply, st
     return 0;
 }
 
-int vm_migration_register(struct vm_control *control, struct error *err)
+int vm_migration_register(struct vm_migration_source *source, struct error *err)
 {
-    return control_server_register(vm_control_server(control), "migrate", handle_migrate, control, err);
+    return control_server_register(vm_control_server(source->control), "migrate", handle_migrate, source, err);
 }
 
 /* ---- the destination ---- */
@@ -228,21 +234,32 @@ int vm_migration_register(struct vm_control *control, struct error *err)
 /* The migration itself, on the accepted connection: with copy_disks a
  * reader of our own, so the disks' sync can be its companion. */
 static int receive_migration(struct machine *machine, int fd, bool copy_disks, struct disk_sync_destination *disks,
-                             struct error *err)
+                             struct vm_replication *replication, int *shifted, struct error *err)
 {
-    if (!copy_disks)
-        return migration_receive(machine, fd, err);
-    disk_sync_destination_init(disks, machine);
+    const struct migration_companion *companion = NULL;
+    if (copy_disks) {
+        disk_sync_destination_init(disks, machine);
+        companion = disk_sync_destination_companion(disks);
+    }
     struct stream_reader reader;
     if (stream_reader_init(&reader, fd, err) < 0)
         return -1;
-    int status = migration_receive_with_companion(machine, &reader, disk_sync_destination_companion(disks), err);
+    int status = migration_receive_with_companion(machine, &reader, companion, err);
+    if (status == 0) {
+        /* The source stops its VM on our acknowledgement: a table we
+         * cannot take costs those connections, never the VM. */
+        struct error cause = { "" };
+        *shifted = vm_replication_migration_load(replication, machine, &reader, &cause);
+        if (*shifted < 0)
+            fprintf(stderr, "colo receive: the survivor's shifted TCP connections were not taken (%s): they break\n",
+                    cause.message);
+    }
     stream_reader_destroy(&reader);
     return status;
 }
 
 int vm_migration_receive(struct machine *machine, const char *address, const char *name, bool copy_disks,
-                         struct error *err)
+                         struct vm_replication *replication, struct error *err)
 {
     int listener = socket_listen(address, err);
     if (listener < 0)
@@ -255,7 +272,8 @@ int vm_migration_receive(struct machine *machine, const char *address, const cha
         return -1;
     double started = clock_monotonic_seconds();
     struct disk_sync_destination disks = { 0 };
-    int status = receive_migration(machine, fd, copy_disks, &disks, err);
+    int shifted = 0;
+    int status = receive_migration(machine, fd, copy_disks, &disks, replication, &shifted, err);
     close(fd);
     if (status < 0) {
         error_prefix(err, "incoming migration failed: ");
@@ -268,7 +286,11 @@ int vm_migration_receive(struct machine *machine, const char *address, const cha
         snprintf(disk_summary, sizeof disk_summary,
                  " (disks: %" PRIu64 " bytes hashed, %" PRIu64 " bytes written in %" PRIu64 " writes)",
                  disks.bytes_hashed, disks.bytes_written, disks.writes);
-    fprintf(stderr, "colo receive: %s: received in %.2f s%s; running here now\n", name,
-            clock_monotonic_seconds() - started, disk_summary);
+    char shift_summary[120] = "";
+    if (shifted > 0)
+        snprintf(shift_summary, sizeof shift_summary,
+                 "; %d TCP connection(s) shifted as on the source (since its failover)", shifted);
+    fprintf(stderr, "colo receive: %s: received in %.2f s%s; running here now%s\n", name,
+            clock_monotonic_seconds() - started, disk_summary, shift_summary);
     return 0;
 }

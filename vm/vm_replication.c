@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "control_server.h"
+#include "stream.h"
 
 void vm_replication_mark(struct vm_replication *replication, bool *flag)
 {
@@ -76,7 +77,15 @@ static void status_fields(void *opaque, json_t *reply)
     struct vm_replication *replication = opaque;
     pthread_mutex_lock(&replication->lock);
     if (replication->role == ROLE_NONE) {
+        /* A VM that a survivor's host migrated here shifts the
+         * connections it brought (vm_replication_migration_load). */
+        struct output_buffer_stats output = { 0 };
+        if (replication->output_initialized)
+            output_buffer_get_stats(&replication->output, &output);
         pthread_mutex_unlock(&replication->lock);
+        json_t *shift = output.shifting ? vm_replication_shift_json(&output.shift) : NULL;
+        if (shift)
+            json_object_set_new(reply, "tcp_sequence_shift", shift);
         return;
     }
     json_t *fields = json_object();
@@ -168,4 +177,36 @@ void vm_replication_destroy(struct vm_replication *replication)
     vm_replication_destroy_peer(replication);
     pthread_mutex_destroy(&replication->lock);
     free(replication);
+}
+
+int vm_replication_migration_save(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    bool output = replication->output_initialized;
+    pthread_mutex_unlock(&replication->lock);
+    int count = output ? output_buffer_save_shift(&replication->output, writer, err) : 0;
+    if (count > 0)
+        vm_replication_log(replication, "the migration carries %d TCP connection(s) this host shifts since a failover",
+                           count);
+    return count < 0 ? -1 : 0;
+}
+
+int vm_replication_migration_load(struct vm_replication *replication, struct machine *machine,
+                                  const struct stream_reader *reader, struct error *err)
+{
+    size_t cursor = 0, length;
+    const uint8_t *body;
+    if (!stream_received_tcp_shift_next(reader, &cursor, &body, &length))
+        return 0;
+    pthread_mutex_lock(&replication->lock);
+    bool output = replication->output_initialized;
+    pthread_mutex_unlock(&replication->lock);
+    if (!output) {
+        /* Passing frames, as a failed-over secondary's does; a protect
+         * later finds it and carries the table on (its initial copy). */
+        output_buffer_init(&replication->output, machine, false);
+        vm_replication_mark(replication, &replication->output_initialized);
+    }
+    return output_buffer_adopt_shift(&replication->output, reader, err);
 }

@@ -209,6 +209,8 @@ int vm_replication_handle_switchover(void *opaque, const json_t *request, json_t
 /* The status fields of each role, lock held. */
 void vm_replication_primary_status(struct vm_replication *replication, json_t *fields);
 void vm_replication_secondary_status(struct vm_replication *replication, json_t *fields);
+/* The "tcp_sequence_shift" object of the status (NULL: out of memory). */
+json_t *vm_replication_shift_json(const struct tcp_sequence_shift_counters *counters);
 /* The lifecycle (vm_replication_lifecycle.c): the primary's stop, on
  * purpose or not (vm_replication_vm_ending); the end_reason and log line
  * of a primary whose loop ended; the secondary's outcome when the primary

@@ -282,21 +282,9 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     json_object_set_new(fields, "mirrored_frames_dropped", json_integer((json_int_t)mirror.dropped));
     json_object_set_new(fields, "returned_frames", json_integer((json_int_t)mirror.returned));
     json_object_set_new(fields, "returned_frames_dropped", json_integer((json_int_t)mirror.return_dropped));
-    json_t *shift = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "connections", (json_int_t)output.shift.connections,
-                              "offsets_learned", (json_int_t)output.shift.offsets_learned, "outbound_rewritten",
-                              (json_int_t)output.shift.outbound_rewritten, "inbound_rewritten",
-                              (json_int_t)output.shift.inbound_rewritten, "sack_blocks_rewritten",
-                              (json_int_t)output.shift.sack_blocks_rewritten, "dropped_table_full",
-                              (json_int_t)output.shift.dropped_table_full);
-    if (shift) {
-        /* The primary's own shifted connections, from the last checkpoint
-         * (a primary that was a secondary and took over). */
-        json_object_set_new(shift, "carried_by_checkpoint", json_integer((json_int_t)output.shift.restored));
-        json_object_set_new(shift, "timestamp_offsets_learned",
-                            json_integer((json_int_t)output.shift.timestamp_offsets_learned));
-        json_object_set_new(shift, "timestamps_rewritten", json_integer((json_int_t)output.shift.timestamps_rewritten));
+    json_t *shift = vm_replication_shift_json(&output.shift);
+    if (shift)
         json_object_set_new(fields, "tcp_sequence_shift", shift);
-    }
     if (replication->secondary_disks_initialized) {
         struct disk_replication_secondary_stats disks;
         disk_replication_secondary_get_stats(&replication->secondary_disks, &disks);
@@ -342,4 +330,22 @@ void vm_replication_secondary_machine_stopped(struct vm_replication *replication
     enum colo_ending_reason reason;
     if (vm_replication_primary_ended(replication, &reason))
         vm_replication_record_disk_history(replication);
+}
+
+json_t *vm_replication_shift_json(const struct tcp_sequence_shift_counters *counters)
+{
+    json_t *shift = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I}", "connections", (json_int_t)counters->connections, "offsets_learned",
+        (json_int_t)counters->offsets_learned, "outbound_rewritten", (json_int_t)counters->outbound_rewritten,
+        "inbound_rewritten", (json_int_t)counters->inbound_rewritten, "sack_blocks_rewritten",
+        (json_int_t)counters->sack_blocks_rewritten, "dropped_table_full", (json_int_t)counters->dropped_table_full);
+    if (shift) {
+        /* The connections a survivor shifted, from the last checkpoint, the
+         * initial copy or a migration (tcp_sequence_shift.h). */
+        json_object_set_new(shift, "carried_by_checkpoint", json_integer((json_int_t)counters->restored));
+        json_object_set_new(shift, "timestamp_offsets_learned",
+                            json_integer((json_int_t)counters->timestamp_offsets_learned));
+        json_object_set_new(shift, "timestamps_rewritten", json_integer((json_int_t)counters->timestamps_rewritten));
+    }
+    return shift;
 }

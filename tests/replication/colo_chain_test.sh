@@ -28,6 +28,9 @@
 #    could bring it: D fails over, the client's one connection carries on,
 #    every acknowledged key reads back, and at no moment did two copies
 #    release output.
+# 5. `colo migrate` (a plain live migration, disks copied) moves D's VM to
+#    A's TAP and image (E): the shifted connection goes with it, and E
+#    shifts it as D did.
 # Usage: tests/replication/colo_chain_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -52,11 +55,16 @@ protect_to() {  # PRIMARY_RUN_DIR PORT WHAT: protect (compare mode, colo's defau
     wait_for_checkpoints "$1" 3 >/dev/null || { fail "no checkpoints $3"; return 1; }
 }
 
-check_shifting() {  # RUN_DIR WHAT: the VM's host shifts the connection (1 s of its traffic)
-    local rewritten rewritten_later
-    rewritten=$(shift_field "$1" outbound_rewritten)
+vm_shift_field() {  # RUN_DIR FIELD: a shift counter of a VM outside replication (migrated in)
+    on_host "$1" "$colo" status guarded --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.load(sys.stdin).get('tcp_sequence_shift',{}).get('$2',''))" 2>/dev/null
+}
+
+check_shifting() {  # RUN_DIR WHAT [READER]: the VM's host shifts the connection (1 s of its traffic)
+    local rewritten rewritten_later reader=${3:-shift_field}
+    rewritten=$("$reader" "$1" outbound_rewritten)
     sleep 1
-    rewritten_later=$(shift_field "$1" outbound_rewritten)
+    rewritten_later=$("$reader" "$1" outbound_rewritten)
     [ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
         pass "$2 ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
         fail "$2: no, outbound_rewritten '$rewritten' then '$rewritten_later'"
@@ -183,9 +191,29 @@ kill -9 "$secondary2_pid"; wait "$secondary2_pid" 2>/dev/null
 wait_for "$work/secondary3.log" "failed over" "failover to D" "$secondary3_pid" 10 &&
     pass "D failed over after kill -9 of C"
 sleep 2
-finish_client chain "through two failovers, two reprotects and a switchover"
 lan_check "$part_started" "kill -9 of C"
-check_keys "D serves every key" chain
+
+# ---- 5. colo migrate D -> E (A's TAP and image): the shifted connection goes along ----
+part_started=$(now)
+mkdir -p "$work/E"
+on_host "$work/E" "$colo" receive --listen 127.0.0.1:47113 "$work/a.cfg" --copy-disks >"$work/receive.log" 2>&1 </dev/null &
+receive_pid=$!; pids+=("$receive_pid")
+wait_for "$work/receive.log" "waiting for a migration" "E listening" "$receive_pid" || exit 1
+if on_host "$work/D" "$colo" migrate guarded 127.0.0.1:47113 --copy-disks >"$work/migrate.log" 2>&1 &&
+    wait_exit "$secondary3_pid" 60; then
+    pass "colo migrate D -> E: $(tr '\r' '\n' <"$work/migrate.log" | grep -v '^ *\[' | tail -1)"
+else
+    fail "colo migrate D -> E: $(cat "$work/migrate.log")"; exit 1
+fi
+line=$(grep "running here now" "$work/receive.log")
+carried=$(vm_shift_field "$work/E" carried_by_checkpoint)
+echo "$line" | grep -q "TCP connection(s) shifted as on the source" && [ -n "$carried" ] && [ "$carried" -ge 1 ] &&
+    pass "E took D's shifted connection with the migration: $line" ||
+    fail "E did not take D's shifted connection ('$carried' carried): $line"
+check_shifting "$work/E" "E runs the VM and shifts the connection after the migration" vm_shift_field
+finish_client chain "through two failovers, two reprotects, a switchover and a migration"
+lan_check "$part_started" "migration D -> E"
+check_keys "E serves every key" chain
 
 echo "colo_chain_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
