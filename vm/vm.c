@@ -394,6 +394,7 @@ int vm_run(struct vm *vm)
         }
         /* A guest reboot: a fresh machine with the same devices. */
         fprintf(stderr, "colo run: %s rebooted\n", vm->config->name);
+        vm_replication_machine_replaced(vm->replication);
         destroy_machine(vm);
     }
 }

@@ -71,6 +71,18 @@ void vm_replication_machine_stopped(struct vm_replication *replication)
     pthread_mutex_unlock(&replication->lock);
 }
 
+void vm_replication_machine_replaced(struct vm_replication *replication)
+{
+    /* Under the lock, as status reads the buffer under it. Before this, a
+     * protect after a reboot found the old buffer, whose hook the new
+     * NICs lacked: the PVM's output left unheld. */
+    pthread_mutex_lock(&replication->lock);
+    if (replication->output_initialized)
+        output_buffer_destroy(&replication->output);
+    replication->output_initialized = false;
+    pthread_mutex_unlock(&replication->lock);
+}
+
 /* On the control server's thread, with the control's lock held. */
 static void status_fields(void *opaque, json_t *reply)
 {

@@ -85,6 +85,12 @@ void vm_replication_vm_ending(struct vm_replication *replication, enum colo_endi
  * ends on purpose), a secondary's threads are ended, so that nothing uses
  * the machine once it is destroyed. */
 void vm_replication_machine_stopped(struct vm_replication *replication);
+/* A guest reboot, after vm_control_machine_stopped (the loops have let go
+ * of the machine) and before the machine is destroyed and a new one
+ * built: the output buffer hooks this machine's NICs, so it goes with
+ * them (with a survivor's shifted connections, which the reboot ended);
+ * the next protect sets one up on the new machine. */
+void vm_replication_machine_replaced(struct vm_replication *replication);
 /* After a secondary's run: true when it ended because the primary ended
  * the VM on purpose (no takeover), the primary's reason in *reason. */
 bool vm_replication_primary_ended(struct vm_replication *replication, enum colo_ending_reason *reason);

@@ -143,8 +143,34 @@ events = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 sys.exit(not any(e.get("what") == "unprotected" and "unprotected after a reboot" in e.get("detail", "") for e in events))
 PY
         pass "reboot: colo events said so" || fail "reboot: no event said unprotected after a reboot"
+    # As the primary's words say: a new secondary, and protect again. The
+    # rebooted guest runs on a new machine; nothing of the old one's may
+    # be left in the way (its output buffer hooked the old NICs).
+    COLO_RUN_DIR=$dir/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47203 "$dir/b.cfg" \
+        --heartbeat-timeout 2000 >"$dir/secondary2.log" 2>&1 </dev/null &
+    secondary_pid=$!; pids+=("$secondary_pid")
+    if wait_for "$dir/secondary2.log" "waiting for the primary" "reboot: second secondary listening" "$secondary_pid" &&
+        on_host "$dir/A" "$colo" protect guarded 127.0.0.1:47203 --interval 100 >"$dir/protect2.log" 2>&1 &&
+        wait_for_checkpoints "$dir/A" 10 >/dev/null; then
+        matched=$(replication_eval "$dir/A" "r.get('compare',{}).get('released_matched',0)")
+        check=$(ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" check 2>&1)
+        matched_later=$(replication_eval "$dir/A" "r.get('compare',{}).get('released_matched',0)")
+        # The answer must have waited for the SVM's twin: output that
+        # leaves unheld breaks the output commit rule.
+        if [ -n "$check" ] && ! grep -qi "fail\|error" <<<"$check" && [ "${matched_later:-0}" -gt "${matched:-0}" ]; then
+            pass "reboot: protected again after the reboot, 10 checkpoints, the guest's answer released by a" \
+                "match with the SVM's ($check; $((matched_later - matched)) frames)"
+        else
+            fail "reboot: protected again, the guest's answer '$check', frames released by a match '$matched'" \
+                "then '$matched_later': the new machine's output does not go through the output buffer"
+        fi
+    else
+        fail "reboot: protecting again after the reboot: $(cat "$dir/protect2.log" 2>/dev/null)"
+        tail -5 "$dir/primary.log"
+    fi
     on_host "$dir/A" "$colo" quit guarded >/dev/null 2>&1
     wait_exit "$primary_pid" 30 || fail "reboot: the primary did not quit"
+    wait_exit "$secondary_pid" 30 || fail "reboot: the second secondary did not end with the primary's quit"
 fi
 end_trial
 
