@@ -115,6 +115,35 @@ if start_pair quit 47201; then
 fi
 end_trial
 
+# After a guest reboot, a new secondary and protect again (TRIAL, the VM's
+# run dir, a port, the new secondary's config). The rebooted guest runs on
+# a new machine; nothing of the old one's may be left in the way (its
+# output buffer hooked the old NICs). Sets secondary_pid.
+protect_again() {  # TRIAL RUN_DIR PORT CFG
+    COLO_RUN_DIR=$dir/again-$3 ip netns exec "$hosts_ns" "$colo" secondary --listen "127.0.0.1:$3" "$4" \
+        --heartbeat-timeout 2000 >"$dir/secondary-$3.log" 2>&1 </dev/null &
+    secondary_pid=$!; pids+=("$secondary_pid")
+    if wait_for "$dir/secondary-$3.log" "waiting for the primary" "$1: new secondary listening" "$secondary_pid" &&
+        on_host "$2" "$colo" protect guarded "127.0.0.1:$3" --interval 100 >"$dir/protect-$3.log" 2>&1 &&
+        wait_for_checkpoints "$2" 10 >/dev/null; then
+        local matched matched_later check
+        matched=$(replication_eval "$2" "r.get('compare',{}).get('released_matched',0)")
+        check=$(ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" check 2>&1)
+        matched_later=$(replication_eval "$2" "r.get('compare',{}).get('released_matched',0)")
+        # The answer must have waited for the SVM's twin: output that
+        # leaves unheld breaks the output commit rule.
+        if [ -n "$check" ] && ! grep -qi "fail\|error" <<<"$check" && [ "${matched_later:-0}" -gt "${matched:-0}" ]; then
+            pass "$1: protected again after the reboot, 10 checkpoints, the guest's answer released by a" \
+                "match with the SVM's ($check; $((matched_later - matched)) frames)"
+        else
+            fail "$1: protected again, the guest's answer '$check', frames released by a match '$matched'" \
+                "then '$matched_later': the new machine's output does not go through the output buffer"
+        fi
+    else
+        fail "$1: protecting again after the reboot: $(cat "$dir/protect-$3.log" 2>/dev/null)"
+    fi
+}
+
 # ---- 3. guest reboot on the protected primary: one VM, unprotected ----
 if start_pair reboot 47202; then
     ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" reboot >"$dir/reboot.log" 2>&1
@@ -143,34 +172,34 @@ events = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 sys.exit(not any(e.get("what") == "unprotected" and "unprotected after a reboot" in e.get("detail", "") for e in events))
 PY
         pass "reboot: colo events said so" || fail "reboot: no event said unprotected after a reboot"
-    # As the primary's words say: a new secondary, and protect again. The
-    # rebooted guest runs on a new machine; nothing of the old one's may
-    # be left in the way (its output buffer hooked the old NICs).
-    COLO_RUN_DIR=$dir/B ip netns exec "$hosts_ns" "$colo" secondary --listen 127.0.0.1:47203 "$dir/b.cfg" \
-        --heartbeat-timeout 2000 >"$dir/secondary2.log" 2>&1 </dev/null &
-    secondary_pid=$!; pids+=("$secondary_pid")
-    if wait_for "$dir/secondary2.log" "waiting for the primary" "reboot: second secondary listening" "$secondary_pid" &&
-        on_host "$dir/A" "$colo" protect guarded 127.0.0.1:47203 --interval 100 >"$dir/protect2.log" 2>&1 &&
-        wait_for_checkpoints "$dir/A" 10 >/dev/null; then
-        matched=$(replication_eval "$dir/A" "r.get('compare',{}).get('released_matched',0)")
-        check=$(ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" check 2>&1)
-        matched_later=$(replication_eval "$dir/A" "r.get('compare',{}).get('released_matched',0)")
-        # The answer must have waited for the SVM's twin: output that
-        # leaves unheld breaks the output commit rule.
-        if [ -n "$check" ] && ! grep -qi "fail\|error" <<<"$check" && [ "${matched_later:-0}" -gt "${matched:-0}" ]; then
-            pass "reboot: protected again after the reboot, 10 checkpoints, the guest's answer released by a" \
-                "match with the SVM's ($check; $((matched_later - matched)) frames)"
-        else
-            fail "reboot: protected again, the guest's answer '$check', frames released by a match '$matched'" \
-                "then '$matched_later': the new machine's output does not go through the output buffer"
-        fi
-    else
-        fail "reboot: protecting again after the reboot: $(cat "$dir/protect2.log" 2>/dev/null)"
-        tail -5 "$dir/primary.log"
-    fi
+    # As the primary's words say: a new secondary, and protect again.
+    protect_again reboot "$dir/A" 47203 "$dir/b.cfg"
     on_host "$dir/A" "$colo" quit guarded >/dev/null 2>&1
     wait_exit "$primary_pid" 30 || fail "reboot: the primary did not quit"
     wait_exit "$secondary_pid" 30 || fail "reboot: the second secondary did not end with the primary's quit"
+fi
+end_trial
+
+# ---- 3b. a survivor's guest reboots, then it is protected again ----
+if start_pair survivor-reboot 47207; then
+    kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
+    if wait_for "$dir/secondary.log" "failed over" "survivor-reboot: failover" "$secondary_pid" 10; then
+        ip netns exec "$client_ns" python3 "$kvclient_py" "$guest" reboot >"$dir/reboot.log" 2>&1
+        started=$SECONDS
+        while [ "$(grep -c 'colo-guest: services ready' "$dir/secondary.log")" -lt 1 ] && ((SECONDS - started < 120)); do
+            sleep 0.2
+        done
+        if grep -q 'colo-guest: services ready' "$dir/secondary.log"; then
+            pass "survivor-reboot: the survivor's guest rebooted and came back up"
+            survivor_pid=$secondary_pid
+            protect_again survivor-reboot "$dir/B" 47208 "$dir/a.cfg"
+            on_host "$dir/B" "$colo" quit guarded >/dev/null 2>&1
+            wait_exit "$survivor_pid" 30 || fail "survivor-reboot: the survivor did not quit"
+            wait_exit "$secondary_pid" 30 || fail "survivor-reboot: its new secondary did not end with its quit"
+        else
+            fail "survivor-reboot: the survivor's guest did not come back after its reboot"; tail -5 "$dir/secondary.log"
+        fi
+    fi
 fi
 end_trial
 
