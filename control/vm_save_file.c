@@ -56,7 +56,8 @@ static int read_all(int fd, void *data, size_t length)
     return 0;
 }
 
-int64_t vm_save_file_write(const char *path, struct machine *machine, const struct vm_config *config, struct error *err)
+int64_t vm_save_file_write(const char *path, struct machine *machine, const struct vm_config *config,
+                           const struct vm_save_file_records *records, struct error *err)
 {
     char *config_text = NULL;
     size_t config_length = 0;
@@ -101,6 +102,7 @@ int64_t vm_save_file_write(const char *path, struct machine *machine, const stru
         pages[i] = i;
     int status = stream_write_header(&writer, &header, err) < 0 ||
                          stream_write_pages(&writer, machine, pages, machine_ram_page_count(machine), err) < 0 ||
+                         (records && records->write && records->write(records->opaque, &writer, err) < 0) ||
                          stream_write_machine_state(&writer, machine, err) < 0 || stream_write_end(&writer, err) < 0 ||
                          stream_flush(&writer, err) < 0
                      ? -1
@@ -173,7 +175,8 @@ int vm_save_file_open(struct vm_save_file *file, const char *path, struct error 
     return 0;
 }
 
-int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const char *path, struct error *err)
+int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const char *path,
+                      const struct vm_save_file_records *records, struct error *err)
 {
     struct stream_reader reader;
     if (stream_reader_init(&reader, file->fd, err) < 0)
@@ -185,6 +188,8 @@ int vm_save_file_load(struct vm_save_file *file, struct machine *machine, const 
         status = -1;
     else if (terminator != STREAM_RECORD_END)
         status = error_set(err, "the stream has no END record");
+    else if (records && records->loaded && records->loaded(records->opaque, machine, &reader, err) < 0)
+        status = -1;
     stream_reader_destroy(&reader);
     if (status < 0)
         return error_prefix(err, "%s: ", path);

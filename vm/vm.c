@@ -159,6 +159,25 @@ fail:
     return status;
 }
 
+/* A save file's records, once its stream was applied: a survivor's shifted
+ * TCP connections (vm_replication.h). A table that cannot be taken costs
+ * those connections, never the VM. */
+static int take_shifted_connections(void *opaque, struct machine *machine, const struct stream_reader *reader,
+                                    struct error *err)
+{
+    (void)err;
+    struct vm *vm = opaque;
+    struct error cause = { "" };
+    int count = vm_replication_take_shifted_connections(vm->replication, machine, reader, &cause);
+    if (count < 0)
+        fprintf(stderr, "colo run: %s: the save file's shifted TCP connections were not taken (%s): they break\n",
+                vm->name, cause.message);
+    else if (count > 0)
+        fprintf(stderr, "colo run: %s: %d TCP connection(s) shifted as when saved (since a failover)\n", vm->name,
+                count);
+    return 0;
+}
+
 /* Builds this run's machine: the first run as the options say, a run after
  * a guest reboot boots afresh. */
 static int build_machine(struct vm *vm, bool first_run, struct error *err)
@@ -181,7 +200,8 @@ static int build_machine(struct vm *vm, bool first_run, struct error *err)
         return vm_migration_receive(vm->machine, options->listen_address, vm->name, options->copy_disks,
                                     vm->replication, err);
     case VM_START_RESTORE: {
-        int loaded = vm_save_file_load(&vm->save_file, vm->machine, options->load_path, err);
+        struct vm_save_file_records records = { .opaque = vm, .loaded = take_shifted_connections };
+        int loaded = vm_save_file_load(&vm->save_file, vm->machine, options->load_path, &records, err);
         vm_save_file_close(&vm->save_file);
         return loaded;
     }
@@ -343,7 +363,10 @@ static int report_last_machine(struct vm *vm, int status)
                 machine_ram_hash(vm->machine));
     }
     struct error err;
-    if (vm->options.save_on_exit && vm_save_file_write(vm->options.save_on_exit, vm->machine, vm->config, &err) < 0) {
+    struct vm_save_file_records records = { .opaque = vm->replication,
+                                            .write = vm_replication_save_shifted_connections };
+    if (vm->options.save_on_exit &&
+        vm_save_file_write(vm->options.save_on_exit, vm->machine, vm->config, &records, &err) < 0) {
         fprintf(stderr, "colo run: %s\n", err.message);
         return VM_EXIT_RUNTIME_ERROR;
     }

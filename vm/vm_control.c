@@ -46,6 +46,7 @@ struct vm_control {
 
     void (*status_hook)(void *opaque, json_t *reply);
     void *status_hook_opaque;
+    struct vm_save_file_records save_records;
 };
 
 const char *vm_state_name(enum vm_state state)
@@ -393,7 +394,10 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
 /* The one place that writes a VM's whole state to a file. */
 static int write_state_file(struct vm_control *control, struct machine *machine, const char *path, struct error *err)
 {
-    return vm_save_file_write(path, machine, control->config, err) < 0 ? -1 : 0;
+    pthread_mutex_lock(&control->lock);
+    struct vm_save_file_records records = control->save_records;
+    pthread_mutex_unlock(&control->lock);
+    return vm_save_file_write(path, machine, control->config, &records, err) < 0 ? -1 : 0;
 }
 
 struct save_request {
@@ -611,5 +615,12 @@ void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *o
     pthread_mutex_lock(&control->lock);
     control->status_hook = hook;
     control->status_hook_opaque = opaque;
+    pthread_mutex_unlock(&control->lock);
+}
+
+void vm_control_set_save_records(struct vm_control *control, const struct vm_save_file_records *records)
+{
+    pthread_mutex_lock(&control->lock);
+    control->save_records = records ? *records : (struct vm_save_file_records){ 0 };
     pthread_mutex_unlock(&control->lock);
 }

@@ -24,6 +24,7 @@
 #include "machine.h"
 #include "vm.h"
 #include "vm_config.h"
+#include "vm_save_file.h"
 
 enum vm_state {
     VM_STATE_STARTING, /* loading or booting, or rebooting */
@@ -103,6 +104,11 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
  * control server's thread with the control's lock held, so it must not
  * call back into vm_control. One hook; NULL removes it. */
 void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply), void *opaque);
+
+/* What `colo save` writes beyond the machine (vm_save_file.h); the
+ * replication sets it (a survivor's shifted TCP connections). NULL: none.
+ * Copied. */
+void vm_control_set_save_records(struct vm_control *control, const struct vm_save_file_records *records);
 
 /* Posts an event to the subscribed clients, e.g. migration progress. */
 void vm_control_post_event(struct vm_control *control, json_t *event);

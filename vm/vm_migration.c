@@ -107,7 +107,7 @@ static int run_migration(void *opaque, struct machine *machine, json_t *reply, b
         return -1;
     job->options.progress = post_progress;
     job->options.progress_opaque = job;
-    job->options.stop_and_copy_records = vm_replication_migration_save;
+    job->options.stop_and_copy_records = vm_replication_save_shifted_connections;
     job->options.stop_and_copy_opaque = job->replication;
     if (job->copy_disks) {
         job->disk_sync = calloc(1, sizeof *job->disk_sync);
@@ -249,7 +249,7 @@ static int receive_migration(struct machine *machine, int fd, bool copy_disks, s
         /* The source stops its VM on our acknowledgement: a table we
          * cannot take costs those connections, never the VM. */
         struct error cause = { "" };
-        *shifted = vm_replication_migration_load(replication, machine, &reader, &cause);
+        *shifted = vm_replication_take_shifted_connections(replication, machine, &reader, &cause);
         if (*shifted < 0)
             fprintf(stderr, "colo receive: the survivor's shifted TCP connections were not taken (%s): they break\n",
                     cause.message);

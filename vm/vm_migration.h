@@ -20,7 +20,7 @@ struct stream_reader;
 struct vm_migration_source {
     struct vm_control *control;
     /* A survivor's shifted TCP connections go along
-     * (vm_replication_migration_save). */
+     * (vm_replication_save_shifted_connections). */
     struct vm_replication *replication;
 };
 
@@ -32,7 +32,7 @@ int vm_migration_register(struct vm_migration_source *source, struct error *err)
  * source must send the disks too ("migrate" with "copy_disks"), written
  * into the machine's images; without, it must not (shared storage): a
  * mismatch fails on both sides. A survivor's shifted TCP connections that
- * came along are handed to `replication` (vm_replication_migration_load).
+ * came along are handed to `replication` (vm_replication_take_shifted_connections).
  * Prints what it does on stderr with `name` as the prefix. */
 int vm_migration_receive(struct machine *machine, const char *address, const char *name, bool copy_disks,
                          struct vm_replication *replication, struct error *err);

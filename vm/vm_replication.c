@@ -90,7 +90,7 @@ static void status_fields(void *opaque, json_t *reply)
     pthread_mutex_lock(&replication->lock);
     if (replication->role == ROLE_NONE) {
         /* A VM that a survivor's host migrated here shifts the
-         * connections it brought (vm_replication_migration_load). */
+         * connections it brought (vm_replication_take_shifted_connections). */
         struct output_buffer_stats output = { 0 };
         if (replication->output_initialized)
             output_buffer_get_stats(&replication->output, &output);
@@ -151,6 +151,8 @@ int vm_replication_create(struct vm_replication **result, struct vm_control *con
         return -1;
     }
     vm_control_set_status_hook(control, status_fields, replication);
+    struct vm_save_file_records records = { .opaque = replication, .write = vm_replication_save_shifted_connections };
+    vm_control_set_save_records(control, &records);
     *result = replication;
     return 0;
 }
@@ -191,7 +193,7 @@ void vm_replication_destroy(struct vm_replication *replication)
     free(replication);
 }
 
-int vm_replication_migration_save(void *opaque, struct stream_writer *writer, struct error *err)
+int vm_replication_save_shifted_connections(void *opaque, struct stream_writer *writer, struct error *err)
 {
     struct vm_replication *replication = opaque;
     pthread_mutex_lock(&replication->lock);
@@ -199,13 +201,13 @@ int vm_replication_migration_save(void *opaque, struct stream_writer *writer, st
     pthread_mutex_unlock(&replication->lock);
     int count = output ? output_buffer_save_shift(&replication->output, writer, err) : 0;
     if (count > 0)
-        vm_replication_log(replication, "the migration carries %d TCP connection(s) this host shifts since a failover",
+        vm_replication_log(replication, "the VM's state carries %d TCP connection(s) this host shifts since a failover",
                            count);
     return count < 0 ? -1 : 0;
 }
 
-int vm_replication_migration_load(struct vm_replication *replication, struct machine *machine,
-                                  const struct stream_reader *reader, struct error *err)
+int vm_replication_take_shifted_connections(struct vm_replication *replication, struct machine *machine,
+                                            const struct stream_reader *reader, struct error *err)
 {
     size_t cursor = 0, length;
     const uint8_t *body;

@@ -43,18 +43,19 @@ void vm_replication_set_auth(struct vm_replication *replication, const struct pe
 /* `colo keygen psk`: a new key file for a pair (cluster/peer_credentials.h). */
 int vm_replication_generate_psk(const char *path, const char *identity, struct error *err);
 
-/* A plain live migration of a survivor's VM (vm_migration.c): connections
- * opened just before a failover keep the dead primary's sequence numbers
- * on the wire only because the survivor's host shifts them
- * (docs/proxy.md), so they move with the VM. The source's
- * migration_options.stop_and_copy_records (opaque: the replication), VM
- * paused: a TCP_SHIFT record if this host shifts any. The destination,
- * its VM received but not yet running: takes the record of the reader's
- * last run, if any, and shifts those connections from now on. Returns how
- * many connections it took, or -1 with err set. */
-int vm_replication_migration_save(void *opaque, struct stream_writer *writer, struct error *err);
-int vm_replication_migration_load(struct vm_replication *replication, struct machine *machine,
-                                  const struct stream_reader *reader, struct error *err);
+/* A survivor's VM that moves by a plain live migration (vm_migration.c)
+ * or a save file: connections opened just before a failover keep the dead
+ * primary's sequence numbers on the wire only because the survivor's host
+ * shifts them (docs/proxy.md), so they go along. The source's
+ * migration_options.stop_and_copy_records, or a save file's records'
+ * write (opaque: the replication), VM paused: a TCP_SHIFT record if this
+ * host shifts any. The destination (or the restore), its VM received but
+ * not yet running: takes the record of the reader's last run, if any, and
+ * shifts those connections from now on. Returns how many connections it
+ * took, or -1 with err set. */
+int vm_replication_save_shifted_connections(void *opaque, struct stream_writer *writer, struct error *err);
+int vm_replication_take_shifted_connections(struct vm_replication *replication, struct machine *machine,
+                                            const struct stream_reader *reader, struct error *err);
 
 /* `colo secondary`, with `machine` created (its backends attached) but not
  * run yet: mutes its NICs, waits for the primary's two connections on

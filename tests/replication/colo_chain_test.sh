@@ -31,6 +31,8 @@
 # 5. `colo migrate` (a plain live migration, disks copied) moves D's VM to
 #    A's TAP and image (E): the shifted connection goes with it, and E
 #    shifts it as D did.
+# 6. `colo save` on E and `colo run --load` of the file (F): the save file
+#    carries the table too, and the connection still carries on.
 # Usage: tests/replication/colo_chain_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -211,9 +213,25 @@ echo "$line" | grep -q "TCP connection(s) shifted as on the source" && [ -n "$ca
     pass "E took D's shifted connection with the migration: $line" ||
     fail "E did not take D's shifted connection ('$carried' carried): $line"
 check_shifting "$work/E" "E runs the VM and shifts the connection after the migration" vm_shift_field
-finish_client chain "through two failovers, two reprotects, a switchover and a migration"
 lan_check "$part_started" "migration D -> E"
-check_keys "E serves every key" chain
+
+# ---- 6. colo save on E, colo run --load there (F): the table is in the file ----
+if on_host "$work/E" "$colo" save guarded "$work/saved.colo" >"$work/save.log" 2>&1 && wait_exit "$receive_pid" 60; then
+    pass "colo save on E: $(tail -1 "$work/save.log")"
+else
+    fail "colo save on E: $(cat "$work/save.log")"; exit 1
+fi
+mkdir -p "$work/F"
+COLO_RUN_DIR=$work/F ip netns exec "$hosts_ns" "$colo" run --load "$work/saved.colo" "$work/a.cfg" \
+    >"$work/restored.log" 2>&1 </dev/null &
+restored_pid=$!; pids+=("$restored_pid")
+wait_for "$work/restored.log" "shifted as when saved" "the restored VM took the shifted connection" "$restored_pid" 30 &&
+    pass "the restore took E's shifted connection: $(grep -o '[0-9]* TCP connection.*' "$work/restored.log")"
+check_shifting "$work/F" "the restored VM shifts the connection" vm_shift_field
+finish_client chain "through two failovers, two reprotects, a switchover, a migration and a save and restore"
+check_keys "the restored VM serves every key" chain
+on_host "$work/F" "$colo" quit guarded >/dev/null 2>&1
+wait_exit "$restored_pid" 30 || fail "the restored VM did not quit"
 
 echo "colo_chain_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
