@@ -33,6 +33,9 @@
 #    shifts it as D did.
 # 6. `colo save` on E and `colo run --load` of the file (F): the save file
 #    carries the table too, and the connection still carries on.
+# 7. F, in no replication role but with the table, protects to B's image
+#    (G) with no periodic checkpoint; its initial copy carries the table
+#    and F is killed (-9) before any checkpoint: G carries on.
 # Usage: tests/replication/colo_chain_test.sh COLO GUEST_DIR
 set -uo pipefail
 colo=$(realpath "$1") guest_dir=$(realpath "$2")
@@ -228,10 +231,24 @@ restored_pid=$!; pids+=("$restored_pid")
 wait_for "$work/restored.log" "shifted as when saved" "the restored VM took the shifted connection" "$restored_pid" 30 &&
     pass "the restore took E's shifted connection: $(grep -o '[0-9]* TCP connection.*' "$work/restored.log")"
 check_shifting "$work/F" "the restored VM shifts the connection" vm_shift_field
-finish_client chain "through two failovers, two reprotects, a switchover, a migration and a save and restore"
-check_keys "the restored VM serves every key" chain
-on_host "$work/F" "$colo" quit guarded >/dev/null 2>&1
-wait_exit "$restored_pid" 30 || fail "the restored VM did not quit"
+
+# ---- 7. F protects to B's image (G), kill -9 F before a checkpoint ----
+# The restored VM is in no replication role, yet its output buffer holds
+# the table: its initial copy must carry it as a survivor's does.
+start_secondary "$work/G" 47114 "$work/b.cfg" "$work/secondary4.log" G || exit 1
+secondary4_pid=$started_pid
+on_host "$work/F" "$colo" protect guarded 127.0.0.1:47114 --interval 600000 --compare-timeout 500 \
+    --heartbeat-timeout 2000 >"$work/protect-47114.log" 2>&1 ||
+    { fail "colo protect F -> G failed: $(cat "$work/protect-47114.log")"; exit 1; }
+part_started=$(now)
+check_initial_copy "$work/F" "$work/G" "F -> G"
+kill -9 "$restored_pid"; wait "$restored_pid" 2>/dev/null
+wait_for "$work/secondary4.log" "failed over" "failover to G" "$secondary4_pid" 10 &&
+    pass "G failed over after kill -9 of F"
+sleep 2
+finish_client chain "through three failovers, three reprotects, a switchover, a migration and a save and restore"
+lan_check "$part_started" "kill -9 of F"
+check_keys "G serves every key" chain
 
 echo "colo_chain_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
