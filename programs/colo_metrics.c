@@ -219,6 +219,9 @@ static const struct metric_definition metrics[] = {
           "A primary that took over: its shifted connections the last checkpoint carried to the secondary"),
     GAUGE("colo_tcp_sequence_shift_carried_connections", "replication.tcp_sequence_shift.carried_by_checkpoint",
           NULL),
+    /* A survivor's VM that came by a migration or a save file: in no
+     * replication role, its host shifts what the VM brought. */
+    GAUGE("colo_tcp_sequence_shift_carried_connections", "tcp_sequence_shift.carried_by_checkpoint", NULL),
 
     /* Heartbeats, switchover, failover. */
     GAUGE_SCALED("colo_heartbeat_timeout_seconds", "replication.heartbeat_timeout_ms", MILLISECONDS,

@@ -318,6 +318,16 @@ static void test_without_replication(void)
     CHECK(check_exposition(text) == 3, "without replication: not 3 samples");
     free(text);
 
+    /* A survivor's VM migrated here: no replication, but the connections
+     * its host shifts. */
+    text = format("moved", "{\"name\": \"moved\", \"state\": \"running\","
+                           " \"tcp_sequence_shift\": {\"connections\": 0, \"carried_by_checkpoint\": 1}}");
+    CHECK(has_line(text, "colo_tcp_sequence_shift_carried_connections{vm=\"moved\"} 1"),
+          "migrated survivor: no carried connections");
+    CHECK(!strstr(text, "colo_replication_role"), "migrated survivor: a replication role");
+    check_exposition(text);
+    free(text);
+
     /* A primary still connecting: "peer" is the destination, a string,
      * and there are no checkpoint figures yet beyond the count. */
     text = format("early", "{\"name\": \"early\", \"state\": \"running\", \"replication\": {\"role\": \"primary\","
