@@ -47,6 +47,8 @@ struct vm_control {
     void (*status_hook)(void *opaque, json_t *reply);
     void *status_hook_opaque;
     struct vm_save_file_records save_records;
+    int (*operation_gate)(void *opaque, enum vm_state state, struct error *err);
+    void *operation_gate_opaque;
 };
 
 const char *vm_state_name(enum vm_state state)
@@ -345,6 +347,12 @@ static void *operation_thread(void *argument)
 
 int vm_control_start_operation(struct vm_control *control, const struct vm_operation *operation, struct error *err)
 {
+    pthread_mutex_lock(&control->lock);
+    int (*gate)(void *, enum vm_state, struct error *) = control->operation_gate;
+    void *gate_opaque = control->operation_gate_opaque;
+    pthread_mutex_unlock(&control->lock);
+    if (gate && gate(gate_opaque, operation->state, err) < 0)
+        return -1;
     struct operation_job *job = calloc(1, sizeof *job);
     if (!job)
         return error_set(err, "out of memory");
@@ -622,5 +630,14 @@ void vm_control_set_save_records(struct vm_control *control, const struct vm_sav
 {
     pthread_mutex_lock(&control->lock);
     control->save_records = records ? *records : (struct vm_save_file_records){ 0 };
+    pthread_mutex_unlock(&control->lock);
+}
+
+void vm_control_set_operation_gate(struct vm_control *control,
+                                   int (*gate)(void *opaque, enum vm_state state, struct error *err), void *opaque)
+{
+    pthread_mutex_lock(&control->lock);
+    control->operation_gate = gate;
+    control->operation_gate_opaque = opaque;
     pthread_mutex_unlock(&control->lock);
 }

@@ -105,6 +105,13 @@ int vm_control_start_operation(struct vm_control *control, const struct vm_opera
  * call back into vm_control. One hook; NULL removes it. */
 void vm_control_set_status_hook(struct vm_control *control, void (*hook)(void *opaque, json_t *reply), void *opaque);
 
+/* Asked before an operation of vm_control_start_operation (save, migrate)
+ * begins: -1 with err set refuses it (a COLO secondary's VM is a copy of
+ * the primary's: saved or moved, it would run as a second copy). One gate;
+ * NULL removes it. Called without the control's lock. */
+void vm_control_set_operation_gate(struct vm_control *control,
+                                   int (*gate)(void *opaque, enum vm_state state, struct error *err), void *opaque);
+
 /* What `colo save` writes beyond the machine (vm_save_file.h); the
  * replication sets it (a survivor's shifted TCP connections). NULL: none.
  * Copied. */

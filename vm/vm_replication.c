@@ -114,6 +114,25 @@ static void status_fields(void *opaque, json_t *reply)
     json_object_set_new(reply, "replication", fields);
 }
 
+/* A secondary's VM (until it takes over) is the primary's, a checkpoint
+ * behind and running ahead of what the world saw: saved and restored, or
+ * migrated, it would run as a second copy of the VM beside the primary. */
+static int refuse_secondary_operation(void *opaque, enum vm_state state, struct error *err)
+{
+    struct vm_replication *replication = opaque;
+    pthread_mutex_lock(&replication->lock);
+    bool secondary = replication->role == ROLE_SECONDARY && !replication->failover_done;
+    pthread_mutex_unlock(&replication->lock);
+    if (!secondary)
+        return 0;
+    if (state == VM_STATE_MIGRATING)
+        return error_set(err, "this VM is a COLO secondary: migrating it would start a second copy of the primary's "
+                              "VM; migrate the VM on its primary, or start a colo secondary on the other host and "
+                              "protect to it");
+    return error_set(err, "this VM is a COLO secondary: its save file would be a second copy of the primary's VM; "
+                          "save the VM on its primary");
+}
+
 int vm_replication_create(struct vm_replication **result, struct vm_control *control, const char *name, bool cluster,
                           struct error *err)
 {
@@ -153,6 +172,7 @@ int vm_replication_create(struct vm_replication **result, struct vm_control *con
     vm_control_set_status_hook(control, status_fields, replication);
     struct vm_save_file_records records = { .opaque = replication, .write = vm_replication_save_shifted_connections };
     vm_control_set_save_records(control, &records);
+    vm_control_set_operation_gate(control, refuse_secondary_operation, replication);
     *result = replication;
     return 0;
 }

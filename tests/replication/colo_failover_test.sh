@@ -85,6 +85,22 @@ fi
 on_host "$work/B" "$colo" checkpoint guarded >"$work/checkpoint-b.log" 2>&1 &&
     fail "colo checkpoint on the secondary succeeded" ||
     pass "colo checkpoint on the secondary is refused: $(cat "$work/checkpoint-b.log")"
+# Saved or migrated, the SVM would run as a second copy beside the primary:
+# both are refused, nothing is written, and the pair carries on.
+before=$(replication_field "$work/A" checkpoints)
+for how in "migrate guarded 127.0.0.1:47199" "save guarded $work/svm.colo"; do
+    if on_host "$work/B" "$colo" $how >"$work/refused.log" 2>&1; then
+        fail "colo ${how%% *} on the secondary succeeded: $(tr '\n' ' ' <"$work/refused.log")"
+    elif grep -q "this VM is a COLO secondary" "$work/refused.log" && [ ! -e "$work/svm.colo" ]; then
+        pass "colo ${how%% *} on the secondary is refused: $(grep -o 'this VM is a COLO secondary.*' "$work/refused.log")"
+    else
+        fail "colo ${how%% *} on the secondary: $(tr '\n' ' ' <"$work/refused.log"; ls "$work"/svm.colo* 2>/dev/null)"
+    fi
+done
+state=$(wait_for_checkpoints "$work/A" $((before + 3)) >/dev/null && replication_field "$work/B" state)
+[ "$state" = RESUMED ] || [ "$state" = SUSPENDED ] &&
+    pass "the pair carries on after the refusals ($before -> $(replication_field "$work/A" checkpoints) checkpoints)" ||
+    fail "the pair after the refusals: secondary '$state'"
 # The same figures for a scraper, from a live protected pair.
 metrics=$(on_host "$work/A" "$colo" metrics guarded 2>&1)
 if grep -Eq '^colo_checkpoints_total\{vm="guarded"\} [1-9][0-9]*$' <<<"$metrics" &&
