@@ -182,19 +182,29 @@ check_initial_copy() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 2 s of traffic
             "($(replication_eval "$1" "r.get('compare',{}).get('last_difference','')"))"
 }
 
+# VM_RUN_DIR VM_PID NEW PORT CFG WHAT: the VM protects to a new secondary
+# NEW with no periodic checkpoint; the initial copy alone must carry the
+# shifted connection; the VM is killed (-9) before any checkpoint could
+# bring it, and NEW fails over. Sets part_started, and started_pid to NEW's.
+protect_then_kill() {
+    start_secondary "$work/$3" "$4" "$5" "$work/secondary-$3.log" "$3" || exit 1
+    local new_pid=$started_pid
+    on_host "$1" "$colo" protect guarded "127.0.0.1:$4" --interval 600000 --compare-timeout 500 \
+        --heartbeat-timeout 2000 >"$work/protect-$4.log" 2>&1 ||
+        { fail "colo protect $6 failed: $(cat "$work/protect-$4.log")"; exit 1; }
+    part_started=$(now)
+    check_initial_copy "$1" "$work/$3" "$6"
+    kill -9 "$2"; wait "$2" 2>/dev/null
+    wait_for "$work/secondary-$3.log" "failed over" "failover to $3" "$new_pid" 10 &&
+        pass "$3 failed over after kill -9 of its primary ($6)"
+    started_pid=$new_pid
+}
+
 # ---- 4. C -> D (B's image), kill -9 C before a checkpoint: D carries on ----
 # No periodic checkpoint: the shifted connection must reach D with the
 # initial copy, and C dies before anything else could bring it.
-start_secondary "$work/D" 47112 "$work/b.cfg" "$work/secondary3.log" D || exit 1
+protect_then_kill "$work/C" "$secondary2_pid" D 47112 "$work/b.cfg" "C -> D"
 secondary3_pid=$started_pid
-on_host "$work/C" "$colo" protect guarded 127.0.0.1:47112 --interval 600000 --compare-timeout 500 \
-    --heartbeat-timeout 2000 >"$work/protect-47112.log" 2>&1 ||
-    { fail "colo protect C -> D failed: $(cat "$work/protect-47112.log")"; exit 1; }
-part_started=$(now)
-check_initial_copy "$work/C" "$work/D" "C -> D"
-kill -9 "$secondary2_pid"; wait "$secondary2_pid" 2>/dev/null
-wait_for "$work/secondary3.log" "failed over" "failover to D" "$secondary3_pid" 10 &&
-    pass "D failed over after kill -9 of C"
 sleep 2
 lan_check "$part_started" "kill -9 of C"
 
@@ -235,16 +245,7 @@ check_shifting "$work/F" "the restored VM shifts the connection" vm_shift_field
 # ---- 7. F protects to B's image (G), kill -9 F before a checkpoint ----
 # The restored VM is in no replication role, yet its output buffer holds
 # the table: its initial copy must carry it as a survivor's does.
-start_secondary "$work/G" 47114 "$work/b.cfg" "$work/secondary4.log" G || exit 1
-secondary4_pid=$started_pid
-on_host "$work/F" "$colo" protect guarded 127.0.0.1:47114 --interval 600000 --compare-timeout 500 \
-    --heartbeat-timeout 2000 >"$work/protect-47114.log" 2>&1 ||
-    { fail "colo protect F -> G failed: $(cat "$work/protect-47114.log")"; exit 1; }
-part_started=$(now)
-check_initial_copy "$work/F" "$work/G" "F -> G"
-kill -9 "$restored_pid"; wait "$restored_pid" 2>/dev/null
-wait_for "$work/secondary4.log" "failed over" "failover to G" "$secondary4_pid" 10 &&
-    pass "G failed over after kill -9 of F"
+protect_then_kill "$work/F" "$restored_pid" G 47114 "$work/b.cfg" "F -> G"
 sleep 2
 finish_client chain "through three failovers, three reprotects, a switchover, a migration and a save and restore"
 lan_check "$part_started" "kill -9 of F"
