@@ -6,6 +6,7 @@
 #include <corosync/quorum.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -189,6 +190,7 @@ static uint32_t read_token_timeout(void)
 
 static void *engine_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "corosync");
     struct corosync_engine *engine = opaque;
     int cpg_fd = -1, quorum_fd = -1;
     cpg_fd_get(engine->cpg_handle, &cpg_fd);

@@ -1,6 +1,7 @@
 /* The heartbeat and the failure detector (heartbeat.h). */
 #include "heartbeat.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 static void *sender_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "heartbeat");
     struct heartbeat_sender *sender = opaque;
     while (!atomic_load(&sender->stop)) {
         sender->send_beat(sender->opaque);

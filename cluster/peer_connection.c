@@ -397,6 +397,7 @@ static bool session_send_all(struct peer_connection *connection, const unsigned 
 
 static void *relay_to_app(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "relay-to-app");
     struct peer_connection *connection = opaque;
     relay_thread_yields_on_wakeup();
     for (;;) {
@@ -428,6 +429,7 @@ end:
 
 static void *relay_to_peer(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "relay-to-peer");
     struct peer_connection *connection = opaque;
     relay_thread_yields_on_wakeup();
 #ifdef COLO_TEST_HOOKS

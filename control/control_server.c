@@ -595,6 +595,7 @@ static void deliver_queued_lines(struct control_server *server)
 
 static void *server_thread(void *argument)
 {
+    pthread_setname_np(pthread_self(), "control");
     struct control_server *server = argument;
     struct pollfd fds[2 + CONTROL_MAX_CLIENTS];
     struct client *polled[CONTROL_MAX_CLIENTS];

@@ -133,6 +133,7 @@ struct signal_waiter {
 
 static void *signal_thread(void *argument)
 {
+    pthread_setname_np(pthread_self(), "signal-waiter");
     struct signal_waiter *waiter = argument;
     int signal_number;
     if (sigwait(&waiter->signals, &signal_number) == 0)

@@ -2,6 +2,7 @@
 #include "mirror_reader.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -68,6 +69,7 @@ static bool take_messages(struct mirror_reader *reader)
  * or at stop. */
 static void *reader_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "mirror-reader");
     struct mirror_reader *reader = opaque;
     struct failure_detector *detector = reader->detector;
     failure_detector_heard(detector, false);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -126,6 +127,7 @@ static bool take_message(void *opaque, const struct mirror_message *message)
 
 static void *watch_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "secondary-watch");
     struct mirror_sender *sender = opaque;
     while (!atomic_load(&sender->watch_stop)) {
         int ready = mirror_channel_wait_readable(&sender->channel, HEARTBEAT_INTERVAL_MS / 2);

@@ -1,6 +1,7 @@
 /* The secondary's takeover (colo_failover.h). */
 #include "colo_failover.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -37,6 +38,7 @@ static void refuse(struct colo_failover *failover, struct colo_failover_result *
 
 static void *monitor_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "failover");
     struct colo_failover *failover = opaque;
     struct colo_secondary *secondary = failover->secondary;
     struct colo_failover_result result = { .outcome = COLO_FAILOVER_DONE };

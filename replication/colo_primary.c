@@ -782,6 +782,7 @@ int colo_primary_run(struct colo_primary *primary, struct error *err)
 
 static void *primary_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "primary");
     struct colo_primary *primary = opaque;
     primary->result = colo_primary_run(primary, &primary->error);
     return NULL;

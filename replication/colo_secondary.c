@@ -1,5 +1,6 @@
 #include "colo_secondary.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -377,6 +378,7 @@ int colo_secondary_run(struct colo_secondary *secondary, struct error *err)
 
 static void *secondary_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "secondary");
     struct colo_secondary *secondary = opaque;
     secondary->result = colo_secondary_run(secondary, &secondary->error);
     return NULL;

@@ -326,6 +326,7 @@ struct operation_job {
 
 static void *operation_thread(void *argument)
 {
+    pthread_setname_np(pthread_self(), "operation");
     struct operation_job *job = argument;
     struct error err;
     bool stop_vm = false;

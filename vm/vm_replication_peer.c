@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -106,6 +107,7 @@ static bool should_stop_waiting(void *opaque)
  * be counted, logged and closed at once. */
 static void *refuse_late_connections(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "late-connects");
     struct vm_replication *replication = opaque;
     for (;;) {
         struct pollfd fds[2] = { { .fd = replication->listener, .events = POLLIN },

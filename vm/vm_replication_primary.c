@@ -3,6 +3,7 @@
  * heartbeat, and the `checkpoint` command. */
 #include "vm_replication_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -210,6 +211,7 @@ static void mirror_input_while_switching_over(void *opaque)
 
 static void *primary_thread(void *opaque)
 {
+    pthread_setname_np(pthread_self(), "primary");
     struct vm_replication *replication = opaque;
     struct error err;
     int status = -1;
