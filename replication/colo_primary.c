@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,13 +173,14 @@ void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsign
 
 void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t deadline_us)
 {
+    uint64_t now_us = clock_monotonic_us();
     pthread_mutex_lock(&primary->lock);
-    if (primary->output_deadline_us != deadline_us) {
-        bool sooner = deadline_us && (primary->output_deadline_us == 0 || deadline_us < primary->output_deadline_us);
-        primary->output_deadline_us = deadline_us;
-        if (sooner)
-            pthread_cond_broadcast(&primary->triggered);
-    }
+    primary->output_deadline_moved_us = now_us;
+    if (deadline_us > now_us)
+        primary->output_deadline_lead_us = deadline_us - now_us;
+    primary->output_deadline_us = deadline_us;
+    if (deadline_us && deadline_us < primary->loop_wakes_at_us)
+        pthread_cond_broadcast(&primary->triggered);
     pthread_mutex_unlock(&primary->lock);
 }
 
@@ -369,6 +371,10 @@ static void kill_point(const struct colo_primary *primary, enum colo_kill_step s
 }
 #endif
 
+/* Output deadlines that have not moved for this long: the loop stops
+ * waking every lead and waits to be told of the next one. */
+#define OUTPUT_DEADLINES_QUIET_US 100000u
+
 /* TRIGGER_STREAM is no checkpoint: time for the devices' stream phase. */
 enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP, TRIGGER_STREAM, TRIGGER_SWITCHOVER };
 
@@ -417,8 +423,17 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
             deadline_us = primary->output_deadline_us;
         if (stream_deadline_us < deadline_us)
             deadline_us = stream_deadline_us;
+        /* A deadline set from now on is at least a lead away: waking
+         * every lead meets it without the setter waking us per frame. */
+        if (primary->output_deadline_lead_us &&
+            now_us - primary->output_deadline_moved_us < OUTPUT_DEADLINES_QUIET_US &&
+            now_us + primary->output_deadline_lead_us < deadline_us)
+            deadline_us = now_us + primary->output_deadline_lead_us;
         struct timespec deadline = { (time_t)(deadline_us / 1000000u), (long)(deadline_us % 1000000u) * 1000 };
+        primary->loop_wakes_at_us = deadline_us;
         pthread_cond_timedwait(&primary->triggered, &primary->lock, &deadline);
+        primary->loop_wakes_at_us = 0;
+        primary->stats.trigger_wakeups++;
     }
     /* Output held until now goes out after this checkpoint: its deadline
      * is met. A request is cleared at the PVM's pause, not here: one made

@@ -182,6 +182,7 @@ struct colo_primary_stats {
     uint64_t last_bytes; /* sent for the checkpoint */
     uint64_t total_dirty_pages, total_bytes;
     uint64_t max_downtime_us;
+    uint64_t trigger_wakeups;           /* the loop woke while waiting for a trigger */
     struct colo_checkpoint_report last; /* the last checkpoint's report */
     struct migration_result migration;  /* the initial copy */
 };
@@ -206,6 +207,12 @@ struct colo_primary {
     bool ending;            /* colo_primary_end: the stop tells the secondary */
     enum colo_ending_reason ending_reason;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
+    /* The comparing proxy moves the deadline with nearly every frame. So
+     * that each move does not wake the loop, the loop wakes at least every
+     * `output_deadline_lead_us` (how far ahead the last deadline was set)
+     * while deadlines keep moving, and a setter wakes it only for a
+     * deadline before `loop_wakes_at_us` (0: the loop is not waiting). */
+    uint64_t output_deadline_lead_us, output_deadline_moved_us, loop_wakes_at_us;
     /* A planned switchover (colo_primary_switch_over). */
     bool switchover_requested;
     int switchover_timeout_ms;
@@ -253,7 +260,12 @@ uint64_t colo_primary_request_checkpoint(struct colo_primary *primary);
 void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsigned milliseconds);
 /* From any thread: end the loop at its next wait for a trigger. */
 /* Sets the output deadline outright, later or sooner (clock_monotonic_us;
- * 0: none): the comparing proxy's oldest unmatched frame moves it. */
+ * 0: none): the comparing proxy's oldest unmatched frame moves it, with
+ * nearly every frame. It wakes the loop only for a deadline before the
+ * loop's next wake-up; while deadlines keep moving, the loop wakes once
+ * per lead (how far ahead the last one was set) to look, so it still
+ * meets each deadline, and a frame that finds its twin costs no
+ * context switch. */
 void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t deadline_us);
 void colo_primary_stop(struct colo_primary *primary);
 /* From any thread: the VM ends on purpose (a guest poweroff or reboot,

@@ -1,0 +1,152 @@
+/* The primary loop's output deadline (colo_primary_set_output_deadline),
+ * as the comparing proxy moves it: set when a PVM frame waits for its
+ * twin, cleared when the twin comes, with nearly every frame.
+ *
+ *   1. a stream of moves (set, then cleared a fraction of the timeout
+ *      later) does not wake the loop per move: it wakes about once per
+ *      timeout while deadlines keep moving;
+ *   2. a deadline that is left to pass still triggers its checkpoint, not
+ *      before the deadline and not long after, although the interval is a
+ *      minute away;
+ *   3. the first deadline after a quiet spell (the loop asleep for the
+ *      interval) wakes it in time too. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "colo_primary.h"
+#include "colo_secondary.h"
+#include "machine_devices.h"
+
+#include "test_check.h"
+#include "test_machine.h"
+
+#define TIMEOUT_MS 20u
+/* What the slowest sanitizer build on a loaded host may add to a wake-up. */
+#define LATE_ALLOWED_MS 400u
+
+static const char *guest_elf;
+
+static struct machine *create(void)
+{
+    struct machine *machine = test_machine_create(
+        &(struct test_machine_options){ .ram_size = 8u << 20, .deterministic_time = true, .elf = guest_elf });
+    machine->harts[0].state.x[10] = 64; /* store_forever: pages stored to */
+    machine->harts[0].state.x[11] = MACHINE_RAM_BASE + (256ull << GUEST_PAGE_SHIFT);
+    return machine;
+}
+
+static void *run_thread(void *machine)
+{
+    machine_run(machine, 0);
+    return NULL;
+}
+
+static struct colo_primary_stats stats_of(struct colo_primary *primary)
+{
+    struct colo_primary_stats stats;
+    colo_primary_get_stats(primary, &stats);
+    return stats;
+}
+
+/* Sets a deadline TIMEOUT_MS ahead and waits until its checkpoint has
+ * been taken; returns how long after the deadline that was (ms). */
+static long checkpoint_after_deadline(struct colo_primary *primary, const char *name)
+{
+    uint64_t before = stats_of(primary).output_checkpoints;
+    uint64_t deadline_us = clock_monotonic_us() + TIMEOUT_MS * 1000u;
+    colo_primary_set_output_deadline(primary, deadline_us);
+    while (stats_of(primary).output_checkpoints == before && clock_monotonic_us() < deadline_us + 30000000u)
+        clock_sleep_ms(1);
+    uint64_t taken_us = clock_monotonic_us();
+    CHECK(stats_of(primary).output_checkpoints == before + 1, "%s: no checkpoint for the deadline", name);
+    long late_ms = (long)((int64_t)(taken_us - deadline_us) / 1000);
+    /* The checkpoint's start is what the deadline triggers; it ends
+     * after the deadline, never a whole timeout before it. */
+    CHECK(late_ms >= 0, "%s: checkpoint done %ld ms before the deadline", name, -late_ms);
+    CHECK(late_ms <= (long)LATE_ALLOWED_MS, "%s: checkpoint %ld ms after the deadline", name, late_ms);
+    printf("%s: the checkpoint was done %ld ms after the deadline\n", name, late_ms);
+    return late_ms;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s store_forever.elf\n", argv[0]);
+        return 2;
+    }
+    guest_elf = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    struct machine *pvm = create(), *svm = create();
+    machine_pause(svm);
+    pthread_t pvm_thread, svm_thread;
+    pthread_create(&pvm_thread, NULL, run_thread, pvm);
+    pthread_create(&svm_thread, NULL, run_thread, svm);
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+        perror("socketpair");
+        return 1;
+    }
+    static struct colo_primary primary;
+    static struct colo_secondary secondary;
+    struct colo_primary_options options;
+    colo_primary_options_defaults(&options);
+    options.max_interval_ms = 60000;
+    struct error err;
+    if (colo_secondary_init(&secondary, svm, fds[1], NULL, &err) < 0 ||
+        colo_primary_init(&primary, pvm, fds[0], &options, &err) < 0 || colo_secondary_start(&secondary, &err) < 0 ||
+        colo_primary_start(&primary, &err) < 0) {
+        fprintf(stderr, "FAIL: cannot start: %s\n", err.message);
+        return 1;
+    }
+    while (colo_primary_state(&primary) != COLO_PRIMARY_RUNNING)
+        clock_sleep_ms(1);
+
+    /* 3 first: the loop has been asleep since the initial copy. */
+    checkpoint_after_deadline(&primary, "first deadline after a quiet spell");
+
+    /* 1: 500 moves, each deadline cleared TIMEOUT_MS / 10 after it was set. */
+    unsigned moves = 500;
+    uint64_t wakeups_before = stats_of(&primary).trigger_wakeups, checkpoints_before = stats_of(&primary).checkpoints;
+    uint64_t started_us = clock_monotonic_us();
+    for (unsigned i = 0; i < moves; i++) {
+        colo_primary_set_output_deadline(&primary, clock_monotonic_us() + TIMEOUT_MS * 1000u);
+        nanosleep(&(struct timespec){ 0, TIMEOUT_MS * 100000l }, NULL);
+        colo_primary_set_output_deadline(&primary, 0);
+    }
+    uint64_t elapsed_ms = (clock_monotonic_us() - started_us) / 1000u;
+    struct colo_primary_stats after = stats_of(&primary);
+    uint64_t wakeups = after.trigger_wakeups - wakeups_before;
+    /* About once per timeout (a lead set late is shorter), and a few more
+     * for the start and end; far below once per move. */
+    uint64_t allowed = elapsed_ms * 3 / (2 * TIMEOUT_MS) + 10;
+    printf("%u deadline moves in %llu ms woke the loop %llu times (at most %llu allowed)\n", moves,
+           (unsigned long long)elapsed_ms, (unsigned long long)wakeups, (unsigned long long)allowed);
+    CHECK(after.checkpoints == checkpoints_before, "a cleared deadline caused %llu checkpoints",
+          (unsigned long long)(after.checkpoints - checkpoints_before));
+    CHECK(wakeups <= allowed, "the loop woke %llu times for %u deadline moves", (unsigned long long)wakeups, moves);
+
+    /* 2: right after the moves, the loop waking once per timeout. */
+    checkpoint_after_deadline(&primary, "deadline left to pass while deadlines move");
+
+    colo_primary_stop(&primary);
+    CHECK(colo_primary_join(&primary, &err) == 0, "the primary ended with an error: %s", err.message);
+    shutdown(fds[0], SHUT_RDWR);
+    colo_secondary_join(&secondary, &err); /* it saw the primary go */
+    machine_request_stop(pvm);
+    machine_request_stop(svm);
+    pthread_join(pvm_thread, NULL);
+    pthread_join(svm_thread, NULL);
+    colo_primary_destroy(&primary);
+    colo_secondary_destroy(&secondary);
+    close(fds[0]);
+    close(fds[1]);
+    test_machine_destroy(pvm);
+    test_machine_destroy(svm);
+    return test_check_finish("colo-output-deadline");
+}
