@@ -2,9 +2,9 @@
  * as the comparing proxy moves it: set when a PVM frame waits for its
  * twin, cleared when the twin comes, with nearly every frame.
  *
- *   1. a stream of moves (set, then cleared a fraction of the timeout
- *      later) does not wake the loop per move: it wakes about once per
- *      timeout while deadlines keep moving;
+ *   1. a stream of moves (set, then cleared a millisecond later) does
+ *      not wake the loop per move: it wakes about once per lead while
+ *      deadlines keep moving;
  *   2. a deadline that is left to pass still triggers its checkpoint, not
  *      before the deadline and not long after, although the interval is a
  *      minute away;
@@ -27,6 +27,9 @@
 #include "test_machine.h"
 
 #define TIMEOUT_MS 20u
+/* The moves' deadlines: far enough ahead that a loaded host's sleep of a
+ * millisecond between set and clear never lets one pass. */
+#define MOVE_LEAD_MS 1000u
 /* What the slowest sanitizer build on a loaded host may add to a wake-up. */
 #define LATE_ALLOWED_MS 400u
 
@@ -110,21 +113,21 @@ int main(int argc, char **argv)
     /* 3 first: the loop has been asleep since the initial copy. */
     checkpoint_after_deadline(&primary, "first deadline after a quiet spell");
 
-    /* 1: 500 moves, each deadline cleared TIMEOUT_MS / 10 after it was set. */
+    /* 1: 500 moves, each deadline cleared about a millisecond after it was set. */
     unsigned moves = 500;
     uint64_t wakeups_before = stats_of(&primary).trigger_wakeups, checkpoints_before = stats_of(&primary).checkpoints;
     uint64_t started_us = clock_monotonic_us();
     for (unsigned i = 0; i < moves; i++) {
-        colo_primary_set_output_deadline(&primary, clock_monotonic_us() + TIMEOUT_MS * 1000u);
-        nanosleep(&(struct timespec){ 0, TIMEOUT_MS * 100000l }, NULL);
+        colo_primary_set_output_deadline(&primary, clock_monotonic_us() + MOVE_LEAD_MS * 1000u);
+        nanosleep(&(struct timespec){ 0, 1000000l }, NULL);
         colo_primary_set_output_deadline(&primary, 0);
     }
     uint64_t elapsed_ms = (clock_monotonic_us() - started_us) / 1000u;
     struct colo_primary_stats after = stats_of(&primary);
     uint64_t wakeups = after.trigger_wakeups - wakeups_before;
-    /* About once per timeout (a lead set late is shorter), and a few more
+    /* About once per lead, and a few more
      * for the start and end; far below once per move. */
-    uint64_t allowed = elapsed_ms * 3 / (2 * TIMEOUT_MS) + 10;
+    uint64_t allowed = elapsed_ms * 3 / (2 * MOVE_LEAD_MS) + 10;
     printf("%u deadline moves in %llu ms woke the loop %llu times (at most %llu allowed)\n", moves,
            (unsigned long long)elapsed_ms, (unsigned long long)wakeups, (unsigned long long)allowed);
     CHECK(after.checkpoints == checkpoints_before, "a cleared deadline caused %llu checkpoints",
