@@ -105,7 +105,9 @@ int disk_replication_primary_record_history(struct disk_replication_primary *rep
 }
 
 /* VM running: the epoch's writes so far go now, the pause sends only
- * those since. The logs are swapped with the VM paused for that alone. */
+ * those since. Each disk swaps its logs under its own lock: no pause of
+ * the VM, which would hold up a request in flight (this runs every few
+ * milliseconds while the guest writes). */
 static int primary_precopy(void *opaque, struct stream_writer *writer, struct error *err)
 {
     struct disk_replication_primary *replication = opaque;
@@ -113,12 +115,10 @@ static int primary_precopy(void *opaque, struct stream_writer *writer, struct er
     for (unsigned i = 0; i < replication->disk_count; i++)
         written |= replication->devices[i].disk && primary_disk_epoch_written(replication->devices[i].disk);
     if (!written)
-        return 0; /* no pause for nothing */
-    machine_pause(replication->sync.machine);
+        return 0;
     for (unsigned i = 0; i < replication->disk_count; i++)
         if (replication->devices[i].disk)
             replication->devices[i].precopied.blocks += primary_disk_precopy_begin(replication->devices[i].disk);
-    machine_resume(replication->sync.machine);
     int status = 0;
     pthread_mutex_lock(&replication->lock);
     for (unsigned i = 0; i < replication->disk_count; i++) {

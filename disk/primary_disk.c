@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,11 @@ struct primary_disk {
      * says which of its sectors were written (only those are sent, so a
      * partial write needs no read of the base). */
     struct block_map epoch;
+    /* The epoch's log (epoch, epoch_overflow, epoch_overflow_blocks)
+     * between the guest's writes on the machine thread and
+     * primary_disk_precopy_begin on the loop's, which then needs no pause
+     * of the VM. */
+    pthread_mutex_t epoch_lock;
     /* The epoch's blocks past the memory bound: marked only, never in
      * `epoch` (the two are disjoint). bitmap_words words. */
     uint64_t *epoch_overflow;
@@ -171,10 +177,12 @@ static void epoch_record_failed(struct primary_disk *disk, uint64_t offset, uint
 static int record_request(struct primary_disk *disk, uint64_t offset, const void *bytes, uint64_t length, int result)
 {
     dirty_log_mark(disk, offset, length);
+    pthread_mutex_lock(&disk->epoch_lock);
     if (result < 0)
         epoch_record_failed(disk, offset, length);
     else
         epoch_record(disk, offset, bytes, length);
+    pthread_mutex_unlock(&disk->epoch_lock);
     return result < 0 ? result : 0;
 }
 
@@ -210,6 +218,7 @@ static void free_disk(struct primary_disk *disk)
     block_map_clear(&disk->epoch);
     block_map_clear(&disk->precopy);
     block_pool_destroy(&disk->pool);
+    pthread_mutex_destroy(&disk->epoch_lock);
     free(disk->epoch_overflow);
     free(disk->precopy_overflow);
     free(disk->dirty_log);
@@ -275,6 +284,7 @@ struct primary_disk *primary_disk_create(struct block_backend *base, const struc
     disk->epoch_overflow = epoch_overflow;
     disk->precopy_overflow = precopy_overflow;
     block_pool_init(&disk->pool, PRIMARY_DISK_BLOCK_SIZE, PRIMARY_DISK_POOL_BLOCKS);
+    pthread_mutex_init(&disk->epoch_lock, NULL);
     disk->dirty_log = dirty_log;
     disk->staging = staging;
     return disk;
@@ -375,6 +385,7 @@ uint64_t primary_disk_precopy_begin(struct primary_disk *disk)
 {
     if (disk->precopy.count || disk->precopy_overflow_blocks)
         abort(); /* the last pre-copy was not finished */
+    pthread_mutex_lock(&disk->epoch_lock);
     struct block_map map = disk->precopy;
     disk->precopy = disk->epoch;
     disk->epoch = map;
@@ -384,6 +395,7 @@ uint64_t primary_disk_precopy_begin(struct primary_disk *disk)
     disk->precopy_overflow_blocks = disk->epoch_overflow_blocks;
     disk->epoch_overflow_blocks = 0;
     atomic_store_explicit(&disk->epoch_written, false, memory_order_relaxed);
+    pthread_mutex_unlock(&disk->epoch_lock);
     return disk->precopy.count + disk->precopy_overflow_blocks;
 }
 

@@ -113,8 +113,9 @@ void primary_disk_epoch_clear(struct primary_disk *disk);
 /* The checkpoint's pre-copy: most of an epoch's writes go to the
  * secondary while the VM still runs, so the pause sends only those since.
  *
- * _begin (VM paused, the previous pre-copy finished) moves the epoch's log
- * so far aside and starts an empty one; it returns the blocks moved.
+ * _begin (the previous pre-copy finished; the VM may run: the guest's
+ * writes wait for the swap) moves the epoch's log so far aside and starts
+ * an empty one; it returns the blocks moved.
  * _for_each (VM running) hands their runs to `run` like
  * primary_disk_epoch_for_each; overflow blocks are read from the base
  * now, and a block the guest writes meanwhile is in the new epoch too, so

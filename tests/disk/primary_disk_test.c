@@ -4,10 +4,13 @@
  * bound blocks are only marked and read back from the base; the dirty log
  * for the initial sync; zero-block detection; a failed base write records
  * nothing; and a randomized run checking that the runs of each epoch
- * applied to the previous epoch's image give the base. Over a real image
- * file and over an in-memory backend that can fail on demand. */
+ * applied to the previous epoch's image give the base, also with the
+ * pre-copy's swap racing the guest's writes on another thread. Over a real
+ * image file and over an in-memory backend that can fail on demand. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +403,72 @@ static void test_model(void)
     block_backend_destroy(backend);
 }
 
+/* The stream phase moves the epoch aside with the VM running (no pause):
+ * a writer thread (the machine's) writes while this thread pre-copies again
+ * and again. The pre-copies and the final epoch, applied in order to the
+ * image as it was, must give the base: no write lost or torn by a swap. */
+struct racing_writer {
+    struct block_backend *backend;
+    uint64_t sectors;
+    unsigned writes;
+    atomic_bool done;
+    int failures;
+};
+
+static void *write_while_precopying(void *opaque)
+{
+    struct racing_writer *writer = opaque;
+    uint8_t data[8 * SECTOR];
+    unsigned seed = 5;
+    for (unsigned i = 0; i < writer->writes; i++) {
+        uint64_t first = (uint64_t)rand_r(&seed) % writer->sectors;
+        uint64_t count = 1 + (uint64_t)rand_r(&seed) % 8;
+        if (first + count > writer->sectors)
+            count = writer->sectors - first;
+        memset(data, (int)(i & 0xff), sizeof data);
+        memcpy(data, &i, sizeof i);
+        if (block_backend_write(writer->backend, first * SECTOR, data, count * SECTOR) != 0)
+            writer->failures++;
+    }
+    atomic_store(&writer->done, true);
+    return NULL;
+}
+
+static void test_precopy_while_writing(void)
+{
+    uint64_t size = 64 * BLOCK;
+    struct memory_backend *memory = memory_backend_create(size);
+    struct primary_disk *disk = make_disk(&memory->backend, 0); /* no bound: the base is never read back */
+    uint8_t *previous = malloc(size);
+    memcpy(previous, memory->bytes, size);
+    struct racing_writer writer = { .backend = primary_disk_backend(disk), .sectors = size / SECTOR, .writes = 40000 };
+    atomic_init(&writer.done, false);
+    pthread_t thread;
+    pthread_create(&thread, NULL, write_while_precopying, &writer);
+    unsigned swaps = 0, swaps_with_blocks = 0;
+    bool runs_well_formed = true;
+    while (!atomic_load(&writer.done)) {
+        if (primary_disk_precopy_begin(disk) > 0)
+            swaps_with_blocks++;
+        swaps++;
+        struct run_log log = { .image = previous, .well_formed = true };
+        struct error err;
+        CHECK(primary_disk_precopy_for_each(disk, log_run, &log, &err) == 0, "a racing pre-copy's runs");
+        runs_well_formed &= log.well_formed;
+        primary_disk_precopy_finish(disk);
+    }
+    pthread_join(thread, NULL);
+    CHECK(writer.failures == 0, "%d writes failed", writer.failures);
+    CHECK(runs_well_formed, "a racing pre-copy's runs were not sorted, whole-sector and bounded");
+    iterate(disk, previous, __LINE__);
+    CHECK(memcmp(previous, memory->bytes, size) == 0,
+          "the pre-copies made while writing, then the epoch, do not give the base");
+    CHECK(swaps_with_blocks >= 10, "only %u of %u swaps came between writes", swaps_with_blocks, swaps);
+    printf("racing pre-copy: %u writes, %u swaps (%u with blocks)\n", writer.writes, swaps, swaps_with_blocks);
+    free(previous);
+    block_backend_destroy(primary_disk_backend(disk));
+}
+
 int main(void)
 {
     char directory[64], path[96];
@@ -418,6 +487,7 @@ int main(void)
     test_dirty_log();
     test_zero_blocks();
     test_failed_write();
+    test_precopy_while_writing();
     test_model();
     return test_check_finish("primary_disk_test");
 }
