@@ -44,12 +44,6 @@ static struct machine *create(void)
     return machine;
 }
 
-static void *run_thread(void *machine)
-{
-    machine_run(machine, 0);
-    return NULL;
-}
-
 static struct colo_primary_stats stats_of(struct colo_primary *primary)
 {
     struct colo_primary_stats stats;
@@ -79,17 +73,15 @@ static long checkpoint_after_deadline(struct colo_primary *primary, const char *
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
+    guest_elf = argc == 2 ? argv[1] : NULL;
+    if (!guest_elf) {
         fprintf(stderr, "usage: %s store_forever.elf\n", argv[0]);
         return 2;
     }
-    guest_elf = argv[1];
     signal(SIGPIPE, SIG_IGN);
     struct machine *pvm = create(), *svm = create();
-    machine_pause(svm);
-    pthread_t pvm_thread, svm_thread;
-    pthread_create(&pvm_thread, NULL, run_thread, pvm);
-    pthread_create(&svm_thread, NULL, run_thread, svm);
+    machine_pause(svm); /* the secondary is handed its SVM paused */
+    pthread_t pvm_thread = test_machine_start(pvm), svm_thread = test_machine_start(svm);
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
         perror("socketpair");
@@ -141,10 +133,8 @@ int main(int argc, char **argv)
     CHECK(colo_primary_join(&primary, &err) == 0, "the primary ended with an error: %s", err.message);
     shutdown(fds[0], SHUT_RDWR);
     colo_secondary_join(&secondary, &err); /* it saw the primary go */
-    machine_request_stop(pvm);
-    machine_request_stop(svm);
-    pthread_join(pvm_thread, NULL);
-    pthread_join(svm_thread, NULL);
+    test_machine_stop(pvm, pvm_thread);
+    test_machine_stop(svm, svm_thread);
     colo_primary_destroy(&primary);
     colo_secondary_destroy(&secondary);
     close(fds[0]);

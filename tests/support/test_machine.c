@@ -71,3 +71,26 @@ void test_wire_attach(struct machine *machine, struct test_wire *wire, test_wire
     if (virtio_net_attach_backend(machine_nic(machine, 0), &wire->backend, &err) < 0)
         give_up("attaching the test wire", &err);
 }
+
+static void *run_machine(void *machine)
+{
+    machine_run(machine, 0);
+    return NULL;
+}
+
+pthread_t test_machine_start(struct machine *machine)
+{
+    pthread_t thread;
+    int failed = pthread_create(&thread, NULL, run_machine, machine);
+    if (failed) {
+        fprintf(stderr, "FAIL: cannot start a machine's thread: %s\n", strerror(failed));
+        exit(1);
+    }
+    return thread;
+}
+
+void test_machine_stop(struct machine *machine, pthread_t thread)
+{
+    machine_request_stop(machine);
+    pthread_join(thread, NULL);
+}

@@ -5,6 +5,7 @@
 #ifndef COLO_TESTS_TEST_MACHINE_H
 #define COLO_TESTS_TEST_MACHINE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,6 +32,10 @@ struct test_machine_options {
 
 struct machine *test_machine_create(const struct test_machine_options *options);
 void test_machine_destroy(struct machine *machine);
+/* machine_run(machine, 0) on a thread of its own, until test_machine_stop
+ * (which asks the machine to stop and joins the thread). */
+pthread_t test_machine_start(struct machine *machine);
+void test_machine_stop(struct machine *machine, pthread_t thread);
 
 /* A net backend for NIC 0 of a test machine that hands every frame sent
  * to it to on_frame: the test's wire. A test's recorder puts it first
