@@ -624,12 +624,14 @@ static int primary_setup(void *opaque)
 }
 
 /* Lock held: a survivor's shifted connections as one TCP_SHIFT record
- * (none when there are none). */
+ * (none when there are none); how many, or -1. */
 static int write_shift_to_carry_locked(struct output_buffer *buffer, struct stream_writer *writer, struct error *err)
 {
     size_t count = shift_to_carry_locked(buffer);
     buffer->stats.shift_carried = count;
-    return count > 0 ? stream_write_tcp_shift(writer, buffer->shift_entries, count, err) : 0;
+    if (count > 0 && stream_write_tcp_shift(writer, buffer->shift_entries, count, err) < 0)
+        return -1;
+    return (int)count;
 }
 
 /* The initial copy's stop-and-copy, the PVM paused: the new SVM, a copy
@@ -643,10 +645,9 @@ static int primary_initial_save(void *opaque, struct stream_writer *writer, stru
 int output_buffer_save_shift(struct output_buffer *buffer, struct stream_writer *writer, struct error *err)
 {
     pthread_mutex_lock(&buffer->lock);
-    int result = write_shift_to_carry_locked(buffer, writer, err);
-    size_t count = buffer->stats.shift_carried;
+    int carried = write_shift_to_carry_locked(buffer, writer, err);
     pthread_mutex_unlock(&buffer->lock);
-    return result < 0 ? -1 : (int)count;
+    return carried;
 }
 
 /* The PVM just paused for a checkpoint: what is held now is what this
@@ -678,8 +679,8 @@ static int primary_save(void *opaque, struct stream_writer *writer, struct error
     }
     /* A survivor's connections stay shifted: the new SVM, a copy of this
      * VM, must shift them the same way (tcp_sequence_shift.h). */
-    if (result == 0)
-        result = write_shift_to_carry_locked(buffer, writer, err);
+    if (result == 0 && write_shift_to_carry_locked(buffer, writer, err) < 0)
+        result = -1;
     pthread_mutex_unlock(&buffer->lock);
     return result;
 }
