@@ -363,8 +363,7 @@ static int report_last_machine(struct vm *vm, int status)
                 machine_ram_hash(vm->machine));
     }
     struct error err;
-    struct vm_save_file_records records = { .opaque = vm->replication,
-                                            .write = vm_replication_save_shifted_connections };
+    struct vm_save_file_records records = vm_replication_save_records(vm->replication);
     if (vm->options.save_on_exit &&
         vm_save_file_write(vm->options.save_on_exit, vm->machine, vm->config, &records, &err) < 0) {
         fprintf(stderr, "colo run: %s\n", err.message);

@@ -170,7 +170,7 @@ int vm_replication_create(struct vm_replication **result, struct vm_control *con
         return -1;
     }
     vm_control_set_status_hook(control, status_fields, replication);
-    struct vm_save_file_records records = { .opaque = replication, .write = vm_replication_save_shifted_connections };
+    struct vm_save_file_records records = vm_replication_save_records(replication);
     vm_control_set_save_records(control, &records);
     vm_control_set_operation_gate(control, refuse_secondary_operation, replication);
     *result = replication;
@@ -211,6 +211,11 @@ void vm_replication_destroy(struct vm_replication *replication)
     vm_replication_destroy_peer(replication);
     pthread_mutex_destroy(&replication->lock);
     free(replication);
+}
+
+struct vm_save_file_records vm_replication_save_records(struct vm_replication *replication)
+{
+    return (struct vm_save_file_records){ .opaque = replication, .write = vm_replication_save_shifted_connections };
 }
 
 int vm_replication_save_shifted_connections(void *opaque, struct stream_writer *writer, struct error *err)

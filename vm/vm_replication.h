@@ -56,6 +56,9 @@ int vm_replication_generate_psk(const char *path, const char *identity, struct e
 int vm_replication_save_shifted_connections(void *opaque, struct stream_writer *writer, struct error *err);
 int vm_replication_take_shifted_connections(struct vm_replication *replication, struct machine *machine,
                                             const struct stream_reader *reader, struct error *err);
+/* What a save file of this VM carries beyond the machine (the shifted
+ * connections above): for `colo save` and for --save-on-exit alike. */
+struct vm_save_file_records vm_replication_save_records(struct vm_replication *replication);
 
 /* `colo secondary`, with `machine` created (its backends attached) but not
  * run yet: mutes its NICs, waits for the primary's two connections on
