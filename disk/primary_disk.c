@@ -39,7 +39,7 @@ struct primary_disk {
     uint64_t epoch_overflow_blocks;
     /* Set by every recorded write or discard, cleared when the epoch is
      * moved aside or cleared: the loop's stream phase reads it with the
-     * VM running, to skip the pause when nothing was written. */
+     * VM running, to skip the phase when nothing was written. */
     atomic_bool epoch_written;
     /* The part of the epoch a checkpoint's pre-copy moved aside
      * (primary_disk_precopy_begin), same shape; empty otherwise. */

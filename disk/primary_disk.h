@@ -30,8 +30,9 @@
  * the initial sync: its rounds copy the blocks written since the last.
  *
  * Like every block backend the disk runs on the machine's thread or with
- * the machine paused; the calls below must be made the same way. Nothing
- * here talks to a network. */
+ * the machine paused; the calls below must be made the same way, but for
+ * the pre-copy's, which run beside the machine (see there). Nothing here
+ * talks to a network. */
 #ifndef COLO_DISK_PRIMARY_DISK_H
 #define COLO_DISK_PRIMARY_DISK_H
 
