@@ -50,12 +50,6 @@ static struct machine *create(const char *elf, const char *disk_image)
     return machine;
 }
 
-static void *run_thread(void *machine)
-{
-    machine_run(machine, 0);
-    return NULL;
-}
-
 /* What the secondary saw right after applying a checkpoint, for the
  * primary's hook to compare with the PVM. */
 struct snapshot_exchange {
@@ -335,9 +329,7 @@ int main(int argc, char **argv)
     unlink(svm_disk);
     /* The SVM is handed to the secondary paused. */
     machine_pause(svm);
-    pthread_t pvm_thread, svm_thread;
-    pthread_create(&pvm_thread, NULL, run_thread, pvm);
-    pthread_create(&svm_thread, NULL, run_thread, svm);
+    pthread_t pvm_thread = test_machine_start(pvm), svm_thread = test_machine_start(svm);
 
     static struct colo_primary primary;
     static struct colo_secondary secondary;
@@ -506,10 +498,8 @@ int main(int argc, char **argv)
           (unsigned long long)stats.checkpoints);
     CHECK(colo_primary_downtime_percentile(&primary, 50) > 0, "no downtime recorded");
 
-    machine_request_stop(pvm);
-    machine_request_stop(svm);
-    pthread_join(pvm_thread, NULL);
-    pthread_join(svm_thread, NULL);
+    test_machine_stop(pvm, pvm_thread);
+    test_machine_stop(svm, svm_thread);
     colo_primary_destroy(&primary);
     colo_secondary_destroy(&secondary);
     CHECK(calls_are_in_order(&primary_device, stats.checkpoints), "the primary's device calls are out of order: %.*s",

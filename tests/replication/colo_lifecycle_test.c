@@ -55,12 +55,6 @@ static void open_pair(int fds[2])
     }
 }
 
-static void *run_thread(void *machine)
-{
-    machine_run(machine, 0);
-    return NULL;
-}
-
 /* Counts the failover phase: a takeover calls it, an end on purpose not. */
 static int failovers_called;
 static int count_failover(void *opaque, struct error *err)
@@ -80,9 +74,7 @@ static void run_pair(bool on_purpose)
     failovers_called = 0;
     struct machine *pvm = create(), *svm = create();
     machine_pause(svm);
-    pthread_t pvm_thread, svm_thread;
-    pthread_create(&pvm_thread, NULL, run_thread, pvm);
-    pthread_create(&svm_thread, NULL, run_thread, svm);
+    pthread_t pvm_thread = test_machine_start(pvm), svm_thread = test_machine_start(svm);
     int fds[2];
     open_pair(fds);
 
@@ -133,10 +125,8 @@ static void run_pair(bool on_purpose)
         CHECK(failovers_called == 1, "%s: the devices' failover ran %d times", name, failovers_called);
     }
     colo_failover_destroy(&failover);
-    machine_request_stop(pvm);
-    machine_request_stop(svm);
-    pthread_join(pvm_thread, NULL);
-    pthread_join(svm_thread, NULL);
+    test_machine_stop(pvm, pvm_thread);
+    test_machine_stop(svm, svm_thread);
     colo_primary_destroy(&primary);
     colo_secondary_destroy(&secondary);
     close(fds[1]);

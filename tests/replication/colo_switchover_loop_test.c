@@ -56,12 +56,6 @@ static void open_pair(int fds[2])
     }
 }
 
-static void *run_thread(void *machine)
-{
-    machine_run(machine, 0);
-    return NULL;
-}
-
 static int failovers_called, released_called, switching_calls;
 static int count_failover(void *opaque, struct error *err)
 {
@@ -137,9 +131,7 @@ static void run_pair(enum pair_case which)
     failovers_called = released_called = switching_calls = 0;
     struct machine *pvm = create(), *svm = create();
     machine_pause(svm);
-    pthread_t pvm_thread, svm_thread;
-    pthread_create(&pvm_thread, NULL, run_thread, pvm);
-    pthread_create(&svm_thread, NULL, run_thread, svm);
+    pthread_t pvm_thread = test_machine_start(pvm), svm_thread = test_machine_start(svm);
     int fds[2];
     open_pair(fds);
 
@@ -241,10 +233,8 @@ static void run_pair(enum pair_case which)
         colo_failover_wait(&failover, 10000, NULL);
     }
     colo_failover_destroy(&failover);
-    machine_request_stop(pvm);
-    machine_request_stop(svm);
-    pthread_join(pvm_thread, NULL);
-    pthread_join(svm_thread, NULL);
+    test_machine_stop(pvm, pvm_thread);
+    test_machine_stop(svm, svm_thread);
     colo_primary_destroy(&primary);
     colo_secondary_destroy(&secondary);
     close(fds[1]);
@@ -265,8 +255,7 @@ static void run_unanswered(void)
 {
     const char *name = "switchover never answered";
     struct machine *pvm = create(), *svm = create();
-    pthread_t pvm_thread;
-    pthread_create(&pvm_thread, NULL, run_thread, pvm);
+    pthread_t pvm_thread = test_machine_start(pvm);
     int fds[2];
     open_pair(fds);
     int script_fd = fds[1];
@@ -315,8 +304,7 @@ static void run_unanswered(void)
     CHECK(strstr(status.error, "no answer to SWITCHOVER within 300 ms") != NULL,
           "%s: the error does not say no answer came: %s", name, status.error);
     CHECK(machine_pause_depth(pvm) > 0, "%s: the PVM was resumed without an answer", name);
-    machine_request_stop(pvm);
-    pthread_join(pvm_thread, NULL);
+    test_machine_stop(pvm, pvm_thread);
     colo_primary_destroy(&primary);
     stream_reader_destroy(&reader);
     stream_writer_destroy(&writer);
