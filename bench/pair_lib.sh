@@ -13,6 +13,7 @@ source scripts/lib/netns.sh
 
 work=$(mktemp -d /tmp/colo-bench-$bench.XXXXXX)
 hosts_ns=colo-b$$-hosts client_ns=colo-b$$-client
+hosts2_ns=colo-b$$-hosts2 client2_ns=colo-b$$-client2 # start_second_vm's
 results=$work/results.jsonl
 problems=0
 pids=()
@@ -20,6 +21,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
     wait 2>/dev/null
     netns_destroy_topology "$hosts_ns" "$client_ns"
+    netns_destroy_topology "$hosts2_ns" "$client2_ns"
     rm -f "$work"/*.img
     if [ "${REP_KEEP_LOGS:-0}" = 1 ] || [ "$problems" -gt 0 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
 }
@@ -118,6 +120,32 @@ protect() {  # INTERVAL_MS [PROTECT OPTIONS...]: protect and follow the checkpoi
     on_host "$work/A" "$colo" events --json repbench >"$work/$tag-events.jsonl" 2>/dev/null &
     pids+=("$!")
     sleep 0.5
+}
+
+# A second unprotected VM, the same guest on the same addresses in
+# namespaces of its own (created on first use), for a reference run of two
+# VMs at once; client2 reaches it. Sets second_pid.
+client2() { ip netns exec "$client2_ns" "${pin_primary[@]}" "$@"; }
+start_second_vm() {
+    if ! ip netns list | grep -q "^$hosts2_ns"; then
+        netns_create_topology "$hosts2_ns" "$client2_ns" 10.96.0.1/24 tapA ||
+            { problem "cannot build the second VM's namespaces"; return 1; }
+    fi
+    rm -rf "$work/C"; mkdir -p "$work/C"; truncate -s 16M "$work/diskC.img"
+    make_config tapA "$work/diskC.img" >"$work/c.cfg"
+    COLO_RUN_DIR=$work/C ip netns exec "$hosts2_ns" "${pin_primary[@]}" "$colo" run "$work/c.cfg" \
+        >"$work/$tag-second.log" 2>&1 </dev/null &
+    second_pid=$!; pids+=("$second_pid")
+    wait_for "$work/$tag-second.log" "colo-guest: services ready" "boot (second VM)" "$second_pid"
+}
+stop_second_vm() {
+    kill -9 "$second_pid" 2>/dev/null && wait "$second_pid" 2>/dev/null
+    ip -n "$client2_ns" neigh flush dev veth0 2>/dev/null
+}
+# Waits for the second VM's client, if one runs; 1 (and a problem) if it failed.
+wait_second() {
+    [ ${#second[@]} -gt 0 ] || return 0
+    wait $! || { problem "the second VM's client failed ($tag)"; return 1; }
 }
 
 churn() { client python3 "$helper" churn "$guest" "$1" || problem "CHURN $1 failed ($tag)"; }

@@ -8,6 +8,12 @@
 #                        leaves once the secondary's VM sent the same
 #   buffered             colo protect --mode buffered: every reply waits
 #                        for a checkpoint (Remus-like, the old behaviour)
+#   two-unprotected      a reference, not a mode of colo: two unprotected
+#                        VMs at once, each in namespaces of its own with a
+#                        client of its own running the same workload (the
+#                        first VM's figures). Compare mode runs the guest
+#                        twice (PVM and SVM); this row says what this
+#                        machine's cores give two VMs doing the same work.
 #
 # For each: the KV latency (CMP_REQUESTS sequential SETs then as many GETs
 # on one connection: p50/p99 of each), the stream service's throughput
@@ -21,7 +27,8 @@
 # Usage: bench/run_compare.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: CMP_INTERVAL_MS (colo's default: 1000 in compare mode, 100
 #   in buffered mode), CMP_REQUESTS (1000), CMP_STREAM_MIB
-#   (8), CMP_KILLS (10), CMP_MODES ("unprotected compare buffered"),
+#   (8), CMP_KILLS (10), CMP_MODES ("unprotected two-unprotected compare
+#   buffered"),
 #   REP_AUTH (psk, the default; none: plain TCP), REP_KEEP_LOGS=1 keeps the
 #   work directory, CMP_CAPTURE=1 captures the client's side of each kill
 #   trial (tcpdump, into the work directory), REP_PIN=1 gives each "host" a
@@ -36,7 +43,7 @@ interval=${CMP_INTERVAL_MS:-} # empty: colo's default
 requests=${CMP_REQUESTS:-1000}
 stream_mib=${CMP_STREAM_MIB:-8}
 kills=${CMP_KILLS:-10}
-modes=${CMP_MODES:-unprotected compare buffered}
+modes=${CMP_MODES:-unprotected two-unprotected compare buffered}
 boot_timeout=120
 helper=$(realpath bench/replication_helper.py)
 guest=10.96.0.2
@@ -53,14 +60,26 @@ echo "load at start: $(load)"
 for mode in $modes; do
     start_pair "$mode" || continue
     churn 0
-    if [ "$mode" != unprotected ]; then
+    if [ "$mode" = two-unprotected ]; then
+        start_second_vm || continue
+        client2 python3 "$helper" churn "$guest" 0 || { problem "CHURN 0 failed (second VM)"; continue; }
+    elif [ "$mode" != unprotected ]; then
         protect "$interval" --mode "$mode" || continue
         sleep 1
     fi
     before=$(replication_status)
+    # The second VM's client runs the same workload beside the first's.
+    second=()
+    [ "$mode" = two-unprotected ] && second=(client2 timeout 600 python3 "$helper")
+    [ ${#second[@]} -gt 0 ] && { "${second[@]}" latency "$guest" "$requests" >"$work/second.json" & }
     latency=$(client timeout 600 python3 "$helper" latency "$guest" "$requests") || { problem "latency ($mode)"; continue; }
+    wait_second || continue
+    [ ${#second[@]} -gt 0 ] && echo "  $mode, the second VM: $(cat "$work/second.json")"
     after=$(replication_status)
+    [ ${#second[@]} -gt 0 ] && { "${second[@]}" stream "$guest" "$stream_mib" >"$work/second.json" & }
     stream=$(client timeout 600 python3 "$helper" stream "$guest" "$stream_mib") || { problem "stream ($mode)"; continue; }
+    wait_second || continue
+    [ ${#second[@]} -gt 0 ] && echo "  $mode, the second VM: $(cat "$work/second.json")"
     final=$(replication_status)
     result=$(python3 - "$mode" "$latency" "$stream" "${before:-{\}}" "${after:-{\}}" "${final:-{\}}" "$requests" <<'PY'
 import json, sys
@@ -68,7 +87,7 @@ mode, latency, stream = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.arg
 before, after, final = (json.loads(a) for a in sys.argv[4:7])
 requests = int(sys.argv[7]) * 2
 out = {"kind": "service", "mode": mode, **latency, **stream}
-if mode != "unprotected":
+if mode not in ("unprotected", "two-unprotected"):
     during = after.get("checkpoints", 0) - before.get("checkpoints", 0)
     out["checkpoints_per_1000"] = round(during * 1000 / requests, 1)
     out["checkpoints_by_output"] = after.get("checkpoints_by_output", 0) - before.get("checkpoints_by_output", 0)
@@ -92,7 +111,11 @@ PY
 )
     echo "  $mode: $result"
     record "$result"
-    [ "$mode" != unprotected ] && [ "$(field "$final" state)" = unprotected ] && problem "$mode: the primary lost its secondary"
+    case $mode in
+        unprotected) ;;
+        two-unprotected) stop_second_vm ;;
+        *) [ "$(field "$final" state)" = unprotected ] && problem "$mode: the primary lost its secondary" ;;
+    esac
 done
 
 for trial in $(seq 1 "$kills"); do
@@ -128,19 +151,23 @@ import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 service = [r for r in rows if r["kind"] == "service"]
 base = next((r for r in service if r["mode"] == "unprotected"), None)
+two = next((r for r in service if r["mode"] == "two-unprotected"), None)
 print()
 print(f"{'mode':<12} {'SET p50':>8} {'SET p99':>8} {'GET p50':>8} {'GET p99':>8} {'out MB/s':>9} {'in MB/s':>8} {'ckpt/1000':>9}")
 for r in service:
     print(f"{r['mode']:<12} {r['set_p50_ms']:>8} {r['set_p99_ms']:>8} {r['get_p50_ms']:>8} {r['get_p99_ms']:>8} "
           f"{r.get('guest_to_client_MBps', '-'):>9} {r.get('client_to_guest_MBps', '-'):>8} {r.get('checkpoints_per_1000', '-'):>9}")
-if base:
-    for r in service:
-        if r is base:
-            continue
-        ratios = {k: round(r[k] / base[k], 2) for k in ("set_p50_ms", "set_p99_ms", "get_p50_ms", "get_p99_ms")
-                  if base.get(k)}
-        through = {k: f"{round(100 * r[k] / base[k])} %" for k in ("guest_to_client_MBps", "client_to_guest_MBps") if base.get(k) and k in r}
-        print(f"{r['mode']}: latency x unprotected {ratios}; throughput {through}")
+def against(r, ref, name):
+    ratios = {k: round(r[k] / ref[k], 2) for k in ("set_p50_ms", "set_p99_ms", "get_p50_ms", "get_p99_ms")
+              if ref.get(k)}
+    through = {k: f"{round(100 * r[k] / ref[k])} %" for k in ("guest_to_client_MBps", "client_to_guest_MBps")
+               if ref.get(k) and k in r}
+    print(f"{r['mode']}: latency x {name} {ratios}; throughput {through}")
+for r in service:
+    if base and r is not base:
+        against(r, base, "unprotected")
+    if two and r is not two and r is not base:
+        against(r, two, "two-unprotected")
 for r in service:
     if "differences" in r:
         print(f"{r['mode']}: released by match {r['released_matched']} of {r['released_total']}; "
