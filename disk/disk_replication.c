@@ -104,6 +104,50 @@ int disk_replication_primary_record_history(struct disk_replication_primary *rep
     return status;
 }
 
+void disk_replication_primary_tell_writes(struct disk_replication_primary *replication,
+                                          void (*stream_wanted)(void *opaque), void *opaque)
+{
+    replication->stream_wanted = stream_wanted;
+    replication->stream_wanted_opaque = opaque;
+}
+
+/* An epoch's first write asks for the stream phase: an idle disk costs the
+ * loop no wake-up. */
+static void primary_written(void *opaque)
+{
+    struct disk_replication_primary *replication = opaque;
+    replication->stream_wanted(replication->stream_wanted_opaque);
+}
+
+/* VM paused, before it first runs replicated. A write the epoch already
+ * has (since the initial copy) flipped no flag now: ask for it here. */
+static int primary_setup(void *opaque)
+{
+    struct disk_replication_primary *replication = opaque;
+    if (!replication->stream_wanted)
+        return 0;
+    bool written = false;
+    for (unsigned i = 0; i < replication->disk_count; i++) {
+        struct primary_disk *disk = replication->devices[i].disk;
+        if (!disk)
+            continue;
+        primary_disk_set_written_hook(disk, primary_written, replication);
+        written |= primary_disk_epoch_written(disk);
+    }
+    if (written)
+        replication->stream_wanted(replication->stream_wanted_opaque);
+    return 0;
+}
+
+/* The VM may run: each disk's lock makes sure no hook is under way after. */
+static void primary_teardown(void *opaque)
+{
+    struct disk_replication_primary *replication = opaque;
+    for (unsigned i = 0; i < replication->disk_count; i++)
+        if (replication->devices[i].disk)
+            primary_disk_set_written_hook(replication->devices[i].disk, NULL, NULL);
+}
+
 /* VM running: the epoch's writes so far go now, the pause sends only
  * those since. Each disk swaps its logs under its own lock: no pause of
  * the VM, which would hold up a request in flight (this runs every few
@@ -135,8 +179,11 @@ static int primary_precopy(void *opaque, struct stream_writer *writer, struct er
 
 /* Between checkpoints, the PVM running: the same as the pre-copy, so an
  * epoch's writes cross the wire as the guest makes them (every few
- * milliseconds) rather than all at its end. */
+ * milliseconds while it writes, asked for by its first write) rather than
+ * all at its end. */
 const struct colo_checkpoint_device_ops disk_replication_primary_device = {
+    .setup = primary_setup,
+    .teardown = primary_teardown,
     .stream = primary_precopy,
     .precopy = primary_precopy,
     .save = primary_save,

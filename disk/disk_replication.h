@@ -46,6 +46,10 @@ struct disk_replication_primary {
     uint64_t checkpoints;                                  /* saved; under lock */
     /* Guards the devices' reports: the loop saves, status reads. */
     pthread_mutex_t lock;
+    /* Told of an epoch's first write on any disk, from the device's setup
+     * to its teardown (disk_replication_primary_tell_writes). */
+    void (*stream_wanted)(void *opaque);
+    void *stream_wanted_opaque;
 };
 
 /* Machine paused: see disk_sync_source_init. */
@@ -65,6 +69,14 @@ void disk_replication_primary_last_report(struct disk_replication_primary *repli
  * flush or a write failed. */
 int disk_replication_primary_record_history(struct disk_replication_primary *replication, char *why, size_t why_size,
                                             struct error *err);
+
+/* Before the device is added to the loop: whom an epoch's first write
+ * tells that the stream phase has something to send (the loop's
+ * colo_primary_stream_wanted), on the machine thread under the disk's
+ * epoch lock (primary_disk_set_written_hook). Without it the stream
+ * phase never sends, and a checkpoint carries the whole epoch. */
+void disk_replication_primary_tell_writes(struct disk_replication_primary *replication,
+                                          void (*stream_wanted)(void *opaque), void *opaque);
 
 /* Its opaque is a struct disk_replication_primary. */
 extern const struct colo_checkpoint_device_ops disk_replication_primary_device;

@@ -41,6 +41,10 @@ struct primary_disk {
      * moved aside or cleared: the loop's stream phase reads it with the
      * VM running, to skip the phase when nothing was written. */
     atomic_bool epoch_written;
+    /* Told when epoch_written flips to true (primary_disk_set_written_hook);
+     * under epoch_lock. */
+    void (*written_hook)(void *opaque);
+    void *written_hook_opaque;
     /* The part of the epoch a checkpoint's pre-copy moved aside
      * (primary_disk_precopy_begin), same shape; empty otherwise. */
     struct block_map precopy;
@@ -98,12 +102,20 @@ static void dirty_log_mark(struct primary_disk *disk, uint64_t offset, uint64_t 
         disk_bit_set(disk->dirty_log, index);
 }
 
+/* Under epoch_lock: the epoch has a write; the first since it began or
+ * was moved aside tells the hook. */
+static void epoch_note_written(struct primary_disk *disk)
+{
+    if (!atomic_exchange_explicit(&disk->epoch_written, true, memory_order_relaxed) && disk->written_hook)
+        disk->written_hook(disk->written_hook_opaque);
+}
+
 /* Records [offset, offset + length) of the epoch with these bytes (NULL:
  * zeros), after the base took them. Never fails: a block that cannot be
  * copied (the bound, or no memory) is marked as overflow instead. */
 static void epoch_record(struct primary_disk *disk, uint64_t offset, const uint8_t *bytes, uint64_t length)
 {
-    atomic_store_explicit(&disk->epoch_written, true, memory_order_relaxed);
+    epoch_note_written(disk);
     while (length > 0) {
         uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE;
         size_t start = (size_t)(offset % PRIMARY_DISK_BLOCK_SIZE);
@@ -153,7 +165,7 @@ static void epoch_record_failed(struct primary_disk *disk, uint64_t offset, uint
 {
     if (length == 0)
         return;
-    atomic_store_explicit(&disk->epoch_written, true, memory_order_relaxed);
+    epoch_note_written(disk);
     for (uint64_t index = offset / PRIMARY_DISK_BLOCK_SIZE; index <= (offset + length - 1) / PRIMARY_DISK_BLOCK_SIZE;
          index++) {
         if (disk_bit_test(disk->epoch_overflow, index))
@@ -447,6 +459,14 @@ static void log_clear(struct primary_disk *disk, struct block_map *map, uint64_t
 void primary_disk_precopy_finish(struct primary_disk *disk)
 {
     log_clear(disk, &disk->precopy, disk->precopy_overflow, &disk->precopy_overflow_blocks);
+}
+
+void primary_disk_set_written_hook(struct primary_disk *disk, void (*hook)(void *opaque), void *opaque)
+{
+    pthread_mutex_lock(&disk->epoch_lock);
+    disk->written_hook = hook;
+    disk->written_hook_opaque = opaque;
+    pthread_mutex_unlock(&disk->epoch_lock);
 }
 
 bool primary_disk_epoch_written(struct primary_disk *disk)

@@ -127,6 +127,14 @@ uint64_t primary_disk_precopy_begin(struct primary_disk *disk);
 /* Any thread, VM running: whether the epoch has a write since it began or
  * was last moved aside (a hint: a write a moment later is not seen). */
 bool primary_disk_epoch_written(struct primary_disk *disk);
+/* Any thread: `hook` (NULL: none) is called by the first write or discard
+ * recorded into an empty epoch (a new one, or one just moved aside or
+ * cleared), on the writing thread (the machine's) under the disk's epoch
+ * lock: it must not wait, nor call into the disk. The replication loop
+ * learns this way that its stream phase has something to send. Setting
+ * takes the same lock: once it returns, the old hook is neither running
+ * nor called again. */
+void primary_disk_set_written_hook(struct primary_disk *disk, void (*hook)(void *opaque), void *opaque);
 int primary_disk_precopy_for_each(struct primary_disk *disk, primary_disk_run_function run, void *opaque,
                                   struct error *err);
 void primary_disk_precopy_finish(struct primary_disk *disk);

@@ -175,12 +175,27 @@ void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t dea
 {
     uint64_t now_us = clock_monotonic_us();
     pthread_mutex_lock(&primary->lock);
-    primary->output_deadline_moved_us = now_us;
+    /* Only a set keeps the loop waking every lead: a clear alone (the
+     * release after a checkpoint) must not keep an idle loop awake. */
+    if (deadline_us)
+        primary->output_deadline_moved_us = now_us;
     if (deadline_us > now_us)
         primary->output_deadline_lead_us = deadline_us - now_us;
     primary->output_deadline_us = deadline_us;
     if (deadline_us && deadline_us < primary->loop_wakes_at_us)
         pthread_cond_broadcast(&primary->triggered);
+    pthread_mutex_unlock(&primary->lock);
+}
+
+void colo_primary_stream_wanted(struct colo_primary *primary)
+{
+    pthread_mutex_lock(&primary->lock);
+    if (!primary->stream_wanted) {
+        primary->stream_wanted = true;
+        /* Without the cadence the loop sleeps past the stream deadline. */
+        if (!primary->stream_cadence && primary->loop_wakes_at_us)
+            pthread_cond_broadcast(&primary->triggered);
+    }
     pthread_mutex_unlock(&primary->lock);
 }
 
@@ -383,9 +398,7 @@ enum trigger { TRIGGER_INTERVAL, TRIGGER_REQUEST, TRIGGER_OUTPUT, TRIGGER_STOP, 
 static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t since_us)
 {
     uint64_t interval_deadline_us = since_us + (uint64_t)primary->options.max_interval_ms * 1000u;
-    uint64_t stream_deadline_us = colo_checkpoint_devices_streaming(&primary->devices)
-                                      ? primary->last_stream_us + (uint64_t)primary->options.stream_interval_ms * 1000u
-                                      : UINT64_MAX;
+    bool streaming = colo_checkpoint_devices_streaming(&primary->devices);
     enum trigger trigger = TRIGGER_INTERVAL;
     pthread_mutex_lock(&primary->lock);
     for (;;) {
@@ -412,8 +425,21 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
             trigger = TRIGGER_INTERVAL;
             break;
         }
+        /* The stream phase keeps its cadence while devices ask, and stops
+         * at the first deadline that finds nothing asked. A wish left
+         * from before a checkpoint costs one phase that finds nothing;
+         * clearing it at the resume could lose one made right after. */
+        uint64_t stream_deadline_us = UINT64_MAX;
+        if (streaming && (primary->stream_wanted || primary->stream_cadence))
+            stream_deadline_us = primary->last_stream_us + (uint64_t)primary->options.stream_interval_ms * 1000u;
         if (stream_deadline_us <= now_us) {
+            bool wanted = primary->stream_wanted;
+            primary->stream_wanted = false;
+            primary->stream_cadence = wanted;
+            if (!wanted)
+                continue;
             /* Not a checkpoint: the requests and the output deadline stay. */
+            primary->stats.stream_phases++;
             pthread_mutex_unlock(&primary->lock);
             return TRIGGER_STREAM;
         }

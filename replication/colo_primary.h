@@ -141,7 +141,8 @@ struct colo_primary_options {
      * final checkpoint. Default 256 KiB; 0: always; UINT64_MAX: never. */
     uint64_t resume_before_ready_bytes;
     /* How often, at most, the devices' stream phase sends what they have
-     * ahead of the next checkpoint while the PVM runs (a disk's writes). */
+     * ahead of the next checkpoint while the PVM runs (a disk's writes);
+     * it runs only when a device asked (colo_primary_stream_wanted). */
     unsigned stream_interval_ms; /* default 2 */
     /* Waits for each of the secondary's replies. */
     int message_timeout_ms; /* default 5000 */
@@ -183,6 +184,7 @@ struct colo_primary_stats {
     uint64_t total_dirty_pages, total_bytes;
     uint64_t max_downtime_us;
     uint64_t trigger_wakeups;           /* the loop woke while waiting for a trigger */
+    uint64_t stream_phases;             /* the devices' stream phase ran */
     struct colo_checkpoint_report last; /* the last checkpoint's report */
     struct migration_result migration;  /* the initial copy */
 };
@@ -219,6 +221,10 @@ struct colo_primary {
     struct colo_switchover_status switchover;
     bool keep_paused;        /* SWITCHOVER went out: never resume the PVM by ourselves */
     uint64_t last_stream_us; /* the devices' last stream phase (loop thread only) */
+    /* colo_primary_stream_wanted since the last stream phase; whether the
+     * last phase had been asked for (then the loop keeps the phase's
+     * cadence without being woken for each ask). */
+    bool stream_wanted, stream_cadence;
     struct colo_primary_stats stats;
     uint64_t downtimes_us[COLO_DOWNTIME_HISTORY]; /* ring of the last downtimes */
 
@@ -268,6 +274,13 @@ void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsign
  * context switch. */
 void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t deadline_us);
 void colo_primary_stop(struct colo_primary *primary);
+/* From any thread (a device, e.g. a disk's first write of an epoch): a
+ * device has something for the stream phase, which runs within
+ * stream_interval_ms. An idle VM's loop then sleeps instead of waking
+ * every stream interval to find nothing. Cheap when asked again before
+ * the phase: it wakes the loop only when the loop is not already keeping
+ * the phase's cadence. */
+void colo_primary_stream_wanted(struct colo_primary *primary);
 /* From any thread: the VM ends on purpose (a guest poweroff or reboot,
  * `colo quit`): the loop ends at its next wait for a trigger, once the
  * checkpoint in progress (if any) completed, and tells the secondary first

@@ -209,6 +209,12 @@ static void mirror_input_while_switching_over(void *opaque)
         virtio_net_drain_backend_to_observer(machine_nic(replication->machine, i));
 }
 
+/* A disk's first write of an epoch (machine thread, under its epoch lock). */
+static void ask_for_stream_phase(void *opaque)
+{
+    colo_primary_stream_wanted(opaque);
+}
+
 static void *primary_thread(void *opaque)
 {
     pthread_setname_np(pthread_self(), "primary");
@@ -268,6 +274,7 @@ static void *primary_thread(void *opaque)
         replication->phase = NULL;
         pthread_mutex_unlock(&replication->lock);
         output_buffer_set_primary(&replication->output, &replication->primary, replication->output_delay_ms);
+        disk_replication_primary_tell_writes(&replication->primary_disks, ask_for_stream_phase, &replication->primary);
         if (output_buffer_set_compare(&replication->output, &replication->compare_options, &err) == 0 &&
             colo_primary_add_device(&replication->primary, "mirror", &mirror_sender_device, &replication->mirror,
                                     &err) == 0 &&
@@ -674,6 +681,8 @@ void vm_replication_primary_status(struct vm_replication *replication, json_t *f
         json_object_set_new(fields, "downtime_max_ms", json_real((double)stats.max_downtime_us / 1000));
         json_object_set_new(fields, "checkpoints_by_output", json_integer((json_int_t)stats.output_checkpoints));
         json_object_set_new(fields, "checkpoints_by_request", json_integer((json_int_t)stats.requested_checkpoints));
+        json_object_set_new(fields, "loop_wakeups", json_integer((json_int_t)stats.trigger_wakeups));
+        json_object_set_new(fields, "stream_phases", json_integer((json_int_t)stats.stream_phases));
         json_object_set_new(fields, "interval_ms", json_integer(replication->interval_ms));
         json_object_set_new(fields, "output_delay_ms", json_integer(replication->output_delay_ms));
         if (stats.checkpoints)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,6 +316,43 @@ static void test_zero_blocks(void)
  * image does half): the epoch sends those blocks as the base holds them,
  * both a block copied earlier in the epoch and one that was not, so the
  * runs applied to the previous image still give the base. */
+static void count_call(void *opaque)
+{
+    (*(unsigned *)opaque)++;
+}
+
+/* The written hook (the loop's "stream phase wanted"): once per epoch, at
+ * its first write, discard or failed write; again after the epoch was
+ * moved aside or cleared; never once removed. */
+static void test_written_hook(void)
+{
+    struct memory_backend *memory = memory_backend_create(16 * BLOCK);
+    struct primary_disk *disk = make_disk(&memory->backend, 0);
+    struct block_backend *backend = primary_disk_backend(disk);
+    uint8_t data[BLOCK];
+    memset(data, 0x31, sizeof data);
+    unsigned calls = 0;
+    primary_disk_set_written_hook(disk, count_call, &calls);
+    CHECK(calls == 0, "the hook was called by its setting");
+    CHECK(block_backend_write(backend, 0, data, SECTOR) == 0 && block_backend_write(backend, BLOCK, data, BLOCK) == 0,
+          "writes");
+    CHECK(calls == 1, "two writes of one epoch: %u calls (want 1)", calls);
+    primary_disk_precopy_begin(disk);
+    primary_disk_precopy_finish(disk);
+    CHECK(block_backend_discard(backend, 2 * BLOCK, SECTOR) == 0, "discard");
+    CHECK(calls == 2, "the first discard after a pre-copy's swap: %u calls (want 2)", calls);
+    primary_disk_epoch_clear(disk);
+    memory->fail_write = 1;
+    CHECK(block_backend_write(backend, 3 * BLOCK, data, SECTOR) < 0, "a failing write");
+    CHECK(calls == 3, "the first (failed) write after a checkpoint's clear: %u calls (want 3)", calls);
+    memory->fail_write = 0;
+    primary_disk_epoch_clear(disk);
+    primary_disk_set_written_hook(disk, NULL, NULL);
+    CHECK(block_backend_write(backend, 4 * BLOCK, data, SECTOR) == 0, "a write");
+    CHECK(calls == 3, "a removed hook was called");
+    block_backend_destroy(backend);
+}
+
 static void test_failed_write(void)
 {
     struct memory_backend *memory = memory_backend_create(16 * BLOCK);
@@ -413,7 +451,14 @@ struct racing_writer {
     unsigned writes;
     atomic_bool done;
     int failures;
+    /* The pre-copy's swaps so far: the writer waits for one after every
+     * WRITES_PER_SWAP writes, so that swaps come between writes however
+     * the two threads are scheduled (a loaded host may run either alone
+     * for a whole time slice). */
+    atomic_uint swaps;
 };
+
+#define WRITES_PER_SWAP 64u
 
 static void *write_while_precopying(void *opaque)
 {
@@ -429,6 +474,11 @@ static void *write_while_precopying(void *opaque)
         memcpy(data, &i, sizeof i);
         if (block_backend_write(writer->backend, first * SECTOR, data, count * SECTOR) != 0)
             writer->failures++;
+        if (i % WRITES_PER_SWAP == WRITES_PER_SWAP - 1) {
+            unsigned seen = atomic_load(&writer->swaps);
+            while (atomic_load(&writer->swaps) == seen)
+                sched_yield();
+        }
     }
     atomic_store(&writer->done, true);
     return NULL;
@@ -443,6 +493,7 @@ static void test_precopy_while_writing(void)
     memcpy(previous, memory->bytes, size);
     struct racing_writer writer = { .backend = primary_disk_backend(disk), .sectors = size / SECTOR, .writes = 40000 };
     atomic_init(&writer.done, false);
+    atomic_init(&writer.swaps, 0);
     pthread_t thread;
     pthread_create(&thread, NULL, write_while_precopying, &writer);
     unsigned swaps = 0, swaps_with_blocks = 0;
@@ -456,6 +507,7 @@ static void test_precopy_while_writing(void)
         CHECK(primary_disk_precopy_for_each(disk, log_run, &log, &err) == 0, "a racing pre-copy's runs");
         runs_well_formed &= log.well_formed;
         primary_disk_precopy_finish(disk);
+        atomic_fetch_add(&writer.swaps, 1);
     }
     pthread_join(thread, NULL);
     CHECK(writer.failures == 0, "%d writes failed", writer.failures);
@@ -463,7 +515,9 @@ static void test_precopy_while_writing(void)
     iterate(disk, previous, __LINE__);
     CHECK(memcmp(previous, memory->bytes, size) == 0,
           "the pre-copies made while writing, then the epoch, do not give the base");
-    CHECK(swaps_with_blocks >= 10, "only %u of %u swaps came between writes", swaps_with_blocks, swaps);
+    /* Each wait of the writer's is followed by a swap of what it wrote. */
+    CHECK(swaps_with_blocks >= writer.writes / WRITES_PER_SWAP, "only %u of %u swaps came between writes",
+          swaps_with_blocks, swaps);
     printf("racing pre-copy: %u writes, %u swaps (%u with blocks)\n", writer.writes, swaps, swaps_with_blocks);
     free(previous);
     block_backend_destroy(primary_disk_backend(disk));
@@ -487,6 +541,7 @@ int main(void)
     test_dirty_log();
     test_zero_blocks();
     test_failed_write();
+    test_written_hook();
     test_precopy_while_writing();
     test_model();
     return test_check_finish("primary_disk_test");

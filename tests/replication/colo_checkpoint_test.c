@@ -213,13 +213,14 @@ static const struct colo_checkpoint_device_ops recording_ops = {
 
 /* Streaming between checkpoints (the stream phase on the primary, receive
  * on the secondary): the primary's device sends a numbered DISK_WRITE
- * record each time it is called; the secondary's takes them in order. */
+ * record each time it is called, and always has another (it asks for the
+ * next phase at setup and in each); the secondary's takes them in order. */
 struct streaming_device {
     uint32_t sent;     /* primary: records sent */
     uint32_t received; /* secondary: records taken, in order */
     uint32_t out_of_order;
     uint64_t checkpoints_seen_at_first; /* primary: checkpoints before the first stream */
-    struct colo_primary *primary;
+    struct colo_primary *primary;       /* the primary's device only */
     /* The initial copy: the primary's initial_save sends one TCP_SHIFT
      * entry, the secondary's initial_load must find it (before any
      * stream record). */
@@ -254,10 +255,19 @@ static int device_initial_load(void *opaque, const struct stream_reader *reader,
     return 0;
 }
 
+static int device_stream_setup(void *opaque)
+{
+    struct streaming_device *device = opaque;
+    if (device->primary)
+        colo_primary_stream_wanted(device->primary);
+    return 0;
+}
+
 static int device_stream(void *opaque, struct stream_writer *writer, struct error *err)
 {
     struct streaming_device *device = opaque;
     uint8_t sector[512] = { 0 };
+    colo_primary_stream_wanted(device->primary);
     device->sent++;
     memcpy(sector, &device->sent, sizeof device->sent);
     return stream_write_disk_write(writer, 0, (uint64_t)(device->sent % 16) * 512, sector, sizeof sector, err);
@@ -278,6 +288,7 @@ static int device_receive(void *opaque, const uint8_t *body, size_t length, stru
 }
 
 static const struct colo_checkpoint_device_ops streaming_ops = {
+    .setup = device_stream_setup,
     .stream = device_stream,
     .receive = device_receive,
     .initial_save = device_initial_save,
@@ -360,6 +371,7 @@ int main(int argc, char **argv)
     struct error err;
     static struct recording_device primary_device, secondary_device;
     static struct streaming_device primary_streamer, secondary_streamer;
+    primary_streamer.primary = &primary;
     if (colo_secondary_init(&secondary, svm, fds[1], &secondary_options, &err) < 0 ||
         colo_primary_init(&primary, pvm, fds[0], &primary_options, &err) < 0 ||
         colo_secondary_add_device(&secondary, "recorder", &recording_ops, &secondary_device, &err) < 0 ||

@@ -94,9 +94,28 @@ else
     fail "the images differ after protection"
 fi
 
+# Idle, the primary's loop sleeps between checkpoints: no stream phase
+# (nothing written), where it used to wake every 2 ms to look (500 a
+# second).
+wakeups_idle=$(replication_field "$work/A" loop_wakeups) phases_idle=$(replication_field "$work/A" stream_phases)
+sleep 1
+wakeups=$(($(replication_field "$work/A" loop_wakeups) - wakeups_idle))
+phases_idle=$(($(replication_field "$work/A" stream_phases) - phases_idle))
+if ((wakeups < 100 && phases_idle == 0)); then
+    pass "idle for 1 s, the primary's loop woke $wakeups times and ran no stream phase"
+else
+    fail "idle for 1 s, the primary's loop woke $wakeups times and ran $phases_idle stream phases"
+fi
+
 # ---- 2. writes through checkpoints, kill -9, failover, a fresh boot ----
+phases_before=$(replication_field "$work/A" stream_phases)
 run_client protected 120
 wait_for_checkpoints "$work/A" 40 || fail "checkpoints under writes"
+# The guest's writes asked for the stream phase: they went ahead of the
+# checkpoints, not all in the pauses.
+phases=$(($(replication_field "$work/A" stream_phases) - phases_before))
+((phases > 0)) && pass "the guest's writes were streamed ahead of the checkpoints ($phases stream phases)" ||
+    fail "no stream phase ran while the guest wrote"
 sleep 2
 disk_bytes=$(replication_field "$work/A" last_checkpoint_disk_bytes)
 echo "  last checkpoint's disk part: $disk_bytes bytes; secondary: $(on_host "$work/B" "$colo" status guarded --json | python3 -c "import json,sys; print(json.load(sys.stdin)['replication'].get('disks'))")"

@@ -1,6 +1,8 @@
-/* The primary loop's output deadline (colo_primary_set_output_deadline),
- * as the comparing proxy moves it: set when a PVM frame waits for its
- * twin, cleared when the twin comes, with nearly every frame.
+/* When the primary's loop wakes.
+ *
+ * The output deadline (colo_primary_set_output_deadline), as the comparing
+ * proxy moves it: set when a PVM frame waits for its twin, cleared when
+ * the twin comes, with nearly every frame.
  *
  *   1. a stream of moves (set, then cleared a millisecond later) does
  *      not wake the loop per move: it wakes about once per lead while
@@ -9,9 +11,22 @@
  *      before the deadline and not long after, although the interval is a
  *      minute away;
  *   3. the first deadline after a quiet spell (the loop asleep for the
- *      interval) wakes it in time too. */
+ *      interval) wakes it in time too.
+ *
+ * The stream phase (colo_primary_stream_wanted), with a device that has a
+ * stream function, as a replicated disk has:
+ *
+ *   4. nobody asks (an idle disk): no phase runs and the loop sleeps,
+ *      where it used to wake every stream interval (500 times a second),
+ *      also after a clear of the output deadline (which used to start
+ *      the wake-ups every lead again after each checkpoint);
+ *   5. one ask: one phase, soon, and none after it;
+ *   6. a device that asks again in each phase (a disk the guest keeps
+ *      writing): the phases keep the stream interval's cadence, no
+ *      faster. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -32,8 +47,34 @@
 #define MOVE_LEAD_MS 1000u
 /* What the slowest sanitizer build on a loaded host may add to a wake-up. */
 #define LATE_ALLOWED_MS 400u
+/* Longer than the loop's quiet time after the last deadline move (100 ms)
+ * and than a stream interval. */
+#define STREAM_QUIET_MS 150u
+#define IDLE_MS 300u
 
 static const char *guest_elf;
+
+/* A device with a stream phase that sends nothing: it counts the phases
+ * and asks for `asks_left` more, one from each. */
+struct asking_device {
+    struct colo_primary *primary;
+    atomic_uint phases, asks_left;
+};
+
+static int asking_stream(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    (void)writer, (void)err;
+    struct asking_device *device = opaque;
+    atomic_fetch_add(&device->phases, 1);
+    unsigned left = atomic_load(&device->asks_left);
+    if (left > 0) {
+        atomic_store(&device->asks_left, left - 1);
+        colo_primary_stream_wanted(device->primary);
+    }
+    return 0;
+}
+
+static const struct colo_checkpoint_device_ops asking_ops = { .stream = asking_stream };
 
 static struct machine *create(void)
 {
@@ -92,9 +133,11 @@ int main(int argc, char **argv)
     colo_primary_options_defaults(&options);
     options.max_interval_ms = 60000;
     struct error err;
+    static struct asking_device asker = { .primary = &primary };
     if (colo_secondary_init(&secondary, svm, fds[1], NULL, &err) < 0 ||
-        colo_primary_init(&primary, pvm, fds[0], &options, &err) < 0 || colo_secondary_start(&secondary, &err) < 0 ||
-        colo_primary_start(&primary, &err) < 0) {
+        colo_primary_init(&primary, pvm, fds[0], &options, &err) < 0 ||
+        colo_primary_add_device(&primary, "asker", &asking_ops, &asker, &err) < 0 ||
+        colo_secondary_start(&secondary, &err) < 0 || colo_primary_start(&primary, &err) < 0) {
         fprintf(stderr, "FAIL: cannot start: %s\n", err.message);
         return 1;
     }
@@ -129,6 +172,55 @@ int main(int argc, char **argv)
      * sooner deadline must wake it. */
     checkpoint_after_deadline(&primary, "deadline left to pass while deadlines move");
 
+    /* 4: nobody asked for the stream phase since the start. Past the
+     * deadlines' quiet time the loop sleeps until the interval; a clear
+     * of the deadline (as the release after a checkpoint does) must not
+     * wake it every lead again. */
+    clock_sleep_ms(2 * STREAM_QUIET_MS);
+    uint64_t checkpoints = stats_of(&primary).checkpoints;
+    colo_primary_set_output_deadline(&primary, 0);
+    colo_primary_request_checkpoint(&primary);
+    while (stats_of(&primary).checkpoints == checkpoints)
+        clock_sleep_ms(1);
+    wakeups_before = stats_of(&primary).trigger_wakeups;
+    clock_sleep_ms(IDLE_MS);
+    wakeups = stats_of(&primary).trigger_wakeups - wakeups_before;
+    printf("idle for %u ms after a checkpoint: the loop woke %llu times, %u stream phases since the start\n", IDLE_MS,
+           (unsigned long long)wakeups, atomic_load(&asker.phases));
+    CHECK(atomic_load(&asker.phases) == 0, "%u stream phases ran that nobody asked for", atomic_load(&asker.phases));
+    CHECK(wakeups <= 2, "an idle loop woke %llu times in %u ms", (unsigned long long)wakeups, IDLE_MS);
+
+    /* 5: one ask, one phase. */
+    uint64_t asked_us = clock_monotonic_us();
+    colo_primary_stream_wanted(&primary);
+    while (atomic_load(&asker.phases) == 0 && clock_monotonic_us() < asked_us + 30000000u)
+        clock_sleep_ms(1);
+    long waited_ms = (long)((clock_monotonic_us() - asked_us) / 1000u);
+    CHECK(atomic_load(&asker.phases) == 1, "no stream phase after an ask");
+    CHECK(waited_ms <= (long)(options.stream_interval_ms + LATE_ALLOWED_MS), "the phase came %ld ms after the ask",
+          waited_ms);
+    clock_sleep_ms(STREAM_QUIET_MS);
+    CHECK(atomic_load(&asker.phases) == 1, "%u stream phases for one ask", atomic_load(&asker.phases));
+    printf("one ask: its phase within %ld ms, no other\n", waited_ms);
+
+    /* 6: a device that asks from each phase. */
+    unsigned more = 20;
+    atomic_store(&asker.asks_left, more);
+    started_us = clock_monotonic_us();
+    colo_primary_stream_wanted(&primary);
+    while (atomic_load(&asker.phases) < 2 + more && clock_monotonic_us() < started_us + 30000000u)
+        clock_sleep_ms(1);
+    elapsed_ms = (clock_monotonic_us() - started_us) / 1000u;
+    clock_sleep_ms(STREAM_QUIET_MS);
+    printf("%u asks from the phases: %u phases in %llu ms\n", more, atomic_load(&asker.phases) - 1,
+           (unsigned long long)elapsed_ms);
+    CHECK(atomic_load(&asker.phases) == 2 + more, "%u phases for %u asks", atomic_load(&asker.phases) - 1, more + 1);
+    /* The first phase runs at once (the last was long ago); each of the
+     * others a stream interval after the one before. */
+    CHECK(elapsed_ms + 1 >= (uint64_t)more * options.stream_interval_ms,
+          "%u phases in %llu ms: faster than one per %u ms", more + 1, (unsigned long long)elapsed_ms,
+          options.stream_interval_ms);
+
     colo_primary_stop(&primary);
     CHECK(colo_primary_join(&primary, &err) == 0, "the primary ended with an error: %s", err.message);
     shutdown(fds[0], SHUT_RDWR);
@@ -141,5 +233,5 @@ int main(int argc, char **argv)
     close(fds[1]);
     test_machine_destroy(pvm);
     test_machine_destroy(svm);
-    return test_check_finish("colo-output-deadline");
+    return test_check_finish("colo-loop-wakeups");
 }
