@@ -27,7 +27,7 @@
 # Usage: bench/run_compare.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: CMP_INTERVAL_MS (colo's default: 1000 in compare mode, 100
 #   in buffered mode), CMP_REQUESTS (1000), CMP_STREAM_MIB
-#   (8), CMP_KILLS (10), CMP_MODES ("unprotected two-unprotected compare
+#   (64), CMP_KILLS (10), CMP_MODES ("unprotected two-unprotected compare
 #   buffered"),
 #   REP_AUTH (psk, the default; none: plain TCP), REP_KEEP_LOGS=1 keeps the
 #   work directory, CMP_CAPTURE=1 captures the client's side of each kill
@@ -41,7 +41,9 @@ colo=${1:-build/programs/colo}
 guest_dir=${2:-build/guests/linux}
 interval=${CMP_INTERVAL_MS:-} # empty: colo's default
 requests=${CMP_REQUESTS:-1000}
-stream_mib=${CMP_STREAM_MIB:-8}
+# 64 MiB: at 8 MiB a stream lasted 40-100 ms, mostly TCP's slow start
+# and scheduling noise (compare mode 32-63 % of unprotected run to run).
+stream_mib=${CMP_STREAM_MIB:-64}
 kills=${CMP_KILLS:-10}
 modes=${CMP_MODES:-unprotected two-unprotected compare buffered}
 boot_timeout=120
