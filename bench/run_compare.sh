@@ -66,7 +66,7 @@ for mode in $modes; do
         start_second_vm || continue
         client2 python3 "$helper" churn "$guest" 0 || { problem "CHURN 0 failed (second VM)"; continue; }
     elif [ "$mode" != unprotected ]; then
-        protect "$interval" --mode "$mode" || continue
+        protect "$interval" --mode "$mode" ${CMP_PROTECT_OPTIONS:-} || continue
         sleep 1
     fi
     before=$(replication_status)
@@ -108,6 +108,15 @@ if mode not in ("unprotected", "two-unprotected"):
     if "match_wait_p50_ms" in kv_compare:
         out["match_wait_p50_ms"] = kv_compare["match_wait_p50_ms"]
         out["match_wait_p99_ms"] = kv_compare["match_wait_p99_ms"]
+    # The same over the stream's last 1,024 frames, and what the stream cost.
+    if compare and "match_wait_p50_ms" in compare:
+        out["stream_match_wait_p50_ms"] = compare["match_wait_p50_ms"]
+        out["stream_match_wait_p99_ms"] = compare["match_wait_p99_ms"]
+        out["stream_checkpoints"] = final.get("checkpoints", 0) - after.get("checkpoints", 0)
+        out["stream_timeouts"] = compare["differences"]["timeout"] - (after.get("compare") or {}).get(
+            "differences", {}).get("timeout", 0)
+    if compare and "timeouts_waiting_for" in compare:
+        out["timeouts_waiting_for"] = compare["timeouts_waiting_for"]
 print(json.dumps(out))
 PY
 )

@@ -357,10 +357,24 @@ static void print_status(const json_t *reply)
             if (last) {
                 const char *flow = json_string_value(json_object_get(last, "flow"));
                 bool timeout = strcmp(string_field(last, "cause"), "timeout") == 0;
-                printf("  last difference %s%s%s (the %s's frame %s), %.1f s ago\n", string_field(last, "cause"),
+                /* A timeout says what its frame waited for: "(the PVM's
+                 * frame had no twin in time: it waited for the SVM's ack,
+                 * 1448 bytes behind)". */
+                char waited[96] = "";
+                const char *waited_for = json_string_value(json_object_get(last, "waited_for"));
+                if (timeout && waited_for) {
+                    json_int_t bytes = integer_field(last, "waited_bytes");
+                    if (bytes > 0)
+                        snprintf(waited, sizeof waited,
+                                 ": it waited for the SVM's %s, %" JSON_INTEGER_FORMAT " bytes behind", waited_for,
+                                 bytes);
+                    else
+                        snprintf(waited, sizeof waited, ": it waited for the SVM's %s", waited_for);
+                }
+                printf("  last difference %s%s%s (the %s's frame %s%s), %.1f s ago\n", string_field(last, "cause"),
                        flow ? ", " : "", flow ? flow : "",
                        strcmp(string_field(last, "frame"), "primary") == 0 ? "PVM" : "SVM",
-                       timeout ? "had no twin in time" : "showed it",
+                       timeout ? "had no twin in time" : "showed it", waited,
                        json_number_value(json_object_get(last, "seconds_ago")));
             }
         } else if (strcmp(string_field(replication, "output_mode"), "buffered") == 0) {

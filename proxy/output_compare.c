@@ -598,6 +598,8 @@ static void remember_difference(struct output_compare *compare, enum output_comp
     last->cause = cause;
     last->by_primary = by_primary;
     last->at_us = now_us;
+    last->waited_for = OUTPUT_COMPARE_WAITING_OTHER;
+    last->waited_bytes = 0;
     if (view)
         packet_describe(view, last->flow, sizeof last->flow);
     else
@@ -758,6 +760,45 @@ static void view_of_flow_key(const uint8_t key[KEY_SIZE], struct packet_view *vi
  * twin, the one whose deadline passed (timeouts are the usual cause of
  * forced checkpoints, and "timeout" alone does not say which service the
  * SVM was slow to answer for); nothing when it belongs to no flow. */
+/* What the held frame still needs of the SVM (release_ready's tests, in
+ * its order), and for TCP by how many bytes the SVM is behind. */
+static enum output_compare_waiting waiting_for(const struct output_compare *compare, const struct compare_held *held,
+                                               uint32_t *behind)
+{
+    *behind = 0;
+    if (!held || !held->flow || held->fragment_serial)
+        return OUTPUT_COMPARE_WAITING_OTHER;
+    const struct compare_flow *flow = &compare->flows[held->flow - 1];
+    if (flow->diverged)
+        return OUTPUT_COMPARE_WAITING_OTHER;
+    uint32_t matched = sequence_difference(flow->end[0], flow->end[1]) <= 0 ? flow->end[0] : flow->end[1];
+    if (held->needs_position && sequence_difference(held->position_needed, matched) > 0) {
+        if (flow->tcp)
+            *behind = (uint32_t)sequence_difference(held->position_needed, matched);
+        return OUTPUT_COMPARE_WAITING_DATA;
+    }
+    if (held->events_needed > flow->events_matched)
+        return OUTPUT_COMPARE_WAITING_EVENT;
+    if (held->needs_ack &&
+        (!flow->secondary_ack_known || sequence_difference(held->ack_needed, flow->secondary_ack) > 0)) {
+        if (flow->secondary_ack_known)
+            *behind = (uint32_t)sequence_difference(held->ack_needed, flow->secondary_ack);
+        return OUTPUT_COMPARE_WAITING_ACK;
+    }
+    return OUTPUT_COMPARE_WAITING_OTHER;
+}
+
+const char *output_compare_waiting_name(enum output_compare_waiting waiting)
+{
+    static const char *const names[OUTPUT_COMPARE_WAITING_COUNT] = {
+        [OUTPUT_COMPARE_WAITING_DATA] = "data",
+        [OUTPUT_COMPARE_WAITING_ACK] = "ack",
+        [OUTPUT_COMPARE_WAITING_EVENT] = "tcp_event",
+        [OUTPUT_COMPARE_WAITING_OTHER] = "other",
+    };
+    return waiting < OUTPUT_COMPARE_WAITING_COUNT ? names[waiting] : "unknown";
+}
+
 void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us)
 {
     compare->counters.differences[OUTPUT_COMPARE_CAUSE_TIMEOUT]++;
@@ -765,7 +806,12 @@ void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us
     struct packet_view view;
     if (held && held->flow)
         view_of_flow_key(compare->flow_table.keys[held->flow - 1], &view);
+    uint32_t behind;
+    enum output_compare_waiting waiting = waiting_for(compare, held, &behind);
+    compare->counters.timeouts_waiting[waiting]++;
     remember_difference(compare, OUTPUT_COMPARE_CAUSE_TIMEOUT, true, now_us, held && held->flow ? &view : NULL, "");
+    compare->counters.last_difference.waited_for = waiting;
+    compare->counters.last_difference.waited_bytes = behind;
 }
 
 void output_compare_reset(struct output_compare *compare)

@@ -66,6 +66,21 @@ struct output_compare_limits {
     struct fragment_reassembly_limits fragments; /* for each side */
 };
 
+/* What a PVM frame whose timeout passed was waiting for: the SVM's data
+ * up to its end (TCP bytes, or datagrams; the SVM is slow or says
+ * less), the SVM's acknowledgement
+ * of what it acknowledges (the SVM acknowledged later, e.g. a delayed
+ * ACK), the SVM's SYN, FIN or RST, or something else (the rest of a
+ * fragmented datagram, a diverged flow's checkpoint). */
+enum output_compare_waiting {
+    OUTPUT_COMPARE_WAITING_DATA,
+    OUTPUT_COMPARE_WAITING_ACK,
+    OUTPUT_COMPARE_WAITING_EVENT,
+    OUTPUT_COMPARE_WAITING_OTHER,
+    OUTPUT_COMPARE_WAITING_COUNT
+};
+const char *output_compare_waiting_name(enum output_compare_waiting waiting);
+
 /* The last difference found, for an operator: what and where. */
 struct output_compare_difference {
     uint64_t count; /* differences found so far; 0: none yet, nothing below is set */
@@ -73,11 +88,16 @@ struct output_compare_difference {
     bool by_primary; /* the PVM's frame showed it (else the SVM's) */
     uint64_t at_us;  /* clock_monotonic_us */
     char flow[96];   /* packet_describe's words; "" when no packet names it (a timeout) */
+    /* A timeout: what the oldest waiting PVM frame still needed of the
+     * SVM (output_compare_waiting_name); else OUTPUT_COMPARE_WAITING_OTHER. */
+    enum output_compare_waiting waited_for;
+    uint32_t waited_bytes; /* TCP, WAITING_DATA or WAITING_ACK: how many bytes the SVM was behind */
 };
 
 struct output_compare_counters {
     uint64_t differences[OUTPUT_COMPARE_CAUSE_COUNT];
-    uint64_t parse_errors[PACKET_PARSE_RESULT_COUNT]; /* by what was malformed, both sides */
+    uint64_t timeouts_waiting[OUTPUT_COMPARE_WAITING_COUNT]; /* the timeouts, by what they waited for */
+    uint64_t parse_errors[PACKET_PARSE_RESULT_COUNT];        /* by what was malformed, both sides */
     uint64_t primary_frames, secondary_frames;
     uint64_t released_matched; /* PVM frames whose twin the SVM sent */
     uint64_t released_at_once; /* pure ACKs */

@@ -54,6 +54,11 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
     for (int cause = 0; cause < OUTPUT_COMPARE_CAUSE_COUNT; cause++)
         json_object_set_new(differences, output_compare_cause_name((enum output_compare_cause)cause),
                             json_integer((json_int_t)counters.differences[cause]));
+    /* What the timed-out frames waited for: the SVM's bytes, its ACK, ... */
+    json_t *timeouts = json_object();
+    for (int waiting = 0; timeouts && waiting < OUTPUT_COMPARE_WAITING_COUNT; waiting++)
+        json_object_set_new(timeouts, output_compare_waiting_name((enum output_compare_waiting)waiting),
+                            json_integer((json_int_t)counters.timeouts_waiting[waiting]));
     json_t *dropped = json_pack("{s:I, s:I, s:I, s:I}", "held_full", (json_int_t)counters.dropped_held_full,
                                 "flow_table_full", (json_int_t)counters.dropped_flow_table_full, "buffer_full",
                                 (json_int_t)counters.dropped_buffer_full, "out_of_order",
@@ -73,6 +78,10 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
      * shifted (tcp_sequence_shift.h). */
     if (object)
         json_object_set_new(object, "shifted_connections_carried", json_integer((json_int_t)output->shift_carried));
+    if (object && timeouts)
+        json_object_set_new(object, "timeouts_waiting_for", timeouts);
+    else if (timeouts)
+        json_decref(timeouts);
     /* What comparing adds to a reply's latency: how long the frames a
      * match released waited for the SVM's twin. */
     if (object && output->released_matched) {
@@ -90,6 +99,10 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
                                        (json_int_t)last->count);
         if (difference && last->flow[0])
             json_object_set_new(difference, "flow", json_string(last->flow));
+        if (difference && last->cause == OUTPUT_COMPARE_CAUSE_TIMEOUT) {
+            json_object_set_new(difference, "waited_for", json_string(output_compare_waiting_name(last->waited_for)));
+            json_object_set_new(difference, "waited_bytes", json_integer((json_int_t)last->waited_bytes));
+        }
         if (difference)
             json_object_set_new(object, "last_difference", difference);
     }

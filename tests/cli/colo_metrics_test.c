@@ -57,6 +57,7 @@ static const char primary_status[] =
     "   \"match_wait_p50_ms\": 0.08, \"match_wait_p99_ms\": 1.5, \"shifted_connections_carried\": 3,"
     "   \"differences\": {\"payload\": 11, \"tcp_event\": 1, \"timeout\": 9, \"protocol\": 0,"
     "    \"parse_error\": 0, \"overflow\": 0},"
+    "   \"timeouts_waiting_for\": {\"data\": 6, \"ack\": 3, \"tcp_event\": 0, \"other\": 0},"
     "   \"dropped\": {\"held_full\": 0, \"flow_table_full\": 0, \"buffer_full\": 0, \"out_of_order\": 2}},"
     "  \"ended\": \"a \\\"quoted\\\" C:\\\\path\\nsecond line\","
     "  \"cluster\": {\"mode\": \"corosync\", \"connected\": true, \"node\": 1, \"peer_node\": 2,"
@@ -283,6 +284,8 @@ static void test_primary(void)
         "colo_compare_differences_total{vm=\"web\",cause=\"payload\"} 11",
         "colo_compare_differences_total{vm=\"web\",cause=\"timeout\"} 9",
         "colo_compare_differences_total{vm=\"web\",cause=\"overflow\"} 0",
+        "colo_compare_timeouts_total{vm=\"web\",waiting_for=\"data\"} 6",
+        "colo_compare_timeouts_total{vm=\"web\",waiting_for=\"ack\"} 3",
         "colo_compare_dropped_total{vm=\"web\",reason=\"out_of_order\"} 2",
         "colo_tcp_sequence_shift_carried_connections{vm=\"web\"} 3",
     };

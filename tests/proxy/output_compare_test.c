@@ -693,7 +693,8 @@ static void test_random_cuttings(void)
 }
 
 /* A timeout names the flow of the oldest PVM frame still without its
- * twin: the one the SVM was slow to answer for. */
+ * twin, the one the SVM was slow to answer for, and what that frame waited
+ * for: the SVM's data, or its acknowledgement. */
 static void test_timeout_names_its_flow(void)
 {
     struct output_compare compare;
@@ -704,6 +705,7 @@ static void test_timeout_names_its_flow(void)
     struct frame_spec udp = datagram_spec(6, 17);
     primary(&compare, &udp, "no twin yet", NULL);
     spec.sequence = ISN + 8;
+    spec.acknowledgment = 655;                        /* the client sent 100 bytes more */
     primary(&compare, &spec, "no twin either", NULL); /* newer: not the one named */
     output_compare_note_timeout(&compare, now_us);
     struct output_compare_counters counters;
@@ -712,12 +714,37 @@ static void test_timeout_names_its_flow(void)
     CHECK(last->cause == OUTPUT_COMPARE_CAUSE_TIMEOUT && last->by_primary &&
               strcmp(last->flow, "udp [fd00::2]:53 > [fd00::1]:6000") == 0,
           "the timeout names '%s', expected the oldest waiting datagram's flow", last->flow);
-    /* Once that datagram's twin came, the TCP segment is the oldest. */
+    CHECK(last->waited_for == OUTPUT_COMPARE_WAITING_DATA && last->waited_bytes == 0,
+          "the datagram waited for %s (%u bytes), expected the SVM's datagram",
+          output_compare_waiting_name(last->waited_for), last->waited_bytes);
+    /* Once that datagram's twin came, the TCP segment is the oldest: the
+     * SVM is its 14 bytes behind. */
     secondary(&compare, &udp, "no twin yet");
     output_compare_note_timeout(&compare, now_us);
     output_compare_get_counters(&compare, &counters, NULL, NULL);
     CHECK(strcmp(counters.last_difference.flow, "tcp 10.0.0.2:80 > 10.0.0.1:40000") == 0,
           "the second timeout names '%s'", counters.last_difference.flow);
+    CHECK(counters.last_difference.waited_for == OUTPUT_COMPARE_WAITING_DATA &&
+              counters.last_difference.waited_bytes == 14,
+          "the segment waited for %s, %u bytes behind (expected data, 14)",
+          output_compare_waiting_name(counters.last_difference.waited_for), counters.last_difference.waited_bytes);
+    /* The SVM sent the bytes but acknowledged less than the PVM's segment
+     * does (its delayed ACK): the frame waits for the SVM's ACK. */
+    struct frame_spec svm = spec;
+    svm.acknowledgment = 555;
+    secondary(&compare, &svm, "no twin either");
+    output_compare_note_timeout(&compare, now_us);
+    output_compare_get_counters(&compare, &counters, NULL, NULL);
+    CHECK(counters.last_difference.waited_for == OUTPUT_COMPARE_WAITING_ACK &&
+              counters.last_difference.waited_bytes == 100,
+          "the segment waited for %s, %u bytes behind (expected ack, 100)",
+          output_compare_waiting_name(counters.last_difference.waited_for), counters.last_difference.waited_bytes);
+    CHECK(counters.timeouts_waiting[OUTPUT_COMPARE_WAITING_DATA] == 2 &&
+              counters.timeouts_waiting[OUTPUT_COMPARE_WAITING_ACK] == 1 &&
+              counters.differences[OUTPUT_COMPARE_CAUSE_TIMEOUT] == 3,
+          "timeouts by what they waited for: data %llu, ack %llu",
+          (unsigned long long)counters.timeouts_waiting[OUTPUT_COMPARE_WAITING_DATA],
+          (unsigned long long)counters.timeouts_waiting[OUTPUT_COMPARE_WAITING_ACK]);
     output_compare_destroy(&compare);
 }
 
