@@ -316,15 +316,22 @@ static void end_epoch_locked(struct output_buffer *buffer)
     if (buffer->difference_seen) {
         buffer->stats.checkpoints_by_difference++;
         unsigned count = options->storm_checkpoints;
-        buffer->storm_times_us[buffer->storm_next++ % OUTPUT_STORM_RING] = now_us;
+        unsigned at = buffer->storm_next++ % OUTPUT_STORM_RING;
+        buffer->storm_times_us[at] = now_us;
+        buffer->storm_released[at] = buffer->stats.released_total;
+        buffer->storm_matched[at] = buffer->stats.released_matched;
+        unsigned first = (buffer->storm_next - count) % OUTPUT_STORM_RING;
+        uint64_t released = buffer->stats.released_total - buffer->storm_released[first];
+        uint64_t matched = buffer->stats.released_matched - buffer->storm_matched[first];
         if (buffer->comparing && count > 0 && buffer->storm_next >= count &&
-            now_us - buffer->storm_times_us[(buffer->storm_next - count) % OUTPUT_STORM_RING] <=
-                (uint64_t)options->storm_window_ms * 1000u) {
+            now_us - buffer->storm_times_us[first] <= (uint64_t)options->storm_window_ms * 1000u &&
+            2 * matched < released) {
             char reason[160];
             snprintf(reason, sizeof reason,
-                     "checkpoint storm: %u checkpoints forced by differences within %u ms; releasing output per "
-                     "checkpoint for %u ms",
-                     count, options->storm_window_ms, options->fallback_ms);
+                     "checkpoint storm: %u forced in %u ms, %llu of %llu frames matched; output per checkpoint "
+                     "for %u ms",
+                     count, options->storm_window_ms, (unsigned long long)matched, (unsigned long long)released,
+                     options->fallback_ms);
             set_mode_locked(buffer, false, reason);
             buffer->stats.storms++;
             buffer->fallback_until_us = now_us + (uint64_t)options->fallback_ms * 1000u;

@@ -54,8 +54,11 @@ struct output_compare_options {
     enum output_mode mode;
     unsigned compare_timeout_ms;
     /* A storm: storm_checkpoints checkpoints forced by differences
-     * (timeouts included) within storm_window_ms. Then output is released
-     * per checkpoint for fallback_ms, and compared again after. */
+     * (timeouts included) within storm_window_ms, while fewer than half of
+     * the frames released since the first of them left by a match (a bulk
+     * transfer whose timing differs now and then still matches nearly
+     * every frame, and buffering would hold them all). Then output is
+     * released per checkpoint for fallback_ms, and compared again after. */
     unsigned storm_checkpoints, storm_window_ms, fallback_ms;
 };
 
@@ -142,8 +145,11 @@ struct output_buffer {
     uint64_t boundaries_heard;     /* ... and has: equal means its frames are of the PVM's epoch */
     uint64_t svm_epoch_started_us; /* when the latest boundary came: the SVM runs the latest checkpoint */
     uint64_t fallback_until_us;
-    uint64_t deadline_us;                       /* what the primary's loop was told last */
-    uint64_t storm_times_us[OUTPUT_STORM_RING]; /* the last checkpoints forced by differences */
+    uint64_t deadline_us; /* what the primary's loop was told last */
+    /* The last checkpoints forced by differences: when, and the frames
+     * released in all and by a match until then. */
+    uint64_t storm_times_us[OUTPUT_STORM_RING];
+    uint64_t storm_released[OUTPUT_STORM_RING], storm_matched[OUTPUT_STORM_RING];
     unsigned storm_next;
     char mode_reason[160];
     bool mode_changed; /* since output_buffer_take_mode_change */

@@ -12,7 +12,8 @@
  * once; the oldest unmatched frame sets the deadline; a difference asks
  * for a checkpoint and holds the frame until it; a frame the PVM sent
  * after a pause waits for that checkpoint's own frames; a timeout counts
- * as a difference; a storm falls back to buffered and back; buffered mode;
+ * as a difference; a storm falls back to buffered and back, but not
+ * while most frames still match; buffered mode;
  * the release gate; a pure ACK leaves without a twin. */
 #include <stdlib.h>
 #include <string.h>
@@ -472,6 +473,39 @@ static void test_storm(unsigned fallback_ms)
     rig_destroy(rig);
 }
 
+/* 7b. Checkpoints forced as fast, but between them most frames match (a
+ * bulk transfer whose timing differs now and then): no storm, comparing
+ * goes on. */
+static void test_no_storm_while_most_match(void)
+{
+    struct output_compare_options options;
+    output_compare_options_defaults(&options);
+    options.storm_checkpoints = 3;
+    options.storm_window_ms = 60000;
+    struct rig *rig = rig_create_with(&options);
+    uint32_t sequence = ISN;
+    for (int epoch = 0; epoch < 6; epoch++) {
+        output_buffer_secondary_boundary(&rig->buffer);
+        for (int frame = 0; frame < 3; frame++, sequence += 5) {
+            pvm_sends(rig, sequence, "hello");
+            svm_sends(rig, sequence, "hello");
+        }
+        pvm_sends(rig, sequence, "hello");
+        svm_sends(rig, sequence, "jello");
+        sequence += 5;
+        CHECK(checkpoint_requested(rig), "epoch %d: the difference did not ask for a checkpoint", epoch);
+        pause_for_checkpoint(rig);
+        output_buffer_primary_device.release(&rig->buffer);
+    }
+    struct output_buffer_stats stats = stats_of(rig);
+    CHECK(stats.checkpoints_by_difference == 6 && stats.storms == 0 && stats.mode_now == OUTPUT_MODE_COMPARE &&
+              stats.released_matched == 18,
+          "%llu checkpoints by difference, %llu storms, mode %s, %llu matched; expected 6, 0, compare, 18",
+          (unsigned long long)stats.checkpoints_by_difference, (unsigned long long)stats.storms,
+          output_mode_name(stats.mode_now), (unsigned long long)stats.released_matched);
+    rig_destroy(rig);
+}
+
 /* 8. Buffered mode: only checkpoints let frames out. */
 static void test_buffered_mode(void)
 {
@@ -582,6 +616,7 @@ int main(void)
     test_timeout_counted();
     test_storm(5);
     test_storm(0);
+    test_no_storm_while_most_match();
     test_buffered_mode();
     test_release_gate();
     test_pure_ack();
