@@ -286,6 +286,9 @@ static void set_mode_locked(struct output_buffer *buffer, bool comparing, const 
     buffer->mode_changed = true;
 }
 
+/* A storm while most frames match needs this many times the checkpoints. */
+#define STORM_MATCHING_FACTOR 3u
+
 /* Lock held, the PVM paused for a checkpoint (compare mode): the epoch
  * ends; a checkpoint a difference asked for counts toward a storm. */
 static void end_epoch_locked(struct output_buffer *buffer)
@@ -320,12 +323,18 @@ static void end_epoch_locked(struct output_buffer *buffer)
         buffer->storm_times_us[at] = now_us;
         buffer->storm_released[at] = buffer->stats.released_total;
         buffer->storm_matched[at] = buffer->stats.released_matched;
+        uint64_t window_us = (uint64_t)options->storm_window_ms * 1000u;
         unsigned first = (buffer->storm_next - count) % OUTPUT_STORM_RING;
         uint64_t released = buffer->stats.released_total - buffer->storm_released[first];
         uint64_t matched = buffer->stats.released_matched - buffer->storm_matched[first];
-        if (buffer->comparing && count > 0 && buffer->storm_next >= count &&
-            now_us - buffer->storm_times_us[first] <= (uint64_t)options->storm_window_ms * 1000u &&
-            2 * matched < released) {
+        bool fast = count > 0 && buffer->storm_next >= count && now_us - buffer->storm_times_us[first] <= window_us;
+        /* Most frames matching keeps comparing, but not at any rate: at
+         * STORM_MATCHING_FACTOR times the bound the checkpoints cost more
+         * than comparing saves. */
+        unsigned many = STORM_MATCHING_FACTOR * count;
+        bool too_fast = count > 0 && many <= OUTPUT_STORM_RING && buffer->storm_next >= many &&
+                        now_us - buffer->storm_times_us[(buffer->storm_next - many) % OUTPUT_STORM_RING] <= window_us;
+        if (buffer->comparing && ((fast && 2 * matched < released) || too_fast)) {
             char reason[160];
             snprintf(reason, sizeof reason,
                      "checkpoint storm: %u forced in %u ms, %llu of %llu frames matched; output per checkpoint "

@@ -57,8 +57,9 @@ struct output_compare_options {
      * (timeouts included) within storm_window_ms, while fewer than half of
      * the frames released since the first of them left by a match (a bulk
      * transfer whose timing differs now and then still matches nearly
-     * every frame, and buffering would hold them all). Then output is
-     * released per checkpoint for fallback_ms, and compared again after. */
+     * every frame, and buffering would hold them all), or three times as
+     * many checkpoints whatever matched. Then output is released per
+     * checkpoint for fallback_ms, and compared again after. */
     unsigned storm_checkpoints, storm_window_ms, fallback_ms;
 };
 
