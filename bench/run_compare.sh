@@ -83,11 +83,15 @@ for mode in $modes; do
     wait_second || continue
     [ ${#second[@]} -gt 0 ] && echo "  $mode, the second VM: $(cat "$work/second.json")"
     final=$(replication_status)
-    result=$(python3 - "$mode" "$latency" "$stream" "${before:-{\}}" "${after:-{\}}" "${final:-{\}}" "$requests" <<'PY'
+    secondary_final=$(on_host "$work/B" "$colo" status repbench --json 2>/dev/null |
+        python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin).get('replication', {})))" 2>/dev/null)
+    result=$(python3 - "$mode" "$latency" "$stream" "${before:-{\}}" "${after:-{\}}" "${final:-{\}}" "$requests" \
+        "${secondary_final:-{\}}" <<'PY'
 import json, sys
 mode, latency, stream = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 before, after, final = (json.loads(a) for a in sys.argv[4:7])
 requests = int(sys.argv[7]) * 2
+secondary = json.loads(sys.argv[8])
 out = {"kind": "service", "mode": mode, **latency, **stream}
 if mode not in ("unprotected", "two-unprotected"):
     during = after.get("checkpoints", 0) - before.get("checkpoints", 0)
@@ -117,6 +121,9 @@ if mode not in ("unprotected", "two-unprotected"):
             "differences", {}).get("timeout", 0)
     if compare and "timeouts_waiting_for" in compare:
         out["timeouts_waiting_for"] = compare["timeouts_waiting_for"]
+    # Frames the mirror dropped for a full socket, each way.
+    out["mirror_dropped"] = final.get("mirror_dropped", 0)
+    out["returned_dropped"] = secondary.get("returned_frames_dropped", 0)
 print(json.dumps(out))
 PY
 )
