@@ -124,6 +124,7 @@ if mode not in ("unprotected", "two-unprotected"):
     # Frames the mirror dropped for a full socket, each way.
     out["mirror_dropped"] = final.get("mirror_dropped", 0)
     out["returned_dropped"] = secondary.get("returned_frames_dropped", 0)
+    out["waited_for_room"] = secondary.get("mirrored_frames_waited_for_room", 0)
 print(json.dumps(out))
 PY
 )

@@ -291,6 +291,23 @@ bool virtio_net_receive_with_header(struct virtio_net *net, const struct virtio_
     return result == RECEIVE_DELIVERED;
 }
 
+enum virtio_net_offer_result virtio_net_offer_frame(struct virtio_net *net, const struct virtio_net_header *header,
+                                                    const uint8_t *frame, size_t length)
+{
+    enum receive_result result = deliver_frame(net, header, frame, length);
+    if (result == RECEIVE_NO_BUFFERS)
+        return VIRTIO_NET_OFFER_NO_ROOM;
+    if (result != RECEIVE_REFUSED)
+        notify_received(net);
+    return result == RECEIVE_DELIVERED ? VIRTIO_NET_OFFER_DELIVERED : VIRTIO_NET_OFFER_DROPPED;
+}
+
+void virtio_net_set_receive_room_hook(struct virtio_net *net, void (*hook)(void *opaque), void *opaque)
+{
+    net->receive_room_hook = hook;
+    net->receive_room_hook_opaque = opaque;
+}
+
 bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t length)
 {
     return virtio_net_receive_with_header(net, NULL, frame, length);
@@ -462,9 +479,11 @@ static void transmit_all(struct virtio_net *net)
 static void net_queue_notify(void *device, unsigned queue)
 {
     struct virtio_net *net = device;
-    if (queue == VIRTIO_NET_RECEIVE_QUEUE)
+    if (queue == VIRTIO_NET_RECEIVE_QUEUE) {
         retry_parked_frame(net); /* new receive buffers */
-    else if (queue == VIRTIO_NET_TRANSMIT_QUEUE)
+        if (net->receive_room_hook)
+            net->receive_room_hook(net->receive_room_hook_opaque);
+    } else if (queue == VIRTIO_NET_TRANSMIT_QUEUE)
         transmit_all(net);
 }
 

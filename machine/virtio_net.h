@@ -96,6 +96,22 @@ size_t virtio_net_drain_backend_to_observer(struct virtio_net *net);
 bool virtio_net_receive_with_header(struct virtio_net *net, const struct virtio_net_header *header,
                                     const uint8_t *frame, size_t length);
 bool virtio_net_receive(struct virtio_net *net, const uint8_t *frame, size_t length);
+/* What became of a frame offered with virtio_net_offer_frame. */
+enum virtio_net_offer_result {
+    VIRTIO_NET_OFFER_DELIVERED,
+    VIRTIO_NET_OFFER_NO_ROOM, /* not taken, not counted: offer it again later */
+    VIRTIO_NET_OFFER_DROPPED, /* never fits, or offloads not negotiated (counted) */
+};
+/* Like virtio_net_receive_with_header, except that a frame the guest has
+ * no receive buffers for yet is left to the caller (NO_ROOM), who offers
+ * it again once the guest added some (virtio_net_set_receive_room_hook),
+ * as the NIC's own backend frames wait in the backend. Machine thread. */
+enum virtio_net_offer_result virtio_net_offer_frame(struct virtio_net *net, const struct virtio_net_header *header,
+                                                    const uint8_t *frame, size_t length);
+/* Called on the machine thread each time the guest notifies the receive
+ * queue (it added buffers): frames that found no room may go now. NULL:
+ * none. Machine thread, or with the machine paused. */
+void virtio_net_set_receive_room_hook(struct virtio_net *net, void (*hook)(void *opaque), void *opaque);
 /* The default transmit hook: sends the frame to the backend (a transmit
  * error when it refuses it; dropped silently without a backend, like an
  * unplugged cable). A transmit hook may also call it from another thread,

@@ -105,24 +105,52 @@ static void *reader_thread(void *opaque)
     return NULL;
 }
 
-/* Machine thread: delivers the queued frames to the SVM. */
+_Static_assert(MACHINE_MAX_NICS <= 32, "deliver_queued keeps a bit per NIC");
+
+/* Machine thread: offers the queued frames to the SVM, in order; a NIC
+ * without receive buffers keeps its frames (and those after them) queued
+ * until the guest adds some (on_room). */
+static void deliver_queued(struct mirror_reader *reader)
+{
+    pthread_mutex_lock(&reader->lock);
+    unsigned full_nics = 0; /* bit per NIC that had no room */
+    size_t kept = 0;
+    for (size_t i = 0; i < reader->queued; i++) {
+        struct mirrored_frame f = reader->queue[i];
+        if (!(full_nics & (1u << f.nic))) {
+            if (reader->inbound_filter && !f.filtered)
+                reader->inbound_filter(reader->inbound_filter_opaque, &f.header, f.data, f.length);
+            f.filtered = true;
+            enum virtio_net_offer_result result = virtio_net_offer_frame(machine_nic(reader->machine, f.nic), &f.header,
+                                                                         f.data, f.length);
+            if (result != VIRTIO_NET_OFFER_NO_ROOM) {
+                if (result == VIRTIO_NET_OFFER_DELIVERED)
+                    reader->delivered++;
+                free(f.data);
+                continue;
+            }
+            full_nics |= 1u << f.nic;
+            reader->waited_for_room++;
+        }
+        reader->queue[kept++] = f;
+    }
+    reader->queued = kept;
+    pthread_mutex_unlock(&reader->lock);
+}
+
 static void on_frames_ready(void *opaque)
 {
     struct mirror_reader *reader = opaque;
     uint64_t count;
     ssize_t ignored = read(reader->frames_ready, &count, sizeof count);
     (void)ignored;
-    pthread_mutex_lock(&reader->lock);
-    for (size_t i = 0; i < reader->queued; i++) {
-        struct mirrored_frame *f = &reader->queue[i];
-        if (reader->inbound_filter)
-            reader->inbound_filter(reader->inbound_filter_opaque, &f->header, f->data, f->length);
-        if (virtio_net_receive_with_header(machine_nic(reader->machine, f->nic), &f->header, f->data, f->length))
-            reader->delivered++;
-        free(f->data);
-    }
-    reader->queued = 0;
-    pthread_mutex_unlock(&reader->lock);
+    deliver_queued(reader);
+}
+
+/* Machine thread: the guest added receive buffers. */
+static void on_room(void *opaque)
+{
+    deliver_queued(opaque);
 }
 
 int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, struct mirror_channel channel,
@@ -192,6 +220,7 @@ void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_
         .received = reader->received,
         .delivered = reader->delivered,
         .dropped = reader->dropped,
+        .waited_for_room = reader->waited_for_room,
         .heartbeats = failure_detector_heartbeats(reader->detector),
         .returned = atomic_load(&reader->returned),
         .return_dropped = atomic_load(&reader->return_dropped),
@@ -207,6 +236,8 @@ static int mirror_reader_setup(void *opaque)
     reader->frames_watch = machine_watch_fd(reader->machine, reader->frames_ready, on_frames_ready, reader);
     if (reader->frames_watch < 0)
         return -1;
+    for (unsigned i = 0; i < machine_nic_count(reader->machine); i++)
+        virtio_net_set_receive_room_hook(machine_nic(reader->machine, i), on_room, reader);
     atomic_store(&reader->svm_built, true);
     return 0;
 }

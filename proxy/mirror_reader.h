@@ -34,10 +34,12 @@ struct mirrored_frame {
     struct virtio_net_header header;
     size_t length;
     uint8_t *data;
+    bool filtered; /* the inbound filter ran (once only: it rewrites in place) */
 };
 
 struct mirror_reader_stats {
     uint64_t received, delivered, dropped, heartbeats;
+    uint64_t waited_for_room;          /* frames the SVM had no receive buffers for at first: they waited */
     uint64_t returned, return_dropped; /* the SVM's frames sent back to the primary, or not (socket full) */
 };
 
@@ -58,6 +60,11 @@ struct mirror_reader {
     struct mirrored_frame queue[MIRROR_QUEUE_MAX];
     size_t queued;
     uint64_t received, delivered, dropped;
+    /* Frames the SVM had no receive buffers for wait in the queue, in
+     * order per NIC, until the guest adds some: the PVM's NIC leaves such
+     * frames in its TAP, so dropping them here would make the SVM miss
+     * data the PVM got (and acknowledged), a difference for nothing. */
+    uint64_t waited_for_room;
     /* The other direction: heartbeats, the SVM's frames and boundaries. */
     pthread_mutex_t write_lock; /* one writer at a time on the channel */
     atomic_bool write_broken;

@@ -408,6 +408,37 @@ static void test_receive(struct guest_nic *guest)
     expect_received(guest, head, address, frame, 300, "DATA_VALID to a plain guest");
 }
 
+static void count_room(void *opaque)
+{
+    (*(unsigned *)opaque)++;
+}
+
+/* virtio_net_offer_frame: a frame without room is the caller's to keep
+ * (not dropped, not counted); the room hook hears of new buffers; the
+ * frame then goes in. */
+static void test_offer_frame(struct guest_nic *guest)
+{
+    struct virtio_net *net = guest->net;
+    uint8_t frame[200];
+    make_frame(frame, sizeof frame, mac_a, 7);
+    unsigned rooms = 0;
+    virtio_net_set_receive_room_hook(net, count_room, &rooms);
+    uint64_t dropped = net->dropped_no_buffers, received = net->received_frames;
+    CHECK(virtio_net_offer_frame(net, NULL, frame, sizeof frame) == VIRTIO_NET_OFFER_NO_ROOM,
+          "an offer without buffers was not left to the caller");
+    CHECK(net->dropped_no_buffers == dropped && net->received_frames == received,
+          "an offer without buffers was counted as a drop or a receive");
+    uint64_t address;
+    uint16_t head = guest_add_rx_simple(guest, &address);
+    test_queue_kick(&net->transport, &guest->rx);
+    CHECK(rooms == 1, "the room hook heard %u times of one receive notification", rooms);
+    CHECK(virtio_net_offer_frame(net, NULL, frame, sizeof frame) == VIRTIO_NET_OFFER_DELIVERED,
+          "the offer again after the guest added a buffer");
+    expect_received(guest, head, address, frame, sizeof frame, "offered frame");
+    test_mmio_write(&net->transport, VIRTIO_MMIO_INTERRUPT_ACK, 3);
+    virtio_net_set_receive_room_hook(net, NULL, NULL);
+}
+
 static void test_transmit(struct guest_nic *guest)
 {
     struct virtio_net *net = guest->net;
@@ -1140,6 +1171,7 @@ int main(void)
     CHECK(!virtio_net_receive(&net, frame, sizeof frame), "receive before DRIVER_OK succeeded");
     guest_set_up(&guest, &net, 0, PLAIN_FEATURES);
     test_receive(&guest);
+    test_offer_frame(&guest);
     test_transmit(&guest);
     test_save_load(&net);
 
