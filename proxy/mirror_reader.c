@@ -105,12 +105,12 @@ static void *reader_thread(void *opaque)
     return NULL;
 }
 
-_Static_assert(MACHINE_MAX_NICS <= 32, "deliver_queued keeps a bit per NIC");
+_Static_assert(MACHINE_MAX_NICS <= 32, "mirror_reader_deliver keeps a bit per NIC");
 
 /* Machine thread: offers the queued frames to the SVM, in order; a NIC
  * without receive buffers keeps its frames (and those after them) queued
  * until the guest adds some (on_room). */
-static void deliver_queued(struct mirror_reader *reader)
+void mirror_reader_deliver(struct mirror_reader *reader)
 {
     pthread_mutex_lock(&reader->lock);
     unsigned full_nics = 0; /* bit per NIC that had no room */
@@ -144,13 +144,13 @@ static void on_frames_ready(void *opaque)
     uint64_t count;
     ssize_t ignored = read(reader->frames_ready, &count, sizeof count);
     (void)ignored;
-    deliver_queued(reader);
+    mirror_reader_deliver(reader);
 }
 
 /* Machine thread: the guest added receive buffers. */
 static void on_room(void *opaque)
 {
-    deliver_queued(opaque);
+    mirror_reader_deliver(opaque);
 }
 
 int mirror_reader_init(struct mirror_reader *reader, struct machine *machine, struct mirror_channel channel,

@@ -101,6 +101,11 @@ void mirror_reader_return_frame(struct mirror_reader *reader, unsigned nic, cons
  * to a second; false: the connection is lost. */
 bool mirror_reader_send_boundary(struct mirror_reader *reader);
 void mirror_reader_set_inbound_filter(struct mirror_reader *reader, virtio_net_receive_filter filter, void *opaque);
+/* Machine thread (or the machine paused): offers the queued frames to the
+ * SVM, in order; a NIC without receive buffers keeps its frames queued
+ * until the guest adds some. The frames-ready watch and each NIC's
+ * receive-room hook (installed by the device's setup) call it. */
+void mirror_reader_deliver(struct mirror_reader *reader);
 void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_stats *stats);
 
 #endif
