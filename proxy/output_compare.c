@@ -518,19 +518,50 @@ static void make_ready(struct output_compare *compare, struct compare_held *held
     compare->ready_count++;
 }
 
+/* Where the two sides' streams agree up to. */
+static uint32_t matched_end(const struct compare_flow *flow)
+{
+    return sequence_difference(flow->end[0], flow->end[1]) <= 0 ? flow->end[0] : flow->end[1];
+}
+
+/* Whether a held frame of this flow (not diverged; `matched` its
+ * matched_end) still needs something of the SVM before it may leave; if
+ * so, *waiting says what, and *behind by how many TCP bytes the SVM is
+ * behind (0 when not counted in bytes). */
+static bool still_needs(const struct compare_flow *flow, uint32_t matched, const struct compare_held *held,
+                        enum output_compare_waiting *waiting, uint32_t *behind)
+{
+    *behind = 0;
+    if (held->needs_position && sequence_difference(held->position_needed, matched) > 0) {
+        if (flow->tcp)
+            *behind = (uint32_t)sequence_difference(held->position_needed, matched);
+        *waiting = OUTPUT_COMPARE_WAITING_DATA;
+        return true;
+    }
+    if (held->events_needed > flow->events_matched) {
+        *waiting = OUTPUT_COMPARE_WAITING_EVENT;
+        return true;
+    }
+    if (held->needs_ack &&
+        (!flow->secondary_ack_known || sequence_difference(held->ack_needed, flow->secondary_ack) > 0)) {
+        if (flow->secondary_ack_known)
+            *behind = (uint32_t)sequence_difference(held->ack_needed, flow->secondary_ack);
+        *waiting = OUTPUT_COMPARE_WAITING_ACK;
+        return true;
+    }
+    return false;
+}
+
 static void release_ready(struct output_compare *compare, struct compare_flow *flow)
 {
     if (flow->diverged)
         return;
-    uint32_t matched = sequence_difference(flow->end[0], flow->end[1]) <= 0 ? flow->end[0] : flow->end[1];
+    uint32_t matched = matched_end(flow);
     while (flow->held_head) {
         struct compare_held *held = held_at(compare, flow->held_head);
-        if (held->needs_position && sequence_difference(held->position_needed, matched) > 0)
-            break;
-        if (held->events_needed > flow->events_matched)
-            break;
-        if (held->needs_ack &&
-            (!flow->secondary_ack_known || sequence_difference(held->ack_needed, flow->secondary_ack) > 0))
+        enum output_compare_waiting waiting;
+        uint32_t behind;
+        if (still_needs(flow, matched, held, &waiting, &behind))
             break;
         make_ready(compare, held);
         compare->counters.released_matched++;
@@ -756,12 +787,8 @@ static void view_of_flow_key(const uint8_t key[KEY_SIZE], struct packet_view *vi
     }
 }
 
-/* The timeout names the flow of the oldest PVM frame still waiting for its
- * twin, the one whose deadline passed (timeouts are the usual cause of
- * forced checkpoints, and "timeout" alone does not say which service the
- * SVM was slow to answer for); nothing when it belongs to no flow. */
-/* What the held frame still needs of the SVM (release_ready's tests, in
- * its order), and for TCP by how many bytes the SVM is behind. */
+/* What the held frame still needs of the SVM (still_needs), and for TCP
+ * by how many bytes the SVM is behind. */
 static enum output_compare_waiting waiting_for(const struct output_compare *compare, const struct compare_held *held,
                                                uint32_t *behind)
 {
@@ -769,23 +796,10 @@ static enum output_compare_waiting waiting_for(const struct output_compare *comp
     if (!held || !held->flow || held->fragment_serial)
         return OUTPUT_COMPARE_WAITING_OTHER;
     const struct compare_flow *flow = &compare->flows[held->flow - 1];
-    if (flow->diverged)
+    enum output_compare_waiting waiting;
+    if (flow->diverged || !still_needs(flow, matched_end(flow), held, &waiting, behind))
         return OUTPUT_COMPARE_WAITING_OTHER;
-    uint32_t matched = sequence_difference(flow->end[0], flow->end[1]) <= 0 ? flow->end[0] : flow->end[1];
-    if (held->needs_position && sequence_difference(held->position_needed, matched) > 0) {
-        if (flow->tcp)
-            *behind = (uint32_t)sequence_difference(held->position_needed, matched);
-        return OUTPUT_COMPARE_WAITING_DATA;
-    }
-    if (held->events_needed > flow->events_matched)
-        return OUTPUT_COMPARE_WAITING_EVENT;
-    if (held->needs_ack &&
-        (!flow->secondary_ack_known || sequence_difference(held->ack_needed, flow->secondary_ack) > 0)) {
-        if (flow->secondary_ack_known)
-            *behind = (uint32_t)sequence_difference(held->ack_needed, flow->secondary_ack);
-        return OUTPUT_COMPARE_WAITING_ACK;
-    }
-    return OUTPUT_COMPARE_WAITING_OTHER;
+    return waiting;
 }
 
 const char *output_compare_waiting_name(enum output_compare_waiting waiting)
@@ -799,6 +813,10 @@ const char *output_compare_waiting_name(enum output_compare_waiting waiting)
     return waiting < OUTPUT_COMPARE_WAITING_COUNT ? names[waiting] : "unknown";
 }
 
+/* The timeout names the flow of the oldest PVM frame still waiting for its
+ * twin, the one whose deadline passed (timeouts are the usual cause of
+ * forced checkpoints, and "timeout" alone does not say which service the
+ * SVM was slow to answer for); nothing when it belongs to no flow. */
 void output_compare_note_timeout(struct output_compare *compare, uint64_t now_us)
 {
     compare->counters.differences[OUTPUT_COMPARE_CAUSE_TIMEOUT]++;
