@@ -280,17 +280,6 @@ static void notify_received(struct virtio_net *net)
 }
 
 /* Everything but a lack of buffers is counted by deliver_frame. */
-bool virtio_net_receive_with_header(struct virtio_net *net, const struct virtio_net_header *header,
-                                    const uint8_t *frame, size_t length)
-{
-    enum receive_result result = deliver_frame(net, header, frame, length);
-    if (result == RECEIVE_NO_BUFFERS)
-        net->dropped_no_buffers++;
-    else if (result != RECEIVE_REFUSED)
-        notify_received(net);
-    return result == RECEIVE_DELIVERED;
-}
-
 enum virtio_net_offer_result virtio_net_offer_frame(struct virtio_net *net, const struct virtio_net_header *header,
                                                     const uint8_t *frame, size_t length)
 {
@@ -300,6 +289,16 @@ enum virtio_net_offer_result virtio_net_offer_frame(struct virtio_net *net, cons
     if (result != RECEIVE_REFUSED)
         notify_received(net);
     return result == RECEIVE_DELIVERED ? VIRTIO_NET_OFFER_DELIVERED : VIRTIO_NET_OFFER_DROPPED;
+}
+
+/* The offer, with a frame that found no room dropped and counted. */
+bool virtio_net_receive_with_header(struct virtio_net *net, const struct virtio_net_header *header,
+                                    const uint8_t *frame, size_t length)
+{
+    enum virtio_net_offer_result result = virtio_net_offer_frame(net, header, frame, length);
+    if (result == VIRTIO_NET_OFFER_NO_ROOM)
+        net->dropped_no_buffers++;
+    return result == VIRTIO_NET_OFFER_DELIVERED;
 }
 
 void virtio_net_set_receive_room_hook(struct virtio_net *net, void (*hook)(void *opaque), void *opaque)

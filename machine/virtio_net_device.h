@@ -38,11 +38,11 @@ struct virtio_net {
      * over keeps shifting TCP sequence numbers); NULL: none. */
     virtio_net_receive_filter backend_receive_filter;
     void *backend_receive_filter_opaque;
-    virtio_net_frame_hook transmit_hook;
-    void *transmit_hook_opaque;
     /* Told of new receive buffers (virtio_net_set_receive_room_hook). */
     void (*receive_room_hook)(void *opaque);
     void *receive_room_hook_opaque;
+    virtio_net_frame_hook transmit_hook;
+    void *transmit_hook_opaque;
     bool transmit_hook_takes_offloads; /* see virtio_net_set_transmit_hook */
     /* A frame the backend gave us, parked with its header when the guest
      * had no room for it (VIRTIO_NET_MAX_FRAME bytes). */
