@@ -289,6 +289,16 @@ static void set_mode_locked(struct output_buffer *buffer, bool comparing, const 
 /* A storm while most frames match needs this many times the checkpoints. */
 #define STORM_MATCHING_FACTOR 3u
 
+/* Lock held: whether the last `count` checkpoints forced by differences
+ * (the newest just recorded) all fell within the storm window. */
+static bool forced_within_window_locked(const struct output_buffer *buffer, unsigned count, uint64_t now_us)
+{
+    if (count == 0 || count > OUTPUT_STORM_RING || buffer->storm_next < count)
+        return false;
+    uint64_t oldest_us = buffer->storm_times_us[(buffer->storm_next - count) % OUTPUT_STORM_RING];
+    return now_us - oldest_us <= (uint64_t)buffer->compare_options.storm_window_ms * 1000u;
+}
+
 /* Lock held, the PVM paused for a checkpoint (compare mode): the epoch
  * ends; a checkpoint a difference asked for counts toward a storm. */
 static void end_epoch_locked(struct output_buffer *buffer)
@@ -323,18 +333,15 @@ static void end_epoch_locked(struct output_buffer *buffer)
         buffer->storm_times_us[at] = now_us;
         buffer->storm_released[at] = buffer->stats.released_total;
         buffer->storm_matched[at] = buffer->stats.released_matched;
-        uint64_t window_us = (uint64_t)options->storm_window_ms * 1000u;
         unsigned first = (buffer->storm_next - count) % OUTPUT_STORM_RING;
         uint64_t released = buffer->stats.released_total - buffer->storm_released[first];
         uint64_t matched = buffer->stats.released_matched - buffer->storm_matched[first];
-        bool fast = count > 0 && buffer->storm_next >= count && now_us - buffer->storm_times_us[first] <= window_us;
         /* Most frames matching keeps comparing, but not at any rate: at
          * STORM_MATCHING_FACTOR times the bound the checkpoints cost more
          * than comparing saves. */
-        unsigned many = STORM_MATCHING_FACTOR * count;
-        bool too_fast = count > 0 && many <= OUTPUT_STORM_RING && buffer->storm_next >= many &&
-                        now_us - buffer->storm_times_us[(buffer->storm_next - many) % OUTPUT_STORM_RING] <= window_us;
-        if (buffer->comparing && ((fast && 2 * matched < released) || too_fast)) {
+        bool too_many = (forced_within_window_locked(buffer, count, now_us) && 2 * matched < released) ||
+                        forced_within_window_locked(buffer, STORM_MATCHING_FACTOR * count, now_us);
+        if (buffer->comparing && too_many) {
             char reason[160];
             snprintf(reason, sizeof reason,
                      "checkpoint storm: %u forced in %u ms, %llu of %llu frames matched; output per checkpoint "
