@@ -64,7 +64,7 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
                                 (json_int_t)counters.dropped_buffer_full, "out_of_order",
                                 (json_int_t)counters.dropped_out_of_order);
     json_t *object = json_pack(
-        "{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "mode_now",
+        "{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "mode_now",
         output_mode_name(output->mode_now), "reason", output->mode_reason, "timeout_ms",
         (int)replication->compare_options.compare_timeout_ms, "released_matched", (json_int_t)output->released_matched,
         "released_at_once", (json_int_t)counters.released_at_once, "matched_bytes", (json_int_t)counters.matched_bytes,
@@ -73,15 +73,11 @@ static json_t *compare_json(struct vm_replication *replication, const struct out
         "secondary_frames_stale", (json_int_t)output->secondary_frames_stale, "checkpoints_by_difference",
         (json_int_t)output->checkpoints_by_difference, "storms", (json_int_t)output->storms, "tcp_restarts",
         (json_int_t)counters.tcp_restarts, "differences", differences ? differences : json_object(), "dropped",
-        dropped ? dropped : json_object());
+        dropped ? dropped : json_object(), "timeouts_waiting_for", timeouts ? timeouts : json_object());
     /* A survivor's connections its checkpoints take to the new secondary
      * shifted (tcp_sequence_shift.h). */
     if (object)
         json_object_set_new(object, "shifted_connections_carried", json_integer((json_int_t)output->shift_carried));
-    if (object && timeouts)
-        json_object_set_new(object, "timeouts_waiting_for", timeouts);
-    else if (timeouts)
-        json_decref(timeouts);
     /* What comparing adds to a reply's latency: how long the frames a
      * match released waited for the SVM's twin. */
     if (object && output->released_matched) {
