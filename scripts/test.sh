@@ -32,18 +32,29 @@ if [ $# -eq 0 ]; then
     tsan_log=(build-tsan/meson-logs/testlog.json)
 fi
 
-# One closing line in the plain form CI reads: "N passed, N failed".
+# The failed tests by name, with the end of their output, then one closing
+# line in the plain form CI reads: "N passed, N failed". CI shows only the
+# tail of a run, so what failed must be there, not only higher up.
 python3 - build-test/meson-logs/testlog.json "${tsan_log[@]}" <<'PY'
 import fileinput, json, sys
 passed, failed, skipped = 0, 0, 0
+failures = []
 for line in fileinput.input(sys.argv[1:]):
-    result = json.loads(line).get("result")
+    test = json.loads(line)
+    result = test.get("result")
     if result in ("OK", "EXPECTEDFAIL"):
         passed += 1
     elif result == "SKIP":
         skipped += 1
     else:
         failed += 1
+        failures.append((fileinput.filename(), test))
+for log, test in failures:
+    output = (test.get("stdout") or "") + (test.get("stderr") or "")
+    tail = output.splitlines()[-40:]
+    print(f"--- FAILED {test.get('name')} ({test.get('result')}, "
+          f"{test.get('duration', 0):.1f} s, {log}); its last lines:")
+    print("\n".join(tail))
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
 exit $status
