@@ -8,9 +8,9 @@
 # secondary) and a client namespace; a.cfg and b.cfg (the same VM,
 # "guarded", each side with its own disk, which protect makes the same;
 # the pair authenticates with the pre-shared key pair.psk);
-# replication_eval, replication_field, shift_field and wait_for_checkpoints; lan_watch_start and
-# lan_check, the "never two copies" count of who released output
-# (tests/support/lan_watch.sh).
+# replication_eval, replication_field, shift_field, wait_for_protection
+# and wait_for_checkpoints; lan_watch_start and lan_check, the "never two
+# copies" count of who released output (tests/support/lan_watch.sh).
 
 source "$(dirname "${BASH_SOURCE[0]}")/../support/e2e_lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../support/lan_watch.sh"
@@ -49,6 +49,16 @@ replication_field() {  # RUN_DIR FIELD: a field of status's "replication" (empty
 
 shift_field() {  # RUN_DIR FIELD: a counter of a secondary's TCP sequence shift (empty if none)
     replication_eval "$1" "r.get('tcp_sequence_shift',{}).get('$2','')"
+}
+
+wait_for_protection() {  # RUN_DIR: true once the primary's initial copy is done (120 s at most)
+    local started=$SECONDS state
+    while :; do
+        state=$(replication_field "$1" state)
+        case $state in RUNNING | CHECKPOINTING) return 0 ;; esac
+        ((SECONDS - started > 120)) && { echo "the primary is '$state' after 120 s"; return 1; }
+        sleep 0.2
+    done
 }
 
 wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N (120 s at most)
