@@ -22,6 +22,12 @@ usage:
                                                   at the end; JSON with the reply times
   replication_helper.py gap CLIENT_JSON KILL_TIME the service gap around a kill (wall clock)
   replication_helper.py report RESULTS.jsonl      prints the tables
+  replication_helper.py threads LABEL=PID...      a snapshot of the processes' threads: the CPU
+                                                  time each used and the time it was runnable
+                                                  but waiting for a CPU (/proc's schedstat); JSON
+  replication_helper.py thread_load BEFORE AFTER  two snapshots: JSON {"LABEL/THREAD": [CPU %,
+                                                  waited %]} of the time between them, threads
+                                                  of one name summed, the busiest first
 """
 import json
 import os
@@ -217,9 +223,46 @@ def report_main(args):
                 print(f"service gap after {name}: median {median(gaps):.1f} ms, max {gaps[-1]:.1f} ms over {len(gaps)} trials")
 
 
+def threads_main(args):
+    # schedstat: nanoseconds on a CPU, nanoseconds runnable but waiting
+    # for one, time slices. A thread that ended meanwhile is left out.
+    snapshot = {"at": time.monotonic(), "threads": []}
+    for arg in args:
+        label, _, pid = arg.partition("=")
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as comm, open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                    name = comm.read().strip()
+                    ran, waited = (int(x) for x in stat.read().split()[:2])
+            except (OSError, ValueError):
+                continue
+            snapshot["threads"].append([label, tid, name, ran, waited])
+    print(json.dumps(snapshot))
+
+
+def thread_load_main(args):
+    before, after = json.loads(args[0]), json.loads(args[1])
+    seconds = after["at"] - before["at"]
+    start = {(label, tid): (ran, waited) for label, tid, _, ran, waited in before["threads"]}
+    load = {}
+    for label, tid, name, ran, waited in after["threads"]:
+        if (label, tid) not in start or seconds <= 0:
+            continue
+        ran0, waited0 = start[(label, tid)]
+        key = f"{label}/{name}"
+        cpu, wait = load.get(key, (0.0, 0.0))
+        load[key] = (cpu + (ran - ran0) / 1e9 / seconds * 100, wait + (waited - waited0) / 1e9 / seconds * 100)
+    busiest = sorted(load.items(), key=lambda item: -item[1][0])
+    print(json.dumps({key: [round(cpu, 1), round(wait, 1)] for key, (cpu, wait) in busiest if cpu >= 0.5}))
+
+
 def main():
     handlers = {"churn": churn_main, "latency": latency_main, "stream": stream_main, "collect": collect_main, "client": client_main,
-                "gap": gap_main, "report": report_main}
+                "gap": gap_main, "report": report_main, "threads": threads_main, "thread_load": thread_load_main}
     if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
         print(__doc__)
         return

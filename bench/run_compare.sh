@@ -17,7 +17,8 @@
 #
 # For each: the KV latency (CMP_REQUESTS sequential SETs then as many GETs
 # on one connection: p50/p99 of each), the stream service's throughput
-# (CMP_STREAM_MIB each way), the checkpoints taken during the KV run per
+# (CMP_STREAM_MIB each way) with the CPU each thread of the two colo
+# processes used meanwhile and how long it waited for one, the checkpoints taken during the KV run per
 # 1,000 requests (the interval's included) and, for compare, the
 # differences by cause and the frames released by a match (`colo status
 # --json`, replication.compare). Then CMP_KILLS trials of kill -9 of the
@@ -78,21 +79,28 @@ for mode in $modes; do
     wait_second || continue
     [ ${#second[@]} -gt 0 ] && echo "  $mode, the second VM: $(cat "$work/second.json")"
     after=$(replication_status)
+    # The hosts' threads over the stream: CPU used and time spent waiting
+    # for a CPU (the stream is CPU-bound: docs/benchmarks.md).
+    watched=("primary=$primary_pid" "secondary=$secondary_pid")
+    [ "$mode" = two-unprotected ] && watched+=("second=$second_pid")
+    threads_before=$(python3 "$helper" threads "${watched[@]}")
     [ ${#second[@]} -gt 0 ] && { "${second[@]}" stream "$guest" "$stream_mib" >"$work/second.json" & }
     stream=$(client timeout 600 python3 "$helper" stream "$guest" "$stream_mib") || { problem "stream ($mode)"; continue; }
     wait_second || continue
+    thread_load=$(python3 "$helper" thread_load "$threads_before" "$(python3 "$helper" threads "${watched[@]}")")
+    echo "  $mode stream, CPU % and waited-for-a-CPU % by thread: $thread_load"
     [ ${#second[@]} -gt 0 ] && echo "  $mode, the second VM: $(cat "$work/second.json")"
     final=$(replication_status)
     secondary_final=$(on_host "$work/B" "$colo" status repbench --json 2>/dev/null |
         python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin).get('replication', {})))" 2>/dev/null)
     result=$(python3 - "$mode" "$latency" "$stream" "${before:-{\}}" "${after:-{\}}" "${final:-{\}}" "$requests" \
-        "${secondary_final:-{\}}" <<'PY'
+        "${secondary_final:-{\}}" "${thread_load:-{\}}" <<'PY'
 import json, sys
 mode, latency, stream = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 before, after, final = (json.loads(a) for a in sys.argv[4:7])
 requests = int(sys.argv[7]) * 2
 secondary = json.loads(sys.argv[8])
-out = {"kind": "service", "mode": mode, **latency, **stream}
+out = {"kind": "service", "mode": mode, **latency, **stream, "stream_threads": json.loads(sys.argv[9])}
 if mode not in ("unprotected", "two-unprotected"):
     during = after.get("checkpoints", 0) - before.get("checkpoints", 0)
     out["checkpoints_per_1000"] = round(during * 1000 / requests, 1)
