@@ -388,6 +388,11 @@ int main(int argc, char **argv)
      * surely happens, however slow a checkpoint is (a loaded host, TSan):
      * with requests all along, a slow run saw no interval checkpoint. */
     struct colo_primary_stats stats = { 0 };
+    /* A request falls due every 50 steps and is made at the first step
+     * that finds the primary RUNNING: asked only at the due step, it met
+     * CHECKPOINTING every time in a TSan run whose checkpoint cycle was a
+     * divisor of the request period, and no request was ever made. */
+    bool request_due = false;
     for (unsigned waited_ms = 0; waited_ms < 60000; waited_ms += 5) {
         colo_primary_get_stats(&primary, &stats);
         if (stats.checkpoints >= WANTED_CHECKPOINTS)
@@ -396,9 +401,12 @@ int main(int argc, char **argv)
             clock_sleep_ms(5 * TIME_SCALE);
             continue;
         }
-        if (colo_primary_state(&primary) == COLO_PRIMARY_RUNNING && waited_ms % 50 == 0) {
+        if (waited_ms % 50 == 0)
+            request_due = true;
+        if (request_due && colo_primary_state(&primary) == COLO_PRIMARY_RUNNING) {
             colo_primary_request_checkpoint(&primary);
             exchange.requests_made++;
+            request_due = false;
         } else if (waited_ms % 50 == 25) {
             /* What held output does: a deadline well inside the interval. */
             colo_primary_request_checkpoint_within(&primary, 2 * TIME_SCALE);
