@@ -51,14 +51,15 @@ shift_field() {  # RUN_DIR FIELD: a counter of a secondary's TCP sequence shift 
     replication_eval "$1" "r.get('tcp_sequence_shift',{}).get('$2','')"
 }
 
+protection_running() {  # RUN_DIR: true when the primary's initial copy is done
+    case $(replication_field "$1" state) in RUNNING | CHECKPOINTING) return 0 ;; esac
+    return 1
+}
+
 wait_for_protection() {  # RUN_DIR: true once the primary's initial copy is done (120 s at most)
-    local started=$SECONDS state
-    while :; do
-        state=$(replication_field "$1" state)
-        case $state in RUNNING | CHECKPOINTING) return 0 ;; esac
-        ((SECONDS - started > 120)) && { echo "the primary is '$state' after 120 s"; return 1; }
-        sleep 0.2
-    done
+    until_true_poll=0.2 until_true 120 protection_running "$1" && return 0
+    echo "the primary is '$(replication_field "$1" state)' after 120 s"
+    return 1
 }
 
 wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N (120 s at most)
