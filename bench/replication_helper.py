@@ -249,8 +249,8 @@ def thread_load_main(args):
     seconds = after["at"] - before["at"]
     start = {(label, tid): (ran, waited) for label, tid, _, ran, waited in before["threads"]}
     load = {}
-    for label, tid, name, ran, waited in after["threads"]:
-        if (label, tid) not in start or seconds <= 0:
+    for label, tid, name, ran, waited in after["threads"] if seconds > 0 else []:
+        if (label, tid) not in start:
             continue
         ran0, waited0 = start[(label, tid)]
         key = f"{label}/{name}"

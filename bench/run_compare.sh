@@ -18,12 +18,13 @@
 # For each: the KV latency (CMP_REQUESTS sequential SETs then as many GETs
 # on one connection: p50/p99 of each), the stream service's throughput
 # (CMP_STREAM_MIB each way) with the CPU each thread of the two colo
-# processes used meanwhile and how long it waited for one, the checkpoints taken during the KV run per
-# 1,000 requests (the interval's included) and, for compare, the
-# differences by cause and the frames released by a match (`colo status
-# --json`, replication.compare). Then CMP_KILLS trials of kill -9 of the
-# primary in compare mode: the service gap a client sees (SET+GET pairs on
-# one connection, every acknowledged key read back after).
+# processes used meanwhile and how long it waited for one, the
+# checkpoints taken during the KV run per 1,000 requests (the interval's
+# included) and, for compare, the differences by cause and the frames
+# released by a match (`colo status --json`, replication.compare). Then
+# CMP_KILLS trials of kill -9 of the primary in compare mode: the service
+# gap a client sees (SET+GET pairs on one connection, every acknowledged
+# key read back after).
 #
 # Usage: bench/run_compare.sh [COLO [GUEST_DIR]]   (defaults: build/...)
 # Environment: CMP_INTERVAL_MS (colo's default: 1000 in compare mode, 100
