@@ -64,8 +64,9 @@ wait_for "$work/secondary.log" "waiting for the primary" "secondary listening" "
 on_host "$work/A" "$colo" protect guarded 127.0.0.1:47100 --interval 100 --heartbeat-timeout 2000 >"$work/protect.log" 2>&1 ||
     { fail "colo protect A -> B failed: $(cat "$work/protect.log")"; exit 1; }
 wait_for_checkpoints "$work/A" 5 >/dev/null || { fail "no checkpoints A -> B"; exit 1; }
+checkpoints_before=$(replication_field "$work/A" checkpoints)
 run_client protected 120
-wait_for_checkpoints "$work/A" 40 >/dev/null || fail "checkpoints under writes"
+wait_for_checkpoints "$work/A" $((checkpoints_before + 40)) >/dev/null || fail "checkpoints under writes"
 kill -9 "$primary_pid"; wait "$primary_pid" 2>/dev/null
 wait_for "$work/secondary.log" "failed over" "failover" "$secondary_pid" 10 &&
     pass "B failed over after kill -9 of A"
