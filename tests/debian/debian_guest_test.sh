@@ -200,7 +200,7 @@ session "INSERT INTO session_marks VALUES (2); SELECT 'marks=' || count(*) FROM 
 
 on_host "$work/B" "$colo" receive --listen 127.0.0.1:47300 "$work/b.cfg" </dev/null >"$work/colo-b.log" 2>&1 &
 target_pid=$!; pids+=("$target_pid")
-sleep 0.5
+wait_for "$work/colo-b.log" "waiting for a migration" "the migration's target listening" "$target_pid"
 if on_host "$work/A" "$colo" migrate debian 127.0.0.1:47300 >"$work/migrate.log" 2>&1 &&
     wait_exit "$colo_pid" 60; then
     pass "colo migrate: $(tr '\r' '\n' <"$work/migrate.log" | grep -v '^ *\[' | tail -1)"

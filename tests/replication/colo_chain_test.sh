@@ -65,14 +65,22 @@ vm_shift_field() {  # RUN_DIR FIELD: a shift counter of a VM outside replication
         python3 -c "import json,sys; print(json.load(sys.stdin).get('tcp_sequence_shift',{}).get('$2',''))" 2>/dev/null
 }
 
-check_shifting() {  # RUN_DIR WHAT [READER]: the VM's host shifts the connection (1 s of its traffic)
-    local rewritten rewritten_later reader=${3:-shift_field}
+rewritten_beyond() {  # RUN_DIR READER N: the VM's host rewrote more than N segments
+    local count; count=$("$2" "$1" outbound_rewritten)
+    [ -n "$count" ] && [ "$count" -gt "$3" ]
+}
+
+check_shifting() {  # RUN_DIR WHAT [READER]: the VM's host shifts the connection (its next segments)
+    local rewritten rewritten_later reader=${3:-shift_field} started=$SECONDS
     rewritten=$("$reader" "$1" outbound_rewritten)
-    sleep 1
+    # Up to 30 s: after the VM was away (a failover, a migration, a save
+    # and load) the client's next segment may wait for its backed-off
+    # retransmission.
+    [ -n "$rewritten" ] && until_true_poll=0.2 until_true 30 rewritten_beyond "$1" "$reader" "$rewritten"
     rewritten_later=$("$reader" "$1" outbound_rewritten)
     [ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
-        pass "$2 ($((rewritten_later - rewritten)) segments rewritten in 1 s)" ||
-        fail "$2: no, outbound_rewritten '$rewritten' then '$rewritten_later'"
+        pass "$2 ($((rewritten_later - rewritten)) segments rewritten in $((SECONDS - started)) s)" ||
+        fail "$2: no, outbound_rewritten '$rewritten' then '$rewritten_later' 30 s later"
 }
 
 learned_more_than() {  # N: B's shift learned more than N offsets
@@ -167,18 +175,24 @@ wait_exit "$secondary_pid" 20 || fail "B's colo did not exit 0 after the switcho
 check_shifting "$work/C" "C runs the VM and shifts the connection after the switchover"
 lan_check "$part_started" "switchover B -> C"
 
-check_initial_copy() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: 2 s of traffic, no checkpoint needed
-    local summary by_difference matched matched_later checkpoints restored
-    # From the initial copy's end: `colo protect` answers at its start, and
-    # a slow copy left no time of the 2 s for a match.
+matched_beyond() {  # RUN_DIR N: the primary released more than N frames by a match
+    local count; count=$(replication_eval "$1" "r.get('compare',{}).get('released_matched','')")
+    [ -n "$count" ] && [ "$count" -gt "$2" ]
+}
+
+check_initial_copy() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: traffic matched, no checkpoint needed
+    local summary by_difference matched matched_later checkpoints restored started
+    # From the initial copy's end: `colo protect` answers at its start.
     wait_for_protection "$1" || { fail "$3: the initial copy did not end"; return; }
     matched=$(replication_eval "$1" "r.get('compare',{}).get('released_matched','')")
-    sleep 2
+    # Until 50 frames matched (about 2 s on an idle host), 30 s at most.
+    started=$SECONDS
+    [ -n "$matched" ] && until_true_poll=0.2 until_true 30 matched_beyond "$1" $((matched + 50))
     summary=$(replication_eval "$1" "' '.join(str(x) for x in (r.get('compare',{}).get('checkpoints_by_difference',''),
         r.get('compare',{}).get('released_matched',''), r.get('checkpoints','')))")
     read -r by_difference matched_later checkpoints <<<"$summary"
     restored=$(shift_field "$2" carried_by_checkpoint)
-    echo "  $3 2 s after the initial copy: $checkpoints checkpoints, $by_difference by difference," \
+    echo "  $3 $((SECONDS - started)) s after the initial copy: $checkpoints checkpoints, $by_difference by difference," \
         "$((matched_later - matched)) frames released by a match; the secondary took '$restored' connection(s)"
     # No checkpoint at all: what D has, it has from the initial copy.
     [ "$checkpoints" = 0 ] && [ "$matched_later" -gt $((matched + 50)) ] && [ -n "$restored" ] && [ "$restored" -ge 1 ] &&
