@@ -164,6 +164,8 @@ static const struct metric_definition metrics[] = {
             "Mirrored client frames the secondary gave its VM"),
     COUNTER("colo_mirror_frames_dropped_total", "replication.mirror_dropped", "Mirrored client frames dropped"),
     COUNTER("colo_mirror_frames_dropped_total", "replication.mirrored_frames_dropped", NULL),
+    COUNTER("colo_mirror_frames_already_in_checkpoint_total", "replication.mirrored_frames_already_in_checkpoint",
+            "Mirrored client frames the secondary did not give its VM: a checkpoint it holds has them"),
     /* The comparing proxy (proxy/output_buffer.c, issue 14): the primary's
      * compare, the secondary's return path and sequence shift. */
     INFO("colo_output_mode", "replication", "output_mode", "How the primary releases output: compare or buffered"),

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "machine.h"
 #include "mirror_framing.h"
+#include "stream.h"
 
 /* One message from the primary: a heartbeat is only heard, a frame is
  * queued for the SVM once it exists, "keep the SVM's frames" ends their
@@ -31,6 +32,11 @@ static bool take_message(void *opaque, const struct mirror_message *message)
         return false;
     pthread_mutex_lock(&reader->lock);
     reader->received++;
+    if (reader->received <= reader->in_checkpoint_through) {
+        reader->already_in_checkpoint++;
+        pthread_mutex_unlock(&reader->lock);
+        return true;
+    }
     uint8_t *copy = atomic_load(&reader->svm_built) && reader->queued < MIRROR_QUEUE_MAX ? malloc(message->length)
                                                                                          : NULL;
     if (copy) {
@@ -40,6 +46,7 @@ static bool take_message(void *opaque, const struct mirror_message *message)
             .header = message->header,
             .length = message->length,
             .data = copy,
+            .sequence = reader->received,
         };
         reader->queued_since_wake = true;
     } else {
@@ -221,6 +228,7 @@ void mirror_reader_get_stats(struct mirror_reader *reader, struct mirror_reader_
         .delivered = reader->delivered,
         .dropped = reader->dropped,
         .waited_for_room = reader->waited_for_room,
+        .already_in_checkpoint = reader->already_in_checkpoint,
         .heartbeats = failure_detector_heartbeats(reader->detector),
         .returned = atomic_load(&reader->returned),
         .return_dropped = atomic_load(&reader->return_dropped),
@@ -278,8 +286,37 @@ static int mirror_reader_failover(void *opaque, struct error *err)
     return 0;
 }
 
+/* A checkpoint was applied whole, the SVM paused: the frames the primary
+ * had mirrored before its VM paused are in the checkpoint's state already,
+ * and the SVM would see them twice (a UDP request answered twice, an ICMP
+ * echo too). Those still queued go now; those still on their way are
+ * dropped as they come (take_message). */
+static int mirror_reader_load(void *opaque, const struct stream_reader *stream, struct error *err)
+{
+    (void)err;
+    struct mirror_reader *reader = opaque;
+    if (!stream->mirrored_known)
+        return 0;
+    pthread_mutex_lock(&reader->lock);
+    if (stream->mirrored_frames > reader->in_checkpoint_through)
+        reader->in_checkpoint_through = stream->mirrored_frames;
+    size_t kept = 0;
+    for (size_t i = 0; i < reader->queued; i++) {
+        if (reader->queue[i].sequence <= reader->in_checkpoint_through) {
+            free(reader->queue[i].data);
+            reader->already_in_checkpoint++;
+        } else {
+            reader->queue[kept++] = reader->queue[i];
+        }
+    }
+    reader->queued = kept;
+    pthread_mutex_unlock(&reader->lock);
+    return 0;
+}
+
 const struct colo_checkpoint_device_ops mirror_reader_device = {
     .setup = mirror_reader_setup,
+    .load = mirror_reader_load,
     .failover = mirror_reader_failover,
 };
 

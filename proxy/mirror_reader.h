@@ -34,12 +34,14 @@ struct mirrored_frame {
     struct virtio_net_header header;
     size_t length;
     uint8_t *data;
-    bool filtered; /* the inbound filter ran (once only: it rewrites in place) */
+    bool filtered;     /* the inbound filter ran (once only: it rewrites in place) */
+    uint64_t sequence; /* the primary's count of this frame: 1 for the first it mirrored */
 };
 
 struct mirror_reader_stats {
     uint64_t received, delivered, dropped, heartbeats;
     uint64_t waited_for_room;          /* frames the SVM had no receive buffers for at first: they waited */
+    uint64_t already_in_checkpoint;    /* frames dropped: the PVM had them before a checkpoint the SVM holds */
     uint64_t returned, return_dropped; /* the SVM's frames sent back to the primary, or not (socket full) */
 };
 
@@ -65,6 +67,11 @@ struct mirror_reader {
      * frames in its TAP, so dropping them here would make the SVM miss
      * data the PVM got (and acknowledged), a difference for nothing. */
     uint64_t waited_for_room;
+    /* Frames the primary mirrored before the latest checkpoint's pause
+     * (its MIRRORED record): that checkpoint's state has them, so the SVM
+     * must not get them again; counted in already_in_checkpoint. */
+    uint64_t in_checkpoint_through;
+    uint64_t already_in_checkpoint;
     /* The other direction: heartbeats, the SVM's frames and boundaries. */
     pthread_mutex_t write_lock; /* one writer at a time on the channel */
     atomic_bool write_broken;

@@ -13,6 +13,7 @@
 #include "heartbeat.h"
 #include "machine.h"
 #include "mirror_framing.h"
+#include "stream.h"
 #include "virtio_net.h"
 
 /* Writes one whole message (mirror_send_message): a full socket drops a
@@ -209,4 +210,17 @@ static int mirror_sender_setup(void *opaque)
     return 0;
 }
 
-const struct colo_checkpoint_device_ops mirror_sender_device = { .setup = mirror_sender_setup };
+/* VM paused: how many frames the mirror carried before this checkpoint's
+ * pause (the machine thread, which mirrors, is paused with the VM). The
+ * secondary drops those it has not delivered yet: the checkpoint's state
+ * has them already. */
+static int mirror_sender_save(void *opaque, struct stream_writer *writer, struct error *err)
+{
+    struct mirror_sender *sender = opaque;
+    return stream_write_mirrored(writer, atomic_load(&sender->frames), err);
+}
+
+const struct colo_checkpoint_device_ops mirror_sender_device = {
+    .setup = mirror_sender_setup,
+    .save = mirror_sender_save,
+};

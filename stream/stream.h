@@ -87,6 +87,7 @@ enum stream_record_type {
     STREAM_RECORD_REFUSAL = 12,
     STREAM_RECORD_DISK_HISTORY = 13,
     STREAM_RECORD_TCP_SHIFT = 14,
+    STREAM_RECORD_MIRRORED = 15,
 };
 
 /* MACHINE: u64 ram_size, u32 hart_count, u32 disk_count, u32 nic_count,
@@ -134,6 +135,10 @@ enum stream_record_type {
 #define STREAM_TCP_SHIFT_OFFSET_KNOWN 1u
 #define STREAM_TCP_SHIFT_SYN_TIMESTAMP 2u
 #define STREAM_MAX_TCP_SHIFT_ENTRIES 4096u
+
+/* MIRRORED: u64 how many client frames the primary had mirrored to the
+ * secondary when its VM paused for this checkpoint. */
+#define STREAM_MIRRORED_LENGTH 8u
 
 struct stream_header {
     uint32_t version;
@@ -205,6 +210,8 @@ int stream_write_disk_history(struct stream_writer *writer, uint32_t disk, uint3
  * entries (0 .. STREAM_MAX_TCP_SHIFT_ENTRIES) of
  * STREAM_TCP_SHIFT_ENTRY_LENGTH bytes, as the proxy packs them. */
 int stream_write_tcp_shift(struct stream_writer *writer, const uint8_t *entries, size_t count, struct error *err);
+/* MIRRORED: frames mirrored so far (a COLO checkpoint's, VM paused). */
+int stream_write_mirrored(struct stream_writer *writer, uint64_t frames, struct error *err);
 int stream_write_checkpoint_end(struct stream_writer *writer, struct error *err);
 int stream_write_end(struct stream_writer *writer, struct error *err);
 /* Sends everything buffered (writes are only batched, never reordered). */
@@ -239,6 +246,9 @@ struct stream_reader {
      * run, kept until the next stream_receive starts
      * (stream_received_output_next, stream_received_disk_write_next). */
     struct stream_staged_records output, disk_writes, tcp_shifts;
+    /* The MIRRORED record of the last stream_receive run, if it had one. */
+    bool mirrored_known;
+    uint64_t mirrored_frames;
     /* Optional: DISK_WRITE records are handed to this as they arrive,
      * before the run is whole, instead of being staged (so
      * stream_received_disk_write_next gives none). A run cut off or

@@ -40,6 +40,8 @@ const char *stream_record_type_name(uint32_t type)
         return "DISK_HISTORY";
     case STREAM_RECORD_TCP_SHIFT:
         return "TCP_SHIFT";
+    case STREAM_RECORD_MIRRORED:
+        return "MIRRORED";
     case STREAM_RECORD_HART_STATE:
         return "HART_STATE";
     case STREAM_RECORD_DEVICE_STATE:
@@ -208,6 +210,8 @@ static const char *length_problem(uint32_t type, uint32_t length)
             length > STREAM_TCP_SHIFT_PREFIX + STREAM_TCP_SHIFT_ENTRY_LENGTH * STREAM_MAX_TCP_SHIFT_ENTRIES)
             return "is not 8 + count * 68 for a count of 0 to 4096 connections";
         return NULL;
+    case STREAM_RECORD_MIRRORED:
+        return length != STREAM_MIRRORED_LENGTH ? "is not 8" : NULL;
     case STREAM_RECORD_HART_STATE:
         return length < STREAM_SECTION_HEADER_LENGTH ? "is shorter than a section header (12)" : NULL;
     case STREAM_RECORD_DEVICE_STATE:

@@ -405,6 +405,7 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
     staged_records_clear(&reader->output);
     staged_records_clear(&reader->disk_writes);
     staged_records_clear(&reader->tcp_shifts);
+    reader->mirrored_known = false;
     reader->disk_count = machine_disk_count(machine);
     if (reader->ram_size == 0)
         return error_set(err, "stream_receive before the stream header was read");
@@ -445,6 +446,9 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
         } else if (record.type == STREAM_RECORD_TCP_SHIFT) {
             if (stage_record(&reader->tcp_shifts, STAGING_MAX_TCP_SHIFT_BYTES, "tcp shift", &record, err) < 0)
                 break;
+        } else if (record.type == STREAM_RECORD_MIRRORED) {
+            reader->mirrored_known = true;
+            reader->mirrored_frames = stream_get_u64(record.body);
         } else if (record.type == STREAM_RECORD_DISK_WRITE) {
             /* Kept for the caller, or handed over now; nothing writes it
              * to the machine. */
@@ -491,6 +495,7 @@ int stream_receive_with_hook(struct stream_reader *reader, struct machine *machi
         staged_records_clear(&reader->output);
         staged_records_clear(&reader->disk_writes);
         staged_records_clear(&reader->tcp_shifts);
+        reader->mirrored_known = false;
     }
     return result;
 }

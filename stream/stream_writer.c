@@ -313,6 +313,13 @@ int stream_write_tcp_shift(struct stream_writer *writer, const uint8_t *entries,
                         count * STREAM_TCP_SHIFT_ENTRY_LENGTH, err);
 }
 
+int stream_write_mirrored(struct stream_writer *writer, uint64_t frames, struct error *err)
+{
+    uint8_t body[STREAM_MIRRORED_LENGTH];
+    stream_put_u64(body, frames);
+    return write_record(writer, STREAM_RECORD_MIRRORED, body, sizeof body, NULL, 0, err);
+}
+
 int stream_write_disk_write(struct stream_writer *writer, uint32_t disk, uint64_t offset, const void *data,
                             size_t length, struct error *err)
 {

@@ -281,6 +281,8 @@ void vm_replication_secondary_status(struct vm_replication *replication, json_t 
     json_object_set_new(fields, "mirrored_frames_delivered", json_integer((json_int_t)mirror.delivered));
     json_object_set_new(fields, "mirrored_frames_dropped", json_integer((json_int_t)mirror.dropped));
     json_object_set_new(fields, "mirrored_frames_waited_for_room", json_integer((json_int_t)mirror.waited_for_room));
+    json_object_set_new(fields, "mirrored_frames_already_in_checkpoint",
+                        json_integer((json_int_t)mirror.already_in_checkpoint));
     json_object_set_new(fields, "returned_frames", json_integer((json_int_t)mirror.returned));
     json_object_set_new(fields, "returned_frames_dropped", json_integer((json_int_t)mirror.return_dropped));
     json_t *shift = vm_replication_shift_json(&output.shift);

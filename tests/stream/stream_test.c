@@ -603,6 +603,43 @@ static void test_tcp_shift_records(void)
     test_machine_destroy(target);
 }
 
+/* MIRRORED: a run's count reaches its caller; a run without one says so;
+ * a run that was rejected hands none out. */
+static void test_mirrored_records(void)
+{
+    struct machine *target = create_machine();
+    int fd = memfd_create("stream-test", MFD_CLOEXEC);
+    struct stream_writer writer;
+    struct error err;
+    if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
+        die("writer", &err);
+    struct stream_header header = header_for(target);
+    CHECK(stream_write_header(&writer, &header, &err) == 0 &&
+              stream_write_mirrored(&writer, 0x1234567890ull, &err) == 0 &&
+              stream_write_checkpoint_end(&writer, &err) == 0 && stream_write_checkpoint_end(&writer, &err) == 0 &&
+              stream_write_mirrored(&writer, 7, &err) == 0 && stream_write_checkpoint_state(&writer, 0, &err) == 0 &&
+              stream_flush(&writer, &err) == 0,
+          "write: %s", err.message);
+    stream_writer_destroy(&writer);
+    /* The third run ends without a terminator: cut off, rejected. */
+    lseek(fd, 0, SEEK_SET);
+    struct stream_reader reader;
+    if (stream_reader_init(&reader, fd, &err) < 0)
+        die("reader", &err);
+    uint32_t terminator = 0;
+    CHECK(stream_read_header(&reader, &header, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
+          "run with MIRRORED: %s", err.message);
+    CHECK(reader.mirrored_known && reader.mirrored_frames == 0x1234567890ull, "MIRRORED came back as %d, %llu",
+          reader.mirrored_known, (unsigned long long)reader.mirrored_frames);
+    CHECK(stream_receive(&reader, target, &terminator, &err) == 0 && !reader.mirrored_known,
+          "a run without MIRRORED: %s, known %d", err.message, reader.mirrored_known);
+    CHECK(stream_receive(&reader, target, &terminator, &err) < 0 && !reader.mirrored_known,
+          "a run cut off after its MIRRORED handed it out");
+    stream_reader_destroy(&reader);
+    close(fd);
+    test_machine_destroy(target);
+}
+
 /* OUTPUT records: the caller gets them, in order, after a run that was
  * applied, and not after one that was rejected. */
 static void test_output_records(void)
@@ -1317,7 +1354,8 @@ static void test_record_shapes(void)
     CASE(STREAM_RECORD_CHECKPOINT_END, 4, NULL, "record 1 (CHECKPOINT_END): length 4 is not 0");
     CASE(STREAM_RECORD_END, 1, NULL, "record 1 (END): length 1 is not 0");
     CASE(0, 0, NULL, "record 1 (type 0): unknown record type");
-    CASE(15, 0, NULL, "record 1 (type 15): unknown record type");
+    CASE(16, 0, NULL, "record 1 (type 16): unknown record type");
+    CASE(STREAM_RECORD_MIRRORED, 4, NULL, "record 1 (MIRRORED): length 4 is not 8");
     CASE(STREAM_RECORD_TCP_SHIFT, 7, NULL,
          "record 1 (TCP_SHIFT): length 7 is not 8 + count * 68 for a count of 0 to 4096 connections");
     CASE(STREAM_RECORD_TCP_SHIFT, 8 + 61, NULL,
@@ -1520,6 +1558,7 @@ int main(void)
     test_zero_pages();
     test_output_records();
     test_tcp_shift_records();
+    test_mirrored_records();
     test_disk_write_writer_checks();
     test_disk_write_records();
     test_staging();
