@@ -240,8 +240,10 @@ static void after_compare_locked(struct output_buffer *buffer, const struct outp
 
 static void compare_primary_frame_locked(struct output_buffer *buffer, struct held_frame *frame)
 {
+    uint64_t now_us = clock_monotonic_us();
+    compare_capture_frame(&buffer->capture, OUTPUT_COMPARE_PRIMARY, now_us, frame->data, frame->length);
     struct output_compare_result result = output_compare_add_primary(&buffer->compare, frame->data, frame->length,
-                                                                     clock_monotonic_us(), &frame->handle);
+                                                                     now_us, &frame->handle);
     after_compare_locked(buffer, &result);
 }
 
@@ -257,8 +259,9 @@ void output_buffer_secondary_frame(void *opaque, unsigned nic, const struct virt
             buffer->stats.secondary_frames_stale++;
         } else if (buffer->comparing) {
             buffer->stats.secondary_frames_compared++;
-            struct output_compare_result result = output_compare_add_secondary(&buffer->compare, frame, length,
-                                                                               clock_monotonic_us());
+            uint64_t now_us = clock_monotonic_us();
+            compare_capture_frame(&buffer->capture, OUTPUT_COMPARE_SECONDARY, now_us, frame, length);
+            struct output_compare_result result = output_compare_add_secondary(&buffer->compare, frame, length, now_us);
             after_compare_locked(buffer, &result);
         }
     }
@@ -307,9 +310,15 @@ static void end_epoch_locked(struct output_buffer *buffer)
     uint64_t now_us = clock_monotonic_us(), deadline_us;
     bool storm = false;
     if (buffer->comparing) {
+        bool timeout = false;
         if (!buffer->difference_seen && compare_deadline_locked(buffer, &deadline_us) && now_us >= deadline_us) {
             output_compare_note_timeout(&buffer->compare, now_us);
-            buffer->difference_seen = true;
+            buffer->difference_seen = timeout = true;
+        }
+        if (buffer->capture.file) {
+            struct output_compare_counters counters;
+            output_compare_get_counters(&buffer->compare, &counters, NULL, NULL);
+            compare_capture_epoch_end(&buffer->capture, now_us, timeout, &counters);
         }
         output_compare_reset(&buffer->compare);
     }
@@ -576,6 +585,15 @@ void output_buffer_release_and_pass(struct output_buffer *buffer)
     pthread_mutex_unlock(&buffer->lock);
 }
 
+int output_buffer_capture_compare(struct output_buffer *buffer, const char *path, struct error *err)
+{
+    pthread_mutex_lock(&buffer->lock);
+    compare_capture_close(&buffer->capture);
+    int status = compare_capture_open(&buffer->capture, path, err);
+    pthread_mutex_unlock(&buffer->lock);
+    return status;
+}
+
 void output_buffer_destroy(struct output_buffer *buffer)
 {
     pthread_mutex_lock(&buffer->lock);
@@ -588,6 +606,7 @@ void output_buffer_destroy(struct output_buffer *buffer)
     if (buffer->compare_ready)
         output_compare_destroy(&buffer->compare);
     buffer->compare_ready = false;
+    compare_capture_close(&buffer->capture);
     if (buffer->shift) {
         tcp_sequence_shift_destroy(buffer->shift);
         free(buffer->shift);

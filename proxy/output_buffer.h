@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "checkpoint_device.h"
+#include "compare_capture.h"
 #include "output_compare.h"
 #include "tcp_sequence_shift.h"
 #include "virtio_net.h"
@@ -153,7 +154,8 @@ struct output_buffer {
     uint64_t storm_released[OUTPUT_STORM_RING], storm_matched[OUTPUT_STORM_RING];
     unsigned storm_next;
     char mode_reason[160];
-    bool mode_changed; /* since output_buffer_take_mode_change */
+    bool mode_changed;              /* since output_buffer_take_mode_change */
+    struct compare_capture capture; /* output_buffer_capture_compare; closed by default */
 
     /* Secondary (output_buffer_set_secondary_return): the SVM's frames are
      * shifted onto the PVM's sequence space and sent back to the primary. */
@@ -179,6 +181,10 @@ void output_buffer_set_primary(struct output_buffer *buffer, struct colo_primary
  * mode allocates the comparator. */
 int output_buffer_set_compare(struct output_buffer *buffer, const struct output_compare_options *options,
                               struct error *err);
+/* Primary, compare mode, before its device's setup: records what the
+ * comparator is given into a pcapng file (compare_capture.h) until the
+ * buffer is destroyed. For the tests' captured flows. */
+int output_buffer_capture_compare(struct output_buffer *buffer, const char *path, struct error *err);
 /* Primary, the mirror sender's watch thread: a frame the SVM sent, and the
  * SVM's checkpoint boundary (mirror_framing.h). */
 void output_buffer_secondary_frame(void *buffer, unsigned nic, const struct virtio_net_header *header,

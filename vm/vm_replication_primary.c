@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -218,6 +219,22 @@ static void mirror_input_while_switching_over(void *opaque)
         virtio_net_drain_backend_to_observer(machine_nic(replication->machine, i));
 }
 
+/* Test builds: COLO_TEST_COMPARE_CAPTURE=FILE records what the comparator
+ * is given (proxy/compare_capture.h), for the tests' captured flows
+ * (tests/proxy/capture_compare_flows.sh). */
+static int capture_compare_from_env(struct vm_replication *replication, struct error *err)
+{
+#ifdef COLO_TEST_HOOKS
+    const char *path = getenv("COLO_TEST_COMPARE_CAPTURE");
+    if (path && *path && replication->compare_options.mode == OUTPUT_MODE_COMPARE)
+        return output_buffer_capture_compare(&replication->output, path, err);
+#else
+    (void)replication;
+    (void)err;
+#endif
+    return 0;
+}
+
 /* A disk's first write of an epoch (machine thread, under its epoch lock). */
 static void ask_for_stream_phase(void *opaque)
 {
@@ -285,6 +302,7 @@ static void *primary_thread(void *opaque)
         output_buffer_set_primary(&replication->output, &replication->primary, replication->output_delay_ms);
         disk_replication_primary_tell_writes(&replication->primary_disks, ask_for_stream_phase, &replication->primary);
         if (output_buffer_set_compare(&replication->output, &replication->compare_options, &err) == 0 &&
+            capture_compare_from_env(replication, &err) == 0 &&
             colo_primary_add_device(&replication->primary, "mirror", &mirror_sender_device, &replication->mirror,
                                     &err) == 0 &&
             colo_primary_add_device(&replication->primary, "output", &output_buffer_primary_device,
