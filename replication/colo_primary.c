@@ -187,6 +187,14 @@ void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t dea
     pthread_mutex_unlock(&primary->lock);
 }
 
+uint64_t colo_primary_checkpoint_decided_us(struct colo_primary *primary)
+{
+    pthread_mutex_lock(&primary->lock);
+    uint64_t decided_us = primary->checkpoint_decided_us;
+    pthread_mutex_unlock(&primary->lock);
+    return decided_us;
+}
+
 void colo_primary_stream_wanted(struct colo_primary *primary)
 {
     pthread_mutex_lock(&primary->lock);
@@ -466,6 +474,8 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
      * in between (a difference during the pre-copy) is served by this
      * checkpoint too. */
     primary->output_deadline_us = 0;
+    if (trigger != TRIGGER_STOP)
+        primary->checkpoint_decided_us = clock_monotonic_us();
     pthread_mutex_unlock(&primary->lock);
     return trigger;
 }

@@ -145,13 +145,29 @@ static void svm_sends(struct rig *rig, uint32_t sequence, const char *payload)
 
 /* The loop's part at a checkpoint's pause: a trigger served, the deadline
  * met, then the devices' postsuspend. */
-static void pause_for_checkpoint(struct rig *rig)
+/* The loop's trigger: it decides on a checkpoint (then the pre-copy
+ * runs, the PVM still running, before the pause). */
+static void decide_checkpoint(struct rig *rig)
+{
+    pthread_mutex_lock(&rig->primary.lock);
+    rig->primary.checkpoint_decided_us = clock_monotonic_us();
+    pthread_mutex_unlock(&rig->primary.lock);
+}
+
+/* The PVM's pause, for a checkpoint decided earlier. */
+static void pause_decided_checkpoint(struct rig *rig)
 {
     pthread_mutex_lock(&rig->primary.lock);
     rig->primary.checkpoint_requested = false;
     rig->primary.output_deadline_us = 0;
     pthread_mutex_unlock(&rig->primary.lock);
     CHECK(output_buffer_primary_device.postsuspend(&rig->buffer) == 0, "postsuspend");
+}
+
+static void pause_for_checkpoint(struct rig *rig)
+{
+    decide_checkpoint(rig);
+    pause_decided_checkpoint(rig);
 }
 
 static bool checkpoint_requested(struct rig *rig)
@@ -385,6 +401,23 @@ static void test_timeout_counted(void)
               stats_of(rig).checkpoints_by_difference == 1,
           "an epoch without a waiting frame counted a timeout");
     CHECK_WIRE(rig, "both", "hw");
+    /* A frame sent after the loop decided on a checkpoint (the pre-copy:
+     * the SVM suspended, no twin can come) did not ask for it: its time
+     * running out by the pause is no timeout. */
+    output_buffer_secondary_boundary(&rig->buffer);
+    decide_checkpoint(rig);
+    clock_sleep_ms(2);
+    pvm_sends(rig, ISN + 10, "late!");
+    clock_sleep_ms(2);
+    pause_decided_checkpoint(rig);
+    output_buffer_primary_device.release(&rig->buffer);
+    CHECK(counters_of(rig).differences[OUTPUT_COMPARE_CAUSE_TIMEOUT] == 1 &&
+              stats_of(rig).checkpoints_by_difference == 1,
+          "a frame held during the pre-copy counted a timeout: %llu timeouts, %llu checkpoints by difference "
+          "(expected 1, 1)",
+          (unsigned long long)counters_of(rig).differences[OUTPUT_COMPARE_CAUSE_TIMEOUT],
+          (unsigned long long)stats_of(rig).checkpoints_by_difference);
+    CHECK_WIRE(rig, "released by the checkpoint", "hwl");
     rig_destroy(rig);
 }
 
