@@ -552,14 +552,31 @@ static void test_zero_pages(void)
 /* TCP_SHIFT records: what stream_write_tcp_shift writes, a run hands to
  * its caller whole (after a run that was applied, not after one that was
  * rejected); more entries than a record holds are refused. */
+/* A writer on a new memory file; its descriptor. */
+static int memory_writer(struct stream_writer *writer)
+{
+    struct error err;
+    int fd = memfd_create("stream-test", MFD_CLOEXEC);
+    if (fd < 0 || stream_writer_init(writer, fd, &err) < 0)
+        die("writer", &err);
+    return fd;
+}
+
+/* A reader of what the memory file holds, from its start. */
+static void memory_reader(struct stream_reader *reader, int fd)
+{
+    struct error err;
+    lseek(fd, 0, SEEK_SET);
+    if (stream_reader_init(reader, fd, &err) < 0)
+        die("reader", &err);
+}
+
 static void test_tcp_shift_records(void)
 {
     struct machine *target = create_machine();
-    int fd = memfd_create("stream-test", MFD_CLOEXEC);
     struct stream_writer writer;
     struct error err;
-    if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
-        die("writer", &err);
+    int fd = memory_writer(&writer);
     uint8_t entries[2 * STREAM_TCP_SHIFT_ENTRY_LENGTH];
     for (size_t i = 0; i < sizeof entries; i++)
         entries[i] = (uint8_t)(i * 7);
@@ -580,10 +597,8 @@ static void test_tcp_shift_records(void)
     put_u32(entries + STREAM_TCP_SHIFT_KEY_LENGTH, 3);
     stream_writer_destroy(&writer);
 
-    lseek(fd, 0, SEEK_SET);
     struct stream_reader reader;
-    if (stream_reader_init(&reader, fd, &err) < 0)
-        die("reader", &err);
+    memory_reader(&reader, fd);
     uint32_t terminator = 0;
     CHECK(stream_read_header(&reader, &header, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
           "run with a TCP shift: %s", err.message);
@@ -608,11 +623,9 @@ static void test_tcp_shift_records(void)
 static void test_mirrored_records(void)
 {
     struct machine *target = create_machine();
-    int fd = memfd_create("stream-test", MFD_CLOEXEC);
     struct stream_writer writer;
     struct error err;
-    if (fd < 0 || stream_writer_init(&writer, fd, &err) < 0)
-        die("writer", &err);
+    int fd = memory_writer(&writer);
     struct stream_header header = header_for(target);
     CHECK(stream_write_header(&writer, &header, &err) == 0 &&
               stream_write_mirrored(&writer, 0x1234567890ull, &err) == 0 &&
@@ -622,10 +635,8 @@ static void test_mirrored_records(void)
           "write: %s", err.message);
     stream_writer_destroy(&writer);
     /* The third run ends without a terminator: cut off, rejected. */
-    lseek(fd, 0, SEEK_SET);
     struct stream_reader reader;
-    if (stream_reader_init(&reader, fd, &err) < 0)
-        die("reader", &err);
+    memory_reader(&reader, fd);
     uint32_t terminator = 0;
     CHECK(stream_read_header(&reader, &header, &err) == 0 && stream_receive(&reader, target, &terminator, &err) == 0,
           "run with MIRRORED: %s", err.message);
