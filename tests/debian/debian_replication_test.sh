@@ -51,7 +51,7 @@ pg_writer=$here/../../scripts/lib/pg_writer.py
 boot_timeout=240     # an ASan build of colo, on a loaded 2-core machine
 protect_timeout=120  # seconds from protect to a synced disk and checkpoints
 failover_limit=10    # seconds from the primary's death to "failed over"
-pgbench_seconds=15   # pgbench -T: outlasts the death, the failover and a few seconds more
+pgbench_seconds=25   # pgbench -T: outlasts the death, the failover and a few seconds more
 guest=10.94.0.2
 
 source "$here/../support/e2e_lib.sh"
@@ -411,10 +411,12 @@ trial() { # STEP NUMBER
     trial_times+=("$step: $((SECONDS - t0)) s")
 }
 
-# Under the workload every reply the primary holds asks for a checkpoint:
-# about 25 a second here, against some 10 from protect to the workload's
-# start, so the hook fires 2-3 s into the workload (a slower machine: later,
-# still inside pgbench's $pgbench_seconds s; both ends are checked).
+# Under the workload (compare mode) the checkpoints come every 100 ms (the
+# interval) and when the outputs differ: at most 10 a second from the
+# interval, against some 10 from protect to the workload's start, so the
+# hook fires several seconds into the workload (a loaded machine: later;
+# pgbench's $pgbench_seconds s must outlast it and the failover, and both
+# ends are checked).
 kill_after=${COLO_PGTRIALS_KILL_AFTER:-80}
 trial_times=()
 number=0
