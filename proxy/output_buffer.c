@@ -304,20 +304,24 @@ static bool forced_within_window_locked(const struct output_buffer *buffer, unsi
 
 /* Lock held, the PVM paused for a checkpoint (compare mode): the epoch
  * ends; a checkpoint a difference asked for counts toward a storm. A frame
- * that waited too long asked for it if its time ran out before the loop
- * decided on it: after that (the pre-copy, the SVM suspended) no twin can
- * come, and the checkpoint was asked for by something else. */
+ * that waited too long asked for it if the output deadline decided it
+ * (even if the twin came during the pre-copy), or if its time ran out
+ * before the loop decided on it. A frame whose time ran out after the
+ * decision did not: from then on the PVM runs the pre-copy with the SVM
+ * suspended, and no twin can come. */
 static void end_epoch_locked(struct output_buffer *buffer)
 {
     const struct output_compare_options *options = &buffer->compare_options;
     uint64_t now_us = clock_monotonic_us(), deadline_us;
-    uint64_t decided_us = buffer->primary ? colo_primary_checkpoint_decided_us(buffer->primary) : 0;
+    bool by_output = false;
+    uint64_t decided_us = buffer->primary ? colo_primary_checkpoint_decided_us(buffer->primary, &by_output) : 0;
     if (decided_us == 0 || decided_us > now_us)
         decided_us = now_us;
     bool storm = false;
     if (buffer->comparing) {
         bool timeout = false;
-        if (!buffer->difference_seen && compare_deadline_locked(buffer, &deadline_us) && deadline_us <= decided_us) {
+        bool waited = compare_deadline_locked(buffer, &deadline_us) && deadline_us <= decided_us;
+        if (!buffer->difference_seen && (by_output || waited)) {
             output_compare_note_timeout(&buffer->compare, now_us);
             buffer->difference_seen = timeout = true;
         }

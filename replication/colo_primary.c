@@ -187,10 +187,11 @@ void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t dea
     pthread_mutex_unlock(&primary->lock);
 }
 
-uint64_t colo_primary_checkpoint_decided_us(struct colo_primary *primary)
+uint64_t colo_primary_checkpoint_decided_us(struct colo_primary *primary, bool *by_output_deadline)
 {
     pthread_mutex_lock(&primary->lock);
     uint64_t decided_us = primary->checkpoint_decided_us;
+    *by_output_deadline = primary->checkpoint_decided_by_output;
     pthread_mutex_unlock(&primary->lock);
     return decided_us;
 }
@@ -474,8 +475,10 @@ static enum trigger wait_for_trigger(struct colo_primary *primary, uint64_t sinc
      * in between (a difference during the pre-copy) is served by this
      * checkpoint too. */
     primary->output_deadline_us = 0;
-    if (trigger != TRIGGER_STOP)
+    if (trigger != TRIGGER_STOP) {
         primary->checkpoint_decided_us = clock_monotonic_us();
+        primary->checkpoint_decided_by_output = trigger == TRIGGER_OUTPUT;
+    }
     pthread_mutex_unlock(&primary->lock);
     return trigger;
 }

@@ -210,8 +210,10 @@ struct colo_primary {
     enum colo_ending_reason ending_reason;
     uint64_t output_deadline_us; /* monotonic; 0: no output waiting */
     /* When the loop decided on the latest checkpoint (its trigger came);
-     * 0 before the first. */
+     * 0 before the first. By output: held output's deadline was the
+     * trigger. */
     uint64_t checkpoint_decided_us;
+    bool checkpoint_decided_by_output;
     /* The comparing proxy moves the deadline with nearly every frame. So
      * that each move does not wake the loop, the loop wakes at least every
      * `output_deadline_lead_us` (how far ahead the last deadline was set)
@@ -277,10 +279,11 @@ void colo_primary_request_checkpoint_within(struct colo_primary *primary, unsign
  * context switch. */
 void colo_primary_set_output_deadline(struct colo_primary *primary, uint64_t deadline_us);
 /* When the loop decided on the checkpoint under way (clock_monotonic_us;
- * 0 before the first): its PVM runs on through the pre-copy, with the SVM
- * suspended, so output held after this waits for the checkpoint without
- * having asked for it. */
-uint64_t colo_primary_checkpoint_decided_us(struct colo_primary *primary);
+ * 0 before the first), and whether held output's deadline was what
+ * decided it: the PVM runs on through the pre-copy, with the SVM
+ * suspended, so output held after the decision waits for the checkpoint
+ * without having asked for it. */
+uint64_t colo_primary_checkpoint_decided_us(struct colo_primary *primary, bool *by_output_deadline);
 void colo_primary_stop(struct colo_primary *primary);
 /* From any thread (a device, e.g. a disk's first write of an epoch): a
  * device has something for the stream phase, which runs within

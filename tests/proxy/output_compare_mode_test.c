@@ -146,12 +146,19 @@ static void svm_sends(struct rig *rig, uint32_t sequence, const char *payload)
 /* The loop's part at a checkpoint's pause: a trigger served, the deadline
  * met, then the devices' postsuspend. */
 /* The loop's trigger: it decides on a checkpoint (then the pre-copy
- * runs, the PVM still running, before the pause). */
-static void decide_checkpoint(struct rig *rig)
+ * runs, the PVM still running, before the pause); by_output: held
+ * output's deadline decided it. */
+static void decide_checkpoint_by(struct rig *rig, bool by_output)
 {
     pthread_mutex_lock(&rig->primary.lock);
     rig->primary.checkpoint_decided_us = clock_monotonic_us();
+    rig->primary.checkpoint_decided_by_output = by_output;
     pthread_mutex_unlock(&rig->primary.lock);
+}
+
+static void decide_checkpoint(struct rig *rig)
+{
+    decide_checkpoint_by(rig, false);
 }
 
 /* The PVM's pause, for a checkpoint decided earlier. */
@@ -418,6 +425,21 @@ static void test_timeout_counted(void)
           (unsigned long long)counters_of(rig).differences[OUTPUT_COMPARE_CAUSE_TIMEOUT],
           (unsigned long long)stats_of(rig).checkpoints_by_difference);
     CHECK_WIRE(rig, "released by the checkpoint", "hwl");
+    /* A checkpoint the output deadline decided is the timeout's, even if
+     * the twin came in the pre-copy (the SVM had not read CHECKPOINT_NEW
+     * yet): it left by the match, and the checkpoint still happened. */
+    output_buffer_secondary_boundary(&rig->buffer);
+    pvm_sends(rig, ISN + 15, "again");
+    decide_checkpoint_by(rig, true);
+    svm_sends(rig, ISN + 15, "again");
+    CHECK_WIRE(rig, "the late twin's match", "hwla");
+    pause_decided_checkpoint(rig);
+    output_buffer_primary_device.release(&rig->buffer);
+    CHECK(counters_of(rig).differences[OUTPUT_COMPARE_CAUSE_TIMEOUT] == 2 &&
+              stats_of(rig).checkpoints_by_difference == 2,
+          "a checkpoint decided by the output deadline: %llu timeouts, %llu checkpoints by difference (expected 2, 2)",
+          (unsigned long long)counters_of(rig).differences[OUTPUT_COMPARE_CAUSE_TIMEOUT],
+          (unsigned long long)stats_of(rig).checkpoints_by_difference);
     rig_destroy(rig);
 }
 
