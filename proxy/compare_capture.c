@@ -4,15 +4,8 @@
 #include "compare_capture.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
-#define BLOCK_SECTION_HEADER 0x0A0D0D0Au
-#define BLOCK_INTERFACE_DESCRIPTION 0x00000001u
-#define BLOCK_ENHANCED_PACKET 0x00000006u
-#define BYTE_ORDER_MAGIC 0x1A2B3C4Du
-#define OPTION_END 0
-#define OPTION_INTERFACE_NAME 2
 #define LINKTYPE_ETHERNET 1
 #define LINKTYPE_USER0 147
 
@@ -21,16 +14,20 @@ static size_t padded(size_t length)
     return (length + 3u) & ~(size_t)3u;
 }
 
-/* One block: its type, the body (padded to 32 bits here) and the length
- * at both ends. A write that fails ends the recording. */
-static void write_block(struct compare_capture *capture, uint32_t type, const void *body, size_t body_length)
+/* One block: its type, the body (a fixed part, then data; padded to 32
+ * bits here) and the length at both ends. A write that fails ends the
+ * recording. */
+static void write_block(struct compare_capture *capture, uint32_t type, const void *fixed, size_t fixed_length,
+                        const void *data, size_t data_length)
 {
     static const uint8_t zeros[4];
     if (!capture->file || capture->full)
         return;
+    size_t body_length = fixed_length + data_length;
     uint32_t total = (uint32_t)(12 + padded(body_length));
     bool written = fwrite(&type, 4, 1, capture->file) == 1 && fwrite(&total, 4, 1, capture->file) == 1 &&
-                   (body_length == 0 || fwrite(body, body_length, 1, capture->file) == 1) &&
+                   fwrite(fixed, fixed_length, 1, capture->file) == 1 &&
+                   (data_length == 0 || fwrite(data, data_length, 1, capture->file) == 1) &&
                    (padded(body_length) == body_length ||
                     fwrite(zeros, padded(body_length) - body_length, 1, capture->file) == 1) &&
                    fwrite(&total, 4, 1, capture->file) == 1;
@@ -39,18 +36,30 @@ static void write_block(struct compare_capture *capture, uint32_t type, const vo
         capture->full = true;
 }
 
-static void write_interface(struct compare_capture *capture, uint16_t linktype, const char *name)
+static void write_interface(struct compare_capture *capture, uint16_t linktype,
+                            enum compare_capture_interface interface)
 {
+    const char *name = compare_capture_interface_name(interface);
     uint8_t body[64] = { 0 };
     size_t name_length = strlen(name);
     memcpy(body, &linktype, 2);
     /* bytes 2-3 reserved, 4-7 the snap length: 0, no limit */
-    uint16_t option[2] = { OPTION_INTERFACE_NAME, (uint16_t)name_length };
+    uint16_t option[2] = { COMPARE_CAPTURE_OPTION_NAME, (uint16_t)name_length };
     memcpy(body + 8, option, 4);
     memcpy(body + 12, name, name_length);
     size_t at = 12 + padded(name_length);
-    /* OPTION_END: four zero bytes, already there */
-    write_block(capture, BLOCK_INTERFACE_DESCRIPTION, body, at + 4);
+    /* the end-of-options option: four zero bytes, already there */
+    write_block(capture, COMPARE_CAPTURE_BLOCK_INTERFACE, body, at + 4, NULL, 0);
+}
+
+const char *compare_capture_interface_name(enum compare_capture_interface interface)
+{
+    static const char *const names[COMPARE_CAPTURE_INTERFACE_COUNT] = {
+        [COMPARE_CAPTURE_PVM] = "pvm",
+        [COMPARE_CAPTURE_SVM] = "svm",
+        [COMPARE_CAPTURE_EPOCH_END] = "epoch-end",
+    };
+    return (unsigned)interface < COMPARE_CAPTURE_INTERFACE_COUNT ? names[interface] : "";
 }
 
 int compare_capture_open(struct compare_capture *capture, const char *path, struct error *err)
@@ -61,16 +70,16 @@ int compare_capture_open(struct compare_capture *capture, const char *path, stru
     if (!capture->file)
         return error_set(err, "cannot create the compare capture %s: %s", path, strerror(errno));
     uint8_t header[16];
-    uint32_t magic = BYTE_ORDER_MAGIC;
+    uint32_t magic = COMPARE_CAPTURE_BYTE_ORDER_MAGIC;
     uint16_t version[2] = { 1, 0 };
     int64_t section_length = -1; /* not given */
     memcpy(header, &magic, 4);
     memcpy(header + 4, version, 4);
     memcpy(header + 8, &section_length, 8);
-    write_block(capture, BLOCK_SECTION_HEADER, header, sizeof header);
-    write_interface(capture, LINKTYPE_ETHERNET, "pvm");
-    write_interface(capture, LINKTYPE_ETHERNET, "svm");
-    write_interface(capture, LINKTYPE_USER0, "epoch-end");
+    write_block(capture, COMPARE_CAPTURE_BLOCK_SECTION, header, sizeof header, NULL, 0);
+    write_interface(capture, LINKTYPE_ETHERNET, COMPARE_CAPTURE_PVM);
+    write_interface(capture, LINKTYPE_ETHERNET, COMPARE_CAPTURE_SVM);
+    write_interface(capture, LINKTYPE_USER0, COMPARE_CAPTURE_EPOCH_END);
     if (capture->full || fflush(capture->file) != 0) {
         compare_capture_close(capture);
         return error_set(err, "cannot write the compare capture %s", path);
@@ -97,21 +106,9 @@ static void write_packet(struct compare_capture *capture, enum compare_capture_i
         data = full_text;
         length = sizeof full_text - 1;
     }
-    uint8_t header[20];
+    /* interface, the time's high and low words, captured and original length */
     uint32_t fields[5] = { interface, (uint32_t)(now_us >> 32), (uint32_t)now_us, (uint32_t)length, (uint32_t)length };
-    memcpy(header, fields, sizeof header);
-    /* The block's body is the header and the data: put them together. */
-    uint8_t stack[2048];
-    uint8_t *body = length + sizeof header <= sizeof stack ? stack : malloc(length + sizeof header);
-    if (!body) {
-        capture->full = true;
-        return;
-    }
-    memcpy(body, header, sizeof header);
-    memcpy(body + sizeof header, data, length);
-    write_block(capture, BLOCK_ENHANCED_PACKET, body, sizeof header + length);
-    if (body != stack)
-        free(body);
+    write_block(capture, COMPARE_CAPTURE_BLOCK_PACKET, fields, sizeof fields, data, length);
     if (last) {
         fflush(capture->file);
         capture->full = true;

@@ -30,6 +30,14 @@
 
 #define COMPARE_CAPTURE_MAX_BYTES (256u << 20)
 
+/* The pcapng parts it writes (for its readers too): block types, the
+ * section header's byte-order magic, the interface-name option. */
+#define COMPARE_CAPTURE_BLOCK_SECTION 0x0A0D0D0Au
+#define COMPARE_CAPTURE_BLOCK_INTERFACE 0x00000001u
+#define COMPARE_CAPTURE_BLOCK_PACKET 0x00000006u
+#define COMPARE_CAPTURE_BYTE_ORDER_MAGIC 0x1A2B3C4Du
+#define COMPARE_CAPTURE_OPTION_NAME 2
+
 /* The pcapng interfaces, in the order the file describes them. */
 enum compare_capture_interface {
     COMPARE_CAPTURE_PVM,
@@ -37,6 +45,9 @@ enum compare_capture_interface {
     COMPARE_CAPTURE_EPOCH_END,
     COMPARE_CAPTURE_INTERFACE_COUNT
 };
+
+/* "pvm", "svm", "epoch-end": the interfaces' names in the file. */
+const char *compare_capture_interface_name(enum compare_capture_interface interface);
 
 struct compare_capture {
     FILE *file;         /* NULL: not recording */

@@ -386,6 +386,16 @@ static void end_epoch_locked(struct output_buffer *buffer)
     }
 }
 
+struct output_compare_limits output_buffer_compare_limits(void)
+{
+    return (struct output_compare_limits){
+        .flows_max = 4096,
+        .held_frames_max = OUTPUT_HELD_FRAMES_MAX,
+        .buffered_bytes_max = 16u << 20,
+        .fragments = { .datagrams_max = 16, .total_bytes_max = 1u << 20, .expiry_us = 1000000 },
+    };
+}
+
 int output_buffer_set_compare(struct output_buffer *buffer, const struct output_compare_options *options,
                               struct error *err)
 {
@@ -398,12 +408,7 @@ int output_buffer_set_compare(struct output_buffer *buffer, const struct output_
     buffer->compare_options = *options;
     int result = 0;
     if (options->mode == OUTPUT_MODE_COMPARE) {
-        struct output_compare_limits limits = {
-            .flows_max = 4096,
-            .held_frames_max = OUTPUT_HELD_FRAMES_MAX,
-            .buffered_bytes_max = 16u << 20,
-            .fragments = { .datagrams_max = 16, .total_bytes_max = 1u << 20, .expiry_us = 1000000 },
-        };
+        struct output_compare_limits limits = output_buffer_compare_limits();
         result = output_compare_init(&buffer->compare, &limits, err);
         buffer->compare_ready = result == 0;
     }

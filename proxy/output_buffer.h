@@ -177,6 +177,8 @@ extern const struct colo_checkpoint_device_ops output_buffer_secondary_device;
 void output_buffer_init(struct output_buffer *buffer, struct machine *machine, bool holding);
 /* Primary: the loop asked for checkpoints by held output (before setup). */
 void output_buffer_set_primary(struct output_buffer *buffer, struct colo_primary *primary, unsigned output_delay_ms);
+/* The bounds of a primary's comparator (also the captured flows' replay). */
+struct output_compare_limits output_buffer_compare_limits(void);
 /* Primary, before its device's setup: how output is released. Compare
  * mode allocates the comparator. */
 int output_buffer_set_compare(struct output_buffer *buffer, const struct output_compare_options *options,

@@ -74,7 +74,6 @@ static uint8_t *read_file(const char *path, size_t *size)
  * name, enhanced packets. Returns false with a message on anything else. */
 static bool capture_load(struct capture *capture, const char *path)
 {
-    static const char *const names[COMPARE_CAPTURE_INTERFACE_COUNT] = { "pvm", "svm", "epoch-end" };
     memset(capture, 0, sizeof *capture);
     capture->path = path;
     size_t size;
@@ -100,22 +99,22 @@ static bool capture_load(struct capture *capture, const char *path)
         }
         const uint8_t *body = bytes + at + 8;
         size_t body_length = total - 12;
-        if (type == 0x0A0D0D0Au) {
-            ok = at == 0 && body_length >= 4 && read32(body) == 0x1A2B3C4Du;
+        if (type == COMPARE_CAPTURE_BLOCK_SECTION) {
+            ok = at == 0 && body_length >= 4 && read32(body) == COMPARE_CAPTURE_BYTE_ORDER_MAGIC;
             if (!ok)
                 fprintf(stderr, "%s: not a pcapng section in this host's byte order\n", path);
-        } else if (type == 1) {
-            /* The name option comes first: code 2, its length, the name. */
+        } else if (type == COMPARE_CAPTURE_BLOCK_INTERFACE) {
+            /* The name option comes first: its code, its length, the name. */
             uint16_t option[2] = { 0, 0 };
             if (body_length >= 12)
                 memcpy(option, body + 8, 4);
-            const char *want = interfaces < COMPARE_CAPTURE_INTERFACE_COUNT ? names[interfaces] : "";
-            ok = option[0] == 2 && option[1] == strlen(want) && body_length >= 12u + option[1] &&
-                 memcmp(body + 12, want, option[1]) == 0;
+            const char *want = compare_capture_interface_name(interfaces);
+            ok = option[0] == COMPARE_CAPTURE_OPTION_NAME && option[1] == strlen(want) &&
+                 body_length >= 12u + option[1] && memcmp(body + 12, want, option[1]) == 0;
             if (!ok)
                 fprintf(stderr, "%s: interface %u is not \"%s\"\n", path, interfaces, want);
             interfaces++;
-        } else if (type == 6) {
+        } else if (type == COMPARE_CAPTURE_BLOCK_PACKET) {
             uint32_t interface = body_length >= 20 ? read32(body) : COMPARE_CAPTURE_INTERFACE_COUNT;
             uint32_t length = body_length >= 20 ? read32(body + 12) : 0;
             if (interface >= interfaces || interface >= COMPARE_CAPTURE_INTERFACE_COUNT || length > body_length - 20) {

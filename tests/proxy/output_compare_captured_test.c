@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "capture_reader.h"
+#include "output_buffer.h"
 #include "output_compare.h"
 #include "packet_parse.h"
 #include "test_check.h"
@@ -48,17 +49,6 @@ struct replay {
     struct epoch_outcome *epochs;
     size_t epoch_count;
 };
-
-static struct output_compare_limits primary_limits(void)
-{
-    /* output_buffer_set_compare's */
-    return (struct output_compare_limits){
-        .flows_max = 4096,
-        .held_frames_max = 8192,
-        .buffered_bytes_max = 16u << 20,
-        .fragments = { .datagrams_max = 16, .total_bytes_max = 1u << 20, .expiry_us = 1000000 },
-    };
-}
 
 /* A TCP segment with at least two bytes of payload, not a fragment, the
  * payload ending the datagram: where its payload starts, else 0. */
@@ -158,7 +148,7 @@ static void replay(const struct capture *capture, const struct replay_options *o
 {
     memset(out, 0, sizeof *out);
     struct output_compare compare;
-    struct output_compare_limits limits = primary_limits();
+    struct output_compare_limits limits = output_buffer_compare_limits();
     struct error err;
     if (output_compare_init(&compare, &limits, &err) < 0) {
         fprintf(stderr, "output_compare_init: %s\n", err.message);
