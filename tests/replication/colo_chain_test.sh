@@ -65,18 +65,13 @@ vm_shift_field() {  # RUN_DIR FIELD: a shift counter of a VM outside replication
         python3 -c "import json,sys; print(json.load(sys.stdin).get('tcp_sequence_shift',{}).get('$2',''))" 2>/dev/null
 }
 
-rewritten_beyond() {  # RUN_DIR READER N: the VM's host rewrote more than N segments
-    local count; count=$("$2" "$1" outbound_rewritten)
-    [ -n "$count" ] && [ "$count" -gt "$3" ]
-}
-
 check_shifting() {  # RUN_DIR WHAT [READER]: the VM's host shifts the connection (its next segments)
     local rewritten rewritten_later reader=${3:-shift_field} started=$SECONDS
     rewritten=$("$reader" "$1" outbound_rewritten)
     # Up to 30 s: after the VM was away (a failover, a migration, a save
     # and load) the client's next segment may wait for its backed-off
     # retransmission.
-    [ -n "$rewritten" ] && until_true_poll=0.2 until_true 30 rewritten_beyond "$1" "$reader" "$rewritten"
+    [ -n "$rewritten" ] && until_true_poll=0.2 until_true 30 exceeds "$rewritten" "$reader" "$1" outbound_rewritten
     rewritten_later=$("$reader" "$1" outbound_rewritten)
     [ -n "$rewritten" ] && [ -n "$rewritten_later" ] && [ "$rewritten_later" -gt "$rewritten" ] &&
         pass "$2 ($((rewritten_later - rewritten)) segments rewritten in $((SECONDS - started)) s)" ||
@@ -175,11 +170,6 @@ wait_exit "$secondary_pid" 20 || fail "B's colo did not exit 0 after the switcho
 check_shifting "$work/C" "C runs the VM and shifts the connection after the switchover"
 lan_check "$part_started" "switchover B -> C"
 
-matched_beyond() {  # RUN_DIR N: the primary released more than N frames by a match
-    local count; count=$(replication_eval "$1" "r.get('compare',{}).get('released_matched','')")
-    [ -n "$count" ] && [ "$count" -gt "$2" ]
-}
-
 check_initial_copy() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: traffic matched, no checkpoint needed
     local summary by_difference matched matched_later checkpoints restored started
     # From the initial copy's end: `colo protect` answers at its start.
@@ -187,7 +177,8 @@ check_initial_copy() {  # PRIMARY_RUN_DIR SECONDARY_RUN_DIR WHAT: traffic matche
     matched=$(replication_eval "$1" "r.get('compare',{}).get('released_matched','')")
     # Until 50 frames matched (about 2 s on an idle host), 30 s at most.
     started=$SECONDS
-    [ -n "$matched" ] && until_true_poll=0.2 until_true 30 matched_beyond "$1" $((matched + 50))
+    [ -n "$matched" ] && until_true_poll=0.2 until_true 30 exceeds $((matched + 50)) \
+        replication_eval "$1" "r.get('compare',{}).get('released_matched','')"
     summary=$(replication_eval "$1" "' '.join(str(x) for x in (r.get('compare',{}).get('checkpoints_by_difference',''),
         r.get('compare',{}).get('released_matched',''), r.get('checkpoints','')))")
     read -r by_difference matched_later checkpoints <<<"$summary"

@@ -73,8 +73,7 @@ sleep 4
 # And until some 100 pairs went through (each pair's replies and ACKs are
 # two to four frames): on a loaded host the client's start alone can take
 # seconds of the 4.
-warm_matched() { (($(compare_field "$work/A" released_matched) >= matched_before + 400)); }
-until_true_poll=0.2 until_true 60 warm_matched
+until_true_poll=0.2 until_true 60 exceeds $((matched_before + 399)) compare_field "$work/A" released_matched
 finish_client warm "compare mode"
 checkpoints_after=$(replication_field "$work/A" checkpoints)
 matched=$(( $(compare_field "$work/A" released_matched) - matched_before ))

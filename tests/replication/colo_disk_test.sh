@@ -116,8 +116,7 @@ run_client protected 120
 wait_for_checkpoints "$work/A" $((checkpoints_before + 40)) || fail "checkpoints under writes"
 # The guest's writes asked for the stream phase: they went ahead of the
 # checkpoints, not all in the pauses.
-stream_phases_grew() { (($(replication_field "$work/A" stream_phases) > phases_before)); }
-until_true 30 stream_phases_grew
+until_true 30 exceeds "$phases_before" replication_field "$work/A" stream_phases
 phases=$(($(replication_field "$work/A" stream_phases) - phases_before))
 ((phases > 0)) && pass "the guest's writes were streamed ahead of the checkpoints ($phases stream phases)" ||
     fail "no stream phase ran while the guest wrote (30 s after 40 checkpoints under writes)"

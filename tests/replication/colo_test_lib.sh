@@ -62,14 +62,8 @@ wait_for_protection() {  # RUN_DIR: true once the primary's initial copy is done
     return 1
 }
 
-checkpoints_reached() {  # RUN_DIR N: true when the primary has taken N checkpoints
-    local count
-    count=$(replication_field "$1" checkpoints)
-    [ -n "$count" ] && [ "$count" -ge "$2" ]
-}
-
 wait_for_checkpoints() {  # RUN_DIR N: true once the primary has taken N (120 s at most)
-    until_true_poll=0.2 until_true 120 checkpoints_reached "$1" "$2" && return 0
+    until_true_poll=0.2 until_true 120 exceeds $(($2 - 1)) replication_field "$1" checkpoints && return 0
     echo "only '$(replication_field "$1" checkpoints)' checkpoints within 120 s"
     return 1
 }

@@ -60,6 +60,14 @@ until_true() { # LIMIT COMMAND...
     done
 }
 
+# For until_true: true when COMMAND prints a number greater than N (a
+# counter that grew past where it was).
+exceeds() { # N COMMAND...
+    local limit=$1 value
+    shift
+    value=$("$@") && [ -n "$value" ] && [ "$value" -gt "$limit" ] 2>/dev/null
+}
+
 # Waits for PID (a child of this shell) to exit; returns its exit status,
 # or 124 if it still runs after TIMEOUT seconds.
 wait_exit() { # PID TIMEOUT
